@@ -1,0 +1,47 @@
+# windowpay: `make run` starts the service, `make test` runs every check.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+.PHONY: install run test lint typecheck unit integration e2e proto lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
+		apt-get install -y -q redis-server >/dev/null; } || \
+		{ echo "redis-server is required (Debian package redis-server)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/windowpay serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck $(STAMP)
+	$(BIN)/pytest -q
+
+proto: $(STAMP)
+	$(BIN)/python -m orchestrator.protogen
+
+# Re-pin every dependency (needs the package index); commit requirements.lock after.
+lock: $(STAMP)
+	$(BIN)/uv pip compile -q --python-version 3.11 --extra dev --generate-hashes \
+		--output-file requirements.lock pyproject.toml
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Ray actor classes and the one module (runtime.py) that calls Ray."""

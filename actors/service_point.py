@@ -1,0 +1,67 @@
+"""The service-point actor: a thin shell around ServicePointCore.
+
+Ray restarts it when it dies; its constructor then takes the service points over again
+and resumes every unfinished attempt from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from actors.runtime import RayBankLink, SandboxHandle
+from orchestrator.config import PROVIDER_CHANNELS, Config
+from orchestrator.domain.commands import Command, Result
+from orchestrator.providers.port import PaymentProvider
+from orchestrator.providers.sandbox_provider import SandboxProvider
+from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+class ServicePointActor:
+    def __init__(
+        self,
+        service_points: Sequence[str],
+        config: Config,
+        redis_url: str,
+        sandbox: SandboxHandle,
+    ) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self._redis = Redis.from_url(redis_url)
+        providers: dict[Any, PaymentProvider] = {
+            channel: SandboxProvider(channel, RayBankLink(sandbox, channel.value))
+            for channel in PROVIDER_CHANNELS
+        }
+        self._core = ServicePointCore(service_points, config, RedisStore(self._redis), providers)
+        self._starting = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._core.start()
+                return
+            except (OSError, ConnectionError) as error:
+                log.warning("cannot reach Redis yet (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def submit(self, commands: Sequence[Command]) -> list[Result]:
+        return await self._core.submit(commands)
+
+    async def ready(self) -> bool:
+        await self._starting
+        return True
+
+    async def status(self) -> dict[str, Any]:
+        return self._core.status()
+
+    async def pid(self) -> int:
+        return os.getpid()

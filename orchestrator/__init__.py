@@ -1,0 +1,1 @@
+"""windowpay: payment orchestration for government service windows."""

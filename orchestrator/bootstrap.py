@@ -1,0 +1,89 @@
+"""All wiring in one place: Redis, Ray and its actors, the front door. Nothing here
+runs at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from actors import runtime
+from orchestrator.config import Config
+from orchestrator.embedded_redis import EmbeddedRedis
+from orchestrator.frontdoor.events import EventHub
+from orchestrator.frontdoor.router import Router, Submitter
+from orchestrator.frontdoor.server import FrontDoorServer
+from orchestrator.frontdoor.servicers import FrontDoor
+from orchestrator.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    server: FrontDoorServer
+    redis_url: str
+    ray_address: str
+    submitters: dict[str, runtime.RaySubmitter]
+    stack: AsyncExitStack
+
+    async def close(self) -> None:
+        await self.stack.aclose()
+
+
+async def start_front_door(
+    config: Config, redis_url: str, submitters: dict[str, Submitter], stack: AsyncExitStack
+) -> FrontDoorServer:
+    redis = Redis.from_url(redis_url)
+    stack.push_async_callback(redis.aclose)
+    hub = EventHub(redis)
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    settings = config.settings
+    router = Router(submitters, max_batch=settings.batch_max, in_flight=settings.batches_in_flight)
+    server = FrontDoorServer(
+        FrontDoor(config, RedisStore(redis), router, hub), settings.grpc_host, settings.grpc_port
+    )
+    await server.start()
+    stack.push_async_callback(server.stop)
+    await server.set_serving(True)
+    return server
+
+
+async def start_service(
+    config: Config,
+    *,
+    redis_url: str | None = None,
+    data_dir: Path = Path("var"),
+    ray_address: str | None = None,
+    join: bool = False,
+) -> Running:
+    """Start (or, with join, attach to) a deployment and serve its front door."""
+    stack = AsyncExitStack()
+    try:
+        redis_url = redis_url or os.environ.get("REDIS_URL")
+        if redis_url is None:
+            embedded = EmbeddedRedis(data_dir / "redis")
+            redis_url = embedded.start()
+            stack.callback(embedded.stop)
+            log.info("embedded Redis (append-only) listening on %s, data in %s",
+                     redis_url, embedded.data_dir)  # fmt: skip
+        address = runtime.start(address=ray_address)
+        if not ray_address:
+            stack.callback(runtime.shutdown)
+        log.info("Ray ready at %s", address)
+        if join:
+            submitters = runtime.join(config)
+        else:
+            submitters = await runtime.deploy(config, redis_url)
+        log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
+        server = await start_front_door(config, redis_url, dict(submitters), stack)
+        log.info("gRPC front door listening on %s", server.address)
+        return Running(server, redis_url, address, submitters, stack)
+    except BaseException:
+        await stack.aclose()
+        raise

@@ -1,0 +1,101 @@
+"""The `windowpay` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator import pos
+from orchestrator.config import ConfigError, load_config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from orchestrator.bootstrap import start_service
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"windowpay: bad configuration: {error}", file=sys.stderr)
+        return 2
+    overrides: dict[str, object] = {}
+    if args.port is not None:
+        overrides["grpc_port"] = args.port
+    if args.host is not None:
+        overrides["grpc_host"] = args.host
+    if args.time_scale is not None:
+        overrides["time_scale"] = args.time_scale
+    config = config.with_settings(**overrides)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        running = await start_service(
+            config,
+            redis_url=args.redis_url,
+            data_dir=args.data_dir,
+            ray_address=args.ray_address,
+            join=args.join,
+        )
+        print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            logging.getLogger("windowpay").info("stopping")
+            await running.close()
+
+    asyncio.run(serve())
+    print("windowpay stopped", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="windowpay",
+        description="Payment orchestration for government service windows.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run windowpay: Redis (embedded unless REDIS_URL), Ray actors, gRPC front door",
+        description=(
+            "Start the whole service on this machine. Without --redis-url or REDIS_URL an "
+            "embedded Redis with append-only persistence runs under DATA_DIR/redis."
+        ),
+    )
+    serve.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")
+    serve.add_argument("--host", help="gRPC listen host (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="gRPC listen port (default from config: 50051)")
+    serve.add_argument("--redis-url", help="use this Redis instead of an embedded one")
+    serve.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
+    serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    serve.add_argument(
+        "--join", action="store_true",
+        help="extra front door: use the actors an existing deployment created",
+    )  # fmt: skip
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(handler=_serve)
+    pos.add_parser(commands)
+    commands.choices["pos"].set_defaults(handler=pos.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

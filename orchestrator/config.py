@@ -1,0 +1,323 @@
+"""Typed configuration from TOML: deployment (service points, windows, terminals),
+fee catalogs, provider playbooks and service settings.
+
+Every error names the file and the entry that is wrong, so a bad config fails at start
+with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
+from orchestrator.domain.states import Channel
+from orchestrator.providers.playbook import NoAnswer, Playbook
+
+SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
+WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
+TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
+PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePoint:
+    id: str
+    name: str
+    windows: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    service_points: tuple[ServicePoint, ...]
+    window_service_point: Mapping[str, str]  # window id -> service point id
+    terminal_window: Mapping[str, str]  # terminal id -> window id
+
+    def service_point_of_window(self, window_id: str) -> str | None:
+        return self.window_service_point.get(window_id)
+
+    def actor_groups(self, per_actor: int) -> list[tuple[str, ...]]:
+        """Service points split into the groups that one actor each serves."""
+        ids = [sp.id for sp in self.service_points]
+        return [tuple(ids[i : i + per_actor]) for i in range(0, len(ids), per_actor)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    timezone: str = "Asia/Shanghai"
+    business_day_end: time = time(17, 30)
+    pay_hold_s: float = 60.0
+    idempotency_ttl_s: int = 90_000
+    service_points_per_actor: int = 1
+    time_scale: float = 1.0
+    expiry_sweep_interval_s: float = 60.0
+    batch_max: int = 256
+    batches_in_flight: int = 2
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    confirm_after_s: float = 8.0  # 1111: the payer confirms after this long
+    slow_query_s: float = 2.0  # 7777: every query answers after this long
+    hang_s: float = 90.0  # 5555: the pay call answers after this long (past any timeout)
+
+
+@dataclass(frozen=True)
+class Config:
+    deployment: Deployment
+    fees: FeeSchedule
+    settings: Settings
+    playbooks: Mapping[Channel, Playbook]
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    source: str = "<memory>"
+
+    def playbook(self, channel: Channel) -> Playbook:
+        """The channel's playbook with the time scale applied."""
+        return self.playbooks[channel].scaled(self.settings.time_scale)
+
+    def with_settings(self, **changes: Any) -> Config:
+        return replace(self, settings=replace(self.settings, **changes))
+
+
+# ---- typed getters -------------------------------------------------------------
+
+
+class _Table:
+    """A TOML table that knows where it sits, so every error names the setting."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}.{key}: {problem}" if key else f"{self.where}: {problem}")
+
+    def get(self, key: str, kind: type, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float | object = ..., minimum: float = 0.0) -> float:
+        value = float(self.get(key, float, default))
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def table(self, key: str) -> _Table:
+        return _Table(self.get(key, dict, {}), f"{self.where}.{key}")
+
+    def tables(self, key: str) -> list[_Table]:
+        items = self.get(key, list, [])
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(f"{key}[{i}]", "expected a table")
+            out.append(_Table(item, f"{self.where}.{key}[{i}]"))
+        return out
+
+
+def _parse_time(t: _Table, key: str, default: time) -> time:
+    value = t.data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise t.fail(key, f"expected a time like '17:30', got {value!r}")
+
+
+def _settings(t: _Table) -> Settings:
+    base = Settings()
+    settings = Settings(
+        grpc_host=t.get("grpc_host", str, base.grpc_host),
+        grpc_port=t.get("grpc_port", int, base.grpc_port),
+        timezone=t.get("timezone", str, base.timezone),
+        business_day_end=_parse_time(t, "business_day_end", base.business_day_end),
+        pay_hold_s=t.number("pay_hold_s", base.pay_hold_s),
+        idempotency_ttl_s=t.get("idempotency_ttl_s", int, base.idempotency_ttl_s),
+        service_points_per_actor=t.get(
+            "service_points_per_actor", int, base.service_points_per_actor
+        ),
+        time_scale=t.number("time_scale", base.time_scale, minimum=0.0001),
+        expiry_sweep_interval_s=t.number("expiry_sweep_interval_s", base.expiry_sweep_interval_s),
+        batch_max=t.get("batch_max", int, base.batch_max),
+        batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
+    )
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.fail("timezone", f"unknown time zone {settings.timezone!r}") from None
+    if settings.idempotency_ttl_s < 86_400:
+        raise t.fail("idempotency_ttl_s", "must keep keys at least 24 h (86400 s)")
+    if settings.service_points_per_actor < 1:
+        raise t.fail("service_points_per_actor", "must be at least 1")
+    if not 1 <= settings.grpc_port <= 65535 and settings.grpc_port != 0:
+        raise t.fail("grpc_port", "must be a TCP port (0 picks a free one)")
+    if settings.batch_max < 1 or settings.batches_in_flight < 1:
+        raise t.fail("batch_max", "batch_max and batches_in_flight must be at least 1")
+    return settings
+
+
+def _playbook(t: _Table) -> Playbook:
+    no_answer = t.get("no_answer", str)
+    try:
+        mode = NoAnswer(no_answer)
+    except ValueError:
+        raise t.fail("no_answer", f"must be 'query' or 'reverse', got {no_answer!r}") from None
+    playbook = Playbook(
+        pay_timeout_s=t.number("pay_timeout_s", minimum=0.001),
+        query_timeout_s=t.number("query_timeout_s", minimum=0.001),
+        query_interval_s=t.number("query_interval_s", minimum=0.001),
+        confirm_window_s=t.number("confirm_window_s"),
+        reverse_not_before_s=t.number("reverse_not_before_s"),
+        reverse_interval_s=t.number("reverse_interval_s", minimum=0.001),
+        reverse_give_up_after_s=t.number("reverse_give_up_after_s"),
+        pay_retries=t.get("pay_retries", int),
+        no_answer=mode,
+    )
+    if playbook.reverse_give_up_after_s < playbook.reverse_not_before_s:
+        raise t.fail("reverse_give_up_after_s", "must not be before reverse_not_before_s")
+    return playbook
+
+
+def _catalogs(root: _Table) -> FeeSchedule:
+    tables = root.tables("catalogs")
+    if not tables:
+        raise root.fail("catalogs", "at least one [[catalogs]] entry is required")
+    catalogs = []
+    versions: set[str] = set()
+    for t in tables:
+        version = t.get("version", str)
+        if version in versions:
+            raise t.fail("version", f"catalog version {version!r} appears twice")
+        versions.add(version)
+        effective = t.get("effective_from", date)
+        items: dict[str, FeeItem] = {}
+        for it in t.tables("items"):
+            code = it.get("code", str)
+            if code in items:
+                raise it.fail("code", f"fee code {code!r} appears twice in catalog {version}")
+            category = it.get("category", str)
+            try:
+                fee_category = FeeCategory(category)
+            except ValueError:
+                raise it.fail(
+                    "category", f"must be 'production' or 'exam', got {category!r}"
+                ) from None
+            price = it.get("price_fen", int)
+            if price <= 0:
+                raise it.fail("price_fen", f"must be positive, got {price}")
+            items[code] = FeeItem(
+                code=code,
+                category=fee_category,
+                name=it.get("name", str),
+                unit=it.get("unit", str),
+                price_fen=price,
+            )
+        if not items:
+            raise t.fail("items", f"catalog {version} has no items")
+        catalogs.append(Catalog(version=version, effective_from=effective, items=items))
+    return FeeSchedule(catalogs)
+
+
+def _deployment(root: _Table) -> Deployment:
+    service_points: list[ServicePoint] = []
+    window_sp: dict[str, str] = {}
+    for t in root.tables("service_points"):
+        sp_id = t.get("id", str)
+        if not SERVICE_POINT_ID.match(sp_id):
+            raise t.fail("id", f"{sp_id!r} must be 1-8 capital letters or digits")
+        if any(sp.id == sp_id for sp in service_points):
+            raise t.fail("id", f"service point {sp_id} appears twice")
+        windows = t.get("windows", list)
+        if not windows:
+            raise t.fail("windows", f"service point {sp_id} has no windows")
+        for w in windows:
+            if not isinstance(w, str) or not WINDOW_ID.match(w):
+                raise t.fail("windows", f"{w!r} must be 1-12 capital letters or digits")
+            if w in window_sp:
+                raise t.fail("windows", f"window {w} already belongs to {window_sp[w]}")
+            window_sp[w] = sp_id
+        service_points.append(ServicePoint(sp_id, t.get("name", str, sp_id), tuple(windows)))
+    if not service_points:
+        raise root.fail("service_points", "at least one [[service_points]] entry is required")
+    terminals = root.table("terminals")
+    terminal_window: dict[str, str] = {}
+    for terminal_id in terminals.data:
+        window = terminals.get(terminal_id, str)
+        if not TERMINAL_ID.match(terminal_id):
+            raise terminals.fail(terminal_id, "terminal ids are 1-16 capital letters or digits")
+        if window not in window_sp:
+            raise terminals.fail(terminal_id, f"bound to unknown window {window}")
+        terminal_window[terminal_id] = window
+    return Deployment(tuple(service_points), window_sp, terminal_window)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
+    root = _Table(data, source)
+    channels = root.table("channels")
+    playbooks = {}
+    for channel in PROVIDER_CHANNELS:
+        if channel.value not in channels.data:
+            raise channels.fail(channel.value, "missing playbook for this channel")
+        playbooks[channel] = _playbook(channels.table(channel.value))
+    sandbox = root.table("sandbox")
+    defaults = SandboxSettings()
+    return Config(
+        deployment=_deployment(root),
+        fees=_catalogs(root),
+        settings=_settings(root.table("service")),
+        playbooks=playbooks,
+        sandbox=SandboxSettings(
+            confirm_after_s=sandbox.number("confirm_after_s", defaults.confirm_after_s),
+            slow_query_s=sandbox.number("slow_query_s", defaults.slow_query_s),
+            hang_s=sandbox.number("hang_s", defaults.hang_s),
+        ),
+        source=source,
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read a config file, or the sample deployment shipped with windowpay."""
+    if path is None:
+        text = resources.files("orchestrator.sample").joinpath("windowpay.toml").read_text()
+        source = "sample windowpay.toml"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(data, source)

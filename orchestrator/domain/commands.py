@@ -1,0 +1,86 @@
+"""What the front door asks a service point to do, and what it answers.
+
+Commands and results cross the Ray boundary, so they are small frozen dataclasses of
+plain values; order snapshots travel as their JSON bytes (the form stored in Redis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from orchestrator.domain.catalog import RequestedLine
+from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.states import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOrder:
+    request_id: str
+    business_no: str
+    window_id: str
+    payer_name: str
+    lines: tuple[RequestedLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pay:
+    request_id: str
+    terminal_id: str
+    terminal_window_id: str  # the window the terminal is bound to (from config)
+    order_id: str
+    channel: Channel
+    auth_code: str
+    cash_received_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    request_id: str
+    order_id: str
+    reason: str
+
+
+Command = CreateOrder | Pay | CancelOrder
+
+
+def fingerprint(command: Command) -> str:
+    """A digest of everything but the request id: same key + other fingerprint = refused."""
+    if isinstance(command, CreateOrder):
+        lines = ";".join(
+            f"{line.fee_code}x{line.quantity}@{line.unit_price_fen}/{line.amount_fen}"
+            for line in command.lines
+        )
+        text = f"CreateOrder|{command.business_no}|{command.window_id}|{command.payer_name}|{lines}"
+    elif isinstance(command, Pay):
+        text = (
+            f"Pay|{command.terminal_id}|{command.order_id}|{command.channel}|"
+            f"{command.auth_code}|{command.cash_received_fen}"
+        )
+    else:
+        text = f"CancelOrder|{command.order_id}|{command.reason}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The command's answer: the order as it stood when the command took effect."""
+
+    order: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A payment attempt was recorded and is under way; its outcome follows as events."""
+
+    order: bytes
+    attempt_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: ErrorCode
+    message: str
+
+
+Result = Done | Accepted | Rejected

@@ -1,0 +1,129 @@
+"""States, events and the transition tables of orders and attempts (DOMAIN.md §4).
+
+The tables are the single source of truth: every allowed (state, event) pair is listed,
+anything else is an IllegalTransition.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from orchestrator.domain.errors import IllegalTransition
+
+
+class Channel(StrEnum):
+    WECHAT = "WECHAT"
+    ALIPAY = "ALIPAY"
+    UNIONPAY = "UNIONPAY"
+    CASH = "CASH"
+
+
+class OrderState(StrEnum):
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    PAYING = "PAYING"
+    PAID = "PAID"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+
+
+class AttemptState(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    AWAITING_PAYER = "AWAITING_PAYER"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REVERSING = "REVERSING"
+    REVERSED = "REVERSED"
+    UNKNOWN = "UNKNOWN"
+    LATE_SUCCESS_REFUNDED = "LATE_SUCCESS_REFUNDED"
+
+
+class OrderEvent(StrEnum):
+    ATTEMPT_STARTED = "ATTEMPT_STARTED"
+    ATTEMPT_SUCCEEDED = "ATTEMPT_SUCCEEDED"
+    ATTEMPT_ENDED_UNPAID = "ATTEMPT_ENDED_UNPAID"
+    CANCEL = "CANCEL"
+    EXPIRE = "EXPIRE"
+    REFUND_PART = "REFUND_PART"
+    REFUND_REST = "REFUND_REST"
+
+
+class AttemptEvent(StrEnum):
+    PAYER_CONFIRMING = "PAYER_CONFIRMING"  # provider: the payer is still confirming
+    PAID = "PAID"  # provider: the money is taken
+    DECLINED = "DECLINED"  # provider: final refusal, nothing taken
+    NO_ANSWER = "NO_ANSWER"  # timeout or system error: outcome unknown
+    REVERSAL_STARTED = "REVERSAL_STARTED"  # recorded before the reversal is sent
+    REVERSED = "REVERSED"  # provider confirmed the reversal / cancel
+    REVERSAL_ABANDONED = "REVERSAL_ABANDONED"  # gave up; reconciliation watches for it
+    LATE_SUCCESS_REFUNDED = "LATE_SUCCESS_REFUNDED"  # a success that must not stand
+
+
+FINAL_ATTEMPT_STATES = frozenset(
+    {
+        AttemptState.SUCCEEDED,
+        AttemptState.FAILED,
+        AttemptState.REVERSED,
+        AttemptState.LATE_SUCCESS_REFUNDED,
+    }
+)
+# An order in one of these states takes no further payment.
+CLOSED_ORDER_STATES = frozenset(
+    {
+        OrderState.PAID,
+        OrderState.CANCELLED,
+        OrderState.EXPIRED,
+        OrderState.PARTIALLY_REFUNDED,
+        OrderState.REFUNDED,
+    }
+)
+
+_S = OrderState
+_E = OrderEvent
+ORDER_TRANSITIONS: dict[tuple[OrderState, OrderEvent], OrderState] = {
+    (_S.AWAITING_PAYMENT, _E.ATTEMPT_STARTED): _S.PAYING,
+    (_S.AWAITING_PAYMENT, _E.CANCEL): _S.CANCELLED,
+    (_S.AWAITING_PAYMENT, _E.EXPIRE): _S.EXPIRED,
+    (_S.PAYING, _E.ATTEMPT_SUCCEEDED): _S.PAID,
+    (_S.PAYING, _E.ATTEMPT_ENDED_UNPAID): _S.AWAITING_PAYMENT,
+    (_S.PAID, _E.REFUND_PART): _S.PARTIALLY_REFUNDED,
+    (_S.PAID, _E.REFUND_REST): _S.REFUNDED,
+    (_S.PARTIALLY_REFUNDED, _E.REFUND_PART): _S.PARTIALLY_REFUNDED,
+    (_S.PARTIALLY_REFUNDED, _E.REFUND_REST): _S.REFUNDED,
+}
+
+_A = AttemptState
+_AE = AttemptEvent
+ATTEMPT_TRANSITIONS: dict[tuple[AttemptState, AttemptEvent], AttemptState] = {
+    (_A.SUBMITTED, _AE.PAYER_CONFIRMING): _A.AWAITING_PAYER,
+    (_A.SUBMITTED, _AE.PAID): _A.SUCCEEDED,
+    (_A.SUBMITTED, _AE.DECLINED): _A.FAILED,
+    (_A.SUBMITTED, _AE.NO_ANSWER): _A.UNKNOWN,
+    (_A.SUBMITTED, _AE.REVERSAL_STARTED): _A.REVERSING,
+    (_A.AWAITING_PAYER, _AE.PAID): _A.SUCCEEDED,
+    (_A.AWAITING_PAYER, _AE.DECLINED): _A.FAILED,
+    (_A.AWAITING_PAYER, _AE.NO_ANSWER): _A.UNKNOWN,
+    (_A.AWAITING_PAYER, _AE.REVERSAL_STARTED): _A.REVERSING,
+    (_A.UNKNOWN, _AE.PAYER_CONFIRMING): _A.AWAITING_PAYER,
+    (_A.UNKNOWN, _AE.PAID): _A.SUCCEEDED,
+    (_A.UNKNOWN, _AE.DECLINED): _A.FAILED,
+    (_A.UNKNOWN, _AE.REVERSAL_STARTED): _A.REVERSING,
+    (_A.REVERSING, _AE.REVERSED): _A.REVERSED,
+    (_A.REVERSING, _AE.REVERSAL_ABANDONED): _A.FAILED,
+    (_A.FAILED, _AE.LATE_SUCCESS_REFUNDED): _A.LATE_SUCCESS_REFUNDED,
+}
+
+
+def next_order_state(state: OrderState, event: OrderEvent) -> OrderState:
+    try:
+        return ORDER_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(f"order in state {state} cannot take {event}") from None
+
+
+def next_attempt_state(state: AttemptState, event: AttemptEvent) -> AttemptState:
+    try:
+        return ATTEMPT_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(f"attempt in state {state} cannot take {event}") from None

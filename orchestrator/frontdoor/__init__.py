@@ -1,0 +1,1 @@
+"""The gRPC front door: stateless servicers, routing and batching to the actors."""

@@ -1,0 +1,129 @@
+"""Protobuf stops here: requests become commands, stored snapshots become messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from orchestrator.domain.catalog import RequestedLine
+from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay
+from orchestrator.domain.errors import ErrorCode, InvalidArgument
+from orchestrator.domain.states import Channel
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+
+STATUS = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+
+_CHANNELS = {
+    pb.WECHAT: Channel.WECHAT,
+    pb.ALIPAY: Channel.ALIPAY,
+    pb.UNIONPAY: Channel.UNIONPAY,
+    pb.CASH: Channel.CASH,
+}
+
+
+def _timestamp(ms: int | None) -> Timestamp | None:
+    if ms is None:
+        return None
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def order_message(snapshot: bytes | dict[str, Any]) -> pb.Order:
+    r = orjson.loads(snapshot) if isinstance(snapshot, bytes) else snapshot
+    return pb.Order(
+        order_id=r["order_id"],
+        business_no=r["business_no"],
+        service_point_id=r["service_point_id"],
+        window_id=r["window_id"],
+        state=pb.OrderState.Value(r["state"]),
+        amount_fen=r["amount_fen"],
+        lines=[
+            pb.OrderLine(
+                fee_code=line["fee_code"],
+                quantity=line["quantity"],
+                unit_price_fen=line["unit_price_fen"],
+                amount_fen=line["amount_fen"],
+                name=line["name"],
+                unit=line["unit"],
+                category=line["category"],
+            )
+            for line in r["lines"]
+        ],
+        attempts=[
+            pb.Attempt(
+                attempt_id=a["attempt_id"],
+                channel=pb.Channel.Value(a["channel"]),
+                state=pb.AttemptState.Value(a["state"]),
+                amount_fen=a["amount_fen"],
+                provider_trade_no=a["provider_trade_no"],
+                failure_reason=a["failure_reason"],
+                terminal_id=a["terminal_id"],
+                created_at=_timestamp(a["created_at"]),
+                finished_at=_timestamp(a["finished_at"]),
+                cash_received_fen=a["cash_received_fen"],
+                change_fen=a["change_fen"],
+                auth_code_masked=a["auth_code_masked"],
+            )
+            for a in r["attempts"]
+        ],
+        created_at=_timestamp(r["created_at"]),
+        paid_at=_timestamp(r["paid_at"]),
+        payer_name=r["payer_name"],
+        version=r["version"],
+        catalog_version=r["catalog_version"],
+        expires_at=_timestamp(r["expires_at"]),
+        cancel_reason=r["cancel_reason"],
+        refunded_fen=r["refunded_fen"],
+    )
+
+
+def channel_of(value: int) -> Channel:
+    channel: Channel | None = _CHANNELS.get(value)  # type: ignore[call-overload]
+    if channel is None:
+        raise InvalidArgument("channel is required: WECHAT, ALIPAY, UNIONPAY or CASH")
+    return channel
+
+
+def create_command(request: pb.CreateOrderRequest) -> CreateOrder:
+    return CreateOrder(
+        request_id=request.request_id,
+        business_no=request.business_no,
+        window_id=request.window_id,
+        payer_name=request.payer_name,
+        lines=tuple(
+            RequestedLine(
+                fee_code=line.fee_code,
+                quantity=line.quantity,
+                unit_price_fen=line.unit_price_fen if line.HasField("unit_price_fen") else None,
+                amount_fen=line.amount_fen if line.HasField("amount_fen") else None,
+            )
+            for line in request.lines
+        ),
+    )
+
+
+def pay_command(request: pb.PayRequest, terminal_window: str) -> Pay:
+    return Pay(
+        request_id=request.request_id,
+        terminal_id=request.terminal_id,
+        terminal_window_id=terminal_window,
+        order_id=request.order_id,
+        channel=channel_of(request.channel),
+        auth_code=request.auth_code,
+        cash_received_fen=request.cash_received_fen,
+    )
+
+
+def cancel_command(request: pb.CancelOrderRequest) -> CancelOrder:
+    return CancelOrder(
+        request_id=request.request_id, order_id=request.order_id, reason=request.reason
+    )

@@ -1,0 +1,115 @@
+"""Order change events for the front door, from Redis pub/sub.
+
+Actors publish every committed snapshot on their service point's channel, prefixed
+with "order_id window_id version". One pattern subscription per front door feeds the
+Pay calls waiting for an outcome and the WatchWindow streams. Pub/sub may drop
+messages on a reconnect, so followers then get RESYNC and re-read Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrator.store import keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    order_id: str
+    window_id: str
+    version: int
+    snapshot: bytes
+
+
+RESYNC = Event("", "", -1, b"")  # events may have been lost: read the state again
+
+Feed = asyncio.Queue[Event]
+
+
+class EventHub:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._orders: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._windows: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever())
+        await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    @contextmanager
+    def follow_order(self, order_id: str) -> Iterator[Feed]:
+        feed: Feed = asyncio.Queue()
+        self._orders[order_id].add(feed)
+        try:
+            yield feed
+        finally:
+            self._forget(self._orders, order_id, feed)
+
+    @contextmanager
+    def follow_window(self, window_id: str) -> Iterator[Feed]:
+        feed: Feed = asyncio.Queue()
+        self._windows[window_id].add(feed)
+        try:
+            yield feed
+        finally:
+            self._forget(self._windows, window_id, feed)
+
+    @staticmethod
+    def _forget(table: defaultdict[str, set[Feed]], key: str, feed: Feed) -> None:
+        feeds = table.get(key)
+        if feeds is not None:
+            feeds.discard(feed)
+            if not feeds:
+                del table[key]
+
+    async def _read_forever(self) -> None:
+        delay = 0.05
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.psubscribe(keys.EVENTS_PATTERN)
+                if self._subscribed.is_set():
+                    self._broadcast(RESYNC)
+                self._subscribed.set()
+                delay = 0.05
+                async for message in pubsub.listen():
+                    if message["type"] == "pmessage":
+                        self._dispatch(message["data"])
+            except (RedisError, OSError) as error:
+                log.warning("event subscription lost (%s); resubscribing", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, data: bytes) -> None:
+        header, _, snapshot = data.partition(b"\n")
+        order_id, window_id, version = header.decode().split(" ")
+        event = Event(order_id, window_id, int(version), snapshot)
+        for feed in self._orders.get(order_id, ()):
+            feed.put_nowait(event)
+        for feed in self._windows.get(window_id, ()):
+            feed.put_nowait(event)
+
+    def _broadcast(self, event: Event) -> None:
+        for table in (self._orders, self._windows):
+            for feeds in table.values():
+                for feed in feeds:
+                    feed.put_nowait(event)

@@ -1,0 +1,53 @@
+"""The gRPC server: both services, the standard health service and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from orchestrator.frontdoor.servicers import (
+    BusinessGatewayServicer,
+    FrontDoor,
+    TerminalServicer,
+)
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+
+SERVICES = (
+    pb.DESCRIPTOR.services_by_name["BusinessGateway"].full_name,
+    pb.DESCRIPTOR.services_by_name["Terminal"].full_name,
+)
+
+
+class FrontDoorServer:
+    def __init__(self, door: FrontDoor, host: str, port: int) -> None:
+        self.server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 1), ("grpc.max_concurrent_streams", 1000)]
+        )
+        pb_grpc.add_BusinessGatewayServicer_to_server(BusinessGatewayServicer(door), self.server)
+        pb_grpc.add_TerminalServicer_to_server(TerminalServicer(door), self.server)
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self.address = f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICES):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)

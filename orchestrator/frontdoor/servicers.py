@@ -1,0 +1,227 @@
+"""The BusinessGateway and Terminal services. Stateless: any number of front doors can
+serve at once against the same actors and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+import orjson
+
+from orchestrator.config import Config
+from orchestrator.domain.commands import Accepted, Command, Rejected, Result
+from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
+from orchestrator.domain.states import FINAL_ATTEMPT_STATES
+from orchestrator.domain.validation import check_id
+from orchestrator.frontdoor.convert import (
+    STATUS,
+    cancel_command,
+    create_command,
+    order_message,
+    pay_command,
+)
+from orchestrator.frontdoor.events import RESYNC, EventHub, Feed
+from orchestrator.frontdoor.router import Router
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.store import keys
+from orchestrator.store.redis_store import RedisStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_FINAL = {state.value for state in FINAL_ATTEMPT_STATES}
+_WATCHED_STATES = ("AWAITING_PAYMENT", "PAYING")
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+class FrontDoor:
+    """What both services share: routing, reads, and the event feed."""
+
+    def __init__(self, config: Config, store: RedisStore, router: Router, hub: EventHub) -> None:
+        self.config = config
+        self.store = store
+        self.router = router
+        self.hub = hub
+
+    async def call(self, context: Context, sp: str, command: Command) -> Result:
+        result = await self.router.call(sp, command)
+        if isinstance(result, Rejected):
+            await _abort(context, STATUS[result.code], result.message)
+        return result
+
+    def sp_of_order(self, order_id: str) -> str:
+        check_id(order_id, "order_id")
+        try:
+            sp = keys.service_point_of(order_id)
+        except ValueError:
+            sp = ""
+        if not self.router.serves(sp):
+            raise NotFound(f"order {order_id} not found")
+        return sp
+
+    def window_of_terminal(self, terminal_id: str) -> str:
+        window = self.config.deployment.terminal_window.get(terminal_id)
+        if window is None:
+            raise PermissionDenied(f"terminal {terminal_id!r} is not registered")
+        return window
+
+    async def get_order(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
+        key = request.WhichOneof("key")
+        if key == "order_id":
+            snapshot = await self.store.order(request.order_id)
+            what = f"order {request.order_id}"
+        elif key == "business_no":
+            snapshot = await self.store.order_of_case(request.business_no)
+            what = f"no order for business case {request.business_no}"
+        else:
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or business_no is required"
+            )
+        if snapshot is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{what} not found")
+        return order_message(snapshot)
+
+
+async def _guard(context: Context, error: DomainError) -> NoReturn:
+    await _abort(context, STATUS[error.code], error.message)
+
+
+class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
+    def __init__(self, door: FrontDoor) -> None:
+        self._door = door
+
+    async def CreateOrder(self, request: pb.CreateOrderRequest, context: Context) -> pb.Order:
+        door = self._door
+        try:
+            check_id(request.request_id, "request_id")
+            sp = door.config.deployment.service_point_of_window(request.window_id)
+            if sp is None:
+                await _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"window_id {request.window_id!r} is not a window of this deployment",
+                )
+            result = await door.call(context, sp, create_command(request))
+        except DomainError as error:
+            await _guard(context, error)
+        return order_message(result.order)  # type: ignore[union-attr]
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
+        return await self._door.get_order(request, context)
+
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.Order:
+        door = self._door
+        try:
+            check_id(request.request_id, "request_id")
+            sp = door.sp_of_order(request.order_id)
+            result = await door.call(context, sp, cancel_command(request))
+        except DomainError as error:
+            await _guard(context, error)
+        return order_message(result.order)  # type: ignore[union-attr]
+
+
+class TerminalServicer(pb_grpc.TerminalServicer):
+    def __init__(self, door: FrontDoor) -> None:
+        self._door = door
+
+    async def Pay(self, request: pb.PayRequest, context: Context) -> pb.Order:
+        door = self._door
+        try:
+            check_id(request.request_id, "request_id")
+            window = door.window_of_terminal(request.terminal_id)
+            sp = door.sp_of_order(request.order_id)
+            command = pay_command(request, window)
+        except DomainError as error:
+            await _guard(context, error)
+        with door.hub.follow_order(request.order_id) as feed:
+            result = await door.call(context, sp, command)
+            if not isinstance(result, Accepted):
+                return order_message(result.order)  # type: ignore[union-attr]
+            hold = door.config.settings.pay_hold_s
+            remaining = context.time_remaining()
+            if remaining is not None:
+                hold = min(hold, remaining - min(0.5, remaining / 10))
+            snapshot = await self._outcome(feed, request.order_id, result, hold)
+        return order_message(snapshot)
+
+    async def _outcome(self, feed: Feed, order_id: str, accepted: Accepted, hold: float) -> bytes:
+        """The order once the attempt is final, or as it stands when the hold runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, hold)
+        latest = accepted.order
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return await self._door.store.order(order_id) or latest
+            try:
+                event = await asyncio.wait_for(feed.get(), remaining)
+            except TimeoutError:
+                continue
+            if event is RESYNC:
+                snapshot = await self._door.store.order(order_id)
+                if snapshot is None:
+                    continue
+            else:
+                snapshot = event.snapshot
+            if _attempt_final(snapshot, accepted.attempt_id):
+                return snapshot
+            latest = snapshot
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
+        return await self._door.get_order(request, context)
+
+    async def WatchWindow(
+        self, request: pb.WatchWindowRequest, context: Context
+    ) -> AsyncIterator[pb.Order]:
+        door = self._door
+        try:
+            window = door.window_of_terminal(request.terminal_id)
+        except DomainError as error:
+            await _guard(context, error)
+        if request.window_id and request.window_id != window:
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"terminal {request.terminal_id} is bound to window {window}, "
+                f"not {request.window_id}",
+            )
+        sp = door.config.deployment.window_service_point[window]
+        sent: dict[str, int] = {}
+        with door.hub.follow_window(window) as feed:
+            for snapshot in await door.store.window_orders(sp, window):
+                message = _newer(snapshot, sent, only_open=True)
+                if message is not None:
+                    yield message
+            while True:
+                event = await feed.get()
+                if event is RESYNC:
+                    for snapshot in await door.store.window_orders(sp, window):
+                        message = _newer(snapshot, sent, only_open=False)
+                        if message is not None:
+                            yield message
+                    continue
+                if event.version > sent.get(event.order_id, 0):
+                    sent[event.order_id] = event.version
+                    yield order_message(event.snapshot)
+
+
+def _newer(snapshot: bytes, sent: dict[str, int], *, only_open: bool) -> pb.Order | None:
+    record = orjson.loads(snapshot)
+    if only_open and record["state"] not in _WATCHED_STATES:
+        return None
+    if record["version"] <= sent.get(record["order_id"], 0):
+        return None
+    sent[record["order_id"]] = record["version"]
+    return order_message(record)
+
+
+def _attempt_final(snapshot: bytes, attempt_id: str) -> bool:
+    for attempt in orjson.loads(snapshot)["attempts"]:
+        if attempt["attempt_id"] == attempt_id:
+            return bool(attempt["state"] in _FINAL)
+    return False

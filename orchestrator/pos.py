@@ -1,0 +1,204 @@
+"""`windowpay pos`: a terminal (and business-system) simulator for a running windowpay.
+
+windowpay pos create --window W01 --fee PLT-AUTO --fee DOC-VLIC
+windowpay pos pay --terminal T01 --channel wechat --code 0000
+windowpay pos watch --terminal T01
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import uuid
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToJson
+
+from orchestrator.domain.money import to_yuan
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+
+CHANNELS = {"wechat": pb.WECHAT, "alipay": pb.ALIPAY, "unionpay": pb.UNIONPAY, "cash": pb.CASH}
+_PREFIX = {"wechat": "13", "alipay": "28", "unionpay": "62"}
+_LENGTH = {"wechat": 18, "alipay": 18, "unionpay": 19}
+
+
+def sandbox_code(channel: str, ending: str) -> str:
+    """A well-formed auth code for the channel whose last four digits pick the sandbox
+    behaviour (0000 pays at once, 1111 payer confirms later, ... see the README)."""
+    middle = _LENGTH[channel] - len(_PREFIX[channel]) - len(ending)
+    digits = "".join(random.choice("0123456789") for _ in range(middle))
+    return f"{_PREFIX[channel]}{digits}{ending}"
+
+
+def describe(order: pb.Order) -> str:
+    lines = [
+        f"order {order.order_id}  {pb.OrderState.Name(order.state)}  "
+        f"{to_yuan(order.amount_fen)} yuan  (case {order.business_no}, window {order.window_id})"
+    ]
+    for line in order.lines:
+        lines.append(
+            f"  {line.fee_code:<15} {line.name} x{line.quantity}  {to_yuan(line.amount_fen)}"
+        )
+    for attempt in order.attempts:
+        reason = f"  ({attempt.failure_reason})" if attempt.failure_reason else ""
+        lines.append(
+            f"  attempt {attempt.attempt_id} {pb.Channel.Name(attempt.channel)} "
+            f"{pb.AttemptState.Name(attempt.state)}{reason}"
+        )
+    return "\n".join(lines)
+
+
+def _show(order: pb.Order, as_json: bool) -> None:
+    print(MessageToJson(order, ensure_ascii=False) if as_json else describe(order), flush=True)
+
+
+def _fee_line(text: str) -> pb.OrderLine:
+    code, _, quantity = text.partition(":")
+    try:
+        return pb.OrderLine(fee_code=code, quantity=int(quantity or "1"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use CODE or CODE:QUANTITY") from None
+
+
+async def _open_order(channel: grpc.aio.Channel, terminal: str) -> pb.Order:
+    """The first open order of the terminal's window, as WatchWindow shows it."""
+    stub = pb_grpc.TerminalStub(channel)
+    stream = stub.WatchWindow(pb.WatchWindowRequest(terminal_id=terminal), timeout=5)
+    try:
+        async for order in stream:
+            if order.state == pb.AWAITING_PAYMENT:
+                return order
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    finally:
+        stream.cancel()
+    raise SystemExit(f"no order awaiting payment at the window of terminal {terminal}")
+
+
+async def _run(args: argparse.Namespace) -> None:
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        business = pb_grpc.BusinessGatewayStub(channel)
+        terminal = pb_grpc.TerminalStub(channel)
+        if args.action == "create":
+            order = await business.CreateOrder(
+                pb.CreateOrderRequest(
+                    request_id=args.request_id or uuid.uuid4().hex,
+                    business_no=args.business_no or f"B{uuid.uuid4().hex[:12].upper()}",
+                    window_id=args.window,
+                    payer_name=args.payer,
+                    lines=args.fee,
+                ),
+                timeout=10,
+            )
+            _show(order, args.json)
+        elif args.action == "pay":
+            order_id = args.order or (await _open_order(channel, args.terminal)).order_id
+            code = args.code
+            if args.channel != "cash" and len(code) == 4:
+                code = sandbox_code(args.channel, code)
+            print(f"paying {order_id} with {args.channel} {code or ''}".rstrip(), flush=True)
+            order = await terminal.Pay(
+                pb.PayRequest(
+                    request_id=args.request_id or uuid.uuid4().hex,
+                    terminal_id=args.terminal,
+                    order_id=order_id,
+                    channel=CHANNELS[args.channel],
+                    auth_code="" if args.channel == "cash" else code,
+                    cash_received_fen=args.cash,
+                ),
+                timeout=args.wait,
+            )
+            _show(order, args.json)
+        elif args.action == "watch":
+            async for order in terminal.WatchWindow(
+                pb.WatchWindowRequest(terminal_id=args.terminal)
+            ):
+                _show(order, args.json)
+        elif args.action == "get":
+            request = (
+                pb.GetOrderRequest(business_no=args.business_no)
+                if args.business_no
+                else pb.GetOrderRequest(order_id=args.order_id)
+            )
+            _show(await terminal.GetOrder(request, timeout=10), args.json)
+        elif args.action == "cancel":
+            order = await business.CancelOrder(
+                pb.CancelOrderRequest(
+                    request_id=args.request_id or uuid.uuid4().hex,
+                    order_id=args.order_id,
+                    reason=args.reason,
+                ),
+                timeout=10,
+            )
+            _show(order, args.json)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pos = subparsers.add_parser(
+        "pos",
+        help="terminal simulator: create, pay, watch, get and cancel orders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pos.add_argument("--target", default="127.0.0.1:50051", help="front door address")
+    pos.add_argument("--json", action="store_true", help="print orders as JSON")
+    actions = pos.add_subparsers(dest="action", required=True)
+
+    create = actions.add_parser("create", help="create an order (as the business system)")
+    create.add_argument("--window", required=True, help="window id, e.g. W01")
+    create.add_argument(
+        "--fee", required=True, action="append", type=_fee_line,
+        help="fee code, optionally with quantity: PLT-AUTO or DOC-VLIC:2 (repeatable)",
+    )  # fmt: skip
+    create.add_argument("--business-no", help="business case number (default: a new one)")
+    create.add_argument("--payer", default="张三", help="payer name")
+    create.add_argument("--request-id", help="idempotency key (default: a new one)")
+
+    pay = actions.add_parser("pay", help="pay an order at a terminal")
+    pay.add_argument("--terminal", required=True, help="terminal id, e.g. T01")
+    pay.add_argument("--order", help="order id (default: the window's open order)")
+    pay.add_argument("--channel", choices=sorted(CHANNELS), default="wechat")
+    pay.add_argument(
+        "--code", default="0000",
+        help="payer auth code, or just its last 4 digits to pick a sandbox behaviour",
+    )  # fmt: skip
+    pay.add_argument("--cash", type=int, default=0, help="cash received, in fen (cash only)")
+    pay.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the outcome")
+    pay.add_argument("--request-id", help="idempotency key (default: a new one)")
+
+    watch = actions.add_parser("watch", help="stream the orders of a terminal's window")
+    watch.add_argument("--terminal", required=True)
+
+    get = actions.add_parser("get", help="show an order")
+    get.add_argument("order_id", nargs="?", default="")
+    get.add_argument("--business-no", help="look the order up by business case instead")
+
+    cancel = actions.add_parser("cancel", help="cancel an unpaid order")
+    cancel.add_argument("order_id")
+    cancel.add_argument("--reason", default="withdrawn by the business system")
+    cancel.add_argument("--request-id", help="idempotency key (default: a new one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "get" and not (args.order_id or args.business_no):
+        print("windowpay pos get: give an order id or --business-no", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_run(args))
+    except grpc.aio.AioRpcError as error:
+        print(f"{error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="windowpay")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))

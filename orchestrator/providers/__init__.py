@@ -1,0 +1,1 @@
+"""The PaymentProvider port, its adapters, and the polling / reversal engine."""

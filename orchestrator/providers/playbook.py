@@ -1,0 +1,39 @@
+"""A channel's documented procedure after a pay call, as configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class NoAnswer(StrEnum):
+    """What to do when the pay call gets no usable answer."""
+
+    QUERY = "query"  # WeChat, Alipay: query, then reverse / cancel if still unclear
+    REVERSE = "reverse"  # UnionPay: send the reversal (冲正) at once
+
+
+@dataclass(frozen=True, slots=True)
+class Playbook:
+    pay_timeout_s: float  # how long to wait for the pay call's answer
+    query_timeout_s: float
+    query_interval_s: float
+    confirm_window_s: float  # stop waiting for the payer this long after the pay call
+    reverse_not_before_s: float  # no reversal earlier than this after the pay call
+    reverse_interval_s: float
+    reverse_give_up_after_s: float  # after the pay call; then reconciliation takes over
+    pay_retries: int  # resends of the same pay after an explicit retryable error (5xx)
+    no_answer: NoAnswer
+
+    def scaled(self, factor: float) -> Playbook:
+        """The same procedure with every duration multiplied (tests run it fast)."""
+        return replace(
+            self,
+            pay_timeout_s=self.pay_timeout_s * factor,
+            query_timeout_s=self.query_timeout_s * factor,
+            query_interval_s=self.query_interval_s * factor,
+            confirm_window_s=self.confirm_window_s * factor,
+            reverse_not_before_s=self.reverse_not_before_s * factor,
+            reverse_interval_s=self.reverse_interval_s * factor,
+            reverse_give_up_after_s=self.reverse_give_up_after_s * factor,
+        )

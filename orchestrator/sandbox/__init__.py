@@ -1,0 +1,1 @@
+"""Sandbox providers: the same behaviour as the real gateways, on loopback, with a ledger."""

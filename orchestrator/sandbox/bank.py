@@ -1,0 +1,250 @@
+"""One provider's sandbox ledger and the behaviours of DOMAIN.md §6.
+
+The auth code's last four digits choose what happens, like a test card number. The bank
+is protocol-neutral: it answers in BankReply values that the in-process adapter and the
+HTTP sandboxes translate into their own terms. Delays are multiplied by `time_scale`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class TradeState(StrEnum):
+    USERPAYING = "USERPAYING"
+    SUCCESS = "SUCCESS"
+    PAYERROR = "PAYERROR"  # declined
+    CLOSED = "CLOSED"  # closed before any money moved
+    REVOKED = "REVOKED"  # reversed after the money moved: given back
+    REFUND = "REFUND"  # (partly) refunded
+
+
+class Reply(StrEnum):
+    OK = "OK"
+    NOT_FOUND = "NOT_FOUND"
+    UNAVAILABLE = "UNAVAILABLE"  # HTTP 5xx: nothing recorded
+    SYSTEM_ERROR = "SYSTEM_ERROR"  # an error answer, though something may have happened
+    RETRY = "RETRY"  # reverse: try again
+    REFUSED = "REFUSED"  # refund: not allowed (amount, state)
+
+
+class Behaviour(StrEnum):
+    PAYS = "0000"
+    CONFIRMS_LATER = "1111"
+    NEVER_CONFIRMS = "2222"
+    DECLINED = "3333"
+    SYSTEM_ERROR_PAID = "4444"
+    HANGS_PAID = "5555"
+    UNAVAILABLE = "6666"
+    SLOW_QUERY = "7777"
+    REVERSE_RETRY = "8888"
+    CODE_INVALID = "9999"
+
+    @classmethod
+    def of(cls, auth_code: str) -> Behaviour:
+        try:
+            return cls(auth_code[-4:])
+        except ValueError:
+            return cls.PAYS
+
+
+@dataclass(slots=True)
+class Refund:
+    out_refund_no: str
+    refund_no: str
+    amount_fen: int
+    at: float
+
+
+@dataclass(slots=True)
+class Trade:
+    out_trade_no: str
+    trade_no: str
+    amount_fen: int
+    auth_code: str
+    behaviour: Behaviour
+    store_id: str
+    state: TradeState
+    created_at: float
+    paid_at: float | None = None
+    confirm_at: float | None = None
+    closed_at: float | None = None
+    reason: str = ""
+    reverse_calls: int = 0
+    refunds: list[Refund] = field(default_factory=list)
+
+    @property
+    def refunded_fen(self) -> int:
+        return sum(r.amount_fen for r in self.refunds)
+
+
+@dataclass(frozen=True, slots=True)
+class BankReply:
+    reply: Reply
+    trade: Trade | None = None  # a copy; never the ledger's own object
+    told: TradeState | None = None  # what the pay call says (7777 says USERPAYING)
+    refund: Refund | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    time_scale: float = 1.0
+    confirm_after_s: float = 8.0
+    slow_query_s: float = 2.0
+    hang_s: float = 90.0
+
+
+class SandboxBank:
+    def __init__(
+        self,
+        name: str,
+        timing: Timing | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.timing = timing or Timing()
+        self._now = now
+        self._trades: dict[str, Trade] = {}
+        self._used_codes: set[str] = set()
+        self._serial = itertools.count(1)
+
+    # ---- the provider's operations --------------------------------------------
+
+    async def pay(
+        self, out_trade_no: str, auth_code: str, amount_fen: int, store_id: str
+    ) -> BankReply:
+        existing = self._trades.get(out_trade_no)
+        if existing is not None:  # a resend of the same pay: answer with what happened
+            return self._reply(self._refresh(existing))
+        behaviour = Behaviour.of(auth_code)
+        if behaviour is Behaviour.UNAVAILABLE:
+            return BankReply(Reply.UNAVAILABLE, reason="service unavailable, nothing recorded")
+        now = self._now()
+        trade = Trade(
+            out_trade_no=out_trade_no,
+            trade_no=self._trade_no(),
+            amount_fen=amount_fen,
+            auth_code=auth_code,
+            behaviour=behaviour,
+            store_id=store_id,
+            state=TradeState.SUCCESS,
+            created_at=now,
+        )
+        self._trades[out_trade_no] = trade
+        if auth_code in self._used_codes:
+            trade.state, trade.reason = TradeState.PAYERROR, "AUTH_CODE_USED"
+            return self._reply(trade)
+        self._used_codes.add(auth_code)
+        match behaviour:
+            case Behaviour.CODE_INVALID:
+                trade.state, trade.reason = TradeState.PAYERROR, "AUTHCODEEXPIRE"
+            case Behaviour.DECLINED:
+                trade.state, trade.reason = TradeState.PAYERROR, "NOTENOUGH"
+            case Behaviour.CONFIRMS_LATER:
+                trade.state = TradeState.USERPAYING
+                trade.confirm_at = now + self._scaled(self.timing.confirm_after_s)
+            case Behaviour.NEVER_CONFIRMS | Behaviour.REVERSE_RETRY:
+                trade.state = TradeState.USERPAYING
+            case _:
+                trade.paid_at = now
+        if behaviour is Behaviour.SYSTEM_ERROR_PAID:
+            return BankReply(Reply.SYSTEM_ERROR, reason="SYSTEMERROR")
+        if behaviour is Behaviour.HANGS_PAID:
+            await asyncio.sleep(self._scaled(self.timing.hang_s))
+        if behaviour is Behaviour.SLOW_QUERY:
+            return self._reply(trade, told=TradeState.USERPAYING)
+        return self._reply(trade)
+
+    async def query(self, out_trade_no: str) -> BankReply:
+        trade = self._trades.get(out_trade_no)
+        if trade is not None and trade.behaviour is Behaviour.SLOW_QUERY:
+            await asyncio.sleep(self._scaled(self.timing.slow_query_s))
+        if trade is None:
+            return BankReply(Reply.NOT_FOUND, reason="ORDER_NOT_EXIST")
+        return self._reply(self._refresh(trade))
+
+    async def reverse(self, out_trade_no: str) -> BankReply:
+        trade = self._trades.get(out_trade_no)
+        now = self._now()
+        if trade is None:
+            # Closing an unknown trade number makes sure it can never be paid later.
+            trade = Trade(
+                out_trade_no=out_trade_no,
+                trade_no="",
+                amount_fen=0,
+                auth_code="",
+                behaviour=Behaviour.PAYS,
+                store_id="",
+                state=TradeState.CLOSED,
+                created_at=now,
+                closed_at=now,
+                reason="closed before payment",
+            )
+            self._trades[out_trade_no] = trade
+            return self._reply(trade)
+        trade.reverse_calls += 1
+        if trade.behaviour is Behaviour.REVERSE_RETRY and trade.reverse_calls == 1:
+            return BankReply(Reply.RETRY, self._copy(trade), reason="please try again")
+        self._refresh(trade)
+        if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
+            trade.state, trade.closed_at = TradeState.REVOKED, now
+        elif trade.state in (TradeState.USERPAYING, TradeState.PAYERROR):
+            trade.state, trade.closed_at = TradeState.CLOSED, now
+        return self._reply(trade)
+
+    async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply:
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return BankReply(Reply.NOT_FOUND, reason="ORDER_NOT_EXIST")
+        for done in trade.refunds:
+            if done.out_refund_no == out_refund_no:  # a resend: same answer
+                return BankReply(Reply.OK, self._copy(trade), refund=done)
+        self._refresh(trade)
+        if trade.state not in (TradeState.SUCCESS, TradeState.REFUND):
+            return BankReply(Reply.REFUSED, self._copy(trade), reason="TRADE_NOT_PAID")
+        if amount_fen <= 0 or trade.refunded_fen + amount_fen > trade.amount_fen:
+            return BankReply(Reply.REFUSED, self._copy(trade), reason="REFUND_AMOUNT_EXCEEDED")
+        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, self._now())
+        trade.refunds.append(refund)
+        trade.state = TradeState.REFUND
+        return BankReply(Reply.OK, self._copy(trade), refund=refund)
+
+    # ---- the ledger --------------------------------------------------------------
+
+    def trades(self) -> list[Trade]:
+        return [self._copy(self._refresh(t)) for t in self._trades.values()]
+
+    def trade(self, out_trade_no: str) -> Trade | None:
+        trade = self._trades.get(out_trade_no)
+        return None if trade is None else self._copy(self._refresh(trade))
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _refresh(self, trade: Trade) -> Trade:
+        """Let time pass: a 1111 payer confirms once their moment has come."""
+        if (
+            trade.state is TradeState.USERPAYING
+            and trade.confirm_at is not None
+            and self._now() >= trade.confirm_at
+        ):
+            trade.state, trade.paid_at = TradeState.SUCCESS, trade.confirm_at
+        return trade
+
+    def _reply(self, trade: Trade, told: TradeState | None = None) -> BankReply:
+        return BankReply(Reply.OK, self._copy(trade), told=told or trade.state, reason=trade.reason)
+
+    def _copy(self, trade: Trade) -> Trade:
+        return replace(trade, refunds=list(trade.refunds))
+
+    def _scaled(self, seconds: float) -> float:
+        return seconds * self.timing.time_scale
+
+    def _trade_no(self) -> str:
+        stamp = time.strftime("%Y%m%d", time.localtime(self._now()))
+        return f"{self.name[:2].upper()}{stamp}{next(self._serial):010d}"

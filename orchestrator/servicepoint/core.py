@@ -1,0 +1,581 @@
+"""ServicePointCore: the windows of one or more service points, as an ordinary class.
+
+The Ray actor in actors/ only wraps it. Per batch of commands it does:
+
+1. prepare: validate and price each command (bad input is refused, nothing stored);
+2. one Redis round trip: claim each request id, auth code and business case, fetch any
+   stored response and any order not in memory;
+3. decide every command synchronously against the in-memory orders (this is what
+   serialises each window: no await between reading and changing an order);
+4. one group commit; only then are the answers released and provider work started.
+
+Every order that still needs attention is in memory (loaded at start from Redis), so
+"one payment in flight per window" is a dictionary lookup, and every provider outcome
+is applied by the attempt's driver through `_record`, durably, before the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from orchestrator.config import Config
+from orchestrator.domain.calendar import expiry_after, local_day
+from orchestrator.domain.catalog import PricedLine, price_lines
+from orchestrator.domain.codes import auth_code_digest, check_auth_code, mask_auth_code
+from orchestrator.domain.commands import (
+    Accepted,
+    CancelOrder,
+    Command,
+    CreateOrder,
+    Done,
+    Pay,
+    Rejected,
+    Result,
+    fingerprint,
+)
+from orchestrator.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from orchestrator.domain.order import Change, Order
+from orchestrator.domain.states import (
+    AttemptEvent,
+    AttemptState,
+    Channel,
+    OrderState,
+)
+from orchestrator.domain.validation import check_id, check_text
+from orchestrator.providers.engine import AttemptDriver, Clock, SystemClock, Ticket
+from orchestrator.providers.port import PayCall, PaymentProvider
+from orchestrator.servicepoint.group_commit import GroupCommit
+from orchestrator.store import keys
+from orchestrator.store.redis_store import ReadBatch, RedisStore
+
+log = logging.getLogger(__name__)
+
+RECENT_ORDERS = 4096  # closed orders kept in memory after use
+
+
+@dataclass(slots=True)
+class _Job:
+    """One command of a batch on its way through prepare, read, decide, commit."""
+
+    command: Command
+    fingerprint: str
+    sp: str
+    future: asyncio.Future[Result]
+    lines: tuple[PricedLine, ...] = ()
+    catalog_version: str = ""
+    candidate_id: str = ""
+    code_key: str = ""
+    claim: int = -1
+    response: int = -1
+    business: int = -1
+    code: int = -1
+    order: int = -1
+    result: Result | None = None
+    start_driver: tuple[str, str] | None = None  # (order id, attempt id)
+
+
+def _exit_process(error: BaseException) -> None:
+    log.critical("commit to Redis failed, restarting to recover from it: %s", error)
+    import os
+
+    os._exit(70)
+
+
+class ServicePointCore:
+    def __init__(
+        self,
+        service_points: Sequence[str],
+        config: Config,
+        store: RedisStore,
+        providers: Mapping[Channel, PaymentProvider],
+        clock: Clock | None = None,
+        on_fatal: Callable[[BaseException], None] = _exit_process,
+    ) -> None:
+        self.service_points = tuple(service_points)
+        self._config = config
+        self._settings = config.settings
+        self._store = store
+        self._providers = providers
+        self._clock = clock or SystemClock()
+        self._ttl_ms = config.settings.idempotency_ttl_s * 1000
+        deployment = config.deployment
+        self._windows = {
+            w
+            for sp in deployment.service_points
+            if sp.id in self.service_points
+            for w in sp.windows
+        }
+        self._open: dict[str, Order] = {}
+        self._recent: OrderedDict[str, Order] = OrderedDict()
+        self._window_busy: dict[str, str] = {}  # window -> attempt id in flight
+        self._requests: dict[str, tuple[str, asyncio.Future[Result]]] = {}
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._epochs: dict[str, int] = {}
+        self._commit = GroupCommit(self._flush, on_fatal)
+        self._ready = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the service points over and resume every order that needs attention."""
+        for sp in self.service_points:
+            self._epochs[sp] = await self._store.take_over(sp)
+            for snapshot in await self._store.open_orders(sp):
+                order = Order.from_record(orjson.loads(snapshot))
+                self._open[order.order_id] = order
+        resumed = 0
+        for order in self._open.values():
+            attempt = order.in_flight()
+            if attempt is None:
+                continue
+            self._window_busy[order.window_id] = attempt.attempt_id
+            self._start_driver(order.order_id, attempt.attempt_id, call=None)
+            resumed += 1
+        self._sweeper = asyncio.create_task(self._sweep_expired())
+        self._ready.set()
+        log.info(
+            "service points %s ready: %d open orders, %d attempts resumed",
+            ",".join(self.service_points),
+            len(self._open),
+            resumed,
+        )
+
+    async def stop(self) -> None:
+        tasks = [*self._drivers.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def ready(self) -> bool:
+        await self._ready.wait()
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "service_points": list(self.service_points),
+            "open_orders": len(self._open),
+            "attempts_in_flight": len(self._drivers),
+            "flushes": self._commit.flushes,
+            "last_flush_waiters": self._commit.last_batch_size,
+        }
+
+    # ---- commands -------------------------------------------------------------------
+
+    async def submit(self, commands: Sequence[Command]) -> list[Result]:
+        await self._ready.wait()
+        loop = asyncio.get_running_loop()
+        results: list[Result | asyncio.Future[Result]] = []
+        jobs: list[_Job] = []
+        for command in commands:
+            try:
+                job = self._prepare(command, loop)
+            except DomainError as error:
+                results.append(Rejected(error.code, error.message))
+                continue
+            held = self._requests.get(command.request_id)
+            if held is not None:  # a concurrent duplicate: share the first one's answer
+                results.append(
+                    held[1] if held[0] == job.fingerprint else self._conflict(command.request_id)
+                )
+                continue
+            self._requests[command.request_id] = (job.fingerprint, job.future)
+            jobs.append(job)
+            results.append(job.future)
+        if jobs:
+            await self._run(jobs)
+        return [r if not isinstance(r, asyncio.Future) else await r for r in results]
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        try:
+            reads = self._store.read_batch()
+            for job in jobs:
+                self._plan_reads(job, reads)
+            await reads.run()
+            await self._load_existing_cases(jobs, reads)
+            for job in jobs:
+                try:
+                    job.result = self._decide(job, reads)
+                except DomainError as error:
+                    self._release_claims(job, reads)
+                    job.result = Rejected(error.code, error.message)
+            await self._commit.durable()
+        except BaseException as error:
+            for job in jobs:
+                self._requests.pop(job.command.request_id, None)
+                if not job.future.done():
+                    job.future.set_exception(error)
+            raise
+        for job in jobs:
+            self._requests.pop(job.command.request_id, None)
+            if job.start_driver is not None:
+                self._start_driver(*job.start_driver, call=self._pay_call(job))
+            assert job.result is not None
+            job.future.set_result(job.result)
+        self._trim_recent()
+
+    def _prepare(self, command: Command, loop: asyncio.AbstractEventLoop) -> _Job:
+        check_id(command.request_id, "request_id")
+        if isinstance(command, CreateOrder):
+            check_id(command.business_no, "business_no")
+            check_text(command.payer_name, "payer_name", required=True, limit=64)
+            if command.window_id not in self._windows:
+                raise InvalidArgument(f"window {command.window_id!r} is not served here")
+            sp = self._config.deployment.window_service_point[command.window_id]
+            now = self._clock.now_ms()
+            catalog = self._config.fees.in_force_on(local_day(now, self._settings.zone).date())
+            job = _Job(command, fingerprint(command), sp, loop.create_future())
+            job.lines = price_lines(catalog, command.lines)
+            job.catalog_version = catalog.version
+            job.candidate_id = _new_order_id(sp)
+            return job
+        sp = self._service_point_of(command.order_id)
+        if isinstance(command, Pay):
+            check_auth_code(command.channel, command.auth_code)
+            if command.channel is Channel.CASH:
+                if command.cash_received_fen <= 0:
+                    raise InvalidArgument("cash_received_fen is required for a cash payment")
+            elif command.cash_received_fen:
+                raise InvalidArgument("cash_received_fen applies to cash payments only")
+            job = _Job(command, fingerprint(command), sp, loop.create_future())
+            if command.channel is not Channel.CASH:
+                job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
+            return job
+        check_text(command.reason, "reason", required=False, limit=200)
+        return _Job(command, fingerprint(command), sp, loop.create_future())
+
+    def _service_point_of(self, order_id: str) -> str:
+        try:
+            sp = keys.service_point_of(order_id)
+        except ValueError:
+            raise InvalidArgument(f"{order_id!r} is not an order id") from None
+        if sp not in self._epochs:
+            raise NotFound(f"order {order_id} not found")
+        return sp
+
+    def _plan_reads(self, job: _Job, reads: ReadBatch) -> None:
+        command = job.command
+        job.claim = reads.claim(
+            keys.request_claim(command.request_id), job.fingerprint, self._ttl_ms
+        )
+        job.response = reads.get(keys.response(job.sp, command.request_id))
+        if isinstance(command, CreateOrder):
+            job.business = reads.claim(
+                keys.business_case(command.business_no), job.candidate_id, None
+            )
+            return
+        if job.code_key:
+            job.code = reads.claim(job.code_key, command.request_id, self._ttl_ms)
+        if self._find(command.order_id) is None:
+            job.order = reads.order(command.order_id)
+
+    async def _load_existing_cases(self, jobs: list[_Job], reads: ReadBatch) -> None:
+        """Second read, rarely needed: orders named by business cases that already exist."""
+        missing = []
+        for job in jobs:
+            if job.business >= 0 and reads[job.business] is not None:
+                order_id = reads[job.business].decode()
+                if self._find(order_id) is None:
+                    missing.append(order_id)
+        if not missing:
+            return
+        more = self._store.read_batch()
+        slots = {order_id: more.order(order_id) for order_id in missing}
+        await more.run()
+        for slot in slots.values():
+            if more[slot] is not None:
+                self._adopt(more[slot])
+
+    def _decide(self, job: _Job, reads: ReadBatch) -> Result:
+        command = job.command
+        holder = reads[job.claim]
+        if holder is not None and holder.decode() != job.fingerprint:
+            self._release_claims(job, reads)
+            return self._conflict(command.request_id)
+        stored = reads[job.response]
+        if stored is not None:
+            return self._replay(job, stored, reads)
+        if isinstance(command, CreateOrder):
+            return self._create(job, command, reads)
+        if job.order >= 0 and reads[job.order] is not None:
+            self._adopt(reads[job.order])
+        order = self._find(command.order_id)
+        if order is None:
+            raise NotFound(f"order {command.order_id} not found")
+        if isinstance(command, Pay):
+            return self._pay(job, command, order, reads)
+        return self._cancel(job, command, order)
+
+    def _create(self, job: _Job, command: CreateOrder, reads: ReadBatch) -> Result:
+        existing_id = reads[job.business]
+        if existing_id is not None:
+            existing = self._find(existing_id.decode())
+            if existing is not None and existing.state not in (
+                OrderState.CANCELLED,
+                OrderState.EXPIRED,
+            ):
+                if existing.window_id == command.window_id and existing.same_lines(job.lines):
+                    snapshot = _snapshot(existing)
+                    self._save_response(existing, command.request_id, "", snapshot)
+                    return Done(snapshot)
+                raise FailedPrecondition(
+                    f"business case {command.business_no} already has order "
+                    f"{existing.order_id} ({existing.state}) with other fee items or window"
+                )
+            # The case's earlier order was withdrawn or expired (or never committed).
+            self._commit.batch.set(keys.business_case(command.business_no), job.candidate_id)
+        now = self._clock.now_ms()
+        order, change = Order.create(
+            order_id=job.candidate_id,
+            business_no=command.business_no,
+            service_point_id=job.sp,
+            window_id=command.window_id,
+            payer_name=command.payer_name,
+            lines=job.lines,
+            catalog_version=job.catalog_version,
+            now=now,
+            expires_at=expiry_after(now, self._settings.business_day_end, self._settings.zone),
+        )
+        self._open[order.order_id] = order
+        snapshot = self._stage(order, [change])
+        self._commit.batch.mark_open(job.sp, order.order_id, order.window_id)
+        self._save_response(order, command.request_id, "", snapshot)
+        return Done(snapshot)
+
+    def _pay(self, job: _Job, command: Pay, order: Order, reads: ReadBatch) -> Result:
+        if order.window_id != command.terminal_window_id:
+            raise PermissionDenied(
+                f"terminal {command.terminal_id} is bound to window "
+                f"{command.terminal_window_id}, not to {order.window_id} of order {order.order_id}"
+            )
+        if job.code >= 0 and reads[job.code] not in (None, command.request_id.encode()):
+            raise FailedPrecondition("this auth code was already used; ask the payer to refresh it")
+        now = self._clock.now_ms()
+        if order.state is OrderState.AWAITING_PAYMENT and now >= order.expires_at:
+            self._stage(order, [order.expire(now)])
+            raise FailedPrecondition(f"order {order.order_id} expired and can no longer be paid")
+        busy = self._window_busy.get(order.window_id)
+        if busy is not None:
+            raise FailedPrecondition(
+                f"window {order.window_id} is busy: payment {busy} is still in flight"
+            )
+        attempt_id = order.next_attempt_id()
+        changes = [
+            order.start_attempt(
+                attempt_id=attempt_id,
+                channel=command.channel,
+                terminal_id=command.terminal_id,
+                request_id=command.request_id,
+                now=now,
+                auth_code_masked=mask_auth_code(command.auth_code),
+                cash_received_fen=command.cash_received_fen,
+            )
+        ]
+        if command.channel is Channel.CASH:
+            changes.append(order.record_attempt(attempt_id, AttemptEvent.PAID, now))
+            snapshot = self._stage(order, changes)
+            self._save_response(order, command.request_id, attempt_id, snapshot)
+            return Done(snapshot)
+        self._window_busy[order.window_id] = attempt_id
+        snapshot = self._stage(order, changes)
+        self._save_response(order, command.request_id, attempt_id, b"")
+        job.start_driver = (order.order_id, attempt_id)
+        return Accepted(snapshot, attempt_id)
+
+    def _cancel(self, job: _Job, command: CancelOrder, order: Order) -> Result:
+        if order.state is OrderState.CANCELLED:
+            return Done(_snapshot(order))
+        if order.state is not OrderState.AWAITING_PAYMENT:
+            raise FailedPrecondition(f"order {order.order_id} is {order.state}; cannot cancel")
+        snapshot = self._stage(order, [order.cancel(command.reason, self._clock.now_ms())])
+        self._save_response(order, command.request_id, "", snapshot)
+        return Done(snapshot)
+
+    def _replay(self, job: _Job, stored: bytes, reads: ReadBatch) -> Result:
+        """The first answer to this request id (or, for a payment, its outcome)."""
+        self._release_claims(job, reads, request=False)
+        header, _, snapshot = stored.partition(b"\n")
+        if snapshot:
+            return Done(snapshot)
+        meta = orjson.loads(header)
+        order = self._find(meta["order_id"])
+        if order is None:
+            if job.order >= 0 and reads[job.order] is not None:
+                order = self._adopt(reads[job.order])
+            else:
+                raise NotFound(f"order {meta['order_id']} not found")
+        return Accepted(_snapshot(order), meta["attempt_id"])
+
+    @staticmethod
+    def _conflict(request_id: str) -> Rejected:
+        error = AlreadyExists(f"request_id {request_id} was already used with different parameters")
+        return Rejected(error.code, error.message)
+
+    def _release_claims(self, job: _Job, reads: ReadBatch, *, request: bool = True) -> None:
+        """Give back what this job claimed but will not use: nothing is kept for it."""
+        batch = self._commit.batch
+        if request and job.claim >= 0 and reads[job.claim] is None:
+            batch.release(keys.request_claim(job.command.request_id), job.fingerprint)
+        if job.business >= 0 and reads[job.business] is None:
+            command = job.command
+            assert isinstance(command, CreateOrder)
+            batch.release(keys.business_case(command.business_no), job.candidate_id)
+        if job.code >= 0 and reads[job.code] is None:
+            batch.release(job.code_key, job.command.request_id)
+
+    # ---- provider work ------------------------------------------------------------
+
+    def _pay_call(self, job: _Job) -> PayCall:
+        command = job.command
+        assert isinstance(command, Pay)
+        order = self._open[command.order_id]
+        assert job.start_driver is not None
+        return PayCall(
+            out_trade_no=job.start_driver[1],
+            auth_code=command.auth_code,
+            amount_fen=order.amount_fen,
+            store_id=order.service_point_id,
+            terminal_id=command.terminal_id,
+            description=_description(order),
+        )
+
+    def _start_driver(self, order_id: str, attempt_id: str, call: PayCall | None) -> None:
+        order = self._open[order_id]
+        attempt = order.attempt(attempt_id)
+        driver = AttemptDriver(
+            self._providers[attempt.channel],
+            self._config.playbook(attempt.channel),
+            self._clock,
+            self._recorder(order_id, attempt_id),
+        )
+        ticket = Ticket(attempt_id, attempt.state, attempt.created_at, call)
+        task = asyncio.create_task(driver.run(ticket), name=f"attempt {attempt_id}")
+        self._drivers[attempt_id] = task
+        task.add_done_callback(lambda t: self._driver_done(attempt_id, t))
+
+    def _driver_done(self, attempt_id: str, task: asyncio.Task[None]) -> None:
+        self._drivers.pop(attempt_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt %s driver failed", attempt_id, exc_info=task.exception())
+
+    def _recorder(self, order_id: str, attempt_id: str) -> Any:
+        async def record(event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
+            order = self._open[order_id]
+            change = order.record_attempt(
+                attempt_id, event, self._clock.now_ms(), trade_no=trade_no, reason=reason
+            )
+            attempt = order.attempt(attempt_id)
+            snapshot = self._stage(order, [change])
+            if attempt.final:
+                if self._window_busy.get(order.window_id) == attempt_id:
+                    del self._window_busy[order.window_id]
+                self._save_response(order, attempt.request_id, attempt_id, snapshot)
+            await self._commit.durable()
+
+        return record
+
+    async def _sweep_expired(self) -> None:
+        while True:
+            await self._clock.sleep(self._settings.expiry_sweep_interval_s)
+            now = self._clock.now_ms()
+            due = [
+                order
+                for order in self._open.values()
+                if order.state is OrderState.AWAITING_PAYMENT and now >= order.expires_at
+            ]
+            for order in due:
+                self._stage(order, [order.expire(now)])
+            if due:
+                await self._commit.durable()
+                log.info("expired %d unpaid orders", len(due))
+
+    # ---- memory and staging ---------------------------------------------------------
+
+    def _find(self, order_id: str) -> Order | None:
+        return self._open.get(order_id) or self._recent.get(order_id)
+
+    def _adopt(self, snapshot: bytes) -> Order:
+        """An order read from Redis; memory wins if it already holds it."""
+        order = Order.from_record(orjson.loads(snapshot))
+        known = self._find(order.order_id)
+        if known is not None:
+            return known
+        if order.is_open:  # cannot happen while this actor owns the service point
+            raise FailedPrecondition(f"order {order.order_id} is open but was not loaded")
+        self._recent[order.order_id] = order
+        return order
+
+    def _stage(self, order: Order, changes: list[Change]) -> bytes:
+        """Queue the order's new state for the next group commit; track whether it is open."""
+        snapshot = _snapshot(order)
+        sp = order.service_point_id
+        batch = self._commit.batch
+        batch.save_order(
+            sp,
+            order.order_id,
+            order.version - len(changes),
+            order.version,
+            snapshot,
+            [orjson.dumps(change.to_record()) for change in changes],
+            f"{order.order_id} {order.window_id} {order.version}\n".encode() + snapshot,
+        )
+        if not order.is_open and order.order_id in self._open:
+            del self._open[order.order_id]
+            self._recent[order.order_id] = order
+            batch.mark_closed(sp, order.order_id)
+        return snapshot
+
+    def _save_response(
+        self, order: Order, request_id: str, attempt_id: str, snapshot: bytes
+    ) -> None:
+        """What a replay of `request_id` answers: the order snapshot, or for a payment still
+        under way an empty one (the replay then waits for the outcome like the original)."""
+        header = orjson.dumps({"order_id": order.order_id, "attempt_id": attempt_id})
+        self._commit.batch.save_response(
+            order.service_point_id, request_id, header + b"\n" + snapshot, self._ttl_ms
+        )
+
+    def _trim_recent(self) -> None:
+        while len(self._recent) > RECENT_ORDERS:
+            order_id = next(iter(self._recent))
+            if self._commit.unflushed(order_id):
+                self._recent.move_to_end(order_id)
+                break
+            del self._recent[order_id]
+
+    async def _flush(self, batch: Any) -> None:
+        await self._store.commit(batch, self._epochs)
+
+
+def _snapshot(order: Order) -> bytes:
+    return orjson.dumps(order.to_record())
+
+
+def _new_order_id(sp: str) -> str:
+    token = base64.b32encode(secrets.token_bytes(10)).decode()[:14]
+    return f"{sp}-{token}"
+
+
+def _description(order: Order) -> str:
+    first = order.lines[0].name
+    more = f"等{len(order.lines)}项" if len(order.lines) > 1 else ""
+    return f"{first}{more}"[:100]
+
+
+__all__ = ["AttemptState", "ServicePointCore"]

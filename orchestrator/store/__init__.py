@@ -1,0 +1,1 @@
+"""Redis: current order state, per-order journal, idempotency and single-use claims."""

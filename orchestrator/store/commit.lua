@@ -1,0 +1,55 @@
+-- Group commit for one service point; every key shares the service point's hash tag.
+-- KEYS[1] is the service point's epoch key, ARGV[1] the committing actor's epoch: a
+-- stale actor (one that another incarnation replaced) can write nothing.
+-- ARGV[2..] is a list of operations:
+--   S key prev version snapshot   order snapshot, only if the stored version is prev
+--   J key entry                   append to an order's journal
+--   H key field value             HSET
+--   D key field                   HDEL
+--   R key value ttl_ms            SET with expiry
+--   P channel message             PUBLISH (after everything is written)
+local width = {S = 5, J = 3, H = 4, D = 3, R = 4, P = 3}
+
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('WPFENCED another actor took this service point over')
+end
+
+-- First pass: check every expected version, so that a conflict writes nothing.
+local i = 2
+while i <= #ARGV do
+  local op = ARGV[i]
+  if width[op] == nil then
+    return redis.error_reply('WPBADOP ' .. tostring(op))
+  end
+  if op == 'S' then
+    local stored = redis.call('HGET', KEYS[tonumber(ARGV[i + 1])], 'v')
+    if (stored or '') ~= ARGV[i + 2] then
+      return redis.error_reply('WPCONFLICT ' .. KEYS[tonumber(ARGV[i + 1])] ..
+        ' is at version ' .. tostring(stored) .. ', expected ' .. ARGV[i + 2])
+    end
+  end
+  i = i + width[op]
+end
+
+i = 2
+local published = 0
+while i <= #ARGV do
+  local op = ARGV[i]
+  local a, b, c, d = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if op == 'S' then
+    redis.call('HSET', KEYS[tonumber(a)], 'v', c, 's', d)
+  elseif op == 'J' then
+    redis.call('RPUSH', KEYS[tonumber(a)], b)
+  elseif op == 'H' then
+    redis.call('HSET', KEYS[tonumber(a)], b, c)
+  elseif op == 'D' then
+    redis.call('HDEL', KEYS[tonumber(a)], b)
+  elseif op == 'R' then
+    redis.call('SET', KEYS[tonumber(a)], b, 'PX', c)
+  elseif op == 'P' then
+    redis.call('PUBLISH', a, b)
+    published = published + 1
+  end
+  i = i + width[op]
+end
+return published

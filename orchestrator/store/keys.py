@@ -1,0 +1,57 @@
+"""Redis key layout. Keys of one service point share the hash tag {SP} so that one
+Redis Cluster slot holds them and one script can commit them atomically; the global
+claim keys (request ids, business cases, auth codes) each live in their own slot."""
+
+from __future__ import annotations
+
+PREFIX = "wp"
+
+
+def service_point_of(order_id: str) -> str:
+    """Order ids start with their service point: 'SP01-K2M9XZ4TBA7Q'."""
+    sp, sep, _ = order_id.partition("-")
+    if not sep or not sp:
+        raise ValueError(f"not a windowpay order id: {order_id!r}")
+    return sp
+
+
+def order(sp: str, order_id: str) -> str:
+    return f"{PREFIX}:{{{sp}}}:o:{order_id}"
+
+
+def journal(sp: str, order_id: str) -> str:
+    return f"{PREFIX}:{{{sp}}}:j:{order_id}"
+
+
+def open_orders(sp: str) -> str:
+    """Hash order id -> window id of every order that still needs the actor."""
+    return f"{PREFIX}:{{{sp}}}:open"
+
+
+def epoch(sp: str) -> str:
+    """Incremented by each actor incarnation that takes the service point over."""
+    return f"{PREFIX}:{{{sp}}}:epoch"
+
+
+def response(sp: str, request_id: str) -> str:
+    return f"{PREFIX}:{{{sp}}}:r:{request_id}"
+
+
+def events(sp: str) -> str:
+    """Pub/sub channel carrying every committed order snapshot of the service point."""
+    return f"{PREFIX}:{{{sp}}}:ev"
+
+
+EVENTS_PATTERN = f"{PREFIX}:{{*}}:ev"
+
+
+def request_claim(request_id: str) -> str:
+    return f"{PREFIX}:idem:{request_id}"
+
+
+def business_case(business_no: str) -> str:
+    return f"{PREFIX}:biz:{business_no}"
+
+
+def auth_code(digest: str) -> str:
+    return f"{PREFIX}:code:{digest}"

@@ -1,0 +1,97 @@
+"""One deployment for the whole e2e session: private Redis, Ray started once (small,
+no dashboard), the service-point actors, and a front door on a free port."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from actors import runtime
+from orchestrator.bootstrap import start_front_door
+from orchestrator.config import Config
+from orchestrator.domain.states import Channel
+from orchestrator.embedded_redis import EmbeddedRedis
+from orchestrator.frontdoor.server import FrontDoorServer
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from tests.support import code, small_config
+
+CHANNELS = {
+    Channel.WECHAT: pb.WECHAT,
+    Channel.ALIPAY: pb.ALIPAY,
+    Channel.UNIONPAY: pb.UNIONPAY,
+    Channel.CASH: pb.CASH,
+}
+
+
+@dataclass
+class Deployed:
+    config: Config
+    server: FrontDoorServer
+    channel: grpc.aio.Channel
+    submitters: dict[str, runtime.RaySubmitter]
+    redis_url: str
+    business: pb_grpc.BusinessGatewayStub = field(init=False)
+    terminal: pb_grpc.TerminalStub = field(init=False)
+    _windows: Iterator[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.business = pb_grpc.BusinessGatewayStub(self.channel)
+        self.terminal = pb_grpc.TerminalStub(self.channel)
+        windows = sorted(self.config.deployment.window_service_point)
+        self._windows = itertools.cycle(windows)
+
+    def window(self) -> str:
+        """A window for the next test to use (round robin over all windows)."""
+        return next(self._windows)
+
+    def terminal_of(self, window: str) -> str:
+        return next(t for t, w in self.config.deployment.terminal_window.items() if w == window)
+
+    async def create(self, window: str, *fees: str, business_no: str = "") -> pb.Order:
+        lines = [pb.OrderLine(fee_code=f, quantity=1) for f in fees or ("PLT-AUTO", "DOC-VLIC")]
+        return await self.business.CreateOrder(
+            pb.CreateOrderRequest(
+                request_id=uuid.uuid4().hex,
+                business_no=business_no or f"B-{uuid.uuid4().hex[:12]}",
+                window_id=window,
+                payer_name="王五",
+                lines=lines,
+            ),
+            timeout=10,
+        )
+
+    def pay_request(self, order: pb.Order, channel: Channel, ending: str = "0000") -> pb.PayRequest:
+        return pb.PayRequest(
+            request_id=uuid.uuid4().hex,
+            terminal_id=self.terminal_of(order.window_id),
+            order_id=order.order_id,
+            channel=CHANNELS[channel],
+            auth_code=code(channel, ending),
+            cash_received_fen=order.amount_fen if channel is Channel.CASH else 0,
+        )
+
+    async def get(self, order_id: str) -> pb.Order:
+        return await self.terminal.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=10)
+
+
+@pytest.fixture(scope="session")
+async def deployed(redis_server: EmbeddedRedis) -> AsyncIterator[Deployed]:
+    config = small_config(prefix="G", service_points=3, windows=8, pay_hold_s=30)
+    runtime.start(num_cpus=2)
+    stack = AsyncExitStack()
+    try:
+        submitters = await runtime.deploy(config, redis_server.url)
+        server = await start_front_door(config, redis_server.url, dict(submitters), stack)
+        channel = grpc.aio.insecure_channel(server.address)
+        stack.push_async_callback(channel.close)
+        yield Deployed(config, server, channel, submitters, redis_server.url)
+    finally:
+        await stack.aclose()
+        runtime.shutdown()

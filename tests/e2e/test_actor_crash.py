@@ -1,0 +1,54 @@
+"""A service-point actor killed mid-payment: Ray restarts it, it recovers every open
+attempt from Redis, queries the provider, and finishes the work (reversing if needed)."""
+
+import asyncio
+import os
+import signal
+
+from actors import runtime
+from orchestrator.domain.states import Channel
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from tests.e2e.conftest import Deployed
+from tests.support import eventually
+
+
+async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> None:
+    sp = "G3"
+    windows = [w for w, s in deployed.config.deployment.window_service_point.items() if s == sp]
+    confirming = await deployed.create(windows[0])
+    abandoned = await deployed.create(windows[1])
+    calls = [
+        asyncio.ensure_future(
+            deployed.terminal.Pay(
+                deployed.pay_request(confirming, Channel.WECHAT, "1111"), timeout=60
+            )
+        ),
+        asyncio.ensure_future(
+            deployed.terminal.Pay(
+                deployed.pay_request(abandoned, Channel.ALIPAY, "2222"), timeout=60
+            )
+        ),
+    ]
+    for order in (confirming, abandoned):
+        await eventually(
+            lambda o=order: deployed.get(o.order_id),
+            lambda o: bool(o.attempts) and o.attempts[0].state == pb.AWAITING_PAYER,
+        )
+    submitter = deployed.submitters[sp]
+    pid = await submitter.pid()
+    os.kill(pid, signal.SIGKILL)
+
+    # A command sent while the actor is down is retried by Ray once it is back.
+    during = await deployed.create(windows[2])
+    assert during.state == pb.AWAITING_PAYMENT
+    assert await submitter.pid() != pid
+
+    paid, reversed_ = await asyncio.gather(*calls)
+    assert paid.state == pb.PAID and paid.attempts[0].state == pb.SUCCEEDED
+    assert reversed_.state == pb.AWAITING_PAYMENT
+    assert reversed_.attempts[0].state == pb.REVERSED
+    ledger = await runtime.sandbox_trade("ALIPAY", reversed_.attempts[0].attempt_id)
+    assert ledger.state.value == "CLOSED"
+    assert (
+        await runtime.sandbox_trade("WECHAT", paid.attempts[0].attempt_id)
+    ).state.value == "SUCCESS"

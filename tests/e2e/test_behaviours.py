@@ -1,0 +1,49 @@
+"""Every sandbox behaviour (DOMAIN.md §6) on every channel, over gRPC, through the
+actors: the order ends where DOMAIN.md says and the sandbox ledger agrees."""
+
+import asyncio
+
+import pytest
+
+from actors import runtime
+from orchestrator.domain.states import AttemptState, Channel, OrderState
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from tests.e2e.conftest import Deployed
+from tests.support import EXPECTED, PROVIDER_CHANNELS
+
+LEDGER = {
+    AttemptState.SUCCEEDED: {"SUCCESS"},
+    AttemptState.REVERSED: {"CLOSED", "REVOKED"},
+    AttemptState.FAILED: {"PAYERROR", None},  # 6666: the provider recorded nothing
+}
+
+
+async def pay_and_check(deployed: Deployed, channel: Channel, ending: str) -> None:
+    order = await deployed.create(deployed.window())
+    answer = await deployed.terminal.Pay(deployed.pay_request(order, channel, ending), timeout=30)
+    expected_order, expected_attempt = EXPECTED[ending][channel]
+    assert pb.OrderState.Name(answer.state) == expected_order.value, (ending, answer)
+    [attempt] = answer.attempts
+    assert pb.AttemptState.Name(attempt.state) == expected_attempt.value, (ending, attempt)
+    assert await deployed.get(order.order_id) == answer
+    trade = await runtime.sandbox_trade(channel.value, attempt.attempt_id)
+    assert (trade.state.value if trade else None) in LEDGER[expected_attempt], (ending, trade)
+    if expected_attempt is AttemptState.SUCCEEDED:
+        assert trade.amount_fen == order.amount_fen
+        assert attempt.provider_trade_no == trade.trade_no
+    if expected_order is OrderState.PAID:
+        assert answer.paid_at.seconds > 0
+
+
+@pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
+async def test_every_behaviour_of_the_channel(deployed: Deployed, channel: Channel) -> None:
+    await asyncio.gather(*(pay_and_check(deployed, channel, ending) for ending in sorted(EXPECTED)))
+
+
+async def test_cash(deployed: Deployed) -> None:
+    order = await deployed.create(deployed.window())
+    request = deployed.pay_request(order, Channel.CASH)
+    request.cash_received_fen = order.amount_fen + 500
+    paid = await deployed.terminal.Pay(request, timeout=10)
+    assert paid.state == pb.PAID
+    assert paid.attempts[0].change_fen == 500

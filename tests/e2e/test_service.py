@@ -1,0 +1,64 @@
+"""The service around the API: health, reflection, and the `windowpay pos` simulator."""
+
+import asyncio
+import sys
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from tests.e2e.conftest import Deployed
+
+
+async def test_health_reports_serving(deployed: Deployed) -> None:
+    stub = health_pb2_grpc.HealthStub(deployed.channel)
+    for service in ("", "windowpay.v1.Terminal", "windowpay.v1.BusinessGateway"):
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_both_services(deployed: Deployed) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(deployed.channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    async for answer in stub.ServerReflectionInfo(iter([request]), timeout=5):
+        services = {s.name for s in answer.list_services_response.service}
+        break
+    assert {
+        "windowpay.v1.Terminal",
+        "windowpay.v1.BusinessGateway",
+        "grpc.health.v1.Health",
+    } <= services
+
+
+async def windowpay(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_newcomer_creates_and_pays_with_the_pos_simulator(deployed: Deployed) -> None:
+    window = deployed.window()
+    terminal = deployed.terminal_of(window)
+    target = ("pos", "--target", deployed.server.address)
+    code, out, err = await windowpay(
+        *target, "create", "--window", window, "--fee", "PLT-AUTO", "--fee", "DOC-VLIC:2"
+    )
+    assert code == 0, err
+    assert "AWAITING_PAYMENT" in out and "120.00 yuan" in out
+    code, out, err = await windowpay(
+        *target, "pay", "--terminal", terminal, "--channel", "alipay", "--code", "1111"
+    )
+    assert code == 0, err
+    assert "PAID" in out and "ALIPAY SUCCEEDED" in out
+    code, out, err = await windowpay(*target, "pay", "--terminal", terminal, "--order", "G1-NOPE")
+    assert code == 1 and "NOT_FOUND" in err
+
+
+async def test_pos_help_explains_the_behaviour_codes() -> None:
+    code, out, _ = await windowpay("pos", "pay", "--help")
+    assert code == 0 and "last 4 digits" in out
+    assert pb.Order  # the simulator speaks the same contract

@@ -1,0 +1,96 @@
+"""The Redis store against a real Redis: claims, fenced group commits, recovery reads."""
+
+import pytest
+from redis.asyncio import Redis
+
+from orchestrator.store import keys
+from orchestrator.store.redis_store import CommitRejected, RedisStore, WriteBatch
+from tests.support import new_id, unique_prefix
+
+
+async def test_a_claim_inserts_once_and_a_duplicate_does_not_refresh_its_ttl(redis: Redis) -> None:
+    store = RedisStore(redis)
+    key = keys.request_claim(new_id())
+    first = store.read_batch()
+    slot = first.claim(key, "fp-1", 60_000)
+    await first.run()
+    assert first[slot] is None  # inserted
+    ttl_before = await redis.pttl(key)
+    await redis.pexpire(key, 5_000)  # shorten, so a refresh would be visible
+    again = store.read_batch()
+    slot = again.claim(key, "fp-2", 60_000)
+    await again.run()
+    assert again[slot] == b"fp-1"  # the holder's value, unchanged
+    assert await redis.get(key) == b"fp-1"
+    assert 0 < await redis.pttl(key) <= 5_000 < ttl_before
+
+
+async def test_a_release_deletes_only_the_holders_claim(redis: Redis) -> None:
+    store = RedisStore(redis)
+    key = keys.business_case(new_id("B"))
+    await redis.set(key, "order-1")
+    batch = WriteBatch()
+    batch.release(key, "order-2")
+    await store.commit(batch, {})
+    assert await redis.get(key) == b"order-1"
+    batch = WriteBatch()
+    batch.release(key, "order-1")
+    await store.commit(batch, {})
+    assert await redis.get(key) is None
+
+
+async def commit_order(store: RedisStore, sp: str, epoch: int, prev: int, version: int) -> None:
+    batch = WriteBatch()
+    batch.save_order(sp, f"{sp}-A", prev, version, b"snap%d" % version, [b"j%d" % version], b"e")
+    batch.mark_open(sp, f"{sp}-A", "W1")
+    await store.commit(batch, {sp: epoch})
+
+
+async def test_a_commit_writes_snapshot_journal_and_open_set(redis: Redis) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    await commit_order(store, sp, epoch, 0, 1)
+    await commit_order(store, sp, epoch, 1, 2)
+    assert await store.order(f"{sp}-A") == b"snap2"
+    assert await store.journal(f"{sp}-A") == [b"j1", b"j2"]
+    assert await store.open_orders(sp) == [b"snap2"]
+    assert await store.window_orders(sp, "W1") == [b"snap2"]
+    assert await store.window_orders(sp, "W2") == []
+
+
+async def test_a_version_conflict_writes_nothing(redis: Redis) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    await commit_order(store, sp, epoch, 0, 1)
+    with pytest.raises(CommitRejected, match="WPCONFLICT"):
+        await commit_order(store, sp, epoch, 0, 2)  # expects a version it does not have
+    assert await store.order(f"{sp}-A") == b"snap1"
+    assert await store.journal(f"{sp}-A") == [b"j1"]
+
+
+async def test_an_actor_that_was_taken_over_can_no_longer_commit(redis: Redis) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    old = await store.take_over(sp)
+    new = await store.take_over(sp)
+    assert new == old + 1
+    with pytest.raises(CommitRejected, match="WPFENCED"):
+        await commit_order(store, sp, old, 0, 1)
+    assert await store.order(f"{sp}-A") is None
+    await commit_order(store, sp, new, 0, 1)
+    assert await store.order(f"{sp}-A") == b"snap1"
+
+
+async def test_every_committed_snapshot_is_published(redis: Redis) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.events(sp))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    await commit_order(store, sp, epoch, 0, 1)
+    message = await pubsub.get_message(timeout=2)
+    assert message is not None and message["data"] == b"e"
+    await pubsub.aclose()

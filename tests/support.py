@@ -1,0 +1,96 @@
+"""Helpers shared by the test tiers: a small deployment, unique ids, sandbox codes."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+from orchestrator.config import Config, parse_config
+from orchestrator.domain.states import AttemptState, Channel, OrderState
+from orchestrator.pos import sandbox_code
+
+T = TypeVar("T")
+
+# Where each sandbox behaviour (DOMAIN.md §6) must end, per channel: (order, attempt).
+PAID = (OrderState.PAID, AttemptState.SUCCEEDED)
+REVERSED = (OrderState.AWAITING_PAYMENT, AttemptState.REVERSED)
+FAILED = (OrderState.AWAITING_PAYMENT, AttemptState.FAILED)
+EXPECTED: dict[str, dict[Channel, tuple[OrderState, AttemptState]]] = {
+    "0000": dict.fromkeys(Channel, PAID),
+    "1111": dict.fromkeys(Channel, PAID),
+    "2222": dict.fromkeys(Channel, REVERSED),
+    "3333": dict.fromkeys(Channel, FAILED),
+    # UnionPay answers a sale without a clear answer with a reversal (冲正), never a query.
+    "4444": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
+    "5555": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
+    "6666": dict.fromkeys(Channel, FAILED),
+    "7777": dict.fromkeys(Channel, PAID),
+    "8888": dict.fromkeys(Channel, REVERSED),
+    "9999": dict.fromkeys(Channel, FAILED),
+}
+PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
+
+
+def sample_data() -> dict[str, Any]:
+    text = resources.files("orchestrator.sample").joinpath("windowpay.toml").read_text()
+    return tomllib.loads(text)
+
+
+def small_config(
+    *,
+    prefix: str = "E",
+    time_scale: float = 0.05,
+    service_points: int = 3,
+    windows: int = 6,
+    **service: Any,
+) -> Config:
+    """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
+    {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
+    data = sample_data()
+    data["service"].update(time_scale=time_scale, grpc_port=0, **service)
+    points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
+    data["service_points"] = [
+        {
+            "id": sp,
+            "name": f"test point {sp}",
+            "windows": [f"{sp}W{j}" for j in range(1, windows + 1)],
+        }
+        for sp in points
+    ]
+    data["terminals"] = {f"{sp}T{j}": f"{sp}W{j}" for sp in points for j in range(1, windows + 1)}
+    return parse_config(data, "test config")
+
+
+def unique_prefix() -> str:
+    return "X" + uuid.uuid4().hex[:5].upper()
+
+
+def new_id(prefix: str = "r") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def code(channel: Channel, ending: str = "0000") -> str:
+    return "" if channel is Channel.CASH else sandbox_code(channel.value.lower(), ending)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    within: float = 20.0,
+    every: float = 0.05,
+) -> T:
+    """Poll `probe` until `accept` holds, failing with the last value after `within` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
+        await asyncio.sleep(every)

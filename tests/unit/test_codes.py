@@ -1,0 +1,44 @@
+import pytest
+
+from orchestrator.domain.codes import auth_code_digest, check_auth_code, mask_auth_code
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.states import Channel
+
+
+@pytest.mark.parametrize(
+    ("channel", "code"),
+    [
+        (Channel.WECHAT, "134567890123450000"),
+        (Channel.WECHAT, "104567890123451111"),
+        (Channel.ALIPAY, "2812345678900000"),
+        (Channel.ALIPAY, "301234567890123456789012"),
+        (Channel.UNIONPAY, "6212345678901230000"),
+        (Channel.CASH, ""),
+    ],
+)
+def test_well_formed_codes_pass(channel: Channel, code: str) -> None:
+    check_auth_code(channel, code)
+
+
+@pytest.mark.parametrize(
+    ("channel", "code"),
+    [
+        (Channel.WECHAT, "164567890123450000"),  # prefix 16
+        (Channel.WECHAT, "13456789012345000"),  # 17 digits
+        (Channel.WECHAT, "13456789012345000a"),
+        (Channel.ALIPAY, "2412345678900000"),  # prefix 24
+        (Channel.ALIPAY, "281234567890000"),  # 15 digits
+        (Channel.UNIONPAY, "6312345678901230000"),
+        (Channel.WECHAT, ""),
+        (Channel.CASH, "134567890123450000"),
+    ],
+)
+def test_malformed_codes_are_refused(channel: Channel, code: str) -> None:
+    with pytest.raises(InvalidArgument):
+        check_auth_code(channel, code)
+
+
+def test_masking_keeps_only_the_ends() -> None:
+    assert mask_auth_code("134567890123450000") == "1345**********0000"
+    assert auth_code_digest("134567890123450000") != auth_code_digest("134567890123450001")
+    assert "134567890123450000" not in auth_code_digest("134567890123450000")

@@ -1,0 +1,78 @@
+from typing import Any
+
+import pytest
+
+from orchestrator.config import ConfigError, load_config, parse_config
+from orchestrator.domain.states import Channel
+from tests.support import sample_data
+
+
+def test_the_sample_deployment() -> None:
+    config = load_config()
+    deployment = config.deployment
+    assert [sp.id for sp in deployment.service_points] == [f"SP{i:02d}" for i in range(1, 21)]
+    assert sorted(deployment.window_service_point) == [f"W{i:02d}" for i in range(1, 46)]
+    assert deployment.terminal_window == {f"T{i:02d}": f"W{i:02d}" for i in range(1, 46)}
+    assert len(deployment.actor_groups(1)) == 20
+    assert len(deployment.actor_groups(8)) == 3
+    wechat = config.playbooks[Channel.WECHAT]
+    assert (wechat.query_interval_s, wechat.confirm_window_s, wechat.reverse_not_before_s) == (
+        5,
+        45,
+        15,
+    )
+    assert config.playbooks[Channel.ALIPAY].confirm_window_s == 30
+
+
+def test_the_time_scale_shrinks_every_schedule() -> None:
+    config = load_config().with_settings(time_scale=0.01)
+    playbook = config.playbook(Channel.WECHAT)
+    assert playbook.confirm_window_s == pytest.approx(0.45)
+    assert playbook.pay_retries == 2
+
+
+def broken(change: Any) -> str:
+    data = sample_data()
+    change(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "windowpay.toml")
+    return str(info.value)
+
+
+def test_a_window_in_two_service_points_is_named() -> None:
+    message = broken(lambda d: d["service_points"][1]["windows"].append("W01"))
+    assert message.startswith("windowpay.toml.service_points[1].windows")
+    assert "W01 already belongs to SP01" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d["terminals"].update(T99="W99"), "terminals.T99: bound to unknown window W99"),
+        (lambda d: d["catalogs"][0]["items"][0].update(price_fen=-1), "items[0].price_fen"),
+        (lambda d: d["catalogs"][0]["items"][1].update(category="x"), "items[1].category"),
+        (
+            lambda d: d["catalogs"][0]["items"].append(dict(d["catalogs"][0]["items"][0])),
+            "appears twice",
+        ),
+        (lambda d: d["service"].update(idempotency_ttl_s=3600), "service.idempotency_ttl_s"),
+        (lambda d: d["service"].update(timezone="Mars/Base"), "service.timezone"),
+        (lambda d: d["service"].update(pay_hold_s="long"), "service.pay_hold_s: expected float"),
+        (lambda d: d["channels"].pop("ALIPAY"), "channels.ALIPAY: missing"),
+        (lambda d: d["channels"]["WECHAT"].update(no_answer="pray"), "channels.WECHAT.no_answer"),
+        (lambda d: d["service_points"][0].update(id="sp-1"), "service_points[0].id"),
+        (lambda d: d["service_points"].append(dict(d["service_points"][0])), "appears twice"),
+        (lambda d: d.pop("catalogs"), "catalogs"),
+    ],
+)
+def test_bad_entries_are_named(change: Any, where: str) -> None:
+    assert where in broken(change)
+
+
+def test_an_unreadable_file_is_reported(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[service\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

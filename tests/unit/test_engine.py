@@ -1,0 +1,182 @@
+"""The polling / reversal engine against the in-process sandbox, per channel playbook.
+
+The recorder applies every event to a real Order, so an illegal sequence fails here.
+"""
+
+import asyncio
+
+import pytest
+
+from orchestrator.config import load_config
+from orchestrator.domain.catalog import FeeCategory, PricedLine
+from orchestrator.domain.order import Order
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
+from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
+from orchestrator.providers.port import (
+    PayCall,
+    ProviderUnavailable,
+    RefundAnswer,
+    ReverseAnswer,
+    TradeAnswer,
+    TradeStatus,
+)
+from orchestrator.providers.sandbox_provider import SandboxProvider
+from orchestrator.sandbox.bank import SandboxBank, Timing
+from tests.support import EXPECTED, PROVIDER_CHANNELS, code
+
+SCALE = 0.01
+CONFIG = load_config().with_settings(time_scale=SCALE)
+TIMING = Timing(time_scale=SCALE)
+LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
+
+
+class Recorded:
+    """A real order behind the recorder: the engine's events must be legal transitions."""
+
+    def __init__(self, clock: SystemClock) -> None:
+        self.clock = clock
+        self.order, _ = Order.create(
+            order_id="SP01-E", business_no="B", service_point_id="SP01", window_id="W01",
+            payer_name="p", lines=LINES, catalog_version="v", now=clock.now_ms(),
+            expires_at=clock.now_ms() + 10**9,
+        )  # fmt: skip
+        self.events: list[AttemptEvent] = []
+
+    def start(self, channel: Channel) -> str:
+        attempt_id = self.order.next_attempt_id()
+        self.order.start_attempt(
+            attempt_id=attempt_id, channel=channel, terminal_id="T", request_id="r",
+            now=self.clock.now_ms(),
+        )  # fmt: skip
+        return attempt_id
+
+    async def __call__(self, event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
+        self.events.append(event)
+        self.order.record_attempt(
+            self.order.attempts[-1].attempt_id, event, self.clock.now_ms(),
+            trade_no=trade_no, reason=reason,
+        )  # fmt: skip
+
+
+def call_for(attempt_id: str, auth_code: str) -> PayCall:
+    return PayCall(attempt_id, auth_code, 8000, "SP01", "T01", "科目一")
+
+
+@pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
+@pytest.mark.parametrize("ending", sorted(EXPECTED))
+async def test_every_behaviour_ends_where_domain_md_says(channel: Channel, ending: str) -> None:
+    clock = SystemClock()
+    bank = SandboxBank(channel.value, TIMING)
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(channel)
+    driver = AttemptDriver(
+        SandboxProvider(channel, bank), CONFIG.playbook(channel), clock, recorded
+    )
+    await asyncio.wait_for(
+        driver.run(
+            Ticket(
+                attempt_id,
+                AttemptState.SUBMITTED,
+                clock.now_ms(),
+                call_for(attempt_id, code(channel, ending)),
+            )
+        ),
+        timeout=10,
+    )
+    order_state, attempt_state = EXPECTED[ending][channel]
+    assert (recorded.order.state, recorded.order.attempts[-1].state) == (order_state, attempt_state)
+    trade = bank.trade(attempt_id)
+    if attempt_state is AttemptState.SUCCEEDED:
+        assert trade is not None and trade.state.value == "SUCCESS"
+    elif attempt_state is AttemptState.REVERSED:
+        assert trade is not None and trade.state.value in ("CLOSED", "REVOKED")
+    if ending == "8888":
+        assert trade is not None and trade.reverse_calls == 2
+
+
+async def test_resuming_an_attempt_whose_pay_never_left_closes_the_trade() -> None:
+    clock = SystemClock()
+    bank = SandboxBank("WECHAT", TIMING)
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.WECHAT)
+    driver = AttemptDriver(
+        SandboxProvider(Channel.WECHAT, bank), CONFIG.playbook(Channel.WECHAT), clock, recorded
+    )
+    await driver.run(Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), None))
+    assert recorded.events == [AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED]
+    trade = bank.trade(attempt_id)
+    assert trade is not None and trade.state.value == "CLOSED"
+
+
+async def test_resuming_a_payer_still_confirming_queries_first_and_never_pays_again() -> None:
+    clock = SystemClock()
+    bank = SandboxBank("ALIPAY", TIMING)
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.ALIPAY)
+    await bank.pay(attempt_id, code(Channel.ALIPAY, "1111"), 8000, "SP01")
+    recorded.order.record_attempt(attempt_id, AttemptEvent.PAYER_CONFIRMING, clock.now_ms())
+    driver = AttemptDriver(
+        SandboxProvider(Channel.ALIPAY, bank), CONFIG.playbook(Channel.ALIPAY), clock, recorded
+    )
+    started = recorded.order.attempts[-1].created_at
+    await driver.run(Ticket(attempt_id, AttemptState.AWAITING_PAYER, started, None))
+    assert recorded.events[-1] is AttemptEvent.PAID
+    assert len(bank.trades()) == 1
+
+
+class Unreachable:
+    """A provider that answers nothing but 5xx, whatever is asked."""
+
+    channel = Channel.WECHAT
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        raise ProviderUnavailable("503")
+
+    async def query(self, out_trade_no: str) -> TradeAnswer:
+        raise ProviderUnavailable("503")
+
+    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+        raise ProviderUnavailable("503")
+
+    async def refund(self, a: str, b: str, c: int, d: int) -> RefundAnswer:
+        raise ProviderUnavailable("503")
+
+
+async def test_an_unreachable_provider_still_ends_the_attempt_in_bounded_time() -> None:
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.WECHAT)
+    driver = AttemptDriver(Unreachable(), CONFIG.playbook(Channel.WECHAT), clock, recorded)
+    await asyncio.wait_for(
+        driver.run(
+            Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"))
+        ),
+        timeout=20,
+    )
+    assert recorded.events[-1] is AttemptEvent.REVERSAL_ABANDONED
+    attempt = recorded.order.attempts[-1]
+    assert attempt.state is AttemptState.FAILED
+    assert "reconciliation" in attempt.failure_reason
+
+
+async def test_the_reversal_waits_for_reverse_not_before() -> None:
+    clock = SystemClock()
+    bank = SandboxBank("WECHAT", TIMING)
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.WECHAT)
+    playbook = CONFIG.playbook(Channel.WECHAT)
+    started = clock.now_ms()
+    driver = AttemptDriver(SandboxProvider(Channel.WECHAT, bank), playbook, clock, recorded)
+    await driver.run(
+        Ticket(
+            attempt_id,
+            AttemptState.SUBMITTED,
+            started,
+            call_for(attempt_id, code(Channel.WECHAT, "2222")),
+        )
+    )
+    trade = bank.trade(attempt_id)
+    assert trade is not None and trade.closed_at is not None
+    assert trade.closed_at * 1000 - started >= playbook.reverse_not_before_s * 1000
+    assert recorded.events[-1] is AttemptEvent.REVERSED
+    assert TradeStatus.CLOSED  # the answer kind the adapter gives for a closed trade

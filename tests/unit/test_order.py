@@ -1,0 +1,136 @@
+import pytest
+
+from orchestrator.domain.catalog import FeeCategory, PricedLine
+from orchestrator.domain.errors import FailedPrecondition, IllegalTransition, InvalidArgument
+from orchestrator.domain.order import Order, invariant_violations
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
+
+NOW = 1_800_000_000_000
+LINES = (
+    PricedLine("PLT-AUTO", "机动车号牌", "副", FeeCategory.PRODUCTION, 1, 10000, 10000),
+    PricedLine("DOC-VLIC", "行驶证", "本", FeeCategory.PRODUCTION, 2, 1000, 2000),
+)
+
+
+def new_order() -> Order:
+    order, change = Order.create(
+        order_id="SP01-A",
+        business_no="B1",
+        service_point_id="SP01",
+        window_id="W01",
+        payer_name="张三",
+        lines=LINES,
+        catalog_version="2024-01",
+        now=NOW,
+        expires_at=NOW + 3_600_000,
+    )
+    assert change.version == 1 and change.what == "created"
+    return order
+
+
+def start(order: Order, channel: Channel = Channel.WECHAT, cash: int = 0) -> str:
+    attempt_id = order.next_attempt_id()
+    order.start_attempt(
+        attempt_id=attempt_id,
+        channel=channel,
+        terminal_id="T01",
+        request_id="r1",
+        now=NOW + 1,
+        cash_received_fen=cash,
+    )
+    return attempt_id
+
+
+def test_a_new_order_is_priced_from_its_lines() -> None:
+    order = new_order()
+    assert order.amount_fen == 12000
+    assert order.state is OrderState.AWAITING_PAYMENT
+    assert invariant_violations(order) == []
+
+
+def test_a_paid_attempt_pays_the_order() -> None:
+    order = new_order()
+    attempt_id = start(order)
+    assert order.state is OrderState.PAYING
+    change = order.record_attempt(attempt_id, AttemptEvent.PAID, NOW + 2, trade_no="42")
+    assert order.state is OrderState.PAID
+    assert order.paid_by == attempt_id and order.paid_at == NOW + 2
+    assert order.attempt(attempt_id).provider_trade_no == "42"
+    assert change.version == order.version == 3
+    assert invariant_violations(order) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        [AttemptEvent.DECLINED],
+        [AttemptEvent.PAYER_CONFIRMING, AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED],
+        [AttemptEvent.NO_ANSWER, AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSAL_ABANDONED],
+        [AttemptEvent.NO_ANSWER, AttemptEvent.DECLINED],
+    ],
+)
+def test_an_unpaid_attempt_returns_the_order_to_awaiting_payment(
+    path: list[AttemptEvent],
+) -> None:
+    order = new_order()
+    attempt_id = start(order)
+    for event in path:
+        order.record_attempt(attempt_id, event, NOW + 5, reason="why")
+    assert order.attempt(attempt_id).final
+    assert order.state is OrderState.AWAITING_PAYMENT
+    assert invariant_violations(order) == []
+    second = start(order, Channel.ALIPAY)  # the payer may try again, another channel
+    assert second.endswith("-2")
+
+
+def test_one_attempt_in_flight_at_a_time() -> None:
+    order = new_order()
+    start(order)
+    with pytest.raises(FailedPrecondition, match="PAYING"):
+        start(order)
+
+
+def test_a_paid_order_takes_no_new_attempt_and_cannot_be_cancelled() -> None:
+    order = new_order()
+    order.record_attempt(start(order), AttemptEvent.PAID, NOW + 2)
+    with pytest.raises(FailedPrecondition):
+        start(order)
+    with pytest.raises(IllegalTransition):
+        order.cancel("no", NOW + 3)
+
+
+def test_cash_must_cover_the_amount() -> None:
+    order = new_order()
+    with pytest.raises(InvalidArgument, match="less than"):
+        start(order, Channel.CASH, cash=11999)
+    attempt_id = start(order, Channel.CASH, cash=15000)
+    assert order.attempt(attempt_id).change_fen == 3000
+
+
+def test_an_expired_order_cannot_be_paid() -> None:
+    order = new_order()
+    with pytest.raises(FailedPrecondition, match="expired"):
+        order.start_attempt(
+            attempt_id="x", channel=Channel.WECHAT, terminal_id="T", request_id="r",
+            now=order.expires_at,
+        )  # fmt: skip
+    order.expire(order.expires_at)
+    assert order.state is OrderState.EXPIRED
+    assert not order.is_open
+
+
+def test_an_illegal_event_changes_nothing() -> None:
+    order = new_order()
+    attempt_id = start(order)
+    before = order.to_record()
+    with pytest.raises(IllegalTransition):
+        order.record_attempt(attempt_id, AttemptEvent.REVERSED, NOW + 3)
+    assert order.to_record() == before
+
+
+def test_records_round_trip() -> None:
+    order = new_order()
+    attempt_id = start(order)
+    order.record_attempt(attempt_id, AttemptEvent.PAYER_CONFIRMING, NOW + 2)
+    assert Order.from_record(order.to_record()) == order
+    assert order.attempt(attempt_id).state is AttemptState.AWAITING_PAYER

@@ -1,0 +1,87 @@
+"""Random event sequences against one order: the invariants of DOMAIN.md §4 hold after
+every step, refused steps change nothing, and the journal's versions stay gap-free."""
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from orchestrator.domain.catalog import FeeCategory, PricedLine
+from orchestrator.domain.errors import DomainError
+from orchestrator.domain.order import Change, Order, invariant_violations
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
+
+LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
+
+
+class OrderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1_800_000_000_000
+        self.order, change = Order.create(
+            order_id="SP01-H", business_no="B", service_point_id="SP01", window_id="W01",
+            payer_name="p", lines=LINES, catalog_version="v", now=self.now,
+            expires_at=self.now + 10_000_000,
+        )  # fmt: skip
+        self.journal: list[Change] = [change]
+        self.final_seen: dict[str, AttemptState] = {}
+
+    def _apply(self, step: object) -> None:
+        before = self.order.to_record()
+        self.now += 1
+        try:
+            change = step()  # type: ignore[operator]
+        except DomainError:
+            assert self.order.to_record() == before, "a refused step changed the order"
+            return
+        self.journal.append(change)
+
+    @rule(channel=st.sampled_from(list(Channel)), cash=st.integers(0, 20000))
+    def start_attempt(self, channel: Channel, cash: int) -> None:
+        self._apply(
+            lambda: self.order.start_attempt(
+                attempt_id=self.order.next_attempt_id(),
+                channel=channel,
+                terminal_id="T",
+                request_id="r",
+                now=self.now,
+                cash_received_fen=cash,
+            )
+        )
+
+    @precondition(lambda self: bool(self.order.attempts))
+    @rule(event=st.sampled_from(list(AttemptEvent)), data=st.data())
+    def provider_event(self, event: AttemptEvent, data: st.DataObject) -> None:
+        attempt = data.draw(st.sampled_from(self.order.attempts))
+        self._apply(lambda: self.order.record_attempt(attempt.attempt_id, event, self.now))
+
+    @rule()
+    def cancel(self) -> None:
+        self._apply(lambda: self.order.cancel("withdrawn", self.now))
+
+    @rule()
+    def expire(self) -> None:
+        self._apply(lambda: self.order.expire(self.now))
+
+    @invariant()
+    def domain_invariants_hold(self) -> None:
+        assert invariant_violations(self.order) == []
+
+    @invariant()
+    def journal_is_gap_free(self) -> None:
+        assert [c.version for c in self.journal] == list(range(1, self.order.version + 1))
+
+    @invariant()
+    def final_attempts_stay_final(self) -> None:
+        for attempt in self.order.attempts:
+            previous = self.final_seen.get(attempt.attempt_id)
+            if previous is not None and previous is not attempt.state:
+                assert (previous, attempt.state) == (
+                    AttemptState.FAILED,
+                    AttemptState.LATE_SUCCESS_REFUNDED,
+                )
+            if attempt.final:
+                self.final_seen[attempt.attempt_id] = attempt.state
+
+
+OrderMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestOrderMachine = OrderMachine.TestCase
