@@ -202,6 +202,8 @@ def _playbook(t: _Table) -> Playbook:
         reverse_give_up_after_s=t.number("reverse_give_up_after_s"),
         pay_retries=t.get("pay_retries", int),
         no_answer=mode,
+        follow_up_interval_s=t.number("follow_up_interval_s", 60.0, minimum=0.001),
+        follow_up_window_s=t.number("follow_up_window_s", 86_400.0),
     )
     if playbook.reverse_give_up_after_s < playbook.reverse_not_before_s:
         raise t.fail("reverse_give_up_after_s", "must not be before reverse_not_before_s")

@@ -46,12 +46,15 @@ def small_config(
     time_scale: float = 0.05,
     service_points: int = 3,
     windows: int = 6,
+    channels: dict[str, dict[str, Any]] | None = None,
     **service: Any,
 ) -> Config:
     """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
     {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
     data = sample_data()
     data["service"].update(time_scale=time_scale, grpc_port=0, **service)
+    for channel, changes in (channels or {}).items():
+        data["channels"][channel].update(changes)
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
     data["service_points"] = [
         {

@@ -41,7 +41,18 @@ class CancelOrder:
     reason: str
 
 
-Command = CreateOrder | Pay | CancelOrder
+@dataclass(frozen=True, slots=True)
+class Refund:
+    request_id: str
+    terminal_id: str
+    terminal_window_id: str
+    order_id: str
+    amount_fen: int
+    reason: str
+    supervisor_id: str
+
+
+Command = CreateOrder | Pay | CancelOrder | Refund
 
 
 def fingerprint(command: Command) -> str:
@@ -57,6 +68,11 @@ def fingerprint(command: Command) -> str:
             f"Pay|{command.terminal_id}|{command.order_id}|{command.channel}|"
             f"{command.auth_code}|{command.cash_received_fen}"
         )
+    elif isinstance(command, Refund):
+        text = (
+            f"Refund|{command.terminal_id}|{command.order_id}|{command.amount_fen}|"
+            f"{command.reason}|{command.supervisor_id}"
+        )
     else:
         text = f"CancelOrder|{command.order_id}|{command.reason}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -71,10 +87,12 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A payment attempt was recorded and is under way; its outcome follows as events."""
+    """A payment attempt (or a refund) was recorded and is under way; its outcome follows
+    as order events."""
 
     order: bytes
-    attempt_id: str
+    attempt_id: str = ""
+    refund_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

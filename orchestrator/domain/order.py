@@ -18,6 +18,7 @@ from orchestrator.domain.states import (
     Channel,
     OrderEvent,
     OrderState,
+    RefundState,
     next_attempt_state,
     next_order_state,
 )
@@ -40,6 +41,7 @@ class Attempt:
     auth_code_masked: str = ""
     cash_received_fen: int = 0
     change_fen: int = 0
+    follow_up: bool = False  # unpaid, but the provider's last word is still awaited
 
     @property
     def final(self) -> bool:
@@ -60,6 +62,7 @@ class Attempt:
             "auth_code_masked": self.auth_code_masked,
             "cash_received_fen": self.cash_received_fen,
             "change_fen": self.change_fen,
+            "follow_up": self.follow_up,
         }
 
     @classmethod
@@ -78,7 +81,48 @@ class Attempt:
             auth_code_masked=r["auth_code_masked"],
             cash_received_fen=r["cash_received_fen"],
             change_fen=r["change_fen"],
+            follow_up=r["follow_up"],
         )
+
+
+@dataclass(slots=True)
+class Refund:
+    """Money given back: part of the order's payment, or (automatic) a late success."""
+
+    refund_id: str  # also the out_refund_no at the provider
+    attempt_id: str  # the attempt whose money goes back
+    amount_fen: int
+    state: RefundState
+    reason: str
+    supervisor_id: str
+    terminal_id: str
+    request_id: str
+    automatic: bool
+    created_at: int
+    finished_at: int | None = None
+    provider_refund_no: str = ""
+    failure_reason: str = ""
+
+    def to_record(self) -> Record:
+        return {
+            "refund_id": self.refund_id,
+            "attempt_id": self.attempt_id,
+            "amount_fen": self.amount_fen,
+            "state": self.state.value,
+            "reason": self.reason,
+            "supervisor_id": self.supervisor_id,
+            "terminal_id": self.terminal_id,
+            "request_id": self.request_id,
+            "automatic": self.automatic,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "provider_refund_no": self.provider_refund_no,
+            "failure_reason": self.failure_reason,
+        }
+
+    @classmethod
+    def from_record(cls, r: Record) -> Refund:
+        return cls(**{**r, "state": RefundState(r["state"])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +136,7 @@ class Change:
     attempt_id: str = ""
     attempt_state: AttemptState | None = None
     detail: str = ""
+    refund_id: str = ""
 
     def to_record(self) -> Record:
         record: Record = {
@@ -106,6 +151,8 @@ class Change:
             record["attempt_state"] = self.attempt_state.value
         if self.detail:
             record["detail"] = self.detail
+        if self.refund_id:
+            record["refund_id"] = self.refund_id
         return record
 
 
@@ -128,6 +175,7 @@ class Order:
     cancel_reason: str = ""
     refunded_fen: int = 0
     attempts: list[Attempt] = field(default_factory=list)
+    refunds: list[Refund] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -177,11 +225,31 @@ class Order:
     def next_attempt_id(self) -> str:
         return f"{self.order_id}-{len(self.attempts) + 1}"
 
+    def refund(self, refund_id: str) -> Refund:
+        for refund in self.refunds:
+            if refund.refund_id == refund_id:
+                return refund
+        raise FailedPrecondition(f"order {self.order_id} has no refund {refund_id}")
+
+    def pending_refunds(self) -> list[Refund]:
+        return [r for r in self.refunds if r.state is RefundState.PENDING]
+
+    @property
+    def refundable_fen(self) -> int:
+        """What may still be refunded of the order's payment (pending refunds count)."""
+        if self.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
+            return 0
+        pending = sum(r.amount_fen for r in self.pending_refunds() if not r.automatic)
+        return self.amount_fen - self.refunded_fen - pending
+
     @property
     def is_open(self) -> bool:
-        """Still needs the service point's attention (payable, or an attempt not final)."""
-        return self.state in (OrderState.AWAITING_PAYMENT, OrderState.PAYING) or (
-            self.in_flight() is not None
+        """Still needs the service point's attention: payable, an attempt not final or
+        under follow-up, or a refund not yet through."""
+        return (
+            self.state in (OrderState.AWAITING_PAYMENT, OrderState.PAYING)
+            or any(not a.final or a.follow_up for a in self.attempts)
+            or bool(self.pending_refunds())
         )
 
     def same_lines(self, lines: tuple[PricedLine, ...]) -> bool:
@@ -244,10 +312,17 @@ class Order:
         """Apply a provider outcome (or engine decision) to an attempt, then to the order."""
         attempt = self.attempt(attempt_id)
         new_state = next_attempt_state(attempt.state, event)
+        if event is AttemptEvent.LATE_SUCCESS:
+            return self._late_success(attempt, now, trade_no, reason)
+        if event is AttemptEvent.LATE_SUCCESS_REFUNDED and not any(
+            r.automatic and r.attempt_id == attempt_id and r.state is RefundState.SUCCEEDED
+            for r in self.refunds
+        ):
+            raise FailedPrecondition(f"attempt {attempt_id} has no completed late-success refund")
         order_event: OrderEvent | None = None
-        if new_state is AttemptState.SUCCEEDED:
+        if not attempt.final and new_state is AttemptState.SUCCEEDED:
             order_event = OrderEvent.ATTEMPT_SUCCEEDED
-        elif new_state in (AttemptState.FAILED, AttemptState.REVERSED):
+        elif not attempt.final and new_state in (AttemptState.FAILED, AttemptState.REVERSED):
             order_event = OrderEvent.ATTEMPT_ENDED_UNPAID
         new_order_state = next_order_state(self.state, order_event) if order_event else self.state
         attempt.state = new_state
@@ -257,11 +332,110 @@ class Order:
             attempt.failure_reason = reason
         if attempt.final and attempt.finished_at is None:
             attempt.finished_at = now
+        attempt.follow_up = event is AttemptEvent.REVERSAL_ABANDONED
         self.state = new_order_state
         if order_event is OrderEvent.ATTEMPT_SUCCEEDED:
             self.paid_at = now
             self.paid_by = attempt_id
         return self._changed(now, "attempt", attempt_id, new_state, reason or event.value)
+
+    def _late_success(self, attempt: Attempt, now: int, trade_no: str, reason: str) -> Change:
+        """An attempt that ended unpaid turned out paid: its money goes back (invariant 3)."""
+        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in self.refunds):
+            raise FailedPrecondition(f"attempt {attempt.attempt_id} is already being refunded")
+        attempt.follow_up = False
+        if trade_no:
+            attempt.provider_trade_no = trade_no
+        refund_id = f"{attempt.attempt_id}-R{len(self.refunds) + 1}"
+        self.refunds.append(
+            Refund(
+                refund_id=refund_id,
+                attempt_id=attempt.attempt_id,
+                amount_fen=attempt.amount_fen,
+                state=RefundState.PENDING,
+                reason=reason or "late success",
+                supervisor_id="",
+                terminal_id="",
+                request_id="",
+                automatic=True,
+                created_at=now,
+            )
+        )
+        return self._changed(
+            now, "late_success", attempt.attempt_id, attempt.state, reason, refund_id
+        )
+
+    def request_refund(
+        self,
+        *,
+        amount_fen: int,
+        reason: str,
+        supervisor_id: str,
+        terminal_id: str,
+        request_id: str,
+        now: int,
+    ) -> Change:
+        """Give back part or all of the order's payment; the money is reserved at once so
+        that refunds under way together never exceed what was paid."""
+        if self.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
+            raise FailedPrecondition(f"order {self.order_id} is {self.state}; nothing to refund")
+        if not 0 < amount_fen <= self.refundable_fen:
+            raise FailedPrecondition(
+                f"refund of {amount_fen} fen refused: {self.refundable_fen} fen of order "
+                f"{self.order_id} can still be refunded"
+            )
+        refund_id = f"{self.paid_by}-R{len(self.refunds) + 1}"
+        self.refunds.append(
+            Refund(
+                refund_id=refund_id,
+                attempt_id=self.paid_by,
+                amount_fen=amount_fen,
+                state=RefundState.PENDING,
+                reason=reason,
+                supervisor_id=supervisor_id,
+                terminal_id=terminal_id,
+                request_id=request_id,
+                automatic=False,
+                created_at=now,
+            )
+        )
+        return self._changed(now, "refund", self.paid_by, detail=reason, refund_id=refund_id)
+
+    def record_refund(
+        self,
+        refund_id: str,
+        *,
+        succeeded: bool,
+        now: int,
+        refund_no: str = "",
+        reason: str = "",
+    ) -> list[Change]:
+        refund = self.refund(refund_id)
+        if refund.state is not RefundState.PENDING:
+            raise FailedPrecondition(f"refund {refund_id} is already {refund.state}")
+        refund.state = RefundState.SUCCEEDED if succeeded else RefundState.FAILED
+        refund.finished_at = now
+        refund.provider_refund_no = refund_no
+        refund.failure_reason = "" if succeeded else reason
+        changes = [
+            self._changed(
+                now, "refund", refund.attempt_id, detail=reason or refund.state.value,
+                refund_id=refund_id,
+            )
+        ]  # fmt: skip
+        if succeeded and refund.automatic:
+            changes.append(
+                self.record_attempt(refund.attempt_id, AttemptEvent.LATE_SUCCESS_REFUNDED, now)
+            )
+        elif succeeded:
+            self.refunded_fen += refund.amount_fen
+            event = (
+                OrderEvent.REFUND_REST
+                if self.refunded_fen == self.amount_fen
+                else OrderEvent.REFUND_PART
+            )
+            self.state = next_order_state(self.state, event)
+        return changes
 
     def cancel(self, reason: str, now: int) -> Change:
         self.state = next_order_state(self.state, OrderEvent.CANCEL)
@@ -279,9 +453,12 @@ class Order:
         attempt_id: str = "",
         attempt_state: AttemptState | None = None,
         detail: str = "",
+        refund_id: str = "",
     ) -> Change:
         self.version += 1
-        return Change(self.version, now, what, self.state, attempt_id, attempt_state, detail)
+        return Change(
+            self.version, now, what, self.state, attempt_id, attempt_state, detail, refund_id
+        )
 
     # ---- records ---------------------------------------------------------------
 
@@ -315,6 +492,7 @@ class Order:
             "cancel_reason": self.cancel_reason,
             "refunded_fen": self.refunded_fen,
             "attempts": [attempt.to_record() for attempt in self.attempts],
+            "refunds": [refund.to_record() for refund in self.refunds],
         }
 
     @classmethod
@@ -348,6 +526,7 @@ class Order:
             cancel_reason=r["cancel_reason"],
             refunded_fen=r["refunded_fen"],
             attempts=[Attempt.from_record(a) for a in r["attempts"]],
+            refunds=[Refund.from_record(f) for f in r["refunds"]],
         )
 
 
@@ -378,4 +557,25 @@ def invariant_violations(order: Order) -> list[str]:
         problems.append("paid_by does not name the succeeded attempt")
     if not 0 <= order.refunded_fen <= order.amount_fen:
         problems.append("refunded more than was paid")
+    own = [r for r in order.refunds if not r.automatic]
+    if order.refunded_fen != sum(r.amount_fen for r in own if r.state is RefundState.SUCCEEDED):
+        problems.append("refunded amount differs from the refunds that went through")
+    if sum(r.amount_fen for r in own if r.state is not RefundState.FAILED) > order.amount_fen:
+        problems.append("refunds under way or done exceed the payment")
+    if any(r.attempt_id != order.paid_by for r in own):
+        problems.append("a refund of the payment names another attempt")
+    expected_state = {0: OrderState.PAID, order.amount_fen: OrderState.REFUNDED}.get(
+        order.refunded_fen, OrderState.PARTIALLY_REFUNDED
+    )
+    if is_paid and order.state is not expected_state:
+        problems.append(f"state {order.state} after {order.refunded_fen} fen refunded")
+    for refund in order.refunds:
+        if refund.automatic and order.attempt(refund.attempt_id).state is AttemptState.SUCCEEDED:
+            problems.append("the paying attempt is refunded as a late success")
+    for attempt in order.attempts:
+        if attempt.state is AttemptState.LATE_SUCCESS_REFUNDED and not any(
+            r.automatic and r.attempt_id == attempt.attempt_id and r.state is RefundState.SUCCEEDED
+            for r in order.refunds
+        ):
+            problems.append(f"attempt {attempt.attempt_id} marked refunded without a refund")
     return problems

@@ -56,8 +56,16 @@ class AttemptEvent(StrEnum):
     NO_ANSWER = "NO_ANSWER"  # timeout or system error: outcome unknown
     REVERSAL_STARTED = "REVERSAL_STARTED"  # recorded before the reversal is sent
     REVERSED = "REVERSED"  # provider confirmed the reversal / cancel
-    REVERSAL_ABANDONED = "REVERSAL_ABANDONED"  # gave up; reconciliation watches for it
-    LATE_SUCCESS_REFUNDED = "LATE_SUCCESS_REFUNDED"  # a success that must not stand
+    REVERSAL_ABANDONED = "REVERSAL_ABANDONED"  # gave up; a follow-up keeps watching
+    FOLLOW_UP_CLEARED = "FOLLOW_UP_CLEARED"  # the provider kept nothing: no more watching
+    LATE_SUCCESS = "LATE_SUCCESS"  # found paid after all: it is refunded automatically
+    LATE_SUCCESS_REFUNDED = "LATE_SUCCESS_REFUNDED"  # that refund went through
+
+
+class RefundState(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
 
 
 FINAL_ATTEMPT_STATES = frozenset(
@@ -111,7 +119,12 @@ ATTEMPT_TRANSITIONS: dict[tuple[AttemptState, AttemptEvent], AttemptState] = {
     (_A.UNKNOWN, _AE.REVERSAL_STARTED): _A.REVERSING,
     (_A.REVERSING, _AE.REVERSED): _A.REVERSED,
     (_A.REVERSING, _AE.REVERSAL_ABANDONED): _A.FAILED,
+    # After the fact, for attempts that ended unpaid: what the provider says later.
+    (_A.FAILED, _AE.FOLLOW_UP_CLEARED): _A.FAILED,
+    (_A.FAILED, _AE.LATE_SUCCESS): _A.FAILED,
+    (_A.REVERSED, _AE.LATE_SUCCESS): _A.REVERSED,
     (_A.FAILED, _AE.LATE_SUCCESS_REFUNDED): _A.LATE_SUCCESS_REFUNDED,
+    (_A.REVERSED, _AE.LATE_SUCCESS_REFUNDED): _A.LATE_SUCCESS_REFUNDED,
 }
 
 

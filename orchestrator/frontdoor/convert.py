@@ -9,7 +9,7 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay
+from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, Refund
 from orchestrator.domain.errors import ErrorCode, InvalidArgument
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
@@ -72,8 +72,26 @@ def order_message(snapshot: bytes | dict[str, Any]) -> pb.Order:
                 cash_received_fen=a["cash_received_fen"],
                 change_fen=a["change_fen"],
                 auth_code_masked=a["auth_code_masked"],
+                follow_up=a["follow_up"],
             )
             for a in r["attempts"]
+        ],
+        refunds=[
+            pb.Refund(
+                refund_id=f["refund_id"],
+                attempt_id=f["attempt_id"],
+                amount_fen=f["amount_fen"],
+                state=pb.RefundState.Value(f"REFUND_{f['state']}"),
+                reason=f["reason"],
+                supervisor_id=f["supervisor_id"],
+                terminal_id=f["terminal_id"],
+                automatic=f["automatic"],
+                created_at=_timestamp(f["created_at"]),
+                finished_at=_timestamp(f["finished_at"]),
+                provider_refund_no=f["provider_refund_no"],
+                failure_reason=f["failure_reason"],
+            )
+            for f in r["refunds"]
         ],
         created_at=_timestamp(r["created_at"]),
         paid_at=_timestamp(r["paid_at"]),
@@ -126,4 +144,16 @@ def pay_command(request: pb.PayRequest, terminal_window: str) -> Pay:
 def cancel_command(request: pb.CancelOrderRequest) -> CancelOrder:
     return CancelOrder(
         request_id=request.request_id, order_id=request.order_id, reason=request.reason
+    )
+
+
+def refund_command(request: pb.RefundRequest, terminal_window: str) -> Refund:
+    return Refund(
+        request_id=request.request_id,
+        terminal_id=request.terminal_id,
+        terminal_window_id=terminal_window,
+        order_id=request.order_id,
+        amount_fen=request.amount_fen,
+        reason=request.reason,
+        supervisor_id=request.supervisor_id,
     )

@@ -11,6 +11,7 @@ import grpc
 import orjson
 
 from orchestrator.config import Config
+from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted, Command, Rejected, Result
 from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
 from orchestrator.domain.states import FINAL_ATTEMPT_STATES
@@ -21,6 +22,7 @@ from orchestrator.frontdoor.convert import (
     create_command,
     order_message,
     pay_command,
+    refund_command,
 )
 from orchestrator.frontdoor.events import RESYNC, EventHub, Feed
 from orchestrator.frontdoor.router import Router
@@ -138,7 +140,27 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             command = pay_command(request, window)
         except DomainError as error:
             await _guard(context, error)
-        with door.hub.follow_order(request.order_id) as feed:
+        return await self._until_outcome(context, sp, command)
+
+    async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Order:
+        door = self._door
+        try:
+            check_id(request.request_id, "request_id")
+            window = door.window_of_terminal(request.terminal_id)
+            sp = door.sp_of_order(request.order_id)
+            command = refund_command(request, window)
+        except DomainError as error:
+            await _guard(context, error)
+        return await self._until_outcome(context, sp, command)
+
+    async def _until_outcome(
+        self, context: Context, sp: str, command: commands.Pay | commands.Refund
+    ) -> pb.Order:
+        """Send the command; if it started provider work, wait for that work's outcome up
+        to the caller's deadline or the server's hold, whichever comes first."""
+        door = self._door
+        order_id = command.order_id
+        with door.hub.follow_order(order_id) as feed:
             result = await door.call(context, sp, command)
             if not isinstance(result, Accepted):
                 return order_message(result.order)  # type: ignore[union-attr]
@@ -146,11 +168,11 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             remaining = context.time_remaining()
             if remaining is not None:
                 hold = min(hold, remaining - min(0.5, remaining / 10))
-            snapshot = await self._outcome(feed, request.order_id, result, hold)
+            snapshot = await self._outcome(feed, order_id, result, hold)
         return order_message(snapshot)
 
     async def _outcome(self, feed: Feed, order_id: str, accepted: Accepted, hold: float) -> bytes:
-        """The order once the attempt is final, or as it stands when the hold runs out."""
+        """The order once the work is final, or as it stands when the hold runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, hold)
         latest = accepted.order
@@ -168,7 +190,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
                     continue
             else:
                 snapshot = event.snapshot
-            if _attempt_final(snapshot, accepted.attempt_id):
+            if _work_done(snapshot, accepted):
                 return snapshot
             latest = snapshot
 
@@ -220,8 +242,14 @@ def _newer(snapshot: bytes, sent: dict[str, int], *, only_open: bool) -> pb.Orde
     return order_message(record)
 
 
-def _attempt_final(snapshot: bytes, attempt_id: str) -> bool:
-    for attempt in orjson.loads(snapshot)["attempts"]:
-        if attempt["attempt_id"] == attempt_id:
-            return bool(attempt["state"] in _FINAL)
-    return False
+def _work_done(snapshot: bytes, accepted: Accepted) -> bool:
+    record = orjson.loads(snapshot)
+    if accepted.refund_id:
+        return any(
+            refund["refund_id"] == accepted.refund_id and refund["state"] != "PENDING"
+            for refund in record["refunds"]
+        )
+    return any(
+        attempt["attempt_id"] == accepted.attempt_id and attempt["state"] in _FINAL
+        for attempt in record["attempts"]
+    )

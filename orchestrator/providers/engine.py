@@ -9,6 +9,7 @@ at any point resumes from the last recorded state: query first, then reverse if 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class Ticket:
     state: AttemptState
     started_at_ms: int
     call: PayCall | None  # None when resuming after a restart: never pay twice
+    follow_up: bool = False  # ended unpaid after a reversal was given up: keep watching
 
 
 class AttemptDriver:
@@ -68,6 +70,9 @@ class AttemptDriver:
 
     async def run(self, ticket: Ticket) -> None:
         state = ticket.state
+        if ticket.follow_up:
+            await self._follow_up(ticket)
+            return
         if state is AttemptState.REVERSING:
             await self._reverse(ticket, already_recorded=True, why="")
             return
@@ -148,10 +153,43 @@ class AttemptDriver:
             if self._elapsed_s(ticket) >= playbook.reverse_give_up_after_s:
                 await self._record(
                     AttemptEvent.REVERSAL_ABANDONED,
-                    reason="reversal not confirmed in time; reconciliation will settle it",
+                    reason="reversal not confirmed in time; following the trade up",
                 )
+                await self._follow_up(ticket)
                 return
             await self._clock.sleep(playbook.reverse_interval_s)
+
+    async def _follow_up(self, ticket: Ticket) -> None:
+        """The attempt ended unpaid without the provider's word: ask until it gives one.
+        A payment found after all is a late success; the core refunds it."""
+        playbook = self._playbook
+        while self._elapsed_s(ticket) < playbook.follow_up_window_s:
+            await self._clock.sleep(playbook.follow_up_interval_s)
+            answer = await self._query(ticket.attempt_id)
+            if answer is None:
+                continue
+            if answer.status is TradeStatus.PAID:
+                await self._record(
+                    AttemptEvent.LATE_SUCCESS,
+                    trade_no=answer.trade_no,
+                    reason="paid after the reversal was given up",
+                )
+                return
+            if answer.status is TradeStatus.CONFIRMING:
+                # The payer is still on it: try once more to close the trade.
+                with contextlib.suppress(ProviderError, TimeoutError):
+                    await asyncio.wait_for(
+                        self._provider.reverse(ticket.attempt_id), playbook.query_timeout_s
+                    )
+                continue
+            await self._record(
+                AttemptEvent.FOLLOW_UP_CLEARED, reason=f"provider kept nothing ({answer.status})"
+            )
+            return
+        await self._record(
+            AttemptEvent.FOLLOW_UP_CLEARED,
+            reason="follow-up window over; reconciliation settles the rest",
+        )
 
     async def _pay(self, call: PayCall) -> tuple[TradeAnswer | None, bool]:
         """The pay call with the documented resends; (answer, refused every time)."""
@@ -197,3 +235,56 @@ class AttemptDriver:
 
     def _elapsed_s(self, ticket: Ticket) -> float:
         return (self._clock.now_ms() - ticket.started_at_ms) / 1000
+
+
+class RefundRecorder(Protocol):
+    def __call__(
+        self, *, succeeded: bool, refund_no: str = "", reason: str = ""
+    ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefundTicket:
+    refund_id: str  # the out_refund_no: resending it never refunds twice
+    attempt_id: str
+    amount_fen: int
+    total_fen: int
+    created_at_ms: int
+
+
+class RefundDriver:
+    """Sends one refund until the provider answers it, resending the same refund number
+    after any error; gives up only after the channel's reversal window."""
+
+    def __init__(
+        self, provider: PaymentProvider, playbook: Playbook, clock: Clock, record: RefundRecorder
+    ) -> None:
+        self._provider = provider
+        self._playbook = playbook
+        self._clock = clock
+        self._record = record
+
+    async def run(self, ticket: RefundTicket) -> None:
+        playbook = self._playbook
+        while True:
+            try:
+                answer = await asyncio.wait_for(
+                    self._provider.refund(
+                        ticket.attempt_id, ticket.refund_id, ticket.amount_fen, ticket.total_fen
+                    ),
+                    playbook.query_timeout_s,
+                )
+            except (ProviderError, TimeoutError):
+                answer = None
+            if answer is not None:
+                await self._record(
+                    succeeded=answer.done, refund_no=answer.refund_no, reason=answer.reason
+                )
+                return
+            elapsed = (self._clock.now_ms() - ticket.created_at_ms) / 1000
+            if elapsed >= playbook.reverse_give_up_after_s:
+                await self._record(
+                    succeeded=False, reason="no answer from the provider; left to reconciliation"
+                )
+                return
+            await self._clock.sleep(playbook.reverse_interval_s)

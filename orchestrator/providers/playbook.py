@@ -24,6 +24,10 @@ class Playbook:
     reverse_give_up_after_s: float  # after the pay call; then reconciliation takes over
     pay_retries: int  # resends of the same pay after an explicit retryable error (5xx)
     no_answer: NoAnswer
+    # After a reversal was given up: how often, and how long, to ask whether the payer
+    # paid after all (a late success is refunded automatically).
+    follow_up_interval_s: float = 60.0
+    follow_up_window_s: float = 86_400.0
 
     def scaled(self, factor: float) -> Playbook:
         """The same procedure with every duration multiplied (tests run it fast)."""
@@ -36,4 +40,6 @@ class Playbook:
             reverse_not_before_s=self.reverse_not_before_s * factor,
             reverse_interval_s=self.reverse_interval_s * factor,
             reverse_give_up_after_s=self.reverse_give_up_after_s * factor,
+            follow_up_interval_s=self.follow_up_interval_s * factor,
+            follow_up_window_s=self.follow_up_window_s * factor,
         )

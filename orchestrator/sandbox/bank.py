@@ -113,12 +113,15 @@ class SandboxBank:
         self._trades: dict[str, Trade] = {}
         self._used_codes: set[str] = set()
         self._serial = itertools.count(1)
+        self.faults: set[str] = set()  # operations that answer "unavailable" (tests)
 
     # ---- the provider's operations --------------------------------------------
 
     async def pay(
         self, out_trade_no: str, auth_code: str, amount_fen: int, store_id: str
     ) -> BankReply:
+        if "pay" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         existing = self._trades.get(out_trade_no)
         if existing is not None:  # a resend of the same pay: answer with what happened
             return self._reply(self._refresh(existing))
@@ -162,6 +165,8 @@ class SandboxBank:
         return self._reply(trade)
 
     async def query(self, out_trade_no: str) -> BankReply:
+        if "query" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         trade = self._trades.get(out_trade_no)
         if trade is not None and trade.behaviour is Behaviour.SLOW_QUERY:
             await asyncio.sleep(self._scaled(self.timing.slow_query_s))
@@ -170,6 +175,8 @@ class SandboxBank:
         return self._reply(self._refresh(trade))
 
     async def reverse(self, out_trade_no: str) -> BankReply:
+        if "reverse" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         trade = self._trades.get(out_trade_no)
         now = self._now()
         if trade is None:
@@ -199,6 +206,8 @@ class SandboxBank:
         return self._reply(trade)
 
     async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply:
+        if "refund" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         trade = self._trades.get(out_trade_no)
         if trade is None:
             return BankReply(Reply.NOT_FOUND, reason="ORDER_NOT_EXIST")
@@ -216,6 +225,13 @@ class SandboxBank:
         return BankReply(Reply.OK, self._copy(trade), refund=refund)
 
     # ---- the ledger --------------------------------------------------------------
+
+    def confirm(self, out_trade_no: str) -> Trade | None:
+        """The payer confirms now, whatever the behaviour said (tests of late success)."""
+        trade = self._trades.get(out_trade_no)
+        if trade is not None and trade.state is TradeState.USERPAYING:
+            trade.state, trade.paid_at = TradeState.SUCCESS, self._now()
+        return None if trade is None else self._copy(trade)
 
     def trades(self) -> list[Trade]:
         return [self._copy(self._refresh(t)) for t in self._trades.values()]

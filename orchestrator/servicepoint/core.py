@@ -38,6 +38,7 @@ from orchestrator.domain.commands import (
     CreateOrder,
     Done,
     Pay,
+    Refund,
     Rejected,
     Result,
     fingerprint,
@@ -58,7 +59,14 @@ from orchestrator.domain.states import (
     OrderState,
 )
 from orchestrator.domain.validation import check_id, check_text
-from orchestrator.providers.engine import AttemptDriver, Clock, SystemClock, Ticket
+from orchestrator.providers.engine import (
+    AttemptDriver,
+    Clock,
+    RefundDriver,
+    RefundTicket,
+    SystemClock,
+    Ticket,
+)
 from orchestrator.providers.port import PayCall, PaymentProvider
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.store import keys
@@ -88,6 +96,7 @@ class _Job:
     order: int = -1
     result: Result | None = None
     start_driver: tuple[str, str] | None = None  # (order id, attempt id)
+    start_refund: tuple[str, str] | None = None  # (order id, refund id)
 
 
 def _exit_process(error: BaseException) -> None:
@@ -143,11 +152,15 @@ class ServicePointCore:
         resumed = 0
         for order in self._open.values():
             attempt = order.in_flight()
-            if attempt is None:
-                continue
-            self._window_busy[order.window_id] = attempt.attempt_id
-            self._start_driver(order.order_id, attempt.attempt_id, call=None)
-            resumed += 1
+            if attempt is not None:
+                self._window_busy[order.window_id] = attempt.attempt_id
+            for attempt in order.attempts:
+                if not attempt.final or attempt.follow_up:
+                    self._start_driver(order.order_id, attempt.attempt_id, call=None)
+                    resumed += 1
+            for refund in order.pending_refunds():
+                self._start_refund(order, refund.refund_id)
+                resumed += 1
         self._sweeper = asyncio.create_task(self._sweep_expired())
         self._ready.set()
         log.info(
@@ -171,7 +184,7 @@ class ServicePointCore:
         return {
             "service_points": list(self.service_points),
             "open_orders": len(self._open),
-            "attempts_in_flight": len(self._drivers),
+            "drivers": len(self._drivers),
             "flushes": self._commit.flushes,
             "last_flush_waiters": self._commit.last_batch_size,
         }
@@ -226,6 +239,9 @@ class ServicePointCore:
             self._requests.pop(job.command.request_id, None)
             if job.start_driver is not None:
                 self._start_driver(*job.start_driver, call=self._pay_call(job))
+            if job.start_refund is not None:
+                order_id, refund_id = job.start_refund
+                self._start_refund(self._open[order_id], refund_id)
             assert job.result is not None
             job.future.set_result(job.result)
         self._trim_recent()
@@ -257,6 +273,12 @@ class ServicePointCore:
             if command.channel is not Channel.CASH:
                 job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
             return job
+        if isinstance(command, Refund):
+            check_id(command.supervisor_id, "supervisor_id")
+            check_text(command.reason, "reason", required=True, limit=200)
+            if command.amount_fen <= 0:
+                raise InvalidArgument("amount_fen of a refund must be positive")
+            return _Job(command, fingerprint(command), sp, loop.create_future())
         check_text(command.reason, "reason", required=False, limit=200)
         return _Job(command, fingerprint(command), sp, loop.create_future())
 
@@ -320,6 +342,8 @@ class ServicePointCore:
             raise NotFound(f"order {command.order_id} not found")
         if isinstance(command, Pay):
             return self._pay(job, command, order, reads)
+        if isinstance(command, Refund):
+            return self._refund(job, command, order)
         return self._cancel(job, command, order)
 
     def _create(self, job: _Job, command: CreateOrder, reads: ReadBatch) -> Result:
@@ -332,7 +356,7 @@ class ServicePointCore:
             ):
                 if existing.window_id == command.window_id and existing.same_lines(job.lines):
                     snapshot = _snapshot(existing)
-                    self._save_response(existing, command.request_id, "", snapshot)
+                    self._save_response(existing, command.request_id, snapshot)
                     return Done(snapshot)
                 raise FailedPrecondition(
                     f"business case {command.business_no} already has order "
@@ -355,7 +379,7 @@ class ServicePointCore:
         self._open[order.order_id] = order
         snapshot = self._stage(order, [change])
         self._commit.batch.mark_open(job.sp, order.order_id, order.window_id)
-        self._save_response(order, command.request_id, "", snapshot)
+        self._save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 
     def _pay(self, job: _Job, command: Pay, order: Order, reads: ReadBatch) -> Result:
@@ -390,11 +414,11 @@ class ServicePointCore:
         if command.channel is Channel.CASH:
             changes.append(order.record_attempt(attempt_id, AttemptEvent.PAID, now))
             snapshot = self._stage(order, changes)
-            self._save_response(order, command.request_id, attempt_id, snapshot)
+            self._save_response(order, command.request_id, snapshot, attempt_id=attempt_id)
             return Done(snapshot)
         self._window_busy[order.window_id] = attempt_id
         snapshot = self._stage(order, changes)
-        self._save_response(order, command.request_id, attempt_id, b"")
+        self._save_response(order, command.request_id, b"", attempt_id=attempt_id)
         job.start_driver = (order.order_id, attempt_id)
         return Accepted(snapshot, attempt_id)
 
@@ -404,8 +428,41 @@ class ServicePointCore:
         if order.state is not OrderState.AWAITING_PAYMENT:
             raise FailedPrecondition(f"order {order.order_id} is {order.state}; cannot cancel")
         snapshot = self._stage(order, [order.cancel(command.reason, self._clock.now_ms())])
-        self._save_response(order, command.request_id, "", snapshot)
+        self._save_response(order, command.request_id, snapshot)
         return Done(snapshot)
+
+    def _refund(self, job: _Job, command: Refund, order: Order) -> Result:
+        terminal_sp = self._config.deployment.window_service_point.get(command.terminal_window_id)
+        if terminal_sp != order.service_point_id:
+            raise PermissionDenied(
+                f"terminal {command.terminal_id} is not at service point "
+                f"{order.service_point_id}, where order {order.order_id} was paid"
+            )
+        now = self._clock.now_ms()
+        changes = [
+            order.request_refund(
+                amount_fen=command.amount_fen,
+                reason=command.reason,
+                supervisor_id=command.supervisor_id,
+                terminal_id=command.terminal_id,
+                request_id=command.request_id,
+                now=now,
+            )
+        ]
+        refund = order.refunds[-1]
+        if order.attempt(refund.attempt_id).channel is Channel.CASH:
+            # The clerk hands the cash back at the counter.
+            changes += order.record_refund(refund.refund_id, succeeded=True, now=now)
+            snapshot = self._stage(order, changes)
+            self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
+            return Done(snapshot)
+        snapshot = self._stage(order, changes)
+        self._open[order.order_id] = order  # a refund under way keeps the order open
+        self._recent.pop(order.order_id, None)
+        self._commit.batch.mark_open(order.service_point_id, order.order_id, order.window_id)
+        self._save_response(order, command.request_id, b"", refund_id=refund.refund_id)
+        job.start_refund = (order.order_id, refund.refund_id)
+        return Accepted(snapshot, refund_id=refund.refund_id)
 
     def _replay(self, job: _Job, stored: bytes, reads: ReadBatch) -> Result:
         """The first answer to this request id (or, for a payment, its outcome)."""
@@ -420,6 +477,8 @@ class ServicePointCore:
                 order = self._adopt(reads[job.order])
             else:
                 raise NotFound(f"order {meta['order_id']} not found")
+        if meta.get("refund_id"):
+            return Accepted(_snapshot(order), refund_id=meta["refund_id"])
         return Accepted(_snapshot(order), meta["attempt_id"])
 
     @staticmethod
@@ -464,7 +523,7 @@ class ServicePointCore:
             self._clock,
             self._recorder(order_id, attempt_id),
         )
-        ticket = Ticket(attempt_id, attempt.state, attempt.created_at, call)
+        ticket = Ticket(attempt_id, attempt.state, attempt.created_at, call, attempt.follow_up)
         task = asyncio.create_task(driver.run(ticket), name=f"attempt {attempt_id}")
         self._drivers[attempt_id] = task
         task.add_done_callback(lambda t: self._driver_done(attempt_id, t))
@@ -481,14 +540,49 @@ class ServicePointCore:
                 attempt_id, event, self._clock.now_ms(), trade_no=trade_no, reason=reason
             )
             attempt = order.attempt(attempt_id)
+            ended = self._window_busy.get(order.window_id) == attempt_id and attempt.final
             snapshot = self._stage(order, [change])
-            if attempt.final:
-                if self._window_busy.get(order.window_id) == attempt_id:
-                    del self._window_busy[order.window_id]
-                self._save_response(order, attempt.request_id, attempt_id, snapshot)
+            if ended:
+                del self._window_busy[order.window_id]
+                self._save_response(order, attempt.request_id, snapshot, attempt_id=attempt_id)
             await self._commit.durable()
+            if event is AttemptEvent.LATE_SUCCESS:
+                log.warning("late success of %s: refunding it automatically", attempt_id)
+                self._start_refund(order, order.refunds[-1].refund_id)
 
         return record
+
+    def _start_refund(self, order: Order, refund_id: str) -> None:
+        refund = order.refund(refund_id)
+        attempt = order.attempt(refund.attempt_id)
+        order_id = order.order_id
+
+        async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
+            live = self._open[order_id]
+            changes = live.record_refund(
+                refund_id,
+                succeeded=succeeded,
+                now=self._clock.now_ms(),
+                refund_no=refund_no,
+                reason=reason,
+            )
+            snapshot = self._stage(live, changes)
+            if refund.request_id:
+                self._save_response(live, refund.request_id, snapshot, refund_id=refund_id)
+            await self._commit.durable()
+
+        driver = RefundDriver(
+            self._providers[attempt.channel],
+            self._config.playbook(attempt.channel),
+            self._clock,
+            record,
+        )
+        ticket = RefundTicket(
+            refund_id, attempt.attempt_id, refund.amount_fen, attempt.amount_fen, refund.created_at
+        )
+        task = asyncio.create_task(driver.run(ticket), name=f"refund {refund_id}")
+        self._drivers[refund_id] = task
+        task.add_done_callback(lambda t: self._driver_done(refund_id, t))
 
     async def _sweep_expired(self) -> None:
         while True:
@@ -542,11 +636,20 @@ class ServicePointCore:
         return snapshot
 
     def _save_response(
-        self, order: Order, request_id: str, attempt_id: str, snapshot: bytes
+        self,
+        order: Order,
+        request_id: str,
+        snapshot: bytes,
+        *,
+        attempt_id: str = "",
+        refund_id: str = "",
     ) -> None:
-        """What a replay of `request_id` answers: the order snapshot, or for a payment still
-        under way an empty one (the replay then waits for the outcome like the original)."""
-        header = orjson.dumps({"order_id": order.order_id, "attempt_id": attempt_id})
+        """What a replay of `request_id` answers: the order snapshot, or for a payment or
+        refund still under way an empty one (the replay then waits for the outcome of
+        that attempt or refund, like the original did)."""
+        header = orjson.dumps(
+            {"order_id": order.order_id, "attempt_id": attempt_id, "refund_id": refund_id}
+        )
         self._commit.batch.save_response(
             order.service_point_id, request_id, header + b"\n" + snapshot, self._ttl_ms
         )

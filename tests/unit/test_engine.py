@@ -4,6 +4,7 @@ The recorder applies every event to a real Order, so an illegal sequence fails h
 """
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -146,16 +147,20 @@ async def test_an_unreachable_provider_still_ends_the_attempt_in_bounded_time() 
     clock = SystemClock()
     recorded = Recorded(clock)
     attempt_id = recorded.start(Channel.WECHAT)
-    driver = AttemptDriver(Unreachable(), CONFIG.playbook(Channel.WECHAT), clock, recorded)
+    playbook = replace(CONFIG.playbook(Channel.WECHAT), follow_up_window_s=8.0)
+    driver = AttemptDriver(Unreachable(), playbook, clock, recorded)
     await asyncio.wait_for(
         driver.run(
             Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"))
         ),
         timeout=20,
     )
-    assert recorded.events[-1] is AttemptEvent.REVERSAL_ABANDONED
+    assert recorded.events[-2:] == [
+        AttemptEvent.REVERSAL_ABANDONED,
+        AttemptEvent.FOLLOW_UP_CLEARED,
+    ]
     attempt = recorded.order.attempts[-1]
-    assert attempt.state is AttemptState.FAILED
+    assert attempt.state is AttemptState.FAILED and not attempt.follow_up
     assert "reconciliation" in attempt.failure_reason
 
 

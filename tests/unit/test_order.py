@@ -134,3 +134,68 @@ def test_records_round_trip() -> None:
     order.record_attempt(attempt_id, AttemptEvent.PAYER_CONFIRMING, NOW + 2)
     assert Order.from_record(order.to_record()) == order
     assert order.attempt(attempt_id).state is AttemptState.AWAITING_PAYER
+
+
+def paid_order() -> Order:
+    order = new_order()
+    order.record_attempt(start(order), AttemptEvent.PAID, NOW + 2)
+    return order
+
+
+def ask_refund(order: Order, amount: int) -> str:
+    order.request_refund(
+        amount_fen=amount, reason="退费", supervisor_id="S1", terminal_id="T01",
+        request_id="q", now=NOW + 10,
+    )  # fmt: skip
+    return order.refunds[-1].refund_id
+
+
+def test_refunds_move_the_order_to_partially_then_fully_refunded() -> None:
+    order = paid_order()
+    first = ask_refund(order, 2000)
+    assert order.refundable_fen == 10000  # the pending refund is reserved
+    order.record_refund(first, succeeded=True, now=NOW + 11, refund_no="RF1")
+    assert (order.state, order.refunded_fen) == (OrderState.PARTIALLY_REFUNDED, 2000)
+    second = ask_refund(order, 10000)
+    order.record_refund(second, succeeded=True, now=NOW + 12)
+    assert (order.state, order.refunded_fen) == (OrderState.REFUNDED, 12000)
+    assert invariant_violations(order) == []
+
+
+def test_a_failed_refund_gives_its_reservation_back() -> None:
+    order = paid_order()
+    refund_id = ask_refund(order, 12000)
+    with pytest.raises(FailedPrecondition, match="can still be refunded"):
+        ask_refund(order, 1)
+    order.record_refund(refund_id, succeeded=False, now=NOW + 11, reason="refused")
+    assert order.state is OrderState.PAID
+    assert order.refundable_fen == 12000
+
+
+def test_an_unpaid_order_has_nothing_to_refund() -> None:
+    with pytest.raises(FailedPrecondition, match="nothing to refund"):
+        ask_refund(new_order(), 100)
+
+
+def test_a_late_success_is_refunded_and_marked() -> None:
+    order = new_order()
+    first = start(order)
+    for event in (
+        AttemptEvent.PAYER_CONFIRMING,
+        AttemptEvent.REVERSAL_STARTED,
+        AttemptEvent.REVERSAL_ABANDONED,
+    ):
+        order.record_attempt(first, event, NOW + 2)
+    assert order.attempt(first).follow_up and order.is_open
+    order.record_attempt(start(order, Channel.ALIPAY), AttemptEvent.PAID, NOW + 3)
+    order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 4, trade_no="W1")
+    [auto] = order.refunds
+    assert auto.automatic and auto.amount_fen == 12000 and not order.attempt(first).follow_up
+    with pytest.raises(FailedPrecondition, match="already being refunded"):
+        order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 5)
+    changes = order.record_refund(auto.refund_id, succeeded=True, now=NOW + 6)
+    assert len(changes) == 2
+    assert order.attempt(first).state is AttemptState.LATE_SUCCESS_REFUNDED
+    assert order.state is OrderState.PAID and order.refunded_fen == 0
+    assert invariant_violations(order) == []
+    assert not order.is_open

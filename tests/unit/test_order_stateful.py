@@ -29,11 +29,11 @@ class OrderMachine(RuleBasedStateMachine):
         before = self.order.to_record()
         self.now += 1
         try:
-            change = step()  # type: ignore[operator]
+            changes = step()  # type: ignore[operator]
         except DomainError:
             assert self.order.to_record() == before, "a refused step changed the order"
             return
-        self.journal.append(change)
+        self.journal.extend(changes if isinstance(changes, list) else [changes])
 
     @rule(channel=st.sampled_from(list(Channel)), cash=st.integers(0, 20000))
     def start_attempt(self, channel: Channel, cash: int) -> None:
@@ -53,6 +53,34 @@ class OrderMachine(RuleBasedStateMachine):
     def provider_event(self, event: AttemptEvent, data: st.DataObject) -> None:
         attempt = data.draw(st.sampled_from(self.order.attempts))
         self._apply(lambda: self.order.record_attempt(attempt.attempt_id, event, self.now))
+
+    @rule(amount=st.integers(-100, 9000))
+    def refund(self, amount: int) -> None:
+        self._apply(
+            lambda: self.order.request_refund(
+                amount_fen=amount,
+                reason="r",
+                supervisor_id="S",
+                terminal_id="T",
+                request_id="q",
+                now=self.now,
+            )
+        )
+
+    @precondition(lambda self: bool(self.order.refunds))
+    @rule(succeeded=st.booleans(), data=st.data())
+    def refund_outcome(self, succeeded: bool, data: st.DataObject) -> None:
+        refund = data.draw(st.sampled_from(self.order.refunds))
+
+        def step() -> Change:
+            *_, last = self.order.record_refund(refund.refund_id, succeeded=succeeded, now=self.now)
+            return last
+
+        before = self.order.version
+        self._apply(step)
+        # record_refund may journal two changes (refund, then the attempt)
+        if self.order.version == before + 2:
+            self.journal.insert(-1, self.journal[-1])
 
     @rule()
     def cancel(self) -> None:

@@ -41,10 +41,14 @@ def test_every_attempt_pair(state: AttemptState, event: AttemptEvent) -> None:
         assert next_attempt_state(state, event) is expected
 
 
-def test_final_attempt_states_only_leave_for_a_late_success_refund() -> None:
-    for (state, event), _ in ATTEMPT_TRANSITIONS.items():
-        if state in FINAL_ATTEMPT_STATES:
-            assert (state, event) == (AttemptState.FAILED, AttemptEvent.LATE_SUCCESS_REFUNDED)
+def test_final_attempt_states_change_only_after_a_late_success() -> None:
+    for (state, event), target in ATTEMPT_TRANSITIONS.items():
+        if state in FINAL_ATTEMPT_STATES and target is not state:
+            assert state in (AttemptState.FAILED, AttemptState.REVERSED)
+            assert (event, target) == (
+                AttemptEvent.LATE_SUCCESS_REFUNDED,
+                AttemptState.LATE_SUCCESS_REFUNDED,
+            )
 
 
 def test_closed_orders_take_no_payment() -> None:

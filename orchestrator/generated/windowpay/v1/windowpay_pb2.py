@@ -26,37 +26,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3orchestrator/generated/windowpay/v1/windowpay.proto\x12\x0cwindowpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\tOrderLine\x12\x10\n\x08\x66\x65\x65_code\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x1b\n\x0eunit_price_fen\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\namount_fen\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x11\n\x0f_unit_price_fenB\r\n\x0b_amount_fen\"\xf6\x02\n\x07\x41ttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x15.windowpay.v1.Channel\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.windowpay.v1.AttemptState\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11provider_trade_no\x18\x05 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0bterminal_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63\x61sh_received_fen\x18\n \x01(\x03\x12\x12\n\nchange_fen\x18\x0b \x01(\x03\x12\x18\n\x10\x61uth_code_masked\x18\x0c \x01(\t\"\xe1\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_no\x18\x02 \x01(\t\x12\x18\n\x10service_point_id\x18\x03 \x01(\t\x12\x11\n\twindow_id\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.windowpay.v1.OrderState\x12\x12\n\namount_fen\x18\x06 \x01(\x03\x12&\n\x05lines\x18\x07 \x03(\x0b\x32\x17.windowpay.v1.OrderLine\x12\'\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x15.windowpay.v1.Attempt\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npayer_name\x18\x0b \x01(\t\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12.\n\nexpires_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\x0f \x01(\t\x12\x14\n\x0crefunded_fen\x18\x10 \x01(\x03\"\x8c\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_no\x18\x02 \x01(\t\x12\x11\n\twindow_id\x18\x03 \x01(\t\x12\x12\n\npayer_name\x18\x04 \x01(\t\x12&\n\x05lines\x18\x05 \x03(\x0b\x32\x17.windowpay.v1.OrderLine\"\x9d\x01\n\nPayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12&\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x15.windowpay.v1.Channel\x12\x11\n\tauth_code\x18\x05 \x01(\t\x12\x19\n\x11\x63\x61sh_received_fen\x18\x06 \x01(\x03\"C\n\x0fGetOrderRequest\x12\x12\n\x08order_id\x18\x01 \x01(\tH\x00\x12\x15\n\x0b\x62usiness_no\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"J\n\x12\x43\x61ncelOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"<\n\x12WatchWindowRequest\x12\x13\n\x0bterminal_id\x18\x01 \x01(\t\x12\x11\n\twindow_id\x18\x02 \x01(\t*R\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\n\n\x06WECHAT\x10\x01\x12\n\n\x06\x41LIPAY\x10\x02\x12\x0c\n\x08UNIONPAY\x10\x03\x12\x08\n\x04\x43\x41SH\x10\x04*\x97\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41WAITING_PAYMENT\x10\x01\x12\n\n\x06PAYING\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\r\n\tCANCELLED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x16\n\x12PARTIALLY_REFUNDED\x10\x06\x12\x0c\n\x08REFUNDED\x10\x07*\xb0\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\r\n\tSUBMITTED\x10\x01\x12\x12\n\x0e\x41WAITING_PAYER\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tREVERSING\x10\x05\x12\x0c\n\x08REVERSED\x10\x06\x12\x0b\n\x07UNKNOWN\x10\x07\x12\x19\n\x15LATE_SUCCESS_REFUNDED\x10\x08\x32\xdd\x01\n\x0f\x42usinessGateway\x12\x44\n\x0b\x43reateOrder\x12 .windowpay.v1.CreateOrderRequest\x1a\x13.windowpay.v1.Order\x12>\n\x08GetOrder\x12\x1d.windowpay.v1.GetOrderRequest\x1a\x13.windowpay.v1.Order\x12\x44\n\x0b\x43\x61ncelOrder\x12 .windowpay.v1.CancelOrderRequest\x1a\x13.windowpay.v1.Order2\xc8\x01\n\x08Terminal\x12\x46\n\x0bWatchWindow\x12 .windowpay.v1.WatchWindowRequest\x1a\x13.windowpay.v1.Order0\x01\x12\x34\n\x03Pay\x12\x18.windowpay.v1.PayRequest\x1a\x13.windowpay.v1.Order\x12>\n\x08GetOrder\x12\x1d.windowpay.v1.GetOrderRequest\x1a\x13.windowpay.v1.Orderb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3orchestrator/generated/windowpay/v1/windowpay.proto\x12\x0cwindowpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\tOrderLine\x12\x10\n\x08\x66\x65\x65_code\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x1b\n\x0eunit_price_fen\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\namount_fen\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\tB\x11\n\x0f_unit_price_fenB\r\n\x0b_amount_fen\"\x89\x03\n\x07\x41ttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x15.windowpay.v1.Channel\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.windowpay.v1.AttemptState\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11provider_trade_no\x18\x05 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x13\n\x0bterminal_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63\x61sh_received_fen\x18\n \x01(\x03\x12\x12\n\nchange_fen\x18\x0b \x01(\x03\x12\x18\n\x10\x61uth_code_masked\x18\x0c \x01(\t\x12\x11\n\tfollow_up\x18\r \x01(\x08\"\xd1\x02\n\x06Refund\x12\x11\n\trefund_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.windowpay.v1.RefundState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rsupervisor_id\x18\x06 \x01(\t\x12\x13\n\x0bterminal_id\x18\x07 \x01(\t\x12\x11\n\tautomatic\x18\x08 \x01(\x08\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12provider_refund_no\x18\x0b \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0c \x01(\t\"\x88\x04\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_no\x18\x02 \x01(\t\x12\x18\n\x10service_point_id\x18\x03 \x01(\t\x12\x11\n\twindow_id\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.windowpay.v1.OrderState\x12\x12\n\namount_fen\x18\x06 \x01(\x03\x12&\n\x05lines\x18\x07 \x03(\x0b\x32\x17.windowpay.v1.OrderLine\x12\'\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x15.windowpay.v1.Attempt\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npayer_name\x18\x0b \x01(\t\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12.\n\nexpires_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_reason\x18\x0f \x01(\t\x12\x14\n\x0crefunded_fen\x18\x10 \x01(\x03\x12%\n\x07refunds\x18\x11 \x03(\x0b\x32\x14.windowpay.v1.Refund\"\x8c\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_no\x18\x02 \x01(\t\x12\x11\n\twindow_id\x18\x03 \x01(\t\x12\x12\n\npayer_name\x18\x04 \x01(\t\x12&\n\x05lines\x18\x05 \x03(\x0b\x32\x17.windowpay.v1.OrderLine\"\x9d\x01\n\nPayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12&\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x15.windowpay.v1.Channel\x12\x11\n\tauth_code\x18\x05 \x01(\t\x12\x19\n\x11\x63\x61sh_received_fen\x18\x06 \x01(\x03\"C\n\x0fGetOrderRequest\x12\x12\n\x08order_id\x18\x01 \x01(\tH\x00\x12\x15\n\x0b\x62usiness_no\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"J\n\x12\x43\x61ncelOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x85\x01\n\rRefundRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rsupervisor_id\x18\x06 \x01(\t\"<\n\x12WatchWindowRequest\x12\x13\n\x0bterminal_id\x18\x01 \x01(\t\x12\x11\n\twindow_id\x18\x02 \x01(\t*R\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\n\n\x06WECHAT\x10\x01\x12\n\n\x06\x41LIPAY\x10\x02\x12\x0c\n\x08UNIONPAY\x10\x03\x12\x08\n\x04\x43\x41SH\x10\x04*\x97\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41WAITING_PAYMENT\x10\x01\x12\n\n\x06PAYING\x10\x02\x12\x08\n\x04PAID\x10\x03\x12\r\n\tCANCELLED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x16\n\x12PARTIALLY_REFUNDED\x10\x06\x12\x0c\n\x08REFUNDED\x10\x07*\xb0\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\r\n\tSUBMITTED\x10\x01\x12\x12\n\x0e\x41WAITING_PAYER\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tREVERSING\x10\x05\x12\x0c\n\x08REVERSED\x10\x06\x12\x0b\n\x07UNKNOWN\x10\x07\x12\x19\n\x15LATE_SUCCESS_REFUNDED\x10\x08*h\n\x0bRefundState\x12\x1c\n\x18REFUND_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eREFUND_PENDING\x10\x01\x12\x14\n\x10REFUND_SUCCEEDED\x10\x02\x12\x11\n\rREFUND_FAILED\x10\x03\x32\xdd\x01\n\x0f\x42usinessGateway\x12\x44\n\x0b\x43reateOrder\x12 .windowpay.v1.CreateOrderRequest\x1a\x13.windowpay.v1.Order\x12>\n\x08GetOrder\x12\x1d.windowpay.v1.GetOrderRequest\x1a\x13.windowpay.v1.Order\x12\x44\n\x0b\x43\x61ncelOrder\x12 .windowpay.v1.CancelOrderRequest\x1a\x13.windowpay.v1.Order2\x84\x02\n\x08Terminal\x12\x46\n\x0bWatchWindow\x12 .windowpay.v1.WatchWindowRequest\x1a\x13.windowpay.v1.Order0\x01\x12\x34\n\x03Pay\x12\x18.windowpay.v1.PayRequest\x1a\x13.windowpay.v1.Order\x12>\n\x08GetOrder\x12\x1d.windowpay.v1.GetOrderRequest\x1a\x13.windowpay.v1.Order\x12:\n\x06Refund\x12\x1b.windowpay.v1.RefundRequest\x1a\x13.windowpay.v1.Orderb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.generated.windowpay.v1.windowpay_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=1657
-  _globals['_CHANNEL']._serialized_end=1739
-  _globals['_ORDERSTATE']._serialized_start=1742
-  _globals['_ORDERSTATE']._serialized_end=1893
-  _globals['_ATTEMPTSTATE']._serialized_start=1896
-  _globals['_ATTEMPTSTATE']._serialized_end=2072
+  _globals['_CHANNEL']._serialized_start=2191
+  _globals['_CHANNEL']._serialized_end=2273
+  _globals['_ORDERSTATE']._serialized_start=2276
+  _globals['_ORDERSTATE']._serialized_end=2427
+  _globals['_ATTEMPTSTATE']._serialized_start=2430
+  _globals['_ATTEMPTSTATE']._serialized_end=2606
+  _globals['_REFUNDSTATE']._serialized_start=2608
+  _globals['_REFUNDSTATE']._serialized_end=2712
   _globals['_ORDERLINE']._serialized_start=103
   _globals['_ORDERLINE']._serialized_end=284
   _globals['_ATTEMPT']._serialized_start=287
-  _globals['_ATTEMPT']._serialized_end=661
-  _globals['_ORDER']._serialized_start=664
-  _globals['_ORDER']._serialized_end=1145
-  _globals['_CREATEORDERREQUEST']._serialized_start=1148
-  _globals['_CREATEORDERREQUEST']._serialized_end=1288
-  _globals['_PAYREQUEST']._serialized_start=1291
-  _globals['_PAYREQUEST']._serialized_end=1448
-  _globals['_GETORDERREQUEST']._serialized_start=1450
-  _globals['_GETORDERREQUEST']._serialized_end=1517
-  _globals['_CANCELORDERREQUEST']._serialized_start=1519
-  _globals['_CANCELORDERREQUEST']._serialized_end=1593
-  _globals['_WATCHWINDOWREQUEST']._serialized_start=1595
-  _globals['_WATCHWINDOWREQUEST']._serialized_end=1655
-  _globals['_BUSINESSGATEWAY']._serialized_start=2075
-  _globals['_BUSINESSGATEWAY']._serialized_end=2296
-  _globals['_TERMINAL']._serialized_start=2299
-  _globals['_TERMINAL']._serialized_end=2499
+  _globals['_ATTEMPT']._serialized_end=680
+  _globals['_REFUND']._serialized_start=683
+  _globals['_REFUND']._serialized_end=1020
+  _globals['_ORDER']._serialized_start=1023
+  _globals['_ORDER']._serialized_end=1543
+  _globals['_CREATEORDERREQUEST']._serialized_start=1546
+  _globals['_CREATEORDERREQUEST']._serialized_end=1686
+  _globals['_PAYREQUEST']._serialized_start=1689
+  _globals['_PAYREQUEST']._serialized_end=1846
+  _globals['_GETORDERREQUEST']._serialized_start=1848
+  _globals['_GETORDERREQUEST']._serialized_end=1915
+  _globals['_CANCELORDERREQUEST']._serialized_start=1917
+  _globals['_CANCELORDERREQUEST']._serialized_end=1991
+  _globals['_REFUNDREQUEST']._serialized_start=1994
+  _globals['_REFUNDREQUEST']._serialized_end=2127
+  _globals['_WATCHWINDOWREQUEST']._serialized_start=2129
+  _globals['_WATCHWINDOWREQUEST']._serialized_end=2189
+  _globals['_BUSINESSGATEWAY']._serialized_start=2715
+  _globals['_BUSINESSGATEWAY']._serialized_end=2936
+  _globals['_TERMINAL']._serialized_start=2939
+  _globals['_TERMINAL']._serialized_end=3199
 # @@protoc_insertion_point(module_scope)

@@ -108,6 +108,25 @@ Proto enum values share the package scope, hence not plain REFUNDED.
 """
 Global___AttemptState: _TypeAlias = AttemptState  # noqa: Y015
 
+class _RefundState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RefundStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefundState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFUND_STATE_UNSPECIFIED: _RefundState.ValueType  # 0
+    REFUND_PENDING: _RefundState.ValueType  # 1
+    REFUND_SUCCEEDED: _RefundState.ValueType  # 2
+    REFUND_FAILED: _RefundState.ValueType  # 3
+
+class RefundState(_RefundState, metaclass=_RefundStateEnumTypeWrapper): ...
+
+REFUND_STATE_UNSPECIFIED: RefundState.ValueType  # 0
+REFUND_PENDING: RefundState.ValueType  # 1
+REFUND_SUCCEEDED: RefundState.ValueType  # 2
+REFUND_FAILED: RefundState.ValueType  # 3
+Global___RefundState: _TypeAlias = RefundState  # noqa: Y015
+
 @_typing.final
 class OrderLine(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -171,6 +190,7 @@ class Attempt(_message.Message):
     CASH_RECEIVED_FEN_FIELD_NUMBER: _builtins.int
     CHANGE_FEN_FIELD_NUMBER: _builtins.int
     AUTH_CODE_MASKED_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     """also the merchant order number (out_trade_no) at the provider"""
     channel: Global___Channel.ValueType
@@ -182,6 +202,10 @@ class Attempt(_message.Message):
     cash_received_fen: _builtins.int
     change_fen: _builtins.int
     auth_code_masked: _builtins.str
+    follow_up: _builtins.bool
+    """Ended unpaid, but the provider's last word is still awaited (a reversal was given
+    up); a late success is refunded automatically.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -201,14 +225,71 @@ class Attempt(_message.Message):
         cash_received_fen: _builtins.int = ...,
         change_fen: _builtins.int = ...,
         auth_code_masked: _builtins.str = ...,
+        follow_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempt_id", b"attempt_id", "auth_code_masked", b"auth_code_masked", "cash_received_fen", b"cash_received_fen", "change_fen", b"change_fen", "channel", b"channel", "created_at", b"created_at", "failure_reason", b"failure_reason", "finished_at", b"finished_at", "provider_trade_no", b"provider_trade_no", "state", b"state", "terminal_id", b"terminal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempt_id", b"attempt_id", "auth_code_masked", b"auth_code_masked", "cash_received_fen", b"cash_received_fen", "change_fen", b"change_fen", "channel", b"channel", "created_at", b"created_at", "failure_reason", b"failure_reason", "finished_at", b"finished_at", "follow_up", b"follow_up", "provider_trade_no", b"provider_trade_no", "state", b"state", "terminal_id", b"terminal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_ID_FIELD_NUMBER: _builtins.int
+    TERMINAL_ID_FIELD_NUMBER: _builtins.int
+    AUTOMATIC_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFUND_NO_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """also the out_refund_no at the provider"""
+    attempt_id: _builtins.str
+    amount_fen: _builtins.int
+    state: Global___RefundState.ValueType
+    reason: _builtins.str
+    supervisor_id: _builtins.str
+    terminal_id: _builtins.str
+    automatic: _builtins.bool
+    """Not asked for by anyone: a late success given back (DOMAIN.md §4 invariant 3)."""
+    provider_refund_no: _builtins.str
+    failure_reason: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        attempt_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        state: Global___RefundState.ValueType = ...,
+        reason: _builtins.str = ...,
+        supervisor_id: _builtins.str = ...,
+        terminal_id: _builtins.str = ...,
+        automatic: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        provider_refund_no: _builtins.str = ...,
+        failure_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempt_id", b"attempt_id", "automatic", b"automatic", "created_at", b"created_at", "failure_reason", b"failure_reason", "finished_at", b"finished_at", "provider_refund_no", b"provider_refund_no", "reason", b"reason", "refund_id", b"refund_id", "state", b"state", "supervisor_id", b"supervisor_id", "terminal_id", b"terminal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -230,6 +311,7 @@ class Order(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     REFUNDED_FEN_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     business_no: _builtins.str
     service_point_id: _builtins.str
@@ -252,6 +334,8 @@ class Order(_message.Message):
     def paid_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]: ...
     def __init__(
         self,
         *,
@@ -271,10 +355,11 @@ class Order(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         cancel_reason: _builtins.str = ...,
         refunded_fen: _builtins.int = ...,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "paid_at", b"paid_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempts", b"attempts", "business_no", b"business_no", "cancel_reason", b"cancel_reason", "catalog_version", b"catalog_version", "created_at", b"created_at", "expires_at", b"expires_at", "lines", b"lines", "order_id", b"order_id", "paid_at", b"paid_at", "payer_name", b"payer_name", "refunded_fen", b"refunded_fen", "service_point_id", b"service_point_id", "state", b"state", "version", b"version", "window_id", b"window_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempts", b"attempts", "business_no", b"business_no", "cancel_reason", b"cancel_reason", "catalog_version", b"catalog_version", "created_at", b"created_at", "expires_at", b"expires_at", "lines", b"lines", "order_id", b"order_id", "paid_at", b"paid_at", "payer_name", b"payer_name", "refunded_fen", b"refunded_fen", "refunds", b"refunds", "service_point_id", b"service_point_id", "state", b"state", "version", b"version", "window_id", b"window_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,6 +479,41 @@ class CancelOrderRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class RefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TERMINAL_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    terminal_id: _builtins.str
+    order_id: _builtins.str
+    amount_fen: _builtins.int
+    reason: _builtins.str
+    supervisor_id: _builtins.str
+    """who authorised it"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        terminal_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        supervisor_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "order_id", b"order_id", "reason", b"reason", "request_id", b"request_id", "supervisor_id", b"supervisor_id", "terminal_id", b"terminal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundRequest: _TypeAlias = RefundRequest  # noqa: Y015
 
 @_typing.final
 class WatchWindowRequest(_message.Message):

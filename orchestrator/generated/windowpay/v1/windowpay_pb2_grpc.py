@@ -215,6 +215,11 @@ class TerminalStub:
                 request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
                 _registered_method=True)
+        self.Refund = channel.unary_unary(
+                '/windowpay.v1.Terminal/Refund',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.RefundRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
+                _registered_method=True)
 
 
 class TerminalServicer:
@@ -242,6 +247,13 @@ class TerminalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Refund(self, request, context):
+        """Partial or full; never more than was paid in total. Waits for the provider like Pay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TerminalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +270,11 @@ def add_TerminalServicer_to_server(servicer, server):
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetOrderRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.SerializeToString,
+            ),
+            'Refund': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refund,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.RefundRequest.FromString,
                     response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.SerializeToString,
             ),
     }
@@ -342,6 +359,33 @@ class Terminal:
             target,
             '/windowpay.v1.Terminal/GetOrder',
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetOrderRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Refund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/windowpay.v1.Terminal/Refund',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.RefundRequest.SerializeToString,
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
             options,
             channel_credentials,

@@ -95,6 +95,8 @@ class TerminalStub:
     returns PAYING if the payer is still confirming.
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]
+    Refund: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.RefundRequest, _windowpay_pb2.Order]
+    """Partial or full; never more than was paid in total. Waits for the provider like Pay."""
 
 @_typing.type_check_only
 class TerminalAsyncStub(TerminalStub):
@@ -108,6 +110,8 @@ class TerminalAsyncStub(TerminalStub):
     returns PAYING if the payer is still confirming.
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
+    Refund: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.RefundRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
+    """Partial or full; never more than was paid in total. Waits for the provider like Pay."""
 
 class TerminalServicer(metaclass=_abc_1.ABCMeta):
     """The POS terminal at a window."""
@@ -136,5 +140,13 @@ class TerminalServicer(metaclass=_abc_1.ABCMeta):
         request: _windowpay_pb2.GetOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_windowpay_pb2.Order, _abc.Awaitable[_windowpay_pb2.Order]]: ...
+
+    @_abc_1.abstractmethod
+    def Refund(
+        self,
+        request: _windowpay_pb2.RefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_windowpay_pb2.Order, _abc.Awaitable[_windowpay_pb2.Order]]:
+        """Partial or full; never more than was paid in total. Waits for the provider like Pay."""
 
 def add_TerminalServicer_to_server(servicer: TerminalServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
