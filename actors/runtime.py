@@ -1,9 +1,8 @@
 """Everything in windowpay that calls Ray lives here.
 
 Starting or joining the Ray cluster, creating the named actors (one per group of
-service points, plus the sandbox host), and the small adapters that turn actor handles
-into the ports the rest of the code uses (Submitter for the front door, BankLink for
-the in-process sandbox provider).
+service points), and the adapter that turns an actor handle into the Submitter port
+the front door uses.
 """
 
 from __future__ import annotations
@@ -14,24 +13,21 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# A single-machine Ray stays on loopback: without this, Ray resolves 127.0.0.1 to the
+# host's outward address and listens there. It is read when Ray is imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import ray
 
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
-from orchestrator.sandbox.bank import BankReply, Timing
 
 NAMESPACE = "windowpay"
-SANDBOX_ACTOR = "sandbox"
-
-SandboxHandle = Any  # a Ray actor handle of actors.sandbox_host.SandboxHost
 
 
 def start(*, num_cpus: int = 2, address: str | None = None) -> str:
     """Start a local Ray (loopback only, no dashboard) or join one; returns its address."""
     if not ray.is_initialized():
-        # A single-machine Ray: without this, Ray resolves 127.0.0.1 to the host's
-        # outward address and listens there; with it, everything stays on loopback.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if address:
             ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
         else:
@@ -76,60 +72,12 @@ class RaySubmitter:
         return int(await self._handle.pid.remote())
 
 
-class RayBankLink:
-    """A BankLink to one channel's bank inside the shared sandbox host actor."""
-
-    def __init__(self, host: SandboxHandle, channel: str) -> None:
-        self._host = host
-        self._channel = channel
-
-    async def pay(
-        self, out_trade_no: str, auth_code: str, amount_fen: int, store_id: str
-    ) -> BankReply:
-        reply: BankReply = await self._host.pay.remote(
-            self._channel, out_trade_no, auth_code, amount_fen, store_id
-        )
-        return reply
-
-    async def query(self, out_trade_no: str) -> BankReply:
-        reply: BankReply = await self._host.query.remote(self._channel, out_trade_no)
-        return reply
-
-    async def reverse(self, out_trade_no: str) -> BankReply:
-        reply: BankReply = await self._host.reverse.remote(self._channel, out_trade_no)
-        return reply
-
-    async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply:
-        reply: BankReply = await self._host.refund.remote(
-            self._channel, out_trade_no, out_refund_no, amount_fen
-        )
-        return reply
-
-
-def _sandbox_host(config: Config) -> SandboxHandle:
-    from actors.sandbox_host import SandboxHost
-
-    sandbox = config.sandbox
-    timing = Timing(
-        time_scale=config.settings.time_scale,
-        confirm_after_s=sandbox.confirm_after_s,
-        slow_query_s=sandbox.slow_query_s,
-        hang_s=sandbox.hang_s,
-    )
-    return (
-        ray.remote(SandboxHost)
-        .options(num_cpus=0, max_concurrency=1000, name=SANDBOX_ACTOR, get_if_exists=True)
-        .remote(timing)
-    )
-
-
-async def deploy(config: Config, redis_url: str) -> dict[str, RaySubmitter]:
+async def deploy(config: Config, redis_url: str, keys_dir: str) -> dict[str, RaySubmitter]:
     """Create (or find) the actors of the deployment; returns a submitter per service
     point once every actor has recovered its state and is ready."""
     from actors.service_point import ServicePointActor
 
     remote = ray.remote(ServicePointActor)
-    sandbox = _sandbox_host(config)
     per_actor = config.settings.service_points_per_actor
     submitters: dict[str, RaySubmitter] = {}
     for group in config.deployment.actor_groups(per_actor):
@@ -141,7 +89,7 @@ async def deploy(config: Config, redis_url: str) -> dict[str, RaySubmitter]:
             max_restarts=-1,  # Ray restarts a dead actor; it recovers from Redis
             max_task_retries=-1,  # and re-runs its calls: every command is idempotent
             max_concurrency=1000,
-        ).remote(group, config, redis_url, sandbox)
+        ).remote(group, config, redis_url, keys_dir)
         submitter = RaySubmitter(handle, name)
         for sp in group:
             submitters[sp] = submitter
@@ -159,15 +107,6 @@ def join(config: Config) -> dict[str, RaySubmitter]:
         for sp in group:
             submitters[sp] = submitter
     return submitters
-
-
-def sandbox_host() -> SandboxHandle:
-    return ray.get_actor(SANDBOX_ACTOR, namespace=NAMESPACE)
-
-
-async def sandbox_trade(channel: str, out_trade_no: str) -> Any:
-    """The sandbox ledger's view of one trade (tests compare it with windowpay's)."""
-    return await sandbox_host().trade.remote(channel, out_trade_no)
 
 
 def kill_actors(submitters: Mapping[str, RaySubmitter]) -> None:

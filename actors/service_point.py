@@ -10,15 +10,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from actors.runtime import RayBankLink, SandboxHandle
-from orchestrator.config import PROVIDER_CHANNELS, Config
+from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
-from orchestrator.providers.port import PaymentProvider
-from orchestrator.providers.sandbox_provider import SandboxProvider
+from orchestrator.providers.factory import build_providers
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store.redis_store import RedisStore
 
@@ -31,15 +30,14 @@ class ServicePointActor:
         service_points: Sequence[str],
         config: Config,
         redis_url: str,
-        sandbox: SandboxHandle,
+        keys_dir: str,
     ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         self._redis = Redis.from_url(redis_url)
-        providers: dict[Any, PaymentProvider] = {
-            channel: SandboxProvider(channel, RayBankLink(sandbox, channel.value))
-            for channel in PROVIDER_CHANNELS
-        }
-        self._core = ServicePointCore(service_points, config, RedisStore(self._redis), providers)
+        self._providers = build_providers(config, Path(keys_dir))
+        self._core = ServicePointCore(
+            service_points, config, RedisStore(self._redis), self._providers.by_channel
+        )
         self._starting = asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:

@@ -18,6 +18,8 @@ from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.frontdoor.servicers import FrontDoor
+from orchestrator.providers.keys import ensure_dev_keys
+from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,15 @@ async def start_service(
             stack.callback(embedded.stop)
             log.info("embedded Redis (append-only) listening on %s, data in %s",
                      redis_url, embedded.data_dir)  # fmt: skip
+        keys_dir = (data_dir / config.keys_dir).resolve()
+        if config.sandboxed() and not join:
+            ensure_dev_keys(keys_dir)
+            sandbox = SandboxProcess(config, keys_dir)
+            urls = sandbox.start()
+            stack.callback(sandbox.stop)
+            config = config.with_base_urls({c: urls[c] for c in config.sandboxed()})
+            for channel, url in sorted(urls.items()):
+                log.info("%s sandbox gateway listening on %s", channel, url)
         address = runtime.start(address=ray_address)
         if not ray_address:
             stack.callback(runtime.shutdown)
@@ -79,7 +90,7 @@ async def start_service(
         if join:
             submitters = runtime.join(config)
         else:
-            submitters = await runtime.deploy(config, redis_url)
+            submitters = await runtime.deploy(config, redis_url, str(keys_dir))
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         server = await start_front_door(config, redis_url, dict(submitters), stack)
         log.info("gRPC front door listening on %s", server.address)

@@ -80,13 +80,34 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class ProviderSettings:
+    """How to reach one provider. An empty base_url means the local sandbox."""
+
+    base_url: str = ""
+    merchant_id: str = ""  # WeChat mchid, Alipay app_id, UnionPay merId
+    app_id: str = ""  # WeChat appid
+
+
+DEFAULT_PROVIDERS = {
+    Channel.WECHAT: ProviderSettings("", "1900000109", "wxd678efh567hg6787"),
+    Channel.ALIPAY: ProviderSettings("", "2021000000000001"),
+    Channel.UNIONPAY: ProviderSettings("", "898000000000001"),
+}
+
+
+@dataclass(frozen=True)
 class Config:
     deployment: Deployment
     fees: FeeSchedule
     settings: Settings
     playbooks: Mapping[Channel, Playbook]
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    providers: Mapping[Channel, ProviderSettings] = field(
+        default_factory=lambda: dict(DEFAULT_PROVIDERS)
+    )
+    keys_dir: str = "keys"  # relative to the data directory unless absolute
     source: str = "<memory>"
+    path: Path | None = None  # the file it came from (None: the shipped sample)
 
     def playbook(self, channel: Channel) -> Playbook:
         """The channel's playbook with the time scale applied."""
@@ -94,6 +115,16 @@ class Config:
 
     def with_settings(self, **changes: Any) -> Config:
         return replace(self, settings=replace(self.settings, **changes))
+
+    def sandboxed(self) -> list[Channel]:
+        """Channels served by the local sandbox (no base_url configured)."""
+        return [channel for channel, p in self.providers.items() if not p.base_url]
+
+    def with_base_urls(self, urls: Mapping[Channel, str]) -> Config:
+        providers = dict(self.providers)
+        for channel, url in urls.items():
+            providers[channel] = replace(providers[channel], base_url=url)
+        return replace(self, providers=providers)
 
 
 # ---- typed getters -------------------------------------------------------------
@@ -205,8 +236,13 @@ def _playbook(t: _Table) -> Playbook:
         follow_up_interval_s=t.number("follow_up_interval_s", 60.0, minimum=0.001),
         follow_up_window_s=t.number("follow_up_window_s", 86_400.0),
     )
-    if playbook.reverse_give_up_after_s < playbook.reverse_not_before_s:
-        raise t.fail("reverse_give_up_after_s", "must not be before reverse_not_before_s")
+    if playbook.reverse_give_up_after_s <= max(
+        playbook.reverse_not_before_s, playbook.confirm_window_s
+    ):
+        raise t.fail(
+            "reverse_give_up_after_s",
+            "must come after both confirm_window_s and reverse_not_before_s",
+        )
     return playbook
 
 
@@ -283,6 +319,25 @@ def _deployment(root: _Table) -> Deployment:
     return Deployment(tuple(service_points), window_sp, terminal_window)
 
 
+def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
+    table = root.table("providers")
+    providers = {}
+    for channel in PROVIDER_CHANNELS:
+        default = DEFAULT_PROVIDERS[channel]
+        t = table.table(channel.value)
+        base_url = t.get("base_url", str, default.base_url)
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise t.fail("base_url", f"must be an http(s) URL or empty, got {base_url!r}")
+        providers[channel] = ProviderSettings(
+            base_url=base_url.rstrip("/"),
+            merchant_id=t.get("merchant_id", str, default.merchant_id),
+            app_id=t.get("app_id", str, default.app_id),
+        )
+        if not providers[channel].merchant_id:
+            raise t.fail("merchant_id", "is required")
+    return providers, table.get("keys_dir", str, "keys")
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
@@ -293,6 +348,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         playbooks[channel] = _playbook(channels.table(channel.value))
     sandbox = root.table("sandbox")
     defaults = SandboxSettings()
+    providers, keys_dir = _providers(root)
     return Config(
         deployment=_deployment(root),
         fees=_catalogs(root),
@@ -303,6 +359,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
             slow_query_s=sandbox.number("slow_query_s", defaults.slow_query_s),
             hang_s=sandbox.number("hang_s", defaults.hang_s),
         ),
+        providers=providers,
+        keys_dir=keys_dir,
         source=source,
     )
 
@@ -322,4 +380,4 @@ def load_config(path: Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return parse_config(data, source)
+    return replace(parse_config(data, source), path=path)

@@ -49,6 +49,12 @@ def describe(order: pb.Order) -> str:
             f"  attempt {attempt.attempt_id} {pb.Channel.Name(attempt.channel)} "
             f"{pb.AttemptState.Name(attempt.state)}{reason}"
         )
+    for refund in order.refunds:
+        kind = "automatic refund" if refund.automatic else "refund"
+        lines.append(
+            f"  {kind} {refund.refund_id} {to_yuan(refund.amount_fen)} "
+            f"{pb.RefundState.Name(refund.state)}  ({refund.reason})"
+        )
     return "\n".join(lines)
 
 
@@ -126,6 +132,19 @@ async def _run(args: argparse.Namespace) -> None:
                 else pb.GetOrderRequest(order_id=args.order_id)
             )
             _show(await terminal.GetOrder(request, timeout=10), args.json)
+        elif args.action == "refund":
+            order = await terminal.Refund(
+                pb.RefundRequest(
+                    request_id=args.request_id or uuid.uuid4().hex,
+                    terminal_id=args.terminal,
+                    order_id=args.order_id,
+                    amount_fen=args.amount,
+                    reason=args.reason,
+                    supervisor_id=args.supervisor,
+                ),
+                timeout=args.wait,
+            )
+            _show(order, args.json)
         elif args.action == "cancel":
             order = await business.CancelOrder(
                 pb.CancelOrderRequest(
@@ -177,6 +196,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     get = actions.add_parser("get", help="show an order")
     get.add_argument("order_id", nargs="?", default="")
     get.add_argument("--business-no", help="look the order up by business case instead")
+
+    refund = actions.add_parser("refund", help="refund part or all of a paid order")
+    refund.add_argument("order_id")
+    refund.add_argument("--terminal", required=True, help="a terminal of the paying point")
+    refund.add_argument("--amount", type=int, required=True, help="amount in fen")
+    refund.add_argument("--supervisor", required=True, help="who authorised the refund")
+    refund.add_argument("--reason", default="refund at the counter")
+    refund.add_argument("--wait", type=float, default=60.0, help="seconds to wait")
+    refund.add_argument("--request-id", help="idempotency key (default: a new one)")
 
     cancel = actions.add_parser("cancel", help="cancel an unpaid order")
     cancel.add_argument("order_id")

@@ -10,8 +10,11 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from orchestrator.config import Config, parse_config
-from orchestrator.domain.states import AttemptState, Channel, OrderState
+from orchestrator.domain.catalog import FeeCategory, PricedLine
+from orchestrator.domain.order import Order
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
 from orchestrator.pos import sandbox_code
+from orchestrator.providers.engine import SystemClock
 
 T = TypeVar("T")
 
@@ -97,3 +100,34 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
         await asyncio.sleep(every)
+
+
+LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
+
+
+class Recorded:
+    """A real order behind the recorder: the engine's events must be legal transitions."""
+
+    def __init__(self, clock: SystemClock) -> None:
+        self.clock = clock
+        self.order, _ = Order.create(
+            order_id="SP01-E", business_no="B", service_point_id="SP01", window_id="W01",
+            payer_name="p", lines=LINES, catalog_version="v", now=clock.now_ms(),
+            expires_at=clock.now_ms() + 10**9,
+        )  # fmt: skip
+        self.events: list[AttemptEvent] = []
+
+    def start(self, channel: Channel) -> str:
+        attempt_id = self.order.next_attempt_id()
+        self.order.start_attempt(
+            attempt_id=attempt_id, channel=channel, terminal_id="T", request_id="r",
+            now=self.clock.now_ms(),
+        )  # fmt: skip
+        return attempt_id
+
+    async def __call__(self, event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
+        self.events.append(event)
+        self.order.record_attempt(
+            self.order.attempts[-1].attempt_id, event, self.clock.now_ms(),
+            trade_no=trade_no, reason=reason,
+        )  # fmt: skip

@@ -328,7 +328,9 @@ class Order:
         attempt.state = new_state
         if trade_no:
             attempt.provider_trade_no = trade_no
-        if reason:
+        if new_state is AttemptState.SUCCEEDED:
+            attempt.failure_reason = ""  # an earlier "no answer" is no failure after all
+        elif reason:
             attempt.failure_reason = reason
         if attempt.final and attempt.finished_at is None:
             attempt.finished_at = now

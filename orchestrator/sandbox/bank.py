@@ -59,6 +59,7 @@ class Refund:
     refund_no: str
     amount_fen: int
     at: float
+    kind: str = "refund"  # or "void": a same-day cancellation of the whole sale
 
 
 @dataclass(slots=True)
@@ -205,7 +206,9 @@ class SandboxBank:
             trade.state, trade.closed_at = TradeState.CLOSED, now
         return self._reply(trade)
 
-    async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply:
+    async def refund(
+        self, out_trade_no: str, out_refund_no: str, amount_fen: int, kind: str = "refund"
+    ) -> BankReply:
         if "refund" in self.faults:
             return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         trade = self._trades.get(out_trade_no)
@@ -219,7 +222,7 @@ class SandboxBank:
             return BankReply(Reply.REFUSED, self._copy(trade), reason="TRADE_NOT_PAID")
         if amount_fen <= 0 or trade.refunded_fen + amount_fen > trade.amount_fen:
             return BankReply(Reply.REFUSED, self._copy(trade), reason="REFUND_AMOUNT_EXCEEDED")
-        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, self._now())
+        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, self._now(), kind)
         trade.refunds.append(refund)
         trade.state = TradeState.REFUND
         return BankReply(Reply.OK, self._copy(trade), refund=refund)

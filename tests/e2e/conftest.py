@@ -20,6 +20,8 @@ from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.sandbox.bank import Trade
+from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.support import code, small_config
 
 CHANNELS = {
@@ -37,6 +39,7 @@ class Deployed:
     channel: grpc.aio.Channel
     submitters: dict[str, runtime.RaySubmitter]
     redis_url: str
+    sandboxes: Sandboxes
     business: pb_grpc.BusinessGatewayStub = field(init=False)
     terminal: pb_grpc.TerminalStub = field(init=False)
     _windows: Iterator[str] = field(init=False)
@@ -80,18 +83,35 @@ class Deployed:
     async def get(self, order_id: str) -> pb.Order:
         return await self.terminal.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=10)
 
+    def trade(self, channel: Channel, out_trade_no: str) -> Trade | None:
+        """The sandbox ledger's view of a trade."""
+        return self.sandboxes.bank(channel).trade(out_trade_no)
+
 
 @pytest.fixture(scope="session")
-async def deployed(redis_server: EmbeddedRedis) -> AsyncIterator[Deployed]:
-    config = small_config(prefix="G", service_points=3, windows=8, pay_hold_s=30)
+async def deployed(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployed]:
+    config = small_config(
+        prefix="G",
+        service_points=3,
+        windows=8,
+        pay_hold_s=30,
+        # A reversal is given up after 3 s and the trade followed up every 0.2 s.
+        channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
+    )
+    keys_dir = tmp_path_factory.mktemp("keys")
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
     try:
-        submitters = await runtime.deploy(config, redis_server.url)
+        sandboxes = await start_sandboxes(config, keys_dir)
+        stack.push_async_callback(sandboxes.stop)
+        config = config.with_base_urls(sandboxes.base_urls)
+        submitters = await runtime.deploy(config, redis_server.url, str(keys_dir))
         server = await start_front_door(config, redis_server.url, dict(submitters), stack)
         channel = grpc.aio.insecure_channel(server.address)
         stack.push_async_callback(channel.close)
-        yield Deployed(config, server, channel, submitters, redis_server.url)
+        yield Deployed(config, server, channel, submitters, redis_server.url, sandboxes)
     finally:
         await stack.aclose()
         runtime.shutdown()

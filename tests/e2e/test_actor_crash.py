@@ -5,7 +5,6 @@ import asyncio
 import os
 import signal
 
-from actors import runtime
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
@@ -47,8 +46,6 @@ async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> 
     assert paid.state == pb.PAID and paid.attempts[0].state == pb.SUCCEEDED
     assert reversed_.state == pb.AWAITING_PAYMENT
     assert reversed_.attempts[0].state == pb.REVERSED
-    ledger = await runtime.sandbox_trade("ALIPAY", reversed_.attempts[0].attempt_id)
+    ledger = deployed.trade(Channel.ALIPAY, reversed_.attempts[0].attempt_id)
     assert ledger.state.value == "CLOSED"
-    assert (
-        await runtime.sandbox_trade("WECHAT", paid.attempts[0].attempt_id)
-    ).state.value == "SUCCESS"
+    assert (deployed.trade(Channel.WECHAT, paid.attempts[0].attempt_id)).state.value == "SUCCESS"

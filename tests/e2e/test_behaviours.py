@@ -5,7 +5,6 @@ import asyncio
 
 import pytest
 
-from actors import runtime
 from orchestrator.domain.states import AttemptState, Channel, OrderState
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
@@ -26,7 +25,7 @@ async def pay_and_check(deployed: Deployed, channel: Channel, ending: str) -> No
     [attempt] = answer.attempts
     assert pb.AttemptState.Name(attempt.state) == expected_attempt.value, (ending, attempt)
     assert await deployed.get(order.order_id) == answer
-    trade = await runtime.sandbox_trade(channel.value, attempt.attempt_id)
+    trade = deployed.trade(channel, attempt.attempt_id)
     assert (trade.state.value if trade else None) in LEDGER[expected_attempt], (ending, trade)
     if expected_attempt is AttemptState.SUCCEEDED:
         assert trade.amount_fen == order.amount_fen

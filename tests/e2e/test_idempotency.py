@@ -6,7 +6,6 @@ import uuid
 import grpc
 import pytest
 
-from actors import runtime
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
@@ -45,7 +44,7 @@ async def test_concurrent_duplicate_payments_charge_once(deployed: Deployed) -> 
     assert {a.state for a in answers} == {pb.PAID}
     final = await deployed.get(order.order_id)
     assert len(final.attempts) == 1
-    trade = await runtime.sandbox_trade("ALIPAY", final.attempts[0].attempt_id)
+    trade = deployed.trade(Channel.ALIPAY, final.attempts[0].attempt_id)
     assert trade.state.value == "SUCCESS"
     replay = await deployed.terminal.Pay(request, timeout=10)
     assert replay == answers[0]

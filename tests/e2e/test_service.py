@@ -54,6 +54,13 @@ async def test_a_newcomer_creates_and_pays_with_the_pos_simulator(deployed: Depl
     )
     assert code == 0, err
     assert "PAID" in out and "ALIPAY SUCCEEDED" in out
+    order_id = out.split()[1]
+    code, out, err = await windowpay(
+        *target, "refund", order_id, "--terminal", terminal, "--amount", "2000",
+        "--supervisor", "SUP1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "PARTIALLY_REFUNDED" in out and "refund" in out and "20.00 REFUND_SUCCEEDED" in out
     code, out, err = await windowpay(*target, "pay", "--terminal", terminal, "--order", "G1-NOPE")
     assert code == 1 and "NOT_FOUND" in err
 

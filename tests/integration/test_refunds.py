@@ -25,7 +25,7 @@ async def harness(redis: Redis) -> AsyncIterator[Harness]:
         service_points=1,
         windows=4,
         # Give a reversal up quickly and follow the trade up often (x 0.05 time scale).
-        channels={"WECHAT": {"reverse_give_up_after_s": 30, "follow_up_interval_s": 4}},
+        channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
     h = Harness(redis, config)
     yield h

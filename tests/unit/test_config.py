@@ -60,6 +60,11 @@ def test_a_window_in_two_service_points_is_named() -> None:
         (lambda d: d["service"].update(pay_hold_s="long"), "service.pay_hold_s: expected float"),
         (lambda d: d["channels"].pop("ALIPAY"), "channels.ALIPAY: missing"),
         (lambda d: d["channels"]["WECHAT"].update(no_answer="pray"), "channels.WECHAT.no_answer"),
+        (
+            lambda d: d["channels"]["ALIPAY"].update(reverse_give_up_after_s=20),
+            "must come after both confirm_window_s",
+        ),
+        (lambda d: d["providers"]["UNIONPAY"].update(base_url="ftp://x"), "providers.UNIONPAY"),
         (lambda d: d["service_points"][0].update(id="sp-1"), "service_points[0].id"),
         (lambda d: d["service_points"].append(dict(d["service_points"][0])), "appears twice"),
         (lambda d: d.pop("catalogs"), "catalogs"),

@@ -9,8 +9,6 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.domain.catalog import FeeCategory, PricedLine
-from orchestrator.domain.order import Order
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
 from orchestrator.providers.port import (
@@ -23,40 +21,11 @@ from orchestrator.providers.port import (
 )
 from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
-from tests.support import EXPECTED, PROVIDER_CHANNELS, code
+from tests.support import EXPECTED, PROVIDER_CHANNELS, Recorded, code
 
 SCALE = 0.01
 CONFIG = load_config().with_settings(time_scale=SCALE)
 TIMING = Timing(time_scale=SCALE)
-LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
-
-
-class Recorded:
-    """A real order behind the recorder: the engine's events must be legal transitions."""
-
-    def __init__(self, clock: SystemClock) -> None:
-        self.clock = clock
-        self.order, _ = Order.create(
-            order_id="SP01-E", business_no="B", service_point_id="SP01", window_id="W01",
-            payer_name="p", lines=LINES, catalog_version="v", now=clock.now_ms(),
-            expires_at=clock.now_ms() + 10**9,
-        )  # fmt: skip
-        self.events: list[AttemptEvent] = []
-
-    def start(self, channel: Channel) -> str:
-        attempt_id = self.order.next_attempt_id()
-        self.order.start_attempt(
-            attempt_id=attempt_id, channel=channel, terminal_id="T", request_id="r",
-            now=self.clock.now_ms(),
-        )  # fmt: skip
-        return attempt_id
-
-    async def __call__(self, event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
-        self.events.append(event)
-        self.order.record_attempt(
-            self.order.attempts[-1].attempt_id, event, self.clock.now_ms(),
-            trade_no=trade_no, reason=reason,
-        )  # fmt: skip
 
 
 def call_for(attempt_id: str, auth_code: str) -> PayCall:

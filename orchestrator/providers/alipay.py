@@ -1,0 +1,241 @@
+"""Alipay OpenAPI, face-to-face payments (当面付): trade.pay (bar_code), query, cancel
+(honouring retry_flag), refund, precreate (a QR code for the payer to scan) and the bill
+download URL. Requests carry an RSA2 signature over the sorted parameters; answers are
+verified over the raw JSON text of their *_response member."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, NoReturn
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from orchestrator.domain.money import to_yuan
+from orchestrator.domain.states import Channel
+from orchestrator.providers.http import Adapter
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    ProviderRejected,
+    ProviderUnavailable,
+    RefundAnswer,
+    ReverseAnswer,
+    ReverseStatus,
+    TradeAnswer,
+    TradeStatus,
+)
+from orchestrator.providers.signing import sign, sorted_pairs, verify
+
+GATEWAY = "/gateway.do"
+BEIJING = ZoneInfo("Asia/Shanghai")
+SIGNED_EXCEPT = frozenset({"sign"})
+
+TRADE_STATUS = {
+    "TRADE_SUCCESS": TradeStatus.PAID,
+    "TRADE_FINISHED": TradeStatus.PAID,
+    "WAIT_BUYER_PAY": TradeStatus.CONFIRMING,
+    "TRADE_CLOSED": TradeStatus.CLOSED,
+}
+DECLINED = frozenset(
+    {
+        "ACQ.PAYMENT_AUTH_CODE_INVALID",
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+        "ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH",
+        "ACQ.PAYMENT_FAIL",
+        "ACQ.BUYER_ENABLE_STATUS_FORBID",
+    }
+)
+
+
+def raw_member(text: str, name: str) -> str | None:
+    """The exact JSON text of the top-level member `name` of a JSON object (what the
+    gateway signed), without re-serialising it."""
+    key = f'"{name}"'
+    position = text.find(key)
+    while position >= 0:
+        cursor = position + len(key)
+        while cursor < len(text) and text[cursor] in " \t\r\n":
+            cursor += 1
+        if cursor < len(text) and text[cursor] == ":":
+            cursor += 1
+            while cursor < len(text) and text[cursor] in " \t\r\n":
+                cursor += 1
+            end = _value_end(text, cursor)
+            return text[cursor:end] if end > cursor else None
+        position = text.find(key, cursor)
+    return None
+
+
+def _value_end(text: str, start: int) -> int:
+    """Index just past the JSON object or array that starts at `start`."""
+    if start >= len(text) or text[start] not in "{[":
+        return -1
+    depth, in_string, escaped = 0, False, False
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return -1
+
+
+class Alipay(Adapter):
+    """Knows the merchant by its app_id."""
+
+    channel = Channel.ALIPAY
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        answer = await self._call(
+            "alipay.trade.pay",
+            {
+                "out_trade_no": call.out_trade_no,
+                "scene": "bar_code",
+                "auth_code": call.auth_code,
+                "subject": call.description,
+                "total_amount": to_yuan(call.amount_fen),
+                "store_id": call.store_id,
+                "terminal_id": call.terminal_id,
+            },
+        )
+        code = answer.get("code")
+        if code == "10000":
+            return TradeAnswer(TradeStatus.PAID, answer.get("trade_no", ""))
+        if code == "10003":
+            return TradeAnswer(TradeStatus.CONFIRMING, answer.get("trade_no", ""))
+        return self._refusal(answer)
+
+    async def query(self, out_trade_no: str) -> TradeAnswer:
+        answer = await self._call("alipay.trade.query", {"out_trade_no": out_trade_no})
+        if answer.get("code") == "10000":
+            state = answer.get("trade_status", "")
+            status = TRADE_STATUS.get(state)
+            if status is None:
+                raise OutcomeUnknown(f"unknown trade_status {state!r}")
+            return TradeAnswer(status, answer.get("trade_no", ""), state)
+        return self._refusal(answer)
+
+    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+        answer = await self._call("alipay.trade.cancel", {"out_trade_no": out_trade_no})
+        if answer.get("retry_flag") == "Y":
+            return ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y")
+        if answer.get("code") == "10000":
+            return ReverseAnswer(ReverseStatus.DONE, f"cancelled ({answer.get('action', '')})")
+        _fail(answer)
+
+    async def refund(
+        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
+    ) -> RefundAnswer:
+        answer = await self._call(
+            "alipay.trade.refund",
+            {
+                "out_trade_no": out_trade_no,
+                "out_request_no": out_refund_no,
+                "refund_amount": to_yuan(refund_fen),
+            },
+        )
+        if answer.get("code") == "10000":
+            return RefundAnswer(answer.get("trade_no", ""), answer.get("fund_change") == "Y")
+        if answer.get("code") == "40004" and answer.get("sub_code") != "ACQ.SYSTEM_ERROR":
+            return RefundAnswer("", False, str(answer.get("sub_code")))
+        _fail(answer)
+
+    async def precreate(self, out_trade_no: str, amount_fen: int, subject: str) -> str:
+        """A QR code (valid 2 h) the payer scans instead of showing a payment code."""
+        answer = await self._call(
+            "alipay.trade.precreate",
+            {"out_trade_no": out_trade_no, "total_amount": to_yuan(amount_fen), "subject": subject},
+        )
+        if answer.get("code") != "10000":
+            _fail(answer)
+        return str(answer["qr_code"])
+
+    async def bill(self, day: date) -> bytes:
+        """The day's trade detail bill: a zip of GBK CSV files."""
+        answer = await self._call(
+            "alipay.data.dataservice.bill.downloadurl.query",
+            {"bill_type": "trade", "bill_date": day.isoformat()},
+        )
+        if answer.get("code") != "10000":
+            _fail(answer)
+        download = await self._http.request("GET", answer["bill_download_url"])
+        if download.status != 200:
+            raise OutcomeUnknown(f"bill download answered {download.status}")
+        return download.body
+
+    # ---- protocol -------------------------------------------------------------------
+
+    def signed_params(self, method: str, biz: dict[str, Any]) -> dict[str, str]:
+        params = {
+            "app_id": self._merchant_id,
+            "method": method,
+            "format": "JSON",
+            "charset": "utf-8",
+            "sign_type": "RSA2",
+            "timestamp": datetime.fromtimestamp(self._clock(), BEIJING).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "version": "1.0",
+            "biz_content": orjson.dumps(biz).decode(),
+        }
+        params["sign"] = sign(
+            self._keys.private, sorted_pairs(params, exclude=SIGNED_EXCEPT).encode()
+        )
+        return params
+
+    async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
+        body = urlencode(self.signed_params(method, biz)).encode()
+        answer = await self._http.request(
+            "POST",
+            GATEWAY,
+            body=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+        )
+        if answer.status >= 500:
+            raise ProviderUnavailable(f"{method} answered HTTP {answer.status}")
+        if answer.status != 200:
+            raise OutcomeUnknown(f"{method} answered HTTP {answer.status}")
+        text = answer.body.decode("utf-8", errors="replace")
+        name = method.replace(".", "_") + "_response"
+        raw = raw_member(text, name) or raw_member(text, "error_response")
+        try:
+            signature = orjson.loads(answer.body).get("sign", "")
+        except orjson.JSONDecodeError:
+            raise OutcomeUnknown(f"{method}: answer is not JSON") from None
+        if raw is None or not verify(self._keys.peer_public, raw.encode(), signature):
+            raise OutcomeUnknown(f"{method}: answer signature does not verify")
+        parsed: dict[str, Any] = orjson.loads(raw)
+        return parsed
+
+    @staticmethod
+    def _refusal(answer: dict[str, Any]) -> TradeAnswer:
+        sub_code = str(answer.get("sub_code", ""))
+        if answer.get("code") == "40004":
+            if sub_code == "ACQ.TRADE_NOT_EXIST":
+                return TradeAnswer(TradeStatus.NOT_FOUND, reason=sub_code)
+            if sub_code == "ACQ.TRADE_HAS_CLOSE":
+                return TradeAnswer(TradeStatus.CLOSED, reason=sub_code)
+            if sub_code in DECLINED:
+                return TradeAnswer(TradeStatus.DECLINED, reason=sub_code)
+        _fail(answer)
+
+
+def _fail(answer: dict[str, Any]) -> NoReturn:
+    code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
+    message = f"{code} {answer.get('msg', '')} {sub_code} {answer.get('sub_msg', '')}".strip()
+    if code == "20000" or sub_code == "ACQ.SYSTEM_ERROR":
+        raise OutcomeUnknown(message)
+    raise ProviderRejected(message)

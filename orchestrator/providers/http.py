@@ -1,0 +1,77 @@
+"""The HTTP client layer every adapter shares: one keep-alive session per process and
+the mapping of transport failures onto the port's error tree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from orchestrator.providers.port import OutcomeUnknown, ProviderUnavailable
+from orchestrator.providers.signing import KeyPair
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class HttpClient:
+    def __init__(self, base_url: str, *, connections: int = 64) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None),  # the engine sets every deadline
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """`target` is a path (and query) under base_url, or a full URL the provider gave."""
+        url = target if "://" in target else f"{self.base_url}{target}"
+        try:
+            async with self._client().request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                return HttpAnswer(response.status, dict(response.headers), await response.read())
+        except aiohttp.ClientConnectorError as error:
+            raise ProviderUnavailable(f"cannot connect to {url}: {error}") from error
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            # The request may have reached the provider: its effect is unknown.
+            raise OutcomeUnknown(f"{method} {url} failed: {error!r}") from error
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Adapter:
+    """What every protocol adapter holds: its HTTP client, its keys (ours to sign, the
+    platform's to verify), the merchant id the provider knows us by, and a clock."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        keys: KeyPair,
+        merchant_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._keys = keys
+        self._merchant_id = merchant_id
+        self._clock = clock

@@ -1,0 +1,242 @@
+"""WeChat Pay API v3, payment-code (付款码) payments: codepay, query, reverse, refund,
+trade bill. Requests are signed (WECHATPAY2-SHA256-RSA2048) with the merchant key;
+every answer must carry the platform's signature, or it is treated as unknown."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any, NoReturn
+
+import orjson
+
+from orchestrator.domain.states import Channel
+from orchestrator.providers.http import Adapter, HttpAnswer, HttpClient
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    ProviderRejected,
+    ProviderUnavailable,
+    RefundAnswer,
+    ReverseAnswer,
+    ReverseStatus,
+    TradeAnswer,
+    TradeStatus,
+)
+from orchestrator.providers.signing import KeyPair, sign, verify
+
+SCHEMA = "WECHATPAY2-SHA256-RSA2048"
+MAX_SKEW_S = 300
+
+TRADE_STATES = {
+    "SUCCESS": TradeStatus.PAID,
+    "REFUND": TradeStatus.PAID,  # paid, then (partly) refunded
+    "USERPAYING": TradeStatus.CONFIRMING,
+    "NOTPAY": TradeStatus.CONFIRMING,
+    "PAYERROR": TradeStatus.DECLINED,
+    "CLOSED": TradeStatus.CLOSED,
+    "REVOKED": TradeStatus.CLOSED,
+}
+# Error codes that are the payer's final "no" (nothing taken).
+DECLINED = frozenset(
+    {"NOTENOUGH", "AUTHCODEEXPIRE", "AUTH_CODE_INVALID", "PAYER_ACCOUNT_ABNORMAL", "TRADE_ERROR"}
+)
+CLOSED = frozenset({"ORDER_CLOSED", "ORDER_REVERSED"})
+
+
+def request_message(method: str, target: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    return f"{method}\n{target}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+
+
+def answer_message(timestamp: str, nonce: str, body: bytes) -> bytes:
+    return f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+
+
+def authorization(
+    keys: KeyPair, mchid: str, method: str, target: str, body: bytes, now: float
+) -> str:
+    timestamp, nonce = str(int(now)), secrets.token_hex(16)
+    signature = sign(keys.private, request_message(method, target, timestamp, nonce, body))
+    return (
+        f'{SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
+        f'timestamp="{timestamp}",serial_no="{keys.own_serial}"'
+    )
+
+
+def parse_authorization(header: str) -> dict[str, str]:
+    """The fields of an Authorization header ({} when it is not ours)."""
+    schema, _, rest = header.partition(" ")
+    if schema != SCHEMA:
+        return {}
+    fields = {}
+    for part in rest.split(","):
+        name, sep, value = part.strip().partition("=")
+        if sep and len(value) >= 2 and value[0] == value[-1] == '"':
+            fields[name] = value[1:-1]
+    return fields
+
+
+class WeChatPay(Adapter):
+    """Knows the merchant by its mchid, and the application by its appid."""
+
+    channel = Channel.WECHAT
+
+    def __init__(
+        self,
+        http: HttpClient,
+        keys: KeyPair,
+        merchant_id: str,
+        appid: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(http, keys, merchant_id, clock)
+        self._appid = appid
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        body = {
+            "appid": self._appid,
+            "mchid": self._merchant_id,
+            "description": call.description,
+            "out_trade_no": call.out_trade_no,
+            "payer": {"auth_code": call.auth_code},
+            "amount": {"total": call.amount_fen, "currency": "CNY"},
+            "scene_info": {"store_info": {"out_id": call.store_id}, "device_id": call.terminal_id},
+        }
+        status, payload = await self._call("POST", "/v3/pay/transactions/codepay", body)
+        if status == 200:
+            return self._trade(payload)
+        if status == 202 and payload.get("code") == "USERPAYING":
+            return TradeAnswer(TradeStatus.CONFIRMING)
+        return self._refusal(status, payload)
+
+    async def query(self, out_trade_no: str) -> TradeAnswer:
+        target = f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={self._merchant_id}"
+        status, payload = await self._call("GET", target, None)
+        if status == 200:
+            return self._trade(payload)
+        if status == 404 and payload.get("code") == "ORDER_NOT_EXIST":
+            return TradeAnswer(TradeStatus.NOT_FOUND, reason="ORDER_NOT_EXIST")
+        return self._refusal(status, payload)
+
+    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+        target = f"/v3/pay/transactions/out-trade-no/{out_trade_no}/reverse"
+        status, payload = await self._call(
+            "POST", target, {"appid": self._appid, "mchid": self._merchant_id}
+        )
+        if status == 200:
+            if payload.get("recall") == "Y":
+                return ReverseAnswer(ReverseStatus.RETRY, "recall=Y")
+            return ReverseAnswer(ReverseStatus.DONE, "reversed")
+        _fail(status, payload)
+
+    async def refund(
+        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
+    ) -> RefundAnswer:
+        body = {
+            "out_trade_no": out_trade_no,
+            "out_refund_no": out_refund_no,
+            "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+        }
+        status, payload = await self._call("POST", "/v3/refund/domestic/refunds", body)
+        if status == 200:
+            if payload.get("status") in ("SUCCESS", "CLOSED", "ABNORMAL"):
+                done = payload["status"] == "SUCCESS"
+                return RefundAnswer(payload.get("refund_id", ""), done, payload["status"])
+            raise OutcomeUnknown(f"refund {out_refund_no} is {payload.get('status')}")
+        if 400 <= status < 500 and status not in (401, 429):
+            return RefundAnswer("", False, str(payload.get("code", status)))
+        _fail(status, payload)
+
+    async def bill(self, day: date) -> bytes:
+        """The day's trade bill (CSV, every field prefixed with a backtick)."""
+        target = f"/v3/bill/tradebill?bill_date={day.isoformat()}&bill_type=ALL"
+        status, payload = await self._call("GET", target, None)
+        if status != 200:
+            _fail(status, payload)
+        url = payload["download_url"]
+        answer = await self._http.request(
+            "GET", url, headers={"Authorization": self._authorization("GET", _path_of(url), b"")}
+        )
+        if answer.status != 200:
+            raise OutcomeUnknown(f"bill download answered {answer.status}")
+        digest = hashlib.sha1(answer.body, usedforsecurity=False).hexdigest()
+        if digest != payload.get("hash_value"):
+            raise OutcomeUnknown("bill file does not match its SHA1 hash")
+        return answer.body
+
+    # ---- protocol -------------------------------------------------------------------
+
+    def _authorization(self, method: str, target: str, body: bytes) -> str:
+        return authorization(self._keys, self._merchant_id, method, target, body, self._clock())
+
+    async def _call(
+        self, method: str, target: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        payload = orjson.dumps(body) if body is not None else b""
+        headers = {
+            "Authorization": self._authorization(method, target, payload),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        answer = await self._http.request(method, target, body=payload or None, headers=headers)
+        if answer.status >= 500 and "Wechatpay-Signature" not in answer.headers:
+            raise ProviderUnavailable(f"{method} {target} answered {answer.status}")
+        self._check_signature(answer)
+        try:
+            parsed = orjson.loads(answer.body) if answer.body else {}
+        except orjson.JSONDecodeError:
+            raise OutcomeUnknown(f"{method} {target}: answer is not JSON") from None
+        return answer.status, parsed
+
+    def _check_signature(self, answer: HttpAnswer) -> None:
+        headers = answer.headers
+        timestamp = headers.get("Wechatpay-Timestamp", "")
+        serial = headers.get("Wechatpay-Serial", "")
+        signature = headers.get("Wechatpay-Signature", "")
+        nonce = headers.get("Wechatpay-Nonce", "")
+        if serial != self._keys.peer_serial:
+            raise OutcomeUnknown(f"answer signed with unknown platform key {serial!r}")
+        if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_SKEW_S:
+            raise OutcomeUnknown("answer timestamp missing or stale")
+        if not verify(
+            self._keys.peer_public, answer_message(timestamp, nonce, answer.body), signature
+        ):
+            raise OutcomeUnknown("answer signature does not verify")
+
+    @staticmethod
+    def _trade(payload: dict[str, Any]) -> TradeAnswer:
+        state = payload.get("trade_state", "")
+        status = TRADE_STATES.get(state)
+        if status is None:
+            raise OutcomeUnknown(f"unknown trade_state {state!r}")
+        return TradeAnswer(status, payload.get("transaction_id", ""), state)
+
+    @staticmethod
+    def _refusal(status: int, payload: dict[str, Any]) -> TradeAnswer:
+        code = str(payload.get("code", ""))
+        if code in DECLINED:
+            return TradeAnswer(TradeStatus.DECLINED, reason=code)
+        if code in CLOSED:
+            return TradeAnswer(TradeStatus.CLOSED, reason=code)
+        _fail(status, payload)
+
+
+def _fail(status: int, payload: dict[str, Any]) -> NoReturn:
+    """An error answer that is no trade outcome, mapped onto the port's error tree."""
+    code = str(payload.get("code", ""))
+    message = f"HTTP {status} {code}: {payload.get('message', '')}"
+    if status == 429 or code == "FREQUENCY_LIMITED":
+        raise ProviderUnavailable(message)
+    if status >= 500 or code in ("SYSTEM_ERROR", "SYSTEMERROR", "BANKERROR"):
+        raise OutcomeUnknown(message)
+    raise ProviderRejected(message)
+
+
+def _path_of(url: str) -> str:
+    """'/v3/billdownload/file?token=..' of a full URL (what the signature covers)."""
+    after_scheme = url.split("://", 1)[-1]
+    slash = after_scheme.find("/")
+    return after_scheme[slash:] if slash >= 0 else "/"

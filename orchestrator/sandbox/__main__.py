@@ -1,0 +1,3 @@
+from orchestrator.sandbox.host import main
+
+main()

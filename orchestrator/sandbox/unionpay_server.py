@@ -1,0 +1,214 @@
+"""The UnionPay acquirer sandbox gateway (ACP-style form API): sale, query, reversal,
+void, refund and the settlement file. It checks the merchant's signature and signs its
+answers; a reversal that must get "no answer" (8888) is simply left hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from orchestrator.providers.signing import sign, verify
+from orchestrator.providers.unionpay import (
+    QUERY_TXN,
+    REFUND,
+    REVERSAL,
+    SALE,
+    SETTLEMENT_FILE,
+    VOID,
+    digest_message,
+)
+from orchestrator.sandbox.bank import Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bills import BEIJING, local, unionpay_settlement
+from orchestrator.sandbox.common import Gateway
+
+MESSAGES = {
+    "00": "成功",
+    "03": "交易通讯超时，请发起查询交易",
+    "05": "交易已受理，请稍后查询交易结果",
+    "11": "验证签名失败",
+    "12": "原交易状态不正确",
+    "14": "无效付款码",
+    "30": "报文格式错误",
+    "34": "查无此交易",
+    "51": "余额不足",
+}
+DECLINE_CODES = {"NOTENOUGH": "51", "AUTHCODEEXPIRE": "14", "AUTH_CODE_USED": "14"}
+
+
+class UnionPayGateway(Gateway):
+    name = "UNIONPAY"
+
+    def __init__(self, bank: SandboxBank, keys: Any, merchant_id: str) -> None:
+        super().__init__(bank, keys, merchant_id)
+        self.app.add_routes(
+            [
+                web.post("/gateway/api/backTransReq.do", self._transact),
+                web.post("/gateway/api/queryTrans.do", self._query),
+                web.post("/gateway/api/fileTransReq.do", self._file),
+            ]
+        )
+
+    async def _transact(self, request: web.Request) -> web.Response:
+        fields = await self._checked(request)
+        if isinstance(fields, web.Response):
+            return fields
+        try:
+            kind = fields["txnType"]
+            if kind == SALE:
+                return await self._sale(fields)
+            if kind == REVERSAL:
+                return await self._reversal(fields)
+            if kind in (VOID, REFUND):
+                return await self._refund(fields, "void" if kind == VOID else "refund")
+        except (KeyError, ValueError):
+            return self._answer(fields, "30")
+        return self._answer(fields, "30")
+
+    async def _sale(self, fields: dict[str, str]) -> web.Response:
+        amount = int(fields["txnAmt"])
+        reply = await self.bank.pay(
+            fields["orderId"], fields["qrNo"], amount, fields.get("reqReserved", "")
+        )
+        if reply.reply is Reply.UNAVAILABLE:
+            return web.Response(status=503, text="service unavailable")
+        if reply.reply is Reply.SYSTEM_ERROR:
+            return self._answer(fields, "03")
+        assert reply.trade is not None
+        return self._answer(
+            fields, _code(reply.told or reply.trade.state, reply.trade), reply.trade
+        )
+
+    async def _reversal(self, fields: dict[str, str]) -> web.Response:
+        reply = await self.bank.reverse(fields["origOrderId"])
+        if reply.reply is Reply.RETRY:
+            # The host does not answer this reversal; the terminal sends it again.
+            await asyncio.sleep(self.bank.timing.hang_s * self.bank.timing.time_scale)
+            return self._answer(fields, "03")
+        if reply.reply is Reply.UNAVAILABLE:
+            return web.Response(status=503, text="service unavailable")
+        return self._answer(fields, "00", reply.trade)
+
+    async def _refund(self, fields: dict[str, str], kind: str) -> web.Response:
+        original = self.bank.trade(fields["origOrderId"])
+        amount = int(fields["txnAmt"])
+        if original is None:
+            return self._answer(fields, "34")
+        if kind == "void" and not _voidable(original, amount):
+            return self._answer(fields, "12")
+        reply = await self.bank.refund(fields["origOrderId"], fields["orderId"], amount, kind)
+        if reply.reply is Reply.UNAVAILABLE:
+            return web.Response(status=503, text="service unavailable")
+        if reply.reply is not Reply.OK or reply.refund is None:
+            return self._answer(fields, "12")
+        return self._answer(fields, "00", queryId=reply.refund.refund_no)
+
+    async def _query(self, request: web.Request) -> web.Response:
+        fields = await self._checked(request)
+        if isinstance(fields, web.Response):
+            return fields
+        if fields.get("txnType") != QUERY_TXN or "orderId" not in fields:
+            return self._answer(fields, "30")
+        reply = await self.bank.query(fields["orderId"])
+        if reply.reply is Reply.NOT_FOUND:
+            return self._answer(fields, "34")
+        if reply.reply is Reply.UNAVAILABLE:
+            return web.Response(status=503, text="service unavailable")
+        assert reply.trade is not None
+        trade = reply.trade
+        extra = {"origRespCode": _code(trade.state, trade)}
+        if trade.state in (TradeState.CLOSED, TradeState.REVOKED):
+            extra["origTxnStatus"] = "reversed"
+        return self._answer(fields, "00", trade, **extra)
+
+    async def _file(self, request: web.Request) -> web.Response:
+        fields = await self._checked(request)
+        if isinstance(fields, web.Response):
+            return fields
+        if fields.get("txnType") != SETTLEMENT_FILE:
+            return self._answer(fields, "30")
+        try:
+            day = _settle_day(fields["settleDate"])
+        except (KeyError, ValueError):
+            return self._answer(fields, "30")
+        content = unionpay_settlement(self.bank.trades(), day, self.merchant_id)
+        return self._answer(
+            fields,
+            "00",
+            fileContent=base64.b64encode(content).decode(),
+            fileName=f"INN{day:%y%m%d}",
+        )
+
+    # ---- protocol -------------------------------------------------------------------
+
+    async def _checked(self, request: web.Request) -> dict[str, str] | web.Response:
+        fields = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        if (
+            fields.get("merId") != self.merchant_id
+            or fields.get("certId") != self.keys.peer_serial
+            or not verify(
+                self.keys.peer_public, digest_message(fields), fields.get("signature", "")
+            )
+        ):
+            return self._answer(fields, "11")
+        return fields
+
+    def _answer(
+        self, request: dict[str, str], code: str, trade: Trade | None = None, **extra: str
+    ) -> web.Response:
+        fields = {
+            "version": request.get("version", "5.1.0"),
+            "encoding": "UTF-8",
+            "signMethod": "01",
+            "txnType": request.get("txnType", ""),
+            "txnSubType": request.get("txnSubType", ""),
+            "bizType": request.get("bizType", ""),
+            "accessType": "0",
+            "merId": self.merchant_id,
+            "orderId": request.get("orderId", ""),
+            "txnTime": request.get("txnTime", ""),
+            "respCode": code,
+            "respMsg": MESSAGES.get(code, "失败"),
+            "certId": self.keys.own_serial,
+        }
+        if trade is not None:
+            fields["queryId"] = trade.trade_no
+            fields["txnAmt"] = str(trade.amount_fen)
+        fields.update(extra)
+        fields["signature"] = sign(self.keys.private, digest_message(fields))
+        return web.Response(
+            text=urlencode(fields),
+            content_type="application/x-www-form-urlencoded",
+            charset="utf-8",
+        )
+
+
+def _code(state: TradeState, trade: Trade) -> str:
+    if state in (TradeState.SUCCESS, TradeState.REFUND):
+        return "00"
+    if state is TradeState.USERPAYING:
+        return "05"
+    if state is TradeState.PAYERROR:
+        return DECLINE_CODES.get(trade.reason, "51")
+    return "12"
+
+
+def _voidable(trade: Trade, amount: int) -> bool:
+    """A void cancels a whole, untouched sale on the day it was made."""
+    return (
+        trade.state is TradeState.SUCCESS
+        and trade.paid_at is not None
+        and local(trade.paid_at).date() == datetime.now(BEIJING).date()
+        and amount == trade.amount_fen
+        and not trade.refunds
+    )
+
+
+def _settle_day(mmdd: str) -> date:
+    today = datetime.now(BEIJING).date()
+    day = date(today.year, int(mmdd[:2]), int(mmdd[2:]))
+    return day if day <= today else day.replace(year=today.year - 1)
