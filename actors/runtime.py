@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # A single-machine Ray stays on loopback: without this, Ray resolves 127.0.0.1 to the
@@ -23,6 +24,7 @@ from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 
 NAMESPACE = "windowpay"
+RECEIPT_ISSUER = "receipts"
 
 
 def start(*, num_cpus: int = 2, address: str | None = None) -> str:
@@ -72,9 +74,18 @@ class RaySubmitter:
         return int(await self._handle.pid.remote())
 
 
-async def deploy(config: Config, redis_url: str, keys_dir: str) -> dict[str, RaySubmitter]:
-    """Create (or find) the actors of the deployment; returns a submitter per service
-    point once every actor has recovered its state and is ready."""
+@dataclass
+class Actors:
+    """The deployment's actors. Ray ends an actor when its last handle is dropped, so
+    whoever deployed them keeps this for as long as they should live."""
+
+    submitters: dict[str, RaySubmitter]  # per service point
+    receipt_issuer: Any
+
+
+async def deploy(config: Config, redis_url: str, keys_dir: str) -> Actors:
+    """Create (or find) the actors of the deployment, once every one has recovered its
+    state and is ready."""
     from actors.service_point import ServicePointActor
 
     remote = ray.remote(ServicePointActor)
@@ -94,8 +105,25 @@ async def deploy(config: Config, redis_url: str, keys_dir: str) -> dict[str, Ray
         for sp in group:
             submitters[sp] = submitter
     unique = {s.name: s for s in submitters.values()}
-    await asyncio.gather(*(s.ready() for s in unique.values()))
-    return submitters
+    issuer = _receipt_issuer(config, redis_url, keys_dir)
+    await asyncio.gather(*(s.ready() for s in unique.values()), issuer.ready.remote())
+    return Actors(submitters, issuer)
+
+
+def _receipt_issuer(config: Config, redis_url: str, keys_dir: str) -> Any:
+    from actors.receipts import ReceiptIssuerActor
+
+    return (
+        ray.remote(ReceiptIssuerActor)
+        .options(
+            name=RECEIPT_ISSUER,
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+            max_concurrency=100,
+        )
+        .remote(config, redis_url, keys_dir)
+    )
 
 
 def join(config: Config) -> dict[str, RaySubmitter]:
@@ -112,7 +140,3 @@ def join(config: Config) -> dict[str, RaySubmitter]:
 def kill_actors(submitters: Mapping[str, RaySubmitter]) -> None:
     for submitter in {s.name: s for s in submitters.values()}.values():
         ray.kill(submitter._handle, no_restart=True)
-
-
-def this_process_id() -> int:
-    return os.getpid()

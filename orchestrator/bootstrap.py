@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 from actors import runtime
 from orchestrator.config import Config
 from orchestrator.embedded_redis import EmbeddedRedis
+from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
-from orchestrator.frontdoor.servicers import FrontDoor
-from orchestrator.providers.keys import ensure_dev_keys
+from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
 from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
 
@@ -31,6 +31,7 @@ class Running:
     redis_url: str
     ray_address: str
     submitters: dict[str, runtime.RaySubmitter]
+    actors: runtime.Actors | None  # held so that Ray keeps the actors this process made
     stack: AsyncExitStack
 
     async def close(self) -> None:
@@ -75,6 +76,8 @@ async def start_service(
             log.info("embedded Redis (append-only) listening on %s, data in %s",
                      redis_url, embedded.data_dir)  # fmt: skip
         keys_dir = (data_dir / config.keys_dir).resolve()
+        if not join:
+            ensure_receipt_secret(keys_dir)
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir)
             sandbox = SandboxProcess(config, keys_dir)
@@ -87,14 +90,16 @@ async def start_service(
         if not ray_address:
             stack.callback(runtime.shutdown)
         log.info("Ray ready at %s", address)
+        actors = None
         if join:
             submitters = runtime.join(config)
         else:
-            submitters = await runtime.deploy(config, redis_url, str(keys_dir))
+            actors = await runtime.deploy(config, redis_url, str(keys_dir))
+            submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         server = await start_front_door(config, redis_url, dict(submitters), stack)
         log.info("gRPC front door listening on %s", server.address)
-        return Running(server, redis_url, address, submitters, stack)
+        return Running(server, redis_url, address, submitters, actors, stack)
     except BaseException:
         await stack.aclose()
         raise

@@ -80,6 +80,16 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class ReceiptSettings:
+    """The electronic receipt's code parts and the unit that issues it."""
+
+    region: str = "53"  # 2 digits: the province
+    kind: str = "01"  # 2 digits: receipt class
+    form: str = "01"  # 2 digits: receipt type
+    issuing_unit: str = "昆明市公安局交通管理支队车辆管理所"
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """How to reach one provider. An empty base_url means the local sandbox."""
 
@@ -106,6 +116,7 @@ class Config:
         default_factory=lambda: dict(DEFAULT_PROVIDERS)
     )
     keys_dir: str = "keys"  # relative to the data directory unless absolute
+    receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -338,6 +349,21 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
     return providers, table.get("keys_dir", str, "keys")
 
 
+def _receipts(t: _Table) -> ReceiptSettings:
+    default = ReceiptSettings()
+    settings = ReceiptSettings(
+        region=t.get("region", str, default.region),
+        kind=t.get("kind", str, default.kind),
+        form=t.get("form", str, default.form),
+        issuing_unit=t.get("issuing_unit", str, default.issuing_unit),
+    )
+    for name in ("region", "kind", "form"):
+        value = getattr(settings, name)
+        if len(value) != 2 or not value.isdigit():
+            raise t.fail(name, f"must be 2 digits, got {value!r}")
+    return settings
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
@@ -361,6 +387,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         ),
         providers=providers,
         keys_dir=keys_dir,
+        receipts=_receipts(root.table("receipts")),
         source=source,
     )
 

@@ -52,7 +52,18 @@ class Refund:
     supervisor_id: str
 
 
-Command = CreateOrder | Pay | CancelOrder | Refund
+@dataclass(frozen=True, slots=True)
+class SettleLateSuccess:
+    """The provider's bill shows paid an attempt windowpay ended unpaid (reconciliation)."""
+
+    request_id: str
+    order_id: str
+    attempt_id: str
+    trade_no: str
+    reason: str
+
+
+Command = CreateOrder | Pay | CancelOrder | Refund | SettleLateSuccess
 
 
 def fingerprint(command: Command) -> str:
@@ -73,6 +84,8 @@ def fingerprint(command: Command) -> str:
             f"Refund|{command.terminal_id}|{command.order_id}|{command.amount_fen}|"
             f"{command.reason}|{command.supervisor_id}"
         )
+    elif isinstance(command, SettleLateSuccess):
+        text = f"SettleLateSuccess|{command.order_id}|{command.attempt_id}|{command.trade_no}"
     else:
         text = f"CancelOrder|{command.order_id}|{command.reason}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]

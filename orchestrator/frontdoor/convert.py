@@ -104,6 +104,10 @@ def order_message(snapshot: bytes | dict[str, Any]) -> pb.Order:
     )
 
 
+def channel_value(channel: Channel) -> pb.Channel.ValueType:
+    return pb.Channel.Value(channel.value)
+
+
 def channel_of(value: int) -> Channel:
     channel: Channel | None = _CHANNELS.get(value)  # type: ignore[call-overload]
     if channel is None:
@@ -156,4 +160,41 @@ def refund_command(request: pb.RefundRequest, terminal_window: str) -> Refund:
         amount_fen=request.amount_fen,
         reason=request.reason,
         supervisor_id=request.supervisor_id,
+    )
+
+
+def payment_event_message(
+    event_id: str, kind: str, at_ms: int, refund_id: str, snapshot: bytes
+) -> pb.PaymentEvent:
+    order = order_message(snapshot)
+    message = pb.PaymentEvent(
+        event_id=event_id,
+        kind=pb.PaymentEventKind.Value(kind),
+        order=order,
+        occurred_at=_timestamp(at_ms),
+    )
+    for refund in order.refunds:
+        if refund.refund_id == refund_id:
+            message.refund.CopyFrom(refund)
+    return message
+
+
+def receipt_message(record: dict[str, Any], html: str | None = None) -> pb.Receipt:
+    return pb.Receipt(
+        receipt_code=record["receipt_code"],
+        receipt_no=record["receipt_no"],
+        check_code=record["check_code"],
+        order_id=record["order_id"],
+        business_no=record["business_no"],
+        payer_name=record["payer_name"],
+        items=[pb.ReceiptItem(**item) for item in record["items"]],
+        total_fen=record["total_fen"],
+        total_in_words=record["total_in_words"],
+        issuing_unit=record["issuing_unit"],
+        issuer=record["issuer"],
+        issued_at=_timestamp(record["issued_at"]),
+        status=pb.ReceiptStatus.Value(f"RECEIPT_{record['status']}"),
+        refunded_fen=record["refunded_fen"],
+        channel=record["channel"],
+        html=html.encode() if html is not None else b"",
     )

@@ -7,18 +7,13 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.frontdoor.servicers import (
-    BusinessGatewayServicer,
-    FrontDoor,
-    TerminalServicer,
-)
+from orchestrator.frontdoor.backoffice import BackOfficeServicer, ReceiptsServicer
+from orchestrator.frontdoor.door import FrontDoor
+from orchestrator.frontdoor.servicers import BusinessGatewayServicer, TerminalServicer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 
-SERVICES = (
-    pb.DESCRIPTOR.services_by_name["BusinessGateway"].full_name,
-    pb.DESCRIPTOR.services_by_name["Terminal"].full_name,
-)
+SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
 
 
 class FrontDoorServer:
@@ -28,6 +23,8 @@ class FrontDoorServer:
         )
         pb_grpc.add_BusinessGatewayServicer_to_server(BusinessGatewayServicer(door), self.server)
         pb_grpc.add_TerminalServicer_to_server(TerminalServicer(door), self.server)
+        pb_grpc.add_ReceiptsServicer_to_server(ReceiptsServicer(door), self.server)
+        pb_grpc.add_BackOfficeServicer_to_server(BackOfficeServicer(door), self.server)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -5,97 +5,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
 
 import grpc
 import orjson
 
-from orchestrator.config import Config
 from orchestrator.domain import commands
-from orchestrator.domain.commands import Accepted, Command, Rejected, Result
-from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
+from orchestrator.domain.commands import Accepted
+from orchestrator.domain.errors import DomainError
 from orchestrator.domain.states import FINAL_ATTEMPT_STATES
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
-    STATUS,
     cancel_command,
     create_command,
     order_message,
     pay_command,
     refund_command,
 )
-from orchestrator.frontdoor.events import RESYNC, EventHub, Feed
-from orchestrator.frontdoor.router import Router
+from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
+from orchestrator.frontdoor.events import RESYNC, Feed
+from orchestrator.frontdoor.payments import PaymentStream
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
-from orchestrator.store import keys
-from orchestrator.store.redis_store import RedisStore
 
-Context = grpc.aio.ServicerContext[Any, Any]
 _FINAL = {state.value for state in FINAL_ATTEMPT_STATES}
 _WATCHED_STATES = ("AWAITING_PAYMENT", "PAYING")
 
 
-async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("unreachable: abort raises")
-
-
-class FrontDoor:
-    """What both services share: routing, reads, and the event feed."""
-
-    def __init__(self, config: Config, store: RedisStore, router: Router, hub: EventHub) -> None:
-        self.config = config
-        self.store = store
-        self.router = router
-        self.hub = hub
-
-    async def call(self, context: Context, sp: str, command: Command) -> Result:
-        result = await self.router.call(sp, command)
-        if isinstance(result, Rejected):
-            await _abort(context, STATUS[result.code], result.message)
-        return result
-
-    def sp_of_order(self, order_id: str) -> str:
-        check_id(order_id, "order_id")
-        try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
-            sp = ""
-        if not self.router.serves(sp):
-            raise NotFound(f"order {order_id} not found")
-        return sp
-
-    def window_of_terminal(self, terminal_id: str) -> str:
-        window = self.config.deployment.terminal_window.get(terminal_id)
-        if window is None:
-            raise PermissionDenied(f"terminal {terminal_id!r} is not registered")
-        return window
-
-    async def get_order(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
-        key = request.WhichOneof("key")
-        if key == "order_id":
-            snapshot = await self.store.order(request.order_id)
-            what = f"order {request.order_id}"
-        elif key == "business_no":
-            snapshot = await self.store.order_of_case(request.business_no)
-            what = f"no order for business case {request.business_no}"
-        else:
-            await _abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or business_no is required"
-            )
-        if snapshot is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"{what} not found")
-        return order_message(snapshot)
-
-
-async def _guard(context: Context, error: DomainError) -> NoReturn:
-    await _abort(context, STATUS[error.code], error.message)
-
-
 class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
+    """The business system's side."""
+
     def __init__(self, door: FrontDoor) -> None:
         self._door = door
+        self._payments = PaymentStream(door)
+
+    async def WatchPayments(
+        self, request: pb.WatchPaymentsRequest, context: Context
+    ) -> AsyncIterator[pb.PaymentEvent]:
+        async for event in self._payments.watch(request, context):
+            yield event
+
+    async def AckPayments(
+        self, request: pb.AckPaymentsRequest, context: Context
+    ) -> pb.AckPaymentsResponse:
+        return await self._payments.ack(request, context)
 
     async def CreateOrder(self, request: pb.CreateOrderRequest, context: Context) -> pb.Order:
         door = self._door
@@ -103,14 +55,14 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
             check_id(request.request_id, "request_id")
             sp = door.config.deployment.service_point_of_window(request.window_id)
             if sp is None:
-                await _abort(
+                await abort(
                     context,
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"window_id {request.window_id!r} is not a window of this deployment",
                 )
             result = await door.call(context, sp, create_command(request))
         except DomainError as error:
-            await _guard(context, error)
+            await guard(context, error)
         return order_message(result.order)  # type: ignore[union-attr]
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
@@ -123,7 +75,7 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
             sp = door.sp_of_order(request.order_id)
             result = await door.call(context, sp, cancel_command(request))
         except DomainError as error:
-            await _guard(context, error)
+            await guard(context, error)
         return order_message(result.order)  # type: ignore[union-attr]
 
 
@@ -139,7 +91,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             sp = door.sp_of_order(request.order_id)
             command = pay_command(request, window)
         except DomainError as error:
-            await _guard(context, error)
+            await guard(context, error)
         return await self._until_outcome(context, sp, command)
 
     async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Order:
@@ -150,7 +102,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             sp = door.sp_of_order(request.order_id)
             command = refund_command(request, window)
         except DomainError as error:
-            await _guard(context, error)
+            await guard(context, error)
         return await self._until_outcome(context, sp, command)
 
     async def _until_outcome(
@@ -204,9 +156,9 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         try:
             window = door.window_of_terminal(request.terminal_id)
         except DomainError as error:
-            await _guard(context, error)
+            await guard(context, error)
         if request.window_id and request.window_id != window:
-            await _abort(
+            await abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"terminal {request.terminal_id} is bound to window {window}, "

@@ -51,6 +51,23 @@ def provider_keys(keys_dir: Path, provider: str) -> ProviderKeys:
     return ProviderKeys(keys_dir / provider)
 
 
+def receipt_secret_path(keys_dir: Path) -> Path:
+    return keys_dir / "receipts" / "check_code.key"
+
+
+def receipt_secret(keys_dir: Path) -> bytes:
+    return bytes.fromhex(receipt_secret_path(keys_dir).read_text().strip())
+
+
+def ensure_receipt_secret(keys_dir: Path) -> None:
+    """The secret that receipt check codes are derived with, made once per deployment."""
+    secret = receipt_secret_path(keys_dir)
+    if not secret.exists():
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text(os.urandom(32).hex())
+        os.chmod(secret, 0o600)
+
+
 def ensure_dev_keys(keys_dir: Path) -> None:
     """Generate any missing dev key pair (private files readable by the owner only)."""
     for provider in PROVIDERS:

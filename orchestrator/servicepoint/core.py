@@ -41,6 +41,7 @@ from orchestrator.domain.commands import (
     Refund,
     Rejected,
     Result,
+    SettleLateSuccess,
     fingerprint,
 )
 from orchestrator.domain.errors import (
@@ -57,6 +58,7 @@ from orchestrator.domain.states import (
     AttemptState,
     Channel,
     OrderState,
+    RefundState,
 )
 from orchestrator.domain.validation import check_id, check_text
 from orchestrator.providers.engine import (
@@ -273,6 +275,10 @@ class ServicePointCore:
             if command.channel is not Channel.CASH:
                 job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
             return job
+        if isinstance(command, SettleLateSuccess):
+            check_id(command.attempt_id, "attempt_id")
+            check_text(command.reason, "reason", required=True, limit=200)
+            return _Job(command, fingerprint(command), sp, loop.create_future())
         if isinstance(command, Refund):
             check_id(command.supervisor_id, "supervisor_id")
             check_text(command.reason, "reason", required=True, limit=200)
@@ -344,6 +350,8 @@ class ServicePointCore:
             return self._pay(job, command, order, reads)
         if isinstance(command, Refund):
             return self._refund(job, command, order)
+        if isinstance(command, SettleLateSuccess):
+            return self._settle_late_success(job, command, order)
         return self._cancel(job, command, order)
 
     def _create(self, job: _Job, command: CreateOrder, reads: ReadBatch) -> Result:
@@ -457,12 +465,38 @@ class ServicePointCore:
             self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
             return Done(snapshot)
         snapshot = self._stage(order, changes)
-        self._open[order.order_id] = order  # a refund under way keeps the order open
-        self._recent.pop(order.order_id, None)
-        self._commit.batch.mark_open(order.service_point_id, order.order_id, order.window_id)
+        self._keep_open(order)  # a refund under way keeps the order open
         self._save_response(order, command.request_id, b"", refund_id=refund.refund_id)
         job.start_refund = (order.order_id, refund.refund_id)
         return Accepted(snapshot, refund_id=refund.refund_id)
+
+    def _settle_late_success(self, job: _Job, command: SettleLateSuccess, order: Order) -> Result:
+        attempt = order.attempt(command.attempt_id)
+        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in order.refunds):
+            return Done(_snapshot(order))  # already being (or been) given back
+        if attempt.state is AttemptState.SUCCEEDED:
+            raise FailedPrecondition(f"attempt {attempt.attempt_id} is the order's payment")
+        change = order.record_attempt(
+            attempt.attempt_id,
+            AttemptEvent.LATE_SUCCESS,
+            self._clock.now_ms(),
+            trade_no=command.trade_no,
+            reason=command.reason,
+        )
+        refund = order.refunds[-1]
+        snapshot = self._stage(order, [change])
+        self._keep_open(order)
+        self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
+        job.start_refund = (order.order_id, refund.refund_id)
+        log.warning("late success of %s found by reconciliation: refunding", attempt.attempt_id)
+        return Done(snapshot)
+
+    def _keep_open(self, order: Order) -> None:
+        """A closed order with new work (a refund) comes back under the actor's care."""
+        if order.order_id not in self._open:
+            self._recent.pop(order.order_id, None)
+            self._open[order.order_id] = order
+            self._commit.batch.mark_open(order.service_point_id, order.order_id, order.window_id)
 
     def _replay(self, job: _Job, stored: bytes, reads: ReadBatch) -> Result:
         """The first answer to this request id (or, for a payment, its outcome)."""
@@ -616,10 +650,15 @@ class ServicePointCore:
         return order
 
     def _stage(self, order: Order, changes: list[Change]) -> bytes:
-        """Queue the order's new state for the next group commit; track whether it is open."""
+        """Queue the order's new state for the next group commit, with the payment events
+        it raises; track whether it is open."""
         snapshot = _snapshot(order)
         sp = order.service_point_id
         batch = self._commit.batch
+        now = changes[-1].at
+        batch.note_day(sp, local_day(now, self._settings.zone).strftime("%Y%m%d"), order.order_id)
+        for kind, refund_id in _payment_events(order, changes):
+            batch.emit(sp, kind, now, refund_id, snapshot)
         batch.save_order(
             sp,
             order.order_id,
@@ -664,6 +703,21 @@ class ServicePointCore:
 
     async def _flush(self, batch: Any) -> None:
         await self._store.commit(batch, self._epochs)
+
+
+def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]]:
+    """What the business system must hear of: the order paid, a refund of it done."""
+    events = []
+    refunds_done = set()
+    for change in changes:
+        if change.what == "attempt" and change.attempt_state is AttemptState.SUCCEEDED:
+            events.append(("ORDER_PAID", ""))
+        elif change.what == "refund" and change.refund_id not in refunds_done:
+            refund = order.refund(change.refund_id)
+            if refund.state is RefundState.SUCCEEDED and not refund.automatic:
+                refunds_done.add(change.refund_id)
+                events.append(("ORDER_REFUNDED", change.refund_id))
+    return events
 
 
 def _snapshot(order: Order) -> bytes:

@@ -7,8 +7,10 @@
 --   H key field value             HSET
 --   D key field                   HDEL
 --   R key value ttl_ms            SET with expiry
+--   A key member                  SADD (the day's index of orders with activity)
+--   X key kind at refund order    XADD to the outbox stream (payment events)
 --   P channel message             PUBLISH (after everything is written)
-local width = {S = 5, J = 3, H = 4, D = 3, R = 4, P = 3}
+local width = {S = 5, J = 3, H = 4, D = 3, R = 4, A = 3, X = 6, P = 3}
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('WPFENCED another actor took this service point over')
@@ -46,6 +48,11 @@ while i <= #ARGV do
     redis.call('HDEL', KEYS[tonumber(a)], b)
   elseif op == 'R' then
     redis.call('SET', KEYS[tonumber(a)], b, 'PX', c)
+  elseif op == 'A' then
+    redis.call('SADD', KEYS[tonumber(a)], b)
+  elseif op == 'X' then
+    redis.call('XADD', KEYS[tonumber(a)], '*', 'kind', b, 'at', c, 'refund', d,
+      'order', ARGV[i + 5])
   elseif op == 'P' then
     redis.call('PUBLISH', a, b)
     published = published + 1

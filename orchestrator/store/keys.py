@@ -45,6 +45,22 @@ def events(sp: str) -> str:
 EVENTS_PATTERN = f"{PREFIX}:{{*}}:ev"
 
 
+def outbox(sp: str) -> str:
+    """Stream of the service point's payment events for the business system (and the
+    receipt issuer), each reader a consumer group with its own durable position."""
+    return f"{PREFIX}:{{{sp}}}:outbox"
+
+
+def day(sp: str, yyyymmdd: str) -> str:
+    """Set of the order ids that changed on that local business day."""
+    return f"{PREFIX}:{{{sp}}}:day:{yyyymmdd}"
+
+
+def lease(subscriber: str) -> str:
+    """Held by the one front door streaming payment events to this subscriber."""
+    return f"{PREFIX}:lease:{subscriber}"
+
+
 def request_claim(request_id: str) -> str:
     return f"{PREFIX}:idem:{request_id}"
 

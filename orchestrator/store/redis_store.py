@@ -116,6 +116,15 @@ class WriteBatch:
         ops = self._ops(sp)
         ops.ops += ["D", ops.key(keys.open_orders(sp)), order_id]
 
+    def note_day(self, sp: str, yyyymmdd: str, order_id: str) -> None:
+        ops = self._ops(sp)
+        ops.ops += ["A", ops.key(keys.day(sp, yyyymmdd)), order_id]
+
+    def emit(self, sp: str, kind: str, at_ms: int, refund_id: str, snapshot: bytes) -> None:
+        """A payment event in the service point's outbox, atomically with the change."""
+        ops = self._ops(sp)
+        ops.ops += ["X", ops.key(keys.outbox(sp)), kind, str(at_ms), refund_id, snapshot]
+
     def save_response(self, sp: str, request_id: str, value: bytes, ttl_ms: int) -> None:
         ops = self._ops(sp)
         ops.ops += ["R", ops.key(keys.response(sp, request_id)), value, str(ttl_ms)]
@@ -204,6 +213,22 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=False)
         for order_id in wanted:
             pipe.hget(keys.order(sp, order_id), "s")
+        return [s for s in await pipe.execute() if s is not None]
+
+    async def orders_of_days(
+        self, service_points: Sequence[str], days: Sequence[str]
+    ) -> list[bytes]:
+        """Snapshots of the orders that changed on any of the days (YYYYMMDD)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sp in service_points:
+            for day in days:
+                pipe.smembers(keys.day(sp, day))
+        order_ids = sorted({o.decode() for members in await pipe.execute() for o in members})
+        if not order_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for order_id in order_ids:
+            pipe.hget(keys.order(keys.service_point_of(order_id), order_id), "s")
         return [s for s in await pipe.execute() if s is not None]
 
     async def journal(self, order_id: str) -> Sequence[bytes]:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.sandbox.bank import Trade
 from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.support import code, small_config
@@ -37,9 +39,10 @@ class Deployed:
     config: Config
     server: FrontDoorServer
     channel: grpc.aio.Channel
-    submitters: dict[str, runtime.RaySubmitter]
+    actors: runtime.Actors
     redis_url: str
     sandboxes: Sandboxes
+    keys_dir: Path
     business: pb_grpc.BusinessGatewayStub = field(init=False)
     terminal: pb_grpc.TerminalStub = field(init=False)
     _windows: Iterator[str] = field(init=False)
@@ -101,17 +104,19 @@ async def deployed(
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
     keys_dir = tmp_path_factory.mktemp("keys")
+    ensure_receipt_secret(keys_dir)
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
     try:
         sandboxes = await start_sandboxes(config, keys_dir)
         stack.push_async_callback(sandboxes.stop)
         config = config.with_base_urls(sandboxes.base_urls)
-        submitters = await runtime.deploy(config, redis_server.url, str(keys_dir))
+        actors = await runtime.deploy(config, redis_server.url, str(keys_dir))
+        submitters = actors.submitters
         server = await start_front_door(config, redis_server.url, dict(submitters), stack)
         channel = grpc.aio.insecure_channel(server.address)
         stack.push_async_callback(channel.close)
-        yield Deployed(config, server, channel, submitters, redis_server.url, sandboxes)
+        yield Deployed(config, server, channel, actors, redis_server.url, sandboxes, keys_dir)
     finally:
         await stack.aclose()
         runtime.shutdown()

@@ -33,7 +33,7 @@ async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> 
             lambda o=order: deployed.get(o.order_id),
             lambda o: bool(o.attempts) and o.attempts[0].state == pb.AWAITING_PAYER,
         )
-    submitter = deployed.submitters[sp]
+    submitter = deployed.actors.submitters[sp]
     pid = await submitter.pid()
     os.kill(pid, signal.SIGKILL)
 

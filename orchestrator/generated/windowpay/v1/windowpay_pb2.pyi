@@ -127,6 +127,47 @@ REFUND_SUCCEEDED: RefundState.ValueType  # 2
 REFUND_FAILED: RefundState.ValueType  # 3
 Global___RefundState: _TypeAlias = RefundState  # noqa: Y015
 
+class _PaymentEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_EVENT_KIND_UNSPECIFIED: _PaymentEventKind.ValueType  # 0
+    ORDER_PAID: _PaymentEventKind.ValueType  # 1
+    """the case may be completed (实缴模式)"""
+    ORDER_REFUNDED: _PaymentEventKind.ValueType  # 2
+    """a refund of the case's payment went through"""
+
+class PaymentEventKind(_PaymentEventKind, metaclass=_PaymentEventKindEnumTypeWrapper): ...
+
+PAYMENT_EVENT_KIND_UNSPECIFIED: PaymentEventKind.ValueType  # 0
+ORDER_PAID: PaymentEventKind.ValueType  # 1
+"""the case may be completed (实缴模式)"""
+ORDER_REFUNDED: PaymentEventKind.ValueType  # 2
+"""a refund of the case's payment went through"""
+Global___PaymentEventKind: _TypeAlias = PaymentEventKind  # noqa: Y015
+
+class _ReceiptStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReceiptStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReceiptStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECEIPT_STATUS_UNSPECIFIED: _ReceiptStatus.ValueType  # 0
+    RECEIPT_ISSUED: _ReceiptStatus.ValueType  # 1
+    RECEIPT_PARTIALLY_REFUNDED: _ReceiptStatus.ValueType  # 2
+    RECEIPT_REFUNDED: _ReceiptStatus.ValueType  # 3
+
+class ReceiptStatus(_ReceiptStatus, metaclass=_ReceiptStatusEnumTypeWrapper):
+    """---- electronic receipts (财政电子票据) -------------------------------------------------"""
+
+RECEIPT_STATUS_UNSPECIFIED: ReceiptStatus.ValueType  # 0
+RECEIPT_ISSUED: ReceiptStatus.ValueType  # 1
+RECEIPT_PARTIALLY_REFUNDED: ReceiptStatus.ValueType  # 2
+RECEIPT_REFUNDED: ReceiptStatus.ValueType  # 3
+Global___ReceiptStatus: _TypeAlias = ReceiptStatus  # noqa: Y015
+
 @_typing.final
 class OrderLine(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -536,3 +577,390 @@ class WatchWindowRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchWindowRequest: _TypeAlias = WatchWindowRequest  # noqa: Y015
+
+@_typing.final
+class PaymentEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Stable across redeliveries: "<service point>-<stream id>". Dedupe on it."""
+    kind: Global___PaymentEventKind.ValueType
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """the order as it stood right after the event"""
+
+    @_builtins.property
+    def refund(self) -> Global___Refund:
+        """for ORDER_REFUNDED"""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        kind: Global___PaymentEventKind.ValueType = ...,
+        order: Global___Order | None = ...,
+        refund: Global___Refund | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "order", b"order", "refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "kind", b"kind", "occurred_at", b"occurred_at", "order", b"order", "refund", b"refund"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentEvent: _TypeAlias = PaymentEvent  # noqa: Y015
+
+@_typing.final
+class WatchPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_ID_FIELD_NUMBER: _builtins.int
+    subscriber_id: _builtins.str
+    """The business system's name; each subscriber has its own durable position."""
+    def __init__(
+        self,
+        *,
+        subscriber_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscriber_id", b"subscriber_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPaymentsRequest: _TypeAlias = WatchPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class AckPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_ID_FIELD_NUMBER: _builtins.int
+    EVENT_IDS_FIELD_NUMBER: _builtins.int
+    subscriber_id: _builtins.str
+    @_builtins.property
+    def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        subscriber_id: _builtins.str = ...,
+        event_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_ids", b"event_ids", "subscriber_id", b"subscriber_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckPaymentsRequest: _TypeAlias = AckPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class AckPaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    acknowledged: _builtins.int
+    def __init__(
+        self,
+        *,
+        acknowledged: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckPaymentsResponse: _TypeAlias = AckPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class ReceiptItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEE_CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    STANDARD_FEN_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    fee_code: _builtins.str
+    name: _builtins.str
+    unit: _builtins.str
+    standard_fen: _builtins.int
+    """the catalog's unit price (收费标准)"""
+    quantity: _builtins.int
+    amount_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        fee_code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        standard_fen: _builtins.int = ...,
+        quantity: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "fee_code", b"fee_code", "name", b"name", "quantity", b"quantity", "standard_fen", b"standard_fen", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptItem: _TypeAlias = ReceiptItem  # noqa: Y015
+
+@_typing.final
+class Receipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_CODE_FIELD_NUMBER: _builtins.int
+    RECEIPT_NO_FIELD_NUMBER: _builtins.int
+    CHECK_CODE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_NO_FIELD_NUMBER: _builtins.int
+    PAYER_NAME_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    TOTAL_IN_WORDS_FIELD_NUMBER: _builtins.int
+    ISSUING_UNIT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REFUNDED_FEN_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    HTML_FIELD_NUMBER: _builtins.int
+    receipt_code: _builtins.str
+    """8 digits: region, class, type, year"""
+    receipt_no: _builtins.str
+    """10 digits, gap-free per receipt code"""
+    check_code: _builtins.str
+    """6 characters; a forged receipt does not match"""
+    order_id: _builtins.str
+    business_no: _builtins.str
+    payer_name: _builtins.str
+    total_fen: _builtins.int
+    total_in_words: _builtins.str
+    """大写金额"""
+    issuing_unit: _builtins.str
+    issuer: _builtins.str
+    status: Global___ReceiptStatus.ValueType
+    refunded_fen: _builtins.int
+    channel: _builtins.str
+    html: _builtins.bytes
+    """the printable document, when asked for"""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptItem]: ...
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        receipt_code: _builtins.str = ...,
+        receipt_no: _builtins.str = ...,
+        check_code: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        business_no: _builtins.str = ...,
+        payer_name: _builtins.str = ...,
+        items: _abc.Iterable[Global___ReceiptItem] | None = ...,
+        total_fen: _builtins.int = ...,
+        total_in_words: _builtins.str = ...,
+        issuing_unit: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___ReceiptStatus.ValueType = ...,
+        refunded_fen: _builtins.int = ...,
+        channel: _builtins.str = ...,
+        html: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_no", b"business_no", "channel", b"channel", "check_code", b"check_code", "html", b"html", "issued_at", b"issued_at", "issuer", b"issuer", "issuing_unit", b"issuing_unit", "items", b"items", "order_id", b"order_id", "payer_name", b"payer_name", "receipt_code", b"receipt_code", "receipt_no", b"receipt_no", "refunded_fen", b"refunded_fen", "status", b"status", "total_fen", b"total_fen", "total_in_words", b"total_in_words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
+class ReceiptNumber(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_CODE_FIELD_NUMBER: _builtins.int
+    RECEIPT_NO_FIELD_NUMBER: _builtins.int
+    CHECK_CODE_FIELD_NUMBER: _builtins.int
+    receipt_code: _builtins.str
+    receipt_no: _builtins.str
+    check_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        receipt_code: _builtins.str = ...,
+        receipt_no: _builtins.str = ...,
+        check_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_code", b"check_code", "receipt_code", b"receipt_code", "receipt_no", b"receipt_no"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptNumber: _TypeAlias = ReceiptNumber  # noqa: Y015
+
+@_typing.final
+class GetReceiptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    RENDER_HTML_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    render_html: _builtins.bool
+    @_builtins.property
+    def number(self) -> Global___ReceiptNumber:
+        """what the payer has: number and check code"""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        number: Global___ReceiptNumber | None = ...,
+        render_html: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "number", b"number", "order_id", b"order_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "number", b"number", "order_id", b"order_id", "render_html", b"render_html"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_key: _TypeAlias = _typing.Literal["order_id", "number"]  # noqa: Y015
+    _WhichOneofArgType_key: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_key) -> _WhichOneofReturnType_key | None: ...
+
+Global___GetReceiptRequest: _TypeAlias = GetReceiptRequest  # noqa: Y015
+
+@_typing.final
+class SettlementRequest(_message.Message):
+    """---- back office ------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    SERVICE_POINT_ID_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD, local business day"""
+    service_point_id: _builtins.str
+    """optional filter"""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        service_point_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "service_point_id", b"service_point_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettlementRequest: _TypeAlias = SettlementRequest  # noqa: Y015
+
+@_typing.final
+class SettlementRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_POINT_ID_FIELD_NUMBER: _builtins.int
+    WINDOW_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FEN_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    REFUNDS_FEN_FIELD_NUMBER: _builtins.int
+    service_point_id: _builtins.str
+    window_id: _builtins.str
+    channel: Global___Channel.ValueType
+    payments: _builtins.int
+    payments_fen: _builtins.int
+    refunds: _builtins.int
+    refunds_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        service_point_id: _builtins.str = ...,
+        window_id: _builtins.str = ...,
+        channel: Global___Channel.ValueType = ...,
+        payments: _builtins.int = ...,
+        payments_fen: _builtins.int = ...,
+        refunds: _builtins.int = ...,
+        refunds_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "payments", b"payments", "payments_fen", b"payments_fen", "refunds", b"refunds", "refunds_fen", b"refunds_fen", "service_point_id", b"service_point_id", "window_id", b"window_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettlementRow: _TypeAlias = SettlementRow  # noqa: Y015
+
+@_typing.final
+class Settlement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FEN_FIELD_NUMBER: _builtins.int
+    REFUNDS_FEN_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    payments_fen: _builtins.int
+    refunds_fen: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettlementRow]:
+        """per window and channel (日结)"""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        rows: _abc.Iterable[Global___SettlementRow] | None = ...,
+        payments_fen: _builtins.int = ...,
+        refunds_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "payments_fen", b"payments_fen", "refunds_fen", b"refunds_fen", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Settlement: _TypeAlias = Settlement  # noqa: Y015
+
+@_typing.final
+class LateSuccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_TRADE_NO_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    order_id: _builtins.str
+    attempt_id: _builtins.str
+    provider_trade_no: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        attempt_id: _builtins.str = ...,
+        provider_trade_no: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "order_id", b"order_id", "provider_trade_no", b"provider_trade_no", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LateSuccessRequest: _TypeAlias = LateSuccessRequest  # noqa: Y015

@@ -28,7 +28,7 @@ if _version_not_supported:
 
 class BusinessGatewayStub:
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     def __init__(self, channel):
@@ -52,11 +52,21 @@ class BusinessGatewayStub:
                 request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
                 _registered_method=True)
+        self.WatchPayments = channel.unary_stream(
+                '/windowpay.v1.BusinessGateway/WatchPayments',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.WatchPaymentsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.PaymentEvent.FromString,
+                _registered_method=True)
+        self.AckPayments = channel.unary_unary(
+                '/windowpay.v1.BusinessGateway/AckPayments',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsResponse.FromString,
+                _registered_method=True)
 
 
 class BusinessGatewayServicer:
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     def CreateOrder(self, request, context):
@@ -72,6 +82,20 @@ class BusinessGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPayments(self, request, context):
+        """Every payment and refund, at least once and in order per business case: first the
+        events delivered earlier but not acknowledged, then new ones as they happen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckPayments(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +119,16 @@ def add_BusinessGatewayServicer_to_server(servicer, server):
                     request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.CancelOrderRequest.FromString,
                     response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.SerializeToString,
             ),
+            'WatchPayments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPayments,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.WatchPaymentsRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.PaymentEvent.SerializeToString,
+            ),
+            'AckPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckPayments,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'windowpay.v1.BusinessGateway', rpc_method_handlers)
@@ -105,7 +139,7 @@ def add_BusinessGatewayServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BusinessGateway:
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     @staticmethod
@@ -179,6 +213,60 @@ class BusinessGateway:
             '/windowpay.v1.BusinessGateway/CancelOrder',
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.CancelOrderRequest.SerializeToString,
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/windowpay.v1.BusinessGateway/WatchPayments',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.WatchPaymentsRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.PaymentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/windowpay.v1.BusinessGateway/AckPayments',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.AckPaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -386,6 +474,197 @@ class Terminal:
             target,
             '/windowpay.v1.Terminal/Refund',
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.RefundRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ReceiptsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetReceipt = channel.unary_unary(
+                '/windowpay.v1.Receipts/GetReceipt',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetReceiptRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Receipt.FromString,
+                _registered_method=True)
+
+
+class ReceiptsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def GetReceipt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReceiptsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReceipt,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetReceiptRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Receipt.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'windowpay.v1.Receipts', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('windowpay.v1.Receipts', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Receipts:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/windowpay.v1.Receipts/GetReceipt',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.GetReceiptRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Receipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class BackOfficeStub:
+    """For the back office and the daily jobs (reconciliation).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetSettlement = channel.unary_unary(
+                '/windowpay.v1.BackOffice/GetSettlement',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.SettlementRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Settlement.FromString,
+                _registered_method=True)
+        self.SettleLateSuccess = channel.unary_unary(
+                '/windowpay.v1.BackOffice/SettleLateSuccess',
+                request_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.LateSuccessRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
+                _registered_method=True)
+
+
+class BackOfficeServicer:
+    """For the back office and the daily jobs (reconciliation).
+    """
+
+    def GetSettlement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleLateSuccess(self, request, context):
+        """A provider's bill shows an attempt paid that windowpay ended unpaid: refund it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BackOfficeServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSettlement,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.SettlementRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Settlement.SerializeToString,
+            ),
+            'SettleLateSuccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleLateSuccess,
+                    request_deserializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.LateSuccessRequest.FromString,
+                    response_serializer=orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'windowpay.v1.BackOffice', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('windowpay.v1.BackOffice', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class BackOffice:
+    """For the back office and the daily jobs (reconciliation).
+    """
+
+    @staticmethod
+    def GetSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/windowpay.v1.BackOffice/GetSettlement',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.SettlementRequest.SerializeToString,
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Settlement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleLateSuccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/windowpay.v1.BackOffice/SettleLateSuccess',
+            orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.LateSuccessRequest.SerializeToString,
             orchestrator_dot_generated_dot_windowpay_dot_v1_dot_windowpay__pb2.Order.FromString,
             options,
             channel_credentials,

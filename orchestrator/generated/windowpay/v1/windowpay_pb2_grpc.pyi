@@ -31,7 +31,7 @@ GRPC_VERSION: str
 
 class BusinessGatewayStub:
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     @_typing.overload
@@ -41,21 +41,31 @@ class BusinessGatewayStub:
     CreateOrder: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.CreateOrderRequest, _windowpay_pb2.Order]
     GetOrder: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.CancelOrderRequest, _windowpay_pb2.Order]
+    WatchPayments: _grpc.UnaryStreamMultiCallable[_windowpay_pb2.WatchPaymentsRequest, _windowpay_pb2.PaymentEvent]
+    """Every payment and refund, at least once and in order per business case: first the
+    events delivered earlier but not acknowledged, then new ones as they happen.
+    """
+    AckPayments: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.AckPaymentsRequest, _windowpay_pb2.AckPaymentsResponse]
 
 @_typing.type_check_only
 class BusinessGatewayAsyncStub(BusinessGatewayStub):
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateOrder: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.CreateOrderRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
     GetOrder: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
     CancelOrder: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.CancelOrderRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
+    WatchPayments: _aio.UnaryStreamMultiCallable[_windowpay_pb2.WatchPaymentsRequest, _windowpay_pb2.PaymentEvent]  # type: ignore[assignment]
+    """Every payment and refund, at least once and in order per business case: first the
+    events delivered earlier but not acknowledged, then new ones as they happen.
+    """
+    AckPayments: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.AckPaymentsRequest, _windowpay_pb2.AckPaymentsResponse]  # type: ignore[assignment]
 
 class BusinessGatewayServicer(metaclass=_abc_1.ABCMeta):
     """The business system (车驾管业务系统): creates the payable order for a case, reads it,
-    withdraws it.
+    withdraws it, and learns of every payment and refund.
     """
 
     @_abc_1.abstractmethod
@@ -78,6 +88,23 @@ class BusinessGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _windowpay_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_windowpay_pb2.Order, _abc.Awaitable[_windowpay_pb2.Order]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchPayments(
+        self,
+        request: _windowpay_pb2.WatchPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_windowpay_pb2.PaymentEvent], _abc.AsyncIterator[_windowpay_pb2.PaymentEvent]]:
+        """Every payment and refund, at least once and in order per business case: first the
+        events delivered earlier but not acknowledged, then new ones as they happen.
+        """
+
+    @_abc_1.abstractmethod
+    def AckPayments(
+        self,
+        request: _windowpay_pb2.AckPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_windowpay_pb2.AckPaymentsResponse, _abc.Awaitable[_windowpay_pb2.AckPaymentsResponse]]: ...
 
 def add_BusinessGatewayServicer_to_server(servicer: BusinessGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
@@ -150,3 +177,65 @@ class TerminalServicer(metaclass=_abc_1.ABCMeta):
         """Partial or full; never more than was paid in total. Waits for the provider like Pay."""
 
 def add_TerminalServicer_to_server(servicer: TerminalServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ReceiptsStub:
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ReceiptsAsyncStub: ...
+    GetReceipt: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.GetReceiptRequest, _windowpay_pb2.Receipt]
+
+@_typing.type_check_only
+class ReceiptsAsyncStub(ReceiptsStub):
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetReceipt: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.GetReceiptRequest, _windowpay_pb2.Receipt]  # type: ignore[assignment]
+
+class ReceiptsServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def GetReceipt(
+        self,
+        request: _windowpay_pb2.GetReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_windowpay_pb2.Receipt, _abc.Awaitable[_windowpay_pb2.Receipt]]: ...
+
+def add_ReceiptsServicer_to_server(servicer: ReceiptsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class BackOfficeStub:
+    """For the back office and the daily jobs (reconciliation)."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> BackOfficeAsyncStub: ...
+    GetSettlement: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.SettlementRequest, _windowpay_pb2.Settlement]
+    SettleLateSuccess: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.LateSuccessRequest, _windowpay_pb2.Order]
+    """A provider's bill shows an attempt paid that windowpay ended unpaid: refund it."""
+
+@_typing.type_check_only
+class BackOfficeAsyncStub(BackOfficeStub):
+    """For the back office and the daily jobs (reconciliation)."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetSettlement: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.SettlementRequest, _windowpay_pb2.Settlement]  # type: ignore[assignment]
+    SettleLateSuccess: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.LateSuccessRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
+    """A provider's bill shows an attempt paid that windowpay ended unpaid: refund it."""
+
+class BackOfficeServicer(metaclass=_abc_1.ABCMeta):
+    """For the back office and the daily jobs (reconciliation)."""
+
+    @_abc_1.abstractmethod
+    def GetSettlement(
+        self,
+        request: _windowpay_pb2.SettlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_windowpay_pb2.Settlement, _abc.Awaitable[_windowpay_pb2.Settlement]]: ...
+
+    @_abc_1.abstractmethod
+    def SettleLateSuccess(
+        self,
+        request: _windowpay_pb2.LateSuccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_windowpay_pb2.Order, _abc.Awaitable[_windowpay_pb2.Order]]:
+        """A provider's bill shows an attempt paid that windowpay ended unpaid: refund it."""
+
+def add_BackOfficeServicer_to_server(servicer: BackOfficeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,110 @@
+"""The Receipts and BackOffice services."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date
+
+import grpc
+import orjson
+
+from orchestrator.domain.commands import Done, SettleLateSuccess
+from orchestrator.domain.errors import DomainError
+from orchestrator.domain.order import Order
+from orchestrator.domain.validation import check_id, check_text
+from orchestrator.frontdoor.convert import (
+    channel_value,
+    order_message,
+    receipt_message,
+)
+from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.receipts.render import render_html
+from orchestrator.reconcile.settlement import settle
+from orchestrator.store.receipts import ReceiptStore
+
+
+class ReceiptsServicer(pb_grpc.ReceiptsServicer):
+    def __init__(self, door: FrontDoor) -> None:
+        self._receipts = ReceiptStore(door.store.redis)
+
+    async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
+        key = request.WhichOneof("key")
+        if key == "order_id":
+            stored = await self._receipts.of_order(request.order_id)
+            missing = f"no receipt for order {request.order_id} (is it paid?)"
+        elif key == "number":
+            number = request.number
+            stored = await self._receipts.by_number(number.receipt_code, number.receipt_no)
+            if stored is not None and not hmac.compare_digest(
+                orjson.loads(stored)["check_code"], number.check_code.upper()
+            ):
+                stored = None  # a forged or mistyped check code finds nothing
+            missing = "no receipt with that number and check code"
+        else:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or number is required")
+        if stored is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, missing)
+        record = orjson.loads(stored)
+        return receipt_message(record, render_html(record) if request.render_html else None)
+
+
+class BackOfficeServicer(pb_grpc.BackOfficeServicer):
+    def __init__(self, door: FrontDoor) -> None:
+        self._door = door
+
+    async def GetSettlement(self, request: pb.SettlementRequest, context: Context) -> pb.Settlement:
+        deployment = self._door.config.deployment
+        try:
+            day = date.fromisoformat(request.date)
+        except ValueError:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "date must be YYYY-MM-DD")
+        points = [sp.id for sp in deployment.service_points]
+        if request.service_point_id:
+            if request.service_point_id not in points:
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"unknown service point {request.service_point_id}",
+                )
+            points = [request.service_point_id]
+        snapshots = await self._door.store.orders_of_days(points, [day.strftime("%Y%m%d")])
+        orders = [Order.from_record(orjson.loads(s)) for s in snapshots]
+        rows = settle(orders, day, self._door.config.settings.zone)
+        return pb.Settlement(
+            date=day.isoformat(),
+            rows=[
+                pb.SettlementRow(
+                    service_point_id=r.service_point_id,
+                    window_id=r.window_id,
+                    channel=channel_value(r.channel),
+                    payments=r.payments,
+                    payments_fen=r.payments_fen,
+                    refunds=r.refunds,
+                    refunds_fen=r.refunds_fen,
+                )
+                for r in rows
+            ],
+            payments_fen=sum(r.payments_fen for r in rows),
+            refunds_fen=sum(r.refunds_fen for r in rows),
+        )
+
+    async def SettleLateSuccess(self, request: pb.LateSuccessRequest, context: Context) -> pb.Order:
+        door = self._door
+        try:
+            check_id(request.request_id, "request_id")
+            check_text(request.reason, "reason", required=True, limit=200)
+            sp = door.sp_of_order(request.order_id)
+        except DomainError as error:
+            await guard(context, error)
+        command = SettleLateSuccess(
+            request.request_id,
+            request.order_id,
+            request.attempt_id,
+            request.provider_trade_no,
+            request.reason,
+        )
+        result = await door.call(context, sp, command)
+        assert isinstance(result, Done)
+        return order_message(result.order)

@@ -1,0 +1,79 @@
+"""What every service of the front door shares: routing to the actors, reads from
+Redis, the event feed, and turning domain errors into gRPC statuses."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+
+from orchestrator.config import Config
+from orchestrator.domain.commands import Command, Rejected, Result
+from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
+from orchestrator.domain.validation import check_id
+from orchestrator.frontdoor.convert import STATUS, order_message
+from orchestrator.frontdoor.events import EventHub
+from orchestrator.frontdoor.router import Router
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.store import keys
+from orchestrator.store.redis_store import RedisStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """context.abort raises; this says so to the type checker."""
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+class FrontDoor:
+    """What every service shares: routing, reads, and the event feed."""
+
+    def __init__(self, config: Config, store: RedisStore, router: Router, hub: EventHub) -> None:
+        self.config = config
+        self.store = store
+        self.router = router
+        self.hub = hub
+
+    async def call(self, context: Context, sp: str, command: Command) -> Result:
+        result = await self.router.call(sp, command)
+        if isinstance(result, Rejected):
+            await abort(context, STATUS[result.code], result.message)
+        return result
+
+    def sp_of_order(self, order_id: str) -> str:
+        check_id(order_id, "order_id")
+        try:
+            sp = keys.service_point_of(order_id)
+        except ValueError:
+            sp = ""
+        if not self.router.serves(sp):
+            raise NotFound(f"order {order_id} not found")
+        return sp
+
+    def window_of_terminal(self, terminal_id: str) -> str:
+        window = self.config.deployment.terminal_window.get(terminal_id)
+        if window is None:
+            raise PermissionDenied(f"terminal {terminal_id!r} is not registered")
+        return window
+
+    async def get_order(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
+        key = request.WhichOneof("key")
+        if key == "order_id":
+            snapshot = await self.store.order(request.order_id)
+            what = f"order {request.order_id}"
+        elif key == "business_no":
+            snapshot = await self.store.order_of_case(request.business_no)
+            what = f"no order for business case {request.business_no}"
+        else:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or business_no is required"
+            )
+        if snapshot is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"{what} not found")
+        return order_message(snapshot)
+
+
+async def guard(context: Context, error: DomainError) -> NoReturn:
+    await abort(context, STATUS[error.code], error.message)

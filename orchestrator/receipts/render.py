@@ -1,0 +1,77 @@
+"""The receipt as a printable page, laid out like the provincial non-tax receipt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from html import escape
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from orchestrator.domain.money import to_yuan
+
+STATUS = {"ISSUED": "", "PARTIALLY_REFUNDED": "部分退费", "REFUNDED": "已退费"}
+CHANNELS = {"WECHAT": "微信支付", "ALIPAY": "支付宝", "UNIONPAY": "银联", "CASH": "现金"}
+
+_PAGE = """<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<title>非税收入统一票据（电子） {code}-{number}</title>
+<style>
+ body {{ font-family: "SimSun", "Songti SC", serif; margin: 2em auto; width: 46em; }}
+ h1 {{ text-align: center; color: #b22; letter-spacing: .3em; font-size: 1.5em; }}
+ table {{ border-collapse: collapse; width: 100%; margin: 1em 0; }}
+ td, th {{ border: 1px solid #b22; padding: .35em .6em; }}
+ th {{ font-weight: normal; color: #b22; }}
+ .meta td {{ border: none; padding: .1em 0; }}
+ .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+ .stamp {{ color: #b22; border: 3px solid #b22; display: inline-block; padding: .3em .8em;
+          transform: rotate(-12deg); font-size: 1.4em; margin-left: 2em; }}
+ @media print {{ body {{ margin: 0; }} }}
+</style></head><body>
+<h1>非税收入统一票据（电子）</h1>
+<table class="meta">
+<tr><td>票据代码：{code}</td><td>票据号码：{number}</td><td>校验码：{check}</td></tr>
+<tr><td>交款人：{payer}</td><td colspan="2">开票日期：{issued}</td></tr>
+</table>
+<table>
+<tr><th>项目编码</th><th>项目名称</th><th>单位</th><th>数量</th><th>标准（元）</th><th>金额（元）</th></tr>
+{rows}
+<tr><th colspan="2">金额合计（大写）</th><td colspan="2">{words}</td>
+<th>（小写）</th><td class="num">{total}</td></tr>
+<tr><th colspan="2">备注</th><td colspan="4">业务编号 {business}；订单号 {order}；
+交款方式 {channel}{refund}</td></tr>
+</table>
+<p>执收单位（盖章）：{unit}　　开票人：{issuer}{stamp}</p>
+</body></html>
+"""
+
+
+def render_html(receipt: Mapping[str, Any]) -> str:
+    issued = datetime.fromtimestamp(receipt["issued_at"] / 1000, ZoneInfo("Asia/Shanghai"))
+    rows = "\n".join(
+        '<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
+        '<td class="num">{}</td><td class="num">{}</td></tr>'.format(
+            escape(item["fee_code"]), escape(item["name"]), escape(item["unit"]),
+            item["quantity"], to_yuan(item["standard_fen"]), to_yuan(item["amount_fen"]),
+        )
+        for item in receipt["items"]
+    )  # fmt: skip
+    status = STATUS.get(receipt["status"], "")
+    refund = f"；已退 {to_yuan(receipt['refunded_fen'])} 元" if receipt["refunded_fen"] else ""
+    return _PAGE.format(
+        code=escape(receipt["receipt_code"]),
+        number=escape(receipt["receipt_no"]),
+        check=escape(receipt["check_code"]),
+        payer=escape(receipt["payer_name"]),
+        issued=issued.strftime("%Y年%m月%d日 %H:%M:%S"),
+        rows=rows,
+        words=escape(receipt["total_in_words"]),
+        total=to_yuan(receipt["total_fen"]),
+        business=escape(receipt["business_no"]),
+        order=escape(receipt["order_id"]),
+        channel=CHANNELS.get(receipt["channel"], escape(receipt["channel"])),
+        refund=refund,
+        unit=escape(receipt["issuing_unit"]),
+        issuer=escape(receipt["issuer"]),
+        stamp=f'<span class="stamp">{status}</span>' if status else "",
+    )

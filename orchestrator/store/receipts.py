@@ -1,0 +1,59 @@
+"""Receipts in Redis. All keys share the hash tag {receipts}, so that allocating a
+number and binding it to its order is one atomic step: numbers are unique and gap-free
+per receipt code, and an order never gets two."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+_ALLOCATE = """
+local held = redis.call('GET', KEYS[2])
+if held then return held end
+local n = redis.call('INCR', KEYS[1])
+local number = string.format('%010d', n)
+redis.call('SET', KEYS[2], ARGV[1] .. ':' .. number)
+return ARGV[1] .. ':' .. number
+"""
+
+
+def _sequence(code: str) -> str:
+    return f"wp:{{receipts}}:seq:{code}"
+
+
+def _of_order(order_id: str) -> str:
+    return f"wp:{{receipts}}:order:{order_id}"
+
+
+def _receipt(code: str, number: str) -> str:
+    return f"wp:{{receipts}}:r:{code}:{number}"
+
+
+class ReceiptStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._allocate = redis.register_script(_ALLOCATE)
+
+    async def allocate(self, code: str, order_id: str) -> tuple[str, str]:
+        """The order's receipt number: the one it has, or the next in the code's sequence."""
+        held = await self._allocate(keys=[_sequence(code), _of_order(order_id)], args=[code])
+        text = held.decode() if isinstance(held, bytes) else str(held)
+        held_code, _, number = text.partition(":")
+        return held_code, number
+
+    async def save(self, code: str, number: str, record: bytes) -> None:
+        await self._redis.set(_receipt(code, number), record)
+
+    async def of_order(self, order_id: str) -> bytes | None:
+        held: bytes | None = await self._redis.get(_of_order(order_id))  # type: ignore[assignment]
+        if held is None:
+            return None
+        code, _, number = held.decode().partition(":")
+        return await self.by_number(code, number)
+
+    async def by_number(self, code: str, number: str) -> bytes | None:
+        record: bytes | None = await self._redis.get(_receipt(code, number))  # type: ignore[assignment]
+        return record
+
+    async def last_number(self, code: str) -> int:
+        value = await self._redis.get(_sequence(code))
+        return int(value or 0)
