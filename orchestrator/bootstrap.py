@@ -19,6 +19,7 @@ from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
+from orchestrator.runfile import RunInfo, forget
 from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
 
@@ -99,6 +100,16 @@ async def start_service(
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         server = await start_front_door(config, redis_url, dict(submitters), stack)
         log.info("gRPC front door listening on %s", server.address)
+        if not join:
+            RunInfo(
+                grpc=server.address,
+                redis_url=redis_url,
+                keys_dir=str(keys_dir),
+                config=str(config.path) if config.path else None,
+                providers={c.value: p.base_url for c, p in config.providers.items()},
+                pid=os.getpid(),
+            ).write(data_dir)
+            stack.callback(forget, data_dir)
         return Running(server, redis_url, address, submitters, actors, stack)
     except BaseException:
         await stack.aclose()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator import pos
 from orchestrator.config import ConfigError, load_config
+from orchestrator.reconcile import commands as backoffice
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)
+    backoffice.add_parsers(commands)
     return parser
 
 

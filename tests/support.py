@@ -43,7 +43,7 @@ def sample_data() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def small_config(
+def small_config_data(
     *,
     prefix: str = "E",
     time_scale: float = 0.05,
@@ -51,7 +51,7 @@ def small_config(
     windows: int = 6,
     channels: dict[str, dict[str, Any]] | None = None,
     **service: Any,
-) -> Config:
+) -> dict[str, Any]:
     """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
     {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
     data = sample_data()
@@ -68,7 +68,11 @@ def small_config(
         for sp in points
     ]
     data["terminals"] = {f"{sp}T{j}": f"{sp}W{j}" for sp in points for j in range(1, windows + 1)}
-    return parse_config(data, "test config")
+    return data
+
+
+def small_config(**kwargs: Any) -> Config:
+    return parse_config(small_config_data(**kwargs), "test config")
 
 
 def unique_prefix() -> str:

@@ -7,6 +7,7 @@ tree below, each error saying whether the call may simply be sent again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Protocol
 
@@ -88,3 +89,7 @@ class PaymentProvider(Protocol):
     async def refund(
         self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
     ) -> RefundAnswer: ...
+
+    async def bill(self, day: date) -> bytes:
+        """The provider's bill of the day, as its own file format."""
+        ...

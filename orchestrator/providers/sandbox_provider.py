@@ -6,6 +6,8 @@ through a link to the shared sandbox host, so the ledger survives an actor resta
 
 from __future__ import annotations
 
+import time
+from datetime import date
 from typing import Protocol
 
 from orchestrator.domain.states import Channel
@@ -19,7 +21,8 @@ from orchestrator.providers.port import (
     TradeAnswer,
     TradeStatus,
 )
-from orchestrator.sandbox.bank import BankReply, Reply, TradeState
+from orchestrator.sandbox.bank import BankReply, Reply, Trade, TradeState
+from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
 
 
 class BankLink(Protocol):
@@ -32,6 +35,8 @@ class BankLink(Protocol):
     async def reverse(self, out_trade_no: str) -> BankReply: ...
 
     async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply: ...
+
+    def trades(self) -> list[Trade]: ...
 
 
 _STATUS = {
@@ -73,6 +78,15 @@ class SandboxProvider:
         if reply.refund is None:
             return RefundAnswer("", done=False, reason=reply.reason)
         return RefundAnswer(reply.refund.refund_no, done=True)
+
+    async def bill(self, day: date) -> bytes:
+        """The bill the channel's sandbox gateway would give, from the bank's ledger."""
+        trades = self._link.trades()
+        if self.channel is Channel.WECHAT:
+            return wechat_trade_bill(trades, day, "wx-sandbox", "sandbox")
+        if self.channel is Channel.ALIPAY:
+            return alipay_trade_bill(trades, day, "sandbox", time.time())
+        return unionpay_settlement(trades, day, "sandbox")
 
     def _answer(self, reply: BankReply, *, use_told: bool) -> TradeAnswer:
         self._raise_for(reply)

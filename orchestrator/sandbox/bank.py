@@ -229,6 +229,42 @@ class SandboxBank:
 
     # ---- the ledger --------------------------------------------------------------
 
+    def plant(self, out_trade_no: str, amount_fen: int, store_id: str = "") -> Trade:
+        """A paid trade the merchant never asked for (tests: missing at windowpay)."""
+        now = self._now()
+        trade = Trade(
+            out_trade_no=out_trade_no,
+            trade_no=self._trade_no(),
+            amount_fen=amount_fen,
+            auth_code="",
+            behaviour=Behaviour.PAYS,
+            store_id=store_id,
+            state=TradeState.SUCCESS,
+            created_at=now,
+            paid_at=now,
+        )
+        self._trades[out_trade_no] = trade
+        return self._copy(trade)
+
+    def drop(self, out_trade_no: str) -> bool:
+        """Forget a trade (tests: missing at the provider)."""
+        return self._trades.pop(out_trade_no, None) is not None
+
+    def alter(
+        self, out_trade_no: str, *, amount_fen: int | None = None, paid: bool | None = None
+    ) -> Trade | None:
+        """Change what the ledger says of a trade (tests: amount and state mismatches)."""
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return None
+        if amount_fen is not None:
+            trade.amount_fen = amount_fen
+        if paid is True:
+            trade.state, trade.paid_at = TradeState.SUCCESS, trade.paid_at or self._now()
+        elif paid is False:
+            trade.state, trade.closed_at = TradeState.REVOKED, self._now()
+        return self._copy(trade)
+
     def confirm(self, out_trade_no: str) -> Trade | None:
         """The payer confirms now, whatever the behaviour said (tests of late success)."""
         trade = self._trades.get(out_trade_no)

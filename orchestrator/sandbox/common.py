@@ -39,6 +39,9 @@ class Gateway:
                 web.get("/_sandbox/trades/{no}", self._admin_trade),
                 web.post("/_sandbox/trades/{no}/confirm", self._confirm),
                 web.put("/_sandbox/faults", self._faults),
+                web.post("/_sandbox/trades", self._plant),
+                web.patch("/_sandbox/trades/{no}", self._alter),
+                web.delete("/_sandbox/trades/{no}", self._drop),
             ]
         )
 
@@ -59,6 +62,27 @@ class Gateway:
         if trade is None:
             return web.json_response({"error": "no such trade"}, status=404)
         return _json(trade_record(trade))
+
+    async def _plant(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        trade = self.bank.plant(
+            str(body["out_trade_no"]), int(body["amount_fen"]), str(body.get("store_id", ""))
+        )
+        return _json(trade_record(trade))
+
+    async def _alter(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        trade = self.bank.alter(
+            request.match_info["no"], amount_fen=body.get("amount_fen"), paid=body.get("paid")
+        )
+        if trade is None:
+            return web.json_response({"error": "no such trade"}, status=404)
+        return _json(trade_record(trade))
+
+    async def _drop(self, request: web.Request) -> web.Response:
+        if not self.bank.drop(request.match_info["no"]):
+            return web.json_response({"error": "no such trade"}, status=404)
+        return web.json_response({"dropped": request.match_info["no"]})
 
     async def _faults(self, request: web.Request) -> web.Response:
         operations = await request.json()

@@ -4,6 +4,7 @@ no dashboard), the service-point actors, and a front door on a free port."""
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -12,19 +13,21 @@ from pathlib import Path
 
 import grpc
 import pytest
+import tomli_w
 
 from actors import runtime
 from orchestrator.bootstrap import start_front_door
-from orchestrator.config import Config
+from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.keys import ensure_receipt_secret
+from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
 from orchestrator.sandbox.host import Sandboxes, start_sandboxes
-from tests.support import code, small_config
+from tests.support import code, small_config_data
 
 CHANNELS = {
     Channel.WECHAT: pb.WECHAT,
@@ -43,6 +46,7 @@ class Deployed:
     redis_url: str
     sandboxes: Sandboxes
     keys_dir: Path
+    data_dir: Path  # holds run.json and the config file, as `windowpay serve` leaves them
     business: pb_grpc.BusinessGatewayStub = field(init=False)
     terminal: pb_grpc.TerminalStub = field(init=False)
     _windows: Iterator[str] = field(init=False)
@@ -95,7 +99,7 @@ class Deployed:
 async def deployed(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Deployed]:
-    config = small_config(
+    data = small_config_data(
         prefix="G",
         service_points=3,
         windows=8,
@@ -103,7 +107,9 @@ async def deployed(
         # A reversal is given up after 3 s and the trade followed up every 0.2 s.
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
+    config = parse_config(data, "e2e config")
     keys_dir = tmp_path_factory.mktemp("keys")
+    data_dir = tmp_path_factory.mktemp("data")
     ensure_receipt_secret(keys_dir)
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
@@ -114,9 +120,25 @@ async def deployed(
         actors = await runtime.deploy(config, redis_server.url, str(keys_dir))
         submitters = actors.submitters
         server = await start_front_door(config, redis_server.url, dict(submitters), stack)
+        # What `windowpay serve` leaves for the other commands: its config and run.json.
+        for channel_name, url in sandboxes.base_urls.items():
+            data["providers"][channel_name.value]["base_url"] = url
+        data["providers"]["keys_dir"] = str(keys_dir)
+        config_path = data_dir / "windowpay.toml"
+        config_path.write_text(tomli_w.dumps(data))
+        RunInfo(
+            grpc=server.address,
+            redis_url=redis_server.url,
+            keys_dir=str(keys_dir),
+            config=str(config_path),
+            providers={c.value: u for c, u in sandboxes.base_urls.items()},
+            pid=os.getpid(),
+        ).write(data_dir)
         channel = grpc.aio.insecure_channel(server.address)
         stack.push_async_callback(channel.close)
-        yield Deployed(config, server, channel, actors, redis_server.url, sandboxes, keys_dir)
+        yield Deployed(
+            config, server, channel, actors, redis_server.url, sandboxes, keys_dir, data_dir
+        )
     finally:
         await stack.aclose()
         runtime.shutdown()

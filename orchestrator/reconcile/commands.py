@@ -1,0 +1,209 @@
+"""`windowpay reconcile` and `windowpay settlement`: the daily back-office commands.
+
+They find a running deployment through `<data-dir>/run.json` (written by `windowpay
+serve`), or through --redis-url / --target and the config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+
+import grpc
+from redis.asyncio import Redis
+
+from orchestrator.config import Config, ConfigError, load_config
+from orchestrator.domain.money import to_yuan
+from orchestrator.domain.states import Channel
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.providers.factory import build_providers
+from orchestrator.reconcile.job import load_orders, reconcile
+from orchestrator.reconcile.matcher import Difference
+from orchestrator.runfile import RunInfo
+from orchestrator.store.redis_store import RedisStore
+
+
+class BackOfficeHealer:
+    """Heals a late success by asking the back office to refund it (idempotently)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = pb_grpc.BackOfficeStub(channel)
+
+    async def __call__(self, difference: Difference, day: date) -> str:
+        order = await self._stub.SettleLateSuccess(
+            pb.LateSuccessRequest(
+                request_id=f"recon-{day:%Y%m%d}-{difference.out_trade_no}",
+                order_id=difference.order_id,
+                attempt_id=difference.out_trade_no,
+                provider_trade_no=difference.trade_no,
+                reason=f"reconciliation {day}: {difference.detail}"[:200],
+            ),
+            timeout=30,
+        )
+        refund = next(
+            (r for r in order.refunds if r.automatic and r.attempt_id == difference.out_trade_no),
+            None,
+        )
+        state = pb.RefundState.Name(refund.state) if refund else "?"
+        return f"late success refunded automatically (refund {state})"
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use YYYY-MM-DD") from None
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    recon = commands.add_parser(
+        "reconcile",
+        help="reconcile one day with every provider's bill",
+        description=(
+            "Download each provider's bill of the day through its protocol, match it with "
+            "windowpay's records, refund late successes automatically, list every other "
+            "difference. Exit status 0 when every difference is explained or healed, 1 "
+            "otherwise, 2 when it cannot run."
+        ),
+    )
+    recon.add_argument("--date", type=_day, required=True, help="YYYY-MM-DD (local day)")
+    recon.add_argument("--json", type=Path, help="write the report as JSON here")
+    recon.add_argument("--csv", type=Path, help="write the differences as CSV here")
+    recon.add_argument("--no-heal", action="store_true", help="report only, change nothing")
+    _common(recon)
+    recon.set_defaults(handler=run_reconcile)
+
+    settle = commands.add_parser(
+        "settlement", help="end-of-day settlement per window and channel (日结)"
+    )
+    settle.add_argument("--date", type=_day, required=True, help="YYYY-MM-DD (local day)")
+    settle.add_argument("--service-point", default="", help="only this service point")
+    _common(settle)
+    settle.set_defaults(handler=run_settlement)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    parser.add_argument("--config", type=Path, help="deployment TOML (default: as served)")
+    parser.add_argument("--redis-url", help="default: the running deployment's")
+    parser.add_argument("--target", help="front door address (default: the running one)")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Config, RunInfo | None]:
+    info = RunInfo.read(args.data_dir)
+    path = args.config or (Path(info.config) if info and info.config else None)
+    config = load_config(path)
+    if info is not None:
+        urls = {Channel(c): url for c, url in info.providers.items() if url}
+        config = config.with_base_urls(urls)
+    return config, info
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    try:
+        config, info = _resolve(args)
+    except ConfigError as error:
+        print(f"windowpay reconcile: bad configuration: {error}", file=sys.stderr)
+        return 2
+    redis_url = args.redis_url or (info.redis_url if info else None)
+    target = args.target or (info.grpc if info else None)
+    keys_dir = Path(info.keys_dir) if info else args.data_dir / config.keys_dir
+    if redis_url is None or (target is None and not args.no_heal):
+        print(
+            "windowpay reconcile: no running deployment found in "
+            f"{args.data_dir / 'run.json'}; give --redis-url and --target",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_reconcile(args, config, redis_url, target, keys_dir))
+
+
+async def _reconcile(
+    args: argparse.Namespace, config: Config, redis_url: str, target: str | None, keys_dir: Path
+) -> int:
+    redis = Redis.from_url(redis_url)
+    providers = build_providers(config, keys_dir)
+    channel = grpc.aio.insecure_channel(target) if target else None
+    try:
+        points = [sp.id for sp in config.deployment.service_points]
+        print(f"reading windowpay's records around {args.date} ...", flush=True)
+        orders = await load_orders(RedisStore(redis), points, args.date)
+        print(f"{len(orders)} orders with activity", flush=True)
+        report = await reconcile(
+            args.date,
+            orders,
+            providers.by_channel,
+            config.settings.zone,
+            heal=None if args.no_heal or channel is None else BackOfficeHealer(channel),
+            progress=lambda line: print(line, flush=True),
+        )
+    finally:
+        await providers.close()
+        await redis.aclose()
+        if channel is not None:
+            await channel.close(None)
+    for channel_name, match in report.matches.items():
+        print(
+            f"  {channel_name.value:<9} matched {match.matched_count} payments "
+            f"({to_yuan(match.matched_amount_fen)} yuan), {match.refunds_matched_count} refunds "
+            f"({to_yuan(match.refunds_matched_amount_fen)} yuan)"
+        )
+    for outcome in report.outcomes:
+        d = outcome.difference
+        print(
+            f"  {d.kind.value:<21} {d.provider.value:<9} {d.out_trade_no} {d.out_refund_no} "
+            f"windowpay {to_yuan(d.windowpay_amount_fen)} / provider "
+            f"{to_yuan(d.provider_amount_fen)}: {d.detail} -> {outcome.action}"
+        )
+    for channel_name, why in report.failures.items():
+        print(f"  {channel_name.value}: {why}")
+    if args.json:
+        report.write_json(args.json)
+    if args.csv:
+        report.write_csv(args.csv)
+    verdict = (
+        "every difference explained or healed"
+        if report.unexplained == 0
+        else (f"{report.unexplained} differences need a person")
+    )
+    print(f"{args.date}: {len(report.outcomes)} differences; {verdict}", flush=True)
+    return 0 if report.unexplained == 0 else 1
+
+
+def run_settlement(args: argparse.Namespace) -> int:
+    info = RunInfo.read(args.data_dir)
+    target = args.target or (info.grpc if info else None)
+    if target is None:
+        print("windowpay settlement: no running deployment; give --target", file=sys.stderr)
+        return 2
+
+    async def fetch() -> pb.Settlement:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.BackOfficeStub(channel)
+            request = pb.SettlementRequest(
+                date=args.date.isoformat(), service_point_id=args.service_point
+            )
+            return await stub.GetSettlement(request, timeout=60)
+
+    try:
+        settlement = asyncio.run(fetch())
+    except grpc.aio.AioRpcError as error:
+        print(f"{error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    print(f"settlement of {settlement.date} (日结)")
+    columns = ("point", "window", "channel", "payments", "yuan", "refunds", "yuan")
+    print("{:<8} {:<8} {:<9} {:>8} {:>12} {:>8} {:>12}".format(*columns))
+    for row in settlement.rows:
+        print(
+            f"{row.service_point_id:<8} {row.window_id:<8} {pb.Channel.Name(row.channel):<9} "
+            f"{row.payments:>8} {to_yuan(row.payments_fen):>12} {row.refunds:>8} "
+            f"{to_yuan(row.refunds_fen):>12}"
+        )
+    print(
+        f"total: taken {to_yuan(settlement.payments_fen)} yuan, "
+        f"given back {to_yuan(settlement.refunds_fen)} yuan"
+    )
+    return 0

@@ -1,0 +1,138 @@
+"""The daily reconciliation: download each provider's bill through its protocol, parse
+it, match it with windowpay's records, heal what is safe (late successes are refunded
+through the back office), and report the rest for a person.
+
+Re-running a day is harmless: a late success already being refunded is no longer a
+difference, and each heal carries a request id derived from the day and the trade.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from orchestrator.domain.order import Order
+from orchestrator.domain.states import Channel
+from orchestrator.providers.port import PaymentProvider, ProviderError
+from orchestrator.reconcile.bills import PARSERS, BillError
+from orchestrator.reconcile.matcher import Difference, Match, match
+from orchestrator.store.redis_store import RedisStore
+
+LISTED = "listed for a person"
+
+
+class Healer(Protocol):
+    def __call__(self, difference: Difference, day: date) -> Awaitable[str]: ...
+
+
+@dataclass
+class Outcome:
+    difference: Difference
+    action: str
+    resolved: bool
+
+
+@dataclass
+class Report:
+    day: date
+    matches: dict[Channel, Match] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: dict[Channel, str] = field(default_factory=dict)  # bills that could not be had
+
+    @property
+    def unexplained(self) -> int:
+        return sum(not o.resolved for o in self.outcomes) + len(self.failures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "providers": {
+                channel.value: {
+                    "bill_rows": m.bill_rows,
+                    "matched_count": m.matched_count,
+                    "matched_amount_fen": m.matched_amount_fen,
+                    "refunds_matched_count": m.refunds_matched_count,
+                    "refunds_matched_amount_fen": m.refunds_matched_amount_fen,
+                    "explained": m.explained,
+                }
+                for channel, m in self.matches.items()
+            },
+            "failures": {channel.value: why for channel, why in self.failures.items()},
+            "differences": [
+                {
+                    **{k: v for k, v in asdict(o.difference).items() if k != "heal"},
+                    "kind": o.difference.kind.value,
+                    "provider": o.difference.provider.value,
+                    "action": o.action,
+                    "resolved": o.resolved,
+                }
+                for o in self.outcomes
+            ],
+            "unexplained": self.unexplained,
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2))
+
+    def write_csv(self, path: Path) -> None:
+        columns = [
+            "kind", "provider", "out_trade_no", "out_refund_no", "order_id",
+            "windowpay_amount_fen", "provider_amount_fen", "detail", "action", "resolved",
+        ]  # fmt: skip
+        with path.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.to_json()["differences"])
+
+
+async def load_orders(store: RedisStore, service_points: Sequence[str], day: date) -> list[Order]:
+    """Orders that changed the day before, on, or after the day (a payment near midnight
+    may be recorded on the other side of it)."""
+    days = [(day + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
+    return [
+        Order.from_record(orjson.loads(s)) for s in await store.orders_of_days(service_points, days)
+    ]
+
+
+async def reconcile(
+    day: date,
+    orders: list[Order],
+    providers: Mapping[Channel, PaymentProvider],
+    zone: tzinfo,
+    *,
+    heal: Healer | None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Report:
+    report = Report(day)
+    for channel, provider in providers.items():
+        progress(f"{channel.value}: downloading the bill of {day}")
+        try:
+            rows = PARSERS[channel](await provider.bill(day))
+        except (ProviderError, BillError, TimeoutError) as error:
+            report.failures[channel] = f"no usable bill: {error}"
+            progress(f"{channel.value}: no usable bill ({error})")
+            continue
+        result = match(channel, day, rows, orders, zone)
+        report.matches[channel] = result
+        progress(
+            f"{channel.value}: {len(rows)} rows, {result.matched_count} payments and "
+            f"{result.refunds_matched_count} refunds matched, "
+            f"{len(result.differences)} differences"
+        )
+        for difference in result.differences:
+            if difference.heal and heal is not None:
+                try:
+                    action = await heal(difference, day)
+                except Exception as error:  # a heal that failed is listed, not lost
+                    report.outcomes.append(Outcome(difference, f"heal failed: {error}", False))
+                    continue
+                report.outcomes.append(Outcome(difference, action, True))
+            else:
+                report.outcomes.append(Outcome(difference, LISTED, False))
+    return report

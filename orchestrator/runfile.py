@@ -1,0 +1,35 @@
+"""`<data-dir>/run.json`: where a running `windowpay serve` listens, so that the other
+commands (pos, reconcile, settlement) find it without being told."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+NAME = "run.json"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    grpc: str
+    redis_url: str
+    keys_dir: str
+    config: str | None  # the config file served, None for the sample
+    providers: dict[str, str]  # channel -> base URL in use
+    pid: int
+
+    def write(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / NAME).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, data_dir: Path) -> RunInfo | None:
+        try:
+            return cls(**json.loads((data_dir / NAME).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def forget(data_dir: Path) -> None:
+    (data_dir / NAME).unlink(missing_ok=True)

@@ -1,0 +1,104 @@
+"""Bill parsers against the real published samples and the sandboxes' own bills."""
+
+import io
+import zipfile
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.domain.states import Channel
+from orchestrator.reconcile.bills import BillError, parse_alipay, parse_unionpay, parse_wechat
+from orchestrator.sandbox.bank import Behaviour as B
+from orchestrator.sandbox.bank import Refund, Trade, TradeState
+from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "bills"
+
+
+def test_the_current_wechat_bill() -> None:
+    rows = parse_wechat((FIXTURES / "wechat_tradebill_27col_2021-01-28.csv").read_bytes())
+    assert len(rows) == 3
+    first = rows[0]
+    assert (first.out_trade_no, first.trade_no) == (
+        "S20210128170702357723",
+        "4200000925202101284997714292",
+    )
+    assert first.amount_fen == 1 and first.kept and not first.refund
+    assert first.at == datetime(2021, 1, 28, 17, 7, 11)
+
+
+def test_the_older_wechat_bill_with_its_odd_time_format() -> None:
+    rows = parse_wechat((FIXTURES / "wechat_bill_24col_micropay_2014.csv").read_bytes())
+    assert [r.out_trade_no for r in rows] == ["1415640626", "1415635270"]
+    assert rows[0].at == datetime(2014, 11, 10, 16, 33, 45)  # '2014-11-1016：33：45'
+    assert all(r.amount_fen == 1 for r in rows)
+
+
+def test_the_alipay_bill() -> None:
+    rows = parse_alipay((FIXTURES / "alipay_trade_bill_2019-09-16.zip").read_bytes())
+    payments = [r for r in rows if not r.refund]
+    refunds = [r for r in rows if r.refund]
+    assert (len(payments), len(refunds)) == (6, 4)
+    assert payments[0].out_trade_no == "service_1568601259302"  # the trailing tab is gone
+    assert refunds[0].out_refund_no == "re_test_1568602607356"
+    assert all(r.amount_fen == 1 for r in rows)  # refunds are stored positive
+
+
+def test_a_bill_that_contradicts_itself_is_refused() -> None:
+    text = (FIXTURES / "wechat_tradebill_27col_2021-01-28.csv").read_text()
+    with pytest.raises(BillError, match="summary counts"):
+        parse_wechat(text.replace("`3,`0.03", "`4,`0.04").encode())
+    with pytest.raises(BillError, match="not a time"):
+        parse_wechat(text.replace("2021-01-28 17:07:11", "yesterday").encode())
+    with pytest.raises(BillError, match="not a zip"):
+        parse_alipay(b"not a zip")
+    with pytest.raises(BillError):
+        parse_unionpay(b"garbage")
+
+
+def _trades() -> list[Trade]:
+    paid_at = datetime(2026, 11, 28, 10, 0).timestamp()
+    paid = Trade("A-1", "T1", 12345, "1300", B.PAYS, "SP01", TradeState.REFUND, paid_at, paid_at)
+    paid.refunds.append(Refund("A-1-R1", "R1", 345, paid_at + 60))
+    revoked = Trade(
+        "A-2", "T2", 500, "1301", B.PAYS, "SP01", TradeState.REVOKED, paid_at, paid_at,
+        closed_at=paid_at + 30,
+    )  # fmt: skip
+    declined = Trade("A-3", "T3", 800, "1302", B.DECLINED, "SP01", TradeState.PAYERROR, paid_at)
+    return [paid, revoked, declined]
+
+
+DAY = date(2026, 11, 28)
+
+
+def test_the_sandbox_bills_read_back() -> None:
+    trades = _trades()
+    wechat = parse_wechat(wechat_trade_bill(trades, DAY, "wx1", "190"))
+    assert [(r.out_trade_no, r.refund, r.kept, r.amount_fen) for r in wechat] == [
+        ("A-1", False, True, 12345),
+        ("A-2", False, False, 500),
+        ("A-1", True, True, 345),
+    ]
+    alipay = parse_alipay(alipay_trade_bill(trades, DAY, "2088", 0.0))
+    assert {(r.out_trade_no, r.refund, r.amount_fen) for r in alipay} == {
+        ("A-1", False, 12345), ("A-2", False, 500), ("A-2", True, 500), ("A-1", True, 345),
+    }  # fmt: skip
+    unionpay = parse_unionpay(unionpay_settlement(trades, DAY, "898"))
+    assert {(r.out_trade_no, r.out_refund_no, r.refund) for r in unionpay} == {
+        ("A-1", "", False), ("A-2", "", False), ("A-2", "", True), ("A-1", "A-1-R1", True),
+    }  # fmt: skip
+    assert all(r.provider is Channel.UNIONPAY for r in unionpay)
+    assert parse_wechat(wechat_trade_bill(trades, date(2026, 11, 29), "wx1", "190")) == []
+
+
+def test_an_alipay_zip_with_a_gbk_name_and_a_summary_file() -> None:
+    inner = alipay_trade_bill(_trades(), DAY, "2088", 0.0)
+    with zipfile.ZipFile(io.BytesIO(inner)) as archive:
+        [name] = archive.namelist()
+        detail = archive.read(name)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("2088_20261128_业务明细(汇总).csv"), b"ignored")
+        archive.writestr(zipfile.ZipInfo(name), detail)
+    assert len(parse_alipay(buffer.getvalue())) == 4

@@ -1,0 +1,121 @@
+"""Classifying the differences between one bill and windowpay's records."""
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from orchestrator.domain.catalog import FeeCategory, PricedLine
+from orchestrator.domain.order import Order
+from orchestrator.domain.states import AttemptEvent, Channel
+from orchestrator.reconcile.bills import BillRow
+from orchestrator.reconcile.matcher import Kind, match
+
+ZONE = ZoneInfo("Asia/Shanghai")
+DAY = date(2026, 11, 28)
+NOON = int(datetime(2026, 11, 28, 4, 0, tzinfo=UTC).timestamp() * 1000)  # 12:00 local
+LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
+
+
+def order(order_id: str, *outcomes: AttemptEvent) -> Order:
+    """An order whose attempts (WeChat) end with the given provider outcomes, in turn."""
+    created, _ = Order.create(
+        order_id=order_id, business_no="B", service_point_id="SP01", window_id="W01",
+        payer_name="p", lines=LINES, catalog_version="v", now=NOON, expires_at=NOON + 10**8,
+    )  # fmt: skip
+    for outcome in outcomes:
+        attempt_id = created.next_attempt_id()
+        created.start_attempt(
+            attempt_id=attempt_id, channel=Channel.WECHAT, terminal_id="T", request_id="r",
+            now=NOON,
+        )  # fmt: skip
+        created.record_attempt(attempt_id, outcome, NOON)
+    return created
+
+
+def row(out_trade_no: str, amount: int = 8000, *, refund: str = "", kept: bool = True) -> BillRow:
+    return BillRow(
+        Channel.WECHAT, bool(refund), out_trade_no, refund, "T", amount, kept,
+        datetime(2026, 11, 28, 12, 0),
+    )  # fmt: skip
+
+
+def kinds(rows: list[BillRow], orders: list[Order]) -> list[tuple[Kind, str]]:
+    result = match(Channel.WECHAT, DAY, rows, orders, ZONE)
+    return [(d.kind, d.out_trade_no) for d in result.differences]
+
+
+def test_a_clean_day_matches_everything() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    paid.request_refund(
+        amount_fen=3000, reason="r", supervisor_id="S", terminal_id="T", request_id="q", now=NOON
+    )
+    paid.record_refund(paid.refunds[0].refund_id, succeeded=True, now=NOON)
+    declined = order("O2", AttemptEvent.DECLINED)
+    result = match(
+        Channel.WECHAT, DAY, [row("O1-1"), row("O1-1", 3000, refund="O1-1-R1")],
+        [paid, declined], ZONE,
+    )  # fmt: skip
+    assert result.differences == []
+    assert (result.matched_count, result.matched_amount_fen) == (1, 8000)
+    assert (result.refunds_matched_count, result.refunds_matched_amount_fen) == (1, 3000)
+
+
+def test_each_kind_of_difference() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    missing = order("O2", AttemptEvent.PAID)
+    declined = order("O3", AttemptEvent.DECLINED)
+    twice = order("O4", AttemptEvent.DECLINED, AttemptEvent.PAID)
+    rows = [
+        row("O1-1", 8001),  # amount
+        row("GHOST", 5000),  # windowpay never saw it
+        row("O3-1"),  # declined at windowpay, paid at the provider
+        row("O4-1"), row("O4-2"),  # the order is paid twice at the provider
+    ]  # fmt: skip
+    result = match(Channel.WECHAT, DAY, rows, [paid, missing, declined, twice], ZONE)
+    found = {(d.kind, d.out_trade_no): d for d in result.differences}
+    assert set(found) == {
+        (Kind.AMOUNT_MISMATCH, "O1-1"),
+        (Kind.MISSING_AT_WINDOWPAY, "GHOST"),
+        (Kind.STATE_MISMATCH, "O3-1"),
+        (Kind.DUPLICATE_SUCCESS, "O4-1"),
+        (Kind.MISSING_AT_PROVIDER, "O2-1"),
+    }
+    assert [d.out_trade_no for d in result.differences if d.heal] == ["O3-1", "O4-1"]
+    assert found[(Kind.DUPLICATE_SUCCESS, "O4-1")].order_id == "O4"
+    assert result.matched_count == 1  # O4-2
+
+
+def test_a_reversal_after_payment_is_no_difference() -> None:
+    reversed_ = order("O1", AttemptEvent.PAYER_CONFIRMING)
+    for event in (AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED):
+        reversed_.record_attempt("O1-1", event, NOON)
+    # WeChat lists it REVOKED; Alipay and UnionPay as a payment and a refund row.
+    assert kinds([row("O1-1", kept=False)], [reversed_]) == []
+    assert kinds([row("O1-1"), row("O1-1", refund="cancel")], [reversed_]) == []
+
+
+def test_a_late_success_already_refunded_is_explained() -> None:
+    late = order("O1", AttemptEvent.DECLINED)
+    late.record_attempt("O1-1", AttemptEvent.LATE_SUCCESS, NOON)
+    refund_id = late.refunds[0].refund_id
+    late.record_refund(refund_id, succeeded=True, now=NOON)
+    result = match(Channel.WECHAT, DAY, [row("O1-1"), row("O1-1", refund=refund_id)], [late], ZONE)
+    assert result.differences == []
+    assert result.refunds_matched_count == 1 and result.explained
+
+
+def test_refund_differences() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    for amount in (1000, 2000):
+        paid.request_refund(
+            amount_fen=amount, reason="r", supervisor_id="S", terminal_id="T", request_id="q",
+            now=NOON,
+        )  # fmt: skip
+        paid.record_refund(paid.refunds[-1].refund_id, succeeded=True, now=NOON)
+    rows = [row("O1-1"), row("O1-1", 999, refund="O1-1-R1"), row("O1-1", 50, refund="STRAY")]
+    assert sorted(kinds(rows, [paid])) == sorted(
+        [
+            (Kind.AMOUNT_MISMATCH, "O1-1"),
+            (Kind.MISSING_AT_WINDOWPAY, "O1-1"),
+            (Kind.MISSING_AT_PROVIDER, "O1-1"),
+        ]
+    )
