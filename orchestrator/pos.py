@@ -104,8 +104,8 @@ async def _run(args: argparse.Namespace) -> None:
             _show(order, args.json)
         elif args.action == "pay":
             order_id = args.order or (await _open_order(channel, args.terminal)).order_id
-            code = args.code
-            if args.channel != "cash" and len(code) == 4:
+            code = "" if args.channel == "cash" else args.code
+            if len(code) == 4:
                 code = sandbox_code(args.channel, code)
             print(f"paying {order_id} with {args.channel} {code or ''}".rstrip(), flush=True)
             order = await terminal.Pay(
@@ -223,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the output was piped into something that stopped reading
+        return 0
     return 0
 
 
