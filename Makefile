@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: install run test lint typecheck unit integration e2e proto lock clean
+PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+
+.PHONY: install tools run test lint typecheck unit integration e2e proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -18,6 +20,17 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 install: $(STAMP)
+
+# The tests check the alert rules with promtool and run a real Prometheus: Debian's
+# package, unpacked here (no service is installed or started).
+$(PROMETHEUS):
+	mkdir -p .tools/download
+	cd .tools/download && { apt-get download -q prometheus 2>/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get download -q prometheus; }; }
+	dpkg-deb -x $$(ls .tools/download/prometheus_*.deb | head -1) .tools/prometheus
+	touch $@
+
+tools: $(PROMETHEUS)
 
 run: $(STAMP)
 	$(BIN)/windowpay serve
@@ -32,7 +45,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck $(STAMP)
+test: lint typecheck $(STAMP) $(PROMETHEUS)
 	$(BIN)/pytest -q
 
 proto: $(STAMP)
@@ -44,4 +57,4 @@ lock: $(STAMP)
 		--output-file requirements.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

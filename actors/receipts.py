@@ -4,7 +4,6 @@ outbox's consumer group hands it again whatever it had not acknowledged."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -12,15 +11,19 @@ from redis.asyncio import Redis
 from orchestrator.config import Config
 from orchestrator.providers.keys import receipt_secret
 from orchestrator.receipts.issuer import ReceiptIssuer
+from orchestrator.telemetry import announce, configure_logging, serve_metrics
 
 
 class ReceiptIssuerActor:
     def __init__(self, config: Config, redis_url: str, keys_dir: str) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        self._issuer = ReceiptIssuer(
-            Redis.from_url(redis_url), config, receipt_secret(Path(keys_dir))
+        configure_logging(config.settings.log_level)
+        redis = Redis.from_url(redis_url)
+        self._issuer = ReceiptIssuer(redis, config, receipt_secret(Path(keys_dir)))
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._issuer.run())
+        self._announcing = loop.create_task(
+            announce(redis, "windowpay-receipts", serve_metrics(), {})
         )
-        self._task = asyncio.get_running_loop().create_task(self._issuer.run())
 
     async def ready(self) -> bool:
         return not self._task.done()

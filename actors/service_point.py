@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
+from orchestrator.metrics import start_at_zero
 from orchestrator.providers.factory import build_providers
 from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store.redis_store import RedisStore
+from orchestrator.telemetry import announce, configure_logging, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +36,25 @@ class ServicePointActor:
         redis_url: str,
         keys_dir: str,
     ) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        configure_logging(config.settings.log_level)
         self._redis = Redis.from_url(redis_url)
         self._providers = build_providers(config, Path(keys_dir))
         self._core = ServicePointCore(
             service_points, config, RedisStore(self._redis), self._providers.by_channel
         )
-        self._starting = asyncio.get_running_loop().create_task(self._start())
+        REGISTRY.register(InFlightCollector(self._core))
+        start_at_zero()
+        address = serve_metrics()
+        loop = asyncio.get_running_loop()
+        self._announcing = loop.create_task(
+            announce(
+                self._redis,
+                "windowpay-servicepoint",
+                address,
+                {"actor": f"{service_points[0]}-{service_points[-1]}"},
+            )
+        )
+        self._starting = loop.create_task(self._start())
 
     async def _start(self) -> None:
         delay = 0.1

@@ -3,6 +3,7 @@ runs at import time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from contextlib import AsyncExitStack
@@ -18,10 +19,12 @@ from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
+from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
 from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
 from orchestrator.runfile import RunInfo, forget
 from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
+from orchestrator.telemetry import announce
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,25 @@ async def start_front_door(
     await server.start()
     stack.push_async_callback(server.stop)
     await server.set_serving(True)
+    endpoint = MetricsEndpoint(redis, router, [sp.id for sp in config.deployment.service_points])
+    await endpoint.start(settings.metrics_host, settings.metrics_port)
+    stack.push_async_callback(endpoint.stop)
+    server.metrics_address = endpoint.address
+    lanes = [lane.submitter for lane in router.lanes]
+    tasks = [
+        asyncio.create_task(
+            announce(redis, "windowpay-frontdoor", endpoint.address, {"grpc": server.address})
+        ),
+        asyncio.create_task(watch_health(redis, lanes, server.set_serving)),
+    ]
+    stack.push_async_callback(_cancel, tasks)
     return server
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def start_service(
@@ -100,6 +121,7 @@ async def start_service(
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         server = await start_front_door(config, redis_url, dict(submitters), stack)
         log.info("gRPC front door listening on %s", server.address)
+        log.info("metrics on http://%s/metrics, service discovery on /sd", server.metrics_address)
         if not join:
             RunInfo(
                 grpc=server.address,

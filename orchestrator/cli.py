@@ -13,21 +13,22 @@ from pathlib import Path
 from orchestrator import pos
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
+from orchestrator.telemetry import configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
     from orchestrator.bootstrap import start_service
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"windowpay: bad configuration: {error}", file=sys.stderr)
         return 2
     overrides: dict[str, object] = {}
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
     if args.port is not None:
         overrides["grpc_port"] = args.port
     if args.host is not None:
@@ -35,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     config = config.with_settings(**overrides)
+    configure_logging(config.settings.log_level)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -85,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--join", action="store_true",
         help="extra front door: use the actors an existing deployment created",
     )  # fmt: skip
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument("--metrics-port", type=int, help="/metrics and /sd (config: 9464)")
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
+    )
     serve.set_defaults(handler=_serve)
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)

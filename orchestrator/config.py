@@ -66,6 +66,9 @@ class Settings:
     expiry_sweep_interval_s: float = 60.0
     batch_max: int = 256
     batches_in_flight: int = 2
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # the front door's /metrics and /sd (0: a free port)
+    log_level: str = "info"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -212,7 +215,12 @@ def _settings(t: _Table) -> Settings:
         expiry_sweep_interval_s=t.number("expiry_sweep_interval_s", base.expiry_sweep_interval_s),
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
+        metrics_host=t.get("metrics_host", str, base.metrics_host),
+        metrics_port=t.get("metrics_port", int, base.metrics_port),
+        log_level=t.get("log_level", str, base.log_level),
     )
+    if settings.log_level not in ("debug", "info", "warning", "error"):
+        raise t.fail("log_level", "must be debug, info, warning or error")
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -55,7 +55,7 @@ def small_config_data(
     """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
     {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
     data = sample_data()
-    data["service"].update(time_scale=time_scale, grpc_port=0, **service)
+    data["service"].update(time_scale=time_scale, grpc_port=0, metrics_port=0, **service)
     for channel, changes in (channels or {}).items():
         data["channels"][channel].update(changes)
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
@@ -135,3 +135,15 @@ class Recorded:
             self.order.attempts[-1].attempt_id, event, self.clock.now_ms(),
             trade_no=trade_no, reason=reason,
         )  # fmt: skip
+
+
+def prometheus_tool(name: str) -> str:
+    """Prometheus's own binaries (prometheus, promtool), unpacked by `make tools`."""
+    import shutil
+    from pathlib import Path
+
+    unpacked = Path(__file__).resolve().parent.parent / ".tools/prometheus/usr/bin" / name
+    found = str(unpacked) if unpacked.exists() else shutil.which(name)
+    if found is None:
+        raise AssertionError(f"{name} is missing: run `make tools` (make test does)")
+    return found

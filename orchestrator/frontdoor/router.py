@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from orchestrator.domain.commands import Command, Rejected, Result
 from orchestrator.domain.errors import ErrorCode
+from orchestrator.metrics import ACTOR_BATCH_SIZE, ACTOR_CALL_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ class Submitter(Protocol):
     name: str
 
     async def submit(self, commands: Sequence[Command]) -> list[Result]: ...
+
+    async def ready(self) -> bool: ...
 
 
 class Lane:
@@ -40,6 +44,14 @@ class Lane:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def name(self) -> str:
+        return self._submitter.name
+
+    @property
+    def submitter(self) -> Submitter:
+        return self._submitter
 
     def call(self, command: Command) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()
@@ -64,6 +76,8 @@ class Lane:
     async def _deliver(self, batch: list[tuple[Command, asyncio.Future[Result]]]) -> None:
         self.batches += 1
         self.commands += len(batch)
+        ACTOR_BATCH_SIZE.observe(len(batch))
+        started = time.perf_counter()
         try:
             results = await self._submitter.submit([command for command, _ in batch])
         except Exception as error:
@@ -77,6 +91,7 @@ class Lane:
             )
             results = [unavailable] * len(batch)
         finally:
+            ACTOR_CALL_DURATION.observe(time.perf_counter() - started)
             self._in_flight -= 1
             if self._queue:
                 self._send()

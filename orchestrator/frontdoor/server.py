@@ -10,6 +10,7 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator.frontdoor.backoffice import BackOfficeServicer, ReceiptsServicer
 from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.servicers import BusinessGatewayServicer, TerminalServicer
+from orchestrator.frontdoor.telemetry import MetricsInterceptor
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 
@@ -19,7 +20,8 @@ SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name
 class FrontDoorServer:
     def __init__(self, door: FrontDoor, host: str, port: int) -> None:
         self.server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 1), ("grpc.max_concurrent_streams", 1000)]
+            interceptors=[MetricsInterceptor()],
+            options=[("grpc.so_reuseport", 1), ("grpc.max_concurrent_streams", 1000)],
         )
         pb_grpc.add_BusinessGatewayServicer_to_server(BusinessGatewayServicer(door), self.server)
         pb_grpc.add_TerminalServicer_to_server(TerminalServicer(door), self.server)
@@ -32,6 +34,7 @@ class FrontDoorServer:
         )
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         self.address = f"{host}:{self.port}"
+        self.metrics_address = ""
 
     async def start(self) -> None:
         await self.server.start()

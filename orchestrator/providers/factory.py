@@ -9,6 +9,7 @@ from orchestrator.config import Config
 from orchestrator.domain.states import Channel
 from orchestrator.providers.alipay import Alipay
 from orchestrator.providers.http import HttpClient
+from orchestrator.providers.instrumented import InstrumentedProvider
 from orchestrator.providers.keys import provider_keys
 from orchestrator.providers.port import PaymentProvider
 from orchestrator.providers.unionpay import UnionPay
@@ -57,4 +58,7 @@ def build_providers(config: Config, keys_dir: Path) -> Providers:
             unionpay.merchant_id,
         ),
     }
-    return Providers(adapters, list(clients.values()))
+    measured: dict[Channel, PaymentProvider] = {
+        channel: InstrumentedProvider(adapter) for channel, adapter in adapters.items()
+    }
+    return Providers(measured, list(clients.values()))

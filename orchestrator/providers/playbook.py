@@ -29,6 +29,13 @@ class Playbook:
     follow_up_interval_s: float = 60.0
     follow_up_window_s: float = 86_400.0
 
+    @property
+    def final_by_s(self) -> float:
+        """When, after the pay call, an attempt should have reached its final state if the
+        provider answers as documented; later than that it is stuck."""
+        settled = max(self.confirm_window_s, self.reverse_not_before_s, self.pay_timeout_s)
+        return settled + 3 * max(self.query_interval_s, self.reverse_interval_s)
+
     def scaled(self, factor: float) -> Playbook:
         """The same procedure with every duration multiplied (tests run it fast)."""
         return replace(

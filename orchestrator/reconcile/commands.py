@@ -8,15 +8,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
 import grpc
+import orjson
 from redis.asyncio import Redis
 
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
+from orchestrator.frontdoor.telemetry import RECONCILIATION
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.factory import build_providers
@@ -140,6 +143,7 @@ async def _reconcile(
             heal=None if args.no_heal or channel is None else BackOfficeHealer(channel),
             progress=lambda line: print(line, flush=True),
         )
+        await redis.set(RECONCILIATION, orjson.dumps(report.summary(time.time())))
     finally:
         await providers.close()
         await redis.aclose()

@@ -21,7 +21,7 @@ from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel
 from orchestrator.providers.port import PaymentProvider, ProviderError
 from orchestrator.reconcile.bills import PARSERS, BillError
-from orchestrator.reconcile.matcher import Difference, Match, match
+from orchestrator.reconcile.matcher import Difference, Kind, Match, match
 from orchestrator.store.redis_store import RedisStore
 
 LISTED = "listed for a person"
@@ -75,6 +75,23 @@ class Report:
                 for o in self.outcomes
             ],
             "unexplained": self.unexplained,
+        }
+
+    def summary(self, finished_at: float) -> dict[str, Any]:
+        """What the front doors export as reconciliation metrics."""
+        differences = {c.value: dict.fromkeys((k.value for k in Kind), 0) for c in self.matches}
+        for outcome in self.outcomes:
+            if not outcome.resolved:
+                kinds = differences.setdefault(
+                    outcome.difference.provider.value, dict.fromkeys((k.value for k in Kind), 0)
+                )
+                kinds[outcome.difference.kind.value] += 1
+        return {
+            "date": self.day.isoformat(),
+            "finished_at": finished_at,
+            "unexplained": self.unexplained,
+            "differences": differences,
+            "matched_fen": {c.value: m.matched_amount_fen for c, m in self.matches.items()},
         }
 
     def write_json(self, path: Path) -> None:

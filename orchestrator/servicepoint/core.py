@@ -22,7 +22,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -52,7 +52,8 @@ from orchestrator.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from orchestrator.domain.order import Change, Order
+from orchestrator.domain.order import Attempt, Change, Order
+from orchestrator.domain.order import Refund as Refund_
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -61,6 +62,17 @@ from orchestrator.domain.states import (
     RefundState,
 )
 from orchestrator.domain.validation import check_id, check_text
+from orchestrator.metrics import (
+    ACTOR_SUBMITS,
+    ATTEMPT_DURATION,
+    ATTEMPTS,
+    IDEMPOTENCY,
+    LATE_SUCCESSES,
+    PAID_FEN,
+    PAYMENTS,
+    REFUNDS,
+    REVERSALS,
+)
 from orchestrator.providers.engine import (
     AttemptDriver,
     Clock,
@@ -99,6 +111,7 @@ class _Job:
     result: Result | None = None
     start_driver: tuple[str, str] | None = None  # (order id, attempt id)
     start_refund: tuple[str, str] | None = None  # (order id, refund id)
+    after: list[Callable[[], None]] = field(default_factory=list)  # once durable
 
 
 def _exit_process(error: BaseException) -> None:
@@ -182,6 +195,21 @@ class ServicePointCore:
         await self._ready.wait()
         return True
 
+    def in_flight(self) -> dict[str, tuple[int, float, int]]:
+        """Per service point: attempts not final, age of the oldest (s), how many are
+        past the time their playbook says they should have been final by."""
+        now = self._clock.now_ms()
+        summary = {sp: (0, 0.0, 0) for sp in self.service_points}
+        for order in self._open.values():
+            attempt = order.in_flight()
+            if attempt is None:
+                continue
+            count, oldest, late = summary[order.service_point_id]
+            age = (now - attempt.created_at) / 1000
+            stuck = age > self._config.playbook(attempt.channel).final_by_s
+            summary[order.service_point_id] = (count + 1, max(oldest, age), late + stuck)
+        return summary
+
     def status(self) -> dict[str, Any]:
         return {
             "service_points": list(self.service_points),
@@ -199,6 +227,7 @@ class ServicePointCore:
         results: list[Result | asyncio.Future[Result]] = []
         jobs: list[_Job] = []
         for command in commands:
+            ACTOR_SUBMITS.labels(type(command).__name__).inc()
             try:
                 job = self._prepare(command, loop)
             except DomainError as error:
@@ -206,9 +235,11 @@ class ServicePointCore:
                 continue
             held = self._requests.get(command.request_id)
             if held is not None:  # a concurrent duplicate: share the first one's answer
-                results.append(
-                    held[1] if held[0] == job.fingerprint else self._conflict(command.request_id)
-                )
+                if held[0] == job.fingerprint:
+                    _idempotency(command, "replayed")
+                    results.append(held[1])
+                else:
+                    results.append(self._conflict(command))
                 continue
             self._requests[command.request_id] = (job.fingerprint, job.future)
             jobs.append(job)
@@ -244,6 +275,8 @@ class ServicePointCore:
             if job.start_refund is not None:
                 order_id, refund_id = job.start_refund
                 self._start_refund(self._open[order_id], refund_id)
+            for observe in job.after:
+                observe()
             assert job.result is not None
             job.future.set_result(job.result)
         self._trim_recent()
@@ -335,9 +368,10 @@ class ServicePointCore:
         holder = reads[job.claim]
         if holder is not None and holder.decode() != job.fingerprint:
             self._release_claims(job, reads)
-            return self._conflict(command.request_id)
+            return self._conflict(command)
         stored = reads[job.response]
         if stored is not None:
+            _idempotency(command, "replayed")
             return self._replay(job, stored, reads)
         if isinstance(command, CreateOrder):
             return self._create(job, command, reads)
@@ -421,6 +455,7 @@ class ServicePointCore:
         ]
         if command.channel is Channel.CASH:
             changes.append(order.record_attempt(attempt_id, AttemptEvent.PAID, now))
+            job.after.append(lambda: _observe_attempt(order, order.attempt(attempt_id)))
             snapshot = self._stage(order, changes)
             self._save_response(order, command.request_id, snapshot, attempt_id=attempt_id)
             return Done(snapshot)
@@ -461,6 +496,7 @@ class ServicePointCore:
         if order.attempt(refund.attempt_id).channel is Channel.CASH:
             # The clerk hands the cash back at the counter.
             changes += order.record_refund(refund.refund_id, succeeded=True, now=now)
+            job.after.append(lambda: _observe_refund(order, refund))
             snapshot = self._stage(order, changes)
             self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
             return Done(snapshot)
@@ -488,7 +524,11 @@ class ServicePointCore:
         self._keep_open(order)
         self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
         job.start_refund = (order.order_id, refund.refund_id)
-        log.warning("late success of %s found by reconciliation: refunding", attempt.attempt_id)
+        job.after.append(lambda: LATE_SUCCESSES.labels(attempt.channel.value).inc())
+        log.warning(
+            "late success found by reconciliation: refunding",
+            extra={"order_id": order.order_id, "attempt_id": attempt.attempt_id},
+        )
         return Done(snapshot)
 
     def _keep_open(self, order: Order) -> None:
@@ -516,8 +556,11 @@ class ServicePointCore:
         return Accepted(_snapshot(order), meta["attempt_id"])
 
     @staticmethod
-    def _conflict(request_id: str) -> Rejected:
-        error = AlreadyExists(f"request_id {request_id} was already used with different parameters")
+    def _conflict(command: Command) -> Rejected:
+        _idempotency(command, "conflict")
+        error = AlreadyExists(
+            f"request_id {command.request_id} was already used with different parameters"
+        )
         return Rejected(error.code, error.message)
 
     def _release_claims(self, job: _Job, reads: ReadBatch, *, request: bool = True) -> None:
@@ -580,8 +623,23 @@ class ServicePointCore:
                 del self._window_busy[order.window_id]
                 self._save_response(order, attempt.request_id, snapshot, attempt_id=attempt_id)
             await self._commit.durable()
-            if event is AttemptEvent.LATE_SUCCESS:
-                log.warning("late success of %s: refunding it automatically", attempt_id)
+            if ended:
+                _observe_attempt(order, attempt)
+            provider = attempt.channel.value
+            if event is AttemptEvent.REVERSED:
+                REVERSALS.labels(provider, "done").inc()
+            elif event is AttemptEvent.REVERSAL_ABANDONED:
+                REVERSALS.labels(provider, "abandoned").inc()
+                log.warning(
+                    "reversal given up; following the trade up",
+                    extra={"order_id": order_id, "attempt_id": attempt_id},
+                )
+            elif event is AttemptEvent.LATE_SUCCESS:
+                LATE_SUCCESSES.labels(provider).inc()
+                log.warning(
+                    "late success: refunding it automatically",
+                    extra={"order_id": order_id, "attempt_id": attempt_id},
+                )
                 self._start_refund(order, order.refunds[-1].refund_id)
 
         return record
@@ -604,6 +662,7 @@ class ServicePointCore:
             if refund.request_id:
                 self._save_response(live, refund.request_id, snapshot, refund_id=refund_id)
             await self._commit.durable()
+            _observe_refund(live, live.refund(refund_id))
 
         driver = RefundDriver(
             self._providers[attempt.channel],
@@ -703,6 +762,27 @@ class ServicePointCore:
 
     async def _flush(self, batch: Any) -> None:
         await self._store.commit(batch, self._epochs)
+
+
+def _idempotency(command: Command, result: str) -> None:
+    IDEMPOTENCY.labels(type(command).__name__, result).inc()
+
+
+def _observe_attempt(order: Order, attempt: Attempt) -> None:
+    channel, outcome = attempt.channel.value, attempt.state.value
+    ATTEMPTS.labels(channel, outcome, order.service_point_id).inc()
+    if attempt.finished_at is not None:
+        ATTEMPT_DURATION.labels(channel, outcome).observe(
+            (attempt.finished_at - attempt.created_at) / 1000
+        )
+    if attempt.state is AttemptState.SUCCEEDED:
+        PAYMENTS.labels(channel, order.service_point_id).inc()
+        PAID_FEN.labels(channel, order.service_point_id).inc(attempt.amount_fen)
+
+
+def _observe_refund(order: Order, refund: Refund_) -> None:
+    channel = order.attempt(refund.attempt_id).channel.value
+    REFUNDS.labels(channel, refund.state.value, str(refund.automatic).lower()).inc()
 
 
 def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]]:

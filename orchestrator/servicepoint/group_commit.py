@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from orchestrator.metrics import COMMIT_BATCH_SIZE
 from orchestrator.store.redis_store import WriteBatch
 
 
@@ -53,6 +54,7 @@ class GroupCommit:
                     raise
                 self.flushes += 1
                 self.last_batch_size = len(waiters)
+                COMMIT_BATCH_SIZE.observe(len(waiters))
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)

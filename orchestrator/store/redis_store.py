@@ -8,14 +8,30 @@ claim releases). Front doors only read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
+from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
+
+
+@contextmanager
+def _measured(operation: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        REDIS_ERRORS.labels(operation).inc()
+        raise
+    finally:
+        REDIS_DURATION.labels(operation).observe(time.perf_counter() - started)
+
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -46,7 +62,8 @@ class ReadBatch:
 
     async def run(self) -> None:
         if self._count:
-            self._results = await self._pipe.execute()
+            with _measured("read"):
+                self._results = await self._pipe.execute()
 
     def __getitem__(self, slot: int) -> Any:
         return self._results[slot]
@@ -170,7 +187,8 @@ class RedisStore:
             pipe.set(key, value)
         for key, holder in batch._releases:
             await self._release(keys=[key], args=[holder], client=pipe)
-        results = await pipe.execute(raise_on_error=False)
+        with _measured("commit"):
+            results = await pipe.execute(raise_on_error=False)
         failures = [r for r in results if isinstance(r, Exception)]
         if failures:
             raise CommitRejected("; ".join(str(f) for f in failures))

@@ -130,7 +130,7 @@ async def test_a_resent_refund_number_refunds_once(world: World) -> None:
 
 
 async def test_alipay_precreate_gives_a_qr_code(world: World) -> None:
-    provider = world.providers[Channel.ALIPAY]
+    provider = world.providers[Channel.ALIPAY].inner  # type: ignore[attr-defined]
     assert isinstance(provider, Alipay)
     assert (await provider.precreate(new_id("Q"), 8000, "科目一")).startswith(
         "https://qr.alipay.com/"
@@ -202,7 +202,7 @@ class Tampering(HttpClient):
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
 async def test_a_tampered_answer_is_treated_as_unknown(world: World, channel: Channel) -> None:
     providers = build_providers(world.config, world.keys_dir)
-    tampering = providers[channel]
+    tampering = providers[channel].inner  # type: ignore[attr-defined]
     client = Tampering(world.config.providers[channel].base_url)
     tampering._http = client  # type: ignore[attr-defined]
     try:

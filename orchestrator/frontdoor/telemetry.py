@@ -1,0 +1,185 @@
+"""The front door's part in observability: a gRPC interceptor counting and timing every
+call, the HTTP endpoint serving /metrics and /sd (Prometheus HTTP service discovery of
+every windowpay process), the gauges it keeps fresh from Redis, and the health loop that
+tells load balancers whether Redis and every actor are ready."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrator.frontdoor.router import Router, Submitter
+from orchestrator.metrics import (
+    ACTOR_QUEUE_DEPTH,
+    GRPC_DURATION,
+    GRPC_REQUESTS,
+    RECONCILIATION_DIFFERENCES,
+    RECONCILIATION_LAST_RUN,
+    RECONCILIATION_MATCHED_FEN,
+    RECONCILIATION_UNEXPLAINED,
+    SERVICE_POINT_EPOCH,
+)
+from orchestrator.store import keys
+from orchestrator.telemetry import discovered_targets
+
+log = logging.getLogger(__name__)
+RECONCILIATION = "wp:recon:last"
+
+
+def _names(method: str) -> tuple[str, str]:
+    service, _, name = method.rpartition("/")
+    return service.lstrip("/").rpartition(".")[2], name
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts every call by status code and times it; streams are timed as a whole."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler: Any = await continuation(details)
+        if handler is None:  # not one of ours: gRPC answers UNIMPLEMENTED
+            return handler
+        service, method = _names(details.method)
+        if handler.unary_unary is not None:
+            inner: Any = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    return await inner(request, context)
+                except BaseException:
+                    code = _code(context)
+                    raise
+                finally:
+                    _record(service, method, code, started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            streaming: Any = handler.unary_stream
+
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    async for item in streaming(request, context):
+                        yield item
+                except BaseException:
+                    code = _code(context)
+                    raise
+                finally:
+                    _record(service, method, code, started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # reflection's bidirectional stream: not ours to measure
+
+
+def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    if code is None or code == grpc.StatusCode.OK:
+        return "CANCELLED" if context.cancelled() else "UNKNOWN"
+    return str(code.name)
+
+
+def _record(service: str, method: str, code: str, started: float) -> None:
+    GRPC_REQUESTS.labels(service, method, code).inc()
+    GRPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
+
+
+class MetricsEndpoint:
+    """127.0.0.1:9464/metrics (this front door) and /sd (every windowpay process)."""
+
+    def __init__(self, redis: Redis, router: Router, service_points: Sequence[str]) -> None:
+        self._redis = redis
+        self._router = router
+        self._service_points = list(service_points)
+        self.app = web.Application()
+        self.app.add_routes([web.get("/metrics", self._metrics), web.get("/sd", self._sd)])
+        self._runner: web.AppRunner | None = None
+        self.address = ""
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.address = f"{bound[0]}:{bound[1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        for lane in self._router.lanes:
+            ACTOR_QUEUE_DEPTH.labels(lane.name).set(lane.depth)
+        try:
+            await self._refresh_from_redis()
+        except (RedisError, OSError) as error:
+            log.warning("metrics kept from Redis are stale: %s", error)
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _sd(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=orjson.dumps(await discovered_targets(self._redis)),
+            content_type="application/json",
+        )
+
+    async def _refresh_from_redis(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for sp in self._service_points:
+            pipe.get(keys.epoch(sp))
+        pipe.get(RECONCILIATION)
+        *epochs, summary = await pipe.execute()
+        for sp, epoch in zip(self._service_points, epochs, strict=True):
+            if epoch is not None:
+                SERVICE_POINT_EPOCH.labels(sp).set(int(epoch))
+        if summary is not None:
+            last = orjson.loads(summary)
+            RECONCILIATION_UNEXPLAINED.set(last["unexplained"])
+            RECONCILIATION_LAST_RUN.set(last["finished_at"])
+            for provider, kinds in last["differences"].items():
+                for kind, count in kinds.items():
+                    RECONCILIATION_DIFFERENCES.labels(provider, kind).set(count)
+            for provider, matched in last["matched_fen"].items():
+                RECONCILIATION_MATCHED_FEN.labels(provider).set(matched)
+
+
+async def watch_health(
+    redis: Redis,
+    submitters: Sequence[Submitter],
+    set_serving: Callable[[bool], Awaitable[None]],
+    every_s: float = 2.0,
+) -> None:
+    """SERVING only while Redis answers and every service-point actor is ready."""
+    serving: bool | None = None
+    while True:
+        try:
+            await asyncio.wait_for(redis.ping(), every_s)
+            await asyncio.wait_for(asyncio.gather(*(s.ready() for s in submitters)), every_s * 2)
+            healthy = True
+        except Exception as error:  # any failure to answer means not ready
+            healthy = False
+            if serving is not False:
+                log.warning("not serving: %s", error or type(error).__name__)
+        if healthy != serving:
+            await set_serving(healthy)
+            serving = healthy
+        await asyncio.sleep(every_s)

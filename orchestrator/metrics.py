@@ -1,0 +1,166 @@
+"""Every Prometheus metric windowpay exports, in one place.
+
+Each process (front door, service-point actor, receipt issuer) exports the ones it
+updates. Names follow Prometheus conventions: base units (seconds, fen), `_total` for
+counters, and bounded labels only: service point, window-free, channel or provider,
+operation, outcome, gRPC method and code. Never an order id or a payer.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+PAYMENT = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300)
+SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+# ---- front door --------------------------------------------------------------------
+
+GRPC_REQUESTS = Counter(
+    "windowpay_grpc_requests_total",
+    "gRPC calls handled, by service, method and status code.",
+    ["service", "method", "code"],
+)
+GRPC_DURATION = Histogram(
+    "windowpay_grpc_request_duration_seconds",
+    "Time to answer a gRPC call (whole stream for streaming calls).",
+    ["service", "method"],
+    buckets=LATENCY,
+)
+ACTOR_BATCH_SIZE = Histogram(
+    "windowpay_actor_batch_size",
+    "Commands per Ray call from a front door to a service-point actor.",
+    buckets=SIZES,
+)
+ACTOR_CALL_DURATION = Histogram(
+    "windowpay_actor_call_duration_seconds",
+    "Time for one batched Ray call to a service-point actor to answer.",
+    buckets=LATENCY,
+)
+ACTOR_QUEUE_DEPTH = Gauge(
+    "windowpay_actor_queue_depth",
+    "Commands waiting in a front door for their actor (its mailbox, seen from here).",
+    ["actor"],
+)
+SERVICE_POINT_EPOCH = Gauge(
+    "windowpay_service_point_epoch",
+    "How many actor incarnations took the service point over (grows on each restart).",
+    ["service_point"],
+)
+RECONCILIATION_DIFFERENCES = Gauge(
+    "windowpay_reconciliation_differences",
+    "Differences found by the last reconciliation run, by provider and kind.",
+    ["provider", "kind"],
+)
+RECONCILIATION_UNEXPLAINED = Gauge(
+    "windowpay_reconciliation_unexplained",
+    "Differences of the last reconciliation run that nobody explained or healed yet.",
+)
+RECONCILIATION_MATCHED_FEN = Gauge(
+    "windowpay_reconciliation_matched_fen",
+    "Money matched between windowpay and the provider's bill in the last run.",
+    ["provider"],
+)
+RECONCILIATION_LAST_RUN = Gauge(
+    "windowpay_reconciliation_last_run_timestamp_seconds",
+    "When the last reconciliation run finished.",
+)
+
+# ---- service-point actors ------------------------------------------------------------
+
+ATTEMPTS = Counter(
+    "windowpay_attempts_total",
+    "Payment attempts that reached a final state, by channel, outcome and service point.",
+    ["channel", "outcome", "service_point"],
+)
+ATTEMPT_DURATION = Histogram(
+    "windowpay_attempt_duration_seconds",
+    "Time from the scan of the payer's code to the attempt's final state.",
+    ["channel", "outcome"],
+    buckets=PAYMENT,
+)
+PAYMENTS = Counter(
+    "windowpay_payments_total",
+    "Orders paid, by channel and service point.",
+    ["channel", "service_point"],
+)
+PAID_FEN = Counter(
+    "windowpay_paid_fen_total",
+    "Money taken, in fen, by channel and service point.",
+    ["channel", "service_point"],
+)
+REVERSALS = Counter(
+    "windowpay_reversals_total",
+    "Reversals (撤销, cancel, 冲正) that ended, by provider and outcome (done, abandoned).",
+    ["provider", "outcome"],
+)
+LATE_SUCCESSES = Counter(
+    "windowpay_late_successes_total",
+    "Payments found at the provider after windowpay ended them unpaid (refunded).",
+    ["provider"],
+)
+REFUNDS = Counter(
+    "windowpay_refunds_total",
+    "Refunds that ended, by channel, outcome and whether automatic (a late success).",
+    ["channel", "outcome", "automatic"],
+)
+IDEMPOTENCY = Counter(
+    "windowpay_idempotency_total",
+    "Requests whose id was seen before: replayed, or refused for other parameters.",
+    ["command", "result"],
+)
+COMMIT_BATCH_SIZE = Histogram(
+    "windowpay_commit_batch_size",
+    "Callers served by one group commit to Redis.",
+    buckets=SIZES,
+)
+REDIS_DURATION = Histogram(
+    "windowpay_redis_duration_seconds",
+    "Redis round trips, by operation (read, commit).",
+    ["operation"],
+    buckets=LATENCY,
+)
+REDIS_ERRORS = Counter(
+    "windowpay_redis_errors_total",
+    "Redis round trips that failed, by operation.",
+    ["operation"],
+)
+PROVIDER_DURATION = Histogram(
+    "windowpay_provider_request_duration_seconds",
+    "Calls to a payment provider, by provider and operation (pay, query, reverse, ...).",
+    ["provider", "operation"],
+    buckets=LATENCY,
+)
+PROVIDER_ERRORS = Counter(
+    "windowpay_provider_errors_total",
+    "Provider calls without a usable answer, by provider, operation and kind "
+    "(unavailable, unknown, rejected, timeout).",
+    ["provider", "operation", "kind"],
+)
+ACTOR_SUBMITS = Counter(
+    "windowpay_actor_commands_total",
+    "Commands received by service-point actors, by command.",
+    ["command"],
+)
+
+PROVIDERS = ("WECHAT", "ALIPAY", "UNIONPAY")
+OPERATIONS = ("pay", "query", "reverse", "refund", "bill")
+ERROR_KINDS = ("unavailable", "unknown", "rejected", "timeout")
+COMMANDS = ("CreateOrder", "Pay", "CancelOrder", "Refund", "SettleLateSuccess")
+
+
+def start_at_zero() -> None:
+    """Create the labelled series a service-point process may update, at zero, so that
+    rates and alerts see them before their first event (Prometheus's advice)."""
+    for operation in ("read", "commit"):
+        REDIS_ERRORS.labels(operation)
+    for provider in PROVIDERS:
+        LATE_SUCCESSES.labels(provider)
+        for outcome in ("done", "abandoned"):
+            REVERSALS.labels(provider, outcome)
+        for operation in OPERATIONS:
+            for kind in ERROR_KINDS:
+                PROVIDER_ERRORS.labels(provider, operation, kind)
+    for command in COMMANDS:
+        for result in ("replayed", "conflict"):
+            IDEMPOTENCY.labels(command, result)
