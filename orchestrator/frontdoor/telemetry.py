@@ -79,6 +79,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 try:
                     async for item in streaming(request, context):
                         yield item
+                except (GeneratorExit, asyncio.CancelledError):
+                    code = "CANCELLED"  # the caller went away
+                    raise
                 except BaseException:
                     code = _code(context)
                     raise
