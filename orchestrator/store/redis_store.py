@@ -8,6 +8,7 @@ claim releases). Front doors only read.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
@@ -167,28 +169,40 @@ class CommitRejected(Exception):
 class RedisStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        script = resources.files("orchestrator.store").joinpath("commit.lua").read_text()
-        self._commit = redis.register_script(script)
-        self._release = redis.register_script(_RELEASE)
+        commit = resources.files("orchestrator.store").joinpath("commit.lua").read_text()
+        self._scripts = {"commit": commit, "release": _RELEASE}
+        self._sha = {
+            name: hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+            for name, text in self._scripts.items()
+        }
 
     def read_batch(self) -> ReadBatch:
         return ReadBatch(self.redis)
 
     async def commit(self, batch: WriteBatch, epochs: dict[str, int]) -> None:
-        """Write the whole batch in one round trip; raises if any part was refused."""
+        """Write the whole batch in one round trip; raises if any part was refused.
+
+        The scripts are called by their SHA; only when Redis says it does not know them
+        (a restarted Redis) are they loaded and the batch sent again; no script of it ran,
+        and its plain SETs are safe to repeat."""
         if not batch:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for sp, ops in batch._sp.items():
-            await self._commit(
-                keys=[keys.epoch(sp), *ops.keys], args=[str(epochs[sp]), *ops.ops], client=pipe
-            )
-        for key, value in batch._sets:
-            pipe.set(key, value)
-        for key, holder in batch._releases:
-            await self._release(keys=[key], args=[holder], client=pipe)
-        with _measured("commit"):
-            results = await pipe.execute(raise_on_error=False)
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for sp, ops in batch._sp.items():
+                names = [keys.epoch(sp), *ops.keys]
+                pipe.evalsha(self._sha["commit"], len(names), *names, str(epochs[sp]), *ops.ops)
+            for key, value in batch._sets:
+                pipe.set(key, value)
+            for key, holder in batch._releases:
+                pipe.evalsha(self._sha["release"], 1, key, holder)
+            with _measured("commit"):
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                for text in self._scripts.values():
+                    await self.redis.script_load(text)
+                continue
+            break
         failures = [r for r in results if isinstance(r, Exception)]
         if failures:
             raise CommitRejected("; ".join(str(f) for f in failures))

@@ -59,6 +59,19 @@ async def test_a_commit_writes_snapshot_journal_and_open_set(redis: Redis) -> No
     assert await store.window_orders(sp, "W2") == []
 
 
+async def test_a_commit_after_redis_forgot_its_scripts_loads_them_and_writes_once(
+    redis: Redis,
+) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    await commit_order(store, sp, epoch, 0, 1)
+    await redis.script_flush()  # as after a Redis restart: the script cache is empty
+    await commit_order(store, sp, epoch, 1, 2)
+    assert await store.order(f"{sp}-A") == b"snap2"
+    assert await store.journal(f"{sp}-A") == [b"j1", b"j2"]
+
+
 async def test_a_version_conflict_writes_nothing(redis: Redis) -> None:
     store = RedisStore(redis)
     sp = unique_prefix()
