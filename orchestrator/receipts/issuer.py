@@ -43,16 +43,16 @@ class ReceiptIssuer:
         self._stopping = True
 
     async def run(self) -> None:
-        """Until stopped: handle each outbox event, then acknowledge it."""
+        """Until stopped: handle the outbox events a page at a time, then acknowledge."""
         delay = 0.1
         try:
             while not self._stopping:
                 try:
                     await self._outbox.join(GROUP)
-                    async for event in self._outbox.events(GROUP, self._consumer):
-                        if event is not None:
-                            await self.handle(event)
-                            await self._outbox.ack(GROUP, [event.event_id])
+                    async for batch in self._outbox.batches(GROUP, self._consumer):
+                        if batch:
+                            await self.handle(batch)
+                            await self._outbox.ack(GROUP, [e.event_id for e in batch])
                         if self._stopping:
                             return  # type: ignore[unreachable]  # stop() may run meanwhile
                         delay = 0.1
@@ -63,24 +63,57 @@ class ReceiptIssuer:
         finally:
             await self._outbox.close()
 
-    async def handle(self, event: OutboxEvent) -> dict[str, Any]:
-        order = orjson.loads(event.order)
-        if event.kind == "ORDER_PAID":
-            return await self.issue(order, event.at_ms)
-        record = await self.issue(order, order["paid_at"] or event.at_ms)
-        return await self._mark_refunds(record, order)
+    async def handle(self, events: list[OutboxEvent]) -> None:
+        """Receipts for the paid orders (two round trips for the whole page), then the
+        refund marks, in stream order."""
+        paid = [orjson.loads(e.order) for e in events if e.kind == "ORDER_PAID"]
+        await self.issue_all([(order, order["paid_at"]) for order in paid])
+        for event in events:
+            if event.kind == "ORDER_REFUNDED":
+                order = orjson.loads(event.order)
+                [record] = await self.issue_all([(order, order["paid_at"] or event.at_ms)])
+                await self._mark_refunds(record, order)
 
     async def issue(self, order: Mapping[str, Any], paid_at_ms: int) -> dict[str, Any]:
+        [record] = await self.issue_all([(order, paid_at_ms)])
+        return record
+
+    async def issue_all(self, orders: list[tuple[Mapping[str, Any], int]]) -> list[dict[str, Any]]:
+        """Each order's receipt: the one it has, or a new one with the next number."""
+        if not orders:
+            return []
         settings = self._config.receipts
-        year = local_day(paid_at_ms, self._config.settings.zone).year
-        code = receipt_code(settings.region, settings.kind, settings.form, year)
-        code, number = await self._store.allocate(code, order["order_id"])
-        existing = await self._store.by_number(code, number)
-        if existing is not None:
-            record: dict[str, Any] = orjson.loads(existing)
-            return record
+        codes = [
+            receipt_code(
+                settings.region,
+                settings.kind,
+                settings.form,
+                local_day(paid_at, self._config.settings.zone).year,
+            )
+            for _, paid_at in orders
+        ]
+        numbers = await self._store.allocate(
+            [(code, order["order_id"]) for code, (order, _) in zip(codes, orders, strict=True)]
+        )
+        records: list[dict[str, Any]] = []
+        fresh: list[tuple[str, str, bytes]] = []
+        for (order, paid_at), (code, number, new) in zip(orders, numbers, strict=True):
+            stored = None if new else await self._store.by_number(code, number)
+            if stored is not None:
+                records.append(orjson.loads(stored))
+                continue
+            record = self._receipt(order, paid_at, code, number)
+            records.append(record)
+            fresh.append((code, number, orjson.dumps(record)))
+        await self._store.save_all(fresh)
+        self.issued += len(fresh)
+        return records
+
+    def _receipt(
+        self, order: Mapping[str, Any], paid_at_ms: int, code: str, number: str
+    ) -> dict[str, Any]:
         paying = next(a for a in order["attempts"] if a["attempt_id"] == order["paid_by"])
-        record = {
+        return {
             "receipt_code": code,
             "receipt_no": number,
             "check_code": check_code(
@@ -102,7 +135,7 @@ class ReceiptIssuer:
             ],
             "total_fen": order["amount_fen"],
             "total_in_words": yuan_in_words(order["amount_fen"]),
-            "issuing_unit": settings.issuing_unit,
+            "issuing_unit": self._config.receipts.issuing_unit,
             "issuer": f"{self._names.get(order['service_point_id'], '')} "
             f"{order['window_id']}窗口".strip(),
             "issued_at": paid_at_ms,
@@ -110,9 +143,6 @@ class ReceiptIssuer:
             "refunded_fen": 0,
             "channel": paying["channel"],
         }
-        await self._store.save(code, number, orjson.dumps(record))
-        self.issued += 1
-        return record
 
     async def _mark_refunds(
         self, record: dict[str, Any], order: Mapping[str, Any]

@@ -69,6 +69,16 @@ class Outbox:
     ) -> AsyncIterator[OutboxEvent | None]:
         """Unacknowledged events first, then new ones as they come; None after each idle
         wait, so that the caller can do its housekeeping."""
+        async for batch in self.batches(group, consumer, block_ms=block_ms, count=count):
+            if not batch:
+                yield None
+            for event in batch:
+                yield event
+
+    async def batches(
+        self, group: str, consumer: str, *, block_ms: int = 1000, count: int = 100
+    ) -> AsyncIterator[list[OutboxEvent]]:
+        """The same, a page at a time (empty after an idle wait)."""
         after = dict.fromkeys(self._streams, "0")
         while True:  # the pending entries, page by page
             page = await self._read(group, consumer, after, count, None)
@@ -76,14 +86,10 @@ class Outbox:
                 break
             for event, stream in page:
                 after[stream] = event.event_id.split("-", 1)[1]
-                yield event
+            yield [event for event, _ in page]
         fresh = dict.fromkeys(self._streams, ">")
         while True:
-            page = await self._read(group, consumer, fresh, count, block_ms)
-            if not page:
-                yield None
-            for event, _ in page:
-                yield event
+            yield [event for event, _ in await self._read(group, consumer, fresh, count, block_ms)]
 
     async def ack(self, group: str, event_ids: Sequence[str]) -> int:
         pipe = self._redis.pipeline(transaction=False)

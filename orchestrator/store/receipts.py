@@ -8,11 +8,11 @@ from redis.asyncio import Redis
 
 _ALLOCATE = """
 local held = redis.call('GET', KEYS[2])
-if held then return held end
+if held then return {held, 0} end
 local n = redis.call('INCR', KEYS[1])
-local number = string.format('%010d', n)
-redis.call('SET', KEYS[2], ARGV[1] .. ':' .. number)
-return ARGV[1] .. ':' .. number
+local number = ARGV[1] .. ':' .. string.format('%010d', n)
+redis.call('SET', KEYS[2], number)
+return {number, 1}
 """
 
 
@@ -33,12 +33,25 @@ class ReceiptStore:
         self._redis = redis
         self._allocate = redis.register_script(_ALLOCATE)
 
-    async def allocate(self, code: str, order_id: str) -> tuple[str, str]:
-        """The order's receipt number: the one it has, or the next in the code's sequence."""
-        held = await self._allocate(keys=[_sequence(code), _of_order(order_id)], args=[code])
-        text = held.decode() if isinstance(held, bytes) else str(held)
-        held_code, _, number = text.partition(":")
-        return held_code, number
+    async def allocate(self, wanted: list[tuple[str, str]]) -> list[tuple[str, str, bool]]:
+        """For each (receipt code, order id): the order's receipt number, the one it has
+        or the next of the code's sequence, and whether it is new. One round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for code, order_id in wanted:
+            await self._allocate(
+                keys=[_sequence(code), _of_order(order_id)], args=[code], client=pipe
+            )
+        answers = []
+        for held, new in await pipe.execute():
+            code, _, number = held.decode().partition(":")
+            answers.append((code, number, bool(new)))
+        return answers
+
+    async def save_all(self, records: list[tuple[str, str, bytes]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for code, number, record in records:
+            pipe.set(_receipt(code, number), record)
+        await pipe.execute()
 
     async def save(self, code: str, number: str, record: bytes) -> None:
         await self._redis.set(_receipt(code, number), record)
