@@ -37,6 +37,11 @@ CHANNELS = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Load smoke runs go last: they leave the shared deployment's day busy."""
+    items.sort(key=lambda item: item.get_closest_marker("load") is not None)
+
+
 @dataclass
 class Deployed:
     config: Config

@@ -1,0 +1,1 @@
+"""Load scenarios (Locust) and the benchmark."""

@@ -1,0 +1,69 @@
+"""Load scenarios: who pays how, how the load rises and falls, and when a run fails.
+
+Each scenario is selected by name (`--scenario steady_day`); the name is also its tag.
+Stage durations are in seconds and can be compressed with --time-compression for short
+smoke runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Stage:
+    until_s: float  # the stage ends this long after the start
+    users: int
+    spawn_rate: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    stages: tuple[Stage, ...]
+    # channel -> weight; auth-code ending -> weight (DOMAIN.md §6 behaviours)
+    channels: dict[str, float] = field(
+        default_factory=lambda: {"wechat": 55, "alipay": 30, "unionpay": 10, "cash": 5}
+    )
+    endings: dict[str, float] = field(default_factory=lambda: {"0000": 90, "1111": 10})
+    think_s: tuple[float, float] = (0.5, 2.0)  # between cases at a window
+    p_watch: float = 0.5  # the terminal follows the window before the scan
+    p_cancel: float = 0.03  # the case is withdrawn before payment
+    p_retry: float = 0.05  # the terminal sends Pay again with the same request id
+    p_concurrent: float = 0.0  # ...several copies at once
+    max_failure_ratio: float = 0.01
+    max_p99_ms: float = 5_000.0
+
+
+# A vehicle office's day: plates, licences, exams (DOMAIN.md §3), roughly as often
+# as they come to the windows.
+FEE_MIX: list[tuple[list[tuple[str, int]], float]] = [
+    ([("PLT-AUTO", 1), ("DOC-VLIC", 1), ("DOC-REG", 1)], 25),  # a new car registered
+    ([("DOC-DLIC", 1)], 25),  # licence renewed or replaced
+    ([("EXM-K1", 1)], 15),
+    ([("EXM-K2-CAR", 1)], 10),
+    ([("EXM-K3-CAR", 1), ("EXM-K3-SAFE", 1)], 10),
+    ([("PLT-TEMP", 2)], 8),
+    ([("PLT-MOTO", 1), ("DOC-VLIC", 1)], 5),
+    ([("DOC-TEMP-DRIVE", 1)], 2),
+]
+
+
+def registry() -> dict[str, Scenario]:
+    from loadtest.scenarios import (
+        morning_rush,
+        provider_brownout,
+        retry_storm,
+        slow_payers,
+        steady_day,
+    )
+
+    scenarios = [
+        steady_day.SCENARIO,
+        morning_rush.SCENARIO,
+        slow_payers.SCENARIO,
+        retry_storm.SCENARIO,
+        provider_brownout.SCENARIO,
+    ]
+    return {s.name: s for s in scenarios}
