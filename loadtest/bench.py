@@ -1,0 +1,457 @@
+"""windowpay benchmark: how close windowpay comes to what this machine can do.
+
+In one run, at the same concurrency levels, a closed-loop asyncio gRPC client measures
+
+  (a) a bare grpc.aio unary echo server (the yardstick), and
+  (b) full payments through windowpay: CreateOrder + Pay with an instantly paying WeChat
+      code, through the actors, Redis (append-only) and the WeChat sandbox over HTTP,
+
+then Pay's latency at half the peak payment rate (open loop), and a large deployment
+(500 service points, 2,000 windows): its start time and memory.
+
+    python loadtest/bench.py                      # everything, prints a summary
+    python loadtest/bench.py --json bench.json    # ...and writes the figures
+    python loadtest/bench.py --levels 1,16,64 --seconds 15 --no-large
+
+Everything runs on loopback and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtest import deployments
+from loadtest.echo import METHOD
+from orchestrator.embedded_redis import free_port
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.pos import sandbox_code
+
+
+@dataclass
+class Measure:
+    name: str
+    concurrency: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per operation, by role
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<22} {self.concurrency:>4} in flight  {self.rate:>8.0f}/s  "
+            f"p50 {self.percentile(50):6.1f} ms  p99 {self.percentile(99):6.1f} ms"
+            + (f"  errors {self.errors}" if self.errors else "")
+        )
+
+
+def _heaviest(item: tuple[str, float]) -> float:
+    return -item[1]
+
+
+def _own_cpu_s() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+class Process:
+    """A child process whose whole tree's memory is watched while it runs."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.peak_rss_mb = 0.0
+        self._watching = True
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def rss_mb(self) -> float:
+        try:
+            root = psutil.Process(self.process.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0
+        for member in tree:
+            try:
+                total += member.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
+
+    def _watch(self) -> None:
+        while self._watching:
+            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+            time.sleep(0.5)
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each role in the process tree."""
+        used: dict[str, float] = {}
+        try:
+            root = psutil.Process(self.process.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return used
+        for member in tree:
+            try:
+                role = _role(member, root)
+                times = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            used[role] = used.get(role, 0.0) + times.user + times.system
+        return used
+
+    def wait_for(self, log: Path, marker: str, timeout: float) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if marker in log.read_text(errors="replace"):
+                return time.monotonic() - started
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{log} ended before {marker!r}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"no {marker!r} in {log} within {timeout} s")
+
+    def stop(self) -> None:
+        self._watching = False
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def _role(member: psutil.Process, root: psutil.Process) -> str:
+    if member.pid == root.pid:
+        return "front door"
+    line = " ".join(member.cmdline())
+    for marker, role in (
+        ("ServicePointActor", "service-point actors"),
+        ("ReceiptIssuer", "receipt issuer"),
+        ("orchestrator.sandbox", "provider sandboxes"),
+        ("redis-server", "redis"),
+    ):
+        if marker in line:
+            return role
+    return "ray (raylet, gcs, idle workers)"
+
+
+def serve(config: dict[str, Any], workdir: Path, name: str) -> tuple[Process, str, float]:
+    """Start `windowpay serve` on a deployment; returns it, its address, seconds to ready."""
+    port = free_port()
+    config["service"]["grpc_port"] = port
+    path = deployments.write(config, workdir / f"{name}.toml")
+    log = workdir / f"{name}.log"
+    process = Process(
+        [sys.executable, "-m", "orchestrator.cli", "serve", "--config", str(path),
+         "--data-dir", str(workdir / name), "--log-level", "warning"],
+        log,
+    )  # fmt: skip
+    took = process.wait_for(log, "windowpay serving on", timeout=300)
+    return process, f"127.0.0.1:{port}", took
+
+
+async def closed_loop(
+    name: str, concurrency: int, seconds: float, call: Callable[[int], Awaitable[float]]
+) -> Measure:
+    """`concurrency` workers calling back to back for `seconds`; `call` returns the
+    latency to record (ms)."""
+    measure = Measure(name, concurrency, seconds)
+    deadline = time.perf_counter() + seconds
+
+    async def worker(index: int) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                measure.latencies_ms.append(await call(index))
+            except grpc.aio.AioRpcError:
+                measure.errors += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return measure
+
+
+async def bench_echo(levels: list[int], seconds: float, workdir: Path) -> dict[int, Measure]:
+    port = free_port()
+    log = workdir / "echo.log"
+    server = Process([sys.executable, "-m", "loadtest.echo", "--port", str(port)], log)
+    try:
+        server.wait_for(log, "READY", timeout=30)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary(METHOD)
+            payload = b"x" * 64
+
+            async def call(_: int) -> float:
+                started = time.perf_counter()
+                await echo(payload, timeout=10)
+                return (time.perf_counter() - started) * 1000
+
+            await closed_loop("warm-up", 8, 1.0, call)
+            measures = {}
+            for c in levels:
+                before, mine = server.cpu_s(), _own_cpu_s()
+                measures[c] = await closed_loop("echo", c, seconds, call)
+                after, count = server.cpu_s(), max(1, len(measures[c].latencies_ms))
+                used = {
+                    "echo server": sum(after.values()) - sum(before.values()),
+                    "load generator": _own_cpu_s() - mine,
+                }
+                measures[c].cpu_ms = {r: round(v * 1000 / count, 3) for r, v in used.items()}
+            return measures
+    finally:
+        server.stop()
+
+
+class Payer:
+    """Creates and pays orders at the bench deployment's windows."""
+
+    def __init__(self, channel: grpc.aio.Channel, windows: list[tuple[str, str]]) -> None:
+        self.business = pb_grpc.BusinessGatewayStub(channel)
+        self.terminal = pb_grpc.TerminalStub(channel)
+        self.windows = windows
+
+    async def pay(self, index: int) -> float:
+        """One payment at window `index`; returns Pay's latency in ms."""
+        window, terminal = self.windows[index]
+        order = await self.business.CreateOrder(
+            pb.CreateOrderRequest(
+                request_id=uuid.uuid4().hex, business_no=uuid.uuid4().hex, window_id=window,
+                payer_name="张三", lines=[pb.OrderLine(fee_code="DOC-DLIC", quantity=1)],
+            ),
+            timeout=30,
+        )  # fmt: skip
+        started = time.perf_counter()
+        paid = await self.terminal.Pay(
+            pb.PayRequest(
+                request_id=uuid.uuid4().hex, terminal_id=terminal, order_id=order.order_id,
+                channel=pb.WECHAT, auth_code=sandbox_code("wechat", "0000"),
+            ),
+            timeout=30,
+        )  # fmt: skip
+        if paid.state != pb.PAID:
+            raise RuntimeError(f"order {order.order_id} ended {pb.OrderState.Name(paid.state)}")
+        return (time.perf_counter() - started) * 1000
+
+
+async def open_loop(payer: Payer, rate: float, seconds: float) -> Measure:
+    """Payments started at a steady `rate` per second, whatever the answers' pace."""
+    measure = Measure("pay at half peak", 0, seconds)
+    free = asyncio.Queue[int]()
+    for index in range(len(payer.windows)):
+        free.put_nowait(index)
+    tasks = []
+
+    async def one() -> None:
+        index = await free.get()
+        try:
+            measure.latencies_ms.append(await payer.pay(index))
+        except grpc.aio.AioRpcError:
+            measure.errors += 1
+        finally:
+            free.put_nowait(index)
+
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    measure.concurrency = -1
+    return measure
+
+
+async def bench_payments(
+    levels: list[int], seconds: float, per_actor: int, service: dict[str, Any], workdir: Path
+) -> tuple[dict[int, Measure], Measure, float]:
+    windows_per_sp = max(4, -(-max(levels) // 20))
+    config = deployments.deployment(20, windows_per_sp, per_actor=per_actor, **service)
+    server, address, _ = serve(config, workdir, "payments")
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            payer = Payer(channel, deployments.windows(config))
+            await closed_loop("warm-up", min(16, len(payer.windows)), 3.0, payer.pay)
+            measures = {}
+            for c in levels:
+                before, mine = server.cpu_s(), _own_cpu_s()
+                measures[c] = await closed_loop("payments", c, seconds, payer.pay)
+                after, count = server.cpu_s(), max(1, len(measures[c].latencies_ms))
+                cpu = {role: (after[role] - before.get(role, 0.0)) for role in after}
+                cpu["load generator"] = _own_cpu_s() - mine
+                measures[c].cpu_ms = {r: round(v * 1000 / count, 2) for r, v in cpu.items()}
+            peak = max(m.rate for m in measures.values())
+            half = await open_loop(payer, peak / 2, seconds)
+        return measures, half, server.peak_rss_mb
+    finally:
+        server.stop()
+
+
+async def bench_large(workdir: Path) -> dict[str, float]:
+    """500 service points, 2,000 windows, 25 service points per actor."""
+    config = deployments.deployment(500, 4, per_actor=25)
+    service, address, took = serve(config, workdir, "large")
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            payer = Payer(channel, deployments.windows(config))
+            sample = [0, 999, 1999]
+            latencies = await asyncio.gather(*(payer.pay(i) for i in sample))
+        rss = service.rss_mb()
+        return {
+            "service_points": 500,
+            "windows": 2000,
+            "actors": 20,
+            "start_s": round(took, 1),
+            "rss_mb": round(rss, 0),
+            "peak_rss_mb": round(max(rss, service.peak_rss_mb), 0),
+            "sample_pay_ms": round(max(latencies), 1),
+        }
+    finally:
+        service.stop()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    levels = [int(level) for level in args.levels.split(",")]
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    }
+    with tempfile.TemporaryDirectory(prefix="windowpay-bench-") as tmp:
+        workdir = Path(tmp)
+        print(f"echo: grpc.aio unary, {args.seconds:.0f} s per level", flush=True)
+        echo = await bench_echo(levels, args.seconds, workdir)
+        for measure in echo.values():
+            print("  " + measure.line(), flush=True)
+        echo_cpu = echo[max(levels)].cpu_ms
+        print(
+            f"  CPU per echo call at {max(levels)} in flight: {sum(echo_cpu.values()):.2f} ms = "
+            + ", ".join(f"{role} {ms:.2f}" for role, ms in echo_cpu.items()),
+            flush=True,
+        )
+        actors = -(-20 // args.per_actor)
+        print(
+            f"payments: CreateOrder + Pay (WeChat, instantly paying code), "
+            f"20 service points on {actors} actor(s)",
+            flush=True,
+        )
+        service = {"batch_max": 1, "batches_in_flight": 1024} if args.no_coalescing else {}
+        payments, half, rss = await bench_payments(
+            levels, args.seconds, args.per_actor, service, workdir
+        )
+        for measure in payments.values():
+            print("  " + measure.line(), flush=True)
+        print("  " + half.line(), flush=True)
+        top = max(levels)
+        cpu = payments[top].cpu_ms
+        print(
+            f"  CPU per payment at {top} in flight: {sum(cpu.values()):.2f} ms = "
+            + ", ".join(f"{role} {ms:.2f}" for role, ms in sorted(cpu.items(), key=_heaviest)),
+            flush=True,
+        )
+        ratio = payments[top].rate / echo[top].rate
+        figures.update(
+            {
+                "concurrency": top,
+                "service_points_per_actor": args.per_actor,
+                "coalescing": not args.no_coalescing,
+                "echo_calls_per_s": round(echo[top].rate, 1),
+                "payments_per_s": round(payments[top].rate, 1),
+                "ratio": round(ratio, 3),
+                "pay_p50_ms": round(payments[top].percentile(50), 2),
+                "pay_p99_ms": round(payments[top].percentile(99), 2),
+                "half_peak_rate_per_s": round(half.rate, 1),
+                "half_peak_pay_p99_ms": round(half.percentile(99), 2),
+                "peak_rss_mb": round(rss, 0),
+                "cpu_ms_per_payment": payments[top].cpu_ms,
+                "cpu_ms_per_echo_call": echo[top].cpu_ms,
+                "levels": {
+                    str(c): {
+                        "echo_calls_per_s": round(echo[c].rate, 1),
+                        "echo_p99_ms": round(echo[c].percentile(99), 2),
+                        "payments_per_s": round(payments[c].rate, 1),
+                        "pay_p50_ms": round(payments[c].percentile(50), 2),
+                        "pay_p99_ms": round(payments[c].percentile(99), 2),
+                        "errors": payments[c].errors,
+                    }
+                    for c in levels
+                },
+            }
+        )
+        print(
+            f"ratio payments/s ÷ echo calls/s at {top} in flight: {ratio:.3f} "
+            f"(target 0.30; one payment is two calls, so 0.5 is the bound)\n"
+            f"Pay p99 at half the peak rate ({half.rate:.0f}/s): "
+            f"{half.percentile(99):.1f} ms (target 50 ms)\n"
+            f"peak memory of the whole service: {rss:.0f} MB",
+            flush=True,
+        )
+        if not args.no_large:
+            print("large deployment: 500 service points, 2,000 windows", flush=True)
+            figures["large"] = await bench_large(workdir)
+            large = figures["large"]
+            print(
+                f"  ready in {large['start_s']} s (target < 60 s), "
+                f"{large['rss_mb']:.0f} MB resident (target < 4096 MB)",
+                flush=True,
+            )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Benchmark windowpay against a bare gRPC echo on this machine.",
+        epilog="Targets: ratio >= 0.30 at 64 in flight; Pay p99 <= 50 ms at half the peak "
+        "rate; the 2,000-window deployment under 4 GB and ready in under 60 s.",
+    )
+    parser.add_argument("--levels", default="1,16,64", help="concurrency levels (default 1,16,64)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per level (default 15)")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--per-actor", type=int, default=10,
+        help="service points per actor in the payments deployment of 20 (default 10)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-coalescing", action="store_true",
+        help="one Ray call per command, as many in flight as asked (to measure batching)",
+    )  # fmt: skip
+    parser.add_argument("--no-large", action="store_true", help="skip the large deployment")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
