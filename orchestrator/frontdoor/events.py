@@ -101,8 +101,12 @@ class EventHub:
 
     def _dispatch(self, data: bytes) -> None:
         header, _, snapshot = data.partition(b"\n")
-        order_id, window_id, version = header.decode().split(" ")
-        event = Event(order_id, window_id, int(version), snapshot)
+        try:
+            order_id, window_id, version = header.decode().split(" ")
+            event = Event(order_id, window_id, int(version), snapshot)
+        except ValueError:  # not an actor's event: dropping the reader would stall every Pay
+            log.warning("ignoring a malformed order event: %r", header[:80])
+            return
         for feed in self._orders.get(order_id, ()):
             feed.put_nowait(event)
         for feed in self._windows.get(window_id, ()):
