@@ -110,6 +110,7 @@ class Credentials:
     pfx_password_env: str = ""
     root_cert_file: str = "unionpay/acp_root.cer"
     middle_cert_file: str = "unionpay/acp_middle.cer"
+    signer_name: str = ""  # the name the answer's signing certificate must carry (live)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,11 @@ def load_pfx(data: bytes, password: bytes) -> SigningIdentity:
     return SigningIdentity(key, certificate)
 
 
+def common_name(certificate: Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
 def within_validity(certificate: Certificate, now: dt.datetime) -> bool:
     return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
 

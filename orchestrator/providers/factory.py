@@ -118,4 +118,5 @@ def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
         identity,
         read_certificate(keys_dir / credentials.root_cert_file),
         read_certificate(keys_dir / credentials.middle_cert_file),
+        credentials.signer_name,
     )

@@ -15,6 +15,7 @@ from orchestrator.providers.certificates import (
     CertificateError,
     ChainTrust,
     SigningIdentity,
+    common_name,
     rsa_public_key,
     unionpay_cert_id,
 )
@@ -26,6 +27,7 @@ class UnionPayKeys:
     identity: SigningIdentity
     root: Certificate
     middle: Certificate
+    signer_name: str = ""  # when set, the signPubKeyCert's common name must contain it
     _trust: ChainTrust = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,4 +50,6 @@ class UnionPayKeys:
         certificate = self._trust.certificate(pem.encode(), now)
         if unionpay_cert_id(certificate) != fields.get("certId"):
             raise CertificateError("answer certId is not its signPubKeyCert's serial")
+        if self.signer_name and self.signer_name not in common_name(certificate):
+            raise CertificateError(f"signPubKeyCert is not {self.signer_name}'s")
         return rsa_public_key(certificate)

@@ -214,3 +214,24 @@ async def test_public_key_mode_needs_no_download() -> None:
         WeChatTrust(APIV3, "PUB_KEY_ID_1", None)
     with pytest.raises(ValueError, match="32 bytes"):
         WeChatTrust(b"short")
+
+
+def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
+    from orchestrator.providers.unionpay_keys import UnionPayKeys
+
+    signer = CA.issue("China UnionPay sandbox signing certificate")
+    keys = UnionPayKeys(CA.issue("merchant"), CA.root.certificate, CA.middle.certificate)
+    fields = {
+        "certId": unionpay_cert_id(signer.certificate),
+        "signPubKeyCert": certificate_pem(signer.certificate).decode(),
+    }
+    assert keys.answer_key(fields, NOW).public_numbers() == signer.key.public_key().public_numbers()
+    with pytest.raises(CertificateError, match="certId is not"):
+        keys.answer_key({**fields, "certId": "1"}, NOW)
+    with pytest.raises(CertificateError, match="no signPubKeyCert"):
+        keys.answer_key({"certId": fields["certId"]}, NOW)
+    named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="中国银联股份有限公司")
+    with pytest.raises(CertificateError, match="is not 中国银联股份有限公司's"):
+        named.answer_key(fields, NOW)
+    sandbox_named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="UnionPay")
+    assert sandbox_named.answer_key(fields, NOW) is not None
