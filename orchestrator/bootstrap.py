@@ -101,7 +101,7 @@ async def start_service(
         if not join:
             ensure_receipt_secret(keys_dir)
         if config.sandboxed() and not join:
-            ensure_dev_keys(keys_dir)
+            ensure_dev_keys(keys_dir, config.sandboxed())
             sandbox = SandboxProcess(config, keys_dir)
             urls = sandbox.start()
             stack.callback(sandbox.stop)

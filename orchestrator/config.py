@@ -93,12 +93,34 @@ class ReceiptSettings:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """Where a channel's keys, certificates and secrets are: files relative to keys_dir
+    unless absolute. A secret is read from its *_env variable when one is named, else
+    from its *_file; its value never appears in the config (docs/PROVIDERS.md)."""
+
+    # WeChat Pay
+    apiv3_key_file: str = "wechat/apiv3_key"
+    apiv3_key_env: str = ""
+    public_key_id: str = ""  # PUB_KEY_ID_...: answers signed with the WeChat Pay public key
+    public_key_file: str = "wechat/pub_key.pem"
+    certificate_refresh_s: float = 12 * 3600.0
+    # UnionPay
+    pfx_file: str = "unionpay/acp_sign.pfx"
+    pfx_password_file: str = "unionpay/pfx_password"
+    pfx_password_env: str = ""
+    root_cert_file: str = "unionpay/acp_root.cer"
+    middle_cert_file: str = "unionpay/acp_middle.cer"
+    signer_name: str = ""  # the name the answer's signing certificate must carry (live)
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """How to reach one provider. An empty base_url means the local sandbox."""
 
     base_url: str = ""
     merchant_id: str = ""  # WeChat mchid, Alipay app_id, UnionPay merId
     app_id: str = ""  # WeChat appid
+    credentials: Credentials = field(default_factory=Credentials)
 
 
 DEFAULT_PROVIDERS = {
@@ -351,10 +373,37 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
             base_url=base_url.rstrip("/"),
             merchant_id=t.get("merchant_id", str, default.merchant_id),
             app_id=t.get("app_id", str, default.app_id),
+            credentials=_credentials(t),
         )
         if not providers[channel].merchant_id:
             raise t.fail("merchant_id", "is required")
     return providers, table.get("keys_dir", str, "keys")
+
+
+SECRETS_IN_TEXT = ("apiv3_key", "api_key", "pfx_password", "private_key")
+
+
+def _credentials(t: _Table) -> Credentials:
+    for name in SECRETS_IN_TEXT:
+        if name in t.data:
+            raise t.fail(
+                name, f"secrets never go in the config: name a file ({name}_file) "
+                f"or an environment variable ({name}_env)"
+            )  # fmt: skip
+    base = Credentials()
+    values: dict[str, Any] = {
+        name: t.get(name, str, getattr(base, name))
+        for name in Credentials.__dataclass_fields__
+        if name != "certificate_refresh_s"
+    }
+    for secret in ("apiv3_key", "pfx_password"):
+        if values[f"{secret}_env"] and f"{secret}_file" in t.data:
+            raise t.fail(f"{secret}_env", f"name either {secret}_file or {secret}_env, not both")
+    prefix = "PUB_KEY_ID_"
+    if values["public_key_id"] and not values["public_key_id"].startswith(prefix):
+        raise t.fail("public_key_id", f"a WeChat Pay public key id starts with {prefix}")
+    refresh = t.number("certificate_refresh_s", base.certificate_refresh_s, minimum=60.0)
+    return Credentials(**values, certificate_refresh_s=refresh)
 
 
 def _receipts(t: _Table) -> ReceiptSettings:

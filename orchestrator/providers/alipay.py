@@ -26,7 +26,7 @@ from orchestrator.providers.port import (
     TradeAnswer,
     TradeStatus,
 )
-from orchestrator.providers.signing import sign, sorted_pairs, verify
+from orchestrator.providers.signing import KeyPair, sign, sorted_pairs, verify
 
 GATEWAY = "/gateway.do"
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -93,7 +93,7 @@ def _value_end(text: str, start: int) -> int:
     return -1
 
 
-class Alipay(Adapter):
+class Alipay(Adapter[KeyPair]):
     """Knows the merchant by its app_id."""
 
     channel = Channel.ALIPAY

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aiohttp
 
 from orchestrator.providers.port import OutcomeUnknown, ProviderUnavailable
-from orchestrator.providers.signing import KeyPair
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +60,18 @@ class HttpClient:
             await self._session.close()
 
 
-class Adapter:
-    """What every protocol adapter holds: its HTTP client, its keys (ours to sign, the
-    platform's to verify), the merchant id the provider knows us by, and a clock."""
+KeysT = TypeVar("KeysT")
+
+
+class Adapter(Generic[KeysT]):
+    """What every protocol adapter holds: its HTTP client, its keys (ours to sign, and
+    what verifies the platform: each protocol has its own kind), the merchant id the
+    provider knows us by, and a clock."""
 
     def __init__(
         self,
         http: HttpClient,
-        keys: KeyPair,
+        keys: KeysT,
         merchant_id: str,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -1,7 +1,9 @@
 """UnionPay (bank card and UnionPay QR) through the acquirer's back-office gateway, in
 the style of the 全渠道 (ACP) form API: sale (消费), query, reversal (冲正), void
 (撤销), refund (退货) and the settlement file. Fields are form-encoded; the signature
-(signMethod 01) is RSA-SHA256 over the hex SHA-256 digest of the sorted fields.
+(signMethod 01) is RSA-SHA256 over the hex SHA-256 digest of the sorted fields, under
+the certId of the .pfx signing certificate; answers are verified with their
+signPubKeyCert once it chains to the configured root (unionpay_keys.py).
 
 A sale that gets no answer is reversed, not queried (the playbook's no_answer); the
 engine records the reversal before it is sent, and the window stays busy until it is
@@ -13,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from orchestrator.domain.states import Channel
+from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter
 from orchestrator.providers.port import (
     OutcomeUnknown,
@@ -32,6 +35,7 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.providers.signing import sign, sorted_pairs, verify
+from orchestrator.providers.unionpay_keys import UnionPayKeys
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 TRANSACT = "/gateway/api/backTransReq.do"
@@ -51,7 +55,7 @@ def digest_message(fields: dict[str, str]) -> bytes:
     return hashlib.sha256(text.encode()).hexdigest().encode()
 
 
-class UnionPay(Adapter):
+class UnionPay(Adapter[UnionPayKeys]):
     """Knows the merchant by its merId."""
 
     channel = Channel.UNIONPAY
@@ -163,9 +167,11 @@ class UnionPay(Adapter):
         if answer.status != 200:
             raise OutcomeUnknown(f"{path} answered HTTP {answer.status}")
         parsed = dict(parse_qsl(answer.body.decode("utf-8", errors="replace")))
-        if parsed.get("certId") != self._keys.peer_serial or not verify(
-            self._keys.peer_public, digest_message(parsed), parsed.get("signature", "")
-        ):
+        try:
+            key = self._keys.answer_key(parsed, datetime.fromtimestamp(self._clock(), UTC))
+        except CertificateError as error:
+            raise OutcomeUnknown(f"{path}: answer certificate not trusted: {error}") from None
+        if not verify(key, digest_message(parsed), parsed.get("signature", "")):
             raise OutcomeUnknown(f"{path}: answer signature does not verify")
         if "respCode" not in parsed:
             raise OutcomeUnknown(f"{path}: answer has no respCode")

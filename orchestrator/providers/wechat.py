@@ -1,13 +1,15 @@
 """WeChat Pay API v3, payment-code (付款码) payments: codepay, query, reverse, refund,
-trade bill. Requests are signed (WECHATPAY2-SHA256-RSA2048) with the merchant key;
-every answer must carry the platform's signature, or it is treated as unknown."""
+trade bill. Requests are signed (WECHATPAY2-SHA256-RSA2048) with the merchant API key
+under its certificate's serial; every answer must carry a signature by a platform
+certificate (or the WeChat Pay public key) that windowpay trusts, or it is treated as
+unknown (wechat_platform.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, NoReturn
 
@@ -26,7 +28,12 @@ from orchestrator.providers.port import (
     TradeAnswer,
     TradeStatus,
 )
-from orchestrator.providers.signing import KeyPair, sign, verify
+from orchestrator.providers.signing import PublicKey, sign, verify
+from orchestrator.providers.wechat_platform import (
+    PlatformKeys,
+    WeChatMerchant,
+    WeChatTrust,
+)
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 MAX_SKEW_S = 300
@@ -56,7 +63,7 @@ def answer_message(timestamp: str, nonce: str, body: bytes) -> bytes:
 
 
 def authorization(
-    keys: KeyPair, mchid: str, method: str, target: str, body: bytes, now: float
+    keys: WeChatMerchant, mchid: str, method: str, target: str, body: bytes, now: float
 ) -> str:
     timestamp, nonce = str(int(now)), secrets.token_hex(16)
     signature = sign(keys.private, request_message(method, target, timestamp, nonce, body))
@@ -79,7 +86,7 @@ def parse_authorization(header: str) -> dict[str, str]:
     return fields
 
 
-class WeChatPay(Adapter):
+class WeChatPay(Adapter[WeChatMerchant]):
     """Knows the merchant by its mchid, and the application by its appid."""
 
     channel = Channel.WECHAT
@@ -87,13 +94,15 @@ class WeChatPay(Adapter):
     def __init__(
         self,
         http: HttpClient,
-        keys: KeyPair,
+        keys: WeChatMerchant,
         merchant_id: str,
         appid: str,
+        trust: WeChatTrust,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock)
         self._appid = appid
+        self.platform = PlatformKeys(trust, self._download_certificates, _signed_by, clock)
 
     async def pay(self, call: PayCall) -> TradeAnswer:
         body = {
@@ -184,26 +193,30 @@ class WeChatPay(Adapter):
         answer = await self._http.request(method, target, body=payload or None, headers=headers)
         if answer.status >= 500 and "Wechatpay-Signature" not in answer.headers:
             raise ProviderUnavailable(f"{method} {target} answered {answer.status}")
-        self._check_signature(answer)
+        await self._check_signature(answer)
         try:
             parsed = orjson.loads(answer.body) if answer.body else {}
         except orjson.JSONDecodeError:
             raise OutcomeUnknown(f"{method} {target}: answer is not JSON") from None
         return answer.status, parsed
 
-    def _check_signature(self, answer: HttpAnswer) -> None:
-        headers = answer.headers
-        timestamp = headers.get("Wechatpay-Timestamp", "")
-        serial = headers.get("Wechatpay-Serial", "")
-        signature = headers.get("Wechatpay-Signature", "")
-        nonce = headers.get("Wechatpay-Nonce", "")
-        if serial != self._keys.peer_serial:
-            raise OutcomeUnknown(f"answer signed with unknown platform key {serial!r}")
+    async def _download_certificates(self) -> HttpAnswer:
+        target = "/v3/certificates"
+        headers = {
+            "Authorization": self._authorization("GET", target, b""),
+            "Accept": "application/json",
+        }
+        return await self._http.request("GET", target, headers=headers)
+
+    async def _check_signature(self, answer: HttpAnswer) -> None:
+        timestamp = answer.headers.get("Wechatpay-Timestamp", "")
+        serial = answer.headers.get("Wechatpay-Serial", "")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_SKEW_S:
             raise OutcomeUnknown("answer timestamp missing or stale")
-        if not verify(
-            self._keys.peer_public, answer_message(timestamp, nonce, answer.body), signature
-        ):
+        key = await self.platform.key_for(serial)
+        if key is None:
+            raise OutcomeUnknown(f"answer signed with unknown platform key {serial!r}")
+        if not _signed_by(answer, {serial: key}):
             raise OutcomeUnknown("answer signature does not verify")
 
     @staticmethod
@@ -222,6 +235,16 @@ class WeChatPay(Adapter):
         if code in CLOSED:
             return TradeAnswer(TradeStatus.CLOSED, reason=code)
         _fail(status, payload)
+
+
+def _signed_by(answer: HttpAnswer, keys: Mapping[str, PublicKey]) -> bool:
+    """The answer's Wechatpay-Signature verifies under the key its Wechatpay-Serial names."""
+    headers = answer.headers
+    key = keys.get(headers.get("Wechatpay-Serial", ""))
+    message = answer_message(
+        headers.get("Wechatpay-Timestamp", ""), headers.get("Wechatpay-Nonce", ""), answer.body
+    )
+    return key is not None and verify(key, message, headers.get("Wechatpay-Signature", ""))
 
 
 def _fail(status: int, payload: dict[str, Any]) -> NoReturn:

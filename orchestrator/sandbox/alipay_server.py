@@ -34,7 +34,7 @@ DECLINE_SUB_CODES = {
 }
 
 
-class AlipayGateway(Gateway):
+class AlipayGateway(Gateway[Any]):
     name = "ALIPAY"
 
     def __init__(self, bank: SandboxBank, keys: Any, merchant_id: str) -> None:

@@ -4,12 +4,11 @@ admin endpoints tests and operators use to look at the ledger or inject faults."
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from aiohttp import web
 
-from orchestrator.providers.signing import KeyPair
 from orchestrator.sandbox.bank import SandboxBank, Trade
 
 
@@ -21,12 +20,15 @@ def trade_record(trade: Trade) -> dict[str, Any]:
     return record
 
 
-class Gateway:
+KeysT = TypeVar("KeysT")
+
+
+class Gateway(Generic[KeysT]):
     """Base of the three sandbox gateways; subclasses add the protocol routes."""
 
     name = ""
 
-    def __init__(self, bank: SandboxBank, keys: KeyPair, merchant_id: str) -> None:
+    def __init__(self, bank: SandboxBank, keys: KeysT, merchant_id: str) -> None:
         self.bank = bank
         self.keys = keys  # the platform's side: sign answers, verify the merchant
         self.merchant_id = merchant_id

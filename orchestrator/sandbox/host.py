@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,13 +23,14 @@ from orchestrator.providers.keys import ensure_dev_keys, provider_keys
 from orchestrator.sandbox.alipay_server import AlipayGateway
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.platform_keys import unionpay_platform_keys, wechat_platform_keys
 from orchestrator.sandbox.unionpay_server import UnionPayGateway
 from orchestrator.sandbox.wechat_server import WeChatGateway
 
 
 @dataclass
 class Sandboxes:
-    gateways: dict[Channel, Gateway]
+    gateways: dict[Channel, Gateway[Any]]
     runners: list[web.AppRunner]
 
     @property
@@ -43,7 +45,9 @@ class Sandboxes:
             await runner.cleanup()
 
 
-def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway]:
+def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
+    """A gateway for every channel the config leaves to the sandbox (none for a channel
+    that is live: its keys are never read or made here)."""
     sandbox = config.sandbox
     timing = Timing(
         time_scale=config.settings.time_scale,
@@ -52,31 +56,33 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway]:
         hang_s=sandbox.hang_s,
     )
     providers = config.providers
-    return {
-        Channel.WECHAT: WeChatGateway(
-            SandboxBank("WECHAT", timing),
-            provider_keys(keys_dir, "wechat").for_platform(),
-            providers[Channel.WECHAT].merchant_id,
-            providers[Channel.WECHAT].app_id,
-        ),
-        Channel.ALIPAY: AlipayGateway(
-            SandboxBank("ALIPAY", timing),
-            provider_keys(keys_dir, "alipay").for_platform(),
-            providers[Channel.ALIPAY].merchant_id,
-        ),
-        Channel.UNIONPAY: UnionPayGateway(
-            SandboxBank("UNIONPAY", timing),
-            provider_keys(keys_dir, "unionpay").for_platform(),
-            providers[Channel.UNIONPAY].merchant_id,
-        ),
-    }
+    gateways: dict[Channel, Gateway[Any]] = {}
+    for channel in config.sandboxed():
+        settings = providers[channel]
+        bank = SandboxBank(channel.value, timing)
+        if channel is Channel.WECHAT:
+            credentials = settings.credentials
+            keys = wechat_platform_keys(
+                keys_dir,
+                credentials.apiv3_key_file,
+                credentials.apiv3_key_env,
+                credentials.public_key_id,
+            )
+            gateways[channel] = WeChatGateway(bank, keys, settings.merchant_id, settings.app_id)
+        elif channel is Channel.ALIPAY:
+            platform = provider_keys(keys_dir, "alipay").for_platform()
+            gateways[channel] = AlipayGateway(bank, platform, settings.merchant_id)
+        elif channel is Channel.UNIONPAY:
+            union = unionpay_platform_keys(keys_dir)
+            gateways[channel] = UnionPayGateway(bank, union, settings.merchant_id)
+    return gateways
 
 
 async def start_sandboxes(
     config: Config, keys_dir: Path, ports: Mapping[Channel, int] | None = None
 ) -> Sandboxes:
     """Serve every gateway on 127.0.0.1 (on `ports`, or free ones)."""
-    ensure_dev_keys(keys_dir)
+    ensure_dev_keys(keys_dir, config.sandboxed())
     gateways = gateways_for(config, keys_dir)
     runners = []
     try:

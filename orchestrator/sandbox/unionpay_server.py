@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import date, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from orchestrator.providers.unionpay import (
 from orchestrator.sandbox.bank import Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import BEIJING, local, unionpay_settlement
 from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.platform_keys import UnionPayPlatformKeys
 
 MESSAGES = {
     "00": "成功",
@@ -40,10 +40,10 @@ MESSAGES = {
 DECLINE_CODES = {"NOTENOUGH": "51", "AUTHCODEEXPIRE": "14", "AUTH_CODE_USED": "14"}
 
 
-class UnionPayGateway(Gateway):
+class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
     name = "UNIONPAY"
 
-    def __init__(self, bank: SandboxBank, keys: Any, merchant_id: str) -> None:
+    def __init__(self, bank: SandboxBank, keys: UnionPayPlatformKeys, merchant_id: str) -> None:
         super().__init__(bank, keys, merchant_id)
         self.app.add_routes(
             [
@@ -174,6 +174,7 @@ class UnionPayGateway(Gateway):
             "respCode": code,
             "respMsg": MESSAGES.get(code, "失败"),
             "certId": self.keys.own_serial,
+            "signPubKeyCert": self.keys.certificate_pem,
         }
         if trade is not None:
             fields["queryId"] = trade.trade_no

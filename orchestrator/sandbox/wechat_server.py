@@ -23,14 +23,17 @@ from orchestrator.providers.wechat import (
 from orchestrator.sandbox.bank import BankReply, Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import wechat_trade_bill
 from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.platform_keys import WeChatPlatformKeys
 
 DECLINE_CODES = {"AUTH_CODE_USED": "AUTH_CODE_INVALID"}
 
 
-class WeChatGateway(Gateway):
+class WeChatGateway(Gateway[WeChatPlatformKeys]):
     name = "WECHAT"
 
-    def __init__(self, bank: SandboxBank, keys: Any, merchant_id: str, appid: str) -> None:
+    def __init__(
+        self, bank: SandboxBank, keys: WeChatPlatformKeys, merchant_id: str, appid: str
+    ) -> None:
         super().__init__(bank, keys, merchant_id)
         self.appid = appid
         self._bill_tokens: dict[str, date] = {}
@@ -42,6 +45,8 @@ class WeChatGateway(Gateway):
                 web.post("/v3/refund/domestic/refunds", self._refund),
                 web.get("/v3/bill/tradebill", self._tradebill),
                 web.get("/v3/billdownload/file", self._download),
+                web.get("/v3/certificates", self._certificates),
+                web.post("/_sandbox/certificates/rotate", self._rotate),
             ]
         )
 
@@ -162,6 +167,16 @@ class WeChatGateway(Gateway):
             return self._error(404, "RESOURCE_NOT_EXISTS", "unknown bill token")
         content = wechat_trade_bill(self.bank.trades(), day, self.appid, self.merchant_id)
         return web.Response(body=content, content_type="text/csv", charset="utf-8")
+
+    async def _certificates(self, request: web.Request) -> web.Response:
+        checked = await self._checked(request)
+        if isinstance(checked, web.Response):
+            return checked
+        return self._answer(200, self.keys.certificates_answer())
+
+    async def _rotate(self, request: web.Request) -> web.Response:
+        """Admin: a new platform certificate, listed beside the old and signing from now."""
+        return web.json_response({"serial_no": self.keys.rotate()})
 
     # ---- protocol -------------------------------------------------------------------
 

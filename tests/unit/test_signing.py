@@ -80,9 +80,9 @@ def test_rsa_signatures_verify_and_tampering_is_caught() -> None:
 
 
 def test_wechat_authorization_header_round_trip() -> None:
-    from orchestrator.providers.signing import KeyPair
+    from orchestrator.providers.wechat_platform import WeChatMerchant
 
-    keys = KeyPair(KEY, OTHER.public_key(), serial_of(KEY.public_key()), "X")
+    keys = WeChatMerchant(KEY, serial_of(KEY.public_key()))
     header = authorization(keys, "1900000109", "GET", "/v3/x?mchid=1", b"", 1_700_000_000)
     fields = parse_authorization(header)
     assert fields["mchid"] == "1900000109" and fields["timestamp"] == "1700000000"

@@ -1,0 +1,281 @@
+"""Certificates over real HTTP against the sandbox gateways: WeChat's serial_no and
+platform certificates (rotation, two at once, an unknown serial, public-key mode),
+UnionPay's certId and signPubKeyCert chain, and a live channel's keys left untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from orchestrator.config import Config
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
+from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
+from orchestrator.providers.factory import (
+    Providers,
+    build_providers,
+    unionpay_keys,
+    wechat_merchant,
+    wechat_trust,
+)
+from orchestrator.providers.http import HttpClient
+from orchestrator.providers.keys import Layout, ensure_dev_keys, ensure_receipt_secret
+from orchestrator.providers.port import OutcomeUnknown, PayCall, ProviderRejected, TradeStatus
+from orchestrator.providers.signing import load_public_key, serial_of
+from orchestrator.providers.unionpay import UnionPay
+from orchestrator.providers.wechat import WeChatPay
+from orchestrator.providers.wechat_platform import WeChatTrust
+from orchestrator.sandbox.host import Sandboxes, start_sandboxes
+from orchestrator.sandbox.platform_keys import UnionPayPlatformKeys, WeChatPlatformKeys
+from orchestrator.sandbox.unionpay_server import UnionPayGateway
+from orchestrator.sandbox.wechat_server import WeChatGateway
+from tests.support import Recorded, code, eventually, small_config
+
+
+@dataclass
+class World:
+    config: Config
+    keys_dir: Path
+    sandboxes: Sandboxes
+    providers: Providers
+
+    @property
+    def wechat_gateway(self) -> WeChatGateway:
+        gateway = self.sandboxes.gateways[Channel.WECHAT]
+        assert isinstance(gateway, WeChatGateway)
+        return gateway
+
+    @property
+    def wechat_platform(self) -> WeChatPlatformKeys:
+        return self.wechat_gateway.keys
+
+    @property
+    def unionpay_platform(self) -> UnionPayPlatformKeys:
+        gateway = self.sandboxes.gateways[Channel.UNIONPAY]
+        assert isinstance(gateway, UnionPayGateway)
+        return gateway.keys
+
+    def wechat(self, client: HttpClient, trust: WeChatTrust | None = None) -> WeChatPay:
+        """A WeChat adapter of its own, so that its certificate cache starts empty."""
+        settings = self.config.providers[Channel.WECHAT]
+        trust = trust or wechat_trust(self.keys_dir, settings.credentials)
+        merchant = wechat_merchant(self.keys_dir)
+        return WeChatPay(client, merchant, settings.merchant_id, settings.app_id, trust)
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    keys_dir = tmp_path_factory.mktemp("keys")
+    config = small_config(time_scale=0.02)
+    sandboxes = await start_sandboxes(config, keys_dir)
+    config = config.with_base_urls(sandboxes.base_urls)
+    providers = build_providers(config, keys_dir)
+    yield World(config, keys_dir, sandboxes, providers)
+    await providers.close()
+    await sandboxes.stop()
+
+
+@pytest.fixture
+def signer_restored(world: World) -> Iterator[None]:
+    wechat, unionpay = world.wechat_platform, world.unionpay_platform
+    listed, wechat_signer, unionpay_signer = list(wechat.listed), wechat.signer, unionpay.signer
+    yield
+    wechat.listed[:], wechat.signer, unionpay.signer = listed, wechat_signer, unionpay_signer
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[HttpClient]:
+    http = HttpClient(world.config.providers[Channel.WECHAT].base_url)
+    yield http
+    await http.close()
+
+
+def trade_no() -> str:
+    return "C" + uuid.uuid4().hex[:20]
+
+
+def call(channel: Channel, out_trade_no: str) -> PayCall:
+    return PayCall(out_trade_no, code(channel), 8000, "SP01", "T01", "科目一")
+
+
+def ledger_state(world: World, channel: Channel, out_trade_no: str) -> str | None:
+    trade = world.sandboxes.bank(channel).trade(out_trade_no)
+    return None if trade is None else trade.state.value
+
+
+async def test_serial_no_is_the_merchant_certificates_serial(
+    world: World, client: HttpClient
+) -> None:
+    provider = world.wechat(client)
+    layout = Layout(world.keys_dir)
+    merchant = wechat_merchant(world.keys_dir)
+    assert merchant.own_serial == world.wechat_platform.peer_serial
+    assert merchant.own_serial != serial_of(merchant.private.public_key())
+    assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID
+    # the serial windowpay sent before certificates (a hash of the key) is refused now
+    provider._keys = replace(merchant, own_serial=serial_of(merchant.private.public_key()))
+    refused = trade_no()
+    with pytest.raises(ProviderRejected, match="SIGN_ERROR"):
+        await provider.pay(call(Channel.WECHAT, refused))
+    assert ledger_state(world, Channel.WECHAT, refused) is None
+    assert layout.wechat_cert.exists()
+
+
+@pytest.mark.usefixtures("signer_restored")
+async def test_a_rotation_breaks_nothing_and_both_certificates_count(
+    world: World, client: HttpClient
+) -> None:
+    provider = world.wechat(client)
+    old = world.wechat_platform.own_serial
+    assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID
+    assert provider.platform.serials == {old}
+    async with aiohttp.ClientSession() as session:
+        rotate = f"{world.wechat_gateway.base_url}/_sandbox/certificates/rotate"
+        async with session.post(rotate) as response:
+            new = (await response.json())["serial_no"]
+    assert new != old and world.wechat_platform.own_serial == new
+    assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID
+    assert provider.platform.serials == {old, new}
+    world.wechat_platform.sign_with_listed(0)  # answers under the old one still verify
+    answer = await provider.query(trade_no())
+    assert answer.status is TradeStatus.NOT_FOUND
+    assert provider.platform.serials == {old, new}
+
+
+@pytest.mark.usefixtures("signer_restored")
+async def test_an_unknown_serial_is_an_unknown_outcome_never_a_success(
+    world: World, client: HttpClient
+) -> None:
+    provider = world.wechat(client)
+    await provider.query(trade_no())  # certificates known
+    stranger = world.wechat_platform.sign_with_unlisted()
+    out_trade_no = trade_no()
+    with pytest.raises(OutcomeUnknown, match=f"unknown platform key '{stranger}'"):
+        await provider.pay(call(Channel.WECHAT, out_trade_no))
+    assert stranger not in provider.platform.serials  # refreshed, still unknown
+    assert ledger_state(world, Channel.WECHAT, out_trade_no) == "SUCCESS"  # money was taken
+
+
+@pytest.mark.usefixtures("signer_restored")
+async def test_the_engine_resolves_an_unknown_serial_by_asking_again(world: World) -> None:
+    """The pay answer is signed under a serial nobody lists; the engine does not take it
+    as an answer and ends as the ledger says once answers verify again."""
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.WECHAT)
+    out_trade_no = trade_no()
+    recorded.order.attempts[-1].attempt_id = out_trade_no
+    world.wechat_platform.sign_with_unlisted()
+    provider = world.providers[Channel.WECHAT]
+    driver = AttemptDriver(provider, world.config.playbook(Channel.WECHAT), clock, recorded)
+    ticket = Ticket(
+        out_trade_no, AttemptState.SUBMITTED, clock.now_ms(), call(Channel.WECHAT, out_trade_no)
+    )
+    run = asyncio.create_task(driver.run(ticket))
+    await eventually(
+        lambda: asyncio.sleep(0, ledger_state(world, Channel.WECHAT, out_trade_no)),
+        lambda state: state == "SUCCESS",
+    )
+    await eventually(
+        lambda: asyncio.sleep(0, list(recorded.events)),
+        lambda events: AttemptEvent.NO_ANSWER in events,
+    )
+    assert AttemptEvent.PAID not in recorded.events
+    world.wechat_platform.sign_with_listed()
+    await asyncio.wait_for(run, timeout=30)
+    attempt = recorded.order.attempts[-1]
+    final = ledger_state(world, Channel.WECHAT, out_trade_no)
+    assert (attempt.state, final) in (
+        (AttemptState.SUCCEEDED, "SUCCESS"),
+        (AttemptState.REVERSED, "REVOKED"),
+        (AttemptState.REVERSED, "CLOSED"),
+    ), (attempt_id, recorded.events)
+
+
+@pytest.mark.usefixtures("signer_restored")
+async def test_the_wechat_pay_public_key_mode(world: World, client: HttpClient) -> None:
+    public_key_id = world.wechat_platform.sign_with_public_key()
+    assert public_key_id.startswith("PUB_KEY_ID_")
+    settings = world.config.providers[Channel.WECHAT]
+    trust = replace(
+        wechat_trust(world.keys_dir, settings.credentials),
+        public_key_id=public_key_id,
+        public_key=load_public_key(Layout(world.keys_dir).wechat_pub_key),
+    )
+    provider = world.wechat(client, trust)
+    assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID
+    without = world.wechat(client)  # certificate mode only: this serial means nothing
+    with pytest.raises(OutcomeUnknown, match="unknown platform key 'PUB_KEY_ID_"):
+        await without.pay(call(Channel.WECHAT, trade_no()))
+
+
+async def test_unionpay_sends_the_pfx_certificates_id(world: World) -> None:
+    settings = world.config.providers[Channel.UNIONPAY]
+    keys = unionpay_keys(world.keys_dir, settings.credentials)
+    assert keys.own_serial == world.unionpay_platform.peer_serial
+    assert keys.own_serial == str(keys.identity.certificate.serial_number)
+    out_trade_no = trade_no()
+    answer = await world.providers[Channel.UNIONPAY].pay(call(Channel.UNIONPAY, out_trade_no))
+    assert answer.status is TradeStatus.PAID
+
+
+@pytest.mark.usefixtures("signer_restored")
+async def test_unionpay_answers_under_an_untrusted_certificate_are_unknown(world: World) -> None:
+    world.unionpay_platform.sign_with_untrusted()
+    settings = world.config.providers[Channel.UNIONPAY]
+    http = HttpClient(settings.base_url)
+    keys = unionpay_keys(world.keys_dir, settings.credentials)
+    provider = UnionPay(http, keys, settings.merchant_id)
+    out_trade_no = trade_no()
+    try:
+        with pytest.raises(OutcomeUnknown, match="answer certificate not trusted"):
+            await provider.pay(call(Channel.UNIONPAY, out_trade_no))
+    finally:
+        await http.close()
+    assert ledger_state(world, Channel.UNIONPAY, out_trade_no) == "SUCCESS"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        + oct(path.stat().st_mode)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+async def test_a_live_channels_keys_are_byte_identical_after_start(tmp_path: Path) -> None:
+    """One channel live, the others on the sandbox: the live key directory is never
+    touched, and no sandbox material is made for it."""
+    live = tmp_path / "wechat"
+    live.mkdir()
+    (live / "apiclient_key.pem").write_bytes(b"-----the live merchant key-----\n")
+    (live / "apiclient_cert.pem").write_bytes(b"-----the live certificate-----\n")
+    (live / "apiv3_key").write_bytes(b"live-apiv3-key-32-characters-abc")
+    alipay = tmp_path / "alipay"  # the old bug: half of a pair was "repaired"
+    alipay.mkdir()
+    (alipay / "merchant_private.pem").write_bytes(b"live alipay app key")
+    (alipay / "platform_public.pem").write_bytes(b"live alipay public key")
+    before = digests(tmp_path)
+    config = small_config().with_base_urls(
+        {Channel.WECHAT: "https://wechat.invalid", Channel.ALIPAY: "https://alipay.invalid"}
+    )
+    assert config.sandboxed() == [Channel.UNIONPAY]
+    ensure_receipt_secret(tmp_path)  # what `windowpay serve` does first
+    ensure_dev_keys(tmp_path, config.sandboxed())
+    sandboxes = await start_sandboxes(config, tmp_path)
+    try:
+        assert set(sandboxes.base_urls) == {Channel.UNIONPAY}
+    finally:
+        await sandboxes.stop()
+    after = digests(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before
+    made = set(after) - set(before)
+    assert not any(name.startswith(("wechat/", "alipay/", "sandbox/wechat")) for name in made)
+    assert "unionpay/acp_sign.pfx" in made

@@ -1,0 +1,237 @@
+"""Certificates: the chain check UnionPay answers go through, the .pfx, WeChat's sealed
+platform certificates, and the platform key set through rotation and unknown serials."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+
+import orjson
+import pytest
+
+from orchestrator.providers.certificates import (
+    CertificateError,
+    ChainTrust,
+    SigningIdentity,
+    certificate_pem,
+    issue,
+    load_pfx,
+    pfx_bytes,
+    unionpay_cert_id,
+    verify_chain,
+    wechat_serial,
+)
+from orchestrator.providers.http import HttpAnswer
+from orchestrator.providers.keys import SandboxCa
+from orchestrator.providers.signing import generate_key, sign
+from orchestrator.providers.wechat import _signed_by, answer_message
+from orchestrator.providers.wechat_platform import (
+    PlatformKeys,
+    WeChatTrust,
+    certificates_of,
+    decrypt_resource,
+    encrypt_resource,
+)
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def make_ca() -> SandboxCa:
+    root_key, middle_key = generate_key(), generate_key()
+    root = issue("root", root_key, None, ca=True)
+    middle = issue("middle", middle_key, (root, root_key), ca=True)
+    return SandboxCa(SigningIdentity(root_key, root), SigningIdentity(middle_key, middle))
+
+
+CA = make_ca()
+OTHER_CA = make_ca()
+
+
+def test_a_certificate_is_trusted_only_through_the_configured_chain() -> None:
+    leaf = CA.issue("signer").certificate
+    verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, NOW)
+    stranger = OTHER_CA.issue("signer").certificate
+    with pytest.raises(CertificateError, match="is not issued by"):
+        verify_chain(stranger, [CA.middle.certificate], CA.root.certificate, NOW)
+    with pytest.raises(CertificateError, match="is not issued by"):  # middle of another root
+        verify_chain(stranger, [OTHER_CA.middle.certificate], CA.root.certificate, NOW)
+    later = NOW + dt.timedelta(days=4000)
+    with pytest.raises(CertificateError, match="is not valid at"):
+        verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, later)
+    key = generate_key()
+    self_made = issue("China UnionPay", key, None, ca=False)
+    with pytest.raises(CertificateError):
+        verify_chain(self_made, [CA.middle.certificate], CA.root.certificate, NOW)
+
+
+def test_a_leaf_must_not_sign_another_leaf() -> None:
+    leaf = CA.issue("signer")
+    grandchild = issue("x", generate_key(), (leaf.certificate, leaf.key), ca=False)
+    with pytest.raises(CertificateError, match="is not a CA"):
+        chain = [leaf.certificate, CA.middle.certificate]
+        verify_chain(grandchild, chain, CA.root.certificate, NOW)
+
+
+def test_chain_trust_refuses_a_ca_as_signer_and_remembers_good_ones() -> None:
+    trust = ChainTrust(CA.root.certificate, [CA.middle.certificate])
+    pem = certificate_pem(CA.issue("signer").certificate)
+    assert trust.certificate(pem, NOW) is trust.certificate(pem, NOW)
+    sub_ca = issue("sub CA", generate_key(), (CA.middle.certificate, CA.middle.key), ca=True)
+    with pytest.raises(CertificateError, match="is a CA"):
+        trust.certificate(certificate_pem(sub_ca), NOW)
+    with pytest.raises(CertificateError, match="not a PEM"):
+        trust.certificate(b"garbage", NOW)
+
+
+def test_a_pfx_opens_only_with_its_password() -> None:
+    identity = CA.issue("acp signing")
+    data = pfx_bytes(identity, b"s3cret", "acp_sign")
+    opened = load_pfx(data, b"s3cret")
+    assert unionpay_cert_id(opened.certificate) == str(identity.certificate.serial_number)
+    assert wechat_serial(opened.certificate) == f"{identity.certificate.serial_number:X}"
+    with pytest.raises(CertificateError, match="wrong password"):
+        load_pfx(data, b"guess")
+
+
+APIV3 = b"0123456789abcdef0123456789abcdef"
+
+
+def test_the_sealed_certificate_opens_with_the_apiv3_key_only() -> None:
+    sealed = encrypt_resource(APIV3, b"plain", "abcdefabcdef", "certificate")
+    assert decrypt_resource(APIV3, sealed) == b"plain"
+    with pytest.raises(CertificateError):
+        decrypt_resource(b"f" * 32, sealed)
+    with pytest.raises(CertificateError):
+        decrypt_resource(APIV3, {**sealed, "associated_data": "other"})
+    with pytest.raises(CertificateError):
+        decrypt_resource(APIV3, {**sealed, "nonce": "000000000000"})
+    with pytest.raises(CertificateError, match="algorithm"):
+        decrypt_resource(APIV3, {**sealed, "algorithm": "AEAD_AES_128_GCM"})
+
+
+def listing(*identities: SigningIdentity, serial: str | None = None) -> bytes:
+    data = [
+        {
+            "serial_no": serial or wechat_serial(i.certificate),
+            "encrypt_certificate": encrypt_resource(
+                APIV3, certificate_pem(i.certificate), secrets.token_hex(6), "certificate"
+            ),
+        }
+        for i in identities
+    ]
+    return orjson.dumps({"data": data})
+
+
+def test_listed_certificates_must_match_their_serial_and_be_current() -> None:
+    one, two = CA.issue("p1"), CA.issue("p2")
+    found = certificates_of(APIV3, listing(one, two), NOW)
+    assert set(found) == {wechat_serial(one.certificate), wechat_serial(two.certificate)}
+    with pytest.raises(CertificateError, match="is listed as"):
+        certificates_of(APIV3, listing(one, serial="ABC"), NOW)
+    assert certificates_of(APIV3, listing(one), NOW + dt.timedelta(days=4000)) == {}
+
+
+class Gateway:
+    """A fake /v3/certificates: lists some certificates, signs with one of them."""
+
+    def __init__(self, listed: list[SigningIdentity], signer: SigningIdentity) -> None:
+        self.listed = listed
+        self.signer = signer
+        self.downloads = 0
+
+    def signed(self, body: bytes, signer: SigningIdentity | None = None) -> HttpAnswer:
+        signer = signer or self.signer
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+        headers = {
+            "Wechatpay-Timestamp": timestamp,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Serial": wechat_serial(signer.certificate),
+            "Wechatpay-Signature": sign(signer.key, answer_message(timestamp, nonce, body)),
+        }
+        return HttpAnswer(200, headers, body)
+
+    async def download(self) -> HttpAnswer:
+        self.downloads += 1
+        return self.signed(listing(*self.listed))
+
+
+def serial(identity: SigningIdentity) -> str:
+    return wechat_serial(identity.certificate)
+
+
+async def test_rotation_two_certificates_at_once_and_one_refresh_per_unknown_serial() -> None:
+    old = CA.issue("platform old")
+    gateway = Gateway([old], old)
+    now = [time.time()]
+    keys = PlatformKeys(WeChatTrust(APIV3), gateway.download, _signed_by, lambda: now[0])
+    assert await keys.key_for(serial(old)) is not None
+    assert await keys.key_for(serial(old)) is not None
+    assert gateway.downloads == 1  # cached
+    new = CA.issue("platform new")
+    gateway.listed, gateway.signer = [old, new], new  # the gateway rotates
+    assert await keys.key_for(serial(new)) is not None  # unknown -> refreshed once
+    assert gateway.downloads == 2
+    assert await keys.key_for(serial(old)) is not None  # both accepted at once
+    assert keys.serials == {serial(old), serial(new)}
+    assert gateway.downloads == 2
+    stranger = CA.issue("not listed")
+    assert await keys.key_for(serial(stranger)) is None
+    assert gateway.downloads == 3  # one refresh, then unknown
+    now[0] += 12 * 3600  # stale: refreshed before use
+    gateway.listed = [new]
+    assert await keys.key_for(serial(old)) is None
+    assert keys.serials == {serial(new)}
+
+
+async def test_a_listing_not_signed_by_a_listed_key_is_not_taken() -> None:
+    listed, outsider = CA.issue("listed"), CA.issue("outsider")
+
+    async def forged() -> HttpAnswer:
+        return Gateway([], outsider).signed(listing(listed), outsider)
+
+    keys = PlatformKeys(WeChatTrust(APIV3), forged, _signed_by, time.time)
+    assert await keys.key_for(serial(listed)) is None
+    assert keys.serials == frozenset()
+
+
+async def test_a_listing_sealed_with_another_apiv3_key_is_not_taken() -> None:
+    listed = CA.issue("listed")
+    gateway = Gateway([listed], listed)
+    keys = PlatformKeys(WeChatTrust(b"x" * 32), gateway.download, _signed_by, time.time)
+    assert await keys.key_for(serial(listed)) is None
+
+
+async def test_public_key_mode_needs_no_download() -> None:
+    private = generate_key()
+    trust = WeChatTrust(APIV3, "PUB_KEY_ID_0114232134912410000000000000", private.public_key())
+    gateway = Gateway([], CA.issue("unused"))
+    keys = PlatformKeys(trust, gateway.download, _signed_by, time.time)
+    assert await keys.key_for("PUB_KEY_ID_0114232134912410000000000000") is not None
+    assert await keys.key_for("PUB_KEY_ID_0000000000000000000000000000") is None
+    assert gateway.downloads == 0
+    with pytest.raises(ValueError, match="go together"):
+        WeChatTrust(APIV3, "PUB_KEY_ID_1", None)
+    with pytest.raises(ValueError, match="32 bytes"):
+        WeChatTrust(b"short")
+
+
+def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
+    from orchestrator.providers.unionpay_keys import UnionPayKeys
+
+    signer = CA.issue("China UnionPay sandbox signing certificate")
+    keys = UnionPayKeys(CA.issue("merchant"), CA.root.certificate, CA.middle.certificate)
+    fields = {
+        "certId": unionpay_cert_id(signer.certificate),
+        "signPubKeyCert": certificate_pem(signer.certificate).decode(),
+    }
+    assert keys.answer_key(fields, NOW).public_numbers() == signer.key.public_key().public_numbers()
+    with pytest.raises(CertificateError, match="certId is not"):
+        keys.answer_key({**fields, "certId": "1"}, NOW)
+    with pytest.raises(CertificateError, match="no signPubKeyCert"):
+        keys.answer_key({"certId": fields["certId"]}, NOW)
+    named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="中国银联股份有限公司")
+    with pytest.raises(CertificateError, match="is not 中国银联股份有限公司's"):
+        named.answer_key(fields, NOW)
+    sandbox_named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="UnionPay")
+    assert sandbox_named.answer_key(fields, NOW) is not None
