@@ -222,8 +222,12 @@ class Order:
                 return attempt
         return None
 
-    def next_attempt_id(self) -> str:
-        return f"{self.order_id}-{len(self.attempts) + 1}"
+    def next_attempt_id(self, nonce: str) -> str:
+        """The next attempt's id, which is also its out_trade_no / orderId at the
+        provider: letters and digits only (what every channel accepts), at most 29
+        characters, and never reused even if the store lost its last writes, thanks to
+        the caller's random `nonce`."""
+        return f"{_compact(self.order_id)}P{len(self.attempts) + 1}{_checked_nonce(nonce)}"
 
     def refund(self, refund_id: str) -> Refund:
         for refund in self.refunds:
@@ -348,7 +352,9 @@ class Order:
         attempt.follow_up = False
         if trade_no:
             attempt.provider_trade_no = trade_no
-        refund_id = f"{attempt.attempt_id}-R{len(self.refunds) + 1}"
+        # One automatic refund per attempt: found again after a lost write, it is the
+        # same refund of the same money, so the same number is right.
+        refund_id = f"{attempt.attempt_id}L"
         self.refunds.append(
             Refund(
                 refund_id=refund_id,
@@ -376,9 +382,11 @@ class Order:
         terminal_id: str,
         request_id: str,
         now: int,
+        nonce: str,
     ) -> Change:
         """Give back part or all of the order's payment; the money is reserved at once so
-        that refunds under way together never exceed what was paid."""
+        that refunds under way together never exceed what was paid. The refund's id is
+        its out_refund_no: the random `nonce` keeps it unique even after a lost write."""
         if self.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
             raise FailedPrecondition(f"order {self.order_id} is {self.state}; nothing to refund")
         if not 0 < amount_fen <= self.refundable_fen:
@@ -386,7 +394,7 @@ class Order:
                 f"refund of {amount_fen} fen refused: {self.refundable_fen} fen of order "
                 f"{self.order_id} can still be refunded"
             )
-        refund_id = f"{self.paid_by}-R{len(self.refunds) + 1}"
+        refund_id = f"{self.paid_by}R{len(self.refunds) + 1}{_checked_nonce(nonce)}"
         self.refunds.append(
             Refund(
                 refund_id=refund_id,
@@ -581,3 +589,17 @@ def invariant_violations(order: Order) -> list[str]:
         ):
             problems.append(f"attempt {attempt.attempt_id} marked refunded without a refund")
     return problems
+
+
+NONCE_LENGTH = 6
+
+
+def _compact(order_id: str) -> str:
+    """The order id's letters and digits, at most 20 (its random tail)."""
+    return "".join(c for c in order_id if c.isascii() and c.isalnum())[-20:]
+
+
+def _checked_nonce(nonce: str) -> str:
+    if len(nonce) != NONCE_LENGTH or not (nonce.isascii() and nonce.isalnum()):
+        raise ValueError(f"nonce must be {NONCE_LENGTH} letters or digits, got {nonce!r}")
+    return nonce

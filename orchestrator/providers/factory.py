@@ -56,6 +56,7 @@ def build_providers(config: Config, keys_dir: Path) -> Providers:
             clients[Channel.UNIONPAY],
             provider_keys(keys_dir, "unionpay").for_merchant(),
             unionpay.merchant_id,
+            unionpay.notify_url,
         ),
     }
     measured: dict[Channel, PaymentProvider] = {

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from orchestrator.domain.money import to_yuan
-from orchestrator.sandbox.bank import Refund, Trade, TradeState
+from orchestrator.sandbox.bank import Refund, RefundState, Trade, TradeState
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 PAID_STATES = (TradeState.SUCCESS, TradeState.REFUND, TradeState.REVOKED)
@@ -41,7 +41,7 @@ def _payments(trades: Iterable[Trade], day: date) -> Iterator[Trade]:
 def _refunds(trades: Iterable[Trade], day: date) -> Iterator[tuple[Trade, Refund]]:
     for trade in trades:
         for refund in trade.refunds:
-            if _on(refund.at, day):
+            if refund.state is RefundState.SUCCESS and _on(refund.at, day):
                 yield trade, refund
 
 

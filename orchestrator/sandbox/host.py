@@ -50,6 +50,7 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway]:
         confirm_after_s=sandbox.confirm_after_s,
         slow_query_s=sandbox.slow_query_s,
         hang_s=sandbox.hang_s,
+        refund_processing_s=sandbox.refund_processing_s,
     )
     providers = config.providers
     return {

@@ -5,6 +5,7 @@ The recorder applies every event to a real Order, so an illegal sequence fails h
 
 import asyncio
 from dataclasses import replace
+from datetime import date
 
 import pytest
 
@@ -15,8 +16,10 @@ from orchestrator.providers.port import (
     PayCall,
     ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
     ReverseAnswer,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
 )
 from orchestrator.providers.sandbox_provider import SandboxProvider
@@ -49,6 +52,7 @@ async def test_every_behaviour_ends_where_domain_md_says(channel: Channel, endin
                 AttemptState.SUBMITTED,
                 clock.now_ms(),
                 call_for(attempt_id, code(channel, ending)),
+                8000,
             )
         ),
         timeout=10,
@@ -72,7 +76,7 @@ async def test_resuming_an_attempt_whose_pay_never_left_closes_the_trade() -> No
     driver = AttemptDriver(
         SandboxProvider(Channel.WECHAT, bank), CONFIG.playbook(Channel.WECHAT), clock, recorded
     )
-    await driver.run(Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), None))
+    await driver.run(Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), None, 8000))
     assert recorded.events == [AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED]
     trade = bank.trade(attempt_id)
     assert trade is not None and trade.state.value == "CLOSED"
@@ -89,7 +93,7 @@ async def test_resuming_a_payer_still_confirming_queries_first_and_never_pays_ag
         SandboxProvider(Channel.ALIPAY, bank), CONFIG.playbook(Channel.ALIPAY), clock, recorded
     )
     started = recorded.order.attempts[-1].created_at
-    await driver.run(Ticket(attempt_id, AttemptState.AWAITING_PAYER, started, None))
+    await driver.run(Ticket(attempt_id, AttemptState.AWAITING_PAYER, started, None, 8000))
     assert recorded.events[-1] is AttemptEvent.PAID
     assert len(bank.trades()) == 1
 
@@ -102,13 +106,19 @@ class Unreachable:
     async def pay(self, call: PayCall) -> TradeAnswer:
         raise ProviderUnavailable("503")
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
+    async def query(self, trade: TradeRef) -> TradeAnswer:
         raise ProviderUnavailable("503")
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         raise ProviderUnavailable("503")
 
-    async def refund(self, a: str, b: str, c: int, d: int) -> RefundAnswer:
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        raise ProviderUnavailable("503")
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        raise ProviderUnavailable("503")
+
+    async def bill(self, day: date) -> bytes:
         raise ProviderUnavailable("503")
 
 
@@ -120,7 +130,13 @@ async def test_an_unreachable_provider_still_ends_the_attempt_in_bounded_time() 
     driver = AttemptDriver(Unreachable(), playbook, clock, recorded)
     await asyncio.wait_for(
         driver.run(
-            Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"))
+            Ticket(
+                attempt_id,
+                AttemptState.SUBMITTED,
+                clock.now_ms(),
+                call_for(attempt_id, "x"),
+                8000,
+            )
         ),
         timeout=20,
     )
@@ -147,6 +163,7 @@ async def test_the_reversal_waits_for_reverse_not_before() -> None:
             AttemptState.SUBMITTED,
             started,
             call_for(attempt_id, code(Channel.WECHAT, "2222")),
+            8000,
         )
     )
     trade = bank.trade(attempt_id)
