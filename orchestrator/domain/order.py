@@ -235,6 +235,10 @@ class Order:
                 return refund
         raise FailedPrecondition(f"order {self.order_id} has no refund {refund_id}")
 
+    def automatic_refunds(self, attempt_id: str) -> list[Refund]:
+        """The tries to give back a late success of `attempt_id`, oldest first."""
+        return [r for r in self.refunds if r.automatic and r.attempt_id == attempt_id]
+
     def pending_refunds(self) -> list[Refund]:
         return [r for r in self.refunds if r.state is RefundState.PENDING]
 
@@ -347,14 +351,16 @@ class Order:
 
     def _late_success(self, attempt: Attempt, now: int, trade_no: str, reason: str) -> Change:
         """An attempt that ended unpaid turned out paid: its money goes back (invariant 3)."""
-        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in self.refunds):
+        earlier = self.automatic_refunds(attempt.attempt_id)
+        if any(r.state is not RefundState.FAILED for r in earlier):
             raise FailedPrecondition(f"attempt {attempt.attempt_id} is already being refunded")
         attempt.follow_up = False
         if trade_no:
             attempt.provider_trade_no = trade_no
-        # One automatic refund per attempt: found again after a lost write, it is the
-        # same refund of the same money, so the same number is right.
-        refund_id = f"{attempt.attempt_id}L"
+        # The k-th try to give this attempt's money back: after a lost write it is found
+        # again as the same refund of the same money, so the same number is right; a try
+        # after a refused one gets a new number.
+        refund_id = f"{attempt.attempt_id}L{len(earlier) + 1}"
         self.refunds.append(
             Refund(
                 refund_id=refund_id,

@@ -510,7 +510,8 @@ class ServicePointCore:
 
     def _settle_late_success(self, job: _Job, command: SettleLateSuccess, order: Order) -> Result:
         attempt = order.attempt(command.attempt_id)
-        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in order.refunds):
+        tries = order.automatic_refunds(attempt.attempt_id)
+        if any(r.state is not RefundState.FAILED for r in tries):
             return Done(_snapshot(order))  # already being (or been) given back
         if attempt.state is AttemptState.SUCCEEDED:
             raise FailedPrecondition(f"attempt {attempt.attempt_id} is the order's payment")

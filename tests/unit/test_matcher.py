@@ -109,6 +109,24 @@ def test_a_late_success_already_refunded_is_explained() -> None:
     assert result.refunds_matched_count == 1 and result.explained
 
 
+def test_a_late_success_not_yet_refunded_stays_a_difference_to_heal() -> None:
+    """Pending or refused, its money is not back: never "explained", healed again."""
+    late = order("O1", AttemptEvent.DECLINED)
+    late.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON)
+    [pending] = match(Channel.WECHAT, DAY, [row("O1P1AAAAAA")], [late], ZONE).differences
+    assert pending.heal and pending.refund_tries == 1 and "PENDING" in pending.detail
+    late.record_refund(late.refunds[0].refund_id, succeeded=False, now=NOON, reason="NOT_ENOUGH")
+    [refused] = match(Channel.WECHAT, DAY, [row("O1P1AAAAAA")], [late], ZONE).differences
+    assert refused.heal and refused.refund_tries == 1 and "FAILED" in refused.detail
+    # The heal's next try is another refund with a number of its own.
+    late.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON + 1)
+    first, second = late.refunds
+    assert second.automatic and second.refund_id != first.refund_id
+    late.record_refund(second.refund_id, succeeded=True, now=NOON + 2)
+    rows = [row("O1P1AAAAAA"), row("O1P1AAAAAA", refund=second.refund_id)]
+    assert match(Channel.WECHAT, DAY, rows, [late], ZONE).differences == []
+
+
 def test_refund_differences() -> None:
     paid = order("O1", AttemptEvent.PAID)
     for amount in (1000, 2000):

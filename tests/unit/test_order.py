@@ -208,6 +208,8 @@ def test_a_late_success_is_refunded_and_marked() -> None:
     with pytest.raises(FailedPrecondition, match="already being refunded"):
         order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 5)
     changes = order.record_refund(auto.refund_id, succeeded=True, now=NOW + 6)
+    with pytest.raises(FailedPrecondition, match="cannot take LATE_SUCCESS"):
+        order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 7)  # given back once
     assert len(changes) == 2
     assert order.attempt(first).state is AttemptState.LATE_SUCCESS_REFUNDED
     assert order.state is OrderState.PAID and order.refunded_fen == 0
