@@ -67,6 +67,9 @@ class Settings:
     # A refund still waiting for the provider's final word after this long is reported
     # (windowpay_refunds_overdue, alert RefundPendingTooLong). It stays pending.
     refund_pending_alert_s: float = 3600.0
+    # The embedded Redis's fsync policy: "always" (no acknowledged write is ever lost)
+    # or "everysec" (the last second may be lost in a power cut).
+    redis_appendfsync: str = "always"
     batch_max: int = 256
     batches_in_flight: int = 2
     metrics_host: str = "127.0.0.1"
@@ -225,12 +228,15 @@ def _settings(t: _Table) -> Settings:
         refund_pending_alert_s=t.number(
             "refund_pending_alert_s", base.refund_pending_alert_s, minimum=0.001
         ),
+        redis_appendfsync=t.get("redis_appendfsync", str, base.redis_appendfsync),
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
         metrics_host=t.get("metrics_host", str, base.metrics_host),
         metrics_port=t.get("metrics_port", int, base.metrics_port),
         log_level=t.get("log_level", str, base.log_level),
     )
+    if settings.redis_appendfsync not in ("always", "everysec"):
+        raise t.fail("redis_appendfsync", "must be always or everysec")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise t.fail("log_level", "must be debug, info, warning or error")
     try:
