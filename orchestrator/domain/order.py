@@ -547,7 +547,7 @@ class Order:
 
 
 def invariant_violations(order: Order) -> list[str]:
-    """The invariants of DOMAIN.md §4 that one order must satisfy on its own."""
+    """The invariants of docs/DOMAIN.md §4 that one order must satisfy on its own."""
     problems = []
     if order.amount_fen != sum(line.amount_fen for line in order.lines):
         problems.append("amount differs from the sum of its lines")

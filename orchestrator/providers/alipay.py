@@ -5,6 +5,7 @@ verified over the raw JSON text of their *_response member."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -64,6 +65,7 @@ REFUND_DECLINED = frozenset(
     }
 )
 DOWNLOAD_TIMEOUT_S = 60.0
+OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 def raw_member(text: str, name: str) -> str | None:
@@ -116,6 +118,8 @@ class Alipay(Adapter):
     channel = Channel.ALIPAY
 
     async def pay(self, call: PayCall) -> TradeAnswer:
+        if not OUT_TRADE_NO.match(call.out_trade_no):
+            raise ProviderRejected(f"out_trade_no {call.out_trade_no!r}: letters, digits, _ only")
         answer = await self._call(
             "alipay.trade.pay",
             {

@@ -1,4 +1,4 @@
-"""Parsers for the providers' daily bills, each in its real format (DOMAIN.md §5), into
+"""Parsers for the providers' daily bills, each in its real format (docs/DOMAIN.md §6), into
 one row type: a payment (money in) or a refund (money back) with its merchant-side ids.
 
 A bill that contradicts itself (its summary disagrees with its rows) or cannot be read

@@ -1,4 +1,4 @@
-"""Matching one provider's bill for one day with windowpay's records (DOMAIN.md §4,
+"""Matching one provider's bill for one day with windowpay's records (docs/DOMAIN.md §4,
 invariant 7). Pure: it decides, the job acts.
 
 Payment rows are matched by out_trade_no (the attempt id), refund rows by

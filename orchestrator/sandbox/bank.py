@@ -1,4 +1,4 @@
-"""One provider's sandbox ledger and the behaviours of docs/DOMAIN.md ("Sandbox behaviours").
+"""One provider's sandbox ledger and the behaviours of docs/DOMAIN.md §7.
 
 The auth code's last four digits choose what happens, like a test card number. The bank
 is protocol-neutral: it answers in BankReply values that the in-process adapter and the

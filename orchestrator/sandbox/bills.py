@@ -1,4 +1,4 @@
-"""Daily bills from a sandbox ledger, in each provider's own format (DOMAIN.md §5):
+"""Daily bills from a sandbox ledger, in each provider's own format (docs/DOMAIN.md §6):
 
 * WeChat: CSV, every field prefixed with a backtick, a header row, data rows, then a
   summary header and one summary row; CRLF lines; amounts in yuan.

@@ -327,9 +327,11 @@ async def test_a_unionpay_query_at_the_wrong_time_finds_nothing(world: World) ->
     assert (await provider.query(sale.trade)).status is TradeStatus.PAID
 
 
-async def test_unionpay_refuses_order_numbers_it_would_not_accept(world: World) -> None:
+async def test_adapters_refuse_trade_numbers_their_gateway_would_not_accept(world: World) -> None:
     with pytest.raises(ProviderRejected, match="8-40 letters or digits"):
         await world.providers[Channel.UNIONPAY].pay(call("SP01-ABC-1", Channel.UNIONPAY))
+    with pytest.raises(ProviderRejected, match="letters, digits, _ only"):
+        await world.providers[Channel.ALIPAY].pay(call("SP01-ABC-1", Channel.ALIPAY))
 
 
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)

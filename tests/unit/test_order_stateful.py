@@ -1,4 +1,4 @@
-"""Random event sequences against one order: the invariants of DOMAIN.md §4 hold after
+"""Random event sequences against one order: the invariants of docs/DOMAIN.md §4 hold after
 every step, refused steps change nothing, and the journal's versions stay gap-free."""
 
 from hypothesis import settings
