@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import zipfile
@@ -104,7 +105,10 @@ def wechat_trade_bill(trades: list[Trade], day: date, appid: str, mchid: str) ->
 
 
 def _ticked(fields: list[str]) -> str:
-    return ",".join(f"`{field}" for field in fields)
+    """One bill line: every field with its backtick, quoted when it holds a comma."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(f"`{field}" for field in fields)
+    return line.getvalue()
 
 
 # ---- Alipay ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY
 
 from orchestrator.config import Config
@@ -287,11 +288,13 @@ class Recording(HttpClient):
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url)
         self.sent: list[dict[str, str]] = []
+        self.timeouts: list[tuple[str, object]] = []
 
     async def request(self, method: str, target: str, **kwargs: object) -> HttpAnswer:  # type: ignore[override]
         body = kwargs.get("body")
         if isinstance(body, bytes):
             self.sent.append(dict(parse_qsl(body.decode())))
+        self.timeouts.append((target, kwargs.get("timeout_s")))
         return await super().request(method, target, **kwargs)  # type: ignore[arg-type]
 
 
@@ -379,3 +382,42 @@ def _mismatches(channel: Channel) -> float:
         {"provider": channel.value, "operation": "pay"},
     )
     return value or 0.0
+
+
+@pytest.mark.parametrize("channel", [Channel.WECHAT, Channel.ALIPAY])
+async def test_every_bill_download_has_a_timeout(world: World, channel: Channel) -> None:
+    providers = build_providers(world.config, world.keys_dir)
+    adapter = providers[channel].inner  # type: ignore[attr-defined]
+    client = Recording(world.config.providers[channel].base_url)
+    adapter._http = client
+    try:
+        await adapter.bill(TODAY)
+    finally:
+        await client.close()
+        await providers.close()
+    [(url, timeout)] = [(t, s) for t, s in client.timeouts if "://" in t]  # the file itself
+    assert isinstance(timeout, float) and 0 < timeout <= 120, url
+
+
+async def test_a_download_that_hangs_ends_at_its_timeout() -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(6)  # far past the client's timeout
+        return web.Response(text="too late")
+
+    app = web.Application()
+    app.router.add_get("/bill", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = HttpClient(f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutcomeUnknown):
+            await client.request("GET", "/bill", timeout_s=0.3)
+        took = time.monotonic() - started
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert took < 5  # the server would have answered after 6 s
