@@ -676,14 +676,25 @@ class ServicePointCore:
             await self._commit.durable()
             _observe_refund(live, live.refund(refund_id))
 
-        overdue = REFUNDS_OVERDUE.labels(attempt.channel.value)
+        gauge = REFUNDS_OVERDUE.labels(attempt.channel.value)
+
+        def overdue(on: bool) -> None:
+            if on:
+                gauge.inc()
+                log.warning(
+                    "refund still pending at the provider past refund_pending_alert_s",
+                    extra={"order_id": order_id, "refund_id": refund_id},
+                )
+            else:
+                gauge.dec()
+
         driver = RefundDriver(
             self._providers[attempt.channel],
             self._config.playbook(attempt.channel),
             self._clock,
             record,
             alert_after_s=self._settings.refund_pending_alert_s * self._settings.time_scale,
-            overdue=lambda on: overdue.inc() if on else overdue.dec(),
+            overdue=overdue,
         )
         paid = TradeRef(
             attempt.attempt_id, attempt.amount_fen, attempt.created_at, attempt.provider_trade_no
