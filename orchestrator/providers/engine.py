@@ -101,7 +101,9 @@ class AttemptDriver:
                 )
                 await self._record(AttemptEvent.NO_ANSWER, reason=why)
                 state = AttemptState.UNKNOWN
-                if self._playbook.no_answer is NoAnswer.REVERSE and not refused:
+                if self._playbook.no_answer is NoAnswer.REVERSE:
+                    # UnionPay: any sale without a clear answer is reversed (冲正) before
+                    # the window's next sale, even one that seemed never to arrive.
                     await self._reverse(ticket, already_recorded=False, why=why)
                     return
         await self._poll(ticket, state, refused)

@@ -18,6 +18,7 @@ from orchestrator.providers.port import (
     RefundAnswer,
     RefundCall,
     ReverseAnswer,
+    ReverseStatus,
     TradeAnswer,
     TradeRef,
     TradeStatus,
@@ -171,3 +172,54 @@ async def test_the_reversal_waits_for_reverse_not_before() -> None:
     assert trade.closed_at * 1000 - started >= playbook.reverse_not_before_s * 1000
     assert recorded.events[-1] is AttemptEvent.REVERSED
     assert TradeStatus.CLOSED  # the answer kind the adapter gives for a closed trade
+
+
+class NeverReached:
+    """Every pay is refused at the connection (it never arrived); queries find nothing."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.pays = 0
+        self.reversals = 0
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        self.pays += 1
+        raise ProviderUnavailable("connection refused")
+
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        return TradeAnswer(TradeStatus.NOT_FOUND)
+
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        self.reversals += 1
+        return ReverseAnswer(ReverseStatus.DONE)
+
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        raise AssertionError("no refund here")
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        raise AssertionError("no refund here")
+
+    async def bill(self, day: date) -> bytes:
+        raise AssertionError("no bill here")
+
+
+@pytest.mark.parametrize(
+    ("channel", "ending"),
+    [(Channel.WECHAT, AttemptState.FAILED), (Channel.UNIONPAY, AttemptState.REVERSED)],
+)
+async def test_a_pay_that_never_arrived(channel: Channel, ending: AttemptState) -> None:
+    """Resent as the playbook allows; then WeChat (query, nothing there) ends it failed,
+    while UnionPay reverses it anyway before the window's next sale."""
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(channel)
+    provider = NeverReached(channel)
+    playbook = CONFIG.playbook(channel)
+    driver = AttemptDriver(provider, playbook, clock, recorded)
+    ticket = Ticket(
+        attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"), 8000
+    )
+    await asyncio.wait_for(driver.run(ticket), timeout=10)
+    assert recorded.order.attempts[-1].state is ending
+    assert provider.pays == playbook.pay_retries + 1
+    assert provider.reversals == (1 if channel is Channel.UNIONPAY else 0)
