@@ -365,7 +365,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"20 service points on {actors} actor(s)",
             flush=True,
         )
-        service = {"batch_max": 1, "batches_in_flight": 1024} if args.no_coalescing else {}
+        service: dict[str, Any] = {"redis_appendfsync": args.appendfsync}
+        if args.no_coalescing:
+            service.update(batch_max=1, batches_in_flight=1024)
         payments, half, rss = await bench_payments(
             levels, args.seconds, args.per_actor, service, workdir
         )
@@ -385,6 +387,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "concurrency": top,
                 "service_points_per_actor": args.per_actor,
                 "coalescing": not args.no_coalescing,
+                "appendfsync": args.appendfsync,
                 "echo_calls_per_s": round(echo[top].rate, 1),
                 "payments_per_s": round(payments[top].rate, 1),
                 "ratio": round(ratio, 3),
@@ -446,6 +449,10 @@ def main() -> None:
         help="one Ray call per command, as many in flight as asked (to measure batching)",
     )  # fmt: skip
     parser.add_argument("--no-large", action="store_true", help="skip the large deployment")
+    parser.add_argument(
+        "--appendfsync", choices=("always", "everysec"), default="always",
+        help="the embedded Redis's fsync policy (default always, as served)",
+    )  # fmt: skip
     args = parser.parse_args()
     figures = asyncio.run(run(args))
     if args.json:

@@ -92,11 +92,13 @@ async def start_service(
     try:
         redis_url = redis_url or os.environ.get("REDIS_URL")
         if redis_url is None:
-            embedded = EmbeddedRedis(data_dir / "redis")
+            embedded = EmbeddedRedis(
+                data_dir / "redis", appendfsync=config.settings.redis_appendfsync
+            )
             redis_url = embedded.start()
             stack.callback(embedded.stop)
-            log.info("embedded Redis (append-only) listening on %s, data in %s",
-                     redis_url, embedded.data_dir)  # fmt: skip
+            log.info("embedded Redis (append-only, fsync %s) listening on %s, data in %s",
+                     embedded.appendfsync, redis_url, embedded.data_dir)  # fmt: skip
         keys_dir = (data_dir / config.keys_dir).resolve()
         if not join:
             ensure_receipt_secret(keys_dir)

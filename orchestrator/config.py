@@ -64,6 +64,12 @@ class Settings:
     service_points_per_actor: int = 1
     time_scale: float = 1.0
     expiry_sweep_interval_s: float = 60.0
+    # A refund still waiting for the provider's final word after this long is reported
+    # (windowpay_refunds_overdue, alert RefundPendingTooLong). It stays pending.
+    refund_pending_alert_s: float = 3600.0
+    # The embedded Redis's fsync policy: "always" (no acknowledged write is ever lost)
+    # or "everysec" (the last second may be lost in a power cut).
+    redis_appendfsync: str = "always"
     batch_max: int = 256
     batches_in_flight: int = 2
     metrics_host: str = "127.0.0.1"
@@ -80,6 +86,7 @@ class SandboxSettings:
     confirm_after_s: float = 8.0  # 1111: the payer confirms after this long
     slow_query_s: float = 2.0  # 7777: every query answers after this long
     hang_s: float = 90.0  # 5555: the pay call answers after this long (past any timeout)
+    refund_processing_s: float = 20.0  # 2323: every refund stays processing this long
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,17 @@ class ProviderSettings:
     merchant_id: str = ""  # WeChat mchid, Alipay app_id, UnionPay merId
     app_id: str = ""  # WeChat appid
     credentials: Credentials = field(default_factory=Credentials)
+    # UnionPay's backUrl: where the acquirer posts its asynchronous result. windowpay
+    # confirms every sale by query, so it only has to be a URL the acquirer accepts.
+    notify_url: str = ""
 
 
 DEFAULT_PROVIDERS = {
     Channel.WECHAT: ProviderSettings("", "1900000109", "wxd678efh567hg6787"),
     Channel.ALIPAY: ProviderSettings("", "2021000000000001"),
-    Channel.UNIONPAY: ProviderSettings("", "898000000000001"),
+    Channel.UNIONPAY: ProviderSettings(
+        "", "898000000000001", notify_url="http://127.0.0.1:8080/unionpay/back"
+    ),
 }
 
 
@@ -235,12 +247,18 @@ def _settings(t: _Table) -> Settings:
         ),
         time_scale=t.number("time_scale", base.time_scale, minimum=0.0001),
         expiry_sweep_interval_s=t.number("expiry_sweep_interval_s", base.expiry_sweep_interval_s),
+        refund_pending_alert_s=t.number(
+            "refund_pending_alert_s", base.refund_pending_alert_s, minimum=0.001
+        ),
+        redis_appendfsync=t.get("redis_appendfsync", str, base.redis_appendfsync),
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
         metrics_host=t.get("metrics_host", str, base.metrics_host),
         metrics_port=t.get("metrics_port", int, base.metrics_port),
         log_level=t.get("log_level", str, base.log_level),
     )
+    if settings.redis_appendfsync not in ("always", "everysec"):
+        raise t.fail("redis_appendfsync", "must be always or everysec")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise t.fail("log_level", "must be debug, info, warning or error")
     try:
@@ -374,6 +392,7 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
             merchant_id=t.get("merchant_id", str, default.merchant_id),
             app_id=t.get("app_id", str, default.app_id),
             credentials=_credentials(t),
+            notify_url=t.get("notify_url", str, default.notify_url),
         )
         if not providers[channel].merchant_id:
             raise t.fail("merchant_id", "is required")
@@ -441,6 +460,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
             confirm_after_s=sandbox.number("confirm_after_s", defaults.confirm_after_s),
             slow_query_s=sandbox.number("slow_query_s", defaults.slow_query_s),
             hang_s=sandbox.number("hang_s", defaults.hang_s),
+            refund_processing_s=sandbox.number("refund_processing_s", defaults.refund_processing_s),
         ),
         providers=providers,
         keys_dir=keys_dir,

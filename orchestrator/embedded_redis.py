@@ -19,9 +19,21 @@ def free_port() -> int:
         return port
 
 
+APPENDFSYNC = ("always", "everysec")
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    """`appendfsync always` (the default) makes every acknowledged write durable on disk
+    before Redis answers: the actors' group commit turns many changes into one write,
+    so it costs little (docs/PERFORMANCE.md). `everysec` may lose the last second."""
+
+    def __init__(
+        self, data_dir: Path, port: int | None = None, appendfsync: str = "always"
+    ) -> None:
+        if appendfsync not in APPENDFSYNC:
+            raise ValueError(f"appendfsync must be one of {APPENDFSYNC}, got {appendfsync!r}")
         self.data_dir = data_dir
+        self.appendfsync = appendfsync
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -40,7 +52,7 @@ class EmbeddedRedis:
                 "--port", str(self.port),
                 "--dir", str(self.data_dir.resolve()),
                 "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                "--appendfsync", self.appendfsync,
                 "--save", "",
                 "--logfile", "redis.log",
                 "--daemonize", "no",

@@ -137,6 +137,18 @@ PROVIDER_ERRORS = Counter(
     "(unavailable, unknown, rejected, timeout).",
     ["provider", "operation", "kind"],
 )
+ANSWER_MISMATCHES = Counter(
+    "windowpay_provider_answer_mismatches_total",
+    "Verified provider answers ignored because they name another trade, refund, amount "
+    "or merchant than the request did, by provider and operation.",
+    ["provider", "operation"],
+)
+REFUNDS_OVERDUE = Gauge(
+    "windowpay_refunds_overdue",
+    "Refunds still pending longer than refund_pending_alert_s, by provider: each waits "
+    "for the provider's final word, and a person should look.",
+    ["provider"],
+)
 ACTOR_SUBMITS = Counter(
     "windowpay_actor_commands_total",
     "Commands received by service-point actors, by command.",
@@ -144,8 +156,8 @@ ACTOR_SUBMITS = Counter(
 )
 
 PROVIDERS = ("WECHAT", "ALIPAY", "UNIONPAY")
-OPERATIONS = ("pay", "query", "reverse", "refund", "bill")
-ERROR_KINDS = ("unavailable", "unknown", "rejected", "timeout")
+OPERATIONS = ("pay", "query", "reverse", "refund", "refund_query", "bill")
+ERROR_KINDS = ("unavailable", "unknown", "rejected", "timeout", "mismatch")
 COMMANDS = ("CreateOrder", "Pay", "CancelOrder", "Refund", "SettleLateSuccess")
 
 
@@ -156,9 +168,11 @@ def start_at_zero() -> None:
         REDIS_ERRORS.labels(operation)
     for provider in PROVIDERS:
         LATE_SUCCESSES.labels(provider)
+        REFUNDS_OVERDUE.labels(provider)
         for outcome in ("done", "abandoned"):
             REVERSALS.labels(provider, outcome)
         for operation in OPERATIONS:
+            ANSWER_MISMATCHES.labels(provider, operation)
             for kind in ERROR_KINDS:
                 PROVIDER_ERRORS.labels(provider, operation, kind)
     for command in COMMANDS:

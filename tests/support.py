@@ -12,13 +12,19 @@ from typing import Any, TypeVar
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.order import Order
-from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
+from orchestrator.domain.states import (
+    AttemptEvent,
+    AttemptState,
+    Channel,
+    OrderState,
+    RefundState,
+)
 from orchestrator.pos import sandbox_code
 from orchestrator.providers.engine import SystemClock
 
 T = TypeVar("T")
 
-# Where each sandbox behaviour (DOMAIN.md §6) must end, per channel: (order, attempt).
+# Where each sandbox behaviour (docs/DOMAIN.md) must end, per channel: (order, attempt).
 PAID = (OrderState.PAID, AttemptState.SUCCEEDED)
 REVERSED = (OrderState.AWAITING_PAYMENT, AttemptState.REVERSED)
 FAILED = (OrderState.AWAITING_PAYMENT, AttemptState.FAILED)
@@ -30,10 +36,25 @@ EXPECTED: dict[str, dict[Channel, tuple[OrderState, AttemptState]]] = {
     # UnionPay answers a sale without a clear answer with a reversal (冲正), never a query.
     "4444": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
     "5555": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
-    "6666": dict.fromkeys(Channel, FAILED),
+    # An unsigned 5xx may hide a payment: query, then reverse (the trade number is closed).
+    "6666": dict.fromkeys(Channel, REVERSED),
     "7777": dict.fromkeys(Channel, PAID),
     "8888": dict.fromkeys(Channel, REVERSED),
     "9999": dict.fromkeys(Channel, FAILED),
+    # Paid behind an unsigned 503 (a resend: "already paid"); a signed answer about another
+    # trade. The query decides; UnionPay reverses the sale it got no answer to.
+    "1212": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
+    "1313": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
+    # Pay at once; their refunds behave as REFUND_EXPECTED says.
+    "2323": dict.fromkeys(Channel, PAID),
+    "2424": dict.fromkeys(Channel, PAID),
+    "2525": dict.fromkeys(Channel, PAID),
+}
+# Where a refund of a payment made with each code ending must end (the others: SUCCEEDED).
+REFUND_EXPECTED = {
+    "2323": RefundState.SUCCEEDED,  # after ~20 s (scaled) of PENDING, amount reserved
+    "2424": RefundState.SUCCEEDED,  # first answer lost, resend "already refunded"
+    "2525": RefundState.FAILED,  # a final business refusal: the amount is released
 }
 PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
 
@@ -83,6 +104,16 @@ def new_id(prefix: str = "r") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
+def nonce() -> str:
+    """The random part of a provider-facing id, as the service point draws it."""
+    return uuid.uuid4().hex[:6].upper()
+
+
+def provider_id(prefix: str = "P") -> str:
+    """A unique out_trade_no / out_refund_no every channel accepts (8-40 letters, digits)."""
+    return f"{prefix}{uuid.uuid4().hex[:20]}"
+
+
 def code(channel: Channel, ending: str = "0000") -> str:
     return "" if channel is Channel.CASH else sandbox_code(channel.value.lower(), ending)
 
@@ -122,7 +153,7 @@ class Recorded:
         self.events: list[AttemptEvent] = []
 
     def start(self, channel: Channel) -> str:
-        attempt_id = self.order.next_attempt_id()
+        attempt_id = self.order.next_attempt_id(nonce())
         self.order.start_attempt(
             attempt_id=attempt_id, channel=channel, terminal_id="T", request_id="r",
             now=self.clock.now_ms(),

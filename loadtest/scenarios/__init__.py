@@ -22,7 +22,7 @@ class Scenario:
     name: str
     description: str
     stages: tuple[Stage, ...]
-    # channel -> weight; auth-code ending -> weight (DOMAIN.md §6 behaviours)
+    # channel -> weight; auth-code ending -> weight (docs/DOMAIN.md §7 behaviours)
     channels: dict[str, float] = field(
         default_factory=lambda: {"wechat": 55, "alipay": 30, "unionpay": 10, "cash": 5}
     )
@@ -36,7 +36,7 @@ class Scenario:
     max_p99_ms: float = 5_000.0
 
 
-# A vehicle office's day: plates, licences, exams (DOMAIN.md §3), roughly as often
+# A vehicle office's day: plates, licences, exams (docs/DOMAIN.md §3), roughly as often
 # as they come to the windows.
 FEE_MIX: list[tuple[list[tuple[str, int]], float]] = [
     ([("PLT-AUTO", 1), ("DOC-VLIC", 1), ("DOC-REG", 1)], 25),  # a new car registered

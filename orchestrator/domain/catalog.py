@@ -1,4 +1,4 @@
-"""The official fee catalog (DOMAIN.md §3) and server-side pricing.
+"""The official fee catalog (docs/DOMAIN.md §3) and server-side pricing.
 
 Catalogs are versioned by the date they take effect; an order is priced with the
 catalog in force on the local day it is created. Nobody types an amount.
@@ -86,7 +86,7 @@ class FeeSchedule:
 
 
 def price_lines(catalog: Catalog, requested: Sequence[RequestedLine]) -> tuple[PricedLine, ...]:
-    """Price the lines from the catalog, refusing anything DOMAIN.md §3 forbids."""
+    """Price the lines from the catalog, refusing anything docs/DOMAIN.md §3 forbids."""
     if not 1 <= len(requested) <= MAX_LINES:
         raise InvalidArgument(f"an order needs 1 to {MAX_LINES} lines, got {len(requested)}")
     seen: set[str] = set()

@@ -222,14 +222,22 @@ class Order:
                 return attempt
         return None
 
-    def next_attempt_id(self) -> str:
-        return f"{self.order_id}-{len(self.attempts) + 1}"
+    def next_attempt_id(self, nonce: str) -> str:
+        """The next attempt's id, which is also its out_trade_no / orderId at the
+        provider: letters and digits only (what every channel accepts), at most 29
+        characters, and never reused even if the store lost its last writes, thanks to
+        the caller's random `nonce`."""
+        return f"{_compact(self.order_id)}P{len(self.attempts) + 1}{_checked_nonce(nonce)}"
 
     def refund(self, refund_id: str) -> Refund:
         for refund in self.refunds:
             if refund.refund_id == refund_id:
                 return refund
         raise FailedPrecondition(f"order {self.order_id} has no refund {refund_id}")
+
+    def automatic_refunds(self, attempt_id: str) -> list[Refund]:
+        """The tries to give back a late success of `attempt_id`, oldest first."""
+        return [r for r in self.refunds if r.automatic and r.attempt_id == attempt_id]
 
     def pending_refunds(self) -> list[Refund]:
         return [r for r in self.refunds if r.state is RefundState.PENDING]
@@ -343,12 +351,16 @@ class Order:
 
     def _late_success(self, attempt: Attempt, now: int, trade_no: str, reason: str) -> Change:
         """An attempt that ended unpaid turned out paid: its money goes back (invariant 3)."""
-        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in self.refunds):
+        earlier = self.automatic_refunds(attempt.attempt_id)
+        if any(r.state is not RefundState.FAILED for r in earlier):
             raise FailedPrecondition(f"attempt {attempt.attempt_id} is already being refunded")
         attempt.follow_up = False
         if trade_no:
             attempt.provider_trade_no = trade_no
-        refund_id = f"{attempt.attempt_id}-R{len(self.refunds) + 1}"
+        # The k-th try to give this attempt's money back: after a lost write it is found
+        # again as the same refund of the same money, so the same number is right; a try
+        # after a refused one gets a new number.
+        refund_id = f"{attempt.attempt_id}L{len(earlier) + 1}"
         self.refunds.append(
             Refund(
                 refund_id=refund_id,
@@ -376,9 +388,11 @@ class Order:
         terminal_id: str,
         request_id: str,
         now: int,
+        nonce: str,
     ) -> Change:
         """Give back part or all of the order's payment; the money is reserved at once so
-        that refunds under way together never exceed what was paid."""
+        that refunds under way together never exceed what was paid. The refund's id is
+        its out_refund_no: the random `nonce` keeps it unique even after a lost write."""
         if self.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
             raise FailedPrecondition(f"order {self.order_id} is {self.state}; nothing to refund")
         if not 0 < amount_fen <= self.refundable_fen:
@@ -386,7 +400,7 @@ class Order:
                 f"refund of {amount_fen} fen refused: {self.refundable_fen} fen of order "
                 f"{self.order_id} can still be refunded"
             )
-        refund_id = f"{self.paid_by}-R{len(self.refunds) + 1}"
+        refund_id = f"{self.paid_by}R{len(self.refunds) + 1}{_checked_nonce(nonce)}"
         self.refunds.append(
             Refund(
                 refund_id=refund_id,
@@ -533,7 +547,7 @@ class Order:
 
 
 def invariant_violations(order: Order) -> list[str]:
-    """The invariants of DOMAIN.md §4 that one order must satisfy on its own."""
+    """The invariants of docs/DOMAIN.md §4 that one order must satisfy on its own."""
     problems = []
     if order.amount_fen != sum(line.amount_fen for line in order.lines):
         problems.append("amount differs from the sum of its lines")
@@ -581,3 +595,17 @@ def invariant_violations(order: Order) -> list[str]:
         ):
             problems.append(f"attempt {attempt.attempt_id} marked refunded without a refund")
     return problems
+
+
+NONCE_LENGTH = 6
+
+
+def _compact(order_id: str) -> str:
+    """The order id's letters and digits, at most 20 (its random tail)."""
+    return "".join(c for c in order_id if c.isascii() and c.isalnum())[-20:]
+
+
+def _checked_nonce(nonce: str) -> str:
+    if len(nonce) != NONCE_LENGTH or not (nonce.isascii() and nonce.isalnum()):
+        raise ValueError(f"nonce must be {NONCE_LENGTH} letters or digits, got {nonce!r}")
+    return nonce

@@ -1,4 +1,4 @@
-"""States, events and the transition tables of orders and attempts (DOMAIN.md §4).
+"""States, events and the transition tables of orders and attempts (docs/DOMAIN.md §4).
 
 The tables are the single source of truth: every allowed (state, event) pair is listed,
 anything else is an IllegalTransition.

@@ -5,6 +5,7 @@ verified over the raw JSON text of their *_response member."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -12,19 +13,22 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from orchestrator.domain.money import to_yuan
+from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import Adapter
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
     ProviderRejected,
-    ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
+    RefundStatus,
     ReverseAnswer,
     ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
+    check_bound,
 )
 from orchestrator.providers.signing import KeyPair, sign, sorted_pairs, verify
 
@@ -38,6 +42,8 @@ TRADE_STATUS = {
     "WAIT_BUYER_PAY": TradeStatus.CONFIRMING,
     "TRADE_CLOSED": TradeStatus.CLOSED,
 }
+# The allow-list of a pay call's final declines (nothing taken). Any other refusal,
+# ACQ.TRADE_HAS_SUCCESS ("already paid") or an unknown sub_code included, is unknown.
 DECLINED = frozenset(
     {
         "ACQ.PAYMENT_AUTH_CODE_INVALID",
@@ -47,6 +53,19 @@ DECLINED = frozenset(
         "ACQ.BUYER_ENABLE_STATUS_FORBID",
     }
 )
+# A refund's final refusals: nothing was or will be refunded. Anything else is asked again.
+REFUND_DECLINED = frozenset(
+    {
+        "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+        "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+        "ACQ.TRADE_NOT_EXIST",
+        "ACQ.TRADE_STATUS_ERROR",
+        "ACQ.TRADE_NOT_ALLOW_REFUND",
+        "ACQ.REASON_TRADE_BEEN_FREEZEN",
+    }
+)
+DOWNLOAD_TIMEOUT_S = 60.0
+OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 def raw_member(text: str, name: str) -> str | None:
@@ -99,6 +118,8 @@ class Alipay(Adapter[KeyPair]):
     channel = Channel.ALIPAY
 
     async def pay(self, call: PayCall) -> TradeAnswer:
+        if not OUT_TRADE_NO.match(call.out_trade_no):
+            raise ProviderRejected(f"out_trade_no {call.out_trade_no!r}: letters, digits, _ only")
         answer = await self._call(
             "alipay.trade.pay",
             {
@@ -113,14 +134,17 @@ class Alipay(Adapter[KeyPair]):
         )
         code = answer.get("code")
         if code == "10000":
+            _check_trade(answer, call.trade)
             return TradeAnswer(TradeStatus.PAID, answer.get("trade_no", ""))
         if code == "10003":
+            check_bound("out_trade_no", call.out_trade_no, answer.get("out_trade_no"))
             return TradeAnswer(TradeStatus.CONFIRMING, answer.get("trade_no", ""))
         return self._refusal(answer)
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
-        answer = await self._call("alipay.trade.query", {"out_trade_no": out_trade_no})
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        answer = await self._call("alipay.trade.query", {"out_trade_no": trade.out_trade_no})
         if answer.get("code") == "10000":
+            _check_trade(answer, trade)
             state = answer.get("trade_status", "")
             status = TRADE_STATUS.get(state)
             if status is None:
@@ -128,30 +152,56 @@ class Alipay(Adapter[KeyPair]):
             return TradeAnswer(status, answer.get("trade_no", ""), state)
         return self._refusal(answer)
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
-        answer = await self._call("alipay.trade.cancel", {"out_trade_no": out_trade_no})
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        answer = await self._call("alipay.trade.cancel", {"out_trade_no": trade.out_trade_no})
         if answer.get("retry_flag") == "Y":
             return ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y")
         if answer.get("code") == "10000":
             return ReverseAnswer(ReverseStatus.DONE, f"cancelled ({answer.get('action', '')})")
         _fail(answer)
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer:
+    async def refund(self, call: RefundCall) -> RefundAnswer:
         answer = await self._call(
             "alipay.trade.refund",
             {
-                "out_trade_no": out_trade_no,
-                "out_request_no": out_refund_no,
-                "refund_amount": to_yuan(refund_fen),
+                "out_trade_no": call.trade.out_trade_no,
+                "out_request_no": call.out_refund_no,
+                "refund_amount": to_yuan(call.refund_fen),
             },
         )
         if answer.get("code") == "10000":
-            return RefundAnswer(answer.get("trade_no", ""), answer.get("fund_change") == "Y")
-        if answer.get("code") == "40004" and answer.get("sub_code") != "ACQ.SYSTEM_ERROR":
-            return RefundAnswer("", False, str(answer.get("sub_code")))
+            check_bound("out_trade_no", call.trade.out_trade_no, answer.get("out_trade_no"))
+            if answer.get("fund_change") == "Y":
+                return RefundAnswer(RefundStatus.SUCCEEDED, answer.get("trade_no", ""))
+            # N: no money moved by this call, which is also the answer to a resend of a
+            # refund that went through before. Only the refund query tells.
+            return RefundAnswer(RefundStatus.PENDING, reason="fund_change=N")
+        sub_code = str(answer.get("sub_code", ""))
+        if answer.get("code") == "40004" and sub_code in REFUND_DECLINED:
+            return RefundAnswer(RefundStatus.FAILED, reason=sub_code)
+        if answer.get("code") == "40004":
+            return RefundAnswer(RefundStatus.PENDING, reason=sub_code)
         _fail(answer)
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        answer = await self._call(
+            "alipay.trade.fastpay.refund.query",
+            {"out_trade_no": call.trade.out_trade_no, "out_request_no": call.out_refund_no},
+        )
+        if answer.get("code") != "10000":
+            _fail(answer)
+        if not answer.get("out_request_no") and not answer.get("refund_status"):
+            # The documented empty answer: the gateway has no such refund (yet).
+            return RefundAnswer(RefundStatus.NOT_FOUND, reason="no such refund")
+        check_bound("out_request_no", call.out_refund_no, answer.get("out_request_no"))
+        try:
+            amount = from_yuan(str(answer.get("refund_amount", "")))
+        except ValueError:
+            amount = -1
+        check_bound("refund amount", call.refund_fen, amount)
+        if answer.get("refund_status") == "REFUND_SUCCESS":
+            return RefundAnswer(RefundStatus.SUCCEEDED, answer.get("trade_no", ""))
+        return RefundAnswer(RefundStatus.PENDING, reason=str(answer.get("refund_status", "")))
 
     async def precreate(self, out_trade_no: str, amount_fen: int, subject: str) -> str:
         """A QR code (valid 2 h) the payer scans instead of showing a payment code."""
@@ -171,7 +221,9 @@ class Alipay(Adapter[KeyPair]):
         )
         if answer.get("code") != "10000":
             _fail(answer)
-        download = await self._http.request("GET", answer["bill_download_url"])
+        download = await self._http.request(
+            "GET", answer["bill_download_url"], timeout_s=DOWNLOAD_TIMEOUT_S
+        )
         if download.status != 200:
             raise OutcomeUnknown(f"bill download answered {download.status}")
         return download.body
@@ -204,9 +256,8 @@ class Alipay(Adapter[KeyPair]):
             body=body,
             headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
         )
-        if answer.status >= 500:
-            raise ProviderUnavailable(f"{method} answered HTTP {answer.status}")
         if answer.status != 200:
+            # Unsigned, maybe from a proxy in front of a gateway that did the work.
             raise OutcomeUnknown(f"{method} answered HTTP {answer.status}")
         text = answer.body.decode("utf-8", errors="replace")
         name = method.replace(".", "_") + "_response"
@@ -231,6 +282,16 @@ class Alipay(Adapter[KeyPair]):
             if sub_code in DECLINED:
                 return TradeAnswer(TradeStatus.DECLINED, reason=sub_code)
         _fail(answer)
+
+
+def _check_trade(answer: dict[str, Any], trade: TradeRef) -> None:
+    """A trade answer counts only for the trade and amount that were asked."""
+    check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
+    try:
+        amount = from_yuan(str(answer.get("total_amount", "")))
+    except ValueError:
+        amount = -1
+    check_bound("total_amount", trade.amount_fen, amount)
 
 
 def _fail(answer: dict[str, Any]) -> NoReturn:

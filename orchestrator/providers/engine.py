@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,9 +21,13 @@ from orchestrator.providers.port import (
     PayCall,
     PaymentProvider,
     ProviderError,
-    ProviderRejected,
+    ProviderUnavailable,
+    RefundAnswer,
+    RefundCall,
+    RefundStatus,
     ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
 )
 
@@ -56,7 +60,12 @@ class Ticket:
     state: AttemptState
     started_at_ms: int
     call: PayCall | None  # None when resuming after a restart: never pay twice
+    amount_fen: int  # what the pay call asked: an answer naming another amount is ignored
     follow_up: bool = False  # ended unpaid after a reversal was given up: keep watching
+
+    @property
+    def trade(self) -> TradeRef:
+        return TradeRef(self.attempt_id, self.amount_fen, self.started_at_ms)
 
 
 class AttemptDriver:
@@ -85,10 +94,16 @@ class AttemptDriver:
                 await self._record(AttemptEvent.PAYER_CONFIRMING)
                 state = AttemptState.AWAITING_PAYER
             else:
-                why = "provider refused the pay call" if refused else "no answer to the pay call"
+                why = (
+                    "the pay call never got through"
+                    if refused
+                    else "no clear answer to the pay call"
+                )
                 await self._record(AttemptEvent.NO_ANSWER, reason=why)
                 state = AttemptState.UNKNOWN
-                if self._playbook.no_answer is NoAnswer.REVERSE and not refused:
+                if self._playbook.no_answer is NoAnswer.REVERSE:
+                    # UnionPay: any sale without a clear answer is reversed (冲正) before
+                    # the window's next sale, even one that seemed never to arrive.
                     await self._reverse(ticket, already_recorded=False, why=why)
                     return
         await self._poll(ticket, state, refused)
@@ -101,7 +116,7 @@ class AttemptDriver:
             if not (resumed and first):
                 await self._clock.sleep(playbook.query_interval_s)
             first = False
-            answer = await self._query(ticket.attempt_id)
+            answer = await self._query(ticket)
             if answer is not None:
                 if await self._settle(answer):
                     return
@@ -109,7 +124,7 @@ class AttemptDriver:
                     if refused:
                         await self._record(
                             AttemptEvent.DECLINED,
-                            reason="provider refused the pay call and recorded no trade",
+                            reason="the pay call never reached the provider, which has no trade",
                         )
                         return
                     if resumed:
@@ -143,7 +158,7 @@ class AttemptDriver:
         while True:
             try:
                 answer = await asyncio.wait_for(
-                    self._provider.reverse(ticket.attempt_id), playbook.query_timeout_s
+                    self._provider.reverse(ticket.trade), playbook.query_timeout_s
                 )
             except (ProviderError, TimeoutError):
                 answer = None
@@ -165,7 +180,7 @@ class AttemptDriver:
         playbook = self._playbook
         while self._elapsed_s(ticket) < playbook.follow_up_window_s:
             await self._clock.sleep(playbook.follow_up_interval_s)
-            answer = await self._query(ticket.attempt_id)
+            answer = await self._query(ticket)
             if answer is None:
                 continue
             if answer.status is TradeStatus.PAID:
@@ -179,7 +194,7 @@ class AttemptDriver:
                 # The payer is still on it: try once more to close the trade.
                 with contextlib.suppress(ProviderError, TimeoutError):
                     await asyncio.wait_for(
-                        self._provider.reverse(ticket.attempt_id), playbook.query_timeout_s
+                        self._provider.reverse(ticket.trade), playbook.query_timeout_s
                     )
                 continue
             await self._record(
@@ -192,7 +207,10 @@ class AttemptDriver:
         )
 
     async def _pay(self, call: PayCall) -> tuple[TradeAnswer | None, bool]:
-        """The pay call with the documented resends; (answer, refused every time)."""
+        """The pay call; (answer, never got through). Only a call that provably never
+        reached the provider (connection refused) is sent again: any other error, an
+        unsigned 5xx from a proxy included, may hide a payment and leaves it unknown.
+        Only a decline on the channel's allow-list is final (the adapter decides)."""
         playbook = self._playbook
         for attempt in range(playbook.pay_retries + 1):
             try:
@@ -202,19 +220,17 @@ class AttemptDriver:
                 )
             except TimeoutError:
                 return None, False
-            except ProviderRejected as error:
-                return TradeAnswer(TradeStatus.DECLINED, reason=f"refused: {error}"), False
-            except ProviderError as error:
-                if not error.retryable:
-                    return None, False
+            except ProviderUnavailable:
                 if attempt < playbook.pay_retries:
                     await self._clock.sleep(playbook.query_interval_s)
+            except ProviderError:
+                return None, False
         return None, True
 
-    async def _query(self, out_trade_no: str) -> TradeAnswer | None:
+    async def _query(self, ticket: Ticket) -> TradeAnswer | None:
         try:
             return await asyncio.wait_for(
-                self._provider.query(out_trade_no), self._playbook.query_timeout_s
+                self._provider.query(ticket.trade), self._playbook.query_timeout_s
             )
         except (ProviderError, TimeoutError):
             return None
@@ -246,45 +262,70 @@ class RefundRecorder(Protocol):
 @dataclass(frozen=True, slots=True)
 class RefundTicket:
     refund_id: str  # the out_refund_no: resending it never refunds twice
-    attempt_id: str
+    trade: TradeRef  # the paid trade
     amount_fen: int
-    total_fen: int
     created_at_ms: int
 
 
 class RefundDriver:
-    """Sends one refund until the provider answers it, resending the same refund number
-    after any error; gives up only after the channel's reversal window."""
+    """Takes one refund to the provider's final word, however long that takes.
+
+    The refund is sent, and sent again (same number) while it gets no answer; an answer
+    that is not final (processing, "already refunded", an unknown code) is followed by
+    the refund's own query until the provider says SUCCEEDED or FAILED. It never gives
+    up: past `alert_after_s` it reports itself overdue (a person looks) and goes on."""
 
     def __init__(
-        self, provider: PaymentProvider, playbook: Playbook, clock: Clock, record: RefundRecorder
+        self,
+        provider: PaymentProvider,
+        playbook: Playbook,
+        clock: Clock,
+        record: RefundRecorder,
+        *,
+        alert_after_s: float = float("inf"),
+        overdue: Callable[[bool], None] = lambda _: None,
     ) -> None:
         self._provider = provider
         self._playbook = playbook
         self._clock = clock
         self._record = record
+        self._alert_after_s = alert_after_s
+        self._overdue = overdue
 
     async def run(self, ticket: RefundTicket) -> None:
-        playbook = self._playbook
-        while True:
-            try:
-                answer = await asyncio.wait_for(
-                    self._provider.refund(
-                        ticket.attempt_id, ticket.refund_id, ticket.amount_fen, ticket.total_fen
-                    ),
-                    playbook.query_timeout_s,
-                )
-            except (ProviderError, TimeoutError):
-                answer = None
-            if answer is not None:
-                await self._record(
-                    succeeded=answer.done, refund_no=answer.refund_no, reason=answer.reason
-                )
-                return
-            elapsed = (self._clock.now_ms() - ticket.created_at_ms) / 1000
-            if elapsed >= playbook.reverse_give_up_after_s:
-                await self._record(
-                    succeeded=False, reason="no answer from the provider; left to reconciliation"
-                )
-                return
-            await self._clock.sleep(playbook.reverse_interval_s)
+        call = RefundCall(ticket.trade, ticket.refund_id, ticket.amount_fen, ticket.created_at_ms)
+        flagged = False
+        send = True  # else: ask the refund's own query
+        try:
+            while True:
+                answer = await self._ask(self._provider.refund if send else self._status, call)
+                if answer is not None and answer.final:
+                    await self._record(
+                        succeeded=answer.status is RefundStatus.SUCCEEDED,
+                        refund_no=answer.refund_no,
+                        reason=answer.reason or answer.status.value,
+                    )
+                    return
+                if answer is not None:
+                    # Pending: query it. Not found: it never arrived, send it again.
+                    send = answer.status is RefundStatus.NOT_FOUND
+                # No answer at all: the same question again (a resend is harmless).
+                elapsed = (self._clock.now_ms() - ticket.created_at_ms) / 1000
+                if not flagged and elapsed >= self._alert_after_s:
+                    flagged = True
+                    self._overdue(True)
+                await self._clock.sleep(self._playbook.reverse_interval_s)
+        finally:
+            if flagged:
+                self._overdue(False)
+
+    async def _status(self, call: RefundCall) -> RefundAnswer:
+        return await self._provider.refund_query(call)
+
+    async def _ask(
+        self, operation: Callable[[RefundCall], Awaitable[RefundAnswer]], call: RefundCall
+    ) -> RefundAnswer | None:
+        try:
+            return await asyncio.wait_for(operation(call), self._playbook.query_timeout_s)
+        except (ProviderError, TimeoutError):
+            return None

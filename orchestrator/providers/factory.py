@@ -73,6 +73,7 @@ def build_providers(config: Config, keys_dir: Path) -> Providers:
             clients[Channel.UNIONPAY],
             unionpay_keys(keys_dir, unionpay.credentials),
             unionpay.merchant_id,
+            unionpay.notify_url,
         ),
     }
     measured: dict[Channel, PaymentProvider] = {

@@ -16,7 +16,7 @@ from orchestrator.providers.port import OutcomeUnknown, ProviderUnavailable
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # case-insensitive when it comes from HttpClient
     body: bytes
 
 
@@ -41,14 +41,23 @@ class HttpClient:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> HttpAnswer:
-        """`target` is a path (and query) under base_url, or a full URL the provider gave."""
+        """`target` is a path (and query) under base_url, or a full URL the provider gave.
+        Calls the engine runs carry its deadline; any other call (a download) sets one."""
         url = target if "://" in target else f"{self.base_url}{target}"
         try:
             async with self._client().request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as response:
-                return HttpAnswer(response.status, dict(response.headers), await response.read())
+                # A copy of aiohttp's multidict: header names stay case-insensitive.
+                headers_read = response.headers.copy()
+                return HttpAnswer(response.status, headers_read, await response.read())
         except aiohttp.ClientConnectorError as error:
             raise ProviderUnavailable(f"cannot connect to {url}: {error}") from error
         except (TimeoutError, aiohttp.ClientError, OSError) as error:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from datetime import date
 from typing import TypeVar
 
-from orchestrator.metrics import PROVIDER_DURATION, PROVIDER_ERRORS
+from orchestrator.metrics import ANSWER_MISMATCHES, PROVIDER_DURATION, PROVIDER_ERRORS
 from orchestrator.providers.port import (
+    AnswerMismatch,
     OutcomeUnknown,
     PayCall,
     PaymentProvider,
@@ -17,14 +19,19 @@ from orchestrator.providers.port import (
     ProviderRejected,
     ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
     ReverseAnswer,
     TradeAnswer,
+    TradeRef,
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _kind(error: BaseException) -> str:
+    if isinstance(error, AnswerMismatch):
+        return "mismatch"
     if isinstance(error, ProviderUnavailable):
         return "unavailable"
     if isinstance(error, ProviderRejected):
@@ -51,6 +58,14 @@ class InstrumentedProvider:
             return await call
         except (ProviderError, TimeoutError, asyncio.CancelledError) as error:
             PROVIDER_ERRORS.labels(self._name, operation, _kind(error)).inc()
+            if isinstance(error, AnswerMismatch):
+                ANSWER_MISMATCHES.labels(self._name, operation).inc()
+                log.warning(
+                    "%s %s: answer ignored, it is not about the request: %s",
+                    self._name,
+                    operation,
+                    error,
+                )
             raise
         finally:
             PROVIDER_DURATION.labels(self._name, operation).observe(time.perf_counter() - started)
@@ -58,18 +73,17 @@ class InstrumentedProvider:
     async def pay(self, call: PayCall) -> TradeAnswer:
         return await self._measure("pay", self._inner.pay(call))
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
-        return await self._measure("query", self._inner.query(out_trade_no))
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        return await self._measure("query", self._inner.query(trade))
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
-        return await self._measure("reverse", self._inner.reverse(out_trade_no))
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        return await self._measure("reverse", self._inner.reverse(trade))
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer:
-        return await self._measure(
-            "refund", self._inner.refund(out_trade_no, out_refund_no, refund_fen, total_fen)
-        )
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        return await self._measure("refund", self._inner.refund(call))
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        return await self._measure("refund_query", self._inner.refund_query(call))
 
     async def bill(self, day: date) -> bytes:
         return await self._measure("bill", self._inner.bill(day))

@@ -22,7 +22,7 @@ class Playbook:
     reverse_not_before_s: float  # no reversal earlier than this after the pay call
     reverse_interval_s: float
     reverse_give_up_after_s: float  # after the pay call; then reconciliation takes over
-    pay_retries: int  # resends of the same pay after an explicit retryable error (5xx)
+    pay_retries: int  # resends of a pay that never left (connection refused); no other
     no_answer: NoAnswer
     # After a reversal was given up: how often, and how long, to ask whether the payer
     # paid after all (a late success is refunded automatically).

@@ -30,6 +30,29 @@ class PayCall:
     store_id: str  # the service point, sent as the provider's store id
     terminal_id: str
     description: str
+    at_ms: int = 0  # when the attempt began: UnionPay's txnTime, asked again by query
+
+    @property
+    def trade(self) -> TradeRef:
+        return TradeRef(self.out_trade_no, self.amount_fen, self.at_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRef:
+    """Which trade a query or reversal is about, as the pay call named it."""
+
+    out_trade_no: str
+    amount_fen: int
+    at_ms: int  # the pay call's time (UnionPay names the original by orderId + txnTime)
+    trade_no: str = ""  # the provider's own number, once an answer gave it
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCall:
+    trade: TradeRef  # the paid trade; trade_no is required by UnionPay (origQryId)
+    out_refund_no: str
+    refund_fen: int
+    at_ms: int  # when the refund was first sent: a resend and its query name this time
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +73,22 @@ class ReverseAnswer:
     reason: str = ""
 
 
+class RefundStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"  # the money went back to the payer
+    FAILED = "FAILED"  # a documented final refusal: nothing was refunded
+    PENDING = "PENDING"  # accepted, or unclear: ask again with a refund query
+    NOT_FOUND = "NOT_FOUND"  # the provider knows no such refund: it may be sent again
+
+
 @dataclass(frozen=True, slots=True)
 class RefundAnswer:
-    refund_no: str
-    done: bool
+    status: RefundStatus
+    refund_no: str = ""
     reason: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
 
 
 class ProviderError(Exception):
@@ -73,6 +107,17 @@ class OutcomeUnknown(ProviderError):
     """Timeout, system error, or an answer that cannot be trusted: it may have happened."""
 
 
+class AnswerMismatch(OutcomeUnknown):
+    """A verified answer about something else than what was asked (another trade number,
+    amount or merchant): it says nothing about our request."""
+
+
+def check_bound(what: str, asked: object, answered: object) -> None:
+    """Raise AnswerMismatch unless the answer's `what` is the one the request named."""
+    if asked != answered:
+        raise AnswerMismatch(f"answer names {what} {answered!r}, the request {asked!r}")
+
+
 class ProviderRejected(ProviderError):
     """The provider refused the request itself (bad signature, bad parameters): final."""
 
@@ -82,13 +127,17 @@ class PaymentProvider(Protocol):
 
     async def pay(self, call: PayCall) -> TradeAnswer: ...
 
-    async def query(self, out_trade_no: str) -> TradeAnswer: ...
+    async def query(self, trade: TradeRef) -> TradeAnswer: ...
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer: ...
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer: ...
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer: ...
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        """Send (or resend: the same out_refund_no never refunds twice) a refund."""
+        ...
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        """The refund's own state, asked by its out_refund_no."""
+        ...
 
     async def bill(self, day: date) -> bytes:
         """The provider's bill of the day, as its own file format."""

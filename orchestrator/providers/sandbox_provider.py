@@ -14,14 +14,17 @@ from orchestrator.domain.states import Channel
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
-    ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
+    RefundStatus,
     ReverseAnswer,
     ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
+    check_bound,
 )
-from orchestrator.sandbox.bank import BankReply, Reply, Trade, TradeState
+from orchestrator.sandbox.bank import BankReply, RefundState, Reply, Trade, TradeState
 from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
 
 
@@ -35,6 +38,8 @@ class BankLink(Protocol):
     async def reverse(self, out_trade_no: str) -> BankReply: ...
 
     async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply: ...
+
+    async def refund_status(self, out_trade_no: str, out_refund_no: str) -> BankReply: ...
 
     def trades(self) -> list[Trade]: ...
 
@@ -58,26 +63,35 @@ class SandboxProvider:
         reply = await self._link.pay(
             call.out_trade_no, call.auth_code, call.amount_fen, call.store_id
         )
-        return self._answer(reply, use_told=True)
+        if reply.reply is Reply.PROXY_ERROR:
+            raise OutcomeUnknown("unsigned 503 from a proxy")
+        if reply.reply is Reply.ALREADY:
+            raise OutcomeUnknown("already paid")
+        return self._answer(reply, call.trade, use_told=True)
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
-        return self._answer(await self._link.query(out_trade_no), use_told=False)
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        return self._answer(await self._link.query(trade.out_trade_no), trade, use_told=False)
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
-        reply = await self._link.reverse(out_trade_no)
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        reply = await self._link.reverse(trade.out_trade_no)
         self._raise_for(reply)
         if reply.reply is Reply.RETRY:
             return ReverseAnswer(ReverseStatus.RETRY, reply.reason)
         return ReverseAnswer(ReverseStatus.DONE, reply.reason)
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer:
-        reply = await self._link.refund(out_trade_no, out_refund_no, refund_fen)
-        self._raise_for(reply)
-        if reply.refund is None:
-            return RefundAnswer("", done=False, reason=reply.reason)
-        return RefundAnswer(reply.refund.refund_no, done=True)
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        reply = await self._link.refund(
+            call.trade.out_trade_no, call.out_refund_no, call.refund_fen
+        )
+        if reply.reply is Reply.ALREADY:
+            return RefundAnswer(RefundStatus.PENDING, reason="already refunded")
+        return self._refund_answer(reply)
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        reply = await self._link.refund_status(call.trade.out_trade_no, call.out_refund_no)
+        if reply.reply is Reply.NOT_FOUND:
+            return RefundAnswer(RefundStatus.NOT_FOUND, reason=reply.reason)
+        return self._refund_answer(reply)
 
     async def bill(self, day: date) -> bytes:
         """The bill the channel's sandbox gateway would give, from the bank's ledger."""
@@ -88,16 +102,26 @@ class SandboxProvider:
             return alipay_trade_bill(trades, day, "sandbox", time.time())
         return unionpay_settlement(trades, day, "sandbox")
 
-    def _answer(self, reply: BankReply, *, use_told: bool) -> TradeAnswer:
+    def _refund_answer(self, reply: BankReply) -> RefundAnswer:
+        self._raise_for(reply)
+        if reply.reply in (Reply.REFUSED, Reply.NOT_FOUND) or reply.refund is None:
+            return RefundAnswer(RefundStatus.FAILED, reason=reply.reason)
+        if reply.refund.state is not RefundState.SUCCESS:
+            return RefundAnswer(RefundStatus.PENDING, reason=reply.refund.state.value)
+        return RefundAnswer(RefundStatus.SUCCEEDED, reply.refund.refund_no)
+
+    def _answer(self, reply: BankReply, asked: TradeRef, *, use_told: bool) -> TradeAnswer:
         self._raise_for(reply)
         if reply.reply is Reply.NOT_FOUND or reply.trade is None:
             return TradeAnswer(TradeStatus.NOT_FOUND, reason=reply.reason)
+        check_bound("out_trade_no", asked.out_trade_no, reply.trade.out_trade_no)
+        check_bound("amount", asked.amount_fen, reply.trade.amount_fen)
         state = reply.told if use_told and reply.told is not None else reply.trade.state
         return TradeAnswer(_STATUS[state], reply.trade.trade_no, reply.trade.reason)
 
     @staticmethod
     def _raise_for(reply: BankReply) -> None:
-        if reply.reply is Reply.UNAVAILABLE:
-            raise ProviderUnavailable(reply.reason)
-        if reply.reply is Reply.SYSTEM_ERROR:
+        # The bank's "unavailable" stands for an unsigned HTTP 5xx, which may come from
+        # a proxy in front of a gateway that did the work: unknown, as over HTTP.
+        if reply.reply in (Reply.UNAVAILABLE, Reply.SYSTEM_ERROR, Reply.PROXY_ERROR):
             raise OutcomeUnknown(reply.reason)

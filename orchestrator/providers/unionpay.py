@@ -5,9 +5,12 @@ the style of the 全渠道 (ACP) form API: sale (消费), query, reversal (冲�
 the certId of the .pfx signing certificate; answers are verified with their
 signPubKeyCert once it chains to the configured root (unionpay_keys.py).
 
-A sale that gets no answer is reversed, not queried (the playbook's no_answer); the
-engine records the reversal before it is sent, and the window stays busy until it is
-done, so the window's next card sale waits for it.
+A sale, its query and its reversal name the sale by orderId and the original txnTime;
+a void or refund names it by its queryId (origQryId). A sale's respCode 00 only means
+accepted: the query confirms it before it counts as paid. A sale that gets no clear
+answer (a timeout, 03/04, an unsigned 5xx) is reversed, not queried (the playbook's
+no_answer); the engine records the reversal before it is sent, and the window stays
+busy until it is done, so the window's next card sale waits for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode
@@ -22,17 +28,20 @@ from zoneinfo import ZoneInfo
 
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
-from orchestrator.providers.http import Adapter
+from orchestrator.providers.http import Adapter, HttpClient
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
     ProviderRejected,
-    ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
+    RefundStatus,
     ReverseAnswer,
     ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
+    check_bound,
 )
 from orchestrator.providers.signing import sign, sorted_pairs, verify
 from orchestrator.providers.unionpay_keys import UnionPayKeys
@@ -42,12 +51,29 @@ TRANSACT = "/gateway/api/backTransReq.do"
 QUERY = "/gateway/api/queryTrans.do"
 FILES = "/gateway/api/fileTransReq.do"
 SIGNED_EXCEPT = frozenset({"signature"})
+ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 
 SALE, QUERY_TXN, VOID, REFUND, REVERSAL, SETTLEMENT_FILE = "01", "00", "31", "04", "99", "76"
-UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / in progress: ask again
-PENDING = "05"
-DECLINED = {"51": "insufficient funds", "14": "invalid or expired code", "61": "over limit"}
+# ACP's own response codes (not ISO-8583 POS codes).
+UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / unclear / accepted: ask again
+ACCEPTED = "05"
 NOT_FOUND = "34"
+# The allow-list of a sale's final declines: nothing was taken. Anything else is unknown.
+DECLINED = {
+    "33": "amount over limit",
+    "61": "invalid card or code",
+    "63": "card status not valid",
+    "64": "insufficient balance",
+    "65": "wrong PIN or expiry",
+    "73": "card expired",
+}
+# A void's or refund's final refusals: nothing was refunded.
+REFUND_DECLINED = {
+    "31": "merchant cannot refund now",
+    "33": "amount over limit",
+    "35": "original missing or in the wrong state",
+    "36": "does not match the original",
+}
 
 
 def digest_message(fields: dict[str, str]) -> bytes:
@@ -55,80 +81,159 @@ def digest_message(fields: dict[str, str]) -> bytes:
     return hashlib.sha256(text.encode()).hexdigest().encode()
 
 
+def txn_time(at_ms: int) -> str:
+    """ACP's txnTime (Beijing time, to the second): with orderId it names a transaction."""
+    return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def void_order_id(out_refund_no: str) -> str:
+    """The void tried first for a whole refund has its own orderId, so that the refund
+    sent when the void is refused is never taken for a duplicate of it."""
+    return f"{out_refund_no}V"
+
+
 class UnionPay(Adapter[UnionPayKeys]):
     """Knows the merchant by its merId."""
 
     channel = Channel.UNIONPAY
 
+    def __init__(
+        self,
+        http: HttpClient,
+        keys: UnionPayKeys,
+        merchant_id: str,
+        back_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(http, keys, merchant_id, clock)
+        self._back_url = back_url
+
     async def pay(self, call: PayCall) -> TradeAnswer:
+        _check_order_id(call.out_trade_no)
         fields = await self._call(
             TRANSACT,
             txnType=SALE,
             txnSubType="06",  # payer-presented QR / card code
             orderId=call.out_trade_no,
+            txnTime=txn_time(call.at_ms),
             txnAmt=str(call.amount_fen),
             currencyCode="156",
             qrNo=call.auth_code,
             termId=call.terminal_id,
             reqReserved=call.store_id,
+            backUrl=self._back_url,
         )
-        return self._outcome(fields["respCode"], fields)
+        code = fields["respCode"]
+        if code in ("00", ACCEPTED):
+            # Accepted, not yet known to be paid: the query confirms it.
+            self._check_trade(fields, call.trade)
+            return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "accepted")
+        return self._outcome(code, fields)
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
-        fields = await self._call(QUERY, txnType=QUERY_TXN, txnSubType="00", orderId=out_trade_no)
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        fields = await self._call(
+            QUERY,
+            txnType=QUERY_TXN,
+            txnSubType="00",
+            orderId=trade.out_trade_no,
+            txnTime=txn_time(trade.at_ms),
+        )
         if fields["respCode"] == NOT_FOUND:
             return TradeAnswer(TradeStatus.NOT_FOUND, reason="34 no such transaction")
         if fields["respCode"] != "00":
             _fail(fields)
+        self._check_trade(fields, trade)
         if fields.get("origTxnStatus") == "reversed":
             return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "reversed")
-        return self._outcome(fields.get("origRespCode", ""), fields)
+        code = fields.get("origRespCode", "")
+        if code == "00":
+            return TradeAnswer(TradeStatus.PAID, fields.get("queryId", ""))
+        if code == ACCEPTED:
+            return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "in progress")
+        return self._outcome(code, fields)
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        """The reversal (冲正) names the original by its orderId and txnTime."""
         fields = await self._call(
-            TRANSACT, txnType=REVERSAL, txnSubType="01", origOrderId=out_trade_no
+            TRANSACT,
+            txnType=REVERSAL,
+            txnSubType="01",
+            orderId=trade.out_trade_no,
+            txnTime=txn_time(trade.at_ms),
         )
         if fields["respCode"] in ("00", NOT_FOUND):  # undone, or nothing to undo
+            check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
             return ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
         if fields["respCode"] in UNKNOWN_CODES:
             return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
         _fail(fields)
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer:
-        """A whole sale on its own day is voided (撤销, no fee); otherwise refunded (退货)."""
-        if refund_fen == total_fen:
-            voided = await self._transact(VOID, out_trade_no, out_refund_no, refund_fen)
-            if voided.done:
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        """A whole sale is first voided (撤销, same day, no fee); if the void is refused,
+        it is refunded (退货). Both name the sale by its queryId (origQryId)."""
+        _check_order_id(call.out_refund_no)
+        if call.refund_fen == call.trade.amount_fen:
+            voided = await self._transact(VOID, void_order_id(call.out_refund_no), call)
+            if voided.status is not RefundStatus.FAILED:
                 return voided
-        return await self._transact(REFUND, out_trade_no, out_refund_no, refund_fen)
+        return await self._transact(REFUND, call.out_refund_no, call)
 
-    async def _transact(
-        self, txn_type: str, out_trade_no: str, out_refund_no: str, amount_fen: int
-    ) -> RefundAnswer:
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        if call.refund_fen == call.trade.amount_fen:
+            voided = await self._refund_status(void_order_id(call.out_refund_no), call)
+            if voided.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):
+                return voided
+        return await self._refund_status(call.out_refund_no, call)
+
+    async def _transact(self, txn_type: str, order_id: str, call: RefundCall) -> RefundAnswer:
+        if not call.trade.trade_no:
+            raise ProviderRejected(f"{call.out_refund_no}: the sale's queryId is not known")
         fields = await self._call(
             TRANSACT,
             txnType=txn_type,
             txnSubType="00",
-            orderId=out_refund_no,
-            origOrderId=out_trade_no,
-            txnAmt=str(amount_fen),
+            orderId=order_id,
+            txnTime=txn_time(call.at_ms),
+            origQryId=call.trade.trade_no,
+            txnAmt=str(call.refund_fen),
+            backUrl=self._back_url,
         )
         code = fields["respCode"]
+        reason = f"{code} {fields.get('respMsg', '')}".strip()
         if code == "00":
-            return RefundAnswer(
-                fields.get("queryId", ""), True, "voided" if txn_type == VOID else ""
-            )
-        if code in UNKNOWN_CODES:
-            raise OutcomeUnknown(f"{out_refund_no}: {fields.get('respMsg', '')}")
-        return RefundAnswer("", False, f"{code} {fields.get('respMsg', '')}")
+            # Accepted: the refund's own query tells when it is done.
+            check_bound("orderId", order_id, fields.get("orderId"))
+            return RefundAnswer(RefundStatus.PENDING, fields.get("queryId", ""), reason)
+        if code in REFUND_DECLINED:
+            return RefundAnswer(RefundStatus.FAILED, reason=reason)
+        return RefundAnswer(RefundStatus.PENDING, reason=reason)  # duplicate, unclear, unknown
+
+    async def _refund_status(self, order_id: str, call: RefundCall) -> RefundAnswer:
+        fields = await self._call(
+            QUERY, txnType=QUERY_TXN, txnSubType="00", orderId=order_id,
+            txnTime=txn_time(call.at_ms),
+        )  # fmt: skip
+        if fields["respCode"] == NOT_FOUND:
+            return RefundAnswer(RefundStatus.NOT_FOUND, reason="34 no such transaction")
+        if fields["respCode"] != "00":
+            _fail(fields)
+        check_bound("orderId", order_id, fields.get("orderId"))
+        check_bound("merId", self._merchant_id, fields.get("merId"))
+        check_bound("txnAmt", str(call.refund_fen), fields.get("txnAmt"))
+        code = fields.get("origRespCode", "")
+        reason = f"{code} {fields.get('origRespMsg', '')}".strip()
+        if code == "00":
+            kind = "voided" if order_id != call.out_refund_no else "refunded"
+            return RefundAnswer(RefundStatus.SUCCEEDED, fields.get("queryId", ""), kind)
+        if code in REFUND_DECLINED:
+            return RefundAnswer(RefundStatus.FAILED, reason=reason)
+        return RefundAnswer(RefundStatus.PENDING, reason=reason)
 
     async def bill(self, day: date) -> bytes:
         """The acquirer's settlement file for the day (every sale, void and refund)."""
         fields = await self._call(
             FILES, txnType=SETTLEMENT_FILE, txnSubType="01", fileType="00",
-            settleDate=day.strftime("%m%d"),
+            settleDate=day.strftime("%m%d"), txnTime=txn_time(int(self._clock() * 1000)),
         )  # fmt: skip
         if fields["respCode"] != "00":
             _fail(fields)
@@ -149,7 +254,6 @@ class UnionPay(Adapter[UnionPayKeys]):
             "channelType": "08",
             "merId": self._merchant_id,
             "certId": self._keys.own_serial,
-            "txnTime": datetime.fromtimestamp(self._clock(), BEIJING).strftime("%Y%m%d%H%M%S"),
             **fields,
         }
         signed["signature"] = sign(self._keys.private, digest_message(signed))
@@ -162,9 +266,8 @@ class UnionPay(Adapter[UnionPayKeys]):
             body=urlencode(self.signed_fields(**fields)).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
         )
-        if answer.status >= 500:
-            raise ProviderUnavailable(f"{path} answered HTTP {answer.status}")
         if answer.status != 200:
+            # Unsigned, maybe from a proxy in front of a host that did the work.
             raise OutcomeUnknown(f"{path} answered HTTP {answer.status}")
         parsed = dict(parse_qsl(answer.body.decode("utf-8", errors="replace")))
         try:
@@ -177,18 +280,26 @@ class UnionPay(Adapter[UnionPayKeys]):
             raise OutcomeUnknown(f"{path}: answer has no respCode")
         return parsed
 
+    def _check_trade(self, fields: dict[str, str], trade: TradeRef) -> None:
+        """A trade answer counts only for the orderId, merchant and amount asked."""
+        check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
+        check_bound("merId", self._merchant_id, fields.get("merId"))
+        check_bound("txnAmt", str(trade.amount_fen), fields.get("txnAmt"))
+
     @staticmethod
     def _outcome(code: str, fields: dict[str, str]) -> TradeAnswer:
-        trade_no = fields.get("queryId", "")
-        if code == "00":
-            return TradeAnswer(TradeStatus.PAID, trade_no)
-        if code == PENDING:
-            return TradeAnswer(TradeStatus.CONFIRMING, trade_no, "in progress")
+        if code in DECLINED:
+            return TradeAnswer(
+                TradeStatus.DECLINED, fields.get("queryId", ""), f"{code} {DECLINED[code]}"
+            )
         if code in UNKNOWN_CODES:
             raise OutcomeUnknown(f"{code} {fields.get('respMsg', '')}")
-        if code in DECLINED:
-            return TradeAnswer(TradeStatus.DECLINED, trade_no, f"{code} {DECLINED[code]}")
         _fail(fields)
+
+
+def _check_order_id(order_id: str) -> None:
+    if not ORDER_ID.match(order_id):
+        raise ProviderRejected(f"orderId {order_id!r} is not 8-40 letters or digits")
 
 
 def _fail(fields: dict[str, str]) -> NoReturn:

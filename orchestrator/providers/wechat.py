@@ -23,10 +23,14 @@ from orchestrator.providers.port import (
     ProviderRejected,
     ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
+    RefundStatus,
     ReverseAnswer,
     ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
+    check_bound,
 )
 from orchestrator.providers.signing import PublicKey, sign, verify
 from orchestrator.providers.wechat_platform import (
@@ -47,11 +51,23 @@ TRADE_STATES = {
     "CLOSED": TradeStatus.CLOSED,
     "REVOKED": TradeStatus.CLOSED,
 }
-# Error codes that are the payer's final "no" (nothing taken).
+# The allow-list of a pay call's final declines (nothing taken). Any other refusal, an
+# "already paid" (ORDERPAID) or an unknown code included, leaves the outcome unknown.
 DECLINED = frozenset(
     {"NOTENOUGH", "AUTHCODEEXPIRE", "AUTH_CODE_INVALID", "PAYER_ACCOUNT_ABNORMAL", "TRADE_ERROR"}
 )
 CLOSED = frozenset({"ORDER_CLOSED", "ORDER_REVERSED"})
+# A refund's final refusals: nothing was or will be refunded. Anything else is asked again.
+REFUND_DECLINED = frozenset(
+    {"NOT_ENOUGH", "USER_ACCOUNT_ABNORMAL", "PARAM_ERROR", "RESOURCE_NOT_EXISTS", "NO_AUTH"}
+)
+REFUND_STATUS = {
+    "SUCCESS": RefundStatus.SUCCEEDED,
+    "CLOSED": RefundStatus.FAILED,
+    "PROCESSING": RefundStatus.PENDING,
+    "ABNORMAL": RefundStatus.PENDING,  # stuck at the payer's bank: a person decides
+}
+DOWNLOAD_TIMEOUT_S = 60.0
 
 
 def request_message(method: str, target: str, timestamp: str, nonce: str, body: bytes) -> bytes:
@@ -116,22 +132,22 @@ class WeChatPay(Adapter[WeChatMerchant]):
         }
         status, payload = await self._call("POST", "/v3/pay/transactions/codepay", body)
         if status == 200:
-            return self._trade(payload)
+            return self._trade(payload, call.trade)
         if status == 202 and payload.get("code") == "USERPAYING":
             return TradeAnswer(TradeStatus.CONFIRMING)
         return self._refusal(status, payload)
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
-        target = f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={self._merchant_id}"
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}?mchid={self._merchant_id}"
         status, payload = await self._call("GET", target, None)
         if status == 200:
-            return self._trade(payload)
+            return self._trade(payload, trade)
         if status == 404 and payload.get("code") == "ORDER_NOT_EXIST":
             return TradeAnswer(TradeStatus.NOT_FOUND, reason="ORDER_NOT_EXIST")
-        return self._refusal(status, payload)
+        _fail(status, payload)
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
-        target = f"/v3/pay/transactions/out-trade-no/{out_trade_no}/reverse"
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}/reverse"
         status, payload = await self._call(
             "POST", target, {"appid": self._appid, "mchid": self._merchant_id}
         )
@@ -141,22 +157,35 @@ class WeChatPay(Adapter[WeChatMerchant]):
             return ReverseAnswer(ReverseStatus.DONE, "reversed")
         _fail(status, payload)
 
-    async def refund(
-        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int
-    ) -> RefundAnswer:
+    async def refund(self, call: RefundCall) -> RefundAnswer:
         body = {
-            "out_trade_no": out_trade_no,
-            "out_refund_no": out_refund_no,
-            "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+            "out_trade_no": call.trade.out_trade_no,
+            "out_refund_no": call.out_refund_no,
+            "amount": {
+                "refund": call.refund_fen,
+                "total": call.trade.amount_fen,
+                "currency": "CNY",
+            },
         }
         status, payload = await self._call("POST", "/v3/refund/domestic/refunds", body)
         if status == 200:
-            if payload.get("status") in ("SUCCESS", "CLOSED", "ABNORMAL"):
-                done = payload["status"] == "SUCCESS"
-                return RefundAnswer(payload.get("refund_id", ""), done, payload["status"])
-            raise OutcomeUnknown(f"refund {out_refund_no} is {payload.get('status')}")
+            return self._refund(payload, call)
+        code = str(payload.get("code", status))
+        if code in REFUND_DECLINED:
+            return RefundAnswer(RefundStatus.FAILED, reason=code)
         if 400 <= status < 500 and status not in (401, 429):
-            return RefundAnswer("", False, str(payload.get("code", status)))
+            # "already refunded", "refund in progress", an unknown code: ask the refund.
+            return RefundAnswer(RefundStatus.PENDING, reason=code)
+        _fail(status, payload)
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        status, payload = await self._call(
+            "GET", f"/v3/refund/domestic/refunds/{call.out_refund_no}", None
+        )
+        if status == 200:
+            return self._refund(payload, call)
+        if status == 404 and payload.get("code") == "RESOURCE_NOT_EXISTS":
+            return RefundAnswer(RefundStatus.NOT_FOUND, reason="RESOURCE_NOT_EXISTS")
         _fail(status, payload)
 
     async def bill(self, day: date) -> bytes:
@@ -167,7 +196,10 @@ class WeChatPay(Adapter[WeChatMerchant]):
             _fail(status, payload)
         url = payload["download_url"]
         answer = await self._http.request(
-            "GET", url, headers={"Authorization": self._authorization("GET", _path_of(url), b"")}
+            "GET",
+            url,
+            headers={"Authorization": self._authorization("GET", _path_of(url), b"")},
+            timeout_s=DOWNLOAD_TIMEOUT_S,
         )
         if answer.status != 200:
             raise OutcomeUnknown(f"bill download answered {answer.status}")
@@ -192,7 +224,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
         }
         answer = await self._http.request(method, target, body=payload or None, headers=headers)
         if answer.status >= 500 and "Wechatpay-Signature" not in answer.headers:
-            raise ProviderUnavailable(f"{method} {target} answered {answer.status}")
+            # Unsigned: maybe a proxy in front of a gateway that did the work.
+            raise OutcomeUnknown(f"{method} {target} answered an unsigned {answer.status}")
         await self._check_signature(answer)
         try:
             parsed = orjson.loads(answer.body) if answer.body else {}
@@ -219,13 +252,32 @@ class WeChatPay(Adapter[WeChatMerchant]):
         if not _signed_by(answer, {serial: key}):
             raise OutcomeUnknown("answer signature does not verify")
 
-    @staticmethod
-    def _trade(payload: dict[str, Any]) -> TradeAnswer:
+    def _trade(self, payload: dict[str, Any], trade: TradeRef) -> TradeAnswer:
+        """A trade answer, once it is shown to be about the trade that was asked."""
+        check_bound("out_trade_no", trade.out_trade_no, payload.get("out_trade_no"))
+        check_bound("mchid", self._merchant_id, payload.get("mchid"))
+        amount = payload.get("amount")
+        check_bound(
+            "amount", trade.amount_fen, amount.get("total") if isinstance(amount, dict) else None
+        )
         state = payload.get("trade_state", "")
         status = TRADE_STATES.get(state)
         if status is None:
             raise OutcomeUnknown(f"unknown trade_state {state!r}")
         return TradeAnswer(status, payload.get("transaction_id", ""), state)
+
+    @staticmethod
+    def _refund(payload: dict[str, Any], call: RefundCall) -> RefundAnswer:
+        check_bound("out_refund_no", call.out_refund_no, payload.get("out_refund_no"))
+        amount = payload.get("amount")
+        check_bound(
+            "refund amount",
+            call.refund_fen,
+            amount.get("refund") if isinstance(amount, dict) else None,
+        )
+        state = str(payload.get("status", ""))
+        status = REFUND_STATUS.get(state, RefundStatus.PENDING)
+        return RefundAnswer(status, str(payload.get("refund_id", "")), state)
 
     @staticmethod
     def _refusal(status: int, payload: dict[str, Any]) -> TradeAnswer:

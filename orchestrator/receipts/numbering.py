@@ -1,4 +1,4 @@
-"""Receipt codes, check codes and amounts in words (DOMAIN.md §7).
+"""Receipt codes, check codes and amounts in words (docs/DOMAIN.md §8).
 
 Receipt code: 8 digits, region (2) + class (2) + type (2) + year (2). Receipt number:
 10 digits, gap-free per code (allocated in Redis). Check code: 6 characters from an HMAC

@@ -1,4 +1,4 @@
-"""Parsers for the providers' daily bills, each in its real format (DOMAIN.md §5), into
+"""Parsers for the providers' daily bills, each in its real format (docs/DOMAIN.md §6), into
 one row type: a payment (money in) or a refund (money back) with its merchant-side ids.
 
 A bill that contradicts itself (its summary disagrees with its rows) or cannot be read
@@ -61,28 +61,41 @@ def _time(text: str, where: str) -> datetime:
 
 
 def parse_wechat(content: bytes) -> list[BillRow]:
-    lines = [line for line in content.decode("utf-8-sig").splitlines() if line.strip()]
-    if not lines or not lines[0].startswith("交易时间"):
+    """WeChat's trade bill: a header, data rows whose fields start with a backtick (a
+    field holding a comma is quoted, CSV style), then a summary header and row. The
+    summary's count and totals must agree with the rows."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BillError("WeChat bill: not UTF-8") from None
+    records = [
+        [field.removeprefix("`").strip() for field in record]
+        for record in csv.reader(io.StringIO(text, newline=""))
+        if any(field.strip() for field in record)
+    ]
+    if not records or not records[0][0].startswith("交易时间"):
         raise BillError("WeChat bill: no header row")
-    header = lines[0].split(",")
-    column = {name.strip(): index for index, name in enumerate(header)}
-    summary_at = next((i for i, line in enumerate(lines) if line.startswith("总交易单数")), None)
-    if summary_at is None or summary_at + 1 >= len(lines):
+    header = records[0]
+    column = {name: index for index, name in enumerate(header)}
+    summary_at = next((i for i, r in enumerate(records) if r[0].startswith("总交易单数")), None)
+    if summary_at is None or summary_at + 1 >= len(records):
         raise BillError("WeChat bill: no summary")
     settle = "应结订单金额" if "应结订单金额" in column else "总金额"
     ordered = "订单金额" if "订单金额" in column else settle
     rows = []
-    for number, line in enumerate(lines[1:summary_at], start=2):
-        fields = [field.removeprefix("`") for field in line.split(",")]
+    settled_fen = refunded_fen = 0
+    for number, fields in enumerate(records[1:summary_at], start=2):
         if len(fields) != len(header):
-            raise BillError(f"WeChat bill line {number}: {len(fields)} fields, not {len(header)}")
+            raise BillError(f"WeChat bill row {number}: {len(fields)} fields, not {len(header)}")
 
         def get(name: str, fields: list[str] = fields) -> str:
-            return fields[column[name]].strip()
+            return fields[column[name]]
 
-        where = f"WeChat bill line {number}"
+        where = f"WeChat bill row {number}"
         state = get("交易状态")
         refund = state == "REFUND"
+        settled_fen += _amount(get(settle), where)
+        refunded_fen += _amount(get("退款金额"), where)
         rows.append(
             BillRow(
                 provider=Channel.WECHAT,
@@ -95,10 +108,32 @@ def parse_wechat(content: bytes) -> list[BillRow]:
                 at=_time(get("交易时间"), where),
             )
         )
-    summary = [field.removeprefix("`").strip() for field in lines[summary_at + 1].split(",")]
-    if not summary or not summary[0].isdigit() or int(summary[0]) != len(rows):
-        raise BillError(f"WeChat bill: summary counts {summary[:1]}, the bill has {len(rows)} rows")
+    _check_wechat_summary(
+        records[summary_at], records[summary_at + 1], rows, settled_fen, refunded_fen
+    )
     return rows
+
+
+def _check_wechat_summary(
+    names: list[str], values: list[str], rows: list[BillRow], settled_fen: int, refunded_fen: int
+) -> None:
+    summary = dict(zip(names, values, strict=False))
+    count = summary.get("总交易单数", "")
+    if not count.isdigit() or int(count) != len(rows):
+        raise BillError(f"WeChat bill: summary counts {count!r}, the bill has {len(rows)} rows")
+    totals = {
+        ("应结订单总金额", "总交易额"): settled_fen,
+        ("退款总金额", "总退款金额"): refunded_fen,
+    }
+    for aliases, from_rows in totals.items():
+        name = next((a for a in aliases if a in summary), None)
+        if name is None:
+            raise BillError(f"WeChat bill: the summary has no {aliases[0]}")
+        stated = _amount(summary[name], f"WeChat bill summary {name}")
+        if stated != from_rows:
+            raise BillError(
+                f"WeChat bill: summary {name} is {stated} fen, the rows add up to {from_rows}"
+            )
 
 
 # ---- Alipay ----------------------------------------------------------------------------

@@ -23,35 +23,43 @@ from orchestrator.frontdoor.telemetry import RECONCILIATION
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.factory import build_providers
-from orchestrator.reconcile.job import load_orders, reconcile
+from orchestrator.reconcile.job import Healed, load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
 from orchestrator.runfile import RunInfo
 from orchestrator.store.redis_store import RedisStore
 
 
 class BackOfficeHealer:
-    """Heals a late success by asking the back office to refund it (idempotently)."""
+    """Heals a late success by asking the back office to refund it (idempotently). The
+    difference is resolved only once the money is back with the payer: until then the
+    command exits 1, and a run after the refund went through finds nothing to heal."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = pb_grpc.BackOfficeStub(channel)
 
-    async def __call__(self, difference: Difference, day: date) -> str:
-        order = await self._stub.SettleLateSuccess(
-            pb.LateSuccessRequest(
-                request_id=f"recon-{day:%Y%m%d}-{difference.out_trade_no}",
-                order_id=difference.order_id,
-                attempt_id=difference.out_trade_no,
-                provider_trade_no=difference.trade_no,
-                reason=f"reconciliation {day}: {difference.detail}"[:200],
-            ),
-            timeout=30,
+    async def __call__(self, difference: Difference, day: date) -> Healed:
+        # A new request per try: a re-run after a refused refund starts another one,
+        # a re-run while one is under way is answered with the order as it was.
+        request = pb.LateSuccessRequest(
+            request_id=(f"recon-{day:%Y%m%d}-{difference.out_trade_no}-{difference.refund_tries}"),
+            order_id=difference.order_id,
+            attempt_id=difference.out_trade_no,
+            provider_trade_no=difference.trade_no,
+            reason=f"reconciliation {day}: {difference.detail}"[:200],
         )
-        refund = next(
-            (r for r in order.refunds if r.automatic and r.attempt_id == difference.out_trade_no),
-            None,
+        order = await self._stub.SettleLateSuccess(request, timeout=30)
+        state = _late_refund_state(order, difference.out_trade_no)
+        name = pb.RefundState.Name(state) if state is not None else "none"
+        if state == pb.REFUND_SUCCEEDED:
+            return Healed(f"late success refunded automatically (refund {name})", True)
+        return Healed(
+            f"late success being refunded automatically (refund {name}); run again", False
         )
-        state = pb.RefundState.Name(refund.state) if refund else "?"
-        return f"late success refunded automatically (refund {state})"
+
+
+def _late_refund_state(order: pb.Order, attempt_id: str) -> pb.RefundState.ValueType | None:
+    tries = [r for r in order.refunds if r.automatic and r.attempt_id == attempt_id]
+    return tries[-1].state if tries else None
 
 
 def _day(text: str) -> date:
@@ -171,7 +179,10 @@ async def _reconcile(
     verdict = (
         "every difference explained or healed"
         if report.unexplained == 0
-        else (f"{report.unexplained} differences need a person")
+        else (
+            f"{report.unexplained} differences left: a person's, or refunds still under way "
+            "(run again once they went through)"
+        )
     )
     print(f"{args.date}: {len(report.outcomes)} differences; {verdict}", flush=True)
     return 0 if report.unexplained == 0 else 1

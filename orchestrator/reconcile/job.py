@@ -27,8 +27,14 @@ from orchestrator.store.redis_store import RedisStore
 LISTED = "listed for a person"
 
 
+@dataclass(frozen=True, slots=True)
+class Healed:
+    action: str
+    resolved: bool  # the money is back with the payer: the difference is gone
+
+
 class Healer(Protocol):
-    def __call__(self, difference: Difference, day: date) -> Awaitable[str]: ...
+    def __call__(self, difference: Difference, day: date) -> Awaitable[Healed]: ...
 
 
 @dataclass
@@ -145,11 +151,11 @@ async def reconcile(
         for difference in result.differences:
             if difference.heal and heal is not None:
                 try:
-                    action = await heal(difference, day)
+                    healed = await heal(difference, day)
                 except Exception as error:  # a heal that failed is listed, not lost
                     report.outcomes.append(Outcome(difference, f"heal failed: {error}", False))
                     continue
-                report.outcomes.append(Outcome(difference, action, True))
+                report.outcomes.append(Outcome(difference, healed.action, healed.resolved))
             else:
                 report.outcomes.append(Outcome(difference, LISTED, False))
     return report

@@ -1,4 +1,4 @@
-"""Matching one provider's bill for one day with windowpay's records (DOMAIN.md §4,
+"""Matching one provider's bill for one day with windowpay's records (docs/DOMAIN.md §4,
 invariant 7). Pure: it decides, the job acts.
 
 Payment rows are matched by out_trade_no (the attempt id), refund rows by
@@ -48,6 +48,7 @@ class Difference:
     order_id: str = ""
     heal: bool = False  # a late success: refund it
     trade_no: str = ""
+    refund_tries: int = 0  # a late success: automatic refunds already tried
 
 
 @dataclass
@@ -94,6 +95,7 @@ def match(
         out_trade_no: str = "",
         out_refund_no: str = "",
         heal: bool = False,
+        refund_tries: int = 0,
     ) -> None:
         result.differences.append(
             Difference(
@@ -106,6 +108,7 @@ def match(
                 detail=detail,
                 order_id=order_id,
                 heal=heal,
+                refund_tries=refund_tries,
                 trade_no=row.trade_no if row else "",
             )
         )
@@ -142,20 +145,22 @@ def match(
                 result.matched_amount_fen += row.amount_fen
         elif not row.kept or (row.out_trade_no in reversed_in_bill and not automatic):
             result.explained.append(f"{row.out_trade_no}: paid, then reversed at the provider")
-        elif automatic:
-            result.explained.append(
-                f"{row.out_trade_no}: late success, refund {automatic[0].state.value.lower()}"
-            )
+        elif any(r.state is RefundState.SUCCEEDED for r in automatic):
+            result.explained.append(f"{row.out_trade_no}: late success, refunded")
         else:
+            # Not given back yet: never refunded, its refund still pending, or refused.
             duplicate = bool(order.paid_by) and order.paid_by != attempt.attempt_id
+            refund_now = f"; its refund is {automatic[-1].state.value}" if automatic else ""
             differ(
                 Kind.DUPLICATE_SUCCESS if duplicate else Kind.STATE_MISMATCH,
                 row,
                 0,
                 f"paid at the provider, {attempt.state.value} at windowpay"
-                + (f"; the order was paid by {order.paid_by}" if duplicate else ""),
+                + (f"; the order was paid by {order.paid_by}" if duplicate else "")
+                + refund_now,
                 order_id=order.order_id,
                 heal=True,
+                refund_tries=len(automatic),
             )
     for order, attempt in attempts.values():
         if (

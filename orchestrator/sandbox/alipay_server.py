@@ -4,6 +4,7 @@ signature and signs the raw JSON text of every *_response it sends."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from datetime import date
@@ -15,7 +16,7 @@ from aiohttp import web
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.providers.alipay import SIGNED_EXCEPT
 from orchestrator.providers.signing import sign, sorted_pairs, verify
-from orchestrator.sandbox.bank import BankReply, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import BankReply, RefundState, Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import alipay_trade_bill, local
 from orchestrator.sandbox.common import Gateway
 
@@ -27,6 +28,12 @@ TRADE_STATUS = {
     TradeState.CLOSED: "TRADE_CLOSED",
     TradeState.REVOKED: "TRADE_CLOSED",
 }
+REFUND_REFUSALS = {
+    "MERCHANT_BALANCE_LOW": "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+    "REFUND_AMOUNT_EXCEEDED": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+    "TRADE_NOT_PAID": "ACQ.TRADE_STATUS_ERROR",
+}
+OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 DECLINE_SUB_CODES = {
     "NOTENOUGH": "ACQ.BUYER_BALANCE_NOT_ENOUGH",
     "AUTHCODEEXPIRE": "ACQ.PAYMENT_AUTH_CODE_INVALID",
@@ -62,6 +69,7 @@ class AlipayGateway(Gateway[Any]):
             "alipay.trade.query": self._query,
             "alipay.trade.cancel": self._cancel,
             "alipay.trade.refund": self._refund,
+            "alipay.trade.fastpay.refund.query": self._refund_query,
             "alipay.trade.precreate": self._precreate,
             "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
         }.get(method)
@@ -76,12 +84,14 @@ class AlipayGateway(Gateway[Any]):
         return self._answer(name, result)
 
     async def _pay(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
-        if biz["scene"] != "bar_code" or len(biz["out_trade_no"]) > 64:
+        if biz["scene"] != "bar_code" or not OUT_TRADE_NO.match(biz["out_trade_no"]):
             return _failure("40002", "isv.invalid-parameter")
         reply = await self.bank.pay(
             biz["out_trade_no"], biz["auth_code"], from_yuan(biz["total_amount"]),
             biz.get("store_id", ""),
         )  # fmt: skip
+        if reply.reply is Reply.ALREADY:
+            return _failure("40004", "ACQ.TRADE_HAS_SUCCESS")
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
@@ -135,19 +145,43 @@ class AlipayGateway(Gateway[Any]):
         if reply.reply is Reply.NOT_FOUND:
             return _failure("40004", "ACQ.TRADE_NOT_EXIST")
         if reply.reply is Reply.REFUSED:
-            return _failure("40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+            return _failure(
+                "40004", REFUND_REFUSALS.get(reply.reason, "ACQ.TRADE_NOT_ALLOW_REFUND")
+            )
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
         assert reply.trade is not None and reply.refund is not None
+        # fund_change=Y only when this very call moved the money.
+        moved = reply.reply is Reply.OK and reply.refund.state is RefundState.SUCCESS
         return {
             "code": "10000",
             "msg": "Success",
             "trade_no": reply.trade.trade_no,
             "out_trade_no": reply.trade.out_trade_no,
-            "fund_change": "Y",
+            "fund_change": "Y" if moved else "N",
             "refund_fee": to_yuan(reply.trade.refunded_fen),
         }
+
+    async def _refund_query(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
+        reply = await self.bank.refund_status(biz["out_trade_no"], biz["out_request_no"])
+        unusual = self._unusual(reply)
+        if unusual is not None:
+            return unusual
+        if reply.reply is Reply.NOT_FOUND or reply.refund is None or reply.trade is None:
+            return {"code": "10000", "msg": "Success"}  # the documented "no such refund"
+        answer = {
+            "code": "10000",
+            "msg": "Success",
+            "trade_no": reply.trade.trade_no,
+            "out_trade_no": reply.trade.out_trade_no,
+            "out_request_no": reply.refund.out_refund_no,
+            "total_amount": to_yuan(reply.trade.amount_fen),
+            "refund_amount": to_yuan(reply.refund.amount_fen),
+        }
+        if reply.refund.state is RefundState.SUCCESS:
+            answer["refund_status"] = "REFUND_SUCCESS"
+        return answer
 
     async def _precreate(self, biz: dict[str, Any]) -> dict[str, Any]:
         from_yuan(biz["total_amount"])  # refuses a malformed amount
@@ -178,7 +212,7 @@ class AlipayGateway(Gateway[Any]):
         return web.Response(body=content, content_type="application/zip")
 
     def _unusual(self, reply: BankReply) -> web.Response | dict[str, Any] | None:
-        if reply.reply is Reply.UNAVAILABLE:
+        if reply.reply in (Reply.UNAVAILABLE, Reply.PROXY_ERROR):
             return web.Response(status=503, text="service unavailable")
         if reply.reply is Reply.SYSTEM_ERROR:
             return {

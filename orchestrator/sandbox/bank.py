@@ -1,4 +1,4 @@
-"""One provider's sandbox ledger and the behaviours of DOMAIN.md §6.
+"""One provider's sandbox ledger and the behaviours of docs/DOMAIN.md §7.
 
 The auth code's last four digits choose what happens, like a test card number. The bank
 is protocol-neutral: it answers in BankReply values that the in-process adapter and the
@@ -28,9 +28,16 @@ class Reply(StrEnum):
     OK = "OK"
     NOT_FOUND = "NOT_FOUND"
     UNAVAILABLE = "UNAVAILABLE"  # HTTP 5xx: nothing recorded
+    PROXY_ERROR = "PROXY_ERROR"  # an unsigned 5xx from a proxy, though it was recorded
     SYSTEM_ERROR = "SYSTEM_ERROR"  # an error answer, though something may have happened
     RETRY = "RETRY"  # reverse: try again
-    REFUSED = "REFUSED"  # refund: not allowed (amount, state)
+    REFUSED = "REFUSED"  # refund: not allowed (amount, state, merchant balance)
+    ALREADY = "ALREADY"  # a resend refused as "already paid" / "already refunded"
+
+
+class RefundState(StrEnum):
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
 
 
 class Behaviour(StrEnum):
@@ -44,6 +51,11 @@ class Behaviour(StrEnum):
     SLOW_QUERY = "7777"
     REVERSE_RETRY = "8888"
     CODE_INVALID = "9999"
+    PROXY_503_PAID = "1212"  # paid; the answer is a proxy's unsigned 503; resend: "paid"
+    WRONG_TRADE_ANSWER = "1313"  # paid; the answer is a signed success for another trade
+    REFUND_SLOW = "2323"  # every refund stays processing for refund_processing_s
+    REFUND_ANSWER_LOST = "2424"  # a refund's answer is lost; a resend: "already refunded"
+    REFUND_REFUSED = "2525"  # refunds refused: the merchant's balance is too low
 
     @classmethod
     def of(cls, auth_code: str) -> Behaviour:
@@ -60,6 +72,8 @@ class Refund:
     amount_fen: int
     at: float
     kind: str = "refund"  # or "void": a same-day cancellation of the whole sale
+    state: RefundState = RefundState.SUCCESS
+    done_at: float | None = None  # when a processing refund goes through
 
 
 @dataclass(slots=True)
@@ -81,6 +95,7 @@ class Trade:
 
     @property
     def refunded_fen(self) -> int:
+        """Refunded or being refunded: what can no longer be refunded again."""
         return sum(r.amount_fen for r in self.refunds)
 
 
@@ -99,6 +114,7 @@ class Timing:
     confirm_after_s: float = 8.0
     slow_query_s: float = 2.0
     hang_s: float = 90.0
+    refund_processing_s: float = 20.0
 
 
 class SandboxBank:
@@ -125,7 +141,10 @@ class SandboxBank:
             return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         existing = self._trades.get(out_trade_no)
         if existing is not None:  # a resend of the same pay: answer with what happened
-            return self._reply(self._refresh(existing))
+            self._refresh(existing)
+            if existing.behaviour is Behaviour.PROXY_503_PAID:
+                return BankReply(Reply.ALREADY, self._copy(existing), reason="ORDERPAID")
+            return self._reply(existing)
         behaviour = Behaviour.of(auth_code)
         if behaviour is Behaviour.UNAVAILABLE:
             return BankReply(Reply.UNAVAILABLE, reason="service unavailable, nothing recorded")
@@ -159,6 +178,10 @@ class SandboxBank:
                 trade.paid_at = now
         if behaviour is Behaviour.SYSTEM_ERROR_PAID:
             return BankReply(Reply.SYSTEM_ERROR, reason="SYSTEMERROR")
+        if behaviour is Behaviour.PROXY_503_PAID:
+            return BankReply(Reply.PROXY_ERROR, reason="bad gateway (proxy)")
+        if behaviour is Behaviour.WRONG_TRADE_ANSWER:
+            return self._reply(self._decoy(trade))
         if behaviour is Behaviour.HANGS_PAID:
             await asyncio.sleep(self._scaled(self.timing.hang_s))
         if behaviour is Behaviour.SLOW_QUERY:
@@ -216,16 +239,54 @@ class SandboxBank:
             return BankReply(Reply.NOT_FOUND, reason="ORDER_NOT_EXIST")
         for done in trade.refunds:
             if done.out_refund_no == out_refund_no:  # a resend: same answer
-                return BankReply(Reply.OK, self._copy(trade), refund=done)
+                self._refresh(trade)
+                if trade.behaviour is Behaviour.REFUND_ANSWER_LOST:
+                    return BankReply(Reply.ALREADY, self._copy(trade), refund=replace(done))
+                return BankReply(Reply.OK, self._copy(trade), refund=replace(done))
         self._refresh(trade)
         if trade.state not in (TradeState.SUCCESS, TradeState.REFUND):
             return BankReply(Reply.REFUSED, self._copy(trade), reason="TRADE_NOT_PAID")
         if amount_fen <= 0 or trade.refunded_fen + amount_fen > trade.amount_fen:
             return BankReply(Reply.REFUSED, self._copy(trade), reason="REFUND_AMOUNT_EXCEEDED")
-        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, self._now(), kind)
+        if trade.behaviour is Behaviour.REFUND_REFUSED:
+            return BankReply(Reply.REFUSED, self._copy(trade), reason="MERCHANT_BALANCE_LOW")
+        now = self._now()
+        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, now, kind)
+        if trade.behaviour is Behaviour.REFUND_SLOW:
+            refund.state = RefundState.PROCESSING
+            refund.done_at = now + self._scaled(self.timing.refund_processing_s)
         trade.refunds.append(refund)
         trade.state = TradeState.REFUND
-        return BankReply(Reply.OK, self._copy(trade), refund=refund)
+        if trade.behaviour is Behaviour.REFUND_ANSWER_LOST:
+            await asyncio.sleep(self._scaled(self.timing.hang_s))  # past the client's timeout
+        return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
+
+    async def refund_status(self, out_trade_no: str, out_refund_no: str) -> BankReply:
+        """The refund's own query."""
+        if "refund" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
+        trade = self._trades.get(out_trade_no)
+        refund = self._refund_of(trade, out_refund_no)
+        if trade is None or refund is None:
+            return BankReply(Reply.NOT_FOUND, reason="RESOURCE_NOT_EXISTS")
+        self._refresh(trade)
+        return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
+
+    def refund_by_no(self, out_refund_no: str) -> tuple[Trade, Refund] | None:
+        """A refund found by its own number alone (WeChat and UnionPay ask that way)."""
+        for trade in self._trades.values():
+            refund = self._refund_of(trade, out_refund_no)
+            if refund is not None:
+                self._refresh(trade)
+                return self._copy(trade), replace(refund)
+        return None
+
+    def trade_by_no(self, trade_no: str) -> Trade | None:
+        """A trade found by the provider's own number (UnionPay's origQryId)."""
+        for trade in self._trades.values():
+            if trade.trade_no == trade_no and trade_no:
+                return self._copy(self._refresh(trade))
+        return None
 
     # ---- the ledger --------------------------------------------------------------
 
@@ -282,20 +343,42 @@ class SandboxBank:
     # ---- helpers -------------------------------------------------------------------
 
     def _refresh(self, trade: Trade) -> Trade:
-        """Let time pass: a 1111 payer confirms once their moment has come."""
+        """Let time pass: a 1111 payer confirms once their moment has come, a 2323
+        refund goes through once it has been processed long enough."""
+        now = self._now()
         if (
             trade.state is TradeState.USERPAYING
             and trade.confirm_at is not None
-            and self._now() >= trade.confirm_at
+            and now >= trade.confirm_at
         ):
             trade.state, trade.paid_at = TradeState.SUCCESS, trade.confirm_at
+        for refund in trade.refunds:
+            if refund.state is RefundState.PROCESSING and now >= (refund.done_at or 0):
+                refund.state = RefundState.SUCCESS
         return trade
+
+    @staticmethod
+    def _refund_of(trade: Trade | None, out_refund_no: str) -> Refund | None:
+        if trade is None:
+            return None
+        return next((r for r in trade.refunds if r.out_refund_no == out_refund_no), None)
+
+    def _decoy(self, trade: Trade) -> Trade:
+        """Another trade, as a wrongly routed answer would name it."""
+        first = "Y" if trade.out_trade_no.startswith("X") else "X"
+        return replace(
+            trade,
+            out_trade_no=first + trade.out_trade_no[1:],
+            trade_no=self._trade_no(),
+            amount_fen=trade.amount_fen + 100,
+            refunds=[],
+        )
 
     def _reply(self, trade: Trade, told: TradeState | None = None) -> BankReply:
         return BankReply(Reply.OK, self._copy(trade), told=told or trade.state, reason=trade.reason)
 
     def _copy(self, trade: Trade) -> Trade:
-        return replace(trade, refunds=list(trade.refunds))
+        return replace(trade, refunds=[replace(r) for r in trade.refunds])
 
     def _scaled(self, seconds: float) -> float:
         return seconds * self.timing.time_scale

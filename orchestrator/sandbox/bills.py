@@ -1,4 +1,4 @@
-"""Daily bills from a sandbox ledger, in each provider's own format (DOMAIN.md §5):
+"""Daily bills from a sandbox ledger, in each provider's own format (docs/DOMAIN.md §6):
 
 * WeChat: CSV, every field prefixed with a backtick, a header row, data rows, then a
   summary header and one summary row; CRLF lines; amounts in yuan.
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import zipfile
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from orchestrator.domain.money import to_yuan
-from orchestrator.sandbox.bank import Refund, Trade, TradeState
+from orchestrator.sandbox.bank import Refund, RefundState, Trade, TradeState
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 PAID_STATES = (TradeState.SUCCESS, TradeState.REFUND, TradeState.REVOKED)
@@ -41,7 +42,7 @@ def _payments(trades: Iterable[Trade], day: date) -> Iterator[Trade]:
 def _refunds(trades: Iterable[Trade], day: date) -> Iterator[tuple[Trade, Refund]]:
     for trade in trades:
         for refund in trade.refunds:
-            if _on(refund.at, day):
+            if refund.state is RefundState.SUCCESS and _on(refund.at, day):
                 yield trade, refund
 
 
@@ -104,7 +105,10 @@ def wechat_trade_bill(trades: list[Trade], day: date, appid: str, mchid: str) ->
 
 
 def _ticked(fields: list[str]) -> str:
-    return ",".join(f"`{field}" for field in fields)
+    """One bill line: every field with its backtick, quoted when it holds a comma."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(f"`{field}" for field in fields)
+    return line.getvalue()
 
 
 # ---- Alipay ----------------------------------------------------------------------------

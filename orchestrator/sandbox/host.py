@@ -54,6 +54,7 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
         confirm_after_s=sandbox.confirm_after_s,
         slow_query_s=sandbox.slow_query_s,
         hang_s=sandbox.hang_s,
+        refund_processing_s=sandbox.refund_processing_s,
     )
     providers = config.providers
     gateways: dict[Channel, Gateway[Any]] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from datetime import date, datetime
 from urllib.parse import urlencode
 
@@ -21,23 +22,33 @@ from orchestrator.providers.unionpay import (
     VOID,
     digest_message,
 )
-from orchestrator.sandbox.bank import Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import RefundState, Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import BEIJING, local, unionpay_settlement
 from orchestrator.sandbox.common import Gateway
 from orchestrator.sandbox.platform_keys import UnionPayPlatformKeys
 
+# ACP's own response codes (the acquirer's, not ISO-8583 POS codes).
 MESSAGES = {
     "00": "成功",
     "03": "交易通讯超时，请发起查询交易",
     "05": "交易已受理，请稍后查询交易结果",
+    "10": "报文格式错误",
     "11": "验证签名失败",
-    "12": "原交易状态不正确",
-    "14": "无效付款码",
-    "30": "报文格式错误",
+    "12": "重复交易",
+    "31": "商户状态不正确",
+    "33": "交易金额超限",
     "34": "查无此交易",
-    "51": "余额不足",
+    "35": "原交易不存在或状态不正确",
+    "61": "输入的卡号无效，请确认后输入",
+    "64": "卡上的余额不足",
 }
-DECLINE_CODES = {"NOTENOUGH": "51", "AUTHCODEEXPIRE": "14", "AUTH_CODE_USED": "14"}
+DECLINE_CODES = {"NOTENOUGH": "64", "AUTHCODEEXPIRE": "61", "AUTH_CODE_USED": "61"}
+REFUND_REFUSALS = {
+    "MERCHANT_BALANCE_LOW": "31",
+    "REFUND_AMOUNT_EXCEEDED": "33",
+    "TRADE_NOT_PAID": "35",
+}
+ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 
 
 class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
@@ -45,6 +56,7 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
 
     def __init__(self, bank: SandboxBank, keys: UnionPayPlatformKeys, merchant_id: str) -> None:
         super().__init__(bank, keys, merchant_id)
+        self._txn_times: dict[str, str] = {}  # orderId -> txnTime of the sale, void, refund
         self.app.add_routes(
             [
                 web.post("/gateway/api/backTransReq.do", self._transact),
@@ -59,6 +71,12 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             return fields
         try:
             kind = fields["txnType"]
+            if kind in (SALE, VOID, REFUND):
+                if not ORDER_ID.match(fields["orderId"]) or not fields.get("backUrl"):
+                    return self._answer(fields, "10")
+                if not fields.get("txnTime"):
+                    return self._answer(fields, "10")
+                self._txn_times.setdefault(fields["orderId"], fields["txnTime"])
             if kind == SALE:
                 return await self._sale(fields)
             if kind == REVERSAL:
@@ -66,53 +84,79 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             if kind in (VOID, REFUND):
                 return await self._refund(fields, "void" if kind == VOID else "refund")
         except (KeyError, ValueError):
-            return self._answer(fields, "30")
-        return self._answer(fields, "30")
+            return self._answer(fields, "10")
+        return self._answer(fields, "10")
 
     async def _sale(self, fields: dict[str, str]) -> web.Response:
         amount = int(fields["txnAmt"])
         reply = await self.bank.pay(
             fields["orderId"], fields["qrNo"], amount, fields.get("reqReserved", "")
         )
-        if reply.reply is Reply.UNAVAILABLE:
+        if reply.reply in (Reply.UNAVAILABLE, Reply.PROXY_ERROR):
             return web.Response(status=503, text="service unavailable")
         if reply.reply is Reply.SYSTEM_ERROR:
             return self._answer(fields, "03")
+        if reply.reply is Reply.ALREADY:
+            return self._answer(fields, "12")
         assert reply.trade is not None
-        return self._answer(
-            fields, _code(reply.told or reply.trade.state, reply.trade), reply.trade
-        )
+        code = _code(reply.told or reply.trade.state, reply.trade)
+        return self._answer(fields, code, reply.trade, orderId=reply.trade.out_trade_no)
 
     async def _reversal(self, fields: dict[str, str]) -> web.Response:
-        reply = await self.bank.reverse(fields["origOrderId"])
+        """The reversal (冲正) names the sale by its orderId and original txnTime."""
+        if not self._is_original(fields):
+            return self._answer(fields, "34")
+        reply = await self.bank.reverse(fields["orderId"])
         if reply.reply is Reply.RETRY:
             # The host does not answer this reversal; the terminal sends it again.
             await asyncio.sleep(self.bank.timing.hang_s * self.bank.timing.time_scale)
             return self._answer(fields, "03")
         if reply.reply is Reply.UNAVAILABLE:
             return web.Response(status=503, text="service unavailable")
-        return self._answer(fields, "00", reply.trade)
+        return self._answer(fields, "00", reply.trade, orderId=fields["orderId"])
 
     async def _refund(self, fields: dict[str, str], kind: str) -> web.Response:
-        original = self.bank.trade(fields["origOrderId"])
+        """A void or refund names the sale by its queryId (origQryId)."""
+        original = self.bank.trade_by_no(fields.get("origQryId", ""))
         amount = int(fields["txnAmt"])
         if original is None:
-            return self._answer(fields, "34")
+            return self._answer(fields, "35")
         if kind == "void" and not _voidable(original, amount):
-            return self._answer(fields, "12")
-        reply = await self.bank.refund(fields["origOrderId"], fields["orderId"], amount, kind)
+            return self._answer(fields, "35")
+        reply = await self.bank.refund(original.out_trade_no, fields["orderId"], amount, kind)
         if reply.reply is Reply.UNAVAILABLE:
             return web.Response(status=503, text="service unavailable")
-        if reply.reply is not Reply.OK or reply.refund is None:
+        if reply.reply is Reply.ALREADY:
             return self._answer(fields, "12")
-        return self._answer(fields, "00", queryId=reply.refund.refund_no)
+        if reply.reply is Reply.REFUSED:
+            return self._answer(fields, REFUND_REFUSALS.get(reply.reason, "35"))
+        if reply.reply is not Reply.OK or reply.refund is None:
+            return self._answer(fields, "35")
+        return self._answer(
+            fields, "00", queryId=reply.refund.refund_no, txnAmt=str(reply.refund.amount_fen)
+        )
 
     async def _query(self, request: web.Request) -> web.Response:
         fields = await self._checked(request)
         if isinstance(fields, web.Response):
             return fields
         if fields.get("txnType") != QUERY_TXN or "orderId" not in fields:
-            return self._answer(fields, "30")
+            return self._answer(fields, "10")
+        if not self._is_original(fields):
+            return self._answer(fields, "34")
+        refunded = self.bank.refund_by_no(fields["orderId"])
+        if refunded is not None and "refund" in self.bank.faults:
+            return web.Response(status=503, text="service unavailable")
+        if refunded is not None:
+            _, refund = refunded
+            done = refund.state is RefundState.SUCCESS
+            return self._answer(
+                fields,
+                "00",
+                queryId=refund.refund_no,
+                txnAmt=str(refund.amount_fen),
+                origRespCode="00" if done else "05",
+            )
         reply = await self.bank.query(fields["orderId"])
         if reply.reply is Reply.NOT_FOUND:
             return self._answer(fields, "34")
@@ -125,16 +169,22 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             extra["origTxnStatus"] = "reversed"
         return self._answer(fields, "00", trade, **extra)
 
+    def _is_original(self, fields: dict[str, str]) -> bool:
+        """A query or reversal names a transaction by orderId and its txnTime: the
+        wrong time finds nothing, as at a real host."""
+        sent = self._txn_times.get(fields.get("orderId", ""))
+        return sent is None or sent == fields.get("txnTime")
+
     async def _file(self, request: web.Request) -> web.Response:
         fields = await self._checked(request)
         if isinstance(fields, web.Response):
             return fields
         if fields.get("txnType") != SETTLEMENT_FILE:
-            return self._answer(fields, "30")
+            return self._answer(fields, "10")
         try:
             day = _settle_day(fields["settleDate"])
         except (KeyError, ValueError):
-            return self._answer(fields, "30")
+            return self._answer(fields, "10")
         content = unionpay_settlement(self.bank.trades(), day, self.merchant_id)
         return self._answer(
             fields,
@@ -194,8 +244,8 @@ def _code(state: TradeState, trade: Trade) -> str:
     if state is TradeState.USERPAYING:
         return "05"
     if state is TradeState.PAYERROR:
-        return DECLINE_CODES.get(trade.reason, "51")
-    return "12"
+        return DECLINE_CODES.get(trade.reason, "64")
+    return "35"
 
 
 def _voidable(trade: Trade, amount: int) -> bool:

@@ -20,12 +20,24 @@ from orchestrator.providers.wechat import (
     parse_authorization,
     request_message,
 )
-from orchestrator.sandbox.bank import BankReply, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import (
+    BankReply,
+    Refund,
+    Reply,
+    SandboxBank,
+    Trade,
+    TradeState,
+)
 from orchestrator.sandbox.bills import wechat_trade_bill
 from orchestrator.sandbox.common import Gateway
 from orchestrator.sandbox.platform_keys import WeChatPlatformKeys
 
 DECLINE_CODES = {"AUTH_CODE_USED": "AUTH_CODE_INVALID"}
+REFUND_REFUSALS = {
+    "MERCHANT_BALANCE_LOW": (403, "NOT_ENOUGH", "商户可用退款余额不足"),
+    "REFUND_AMOUNT_EXCEEDED": (400, "PARAM_ERROR", "退款金额超过可退金额"),
+    "TRADE_NOT_PAID": (400, "PARAM_ERROR", "订单未支付"),
+}
 
 
 class WeChatGateway(Gateway[WeChatPlatformKeys]):
@@ -43,6 +55,7 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
                 web.get("/v3/pay/transactions/out-trade-no/{no}", self._query),
                 web.post("/v3/pay/transactions/out-trade-no/{no}/reverse", self._reverse),
                 web.post("/v3/refund/domestic/refunds", self._refund),
+                web.get("/v3/refund/domestic/refunds/{no}", self._refund_query),
                 web.get("/v3/bill/tradebill", self._tradebill),
                 web.get("/v3/billdownload/file", self._download),
                 web.get("/v3/certificates", self._certificates),
@@ -68,6 +81,8 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         if len(out_trade_no) > 32 or not store or total <= 0:
             return self._error(400, "PARAM_ERROR", "out_trade_no, store id or amount invalid")
         reply = await self.bank.pay(out_trade_no, auth_code, total, store)
+        if reply.reply is Reply.ALREADY:
+            return self._error(403, "ORDERPAID", "订单已支付")
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
@@ -121,22 +136,28 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         if reply.reply is Reply.NOT_FOUND:
             return self._error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         if reply.reply is Reply.REFUSED:
-            return self._error(403, "NOT_ENOUGH", reply.reason)
+            status, code, message = REFUND_REFUSALS.get(
+                reply.reason, (400, "INVALID_REQUEST", reply.reason)
+            )
+            return self._error(status, code, message)
+        if reply.reply is Reply.ALREADY:
+            return self._error(400, "INVALID_REQUEST", "退款单已存在，请勿重复提交")
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
         assert reply.refund is not None and reply.trade is not None
-        return self._answer(
-            200,
-            {
-                "refund_id": reply.refund.refund_no,
-                "out_refund_no": reply.refund.out_refund_no,
-                "transaction_id": reply.trade.trade_no,
-                "out_trade_no": reply.trade.out_trade_no,
-                "status": "SUCCESS",
-                "amount": {"refund": reply.refund.amount_fen, "total": reply.trade.amount_fen},
-            },
-        )
+        return self._answer(200, _refund(reply.trade, reply.refund))
+
+    async def _refund_query(self, request: web.Request) -> web.Response:
+        checked = await self._checked(request)
+        if isinstance(checked, web.Response):
+            return checked
+        if "refund" in self.bank.faults:
+            return web.Response(status=503, text="service unavailable")
+        found = self.bank.refund_by_no(request.match_info["no"])
+        if found is None:
+            return self._error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return self._answer(200, _refund(*found))
 
     async def _tradebill(self, request: web.Request) -> web.Response:
         checked = await self._checked(request)
@@ -207,7 +228,7 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         )
 
     def _unusual(self, reply: BankReply) -> web.Response | None:
-        if reply.reply is Reply.UNAVAILABLE:
+        if reply.reply in (Reply.UNAVAILABLE, Reply.PROXY_ERROR):
             return web.Response(status=503, text="service unavailable")  # unsigned, like a proxy
         if reply.reply is Reply.SYSTEM_ERROR:
             return self._error(500, "SYSTEM_ERROR", "系统错误")
@@ -250,3 +271,14 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
                 "Wechatpay-Serial": self.keys.own_serial,
             },
         )
+
+
+def _refund(trade: Trade, refund: Refund) -> dict[str, Any]:
+    return {
+        "refund_id": refund.refund_no,
+        "out_refund_no": refund.out_refund_no,
+        "transaction_id": trade.trade_no,
+        "out_trade_no": trade.out_trade_no,
+        "status": refund.state.value,
+        "amount": {"refund": refund.amount_fen, "total": trade.amount_fen, "currency": "CNY"},
+    }

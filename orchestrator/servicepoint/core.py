@@ -52,7 +52,7 @@ from orchestrator.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from orchestrator.domain.order import Attempt, Change, Order
+from orchestrator.domain.order import NONCE_LENGTH, Attempt, Change, Order
 from orchestrator.domain.order import Refund as Refund_
 from orchestrator.domain.states import (
     AttemptEvent,
@@ -71,6 +71,7 @@ from orchestrator.metrics import (
     PAID_FEN,
     PAYMENTS,
     REFUNDS,
+    REFUNDS_OVERDUE,
     REVERSALS,
 )
 from orchestrator.providers.engine import (
@@ -81,7 +82,7 @@ from orchestrator.providers.engine import (
     SystemClock,
     Ticket,
 )
-from orchestrator.providers.port import PayCall, PaymentProvider
+from orchestrator.providers.port import PayCall, PaymentProvider, TradeRef
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.store import keys
 from orchestrator.store.redis_store import ReadBatch, RedisStore
@@ -441,7 +442,7 @@ class ServicePointCore:
             raise FailedPrecondition(
                 f"window {order.window_id} is busy: payment {busy} is still in flight"
             )
-        attempt_id = order.next_attempt_id()
+        attempt_id = order.next_attempt_id(_nonce())
         changes = [
             order.start_attempt(
                 attempt_id=attempt_id,
@@ -490,6 +491,7 @@ class ServicePointCore:
                 terminal_id=command.terminal_id,
                 request_id=command.request_id,
                 now=now,
+                nonce=_nonce(),
             )
         ]
         refund = order.refunds[-1]
@@ -508,7 +510,8 @@ class ServicePointCore:
 
     def _settle_late_success(self, job: _Job, command: SettleLateSuccess, order: Order) -> Result:
         attempt = order.attempt(command.attempt_id)
-        if any(r.automatic and r.attempt_id == attempt.attempt_id for r in order.refunds):
+        tries = order.automatic_refunds(attempt.attempt_id)
+        if any(r.state is not RefundState.FAILED for r in tries):
             return Done(_snapshot(order))  # already being (or been) given back
         if attempt.state is AttemptState.SUCCEEDED:
             raise FailedPrecondition(f"attempt {attempt.attempt_id} is the order's payment")
@@ -582,13 +585,15 @@ class ServicePointCore:
         assert isinstance(command, Pay)
         order = self._open[command.order_id]
         assert job.start_driver is not None
+        attempt = order.attempt(job.start_driver[1])
         return PayCall(
-            out_trade_no=job.start_driver[1],
+            out_trade_no=attempt.attempt_id,
             auth_code=command.auth_code,
-            amount_fen=order.amount_fen,
+            amount_fen=attempt.amount_fen,
             store_id=order.service_point_id,
             terminal_id=command.terminal_id,
             description=_description(order),
+            at_ms=attempt.created_at,
         )
 
     def _start_driver(self, order_id: str, attempt_id: str, call: PayCall | None) -> None:
@@ -600,7 +605,14 @@ class ServicePointCore:
             self._clock,
             self._recorder(order_id, attempt_id),
         )
-        ticket = Ticket(attempt_id, attempt.state, attempt.created_at, call, attempt.follow_up)
+        ticket = Ticket(
+            attempt_id,
+            attempt.state,
+            attempt.created_at,
+            call,
+            attempt.amount_fen,
+            attempt.follow_up,
+        )
         task = asyncio.create_task(driver.run(ticket), name=f"attempt {attempt_id}")
         self._drivers[attempt_id] = task
         task.add_done_callback(lambda t: self._driver_done(attempt_id, t))
@@ -664,15 +676,30 @@ class ServicePointCore:
             await self._commit.durable()
             _observe_refund(live, live.refund(refund_id))
 
+        gauge = REFUNDS_OVERDUE.labels(attempt.channel.value)
+
+        def overdue(on: bool) -> None:
+            if on:
+                gauge.inc()
+                log.warning(
+                    "refund still pending at the provider past refund_pending_alert_s",
+                    extra={"order_id": order_id, "refund_id": refund_id},
+                )
+            else:
+                gauge.dec()
+
         driver = RefundDriver(
             self._providers[attempt.channel],
             self._config.playbook(attempt.channel),
             self._clock,
             record,
+            alert_after_s=self._settings.refund_pending_alert_s * self._settings.time_scale,
+            overdue=overdue,
         )
-        ticket = RefundTicket(
-            refund_id, attempt.attempt_id, refund.amount_fen, attempt.amount_fen, refund.created_at
+        paid = TradeRef(
+            attempt.attempt_id, attempt.amount_fen, attempt.created_at, attempt.provider_trade_no
         )
+        ticket = RefundTicket(refund_id, paid, refund.amount_fen, refund.created_at)
         task = asyncio.create_task(driver.run(ticket), name=f"refund {refund_id}")
         self._drivers[refund_id] = task
         task.add_done_callback(lambda t: self._driver_done(refund_id, t))
@@ -802,6 +829,11 @@ def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]
 
 def _snapshot(order: Order) -> bytes:
     return orjson.dumps(order.to_record())
+
+
+def _nonce() -> str:
+    """The random part of a provider-facing id (out_trade_no, out_refund_no)."""
+    return base64.b32encode(secrets.token_bytes(5)).decode()[:NONCE_LENGTH]
 
 
 def _new_order_id(sp: str) -> str:

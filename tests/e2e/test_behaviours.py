@@ -1,5 +1,5 @@
-"""Every sandbox behaviour (DOMAIN.md §6) on every channel, over gRPC, through the
-actors: the order ends where DOMAIN.md says and the sandbox ledger agrees."""
+"""Every sandbox behaviour (docs/DOMAIN.md §7) on every channel, over gRPC, through the
+actors: the order ends where docs/DOMAIN.md says and the sandbox ledger agrees."""
 
 import asyncio
 

@@ -1,5 +1,5 @@
 """A random storm of concurrent API calls (duplicates, races on one window, cancels,
-every provider behaviour), then the invariants of DOMAIN.md §4 checked on every order
+every provider behaviour), then the invariants of docs/DOMAIN.md §4 checked on every order
 and against the sandbox ledger: nobody is charged twice, every attempt ends final."""
 
 import asyncio

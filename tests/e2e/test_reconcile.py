@@ -82,18 +82,24 @@ async def test_reconciliation_finds_heals_and_is_idempotent(
     assert found[("missing_at_windowpay", ghost)]["provider_amount_fen"] == 4321
     assert found[("amount_mismatch", skewed)]["provider_amount_fen"] == 1
     assert found[("amount_mismatch", skewed)]["windowpay_amount_fen"] == 11000
-    healed = {k for k, d in found.items() if d["resolved"]}
-    assert healed == {("state_mismatch", declined), ("duplicate_success", twice)}
-    assert all("refunded automatically" in found[k]["action"] for k in healed)
-    assert report["unexplained"] == 3
+    late = {("state_mismatch", declined), ("duplicate_success", twice)}
+    assert not any(found[k]["resolved"] for k in found)  # no money is back yet
+    assert all("being refunded automatically" in found[k]["action"] for k in late)
+    assert report["unexplained"] == 5
     assert (tmp_path / "planted.csv").read_text().count("\n") == 6  # header + 5
 
     # The heals go through: each late success is refunded, once.
     for bank, attempt_id in ((wechat, declined), (alipay, twice)):
         trade = await eventually(
-            lambda b=bank, a=attempt_id: _trade(b, a), lambda t: t is not None and t.refunds
+            lambda b=bank, a=attempt_id: _trade(b, a),
+            lambda t: t is not None and t.refunded_fen == t.amount_fen,
         )
         assert trade is not None and trade.refunded_fen == trade.amount_fen
+    final = await eventually(
+        lambda: deployed.get(order.order_id),
+        lambda o: o.attempts[0].state == pb.LATE_SUCCESS_REFUNDED,
+    )
+    assert final.state == pb.PAID
 
     code, report, out = await reconcile(deployed, tmp_path / "again.json")
     assert code == 1
@@ -105,8 +111,42 @@ async def test_reconciliation_finds_heals_and_is_idempotent(
     for bank, attempt_id in ((wechat, declined), (alipay, twice)):
         trade = bank.trade(attempt_id)
         assert trade is not None and len(trade.refunds) == 1  # not refunded twice
-    final = await deployed.get(order.order_id)
-    assert final.state == pb.PAID and final.attempts[0].state == pb.LATE_SUCCESS_REFUNDED
+
+
+async def test_an_unrefunded_late_success_fails_the_run_until_a_rerun_heals_it(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    bank = deployed.sandboxes.bank(Channel.WECHAT)
+    declined = (await paid(deployed, Channel.WECHAT, "3333")).attempts[0]
+    bank.alter(declined.attempt_id, paid=True)  # the payer was charged after all
+    bank.faults = {"refund"}  # and the refund cannot get through
+    try:
+        code, report, out = await reconcile(deployed, tmp_path / "stuck.json")
+        [difference] = [
+            d for d in report["differences"] if d["out_trade_no"] == declined.attempt_id
+        ]
+        assert code == 1 and not difference["resolved"], out
+        code, report, out = await reconcile(deployed, tmp_path / "still.json")
+        [difference] = [
+            d for d in report["differences"] if d["out_trade_no"] == declined.attempt_id
+        ]
+        assert code == 1 and "PENDING" in difference["detail"], out  # never "explained"
+    finally:
+        bank.faults = set()
+    await eventually(
+        lambda: _trade(bank, declined.attempt_id),
+        lambda t: t is not None and t.refunded_fen == t.amount_fen,
+    )
+    await eventually(
+        lambda: reconcile(deployed, tmp_path / "healed.json"),
+        lambda result: (
+            not any(d["out_trade_no"] == declined.attempt_id for d in result[1]["differences"])
+        ),
+        within=120,
+        every=1.0,
+    )
+    trade = bank.trade(declined.attempt_id)
+    assert trade is not None and len(trade.refunds) == 1
 
 
 async def _trade(bank: Any, attempt_id: str) -> Any:

@@ -265,6 +265,34 @@ async def test_one_payment_in_flight_per_window(harness: Harness) -> None:
     assert isinstance(await one(core, harness.pay(second)), Accepted)  # free again
 
 
+async def test_a_card_sale_answered_only_by_5xx_is_reversed_before_the_next_sale(
+    harness: Harness,
+) -> None:
+    """A UnionPay sale that got only 5xx answers may still have been taken: it is
+    reversed (冲正), and the window's next card sale waits until the reversal is done."""
+    core = await harness.core()
+    bank = harness.banks[Channel.UNIONPAY]
+    first = order_of(await one(core, harness.create(1)))["order_id"]
+    second = order_of(await one(core, harness.create(1)))["order_id"]
+    bank.faults = {"reverse"}  # the reversal cannot get through for now
+    try:
+        assert isinstance(await one(core, harness.pay(first, Channel.UNIONPAY, "6666")), Accepted)
+        stuck = await eventually(
+            lambda: harness.stored(first),
+            lambda o: o.attempts[0].state is AttemptState.REVERSING,
+        )
+        assert stuck.state is OrderState.PAYING  # not declined on a guess
+        busy = await one(core, harness.pay(second, Channel.UNIONPAY))
+        assert isinstance(busy, Rejected) and "busy" in busy.message
+    finally:
+        bank.faults = set()
+    done = await settled(harness, first)
+    assert done.attempts[0].state is AttemptState.REVERSED
+    trade = bank.trade(done.attempts[0].attempt_id)
+    assert trade is not None and trade.state.value == "CLOSED"  # closed: never payable later
+    assert isinstance(await one(core, harness.pay(second, Channel.UNIONPAY)), Accepted)
+
+
 async def test_a_terminal_pays_only_at_its_own_window(harness: Harness) -> None:
     core = await harness.core()
     order_id = order_of(await one(core, harness.create(1)))["order_id"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +27,13 @@ from orchestrator.providers.factory import (
 )
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.keys import Layout, ensure_dev_keys, ensure_receipt_secret
-from orchestrator.providers.port import OutcomeUnknown, PayCall, ProviderRejected, TradeStatus
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    ProviderRejected,
+    TradeRef,
+    TradeStatus,
+)
 from orchestrator.providers.signing import load_public_key, serial_of
 from orchestrator.providers.unionpay import UnionPay
 from orchestrator.providers.wechat import WeChatPay
@@ -101,7 +108,8 @@ def trade_no() -> str:
 
 
 def call(channel: Channel, out_trade_no: str) -> PayCall:
-    return PayCall(out_trade_no, code(channel), 8000, "SP01", "T01", "科目一")
+    at_ms = int(time.time() * 1000)
+    return PayCall(out_trade_no, code(channel), 8000, "SP01", "T01", "科目一", at_ms)
 
 
 def ledger_state(world: World, channel: Channel, out_trade_no: str) -> str | None:
@@ -143,7 +151,7 @@ async def test_a_rotation_breaks_nothing_and_both_certificates_count(
     assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID
     assert provider.platform.serials == {old, new}
     world.wechat_platform.sign_with_listed(0)  # answers under the old one still verify
-    answer = await provider.query(trade_no())
+    answer = await provider.query(TradeRef(trade_no(), 8000, int(time.time() * 1000)))
     assert answer.status is TradeStatus.NOT_FOUND
     assert provider.platform.serials == {old, new}
 
@@ -153,7 +161,7 @@ async def test_an_unknown_serial_is_an_unknown_outcome_never_a_success(
     world: World, client: HttpClient
 ) -> None:
     provider = world.wechat(client)
-    await provider.query(trade_no())  # certificates known
+    await provider.query(TradeRef(trade_no(), 8000, int(time.time() * 1000)))  # certificates known
     stranger = world.wechat_platform.sign_with_unlisted()
     out_trade_no = trade_no()
     with pytest.raises(OutcomeUnknown, match=f"unknown platform key '{stranger}'"):
@@ -174,9 +182,8 @@ async def test_the_engine_resolves_an_unknown_serial_by_asking_again(world: Worl
     world.wechat_platform.sign_with_unlisted()
     provider = world.providers[Channel.WECHAT]
     driver = AttemptDriver(provider, world.config.playbook(Channel.WECHAT), clock, recorded)
-    ticket = Ticket(
-        out_trade_no, AttemptState.SUBMITTED, clock.now_ms(), call(Channel.WECHAT, out_trade_no)
-    )
+    pay = call(Channel.WECHAT, out_trade_no)
+    ticket = Ticket(out_trade_no, AttemptState.SUBMITTED, pay.at_ms, pay, pay.amount_fen)
     run = asyncio.create_task(driver.run(ticket))
     await eventually(
         lambda: asyncio.sleep(0, ledger_state(world, Channel.WECHAT, out_trade_no)),
@@ -220,9 +227,11 @@ async def test_unionpay_sends_the_pfx_certificates_id(world: World) -> None:
     keys = unionpay_keys(world.keys_dir, settings.credentials)
     assert keys.own_serial == world.unionpay_platform.peer_serial
     assert keys.own_serial == str(keys.identity.certificate.serial_number)
-    out_trade_no = trade_no()
-    answer = await world.providers[Channel.UNIONPAY].pay(call(Channel.UNIONPAY, out_trade_no))
-    assert answer.status is TradeStatus.PAID
+    sale = call(Channel.UNIONPAY, trade_no())
+    provider = world.providers[Channel.UNIONPAY]
+    # ACP's 00 to a sale means accepted; the query, also signed, confirms it
+    assert (await provider.pay(sale)).status is TradeStatus.CONFIRMING
+    assert (await provider.query(sale.trade)).status is TradeStatus.PAID
 
 
 @pytest.mark.usefixtures("signer_restored")
@@ -231,7 +240,7 @@ async def test_unionpay_answers_under_an_untrusted_certificate_are_unknown(world
     settings = world.config.providers[Channel.UNIONPAY]
     http = HttpClient(settings.base_url)
     keys = unionpay_keys(world.keys_dir, settings.credentials)
-    provider = UnionPay(http, keys, settings.merchant_id)
+    provider = UnionPay(http, keys, settings.merchant_id, settings.notify_url)
     out_trade_no = trade_no()
     try:
         with pytest.raises(OutcomeUnknown, match="answer certificate not trusted"):

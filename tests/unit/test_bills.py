@@ -45,6 +45,22 @@ def test_the_alipay_bill() -> None:
     assert all(r.amount_fen == 1 for r in rows)  # refunds are stored positive
 
 
+def test_a_wechat_field_holding_a_comma_is_read_whole() -> None:
+    text = (FIXTURES / "wechat_tradebill_27col_2021-01-28.csv").read_text()
+    quoted = text.replace("`for testing", '"`科目一,科目二"')
+    assert quoted.count('"`科目一,科目二"') == 3
+    assert parse_wechat(quoted.encode()) == parse_wechat(text.encode())
+
+
+def test_a_wechat_summary_whose_totals_disagree_is_refused() -> None:
+    text = (FIXTURES / "wechat_tradebill_27col_2021-01-28.csv").read_text()
+    assert "`3,`0.03,`0.00," in text
+    with pytest.raises(BillError, match="应结订单总金额 is 4 fen, the rows add up to 3"):
+        parse_wechat(text.replace("`3,`0.03,`0.00,", "`3,`0.04,`0.00,").encode())
+    with pytest.raises(BillError, match="退款总金额 is 1 fen, the rows add up to 0"):
+        parse_wechat(text.replace("`3,`0.03,`0.00,", "`3,`0.03,`0.01,").encode())
+
+
 def test_a_bill_that_contradicts_itself_is_refused() -> None:
     text = (FIXTURES / "wechat_tradebill_27col_2021-01-28.csv").read_text()
     with pytest.raises(BillError, match="summary counts"):

@@ -22,6 +22,8 @@ def test_the_sample_deployment() -> None:
         15,
     )
     assert config.playbooks[Channel.ALIPAY].confirm_window_s == 30
+    assert config.settings.redis_appendfsync == "always"
+    assert config.providers[Channel.UNIONPAY].notify_url.startswith("http")
 
 
 def test_the_time_scale_shrinks_every_schedule() -> None:
@@ -58,6 +60,8 @@ def test_a_window_in_two_service_points_is_named() -> None:
         (lambda d: d["service"].update(idempotency_ttl_s=3600), "service.idempotency_ttl_s"),
         (lambda d: d["service"].update(timezone="Mars/Base"), "service.timezone"),
         (lambda d: d["service"].update(pay_hold_s="long"), "service.pay_hold_s: expected float"),
+        (lambda d: d["service"].update(redis_appendfsync="no"), "service.redis_appendfsync"),
+        (lambda d: d["service"].update(refund_pending_alert_s=0), "refund_pending_alert_s"),
         (lambda d: d["channels"].pop("ALIPAY"), "channels.ALIPAY: missing"),
         (lambda d: d["channels"]["WECHAT"].update(no_answer="pray"), "channels.WECHAT.no_answer"),
         (

@@ -5,6 +5,7 @@ The recorder applies every event to a real Order, so an illegal sequence fails h
 
 import asyncio
 from dataclasses import replace
+from datetime import date
 
 import pytest
 
@@ -15,8 +16,11 @@ from orchestrator.providers.port import (
     PayCall,
     ProviderUnavailable,
     RefundAnswer,
+    RefundCall,
     ReverseAnswer,
+    ReverseStatus,
     TradeAnswer,
+    TradeRef,
     TradeStatus,
 )
 from orchestrator.providers.sandbox_provider import SandboxProvider
@@ -49,6 +53,7 @@ async def test_every_behaviour_ends_where_domain_md_says(channel: Channel, endin
                 AttemptState.SUBMITTED,
                 clock.now_ms(),
                 call_for(attempt_id, code(channel, ending)),
+                8000,
             )
         ),
         timeout=10,
@@ -72,7 +77,7 @@ async def test_resuming_an_attempt_whose_pay_never_left_closes_the_trade() -> No
     driver = AttemptDriver(
         SandboxProvider(Channel.WECHAT, bank), CONFIG.playbook(Channel.WECHAT), clock, recorded
     )
-    await driver.run(Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), None))
+    await driver.run(Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), None, 8000))
     assert recorded.events == [AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED]
     trade = bank.trade(attempt_id)
     assert trade is not None and trade.state.value == "CLOSED"
@@ -89,7 +94,7 @@ async def test_resuming_a_payer_still_confirming_queries_first_and_never_pays_ag
         SandboxProvider(Channel.ALIPAY, bank), CONFIG.playbook(Channel.ALIPAY), clock, recorded
     )
     started = recorded.order.attempts[-1].created_at
-    await driver.run(Ticket(attempt_id, AttemptState.AWAITING_PAYER, started, None))
+    await driver.run(Ticket(attempt_id, AttemptState.AWAITING_PAYER, started, None, 8000))
     assert recorded.events[-1] is AttemptEvent.PAID
     assert len(bank.trades()) == 1
 
@@ -102,13 +107,19 @@ class Unreachable:
     async def pay(self, call: PayCall) -> TradeAnswer:
         raise ProviderUnavailable("503")
 
-    async def query(self, out_trade_no: str) -> TradeAnswer:
+    async def query(self, trade: TradeRef) -> TradeAnswer:
         raise ProviderUnavailable("503")
 
-    async def reverse(self, out_trade_no: str) -> ReverseAnswer:
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         raise ProviderUnavailable("503")
 
-    async def refund(self, a: str, b: str, c: int, d: int) -> RefundAnswer:
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        raise ProviderUnavailable("503")
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        raise ProviderUnavailable("503")
+
+    async def bill(self, day: date) -> bytes:
         raise ProviderUnavailable("503")
 
 
@@ -120,7 +131,13 @@ async def test_an_unreachable_provider_still_ends_the_attempt_in_bounded_time() 
     driver = AttemptDriver(Unreachable(), playbook, clock, recorded)
     await asyncio.wait_for(
         driver.run(
-            Ticket(attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"))
+            Ticket(
+                attempt_id,
+                AttemptState.SUBMITTED,
+                clock.now_ms(),
+                call_for(attempt_id, "x"),
+                8000,
+            )
         ),
         timeout=20,
     )
@@ -147,6 +164,7 @@ async def test_the_reversal_waits_for_reverse_not_before() -> None:
             AttemptState.SUBMITTED,
             started,
             call_for(attempt_id, code(Channel.WECHAT, "2222")),
+            8000,
         )
     )
     trade = bank.trade(attempt_id)
@@ -154,3 +172,54 @@ async def test_the_reversal_waits_for_reverse_not_before() -> None:
     assert trade.closed_at * 1000 - started >= playbook.reverse_not_before_s * 1000
     assert recorded.events[-1] is AttemptEvent.REVERSED
     assert TradeStatus.CLOSED  # the answer kind the adapter gives for a closed trade
+
+
+class NeverReached:
+    """Every pay is refused at the connection (it never arrived); queries find nothing."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.pays = 0
+        self.reversals = 0
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        self.pays += 1
+        raise ProviderUnavailable("connection refused")
+
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        return TradeAnswer(TradeStatus.NOT_FOUND)
+
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        self.reversals += 1
+        return ReverseAnswer(ReverseStatus.DONE)
+
+    async def refund(self, call: RefundCall) -> RefundAnswer:
+        raise AssertionError("no refund here")
+
+    async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        raise AssertionError("no refund here")
+
+    async def bill(self, day: date) -> bytes:
+        raise AssertionError("no bill here")
+
+
+@pytest.mark.parametrize(
+    ("channel", "ending"),
+    [(Channel.WECHAT, AttemptState.FAILED), (Channel.UNIONPAY, AttemptState.REVERSED)],
+)
+async def test_a_pay_that_never_arrived(channel: Channel, ending: AttemptState) -> None:
+    """Resent as the playbook allows; then WeChat (query, nothing there) ends it failed,
+    while UnionPay reverses it anyway before the window's next sale."""
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(channel)
+    provider = NeverReached(channel)
+    playbook = CONFIG.playbook(channel)
+    driver = AttemptDriver(provider, playbook, clock, recorded)
+    ticket = Ticket(
+        attempt_id, AttemptState.SUBMITTED, clock.now_ms(), call_for(attempt_id, "x"), 8000
+    )
+    await asyncio.wait_for(driver.run(ticket), timeout=10)
+    assert recorded.order.attempts[-1].state is ending
+    assert provider.pays == playbook.pay_retries + 1
+    assert provider.reversals == (1 if channel is Channel.UNIONPAY else 0)

@@ -22,7 +22,7 @@ def order(order_id: str, *outcomes: AttemptEvent) -> Order:
         payer_name="p", lines=LINES, catalog_version="v", now=NOON, expires_at=NOON + 10**8,
     )  # fmt: skip
     for outcome in outcomes:
-        attempt_id = created.next_attempt_id()
+        attempt_id = created.next_attempt_id("AAAAAA")
         created.start_attempt(
             attempt_id=attempt_id, channel=Channel.WECHAT, terminal_id="T", request_id="r",
             now=NOON,
@@ -46,14 +46,18 @@ def kinds(rows: list[BillRow], orders: list[Order]) -> list[tuple[Kind, str]]:
 def test_a_clean_day_matches_everything() -> None:
     paid = order("O1", AttemptEvent.PAID)
     paid.request_refund(
-        amount_fen=3000, reason="r", supervisor_id="S", terminal_id="T", request_id="q", now=NOON
+        amount_fen=3000,
+        reason="r",
+        supervisor_id="S",
+        terminal_id="T",
+        request_id="q",
+        now=NOON,
+        nonce="AAAAAA",
     )
     paid.record_refund(paid.refunds[0].refund_id, succeeded=True, now=NOON)
     declined = order("O2", AttemptEvent.DECLINED)
-    result = match(
-        Channel.WECHAT, DAY, [row("O1-1"), row("O1-1", 3000, refund="O1-1-R1")],
-        [paid, declined], ZONE,
-    )  # fmt: skip
+    rows = [row("O1P1AAAAAA"), row("O1P1AAAAAA", 3000, refund="O1P1AAAAAAR1AAAAAA")]
+    result = match(Channel.WECHAT, DAY, rows, [paid, declined], ZONE)
     assert result.differences == []
     assert (result.matched_count, result.matched_amount_fen) == (1, 8000)
     assert (result.refunds_matched_count, result.refunds_matched_amount_fen) == (1, 3000)
@@ -65,42 +69,62 @@ def test_each_kind_of_difference() -> None:
     declined = order("O3", AttemptEvent.DECLINED)
     twice = order("O4", AttemptEvent.DECLINED, AttemptEvent.PAID)
     rows = [
-        row("O1-1", 8001),  # amount
+        row("O1P1AAAAAA", 8001),  # amount
         row("GHOST", 5000),  # windowpay never saw it
-        row("O3-1"),  # declined at windowpay, paid at the provider
-        row("O4-1"), row("O4-2"),  # the order is paid twice at the provider
+        row("O3P1AAAAAA"),  # declined at windowpay, paid at the provider
+        row("O4P1AAAAAA"), row("O4P2AAAAAA"),  # the order is paid twice at the provider
     ]  # fmt: skip
     result = match(Channel.WECHAT, DAY, rows, [paid, missing, declined, twice], ZONE)
     found = {(d.kind, d.out_trade_no): d for d in result.differences}
     assert set(found) == {
-        (Kind.AMOUNT_MISMATCH, "O1-1"),
+        (Kind.AMOUNT_MISMATCH, "O1P1AAAAAA"),
         (Kind.MISSING_AT_WINDOWPAY, "GHOST"),
-        (Kind.STATE_MISMATCH, "O3-1"),
-        (Kind.DUPLICATE_SUCCESS, "O4-1"),
-        (Kind.MISSING_AT_PROVIDER, "O2-1"),
+        (Kind.STATE_MISMATCH, "O3P1AAAAAA"),
+        (Kind.DUPLICATE_SUCCESS, "O4P1AAAAAA"),
+        (Kind.MISSING_AT_PROVIDER, "O2P1AAAAAA"),
     }
-    assert [d.out_trade_no for d in result.differences if d.heal] == ["O3-1", "O4-1"]
-    assert found[(Kind.DUPLICATE_SUCCESS, "O4-1")].order_id == "O4"
+    assert [d.out_trade_no for d in result.differences if d.heal] == ["O3P1AAAAAA", "O4P1AAAAAA"]
+    assert found[(Kind.DUPLICATE_SUCCESS, "O4P1AAAAAA")].order_id == "O4"
     assert result.matched_count == 1  # O4-2
 
 
 def test_a_reversal_after_payment_is_no_difference() -> None:
     reversed_ = order("O1", AttemptEvent.PAYER_CONFIRMING)
     for event in (AttemptEvent.REVERSAL_STARTED, AttemptEvent.REVERSED):
-        reversed_.record_attempt("O1-1", event, NOON)
+        reversed_.record_attempt("O1P1AAAAAA", event, NOON)
     # WeChat lists it REVOKED; Alipay and UnionPay as a payment and a refund row.
-    assert kinds([row("O1-1", kept=False)], [reversed_]) == []
-    assert kinds([row("O1-1"), row("O1-1", refund="cancel")], [reversed_]) == []
+    assert kinds([row("O1P1AAAAAA", kept=False)], [reversed_]) == []
+    assert kinds([row("O1P1AAAAAA"), row("O1P1AAAAAA", refund="cancel")], [reversed_]) == []
 
 
 def test_a_late_success_already_refunded_is_explained() -> None:
     late = order("O1", AttemptEvent.DECLINED)
-    late.record_attempt("O1-1", AttemptEvent.LATE_SUCCESS, NOON)
+    late.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON)
     refund_id = late.refunds[0].refund_id
     late.record_refund(refund_id, succeeded=True, now=NOON)
-    result = match(Channel.WECHAT, DAY, [row("O1-1"), row("O1-1", refund=refund_id)], [late], ZONE)
+    result = match(
+        Channel.WECHAT, DAY, [row("O1P1AAAAAA"), row("O1P1AAAAAA", refund=refund_id)], [late], ZONE
+    )
     assert result.differences == []
     assert result.refunds_matched_count == 1 and result.explained
+
+
+def test_a_late_success_not_yet_refunded_stays_a_difference_to_heal() -> None:
+    """Pending or refused, its money is not back: never "explained", healed again."""
+    late = order("O1", AttemptEvent.DECLINED)
+    late.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON)
+    [pending] = match(Channel.WECHAT, DAY, [row("O1P1AAAAAA")], [late], ZONE).differences
+    assert pending.heal and pending.refund_tries == 1 and "PENDING" in pending.detail
+    late.record_refund(late.refunds[0].refund_id, succeeded=False, now=NOON, reason="NOT_ENOUGH")
+    [refused] = match(Channel.WECHAT, DAY, [row("O1P1AAAAAA")], [late], ZONE).differences
+    assert refused.heal and refused.refund_tries == 1 and "FAILED" in refused.detail
+    # The heal's next try is another refund with a number of its own.
+    late.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON + 1)
+    first, second = late.refunds
+    assert second.automatic and second.refund_id != first.refund_id
+    late.record_refund(second.refund_id, succeeded=True, now=NOON + 2)
+    rows = [row("O1P1AAAAAA"), row("O1P1AAAAAA", refund=second.refund_id)]
+    assert match(Channel.WECHAT, DAY, rows, [late], ZONE).differences == []
 
 
 def test_refund_differences() -> None:
@@ -108,14 +132,18 @@ def test_refund_differences() -> None:
     for amount in (1000, 2000):
         paid.request_refund(
             amount_fen=amount, reason="r", supervisor_id="S", terminal_id="T", request_id="q",
-            now=NOON,
+            now=NOON, nonce=f"AAAAA{amount // 1000}",
         )  # fmt: skip
         paid.record_refund(paid.refunds[-1].refund_id, succeeded=True, now=NOON)
-    rows = [row("O1-1"), row("O1-1", 999, refund="O1-1-R1"), row("O1-1", 50, refund="STRAY")]
+    rows = [
+        row("O1P1AAAAAA"),
+        row("O1P1AAAAAA", 999, refund="O1P1AAAAAAR1AAAAA1"),
+        row("O1P1AAAAAA", 50, refund="STRAY"),
+    ]
     assert sorted(kinds(rows, [paid])) == sorted(
         [
-            (Kind.AMOUNT_MISMATCH, "O1-1"),
-            (Kind.MISSING_AT_WINDOWPAY, "O1-1"),
-            (Kind.MISSING_AT_PROVIDER, "O1-1"),
+            (Kind.AMOUNT_MISMATCH, "O1P1AAAAAA"),
+            (Kind.MISSING_AT_WINDOWPAY, "O1P1AAAAAA"),
+            (Kind.MISSING_AT_PROVIDER, "O1P1AAAAAA"),
         ]
     )

@@ -4,6 +4,7 @@ from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import FailedPrecondition, IllegalTransition, InvalidArgument
 from orchestrator.domain.order import Order, invariant_violations
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
+from tests.support import nonce
 
 NOW = 1_800_000_000_000
 LINES = (
@@ -29,7 +30,7 @@ def new_order() -> Order:
 
 
 def start(order: Order, channel: Channel = Channel.WECHAT, cash: int = 0) -> str:
-    attempt_id = order.next_attempt_id()
+    attempt_id = order.next_attempt_id(nonce())
     order.start_attempt(
         attempt_id=attempt_id,
         channel=channel,
@@ -80,7 +81,20 @@ def test_an_unpaid_attempt_returns_the_order_to_awaiting_payment(
     assert order.state is OrderState.AWAITING_PAYMENT
     assert invariant_violations(order) == []
     second = start(order, Channel.ALIPAY)  # the payer may try again, another channel
-    assert second.endswith("-2")
+    assert second[:-6].endswith("P2") and second != attempt_id
+
+
+def test_provider_ids_are_letters_and_digits_and_never_repeat() -> None:
+    """out_trade_no / out_refund_no: what every channel accepts, and unique even if the
+    store lost the attempt that used the same ordinal (the nonce differs)."""
+    order = new_order()
+    first, again = order.next_attempt_id("AAAAAA"), order.next_attempt_id("BBBBBB")
+    assert first != again and first.isalnum() and 8 <= len(first) <= 32
+    paid = paid_order()
+    refund_id = ask_refund(paid, 100)
+    assert refund_id.isalnum() and len(refund_id) <= 39  # UnionPay: 40, with a void's V
+    with pytest.raises(ValueError, match="nonce"):
+        order.next_attempt_id("A-1")
 
 
 def test_one_attempt_in_flight_at_a_time() -> None:
@@ -145,7 +159,7 @@ def paid_order() -> Order:
 def ask_refund(order: Order, amount: int) -> str:
     order.request_refund(
         amount_fen=amount, reason="退费", supervisor_id="S1", terminal_id="T01",
-        request_id="q", now=NOW + 10,
+        request_id="q", now=NOW + 10, nonce=nonce(),
     )  # fmt: skip
     return order.refunds[-1].refund_id
 
@@ -194,6 +208,8 @@ def test_a_late_success_is_refunded_and_marked() -> None:
     with pytest.raises(FailedPrecondition, match="already being refunded"):
         order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 5)
     changes = order.record_refund(auto.refund_id, succeeded=True, now=NOW + 6)
+    with pytest.raises(FailedPrecondition, match="cannot take LATE_SUCCESS"):
+        order.record_attempt(first, AttemptEvent.LATE_SUCCESS, NOW + 7)  # given back once
     assert len(changes) == 2
     assert order.attempt(first).state is AttemptState.LATE_SUCCESS_REFUNDED
     assert order.state is OrderState.PAID and order.refunded_fen == 0

@@ -1,4 +1,4 @@
-"""Random event sequences against one order: the invariants of DOMAIN.md §4 hold after
+"""Random event sequences against one order: the invariants of docs/DOMAIN.md §4 hold after
 every step, refused steps change nothing, and the journal's versions stay gap-free."""
 
 from hypothesis import settings
@@ -9,6 +9,7 @@ from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Change, Order, invariant_violations
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
+from tests.support import nonce
 
 LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
 
@@ -39,7 +40,7 @@ class OrderMachine(RuleBasedStateMachine):
     def start_attempt(self, channel: Channel, cash: int) -> None:
         self._apply(
             lambda: self.order.start_attempt(
-                attempt_id=self.order.next_attempt_id(),
+                attempt_id=self.order.next_attempt_id(nonce()),
                 channel=channel,
                 terminal_id="T",
                 request_id="r",
@@ -64,6 +65,7 @@ class OrderMachine(RuleBasedStateMachine):
                 terminal_id="T",
                 request_id="q",
                 now=self.now,
+                nonce=nonce(),
             )
         )
 

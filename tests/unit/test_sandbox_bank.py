@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.sandbox.bank import Reply, SandboxBank, Timing, TradeState
+from orchestrator.sandbox.bank import RefundState, Reply, SandboxBank, Timing, TradeState
 
 FAST = Timing(time_scale=0.001)
 
@@ -83,3 +83,39 @@ async def test_refunds_never_exceed_the_payment(amounts: list[int]) -> None:
     again = await bank.refund("a", "r0", amounts[0])  # a resend answers the same
     assert again.reply is Reply.OK and again.refund is not None
     assert again.refund.amount_fen == amounts[0]
+
+
+async def test_the_unclear_pay_answers_record_the_payment() -> None:
+    bank = SandboxBank("ALIPAY", FAST)
+    proxied = await bank.pay("o1212", "2800000000001212", 100, "SP01")
+    assert proxied.reply is Reply.PROXY_ERROR  # an unsigned 503, though it was recorded
+    again = await bank.pay("o1212", "2800000000001212", 100, "SP01")
+    assert again.reply is Reply.ALREADY  # a resend: "already paid"
+    other = await bank.pay("o1313", "2800000000001313", 100, "SP01")
+    assert other.reply is Reply.OK and other.trade is not None
+    assert other.trade.out_trade_no != "o1313" and other.trade.amount_fen != 100
+    for no in ("o1212", "o1313"):
+        trade = bank.trade(no)
+        assert trade is not None and trade.state is TradeState.SUCCESS and trade.amount_fen == 100
+
+
+async def test_the_refund_behaviours() -> None:
+    import asyncio
+
+    timing = Timing(time_scale=0.001, refund_processing_s=100.0, hang_s=100.0)
+    bank = SandboxBank("WECHAT", timing)
+    for ending in ("2323", "2424", "2525"):
+        await bank.pay(f"o{ending}", f"13000000000000{ending}", 300, "SP01")
+    slow = await bank.refund("o2323", "r1", 100)
+    assert slow.refund is not None and slow.refund.state is RefundState.PROCESSING
+    assert (await bank.refund_status("o2323", "r1")).refund.state is RefundState.PROCESSING  # type: ignore[union-attr]
+    await asyncio.sleep(0.15)  # 100 s at this scale
+    assert (await bank.refund_status("o2323", "r1")).refund.state is RefundState.SUCCESS  # type: ignore[union-attr]
+    lost = asyncio.create_task(bank.refund("o2424", "r2", 100))
+    await asyncio.sleep(0.02)
+    assert not lost.done() and bank.refund_by_no("r2") is not None  # recorded, not answered
+    assert (await bank.refund("o2424", "r2", 100)).reply is Reply.ALREADY
+    await lost
+    refused = await bank.refund("o2525", "r3", 100)
+    assert refused.reply is Reply.REFUSED and refused.reason == "MERCHANT_BALANCE_LOW"
+    assert (await bank.refund_status("o2525", "r3")).reply is Reply.NOT_FOUND
