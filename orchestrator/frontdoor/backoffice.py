@@ -94,10 +94,19 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            check_id(request.attempt_id, "attempt_id")
             check_text(request.reason, "reason", required=True, limit=200)
             sp = door.sp_of_order(request.order_id)
         except DomainError as error:
             await guard(context, error)
+        found = await door.store.late_success(request.attempt_id)
+        if found is None or not hmac.compare_digest(found, request.provider_trade_no):
+            await abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"attempt {request.attempt_id} is not one reconciliation found kept by the "
+                "provider with that trade number",
+            )
         command = SettleLateSuccess(
             request.request_id,
             request.order_id,

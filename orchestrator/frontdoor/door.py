@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Rejected, Result
 from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
@@ -30,11 +31,19 @@ async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoRetu
 class FrontDoor:
     """What every service shares: routing, reads, and the event feed."""
 
-    def __init__(self, config: Config, store: RedisStore, router: Router, hub: EventHub) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: RedisStore,
+        router: Router,
+        hub: EventHub,
+        supervisors: Supervisors,
+    ) -> None:
         self.config = config
         self.store = store
         self.router = router
         self.hub = hub
+        self.supervisors = supervisors
 
     async def call(self, context: Context, sp: str, command: Command) -> Result:
         result = await self.router.call(sp, command)

@@ -4,11 +4,13 @@ serve at once against the same actors and Redis."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 import orjson
 
+from orchestrator.access.supervisors import Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
 from orchestrator.domain.errors import DomainError
@@ -26,7 +28,9 @@ from orchestrator.frontdoor.events import RESYNC, Feed
 from orchestrator.frontdoor.payments import PaymentStream
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.metrics import SUPERVISOR_PINS
 
+log = logging.getLogger(__name__)
 _FINAL = {state.value for state in FINAL_ATTEMPT_STATES}
 _WATCHED_STATES = ("AWAITING_PAYMENT", "PAYING")
 
@@ -98,12 +102,36 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            check_id(request.supervisor_id, "supervisor_id")
             window = door.window_of_terminal(request.terminal_id)
             sp = door.sp_of_order(request.order_id)
             command = refund_command(request, window)
         except DomainError as error:
             await guard(context, error)
+        await self._supervisor_approves(context, request, sp)
         return await self._until_outcome(context, sp, command)
+
+    async def _supervisor_approves(
+        self, context: Context, request: pb.RefundRequest, sp: str
+    ) -> None:
+        """The supervisor's PIN, checked before anything is reserved."""
+        decision = await self._door.supervisors.approve(
+            request.supervisor_id, request.supervisor_pin, sp
+        )
+        SUPERVISOR_PINS.labels(decision.verdict.value).inc()
+        if decision.verdict is Verdict.OK:
+            return
+        log.warning(
+            "refund refused: supervisor not proved",
+            extra={"supervisor_id": request.supervisor_id, "terminal_id": request.terminal_id,
+                   "order_id": request.order_id, "outcome": decision.verdict.value},
+        )  # fmt: skip
+        code = (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+            if decision.verdict is Verdict.LOCKED
+            else grpc.StatusCode.PERMISSION_DENIED
+        )
+        await abort(context, code, decision.message)
 
     async def _until_outcome(
         self, context: Context, sp: str, command: commands.Pay | commands.Refund

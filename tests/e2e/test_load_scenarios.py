@@ -81,8 +81,10 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
 ) -> None:
     providers = {c.value: u for c, u in deployed.sandboxes.base_urls.items()}
     order = await deployed.create(deployed.window(), "DOC-DLIC")
-    declined = await deployed.terminal.Pay(deployed.pay_request(order, Channel.WECHAT, "3333"))
-    paid = await deployed.terminal.Pay(deployed.pay_request(order, Channel.CASH))
+    declined = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, Channel.WECHAT, "3333")
+    )
+    paid = await deployed.terminal_of_order(order).Pay(deployed.pay_request(order, Channel.CASH))
     assert paid.state == pb.PAID
     address = deployed.server.address
     assert await asyncio.to_thread(check, address, [order.order_id], providers) == []
@@ -100,7 +102,7 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
 
     waiting = await deployed.create(deployed.window(), "DOC-DLIC")
     request = deployed.pay_request(waiting, Channel.WECHAT, "2222")  # never confirms
-    pending = deployed.terminal.Pay(request, timeout=30)
+    pending = deployed.terminal_for(request.terminal_id).Pay(request, timeout=30)
     await eventually(lambda: deployed.get(waiting.order_id), lambda o: o.state == pb.PAYING)
     problems = await asyncio.to_thread(check, address, [waiting.order_id], providers, 0.0)
     assert len(problems) == 1 and "attempts not final" in problems[0]

@@ -12,7 +12,6 @@ import pytest
 
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from tests.e2e.conftest import Deployed
 from tests.support import eventually
 
@@ -63,19 +62,17 @@ class Subscriber:
 
 async def pay(deployed: Deployed, channel: Channel = Channel.WECHAT) -> pb.Order:
     order = await deployed.create(deployed.window())
-    paid = await deployed.terminal.Pay(deployed.pay_request(order, channel), timeout=30)
+    paid = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, channel), timeout=30
+    )
     assert paid.state == pb.PAID
     return paid
 
 
 async def refund(deployed: Deployed, order: pb.Order, amount: int) -> pb.Order:
-    return await deployed.terminal.Refund(
-        pb.RefundRequest(
-            request_id=uuid.uuid4().hex, terminal_id=deployed.terminal_of(order.window_id),
-            order_id=order.order_id, amount_fen=amount, reason="退费", supervisor_id="SUP1",
-        ),
-        timeout=30,
-    )  # fmt: skip
+    return await deployed.terminal_of_order(order).Refund(
+        deployed.refund_request(order, amount), timeout=30
+    )
 
 
 async def test_a_business_system_away_for_a_while_misses_nothing(deployed: Deployed) -> None:
@@ -128,7 +125,7 @@ async def test_acks_need_valid_event_ids(deployed: Deployed) -> None:
 
 
 async def test_every_paid_order_gets_a_receipt_a_payer_can_fetch(deployed: Deployed) -> None:
-    receipts = pb_grpc.ReceiptsStub(deployed.channel)
+    receipts = deployed.receipts
     order = await pay(deployed, Channel.ALIPAY)
 
     async def by_order() -> pb.Receipt | None:
@@ -171,7 +168,7 @@ async def test_every_paid_order_gets_a_receipt_a_payer_can_fetch(deployed: Deplo
 
 
 async def test_the_days_settlement_per_window_and_channel(deployed: Deployed) -> None:
-    office = pb_grpc.BackOfficeStub(deployed.channel)
+    office = deployed.backoffice
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
     window = deployed.window()
     sp = deployed.config.deployment.window_service_point[window]
@@ -184,7 +181,11 @@ async def test_the_days_settlement_per_window_and_channel(deployed: Deployed) ->
     orders = []
     for channel in (Channel.WECHAT, Channel.CASH, Channel.CASH):
         order = await deployed.create(window)
-        orders.append(await deployed.terminal.Pay(deployed.pay_request(order, channel), timeout=30))
+        orders.append(
+            await deployed.terminal_of_order(order).Pay(
+                deployed.pay_request(order, channel), timeout=30
+            )
+        )
     await refund(deployed, orders[1], 500)
     after = await rows()
 
