@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import pos
+from orchestrator.access import commands as access
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.telemetry import configure_logging
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)
     backoffice.add_parsers(commands)
+    access.add_parsers(commands)
     return parser
 
 

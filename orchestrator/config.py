@@ -433,6 +433,7 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
             terminal_burst=_positive(limits, "terminal_burst", lim.terminal_burst),
             streams=_positive(limits, "streams", lim.streams),
             stream_queue=_positive(limits, "stream_queue", lim.stream_queue),
+            stream_stall_s=limits.number("stream_stall_s", lim.stream_stall_s, minimum=0.01),
             ack_ids=_positive(limits, "ack_ids", lim.ack_ids),
             max_cash_fen=_positive(limits, "max_cash_fen", lim.max_cash_fen),
         ),

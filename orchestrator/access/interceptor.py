@@ -20,6 +20,7 @@ from orchestrator.access.limits import Gate
 from orchestrator.access.policy import TABLE, Rule, Scope, denial
 from orchestrator.access.principals import Directory, Principal
 from orchestrator.access.revocation import Revocations
+from orchestrator.access.streams import SlowReader
 from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
 
 log = logging.getLogger(__name__)
@@ -190,9 +191,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def _unary_stream(self, method: str, rule: Rule | None, inner: Any) -> Any:
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             principal = await self._admit(context, method, rule, request, stream=True)
+            reader = SlowReader(context, principal.role.value, self._gate.limits.stream_stall_s)
             try:
                 async for item in inner(request, context):
-                    yield item
+                    with reader.writing():
+                        yield item
             finally:
                 self._gate.leave(principal, stream=True)
 

@@ -39,7 +39,8 @@ class Limits:
     terminal_rate: float = 20.0  # calls per second per terminal, sustained
     terminal_burst: int = 50
     streams: int = 4  # WatchWindow / WatchPayments streams open per principal
-    stream_queue: int = 256  # events waiting for a slow reader before it is dropped
+    stream_queue: int = 64  # events waiting for a slow reader before it is dropped
+    stream_stall_s: float = 30.0  # a reader that takes no message this long is dropped
     ack_ids: int = 1000  # event ids per AckPayments
     max_cash_fen: int = 10_000_000  # cash_received_fen above this is refused
 

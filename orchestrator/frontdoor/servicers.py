@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 import orjson
 
+from orchestrator.access.streams import SlowReader
 from orchestrator.access.supervisors import Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
@@ -194,7 +195,10 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             )
         sp = door.config.deployment.window_service_point[window]
         sent: dict[str, int] = {}
-        with door.hub.follow_window(window) as feed:
+        limit = door.config.access.limits.stream_queue
+        reader = SlowReader(context, "terminal", door.config.access.limits.stream_stall_s)
+        overflow = f"more than {limit} changes of window {window} unread; stream dropped"
+        with door.hub.follow_window(window, limit, lambda: reader.drop(overflow)) as feed:
             for snapshot in await door.store.window_orders(sp, window):
                 message = _newer(snapshot, sent, only_open=True)
                 if message is not None:

@@ -185,6 +185,16 @@ async def deployed(
         # A reversal is given up after 3 s and the trade followed up every 0.2 s.
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
+    # Access: a spare principal to revoke, a second supervisor at the first point to lock
+    # out, and small stream bounds so that a reader that stops reading is dropped soon.
+    data["access"] = {
+        "principals": {
+            "business": "business", "backoffice": "backoffice", "auditor": "auditor",
+            "monitor": "monitor", "spare": "auditor",
+        },
+        "limits": {"stream_queue": 8, "stream_stall_s": 5},
+    }  # fmt: skip
+    data["supervisors"]["G1L"] = "G1"
     config = parse_config(data, "e2e config")
     keys_dir = tmp_path_factory.mktemp("keys")
     data_dir = tmp_path_factory.mktemp("data")
