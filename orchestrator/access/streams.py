@@ -18,12 +18,14 @@ import grpc
 from orchestrator.metrics import ACCESS_LIMITED
 
 Context = grpc.aio.ServicerContext[Any, Any]
+ABORT_GRACE_S = 1.0
 _ABORTS: set[asyncio.Task[None]] = set()  # held until done, so they are not collected
 
 
 class SlowReader:
     def __init__(self, context: Context, role: str, stall_s: float) -> None:
         self._context = context
+        self._call = asyncio.current_task()  # the call's own task: the stream runs in it
         self._role = role
         self._stall_s = stall_s
         self.dropped = False
@@ -39,9 +41,14 @@ class SlowReader:
 
     async def _abort(self, why: str) -> None:
         try:
-            await self._context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+            await asyncio.wait_for(
+                self._context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why), ABORT_GRACE_S
+            )
         except Exception:  # abort raises by design; the call may be gone already
-            return
+            pass
+        # The status waits behind the message the reader does not take: end the call.
+        if self._call is not None and not self._call.done():
+            self._call.cancel()
 
     @contextmanager
     def writing(self) -> Iterator[None]:

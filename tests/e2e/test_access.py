@@ -285,37 +285,45 @@ async def test_500_watch_streams_that_never_read_stay_bounded(deployed: Deployed
     limits = deployed.config.access.limits
     terminals = sorted(deployed.config.deployment.terminal_window)
     admitted = len(terminals) * limits.streams
+    busy = {"G3T1": "G3W1", "G3T2": "G3W2"}
     # A small flow-control window: the client takes a message or two, then stops reading.
     options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
     channels = {
         t: client.of_pki(deployed.pki_dir, t).channel(deployed.server.address, options)
         for t in terminals
     }
+    watchers = [terminals[i % len(terminals)] for i in range(500)]
     calls = [
         pb_grpc.TerminalStub(channels[t]).WatchWindow(pb.WatchWindowRequest(terminal_id=t))
-        for t in (terminals[i % len(terminals)] for i in range(500))
+        for t in watchers
     ]
     hub = deployed.server.door.hub
     gate = deployed.server.access.gate
     try:
-        await eventually(
-            lambda: _done(calls), lambda n: n >= 500 - admitted, within=60
-        )  # the streams beyond each terminal's few are refused at once
+        # the streams beyond each terminal's few are refused at once
+        await eventually(lambda: _done(calls), lambda n: n >= 500 - admitted, within=60)
+        refused = [call for call in calls if call.done()]
         for _ in range(25):  # windows that change faster than a stopped reader reads
-            for window in ("G3W1", "G3W2"):
+            for window in busy.values():
                 await deployed.create(window)
                 feeds, waiting = hub.waiting()
                 assert feeds <= admitted and waiting <= feeds * limits.stream_queue
-        ends = await asyncio.wait_for(asyncio.gather(*(_drain(c) for c in calls)), 60)
+        # the stopped readers of the busy windows are dropped: their feeds are gone
+        await eventually(_feeds_left(hub), lambda n: n == admitted - len(busy) * limits.streams)
+        assert all(gate.in_flight(t)[1] == 0 for t in busy)
+        assert all(gate.in_flight(t)[1] == limits.streams for t in terminals if t not in busy)
+        slow = [c for c, t in zip(calls, watchers, strict=True) if t in busy and c not in refused]
+        assert len(refused) == 500 - admitted and len(slow) == len(busy) * limits.streams
+        refusals = await asyncio.gather(*(_drain(call) for call in refused))
+        drops = await asyncio.wait_for(asyncio.gather(*(_drain(call) for call in slow)), 30)
     finally:
         for call in calls:
             call.cancel()
         for channel in channels.values():
             await channel.close()
-    assert {code for code, _ in ends} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-    refused = [d for _, d in ends if "streams open" in d]
-    dropped = [d for _, d in ends if "dropped" in d]
-    assert len(refused) == 500 - admitted and len(dropped) == admitted
+    assert all(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in refusals)
+    assert all("streams open" in details for _, details in refusals)
+    assert all(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in drops)
     await eventually(_feeds_left(hub), lambda n: n == 0, within=30)
     assert all(gate.in_flight(t) == (0, 0) for t in terminals)
 
