@@ -9,6 +9,7 @@ status is sent from a task of its own, since the stream itself is stuck in the w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,12 +41,11 @@ class SlowReader:
         task.add_done_callback(_ABORTS.discard)
 
     async def _abort(self, why: str) -> None:
-        try:
+        # abort raises by design (and the call may be gone already)
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self._context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why), ABORT_GRACE_S
             )
-        except Exception:  # abort raises by design; the call may be gone already
-            pass
         # The status waits behind the message the reader does not take: end the call.
         if self._call is not None and not self._call.done():
             self._call.cancel()
