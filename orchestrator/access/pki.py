@@ -233,21 +233,29 @@ class Authority:
         return serial
 
 
+def _missing(cert: Path, key: Path) -> bool:
+    """True when neither file exists; half a pair is an error, never completed over."""
+    if cert.exists() != key.exists():
+        there = cert if cert.exists() else key
+        raise PkiError(f"{there} exists without its other half; move it away or restore it")
+    return not cert.exists()
+
+
 def init(root: Path, principals: Iterable[str]) -> list[str]:
     """Make whatever of the development PKI is missing; returns what was made."""
     paths = PkiPaths(root)
     made: list[str] = []
-    if not paths.ca_cert.exists() and not paths.ca_key.exists():
+    if _missing(paths.ca_cert, paths.ca_key):
         Authority.create(paths)
         made.append("CA")
     authority = Authority(paths)
     if not paths.crl.exists():
         authority.write_crl()
-    if not paths.server_cert.exists() and not paths.server_key.exists():
+    if _missing(paths.server_cert, paths.server_key):
         authority.issue_server()
         made.append("server")
     for name in principals:
-        if not paths.client_cert(name).exists() and not paths.client_key(name).exists():
+        if _missing(paths.client_cert(name), paths.client_key(name)):
             authority.issue_client(name)
             made.append(name)
     return made

@@ -69,6 +69,10 @@ class FrontDoor:
 
     async def get_order(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
         key = request.WhichOneof("key")
+        try:
+            check_id(request.order_id or request.business_no, key or "order_id")
+        except DomainError as error:
+            await guard(context, error)
         if key == "order_id":
             snapshot = await self.store.order(request.order_id)
             what = f"order {request.order_id}"

@@ -14,7 +14,7 @@ from orchestrator.access.streams import SlowReader
 from orchestrator.access.supervisors import Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
-from orchestrator.domain.errors import DomainError
+from orchestrator.domain.errors import DomainError, InvalidArgument
 from orchestrator.domain.states import FINAL_ATTEMPT_STATES
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
@@ -92,6 +92,9 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            most = door.config.access.limits.max_cash_fen
+            if not 0 <= request.cash_received_fen <= most:
+                raise InvalidArgument(f"cash_received_fen must be between 0 and {most}")
             window = door.window_of_terminal(request.terminal_id)
             sp = door.sp_of_order(request.order_id)
             command = pay_command(request, window)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from orchestrator.access import client, pki
+from orchestrator.access.tls import ServerTls
+from orchestrator.bootstrap import start_front_door
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
@@ -346,3 +350,65 @@ async def _drain(call: Any) -> tuple[grpc.StatusCode, str]:
     except grpc.aio.AioRpcError as error:
         return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+# ---- input hardening -------------------------------------------------------------------
+
+
+async def test_ids_and_codes_are_matched_whole_and_in_ascii(deployed: Deployed) -> None:
+    keys_before = await deployed.server.door.store.redis.dbsize()
+    request = pb.CreateOrderRequest(
+        request_id=uuid.uuid4().hex, business_no="B1\n", window_id="G1W1", payer_name="王五",
+        lines=[pb.OrderLine(fee_code="PLT-AUTO", quantity=1)],
+    )  # fmt: skip
+    code, details = await status_of(deployed.business.CreateOrder(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "business_no" in details
+    request.business_no, request.payer_name = "B1", "王五\u202e"
+    code, details = await status_of(deployed.business.CreateOrder(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "payer_name" in details
+    assert await deployed.server.door.store.redis.dbsize() == keys_before
+    order = await deployed.create(deployed.window())
+    pay = deployed.pay_request(order, Channel.WECHAT)
+    pay.auth_code = pay.auth_code[:2] + pay.auth_code[2:].translate(
+        str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    )
+    code, _ = await status_of(deployed.terminal_of_order(order).Pay(pay, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    pay = deployed.pay_request(order, Channel.CASH)
+    pay.cash_received_fen = 2**62
+    code, details = await status_of(deployed.terminal_of_order(order).Pay(pay, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "cash_received_fen" in details
+    assert (await deployed.get(order.order_id)).state == pb.AWAITING_PAYMENT
+
+
+async def test_ack_payments_takes_at_most_1000_ids(deployed: Deployed) -> None:
+    subscriber = deployed.config.access.subscribers[0]
+    ids = [f"G1:{i}-0" for i in range(1001)]
+    code, details = await status_of(
+        deployed.business.AckPayments(
+            pb.AckPaymentsRequest(subscriber_id=subscriber, event_ids=ids), timeout=10
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "1000" in details
+
+
+async def test_each_terminal_is_rate_limited(deployed: Deployed) -> None:
+    """A second front door on the same actors, with a tight rate, shows the bound."""
+    config = deployed.config
+    limits = replace(config.access.limits, terminal_rate=1.0, terminal_burst=3)
+    tight = replace(config, access=replace(config.access, limits=limits))
+    stack = AsyncExitStack()
+    try:
+        server = await start_front_door(
+            tight, deployed.redis_url, dict(deployed.actors.submitters), stack,
+            ServerTls.of_pki(deployed.pki_dir), deployed.pki_dir,
+        )  # fmt: skip
+        identity = client.of_pki(deployed.pki_dir, "G2T1")
+        async with identity.channel(server.address) as channel:
+            terminal = pb_grpc.TerminalStub(channel)
+            request = pb.GetOrderRequest(order_id="G2-NOSUCHORDER")
+            codes = [(await status_of(terminal.GetOrder(request, timeout=5)))[0] for _ in range(5)]
+        assert codes[:3] == [grpc.StatusCode.NOT_FOUND] * 3
+        assert codes[3:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    finally:
+        await stack.aclose()
