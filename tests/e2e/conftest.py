@@ -193,6 +193,8 @@ async def deployed(
             "monitor": "monitor", "spare": "auditor",
         },
         "limits": {"stream_queue": 8, "stream_stall_s": 5},
+        # subscriber ids the business system may use: one per test that subscribes
+        "business_subscribers": ["business", "biz-away", "biz-single", "biz-slow"],
     }  # fmt: skip
     data["supervisors"]["G1L"] = "G1"
     config = parse_config(data, "e2e config")

@@ -114,6 +114,21 @@ async def test_a_revoked_certificate_is_refused_from_the_next_call(deployed: Dep
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def test_a_certificate_of_ours_for_a_name_not_in_the_config_is_denied(
+    deployed: Deployed,
+) -> None:
+    authority = pki.Authority(pki.PkiPaths(deployed.pki_dir))
+    authority.issue_client("intruder")
+    identity = client.of_pki(deployed.pki_dir, "intruder")
+    async with identity.channel(deployed.server.address) as channel:
+        code, details = await status_of(
+            pb_grpc.BusinessGatewayStub(channel).GetOrder(
+                pb.GetOrderRequest(order_id="G1-X"), timeout=5
+            )
+        )
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "intruder" in details
+
+
 # ---- who may call what --------------------------------------------------------------
 
 
@@ -412,3 +427,28 @@ async def test_each_terminal_is_rate_limited(deployed: Deployed) -> None:
         assert codes[3:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
     finally:
         await stack.aclose()
+
+
+async def test_a_payment_stream_whose_reader_stops_is_dropped(deployed: Deployed) -> None:
+    for _ in range(3):
+        await paid_order(deployed)  # events waiting for a new subscriber
+    options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
+    identity = client.of_pki(deployed.pki_dir, "business")
+    request = pb.WatchPaymentsRequest(subscriber_id="biz-slow")
+    async with identity.channel(deployed.server.address, options) as channel:
+        stalled = pb_grpc.BusinessGatewayStub(channel).WatchPayments(request)
+        stall = deployed.config.access.limits.stream_stall_s
+        await asyncio.sleep(stall + 2)  # reads nothing meanwhile
+        code, details = await asyncio.wait_for(_drain(stalled), 30)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "took no message" in details
+    gate = deployed.server.access.gate
+    await eventually(lambda: _streams_of(gate, "business"), lambda n: n == 0)
+    # the subscription is free again for a reader that reads
+    again = deployed.business.WatchPayments(request)
+    first = await asyncio.wait_for(again.read(), 10)
+    again.cancel()
+    assert first.event_id
+
+
+async def _streams_of(gate: Any, name: str) -> int:
+    return int(gate.in_flight(name)[1])

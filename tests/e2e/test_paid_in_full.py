@@ -3,7 +3,6 @@ at least once, in order per case, with a stable id; a subscriber that was away g
 everything it had not acknowledged; receipts follow; the day's settlement adds up."""
 
 import asyncio
-import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -76,7 +75,7 @@ async def refund(deployed: Deployed, order: pb.Order, amount: int) -> pb.Order:
 
 
 async def test_a_business_system_away_for_a_while_misses_nothing(deployed: Deployed) -> None:
-    subscriber = Subscriber(deployed, f"biz-{uuid.uuid4().hex[:8]}")
+    subscriber = Subscriber(deployed, "biz-away")
     subscriber.connect()
     first = await pay(deployed)
     await refund(deployed, first, 1000)
@@ -100,7 +99,7 @@ async def test_a_business_system_away_for_a_while_misses_nothing(deployed: Deplo
 
 
 async def test_one_stream_per_subscriber(deployed: Deployed) -> None:
-    subscriber = Subscriber(deployed, f"biz-{uuid.uuid4().hex[:8]}")
+    subscriber = Subscriber(deployed, "biz-single")
     subscriber.connect()
     await pay(deployed)
     await eventually(lambda: _noop(), lambda _: bool(subscriber.seen))
