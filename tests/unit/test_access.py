@@ -209,3 +209,50 @@ def test_a_bad_access_config_names_the_entry(change: dict[str, Any], message: st
     data.update(change)
     with pytest.raises(ConfigError, match=message):
         parse_config(data, "test")
+
+
+def test_production_certificates_are_used_as_given_and_nothing_is_made(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from orchestrator.access.setup import server_tls
+
+    made_elsewhere = tmp_path / "elsewhere"
+    pki.init(made_elsewhere, [])
+    paths = pki.PkiPaths(made_elsewhere)
+    config = small_config()
+    access = replace(
+        config.access,
+        ca_file=str(paths.ca_cert),
+        server_cert_file=str(paths.server_cert),
+        server_key_file=str(paths.server_key),
+    )
+    tls = server_tls(replace(config, access=access), tmp_path / "data", create=True)
+    assert (tls.ca, tls.cert, tls.key, tls.crl) == (
+        paths.ca_cert, paths.server_cert, paths.server_key, None,
+    )  # fmt: skip
+    assert not (tmp_path / "data").exists()
+
+
+def test_clients_find_their_certificates_through_run_json(tmp_path: Path) -> None:
+    from orchestrator.access import client
+    from orchestrator.runfile import RunInfo
+
+    root = tmp_path / "pki"
+    pki.init(root, ["T05", "business"])
+    with pytest.raises(client.IdentityError, match=r"run\.json"):
+        client.resolve("T05", data_dir=tmp_path)
+    RunInfo("127.0.0.1:1", "redis://x", "k", None, {}, 1, str(root), str(root / "ca.crt")).write(
+        tmp_path
+    )
+    found = client.resolve("T05", data_dir=tmp_path)
+    assert found.cert == (root / "clients/T05.crt").read_bytes()
+    assert found.ca == (root / "ca.crt").read_bytes()
+    given = client.resolve(
+        "T05", data_dir=tmp_path, cert=root / "clients/business.crt",
+        key=root / "clients/business.key",
+    )  # fmt: skip
+    assert given.cert == (root / "clients/business.crt").read_bytes()
+    with pytest.raises(client.IdentityError, match="together"):
+        client.resolve("T05", data_dir=tmp_path, cert=root / "clients/business.crt")
+    with pytest.raises(client.IdentityError, match="T06"):
+        client.resolve("T06", data_dir=tmp_path)
