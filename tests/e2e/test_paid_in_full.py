@@ -118,7 +118,7 @@ async def _noop() -> None:
 async def test_acks_need_valid_event_ids(deployed: Deployed) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await deployed.business.AckPayments(
-            pb.AckPaymentsRequest(subscriber_id="biz", event_ids=["nonsense"]), timeout=10
+            pb.AckPaymentsRequest(subscriber_id="business", event_ids=["nonsense"]), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
