@@ -257,6 +257,20 @@ async def test_a_wrong_pin_reserves_nothing_and_five_lock_the_supervisor(
     assert (await journal_and_keys(deployed, order.order_id))[0] == journal
     # the count and the lock live in Redis, where every front door sees them
     assert await deployed.server.door.store.redis.exists("wp:pin:lock:G1L")
+    stack = AsyncExitStack()
+    try:
+        other = await start_front_door(
+            deployed.config, deployed.redis_url, dict(deployed.actors.submitters), stack,
+            ServerTls.of_pki(deployed.pki_dir), deployed.pki_dir,
+        )  # fmt: skip
+        identity = client.of_pki(deployed.pki_dir, deployed.terminal_of(order.window_id))
+        async with identity.channel(other.address) as channel:
+            code, details = await status_of(
+                pb_grpc.TerminalStub(channel).Refund(refund(pin), timeout=10)
+            )
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "locked" in details
+    finally:
+        await stack.aclose()
 
 
 async def test_a_supervisor_approves_only_at_their_own_service_point(deployed: Deployed) -> None:
