@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from orchestrator.access.files import create_secret, replace_file
 from orchestrator.access.principals import AccessSettings
 from orchestrator.store.lockout import PinLockout
@@ -108,6 +110,7 @@ class Verdict(StrEnum):
     ELSEWHERE = "elsewhere"  # a supervisor of another service point
     WRONG = "wrong"
     LOCKED = "locked"  # locked now or by this wrong PIN
+    UNAVAILABLE = "unavailable"  # the shared count cannot be read: refuse, try again
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,15 @@ class Supervisors:
                 f"supervisor {supervisor_id} approves refunds at {point} only, "
                 f"not at {service_point}",
             )
+        try:
+            return await self._check(supervisor_id, pin, stored)
+        except RedisError:
+            return Decision(
+                Verdict.UNAVAILABLE,
+                f"supervisor {supervisor_id} cannot be checked right now; try again",
+            )
+
+    async def _check(self, supervisor_id: str, pin: str, stored: str) -> Decision:
         locked = await self._lockout.locked_for(supervisor_id)
         if locked:
             return Decision(

@@ -130,11 +130,10 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             extra={"supervisor_id": request.supervisor_id, "terminal_id": request.terminal_id,
                    "order_id": request.order_id, "outcome": decision.verdict.value},
         )  # fmt: skip
-        code = (
-            grpc.StatusCode.RESOURCE_EXHAUSTED
-            if decision.verdict is Verdict.LOCKED
-            else grpc.StatusCode.PERMISSION_DENIED
-        )
+        code = {
+            Verdict.LOCKED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            Verdict.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+        }.get(decision.verdict, grpc.StatusCode.PERMISSION_DENIED)
         await abort(context, code, decision.message)
 
     async def _until_outcome(

@@ -256,3 +256,55 @@ def test_clients_find_their_certificates_through_run_json(tmp_path: Path) -> Non
         client.resolve("T05", data_dir=tmp_path, cert=root / "clients/business.crt")
     with pytest.raises(client.IdentityError, match="T06"):
         client.resolve("T06", data_dir=tmp_path)
+
+
+class FakeLockout:
+    """The lockout port in memory (the real one is Redis, shared by front doors)."""
+
+    def __init__(self, attempts: int = 5, broken: bool = False) -> None:
+        self.attempts, self.broken = attempts, broken
+        self.failures: dict[str, int] = {}
+        self.locked: set[str] = set()
+
+    def _check(self) -> None:
+        if self.broken:
+            from redis.exceptions import ConnectionError as RedisDown
+
+            raise RedisDown("redis is down")
+
+    async def locked_for(self, supervisor_id: str) -> int:
+        self._check()
+        return 900 if supervisor_id in self.locked else 0
+
+    async def wrong(self, supervisor_id: str) -> bool:
+        self._check()
+        self.failures[supervisor_id] = self.failures.get(supervisor_id, 0) + 1
+        if self.failures[supervisor_id] >= self.attempts:
+            self.locked.add(supervisor_id)
+            return True
+        return False
+
+    async def right(self, supervisor_id: str) -> None:
+        self.failures.pop(supervisor_id, None)
+
+
+async def test_supervisors_approve_only_their_point_and_lock_after_five_wrong(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.access.supervisors import Supervisors, Verdict
+
+    access = small_config(prefix="E").access
+    ensure_dev_pins(access, tmp_path)
+    pin = json.loads((tmp_path / "supervisors.json").read_text())["E1S"]
+    wrong = "000000" if pin != "000000" else "111111"
+    lockout = FakeLockout()
+    supervisors = Supervisors(access, tmp_path, lockout)  # type: ignore[arg-type]
+    assert (await supervisors.approve("E1S", pin, "E1")).verdict is Verdict.OK
+    assert (await supervisors.approve("E1S", pin, "E2")).verdict is Verdict.ELSEWHERE
+    assert (await supervisors.approve("NOBODY", pin, "E1")).verdict is Verdict.UNKNOWN
+    verdicts = [(await supervisors.approve("E1S", wrong, "E1")) for _ in range(5)]
+    assert [v.verdict for v in verdicts] == [Verdict.WRONG] * 5
+    assert "locked" in verdicts[-1].message and wrong not in verdicts[-1].message
+    assert (await supervisors.approve("E1S", pin, "E1")).verdict is Verdict.LOCKED
+    broken = Supervisors(access, tmp_path, FakeLockout(broken=True))  # type: ignore[arg-type]
+    assert (await broken.approve("E1S", pin, "E1")).verdict is Verdict.UNAVAILABLE
