@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 
-.PHONY: install tools run test lint typecheck unit integration e2e proto lock clean
+.PHONY: install tools run test lint typecheck unit integration e2e fuzz proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -47,6 +47,11 @@ unit: $(STAMP)
 
 test: lint typecheck $(STAMP) $(PROMETHEUS)
 	$(BIN)/pytest -q
+
+# The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).
+fuzz: $(STAMP)
+	WINDOWPAY_FUZZ_EXAMPLES=$${WINDOWPAY_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q -s \
+		tests/e2e/test_fuzz.py
 
 proto: $(STAMP)
 	$(BIN)/python -m orchestrator.protogen

@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from loadtest import deployments
 from loadtest.echo import METHOD
+from orchestrator.access import client, pki
 from orchestrator.embedded_redis import free_port
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
@@ -207,10 +208,18 @@ async def closed_loop(
 async def bench_echo(levels: list[int], seconds: float, workdir: Path) -> dict[int, Measure]:
     port = free_port()
     log = workdir / "echo.log"
-    server = Process([sys.executable, "-m", "loadtest.echo", "--port", str(port)], log)
+    # The same mutual TLS as the front door (EC P-256 certificates, client certificate
+    # required), so that the ratio compares like with like.
+    pki.init(workdir / "echo-pki", ["business"])
+    server = Process(
+        [sys.executable, "-m", "loadtest.echo", "--port", str(port),
+         "--pki", str(workdir / "echo-pki")],
+        log,
+    )  # fmt: skip
     try:
         server.wait_for(log, "READY", timeout=30)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        identity = client.of_pki(workdir / "echo-pki", "business")
+        async with identity.channel(f"127.0.0.1:{port}") as channel:
             echo = channel.unary_unary(METHOD)
             payload = b"x" * 64
 
@@ -235,13 +244,39 @@ async def bench_echo(levels: list[int], seconds: float, workdir: Path) -> dict[i
         server.stop()
 
 
+class Channels:
+    """Mutual-TLS channels to a deployment, one per principal (business, each terminal),
+    with the certificates `windowpay serve` made under its data directory."""
+
+    def __init__(self, data_dir: Path, address: str) -> None:
+        self._data_dir = data_dir
+        self._address = address
+        self._open: dict[str, grpc.aio.Channel] = {}
+
+    def __call__(self, principal: str) -> grpc.aio.Channel:
+        if principal not in self._open:
+            identity = client.resolve(principal, data_dir=self._data_dir)
+            self._open[principal] = identity.channel(self._address)
+        return self._open[principal]
+
+    async def __aenter__(self) -> Channels:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for channel in self._open.values():
+            await channel.close()
+
+
 class Payer:
     """Creates and pays orders at the bench deployment's windows."""
 
-    def __init__(self, channel: grpc.aio.Channel, windows: list[tuple[str, str]]) -> None:
-        self.business = pb_grpc.BusinessGatewayStub(channel)
-        self.terminal = pb_grpc.TerminalStub(channel)
+    def __init__(self, channels: Channels, windows: list[tuple[str, str]]) -> None:
+        self.business = pb_grpc.BusinessGatewayStub(channels("business"))
+        self._channels = channels
         self.windows = windows
+
+    def terminal(self, terminal_id: str) -> pb_grpc.TerminalStub:
+        return pb_grpc.TerminalStub(self._channels(terminal_id))
 
     async def pay(self, index: int) -> float:
         """One payment at window `index`; returns Pay's latency in ms."""
@@ -254,7 +289,7 @@ class Payer:
             timeout=30,
         )  # fmt: skip
         started = time.perf_counter()
-        paid = await self.terminal.Pay(
+        paid = await self.terminal(terminal).Pay(
             pb.PayRequest(
                 request_id=uuid.uuid4().hex, terminal_id=terminal, order_id=order.order_id,
                 channel=pb.WECHAT, auth_code=sandbox_code("wechat", "0000"),
@@ -301,8 +336,8 @@ async def bench_payments(
     config = deployments.deployment(20, windows_per_sp, per_actor=per_actor, **service)
     server, address, _ = serve(config, workdir, "payments")
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            payer = Payer(channel, deployments.windows(config))
+        async with Channels(workdir / "payments", address) as channels:
+            payer = Payer(channels, deployments.windows(config))
             await closed_loop("warm-up", min(16, len(payer.windows)), 3.0, payer.pay)
             measures = {}
             for c in levels:
@@ -324,8 +359,8 @@ async def bench_large(workdir: Path) -> dict[str, float]:
     config = deployments.deployment(500, 4, per_actor=25)
     service, address, took = serve(config, workdir, "large")
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            payer = Payer(channel, deployments.windows(config))
+        async with Channels(workdir / "large", address) as channels:
+            payer = Payer(channels, deployments.windows(config))
             sample = [0, 999, 1999]
             latencies = await asyncio.gather(*(payer.pay(i) for i in sample))
         rss = service.rss_mb()

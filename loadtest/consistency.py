@@ -17,8 +17,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import grpc
-
+from orchestrator.access import client
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 
@@ -57,11 +56,13 @@ def check(
     order_ids: Iterable[str],
     sandboxes: Mapping[str, str] | None = None,
     settle_s: float = 120.0,
+    identity: client.Identity | None = None,
 ) -> list[str]:
     """Problems found (empty when all is well); waits up to `settle_s` for attempts that
     are still under way to end."""
     problems = []
-    with grpc.insecure_channel(target) as channel:
+    # Over mutual TLS, as the read-only auditor (from ./var/run.json unless given).
+    with (identity or client.resolve("auditor")).sync_channel(target) as channel:
         stub = pb_grpc.TerminalStub(channel)
         deadline = time.monotonic() + settle_s
         for order_id in order_ids:
@@ -98,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     run = json.loads((args.data_dir / "run.json").read_text())
     orders = [line.strip() for line in args.orders.read_text().splitlines() if line.strip()]
-    problems = check(run["grpc"], orders, run.get("providers"))
+    auditor = client.resolve("auditor", data_dir=args.data_dir)
+    problems = check(run["grpc"], orders, run.get("providers"), identity=auditor)
     for problem in problems:
         print(problem)
     print(f"{len(orders)} orders checked, {len(problems)} problems")

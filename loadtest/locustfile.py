@@ -37,6 +37,7 @@ from locust.env import Environment  # noqa: E402
 
 from loadtest.consistency import check  # noqa: E402
 from loadtest.scenarios import FEE_MIX, Scenario, registry  # noqa: E402
+from orchestrator.access import client  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb  # noqa: E402
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc  # noqa: E402
@@ -87,12 +88,14 @@ class Windows:
 
     def __init__(self) -> None:
         self.target = ""
+        self.data_dir = Path("var")
         self.sandboxes: dict[str, str] = {}
         self.free: list[tuple[str, str]] = []
         self.orders: list[str] = []
         self._lock = threading.Lock()
 
     def load(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         run = json.loads((data_dir / "run.json").read_text())
         config = load_config(Path(run["config"]) if run["config"] else None)
         self.target = run["grpc"]
@@ -162,11 +165,15 @@ class WindowUser(User):
         if self.window is None:
             self.stop()
             return
-        channel = grpc.intercept_channel(
-            grpc.insecure_channel(WINDOWS.target), Reporting(self.environment)
-        )
-        self.business = pb_grpc.BusinessGatewayStub(channel)
-        self.terminal = pb_grpc.TerminalStub(channel)
+
+        def channel(principal: str) -> grpc.Channel:  # mutual TLS, as that principal
+            identity = client.resolve(principal, data_dir=WINDOWS.data_dir)
+            return grpc.intercept_channel(
+                identity.sync_channel(WINDOWS.target), Reporting(self.environment)
+            )
+
+        self.business = pb_grpc.BusinessGatewayStub(channel("business"))
+        self.terminal = pb_grpc.TerminalStub(channel(self.window[1]))
 
     def on_stop(self) -> None:
         if getattr(self, "window", None) is not None:
@@ -285,7 +292,10 @@ def _verdict(environment: Environment, **_: Any) -> None:
         verdict.append(f"failure ratio {failure_ratio:.3f} > {max_failure_ratio}")
     if p99 > max_p99_ms:
         verdict.append(f"p99 {p99:.0f} ms > {max_p99_ms:g} ms")
-    problems = check(WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds)
+    auditor = client.resolve("auditor", data_dir=WINDOWS.data_dir)
+    problems = check(
+        WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds, auditor
+    )
     verdict += problems[:20]
     print(
         f"windowpay {scenario.name}: {total.num_requests} calls, {total.num_failures} failed, "

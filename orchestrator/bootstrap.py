@@ -13,6 +13,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from actors import runtime
+from orchestrator.access.setup import front_door_access, pki_dir, server_tls
+from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
+from orchestrator.access.tls import ServerTls
 from orchestrator.config import Config
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.door import FrontDoor
@@ -23,6 +26,7 @@ from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
 from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
 from orchestrator.runfile import RunInfo, forget
 from orchestrator.sandbox.host import SandboxProcess
+from orchestrator.store.lockout import PinLockout
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.telemetry import announce
 
@@ -43,7 +47,12 @@ class Running:
 
 
 async def start_front_door(
-    config: Config, redis_url: str, submitters: dict[str, Submitter], stack: AsyncExitStack
+    config: Config,
+    redis_url: str,
+    submitters: dict[str, Submitter],
+    stack: AsyncExitStack,
+    tls: ServerTls,
+    pki_dir: Path,
 ) -> FrontDoorServer:
     redis = Redis.from_url(redis_url)
     stack.push_async_callback(redis.aclose)
@@ -52,8 +61,16 @@ async def start_front_door(
     stack.push_async_callback(hub.stop)
     settings = config.settings
     router = Router(submitters, max_batch=settings.batch_max, in_flight=settings.batches_in_flight)
+    pins = config.access.pins
+    lockout = PinLockout(
+        redis, attempts=pins.attempts, window_s=pins.window_s, lockout_s=pins.lockout_s
+    )
+    supervisors = Supervisors(config.access, pki_dir, lockout)
     server = FrontDoorServer(
-        FrontDoor(config, RedisStore(redis), router, hub), settings.grpc_host, settings.grpc_port
+        FrontDoor(config, RedisStore(redis), router, hub, supervisors),
+        settings.grpc_host,
+        settings.grpc_port,
+        front_door_access(config, tls),
     )
     await server.start()
     stack.push_async_callback(server.stop)
@@ -100,8 +117,12 @@ async def start_service(
             log.info("embedded Redis (append-only, fsync %s) listening on %s, data in %s",
                      embedded.appendfsync, redis_url, embedded.data_dir)  # fmt: skip
         keys_dir = (data_dir / config.keys_dir).resolve()
+        tls = server_tls(config, data_dir, create=not join)
+        pki = pki_dir(config.access, data_dir)
         if not join:
             ensure_receipt_secret(keys_dir)
+            if ensure_dev_pins(config.access, pki):
+                log.info("development supervisor PINs written to %s", pki / DEV_PINS)
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir, config.sandboxed())
             sandbox = SandboxProcess(config, keys_dir)
@@ -121,7 +142,7 @@ async def start_service(
             actors = await runtime.deploy(config, redis_url, str(keys_dir))
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
-        server = await start_front_door(config, redis_url, dict(submitters), stack)
+        server = await start_front_door(config, redis_url, dict(submitters), stack, tls, pki)
         log.info("gRPC front door listening on %s", server.address)
         log.info("metrics on http://%s/metrics, service discovery on /sd", server.metrics_address)
         if not join:
@@ -132,6 +153,8 @@ async def start_service(
                 config=str(config.path) if config.path else None,
                 providers={c.value: p.base_url for c, p in config.providers.items()},
                 pid=os.getpid(),
+                pki_dir="" if config.access.provisioned else str(pki),
+                ca=str(tls.ca),
             ).write(data_dir)
             stack.callback(forget, data_dir)
         return Running(server, redis_url, address, submitters, actors, stack)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import pos
+from orchestrator.access import commands as access
+from orchestrator.access.pki import PkiError
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.telemetry import configure_logging
@@ -57,7 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
             logging.getLogger("windowpay").info("stopping")
             await running.close()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except PkiError as error:
+        print(f"windowpay: certificates: {error}", file=sys.stderr)
+        return 2
     print("windowpay stopped", flush=True)
     return 0
 
@@ -95,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)
     backoffice.add_parsers(commands)
+    access.add_parsers(commands)
     return parser
 
 

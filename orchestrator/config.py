@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orchestrator.access.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
 from orchestrator.domain.states import Channel
 from orchestrator.providers.playbook import NoAnswer, Playbook
@@ -24,6 +25,7 @@ from orchestrator.providers.playbook import NoAnswer, Playbook
 SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
+PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
 
 
@@ -154,6 +156,7 @@ class Config:
     )
     keys_dir: str = "keys"  # relative to the data directory unless absolute
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -440,6 +443,80 @@ def _receipts(t: _Table) -> ReceiptSettings:
     return settings
 
 
+def _positive(t: _Table, key: str, default: int) -> int:
+    value: int = t.get(key, int, default)
+    if value < 1:
+        raise t.fail(key, f"must be at least 1, got {value}")
+    return value
+
+
+def _access(root: _Table, deployment: Deployment) -> AccessSettings:
+    t = root.table("access")
+    default = AccessSettings()
+    principals: dict[str, Role] = dict(default.principals)
+    named = t.table("principals")
+    if named.data:
+        principals = {}
+        for name in named.data:
+            role = named.get(name, str)
+            if not PRINCIPAL.fullmatch(name):
+                raise named.fail(name, "principal names are 1-64 letters, digits or . _ -")
+            if name in deployment.terminal_window:
+                raise named.fail(name, "is a terminal; terminals come from [terminals]")
+            try:
+                principals[name] = Role(role)
+            except ValueError:
+                raise named.fail(name, f"unknown role {role!r}") from None
+            if principals[name] is Role.TERMINAL:
+                raise named.fail(name, "terminals come from [terminals]")
+    subscribers = t.get("business_subscribers", list, list(default.subscribers))
+    for sub in subscribers:
+        if not isinstance(sub, str) or not PRINCIPAL.fullmatch(sub):
+            raise t.fail("business_subscribers", f"{sub!r} is not a valid subscriber id")
+    supervisors = root.table("supervisors")
+    points = {sp.id for sp in deployment.service_points}
+    for supervisor in supervisors.data:
+        sp = supervisors.get(supervisor, str)
+        if not TERMINAL_ID.fullmatch(supervisor):
+            raise supervisors.fail(supervisor, "supervisor ids are 1-16 capital letters or digits")
+        if sp not in points:
+            raise supervisors.fail(supervisor, f"belongs to unknown service point {sp}")
+    lim, pin = Limits(), Pins()
+    limits = t.table("limits")
+    pins = t.table("pins")
+    settings = AccessSettings(
+        pki_dir=t.get("pki_dir", str, default.pki_dir),
+        ca_file=t.get("ca_file", str, ""),
+        server_cert_file=t.get("server_cert_file", str, ""),
+        server_key_file=t.get("server_key_file", str, ""),
+        crl_file=t.get("crl_file", str, ""),
+        principals=principals,
+        subscribers=tuple(subscribers),
+        supervisors=dict(supervisors.data),
+        limits=Limits(
+            max_request_bytes=_positive(limits, "max_request_bytes", lim.max_request_bytes),
+            terminal_calls=_positive(limits, "terminal_calls", lim.terminal_calls),
+            other_calls=_positive(limits, "other_calls", lim.other_calls),
+            terminal_rate=limits.number("terminal_rate", lim.terminal_rate, minimum=0.001),
+            terminal_burst=_positive(limits, "terminal_burst", lim.terminal_burst),
+            streams=_positive(limits, "streams", lim.streams),
+            stream_queue=_positive(limits, "stream_queue", lim.stream_queue),
+            stream_stall_s=limits.number("stream_stall_s", lim.stream_stall_s, minimum=0.01),
+            ack_ids=_positive(limits, "ack_ids", lim.ack_ids),
+            max_cash_fen=_positive(limits, "max_cash_fen", lim.max_cash_fen),
+        ),
+        pins=Pins(
+            attempts=_positive(pins, "attempts", pin.attempts),
+            window_s=_positive(pins, "window_s", pin.window_s),
+            lockout_s=_positive(pins, "lockout_s", pin.lockout_s),
+        ),
+    )
+    given = [settings.ca_file, settings.server_cert_file, settings.server_key_file]
+    if any(given) and not all(given):
+        raise t.fail("ca_file", "ca_file, server_cert_file and server_key_file go together")
+    return settings
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
@@ -451,8 +528,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     sandbox = root.table("sandbox")
     defaults = SandboxSettings()
     providers, keys_dir = _providers(root)
+    deployment = _deployment(root)
     return Config(
-        deployment=_deployment(root),
+        deployment=deployment,
         fees=_catalogs(root),
         settings=_settings(root.table("service")),
         playbooks=playbooks,
@@ -465,6 +543,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         providers=providers,
         keys_dir=keys_dir,
         receipts=_receipts(root.table("receipts")),
+        access=_access(root, deployment),
         source=source,
     )
 

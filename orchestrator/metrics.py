@@ -178,3 +178,27 @@ def start_at_zero() -> None:
     for command in COMMANDS:
         for result in ("replayed", "conflict"):
             IDEMPOTENCY.labels(command, result)
+
+
+# ---- access (front door) -------------------------------------------------------------
+
+ACCESS_DENIED = Counter(
+    "windowpay_access_denied_total",
+    "Calls refused by the authorization table (PERMISSION_DENIED), by role and method.",
+    ["role", "method"],
+)
+ACCESS_LIMITED = Counter(
+    "windowpay_access_limited_total",
+    "Calls refused by a limit (RESOURCE_EXHAUSTED): rate, calls in flight, streams, queue.",
+    ["role", "limit"],
+)
+ACCESS_REFUSED = Counter(
+    "windowpay_access_refused_total",
+    "Calls refused before any role applies: revoked certificate, unknown principal.",
+    ["reason"],
+)
+SUPERVISOR_PINS = Counter(
+    "windowpay_supervisor_pin_checks_total",
+    "Supervisor PIN checks at refunds, by outcome (ok, wrong, locked, unknown, elsewhere).",
+    ["outcome"],
+)

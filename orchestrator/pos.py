@@ -13,13 +13,16 @@ import random
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf.json_format import MessageToJson
 
+from orchestrator.access import client
 from orchestrator.domain.money import to_yuan
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.runfile import RunInfo
 
 CHANNELS = {"wechat": pb.WECHAT, "alipay": pb.ALIPAY, "unionpay": pb.UNIONPAY, "cash": pb.CASH}
 _PREFIX = {"wechat": "13", "alipay": "28", "unionpay": "62"}
@@ -86,8 +89,16 @@ async def _open_order(channel: grpc.aio.Channel, terminal: str) -> pb.Order:
     raise SystemExit(f"no order awaiting payment at the window of terminal {terminal}")
 
 
+def _principal(args: argparse.Namespace) -> str:
+    """Who the action is done as: the terminal for terminal work, else the business system."""
+    if args.action in ("pay", "watch", "refund") or (args.action == "get" and args.terminal):
+        return str(args.terminal)
+    return "business"
+
+
 async def _run(args: argparse.Namespace) -> None:
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    identity = client.from_args(args, _principal(args))
+    async with identity.channel(args.target) as channel:
         business = pb_grpc.BusinessGatewayStub(channel)
         terminal = pb_grpc.TerminalStub(channel)
         if args.action == "create":
@@ -131,7 +142,8 @@ async def _run(args: argparse.Namespace) -> None:
                 if args.business_no
                 else pb.GetOrderRequest(order_id=args.order_id)
             )
-            _show(await terminal.GetOrder(request, timeout=10), args.json)
+            reader = terminal if args.terminal else business
+            _show(await reader.GetOrder(request, timeout=10), args.json)
         elif args.action == "refund":
             order = await terminal.Refund(
                 pb.RefundRequest(
@@ -141,6 +153,7 @@ async def _run(args: argparse.Namespace) -> None:
                     amount_fen=args.amount,
                     reason=args.reason,
                     supervisor_id=args.supervisor,
+                    supervisor_pin=args.pin,
                 ),
                 timeout=args.wait,
             )
@@ -164,8 +177,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pos.add_argument("--target", default="127.0.0.1:50051", help="front door address")
+    pos.add_argument(
+        "--target", help="front door address (default: from run.json, else 127.0.0.1:50051)"
+    )
+    pos.add_argument("--data-dir", type=Path, default=Path("var"),
+                     help="where `windowpay serve` left run.json (default: ./var)")  # fmt: skip
     pos.add_argument("--json", action="store_true", help="print orders as JSON")
+    client.add_arguments(pos)
     actions = pos.add_subparsers(dest="action", required=True)
 
     create = actions.add_parser("create", help="create an order (as the business system)")
@@ -196,12 +214,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     get = actions.add_parser("get", help="show an order")
     get.add_argument("order_id", nargs="?", default="")
     get.add_argument("--business-no", help="look the order up by business case instead")
+    get.add_argument("--terminal", help="read as this terminal (default: the business system)")
 
     refund = actions.add_parser("refund", help="refund part or all of a paid order")
     refund.add_argument("order_id")
     refund.add_argument("--terminal", required=True, help="a terminal of the paying point")
     refund.add_argument("--amount", type=int, required=True, help="amount in fen")
     refund.add_argument("--supervisor", required=True, help="who authorised the refund")
+    refund.add_argument("--pin", required=True, help="the supervisor's PIN")
     refund.add_argument("--reason", default="refund at the counter")
     refund.add_argument("--wait", type=float, default=60.0, help="seconds to wait")
     refund.add_argument("--request-id", help="idempotency key (default: a new one)")
@@ -216,8 +236,14 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "get" and not (args.order_id or args.business_no):
         print("windowpay pos get: give an order id or --business-no", file=sys.stderr)
         return 2
+    if args.target is None:
+        info = RunInfo.read(args.data_dir)
+        args.target = info.grpc if info else "127.0.0.1:50051"
     try:
         asyncio.run(_run(args))
+    except client.IdentityError as error:
+        print(f"windowpay pos: {error}", file=sys.stderr)
+        return 2
     except grpc.aio.AioRpcError as error:
         print(f"{error.code().name}: {error.details()}", file=sys.stderr)
         return 1

@@ -18,6 +18,8 @@ class RunInfo:
     config: str | None  # the config file served, None for the sample
     providers: dict[str, str]  # channel -> base URL in use
     pid: int
+    pki_dir: str = ""  # the development PKI: clients/<principal>.crt and .key
+    ca: str = ""  # the CA the front door's certificate is signed by
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,7 @@ def small_config_data(
         for sp in points
     ]
     data["terminals"] = {f"{sp}T{j}": f"{sp}W{j}" for sp in points for j in range(1, windows + 1)}
+    data["supervisors"] = {f"{sp}S": sp for sp in points}
     return data
 
 

@@ -9,9 +9,11 @@ from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.states import Channel
 
 _RULES: dict[Channel, tuple[re.Pattern[str], str]] = {
-    Channel.WECHAT: (re.compile(r"^1[0-5]\d{16}$"), "18 digits starting 10 to 15"),
-    Channel.ALIPAY: (re.compile(r"^(2[5-9]|30)\d{14,22}$"), "16 to 24 digits starting 25 to 30"),
-    Channel.UNIONPAY: (re.compile(r"^62\d{14,17}$"), "16 to 19 digits starting 62"),
+    # ASCII digits, full match: Arabic-Indic or full-width digits are other codes to the
+    # single-use rule, and a trailing newline must not pass.
+    Channel.WECHAT: (re.compile(r"1[0-5][0-9]{16}"), "18 digits starting 10 to 15"),
+    Channel.ALIPAY: (re.compile(r"(2[5-9]|30)[0-9]{14,22}"), "16 to 24 digits starting 25 to 30"),
+    Channel.UNIONPAY: (re.compile(r"62[0-9]{14,17}"), "16 to 19 digits starting 62"),
 }
 
 
@@ -21,7 +23,7 @@ def check_auth_code(channel: Channel, code: str) -> None:
             raise InvalidArgument("a cash payment takes no auth code")
         return
     pattern, rule = _RULES[channel]
-    if not pattern.match(code):
+    if not pattern.fullmatch(code):
         raise InvalidArgument(f"{channel} auth code must be {rule}")
 
 

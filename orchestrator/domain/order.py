@@ -6,7 +6,7 @@ returns the Change to journal. Time is passed in as milliseconds since the epoch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
@@ -137,6 +137,7 @@ class Change:
     attempt_state: AttemptState | None = None
     detail: str = ""
     refund_id: str = ""
+    approval: tuple[str, str, int] | None = None  # a refund's supervisor, terminal, amount
 
     def to_record(self) -> Record:
         record: Record = {
@@ -153,6 +154,9 @@ class Change:
             record["detail"] = self.detail
         if self.refund_id:
             record["refund_id"] = self.refund_id
+        if self.approval is not None:
+            supervisor, terminal, amount = self.approval
+            record.update(supervisor_id=supervisor, terminal_id=terminal, amount_fen=amount)
         return record
 
 
@@ -415,7 +419,8 @@ class Order:
                 created_at=now,
             )
         )
-        return self._changed(now, "refund", self.paid_by, detail=reason, refund_id=refund_id)
+        change = self._changed(now, "refund", self.paid_by, detail=reason, refund_id=refund_id)
+        return replace(change, approval=(supervisor_id, terminal_id, amount_fen))
 
     def record_refund(
         self,

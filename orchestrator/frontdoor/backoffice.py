@@ -11,7 +11,16 @@ import orjson
 from orchestrator.domain.commands import Done, SettleLateSuccess
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Order
-from orchestrator.domain.validation import check_id, check_text
+from orchestrator.domain.validation import (
+    CHECK_CODE,
+    DIGITS_8,
+    DIGITS_10,
+    ISO_DATE,
+    TRADE_NO,
+    check_id,
+    check_pattern,
+    check_text,
+)
 from orchestrator.frontdoor.convert import (
     channel_value,
     order_message,
@@ -32,10 +41,20 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
         key = request.WhichOneof("key")
         if key == "order_id":
+            try:
+                check_id(request.order_id, "order_id")
+            except DomainError as error:
+                await guard(context, error)
             stored = await self._receipts.of_order(request.order_id)
             missing = f"no receipt for order {request.order_id} (is it paid?)"
         elif key == "number":
             number = request.number
+            try:
+                check_pattern(number.receipt_code, DIGITS_8, "receipt_code", "8 digits")
+                check_pattern(number.receipt_no, DIGITS_10, "receipt_no", "10 digits")
+                check_pattern(number.check_code, CHECK_CODE, "check_code", "6 letters or digits")
+            except DomainError as error:
+                await guard(context, error)
             stored = await self._receipts.by_number(number.receipt_code, number.receipt_no)
             if stored is not None and not hmac.compare_digest(
                 orjson.loads(stored)["check_code"], number.check_code.upper()
@@ -57,8 +76,8 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
     async def GetSettlement(self, request: pb.SettlementRequest, context: Context) -> pb.Settlement:
         deployment = self._door.config.deployment
         try:
-            day = date.fromisoformat(request.date)
-        except ValueError:
+            day = date.fromisoformat(check_pattern(request.date, ISO_DATE, "date", "YYYY-MM-DD"))
+        except (ValueError, DomainError):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "date must be YYYY-MM-DD")
         points = [sp.id for sp in deployment.service_points]
         if request.service_point_id:
@@ -94,10 +113,20 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            check_id(request.attempt_id, "attempt_id")
+            check_pattern(request.provider_trade_no, TRADE_NO, "provider_trade_no", "1-64 ASCII")
             check_text(request.reason, "reason", required=True, limit=200)
             sp = door.sp_of_order(request.order_id)
         except DomainError as error:
             await guard(context, error)
+        found = await door.store.late_success(request.attempt_id)
+        if found is None or not hmac.compare_digest(found, request.provider_trade_no):
+            await abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"attempt {request.attempt_id} is not one reconciliation found kept by the "
+                "provider with that trade number",
+            )
         command = SettleLateSuccess(
             request.request_id,
             request.order_id,

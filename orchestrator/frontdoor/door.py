@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Rejected, Result
 from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
@@ -30,11 +31,19 @@ async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoRetu
 class FrontDoor:
     """What every service shares: routing, reads, and the event feed."""
 
-    def __init__(self, config: Config, store: RedisStore, router: Router, hub: EventHub) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: RedisStore,
+        router: Router,
+        hub: EventHub,
+        supervisors: Supervisors,
+    ) -> None:
         self.config = config
         self.store = store
         self.router = router
         self.hub = hub
+        self.supervisors = supervisors
 
     async def call(self, context: Context, sp: str, command: Command) -> Result:
         result = await self.router.call(sp, command)
@@ -60,6 +69,10 @@ class FrontDoor:
 
     async def get_order(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
         key = request.WhichOneof("key")
+        try:
+            check_id(request.order_id or request.business_no, key or "order_id")
+        except DomainError as error:
+            await guard(context, error)
         if key == "order_id":
             snapshot = await self.store.order(request.order_id)
             what = f"order {request.order_id}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ class EventHub:
         self._redis = redis
         self._orders: defaultdict[str, set[Feed]] = defaultdict(set)
         self._windows: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._overflow: dict[Feed, Callable[[], None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -63,13 +64,33 @@ class EventHub:
             self._forget(self._orders, order_id, feed)
 
     @contextmanager
-    def follow_window(self, window_id: str) -> Iterator[Feed]:
-        feed: Feed = asyncio.Queue()
+    def follow_window(
+        self, window_id: str, limit: int = 0, on_overflow: Callable[[], None] | None = None
+    ) -> Iterator[Feed]:
+        """A window's events; with a limit, at most that many wait for a slow reader,
+        and on_overflow is told (once) when one more would not fit."""
+        feed: Feed = asyncio.Queue(maxsize=limit)
         self._windows[window_id].add(feed)
+        if on_overflow is not None:
+            self._overflow[feed] = on_overflow
         try:
             yield feed
         finally:
+            self._overflow.pop(feed, None)
             self._forget(self._windows, window_id, feed)
+
+    def waiting(self) -> tuple[int, int]:
+        """Window feeds open, and the events waiting in them for their readers."""
+        feeds = [feed for feeds in self._windows.values() for feed in feeds]
+        return len(feeds), sum(feed.qsize() for feed in feeds)
+
+    def _put(self, feed: Feed, event: Event) -> None:
+        try:
+            feed.put_nowait(event)
+        except asyncio.QueueFull:
+            told = self._overflow.pop(feed, None)
+            if told is not None:
+                told()
 
     @staticmethod
     def _forget(table: defaultdict[str, set[Feed]], key: str, feed: Feed) -> None:
@@ -110,10 +131,10 @@ class EventHub:
         for feed in self._orders.get(order_id, ()):
             feed.put_nowait(event)
         for feed in self._windows.get(window_id, ()):
-            feed.put_nowait(event)
+            self._put(feed, event)
 
     def _broadcast(self, event: Event) -> None:
         for table in (self._orders, self._windows):
             for feeds in table.values():
                 for feed in feeds:
-                    feed.put_nowait(event)
+                    self._put(feed, event)

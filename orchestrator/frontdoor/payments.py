@@ -69,6 +69,9 @@ class PaymentStream:
     async def ack(self, request: pb.AckPaymentsRequest, context: Context) -> pb.AckPaymentsResponse:
         try:
             subscriber = check_id(request.subscriber_id, "subscriber_id")
+            most = self._door.config.access.limits.ack_ids
+            if len(request.event_ids) > most:
+                raise InvalidArgument(f"at most {most} event ids per AckPayments")
             for event_id in request.event_ids:
                 try:
                     split_event_id(event_id)

@@ -7,6 +7,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orchestrator.access.setup import FrontDoorAccess
 from orchestrator.frontdoor.backoffice import BackOfficeServicer, ReceiptsServicer
 from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.servicers import BusinessGatewayServicer, TerminalServicer
@@ -18,10 +19,17 @@ SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name
 
 
 class FrontDoorServer:
-    def __init__(self, door: FrontDoor, host: str, port: int) -> None:
+    def __init__(self, door: FrontDoor, host: str, port: int, access: FrontDoorAccess) -> None:
+        limits = door.config.access.limits
+        self.door = door
+        self.access = access
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor()],
-            options=[("grpc.so_reuseport", 1), ("grpc.max_concurrent_streams", 1000)],
+            interceptors=[MetricsInterceptor(), access.interceptor],
+            options=[
+                ("grpc.so_reuseport", 1),
+                ("grpc.max_concurrent_streams", 1000),
+                ("grpc.max_receive_message_length", limits.max_request_bytes),
+            ],
         )
         pb_grpc.add_BusinessGatewayServicer_to_server(BusinessGatewayServicer(door), self.server)
         pb_grpc.add_TerminalServicer_to_server(TerminalServicer(door), self.server)
@@ -32,7 +40,8 @@ class FrontDoorServer:
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        # TLS only, client certificates required: there is no plaintext gRPC port.
+        self.port = self.server.add_secure_port(f"{host}:{port}", access.tls.credentials())
         self.address = f"{host}:{self.port}"
         self.metrics_address = ""
 

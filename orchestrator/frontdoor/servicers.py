@@ -4,14 +4,17 @@ serve at once against the same actors and Redis."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 import orjson
 
+from orchestrator.access.streams import SlowReader
+from orchestrator.access.supervisors import Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
-from orchestrator.domain.errors import DomainError
+from orchestrator.domain.errors import DomainError, InvalidArgument
 from orchestrator.domain.states import FINAL_ATTEMPT_STATES
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
@@ -26,7 +29,9 @@ from orchestrator.frontdoor.events import RESYNC, Feed
 from orchestrator.frontdoor.payments import PaymentStream
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.metrics import SUPERVISOR_PINS
 
+log = logging.getLogger(__name__)
 _FINAL = {state.value for state in FINAL_ATTEMPT_STATES}
 _WATCHED_STATES = ("AWAITING_PAYMENT", "PAYING")
 
@@ -87,6 +92,9 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            most = door.config.access.limits.max_cash_fen
+            if not 0 <= request.cash_received_fen <= most:
+                raise InvalidArgument(f"cash_received_fen must be between 0 and {most}")
             window = door.window_of_terminal(request.terminal_id)
             sp = door.sp_of_order(request.order_id)
             command = pay_command(request, window)
@@ -98,12 +106,35 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         door = self._door
         try:
             check_id(request.request_id, "request_id")
+            check_id(request.supervisor_id, "supervisor_id")
             window = door.window_of_terminal(request.terminal_id)
             sp = door.sp_of_order(request.order_id)
             command = refund_command(request, window)
         except DomainError as error:
             await guard(context, error)
+        await self._supervisor_approves(context, request, sp)
         return await self._until_outcome(context, sp, command)
+
+    async def _supervisor_approves(
+        self, context: Context, request: pb.RefundRequest, sp: str
+    ) -> None:
+        """The supervisor's PIN, checked before anything is reserved."""
+        decision = await self._door.supervisors.approve(
+            request.supervisor_id, request.supervisor_pin, sp
+        )
+        SUPERVISOR_PINS.labels(decision.verdict.value).inc()
+        if decision.verdict is Verdict.OK:
+            return
+        log.warning(
+            "refund refused: supervisor not proved",
+            extra={"supervisor_id": request.supervisor_id, "terminal_id": request.terminal_id,
+                   "order_id": request.order_id, "outcome": decision.verdict.value},
+        )  # fmt: skip
+        code = {
+            Verdict.LOCKED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            Verdict.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+        }.get(decision.verdict, grpc.StatusCode.PERMISSION_DENIED)
+        await abort(context, code, decision.message)
 
     async def _until_outcome(
         self, context: Context, sp: str, command: commands.Pay | commands.Refund
@@ -166,7 +197,10 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             )
         sp = door.config.deployment.window_service_point[window]
         sent: dict[str, int] = {}
-        with door.hub.follow_window(window) as feed:
+        limit = door.config.access.limits.stream_queue
+        reader = SlowReader(context, "terminal", door.config.access.limits.stream_stall_s)
+        overflow = f"more than {limit} changes of window {window} unread; stream dropped"
+        with door.hub.follow_window(window, limit, lambda: reader.drop(overflow)) as feed:
             for snapshot in await door.store.window_orders(sp, window):
                 message = _newer(snapshot, sent, only_open=True)
                 if message is not None:

@@ -16,6 +16,7 @@ import grpc
 import orjson
 from redis.asyncio import Redis
 
+from orchestrator.access import client
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
@@ -32,12 +33,17 @@ from orchestrator.store.redis_store import RedisStore
 class BackOfficeHealer:
     """Heals a late success by asking the back office to refund it (idempotently). The
     difference is resolved only once the money is back with the payer: until then the
-    command exits 1, and a run after the refund went through finds nothing to heal."""
+    command exits 1, and a run after the refund went through finds nothing to heal.
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    The front door refunds only attempts reconciliation found kept by the provider, so
+    the finding (the provider's trade number) is recorded first."""
+
+    def __init__(self, channel: grpc.aio.Channel, store: RedisStore) -> None:
         self._stub = pb_grpc.BackOfficeStub(channel)
+        self._store = store
 
     async def __call__(self, difference: Difference, day: date) -> Healed:
+        await self._store.record_late_success(difference.out_trade_no, difference.trade_no)
         # A new request per try: a re-run after a refused refund starts another one,
         # a re-run while one is under way is answered with the order as it was.
         request = pb.LateSuccessRequest(
@@ -101,6 +107,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="deployment TOML (default: as served)")
     parser.add_argument("--redis-url", help="default: the running deployment's")
     parser.add_argument("--target", help="front door address (default: the running one)")
+    client.add_arguments(parser)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Config, RunInfo | None]:
@@ -129,26 +136,39 @@ def run_reconcile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(_reconcile(args, config, redis_url, target, keys_dir))
+    identity = None
+    if target is not None and not args.no_heal:
+        try:
+            identity = client.from_args(args, "backoffice")
+        except client.IdentityError as error:
+            print(f"windowpay reconcile: {error}", file=sys.stderr)
+            return 2
+    return asyncio.run(_reconcile(args, config, redis_url, target, keys_dir, identity))
 
 
 async def _reconcile(
-    args: argparse.Namespace, config: Config, redis_url: str, target: str | None, keys_dir: Path
+    args: argparse.Namespace,
+    config: Config,
+    redis_url: str,
+    target: str | None,
+    keys_dir: Path,
+    identity: client.Identity | None,
 ) -> int:
     redis = Redis.from_url(redis_url)
+    store = RedisStore(redis)
     providers = build_providers(config, keys_dir)
-    channel = grpc.aio.insecure_channel(target) if target else None
+    channel = identity.channel(target) if identity and target else None
     try:
         points = [sp.id for sp in config.deployment.service_points]
         print(f"reading windowpay's records around {args.date} ...", flush=True)
-        orders = await load_orders(RedisStore(redis), points, args.date)
+        orders = await load_orders(store, points, args.date)
         print(f"{len(orders)} orders with activity", flush=True)
         report = await reconcile(
             args.date,
             orders,
             providers.by_channel,
             config.settings.zone,
-            heal=None if args.no_heal or channel is None else BackOfficeHealer(channel),
+            heal=None if args.no_heal or channel is None else BackOfficeHealer(channel, store),
             progress=lambda line: print(line, flush=True),
         )
         await redis.set(RECONCILIATION, orjson.dumps(report.summary(time.time())))
@@ -195,8 +215,14 @@ def run_settlement(args: argparse.Namespace) -> int:
         print("windowpay settlement: no running deployment; give --target", file=sys.stderr)
         return 2
 
+    try:
+        identity = client.from_args(args, "backoffice")
+    except client.IdentityError as error:
+        print(f"windowpay settlement: {error}", file=sys.stderr)
+        return 2
+
     async def fetch() -> pb.Settlement:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with identity.channel(target) as channel:
             stub = pb_grpc.BackOfficeStub(channel)
             request = pb.SettlementRequest(
                 date=args.date.isoformat(), service_point_id=args.service_point

@@ -255,9 +255,10 @@ class ServicePointCore:
             for job in jobs:
                 self._plan_reads(job, reads)
             await reads.run()
-            await self._load_existing_cases(jobs, reads)
+            elsewhere = await self._load_existing_cases(jobs, reads)
             for job in jobs:
                 try:
+                    _not_open_elsewhere(job, reads, elsewhere)
                     job.result = self._decide(job, reads)
                 except DomainError as error:
                     self._release_claims(job, reads)
@@ -347,8 +348,10 @@ class ServicePointCore:
         if self._find(command.order_id) is None:
             job.order = reads.order(command.order_id)
 
-    async def _load_existing_cases(self, jobs: list[_Job], reads: ReadBatch) -> None:
-        """Second read, rarely needed: orders named by business cases that already exist."""
+    async def _load_existing_cases(self, jobs: list[_Job], reads: ReadBatch) -> dict[str, str]:
+        """Second read, rarely needed: orders named by business cases that already exist.
+        Returns those open at a service point this actor does not serve (order -> point):
+        only the commands naming them fail, not the batch they came with."""
         missing = []
         for job in jobs:
             if job.business >= 0 and reads[job.business] is not None:
@@ -356,13 +359,18 @@ class ServicePointCore:
                 if self._find(order_id) is None:
                     missing.append(order_id)
         if not missing:
-            return
+            return {}
         more = self._store.read_batch()
         slots = {order_id: more.order(order_id) for order_id in missing}
         await more.run()
-        for slot in slots.values():
+        elsewhere = {}
+        for order_id, slot in slots.items():
             if more[slot] is not None:
-                self._adopt(more[slot])
+                try:
+                    self._adopt(more[slot])
+                except FailedPrecondition:
+                    elsewhere[order_id] = keys.service_point_of(order_id)
+        return elsewhere
 
     def _decide(self, job: _Job, reads: ReadBatch) -> Result:
         command = job.command
@@ -848,3 +856,16 @@ def _description(order: Order) -> str:
 
 
 __all__ = ["AttemptState", "ServicePointCore"]
+
+
+def _not_open_elsewhere(job: _Job, reads: ReadBatch, elsewhere: dict[str, str]) -> None:
+    if not elsewhere or job.business < 0 or reads[job.business] is None:
+        return
+    order_id = reads[job.business].decode()
+    if order_id in elsewhere:
+        command = job.command
+        assert isinstance(command, CreateOrder)
+        raise FailedPrecondition(
+            f"business case {command.business_no} already has order {order_id}, open at "
+            f"service point {elsewhere[order_id]}"
+        )

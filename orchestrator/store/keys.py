@@ -71,3 +71,19 @@ def business_case(business_no: str) -> str:
 
 def auth_code(digest: str) -> str:
     return f"{PREFIX}:code:{digest}"
+
+
+def late_success(attempt_id: str) -> str:
+    """The provider's trade number of an attempt reconciliation found kept by the
+    provider although windowpay ended it unpaid: SettleLateSuccess may refund only these."""
+    return f"{PREFIX}:latesuccess:{attempt_id}"
+
+
+def pin_failures(supervisor_id: str) -> str:
+    """Wrong PINs of a supervisor within the counting window (shared by front doors)."""
+    return f"{PREFIX}:pin:fail:{supervisor_id}"
+
+
+def pin_lock(supervisor_id: str) -> str:
+    """Present while the supervisor is locked out after too many wrong PINs."""
+    return f"{PREFIX}:pin:lock:{supervisor_id}"

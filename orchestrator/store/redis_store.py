@@ -22,6 +22,8 @@ from redis.exceptions import NoScriptError
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
 
+LATE_SUCCESS_TTL_S = 40 * 86_400
+
 
 @contextmanager
 def _measured(operation: str) -> Iterator[None]:
@@ -267,3 +269,12 @@ class RedisStore:
         sp = keys.service_point_of(order_id)
         entries: list[bytes] = await self.redis.lrange(keys.journal(sp, order_id), 0, -1)  # type: ignore[assignment]
         return entries
+
+    async def record_late_success(self, attempt_id: str, trade_no: str) -> None:
+        """Reconciliation's finding: the provider kept this attempt (kept 40 days)."""
+        await self.redis.set(keys.late_success(attempt_id), trade_no, ex=LATE_SUCCESS_TTL_S)
+
+    async def late_success(self, attempt_id: str) -> str | None:
+        """The trade number reconciliation found kept for this attempt, if any."""
+        found = await self.redis.get(keys.late_success(attempt_id))
+        return found.decode() if isinstance(found, bytes) else found

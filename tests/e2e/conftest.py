@@ -6,16 +6,21 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
+import orjson
 import pytest
 import tomli_w
 
 from actors import runtime
+from orchestrator.access import client
+from orchestrator.access.setup import server_tls
+from orchestrator.access.supervisors import ensure_dev_pins
 from orchestrator.bootstrap import start_front_door
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
@@ -42,25 +47,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("load") is not None)
 
 
+StubT = TypeVar("StubT")
+
+
 @dataclass
 class Deployed:
     config: Config
     server: FrontDoorServer
-    channel: grpc.aio.Channel
     actors: runtime.Actors
     redis_url: str
     sandboxes: Sandboxes
     keys_dir: Path
     data_dir: Path  # holds run.json and the config file, as `windowpay serve` leaves them
-    business: pb_grpc.BusinessGatewayStub = field(init=False)
-    terminal: pb_grpc.TerminalStub = field(init=False)
+    pki_dir: Path  # the deployment's CA and every principal's certificate
+    stack: AsyncExitStack
+    _channels: dict[str, grpc.aio.Channel] = field(init=False, default_factory=dict)
     _windows: Iterator[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.business = pb_grpc.BusinessGatewayStub(self.channel)
-        self.terminal = pb_grpc.TerminalStub(self.channel)
         windows = sorted(self.config.deployment.window_service_point)
         self._windows = itertools.cycle(windows)
+
+    def channel_as(self, principal: str) -> grpc.aio.Channel:
+        """A mutual-TLS channel presenting `principal`'s certificate (one per principal)."""
+        channel = self._channels.get(principal)
+        if channel is None:
+            channel = client.of_pki(self.pki_dir, principal).channel(self.server.address)
+            self._channels[principal] = channel
+        return channel
+
+    def stub_as(self, principal: str, stub: Callable[[grpc.aio.Channel], StubT]) -> StubT:
+        """Any service, as any principal calls it (for tests of who may do what)."""
+        return stub(self.channel_as(principal))
+
+    async def close_channels(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    @property
+    def business(self) -> pb_grpc.BusinessGatewayStub:
+        return self.stub_as("business", pb_grpc.BusinessGatewayStub)
 
     def window(self) -> str:
         """A window for the next test to use (round robin over all windows)."""
@@ -73,15 +100,31 @@ class Deployed:
     # that who a call comes from is decided in this one place.
     def terminal_for(self, terminal_id: str) -> pb_grpc.TerminalStub:
         """The Terminal service as the POS terminal `terminal_id` calls it."""
-        return self.terminal
+        return self.stub_as(terminal_id, pb_grpc.TerminalStub)
+
+    def terminal_of_order(self, order: pb.Order) -> pb_grpc.TerminalStub:
+        """The Terminal service as the terminal of the order's window calls it."""
+        return self.terminal_for(self.terminal_of(order.window_id))
+
+    def supervisor_of(self, order: pb.Order) -> tuple[str, str]:
+        """The supervisor of the order's service point and the dev PIN made at start."""
+        supervisor = next(
+            s for s, sp in self.config.access.supervisors.items() if sp == order.service_point_id
+        )
+        return supervisor, self.pins[supervisor]
+
+    @property
+    def pins(self) -> dict[str, str]:
+        pins: dict[str, str] = orjson.loads((self.pki_dir / "supervisors.json").read_bytes())
+        return pins
 
     @property
     def backoffice(self) -> pb_grpc.BackOfficeStub:
-        return pb_grpc.BackOfficeStub(self.channel)
+        return self.stub_as("backoffice", pb_grpc.BackOfficeStub)
 
     @property
     def receipts(self) -> pb_grpc.ReceiptsStub:
-        return pb_grpc.ReceiptsStub(self.channel)
+        return self.stub_as("backoffice", pb_grpc.ReceiptsStub)
 
     async def create(self, window: str, *fees: str, business_no: str = "") -> pb.Order:
         lines = [pb.OrderLine(fee_code=f, quantity=1) for f in fees or ("PLT-AUTO", "DOC-VLIC")]
@@ -106,8 +149,24 @@ class Deployed:
             cash_received_fen=order.amount_fen if channel is Channel.CASH else 0,
         )
 
+    def refund_request(
+        self, order: pb.Order, amount_fen: int, reason: str = "退费"
+    ) -> pb.RefundRequest:
+        """A refund at the order's terminal, approved by its point's supervisor and PIN."""
+        supervisor, pin = self.supervisor_of(order)
+        return pb.RefundRequest(
+            request_id=uuid.uuid4().hex,
+            terminal_id=self.terminal_of(order.window_id),
+            order_id=order.order_id,
+            amount_fen=amount_fen,
+            reason=reason,
+            supervisor_id=supervisor,
+            supervisor_pin=pin,
+        )
+
     async def get(self, order_id: str) -> pb.Order:
-        return await self.terminal.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=10)
+        reader = self.stub_as("backoffice", pb_grpc.TerminalStub)
+        return await reader.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=10)
 
     def trade(self, channel: Channel, out_trade_no: str) -> Trade | None:
         """The sandbox ledger's view of a trade."""
@@ -126,10 +185,25 @@ async def deployed(
         # A reversal is given up after 3 s and the trade followed up every 0.2 s.
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
+    # Access: a spare principal to revoke, a second supervisor at the first point to lock
+    # out, and small stream bounds so that a reader that stops reading is dropped soon.
+    data["access"] = {
+        "principals": {
+            "business": "business", "backoffice": "backoffice", "auditor": "auditor",
+            "monitor": "monitor", "spare": "auditor",
+        },
+        "limits": {"stream_queue": 8, "stream_stall_s": 5},
+        # subscriber ids the business system may use: one per test that subscribes
+        "business_subscribers": ["business", "biz-away", "biz-single", "biz-slow"],
+    }  # fmt: skip
+    data["supervisors"]["G1L"] = "G1"
     config = parse_config(data, "e2e config")
     keys_dir = tmp_path_factory.mktemp("keys")
     data_dir = tmp_path_factory.mktemp("data")
     ensure_receipt_secret(keys_dir)
+    tls = server_tls(config, data_dir, create=True)
+    pki_dir = data_dir / config.access.pki_dir
+    ensure_dev_pins(config.access, pki_dir)
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
     try:
@@ -138,7 +212,9 @@ async def deployed(
         config = config.with_base_urls(sandboxes.base_urls)
         actors = await runtime.deploy(config, redis_server.url, str(keys_dir))
         submitters = actors.submitters
-        server = await start_front_door(config, redis_server.url, dict(submitters), stack)
+        server = await start_front_door(
+            config, redis_server.url, dict(submitters), stack, tls, pki_dir
+        )
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
             data["providers"][channel_name.value]["base_url"] = url
@@ -152,12 +228,14 @@ async def deployed(
             config=str(config_path),
             providers={c.value: u for c, u in sandboxes.base_urls.items()},
             pid=os.getpid(),
+            pki_dir=str(pki_dir),
+            ca=str(tls.ca),
         ).write(data_dir)
-        channel = grpc.aio.insecure_channel(server.address)
-        stack.push_async_callback(channel.close)
-        yield Deployed(
-            config, server, channel, actors, redis_server.url, sandboxes, keys_dir, data_dir
+        deployed = Deployed(
+            config, server, actors, redis_server.url, sandboxes, keys_dir, data_dir, pki_dir, stack
         )
+        stack.push_async_callback(deployed.close_channels)
+        yield deployed
     finally:
         await stack.aclose()
         runtime.shutdown()

@@ -18,12 +18,12 @@ async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> 
     abandoned = await deployed.create(windows[1])
     calls = [
         asyncio.ensure_future(
-            deployed.terminal.Pay(
+            deployed.terminal_of_order(confirming).Pay(
                 deployed.pay_request(confirming, Channel.WECHAT, "1111"), timeout=60
             )
         ),
         asyncio.ensure_future(
-            deployed.terminal.Pay(
+            deployed.terminal_of_order(abandoned).Pay(
                 deployed.pay_request(abandoned, Channel.ALIPAY, "2222"), timeout=60
             )
         ),

@@ -19,7 +19,9 @@ LEDGER = {
 
 async def pay_and_check(deployed: Deployed, channel: Channel, ending: str) -> None:
     order = await deployed.create(deployed.window())
-    answer = await deployed.terminal.Pay(deployed.pay_request(order, channel, ending), timeout=30)
+    answer = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, channel, ending), timeout=30
+    )
     expected_order, expected_attempt = EXPECTED[ending][channel]
     assert pb.OrderState.Name(answer.state) == expected_order.value, (ending, answer)
     [attempt] = answer.attempts
@@ -43,6 +45,6 @@ async def test_cash(deployed: Deployed) -> None:
     order = await deployed.create(deployed.window())
     request = deployed.pay_request(order, Channel.CASH)
     request.cash_received_fen = order.amount_fen + 500
-    paid = await deployed.terminal.Pay(request, timeout=10)
+    paid = await deployed.terminal_for(request.terminal_id).Pay(request, timeout=10)
     assert paid.state == pb.PAID
     assert paid.attempts[0].change_fen == 500

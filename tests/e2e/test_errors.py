@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from tests.e2e.conftest import Deployed
 
 
@@ -69,12 +70,17 @@ async def test_bad_create_is_invalid_argument_and_stores_nothing(
 
 
 async def pay_status(
-    deployed: Deployed, change: Callable[[pb.PayRequest], None], order: pb.Order | None = None
+    deployed: Deployed,
+    change: Callable[[pb.PayRequest], None],
+    order: pb.Order | None = None,
+    caller: str = "",
 ) -> tuple[grpc.StatusCode, str]:
+    """Pay, as the order's terminal unless `caller` names another, after `change`."""
     order = order or await deployed.create(deployed.window())
     request = deployed.pay_request(order, Channel.WECHAT)
     change(request)
-    return await status_of(deployed.terminal.Pay(request, timeout=10))
+    terminal = deployed.terminal_for(caller or deployed.terminal_of(order.window_id))
+    return await status_of(terminal.Pay(request, timeout=10))
 
 
 @pytest.mark.parametrize(
@@ -87,7 +93,7 @@ async def pay_status(
         (lambda r: setattr(r, "request_id", ""), "INVALID_ARGUMENT", "request_id"),
         (lambda r: setattr(r, "order_id", "G1-NOSUCHORDER"), "NOT_FOUND", "not found"),
         (lambda r: setattr(r, "order_id", "ZZ9-NOSUCHORDER"), "NOT_FOUND", "not found"),
-        (lambda r: setattr(r, "terminal_id", "T404"), "PERMISSION_DENIED", "not registered"),
+        (lambda r: setattr(r, "terminal_id", "T404"), "PERMISSION_DENIED", "not the caller"),
     ],
 )
 async def test_bad_payments(
@@ -101,8 +107,9 @@ async def test_bad_payments(
 async def test_a_terminal_of_another_window_is_denied(deployed: Deployed) -> None:
     order = await deployed.create(deployed.window())
     other = next(w for w in deployed.config.deployment.window_service_point if w != order.window_id)
+    stranger = deployed.terminal_of(other)
     code, details = await pay_status(
-        deployed, lambda r: setattr(r, "terminal_id", deployed.terminal_of(other)), order
+        deployed, lambda r: setattr(r, "terminal_id", stranger), order, caller=stranger
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert order.window_id in details
@@ -112,7 +119,9 @@ async def test_a_terminal_of_another_window_is_denied(deployed: Deployed) -> Non
 async def test_wrong_states_are_failed_precondition(deployed: Deployed) -> None:
     window = deployed.window()
     paid = await deployed.create(window)
-    await deployed.terminal.Pay(deployed.pay_request(paid, Channel.WECHAT), timeout=10)
+    await deployed.terminal_of_order(paid).Pay(
+        deployed.pay_request(paid, Channel.WECHAT), timeout=10
+    )
     code, details = await pay_status(deployed, lambda r: None, paid)
     assert (code, "PAID" in details) == (grpc.StatusCode.FAILED_PRECONDITION, True)
     code, _ = await status_of(
@@ -124,7 +133,9 @@ async def test_wrong_states_are_failed_precondition(deployed: Deployed) -> None:
 
     slow = await deployed.create(window)
     other = await deployed.create(window)
-    pending = deployed.terminal.Pay(deployed.pay_request(slow, Channel.WECHAT, "2222"), timeout=30)
+    pending = deployed.terminal_of_order(slow).Pay(
+        deployed.pay_request(slow, Channel.WECHAT, "2222"), timeout=30
+    )
     await asyncio_wait_for_state(deployed, slow.order_id, pb.PAYING)
     code, details = await pay_status(deployed, lambda r: None, other)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "busy" in details
@@ -134,18 +145,24 @@ async def test_wrong_states_are_failed_precondition(deployed: Deployed) -> None:
 async def test_an_auth_code_is_refused_the_second_time(deployed: Deployed) -> None:
     declined = await deployed.create(deployed.window())
     request = deployed.pay_request(declined, Channel.ALIPAY, "3333")
-    await deployed.terminal.Pay(request, timeout=10)
+    await deployed.terminal_for(request.terminal_id).Pay(request, timeout=10)
     second = await deployed.create(deployed.window())
     again = deployed.pay_request(second, Channel.ALIPAY)
     again.auth_code = request.auth_code
-    code, details = await status_of(deployed.terminal.Pay(again, timeout=10))
+    code, details = await status_of(deployed.terminal_for(again.terminal_id).Pay(again, timeout=10))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "already used" in details
 
 
 async def test_get_order_needs_a_key_and_finds_nothing_unknown(deployed: Deployed) -> None:
-    code, _ = await status_of(deployed.terminal.GetOrder(pb.GetOrderRequest()))
+    code, _ = await status_of(
+        deployed.stub_as("auditor", pb_grpc.TerminalStub).GetOrder(pb.GetOrderRequest())
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    code, _ = await status_of(deployed.terminal.GetOrder(pb.GetOrderRequest(order_id="G1-NONE")))
+    code, _ = await status_of(
+        deployed.stub_as("auditor", pb_grpc.TerminalStub).GetOrder(
+            pb.GetOrderRequest(order_id="G1-NONE")
+        )
+    )
     assert code == grpc.StatusCode.NOT_FOUND
 
 

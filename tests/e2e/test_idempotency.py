@@ -40,13 +40,15 @@ async def test_concurrent_duplicates_create_one_order(deployed: Deployed) -> Non
 async def test_concurrent_duplicate_payments_charge_once(deployed: Deployed) -> None:
     order = await deployed.create(deployed.window())
     request = deployed.pay_request(order, Channel.ALIPAY, "1111")
-    answers = await asyncio.gather(*(deployed.terminal.Pay(request, timeout=30) for _ in range(10)))
+    answers = await asyncio.gather(
+        *(deployed.terminal_for(request.terminal_id).Pay(request, timeout=30) for _ in range(10))
+    )
     assert {a.state for a in answers} == {pb.PAID}
     final = await deployed.get(order.order_id)
     assert len(final.attempts) == 1
     trade = deployed.trade(Channel.ALIPAY, final.attempts[0].attempt_id)
     assert trade.state.value == "SUCCESS"
-    replay = await deployed.terminal.Pay(request, timeout=10)
+    replay = await deployed.terminal_for(request.terminal_id).Pay(request, timeout=10)
     assert replay == answers[0]
 
 

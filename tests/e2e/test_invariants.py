@@ -40,9 +40,10 @@ async def test_no_invariant_breaks_under_a_storm_of_calls(deployed: Deployed) ->
                 channel = rng.choice([*PROVIDER_CHANNELS, Channel.CASH])
                 request = deployed.pay_request(order, channel, rng.choice(ENDINGS))
                 sent_pays.append(request)
-                await deployed.terminal.Pay(request, timeout=30)
+                await deployed.terminal_for(request.terminal_id).Pay(request, timeout=30)
             elif roll < 0.75 and sent_pays:
-                await deployed.terminal.Pay(rng.choice(sent_pays), timeout=30)  # a replay
+                replay = rng.choice(sent_pays)
+                await deployed.terminal_for(replay.terminal_id).Pay(replay, timeout=30)
             elif roll < 0.85:
                 await deployed.business.CancelOrder(
                     pb.CancelOrderRequest(request_id=uuid.uuid4().hex, order_id=order.order_id),

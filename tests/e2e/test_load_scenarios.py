@@ -17,6 +17,7 @@ import pytest
 
 from loadtest.consistency import check
 from loadtest.scenarios import registry
+from orchestrator.access import client
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
@@ -81,17 +82,24 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
 ) -> None:
     providers = {c.value: u for c, u in deployed.sandboxes.base_urls.items()}
     order = await deployed.create(deployed.window(), "DOC-DLIC")
-    declined = await deployed.terminal.Pay(deployed.pay_request(order, Channel.WECHAT, "3333"))
-    paid = await deployed.terminal.Pay(deployed.pay_request(order, Channel.CASH))
+    declined = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, Channel.WECHAT, "3333")
+    )
+    paid = await deployed.terminal_of_order(order).Pay(deployed.pay_request(order, Channel.CASH))
     assert paid.state == pb.PAID
     address = deployed.server.address
-    assert await asyncio.to_thread(check, address, [order.order_id], providers) == []
+    auditor = client.of_pki(deployed.pki_dir, "auditor")
+    assert (
+        await asyncio.to_thread(check, address, [order.order_id], providers, 120.0, auditor) == []
+    )
 
     wechat = deployed.sandboxes.bank(Channel.WECHAT)
     attempt = declined.attempts[0].attempt_id
     wechat.alter(attempt, paid=True)  # the provider took the money after all
     try:
-        problems = await asyncio.to_thread(check, address, [order.order_id], providers)
+        problems = await asyncio.to_thread(
+            check, address, [order.order_id], providers, 120.0, auditor
+        )
     finally:
         wechat.alter(attempt, paid=False)
     assert problems == [
@@ -100,8 +108,8 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
 
     waiting = await deployed.create(deployed.window(), "DOC-DLIC")
     request = deployed.pay_request(waiting, Channel.WECHAT, "2222")  # never confirms
-    pending = deployed.terminal.Pay(request, timeout=30)
+    pending = deployed.terminal_for(request.terminal_id).Pay(request, timeout=30)
     await eventually(lambda: deployed.get(waiting.order_id), lambda o: o.state == pb.PAYING)
-    problems = await asyncio.to_thread(check, address, [waiting.order_id], providers, 0.0)
+    problems = await asyncio.to_thread(check, address, [waiting.order_id], providers, 0.0, auditor)
     assert len(problems) == 1 and "attempts not final" in problems[0]
     assert (await pending).attempts[0].state == pb.REVERSED

@@ -3,7 +3,6 @@ at least once, in order per case, with a stable id; a subscriber that was away g
 everything it had not acknowledged; receipts follow; the day's settlement adds up."""
 
 import asyncio
-import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,6 @@ import pytest
 
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from tests.e2e.conftest import Deployed
 from tests.support import eventually
 
@@ -63,23 +61,21 @@ class Subscriber:
 
 async def pay(deployed: Deployed, channel: Channel = Channel.WECHAT) -> pb.Order:
     order = await deployed.create(deployed.window())
-    paid = await deployed.terminal.Pay(deployed.pay_request(order, channel), timeout=30)
+    paid = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, channel), timeout=30
+    )
     assert paid.state == pb.PAID
     return paid
 
 
 async def refund(deployed: Deployed, order: pb.Order, amount: int) -> pb.Order:
-    return await deployed.terminal.Refund(
-        pb.RefundRequest(
-            request_id=uuid.uuid4().hex, terminal_id=deployed.terminal_of(order.window_id),
-            order_id=order.order_id, amount_fen=amount, reason="退费", supervisor_id="SUP1",
-        ),
-        timeout=30,
-    )  # fmt: skip
+    return await deployed.terminal_of_order(order).Refund(
+        deployed.refund_request(order, amount), timeout=30
+    )
 
 
 async def test_a_business_system_away_for_a_while_misses_nothing(deployed: Deployed) -> None:
-    subscriber = Subscriber(deployed, f"biz-{uuid.uuid4().hex[:8]}")
+    subscriber = Subscriber(deployed, "biz-away")
     subscriber.connect()
     first = await pay(deployed)
     await refund(deployed, first, 1000)
@@ -103,7 +99,7 @@ async def test_a_business_system_away_for_a_while_misses_nothing(deployed: Deplo
 
 
 async def test_one_stream_per_subscriber(deployed: Deployed) -> None:
-    subscriber = Subscriber(deployed, f"biz-{uuid.uuid4().hex[:8]}")
+    subscriber = Subscriber(deployed, "biz-single")
     subscriber.connect()
     await pay(deployed)
     await eventually(lambda: _noop(), lambda _: bool(subscriber.seen))
@@ -122,13 +118,13 @@ async def _noop() -> None:
 async def test_acks_need_valid_event_ids(deployed: Deployed) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await deployed.business.AckPayments(
-            pb.AckPaymentsRequest(subscriber_id="biz", event_ids=["nonsense"]), timeout=10
+            pb.AckPaymentsRequest(subscriber_id="business", event_ids=["nonsense"]), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_every_paid_order_gets_a_receipt_a_payer_can_fetch(deployed: Deployed) -> None:
-    receipts = pb_grpc.ReceiptsStub(deployed.channel)
+    receipts = deployed.receipts
     order = await pay(deployed, Channel.ALIPAY)
 
     async def by_order() -> pb.Receipt | None:
@@ -171,7 +167,7 @@ async def test_every_paid_order_gets_a_receipt_a_payer_can_fetch(deployed: Deplo
 
 
 async def test_the_days_settlement_per_window_and_channel(deployed: Deployed) -> None:
-    office = pb_grpc.BackOfficeStub(deployed.channel)
+    office = deployed.backoffice
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
     window = deployed.window()
     sp = deployed.config.deployment.window_service_point[window]
@@ -184,7 +180,11 @@ async def test_the_days_settlement_per_window_and_channel(deployed: Deployed) ->
     orders = []
     for channel in (Channel.WECHAT, Channel.CASH, Channel.CASH):
         order = await deployed.create(window)
-        orders.append(await deployed.terminal.Pay(deployed.pay_request(order, channel), timeout=30))
+        orders.append(
+            await deployed.terminal_of_order(order).Pay(
+                deployed.pay_request(order, channel), timeout=30
+            )
+        )
     await refund(deployed, orders[1], 500)
     after = await rows()
 

@@ -154,16 +154,12 @@ async def traffic(deployed: Deployed) -> None:
     ]:  # fmt: skip
         order = await deployed.create(deployed.window())
         request = deployed.pay_request(order, channel, ending)
-        paid = await deployed.terminal.Pay(request, timeout=30)
-        await deployed.terminal.Pay(request, timeout=30)  # a replay
+        paid = await deployed.terminal_for(request.terminal_id).Pay(request, timeout=30)
+        await deployed.terminal_for(request.terminal_id).Pay(request, timeout=30)  # a replay
         if paid.state == pb.PAID:
-            await deployed.terminal.Refund(
-                pb.RefundRequest(
-                    request_id=uuid.uuid4().hex, terminal_id=request.terminal_id,
-                    order_id=order.order_id, amount_fen=100, reason="r", supervisor_id="S",
-                ),
-                timeout=30,
-            )  # fmt: skip
+            await deployed.terminal_of_order(order).Refund(
+                deployed.refund_request(order, 100, "r"), timeout=30
+            )
     await deployed.business.GetOrder(pb.GetOrderRequest(order_id=order.order_id))
     await deployed.business.CancelOrder(
         pb.CancelOrderRequest(
@@ -176,7 +172,7 @@ async def traffic(deployed: Deployed) -> None:
     order = await deployed.create(deployed.window())
     bank.faults = {"reverse"}
     try:
-        first = await deployed.terminal.Pay(
+        first = await deployed.terminal_of_order(order).Pay(
             deployed.pay_request(order, Channel.WECHAT, "2222"), timeout=30
         )
     finally:
@@ -217,7 +213,7 @@ async def test_planted_faults_fire_their_alerts(deployed: Deployed, prometheus: 
     try:
         for _ in range(3):
             order = await deployed.create(deployed.window())
-            failed = await deployed.terminal.Pay(
+            failed = await deployed.terminal_of_order(order).Pay(
                 deployed.pay_request(order, Channel.WECHAT), timeout=30
             )
             # An unsigned 5xx may hide a payment: queried (in vain), then reversed.
@@ -235,7 +231,9 @@ async def test_planted_faults_fire_their_alerts(deployed: Deployed, prometheus: 
     alipay.faults = {"query", "reverse"}
     try:
         stuck = asyncio.ensure_future(
-            deployed.terminal.Pay(deployed.pay_request(order, Channel.ALIPAY, "2222"), timeout=60)
+            deployed.terminal_of_order(order).Pay(
+                deployed.pay_request(order, Channel.ALIPAY, "2222"), timeout=60
+            )
         )
         await eventually(
             prometheus.firing, lambda f: ("WindowpayAttemptsStuck", sp) in f, within=30

@@ -33,7 +33,9 @@ async def reconcile(deployed: Deployed, report: Path) -> tuple[int, dict[str, An
 
 async def paid(deployed: Deployed, channel: Channel, ending: str = "0000") -> pb.Order:
     order = await deployed.create(deployed.window())
-    return await deployed.terminal.Pay(deployed.pay_request(order, channel, ending), timeout=30)
+    return await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, channel, ending), timeout=30
+    )
 
 
 async def test_reconciliation_finds_heals_and_is_idempotent(
@@ -61,10 +63,12 @@ async def test_reconciliation_finds_heals_and_is_idempotent(
     declined = (await paid(deployed, Channel.WECHAT, "3333")).attempts[0].attempt_id
     wechat.alter(declined, paid=True)
     order = await deployed.create(deployed.window())
-    first = await deployed.terminal.Pay(
+    first = await deployed.terminal_of_order(order).Pay(
         deployed.pay_request(order, Channel.ALIPAY, "3333"), timeout=30
     )
-    second = await deployed.terminal.Pay(deployed.pay_request(order, Channel.ALIPAY), timeout=30)
+    second = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, Channel.ALIPAY), timeout=30
+    )
     assert second.state == pb.PAID
     twice = first.attempts[0].attempt_id
     alipay.alter(twice, paid=True)

@@ -5,7 +5,6 @@ by asking again; a final refusal releases the amount. The sandbox ledger agrees.
 
 import os
 import signal
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -37,14 +36,7 @@ async def paid(deployed: Deployed, channel: Channel, ending: str, window: str = 
 
 
 def refund(deployed: Deployed, order: pb.Order, amount: int) -> pb.RefundRequest:
-    return pb.RefundRequest(
-        request_id=uuid.uuid4().hex,
-        terminal_id=deployed.terminal_of(order.window_id),
-        order_id=order.order_id,
-        amount_fen=amount,
-        reason="考试取消",
-        supervisor_id="SUP-01",
-    )
+    return deployed.refund_request(order, amount, "考试取消")
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 requests that never refund more than was paid, and a late success refunded on its own."""
 
 import asyncio
-import uuid
 
 import grpc
 import pytest
@@ -15,29 +14,24 @@ from tests.support import PROVIDER_CHANNELS, eventually
 
 async def paid(deployed: Deployed, channel: Channel) -> pb.Order:
     order = await deployed.create(deployed.window())
-    answer = await deployed.terminal.Pay(deployed.pay_request(order, channel), timeout=30)
+    answer = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, channel), timeout=30
+    )
     assert answer.state == pb.PAID
     return answer
 
 
 def refund(deployed: Deployed, order: pb.Order, amount: int) -> pb.RefundRequest:
-    return pb.RefundRequest(
-        request_id=uuid.uuid4().hex,
-        terminal_id=deployed.terminal_of(order.window_id),
-        order_id=order.order_id,
-        amount_fen=amount,
-        reason="考试取消",
-        supervisor_id="SUP-01",
-    )
+    return deployed.refund_request(order, amount, "考试取消")
 
 
 @pytest.mark.parametrize("channel", [*PROVIDER_CHANNELS, Channel.CASH])
 async def test_partial_then_full_refund(deployed: Deployed, channel: Channel) -> None:
     order = await paid(deployed, channel)
-    part = await deployed.terminal.Refund(refund(deployed, order, 1000), timeout=30)
+    part = await deployed.terminal_of_order(order).Refund(refund(deployed, order, 1000), timeout=30)
     assert part.state == pb.PARTIALLY_REFUNDED and part.refunded_fen == 1000
     assert part.refunds[0].state == pb.REFUND_SUCCEEDED
-    rest = await deployed.terminal.Refund(
+    rest = await deployed.terminal_of_order(order).Refund(
         refund(deployed, order, order.amount_fen - 1000), timeout=30
     )
     assert rest.state == pb.REFUNDED and rest.refunded_fen == order.amount_fen
@@ -45,14 +39,17 @@ async def test_partial_then_full_refund(deployed: Deployed, channel: Channel) ->
         trade = deployed.trade(channel, order.attempts[0].attempt_id)
         assert trade is not None and trade.refunded_fen == order.amount_fen
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await deployed.terminal.Refund(refund(deployed, order, 1), timeout=10)
+        await deployed.terminal_of_order(order).Refund(refund(deployed, order, 1), timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_concurrent_refunds_never_exceed_the_payment(deployed: Deployed) -> None:
     order = await paid(deployed, Channel.WECHAT)
     share = order.amount_fen // 2 + 1  # only one of these fits
-    calls = [deployed.terminal.Refund(refund(deployed, order, share), timeout=30) for _ in range(6)]
+    calls = [
+        deployed.terminal_of_order(order).Refund(refund(deployed, order, share), timeout=30)
+        for _ in range(6)
+    ]
     results = await asyncio.gather(*calls, return_exceptions=True)
     done = [r for r in results if isinstance(r, pb.Order)]
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
@@ -76,7 +73,7 @@ async def test_bad_refunds(deployed: Deployed) -> None:
         for name, value in change.items():
             setattr(request, name, value)
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await deployed.terminal.Refund(request, timeout=10)
+            await deployed.terminal_of_order(order).Refund(request, timeout=10)
         assert info.value.code() == status, change
     assert (await deployed.get(order.order_id)).refunded_fen == 0
 
@@ -86,7 +83,7 @@ async def test_a_late_success_is_refunded_automatically(deployed: Deployed) -> N
     order = await deployed.create(deployed.window())
     bank.faults = {"reverse"}  # reversals will not get through
     try:
-        first = await deployed.terminal.Pay(
+        first = await deployed.terminal_of_order(order).Pay(
             deployed.pay_request(order, Channel.WECHAT, "2222"), timeout=30
         )
     finally:
@@ -94,7 +91,9 @@ async def test_a_late_success_is_refunded_automatically(deployed: Deployed) -> N
     attempt = first.attempts[0]
     assert (attempt.state, attempt.follow_up) == (pb.FAILED, True)
     assert first.state == pb.AWAITING_PAYMENT
-    again = await deployed.terminal.Pay(deployed.pay_request(order, Channel.ALIPAY), timeout=30)
+    again = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, Channel.ALIPAY), timeout=30
+    )
     assert again.state == pb.PAID
 
     bank.confirm(attempt.attempt_id)  # the first payment went through after all

@@ -11,14 +11,14 @@ from tests.e2e.conftest import Deployed
 
 
 async def test_health_reports_serving(deployed: Deployed) -> None:
-    stub = health_pb2_grpc.HealthStub(deployed.channel)
+    stub = deployed.stub_as("monitor", health_pb2_grpc.HealthStub)
     for service in ("", "windowpay.v1.Terminal", "windowpay.v1.BusinessGateway"):
         answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_reflection_lists_both_services(deployed: Deployed) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(deployed.channel)
+    stub = deployed.stub_as("monitor", reflection_pb2_grpc.ServerReflectionStub)
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     async for answer in stub.ServerReflectionInfo(iter([request]), timeout=5):
         services = {s.name for s in answer.list_services_response.service}
@@ -43,7 +43,8 @@ async def windowpay(*args: str) -> tuple[int, str, str]:
 async def test_a_newcomer_creates_and_pays_with_the_pos_simulator(deployed: Deployed) -> None:
     window = deployed.window()
     terminal = deployed.terminal_of(window)
-    target = ("pos", "--target", deployed.server.address)
+    # As in the README: the address and the certificates come from run.json.
+    target = ("pos", "--data-dir", str(deployed.data_dir))
     code, out, err = await windowpay(
         *target, "create", "--window", window, "--fee", "PLT-AUTO", "--fee", "DOC-VLIC:2"
     )
@@ -55,9 +56,11 @@ async def test_a_newcomer_creates_and_pays_with_the_pos_simulator(deployed: Depl
     assert code == 0, err
     assert "PAID" in out and "ALIPAY SUCCEEDED" in out
     order_id = out.split()[1]
+    sp = deployed.config.deployment.window_service_point[window]
+    supervisor = next(s for s, p in deployed.config.access.supervisors.items() if p == sp)
     code, out, err = await windowpay(
         *target, "refund", order_id, "--terminal", terminal, "--amount", "2000",
-        "--supervisor", "SUP1",
+        "--supervisor", supervisor, "--pin", deployed.pins[supervisor],
     )  # fmt: skip
     assert code == 0, err
     assert "PARTIALLY_REFUNDED" in out and "refund" in out and "20.00 REFUND_SUCCEEDED" in out

@@ -15,7 +15,9 @@ async def test_a_terminal_sees_its_window_orders_and_every_change(deployed: Depl
     window = deployed.window()
     terminal = deployed.terminal_of(window)
     already = await deployed.create(window)
-    stream = deployed.terminal.WatchWindow(pb.WatchWindowRequest(terminal_id=terminal))
+    stream = deployed.terminal_for(terminal).WatchWindow(
+        pb.WatchWindowRequest(terminal_id=terminal)
+    )
     seen: list[pb.Order] = []
     first = asyncio.Event()
 
@@ -31,7 +33,9 @@ async def test_a_terminal_sees_its_window_orders_and_every_change(deployed: Depl
     await asyncio.wait_for(first.wait(), 10)  # the window's open orders are shown first
     assert all(o.state in (pb.AWAITING_PAYMENT, pb.PAYING) for o in seen)
     fresh = await deployed.create(window)
-    await deployed.terminal.Pay(deployed.pay_request(fresh, Channel.WECHAT, "1111"), timeout=30)
+    await deployed.terminal_of_order(fresh).Pay(
+        deployed.pay_request(fresh, Channel.WECHAT, "1111"), timeout=30
+    )
     await asyncio.wait_for(reader, 10)
     stream.cancel()
     states = [pb.OrderState.Name(o.state) for o in seen if o.order_id == fresh.order_id]
@@ -48,7 +52,7 @@ async def test_a_terminal_sees_its_window_orders_and_every_change(deployed: Depl
 
 async def test_a_terminal_may_only_watch_its_own_window(deployed: Deployed) -> None:
     windows = sorted(deployed.config.deployment.window_service_point)
-    stream = deployed.terminal.WatchWindow(
+    stream = deployed.terminal_for(deployed.terminal_of(windows[0])).WatchWindow(
         pb.WatchWindowRequest(terminal_id=deployed.terminal_of(windows[0]), window_id=windows[1])
     )
     with pytest.raises(grpc.aio.AioRpcError) as info:

@@ -344,3 +344,36 @@ async def test_unpaid_orders_expire_at_the_end_of_the_business_day(harness: Harn
     assert not expired.is_open
     refused = await one(core, harness.pay(order["order_id"]))
     assert isinstance(refused, Rejected) and refused.code is ErrorCode.FAILED_PRECONDITION
+
+
+async def test_a_case_open_at_another_point_fails_alone_not_its_batch(redis: Redis) -> None:
+    config = small_config(prefix=unique_prefix(), service_points=2, windows=2)
+    first, second = (sp.id for sp in config.deployment.service_points)
+    h = Harness(redis, config)
+    providers = {ch: SandboxProvider(ch, h.banks[ch]) for ch in PROVIDER_CHANNELS}
+    cores = [
+        ServicePointCore([sp], config, RedisStore(redis), providers, on_fatal=h.fatal.append)
+        for sp in (first, second)
+    ]
+    for core in cores:
+        await core.start()
+    try:
+        case = new_id("B")
+        opened = await one(cores[0], CreateOrder(new_id(), case, f"{first}W1", "张三", LINES))
+        assert isinstance(opened, Done)
+        elsewhere, fine = await cores[1].submit(
+            [
+                CreateOrder(new_id(), case, f"{second}W1", "张三", LINES),
+                CreateOrder(new_id(), new_id("B"), f"{second}W2", "李四", LINES),
+            ]
+        )
+        assert isinstance(elsewhere, Rejected)
+        assert elsewhere.code is ErrorCode.FAILED_PRECONDITION and first in elsewhere.message
+        assert order_of(fine)["state"] == "AWAITING_PAYMENT"
+        # the case still belongs to the first point's order
+        owner = await redis.get(keys.business_case(case))
+        assert owner is not None and owner.decode() == order_of(opened)["order_id"]
+    finally:
+        for core in cores:
+            await core.stop()
+    assert h.fatal == []

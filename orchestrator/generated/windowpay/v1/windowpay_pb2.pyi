@@ -531,6 +531,7 @@ class RefundRequest(_message.Message):
     AMOUNT_FEN_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SUPERVISOR_ID_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_PIN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     terminal_id: _builtins.str
     order_id: _builtins.str
@@ -538,6 +539,8 @@ class RefundRequest(_message.Message):
     reason: _builtins.str
     supervisor_id: _builtins.str
     """who authorised it"""
+    supervisor_pin: _builtins.str
+    """proves the supervisor; never logged, stored or echoed"""
     def __init__(
         self,
         *,
@@ -547,10 +550,11 @@ class RefundRequest(_message.Message):
         amount_fen: _builtins.int = ...,
         reason: _builtins.str = ...,
         supervisor_id: _builtins.str = ...,
+        supervisor_pin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "order_id", b"order_id", "reason", b"reason", "request_id", b"request_id", "supervisor_id", b"supervisor_id", "terminal_id", b"terminal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "order_id", b"order_id", "reason", b"reason", "request_id", b"request_id", "supervisor_id", b"supervisor_id", "supervisor_pin", b"supervisor_pin", "terminal_id", b"terminal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,222 @@
+"""The front door's access interceptor: who is calling (the client certificate's common
+name, checked against the revocation list), whether the authorization table lets that
+principal make this call, and the per-principal limits. All before a servicer runs, so
+a refused call never reaches an actor and stores nothing.
+
+grpc.aio interceptors do not see the call's context, so each method handler is wrapped:
+the wrapper runs the checks with the context and the decoded request in hand. Requests
+that do not decode are answered INVALID_ARGUMENT (not gRPC's INTERNAL)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+
+from orchestrator.access.limits import Gate
+from orchestrator.access.policy import TABLE, Rule, Scope, denial
+from orchestrator.access.principals import Directory, Principal
+from orchestrator.access.revocation import Revocations
+from orchestrator.access.streams import SlowReader
+from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class _Undecodable:
+    """Stands for a request whose bytes are not a valid message."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return _Undecodable(error)
+
+    return decode
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(
+        self,
+        directory: Directory,
+        revocations: Revocations,
+        gate: Gate,
+        scope: Scope,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._directory = directory
+        self._revocations = revocations
+        self._gate = gate
+        self._scope = scope
+        self._clock = clock
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler: Any = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        rule = TABLE.get(method)
+        decode = _tolerant(handler.request_deserializer)
+        encode = handler.response_serializer
+        if handler.request_streaming:  # reflection: its own decoder, only the role is checked
+            decode = handler.request_deserializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, rule, handler.unary_unary), decode, encode
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, rule, handler.unary_stream), decode, encode
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._streaming(method, rule, handler.stream_unary, unary=True), decode, encode
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(method, rule, handler.stream_stream, unary=False), decode, encode
+        )
+
+    # ---- the checks -----------------------------------------------------------------
+
+    async def _principal(self, context: Context) -> Principal:
+        auth = context.auth_context()
+        names = list(auth.get("x509_common_name", ()))
+        certs = list(auth.get("x509_pem_cert", ()))
+        if not names or not certs:
+            ACCESS_REFUSED.labels("no_certificate").inc()
+            await _abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required"
+            )
+        name = names[0].decode(errors="replace")
+        if self._revocations.revoked(certs[0]):
+            ACCESS_REFUSED.labels("revoked").inc()
+            log.warning("revoked certificate refused", extra={"principal": name})
+            await _abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, f"the certificate of {name} is revoked"
+            )
+        principal = self._directory.get(name)
+        if principal is None:
+            ACCESS_REFUSED.labels("unknown_principal").inc()
+            log.warning("certificate of an unknown principal", extra={"principal": name})
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"principal {name[:64]!r} is not in this deployment's config",
+            )
+        return principal
+
+    async def _admit(
+        self, context: Context, method: str, rule: Rule | None, request: Any, *, stream: bool
+    ) -> Principal:
+        principal = await self._principal(context)
+        if isinstance(request, _Undecodable):
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request to {method} is not a valid message",
+            )
+        reason = denial(rule, principal, request, self._scope)
+        if reason is not None:
+            await self._deny(context, principal, method, reason)
+        if not self._gate.rate_ok(principal, self._clock()):
+            await self._limit(context, principal, "rate", (
+                f"{principal.name} is over {self._gate.limits.terminal_rate:g} calls/s "
+                f"(burst {self._gate.limits.terminal_burst})"
+            ))  # fmt: skip
+        bound = self._gate.enter(principal, stream=stream)
+        if bound is not None:
+            kind = "streams" if "streams" in bound else "calls"
+            await self._limit(context, principal, kind, f"{principal.name}: {bound}")
+        return principal
+
+    async def _deny(
+        self, context: Context, principal: Principal, method: str, reason: str
+    ) -> NoReturn:
+        ACCESS_DENIED.labels(principal.role.value, method.rpartition("/")[2]).inc()
+        log.warning(
+            "access denied",
+            extra={"principal": principal.name, "role": principal.role.value, "method": method,
+                   "reason": reason},
+        )  # fmt: skip
+        await _abort(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{principal.name} ({principal.role.value}) may not call {method}: {reason}",
+        )
+
+    async def _limit(
+        self, context: Context, principal: Principal, kind: str, message: str
+    ) -> NoReturn:
+        ACCESS_LIMITED.labels(principal.role.value, kind).inc()
+        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    # ---- the wrappers ---------------------------------------------------------------
+
+    def _unary(self, method: str, rule: Rule | None, inner: Any) -> Any:
+        async def call(request: Any, context: Context) -> Any:
+            principal = await self._admit(context, method, rule, request, stream=False)
+            try:
+                answer = await inner(request, context)
+            finally:
+                self._gate.leave(principal, stream=False)
+            if rule is not None and rule.answer is not None:
+                reason = rule.answer(principal, answer, self._scope)
+                if reason is not None:
+                    await self._deny(context, principal, method, reason)
+            return answer
+
+        return call
+
+    def _unary_stream(self, method: str, rule: Rule | None, inner: Any) -> Any:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            principal = await self._admit(context, method, rule, request, stream=True)
+            reader = SlowReader(context, principal.role.value, self._gate.limits.stream_stall_s)
+            try:
+                async for item in inner(request, context):
+                    with reader.writing():
+                        yield item
+            finally:
+                self._gate.leave(principal, stream=True)
+
+        return call
+
+    def _streaming(self, method: str, rule: Rule | None, inner: Any, *, unary: bool) -> Any:
+        """Client-streaming calls (reflection): only the role is checked."""
+
+        async def call_unary(requests: Any, context: Context) -> Any:
+            principal = await self._admit(context, method, rule, None, stream=True)
+            try:
+                return await inner(requests, context)
+            finally:
+                self._gate.leave(principal, stream=True)
+
+        async def call_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+            principal = await self._admit(context, method, rule, None, stream=True)
+            try:
+                async for item in inner(requests, context):
+                    yield item
+            finally:
+                self._gate.leave(principal, stream=True)
+
+        return call_unary if unary else call_stream

@@ -1,0 +1,261 @@
+"""A small certificate authority for the front door's mutual TLS.
+
+`windowpay pki init` makes, under the PKI directory: `ca.crt` + `ca.key`, `server.crt`
++ `server.key` (SANs 127.0.0.1 and localhost), and `clients/<name>.crt` + `.key` for
+every principal. Keys are EC P-256, written 0600 from the first byte; nothing is ever
+generated over an existing file. Revoking a certificate adds its serial to `crl.pem`
+(signed by the CA) and moves its files to `clients/revoked/`, so that a new one can be
+issued under the same name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from orchestrator.access.files import create_file, create_secret, replace_file
+
+CA_DAYS = 3650
+CERT_DAYS = 825
+
+
+class PkiError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PkiPaths:
+    root: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.root / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.root / "server.key"
+
+    @property
+    def crl(self) -> Path:
+        return self.root / "crl.pem"
+
+    @property
+    def clients(self) -> Path:
+        return self.root / "clients"
+
+    def client_cert(self, name: str) -> Path:
+        return self.clients / f"{name}.crt"
+
+    def client_key(self, name: str) -> Path:
+        return self.clients / f"{name}.key"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "windowpay"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _write_pair(cert_path: Path, key_path: Path, cert: x509.Certificate, key: bytes) -> None:
+    """The key first (0600), then the certificate that makes it usable."""
+    create_secret(key_path, key)
+    create_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def _absent(*paths: Path) -> None:
+    for path in paths:
+        if path.exists():
+            raise PkiError(f"{path} already exists; nothing is generated over an existing file")
+
+
+class Authority:
+    """The CA of one PKI directory."""
+
+    def __init__(self, paths: PkiPaths) -> None:
+        self.paths = paths
+        try:
+            self.cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+            key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
+        except (OSError, ValueError) as error:
+            raise PkiError(f"cannot read the CA in {paths.root}: {error}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{paths.ca_key}: expected an EC private key")
+        self._key = key
+
+    @classmethod
+    def create(cls, paths: PkiPaths, name: str = "windowpay development CA") -> Authority:
+        _absent(paths.ca_cert, paths.ca_key)
+        key = _key()
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_pair(paths.ca_cert, paths.ca_key, cert, _key_pem(key))
+        authority = cls(paths)
+        authority.write_crl()
+        return authority
+
+    def _issue(
+        self, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[x509.Certificate, bytes]:
+        key = _key()
+        now = _now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self._key, hashes.SHA256()), _key_pem(key)
+
+    def issue_server(self, hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> None:
+        paths = self.paths
+        _absent(paths.server_cert, paths.server_key)
+        sans: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        cert, key = self._issue("windowpay front door", ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        _write_pair(paths.server_cert, paths.server_key, cert, key)
+
+    def issue_client(self, name: str) -> None:
+        paths = self.paths
+        _absent(paths.client_cert(name), paths.client_key(name))
+        cert, key = self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        _write_pair(paths.client_cert(name), paths.client_key(name), cert, key)
+
+    def revoked_serials(self) -> set[int]:
+        try:
+            crl = x509.load_pem_x509_crl(self.paths.crl.read_bytes())
+        except FileNotFoundError:
+            return set()
+        return {entry.serial_number for entry in crl}
+
+    def write_crl(self, serials: Iterable[int] = ()) -> None:
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now)
+            .next_update(now + dt.timedelta(days=CA_DAYS))
+        )
+        for serial in sorted(set(serials)):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            )
+        crl = builder.sign(self._key, hashes.SHA256())
+        replace_file(self.paths.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+    def revoke_client(self, name: str) -> int:
+        """Revoke the certificate issued to `name`; returns its serial."""
+        paths = self.paths
+        try:
+            cert = x509.load_pem_x509_certificate(paths.client_cert(name).read_bytes())
+        except FileNotFoundError:
+            raise PkiError(f"no certificate for {name} in {paths.clients}") from None
+        serial = cert.serial_number
+        self.write_crl(self.revoked_serials() | {serial})
+        kept = paths.clients / "revoked"
+        kept.mkdir(exist_ok=True)
+        paths.client_cert(name).rename(kept / f"{name}-{serial:x}.crt")
+        if paths.client_key(name).exists():
+            paths.client_key(name).rename(kept / f"{name}-{serial:x}.key")
+        return serial
+
+
+def _missing(cert: Path, key: Path) -> bool:
+    """True when neither file exists; half a pair is an error, never completed over."""
+    if cert.exists() != key.exists():
+        there = cert if cert.exists() else key
+        raise PkiError(f"{there} exists without its other half; move it away or restore it")
+    return not cert.exists()
+
+
+def init(root: Path, principals: Iterable[str]) -> list[str]:
+    """Make whatever of the development PKI is missing; returns what was made."""
+    paths = PkiPaths(root)
+    made: list[str] = []
+    if _missing(paths.ca_cert, paths.ca_key):
+        Authority.create(paths)
+        made.append("CA")
+    authority = Authority(paths)
+    if not paths.crl.exists():
+        authority.write_crl()
+    if _missing(paths.server_cert, paths.server_key):
+        authority.issue_server()
+        made.append("server")
+    for name in principals:
+        if _missing(paths.client_cert(name), paths.client_key(name)):
+            authority.issue_client(name)
+            made.append(name)
+    return made

@@ -1,0 +1,96 @@
+"""Principals (a certificate's common name) and their roles, as the config names them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    TERMINAL = "terminal"
+    BUSINESS = "business"
+    BACKOFFICE = "backoffice"
+    AUDITOR = "auditor"
+    MONITOR = "monitor"
+
+
+DEFAULT_PRINCIPALS: Mapping[str, Role] = {
+    "business": Role.BUSINESS,
+    "backoffice": Role.BACKOFFICE,
+    "auditor": Role.AUDITOR,
+    "monitor": Role.MONITOR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: Role
+    window: str = ""  # terminals: the window they are bound to
+    service_point: str = ""  # terminals: their window's service point
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = 64 * 1024
+    terminal_calls: int = 16  # calls in flight per terminal
+    other_calls: int = 512  # calls in flight per other principal (business, backoffice...)
+    terminal_rate: float = 20.0  # calls per second per terminal, sustained
+    terminal_burst: int = 50
+    streams: int = 4  # WatchWindow / WatchPayments streams open per principal
+    stream_queue: int = 64  # events waiting for a slow reader before it is dropped
+    stream_stall_s: float = 30.0  # a reader that takes no message this long is dropped
+    ack_ids: int = 1000  # event ids per AckPayments
+    max_cash_fen: int = 10_000_000  # cash_received_fen above this is refused
+
+
+@dataclass(frozen=True)
+class Pins:
+    attempts: int = 5  # wrong PINs within `window_s` lock the supervisor...
+    window_s: int = 900
+    lockout_s: int = 900  # ...for this long
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """The [access] table: where the certificates are, who is who, and the limits."""
+
+    pki_dir: str = "pki"  # relative to the data directory unless absolute
+    ca_file: str = ""  # production: a CA, server certificate and key made elsewhere
+    server_cert_file: str = ""
+    server_key_file: str = ""
+    crl_file: str = ""  # production: the CA's revocation list (PEM), re-read on change
+    principals: Mapping[str, Role] = field(default_factory=lambda: dict(DEFAULT_PRINCIPALS))
+    subscribers: tuple[str, ...] = ("business",)  # WatchPayments ids `business` may use
+    supervisors: Mapping[str, str] = field(default_factory=dict)  # supervisor -> service point
+    limits: Limits = field(default_factory=Limits)
+    pins: Pins = field(default_factory=Pins)
+
+    @property
+    def provisioned(self) -> bool:
+        """True when the config names certificates made elsewhere (no dev PKI)."""
+        return bool(self.ca_file)
+
+
+class Directory:
+    """Every principal of a deployment: the config's named ones and one per terminal."""
+
+    def __init__(
+        self,
+        access: AccessSettings,
+        terminal_window: Mapping[str, str],
+        window_service_point: Mapping[str, str],
+    ) -> None:
+        table = {name: Principal(name, role) for name, role in access.principals.items()}
+        for terminal, window in terminal_window.items():
+            table[terminal] = Principal(
+                terminal, Role.TERMINAL, window, window_service_point[window]
+            )
+        self._table = table
+
+    def get(self, name: str) -> Principal | None:
+        return self._table.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._table)

@@ -1,0 +1,31 @@
+"""Where the front door's certificates are, and the gRPC credentials made from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from orchestrator.access.pki import PkiPaths
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path | None
+
+    @classmethod
+    def of_pki(cls, root: Path) -> ServerTls:
+        paths = PkiPaths(root)
+        return cls(paths.ca_cert, paths.server_cert, paths.server_key, paths.crl)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """TLS only, and a client certificate signed by the CA is required."""
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=self.ca.read_bytes(),
+            require_client_auth=True,
+        )
