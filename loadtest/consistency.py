@@ -17,8 +17,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import grpc
-
+from loadtest.channel import open_channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 
@@ -61,7 +60,7 @@ def check(
     """Problems found (empty when all is well); waits up to `settle_s` for attempts that
     are still under way to end."""
     problems = []
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target) as channel:
         stub = pb_grpc.TerminalStub(channel)
         deadline = time.monotonic() + settle_s
         for order_id in order_ids:
