@@ -27,9 +27,10 @@ def prepare() -> None:
     grpc_gevent.init_gevent()
 
 
-def size_for(users: int) -> int:
-    """Give grpc's gevent support a thread for every call `users` can have in flight."""
-    size = users * CALLS_PER_USER + SPARE_THREADS
+def size_for(users: int, threads: int | None = None) -> int:
+    """Give grpc's gevent support a thread for every call `users` can have in flight
+    (or exactly `threads`, to see what too few of them do)."""
+    size = threads if threads is not None else users * CALLS_PER_USER + SPARE_THREADS
     gevent.get_hub().threadpool.maxsize = size
     return size
 

@@ -78,6 +78,11 @@ def _options(parser: Any) -> None:
         "(e.g. 'Pay (payer confirming)=20000'); repeatable (default: the scenario's)",
     )  # fmt: skip
     parser.add_argument(
+        "--grpc-threads", type=int, default=None,
+        help="threads grpc's calls may wait on (default: 4 per window and 8 spare; fewer "
+        "make calls queue inside Locust, see docs/LOADTESTS.md)",
+    )  # fmt: skip
+    parser.add_argument(
         "--settle-seconds", type=float, default=150.0,
         help="how long the consistency check waits for attempts still under way",
     )  # fmt: skip
@@ -185,7 +190,7 @@ def _load(environment: Environment, **_: Any) -> None:
     chosen(options)
     report.limits(chosen(options).p99_ms, options.max_p99_ms)  # a bad value fails now
     WINDOWS.load(Path(options.data_dir))
-    wire.size_for(len(WINDOWS.free))
+    wire.size_for(len(WINDOWS.free), options.grpc_threads)
     if options.csv_prefix and not options.html_file:
         options.html_file = f"{options.csv_prefix}.html"  # Locust's own report, by the CSVs
 
@@ -369,6 +374,10 @@ def _verdict(environment: Environment, **_: Any) -> None:
     )
     verdict = report.verdict(rows, report.limits(scenario.p99_ms, options.max_p99_ms),
                              max_failure_ratio)  # fmt: skip
+    if options.csv_prefix:  # for `python -m loadtest.consistency --orders` later
+        orders = Path(f"{options.csv_prefix}_orders.txt")
+        orders.parent.mkdir(parents=True, exist_ok=True)
+        orders.write_text("".join(f"{order_id}\n" for order_id in WINDOWS.orders))
     problems = check(WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds)
     verdict += problems[:20]
     total = environment.stats.total
