@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +48,14 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.pos import sandbox_code
 
 wire.prepare()
+
+# Each process would hand out every window itself, and keep its own list of orders for
+# the consistency check: runs use one process (docs/LOADTESTS.md). Refused here, before
+# Locust forks, so that no worker is left waiting for a master that is gone.
+if os.environ.get("LOCUST_PROCESSES") or any(
+    arg == "--processes" or arg.startswith("--processes=") for arg in sys.argv
+):
+    raise SystemExit("windowpay's load runs use one Locust process: drop --processes")
 
 log = logging.getLogger("windowpay.load")
 SCENARIOS = registry()
@@ -175,11 +185,6 @@ def _load(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:
         return
-    if getattr(options, "processes", None):
-        raise SystemExit(
-            "windowpay's load runs use one Locust process (see README, load tests): "
-            "drop --processes"
-        )
     if options.time_compression is not None:
         log.warning(
             "--time-compression is deprecated and goes in the next release: it is "

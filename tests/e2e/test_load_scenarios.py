@@ -116,6 +116,11 @@ async def test_the_old_time_flag_still_works_with_a_warning_and_a_held_pay_has_i
     assert "CreateOrder p99" not in failed and "Pay p99" not in failed, out
 
 
+async def test_several_locust_processes_are_refused_before_any_is_forked(tmp_path: Path) -> None:
+    code, out = await locust(tmp_path, tmp_path / "forked", "--processes", "2")
+    assert code == 1 and "use one Locust process" in out, out
+
+
 async def test_a_run_fails_when_its_attempts_are_not_final_at_the_check(
     deployed: Deployed, tmp_path: Path
 ) -> None:
