@@ -79,8 +79,8 @@ async def test_a_compressed_scenario_passes_its_thresholds_and_the_consistency_c
     assert ratio <= scenario.max_failure_ratio
     assert "<html" in (tmp_path / f"{name}.html").read_text()[:2000].lower()
     ordered = (tmp_path / f"{name}_orders.txt").read_text().split()
-    created = rows["CreateOrder"]
-    assert len(ordered) == int(created["Request Count"]) - int(created["Failure Count"])
+    assert f"consistency: {len(ordered)} orders checked" in out, out  # every order, once
+    assert len(set(ordered)) == len(ordered) > 0
     create = next(line for line in out.splitlines() if line.startswith("CreateOrder "))
     server = create.split("|")[1].split()  # the front door's own count of the run's calls
     assert server[0] == "CreateOrder" and int(server[1]) >= int(
@@ -165,18 +165,14 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
     assert (await pending).attempts[0].state == pb.REVERSED
 
 
-@pytest.fixture(scope="module")
-async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunInfo]:
-    """A real `windowpay serve`, as `make run` starts it: its own data dir, embedded Redis,
-    local Ray, sandboxes, free ports. Small, and on the suite's time scale."""
-    data_dir = tmp_path_factory.mktemp("served")
-    config = data_dir / "windowpay.toml"
-    data = small_config_data(prefix="S", service_points=3, windows=8, pay_hold_s=30)
-    config.write_text(tomli_w.dumps(data))
+SERVE_ATTEMPTS = 3  # Ray's node start can time out when the shared machine is swamped
+
+
+async def serve(data_dir: Path, config: Path, attempt: int) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RAY_ADDRESS")}
-    log = os.open(data_dir / "serve.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    log = os.open(data_dir / f"serve-{attempt}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        process = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("windowpay")), "serve", "--config", str(config),
             "--data-dir", str(data_dir), "--log-level", "warning",
             cwd=data_dir, env=env, stdout=log, stderr=log,
@@ -184,22 +180,50 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunI
     finally:
         os.close(log)
 
-    async def started() -> RunInfo | None:
-        assert process.returncode is None, (data_dir / "serve.log").read_text()
-        return RunInfo.read(data_dir)
 
-    try:
-        run = await eventually(started, lambda r: r is not None, within=240, every=0.5)
-        assert run is not None
-        yield run
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+async def ready(process: asyncio.subprocess.Process, data_dir: Path) -> RunInfo | None:
+    """run.json once `serve` wrote it; None if the process ended first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 240
+    while process.returncode is None and loop.time() < deadline:
+        run = RunInfo.read(data_dir)
+        if run is not None:
+            return run
+        await asyncio.sleep(0.5)
+    assert process.returncode is not None, "windowpay serve did not start within 240 s"
+    return None
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=60)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture(scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunInfo]:
+    """A real `windowpay serve`, as `make run` starts it: its own data dir, embedded Redis,
+    local Ray, sandboxes, free ports. Small, and on the suite's time scale. A start that
+    fails (Ray's node start timing out on a swamped machine) is tried again."""
+    data_dir = tmp_path_factory.mktemp("served")
+    config = data_dir / "windowpay.toml"
+    data = small_config_data(prefix="S", service_points=3, windows=8, pay_hold_s=30)
+    config.write_text(tomli_w.dumps(data))
+    for attempt in range(1, SERVE_ATTEMPTS + 1):
+        process = await serve(data_dir, config, attempt)
+        try:
+            run = await ready(process, data_dir)
+            if run is not None:
+                yield run
+                return
+        finally:
+            await stop(process)
+    logs = [(data_dir / f"serve-{n}.log").read_text()[-2000:] for n in range(1, attempt + 1)]
+    raise AssertionError(f"windowpay serve failed {SERVE_ATTEMPTS} times:\n" + "\n".join(logs))
 
 
 def locust_percentile(entries: list[dict[str, Any]], method: str, q: float) -> float:
