@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from loadtest.channel import open_channel
 from orchestrator.access import client
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
@@ -62,7 +63,7 @@ def check(
     are still under way to end."""
     problems = []
     # Over mutual TLS, as the read-only auditor (from ./var/run.json unless given).
-    with (identity or client.resolve("auditor")).sync_channel(target) as channel:
+    with open_channel(target, identity or client.resolve("auditor")) as channel:
         stub = pb_grpc.TerminalStub(channel)
         deadline = time.monotonic() + settle_s
         for order_id in order_ids:
