@@ -125,6 +125,7 @@ class WriteBatch:
         journal_key = ops.key(keys.journal(sp, order_id))
         for entry in journal:
             ops.ops += ["J", journal_key, entry]
+        ops.ops += ["C", ops.key(keys.changes(sp)), order_id, str(version)]
         ops.ops += ["P", keys.events(sp), event]
 
     def mark_open(self, sp: str, order_id: str, window_id: str) -> None:
