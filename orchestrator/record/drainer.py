@@ -228,8 +228,20 @@ class Drainer:
             for groups in bounds.values()
             if GROUP in groups and groups[GROUP]["oldest"] is not None
         ]
+        backlog = sum(g[GROUP]["behind"] for g in bounds.values() if GROUP in g)
+        unjoined = [s for s in self._reader.streams if GROUP not in bounds.get(s, {})]
+        if unjoined:  # not read by the drainer yet: all of it is behind
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in unjoined:
+                pipe.xlen(stream)
+                pipe.xrange(stream, count=1)
+            answers = await pipe.execute()
+            for length, first in zip(answers[::2], answers[1::2], strict=True):
+                backlog += int(length)
+                if first:
+                    oldest.append(parse_id(first[0][0])[0])
         self.lag_s = max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
-        self.backlog = sum(g[GROUP]["behind"] for g in bounds.values() if GROUP in g)
+        self.backlog = backlog
         RECORD_LAG.set(self.lag_s)
         RECORD_BACKLOG.set(self.backlog)
         memory: dict[str, Any] = await self._redis.info("memory")

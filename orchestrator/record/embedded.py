@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import psycopg
 
@@ -69,7 +70,14 @@ class EmbeddedPostgres:
             self._initdb()
         self.sockets.mkdir(exist_ok=True)
         self._own(self.sockets)
-        self._process = subprocess.Popen(
+        with (self.root / "postgres.log").open("ab") as log:
+            self._process = self._postgres(log)
+        self._wait(timeout)
+        self._ensure_database()
+        return self.url()
+
+    def _postgres(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 *self._as, str(self._bin / "postgres"),
                 "-D", str(self.data),
@@ -81,11 +89,8 @@ class EmbeddedPostgres:
                 "-c", "logging_collector=off",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(self.root / "postgres.log").open("ab"),
+            stderr=log,
         )  # fmt: skip
-        self._wait(timeout)
-        self._ensure_database()
-        return self.url()
 
     def stop(self) -> None:
         """A fast shutdown: sessions are ended, committed work is kept."""
