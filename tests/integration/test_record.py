@@ -5,8 +5,13 @@ database outage; Redis lets go of what the record holds."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +19,17 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+import tomli_w
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from orchestrator.cli import main
 from orchestrator.config import Config, parse_config
+from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CancelOrder, CreateOrder, Done, Pay
 from orchestrator.domain.states import Channel
+from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.record import migrate
 from orchestrator.record.consistency import compare
@@ -37,10 +46,14 @@ from tests.support import PROVIDER_CHANNELS, eventually, new_id, small_config_da
 LINES = (RequestedLine("PLT-AUTO", 1), RequestedLine("DOC-VLIC", 2))
 
 
-def record_config(**record: Any) -> Config:
+def record_data(**record: Any) -> dict[str, Any]:
     data = small_config_data(prefix=unique_prefix(), service_points=2, windows=2)
     data["record"] = {"housekeeping_s": 0.2, **record}
-    return parse_config(data, "record test")
+    return data
+
+
+def record_config(**record: Any) -> Config:
+    return parse_config(record_data(**record), "record test")
 
 
 class Office:
@@ -270,3 +283,76 @@ async def test_an_outbox_reader_that_has_not_acknowledged_holds_the_trim_back(
         assert await office.redis.xlen(keys.outbox(sp)) == before
         drainer.stop()
         await task
+
+
+async def test_a_drainer_killed_mid_batch_leaves_no_trace_after_its_restart(
+    redis: Redis, redis_server: EmbeddedRedis, database_url: str, tmp_path: Path
+) -> None:
+    data = record_data(drain_batch=10)
+    office = Office(redis, parse_config(data, "kill test"))
+    await office.core.start()
+    try:
+        ids = await office.day(150)
+    finally:
+        await office.core.stop()
+    config_file = tmp_path / "windowpay.toml"
+    config_file.write_text(tomli_w.dumps(data))
+    command = [
+        sys.executable, "-m", "orchestrator.cli", "drain", "--config", str(config_file),
+        "--redis-url", redis_server.url, "--database-url", database_url,
+        "--data-dir", str(tmp_path),
+    ]  # fmt: skip
+
+    async def recorded() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            row = await (await conn.execute("SELECT count(*) FROM orders")).fetchone()
+        return int(row[0]) if row else 0
+
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    first = await asyncio.create_subprocess_exec(*command, **quiet)  # type: ignore[arg-type]
+    try:
+        await eventually(recorded, lambda n: n > 0, every=0.005, within=60)
+    finally:
+        first.send_signal(signal.SIGKILL)  # kill -9, in the middle of the batches
+        await first.wait()
+    assert await recorded() < len(ids)  # it was cut short
+    second = await asyncio.create_subprocess_exec(*command, **quiet)  # type: ignore[arg-type]
+    try:
+        await eventually(recorded, lambda n: n == len(ids), within=60)
+        async with pool_of(database_url) as pool:
+            await caught_up(Drainer(redis, pool, office.config))
+    finally:
+        second.terminate()
+        await asyncio.wait_for(second.wait(), 30)
+    await equal(office, database_url)
+    rows, versions = await journal_rows(database_url)
+    assert rows == versions
+
+
+async def test_report_totals_come_from_the_record(
+    office: Office, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = await office.day(10)  # 6 paid in cash (12000 fen each), 2 cancelled, 2 open
+    async with pool_of(database_url) as pool:
+        drainer = Drainer(office.redis, pool, office.config)
+        task = asyncio.create_task(drainer.run())
+        await caught_up(drainer)
+        drainer.stop()
+        await task
+    today = local_day(int(time.time() * 1000), office.config.settings.zone).date().isoformat()
+    by = "service_point,channel,fee_item"
+    args = ["report", "--from", today, "--by", by, "--database-url", database_url, "--json"]
+    assert await asyncio.to_thread(main, args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    mine = [r for r in rows if r["service_point"] in office.points]
+    paid = len([i for n, i in enumerate(ids) if n % 5 < 3])
+    assert {r["fee_item"] for r in mine} == {"PLT-AUTO", "DOC-VLIC"}
+    assert {r["channel"] for r in mine} == {"CASH"}
+    assert sum(r["payments_fen"] for r in mine) == paid * 12000
+    assert sum(r["payments"] for r in mine if r["fee_item"] == "PLT-AUTO") == paid
+    args = ["report", "--from", today, "--by", "window", "--database-url", database_url, "--json"]
+    assert await asyncio.to_thread(main, args) == 0
+    windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    mine = [r for r in windows if r["window"].startswith(tuple(office.points))]
+    assert sum(r["payments"] for r in mine) == paid
+    assert sum(r["payments_fen"] for r in mine) == paid * 12000
