@@ -140,8 +140,12 @@ async def drainer_status(drainer: Any) -> dict[str, float]:
     return status
 
 
-async def actor_pid(handle: Any) -> int:
-    return int(await handle.pid.remote())
+async def actor_pid(handle: Any) -> int | None:
+    """The actor's process id; None while Ray restarts it."""
+    try:
+        return int(await handle.pid.remote())
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+        return None
 
 
 def _receipt_issuer(config: Config, redis_url: str, keys_dir: str) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import orchestrator.metrics  # noqa: F401  (registers every metric)
+import orchestrator.metrics
 import orchestrator.record.metrics  # noqa: F401  (and the drainer's)
 from tests.support import prometheus_tool
 
