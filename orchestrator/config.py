@@ -98,6 +98,7 @@ class RecordSettings:
     Durations are multiplied by the service's time_scale."""
 
     retention_s: float = 7 * 86_400.0  # an order's keys, once final and drained
+    case_retention_s: float = 400 * 86_400.0  # a paid order's business-case claim, after
     drain_batch: int = 500  # changes copied per PostgreSQL transaction
     housekeeping_s: float = 30.0  # how often streams are trimmed and lag measured
     redis_maxmemory_mb: int = 2048  # the embedded Redis (noeviction)
@@ -388,6 +389,7 @@ def _record(t: _Table) -> RecordSettings:
     default = RecordSettings()
     settings = RecordSettings(
         retention_s=t.number("retention_s", default.retention_s),
+        case_retention_s=t.number("case_retention_s", default.case_retention_s),
         drain_batch=t.get("drain_batch", int, default.drain_batch),
         housekeeping_s=t.number("housekeeping_s", default.housekeeping_s, minimum=0.01),
         redis_maxmemory_mb=t.get("redis_maxmemory_mb", int, default.redis_maxmemory_mb),

@@ -47,6 +47,12 @@ from orchestrator.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
 GROUP = "record"
+_MARK_CASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
+end
+return 0
+"""
 DAY_MS = 86_400_000
 
 
@@ -71,6 +77,8 @@ class Drainer:
         self._writer = RecordWriter(self._zone)
         settings = config.record
         self.retention_ms = int(settings.retention_s * config.settings.time_scale * 1000)
+        self._case_ms = int(settings.case_retention_s * config.settings.time_scale * 1000)
+        self._mark_case = redis.register_script(_MARK_CASE)
         self._batch = settings.drain_batch
         self._housekeeping_s = settings.housekeeping_s
         self._stopping = False
@@ -193,6 +201,14 @@ class Drainer:
             expiring += 1
             for name in names:
                 pipe.pexpire(name, ttl)
+            if snapshot["state"] not in ("CANCELLED", "EXPIRED"):
+                # The case stays taken once its order has gone (the core then refuses a
+                # second order for it instead of creating one).
+                await self._mark_case(
+                    keys=[keys.business_case(snapshot["business_no"])],
+                    args=[order_id, keys.RECORDED, max(self._case_ms, ttl)],
+                    client=pipe,
+                )
             days = {local_day(e["at"], self._zone).strftime("%Y%m%d") for e in drained.journal}
             for day in days:
                 # A day's index is wanted until the day is settled and reconciled.

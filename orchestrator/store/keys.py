@@ -75,5 +75,10 @@ def business_case(business_no: str) -> str:
     return f"{PREFIX}:biz:{business_no}"
 
 
+RECORDED = " recorded"
+"""Suffix the drainer adds to a business case's order id once that (paid) order has left
+Redis for the record: the case is taken, though its order is no longer here."""
+
+
 def auth_code(digest: str) -> str:
     return f"{PREFIX}:code:{digest}"

@@ -236,7 +236,9 @@ class RedisStore:
 
     async def order_of_case(self, business_no: str) -> bytes | None:
         order_id: bytes | None = await self.redis.get(keys.business_case(business_no))  # type: ignore[assignment]
-        return None if order_id is None else await self.order(order_id.decode())
+        if order_id is None:
+            return None
+        return await self.order(order_id.decode().removesuffix(keys.RECORDED))
 
     async def window_orders(self, sp: str, window_id: str) -> list[bytes]:
         """Snapshots of the window's orders that still need the actor."""

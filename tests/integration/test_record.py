@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from orchestrator.cli import main
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.commands import CancelOrder, CreateOrder, Done, Pay
+from orchestrator.domain.commands import CancelOrder, CreateOrder, Done, Pay, Rejected
+from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.providers.sandbox_provider import SandboxProvider
@@ -67,12 +69,18 @@ class Office:
             ch: SandboxBank(ch.value, Timing(time_scale=config.settings.time_scale))
             for ch in PROVIDER_CHANNELS
         }
-        self.core = ServicePointCore(
-            self.points,
-            config,
-            RedisStore(redis),  # the core never reads the record
-            {ch: SandboxProvider(ch, banks[ch]) for ch in PROVIDER_CHANNELS},
-        )
+        self._providers = {ch: SandboxProvider(ch, banks[ch]) for ch in PROVIDER_CHANNELS}
+        self.core = self._core()
+
+    def _core(self) -> ServicePointCore:
+        # The core never reads the record: a plain Redis store.
+        return ServicePointCore(self.points, self.config, RedisStore(self.redis), self._providers)
+
+    async def restart(self) -> None:
+        """A new actor incarnation: nothing in memory, everything from Redis."""
+        await self.core.stop()
+        self.core = self._core()
+        await self.core.start()
 
     async def day(self, orders: int) -> list[str]:
         """Orders at every window: most paid in cash, some cancelled, some left open."""
@@ -114,6 +122,17 @@ def pool_of(url: str) -> AsyncConnectionPool:
     return AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
 
 
+@asynccontextmanager
+async def running(drainer: Drainer) -> AsyncIterator[Drainer]:
+    """The drainer in the background, stopped (and awaited) however the test ends."""
+    task = asyncio.create_task(drainer.run())
+    try:
+        yield drainer
+    finally:
+        drainer.stop()
+        await asyncio.wait_for(task, 30)
+
+
 async def caught_up(drainer: Drainer) -> None:
     async def backlog() -> int:
         await drainer.measure()
@@ -153,21 +172,17 @@ async def test_the_record_equals_the_journal_and_a_replay_changes_nothing(
     await office.day(20)
     async with pool_of(database_url) as pool:
         drainer = Drainer(office.redis, pool, office.config)
-        task = asyncio.create_task(drainer.run())
-        await caught_up(drainer)
-        await equal(office, database_url)
-        rows, versions = await journal_rows(database_url)
-        assert rows == versions  # one journal row per version, none twice
-        drainer.stop()
-        await task
+        async with running(drainer):
+            await caught_up(drainer)
+            await equal(office, database_url)
+            rows, versions = await journal_rows(database_url)
+            assert rows == versions  # one journal row per version, none twice
         # Everything handed over again from the start of the streams: nothing changes.
         for stream in drainer._reader.streams:
             await office.redis.xgroup_setid(stream, GROUP, "0")
         again = Drainer(office.redis, pool, office.config)
-        task = asyncio.create_task(again.run())
-        await caught_up(again)
-        again.stop()
-        await task
+        async with running(again):
+            await caught_up(again)
         assert again.drained_orders > 0
         await equal(office, database_url)
         assert await journal_rows(database_url) == (rows, versions)
@@ -190,10 +205,8 @@ async def test_a_crash_after_writing_and_before_acknowledging_is_replayed(
         assert crashing.backlog > 0  # delivered, written, still pending
         await office.day(5)  # and the office went on meanwhile
         restarted = Drainer(office.redis, pool, office.config)
-        task = asyncio.create_task(restarted.run())
-        await caught_up(restarted)
-        restarted.stop()
-        await task
+        async with running(restarted):
+            await caught_up(restarted)
     await equal(office, database_url)
     rows, versions = await journal_rows(database_url)
     assert rows == versions
@@ -212,20 +225,18 @@ async def test_payments_go_on_while_postgres_is_down_and_the_record_catches_up(
             url, min_size=1, max_size=2, open=False, check=AsyncConnectionPool.check_connection
         ) as pool:
             drainer = Drainer(office.redis, pool, office.config)
-            task = asyncio.create_task(drainer.run())
-            await office.day(5)
-            await caught_up(drainer)
-            postgres.stop()
-            await office.day(10)  # every command above asserted its success
-            lagging = await eventually(
-                lambda: _measured(drainer), lambda d: d.lag_s > 1.0 and d.backlog > 0
-            )
-            assert lagging.drained_orders > 0
-            postgres.start()
-            await caught_up(drainer)
-            assert drainer.lag_s == 0.0
-            drainer.stop()
-            await task
+            async with running(drainer):
+                await office.day(5)
+                await caught_up(drainer)
+                postgres.stop()
+                await office.day(10)  # every command above asserted its success
+                lagging = await eventually(
+                    lambda: _measured(drainer), lambda d: d.lag_s > 1.0 and d.backlog > 0
+                )
+                assert lagging.drained_orders > 0
+                postgres.start()
+                await caught_up(drainer)
+                assert drainer.lag_s == 0.0
         await equal(office, url)
     finally:
         postgres.stop()
@@ -246,22 +257,31 @@ async def test_final_orders_leave_redis_after_the_retention_and_are_read_from_th
         ids = await office.day(5)  # 0-2 paid, 3 cancelled, 4 left open
         async with pool_of(database_url) as pool:
             drainer = Drainer(redis, pool, office.config)
-            task = asyncio.create_task(drainer.run())
-            await caught_up(drainer)
-            sp = keys.service_point_of(ids[0])
-            assert 0 < await redis.pttl(keys.order(sp, ids[0])) <= 1500
-            assert await redis.pttl(keys.order(keys.service_point_of(ids[4]), ids[4])) == -1
-            await eventually(lambda: redis.exists(keys.order(sp, ids[0])), lambda n: n == 0)
-            await eventually(lambda: redis.exists(keys.journal(sp, ids[0])), lambda n: n == 0)
-            store = RecordedStore(redis, pool)
-            old = await store.order(ids[0])
-            assert old is not None and orjson.loads(old)["state"] == "PAID"
-            assert await redis.exists(keys.order(sp, ids[4])) == 1  # open: kept
-            # Acknowledged by every reader and past the retention: the streams are trimmed.
-            await eventually(lambda: redis.xlen(keys.outbox(sp)), lambda n: n == 0, within=30)
-            assert await redis.xlen(keys.changes(sp)) == 0
-            drainer.stop()
-            await task
+            async with running(drainer):
+                await caught_up(drainer)
+                sp = keys.service_point_of(ids[0])
+                assert 0 < await redis.pttl(keys.order(sp, ids[0])) <= 1500
+                paid = orjson.loads(await redis.hget(keys.order(sp, ids[0]), "s"))  # type: ignore[arg-type]
+                again = CreateOrder(new_id(), paid["business_no"], paid["window_id"], "张三", LINES)
+                [same] = await office.core.submit([again])  # still in Redis: the same order
+                assert isinstance(same, Done) and orjson.loads(same.order)["order_id"] == ids[0]
+                assert await redis.pttl(keys.order(keys.service_point_of(ids[4]), ids[4])) == -1
+                await eventually(lambda: redis.exists(keys.order(sp, ids[0])), lambda n: n == 0)
+                await eventually(lambda: redis.exists(keys.journal(sp, ids[0])), lambda n: n == 0)
+                store = RecordedStore(redis, pool)
+                old = await store.order(ids[0])
+                assert old is not None and orjson.loads(old)["state"] == "PAID"
+                assert await redis.exists(keys.order(sp, ids[4])) == 1  # open: kept
+                # The case stays taken: no second payable order for a case paid long ago.
+                await office.restart()
+                again = CreateOrder(new_id(), paid["business_no"], paid["window_id"], "张三", LINES)
+                [refused] = await office.core.submit([again])
+                assert isinstance(refused, Rejected)
+                assert refused.code is ErrorCode.FAILED_PRECONDITION and ids[0] in refused.message
+                assert await store.order_of_case(paid["business_no"]) == old
+                # Acknowledged by every reader and past the retention: the streams are trimmed.
+                await eventually(lambda: redis.xlen(keys.outbox(sp)), lambda n: n == 0, within=30)
+                assert await redis.xlen(keys.changes(sp)) == 0
     finally:
         await office.core.stop()
 
@@ -275,14 +295,12 @@ async def test_an_outbox_reader_that_has_not_acknowledged_holds_the_trim_back(
     async with pool_of(database_url) as pool:
         drainer = Drainer(office.redis, pool, office.config)
         drainer.retention_ms = 0
-        task = asyncio.create_task(drainer.run())
-        await caught_up(drainer)
-        before = await office.redis.xlen(keys.outbox(sp))
-        assert before > 0
-        await drainer.trim()
-        assert await office.redis.xlen(keys.outbox(sp)) == before
-        drainer.stop()
-        await task
+        async with running(drainer):
+            await caught_up(drainer)
+            before = await office.redis.xlen(keys.outbox(sp))
+            assert before > 0
+            await drainer.trim()
+            assert await office.redis.xlen(keys.outbox(sp)) == before
 
 
 async def test_a_drainer_killed_mid_batch_leaves_no_trace_after_its_restart(
@@ -335,10 +353,8 @@ async def test_report_totals_come_from_the_record(
     ids = await office.day(10)  # 6 paid in cash (12000 fen each), 2 cancelled, 2 open
     async with pool_of(database_url) as pool:
         drainer = Drainer(office.redis, pool, office.config)
-        task = asyncio.create_task(drainer.run())
-        await caught_up(drainer)
-        drainer.stop()
-        await task
+        async with running(drainer):
+            await caught_up(drainer)
     today = local_day(int(time.time() * 1000), office.config.settings.zone).date().isoformat()
     by = "service_point,channel,fee_item"
     args = ["report", "--from", today, "--by", by, "--database-url", database_url, "--json"]
