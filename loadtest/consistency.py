@@ -21,6 +21,7 @@ import grpc
 
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.record.consistency import record_problems
 
 FINAL = {pb.SUCCEEDED, pb.FAILED, pb.REVERSED, pb.LATE_SUCCESS_REFUNDED}
 
@@ -57,6 +58,7 @@ def check(
     order_ids: Iterable[str],
     sandboxes: Mapping[str, str] | None = None,
     settle_s: float = 120.0,
+    data_dir: Path | None = None,
 ) -> list[str]:
     """Problems found (empty when all is well); waits up to `settle_s` for attempts that
     are still under way to end."""
@@ -88,6 +90,8 @@ def check(
                     problems.append(
                         f"{order_id}: charged {kept + cash} fen for an order of {order.amount_fen}"
                     )
+    if data_dir is not None:  # the PostgreSQL record must equal Redis
+        problems += record_problems(data_dir, settle_s)
     return problems
 
 
@@ -98,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     run = json.loads((args.data_dir / "run.json").read_text())
     orders = [line.strip() for line in args.orders.read_text().splitlines() if line.strip()]
-    problems = check(run["grpc"], orders, run.get("providers"))
+    problems = check(run["grpc"], orders, run.get("providers"), data_dir=args.data_dir)
     for problem in problems:
         print(problem)
     print(f"{len(orders)} orders checked, {len(problems)} problems")

@@ -285,7 +285,10 @@ def _verdict(environment: Environment, **_: Any) -> None:
         verdict.append(f"failure ratio {failure_ratio:.3f} > {max_failure_ratio}")
     if p99 > max_p99_ms:
         verdict.append(f"p99 {p99:.0f} ms > {max_p99_ms:g} ms")
-    problems = check(WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds)
+    problems = check(
+        WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds,
+        data_dir=Path(options.data_dir),
+    )  # fmt: skip
     verdict += problems[:20]
     print(
         f"windowpay {scenario.name}: {total.num_requests} calls, {total.num_failures} failed, "

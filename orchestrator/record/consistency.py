@@ -5,14 +5,18 @@ by the tests (once the drainer has caught up)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
+from orchestrator.config import load_config
+from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
 
 
@@ -105,3 +109,33 @@ async def compare(
         if line_counts.get(order_id, 0) != len(snapshot["lines"]):
             result.differences.append(f"{order_id}: lines differ")
     return result
+
+
+async def _settled_comparison(
+    redis_url: str, database_url: str, service_points: Sequence[str], settle_s: float
+) -> Comparison:
+    """Compare until equal or `settle_s` has passed (the drainer may be behind)."""
+    redis = Redis.from_url(redis_url)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle_s
+    try:
+        while True:
+            async with await AsyncConnection.connect(database_url) as conn:
+                result = await compare(redis, conn, service_points)
+            if result.equal or loop.time() > deadline:
+                return result
+            await asyncio.sleep(1.0)
+    finally:
+        await redis.aclose()
+
+
+def record_problems(data_dir: Path, settle_s: float = 60.0) -> list[str]:
+    """For the load tests' consistency check: what the record of the deployment that
+    `windowpay serve` left in data_dir gets wrong (nothing when it has no record)."""
+    info = RunInfo.read(data_dir)
+    if info is None or not info.database_url:
+        return []
+    config = load_config(Path(info.config) if info.config else None)
+    points = [sp.id for sp in config.deployment.service_points]
+    result = asyncio.run(_settled_comparison(info.redis_url, info.database_url, points, settle_s))
+    return [f"record: {d}" for d in result.differences]
