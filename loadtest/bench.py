@@ -40,7 +40,7 @@ import psutil
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest import deployments
+from loadtest import deployments, record_bench
 from loadtest.echo import METHOD
 from orchestrator.embedded_redis import free_port
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
@@ -446,8 +446,12 @@ def main() -> None:
         help="one Ray call per command, as many in flight as asked (to measure batching)",
     )  # fmt: skip
     parser.add_argument("--no-large", action="store_true", help="skip the large deployment")
+    parser.add_argument("--no-record", action="store_true", help="skip the record's figures")
     args = parser.parse_args()
     figures = asyncio.run(run(args))
+    if not args.no_record:  # drain lag, catch-up, bytes per order (loadtest/record_bench.py)
+        figures["record"] = record_bench.run(3000)
+        record_bench.report(figures["record"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
         print(f"figures written to {args.json}")
