@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -213,10 +212,9 @@ class Drainer:
             for day in days:
                 # A day's index is wanted until the day is settled and reconciled.
                 pipe.pexpire(keys.day(sp, day), ttl + 2 * DAY_MS)
-        for receipt in receipts:
-            await self._receipts.keep_for(
-                receipt["receipt_code"], receipt["receipt_no"], receipt["order_id"], ttl
-            )
+        await self._receipts.keep_for(
+            [(r["receipt_code"], r["receipt_no"], r["order_id"]) for r in receipts], ttl
+        )
         if orders:
             await pipe.execute()
         RECORD_EXPIRING.inc(expiring)
@@ -290,7 +288,3 @@ class Drainer:
                 RECORD_TRIMMED.labels(kind).inc(count)
                 trimmed += count
         return trimmed
-
-
-def retention(config: Config) -> timedelta:
-    return timedelta(seconds=config.record.retention_s * config.settings.time_scale)

@@ -64,11 +64,15 @@ class ReceiptStore:
     async def save(self, code: str, number: str, record: bytes) -> None:
         await self.save_all([(code, number, record)])
 
-    async def keep_for(self, code: str, number: str, order_id: str, ttl_ms: int) -> None:
-        """Let a receipt already copied to the record leave Redis after `ttl_ms`."""
+    async def keep_for(self, receipts: list[tuple[str, str, str]], ttl_ms: int) -> None:
+        """Let receipts (code, number, order id) already copied to the record leave Redis
+        after `ttl_ms`."""
+        if not receipts:
+            return
         pipe = self._redis.pipeline(transaction=False)
-        pipe.pexpire(_receipt(code, number), ttl_ms)
-        pipe.pexpire(_of_order(order_id), ttl_ms)
+        for code, number, order_id in receipts:
+            pipe.pexpire(_receipt(code, number), ttl_ms)
+            pipe.pexpire(_of_order(order_id), ttl_ms)
         await pipe.execute()
 
     async def of_order(self, order_id: str) -> bytes | None:

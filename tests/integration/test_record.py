@@ -33,11 +33,13 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.providers.sandbox_provider import SandboxProvider
+from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record import migrate
 from orchestrator.record.consistency import compare
 from orchestrator.record.drainer import GROUP, Drainer
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.metrics import RECORD_DATABASE_UP, RECORD_LAG
+from orchestrator.record.reader import RecordReader
 from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.record.streams import Entry
 from orchestrator.sandbox.bank import SandboxBank, Timing
@@ -379,3 +381,27 @@ async def test_report_totals_come_from_the_record(
     mine = [r for r in windows if r["window"].startswith(tuple(office.points))]
     assert sum(r["payments"] for r in mine) == paid
     assert sum(r["payments_fen"] for r in mine) == paid * 12000
+
+
+async def test_receipts_reach_the_record_and_then_carry_the_retention(
+    office: Office, database_url: str
+) -> None:
+    ids = await office.day(10)  # 6 paid
+    issuer = ReceiptIssuer(office.redis, office.config, b"k" * 32)
+    issuing = asyncio.create_task(issuer.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, issuer.issued), lambda n: n == 6)
+    finally:
+        issuer.stop()
+        await asyncio.wait_for(issuing, 30)
+    async with pool_of(database_url) as pool, running(Drainer(office.redis, pool, office.config)):
+        reader = RecordReader(pool)
+        for order_id in (ids[0], ids[1], ids[2]):
+            stored = await eventually(lambda o=order_id: reader.receipt_of_order(o), bool)
+            assert stored is not None
+            receipt = orjson.loads(stored)
+            assert receipt["order_id"] == order_id and receipt["status"] == "ISSUED"
+            number = f"wp:{{receipts}}:r:{receipt['receipt_code']}:{receipt['receipt_no']}"
+            ttl = await eventually(lambda n=number: office.redis.pttl(n), lambda t: t > 0)
+            assert ttl <= 604_800_000 * office.config.settings.time_scale
+        assert await reader.receipt_of_order(ids[3]) is None  # cancelled: no receipt
