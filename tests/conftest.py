@@ -18,8 +18,9 @@ from orchestrator.record.embedded import EmbeddedPostgres
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """A private redis-server with append-only persistence on a free port."""
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
+    """A private redis-server with append-only persistence on a free port, bounded like
+    the embedded one of `windowpay serve` (maxmemory, noeviction)."""
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), maxmemory_mb=1024)
     server.start()
     yield server
     server.stop()
