@@ -330,9 +330,10 @@ async def test_a_drainer_killed_mid_batch_leaves_no_trace_after_its_restart(
         "--data-dir", str(tmp_path),
     ]  # fmt: skip
 
-    async def recorded() -> int:
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            row = await (await conn.execute("SELECT count(*) FROM orders")).fetchone()
+    watching = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+
+    async def recorded() -> int:  # one connection, so that the kill follows the first rows
+        row = await (await watching.execute("SELECT count(*) FROM orders")).fetchone()
         return int(row[0]) if row else 0
 
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -351,6 +352,7 @@ async def test_a_drainer_killed_mid_batch_leaves_no_trace_after_its_restart(
     finally:
         second.terminate()
         await asyncio.wait_for(second.wait(), 30)
+    await watching.close()
     await equal(office, database_url)
     rows, versions = await journal_rows(database_url)
     assert rows == versions
