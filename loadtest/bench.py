@@ -40,7 +40,7 @@ import psutil
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest import deployments
+from loadtest import deployments, record_bench
 from loadtest.echo import METHOD
 from orchestrator.access import client, pki
 from orchestrator.embedded_redis import free_port
@@ -488,8 +488,12 @@ def main() -> None:
         "--appendfsync", choices=("always", "everysec"), default="always",
         help="the embedded Redis's fsync policy (default always, as served)",
     )  # fmt: skip
+    parser.add_argument("--no-record", action="store_true", help="skip the record's figures")
     args = parser.parse_args()
     figures = asyncio.run(run(args))
+    if not args.no_record:  # drain lag, catch-up, bytes per order (loadtest/record_bench.py)
+        figures["record"] = record_bench.run(3000)
+        record_bench.report(figures["record"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
         print(f"figures written to {args.json}")

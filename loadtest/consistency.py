@@ -21,6 +21,7 @@ from loadtest.channel import open_channel
 from orchestrator.access import client
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.record.consistency import record_problems
 
 FINAL = {pb.SUCCEEDED, pb.FAILED, pb.REVERSED, pb.LATE_SUCCESS_REFUNDED}
 
@@ -58,6 +59,7 @@ def check(
     sandboxes: Mapping[str, str] | None = None,
     settle_s: float = 120.0,
     identity: client.Identity | None = None,
+    data_dir: Path | None = None,
 ) -> list[str]:
     """Problems found (empty when all is well); waits up to `settle_s` for attempts that
     are still under way to end."""
@@ -90,6 +92,8 @@ def check(
                     problems.append(
                         f"{order_id}: charged {kept + cash} fen for an order of {order.amount_fen}"
                     )
+    if data_dir is not None:  # the PostgreSQL record must equal Redis
+        problems += record_problems(data_dir, settle_s)
     return problems
 
 
@@ -101,7 +105,9 @@ def main() -> None:
     run = json.loads((args.data_dir / "run.json").read_text())
     orders = [line.strip() for line in args.orders.read_text().splitlines() if line.strip()]
     auditor = client.resolve("auditor", data_dir=args.data_dir)
-    problems = check(run["grpc"], orders, run.get("providers"), identity=auditor)
+    problems = check(
+        run["grpc"], orders, run.get("providers"), identity=auditor, data_dir=args.data_dir
+    )
     for problem in problems:
         print(problem)
     print(f"{len(orders)} orders checked, {len(problems)} problems")

@@ -392,8 +392,9 @@ def _verdict(environment: Environment, **_: Any) -> None:
         orders.write_text("".join(f"{order_id}\n" for order_id in WINDOWS.orders))
     auditor = client.resolve("auditor", data_dir=WINDOWS.data_dir)
     problems = check(
-        WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds, auditor
-    )
+        WINDOWS.target, WINDOWS.orders, WINDOWS.sandboxes, options.settle_seconds, auditor,
+        data_dir=WINDOWS.data_dir,
+    )  # fmt: skip
     verdict += problems[:20]
     total = environment.stats.total
     print(report.table(rows, SERVER.during))

@@ -123,6 +123,18 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class RecordSettings:
+    """The PostgreSQL record and how long Redis keeps what the record already holds.
+    Durations are multiplied by the service's time_scale."""
+
+    retention_s: float = 7 * 86_400.0  # an order's keys, once final and drained
+    case_retention_s: float = 400 * 86_400.0  # a paid order's business-case claim, after
+    drain_batch: int = 500  # changes copied per PostgreSQL transaction
+    housekeeping_s: float = 30.0  # how often streams are trimmed and lag measured
+    redis_maxmemory_mb: int = 2048  # the embedded Redis (noeviction)
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """How to reach one provider. An empty base_url means the local sandbox."""
 
@@ -157,6 +169,7 @@ class Config:
     keys_dir: str = "keys"  # relative to the data directory unless absolute
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    record: RecordSettings = field(default_factory=RecordSettings)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -517,6 +530,22 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
     return settings
 
 
+def _record(t: _Table) -> RecordSettings:
+    default = RecordSettings()
+    settings = RecordSettings(
+        retention_s=t.number("retention_s", default.retention_s),
+        case_retention_s=t.number("case_retention_s", default.case_retention_s),
+        drain_batch=t.get("drain_batch", int, default.drain_batch),
+        housekeeping_s=t.number("housekeeping_s", default.housekeeping_s, minimum=0.01),
+        redis_maxmemory_mb=t.get("redis_maxmemory_mb", int, default.redis_maxmemory_mb),
+    )
+    if settings.drain_batch < 1:
+        raise t.fail("drain_batch", "must be at least 1")
+    if settings.redis_maxmemory_mb < 64:
+        raise t.fail("redis_maxmemory_mb", "must be at least 64")
+    return settings
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
@@ -544,6 +573,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         keys_dir=keys_dir,
         receipts=_receipts(root.table("receipts")),
         access=_access(root, deployment),
+        record=_record(root.table("record")),
         source=source,
     )
 

@@ -25,15 +25,21 @@ APPENDFSYNC = ("always", "everysec")
 class EmbeddedRedis:
     """`appendfsync always` (the default) makes every acknowledged write durable on disk
     before Redis answers: the actors' group commit turns many changes into one write,
-    so it costs little (docs/PERFORMANCE.md). `everysec` may lose the last second."""
+    so it costs little (docs/PERFORMANCE.md). `everysec` may lose the last second.
+    With `maxmemory_mb`, a full Redis refuses writes rather than evict live state."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, appendfsync: str = "always"
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendfsync: str = "always",
+        maxmemory_mb: int | None = None,
     ) -> None:
         if appendfsync not in APPENDFSYNC:
             raise ValueError(f"appendfsync must be one of {APPENDFSYNC}, got {appendfsync!r}")
         self.data_dir = data_dir
         self.appendfsync = appendfsync
+        self.maxmemory_mb = maxmemory_mb
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -45,6 +51,13 @@ class EmbeddedRedis:
                 "redis-server not found: install the redis-server package or set REDIS_URL"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # A full Redis refuses writes rather than evict live state (the drainer's
+        # windowpay_redis_used_memory_bytes alerts well before).
+        limit = (
+            ["--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", "noeviction"]
+            if self.maxmemory_mb
+            else []
+        )
         self._process = subprocess.Popen(
             [
                 binary,
@@ -56,6 +69,7 @@ class EmbeddedRedis:
                 "--save", "",
                 "--logfile", "redis.log",
                 "--daemonize", "no",
+                *limit,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ class RunInfo:
     pid: int
     pki_dir: str = ""  # the development PKI: clients/<principal>.crt and .key
     ca: str = ""  # the CA the front door's certificate is signed by
+    database_url: str = ""  # the PostgreSQL record
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -355,7 +355,7 @@ class ServicePointCore:
         missing = []
         for job in jobs:
             if job.business >= 0 and reads[job.business] is not None:
-                order_id = reads[job.business].decode()
+                order_id = reads[job.business].decode().removesuffix(keys.RECORDED)
                 if self._find(order_id) is None:
                     missing.append(order_id)
         if not missing:
@@ -400,7 +400,13 @@ class ServicePointCore:
     def _create(self, job: _Job, command: CreateOrder, reads: ReadBatch) -> Result:
         existing_id = reads[job.business]
         if existing_id is not None:
-            existing = self._find(existing_id.decode())
+            held = existing_id.decode()
+            existing = self._find(held.removesuffix(keys.RECORDED))
+            if existing is None and held.endswith(keys.RECORDED):  # left Redis, paid
+                raise FailedPrecondition(
+                    f"business case {command.business_no} already has order "
+                    f"{held.removesuffix(keys.RECORDED)} (in the record)"
+                )
             if existing is not None and existing.state not in (
                 OrderState.CANCELLED,
                 OrderState.EXPIRED,

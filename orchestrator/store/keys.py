@@ -51,6 +51,12 @@ def outbox(sp: str) -> str:
     return f"{PREFIX}:{{{sp}}}:outbox"
 
 
+def changes(sp: str) -> str:
+    """Stream of (order id, version) for every committed order change, in commit order:
+    what the record drainer copies to PostgreSQL. Trimmed once drained."""
+    return f"{PREFIX}:{{{sp}}}:changes"
+
+
 def day(sp: str, yyyymmdd: str) -> str:
     """Set of the order ids that changed on that local business day."""
     return f"{PREFIX}:{{{sp}}}:day:{yyyymmdd}"
@@ -67,6 +73,11 @@ def request_claim(request_id: str) -> str:
 
 def business_case(business_no: str) -> str:
     return f"{PREFIX}:biz:{business_no}"
+
+
+RECORDED = " recorded"
+"""Suffix the drainer adds to a business case's order id once that (paid) order has left
+Redis for the record: the case is taken, though its order is no longer here."""
 
 
 def auth_code(digest: str) -> str:

@@ -29,6 +29,8 @@ from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.keys import ensure_receipt_secret
+from orchestrator.record import migrate
+from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
 from orchestrator.sandbox.host import Sandboxes, start_sandboxes
@@ -61,6 +63,7 @@ class Deployed:
     data_dir: Path  # holds run.json and the config file, as `windowpay serve` leaves them
     pki_dir: Path  # the deployment's CA and every principal's certificate
     stack: AsyncExitStack
+    database_url: str = ""  # the PostgreSQL record the drainer fills
     _channels: dict[str, grpc.aio.Channel] = field(init=False, default_factory=dict)
     _windows: Iterator[str] = field(init=False)
 
@@ -175,7 +178,9 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 async def deployed(
-    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+    redis_server: EmbeddedRedis,
+    postgres_server: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Deployed]:
     data = small_config_data(
         prefix="G",
@@ -204,16 +209,18 @@ async def deployed(
     tls = server_tls(config, data_dir, create=True)
     pki_dir = data_dir / config.access.pki_dir
     ensure_dev_pins(config.access, pki_dir)
+    database_url = postgres_server.create_database(f"e2e_{uuid.uuid4().hex[:8]}")
+    migrate.upgrade(database_url)
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
     try:
         sandboxes = await start_sandboxes(config, keys_dir)
         stack.push_async_callback(sandboxes.stop)
         config = config.with_base_urls(sandboxes.base_urls)
-        actors = await runtime.deploy(config, redis_server.url, str(keys_dir))
+        actors = await runtime.deploy(config, redis_server.url, str(keys_dir), database_url)
         submitters = actors.submitters
         server = await start_front_door(
-            config, redis_server.url, dict(submitters), stack, tls, pki_dir
+            config, redis_server.url, dict(submitters), stack, tls, pki_dir, database_url
         )
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
@@ -230,9 +237,19 @@ async def deployed(
             pid=os.getpid(),
             pki_dir=str(pki_dir),
             ca=str(tls.ca),
+            database_url=database_url,
         ).write(data_dir)
         deployed = Deployed(
-            config, server, actors, redis_server.url, sandboxes, keys_dir, data_dir, pki_dir, stack
+            config,
+            server,
+            actors,
+            redis_server.url,
+            sandboxes,
+            keys_dir,
+            data_dir,
+            pki_dir,
+            stack,
+            database_url,
         )
         stack.push_async_callback(deployed.close_channels)
         yield deployed

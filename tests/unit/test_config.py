@@ -85,3 +85,23 @@ def test_an_unreadable_file_is_reported(tmp_path: Any) -> None:
     bad.write_text("[service\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_the_record_settings_of_the_sample() -> None:
+    record = load_config().record
+    assert record.retention_s == 7 * 86_400
+    assert record.case_retention_s == 400 * 86_400
+    assert record.redis_maxmemory_mb == 2048
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("drain_batch", 0, "windowpay.toml.record.drain_batch: must be at least 1"),
+        ("redis_maxmemory_mb", 16, "windowpay.toml.record.redis_maxmemory_mb: must be at least 64"),
+        ("retention_s", -1, "windowpay.toml.record.retention_s: must be at least 0.0"),
+        ("housekeeping_s", "often", "windowpay.toml.record.housekeeping_s: expected float"),
+    ],
+)
+def test_a_bad_record_setting_is_named(key: str, value: Any, message: str) -> None:
+    assert broken(lambda data: data["record"].update({key: value})).startswith(message)
