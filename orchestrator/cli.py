@@ -10,10 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator import pos
+from orchestrator import healthcheck, pos
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.telemetry import configure_logging
+
+# `windowpay serve` exits with this status when it lost its Ray node (EX_TEMPFAIL):
+# a supervisor should start it again. The old process is gone well within 30 s.
+RAY_LOST = 75
+CLOSE_AFTER_LOSS_S = 15.0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = config.with_settings(**overrides)
     configure_logging(config.settings.log_level)
 
-    async def serve() -> None:
+    async def serve() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -51,15 +56,27 @@ def _serve(args: argparse.Namespace) -> int:
             join=args.join,
         )
         print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            logging.getLogger("windowpay").info("stopping")
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([stopping, running.ray_lost], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        log = logging.getLogger("windowpay")
+        if not running.ray_lost.done():
+            log.info("stopping")
             await running.close()
+            return 0
+        # The supervision contract (docs/RELIABILITY.md): without its Ray node this
+        # process cannot serve again, so it exits and its supervisor starts a new one.
+        log.error("%s: exiting (status %d) to be restarted", running.ray_lost.result(), RAY_LOST)
+        await running.stop_serving()
+        try:
+            await asyncio.wait_for(running.close(), CLOSE_AFTER_LOSS_S)
+        except Exception as error:  # TimeoutError included
+            log.error("incomplete shutdown after losing Ray: %r", error)
+        return RAY_LOST
 
-    asyncio.run(serve())
-    print("windowpay stopped", flush=True)
-    return 0
+    code = asyncio.run(serve())
+    print("windowpay stopped" if code == 0 else "windowpay lost its Ray node", flush=True)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)
     backoffice.add_parsers(commands)
+    healthcheck.add_parser(commands)
     return parser
 
 

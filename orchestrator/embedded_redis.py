@@ -20,9 +20,14 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, appendfsync: str = "everysec"
+    ) -> None:
+        """`appendfsync`: "always" loses nothing acknowledged when the machine stops;
+        "everysec" (the default) may lose the last second (docs/RELIABILITY.md)."""
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.appendfsync = appendfsync
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +45,7 @@ class EmbeddedRedis:
                 "--port", str(self.port),
                 "--dir", str(self.data_dir.resolve()),
                 "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                "--appendfsync", self.appendfsync,
                 "--save", "",
                 "--logfile", "redis.log",
                 "--daemonize", "no",

@@ -1,0 +1,60 @@
+"""`windowpay health`: ask a front door's standard gRPC health service whether it serves.
+
+The container image's HEALTHCHECK and scripted supervisors use it. Exit status 0 when the
+answer is SERVING, 1 otherwise (NOT_SERVING, no answer, timeout)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orchestrator.runfile import RunInfo
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _channel(target: str) -> grpc.Channel:
+    """The one place the probe connects (plain gRPC until the front door speaks TLS)."""
+    return grpc.insecure_channel(target)
+
+
+def status(target: str, *, service: str = "", timeout_s: float = 3.0) -> str:
+    """The health service's answer by name (SERVING, NOT_SERVING, …), or UNREACHABLE."""
+    with _channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def target_of(data_dir: Path, given: str | None) -> str:
+    if given:
+        return given
+    run = RunInfo.read(data_dir)
+    return run.grpc if run is not None else DEFAULT_TARGET
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "health",
+        help="exit 0 if the front door answers SERVING on the gRPC health service",
+        description="Probe a front door's gRPC health service (for HEALTHCHECK and supervisors).",
+    )
+    parser.add_argument("--target", help=f"HOST:PORT (default: run.json, else {DEFAULT_TARGET})")
+    parser.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    target = target_of(args.data_dir, args.target)
+    answer = status(target, timeout_s=args.timeout)
+    if not args.quiet:
+        print(f"{target}: {answer}")
+    return 0 if answer == "SERVING" else 1
