@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,11 @@ from tests.support import small_config_data
 
 FULL = os.environ.get("WINDOWPAY_FAULTS") == "full"
 SERVICE_POINTS, WINDOWS = (10, 20) if FULL else (4, 10)
-REPORT = Path(__file__).resolve().parents[2] / "var" / "faults-report.json"
+VAR = Path(__file__).resolve().parents[2] / "var"
+REPORT = VAR / "faults-report.json"
+# The served process's data dir, logs included, kept until the next run for a look.
+# (Not pytest's tmp_path: that is shared with other pytest runs, which prune it.)
+WORK = VAR / "faults"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,26 +75,31 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("fault-redis"), appendfsync="always")
+def work_dir() -> Path:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    return WORK
+
+
+@pytest.fixture(scope="session")
+def fault_redis(work_dir: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(work_dir / "redis", appendfsync="always")
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-async def stack(
-    fault_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
+async def stack(fault_redis: EmbeddedRedis, work_dir: Path) -> AsyncIterator[Stack]:
     data = small_config_data(
         prefix="F",
         service_points=SERVICE_POINTS,
         windows=WINDOWS,
         pay_hold_s=30,
         expiry_sweep_interval_s=5,
-        log_level="warning",
+        log_level="info",
     )
-    data_dir = tmp_path_factory.mktemp("faults")
+    data_dir = work_dir / "data"
     keys_dir = data_dir / "keys"
     config = parse_config(data, "fault config")
     sandboxes = await start_sandboxes(config, keys_dir)

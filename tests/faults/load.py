@@ -202,6 +202,9 @@ def problems(
             found.append(f"{order_id}: Pay never answered: {payment.error}")
         if payment.answer is not None and not payment.answer.attempts:
             found.append(f"{order_id}: Pay answered without an attempt")
+        acknowledged = [a for a in (payment.order, payment.answer) if a is not None]
+        if any(a.version > order.version for a in acknowledged):
+            found.append(f"{order_id}: an acknowledged change is lost (version went back)")
         known = {a.attempt_id for a in order.attempts}
         if (
             payment.answer is not None
@@ -254,3 +257,48 @@ def double_charges(final: dict[str, pb.Order], sandboxes: Sandboxes) -> int:
                 charges += kept_at_provider(sandboxes, channel, attempt.attempt_id) > 0
         count += charges > 1
     return count
+
+
+@dataclass
+class Outcome:
+    payments: list[Payment]
+    final: dict[str, pb.Order]
+    found: list[str]
+    doubles: int
+    all_final_after_s: float
+    retries: int
+
+
+async def through_fault(
+    stack_data_dir: Path,
+    terminals: dict[str, str],
+    windows: Sequence[str],
+    sandboxes: Sandboxes,
+    inject: Callable[[], Awaitable[None]],
+    *,
+    in_flight_for_s: float = 1.0,
+) -> Outcome:
+    """One order per window, all paid at once; `inject` strikes once they are in flight
+    (it returns when the fault is over). Then every order is followed to a final state
+    and checked against the ledgers. Times are counted from the moment `inject` starts."""
+    clients = Clients(stack_data_dir)
+    tally = Tally()
+    try:
+        payments = await create_orders(clients, terminals, windows, tally)
+        paying = asyncio.ensure_future(pay_all(clients, payments, tally))
+        await asyncio.sleep(in_flight_for_s)
+        fault = time.monotonic()
+        await inject()
+        await paying
+        final = await settle(clients, [p.order.order_id for p in payments])
+        all_final = time.monotonic() - fault
+        return Outcome(
+            payments,
+            final,
+            problems(payments, final, sandboxes),
+            double_charges(final, sandboxes),
+            round(all_final, 1),
+            tally.retries,
+        )
+    finally:
+        await clients.close()
