@@ -66,6 +66,7 @@ class Stack:
 
     def record(self, fault: str, **figures: Any) -> None:
         """Keep a fault's measured figures for the report (and print them)."""
+        figures["load_average_1m"] = round(os.getloadavg()[0], 1)  # the machine is shared
         self.figures[fault] = figures
         print(f"\nfault {fault}: {json.dumps(figures)}")
         REPORT.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +117,7 @@ async def stack(fault_redis: EmbeddedRedis, work_dir: Path) -> AsyncIterator[Sta
         config_path.write_text(tomli_w.dumps(data))
         config = parse_config(data, str(config_path))
         served = Served(config_path, fault_redis.url, data_dir, free_port())
-        served.start()
-        await served.wait_serving()
+        await served.supervised_start()
         yield Stack(config, data_dir, fault_redis, sandboxes, proxies, served)
     finally:
         if served is not None:
@@ -134,7 +134,7 @@ async def deployment(stack: Stack) -> AsyncIterator[Stack]:
         proxy.bring_up()
     process = stack.served.process
     if process is None or process.poll() is not None:
-        stack.served.stop()
-        stack.served.start()
-    await stack.served.wait_serving()
+        await stack.served.supervised_start()
+    else:
+        await stack.served.wait_serving()
     yield stack

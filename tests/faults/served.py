@@ -47,6 +47,7 @@ class Served:
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.failed_starts = 0  # starts that exited before serving (Ray start timeouts)
 
     @property
     def log_path(self) -> Path:
@@ -85,6 +86,23 @@ class Served:
             if time.monotonic() - started > within:
                 raise AssertionError(f"not SERVING within {within} s; see {self.log_path}")
             await asyncio.sleep(0.2)
+
+    async def supervised_start(self, tries: int = 3) -> float:
+        """Start and wait for SERVING, starting again if the process exits on the way
+        (as a supervisor's restart policy would: on a loaded machine Ray can time out
+        at start). Seconds until SERVING."""
+        started = time.monotonic()
+        for attempt in range(1, tries + 1):
+            self.stop()
+            self.start()
+            try:
+                await self.wait_serving()
+                return time.monotonic() - started
+            except AssertionError:
+                if attempt == tries or (self.process and self.process.poll() is None):
+                    raise
+                self.failed_starts += 1
+        raise AssertionError("unreachable")
 
     def health(self) -> str:
         return health_status(f"127.0.0.1:{self.port}", timeout_s=2)
