@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.log_level
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
+    if args.metrics_host is not None:
+        overrides["metrics_host"] = args.metrics_host
     if args.port is not None:
         overrides["grpc_port"] = args.port
     if args.host is not None:
@@ -79,6 +82,11 @@ def _serve(args: argparse.Namespace) -> int:
     return code
 
 
+def _env(name: str, default: str | None = None) -> str | None:
+    """`serve` options may also come from WINDOWPAY_<NAME> (the container image sets them)."""
+    return os.environ.get(f"WINDOWPAY_{name}", default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="windowpay",
@@ -90,21 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="run windowpay: Redis (embedded unless REDIS_URL), Ray actors, gRPC front door",
         description=(
             "Start the whole service on this machine. Without --redis-url or REDIS_URL an "
-            "embedded Redis with append-only persistence runs under DATA_DIR/redis."
+            "embedded Redis with append-only persistence runs under DATA_DIR/redis. "
+            "--config, --host, --port, --metrics-host, --metrics-port and --data-dir default "
+            "to WINDOWPAY_CONFIG, WINDOWPAY_HOST, ... when set. Exits with status 75 when it "
+            "loses its Ray node: its supervisor should start it again."
         ),
     )
-    serve.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")
-    serve.add_argument("--host", help="gRPC listen host (default from config: 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="gRPC listen port (default from config: 50051)")
+    serve.add_argument(
+        "--config", type=Path, default=_env("CONFIG"), help="deployment TOML (default: the sample)"
+    )
+    serve.add_argument("--host", default=_env("HOST"), help="gRPC listen host (config: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=_env("PORT"), help="gRPC listen port (config: 50051)"
+    )
     serve.add_argument("--redis-url", help="use this Redis instead of an embedded one")
-    serve.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    serve.add_argument(
+        "--data-dir", type=Path, default=_env("DATA_DIR", "var"), help="default: ./var"
+    )
     serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
     serve.add_argument(
         "--join", action="store_true",
         help="extra front door: use the actors an existing deployment created",
     )  # fmt: skip
-    serve.add_argument("--metrics-port", type=int, help="/metrics and /sd (config: 9464)")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env("METRICS_PORT"),
+        help="/metrics, /sd (config: 9464)",
+    )
+    serve.add_argument("--metrics-host", default=_env("METRICS_HOST"), help="(config: 127.0.0.1)")
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
     )

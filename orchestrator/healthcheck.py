@@ -6,6 +6,7 @@ answer is SERVING, 1 otherwise (NOT_SERVING, no answer, timeout)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import grpc
@@ -36,7 +37,11 @@ def target_of(data_dir: Path, given: str | None) -> str:
     if given:
         return given
     run = RunInfo.read(data_dir)
-    return run.grpc if run is not None else DEFAULT_TARGET
+    if run is None:
+        return DEFAULT_TARGET
+    host, _, port = run.grpc.rpartition(":")
+    # A front door listening on every interface is probed on loopback.
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::") else run.grpc
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +51,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Probe a front door's gRPC health service (for HEALTHCHECK and supervisors).",
     )
     parser.add_argument("--target", help=f"HOST:PORT (default: run.json, else {DEFAULT_TARGET})")
-    parser.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("WINDOWPAY_DATA_DIR", "var"),
+        help="where serve left run.json (default: $WINDOWPAY_DATA_DIR, else ./var)",
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
     parser.set_defaults(handler=run)
