@@ -58,6 +58,13 @@ def _serve(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             join=args.join,
         )
+        # Again: starting Ray installs its own SIGTERM handler, which ends the process
+        # at once; a supervisor's SIGTERM must stop windowpay cleanly.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if stop.is_set():
+            await running.close()
+            return 0
         print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([stopping, running.ray_lost], return_when=asyncio.FIRST_COMPLETED)

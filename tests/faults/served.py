@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -48,6 +50,7 @@ class Served:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.failed_starts = 0  # starts that exited before serving (Ray start timeouts)
+        self.started_at = 0.0
 
     @property
     def log_path(self) -> Path:
@@ -56,6 +59,7 @@ class Served:
     def start(self) -> None:
         (self.data_dir / "run.json").unlink(missing_ok=True)
         self.starts += 1
+        self.started_at = time.time()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -87,7 +91,7 @@ class Served:
                 raise AssertionError(f"not SERVING within {within} s; see {self.log_path}")
             await asyncio.sleep(0.2)
 
-    async def supervised_start(self, tries: int = 3) -> float:
+    async def supervised_start(self, tries: int = 5) -> float:
         """Start and wait for SERVING, starting again if the process exits on the way
         (as a supervisor's restart policy would: on a loaded machine Ray can time out
         at start). Seconds until SERVING."""
@@ -103,6 +107,28 @@ class Served:
                     raise
                 self.failed_starts += 1
         raise AssertionError("unreachable")
+
+    def startup_profile(self) -> dict[str, float]:
+        """Seconds from this start of the process to each step of its start, from its log
+        (where a restart spends its time)."""
+        steps = {
+            "Ray ready": "ray_ready_s",
+            "service-point actors ready": "actors_ready_s",
+            "gRPC front door listening": "front_door_s",
+        }
+        profile: dict[str, float] = {}
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            for needle, name in steps.items():
+                if needle in entry.get("message", "") and name not in profile:
+                    at = datetime.strptime(entry["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                    profile[name] = round(at - self.started_at, 1)
+        return profile
 
     def health(self) -> str:
         return health_status(f"127.0.0.1:{self.port}", timeout_s=2)

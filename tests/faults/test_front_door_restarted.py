@@ -116,6 +116,7 @@ async def test_front_door_killed_and_restarted(deployment: Stack) -> None:
         "4-front-door-restarted",
         payments=len(outcome.payments),
         **figures,
+        restart_profile=stack.served.startup_profile(),
         all_final_after_s=outcome.all_final_after_s,
         client_retries=outcome.retries,
         watch_reconnects=sum(w.connections - 1 for w in watchers),

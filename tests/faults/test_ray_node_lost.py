@@ -80,6 +80,7 @@ async def test_lost_ray_node_exits_and_is_restarted_with_nothing_lost(
             exited_after_s=round(exited - fault, 1),
             exit_status=exit_code,
             restarts=len(restarts),
+            restart_profile=stack.served.startup_profile(),
             healthy_after_s=round(healthy, 1),
             all_final_after_s=round(all_final, 1),
             client_retries=tally.retries,
