@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +33,27 @@ RECEIPT_ISSUER = "receipts"
 def start(*, num_cpus: int = 2, address: str | None = None) -> str:
     """Start a local Ray (loopback only, no dashboard) or join one; returns its address."""
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-        else:
-            ray.init(
-                num_cpus=num_cpus,
-                namespace=NAMESPACE,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                logging_level=logging.WARNING,
-            )
+        # Ray installs its own SIGTERM/SIGINT handlers, which end the process at once; the
+        # caller's (a clean stop) are put back as soon as Ray has started.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        _init(num_cpus, address)
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return str(ray.get_runtime_context().gcs_address)
+
+
+def _init(num_cpus: int, address: str | None) -> None:
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+        )
 
 
 def shutdown() -> None:

@@ -58,11 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             join=args.join,
         )
-        # Again: starting Ray installs its own SIGTERM handler, which ends the process
-        # at once; a supervisor's SIGTERM must stop windowpay cleanly.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if stop.is_set():
+        if stop.is_set():  # asked to stop while starting
             await running.close()
             return 0
         print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)

@@ -7,6 +7,7 @@ followed until its attempts are final and compared with the sandbox ledgers."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 import uuid
@@ -62,6 +63,7 @@ class Clients:
 @dataclass
 class Tally:
     retries: int = 0
+    by_code: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 async def retrying(
@@ -77,6 +79,7 @@ async def retrying(
                 raise
             if tally is not None:
                 tally.retries += 1
+                tally.by_code[error.code().name] += 1
             await asyncio.sleep(0.3)
 
 
@@ -267,6 +270,7 @@ class Outcome:
     doubles: int
     all_final_after_s: float
     retries: int
+    retried_codes: dict[str, int]
 
 
 async def through_fault(
@@ -299,6 +303,7 @@ async def through_fault(
             double_charges(final, sandboxes),
             round(all_final, 1),
             tally.retries,
+            dict(tally.by_code),
         )
     finally:
         await clients.close()

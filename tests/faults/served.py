@@ -130,6 +130,31 @@ class Served:
                     profile[name] = round(at - self.started_at, 1)
         return profile
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds (user + system) spent so far by this process tree, by role."""
+        roles: dict[str, float] = {}
+        assert self.process is not None
+        for process in [psutil.Process(self.process.pid), *self.descendants()]:
+            try:
+                name, line = process.name(), " ".join(process.cmdline())
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            if process.pid == self.process.pid:
+                role = "serve (front door, Ray driver)"
+            elif "ServicePointActor" in line:
+                role = "service-point actors"
+            elif line.startswith("ray::"):
+                role = "other Ray workers"
+            elif "agent" in line:
+                role = "Ray agents"
+            elif "orchestrator.sandbox" in line:
+                role = "sandboxes"
+            else:
+                role = name
+            roles[role] = round(roles.get(role, 0.0) + times.user + times.system, 1)
+        return dict(sorted(roles.items(), key=lambda item: -item[1]))
+
     def health(self) -> str:
         return health_status(f"127.0.0.1:{self.port}", timeout_s=2)
 

@@ -48,6 +48,7 @@ async def test_every_actor_killed_mid_payment(deployment: Stack) -> None:
         **figures,
         all_final_after_s=outcome.all_final_after_s,
         client_retries=outcome.retries,
+        retried_codes=outcome.retried_codes,
         problems=len(outcome.found),
         double_charges=outcome.doubles,
     )

@@ -55,6 +55,7 @@ async def test_front_door_killed_and_restarted(deployment: Stack) -> None:
     stack = deployment
     served = stack.served
     figures: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     watched = stack.windows[:4]
     watchers = [Watcher(stack.terminals[w], stack.data_dir) for w in watched]
     tasks = [asyncio.ensure_future(w.run()) for w in watchers]
@@ -64,6 +65,7 @@ async def test_front_door_killed_and_restarted(deployment: Stack) -> None:
         served.kill()
         await served.supervised_start()  # the supervisor's restart
         figures["healthy_after_s"] = round(time.monotonic() - started, 1)
+        cpu.update(served.cpu_by_role())  # where the restart's CPU went
 
     try:
         await eventually(
@@ -117,8 +119,10 @@ async def test_front_door_killed_and_restarted(deployment: Stack) -> None:
         payments=len(outcome.payments),
         **figures,
         restart_profile=stack.served.startup_profile(),
+        restart_cpu_s=cpu,
         all_final_after_s=outcome.all_final_after_s,
         client_retries=outcome.retries,
+        retried_codes=outcome.retried_codes,
         watch_reconnects=sum(w.connections - 1 for w in watchers),
         problems=len(outcome.found),
         double_charges=outcome.doubles,

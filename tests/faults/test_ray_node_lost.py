@@ -65,6 +65,7 @@ async def test_lost_ray_node_exits_and_is_restarted_with_nothing_lost(
             assert time.monotonic() - fault < 300, "not serving again"
             await asyncio.sleep(0.2)
         healthy = time.monotonic() - fault
+        restart_cpu = stack.served.cpu_by_role()  # where the restart's CPU went
         stop.set()
         await supervisor
 
@@ -81,9 +82,11 @@ async def test_lost_ray_node_exits_and_is_restarted_with_nothing_lost(
             exit_status=exit_code,
             restarts=len(restarts),
             restart_profile=stack.served.startup_profile(),
+            restart_cpu_s=restart_cpu,
             healthy_after_s=round(healthy, 1),
             all_final_after_s=round(all_final, 1),
             client_retries=tally.retries,
+            retried_codes=dict(tally.by_code),
             problems=len(found),
             double_charges=doubles,
         )

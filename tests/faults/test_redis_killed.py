@@ -38,8 +38,11 @@ async def test_redis_killed_and_restarted_from_its_append_only_file(deployment: 
         **figures,
         all_final_after_s=outcome.all_final_after_s,
         client_retries=outcome.retries,
+        retried_codes=outcome.retried_codes,
         problems=len(outcome.found),
         double_charges=outcome.doubles,
     )
     assert outcome.found == []
     assert outcome.doubles == 0
+    # Calls that met the dead Redis said UNAVAILABLE (resend), never UNKNOWN.
+    assert "UNKNOWN" not in outcome.retried_codes
