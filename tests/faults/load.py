@@ -262,6 +262,25 @@ def double_charges(final: dict[str, pb.Order], sandboxes: Sandboxes) -> int:
     return count
 
 
+async def checked(
+    clients: Clients,
+    payments: Sequence[Payment],
+    sandboxes: Sandboxes,
+    final: dict[str, pb.Order],
+    within_s: float = 120.0,
+) -> tuple[dict[str, pb.Order], list[str]]:
+    """The problems left once they stop changing, within `within_s`. A FAILED attempt
+    whose reversal was given up is still followed up: a late success found at the
+    provider is refunded (LATE_SUCCESS_REFUNDED), and until then the ledger differs."""
+    found = problems(payments, final, sandboxes)
+    deadline = time.monotonic() + within_s
+    while found and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        final = await settle(clients, list(final))
+        found = problems(payments, final, sandboxes)
+    return final, found
+
+
 @dataclass
 class Outcome:
     payments: list[Payment]
@@ -271,6 +290,7 @@ class Outcome:
     all_final_after_s: float
     retries: int
     retried_codes: dict[str, int]
+    ledgers_agree_after_s: float
 
 
 async def through_fault(
@@ -281,6 +301,7 @@ async def through_fault(
     inject: Callable[[], Awaitable[None]],
     *,
     in_flight_for_s: float = 1.0,
+    converge_within_s: float = 120.0,
 ) -> Outcome:
     """One order per window, all paid at once; `inject` strikes once they are in flight
     (it returns when the fault is over). Then every order is followed to a final state
@@ -294,16 +315,19 @@ async def through_fault(
         fault = time.monotonic()
         await inject()
         await paying
-        final = await settle(clients, [p.order.order_id for p in payments])
+        order_ids = [p.order.order_id for p in payments]
+        final = await settle(clients, order_ids)
         all_final = time.monotonic() - fault
+        final, found = await checked(clients, payments, sandboxes, final, converge_within_s)
         return Outcome(
             payments,
             final,
-            problems(payments, final, sandboxes),
+            found,
             double_charges(final, sandboxes),
             round(all_final, 1),
             tally.retries,
             dict(tally.by_code),
+            round(time.monotonic() - fault, 1),
         )
     finally:
         await clients.close()

@@ -76,7 +76,7 @@ class Served:
                 env=env,
             )  # fmt: skip
 
-    async def wait_serving(self, within: float = 120.0) -> float:
+    async def wait_serving(self, within: float = 300.0) -> float:
         """Seconds until run.json names this process and its health answers SERVING."""
         started = time.monotonic()
         while True:

@@ -47,6 +47,7 @@ async def test_every_actor_killed_mid_payment(deployment: Stack) -> None:
         actors_killed=SERVICE_POINTS,
         **figures,
         all_final_after_s=outcome.all_final_after_s,
+        ledgers_agree_after_s=outcome.ledgers_agree_after_s,
         client_retries=outcome.retries,
         retried_codes=outcome.retried_codes,
         problems=len(outcome.found),

@@ -121,6 +121,7 @@ async def test_front_door_killed_and_restarted(deployment: Stack) -> None:
         restart_profile=stack.served.startup_profile(),
         restart_cpu_s=cpu,
         all_final_after_s=outcome.all_final_after_s,
+        ledgers_agree_after_s=outcome.ledgers_agree_after_s,
         client_retries=outcome.retries,
         retried_codes=outcome.retried_codes,
         watch_reconnects=sum(w.connections - 1 for w in watchers),

@@ -57,6 +57,7 @@ async def test_gateways_down_then_slow(deployment: Stack) -> None:
         **figures,
         latency_after_s=LATENCY_S,
         all_final_after_s=outcome.all_final_after_s,
+        ledgers_agree_after_s=outcome.ledgers_agree_after_s,
         attempts_by_end=dict(sorted(ends.items())),
         slow_wave_payments=len(slow.payments),
         slow_wave_all_final_after_s=slow.all_final_after_s,

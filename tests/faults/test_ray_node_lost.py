@@ -13,10 +13,10 @@ from tests.faults.conftest import Stack
 from tests.faults.load import (
     Clients,
     Tally,
+    checked,
     create_orders,
     double_charges,
     pay_all,
-    problems,
     settle,
 )
 
@@ -72,7 +72,7 @@ async def test_lost_ray_node_exits_and_is_restarted_with_nothing_lost(
         await paying
         final = await settle(clients, [p.order.order_id for p in payments])
         all_final = time.monotonic() - fault
-        found = problems(payments, final, stack.sandboxes)
+        final, found = await checked(clients, payments, stack.sandboxes, final)
         doubles = double_charges(final, stack.sandboxes)
         stack.record(
             "3-ray-node-lost",

@@ -37,6 +37,7 @@ async def test_redis_killed_and_restarted_from_its_append_only_file(deployment: 
         appendfsync=stack.redis.appendfsync,
         **figures,
         all_final_after_s=outcome.all_final_after_s,
+        ledgers_agree_after_s=outcome.ledgers_agree_after_s,
         client_retries=outcome.retries,
         retried_codes=outcome.retried_codes,
         problems=len(outcome.found),
