@@ -72,7 +72,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         # The supervision contract (docs/RELIABILITY.md): without its Ray node this
         # process cannot serve again, so it exits and its supervisor starts a new one.
-        log.error("%s: exiting (status %d) to be restarted", running.ray_lost.result(), RAY_LOST)
+        try:
+            reason = running.ray_lost.result()
+        except Exception as error:  # the watch itself failed: Ray cannot be trusted either
+            reason = f"watching Ray failed ({error!r})"
+        log.error("%s: exiting (status %d) to be restarted", reason, RAY_LOST)
         await running.stop_serving()
         try:
             await asyncio.wait_for(running.close(), CLOSE_AFTER_LOSS_S)
