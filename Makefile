@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 
-.PHONY: install tools run test lint typecheck unit integration e2e fuzz proto lock clean
+.PHONY: install tools run test lint typecheck unit integration e2e fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -57,13 +57,21 @@ fuzz: $(STAMP)
 	WINDOWPAY_FUZZ_EXAMPLES=$${WINDOWPAY_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q -s \
 		tests/e2e/test_fuzz.py
 
+# The fault suite at full size (200 payments in flight per fault); `make test` runs it
+# CI-sized. Figures land in var/faults-report.json, logs in var/faults/.
+faults: $(STAMP)
+	WINDOWPAY_FAULTS=full $(BIN)/pytest tests/faults -q -s
+
 proto: $(STAMP)
 	$(BIN)/python -m orchestrator.protogen
 
-# Re-pin every dependency (needs the package index); commit requirements.lock after.
+# Re-pin every dependency (needs the package index); commit both lock files after.
+# requirements-runtime.lock is the same pins without the dev tools (the Dockerfile's).
 lock: $(STAMP)
 	$(BIN)/uv pip compile -q --python-version 3.11 --extra dev --generate-hashes \
 		--output-file requirements.lock pyproject.toml
+	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes \
+		--constraint requirements.lock --output-file requirements-runtime.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ import ray
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 
+log = logging.getLogger(__name__)
+
 NAMESPACE = "windowpay"
 RECEIPT_ISSUER = "receipts"
 DRAINER = "record-drainer"
@@ -31,22 +34,81 @@ DRAINER = "record-drainer"
 def start(*, num_cpus: int = 2, address: str | None = None) -> str:
     """Start a local Ray (loopback only, no dashboard) or join one; returns its address."""
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-        else:
-            ray.init(
-                num_cpus=num_cpus,
-                namespace=NAMESPACE,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                logging_level=logging.WARNING,
-            )
+        # Ray installs its own SIGTERM/SIGINT handlers, which end the process at once; the
+        # caller's (a clean stop) are put back as soon as Ray has started.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        _init(num_cpus, address)
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return str(ray.get_runtime_context().gcs_address)
+
+
+def _init(num_cpus: int, address: str | None) -> None:
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+        )
 
 
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def lost_daemons() -> list[str]:
+    """The Ray daemons this process started (raylet, GCS, agents) that have died; empty
+    when it joined another process's cluster."""
+    node: Any = getattr(ray._private.worker.global_worker, "node", None)
+    if node is None:
+        return []
+    return sorted({str(kind) for kind, _ in node.dead_processes()})
+
+
+def node_alive() -> bool:
+    """Whether the cluster (its GCS) still counts this process's Ray node as alive."""
+    node_id = ray.get_runtime_context().get_node_id()
+    nodes: Any = ray.nodes  # untyped in Ray
+    return any(node["NodeID"] == node_id and node["Alive"] for node in nodes())
+
+
+async def watch_cluster(*, every_s: float = 1.0, unreachable_after_s: float = 20.0) -> str:
+    """Return, with the reason, once this process's Ray node or its connection to the
+    cluster is lost for good: a daemon it started died (seen within `every_s`), the
+    cluster declared its node dead, or the cluster did not answer for
+    `unreachable_after_s`. Ray restarts dead actors but never a lost node."""
+    loop = asyncio.get_running_loop()
+    answered = loop.time()
+    asking: asyncio.Future[bool] | None = None
+    try:
+        while True:
+            dead = lost_daemons()
+            if dead:
+                return f"Ray daemons died: {', '.join(dead)}"
+            if asking is None:
+                asking = asyncio.ensure_future(asyncio.to_thread(node_alive))
+            elif asking.done():
+                try:
+                    alive = asking.result()
+                except Exception as error:  # counts as not answering
+                    log.warning("Ray cluster did not answer: %s", error)
+                else:
+                    if not alive:
+                        return "the Ray cluster declared this node dead"
+                    answered = loop.time()
+                asking = None
+            if loop.time() - answered > unreachable_after_s:
+                return f"the Ray cluster did not answer for {unreachable_after_s:.0f} s"
+            await asyncio.sleep(every_s)
+    finally:
+        if asking is not None:
+            asking.cancel()
 
 
 def actor_name(group: Sequence[str]) -> str:

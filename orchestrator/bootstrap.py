@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -46,6 +48,10 @@ class Running:
     submitters: dict[str, runtime.RaySubmitter]
     actors: runtime.Actors | None  # held so that Ray keeps the actors this process made
     stack: AsyncExitStack
+    ray_lost: asyncio.Task[str]  # ends, with the reason, if the Ray node is lost
+
+    async def stop_serving(self) -> None:
+        await self.server.set_serving(False)
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -111,7 +117,7 @@ async def start_front_door(
     return server
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -169,6 +175,8 @@ async def start_service(
         if not ray_address:
             stack.callback(runtime.shutdown)
         log.info("Ray ready at %s", address)
+        ray_lost = asyncio.create_task(runtime.watch_cluster())
+        stack.push_async_callback(_cancel, [ray_lost])
         actors = None
         if join:
             submitters = runtime.join(config)
@@ -194,7 +202,9 @@ async def start_service(
                 database_url=database_url or "",
             ).write(data_dir)
             stack.callback(forget, data_dir)
-        return Running(server, redis_url, database_url, address, submitters, actors, stack)
+        return Running(
+            server, redis_url, database_url, address, submitters, actors, stack, ray_lost
+        )
     except BaseException:
         await stack.aclose()
         raise

@@ -5,18 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator import pos
+from orchestrator import healthcheck, pos
 from orchestrator.access import commands as access
 from orchestrator.access.pki import PkiError
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.record import commands as record
 from orchestrator.telemetry import configure_logging
+
+# `windowpay serve` exits with this status when it lost its Ray node (EX_TEMPFAIL):
+# a supervisor should start it again. The old process is gone well within 30 s.
+RAY_LOST = 75
+CLOSE_AFTER_LOSS_S = 15.0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.log_level
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
+    if args.metrics_host is not None:
+        overrides["metrics_host"] = args.metrics_host
     if args.port is not None:
         overrides["grpc_port"] = args.port
     if args.host is not None:
@@ -41,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = config.with_settings(**overrides)
     configure_logging(config.settings.log_level)
 
-    async def serve() -> None:
+    async def serve() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,20 +62,44 @@ def _serve(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             join=args.join,
         )
-        print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            logging.getLogger("windowpay").info("stopping")
+        if stop.is_set():  # asked to stop while starting
             await running.close()
+            return 0
+        print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([stopping, running.ray_lost], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        log = logging.getLogger("windowpay")
+        if not running.ray_lost.done():
+            log.info("stopping")
+            await running.close()
+            return 0
+        # The supervision contract (docs/RELIABILITY.md): without its Ray node this
+        # process cannot serve again, so it exits and its supervisor starts a new one.
+        try:
+            reason = running.ray_lost.result()
+        except Exception as error:  # the watch itself failed: Ray cannot be trusted either
+            reason = f"watching Ray failed ({error!r})"
+        log.error("%s: exiting (status %d) to be restarted", reason, RAY_LOST)
+        await running.stop_serving()
+        try:
+            await asyncio.wait_for(running.close(), CLOSE_AFTER_LOSS_S)
+        except Exception as error:  # TimeoutError included
+            log.error("incomplete shutdown after losing Ray: %r", error)
+        return RAY_LOST
 
     try:
-        asyncio.run(serve())
+        code = asyncio.run(serve())
     except PkiError as error:
         print(f"windowpay: certificates: {error}", file=sys.stderr)
         return 2
-    print("windowpay stopped", flush=True)
-    return 0
+    print("windowpay stopped" if code == 0 else "windowpay lost its Ray node", flush=True)
+    return code
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """`serve` options may also come from WINDOWPAY_<NAME> (the container image sets them)."""
+    return os.environ.get(f"WINDOWPAY_{name}", default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,24 +113,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="run windowpay: Redis (embedded unless REDIS_URL), Ray actors, gRPC front door",
         description=(
             "Start the whole service on this machine. Without --redis-url or REDIS_URL an "
-            "embedded Redis with append-only persistence runs under DATA_DIR/redis."
+            "embedded Redis with append-only persistence runs under DATA_DIR/redis. "
+            "--config, --host, --port, --metrics-host, --metrics-port and --data-dir default "
+            "to WINDOWPAY_CONFIG, WINDOWPAY_HOST, ... when set. Exits with status 75 when it "
+            "loses its Ray node: its supervisor should start it again."
         ),
     )
-    serve.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")
-    serve.add_argument("--host", help="gRPC listen host (default from config: 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="gRPC listen port (default from config: 50051)")
+    serve.add_argument(
+        "--config", type=Path, default=_env("CONFIG"), help="deployment TOML (default: the sample)"
+    )
+    serve.add_argument("--host", default=_env("HOST"), help="gRPC listen host (config: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=_env("PORT"), help="gRPC listen port (config: 50051)"
+    )
     serve.add_argument("--redis-url", help="use this Redis instead of an embedded one")
     serve.add_argument(
         "--database-url", help="the PostgreSQL record (default: DATABASE_URL, else embedded)"
     )
-    serve.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
+    serve.add_argument(
+        "--data-dir", type=Path, default=_env("DATA_DIR", "var"), help="default: ./var"
+    )
     serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
     serve.add_argument(
         "--join", action="store_true",
         help="extra front door: use the actors an existing deployment created",
     )  # fmt: skip
-    serve.add_argument("--metrics-port", type=int, help="/metrics and /sd (config: 9464)")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env("METRICS_PORT"),
+        help="/metrics, /sd (config: 9464)",
+    )
+    serve.add_argument("--metrics-host", default=_env("METRICS_HOST"), help="(config: 127.0.0.1)")
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
     )
@@ -108,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     backoffice.add_parsers(commands)
     access.add_parsers(commands)
     record.add_parsers(commands)
+    healthcheck.add_parser(commands)
     return parser
 
 

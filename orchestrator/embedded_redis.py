@@ -41,6 +41,7 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.maxmemory_mb = maxmemory_mb
         self.port = port or free_port()
+        self.appendfsync = appendfsync
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import orjson
@@ -60,6 +60,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 started, code = time.perf_counter(), "OK"
                 try:
                     return await inner(request, context)
+                except (RedisError, OSError) as error:
+                    code = "UNAVAILABLE"
+                    await _unavailable(context, error)
                 except BaseException:
                     code = _code(context)
                     raise
@@ -82,6 +85,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 except (GeneratorExit, asyncio.CancelledError):
                     code = "CANCELLED"  # the caller went away
                     raise
+                except (RedisError, OSError) as error:
+                    code = "UNAVAILABLE"
+                    await _unavailable(context, error)
                 except BaseException:
                     code = _code(context)
                     raise
@@ -92,6 +98,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 stream, handler.request_deserializer, handler.response_serializer
             )
         return handler  # reflection's bidirectional stream: not ours to measure
+
+
+async def _unavailable(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
+    """Redis did not answer (it restarts, or the network to it broke): the caller resends
+    with the same request_id, as for any UNAVAILABLE, instead of getting UNKNOWN."""
+    log.warning("storage unavailable during a call: %r", error)
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"storage unavailable ({type(error).__name__}); retry with the same request_id",
+    )
 
 
 def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
