@@ -13,6 +13,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from actors import runtime
+from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.door import FrontDoor
@@ -22,7 +23,6 @@ from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
 from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
 from orchestrator.runfile import RunInfo, forget
-from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.telemetry import announce
 

@@ -18,8 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
+from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.states import Channel
-from orchestrator.providers.playbook import NoAnswer, Playbook
 
 SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")

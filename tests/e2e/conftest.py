@@ -17,6 +17,7 @@ import tomli_w
 
 from actors import runtime
 from orchestrator.bootstrap import start_front_door
+from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
@@ -26,7 +27,6 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
-from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.support import code, small_config_data
 
 CHANNELS = {

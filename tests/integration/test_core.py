@@ -26,8 +26,8 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order, invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState
 from orchestrator.providers.engine import SystemClock
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
+from orchestrator.sandbox.provider import SandboxProvider
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.redis_store import RedisStore

@@ -23,8 +23,8 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
+from orchestrator.sandbox.provider import SandboxProvider
 from tests.support import EXPECTED, PROVIDER_CHANNELS, Recorded, code
 
 SCALE = 0.01

@@ -20,8 +20,8 @@ from orchestrator.providers.port import (
     TradeAnswer,
     TradeRef,
 )
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import RefundState, SandboxBank, Timing
+from orchestrator.sandbox.provider import SandboxProvider
 from tests.support import PROVIDER_CHANNELS, REFUND_EXPECTED, code, provider_id
 
 SCALE = 0.01
