@@ -24,7 +24,9 @@ from orchestrator.domain.states import Channel
 SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
-PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
+PROVIDER_CHANNELS: tuple[Channel, ...] = tuple(
+    channel for channel in Channel if channel is not Channel.CASH
+)
 
 
 class ConfigError(ValueError):

@@ -23,7 +23,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 
-CHANNELS = {"wechat": pb.WECHAT, "alipay": pb.ALIPAY, "unionpay": pb.UNIONPAY, "cash": pb.CASH}
+CHANNELS = {channel.value.lower(): pb.Channel.Value(channel.value) for channel in Channel}
 
 
 def sandbox_code(channel: str, ending: str) -> str:
