@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from orchestrator.channels.alipay import bill as alipay_bill
 from orchestrator.channels.alipay import declines as alipay_declines
+from orchestrator.channels.alipay import sandbox_bill as alipay_sandbox_bill
 from orchestrator.channels.alipay import wiring as alipay
 from orchestrator.channels.codes import AUTH_CODES
 from orchestrator.channels.unionpay import bill as unionpay_bill
 from orchestrator.channels.unionpay import declines as unionpay_declines
+from orchestrator.channels.unionpay import sandbox_bill as unionpay_sandbox_bill
 from orchestrator.channels.unionpay import wiring as unionpay
 from orchestrator.channels.wechat import bill as wechat_bill
 from orchestrator.channels.wechat import declines as wechat_declines
+from orchestrator.channels.wechat import sandbox_bill as wechat_sandbox_bill
 from orchestrator.channels.wechat import wiring as wechat
 from orchestrator.config import ProviderSettings
 from orchestrator.domain.codes import AuthCodeRule
@@ -25,7 +29,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillRow
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.port import PaymentProvider
-from orchestrator.sandbox.bank import SandboxBank
+from orchestrator.sandbox.bank import SandboxBank, Trade
 from orchestrator.sandbox.common import Gateway
 
 
@@ -38,6 +42,7 @@ class ChannelSpec:
     parse_bill: Callable[[bytes], list[BillRow]]
     adapter: Callable[[HttpClient, ProviderSettings, Path], PaymentProvider]
     gateway: Callable[[SandboxBank, ProviderSettings, Path], Gateway[Any]]
+    ledger_bill: Callable[[list[Trade], date], bytes]  # an in-process sandbox ledger's bill
 
 
 CHANNELS: dict[Channel, ChannelSpec] = {
@@ -49,6 +54,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         wechat_bill.parse_wechat,
         wechat.adapter,
         wechat.gateway,
+        wechat_sandbox_bill.ledger_bill,
     ),
     Channel.ALIPAY: ChannelSpec(
         Channel.ALIPAY,
@@ -58,6 +64,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         alipay_bill.parse_alipay,
         alipay.adapter,
         alipay.gateway,
+        alipay_sandbox_bill.ledger_bill,
     ),
     Channel.UNIONPAY: ChannelSpec(
         Channel.UNIONPAY,
@@ -67,6 +74,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         unionpay_bill.parse_unionpay,
         unionpay.adapter,
         unionpay.gateway,
+        unionpay_sandbox_bill.ledger_bill,
     ),
 }
 

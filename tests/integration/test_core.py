@@ -11,6 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import Config
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import (
@@ -27,7 +28,6 @@ from orchestrator.domain.order import Order, invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState
 from orchestrator.providers.engine import SystemClock
 from orchestrator.sandbox.bank import SandboxBank, Timing
-from orchestrator.sandbox.provider import SandboxProvider
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.redis_store import RedisStore

@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import load_config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
@@ -24,7 +25,6 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.sandbox.bank import SandboxBank, Timing
-from orchestrator.sandbox.provider import SandboxProvider
 from tests.support import EXPECTED, PROVIDER_CHANNELS, Recorded, code
 
 SCALE = 0.01

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import load_config
 from orchestrator.domain.states import Channel
 from orchestrator.providers.engine import RefundDriver, RefundTicket, SystemClock
@@ -21,7 +22,6 @@ from orchestrator.providers.port import (
     TradeRef,
 )
 from orchestrator.sandbox.bank import RefundState, SandboxBank, Timing
-from orchestrator.sandbox.provider import SandboxProvider
 from tests.support import PROVIDER_CHANNELS, REFUND_EXPECTED, code, provider_id
 
 SCALE = 0.01

@@ -21,10 +21,11 @@ from orchestrator.channels.unionpay.adapter import (
     VOID,
     digest_message,
 )
+from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
 from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import RefundState, Reply, SandboxBank, Trade, TradeState
-from orchestrator.sandbox.bills import BEIJING, local, unionpay_settlement
+from orchestrator.sandbox.bills import BEIJING, local
 from orchestrator.sandbox.common import Gateway
 
 # ACP's own response codes (the acquirer's, not ISO-8583 POS codes).

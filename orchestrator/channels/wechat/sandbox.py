@@ -19,6 +19,7 @@ from orchestrator.channels.wechat.adapter import (
     parse_authorization,
     request_message,
 )
+from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.channels.wechat.sandbox_keys import WeChatPlatformKeys
 from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import (
@@ -29,7 +30,6 @@ from orchestrator.sandbox.bank import (
     Trade,
     TradeState,
 )
-from orchestrator.sandbox.bills import wechat_trade_bill
 from orchestrator.sandbox.common import Gateway
 
 DECLINE_CODES = {"AUTH_CODE_USED": "AUTH_CODE_INVALID"}

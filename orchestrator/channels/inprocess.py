@@ -6,10 +6,10 @@ through a link to the shared sandbox host, so the ledger survives an actor resta
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from typing import Protocol
 
+from orchestrator.channels.registry import spec
 from orchestrator.domain.states import Channel
 from orchestrator.providers.port import (
     OutcomeUnknown,
@@ -25,7 +25,6 @@ from orchestrator.providers.port import (
     check_bound,
 )
 from orchestrator.sandbox.bank import BankReply, RefundState, Reply, Trade, TradeState
-from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
 
 
 class BankLink(Protocol):
@@ -95,12 +94,7 @@ class SandboxProvider:
 
     async def bill(self, day: date) -> bytes:
         """The bill the channel's sandbox gateway would give, from the bank's ledger."""
-        trades = self._link.trades()
-        if self.channel is Channel.WECHAT:
-            return wechat_trade_bill(trades, day, "wx-sandbox", "sandbox")
-        if self.channel is Channel.ALIPAY:
-            return alipay_trade_bill(trades, day, "sandbox", time.time())
-        return unionpay_settlement(trades, day, "sandbox")
+        return spec(self.channel).ledger_bill(self._link.trades(), day)
 
     def _refund_answer(self, reply: BankReply) -> RefundAnswer:
         self._raise_for(reply)
