@@ -1,7 +1,8 @@
 """PaymentProvider over a sandbox bank reached in-process (or through any BankLink).
 
-Used by unit tests directly, and by the service-point actors in the default deployment
-through a link to the shared sandbox host, so the ledger survives an actor restart.
+The unit and integration tests drive the engine and the service point with it, without
+HTTP; the deployment always speaks the real protocols to the gateways. Its daily bill is
+the channel's own format, found through the registry.
 """
 
 from __future__ import annotations
