@@ -16,10 +16,10 @@ from typing import Any
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from orchestrator.channels.factory import build_providers
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 from orchestrator.metrics import start_at_zero
-from orchestrator.providers.factory import build_providers
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store.redis_store import RedisStore

@@ -19,6 +19,7 @@ from actors import runtime
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
 from orchestrator.access.tls import ServerTls
+from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.door import FrontDoor
@@ -31,7 +32,6 @@ from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.runfile import RunInfo, forget
-from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.lockout import PinLockout
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.telemetry import announce

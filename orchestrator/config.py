@@ -19,14 +19,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.access.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
+from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.states import Channel
-from orchestrator.providers.playbook import NoAnswer, Playbook
 
 SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
-PROVIDER_CHANNELS = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
+PROVIDER_CHANNELS: tuple[Channel, ...] = tuple(
+    channel for channel in Channel if channel is not Channel.CASH
+)
 
 
 class ConfigError(ValueError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from orchestrator.domain.states import Channel
+
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 PAYMENT = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -155,7 +157,7 @@ ACTOR_SUBMITS = Counter(
     ["command"],
 )
 
-PROVIDERS = ("WECHAT", "ALIPAY", "UNIONPAY")
+PROVIDERS = tuple(channel.value for channel in Channel if channel is not Channel.CASH)
 OPERATIONS = ("pay", "query", "reverse", "refund", "refund_query", "bill")
 ERROR_KINDS = ("unavailable", "unknown", "rejected", "timeout", "mismatch")
 COMMANDS = ("CreateOrder", "Pay", "CancelOrder", "Refund", "SettleLateSuccess")

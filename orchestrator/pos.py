@@ -19,22 +19,23 @@ import grpc
 from google.protobuf.json_format import MessageToJson
 
 from orchestrator.access import client
+from orchestrator.channels.codes import AUTH_CODES
 from orchestrator.domain.money import to_yuan
+from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.runfile import RunInfo
 
-CHANNELS = {"wechat": pb.WECHAT, "alipay": pb.ALIPAY, "unionpay": pb.UNIONPAY, "cash": pb.CASH}
-_PREFIX = {"wechat": "13", "alipay": "28", "unionpay": "62"}
-_LENGTH = {"wechat": 18, "alipay": 18, "unionpay": 19}
+CHANNELS = {channel.value.lower(): pb.Channel.Value(channel.value) for channel in Channel}
 
 
 def sandbox_code(channel: str, ending: str) -> str:
     """A well-formed auth code for the channel whose last four digits pick the sandbox
     behaviour (0000 pays at once, 1111 payer confirms later, ... see the README)."""
-    middle = _LENGTH[channel] - len(_PREFIX[channel]) - len(ending)
+    rule = AUTH_CODES[Channel(channel.upper())]
+    middle = rule.sample_length - len(rule.sample_prefix) - len(ending)
     digits = "".join(random.choice("0123456789") for _ in range(middle))
-    return f"{_PREFIX[channel]}{digits}{ending}"
+    return f"{rule.sample_prefix}{digits}{ending}"
 
 
 def describe(order: pb.Order) -> str:

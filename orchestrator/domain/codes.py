@@ -1,30 +1,35 @@
-"""Payer auth codes (the one-time payment code shown to the POS), per channel."""
+"""Payer auth codes (the one-time payment code shown to the POS): the shape of a channel's
+rule, and what may be kept of a code. Each channel states its rule in
+orchestrator/channels/<name>/codes.py."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 from orchestrator.domain.errors import InvalidArgument
-from orchestrator.domain.states import Channel
-
-_RULES: dict[Channel, tuple[re.Pattern[str], str]] = {
-    # ASCII digits, full match: Arabic-Indic or full-width digits are other codes to the
-    # single-use rule, and a trailing newline must not pass.
-    Channel.WECHAT: (re.compile(r"1[0-5][0-9]{16}"), "18 digits starting 10 to 15"),
-    Channel.ALIPAY: (re.compile(r"(2[5-9]|30)[0-9]{14,22}"), "16 to 24 digits starting 25 to 30"),
-    Channel.UNIONPAY: (re.compile(r"62[0-9]{14,17}"), "16 to 19 digits starting 62"),
-}
 
 
-def check_auth_code(channel: Channel, code: str) -> None:
-    if channel is Channel.CASH:
-        if code:
-            raise InvalidArgument("a cash payment takes no auth code")
-        return
-    pattern, rule = _RULES[channel]
-    if not pattern.fullmatch(code):
-        raise InvalidArgument(f"{channel} auth code must be {rule}")
+@dataclass(frozen=True, slots=True)
+class AuthCodeRule:
+    pattern: re.Pattern[str]
+    description: str  # for the error message: "18 digits starting 10 to 15"
+    # A well-formed code the sandbox accepts: this prefix, padded to this length.
+    sample_prefix: str
+    sample_length: int
+
+    def check(self, channel: str, code: str) -> None:
+        # Full match of ASCII digits: Arabic-Indic or full-width digits would be other
+        # codes to the single-use rule, and a trailing newline must not pass.
+        if not self.pattern.fullmatch(code):
+            raise InvalidArgument(f"{channel} auth code must be {self.description}")
+
+
+def check_no_auth_code(code: str) -> None:
+    """A channel without a payer code (cash) takes none."""
+    if code:
+        raise InvalidArgument("a cash payment takes no auth code")
 
 
 def mask_auth_code(code: str) -> str:

@@ -23,12 +23,7 @@ STATUS = {
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 
-_CHANNELS = {
-    pb.WECHAT: Channel.WECHAT,
-    pb.ALIPAY: Channel.ALIPAY,
-    pb.UNIONPAY: Channel.UNIONPAY,
-    pb.CASH: Channel.CASH,
-}
+_CHANNELS = {pb.Channel.Value(channel.value): channel for channel in Channel}
 
 
 def _timestamp(ms: int | None) -> Timestamp | None:

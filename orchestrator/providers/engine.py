@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.states import AttemptEvent, AttemptState
-from orchestrator.providers.playbook import NoAnswer, Playbook
 from orchestrator.providers.port import (
     PayCall,
     PaymentProvider,

@@ -19,13 +19,13 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from orchestrator.access import client
+from orchestrator.channels.factory import build_providers
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.frontdoor.telemetry import RECONCILIATION
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
-from orchestrator.providers.factory import build_providers
 from orchestrator.reconcile.job import Healed, load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
 from orchestrator.record.recorded_store import RecordedStore

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 import orjson
 
+from orchestrator.channels.registry import spec
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel
+from orchestrator.providers.bills import BillError
 from orchestrator.providers.port import PaymentProvider, ProviderError
-from orchestrator.reconcile.bills import PARSERS, BillError
 from orchestrator.reconcile.matcher import Difference, Kind, Match, match
 from orchestrator.store.redis_store import RedisStore
 
@@ -136,7 +137,7 @@ async def reconcile(
     for channel, provider in providers.items():
         progress(f"{channel.value}: downloading the bill of {day}")
         try:
-            rows = PARSERS[channel](await provider.bill(day))
+            rows = spec(channel).parse_bill(await provider.bill(day))
         except (ProviderError, BillError, TimeoutError) as error:
             report.failures[channel] = f"no usable bill: {error}"
             progress(f"{channel.value}: no usable bill ({error})")

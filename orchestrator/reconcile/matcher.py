@@ -25,7 +25,7 @@ from enum import StrEnum
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.order import Attempt, Order, Refund
 from orchestrator.domain.states import AttemptState, Channel, RefundState
-from orchestrator.reconcile.bills import BillRow
+from orchestrator.providers.bills import BillRow
 
 
 class Kind(StrEnum):

@@ -1,3 +1,3 @@
-from orchestrator.sandbox.host import main
+from orchestrator.channels.sandboxes import main
 
 main()

@@ -27,10 +27,11 @@ from typing import Any
 
 import orjson
 
+from orchestrator.channels.codes import check_auth_code
 from orchestrator.config import Config
 from orchestrator.domain.calendar import expiry_after, local_day
 from orchestrator.domain.catalog import PricedLine, price_lines
-from orchestrator.domain.codes import auth_code_digest, check_auth_code, mask_auth_code
+from orchestrator.domain.codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,

@@ -22,6 +22,7 @@ from orchestrator.access import client
 from orchestrator.access.setup import server_tls
 from orchestrator.access.supervisors import ensure_dev_pins
 from orchestrator.bootstrap import start_front_door
+from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
@@ -33,7 +34,6 @@ from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
-from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.support import code, small_config_data
 
 CHANNELS = {

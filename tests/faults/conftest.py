@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import tomli_w
 
+from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis, free_port
-from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.faults.proxy import FaultyProxy
 from tests.faults.served import Served
 from tests.support import small_config_data

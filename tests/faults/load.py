@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import grpc
 
+from orchestrator.channels.sandboxes import Sandboxes
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.sandbox.bank import TradeState
-from orchestrator.sandbox.host import Sandboxes
 from tests.faults.served import connect
 from tests.support import code
 

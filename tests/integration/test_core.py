@@ -11,6 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import Config
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import (
@@ -26,7 +27,6 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order, invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState
 from orchestrator.providers.engine import SystemClock
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys

@@ -6,11 +6,11 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import Accepted, CreateOrder, Done, Pay
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store.redis_store import RedisStore

@@ -15,16 +15,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from orchestrator.channels.factory import Providers, build_providers
+from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
+from orchestrator.channels.unionpay.adapter import UnionPay
+from orchestrator.channels.unionpay.sandbox import UnionPayGateway
+from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
+from orchestrator.channels.unionpay.wiring import unionpay_keys
+from orchestrator.channels.wechat.adapter import WeChatPay
+from orchestrator.channels.wechat.platform import WeChatTrust
+from orchestrator.channels.wechat.sandbox import WeChatGateway
+from orchestrator.channels.wechat.sandbox_keys import WeChatPlatformKeys
+from orchestrator.channels.wechat.wiring import wechat_merchant, wechat_trust
 from orchestrator.config import Config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
-from orchestrator.providers.factory import (
-    Providers,
-    build_providers,
-    unionpay_keys,
-    wechat_merchant,
-    wechat_trust,
-)
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.keys import Layout, ensure_dev_keys, ensure_receipt_secret
 from orchestrator.providers.port import (
@@ -35,13 +39,6 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.providers.signing import load_public_key, serial_of
-from orchestrator.providers.unionpay import UnionPay
-from orchestrator.providers.wechat import WeChatPay
-from orchestrator.providers.wechat_platform import WeChatTrust
-from orchestrator.sandbox.host import Sandboxes, start_sandboxes
-from orchestrator.sandbox.platform_keys import UnionPayPlatformKeys, WeChatPlatformKeys
-from orchestrator.sandbox.unionpay_server import UnionPayGateway
-from orchestrator.sandbox.wechat_server import WeChatGateway
 from tests.support import Recorded, code, eventually, small_config
 
 

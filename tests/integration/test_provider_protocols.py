@@ -19,16 +19,15 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from orchestrator.channels.alipay.adapter import Alipay
+from orchestrator.channels.factory import Providers, build_providers
+from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
+from orchestrator.channels.unionpay.adapter import txn_time
+from orchestrator.channels.wechat.adapter import WeChatPay
+from orchestrator.channels.wechat.wiring import wechat_merchant, wechat_trust
 from orchestrator.config import Config
 from orchestrator.domain.states import AttemptState, Channel
-from orchestrator.providers.alipay import Alipay
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
-from orchestrator.providers.factory import (
-    Providers,
-    build_providers,
-    wechat_merchant,
-    wechat_trust,
-)
 from orchestrator.providers.http import HttpAnswer, HttpClient
 from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.providers.port import (
@@ -45,9 +44,6 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.providers.signing import generate_key
-from orchestrator.providers.unionpay import txn_time
-from orchestrator.providers.wechat import WeChatPay
-from orchestrator.sandbox.host import Sandboxes, start_sandboxes
 from tests.support import (
     EXPECTED,
     PROVIDER_CHANNELS,

@@ -24,6 +24,7 @@ import tomli_w
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.cli import main
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.calendar import local_day
@@ -32,7 +33,6 @@ from orchestrator.domain.commands import CancelOrder, CreateOrder, Done, Pay, Re
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record import migrate
 from orchestrator.record.consistency import compare

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.channels.alipay.bill import parse_alipay
+from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
+from orchestrator.channels.unionpay.bill import parse_unionpay
+from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
+from orchestrator.channels.wechat.bill import parse_wechat
+from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.domain.states import Channel
-from orchestrator.reconcile.bills import BillError, parse_alipay, parse_unionpay, parse_wechat
+from orchestrator.providers.bills import BillError
 from orchestrator.sandbox.bank import Behaviour as B
 from orchestrator.sandbox.bank import Refund, Trade, TradeState
-from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bills"
 

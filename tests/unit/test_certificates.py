@@ -10,6 +10,14 @@ import time
 import orjson
 import pytest
 
+from orchestrator.channels.wechat.adapter import _signed_by, answer_message
+from orchestrator.channels.wechat.platform import (
+    PlatformKeys,
+    WeChatTrust,
+    certificates_of,
+    decrypt_resource,
+    encrypt_resource,
+)
 from orchestrator.providers.certificates import (
     CertificateError,
     ChainTrust,
@@ -25,14 +33,6 @@ from orchestrator.providers.certificates import (
 from orchestrator.providers.http import HttpAnswer
 from orchestrator.providers.keys import SandboxCa
 from orchestrator.providers.signing import generate_key, sign
-from orchestrator.providers.wechat import _signed_by, answer_message
-from orchestrator.providers.wechat_platform import (
-    PlatformKeys,
-    WeChatTrust,
-    certificates_of,
-    decrypt_resource,
-    encrypt_resource,
-)
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -217,7 +217,7 @@ async def test_public_key_mode_needs_no_download() -> None:
 
 
 def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
-    from orchestrator.providers.unionpay_keys import UnionPayKeys
+    from orchestrator.channels.unionpay.keys import UnionPayKeys
 
     signer = CA.issue("China UnionPay sandbox signing certificate")
     keys = UnionPayKeys(CA.issue("merchant"), CA.root.certificate, CA.middle.certificate)

@@ -1,6 +1,7 @@
 import pytest
 
-from orchestrator.domain.codes import auth_code_digest, check_auth_code, mask_auth_code
+from orchestrator.channels.codes import check_auth_code
+from orchestrator.domain.codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.states import Channel
 

@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import load_config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
@@ -23,7 +24,6 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from tests.support import EXPECTED, PROVIDER_CHANNELS, Recorded, code
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from orchestrator.channels.unionpay.wiring import unionpay_keys
+from orchestrator.channels.wechat.wiring import wechat_merchant, wechat_trust
 from orchestrator.config import ConfigError, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.providers import keys as keys_module
 from orchestrator.providers.certificates import load_pfx, unionpay_cert_id
-from orchestrator.providers.factory import unionpay_keys, wechat_merchant, wechat_trust
 from orchestrator.providers.keys import (
     KeyMaterialError,
     Layout,

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import AttemptEvent, Channel
-from orchestrator.reconcile.bills import BillRow
+from orchestrator.providers.bills import BillRow
 from orchestrator.reconcile.matcher import Kind, match
 
 ZONE = ZoneInfo("Asia/Shanghai")

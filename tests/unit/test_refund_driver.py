@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import load_config
 from orchestrator.domain.states import Channel
 from orchestrator.providers.engine import RefundDriver, RefundTicket, SystemClock
@@ -20,7 +21,6 @@ from orchestrator.providers.port import (
     TradeAnswer,
     TradeRef,
 )
-from orchestrator.providers.sandbox_provider import SandboxProvider
 from orchestrator.sandbox.bank import RefundState, SandboxBank, Timing
 from tests.support import PROVIDER_CHANNELS, REFUND_EXPECTED, code, provider_id
 

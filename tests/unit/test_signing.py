@@ -3,7 +3,14 @@ tampered messages refused."""
 
 import pytest
 
-from orchestrator.providers.alipay import raw_member
+from orchestrator.channels.alipay.adapter import raw_member
+from orchestrator.channels.unionpay.adapter import digest_message
+from orchestrator.channels.wechat.adapter import (
+    answer_message,
+    authorization,
+    parse_authorization,
+    request_message,
+)
 from orchestrator.providers.signing import (
     generate_key,
     serial_of,
@@ -11,13 +18,6 @@ from orchestrator.providers.signing import (
     sorted_pairs,
     verify,
     wechat_v2_md5,
-)
-from orchestrator.providers.unionpay import digest_message
-from orchestrator.providers.wechat import (
-    answer_message,
-    authorization,
-    parse_authorization,
-    request_message,
 )
 
 KEY = generate_key()
@@ -80,7 +80,7 @@ def test_rsa_signatures_verify_and_tampering_is_caught() -> None:
 
 
 def test_wechat_authorization_header_round_trip() -> None:
-    from orchestrator.providers.wechat_platform import WeChatMerchant
+    from orchestrator.channels.wechat.platform import WeChatMerchant
 
     keys = WeChatMerchant(KEY, serial_of(KEY.public_key()))
     header = authorization(keys, "1900000109", "GET", "/v3/x?mchid=1", b"", 1_700_000_000)

@@ -1,15 +1,16 @@
 """PaymentProvider over a sandbox bank reached in-process (or through any BankLink).
 
-Used by unit tests directly, and by the service-point actors in the default deployment
-through a link to the shared sandbox host, so the ledger survives an actor restart.
+The unit and integration tests drive the engine and the service point with it, without
+HTTP; the deployment always speaks the real protocols to the gateways. Its daily bill is
+the channel's own format, found through the registry.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from typing import Protocol
 
+from orchestrator.channels.registry import spec
 from orchestrator.domain.states import Channel
 from orchestrator.providers.port import (
     OutcomeUnknown,
@@ -25,7 +26,6 @@ from orchestrator.providers.port import (
     check_bound,
 )
 from orchestrator.sandbox.bank import BankReply, RefundState, Reply, Trade, TradeState
-from orchestrator.sandbox.bills import alipay_trade_bill, unionpay_settlement, wechat_trade_bill
 
 
 class BankLink(Protocol):
@@ -95,12 +95,7 @@ class SandboxProvider:
 
     async def bill(self, day: date) -> bytes:
         """The bill the channel's sandbox gateway would give, from the bank's ledger."""
-        trades = self._link.trades()
-        if self.channel is Channel.WECHAT:
-            return wechat_trade_bill(trades, day, "wx-sandbox", "sandbox")
-        if self.channel is Channel.ALIPAY:
-            return alipay_trade_bill(trades, day, "sandbox", time.time())
-        return unionpay_settlement(trades, day, "sandbox")
+        return spec(self.channel).ledger_bill(self._link.trades(), day)
 
     def _refund_answer(self, reply: BankReply) -> RefundAnswer:
         self._raise_for(reply)

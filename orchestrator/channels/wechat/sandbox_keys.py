@@ -1,6 +1,6 @@
-"""The sandbox gateways' own keys and certificates (the platform's side), read from the
-dev material under keys_dir/sandbox, and the switches tests use to rotate a certificate
-or sign with one windowpay must not trust."""
+"""The WeChat Pay sandbox gateway's own keys and certificates (the platform's side), read
+from the dev material under keys_dir/sandbox, and the switches tests use to rotate a
+certificate or sign with one windowpay must not trust."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.channels.wechat.platform import encrypt_resource
 from orchestrator.providers.certificates import (
     Certificate,
     SigningIdentity,
     certificate_pem,
-    issue,
     rsa_public_key,
-    unionpay_cert_id,
     wechat_serial,
 )
 from orchestrator.providers.keys import (
@@ -26,13 +25,10 @@ from orchestrator.providers.keys import (
     read_identity,
     read_secret,
     sandbox_ca,
-    unionpay_platform_files,
-    unionpay_registered_merchant,
     wechat_platform_files,
     wechat_pub_key_private,
 )
-from orchestrator.providers.signing import PrivateKey, PublicKey, generate_key, load_private_key
-from orchestrator.providers.wechat_platform import encrypt_resource
+from orchestrator.providers.signing import PrivateKey, PublicKey, load_private_key
 
 
 @dataclass
@@ -113,41 +109,6 @@ class WeChatPlatformKeys:
         return {"data": data}
 
 
-@dataclass
-class UnionPayPlatformKeys:
-    """Signs answers with the gateway's signing certificate and sends it along
-    (signPubKeyCert); verifies requests with the merchant certificate on file."""
-
-    signer: SigningIdentity
-    merchant: Certificate
-
-    @property
-    def private(self) -> PrivateKey:
-        return self.signer.key
-
-    @property
-    def own_serial(self) -> str:
-        return unionpay_cert_id(self.signer.certificate)
-
-    @property
-    def certificate_pem(self) -> str:
-        return certificate_pem(self.signer.certificate).decode()
-
-    @property
-    def peer_public(self) -> PublicKey:
-        return rsa_public_key(self.merchant)
-
-    @property
-    def peer_serial(self) -> str:
-        return unionpay_cert_id(self.merchant)
-
-    def sign_with_untrusted(self) -> str:
-        """Sign with a self-made certificate that chains to no configured root."""
-        key = generate_key()
-        self.signer = SigningIdentity(key, issue("China UnionPay (forged)", key, None, ca=False))
-        return self.own_serial
-
-
 def wechat_platform_keys(
     keys_dir: Path, apiv3_file: str, apiv3_env: str, public_key_id: str
 ) -> WeChatPlatformKeys:
@@ -160,14 +121,6 @@ def wechat_platform_keys(
         apiv3_key=read_secret(keys_dir, apiv3_file, apiv3_env),
         public_key_id=public_key_id or SANDBOX_PUBLIC_KEY_ID,
         public_key_private=load_private_key(wechat_pub_key_private(layout)),
-    )
-
-
-def unionpay_platform_keys(keys_dir: Path) -> UnionPayPlatformKeys:
-    layout = Layout(keys_dir)
-    key, cert = unionpay_platform_files(layout)
-    return UnionPayPlatformKeys(
-        read_identity(key, cert), read_certificate(unionpay_registered_merchant(layout))
     )
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from orchestrator.channels.alipay.adapter import SIGNED_EXCEPT
+from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
 from orchestrator.domain.money import from_yuan, to_yuan
-from orchestrator.providers.alipay import SIGNED_EXCEPT
 from orchestrator.providers.signing import sign, sorted_pairs, verify
 from orchestrator.sandbox.bank import BankReply, RefundState, Reply, SandboxBank, Trade, TradeState
-from orchestrator.sandbox.bills import alipay_trade_bill, local
+from orchestrator.sandbox.bills import local
 from orchestrator.sandbox.common import Gateway
 
 TRADE_STATUS = {

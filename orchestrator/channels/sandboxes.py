@@ -1,4 +1,5 @@
-"""Runs the three sandbox gateways, each on its own loopback port, in one process."""
+"""Runs every sandboxed channel's gateway (from the channel registry), each on its own
+loopback port, in one process."""
 
 from __future__ import annotations
 
@@ -16,16 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.channels.registry import CHANNELS, spec
 from orchestrator.config import Config, load_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import free_port
-from orchestrator.providers.keys import ensure_dev_keys, provider_keys
-from orchestrator.sandbox.alipay_server import AlipayGateway
+from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.sandbox.common import Gateway
-from orchestrator.sandbox.platform_keys import unionpay_platform_keys, wechat_platform_keys
-from orchestrator.sandbox.unionpay_server import UnionPayGateway
-from orchestrator.sandbox.wechat_server import WeChatGateway
 
 
 @dataclass
@@ -56,26 +54,10 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
         hang_s=sandbox.hang_s,
         refund_processing_s=sandbox.refund_processing_s,
     )
-    providers = config.providers
     gateways: dict[Channel, Gateway[Any]] = {}
     for channel in config.sandboxed():
-        settings = providers[channel]
         bank = SandboxBank(channel.value, timing)
-        if channel is Channel.WECHAT:
-            credentials = settings.credentials
-            keys = wechat_platform_keys(
-                keys_dir,
-                credentials.apiv3_key_file,
-                credentials.apiv3_key_env,
-                credentials.public_key_id,
-            )
-            gateways[channel] = WeChatGateway(bank, keys, settings.merchant_id, settings.app_id)
-        elif channel is Channel.ALIPAY:
-            platform = provider_keys(keys_dir, "alipay").for_platform()
-            gateways[channel] = AlipayGateway(bank, platform, settings.merchant_id)
-        elif channel is Channel.UNIONPAY:
-            union = unionpay_platform_keys(keys_dir)
-            gateways[channel] = UnionPayGateway(bank, union, settings.merchant_id)
+        gateways[channel] = spec(channel).gateway(bank, config.providers[channel], keys_dir)
     return gateways
 
 
@@ -142,17 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")
     parser.add_argument("--keys", type=Path, required=True, help="keys directory")
     parser.add_argument("--time-scale", type=float, help="multiply every sandbox delay")
-    for channel in Channel:
-        if channel is not Channel.CASH:
-            parser.add_argument(f"--{channel.value.lower()}-port", type=int, default=0)
+    for channel in CHANNELS:
+        parser.add_argument(f"--{channel.value.lower()}-port", type=int, default=0)
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.time_scale is not None:
         config = config.with_settings(time_scale=args.time_scale)
     ports: dict[Channel, int] = {
-        channel: getattr(args, f"{channel.value.lower()}_port")
-        for channel in Channel
-        if channel is not Channel.CASH
+        channel: getattr(args, f"{channel.value.lower()}_port") for channel in CHANNELS
     }
 
     async def run() -> None:

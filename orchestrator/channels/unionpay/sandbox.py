@@ -12,8 +12,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from orchestrator.providers.signing import sign, verify
-from orchestrator.providers.unionpay import (
+from orchestrator.channels.unionpay.adapter import (
     QUERY_TXN,
     REFUND,
     REVERSAL,
@@ -22,10 +21,12 @@ from orchestrator.providers.unionpay import (
     VOID,
     digest_message,
 )
+from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
+from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
+from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import RefundState, Reply, SandboxBank, Trade, TradeState
-from orchestrator.sandbox.bills import BEIJING, local, unionpay_settlement
+from orchestrator.sandbox.bills import BEIJING, local
 from orchestrator.sandbox.common import Gateway
-from orchestrator.sandbox.platform_keys import UnionPayPlatformKeys
 
 # ACP's own response codes (the acquirer's, not ISO-8583 POS codes).
 MESSAGES = {

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from orchestrator.channels.alipay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import Adapter
@@ -42,28 +43,6 @@ TRADE_STATUS = {
     "WAIT_BUYER_PAY": TradeStatus.CONFIRMING,
     "TRADE_CLOSED": TradeStatus.CLOSED,
 }
-# The allow-list of a pay call's final declines (nothing taken). Any other refusal,
-# ACQ.TRADE_HAS_SUCCESS ("already paid") or an unknown sub_code included, is unknown.
-DECLINED = frozenset(
-    {
-        "ACQ.PAYMENT_AUTH_CODE_INVALID",
-        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
-        "ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH",
-        "ACQ.PAYMENT_FAIL",
-        "ACQ.BUYER_ENABLE_STATUS_FORBID",
-    }
-)
-# A refund's final refusals: nothing was or will be refunded. Anything else is asked again.
-REFUND_DECLINED = frozenset(
-    {
-        "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-        "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
-        "ACQ.TRADE_NOT_EXIST",
-        "ACQ.TRADE_STATUS_ERROR",
-        "ACQ.TRADE_NOT_ALLOW_REFUND",
-        "ACQ.REASON_TRADE_BEEN_FREEZEN",
-    }
-)
 DOWNLOAD_TIMEOUT_S = 60.0
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 

@@ -15,6 +15,12 @@ from typing import Any, NoReturn
 
 import orjson
 
+from orchestrator.channels.wechat.declines import DECLINED, REFUND_DECLINED
+from orchestrator.channels.wechat.platform import (
+    PlatformKeys,
+    WeChatMerchant,
+    WeChatTrust,
+)
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import Adapter, HttpAnswer, HttpClient
 from orchestrator.providers.port import (
@@ -33,11 +39,6 @@ from orchestrator.providers.port import (
     check_bound,
 )
 from orchestrator.providers.signing import PublicKey, sign, verify
-from orchestrator.providers.wechat_platform import (
-    PlatformKeys,
-    WeChatMerchant,
-    WeChatTrust,
-)
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 MAX_SKEW_S = 300
@@ -51,16 +52,7 @@ TRADE_STATES = {
     "CLOSED": TradeStatus.CLOSED,
     "REVOKED": TradeStatus.CLOSED,
 }
-# The allow-list of a pay call's final declines (nothing taken). Any other refusal, an
-# "already paid" (ORDERPAID) or an unknown code included, leaves the outcome unknown.
-DECLINED = frozenset(
-    {"NOTENOUGH", "AUTHCODEEXPIRE", "AUTH_CODE_INVALID", "PAYER_ACCOUNT_ABNORMAL", "TRADE_ERROR"}
-)
 CLOSED = frozenset({"ORDER_CLOSED", "ORDER_REVERSED"})
-# A refund's final refusals: nothing was or will be refunded. Anything else is asked again.
-REFUND_DECLINED = frozenset(
-    {"NOT_ENOUGH", "USER_ACCOUNT_ABNORMAL", "PARAM_ERROR", "RESOURCE_NOT_EXISTS", "NO_AUTH"}
-)
 REFUND_STATUS = {
     "SUCCESS": RefundStatus.SUCCEEDED,
     "CLOSED": RefundStatus.FAILED,

@@ -13,13 +13,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from orchestrator.providers.signing import sign, verify
-from orchestrator.providers.wechat import (
+from orchestrator.channels.wechat.adapter import (
     MAX_SKEW_S,
     answer_message,
     parse_authorization,
     request_message,
 )
+from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
+from orchestrator.channels.wechat.sandbox_keys import WeChatPlatformKeys
+from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import (
     BankReply,
     Refund,
@@ -28,9 +30,7 @@ from orchestrator.sandbox.bank import (
     Trade,
     TradeState,
 )
-from orchestrator.sandbox.bills import wechat_trade_bill
 from orchestrator.sandbox.common import Gateway
-from orchestrator.sandbox.platform_keys import WeChatPlatformKeys
 
 DECLINE_CODES = {"AUTH_CODE_USED": "AUTH_CODE_INVALID"}
 REFUND_REFUSALS = {

@@ -26,6 +26,8 @@ from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
+from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
+from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter, HttpClient
@@ -44,7 +46,6 @@ from orchestrator.providers.port import (
     check_bound,
 )
 from orchestrator.providers.signing import sign, sorted_pairs, verify
-from orchestrator.providers.unionpay_keys import UnionPayKeys
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 TRANSACT = "/gateway/api/backTransReq.do"
@@ -58,22 +59,6 @@ SALE, QUERY_TXN, VOID, REFUND, REVERSAL, SETTLEMENT_FILE = "01", "00", "31", "04
 UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / unclear / accepted: ask again
 ACCEPTED = "05"
 NOT_FOUND = "34"
-# The allow-list of a sale's final declines: nothing was taken. Anything else is unknown.
-DECLINED = {
-    "33": "amount over limit",
-    "61": "invalid card or code",
-    "63": "card status not valid",
-    "64": "insufficient balance",
-    "65": "wrong PIN or expiry",
-    "73": "card expired",
-}
-# A void's or refund's final refusals: nothing was refunded.
-REFUND_DECLINED = {
-    "31": "merchant cannot refund now",
-    "33": "amount over limit",
-    "35": "original missing or in the wrong state",
-    "36": "does not match the original",
-}
 
 
 def digest_message(fields: dict[str, str]) -> bytes:

@@ -1,0 +1,46 @@
+"""Builds UnionPay's adapter (from the merchant's .pfx and the root/middle certificates)
+and its sandbox gateway (from the acquirer's dev keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.channels.unionpay.adapter import UnionPay
+from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.sandbox import UnionPayGateway
+from orchestrator.channels.unionpay.sandbox_keys import unionpay_platform_keys
+from orchestrator.config import Credentials, ProviderSettings
+from orchestrator.providers.certificates import CertificateError, load_pfx
+from orchestrator.providers.http import HttpClient
+from orchestrator.providers.keys import KeyMaterialError, read_certificate, read_secret
+from orchestrator.sandbox.bank import SandboxBank
+
+
+def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> UnionPay:
+    return UnionPay(
+        client,
+        unionpay_keys(keys_dir, settings.credentials),
+        settings.merchant_id,
+        settings.notify_url,
+    )
+
+
+def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> UnionPayGateway:
+    return UnionPayGateway(bank, unionpay_platform_keys(keys_dir), settings.merchant_id)
+
+
+def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
+    password = read_secret(keys_dir, credentials.pfx_password_file, credentials.pfx_password_env)
+    pfx = keys_dir / credentials.pfx_file
+    try:
+        identity = load_pfx(pfx.read_bytes(), password)
+    except OSError as error:
+        raise KeyMaterialError(f"cannot read {pfx}: {error.strerror}") from None
+    except CertificateError as error:
+        raise KeyMaterialError(f"{pfx}: {error}") from None
+    return UnionPayKeys(
+        identity,
+        read_certificate(keys_dir / credentials.root_cert_file),
+        read_certificate(keys_dir / credentials.middle_cert_file),
+        credentials.signer_name,
+    )

@@ -1,0 +1,169 @@
+"""The packages' imports form no cycle, and the pure parts stay pure: the domain and the
+channels' auth-code rules import nothing that does I/O (docs/PROVIDERS.md, "Adding a
+channel")."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Entry points run as `python -m ...`; nothing imports them, so they add no edge.
+ENTRY_POINTS = {"orchestrator.sandbox.__main__"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _package(module: str) -> str:
+    """orchestrator.channels.wechat.adapter -> orchestrator.channels; top-level modules
+    (orchestrator.config) are their own unit."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "orchestrator").rglob("*.py")):
+        module = _module_name(path)
+        if module.startswith("orchestrator.generated") or module in ENTRY_POINTS:
+            continue
+        source = _package(module)
+        edges = graph.setdefault(source, set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("orchestrator.") and not name.startswith(
+                    "orchestrator.generated"
+                ):
+                    target = _package(name)
+                    if target != source:
+                        edges.add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one package (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in list(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_planted_cycle() -> None:
+    planted = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(planted) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# reconcile/commands.py reads a metric defined in frontdoor/telemetry.py while the back
+# office settles through reconcile/: left for the front door's owners to untangle.
+KNOWN_CYCLES = [["orchestrator.frontdoor", "orchestrator.reconcile"]]
+
+
+def test_no_package_import_cycles() -> None:
+    assert [c for c in cycles(package_graph()) if c not in KNOWN_CYCLES] == []
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        ("orchestrator.providers", "orchestrator.sandbox"),
+        ("orchestrator.providers", "orchestrator.config"),
+        ("orchestrator.providers", "orchestrator.channels"),
+        ("orchestrator.config", "orchestrator.providers"),
+        ("orchestrator.config", "orchestrator.channels"),
+        ("orchestrator.sandbox", "orchestrator.channels"),
+        ("orchestrator.domain", "orchestrator.providers"),
+        ("orchestrator.domain", "orchestrator.channels"),
+    ],
+)
+def test_layer_does_not_import_upwards(low: str, high: str) -> None:
+    assert high not in package_graph()[low]
+
+
+def _loaded_after_import(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return set(out.stdout.split())
+
+
+IO_MODULES = {"aiohttp", "grpc", "ray", "redis", "cryptography", "orjson"}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "orchestrator.channels.codes",
+        "orchestrator.channels.wechat.codes",
+        "orchestrator.channels.alipay.codes",
+        "orchestrator.channels.unionpay.codes",
+        "orchestrator.domain.order",
+        "orchestrator.domain.playbook",
+        "orchestrator.config",
+    ],
+)
+def test_pure_modules_pull_in_no_io(module: str) -> None:
+    loaded = _loaded_after_import(module)
+    assert not {name.split(".")[0] for name in loaded} & IO_MODULES
+    assert not any(name.startswith("orchestrator.providers") for name in loaded)
+
+
+MOVED = ("channels", "providers", "sandbox")
+
+
+def test_every_moved_module_imports_on_its_own() -> None:
+    """A module that only imports after another one (a hidden cycle) fails here: each is
+    imported first thing in a fresh interpreter."""
+    modules = [
+        _module_name(path)
+        for package in MOVED
+        for path in sorted((ROOT / "orchestrator" / package).rglob("*.py"))
+        if path.name != "__main__.py"
+    ] + ["orchestrator.config", "orchestrator.domain.playbook", "orchestrator.reconcile.job"]
+    assert "orchestrator.channels.registry" in modules
+    failed = []
+    for module in modules:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT
+        )
+        if done.returncode:
+            failed.append((module, done.stderr.strip().splitlines()[-1]))
+    assert failed == []
