@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.access.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
 from orchestrator.domain.playbook import NoAnswer, Playbook
+from orchestrator.domain.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.states import Channel
 
 SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")

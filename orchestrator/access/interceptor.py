@@ -18,9 +18,9 @@ import grpc
 
 from orchestrator.access.limits import Gate
 from orchestrator.access.policy import TABLE, Rule, Scope, denial
-from orchestrator.access.principals import Directory, Principal
 from orchestrator.access.revocation import Revocations
 from orchestrator.access.streams import SlowReader
+from orchestrator.domain.principals import Directory, Principal
 from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
 
 log = logging.getLogger(__name__)

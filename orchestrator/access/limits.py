@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from orchestrator.access.principals import Limits, Principal, Role
+from orchestrator.domain.principals import Limits, Principal, Role
 
 
 @dataclass(slots=True)

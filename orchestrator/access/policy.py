@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.access.principals import Principal, Role
+from orchestrator.domain.principals import Principal, Role
 
 Check = Callable[[Principal, Any, "Scope"], str | None]
 

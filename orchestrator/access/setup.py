@@ -12,10 +12,10 @@ from orchestrator.access import pki
 from orchestrator.access.interceptor import AccessInterceptor
 from orchestrator.access.limits import Gate
 from orchestrator.access.policy import Scope
-from orchestrator.access.principals import AccessSettings, Directory
 from orchestrator.access.revocation import Revocations
 from orchestrator.access.tls import ServerTls
 from orchestrator.config import Config
+from orchestrator.domain.principals import AccessSettings, Directory
 
 log = logging.getLogger(__name__)
 

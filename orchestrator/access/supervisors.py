@@ -24,7 +24,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from orchestrator.access.files import create_secret, replace_file
-from orchestrator.access.principals import AccessSettings
+from orchestrator.domain.principals import AccessSettings
 from orchestrator.store.lockout import PinLockout
 
 log = logging.getLogger(__name__)
