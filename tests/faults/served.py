@@ -85,7 +85,7 @@ class Served:
                 raise AssertionError(f"windowpay serve exited; see {self.log_path}")
             run = RunInfo.read(self.data_dir)
             if run is not None and run.pid == self.process.pid:
-                answer = await asyncio.to_thread(health_status, run.grpc, timeout_s=2)
+                answer = await asyncio.to_thread(self.health)
                 if answer == "SERVING":
                     return time.monotonic() - started
             if time.monotonic() - started > within:
