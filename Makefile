@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
 		apt-get install -y -q redis-server >/dev/null; } || \
 		{ echo "redis-server is required (Debian package redis-server)"; exit 1; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		{ command -v apt-get >/dev/null && { apt-get install -y -q postgresql >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; }; } || \
+		{ echo "PostgreSQL is required (Debian package postgresql)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock

@@ -25,6 +25,7 @@ from orchestrator.domain.commands import Command, Result
 
 NAMESPACE = "windowpay"
 RECEIPT_ISSUER = "receipts"
+DRAINER = "record-drainer"
 
 
 def start(*, num_cpus: int = 2, address: str | None = None) -> str:
@@ -81,9 +82,12 @@ class Actors:
 
     submitters: dict[str, RaySubmitter]  # per service point
     receipt_issuer: Any
+    drainer: Any = None
 
 
-async def deploy(config: Config, redis_url: str, keys_dir: str) -> Actors:
+async def deploy(
+    config: Config, redis_url: str, keys_dir: str, database_url: str | None = None
+) -> Actors:
     """Create (or find) the actors of the deployment, once every one has recovered its
     state and is ready."""
     from actors.service_point import ServicePointActor
@@ -106,8 +110,42 @@ async def deploy(config: Config, redis_url: str, keys_dir: str) -> Actors:
             submitters[sp] = submitter
     unique = {s.name: s for s in submitters.values()}
     issuer = _receipt_issuer(config, redis_url, keys_dir)
-    await asyncio.gather(*(s.ready() for s in unique.values()), issuer.ready.remote())
-    return Actors(submitters, issuer)
+    drainer = _drainer(config, redis_url, database_url) if database_url else None
+    await asyncio.gather(
+        *(s.ready() for s in unique.values()),
+        issuer.ready.remote(),
+        *([drainer.ready.remote()] if drainer else []),
+    )
+    return Actors(submitters, issuer, drainer)
+
+
+def _drainer(config: Config, redis_url: str, database_url: str) -> Any:
+    from actors.drainer import DrainerActor
+
+    return (
+        ray.remote(DrainerActor)
+        .options(
+            name=DRAINER,
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,  # restarted after a crash; replays what it had not acked
+            max_concurrency=10,
+        )
+        .remote(config, redis_url, database_url)
+    )
+
+
+async def drainer_status(drainer: Any) -> dict[str, float]:
+    status: dict[str, float] = await drainer.status.remote()
+    return status
+
+
+async def actor_pid(handle: Any) -> int | None:
+    """The actor's process id; None while Ray restarts it."""
+    try:
+        return int(await handle.pid.remote())
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+        return None
 
 
 def _receipt_issuer(config: Config, redis_url: str, keys_dir: str) -> Any:

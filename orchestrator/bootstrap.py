@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from actors import runtime
@@ -21,6 +22,9 @@ from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
 from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
+from orchestrator.record import migrate
+from orchestrator.record.embedded import EmbeddedPostgres
+from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.runfile import RunInfo, forget
 from orchestrator.sandbox.host import SandboxProcess
 from orchestrator.store.redis_store import RedisStore
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 class Running:
     server: FrontDoorServer
     redis_url: str
+    database_url: str | None
     ray_address: str
     submitters: dict[str, runtime.RaySubmitter]
     actors: runtime.Actors | None  # held so that Ray keeps the actors this process made
@@ -42,18 +47,37 @@ class Running:
         await self.stack.aclose()
 
 
+def record_pool(database_url: str, max_size: int = 4) -> AsyncConnectionPool:
+    """A pool that opens in the background: the front door serves while PostgreSQL is
+    away, answering from Redis alone."""
+    return AsyncConnectionPool(
+        database_url, min_size=1, max_size=max_size, open=False,
+        check=AsyncConnectionPool.check_connection,
+    )  # fmt: skip
+
+
 async def start_front_door(
-    config: Config, redis_url: str, submitters: dict[str, Submitter], stack: AsyncExitStack
+    config: Config,
+    redis_url: str,
+    submitters: dict[str, Submitter],
+    stack: AsyncExitStack,
+    database_url: str | None = None,
 ) -> FrontDoorServer:
     redis = Redis.from_url(redis_url)
     stack.push_async_callback(redis.aclose)
+    store = RedisStore(redis)
+    if database_url:
+        pool = record_pool(database_url)
+        await pool.open(wait=False)
+        stack.push_async_callback(pool.close)
+        store = RecordedStore(redis, pool)
     hub = EventHub(redis)
     await hub.start()
     stack.push_async_callback(hub.stop)
     settings = config.settings
     router = Router(submitters, max_batch=settings.batch_max, in_flight=settings.batches_in_flight)
     server = FrontDoorServer(
-        FrontDoor(config, RedisStore(redis), router, hub), settings.grpc_host, settings.grpc_port
+        FrontDoor(config, store, router, hub), settings.grpc_host, settings.grpc_port
     )
     await server.start()
     stack.push_async_callback(server.stop)
@@ -83,6 +107,7 @@ async def start_service(
     config: Config,
     *,
     redis_url: str | None = None,
+    database_url: str | None = None,
     data_dir: Path = Path("var"),
     ray_address: str | None = None,
     join: bool = False,
@@ -92,11 +117,23 @@ async def start_service(
     try:
         redis_url = redis_url or os.environ.get("REDIS_URL")
         if redis_url is None:
-            embedded = EmbeddedRedis(data_dir / "redis")
+            embedded = EmbeddedRedis(
+                data_dir / "redis", maxmemory_mb=config.record.redis_maxmemory_mb
+            )
             redis_url = embedded.start()
             stack.callback(embedded.stop)
             log.info("embedded Redis (append-only) listening on %s, data in %s",
                      redis_url, embedded.data_dir)  # fmt: skip
+        database_url = database_url or os.environ.get("DATABASE_URL")
+        if database_url is None and not join:
+            postgres = EmbeddedPostgres(data_dir / "pg")
+            database_url = await asyncio.to_thread(postgres.start)
+            stack.callback(postgres.stop)
+            log.info("embedded PostgreSQL listening on 127.0.0.1:%d, data in %s",
+                     postgres.port, postgres.data)  # fmt: skip
+        if database_url and not join:
+            await asyncio.to_thread(migrate.upgrade, database_url)
+            log.info("record schema at revision %s", migrate.HEAD)
         keys_dir = (data_dir / config.keys_dir).resolve()
         if not join:
             ensure_receipt_secret(keys_dir)
@@ -116,10 +153,10 @@ async def start_service(
         if join:
             submitters = runtime.join(config)
         else:
-            actors = await runtime.deploy(config, redis_url, str(keys_dir))
+            actors = await runtime.deploy(config, redis_url, str(keys_dir), database_url)
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
-        server = await start_front_door(config, redis_url, dict(submitters), stack)
+        server = await start_front_door(config, redis_url, dict(submitters), stack, database_url)
         log.info("gRPC front door listening on %s", server.address)
         log.info("metrics on http://%s/metrics, service discovery on /sd", server.metrics_address)
         if not join:
@@ -130,9 +167,10 @@ async def start_service(
                 config=str(config.path) if config.path else None,
                 providers={c.value: p.base_url for c, p in config.providers.items()},
                 pid=os.getpid(),
+                database_url=database_url or "",
             ).write(data_dir)
             stack.callback(forget, data_dir)
-        return Running(server, redis_url, address, submitters, actors, stack)
+        return Running(server, redis_url, database_url, address, submitters, actors, stack)
     except BaseException:
         await stack.aclose()
         raise

@@ -13,6 +13,7 @@ from pathlib import Path
 from orchestrator import pos
 from orchestrator.config import ConfigError, load_config
 from orchestrator.reconcile import commands as backoffice
+from orchestrator.record import commands as record
 from orchestrator.telemetry import configure_logging
 
 
@@ -46,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         running = await start_service(
             config,
             redis_url=args.redis_url,
+            database_url=args.database_url,
             data_dir=args.data_dir,
             ray_address=args.ray_address,
             join=args.join,
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="gRPC listen host (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="gRPC listen port (default from config: 50051)")
     serve.add_argument("--redis-url", help="use this Redis instead of an embedded one")
+    serve.add_argument(
+        "--database-url", help="the PostgreSQL record (default: DATABASE_URL, else embedded)"
+    )
     serve.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
     serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
@@ -95,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     pos.add_parser(commands)
     commands.choices["pos"].set_defaults(handler=pos.run)
     backoffice.add_parsers(commands)
+    record.add_parsers(commands)
     return parser
 
 

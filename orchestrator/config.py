@@ -114,6 +114,17 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class RecordSettings:
+    """The PostgreSQL record and how long Redis keeps what the record already holds.
+    Durations are multiplied by the service's time_scale."""
+
+    retention_s: float = 7 * 86_400.0  # an order's keys, once final and drained
+    drain_batch: int = 500  # changes copied per PostgreSQL transaction
+    housekeeping_s: float = 30.0  # how often streams are trimmed and lag measured
+    redis_maxmemory_mb: int = 2048  # the embedded Redis (noeviction)
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """How to reach one provider. An empty base_url means the local sandbox."""
 
@@ -142,6 +153,7 @@ class Config:
     )
     keys_dir: str = "keys"  # relative to the data directory unless absolute
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
+    record: RecordSettings = field(default_factory=RecordSettings)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -421,6 +433,21 @@ def _receipts(t: _Table) -> ReceiptSettings:
     return settings
 
 
+def _record(t: _Table) -> RecordSettings:
+    default = RecordSettings()
+    settings = RecordSettings(
+        retention_s=t.number("retention_s", default.retention_s),
+        drain_batch=t.get("drain_batch", int, default.drain_batch),
+        housekeeping_s=t.number("housekeeping_s", default.housekeeping_s, minimum=0.01),
+        redis_maxmemory_mb=t.get("redis_maxmemory_mb", int, default.redis_maxmemory_mb),
+    )
+    if settings.drain_batch < 1:
+        raise t.fail("drain_batch", "must be at least 1")
+    if settings.redis_maxmemory_mb < 64:
+        raise t.fail("redis_maxmemory_mb", "must be at least 64")
+    return settings
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
@@ -445,6 +472,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         providers=providers,
         keys_dir=keys_dir,
         receipts=_receipts(root.table("receipts")),
+        record=_record(root.table("record")),
         source=source,
     )
 

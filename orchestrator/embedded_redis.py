@@ -20,8 +20,11 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, maxmemory_mb: int | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.maxmemory_mb = maxmemory_mb
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -33,6 +36,13 @@ class EmbeddedRedis:
                 "redis-server not found: install the redis-server package or set REDIS_URL"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # A full Redis refuses writes rather than evict live state (the drainer's
+        # windowpay_redis_used_memory_bytes alerts well before).
+        limit = (
+            ["--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", "noeviction"]
+            if self.maxmemory_mb
+            else []
+        )
         self._process = subprocess.Popen(
             [
                 binary,
@@ -44,6 +54,7 @@ class EmbeddedRedis:
                 "--save", "",
                 "--logfile", "redis.log",
                 "--daemonize", "no",
+                *limit,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

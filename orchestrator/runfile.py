@@ -18,6 +18,7 @@ class RunInfo:
     config: str | None  # the config file served, None for the sample
     providers: dict[str, str]  # channel -> base URL in use
     pid: int
+    database_url: str = ""  # the PostgreSQL record
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

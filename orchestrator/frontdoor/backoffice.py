@@ -22,12 +22,11 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.receipts.render import render_html
 from orchestrator.reconcile.settlement import settle
-from orchestrator.store.receipts import ReceiptStore
 
 
 class ReceiptsServicer(pb_grpc.ReceiptsServicer):
     def __init__(self, door: FrontDoor) -> None:
-        self._receipts = ReceiptStore(door.store.redis)
+        self._receipts = door.store.receipt_store()  # falls back to the record
 
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
         key = request.WhichOneof("key")

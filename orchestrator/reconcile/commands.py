@@ -9,11 +9,13 @@ import argparse
 import asyncio
 import sys
 import time
+from contextlib import AsyncExitStack
 from datetime import date
 from pathlib import Path
 
 import grpc
 import orjson
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from orchestrator.config import Config, ConfigError, load_config
@@ -25,6 +27,7 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.factory import build_providers
 from orchestrator.reconcile.job import load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
+from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.runfile import RunInfo
 from orchestrator.store.redis_store import RedisStore
 
@@ -92,6 +95,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("var"), help="default: ./var")
     parser.add_argument("--config", type=Path, help="deployment TOML (default: as served)")
     parser.add_argument("--redis-url", help="default: the running deployment's")
+    parser.add_argument("--database-url", help="the record (default: the running deployment's)")
     parser.add_argument("--target", help="front door address (default: the running one)")
 
 
@@ -121,6 +125,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    args.database_url = args.database_url or (info.database_url if info else "") or ""
     return asyncio.run(_reconcile(args, config, redis_url, target, keys_dir))
 
 
@@ -128,12 +133,13 @@ async def _reconcile(
     args: argparse.Namespace, config: Config, redis_url: str, target: str | None, keys_dir: Path
 ) -> int:
     redis = Redis.from_url(redis_url)
+    stack = AsyncExitStack()
     providers = build_providers(config, keys_dir)
     channel = grpc.aio.insecure_channel(target) if target else None
     try:
         points = [sp.id for sp in config.deployment.service_points]
         print(f"reading windowpay's records around {args.date} ...", flush=True)
-        orders = await load_orders(RedisStore(redis), points, args.date)
+        orders = await load_orders(await _store(redis, args.database_url, stack), points, args.date)
         print(f"{len(orders)} orders with activity", flush=True)
         report = await reconcile(
             args.date,
@@ -145,6 +151,7 @@ async def _reconcile(
         )
         await redis.set(RECONCILIATION, orjson.dumps(report.summary(time.time())))
     finally:
+        await stack.aclose()
         await providers.close()
         await redis.aclose()
         if channel is not None:
@@ -175,6 +182,16 @@ async def _reconcile(
     )
     print(f"{args.date}: {len(report.outcomes)} differences; {verdict}", flush=True)
     return 0 if report.unexplained == 0 else 1
+
+
+async def _store(redis: Redis, database_url: str, stack: AsyncExitStack) -> RedisStore:
+    """Windowpay's side read from the PostgreSQL record when there is one."""
+    if not database_url:
+        return RedisStore(redis)
+    pool: AsyncConnectionPool = AsyncConnectionPool(database_url, min_size=1, open=False)
+    await pool.open()
+    stack.push_async_callback(pool.close)
+    return RecordedStore(redis, pool)
 
 
 def run_settlement(args: argparse.Namespace) -> int:

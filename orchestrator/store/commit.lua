@@ -9,8 +9,9 @@
 --   R key value ttl_ms            SET with expiry
 --   A key member                  SADD (the day's index of orders with activity)
 --   X key kind at refund order    XADD to the outbox stream (payment events)
+--   C key order version           XADD to the change stream (drained to PostgreSQL)
 --   P channel message             PUBLISH (after everything is written)
-local width = {S = 5, J = 3, H = 4, D = 3, R = 4, A = 3, X = 6, P = 3}
+local width = {S = 5, J = 3, H = 4, D = 3, R = 4, A = 3, X = 6, C = 4, P = 3}
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('WPFENCED another actor took this service point over')
@@ -53,6 +54,8 @@ while i <= #ARGV do
   elseif op == 'X' then
     redis.call('XADD', KEYS[tonumber(a)], '*', 'kind', b, 'at', c, 'refund', d,
       'order', ARGV[i + 5])
+  elseif op == 'C' then
+    redis.call('XADD', KEYS[tonumber(a)], '*', 'o', b, 'v', c)
   elseif op == 'P' then
     redis.call('PUBLISH', a, b)
     published = published + 1

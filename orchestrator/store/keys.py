@@ -51,6 +51,12 @@ def outbox(sp: str) -> str:
     return f"{PREFIX}:{{{sp}}}:outbox"
 
 
+def changes(sp: str) -> str:
+    """Stream of (order id, version) for every committed order change, in commit order:
+    what the record drainer copies to PostgreSQL. Trimmed once drained."""
+    return f"{PREFIX}:{{{sp}}}:changes"
+
+
 def day(sp: str, yyyymmdd: str) -> str:
     """Set of the order ids that changed on that local business day."""
     return f"{PREFIX}:{{{sp}}}:day:{yyyymmdd}"

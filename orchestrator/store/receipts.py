@@ -28,6 +28,11 @@ def _receipt(code: str, number: str) -> str:
     return f"wp:{{receipts}}:r:{code}:{number}"
 
 
+CHANGES = "wp:{receipts}:changes"
+"""Stream of (receipt code, number) for every receipt written, in the same transaction
+as the write: what the record drainer copies to PostgreSQL."""
+
+
 class ReceiptStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -48,13 +53,23 @@ class ReceiptStore:
         return answers
 
     async def save_all(self, records: list[tuple[str, str, bytes]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        if not records:
+            return
+        pipe = self._redis.pipeline(transaction=True)
         for code, number, record in records:
             pipe.set(_receipt(code, number), record)
+            pipe.xadd(CHANGES, {"code": code, "no": number})
         await pipe.execute()
 
     async def save(self, code: str, number: str, record: bytes) -> None:
-        await self._redis.set(_receipt(code, number), record)
+        await self.save_all([(code, number, record)])
+
+    async def keep_for(self, code: str, number: str, order_id: str, ttl_ms: int) -> None:
+        """Let a receipt already copied to the record leave Redis after `ttl_ms`."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.pexpire(_receipt(code, number), ttl_ms)
+        pipe.pexpire(_of_order(order_id), ttl_ms)
+        await pipe.execute()
 
     async def of_order(self, order_id: str) -> bytes | None:
         held: bytes | None = await self._redis.get(_of_order(order_id))  # type: ignore[assignment]
@@ -66,6 +81,12 @@ class ReceiptStore:
     async def by_number(self, code: str, number: str) -> bytes | None:
         record: bytes | None = await self._redis.get(_receipt(code, number))  # type: ignore[assignment]
         return record
+
+    async def by_numbers(self, wanted: list[tuple[str, str]]) -> list[bytes | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for code, number in wanted:
+            pipe.get(_receipt(code, number))
+        return list(await pipe.execute()) if wanted else []
 
     async def last_number(self, code: str) -> int:
         value = await self._redis.get(_sequence(code))

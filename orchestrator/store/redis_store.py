@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
+from orchestrator.store.receipts import ReceiptStore
 
 
 @contextmanager
@@ -125,6 +126,7 @@ class WriteBatch:
         journal_key = ops.key(keys.journal(sp, order_id))
         for entry in journal:
             ops.ops += ["J", journal_key, entry]
+        ops.ops += ["C", ops.key(keys.changes(sp)), order_id, str(version)]
         ops.ops += ["P", keys.events(sp), event]
 
     def mark_open(self, sp: str, order_id: str, window_id: str) -> None:
@@ -262,6 +264,9 @@ class RedisStore:
         for order_id in order_ids:
             pipe.hget(keys.order(keys.service_point_of(order_id), order_id), "s")
         return [s for s in await pipe.execute() if s is not None]
+
+    def receipt_store(self) -> ReceiptStore:
+        return ReceiptStore(self.redis)
 
     async def journal(self, order_id: str) -> Sequence[bytes]:
         sp = keys.service_point_of(order_id)

@@ -24,6 +24,8 @@ from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.providers.keys import ensure_receipt_secret
+from orchestrator.record import migrate
+from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
 from orchestrator.sandbox.host import Sandboxes, start_sandboxes
@@ -52,6 +54,7 @@ class Deployed:
     sandboxes: Sandboxes
     keys_dir: Path
     data_dir: Path  # holds run.json and the config file, as `windowpay serve` leaves them
+    database_url: str = ""  # the PostgreSQL record the drainer fills
     business: pb_grpc.BusinessGatewayStub = field(init=False)
     terminal: pb_grpc.TerminalStub = field(init=False)
     _windows: Iterator[str] = field(init=False)
@@ -116,7 +119,9 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 async def deployed(
-    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+    redis_server: EmbeddedRedis,
+    postgres_server: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Deployed]:
     data = small_config_data(
         prefix="G",
@@ -130,15 +135,19 @@ async def deployed(
     keys_dir = tmp_path_factory.mktemp("keys")
     data_dir = tmp_path_factory.mktemp("data")
     ensure_receipt_secret(keys_dir)
+    database_url = postgres_server.create_database(f"e2e_{uuid.uuid4().hex[:8]}")
+    migrate.upgrade(database_url)
     runtime.start(num_cpus=2)
     stack = AsyncExitStack()
     try:
         sandboxes = await start_sandboxes(config, keys_dir)
         stack.push_async_callback(sandboxes.stop)
         config = config.with_base_urls(sandboxes.base_urls)
-        actors = await runtime.deploy(config, redis_server.url, str(keys_dir))
+        actors = await runtime.deploy(config, redis_server.url, str(keys_dir), database_url)
         submitters = actors.submitters
-        server = await start_front_door(config, redis_server.url, dict(submitters), stack)
+        server = await start_front_door(
+            config, redis_server.url, dict(submitters), stack, database_url
+        )
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
             data["providers"][channel_name.value]["base_url"] = url
@@ -152,11 +161,20 @@ async def deployed(
             config=str(config_path),
             providers={c.value: u for c, u in sandboxes.base_urls.items()},
             pid=os.getpid(),
+            database_url=database_url,
         ).write(data_dir)
         channel = grpc.aio.insecure_channel(server.address)
         stack.push_async_callback(channel.close)
         yield Deployed(
-            config, server, channel, actors, redis_server.url, sandboxes, keys_dir, data_dir
+            config,
+            server,
+            channel,
+            actors,
+            redis_server.url,
+            sandboxes,
+            keys_dir,
+            data_dir,
+            database_url,
         )
     finally:
         await stack.aclose()

@@ -1,0 +1,280 @@
+"""The drainer: copies every committed change from Redis to the record, then lets Redis
+forget what the record holds.
+
+It is one consumer group ("record") over the service points' change streams (one entry
+per committed order version), their outbox streams (payment events, as the receipt
+issuer reads them) and the receipts' change stream. A page of entries is read, the
+orders' current snapshots and journals fetched, everything written to PostgreSQL in
+one transaction, and only then acknowledged: a crash anywhere hands the page over
+again, and the writes are idempotent. While PostgreSQL is away the page is retried,
+nothing is acknowledged, and the lag grows; payments never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrator.config import Config
+from orchestrator.domain.calendar import local_day
+from orchestrator.domain.order import Order
+from orchestrator.record.metrics import (
+    RECORD_BACKLOG,
+    RECORD_DATABASE_UP,
+    RECORD_DRAINED,
+    RECORD_ERRORS,
+    RECORD_EXPIRING,
+    RECORD_LAG,
+    RECORD_TRIMMED,
+    REDIS_MAXMEMORY,
+    REDIS_USED_MEMORY,
+)
+from orchestrator.record.streams import Entry, GroupReader, format_id, parse_id, unread_bounds
+from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
+from orchestrator.store import keys
+from orchestrator.store.receipts import CHANGES as RECEIPT_CHANGES
+from orchestrator.store.receipts import ReceiptStore
+
+log = logging.getLogger(__name__)
+GROUP = "record"
+DAY_MS = 86_400_000
+
+
+class Drainer:
+    def __init__(
+        self,
+        redis: Redis,
+        pool: AsyncConnectionPool[Any],
+        config: Config,
+        consumer: str = "drainer",
+    ) -> None:
+        points = [sp.id for sp in config.deployment.service_points]
+        self._redis = redis
+        self._pool = pool
+        self._zone = config.settings.zone
+        self._changes = [keys.changes(sp) for sp in points]
+        self._outboxes = [keys.outbox(sp) for sp in points]
+        self._reader = GroupReader(
+            redis, [*self._changes, *self._outboxes, RECEIPT_CHANGES], GROUP, consumer
+        )
+        self._receipts = ReceiptStore(redis)
+        self._writer = RecordWriter(self._zone)
+        settings = config.record
+        self.retention_ms = int(settings.retention_s * config.settings.time_scale * 1000)
+        self._batch = settings.drain_batch
+        self._housekeeping_s = settings.housekeeping_s
+        self._stopping = False
+        self.drained_orders = 0
+        self.lag_s = 0.0
+        self.backlog = 0
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Drain until stopped, with housekeeping (lag, trimming) beside it."""
+        housekeeping = asyncio.create_task(self._housekeeping())
+        delay = 0.1
+        try:
+            while not self._stopping:
+                try:
+                    await self._reader.join()
+                    while not self._stopping:
+                        entries = await self._reader.read(self._batch, block_ms=200)
+                        if entries:
+                            await self.drain(entries)
+                        delay = 0.1
+                except (RedisError, OSError) as error:
+                    RECORD_ERRORS.labels("redis").inc()
+                    log.warning("drainer lost Redis (%s); retrying", error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+
+    async def drain(self, entries: Sequence[Entry]) -> bool:
+        """Write the entries' changes to the record, then acknowledge them. Retries while
+        PostgreSQL refuses; False if stopped before it accepted (nothing acknowledged)."""
+        orders, events, receipts = await self._collect(entries)
+        delay = 0.1
+        while True:
+            try:
+                async with self._pool.connection(timeout=5.0) as conn:
+                    await self._writer.write(conn, orders, events, receipts)
+                break
+            except (psycopg.Error, PoolTimeout, OSError) as error:
+                RECORD_ERRORS.labels("postgres").inc()
+                RECORD_DATABASE_UP.set(0)
+                log.warning("cannot write to PostgreSQL (%s); retrying", error)
+                if self._stopping:
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        RECORD_DATABASE_UP.set(1)
+        RECORD_DRAINED.labels("order").inc(len(orders))
+        RECORD_DRAINED.labels("payment_event").inc(len(events))
+        RECORD_DRAINED.labels("receipt").inc(len(receipts))
+        self.drained_orders += len(orders)
+        await self._reader.ack(entries)
+        await self._retain(orders, receipts)
+        return True
+
+    async def _collect(
+        self, entries: Sequence[Entry]
+    ) -> tuple[list[DrainedOrder], list[DrainedEvent], list[dict[str, Any]]]:
+        order_ids: dict[str, None] = {}
+        events: list[DrainedEvent] = []
+        numbers: dict[tuple[str, str], None] = {}
+        for entry in entries:
+            fields = entry.fields
+            if not fields:
+                continue  # trimmed while pending: nothing left to copy
+            if entry.stream == RECEIPT_CHANGES:
+                numbers[(fields[b"code"].decode(), fields[b"no"].decode())] = None
+            elif b"o" in fields:
+                order_ids[fields[b"o"].decode()] = None
+            else:
+                order = orjson.loads(fields[b"order"])
+                sp = entry.stream.split("{", 1)[1].split("}", 1)[0]
+                events.append(
+                    DrainedEvent(
+                        f"{sp}-{entry.entry_id}",
+                        fields[b"kind"].decode(),
+                        int(fields[b"at"]),
+                        fields[b"refund"].decode(),
+                        order["order_id"],
+                        order["version"],
+                    )
+                )
+        pipe = self._redis.pipeline(transaction=False)
+        for order_id in order_ids:
+            sp = keys.service_point_of(order_id)
+            pipe.hget(keys.order(sp, order_id), "s")
+            pipe.lrange(keys.journal(sp, order_id), 0, -1)
+        answers = await pipe.execute() if order_ids else []
+        orders = []
+        for i, order_id in enumerate(order_ids):
+            snapshot, journal = answers[2 * i], answers[2 * i + 1]
+            if snapshot is None:
+                log.warning("order %s left Redis before it was drained", order_id)
+                continue
+            orders.append(DrainedOrder(orjson.loads(snapshot), [orjson.loads(e) for e in journal]))
+        stored = await self._receipts.by_numbers(list(numbers))
+        receipts = [orjson.loads(r) for r in stored if r is not None]
+        return orders, events, receipts
+
+    async def _retain(self, orders: Sequence[DrainedOrder], receipts: Sequence[Any]) -> None:
+        """Give the keys of what the record now holds the retention: an order once it
+        needs nothing more (kept, without expiry, while it is open), its journal, the
+        day indexes it appears in, its receipt."""
+        ttl = self.retention_ms
+        pipe = self._redis.pipeline(transaction=False)
+        expiring = 0
+        for drained in orders:
+            snapshot = drained.snapshot
+            order_id = snapshot["order_id"]
+            sp = snapshot["service_point_id"]
+            names = [keys.order(sp, order_id), keys.journal(sp, order_id)]
+            if Order.from_record(dict(snapshot)).is_open:
+                for name in names:
+                    pipe.persist(name)
+                continue
+            expiring += 1
+            for name in names:
+                pipe.pexpire(name, ttl)
+            days = {local_day(e["at"], self._zone).strftime("%Y%m%d") for e in drained.journal}
+            for day in days:
+                # A day's index is wanted until the day is settled and reconciled.
+                pipe.pexpire(keys.day(sp, day), ttl + 2 * DAY_MS)
+        for receipt in receipts:
+            await self._receipts.keep_for(
+                receipt["receipt_code"], receipt["receipt_no"], receipt["order_id"], ttl
+            )
+        if orders:
+            await pipe.execute()
+        RECORD_EXPIRING.inc(expiring)
+
+    # ---- housekeeping ------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        last_trim = 0.0
+        while True:
+            try:
+                await self.measure()
+                if time.monotonic() - last_trim >= self._housekeeping_s:
+                    last_trim = time.monotonic()
+                    await self.trim()
+            except (RedisError, OSError) as error:
+                log.warning("drainer housekeeping failed (%s)", error)
+            await asyncio.sleep(min(1.0, self._housekeeping_s))
+
+    async def measure(self) -> None:
+        """The lag: age of the oldest entry the record has not taken; Redis memory."""
+        bounds = await unread_bounds(self._redis, self._reader.streams)
+        now_ms = int(time.time() * 1000)
+        oldest = [
+            groups[GROUP]["oldest"][0]
+            for groups in bounds.values()
+            if GROUP in groups and groups[GROUP]["oldest"] is not None
+        ]
+        backlog = sum(g[GROUP]["behind"] for g in bounds.values() if GROUP in g)
+        unjoined = [s for s in self._reader.streams if GROUP not in bounds.get(s, {})]
+        if unjoined:  # not read by the drainer yet: all of it is behind
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in unjoined:
+                pipe.xlen(stream)
+                pipe.xrange(stream, count=1)
+            answers = await pipe.execute()
+            for length, first in zip(answers[::2], answers[1::2], strict=True):
+                backlog += int(length)
+                if first:
+                    oldest.append(parse_id(first[0][0])[0])
+        self.lag_s = max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
+        self.backlog = backlog
+        RECORD_LAG.set(self.lag_s)
+        RECORD_BACKLOG.set(self.backlog)
+        memory: dict[str, Any] = await self._redis.info("memory")
+        REDIS_USED_MEMORY.set(memory.get("used_memory", 0))
+        REDIS_MAXMEMORY.set(memory.get("maxmemory", 0))
+
+    async def trim(self) -> int:
+        """Trim each stream below what every one of its readers has acknowledged; the
+        outbox streams also keep the retention (a business system may ask again)."""
+        streams = [*self._changes, *self._outboxes, RECEIPT_CHANGES]
+        bounds = await unread_bounds(self._redis, streams)
+        now_ms = int(time.time() * 1000)
+        trimmed = 0
+        for stream, groups in bounds.items():
+            if not groups:
+                continue
+            keep = self.retention_ms if stream in self._outboxes else 0
+            limit = (now_ms - keep, 0)
+            for group in groups.values():
+                if group["oldest"] is not None:
+                    limit = min(limit, group["oldest"])
+                else:
+                    ms, seq = parse_id(group["last"])
+                    limit = min(limit, (ms, seq + 1))
+            if limit <= (0, 0):
+                continue
+            count = int(await self._redis.xtrim(stream, minid=format_id(*limit)))
+            if count:
+                kind = stream.rsplit(":", 1)[1]
+                RECORD_TRIMMED.labels(kind).inc(count)
+                trimmed += count
+        return trimmed
+
+
+def retention(config: Config) -> timedelta:
+    return timedelta(seconds=config.record.retention_s * config.settings.time_scale)

@@ -1,0 +1,36 @@
+"""The drainer's metrics: how far PostgreSQL is behind Redis, and how full Redis is."""
+
+from prometheus_client import Counter, Gauge
+
+RECORD_LAG = Gauge(
+    "windowpay_record_lag_seconds",
+    "Age of the oldest committed change not yet copied to PostgreSQL (0 when none)",
+)
+RECORD_BACKLOG = Gauge(
+    "windowpay_record_backlog",
+    "Stream entries (order changes, payment events, receipts) not yet copied to PostgreSQL",
+)
+RECORD_DRAINED = Counter(
+    "windowpay_record_drained_total",
+    "Rows written to PostgreSQL by the drainer (replays included)",
+    ["kind"],
+)
+RECORD_ERRORS = Counter(
+    "windowpay_record_errors_total",
+    "Drainer batches that failed and will be retried, by the system that failed",
+    ["system"],
+)
+RECORD_DATABASE_UP = Gauge(
+    "windowpay_record_database_up", "1 when the drainer's last write to PostgreSQL succeeded"
+)
+RECORD_EXPIRING = Counter(
+    "windowpay_record_expiring_total",
+    "Orders whose Redis keys were given the retention after being drained final",
+)
+RECORD_TRIMMED = Counter(
+    "windowpay_record_trimmed_total",
+    "Stream entries trimmed from Redis once every reader acknowledged them",
+    ["stream"],
+)
+REDIS_USED_MEMORY = Gauge("windowpay_redis_used_memory_bytes", "Redis used_memory")
+REDIS_MAXMEMORY = Gauge("windowpay_redis_maxmemory_bytes", "Redis maxmemory (0: no limit)")

@@ -1,0 +1,148 @@
+"""Reads from the record: orders and receipts that Redis no longer holds, the orders of
+business days for settlement and reconciliation, and the statistics of `windowpay
+report`. Snapshots come back as the same JSON bytes Redis holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+# What a report can be grouped by, and the column each means in the payments query
+# (p: the payment or refund, o: its order) and in the fee-item query (l: the line).
+DIMENSIONS = {
+    "day": "p.day",
+    "service_point": "o.service_point_id",
+    "window": "o.window_id",
+    "channel": "p.channel",
+    "fee_item": "l.fee_code",
+}
+
+_MOVEMENTS = """
+    SELECT a.order_id, a.finished_day AS day, a.channel, 1 AS payments,
+           a.amount_fen AS payments_fen, 0 AS refunds, 0 AS refunds_fen
+    FROM attempts a
+    WHERE a.state = 'SUCCEEDED' AND a.finished_day BETWEEN %(first)s AND %(last)s
+    UNION ALL
+    SELECT r.order_id, r.finished_day, a.channel, 0, 0, 1, r.amount_fen
+    FROM refunds r JOIN attempts a ON a.attempt_id = r.attempt_id
+    WHERE r.state = 'SUCCEEDED' AND NOT r.automatic
+      AND r.finished_day BETWEEN %(first)s AND %(last)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    key: dict[str, str]
+    payments: int
+    payments_fen: int
+    refunds: int
+    refunds_fen: int
+
+    @property
+    def net_fen(self) -> int:
+        return self.payments_fen - self.refunds_fen
+
+
+class RecordReader:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def _rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql, params)
+            rows: list[tuple[Any, ...]] = await cur.fetchall()
+            return rows
+
+    async def order(self, order_id: str) -> bytes | None:
+        rows = await self._rows(
+            "SELECT snapshot::text FROM orders WHERE order_id = %s", (order_id,)
+        )
+        return rows[0][0].encode() if rows else None
+
+    async def order_of_case(self, business_no: str) -> bytes | None:
+        rows = await self._rows(
+            "SELECT snapshot::text FROM orders WHERE business_no = %s "
+            "ORDER BY created_at_ms DESC LIMIT 1",
+            (business_no,),
+        )
+        return rows[0][0].encode() if rows else None
+
+    async def versions(self, order_ids: Sequence[str]) -> dict[str, int]:
+        rows = await self._rows(
+            "SELECT order_id, version FROM orders WHERE order_id = ANY(%s)", (list(order_ids),)
+        )
+        return {order_id: version for order_id, version in rows}
+
+    async def orders_of_days(
+        self, service_points: Sequence[str], days: Sequence[date]
+    ) -> list[bytes]:
+        """Snapshots of the orders created, paid or refunded on any of the local days."""
+        rows = await self._rows(
+            """
+            SELECT snapshot::text FROM orders WHERE service_point_id = ANY(%(sp)s) AND order_id IN (
+                SELECT order_id FROM orders WHERE created_day = ANY(%(days)s)
+                UNION SELECT order_id FROM attempts WHERE finished_day = ANY(%(days)s)
+                UNION SELECT order_id FROM refunds WHERE finished_day = ANY(%(days)s))
+            ORDER BY order_id
+            """,
+            {"sp": list(service_points), "days": list(days)},
+        )
+        return [row[0].encode() for row in rows]
+
+    async def receipt_of_order(self, order_id: str) -> bytes | None:
+        rows = await self._rows(
+            "SELECT record::text FROM receipts WHERE order_id = %s ORDER BY issued_at_ms LIMIT 1",
+            (order_id,),
+        )
+        return rows[0][0].encode() if rows else None
+
+    async def receipt(self, code: str, number: str) -> bytes | None:
+        rows = await self._rows(
+            "SELECT record::text FROM receipts WHERE receipt_code = %s AND receipt_no = %s",
+            (code, number),
+        )
+        return rows[0][0].encode() if rows else None
+
+    async def report(self, first: date, last: date, by: Sequence[str]) -> list[ReportRow]:
+        """Totals over the local days first..last, grouped by the named dimensions.
+        Payments and refunds are counted on the day they succeeded; automatic refunds of
+        late successes are left out (they were never the window's takings). Grouped by
+        fee item, the totals are what the paid orders' lines came to (an order's refund
+        is not split over its items)."""
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"cannot group by {', '.join(unknown)}; use {', '.join(DIMENSIONS)}")
+        columns = [DIMENSIONS[d] for d in by]
+        select = ", ".join(f"{c}::text" for c in columns) or "'all'"
+        group = f"GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)}" if columns else ""
+        if "fee_item" in by:
+            sql = f"""
+                SELECT {select}, count(DISTINCT o.order_id), sum(l.amount_fen), 0, 0
+                FROM ({_MOVEMENTS}) p
+                JOIN orders o ON o.order_id = p.order_id
+                JOIN order_lines l ON l.order_id = p.order_id
+                WHERE p.payments = 1 {group}
+            """  # the columns come from DIMENSIONS only, never from the caller
+        else:
+            sql = f"""
+                SELECT {select}, sum(p.payments), sum(p.payments_fen), sum(p.refunds),
+                       sum(p.refunds_fen)
+                FROM ({_MOVEMENTS}) p JOIN orders o ON o.order_id = p.order_id {group}
+            """
+        rows = await self._rows(sql, {"first": first, "last": last})
+        width = max(len(by), 1)
+        return [
+            ReportRow(
+                dict(zip(by or ["total"], row[:width], strict=True)),
+                int(row[width] or 0),
+                int(row[width + 1] or 0),
+                int(row[width + 2] or 0),
+                int(row[width + 3] or 0),
+            )
+            for row in rows
+            if row[width] is not None
+        ]

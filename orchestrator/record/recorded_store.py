@@ -1,0 +1,99 @@
+"""The front door's and the back office's reads with the record behind Redis: an order
+or receipt that has left Redis is answered from PostgreSQL, and the orders of a business
+day are read from PostgreSQL, topped up with what Redis holds newer (the drainer may be
+a moment behind, or PostgreSQL away)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from redis.asyncio import Redis
+
+from orchestrator.record.reader import RecordReader
+from orchestrator.store.receipts import ReceiptStore
+from orchestrator.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+RecordErrors = (psycopg.Error, PoolTimeout, OSError)
+
+
+def _version(snapshot: bytes) -> int:
+    version: int = orjson.loads(snapshot)["version"]
+    return version
+
+
+class RecordedStore(RedisStore):
+    def __init__(self, redis: Redis, pool: AsyncConnectionPool[Any]) -> None:
+        super().__init__(redis)
+        self.record = RecordReader(pool)
+
+    async def order(self, order_id: str) -> bytes | None:
+        live = await super().order(order_id)
+        if live is not None:
+            return live
+        try:
+            return await self.record.order(order_id)
+        except RecordErrors as error:
+            log.warning("record unavailable for order %s: %s", order_id, error)
+            return None
+
+    async def order_of_case(self, business_no: str) -> bytes | None:
+        live = await super().order_of_case(business_no)
+        if live is not None:
+            return live
+        try:
+            return await self.record.order_of_case(business_no)
+        except RecordErrors as error:
+            log.warning("record unavailable for case %s: %s", business_no, error)
+            return None
+
+    async def orders_of_days(
+        self, service_points: Sequence[str], days: Sequence[str]
+    ) -> list[bytes]:
+        """The record's orders of the days, each replaced by Redis's copy when that is
+        newer. Raises when PostgreSQL cannot answer: a settlement must not be partial."""
+        dates = [datetime.strptime(day, "%Y%m%d").date() for day in days]
+        recorded = await self.record.orders_of_days(service_points, dates)
+        live = await super().orders_of_days(service_points, days)
+        merged: dict[str, bytes] = {}
+        for snapshot in [*recorded, *live]:
+            order_id = orjson.loads(snapshot)["order_id"]
+            held = merged.get(order_id)
+            if held is None or _version(snapshot) > _version(held):
+                merged[order_id] = snapshot
+        return [merged[order_id] for order_id in sorted(merged)]
+
+    def receipt_store(self) -> ReceiptStore:
+        return RecordedReceipts(self.redis, self.record)
+
+
+class RecordedReceipts(ReceiptStore):
+    def __init__(self, redis: Redis, record: RecordReader) -> None:
+        super().__init__(redis)
+        self._record = record
+
+    async def of_order(self, order_id: str) -> bytes | None:
+        live = await super().of_order(order_id)
+        if live is not None:
+            return live
+        try:
+            return await self._record.receipt_of_order(order_id)
+        except RecordErrors as error:
+            log.warning("record unavailable for the receipt of %s: %s", order_id, error)
+            return None
+
+    async def by_number(self, code: str, number: str) -> bytes | None:
+        live = await super().by_number(code, number)
+        if live is not None:
+            return live
+        try:
+            return await self._record.receipt(code, number)
+        except RecordErrors as error:
+            log.warning("record unavailable for receipt %s %s: %s", code, number, error)
+            return None
