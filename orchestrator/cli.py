@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator import pos
 from orchestrator.config import ConfigError, load_config
+from orchestrator.console import staff
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.record import commands as record
 from orchestrator.telemetry import configure_logging
@@ -34,6 +35,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["grpc_port"] = args.port
     if args.host is not None:
         overrides["grpc_host"] = args.host
+    if args.console_host is not None:
+        overrides["console_host"] = args.console_host
+    if args.console_port is not None:
+        overrides["console_port"] = args.console_port
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     config = config.with_settings(**overrides)
@@ -53,6 +58,8 @@ def _serve(args: argparse.Namespace) -> int:
             join=args.join,
         )
         print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
+        if running.console:
+            print(f"staff console on {running.console}", flush=True)
         try:
             await stop.wait()
         finally:
@@ -92,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--join", action="store_true",
         help="extra front door: use the actors an existing deployment created",
     )  # fmt: skip
+    serve.add_argument(
+        "--console-host", help="console listen host (config: 127.0.0.1; 0.0.0.0 exposes it)"
+    )
+    serve.add_argument("--console-port", type=int, help="console port (config: 8470; 0: free)")
     serve.add_argument("--metrics-port", type=int, help="/metrics and /sd (config: 9464)")
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
@@ -101,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.choices["pos"].set_defaults(handler=pos.run)
     backoffice.add_parsers(commands)
     record.add_parsers(commands)
+    staff.add_parsers(commands)
     return parser
 
 

@@ -19,6 +19,7 @@ class RunInfo:
     providers: dict[str, str]  # channel -> base URL in use
     pid: int
     database_url: str = ""  # the PostgreSQL record
+    console: str = ""  # the staff console and payer lookup: http://host:port
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name
 
 class FrontDoorServer:
     def __init__(self, door: FrontDoor, host: str, port: int) -> None:
+        self.door = door  # the console sends its commands through the same router
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor()],
             options=[("grpc.so_reuseport", 1), ("grpc.max_concurrent_streams", 1000)],
