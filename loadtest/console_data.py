@@ -30,7 +30,7 @@ def snapshot(
 ) -> DrainedOrder:
     lines = [
         {"fee_code": FEES[i][0], "name": FEES[i][1], "unit": FEES[i][2],
-         "category": "PRODUCTION", "quantity": 1, "unit_price_fen": FEES[i][3],
+         "category": "production", "quantity": 1, "unit_price_fen": FEES[i][3],
          "amount_fen": FEES[i][3]}
         for i in fees
     ]  # fmt: skip

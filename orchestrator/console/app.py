@@ -18,7 +18,7 @@ from aiohttp import web
 
 from orchestrator.console import charts, reports
 from orchestrator.console.accounts import StaffAccount, StaffBook
-from orchestrator.console.guard import RateLimit, Sessions, SignInGuard, csrf_ok
+from orchestrator.console.guard import RateLimit, Session, Sessions, SignInGuard, csrf_ok
 from orchestrator.console.queries import ConsoleQueries, SearchFilters
 from orchestrator.console.scope import OutOfScope, Scope
 from orchestrator.receipts.render import render_html
@@ -89,12 +89,14 @@ def yuan(fen: int | None) -> str:
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+SESSION = web.RequestKey("session", Session)
+STAFF = web.RequestKey("staff", StaffAccount)
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     console = request.app[CONSOLE]
-    staff = request.get("staff")
-    session = request.get("session")
+    staff = request.get(STAFF)
+    session = request.get(SESSION)
     body = console.templates.get_template(template).render(
         staff=staff,
         scope=Scope.of(staff) if staff else None,
@@ -124,13 +126,13 @@ async def staff_session(request: web.Request, handler: Handler) -> web.StreamRes
     session = console.sessions.get(request.cookies.get(COOKIE))
     account = console.book.get(session.username) if session else None
     if session and account and not account.disabled:
-        request["session"], request["staff"] = session, account
+        request[SESSION], request[STAFF] = session, account
     public = request.path.startswith(("/payer", "/static", "/signin"))
-    if not public and "staff" not in request:
+    if not public and STAFF not in request:
         raise web.HTTPSeeOther("/signin")
-    if request.method == "POST" and "session" in request and request.path != "/signin":
+    if request.method == "POST" and SESSION in request and request.path != "/signin":
         form = await request.post()
-        if not csrf_ok(request["session"], _text(form, "csrf")):
+        if not csrf_ok(request[SESSION], _text(form, "csrf")):
             raise web.HTTPForbidden(text="the form has expired; reload the page and try again")
     try:
         return await handler(request)
@@ -144,7 +146,7 @@ def _text(form: Any, name: str) -> str:
 
 
 def _scope(request: web.Request) -> Scope:
-    staff: StaffAccount = request["staff"]
+    staff: StaffAccount = request[STAFF]
     return Scope.of(staff)
 
 
@@ -286,7 +288,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     if not 1 <= len(reason) <= 200:
         message = "A reason (up to 200 characters) is required."
     else:
-        staff: StaffAccount = request["staff"]
+        staff: StaffAccount = request[STAFF]
         message = await request.app[CONSOLE].commands.cancel(
             page.order["order_id"], reason, staff.username
         )
@@ -399,7 +401,7 @@ def build_app(console: Console) -> web.Application:
     app[CONSOLE] = console
     app.add_routes(
         [
-            web.get("/", lambda _: _redirect("/today")),
+            web.get("/", home),
             web.get("/signin", signin_page),
             web.post("/signin", signin),
             web.post("/signout", signout),
@@ -421,5 +423,5 @@ def build_app(console: Console) -> web.Application:
     return app
 
 
-async def _redirect(to: str) -> web.Response:
-    raise web.HTTPSeeOther(to)
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/today")
