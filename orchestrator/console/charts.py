@@ -3,8 +3,14 @@ browser, and readable on a phone as on a desktop."""
 
 from __future__ import annotations
 
+import sys
+
 import pygal  # type: ignore[import-untyped]
 from pygal.style import Style  # type: ignore[import-untyped]
+
+# pygal appends an old-style import hook for its map plugins (unused here); left in
+# place, every later failed import lookup in the process warns (ImportWarning).
+sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
 
 _STYLE = Style(
     background="transparent",
