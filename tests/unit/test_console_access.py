@@ -160,3 +160,31 @@ def test_rate_limit_is_per_key_and_slides() -> None:
     assert not limit.allow("a")
     clock.now += 2
     assert limit.allow("a")
+
+
+def test_staff_command_adds_sets_passwords_and_disables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from orchestrator.cli import main
+
+    staff = ["staff", "--data-dir", str(tmp_path)]
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "li", "--role", "head"]) == 2  # no file yet
+    assert "does not exist" in capsys.readouterr().err
+    ensure_dev_accounts(tmp_path / "pki" / "staff.json", "SP01", "SP01-W1")
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "li", "--role", "head"]) == 2
+    assert "needs a service point" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "li", "--role", "head", "--service-point", "SP02"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("second-password\n"))
+    assert main([*staff, "set-password", "li"]) == 0
+    book = StaffBook(tmp_path / "pki" / "staff.json")
+    li = book.get("li")
+    assert li is not None and li.check_password("second-password") and not li.disabled
+    assert main([*staff, "disable", "li"]) == 0
+    li = book.get("li")
+    assert li is not None and li.disabled
+    assert stat.S_IMODE(book.path.stat().st_mode) == 0o600
