@@ -158,8 +158,8 @@ class ConsoleQueries:
             rows.sort(key=lambda r: (-int(r["payments_fen"]), str(r["key"])))
         return Today(
             day=day,
-            payments=int(totals["payments"]),
-            payments_fen=int(totals["payments_fen"]),
+            payments=int(totals["payments"] or 0),
+            payments_fen=int(totals["payments_fen"] or 0),
             refunds=int(refunds[0]["n"]),
             refunds_fen=int(refunds[0]["fen"]),
             open_orders=int(open_rows[0]["n"]),

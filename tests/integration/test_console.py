@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from loadtest.console_data import snapshot
-from orchestrator.console.accounts import StaffBook, ensure_dev_accounts
+from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, new_account
 from orchestrator.console.app import COOKIE, Console, ConsoleSettings, build_app
 from orchestrator.console.guard import LOCK_AFTER_FAILURES
 from orchestrator.console.queries import ConsoleQueries
@@ -189,6 +189,16 @@ async def test_a_clerk_sees_only_their_window(browser: Browser, office: dict[str
     assert "SP01-AAA1" in body and "SP01-AAA2" not in body and "SP02-BBB1" not in body
     _, body, _ = await browser.request("GET", "/today")
     assert re.search(r'data-figure="payments">1<', body)
+
+
+async def test_a_day_without_payments_shows_zeros(browser: Browser, office: dict[str, Any]) -> None:
+    office["book"].add(new_account("quiet", Role.HEAD, "quiet-point-1", "SP09"))
+    await browser.sign_in("quiet", "quiet-point-1")
+    status, body, _ = await browser.request("GET", "/today")
+    assert status == 200
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
+    assert figures == {"payments": "0", "payments_fen": "0.00", "refunds": "0",
+                       "refunds_fen": "0.00", "open_orders": "0", "stuck_orders": "0"}  # fmt: skip
 
 
 async def test_a_head_sees_their_service_point(browser: Browser, office: dict[str, Any]) -> None:
