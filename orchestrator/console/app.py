@@ -4,6 +4,7 @@ Every staff page goes through `_staff` (session) and every order through `Scope.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jinja2
+import psycopg
 from aiohttp import web
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from orchestrator.console import charts, reports
 from orchestrator.console.accounts import StaffAccount, StaffBook
@@ -89,6 +92,7 @@ def yuan(fen: int | None) -> str:
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing", asyncio.Event)
 SESSION = web.RequestKey("session", Session)
 STAFF = web.RequestKey("staff", StaffAccount)
 
@@ -216,21 +220,25 @@ async def today_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     last = None
+    closing = request.app[CLOSING]
     try:
-        while True:
+        while not closing.is_set():
             if console.sessions.get(request.cookies.get(COOKIE)) is None:
                 break  # signed out meanwhile
-            today = await _today(request)
-            figures = today.figures()
+            try:
+                today = await _today(request)
+            except (psycopg.Error, PoolClosed, PoolTimeout):
+                break  # the record is away: the browser reconnects by itself later
             figures_text = {
-                k: yuan(v) if k.endswith("_fen") else str(v) for k, v in figures.items()
+                k: yuan(v) if k.endswith("_fen") else str(v) for k, v in today.figures().items()
             }
             if figures_text != last:
                 await response.write(f"data: {json.dumps(figures_text)}\n\n".encode())
                 last = figures_text
-            await asyncio.sleep(console.settings.live_every_s)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), console.settings.live_every_s)
+    except ConnectionResetError:
+        pass  # the browser went away
     return response
 
 
@@ -399,6 +407,8 @@ async def payer_document(request: web.Request) -> web.Response:
 def build_app(console: Console) -> web.Application:
     app = web.Application(middlewares=[security_headers, staff_session])
     app[CONSOLE] = console
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
     app.add_routes(
         [
             web.get("/", home),
@@ -421,6 +431,10 @@ def build_app(console: Console) -> web.Application:
         ]
     )
     return app
+
+
+async def _closing(app: web.Application) -> None:
+    app[CLOSING].set()  # ends the event streams, so that shutdown does not wait on them
 
 
 async def home(request: web.Request) -> web.Response:

@@ -4,6 +4,8 @@ browser tests against the e2e deployment; here the command port is a fake."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -83,7 +85,8 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
         await server.start_server()
         try:
             yield {"server": server, "passwords": passwords, "commands": commands,
-                   "book": console.book, "day": datetime.now(ZONE).date()}  # fmt: skip
+                   "book": console.book, "day": datetime.now(ZONE).date(),
+                   "pool": pool}  # fmt: skip
         finally:
             await server.close()
 
@@ -301,3 +304,20 @@ async def test_payer_lookups_are_rate_limited_per_address(browser: Browser) -> N
     ]
     assert statuses == [404] * 5 + [429]
     assert (await browser.request("GET", "/payer/receipt"))[0] == 200  # the empty form
+
+
+async def test_live_figures_stream_and_end_when_the_record_goes_away(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    await browser.sign_in("director", office["passwords"]["director"])
+    headers = {"Cookie": f"{COOKIE}={browser.token}"}
+    url = office["server"].make_url("/today/events")
+    async with browser.http.get(url, headers=headers) as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        first = await stream.content.readline()
+        assert first.startswith(b"data: ")
+        figures = json.loads(first[len(b"data: ") :])
+        assert (figures["payments"], figures["payments_fen"]) == ("2", "220.00")
+        await office["pool"].close()  # the record is away: the stream ends, nothing hangs
+        rest = await asyncio.wait_for(stream.content.read(), timeout=30)
+        assert b"data: " not in rest
