@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import uuid
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -33,6 +35,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+# Kept after the run for a person to look at (pytest's own temporary folders are pruned).
+OUTPUT = Path(os.environ.get("WINDOWPAY_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs chromium")
 
@@ -243,11 +247,18 @@ async def test_payer_page_without_javascript(
     deployed: Deployed, chromium: Browser, office: Office
 ) -> None:
     paid = await pay(deployed, await deployed.create(deployed.window()), Channel.ALIPAY)
-    receipt = await eventually(
-        lambda: deployed.receipts.GetReceipt(pb.GetReceiptRequest(order_id=paid.order_id)),
-        lambda r: bool(r.receipt_no),
-        within=60,
-    )
+
+    async def issued() -> pb.Receipt | None:
+        try:
+            request = pb.GetReceiptRequest(order_id=paid.order_id)
+            return await deployed.receipts.GetReceipt(request, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return None  # issued just after the payment
+
+    receipt = await eventually(issued, lambda r: r is not None, within=60, every=0.3)
+    assert receipt is not None
 
     async def in_record() -> bool:
         async with await psycopg.AsyncConnection.connect(deployed.database_url) as conn:
@@ -284,8 +295,12 @@ async def test_payer_page_without_javascript(
 
 
 async def test_screenshots_at_phone_and_desktop_sizes(
-    deployed: Deployed, chromium: Browser, office: Office, tmp_path: Path
+    deployed: Deployed, chromium: Browser, office: Office
 ) -> None:
+    shots_dir = OUTPUT / "console-screenshots"
+    shots_dir.mkdir(parents=True, exist_ok=True)
+    for old in shots_dir.glob("*.png"):
+        old.unlink()
     paid = await pay(deployed, await deployed.create(deployed.window()), Channel.WECHAT)
     await wait_recorded(deployed, paid.order_id, "PAID")
     for name, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
@@ -294,16 +309,15 @@ async def test_screenshots_at_phone_and_desktop_sizes(
         await sign_in(page, office, "director")
         await expect(page.locator('[data-figure="payments_fen"]')).to_be_visible()
         await expect(page.locator(".chart svg")).to_be_visible()
-        await page.screenshot(path=tmp_path / f"today-{name}.png", full_page=True)
+        await page.screenshot(path=shots_dir / f"today-{name}.png", full_page=True)
         await page.goto(f"{office.url}/orders/{paid.order_id}")
         await expect(page.get_by_test_id("journal")).to_be_visible()
-        await page.screenshot(path=tmp_path / f"order-{name}.png", full_page=True)
+        await page.screenshot(path=shots_dir / f"order-{name}.png", full_page=True)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"] + 1, f"{name}: the page scrolls sideways ({width}px)"
         await page.goto(f"{office.url}/payer/receipt")
         await expect(page.locator("input[name=check]")).to_be_visible()
-        await page.screenshot(path=tmp_path / f"payer-{name}.png", full_page=True)
+        await page.screenshot(path=shots_dir / f"payer-{name}.png", full_page=True)
         await context.close()
-    shots = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(shots) == 6 and all((tmp_path / s).stat().st_size > 5000 for s in shots)
-    print(f"screenshots in {tmp_path}")
+    shots = sorted(shots_dir.glob("*.png"))
+    assert len(shots) == 6 and all(shot.stat().st_size > 5000 for shot in shots)
