@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from orchestrator.console.scope import OutOfScope, Scope
 from orchestrator.receipts.render import render_html
 
 COOKIE = "wp_session"
+SIGNIN_COOKIE = "wp_signin"  # the sign-in form's CSRF token, before there is a session
 HERE = Path(__file__).parent
 STATES = ("AWAITING_PAYMENT", "PAYING", "PAID", "CANCELLED", "EXPIRED",
           "PARTIALLY_REFUNDED", "REFUNDED")  # fmt: skip
@@ -157,30 +159,44 @@ def _scope(request: web.Request) -> Scope:
 # ---- sign-in ---------------------------------------------------------------------------
 
 
+def _signin_form(request: web.Request, status: int = 200, error: str = "") -> web.Response:
+    """The sign-in form with a fresh CSRF token, also set in a SameSite cookie: a form
+    posted from another site carries neither."""
+    token = secrets.token_urlsafe(32)
+    response = render(request, "signin.html", status=status, error=error, signin_csrf=token)
+    response.set_cookie(
+        SIGNIN_COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/signin"
+    )
+    return response
+
+
 async def signin_page(request: web.Request) -> web.Response:
-    return render(request, "signin.html", error="")
+    return _signin_form(request)
 
 
 async def signin(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     form = await request.post()
     username, password = _text(form, "username"), str(form.get("password", ""))
+    expected = request.cookies.get(SIGNIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, _text(form, "csrf")):
+        return _signin_form(request, 403, "The form has expired; please sign in again.")
     if not console.signin.per_address.allow(request.remote or ""):
-        return render(request, "signin.html", status=429, error="Too many attempts; wait a minute.")
+        return _signin_form(request, 429, "Too many attempts; wait a minute.")
     if console.signin.locked(username):
-        return render(
-            request, "signin.html", status=403,
-            error="This account is locked after repeated failures; try again later.",
-        )  # fmt: skip
+        return _signin_form(
+            request, 403, "This account is locked after repeated failures; try again later."
+        )
     account = console.book.get(username)
     if account is None or account.disabled or not account.check_password(password):
         console.signin.failed(username)
-        return render(request, "signin.html", status=401, error="Wrong username or password.")
+        return _signin_form(request, 401, "Wrong username or password.")
     console.signin.succeeded(username)
     old = request.cookies.get(COOKIE)
     console.sessions.close(old)
     token, _ = console.sessions.open(username)
     response = web.HTTPSeeOther("/today")
+    response.del_cookie(SIGNIN_COOKIE, path="/signin")
     response.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/")
     raise response
 

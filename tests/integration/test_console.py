@@ -98,13 +98,17 @@ class Browser:
     def __init__(self, server: TestServer) -> None:
         self.server = server
         self.token = ""
+        self.signin_cookie = ""
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         await self.http.close()
 
     async def request(self, method: str, path: str, **kw: Any) -> tuple[int, str, Any]:
-        headers = {"Cookie": f"{COOKIE}={self.token}"} if self.token else {}
+        cookies = [f"{COOKIE}={self.token}"] if self.token else []
+        if path == "/signin" and self.signin_cookie:
+            cookies.append(f"wp_signin={self.signin_cookie}")
+        headers = {"Cookie": "; ".join(cookies)} if cookies else {}
         async with self.http.request(
             method, self.server.make_url(path), headers=headers, allow_redirects=False, **kw
         ) as response:
@@ -114,10 +118,17 @@ class Browser:
             return response.status, await response.text(), response
 
     async def sign_in(self, username: str, password: str) -> int:
-        status, _, _ = await self.request(
-            "POST", "/signin", data={"username": username, "password": password}
-        )
+        form = await self.form(username, password)
+        status, _, _ = await self.request("POST", "/signin", data=form)
         return status
+
+    async def form(self, username: str, password: str) -> dict[str, str]:
+        """The sign-in form's fields, with the CSRF token of its page (and its cookie)."""
+        _, body, response = await self.request("GET", "/signin")
+        self.signin_cookie = response.cookies["wp_signin"].value
+        found = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert found
+        return {"username": username, "password": password, "csrf": found.group(1)}
 
     async def csrf(self, path: str) -> str:
         _, body, _ = await self.request("GET", path)
@@ -143,11 +154,8 @@ async def test_sign_in_sets_a_secure_http_only_same_site_cookie(
     browser: Browser, office: dict[str, Any]
 ) -> None:
     assert await browser.sign_in("director", "wrong-password") == 401
-    status, _, response = await browser.request(
-        "POST",
-        "/signin",
-        data={"username": "director", "password": office["passwords"]["director"]},
-    )
+    form = await browser.form("director", office["passwords"]["director"])
+    status, _, response = await browser.request("POST", "/signin", data=form)
     assert status == 303
     cookie = response.cookies[COOKIE]
     assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Strict"
@@ -157,6 +165,17 @@ async def test_sign_in_sets_a_secure_http_only_same_site_cookie(
     assert figures["payments"] == "2"
     assert figures["payments_fen"] == "220.00"
     assert figures["open_orders"] == "1"
+
+
+async def test_the_sign_in_form_needs_its_csrf_token(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    form = await browser.form("director", office["passwords"]["director"])
+    forged = {**form, "csrf": "from-another-site"}
+    assert (await browser.request("POST", "/signin", data=forged))[0] == 403
+    browser.signin_cookie = ""  # a cross-site post carries no SameSite=Strict cookie
+    assert (await browser.request("POST", "/signin", data=form))[0] == 403
+    assert browser.token == ""
 
 
 async def test_sign_out_ends_the_session(browser: Browser, office: dict[str, Any]) -> None:
