@@ -133,7 +133,7 @@ async def staff_session(request: web.Request, handler: Handler) -> web.StreamRes
     account = console.book.get(session.username) if session else None
     if session and account and not account.disabled:
         request[SESSION], request[STAFF] = session, account
-    public = request.path.startswith(("/payer", "/static", "/signin"))
+    public = request.path.startswith(("/payer", "/static", "/signin", "/favicon"))
     if not public and STAFF not in request:
         raise web.HTTPSeeOther("/signin")
     if request.method == "POST" and SESSION in request and request.path != "/signin":
@@ -162,7 +162,11 @@ def _scope(request: web.Request) -> Scope:
 def _signin_form(request: web.Request, status: int = 200, error: str = "") -> web.Response:
     """The sign-in form with a fresh CSRF token, also set in a SameSite cookie: a form
     posted from another site carries neither."""
-    token = secrets.token_urlsafe(32)
+    # Kept while the cookie lives: another tab (or the browser's own requests) reaching
+    # the sign-in page must not invalidate a form already shown.
+    token = request.cookies.get(SIGNIN_COOKIE, "")
+    if len(token) != 43:
+        token = secrets.token_urlsafe(32)
     response = render(request, "signin.html", status=status, error=error, signin_csrf=token)
     response.set_cookie(
         SIGNIN_COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/signin"

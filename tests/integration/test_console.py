@@ -115,6 +115,8 @@ class Browser:
             for cookie in response.cookies.values():
                 if cookie.key == COOKIE:
                     self.token = cookie.value
+                elif cookie.key == "wp_signin":
+                    self.signin_cookie = cookie.value  # as a browser keeps it
             return response.status, await response.text(), response
 
     async def sign_in(self, username: str, password: str) -> int:
@@ -340,3 +342,12 @@ async def test_live_figures_stream_and_end_when_the_record_goes_away(
         await office["pool"].close()  # the record is away: the stream ends, nothing hangs
         rest = await asyncio.wait_for(stream.content.read(), timeout=30)
         assert b"data: " not in rest
+
+
+async def test_opening_the_sign_in_page_again_keeps_an_open_form_valid(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    form = await browser.form("head", office["passwords"]["head"])
+    await browser.request("GET", "/signin")  # another tab, or the browser's favicon request
+    await browser.request("GET", "/favicon.ico")
+    assert (await browser.request("POST", "/signin", data=form))[0] == 303
