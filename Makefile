@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 
-.PHONY: install tools run test lint typecheck unit integration e2e fuzz faults proto lock clean
+.PHONY: install tools browser run test lint typecheck unit integration e2e fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -36,6 +36,13 @@ $(PROMETHEUS):
 
 tools: $(PROMETHEUS)
 
+# The console's browser tests drive Debian's headless Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		{ apt-get install -y -q chromium >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+		{ echo "chromium is required for the browser tests (Debian package chromium)"; exit 1; }
+
 run: $(STAMP)
 	$(BIN)/windowpay serve
 
@@ -49,7 +56,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck $(STAMP) $(PROMETHEUS)
+test: lint typecheck browser $(STAMP) $(PROMETHEUS)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).

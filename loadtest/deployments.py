@@ -25,6 +25,7 @@ def deployment(
     data["service"].update(
         grpc_port=grpc_port,
         metrics_port=metrics_port,
+        console_port=0,  # the console of a benchmark run: any free port
         service_points_per_actor=per_actor,
         log_level="warning",
         **service,

@@ -21,6 +21,8 @@ from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pi
 from orchestrator.access.tls import ServerTls
 from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
+from orchestrator.console.commands import RouterCommands
+from orchestrator.console.server import STAFF_FILE, start_console
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.events import EventHub
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Running:
     server: FrontDoorServer
+    console: str  # the console's base URL ("" without a record)
     redis_url: str
     database_url: str | None
     ray_address: str
@@ -66,6 +69,13 @@ def record_pool(database_url: str, max_size: int = 4) -> AsyncConnectionPool:
     )  # fmt: skip
 
 
+async def open_pool(database_url: str, stack: AsyncExitStack) -> AsyncConnectionPool:
+    pool = record_pool(database_url)
+    await pool.open(wait=False)
+    stack.push_async_callback(pool.close)
+    return pool
+
+
 async def start_front_door(
     config: Config,
     redis_url: str,
@@ -79,10 +89,7 @@ async def start_front_door(
     stack.push_async_callback(redis.aclose)
     store = RedisStore(redis)
     if database_url:
-        pool = record_pool(database_url)
-        await pool.open(wait=False)
-        stack.push_async_callback(pool.close)
-        store = RecordedStore(redis, pool)
+        store = RecordedStore(redis, await open_pool(database_url, stack))
     hub = EventHub(redis)
     await hub.start()
     stack.push_async_callback(hub.stop)
@@ -189,6 +196,12 @@ async def start_service(
         )
         log.info("gRPC front door listening on %s", server.address)
         log.info("metrics on http://%s/metrics, service discovery on /sd", server.metrics_address)
+        console = ""
+        if database_url:
+            pool = await open_pool(database_url, stack)
+            commands = RouterCommands(server.door.router)
+            console = await start_console(config, pool, commands, data_dir / STAFF_FILE, stack)
+            log.info("staff console on %s, payer lookup on %s/payer/receipt", console, console)
         if not join:
             RunInfo(
                 grpc=server.address,
@@ -200,10 +213,11 @@ async def start_service(
                 pki_dir="" if config.access.provisioned else str(pki),
                 ca=str(tls.ca),
                 database_url=database_url or "",
+                console=console,
             ).write(data_dir)
             stack.callback(forget, data_dir)
         return Running(
-            server, redis_url, database_url, address, submitters, actors, stack, ray_lost
+            server, console, redis_url, database_url, address, submitters, actors, stack, ray_lost
         )
     except BaseException:
         await stack.aclose()

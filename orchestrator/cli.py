@@ -15,6 +15,7 @@ from orchestrator import healthcheck, pos
 from orchestrator.access import commands as access
 from orchestrator.access.pki import PkiError
 from orchestrator.config import ConfigError, load_config
+from orchestrator.console import staff
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.record import commands as record
 from orchestrator.telemetry import configure_logging
@@ -44,6 +45,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["grpc_port"] = args.port
     if args.host is not None:
         overrides["grpc_host"] = args.host
+    if args.console_host is not None:
+        overrides["console_host"] = args.console_host
+    if args.console_port is not None:
+        overrides["console_port"] = args.console_port
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     config = config.with_settings(**overrides)
@@ -66,6 +71,8 @@ def _serve(args: argparse.Namespace) -> int:
             await running.close()
             return 0
         print(f"windowpay serving on {running.server.address} (Ctrl-C stops)", flush=True)
+        if running.console:
+            print(f"staff console on {running.console}", flush=True)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([stopping, running.ray_lost], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -147,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--metrics-host", default=_env("METRICS_HOST"), help="(config: 127.0.0.1)")
     serve.add_argument(
+        "--console-host", help="console listen host (config: 127.0.0.1; 0.0.0.0 exposes it)"
+    )
+    serve.add_argument("--console-port", type=int, help="console port (config: 8470; 0: free)")
+    serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
     )
     serve.set_defaults(handler=_serve)
@@ -156,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_parsers(commands)
     record.add_parsers(commands)
     healthcheck.add_parser(commands)
+    staff.add_parsers(commands)
     return parser
 
 

@@ -78,6 +78,8 @@ class Settings:
     batches_in_flight: int = 2
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # the front door's /metrics and /sd (0: a free port)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8470  # the staff console and payer lookup (0: a free port)
     log_level: str = "info"
 
     @property
@@ -273,6 +275,8 @@ def _settings(t: _Table) -> Settings:
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
         metrics_host=t.get("metrics_host", str, base.metrics_host),
         metrics_port=t.get("metrics_port", int, base.metrics_port),
+        console_host=t.get("console_host", str, base.console_host),
+        console_port=t.get("console_port", int, base.console_port),
         log_level=t.get("log_level", str, base.log_level),
     )
     if settings.redis_appendfsync not in ("always", "everysec"):

@@ -20,6 +20,7 @@ from google.protobuf.json_format import MessageToJson
 
 from orchestrator.access import client
 from orchestrator.channels.codes import AUTH_CODES
+from orchestrator.console import slip
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
@@ -132,6 +133,9 @@ async def _run(args: argparse.Namespace) -> None:
                 timeout=args.wait,
             )
             _show(order, args.json)
+            console = args.console or slip.console_of()
+            if order.state == pb.PAID and console and not args.json:
+                print(slip.slip(console, await slip.receipt_of(channel, order.order_id)))
         elif args.action == "watch":
             async for order in terminal.WatchWindow(
                 pb.WatchWindowRequest(terminal_id=args.terminal)
@@ -208,6 +212,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pay.add_argument("--cash", type=int, default=0, help="cash received, in fen (cash only)")
     pay.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the outcome")
     pay.add_argument("--request-id", help="idempotency key (default: a new one)")
+    pay.add_argument("--console", help="payer lookup base URL (default: var/run.json's)")
 
     watch = actions.add_parser("watch", help="stream the orders of a terminal's window")
     watch.add_argument("--terminal", required=True)

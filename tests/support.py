@@ -76,7 +76,9 @@ def small_config_data(
     """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
     {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
     data = sample_data()
-    data["service"].update(time_scale=time_scale, grpc_port=0, metrics_port=0, **service)
+    data["service"].update(
+        time_scale=time_scale, grpc_port=0, metrics_port=0, console_port=0, **service
+    )
     for channel, changes in (channels or {}).items():
         data["channels"][channel].update(changes)
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]

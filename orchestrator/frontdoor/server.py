@@ -21,7 +21,7 @@ SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name
 class FrontDoorServer:
     def __init__(self, door: FrontDoor, host: str, port: int, access: FrontDoorAccess) -> None:
         limits = door.config.access.limits
-        self.door = door
+        self.door = door  # the console sends its commands through the same router
         self.access = access
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), access.interceptor],

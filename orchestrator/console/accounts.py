@@ -1,0 +1,122 @@
+"""Staff accounts of the console: a role, a scope, and an argon2 password hash, kept in
+one JSON file (`var/pki/staff.json`, mode 0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+
+
+class Role(StrEnum):
+    CLERK = "clerk"  # their own window
+    HEAD = "head"  # their own service point
+    DIRECTOR = "director"  # every service point
+    AUDITOR = "auditor"  # everything, read-only, payer names masked
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAccount:
+    username: str
+    role: Role
+    password_hash: str
+    service_point_id: str = ""
+    window_id: str = ""
+    disabled: bool = False
+
+    def check_password(self, password: str) -> bool:
+        try:
+            return _hasher.verify(self.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise ValueError("a password has at least 8 characters")
+    return _hasher.hash(password)
+
+
+def new_account(
+    username: str, role: Role, password: str, service_point_id: str = "", window_id: str = ""
+) -> StaffAccount:
+    if not username or not username.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("a username is letters, digits, '-' and '_'")
+    if role is Role.CLERK and not window_id:
+        raise ValueError("a clerk needs a window (--window)")
+    if role is Role.HEAD and not service_point_id:
+        raise ValueError("a service-point head needs a service point (--service-point)")
+    return StaffAccount(username, role, hash_password(password), service_point_id, window_id)
+
+
+class StaffBook:
+    """The accounts file. Written whole through a temporary file created 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, StaffAccount]:
+        data = json.loads(self.path.read_text())
+        return {
+            a["username"]: StaffAccount(**{**a, "role": Role(a["role"])}) for a in data["accounts"]
+        }
+
+    def get(self, username: str) -> StaffAccount | None:
+        return self.load().get(username)
+
+    def save(self, accounts: dict[str, StaffAccount], *, create: bool = False) -> None:
+        body = json.dumps({"accounts": [asdict(a) for a in accounts.values()]}, indent=2)
+        target = self.path if create else self.path.with_suffix(".tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = os.open(target, flags, 0o600)  # the mode from the first byte
+        with os.fdopen(fd, "w") as out:
+            out.write(body + "\n")
+        if not create:
+            os.replace(target, self.path)
+
+    def add(self, account: StaffAccount) -> None:
+        accounts = self.load()
+        if account.username in accounts:
+            raise ValueError(f"staff account {account.username!r} exists")
+        accounts[account.username] = account
+        self.save(accounts)
+
+    def update(self, username: str, *, password: str | None = None, disabled: bool = False) -> None:
+        accounts = self.load()
+        if username not in accounts:
+            raise ValueError(f"no staff account {username!r}")
+        account = accounts[username]
+        if password is not None:
+            account = replace(account, password_hash=hash_password(password))
+        accounts[username] = replace(account, disabled=disabled)
+        self.save(accounts)
+
+
+def ensure_dev_accounts(path: Path, service_point_id: str, window_id: str) -> dict[str, str] | None:
+    """At first start, one account per role for the sample deployment, with generated
+    passwords (returned, to print once). Never over an existing file."""
+    if path.exists():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    passwords = {
+        name: secrets.token_urlsafe(9) for name in ("clerk", "head", "director", "auditor")
+    }
+    accounts = {
+        "clerk": new_account("clerk", Role.CLERK, passwords["clerk"], service_point_id, window_id),
+        "head": new_account("head", Role.HEAD, passwords["head"], service_point_id),
+        "director": new_account("director", Role.DIRECTOR, passwords["director"]),
+        "auditor": new_account("auditor", Role.AUDITOR, passwords["auditor"]),
+    }
+    try:
+        StaffBook(path).save(accounts, create=True)
+    except FileExistsError:
+        return None  # another process wrote it first: theirs stands
+    return passwords

@@ -1,0 +1,42 @@
+"""Charts drawn on the server as SVG by pygal: no script and no internet needed by the
+browser, and readable on a phone as on a desktop."""
+
+from __future__ import annotations
+
+import sys
+
+import pygal  # type: ignore[import-untyped]
+from pygal.style import Style  # type: ignore[import-untyped]
+
+# pygal appends an old-style import hook for its map plugins (unused here); left in
+# place, every later failed import lookup in the process warns (ImportWarning).
+sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
+
+_STYLE = Style(
+    background="transparent",
+    plot_background="transparent",
+    colors=("#1f6feb", "#9aa5b1"),
+    font_family="system-ui, sans-serif",
+)
+
+
+def hourly(today: list[int], last_week: list[int], last_week_label: str) -> str:
+    """Yuan paid per hour: today against the same weekday a week before."""
+    chart = pygal.Bar(
+        style=_STYLE,
+        height=260,
+        width=720,
+        js=[],  # no tooltip script fetched from elsewhere
+        disable_xml_declaration=True,
+        show_legend=True,
+        legend_at_bottom=True,
+        x_label_rotation=0,
+        show_minor_x_labels=False,
+        x_labels_major_every=3,
+        print_values=False,
+    )
+    chart.x_labels = [f"{h:02d}" for h in range(24)]
+    chart.add("today", [round(f / 100, 2) for f in today])
+    chart.add(last_week_label, [round(f / 100, 2) for f in last_week])
+    svg: str = chart.render(is_unicode=True)
+    return svg

@@ -1,0 +1,27 @@
+"""What the console changes goes through windowpay's own command path: the same
+domain command the business system's CancelOrder sends to the service point's actor."""
+
+from __future__ import annotations
+
+import uuid
+
+from orchestrator.domain.commands import CancelOrder, Rejected
+from orchestrator.frontdoor.router import Router
+from orchestrator.store import keys
+
+
+class RouterCommands:
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def cancel(self, order_id: str, reason: str, username: str) -> str:
+        """Cancel an unpaid order; returns "" when done, else why it was refused."""
+        try:
+            sp = keys.service_point_of(order_id)
+        except ValueError:
+            return f"order {order_id} not found"
+        if not self._router.serves(sp):
+            return f"order {order_id} not found"
+        command = CancelOrder(uuid.uuid4().hex, order_id, f"{reason} [console: {username}]")
+        result = await self._router.call(sp, command)
+        return result.message if isinstance(result, Rejected) else ""

@@ -1,0 +1,318 @@
+"""The console's reads from the PostgreSQL record, each narrowed by the caller's scope
+(`Scope.where`). Times are epoch milliseconds as everywhere in windowpay; days are the
+record's local business days."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from orchestrator.console.scope import Scope
+
+Row = dict[str, Any]
+OPEN_STATES = ("AWAITING_PAYMENT", "PAYING")
+UNRESOLVED_ATTEMPTS = ("SUBMITTED", "AWAITING_PAYER", "REVERSING", "UNKNOWN")
+SEARCH_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Today:
+    day: date
+    payments: int
+    payments_fen: int
+    refunds: int
+    refunds_fen: int
+    open_orders: int
+    stuck_orders: int
+    by: dict[str, list[Row]]  # dimension -> rows of {key, payments, payments_fen}
+    hourly: list[int]  # fen paid per hour of the day
+    hourly_last_week: list[int]  # the same weekday a week before
+    slowest: list[Row]  # window, service point, paid orders, mean seconds created -> paid
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "payments": self.payments,
+            "payments_fen": self.payments_fen,
+            "refunds": self.refunds,
+            "refunds_fen": self.refunds_fen,
+            "open_orders": self.open_orders,
+            "stuck_orders": self.stuck_orders,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    order_id: str = ""
+    business_no: str = ""
+    receipt_no: str = ""
+    first: date | None = None
+    last: date | None = None
+    window_id: str = ""
+    channel: str = ""
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    order: Row
+    lines: list[Row]
+    attempts: list[Row]
+    refunds: list[Row]
+    receipt: Row | None
+    journal: list[Row] = field(default_factory=list)
+
+
+_BY = ("channel", "service_point", "window")
+_PAID_GROUPED = """
+    SELECT CASE WHEN GROUPING(a.channel) = 0 THEN 'channel'
+                WHEN GROUPING(o.service_point_id) = 0 THEN 'service_point'
+                WHEN GROUPING(o.window_id) = 0 THEN 'window'
+                WHEN GROUPING(h.hour) = 0 THEN 'hour' ELSE 'total' END AS dimension,
+           coalesce(a.channel, o.service_point_id, o.window_id, h.hour::text) AS key,
+           count(*) AS payments, sum(a.amount_fen) AS payments_fen
+    FROM attempts a JOIN orders o ON o.order_id = a.order_id,
+         LATERAL (SELECT extract(hour FROM to_timestamp(a.finished_at_ms / 1000.0)
+                                 AT TIME ZONE %(zone)s)::int AS hour) h
+    WHERE a.state = 'SUCCEEDED' AND a.finished_day = %(day)s AND {scope}
+    GROUP BY GROUPING SETS ((), (a.channel), (o.service_point_id), (o.window_id), (h.hour))
+"""
+_FEE_ITEMS = """
+    SELECT l.fee_code AS key, sum(l.quantity) AS payments, sum(l.amount_fen) AS payments_fen
+    FROM attempts a JOIN orders o ON o.order_id = a.order_id
+    JOIN order_lines l ON l.order_id = o.order_id
+    WHERE a.state = 'SUCCEEDED' AND a.finished_day = %(day)s AND {scope}
+    GROUP BY 1 ORDER BY 3 DESC, 1
+"""
+_REFUNDS_OF_DAY = """
+    SELECT count(*) AS n, coalesce(sum(r.amount_fen), 0) AS fen
+    FROM refunds r JOIN orders o ON o.order_id = r.order_id
+    WHERE r.state = 'SUCCEEDED' AND NOT r.automatic AND r.finished_day = %(day)s AND {scope}
+"""
+# Open orders expire at the end of their business day: yesterday's and today's suffice.
+_OPEN = """
+    SELECT count(*) AS n, count(*) FILTER (WHERE o.created_at_ms < %(stuck_before)s) AS stuck
+    FROM orders o
+    WHERE o.created_day >= %(since)s AND o.state = ANY(%(open)s) AND {scope}
+"""
+_SLOWEST = """
+    SELECT o.window_id, o.service_point_id, count(*) AS paid,
+           round(avg(o.paid_at_ms - o.created_at_ms) / 1000.0, 1) AS seconds
+    FROM orders o WHERE o.paid_day = %(day)s AND {scope}
+    GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 5
+"""
+
+
+class ConsoleQueries:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def _all(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)  # the SQL text is ours; only params vary
+            return list(await cur.fetchall())
+
+    async def today(
+        self, scope: Scope, day: date, now_ms: int, stuck_after_s: int, zone: str
+    ) -> Today:
+        """The figures of one local day. One scan of the day's payments answers the
+        totals, the breakdowns and the hourly chart (grouping sets); the other reads run
+        beside it on the pool's other connections."""
+        where, params = scope.where()
+        params = {
+            **params,
+            "day": day,
+            "zone": zone,
+            "since": day - timedelta(days=1),
+            "open": list(OPEN_STATES),
+            "stuck_before": now_ms - stuck_after_s * 1000,
+        }
+        week_before = {**params, "day": day - timedelta(days=7)}
+        paid, last_week, fee_items, refunds, open_rows, slowest = await asyncio.gather(
+            self._all(_PAID_GROUPED.format(scope=where), params),
+            self._all(_PAID_GROUPED.format(scope=where), week_before),
+            self._all(_FEE_ITEMS.format(scope=where), params),
+            self._all(_REFUNDS_OF_DAY.format(scope=where), params),
+            self._all(_OPEN.format(scope=where), params),
+            self._all(_SLOWEST.format(scope=where), params),
+        )
+        by: dict[str, list[Row]] = {name: [] for name in _BY}
+        hourly, hourly_last_week = [0] * 24, [0] * 24
+        totals: Row = {"payments": 0, "payments_fen": 0}
+        for row in paid:
+            if row["dimension"] == "total":
+                totals = row
+            elif row["dimension"] == "hour":
+                hourly[int(row["key"])] = int(row["payments_fen"])
+            else:
+                by[row["dimension"]].append(row)
+        for row in last_week:
+            if row["dimension"] == "hour":
+                hourly_last_week[int(row["key"])] = int(row["payments_fen"])
+        for rows in by.values():
+            rows.sort(key=lambda r: (-int(r["payments_fen"]), str(r["key"])))
+        return Today(
+            day=day,
+            payments=int(totals["payments"] or 0),
+            payments_fen=int(totals["payments_fen"] or 0),
+            refunds=int(refunds[0]["n"]),
+            refunds_fen=int(refunds[0]["fen"]),
+            open_orders=int(open_rows[0]["n"]),
+            stuck_orders=int(open_rows[0]["stuck"]),
+            by={**by, "fee_item": fee_items},
+            hourly=hourly,
+            hourly_last_week=hourly_last_week,
+            slowest=slowest,
+        )
+
+    async def search(self, scope: Scope, f: SearchFilters) -> list[Row]:
+        where, params = scope.where()
+        conditions = [where]
+        if f.order_id:
+            conditions.append("o.order_id = %(order_id)s")
+        if f.business_no:
+            conditions.append("o.business_no = %(business_no)s")
+        if f.receipt_no:
+            conditions.append(
+                "o.order_id IN (SELECT order_id FROM receipts WHERE receipt_no = %(receipt_no)s)"
+            )
+        if f.first:
+            conditions.append("o.created_day >= %(first)s")
+        if f.last:
+            conditions.append("o.created_day <= %(last)s")
+        if f.window_id:
+            conditions.append("o.window_id = %(window_id)s")
+        if f.channel:
+            conditions.append("o.paid_channel = %(channel)s")
+        if f.state:
+            conditions.append("o.state = %(state)s")
+        return await self._all(
+            f"""SELECT o.order_id, o.business_no, o.payer_name, o.service_point_id, o.window_id,
+                       o.amount_fen, o.state, o.paid_channel, o.created_at_ms
+                FROM orders o WHERE {" AND ".join(conditions)}
+                ORDER BY o.created_at_ms DESC LIMIT {SEARCH_LIMIT}""",
+            {**params, **{k: getattr(f, k) for k in f.__slots__}},
+        )
+
+    async def order(self, order_id: str) -> OrderPage | None:
+        """The whole order; the caller checks its scope before showing any of it."""
+        one = {"id": order_id}
+        orders = await self._all("SELECT * FROM orders o WHERE o.order_id = %(id)s", one)
+        if not orders:
+            return None
+        receipts = await self._all(
+            "SELECT record FROM receipts WHERE order_id = %(id)s ORDER BY issued_at_ms", one
+        )
+        return OrderPage(
+            order=orders[0],
+            lines=await self._all(
+                "SELECT * FROM order_lines WHERE order_id = %(id)s ORDER BY line_no", one
+            ),
+            attempts=await self._all(
+                "SELECT * FROM attempts WHERE order_id = %(id)s ORDER BY created_at_ms", one
+            ),
+            refunds=await self._all(
+                "SELECT * FROM refunds WHERE order_id = %(id)s ORDER BY created_at_ms", one
+            ),
+            receipt=_json(receipts[0]["record"]) if receipts else None,
+            journal=await self._all(
+                "SELECT version, at_ms, what, order_state, entry FROM journal "
+                "WHERE order_id = %(id)s ORDER BY version",
+                one,
+            ),
+        )
+
+    async def supervision(self, scope: Scope, now_ms: int, overdue_s: int) -> dict[str, list[Row]]:
+        where, params = scope.where()
+        params = {**params, "before": now_ms - overdue_s * 1000}
+        return {
+            "unresolved_attempts": await self._all(
+                f"""SELECT a.attempt_id, a.order_id, a.channel, a.state, a.terminal_id,
+                           a.created_at_ms, o.window_id
+                    FROM attempts a JOIN orders o ON o.order_id = a.order_id
+                    WHERE (a.state = ANY(%(states)s) OR a.follow_up)
+                      AND a.created_at_ms < %(before)s AND {where}
+                    ORDER BY a.created_at_ms LIMIT 100""",
+                {**params, "states": list(UNRESOLVED_ATTEMPTS)},
+            ),
+            "pending_refunds": await self._all(
+                f"""SELECT r.refund_id, r.order_id, r.amount_fen, r.supervisor_id,
+                           r.created_at_ms, o.window_id
+                    FROM refunds r JOIN orders o ON o.order_id = r.order_id
+                    WHERE r.state = 'PENDING' AND r.created_at_ms < %(before)s AND {where}
+                    ORDER BY r.created_at_ms LIMIT 100""",
+                params,
+            ),
+            "late_successes": await self._all(
+                f"""SELECT r.refund_id, r.order_id, r.amount_fen, r.state, r.created_at_ms,
+                           o.window_id
+                    FROM refunds r JOIN orders o ON o.order_id = r.order_id
+                    WHERE r.automatic AND {where}
+                    ORDER BY r.created_at_ms DESC LIMIT 100""",
+                params,
+            ),
+            "refunds_by_supervisor": await self._all(
+                f"""SELECT r.supervisor_id, o.window_id, a.channel, count(*) refunds,
+                           sum(r.amount_fen) refunds_fen
+                    FROM refunds r JOIN orders o ON o.order_id = r.order_id
+                    JOIN attempts a ON a.attempt_id = r.attempt_id
+                    WHERE NOT r.automatic AND r.state = 'SUCCEEDED' AND {where}
+                    GROUP BY 1, 2, 3 ORDER BY 4 DESC, 5 DESC LIMIT 100""",
+                params,
+            ),
+        }
+
+    async def fee_items_of_month(self, scope: Scope, month: date) -> list[Row]:
+        where, params = scope.where()
+        first = month.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+        return await self._all(
+            f"""SELECT l.fee_code, l.name, sum(l.quantity) quantity, count(DISTINCT o.order_id)
+                       orders, sum(l.amount_fen) amount_fen
+                FROM attempts a JOIN orders o ON o.order_id = a.order_id
+                JOIN order_lines l ON l.order_id = o.order_id
+                WHERE a.state = 'SUCCEEDED' AND a.finished_day >= %(first)s
+                  AND a.finished_day < %(after)s AND {where}
+                GROUP BY 1, 2 ORDER BY 1""",
+            {**params, "first": first, "after": after},
+        )
+
+    async def orders_of_day(self, scope: Scope, day: date) -> list[bytes]:
+        """Snapshots of the orders created, paid or refunded on the day, in scope: what
+        the settlement is computed from, as the GetSettlement RPC does."""
+        where, params = scope.where()
+        rows = await self._all(
+            f"""SELECT o.snapshot::text AS snapshot FROM orders o WHERE {where} AND o.order_id IN (
+                    SELECT order_id FROM orders WHERE created_day = %(day)s
+                    UNION SELECT order_id FROM attempts WHERE finished_day = %(day)s
+                    UNION SELECT order_id FROM refunds WHERE finished_day = %(day)s)
+                ORDER BY o.order_id""",
+            {**params, "day": day},
+        )
+        return [row["snapshot"].encode() for row in rows]
+
+    async def receipt(self, code: str, number: str) -> Row | None:
+        rows = await self._all(
+            "SELECT record FROM receipts WHERE receipt_code = %(c)s AND receipt_no = %(n)s",
+            {"c": code, "n": number},
+        )
+        return _json(rows[0]["record"]) if rows else None
+
+    async def refunds_of_order(self, order_id: str) -> list[Row]:
+        return await self._all(
+            "SELECT refund_id, amount_fen, state, finished_at_ms FROM refunds "
+            "WHERE order_id = %(id)s AND NOT automatic ORDER BY created_at_ms",
+            {"id": order_id},
+        )
+
+
+def _json(value: Any) -> Row:
+    if isinstance(value, dict):
+        return value
+    loaded: Row = orjson.loads(value)
+    return loaded

@@ -1,0 +1,55 @@
+"""The one scope check every console read and command goes through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.console.accounts import Role, StaffAccount
+
+
+class OutOfScope(Exception):
+    """The order or page is outside what the signed-in account may see: 403."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    role: Role
+    service_point_id: str = ""
+    window_id: str = ""
+
+    @classmethod
+    def of(cls, account: StaffAccount) -> Scope:
+        return cls(account.role, account.service_point_id, account.window_id)
+
+    @property
+    def may_cancel(self) -> bool:
+        return self.role in (Role.HEAD, Role.DIRECTOR)
+
+    @property
+    def masks_names(self) -> bool:
+        return self.role is Role.AUDITOR
+
+    def allows(self, service_point_id: str, window_id: str) -> bool:
+        if self.role is Role.CLERK:
+            return window_id == self.window_id
+        if self.role is Role.HEAD:
+            return service_point_id == self.service_point_id
+        return True
+
+    def check(self, service_point_id: str, window_id: str) -> None:
+        if not self.allows(service_point_id, window_id):
+            raise OutOfScope(f"{window_id} at {service_point_id} is outside your scope")
+
+    def where(self, alias: str = "o") -> tuple[str, dict[str, Any]]:
+        """The same rule as `allows`, as SQL over an orders row."""
+        if self.role is Role.CLERK:
+            return f"{alias}.window_id = %(scope_window)s", {"scope_window": self.window_id}
+        if self.role is Role.HEAD:
+            return f"{alias}.service_point_id = %(scope_sp)s", {"scope_sp": self.service_point_id}
+        return "TRUE", {}
+
+    def name(self, payer_name: str) -> str:
+        if not self.masks_names or not payer_name:
+            return payer_name
+        return payer_name[0] + "*" * (len(payer_name) - 1)
