@@ -1,7 +1,8 @@
 # windowpay's production image: the front door, the Ray actors and the sandbox gateways
-# in one process tree, run as an unprivileged user. Redis is external (REDIS_URL); see
-# deploy/compose.yaml. Exit status 75 means "lost its Ray node, start me again": run it
-# with a restart policy (docs/RELIABILITY.md, the supervision contract).
+# in one process tree, run as an unprivileged user. Redis (REDIS_URL) and PostgreSQL
+# (DATABASE_URL) are external; see deploy/compose.yaml. Exit status 75 means "lost its
+# Ray node, start me again": run it with a restart policy (docs/RELIABILITY.md, the
+# supervision contract).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -93,7 +93,9 @@ def test_image_is_multi_stage_unprivileged_and_locked() -> None:
 
 
 @pytest.mark.timeout(420)
-async def test_entry_command_serves_and_passes_its_healthcheck(tmp_path: Path) -> None:
+async def test_entry_command_serves_and_passes_its_healthcheck(
+    tmp_path: Path, database_url: str
+) -> None:
     stage = final_stage(DOCKERFILE.read_text())
     entry = exec_form(stage, "ENTRYPOINT") + exec_form(stage, "CMD")
     probe = exec_form(stage, "HEALTHCHECK")
@@ -114,6 +116,7 @@ async def test_entry_command_serves_and_passes_its_healthcheck(tmp_path: Path) -
         "WINDOWPAY_METRICS_PORT": str(free_port()),
         "WINDOWPAY_CONFIG": str(config),
         "REDIS_URL": redis.url,
+        "DATABASE_URL": database_url,
     }
     env.pop("RAY_ADDRESS", None)
     log = (tmp_path / "serve.log").open("wb")
@@ -165,6 +168,7 @@ def test_compose_runs_windowpay_with_redis_and_prometheus() -> None:
     windowpay, redis, prometheus = (services[n] for n in ("windowpay", "redis", "prometheus"))
     assert (compose_file.parent / windowpay["build"]["context"] / "Dockerfile").samefile(DOCKERFILE)
     assert windowpay["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert "postgres" in services and "postgres" in windowpay["depends_on"]
     # Status 75 (Ray node lost) must lead to a restart.
     assert windowpay["restart"] in ("unless-stopped", "always", "on-failure")
     assert redis["command"][redis["command"].index("--appendfsync") + 1] == "always"
