@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from orchestrator.access.files import create_file, create_secret, replace_file
+from orchestrator.files import create_file, create_secret, replace_file
 
 CA_DAYS = 3650
 CERT_DAYS = 825

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from orchestrator.access.files import create_secret, replace_file
 from orchestrator.domain.principals import AccessSettings
+from orchestrator.files import create_secret, replace_file
 from orchestrator.store.lockout import PinLockout
 
 log = logging.getLogger(__name__)

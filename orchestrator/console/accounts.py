@@ -4,7 +4,6 @@ one JSON file (`var/pki/staff.json`, mode 0600)."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
@@ -12,6 +11,8 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from orchestrator.files import create_secret, replace_file
 
 _hasher = PasswordHasher()
 
@@ -74,13 +75,10 @@ class StaffBook:
 
     def save(self, accounts: dict[str, StaffAccount], *, create: bool = False) -> None:
         body = json.dumps({"accounts": [asdict(a) for a in accounts.values()]}, indent=2)
-        target = self.path if create else self.path.with_suffix(".tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        fd = os.open(target, flags, 0o600)  # the mode from the first byte
-        with os.fdopen(fd, "w") as out:
-            out.write(body + "\n")
-        if not create:
-            os.replace(target, self.path)
+        if create:
+            create_secret(self.path, (body + "\n").encode())
+        else:
+            replace_file(self.path, (body + "\n").encode(), mode=0o600)
 
     def add(self, account: StaffAccount) -> None:
         accounts = self.load()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from orchestrator.config import Config
 from orchestrator.console.accounts import StaffBook, ensure_dev_accounts
 from orchestrator.console.app import Commands, Console, ConsoleSettings, build_app
 from orchestrator.console.queries import ConsoleQueries
+from orchestrator.files import create_secret
 
 log = logging.getLogger(__name__)
 STAFF_FILE = Path("pki") / "staff.json"  # under the data directory
@@ -65,9 +66,6 @@ def _write_dev_passwords(staff_file: Path, passwords: dict[str, str]) -> None:
     """The generated passwords of the dev accounts, beside the accounts, 0600 from the
     first byte; only at the first start."""
     path = staff_file.with_name(DEV_PASSWORDS)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as out:
-        out.writelines(f"{name} {password}\n" for name, password in passwords.items())
+    lines = "".join(f"{name} {password}\n" for name, password in passwords.items())
+    with contextlib.suppress(FileExistsError):
+        create_secret(path, lines.encode())

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.states import Channel
+from orchestrator.files import create_file
 from orchestrator.providers.certificates import (
     Certificate,
     SigningIdentity,
@@ -140,17 +141,9 @@ def provider_keys(keys_dir: Path, provider: str) -> ProviderKeys:
 
 def write_new(path: Path, data: bytes, *, private: bool) -> None:
     """Create `path` with `data`; fail if it exists. A private file is 0600 from the
-    first byte (the mode is given to open, and set again in case of a loose umask)."""
+    first byte."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = PRIVATE_MODE if private else PUBLIC_MODE
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        if private:
-            os.fchmod(descriptor, PRIVATE_MODE)
-        os.write(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    create_file(path, data, mode=PRIVATE_MODE if private else PUBLIC_MODE)
 
 
 Files = dict[Path, tuple[bytes, bool]]  # path -> (content, private)

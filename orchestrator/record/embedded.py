@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import IO
 import psycopg
 
 from orchestrator.embedded_redis import free_port
+from orchestrator.files import create_secret
 
 USER = "windowpay"
 DATABASE = "windowpay"
@@ -66,6 +68,7 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
+        self._check_reachable()
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         self.sockets.mkdir(exist_ok=True)
@@ -122,8 +125,7 @@ class EmbeddedPostgres:
         self.data.mkdir(parents=True)
         password = self.root / "password"
         if not password.exists():
-            password.write_text(secrets.token_urlsafe(24) + "\n")
-            password.chmod(0o600)
+            create_secret(password, (secrets.token_urlsafe(24) + "\n").encode())
         pwfile = self.root / "pwfile.tmp"
         pwfile.write_text(self.password + "\n")
         self._own(self.data, pwfile)
@@ -148,6 +150,19 @@ class EmbeddedPostgres:
             raise RuntimeError(f"initdb failed: {error.stderr.decode(errors='replace')}") from None
         finally:
             pwfile.unlink(missing_ok=True)
+
+    def _check_reachable(self) -> None:
+        """As root, the cluster runs as the postgres user, who must be able to enter every
+        folder above it: say which one it cannot, rather than let initdb fail obscurely."""
+        if not self._as:
+            return
+        for folder in self.root.parents:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                raise RuntimeError(
+                    f"the embedded PostgreSQL runs as the postgres user (windowpay runs as "
+                    f"root) and cannot enter {folder}: make it searchable (chmod o+x) or set "
+                    "DATABASE_URL to a PostgreSQL of your own"
+                )
 
     def _own(self, *paths: Path) -> None:
         if self._as:

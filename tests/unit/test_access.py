@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from orchestrator.access import pki
-from orchestrator.access.files import create_secret
 from orchestrator.access.limits import Gate
 from orchestrator.access.policy import TABLE, Scope, denial
 from orchestrator.access.revocation import Revocations
 from orchestrator.access.supervisors import ensure_dev_pins, hash_pin, pin_matches, set_pin
 from orchestrator.config import ConfigError, parse_config
 from orchestrator.domain.principals import Limits, Principal, Role
+from orchestrator.files import create_secret
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.support import small_config, small_config_data
 

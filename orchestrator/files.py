@@ -16,6 +16,7 @@ def create_file(path: Path, data: bytes, *, mode: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        os.fsync(fd)
     finally:
         os.close(fd)
 
