@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from loadtest.scenarios import registry
 from orchestrator.access import client
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.runfile import RunInfo
 from tests.e2e.conftest import Deployed
 from tests.support import eventually, small_config_data
@@ -136,7 +138,8 @@ async def test_a_run_fails_when_its_attempts_are_not_final_at_the_check(
     assert "attempts not final" in out.split("FAILED: ")[1], out
     orders = (tmp_path / "unsettled_orders.txt").read_text().split()
     address = deployed.server.address
-    assert await asyncio.to_thread(check, address, orders, None, 90.0) == []
+    auditor = client.of_pki(deployed.pki_dir, "auditor")
+    assert await asyncio.to_thread(check, address, orders, None, 90.0, auditor) == []
 
 
 async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_attempt(
@@ -180,8 +183,13 @@ async def test_the_consistency_check_finds_a_double_charge_and_an_unfinished_att
 SERVE_ATTEMPTS = 3  # Ray's node start can time out when the shared machine is swamped
 
 
-async def serve(data_dir: Path, config: Path, attempt: int) -> asyncio.subprocess.Process:
+async def serve(
+    data_dir: Path, config: Path, attempt: int, database_url: str
+) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RAY_ADDRESS")}
+    # The record in the session's PostgreSQL: an embedded one cannot live in pytest's
+    # private temporary folders when the tests run as root (it runs as user postgres).
+    env["DATABASE_URL"] = database_url
     log = os.open(data_dir / f"serve-{attempt}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         return await asyncio.create_subprocess_exec(
@@ -217,7 +225,9 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 
 
 @pytest.fixture(scope="module")
-async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunInfo]:
+async def served(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: EmbeddedPostgres
+) -> AsyncIterator[RunInfo]:
     """A real `windowpay serve`, as `make run` starts it: its own data dir, embedded Redis,
     local Ray, sandboxes, free ports. Small, and on the suite's time scale. A start that
     fails (Ray's node start timing out on a swamped machine) is tried again."""
@@ -225,8 +235,9 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunI
     config = data_dir / "windowpay.toml"
     data = small_config_data(prefix="S", service_points=3, windows=8, pay_hold_s=30)
     config.write_text(tomli_w.dumps(data))
+    database_url = postgres_server.create_database(f"served_{uuid.uuid4().hex[:8]}")
     for attempt in range(1, SERVE_ATTEMPTS + 1):
-        process = await serve(data_dir, config, attempt)
+        process = await serve(data_dir, config, attempt, database_url)
         try:
             run = await ready(process, data_dir)
             if run is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis, free_port
+from orchestrator.record.embedded import EmbeddedPostgres
 from tests.faults.proxy import FaultyProxy
 from tests.faults.served import Served
 from tests.support import small_config_data
@@ -91,7 +93,9 @@ def fault_redis(work_dir: Path) -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture(scope="session")
-async def stack(fault_redis: EmbeddedRedis, work_dir: Path) -> AsyncIterator[Stack]:
+async def stack(
+    fault_redis: EmbeddedRedis, work_dir: Path, postgres_server: EmbeddedPostgres
+) -> AsyncIterator[Stack]:
     data = small_config_data(
         prefix="F",
         service_points=SERVICE_POINTS,
@@ -118,7 +122,8 @@ async def stack(fault_redis: EmbeddedRedis, work_dir: Path) -> AsyncIterator[Sta
         config_path = data_dir / "windowpay.toml"
         config_path.write_text(tomli_w.dumps(data))
         config = parse_config(data, str(config_path))
-        served = Served(config_path, fault_redis.url, data_dir, free_port())
+        database_url = postgres_server.create_database(f"faults_{uuid.uuid4().hex[:8]}")
+        served = Served(config_path, fault_redis.url, database_url, data_dir, free_port())
         await served.supervised_start()
         yield Stack(config, data_dir, fault_redis, sandboxes, proxies, served)
     finally:

@@ -37,15 +37,24 @@ def connect(data_dir: Path, principal: str) -> grpc.aio.Channel:
     run = RunInfo.read(data_dir)
     if run is None:
         raise AssertionError(f"no run.json in {data_dir}: is windowpay serving?")
-    return client.resolve(principal, data_dir=data_dir).channel(run.grpc)
+    return identity(data_dir, principal).channel(run.grpc)
+
+
+def identity(data_dir: Path, principal: str) -> client.Identity:
+    """`principal`'s certificate in the development PKI that serve made in `data_dir`
+    (read from there, not through run.json, which a restarting serve rewrites)."""
+    return client.of_pki(data_dir / "pki", principal)
 
 
 class Served:
     """One `windowpay serve` process at a time, restartable on the same port."""
 
-    def __init__(self, config: Path, redis_url: str, data_dir: Path, port: int) -> None:
+    def __init__(
+        self, config: Path, redis_url: str, database_url: str, data_dir: Path, port: int
+    ) -> None:
         self.config = config
         self.redis_url = redis_url
+        self.database_url = database_url
         self.data_dir = data_dir
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,6 +77,7 @@ class Served:
                     WINDOWPAY, "serve",
                     "--config", str(self.config),
                     "--redis-url", self.redis_url,
+                    "--database-url", self.database_url,
                     "--data-dir", str(self.data_dir),
                     "--port", str(self.port),
                     "--metrics-port", "0",
@@ -158,7 +168,7 @@ class Served:
 
     def health(self) -> str:
         return health_status(
-            f"127.0.0.1:{self.port}", client.resolve("monitor", data_dir=self.data_dir), timeout_s=2
+            f"127.0.0.1:{self.port}", identity(self.data_dir, "monitor"), timeout_s=2
         )
 
     def descendants(self) -> list[psutil.Process]:

@@ -100,7 +100,7 @@ async def test_restart_across_the_business_day_boundary(deployment: Stack) -> No
                     lambda: clients.terminal.Pay(wechat.request(), timeout=15), within=60
                 )
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "expired" in (refused.value.details() or "")
+            assert "expired" in (refused.value.details() or "").lower()
             expired = await clients.terminal.GetOrder(
                 pb.GetOrderRequest(order_id=late.order_id), timeout=15
             )

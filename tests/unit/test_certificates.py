@@ -34,7 +34,11 @@ from orchestrator.providers.http import HttpAnswer
 from orchestrator.providers.keys import SandboxCa
 from orchestrator.providers.signing import generate_key, sign
 
-NOW = dt.datetime.now(dt.UTC)
+
+def now() -> dt.datetime:
+    """The time of the check: certificates made inside a test are valid from then on,
+    however long after collection the test runs."""
+    return dt.datetime.now(dt.UTC)
 
 
 def make_ca() -> SandboxCa:
@@ -50,19 +54,19 @@ OTHER_CA = make_ca()
 
 def test_a_certificate_is_trusted_only_through_the_configured_chain() -> None:
     leaf = CA.issue("signer").certificate
-    verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, NOW)
+    verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, now())
     stranger = OTHER_CA.issue("signer").certificate
     with pytest.raises(CertificateError, match="is not issued by"):
-        verify_chain(stranger, [CA.middle.certificate], CA.root.certificate, NOW)
+        verify_chain(stranger, [CA.middle.certificate], CA.root.certificate, now())
     with pytest.raises(CertificateError, match="is not issued by"):  # middle of another root
-        verify_chain(stranger, [OTHER_CA.middle.certificate], CA.root.certificate, NOW)
-    later = NOW + dt.timedelta(days=4000)
+        verify_chain(stranger, [OTHER_CA.middle.certificate], CA.root.certificate, now())
+    later = now() + dt.timedelta(days=4000)
     with pytest.raises(CertificateError, match="is not valid at"):
         verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, later)
     key = generate_key()
     self_made = issue("China UnionPay", key, None, ca=False)
     with pytest.raises(CertificateError):
-        verify_chain(self_made, [CA.middle.certificate], CA.root.certificate, NOW)
+        verify_chain(self_made, [CA.middle.certificate], CA.root.certificate, now())
 
 
 def test_a_leaf_must_not_sign_another_leaf() -> None:
@@ -70,18 +74,18 @@ def test_a_leaf_must_not_sign_another_leaf() -> None:
     grandchild = issue("x", generate_key(), (leaf.certificate, leaf.key), ca=False)
     with pytest.raises(CertificateError, match="is not a CA"):
         chain = [leaf.certificate, CA.middle.certificate]
-        verify_chain(grandchild, chain, CA.root.certificate, NOW)
+        verify_chain(grandchild, chain, CA.root.certificate, now())
 
 
 def test_chain_trust_refuses_a_ca_as_signer_and_remembers_good_ones() -> None:
     trust = ChainTrust(CA.root.certificate, [CA.middle.certificate])
     pem = certificate_pem(CA.issue("signer").certificate)
-    assert trust.certificate(pem, NOW) is trust.certificate(pem, NOW)
+    assert trust.certificate(pem, now()) is trust.certificate(pem, now())
     sub_ca = issue("sub CA", generate_key(), (CA.middle.certificate, CA.middle.key), ca=True)
     with pytest.raises(CertificateError, match="is a CA"):
-        trust.certificate(certificate_pem(sub_ca), NOW)
+        trust.certificate(certificate_pem(sub_ca), now())
     with pytest.raises(CertificateError, match="not a PEM"):
-        trust.certificate(b"garbage", NOW)
+        trust.certificate(b"garbage", now())
 
 
 def test_a_pfx_opens_only_with_its_password() -> None:
@@ -125,11 +129,11 @@ def listing(*identities: SigningIdentity, serial: str | None = None) -> bytes:
 
 def test_listed_certificates_must_match_their_serial_and_be_current() -> None:
     one, two = CA.issue("p1"), CA.issue("p2")
-    found = certificates_of(APIV3, listing(one, two), NOW)
+    found = certificates_of(APIV3, listing(one, two), now())
     assert set(found) == {wechat_serial(one.certificate), wechat_serial(two.certificate)}
     with pytest.raises(CertificateError, match="is listed as"):
-        certificates_of(APIV3, listing(one, serial="ABC"), NOW)
-    assert certificates_of(APIV3, listing(one), NOW + dt.timedelta(days=4000)) == {}
+        certificates_of(APIV3, listing(one, serial="ABC"), now())
+    assert certificates_of(APIV3, listing(one), now() + dt.timedelta(days=4000)) == {}
 
 
 class Gateway:
@@ -225,13 +229,15 @@ def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
         "certId": unionpay_cert_id(signer.certificate),
         "signPubKeyCert": certificate_pem(signer.certificate).decode(),
     }
-    assert keys.answer_key(fields, NOW).public_numbers() == signer.key.public_key().public_numbers()
+    assert (
+        keys.answer_key(fields, now()).public_numbers() == signer.key.public_key().public_numbers()
+    )
     with pytest.raises(CertificateError, match="certId is not"):
-        keys.answer_key({**fields, "certId": "1"}, NOW)
+        keys.answer_key({**fields, "certId": "1"}, now())
     with pytest.raises(CertificateError, match="no signPubKeyCert"):
-        keys.answer_key({"certId": fields["certId"]}, NOW)
+        keys.answer_key({"certId": fields["certId"]}, now())
     named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="中国银联股份有限公司")
     with pytest.raises(CertificateError, match="is not 中国银联股份有限公司's"):
-        named.answer_key(fields, NOW)
+        named.answer_key(fields, now())
     sandbox_named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="UnionPay")
-    assert sandbox_named.answer_key(fields, NOW) is not None
+    assert sandbox_named.answer_key(fields, now()) is not None
