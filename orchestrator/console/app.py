@@ -9,7 +9,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -44,7 +44,10 @@ class Commands(Protocol):
 class ConsoleSettings:
     zone: tzinfo
     stuck_after_s: int = 600  # an open order older than this counts as stuck
-    overdue_s: int = 120  # an attempt or refund unresolved this long needs a person
+    overdue_s: int = 120  # a refund pending this long needs a person
+    # An attempt unresolved past its channel's playbook (seconds, by channel) needs a
+    # person; `overdue_s` stands in for a channel without one.
+    playbook_s: Mapping[str, float] = field(default_factory=dict)
     live_every_s: float = 2.0  # how often the today page's figures are pushed
     payer_lookups_per_minute: int = 10
     clock: Callable[[], float] = time.time
@@ -334,7 +337,7 @@ async def cancel_order(request: web.Request) -> web.Response:
 async def supervision_page(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     lists = await console.queries.supervision(
-        _scope(request), console.now_ms(), console.settings.overdue_s
+        _scope(request), console.now_ms(), console.settings.overdue_s, console.settings.playbook_s
     )
     return render(request, "supervision.html", lists=lists)
 
@@ -372,6 +375,20 @@ async def fee_items_csv(request: web.Request) -> web.Response:
     assert month is not None
     rows = await console.queries.fee_items_of_month(_scope(request), month)
     return _csv(reports.fee_items_csv(rows), f"fee-items-{raw}.csv")
+
+
+async def reconciliation_csv(request: web.Request) -> web.Response:
+    """Each provider's result for the day and its differences: office-wide, so only for
+    the roles that see the whole office (a head or clerk finds the differences of their
+    own orders under Supervision)."""
+    console = request.app[CONSOLE]
+    scope = _scope(request)
+    if not scope.office_wide:
+        raise OutOfScope("the reconciliation with the providers is office-wide")
+    day = _day(request.query.get("day", "")) or console.today()
+    runs = await console.queries.reconciliation_runs(day)
+    differences = await console.queries.differences(scope, day=day)
+    return _csv(reports.reconciliation_csv(runs, differences), f"reconciliation-{day}.csv")
 
 
 def _csv(text: str, name: str) -> web.Response:
@@ -445,6 +462,7 @@ def build_app(console: Console) -> web.Application:
             web.get("/reports/settlement.csv", settlement_csv),
             web.get("/reports/settlement", settlement_print),
             web.get("/reports/fee-items.csv", fee_items_csv),
+            web.get("/reports/reconciliation.csv", reconciliation_csv),
             web.get("/payer/receipt", payer_page),
             web.get("/payer/receipt/document", payer_document),
             web.static("/static", HERE / "static"),

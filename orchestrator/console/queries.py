@@ -5,6 +5,7 @@ record's local business days."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -227,19 +228,36 @@ class ConsoleQueries:
             ),
         )
 
-    async def supervision(self, scope: Scope, now_ms: int, overdue_s: int) -> dict[str, list[Row]]:
+    async def supervision(
+        self, scope: Scope, now_ms: int, overdue_s: int, playbook_s: Mapping[str, float]
+    ) -> dict[str, list[Row]]:
+        """What needs a person. An attempt is overdue once its channel's playbook should
+        have settled it (`playbook_s`, by channel; `overdue_s` for a channel without one);
+        a refund once pending `overdue_s`."""
         where, params = scope.where()
         params = {**params, "before": now_ms - overdue_s * 1000}
+        channels = sorted(playbook_s)
         return {
             "unresolved_attempts": await self._all(
                 f"""SELECT a.attempt_id, a.order_id, a.channel, a.state, a.terminal_id,
                            a.created_at_ms, o.window_id
                     FROM attempts a JOIN orders o ON o.order_id = a.order_id
+                    LEFT JOIN unnest(%(channels)s::text[], %(playbook_ms)s::bigint[])
+                         AS p(channel, ms) ON p.channel = a.channel
                     WHERE (a.state = ANY(%(states)s) OR a.follow_up)
-                      AND a.created_at_ms < %(before)s AND {where}
+                      AND a.created_at_ms < %(now)s - coalesce(p.ms, %(overdue_ms)s)
+                      AND {where}
                     ORDER BY a.created_at_ms LIMIT 100""",
-                {**params, "states": list(UNRESOLVED_ATTEMPTS)},
+                {
+                    **params,
+                    "states": list(UNRESOLVED_ATTEMPTS),
+                    "channels": channels,
+                    "playbook_ms": [round(playbook_s[c] * 1000) for c in channels],
+                    "now": now_ms,
+                    "overdue_ms": overdue_s * 1000,
+                },
             ),
+            "unhealed_differences": await self.differences(scope, unresolved_only=True),
             "pending_refunds": await self._all(
                 f"""SELECT r.refund_id, r.order_id, r.amount_fen, r.supervisor_id,
                            r.created_at_ms, o.window_id
@@ -266,6 +284,35 @@ class ConsoleQueries:
                 params,
             ),
         }
+
+    async def differences(
+        self, scope: Scope, *, day: date | None = None, unresolved_only: bool = False
+    ) -> list[Row]:
+        """Reconciliation differences of the latest run of each day. A head or clerk sees
+        those of orders in their scope; one the bill shows and windowpay does not know
+        belongs to no order, so only office-wide roles see it."""
+        where, params = scope.where()
+        conditions = [where]
+        if day is not None:
+            conditions.append("d.day = %(day)s")
+        if unresolved_only:
+            conditions.append("NOT d.resolved")
+        return await self._all(
+            f"""SELECT d.day, d.provider, d.kind, d.out_trade_no, d.out_refund_no, d.order_id,
+                       d.windowpay_amount_fen, d.provider_amount_fen, d.detail, d.action,
+                       d.resolved
+                FROM reconciliation_differences d LEFT JOIN orders o ON o.order_id = d.order_id
+                WHERE {" AND ".join(conditions)}
+                ORDER BY d.day DESC, d.provider, d.seq LIMIT 500""",
+            {**params, "day": day},
+        )
+
+    async def reconciliation_runs(self, day: date) -> list[Row]:
+        """Each provider's matched totals for the day: office-wide, the caller checks
+        `Scope.office_wide` first."""
+        return await self._all(
+            "SELECT * FROM reconciliations WHERE day = %(day)s ORDER BY provider", {"day": day}
+        )
 
     async def fee_items_of_month(self, scope: Scope, month: date) -> list[Row]:
         where, params = scope.where()

@@ -27,6 +27,12 @@ class Scope:
         return self.role in (Role.HEAD, Role.DIRECTOR)
 
     @property
+    def office_wide(self) -> bool:
+        """Sees what belongs to the whole office, not to a window or service point (the
+        reconciliation with the providers)."""
+        return self.role in (Role.DIRECTOR, Role.AUDITOR)
+
+    @property
     def masks_names(self) -> bool:
         return self.role is Role.AUDITOR
 

@@ -49,7 +49,7 @@ async def start_console(
         ConsoleQueries(pool),
         StaffBook(staff_file),
         commands,
-        settings or ConsoleSettings(zone=config.settings.zone),
+        settings or ConsoleSettings(zone=config.settings.zone, playbook_s=playbook_s(config)),
     )
     runner = web.AppRunner(build_app(console), access_log=None)
     await runner.setup()
@@ -60,6 +60,12 @@ async def start_console(
     bound = runner.addresses[0][1] if port == 0 else port
     shown = "127.0.0.1" if host in ("127.0.0.1", "0.0.0.0", "") else host
     return f"http://{shown}:{bound}"
+
+
+def playbook_s(config: Config) -> dict[str, float]:
+    """By channel, how long after the pay call an attempt should have settled (the
+    playbook's `final_by_s`, time scale applied): unresolved later, it needs a person."""
+    return {channel.value: config.playbook(channel).final_by_s for channel in config.playbooks}
 
 
 def _write_dev_passwords(staff_file: Path, passwords: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import orjson
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -26,6 +27,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.frontdoor.telemetry import RECONCILIATION
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.reconcile import recorded
 from orchestrator.reconcile.job import Healed, load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
 from orchestrator.record.recorded_store import RecordedStore
@@ -177,7 +179,12 @@ async def _reconcile(
             heal=None if args.no_heal or channel is None else BackOfficeHealer(channel, store),
             progress=lambda line: print(line, flush=True),
         )
-        await redis.set(RECONCILIATION, orjson.dumps(report.summary(time.time())))
+        finished_at = time.time()
+        await redis.set(RECONCILIATION, orjson.dumps(report.summary(finished_at)))
+        if args.database_url:
+            async with await AsyncConnection.connect(args.database_url) as conn:
+                await recorded.save(conn, report, int(finished_at * 1000))
+            print("result kept in the record (replacing any earlier run of the day)", flush=True)
     finally:
         await stack.aclose()
         await providers.close()

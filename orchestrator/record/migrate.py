@@ -6,7 +6,7 @@ import sqlalchemy
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,12 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from orchestrator.console.accounts import ensure_dev_accounts
 from orchestrator.console.app import ConsoleSettings
 from orchestrator.console.commands import RouterCommands
-from orchestrator.console.server import start_console
+from orchestrator.console.server import playbook_s, start_console
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.reconcile import recorded as reconciliations
+from orchestrator.reconcile.job import LISTED, Outcome, Report
+from orchestrator.reconcile.matcher import Difference, Kind, Match
 from tests.e2e.conftest import Deployed
 from tests.support import eventually
 
@@ -77,7 +81,8 @@ async def office(deployed: Deployed, tmp_path: Path) -> AsyncIterator[Office]:
             staff_file,
             stack,
             settings=ConsoleSettings(zone=config.settings.zone, live_every_s=0.3,
-                                     payer_lookups_per_minute=6),
+                                     payer_lookups_per_minute=6,
+                                     playbook_s=playbook_s(config)),
         )  # fmt: skip
         yield Office(url, passwords, point, windows)
 
@@ -222,7 +227,7 @@ async def test_the_settlement_csv_matches_the_settlement_rpc(
     page = await context.new_page()
     await sign_in(page, office, "director")
     await page.click("text=Reports")
-    day = await page.input_value("input[name=day]")
+    day = await page.input_value("form[action='/reports/settlement.csv'] input[name=day]")
     async with page.expect_download() as download_info:
         await page.click("text=Download CSV >> nth=0")
     download = await download_info.value
@@ -241,6 +246,40 @@ async def test_the_settlement_csv_matches_the_settlement_rpc(
         for r in settlement.rows
     ]
     assert [{k: row[k] for k in expected[0]} for row in exported] == expected
+
+
+async def test_a_director_sees_a_difference_not_healed_and_its_csv(
+    deployed: Deployed, context: BrowserContext, office: Office
+) -> None:
+    """A day of its own (long past), so that a real `windowpay reconcile` of today run by
+    another test neither replaces nor is replaced by it."""
+    day = date(2001, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
+    ghost = f"GHOST-{uuid.uuid4().hex[:8]}"
+    difference = Difference(Kind.MISSING_AT_WINDOWPAY, Channel.ALIPAY, ghost, "", 0, 4321,
+                            "a payment windowpay never made")  # fmt: skip
+    report = Report(
+        day,
+        matches={Channel.ALIPAY: Match(Channel.ALIPAY, day, bill_rows=1)},
+        outcomes=[Outcome(difference, LISTED, False)],
+    )
+    async with await psycopg.AsyncConnection.connect(deployed.database_url) as conn:
+        await reconciliations.save(conn, report, 1)
+    page = await context.new_page()
+    await sign_in(page, office, "director")
+    await page.click("text=Supervision")
+    await expect(page.get_by_test_id("unhealed")).to_contain_text(ghost)
+    await page.click("text=Reports")
+    form = page.locator("form[action='/reports/reconciliation.csv']")
+    await form.locator("input[name=day]").fill(day.isoformat())
+    async with page.expect_download() as download_info:
+        await form.locator("button").click()
+    download = await download_info.value
+    rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
+    assert [(r["row"], r["kind"], r["out_trade_no"], r["provider_yuan"]) for r in rows] == [
+        ("payments", "matched", "", "0.00"),
+        ("refunds", "matched", "", "0.00"),
+        ("difference", "missing_at_windowpay", ghost, "43.21"),
+    ]
 
 
 async def test_payer_page_without_javascript(

@@ -6,10 +6,12 @@ once, however often the day is run again."""
 import asyncio
 import json
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import psycopg
 
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
@@ -115,6 +117,26 @@ async def test_reconciliation_finds_heals_and_is_idempotent(
     for bank, attempt_id in ((wechat, declined), (alipay, twice)):
         trade = bank.trade(attempt_id)
         assert trade is not None and len(trade.refunds) == 1  # not refunded twice
+    # The record holds the day's latest run only: the healed ones gone, nothing twice.
+    async with await psycopg.AsyncConnection.connect(deployed.database_url) as conn:
+        kept = await (
+            await conn.execute(
+                "SELECT kind, out_trade_no, resolved FROM reconciliation_differences "
+                "WHERE day = %s",
+                (date.fromisoformat(TODAY),),
+            )
+        ).fetchall()
+        providers = await (
+            await conn.execute(
+                "SELECT count(*) FROM reconciliations WHERE day = %s", (date.fromisoformat(TODAY),)
+            )
+        ).fetchone()
+    assert sorted(kept) == sorted([
+        ("missing_at_provider", lost, False),
+        ("missing_at_windowpay", ghost, False),
+        ("amount_mismatch", skewed, False),
+    ])  # fmt: skip
+    assert providers == (3,)
 
 
 async def test_an_unrefunded_late_success_fails_the_run_until_a_rerun_heals_it(

@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +25,11 @@ from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, 
 from orchestrator.console.app import COOKIE, Console, ConsoleSettings, build_app
 from orchestrator.console.guard import LOCK_AFTER_FAILURES
 from orchestrator.console.queries import ConsoleQueries
+from orchestrator.console.scope import Scope
+from orchestrator.domain.states import Channel
+from orchestrator.reconcile import recorded
+from orchestrator.reconcile.job import LISTED, Outcome, Report
+from orchestrator.reconcile.matcher import Difference, Kind, Match
 from orchestrator.record.writer import RecordWriter
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -55,6 +60,27 @@ def receipt(order: dict[str, Any], number: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def reconciliation(day: date) -> Report:
+    """WeChat matched one payment; three differences: one of SP01-W1's orders, one the
+    bill shows and windowpay does not know (no order), one of SP02 healed."""
+    wechat = Match(Channel.WECHAT, day, bill_rows=4, matched_count=1, matched_amount_fen=11000)
+    outcomes = [
+        Outcome(Difference(Kind.AMOUNT_MISMATCH, Channel.WECHAT, "SP01-AAA1-A1", "", 11000, 1,
+                           "payment amounts differ", order_id="SP01-AAA1"), LISTED, False),
+        Outcome(Difference(Kind.MISSING_AT_WINDOWPAY, Channel.WECHAT, "GHOST-1", "", 0, 4321,
+                           "a payment windowpay never made"), LISTED, False),
+        Outcome(Difference(Kind.STATE_MISMATCH, Channel.WECHAT, "SP02-BBB1-A9", "", 0, 500,
+                           "paid at the provider, FAILED at windowpay", order_id="SP02-BBB1",
+                           heal=True), "late success refunded automatically", True),
+    ]  # fmt: skip
+    return Report(
+        day,
+        matches={Channel.WECHAT: wechat},
+        outcomes=outcomes,
+        failures={Channel.ALIPAY: "no usable bill: timed out"},
+    )
+
+
 @pytest.fixture
 async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     now_ms = int(time.time() * 1000)
@@ -65,10 +91,12 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
         snapshot("SP02-BBB1", "SP02", "SP02-W1", now_ms - 40_000, paid_after_s=20,
                  channel="CASH"),
     ]  # fmt: skip
+    day = datetime.now(ZONE).date()
     async with await AsyncConnection.connect(database_url) as conn:
         await RecordWriter(ZONE).write(
             conn, orders, receipts=[receipt(orders[0].snapshot, "0000000001")]
         )
+        await recorded.save(conn, reconciliation(day), now_ms)
     staff_file = tmp_path / "staff.json"
     passwords = ensure_dev_accounts(staff_file, "SP01", "SP01-W1")
     assert passwords is not None
@@ -85,7 +113,7 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
         await server.start_server()
         try:
             yield {"server": server, "passwords": passwords, "commands": commands,
-                   "book": console.book, "day": datetime.now(ZONE).date(),
+                   "book": console.book, "day": day,
                    "pool": pool}  # fmt: skip
         finally:
             await server.close()
@@ -351,3 +379,95 @@ async def test_opening_the_sign_in_page_again_keeps_an_open_form_valid(
     await browser.request("GET", "/signin")  # another tab, or the browser's favicon request
     await browser.request("GET", "/favicon.ico")
     assert (await browser.request("POST", "/signin", data=form))[0] == 303
+
+
+async def test_the_reconciliation_csv_per_provider_for_the_office(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    await browser.sign_in("auditor", office["passwords"]["auditor"])
+    day = office["day"].isoformat()
+    _, body, _ = await browser.request("GET", "/reports")
+    assert "/reports/reconciliation.csv" in body
+    status, body, response = await browser.request("GET", f"/reports/reconciliation.csv?day={day}")
+    assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    assert f"reconciliation-{day}.csv" in response.headers["Content-Disposition"]
+    lines = body.strip().split("\n")
+    assert lines[0].startswith("day,provider,row,count,windowpay_yuan,provider_yuan,kind")
+    assert lines[1:] == [
+        f"{day},ALIPAY,no_bill,0,,,,,,,no usable bill: timed out,,",
+        f"{day},WECHAT,payments,1,110.00,110.00,matched,,,,,,",
+        f"{day},WECHAT,refunds,0,0.00,0.00,matched,,,,,,",
+        f"{day},WECHAT,difference,1,110.00,0.01,amount_mismatch,SP01-AAA1-A1,,SP01-AAA1,"
+        f"payment amounts differ,{LISTED},no",
+        f"{day},WECHAT,difference,1,0.00,43.21,missing_at_windowpay,GHOST-1,,,"
+        f"a payment windowpay never made,{LISTED},no",
+        f"{day},WECHAT,difference,1,0.00,5.00,state_mismatch,SP02-BBB1-A9,,SP02-BBB1,"
+        '"paid at the provider, FAILED at windowpay",late success refunded automatically,yes',
+    ]
+    _, body, _ = await browser.request("GET", "/reports/reconciliation.csv?day=2000-01-01")
+    assert body.strip().count("\n") == 0  # a day never reconciled: the header alone
+
+
+async def test_a_head_gets_no_office_wide_reconciliation(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    await browser.sign_in("head", office["passwords"]["head"])
+    _, body, _ = await browser.request("GET", "/reports")
+    assert "/reports/reconciliation.csv" not in body
+    status, body, _ = await browser.request("GET", "/reports/reconciliation.csv")
+    assert status == 403 and "office-wide" in body
+
+
+def unhealed(body: str) -> str:
+    start = body.index('data-testid="unhealed"')
+    return body[start : body.index("</section>", start)]
+
+
+async def test_supervision_lists_the_differences_not_healed_in_scope(
+    office: dict[str, Any],
+) -> None:
+    office["book"].add(new_account("other", Role.HEAD, "other-point-1", "SP02"))
+    seen = {}
+    for username, password in (
+        ("director", office["passwords"]["director"]),
+        ("clerk", office["passwords"]["clerk"]),  # SP01-W1
+        ("other", "other-point-1"),
+    ):
+        browser = Browser(office["server"])
+        try:
+            assert await browser.sign_in(username, password) == 303
+            seen[username] = unhealed((await browser.request("GET", "/supervision"))[1])
+        finally:
+            await browser.close()
+    assert "SP01-AAA1-A1" in seen["director"] and "GHOST-1" in seen["director"]
+    assert "SP02-BBB1-A9" not in seen["director"]  # healed
+    assert "SP01-AAA1-A1" in seen["clerk"] and "GHOST-1" not in seen["clerk"]
+    assert "SP01-AAA1-A1" not in seen["other"] and "none" in seen["other"]
+
+
+async def test_an_attempt_is_overdue_after_its_own_channels_playbook(
+    office: dict[str, Any],
+) -> None:
+    """SP01-AAA2 is unpaid; three of its attempts have been unresolved for 100 s."""
+    pool: AsyncConnectionPool[Any] = office["pool"]
+    now_ms = int(time.time() * 1000)
+    async with pool.connection() as conn:
+        for channel in ("WECHAT", "UNIONPAY", "ALIPAY"):
+            await conn.execute(
+                "INSERT INTO attempts VALUES (%s, 'SP01-AAA2', %s, 'SUBMITTED', 11000, "
+                "'T-SP01-W2', %s, %s, NULL, NULL, '', '', false)",
+                (f"SP01-AAA2-{channel}", channel, f"r-{channel}", now_ms - 100_000),
+            )
+    lists = await ConsoleQueries(pool).supervision(
+        Scope(Role.DIRECTOR), now_ms, overdue_s=120,
+        playbook_s={"WECHAT": 60.0, "UNIONPAY": 300.0},
+    )  # fmt: skip
+    # WeChat's playbook (60 s) is past, UnionPay's (300 s) is not; Alipay has none
+    # here, so the general 120 s applies and it is not overdue either.
+    assert [a["attempt_id"] for a in lists["unresolved_attempts"]] == ["SP01-AAA2-WECHAT"]
+    lists = await ConsoleQueries(pool).supervision(
+        Scope(Role.DIRECTOR), now_ms, overdue_s=90, playbook_s={"WECHAT": 60.0}
+    )
+    assert {a["attempt_id"] for a in lists["unresolved_attempts"]} == {
+        "SP01-AAA2-WECHAT", "SP01-AAA2-UNIONPAY", "SP01-AAA2-ALIPAY",
+    }  # fmt: skip

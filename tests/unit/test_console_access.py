@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config import load_config
 from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, new_account
 from orchestrator.console.guard import (
     LOCK_AFTER_FAILURES,
@@ -18,6 +19,7 @@ from orchestrator.console.guard import (
     csrf_ok,
 )
 from orchestrator.console.scope import OutOfScope, Scope
+from orchestrator.console.server import playbook_s
 
 
 class Clock:
@@ -108,6 +110,10 @@ def test_only_heads_and_directors_cancel_and_auditors_see_masked_names() -> None
     assert Scope(Role.DIRECTOR).name("王小明") == "王小明"
 
 
+def test_only_directors_and_auditors_see_the_office_wide_reconciliation() -> None:
+    assert [r for r in Role if Scope(r).office_wide] == [Role.DIRECTOR, Role.AUDITOR]
+
+
 def test_sessions_expire_and_close() -> None:
     clock = Clock()
     sessions = Sessions(clock, ttl_s=60)
@@ -188,3 +194,14 @@ def test_staff_command_adds_sets_passwords_and_disables(
     li = book.get("li")
     assert li is not None and li.disabled
     assert stat.S_IMODE(book.path.stat().st_mode) == 0o600
+
+
+def test_each_channel_is_overdue_after_its_own_playbook_scaled() -> None:
+    config = load_config(None)
+    seconds = playbook_s(config)
+    assert set(seconds) == {c.value for c in config.playbooks}
+    assert len(set(seconds.values())) > 1  # not one fixed time for every channel
+    for channel in config.playbooks:
+        assert seconds[channel.value] == config.playbooks[channel].final_by_s
+    fast = playbook_s(config.with_settings(time_scale=0.5))
+    assert fast == {name: s * 0.5 for name, s in seconds.items()}
