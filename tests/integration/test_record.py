@@ -275,8 +275,12 @@ async def test_final_orders_leave_redis_after_the_retention_and_are_read_from_th
                 [same] = await office.core.submit([again])  # still in Redis: the same order
                 assert isinstance(same, Done) and orjson.loads(same.order)["order_id"] == ids[0]
                 assert await redis.pttl(keys.order(keys.service_point_of(ids[4]), ids[4])) == -1
-                await eventually(lambda: redis.exists(keys.order(sp, ids[0])), lambda n: n == 0)
-                await eventually(lambda: redis.exists(keys.journal(sp, ids[0])), lambda n: n == 0)
+                await eventually(
+                    lambda: redis.exists(keys.order(sp, ids[0])), lambda n: n == 0, within=60
+                )
+                await eventually(
+                    lambda: redis.exists(keys.journal(sp, ids[0])), lambda n: n == 0, within=60
+                )
                 store = RecordedStore(redis, pool)
                 old = await store.order(ids[0])
                 assert old is not None and orjson.loads(old)["state"] == "PAID"
@@ -397,18 +401,22 @@ async def test_receipts_reach_the_record_and_then_carry_the_retention(
     issuer = ReceiptIssuer(office.redis, office.config, b"k" * 32)
     issuing = asyncio.create_task(issuer.run())
     try:
-        await eventually(lambda: asyncio.sleep(0, issuer.issued), lambda n: n == 6)
+        await eventually(lambda: asyncio.sleep(0, issuer.issued), lambda n: n == 6, within=60)
     finally:
         issuer.stop()
         await asyncio.wait_for(issuing, 30)
     async with pool_of(database_url) as pool, running(Drainer(office.redis, pool, office.config)):
         reader = RecordReader(pool)
         for order_id in (ids[0], ids[1], ids[2]):
-            stored = await eventually(lambda o=order_id: reader.receipt_of_order(o), bool)
+            stored = await eventually(
+                lambda o=order_id: reader.receipt_of_order(o), bool, within=60
+            )
             assert stored is not None
             receipt = orjson.loads(stored)
             assert receipt["order_id"] == order_id and receipt["status"] == "ISSUED"
             number = f"wp:{{receipts}}:r:{receipt['receipt_code']}:{receipt['receipt_no']}"
-            ttl = await eventually(lambda n=number: office.redis.pttl(n), lambda t: t > 0)
+            ttl = await eventually(
+                lambda n=number: office.redis.pttl(n), lambda t: t > 0, within=60
+            )
             assert ttl <= 604_800_000 * office.config.settings.time_scale
         assert await reader.receipt_of_order(ids[3]) is None  # cancelled: no receipt
