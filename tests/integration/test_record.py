@@ -394,9 +394,27 @@ async def test_report_totals_come_from_the_record(
     assert sum(r["payments_fen"] for r in mine) == paid * 12000
 
 
+@pytest.fixture
+async def own_office(tmp_path: Path) -> AsyncIterator[Office]:
+    """An office on a Redis of its own: the receipts' change stream is one per Redis, and
+    the session's e2e deployment keeps a drainer reading the shared one."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    office = Office(client, record_config())
+    await office.core.start()
+    try:
+        yield office
+    finally:
+        await office.core.stop()
+        await client.aclose()
+        server.stop()
+
+
 async def test_receipts_reach_the_record_and_then_carry_the_retention(
-    office: Office, database_url: str
+    own_office: Office, database_url: str
 ) -> None:
+    office = own_office
     ids = await office.day(10)  # 6 paid
     issuer = ReceiptIssuer(office.redis, office.config, b"k" * 32)
     issuing = asyncio.create_task(issuer.run())
