@@ -86,7 +86,8 @@ from orchestrator.providers.engine import (
 from orchestrator.providers.port import PayCall, PaymentProvider, TradeRef
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.store import keys
-from orchestrator.store.redis_store import ReadBatch, RedisStore
+from orchestrator.store.port import Read, ReadBatchPort, StorePort
+from orchestrator.store.write_batch import WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,11 @@ class _Job:
     catalog_version: str = ""
     candidate_id: str = ""
     code_key: str = ""
-    claim: int = -1
-    response: int = -1
-    business: int = -1
-    code: int = -1
-    order: int = -1
+    claim: Read | None = None
+    response: Read | None = None
+    business: Read | None = None
+    code: Read | None = None
+    order: Read | None = None
     result: Result | None = None
     start_driver: tuple[str, str] | None = None  # (order id, attempt id)
     start_refund: tuple[str, str] | None = None  # (order id, refund id)
@@ -128,7 +129,7 @@ class ServicePointCore:
         self,
         service_points: Sequence[str],
         config: Config,
-        store: RedisStore,
+        store: StorePort,
         providers: Mapping[Channel, PaymentProvider],
         clock: Clock | None = None,
         on_fatal: Callable[[BaseException], None] = _exit_process,
@@ -333,7 +334,7 @@ class ServicePointCore:
             raise NotFound(f"order {order_id} not found")
         return sp
 
-    def _plan_reads(self, job: _Job, reads: ReadBatch) -> None:
+    def _plan_reads(self, job: _Job, reads: ReadBatchPort) -> None:
         command = job.command
         job.claim = reads.claim(
             keys.request_claim(command.request_id), job.fingerprint, self._ttl_ms
@@ -349,44 +350,44 @@ class ServicePointCore:
         if self._find(command.order_id) is None:
             job.order = reads.order(command.order_id)
 
-    async def _load_existing_cases(self, jobs: list[_Job], reads: ReadBatch) -> dict[str, str]:
+    async def _load_existing_cases(self, jobs: list[_Job], reads: ReadBatchPort) -> dict[str, str]:
         """Second read, rarely needed: orders named by business cases that already exist.
         Returns those open at a service point this actor does not serve (order -> point):
         only the commands naming them fail, not the batch they came with."""
         missing = []
         for job in jobs:
-            if job.business >= 0 and reads[job.business] is not None:
-                order_id = reads[job.business].decode().removesuffix(keys.RECORDED)
+            if (held := _value(job.business)) is not None:
+                order_id = held.decode().removesuffix(keys.RECORDED)
                 if self._find(order_id) is None:
                     missing.append(order_id)
         if not missing:
             return {}
         more = self._store.read_batch()
-        slots = {order_id: more.order(order_id) for order_id in missing}
+        found = {order_id: more.order(order_id) for order_id in missing}
         await more.run()
         elsewhere = {}
-        for order_id, slot in slots.items():
-            if more[slot] is not None:
+        for order_id, read in found.items():
+            if read.value is not None:
                 try:
-                    self._adopt(more[slot])
+                    self._adopt(read.value)
                 except FailedPrecondition:
                     elsewhere[order_id] = keys.service_point_of(order_id)
         return elsewhere
 
-    def _decide(self, job: _Job, reads: ReadBatch) -> Result:
+    def _decide(self, job: _Job, reads: ReadBatchPort) -> Result:
         command = job.command
-        holder = reads[job.claim]
+        holder = _value(job.claim)
         if holder is not None and holder.decode() != job.fingerprint:
             self._release_claims(job, reads)
             return self._conflict(command)
-        stored = reads[job.response]
+        stored = _value(job.response)
         if stored is not None:
             _idempotency(command, "replayed")
             return self._replay(job, stored, reads)
         if isinstance(command, CreateOrder):
             return self._create(job, command, reads)
-        if job.order >= 0 and reads[job.order] is not None:
-            self._adopt(reads[job.order])
+        if (snapshot := _value(job.order)) is not None:
+            self._adopt(snapshot)
         order = self._find(command.order_id)
         if order is None:
             raise NotFound(f"order {command.order_id} not found")
@@ -398,8 +399,8 @@ class ServicePointCore:
             return self._settle_late_success(job, command, order)
         return self._cancel(job, command, order)
 
-    def _create(self, job: _Job, command: CreateOrder, reads: ReadBatch) -> Result:
-        existing_id = reads[job.business]
+    def _create(self, job: _Job, command: CreateOrder, reads: ReadBatchPort) -> Result:
+        existing_id = _value(job.business)
         if existing_id is not None:
             held = existing_id.decode()
             existing = self._find(held.removesuffix(keys.RECORDED))
@@ -440,13 +441,13 @@ class ServicePointCore:
         self._save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 
-    def _pay(self, job: _Job, command: Pay, order: Order, reads: ReadBatch) -> Result:
+    def _pay(self, job: _Job, command: Pay, order: Order, reads: ReadBatchPort) -> Result:
         if order.window_id != command.terminal_window_id:
             raise PermissionDenied(
                 f"terminal {command.terminal_id} is bound to window "
                 f"{command.terminal_window_id}, not to {order.window_id} of order {order.order_id}"
             )
-        if job.code >= 0 and reads[job.code] not in (None, command.request_id.encode()):
+        if _value(job.code) not in (None, command.request_id.encode()):
             raise FailedPrecondition("this auth code was already used; ask the payer to refresh it")
         now = self._clock.now_ms()
         if order.state is OrderState.AWAITING_PAYMENT and now >= order.expires_at:
@@ -556,7 +557,7 @@ class ServicePointCore:
             self._open[order.order_id] = order
             self._commit.batch.mark_open(order.service_point_id, order.order_id, order.window_id)
 
-    def _replay(self, job: _Job, stored: bytes, reads: ReadBatch) -> Result:
+    def _replay(self, job: _Job, stored: bytes, reads: ReadBatchPort) -> Result:
         """The first answer to this request id (or, for a payment, its outcome)."""
         self._release_claims(job, reads, request=False)
         header, _, snapshot = stored.partition(b"\n")
@@ -565,8 +566,8 @@ class ServicePointCore:
         meta = orjson.loads(header)
         order = self._find(meta["order_id"])
         if order is None:
-            if job.order >= 0 and reads[job.order] is not None:
-                order = self._adopt(reads[job.order])
+            if (read := _value(job.order)) is not None:
+                order = self._adopt(read)
             else:
                 raise NotFound(f"order {meta['order_id']} not found")
         if meta.get("refund_id"):
@@ -581,16 +582,16 @@ class ServicePointCore:
         )
         return Rejected(error.code, error.message)
 
-    def _release_claims(self, job: _Job, reads: ReadBatch, *, request: bool = True) -> None:
+    def _release_claims(self, job: _Job, reads: ReadBatchPort, *, request: bool = True) -> None:
         """Give back what this job claimed but will not use: nothing is kept for it."""
         batch = self._commit.batch
-        if request and job.claim >= 0 and reads[job.claim] is None:
+        if request and _claimed_now(job.claim):
             batch.release(keys.request_claim(job.command.request_id), job.fingerprint)
-        if job.business >= 0 and reads[job.business] is None:
+        if _claimed_now(job.business):
             command = job.command
             assert isinstance(command, CreateOrder)
             batch.release(keys.business_case(command.business_no), job.candidate_id)
-        if job.code >= 0 and reads[job.code] is None:
+        if _claimed_now(job.code):
             batch.release(job.code_key, job.command.request_id)
 
     # ---- provider work ------------------------------------------------------------
@@ -802,8 +803,18 @@ class ServicePointCore:
                 break
             del self._recent[order_id]
 
-    async def _flush(self, batch: Any) -> None:
+    async def _flush(self, batch: WriteBatch) -> None:
         await self._store.commit(batch, self._epochs)
+
+
+def _value(read: Read | None) -> bytes | None:
+    """What a read of the batch found; None if it found nothing or was not made."""
+    return None if read is None else read.value
+
+
+def _claimed_now(read: Read | None) -> bool:
+    """Whether this command took the claim (the key was free)."""
+    return read is not None and read.value is None
 
 
 def _idempotency(command: Command, result: str) -> None:
@@ -865,10 +876,11 @@ def _description(order: Order) -> str:
 __all__ = ["AttemptState", "ServicePointCore"]
 
 
-def _not_open_elsewhere(job: _Job, reads: ReadBatch, elsewhere: dict[str, str]) -> None:
-    if not elsewhere or job.business < 0 or reads[job.business] is None:
+def _not_open_elsewhere(job: _Job, reads: ReadBatchPort, elsewhere: dict[str, str]) -> None:
+    held = _value(job.business)
+    if not elsewhere or held is None:
         return
-    order_id = reads[job.business].decode()
+    order_id = held.decode()
     if order_id in elsewhere:
         command = job.command
         assert isinstance(command, CreateOrder)
