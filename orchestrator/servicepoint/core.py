@@ -53,8 +53,7 @@ from orchestrator.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from orchestrator.domain.order import NONCE_LENGTH, Attempt, Change, Order
-from orchestrator.domain.order import Refund as Refund_
+from orchestrator.domain.order import NONCE_LENGTH, Change, Order
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -63,18 +62,6 @@ from orchestrator.domain.states import (
     RefundState,
 )
 from orchestrator.domain.validation import check_id, check_text
-from orchestrator.metrics import (
-    ACTOR_SUBMITS,
-    ATTEMPT_DURATION,
-    ATTEMPTS,
-    IDEMPOTENCY,
-    LATE_SUCCESSES,
-    PAID_FEN,
-    PAYMENTS,
-    REFUNDS,
-    REFUNDS_OVERDUE,
-    REVERSALS,
-)
 from orchestrator.providers.engine import (
     AttemptDriver,
     Clock,
@@ -85,6 +72,8 @@ from orchestrator.providers.engine import (
 )
 from orchestrator.providers.port import PayCall, PaymentProvider, TradeRef
 from orchestrator.servicepoint.group_commit import GroupCommit
+from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
+from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
 from orchestrator.store.port import Read, ReadBatchPort, StorePort
 from orchestrator.store.write_batch import WriteBatch
@@ -133,6 +122,7 @@ class ServicePointCore:
         providers: Mapping[Channel, PaymentProvider],
         clock: Clock | None = None,
         on_fatal: Callable[[BaseException], None] = _exit_process,
+        observer: CoreObserver | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
         self._config = config
@@ -152,7 +142,8 @@ class ServicePointCore:
         self._recent: OrderedDict[str, Order] = OrderedDict()
         self._window_busy: dict[str, str] = {}  # window -> attempt id in flight
         self._requests: dict[str, tuple[str, asyncio.Future[Result]]] = {}
-        self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._drivers = DriverSupervisor()
+        self._observer = observer or MetricsObserver()
         self._epochs: dict[str, int] = {}
         self._commit = GroupCommit(self._flush, on_fatal)
         self._ready = asyncio.Event()
@@ -189,10 +180,10 @@ class ServicePointCore:
         )
 
     async def stop(self) -> None:
-        tasks = [*self._drivers.values(), *([self._sweeper] if self._sweeper else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await self._drivers.stop()
 
     async def ready(self) -> bool:
         await self._ready.wait()
@@ -230,7 +221,7 @@ class ServicePointCore:
         results: list[Result | asyncio.Future[Result]] = []
         jobs: list[_Job] = []
         for command in commands:
-            ACTOR_SUBMITS.labels(type(command).__name__).inc()
+            self._observer.submitted(type(command).__name__)
             try:
                 job = self._prepare(command, loop)
             except DomainError as error:
@@ -239,7 +230,7 @@ class ServicePointCore:
             held = self._requests.get(command.request_id)
             if held is not None:  # a concurrent duplicate: share the first one's answer
                 if held[0] == job.fingerprint:
-                    _idempotency(command, "replayed")
+                    self._idempotency(command, "replayed")
                     results.append(held[1])
                 else:
                     results.append(self._conflict(command))
@@ -382,7 +373,7 @@ class ServicePointCore:
             return self._conflict(command)
         stored = _value(job.response)
         if stored is not None:
-            _idempotency(command, "replayed")
+            self._idempotency(command, "replayed")
             return self._replay(job, stored, reads)
         if isinstance(command, CreateOrder):
             return self._create(job, command, reads)
@@ -472,7 +463,7 @@ class ServicePointCore:
         ]
         if command.channel is Channel.CASH:
             changes.append(order.record_attempt(attempt_id, AttemptEvent.PAID, now))
-            job.after.append(lambda: _observe_attempt(order, order.attempt(attempt_id)))
+            job.after.append(lambda: self._observer.attempt_ended(order, order.attempt(attempt_id)))
             snapshot = self._stage(order, changes)
             self._save_response(order, command.request_id, snapshot, attempt_id=attempt_id)
             return Done(snapshot)
@@ -514,7 +505,7 @@ class ServicePointCore:
         if order.attempt(refund.attempt_id).channel is Channel.CASH:
             # The clerk hands the cash back at the counter.
             changes += order.record_refund(refund.refund_id, succeeded=True, now=now)
-            job.after.append(lambda: _observe_refund(order, refund))
+            job.after.append(lambda: self._observer.refund_ended(order, refund))
             snapshot = self._stage(order, changes)
             self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
             return Done(snapshot)
@@ -543,7 +534,7 @@ class ServicePointCore:
         self._keep_open(order)
         self._save_response(order, command.request_id, snapshot, refund_id=refund.refund_id)
         job.start_refund = (order.order_id, refund.refund_id)
-        job.after.append(lambda: LATE_SUCCESSES.labels(attempt.channel.value).inc())
+        job.after.append(lambda: self._observer.late_success(attempt.channel))
         log.warning(
             "late success found by reconciliation: refunding",
             extra={"order_id": order.order_id, "attempt_id": attempt.attempt_id},
@@ -574,9 +565,11 @@ class ServicePointCore:
             return Accepted(_snapshot(order), refund_id=meta["refund_id"])
         return Accepted(_snapshot(order), meta["attempt_id"])
 
-    @staticmethod
-    def _conflict(command: Command) -> Rejected:
-        _idempotency(command, "conflict")
+    def _idempotency(self, command: Command, result: str) -> None:
+        self._observer.idempotency(type(command).__name__, result)
+
+    def _conflict(self, command: Command) -> Rejected:
+        self._idempotency(command, "conflict")
         error = AlreadyExists(
             f"request_id {command.request_id} was already used with different parameters"
         )
@@ -629,14 +622,7 @@ class ServicePointCore:
             attempt.amount_fen,
             attempt.follow_up,
         )
-        task = asyncio.create_task(driver.run(ticket), name=f"attempt {attempt_id}")
-        self._drivers[attempt_id] = task
-        task.add_done_callback(lambda t: self._driver_done(attempt_id, t))
-
-    def _driver_done(self, attempt_id: str, task: asyncio.Task[None]) -> None:
-        self._drivers.pop(attempt_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("attempt %s driver failed", attempt_id, exc_info=task.exception())
+        self._drivers.start(attempt_id, "attempt", driver.run(ticket))
 
     def _recorder(self, order_id: str, attempt_id: str) -> Any:
         async def record(event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
@@ -652,18 +638,17 @@ class ServicePointCore:
                 self._save_response(order, attempt.request_id, snapshot, attempt_id=attempt_id)
             await self._commit.durable()
             if ended:
-                _observe_attempt(order, attempt)
-            provider = attempt.channel.value
+                self._observer.attempt_ended(order, attempt)
             if event is AttemptEvent.REVERSED:
-                REVERSALS.labels(provider, "done").inc()
+                self._observer.reversal(attempt.channel, "done")
             elif event is AttemptEvent.REVERSAL_ABANDONED:
-                REVERSALS.labels(provider, "abandoned").inc()
+                self._observer.reversal(attempt.channel, "abandoned")
                 log.warning(
                     "reversal given up; following the trade up",
                     extra={"order_id": order_id, "attempt_id": attempt_id},
                 )
             elif event is AttemptEvent.LATE_SUCCESS:
-                LATE_SUCCESSES.labels(provider).inc()
+                self._observer.late_success(attempt.channel)
                 log.warning(
                     "late success: refunding it automatically",
                     extra={"order_id": order_id, "attempt_id": attempt_id},
@@ -690,19 +675,15 @@ class ServicePointCore:
             if refund.request_id:
                 self._save_response(live, refund.request_id, snapshot, refund_id=refund_id)
             await self._commit.durable()
-            _observe_refund(live, live.refund(refund_id))
-
-        gauge = REFUNDS_OVERDUE.labels(attempt.channel.value)
+            self._observer.refund_ended(live, live.refund(refund_id))
 
         def overdue(on: bool) -> None:
+            self._observer.refund_overdue(attempt.channel, on)
             if on:
-                gauge.inc()
                 log.warning(
                     "refund still pending at the provider past refund_pending_alert_s",
                     extra={"order_id": order_id, "refund_id": refund_id},
                 )
-            else:
-                gauge.dec()
 
         driver = RefundDriver(
             self._providers[attempt.channel],
@@ -716,9 +697,7 @@ class ServicePointCore:
             attempt.attempt_id, attempt.amount_fen, attempt.created_at, attempt.provider_trade_no
         )
         ticket = RefundTicket(refund_id, paid, refund.amount_fen, refund.created_at)
-        task = asyncio.create_task(driver.run(ticket), name=f"refund {refund_id}")
-        self._drivers[refund_id] = task
-        task.add_done_callback(lambda t: self._driver_done(refund_id, t))
+        self._drivers.start(refund_id, "refund", driver.run(ticket))
 
     async def _sweep_expired(self) -> None:
         while True:
@@ -815,27 +794,6 @@ def _value(read: Read | None) -> bytes | None:
 def _claimed_now(read: Read | None) -> bool:
     """Whether this command took the claim (the key was free)."""
     return read is not None and read.value is None
-
-
-def _idempotency(command: Command, result: str) -> None:
-    IDEMPOTENCY.labels(type(command).__name__, result).inc()
-
-
-def _observe_attempt(order: Order, attempt: Attempt) -> None:
-    channel, outcome = attempt.channel.value, attempt.state.value
-    ATTEMPTS.labels(channel, outcome, order.service_point_id).inc()
-    if attempt.finished_at is not None:
-        ATTEMPT_DURATION.labels(channel, outcome).observe(
-            (attempt.finished_at - attempt.created_at) / 1000
-        )
-    if attempt.state is AttemptState.SUCCEEDED:
-        PAYMENTS.labels(channel, order.service_point_id).inc()
-        PAID_FEN.labels(channel, order.service_point_id).inc(attempt.amount_fen)
-
-
-def _observe_refund(order: Order, refund: Refund_) -> None:
-    channel = order.attempt(refund.attempt_id).channel.value
-    REFUNDS.labels(channel, refund.state.value, str(refund.automatic).lower()).inc()
 
 
 def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]]:

@@ -28,6 +28,8 @@ from orchestrator.domain.order import Order, invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState, RefundState
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.servicepoint.observer import MetricsObserver
+from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.port import CommitRejected
@@ -51,7 +53,7 @@ class Harness:
         self.fatal: list[BaseException] = []
         self.cores: list[ServicePointCore] = []
 
-    async def core(self) -> ServicePointCore:
+    async def core(self, observer: Any = None) -> ServicePointCore:
         providers = {ch: SandboxProvider(ch, self.banks[ch]) for ch in PROVIDER_CHANNELS}
         core = ServicePointCore(
             [sp.id for sp in self.config.deployment.service_points],
@@ -59,6 +61,7 @@ class Harness:
             self.store,
             providers,
             on_fatal=self.fatal.append,
+            observer=observer,
         )
         await core.start()
         self.cores.append(core)
@@ -308,3 +311,54 @@ async def test_the_fake_refuses_a_stale_version_and_writes_nothing_of_the_batch(
     assert await store.order("SPX-A") == b"snap1"
     assert await store.journal("SPX-A") == [b"j1"]
     assert await store.open_orders("SPX") == []
+
+
+class Recording(MetricsObserver):
+    """The metrics observer, also keeping what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, ...]] = []
+
+    def idempotency(self, command_type: str, result: str) -> None:
+        super().idempotency(command_type, result)
+        self.told.append(("idempotency", command_type, result))
+
+    def attempt_ended(self, order: Order, attempt: Any) -> None:
+        super().attempt_ended(order, attempt)
+        self.told.append(("attempt", attempt.attempt_id, attempt.state.value))
+
+
+async def test_the_observer_hears_each_ended_attempt_once_and_each_replay(
+    harness: Harness,
+) -> None:
+    observer = Recording()
+    core = await harness.core(observer)
+    create = harness.create()
+    order_id = order_of(await one(core, create))["order_id"]
+    await one(core, create)
+    accepted = await one(core, harness.pay(order_id))
+    assert isinstance(accepted, Accepted)
+    await settled(harness, order_id)
+    await eventually(lambda: _async(observer.told), lambda told: len(told) == 2)
+    assert observer.told == [
+        ("idempotency", "CreateOrder", "replayed"),
+        ("attempt", accepted.attempt_id, AttemptState.SUCCEEDED.value),
+    ]
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_the_supervisor_forgets_ended_drivers_and_cancels_the_rest() -> None:
+    supervisor = DriverSupervisor()
+    forever = asyncio.Event()
+
+    async def fails() -> None:
+        raise RuntimeError("provider adapter bug")
+
+    supervisor.start("A1", "attempt", fails())
+    supervisor.start("R1", "refund", forever.wait())  # type: ignore[arg-type]
+    await eventually(lambda: _async(len(supervisor)), lambda n: n == 1)
+    await supervisor.stop()
+    await eventually(lambda: _async(len(supervisor)), lambda n: n == 0)
