@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.telemetry import TARGETS
+from orchestrator.store.keys import METRICS_TARGETS
 
 HISTOGRAM = "windowpay_grpc_request_duration_seconds"
 
@@ -28,7 +28,7 @@ def metrics_address(redis_url: str, grpc_target: str) -> str | None:
     """host:port of the /metrics of the front door serving `grpc_target`, if announced."""
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
-        members = client.zrangebyscore(TARGETS, time.time(), "+inf")
+        members = client.zrangebyscore(METRICS_TARGETS, time.time(), "+inf")
     finally:
         client.close()
     for raw in members:  # type: ignore[union-attr]

@@ -17,7 +17,9 @@ from pythonjsonlogger.json import JsonFormatter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-TARGETS = "wp:metrics:targets"
+from orchestrator.store import keys
+
+TARGETS = keys.METRICS_TARGETS
 TARGET_TTL_S = 30.0
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, Refund
 from orchestrator.domain.errors import ErrorCode, InvalidArgument
 from orchestrator.domain.states import Channel
+from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 
 STATUS = {
@@ -32,8 +32,8 @@ def _timestamp(ms: int | None) -> Timestamp | None:
     return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
-def order_message(snapshot: bytes | dict[str, Any]) -> pb.Order:
-    r = orjson.loads(snapshot) if isinstance(snapshot, bytes) else snapshot
+def order_message(snapshot: bytes | OrderView) -> pb.Order:
+    r = (snapshot if isinstance(snapshot, OrderView) else OrderView.decode(snapshot)).record
     return pb.Order(
         order_id=r["order_id"],
         business_no=r["business_no"],

@@ -8,14 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-import orjson
 
 from orchestrator.access.streams import SlowReader
 from orchestrator.access.supervisors import Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
 from orchestrator.domain.errors import DomainError, InvalidArgument
-from orchestrator.domain.states import FINAL_ATTEMPT_STATES
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
     cancel_command,
@@ -27,13 +25,12 @@ from orchestrator.frontdoor.convert import (
 from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
 from orchestrator.frontdoor.events import RESYNC, Feed
 from orchestrator.frontdoor.payments import PaymentStream
+from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.metrics import SUPERVISOR_PINS
 
 log = logging.getLogger(__name__)
-_FINAL = {state.value for state in FINAL_ATTEMPT_STATES}
-_WATCHED_STATES = ("AWAITING_PAYMENT", "PAYING")
 
 
 class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
@@ -151,14 +148,16 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             remaining = context.time_remaining()
             if remaining is not None:
                 hold = min(hold, remaining - min(0.5, remaining / 10))
-            snapshot = await self._outcome(feed, order_id, result, hold)
-        return order_message(snapshot)
+            outcome = await self._outcome(feed, order_id, result, hold)
+        return order_message(outcome)
 
-    async def _outcome(self, feed: Feed, order_id: str, accepted: Accepted, hold: float) -> bytes:
+    async def _outcome(
+        self, feed: Feed, order_id: str, accepted: Accepted, hold: float
+    ) -> bytes | OrderView:
         """The order once the work is final, or as it stands when the hold runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, hold)
-        latest = accepted.order
+        latest: bytes | OrderView = accepted.order
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -173,9 +172,10 @@ class TerminalServicer(pb_grpc.TerminalServicer):
                     continue
             else:
                 snapshot = event.snapshot
-            if _work_done(snapshot, accepted):
-                return snapshot
-            latest = snapshot
+            view = OrderView.decode(snapshot)
+            if view.work_done(accepted):
+                return view
+            latest = view
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
         return await self._door.get_order(request, context)
@@ -219,23 +219,10 @@ class TerminalServicer(pb_grpc.TerminalServicer):
 
 
 def _newer(snapshot: bytes, sent: dict[str, int], *, only_open: bool) -> pb.Order | None:
-    record = orjson.loads(snapshot)
-    if only_open and record["state"] not in _WATCHED_STATES:
+    view = OrderView.decode(snapshot)
+    if only_open and not view.watched:
         return None
-    if record["version"] <= sent.get(record["order_id"], 0):
+    if view.version <= sent.get(view.order_id, 0):
         return None
-    sent[record["order_id"]] = record["version"]
-    return order_message(record)
-
-
-def _work_done(snapshot: bytes, accepted: Accepted) -> bool:
-    record = orjson.loads(snapshot)
-    if accepted.refund_id:
-        return any(
-            refund["refund_id"] == accepted.refund_id and refund["state"] != "PENDING"
-            for refund in record["refunds"]
-        )
-    return any(
-        attempt["attempt_id"] == accepted.attempt_id and attempt["state"] in _FINAL
-        for attempt in record["attempts"]
-    )
+    sent[view.order_id] = view.version
+    return order_message(view)

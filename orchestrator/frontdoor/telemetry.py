@@ -33,7 +33,7 @@ from orchestrator.store import keys
 from orchestrator.telemetry import discovered_targets
 
 log = logging.getLogger(__name__)
-RECONCILIATION = "wp:recon:last"
+RECONCILIATION = keys.RECONCILIATION_SUMMARY  # also written by reconciliation
 
 
 def _names(method: str) -> tuple[str, str]:

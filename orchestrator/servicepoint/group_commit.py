@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from orchestrator.metrics import COMMIT_BATCH_SIZE
-from orchestrator.store.redis_store import WriteBatch
+from orchestrator.store.write_batch import WriteBatch
 
 
 class GroupCommit:

@@ -98,3 +98,34 @@ def pin_failures(supervisor_id: str) -> str:
 def pin_lock(supervisor_id: str) -> str:
     """Present while the supervisor is locked out after too many wrong PINs."""
     return f"{PREFIX}:pin:lock:{supervisor_id}"
+
+
+# ---- receipts: one hash tag, so that numbering and binding to an order are atomic ----
+
+
+def receipt_sequence(code: str) -> str:
+    """The last receipt number allocated under a receipt code."""
+    return f"{PREFIX}:{{receipts}}:seq:{code}"
+
+
+def receipt_of_order(order_id: str) -> str:
+    """The receipt number an order was given (an order never gets two)."""
+    return f"{PREFIX}:{{receipts}}:order:{order_id}"
+
+
+def receipt(code: str, number: str) -> str:
+    return f"{PREFIX}:{{receipts}}:r:{code}:{number}"
+
+
+RECEIPT_CHANGES = f"{PREFIX}:{{receipts}}:changes"
+"""Stream of (receipt code, number) for every receipt written, in the same transaction
+as the write: what the record drainer copies to PostgreSQL."""
+
+
+# ---- operations ------------------------------------------------------------------------
+
+METRICS_TARGETS = f"{PREFIX}:metrics:targets"
+"""Sorted set of the processes' metrics endpoints, scored by when their entry expires."""
+
+RECONCILIATION_SUMMARY = f"{PREFIX}:recon:last"
+"""The summary of the last reconciliation run, turned into gauges by the front doors."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from orchestrator.store import keys
+
 _ALLOCATE = """
 local held = redis.call('GET', KEYS[2])
 if held then return {held, 0} end
@@ -16,21 +18,7 @@ return {number, 1}
 """
 
 
-def _sequence(code: str) -> str:
-    return f"wp:{{receipts}}:seq:{code}"
-
-
-def _of_order(order_id: str) -> str:
-    return f"wp:{{receipts}}:order:{order_id}"
-
-
-def _receipt(code: str, number: str) -> str:
-    return f"wp:{{receipts}}:r:{code}:{number}"
-
-
-CHANGES = "wp:{receipts}:changes"
-"""Stream of (receipt code, number) for every receipt written, in the same transaction
-as the write: what the record drainer copies to PostgreSQL."""
+CHANGES = keys.RECEIPT_CHANGES  # the name the record drainer imports
 
 
 class ReceiptStore:
@@ -44,7 +32,9 @@ class ReceiptStore:
         pipe = self._redis.pipeline(transaction=False)
         for code, order_id in wanted:
             await self._allocate(
-                keys=[_sequence(code), _of_order(order_id)], args=[code], client=pipe
+                keys=[keys.receipt_sequence(code), keys.receipt_of_order(order_id)],
+                args=[code],
+                client=pipe,
             )
         answers = []
         for held, new in await pipe.execute():
@@ -57,7 +47,7 @@ class ReceiptStore:
             return
         pipe = self._redis.pipeline(transaction=True)
         for code, number, record in records:
-            pipe.set(_receipt(code, number), record)
+            pipe.set(keys.receipt(code, number), record)
             pipe.xadd(CHANGES, {"code": code, "no": number})
         await pipe.execute()
 
@@ -71,27 +61,27 @@ class ReceiptStore:
             return
         pipe = self._redis.pipeline(transaction=False)
         for code, number, order_id in receipts:
-            pipe.pexpire(_receipt(code, number), ttl_ms)
-            pipe.pexpire(_of_order(order_id), ttl_ms)
+            pipe.pexpire(keys.receipt(code, number), ttl_ms)
+            pipe.pexpire(keys.receipt_of_order(order_id), ttl_ms)
         await pipe.execute()
 
     async def of_order(self, order_id: str) -> bytes | None:
-        held: bytes | None = await self._redis.get(_of_order(order_id))  # type: ignore[assignment]
+        held: bytes | None = await self._redis.get(keys.receipt_of_order(order_id))  # type: ignore[assignment]
         if held is None:
             return None
         code, _, number = held.decode().partition(":")
         return await self.by_number(code, number)
 
     async def by_number(self, code: str, number: str) -> bytes | None:
-        record: bytes | None = await self._redis.get(_receipt(code, number))  # type: ignore[assignment]
+        record: bytes | None = await self._redis.get(keys.receipt(code, number))  # type: ignore[assignment]
         return record
 
     async def by_numbers(self, wanted: list[tuple[str, str]]) -> list[bytes | None]:
         pipe = self._redis.pipeline(transaction=False)
         for code, number in wanted:
-            pipe.get(_receipt(code, number))
+            pipe.get(keys.receipt(code, number))
         return list(await pipe.execute()) if wanted else []
 
     async def last_number(self, code: str) -> int:
-        value = await self._redis.get(_sequence(code))
+        value = await self._redis.get(keys.receipt_sequence(code))
         return int(value or 0)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -21,7 +20,11 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
+from orchestrator.store.port import CommitRejected, Read
 from orchestrator.store.receipts import ReceiptStore
+from orchestrator.store.write_batch import WriteBatch
+
+__all__ = ["CommitRejected", "ReadBatch", "RedisStore", "WriteBatch"]
 
 LATE_SUCCESS_TTL_S = 40 * 86_400
 
@@ -45,129 +48,37 @@ return 0
 
 
 class ReadBatch:
-    """Reads queued now, sent in one round trip by `run`; each call returns a slot."""
+    """Reads pipelined now, sent in one round trip by `run`."""
 
     def __init__(self, redis: Redis) -> None:
         self._pipe = redis.pipeline(transaction=False)
-        self._results: list[Any] = []
-        self._count = 0
+        self._reads: list[Read] = []
 
-    def claim(self, key: str, value: str, ttl_ms: int | None) -> int:
-        """SET NX (with GET): the slot holds None if claimed now, else the holder's value."""
+    def claim(self, key: str, value: str, ttl_ms: int | None) -> Read:
+        """SET NX (with GET): None if claimed now, else the holder's value."""
         self._pipe.set(key, value, nx=True, px=ttl_ms, get=True)
         return self._next()
 
-    def get(self, key: str) -> int:
+    def get(self, key: str) -> Read:
         self._pipe.get(key)
         return self._next()
 
-    def order(self, order_id: str) -> int:
+    def order(self, order_id: str) -> Read:
         self._pipe.hget(keys.order(keys.service_point_of(order_id), order_id), "s")
         return self._next()
 
     async def run(self) -> None:
-        if self._count:
-            with _measured("read"):
-                self._results = await self._pipe.execute()
+        if not self._reads:
+            return
+        with _measured("read"):
+            results: list[Any] = await self._pipe.execute()
+        for read, value in zip(self._reads, results, strict=True):
+            read.value = value
 
-    def __getitem__(self, slot: int) -> Any:
-        return self._results[slot]
-
-    def _next(self) -> int:
-        self._count += 1
-        return self._count - 1
-
-
-@dataclass
-class _ServicePointOps:
-    keys: list[str] = field(default_factory=list)
-    key_index: dict[str, int] = field(default_factory=dict)
-    ops: list[str | bytes] = field(default_factory=list)
-    snapshots: dict[str, int] = field(default_factory=dict)  # order key -> op position
-
-    def key(self, key: str) -> str:
-        index = self.key_index.get(key)
-        if index is None:
-            self.keys.append(key)
-            index = self.key_index[key] = len(self.keys) + 1  # KEYS[1] is the epoch
-        return str(index)
-
-
-class WriteBatch:
-    """Everything one group commit writes, merged per service point."""
-
-    def __init__(self) -> None:
-        self._sp: dict[str, _ServicePointOps] = {}
-        self._releases: list[tuple[str, str]] = []
-        self._sets: list[tuple[str, str]] = []
-        self.order_ids: set[str] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self._sp or self._releases or self._sets)
-
-    def save_order(
-        self,
-        sp: str,
-        order_id: str,
-        prev_version: int,
-        version: int,
-        snapshot: bytes,
-        journal: Iterable[bytes],
-        event: bytes,
-    ) -> None:
-        ops = self._ops(sp)
-        self.order_ids.add(order_id)
-        order_key = keys.order(sp, order_id)
-        position = ops.snapshots.get(order_key)
-        if position is None:  # first save of this order in the batch: check its version
-            ops.snapshots[order_key] = len(ops.ops)
-            ops.ops += ["S", ops.key(order_key), str(prev_version or ""), str(version), snapshot]
-        else:  # a later save of the same order: keep the first check, write the latest
-            ops.ops[position + 3] = str(version)
-            ops.ops[position + 4] = snapshot
-        journal_key = ops.key(keys.journal(sp, order_id))
-        for entry in journal:
-            ops.ops += ["J", journal_key, entry]
-        ops.ops += ["C", ops.key(keys.changes(sp)), order_id, str(version)]
-        ops.ops += ["P", keys.events(sp), event]
-
-    def mark_open(self, sp: str, order_id: str, window_id: str) -> None:
-        ops = self._ops(sp)
-        ops.ops += ["H", ops.key(keys.open_orders(sp)), order_id, window_id]
-
-    def mark_closed(self, sp: str, order_id: str) -> None:
-        ops = self._ops(sp)
-        ops.ops += ["D", ops.key(keys.open_orders(sp)), order_id]
-
-    def note_day(self, sp: str, yyyymmdd: str, order_id: str) -> None:
-        ops = self._ops(sp)
-        ops.ops += ["A", ops.key(keys.day(sp, yyyymmdd)), order_id]
-
-    def emit(self, sp: str, kind: str, at_ms: int, refund_id: str, snapshot: bytes) -> None:
-        """A payment event in the service point's outbox, atomically with the change."""
-        ops = self._ops(sp)
-        ops.ops += ["X", ops.key(keys.outbox(sp)), kind, str(at_ms), refund_id, snapshot]
-
-    def save_response(self, sp: str, request_id: str, value: bytes, ttl_ms: int) -> None:
-        ops = self._ops(sp)
-        ops.ops += ["R", ops.key(keys.response(sp, request_id)), value, str(ttl_ms)]
-
-    def release(self, key: str, holder: str) -> None:
-        """Delete a global claim, only if `holder` still holds it."""
-        self._releases.append((key, holder))
-
-    def set(self, key: str, value: str) -> None:
-        self._sets.append((key, value))
-
-    def _ops(self, sp: str) -> _ServicePointOps:
-        ops = self._sp.get(sp)
-        if ops is None:
-            ops = self._sp[sp] = _ServicePointOps()
-        return ops
-
-
-class CommitRejected(Exception):
-    """Redis refused a commit (fenced by a newer actor, or a version conflict)."""
+    def _next(self) -> Read:
+        read = Read()
+        self._reads.append(read)
+        return read
 
 
 class RedisStore:
@@ -183,7 +94,7 @@ class RedisStore:
     def read_batch(self) -> ReadBatch:
         return ReadBatch(self.redis)
 
-    async def commit(self, batch: WriteBatch, epochs: dict[str, int]) -> None:
+    async def commit(self, batch: WriteBatch, epochs: Mapping[str, int]) -> None:
         """Write the whole batch in one round trip; raises if any part was refused.
 
         The scripts are called by their SHA; only when Redis says it does not know them
@@ -193,12 +104,12 @@ class RedisStore:
             return
         for attempt in range(2):
             pipe = self.redis.pipeline(transaction=False)
-            for sp, ops in batch._sp.items():
-                names = [keys.epoch(sp), *ops.keys]
-                pipe.evalsha(self._sha["commit"], len(names), *names, str(epochs[sp]), *ops.ops)
-            for key, value in batch._sets:
+            for sp, sp_keys, ops in batch.scripts():
+                names = [keys.epoch(sp), *sp_keys]
+                pipe.evalsha(self._sha["commit"], len(names), *names, str(epochs[sp]), *ops)
+            for key, value in batch.sets():
                 pipe.set(key, value)
-            for key, holder in batch._releases:
+            for key, holder in batch.releases():
                 pipe.evalsha(self._sha["release"], 1, key, holder)
             with _measured("commit"):
                 results = await pipe.execute(raise_on_error=False)

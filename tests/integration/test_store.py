@@ -12,15 +12,15 @@ async def test_a_claim_inserts_once_and_a_duplicate_does_not_refresh_its_ttl(red
     store = RedisStore(redis)
     key = keys.request_claim(new_id())
     first = store.read_batch()
-    slot = first.claim(key, "fp-1", 60_000)
+    read = first.claim(key, "fp-1", 60_000)
     await first.run()
-    assert first[slot] is None  # inserted
+    assert read.value is None  # inserted
     ttl_before = await redis.pttl(key)
     await redis.pexpire(key, 5_000)  # shorten, so a refresh would be visible
     again = store.read_batch()
-    slot = again.claim(key, "fp-2", 60_000)
+    read = again.claim(key, "fp-2", 60_000)
     await again.run()
-    assert again[slot] == b"fp-1"  # the holder's value, unchanged
+    assert read.value == b"fp-1"  # the holder's value, unchanged
     assert await redis.get(key) == b"fp-1"
     assert 0 < await redis.pttl(key) <= 5_000 < ttl_before
 

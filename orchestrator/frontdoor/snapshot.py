@@ -1,0 +1,59 @@
+"""An order snapshot as the front door reads it: decoded once, typed where it decides.
+
+Snapshots arrive as the JSON bytes the actor committed (from Redis, the record or the
+event hub). The front door decides on a few fields (is the order watched, is it newer
+than what a stream already sent, is the payment or refund it waits for final) and turns
+the whole record into a message; both read this one decoded view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from orchestrator.domain.commands import Accepted
+from orchestrator.domain.states import (
+    FINAL_ATTEMPT_STATES,
+    AttemptState,
+    OrderState,
+    RefundState,
+)
+
+WATCHED_STATES = frozenset({OrderState.AWAITING_PAYMENT, OrderState.PAYING})
+"""Orders a window's terminal is shown when it starts watching."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order_id: str
+    version: int
+    state: OrderState
+    attempt_states: Mapping[str, AttemptState]
+    refund_states: Mapping[str, RefundState]
+    record: Mapping[str, Any]  # the whole record, for the message
+
+    @classmethod
+    def decode(cls, snapshot: bytes) -> OrderView:
+        record = orjson.loads(snapshot)
+        return cls(
+            order_id=record["order_id"],
+            version=record["version"],
+            state=OrderState(record["state"]),
+            attempt_states={a["attempt_id"]: AttemptState(a["state"]) for a in record["attempts"]},
+            refund_states={r["refund_id"]: RefundState(r["state"]) for r in record["refunds"]},
+            record=record,
+        )
+
+    @property
+    def watched(self) -> bool:
+        return self.state in WATCHED_STATES
+
+    def work_done(self, accepted: Accepted) -> bool:
+        """Whether the payment attempt or refund that `accepted` started is final."""
+        if accepted.refund_id:
+            state = self.refund_states.get(accepted.refund_id)
+            return state is not None and state is not RefundState.PENDING
+        return self.attempt_states.get(accepted.attempt_id) in FINAL_ATTEMPT_STATES

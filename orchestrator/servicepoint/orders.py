@@ -1,0 +1,133 @@
+"""The orders in a service-point core's care, and how their changes are staged.
+
+Every order that still needs the actor is in `open` (loaded at start from the store);
+closed ones stay a while in `recent`. A change is staged into the next group commit with
+the payment events it raises, its journal entries and, for a request, its stored answer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import tzinfo
+
+import orjson
+
+from orchestrator.domain.calendar import local_day
+from orchestrator.domain.errors import FailedPrecondition
+from orchestrator.domain.order import Change, Order
+from orchestrator.domain.states import AttemptState, RefundState
+from orchestrator.servicepoint.group_commit import GroupCommit
+from orchestrator.store.write_batch import WriteBatch
+
+RECENT_ORDERS = 4096  # closed orders kept in memory after use
+
+
+class OrderBook:
+    def __init__(self, commit: GroupCommit, zone: tzinfo, ttl_ms: int) -> None:
+        self.open: dict[str, Order] = {}
+        self.recent: OrderedDict[str, Order] = OrderedDict()
+        self.window_busy: dict[str, str] = {}  # window -> attempt id in flight
+        self._commit = commit
+        self._zone = zone
+        self._ttl_ms = ttl_ms
+
+    @property
+    def batch(self) -> WriteBatch:
+        """The writes of the next group commit."""
+        return self._commit.batch
+
+    def keep_open(self, order: Order) -> None:
+        """A closed order with new work (a refund) comes back under the actor's care."""
+        if order.order_id not in self.open:
+            self.recent.pop(order.order_id, None)
+            self.open[order.order_id] = order
+            self.batch.mark_open(order.service_point_id, order.order_id, order.window_id)
+
+    def find(self, order_id: str) -> Order | None:
+        return self.open.get(order_id) or self.recent.get(order_id)
+
+    def adopt(self, snapshot: bytes) -> Order:
+        """An order read from Redis; memory wins if it already holds it."""
+        order = Order.from_record(orjson.loads(snapshot))
+        known = self.find(order.order_id)
+        if known is not None:
+            return known
+        if order.is_open:  # cannot happen while this actor owns the service point
+            raise FailedPrecondition(f"order {order.order_id} is open but was not loaded")
+        self.recent[order.order_id] = order
+        return order
+
+    def stage(self, order: Order, changes: list[Change]) -> bytes:
+        """Queue the order's new state for the next group commit, with the payment events
+        it raises; track whether it is open."""
+        snapshot = snapshot_of(order)
+        sp = order.service_point_id
+        batch = self.batch
+        now = changes[-1].at
+        batch.note_day(sp, local_day(now, self._zone).strftime("%Y%m%d"), order.order_id)
+        for kind, refund_id in _payment_events(order, changes):
+            batch.emit(sp, kind, now, refund_id, snapshot)
+        batch.save_order(
+            sp,
+            order.order_id,
+            order.version - len(changes),
+            order.version,
+            snapshot,
+            [orjson.dumps(change.to_record()) for change in changes],
+            f"{order.order_id} {order.window_id} {order.version}\n".encode() + snapshot,
+        )
+        if not order.is_open and order.order_id in self.open:
+            del self.open[order.order_id]
+            self.recent[order.order_id] = order
+            batch.mark_closed(sp, order.order_id)
+        return snapshot
+
+    def save_response(
+        self,
+        order: Order,
+        request_id: str,
+        snapshot: bytes,
+        *,
+        attempt_id: str = "",
+        refund_id: str = "",
+    ) -> None:
+        """What a replay of `request_id` answers: the order snapshot, or for a payment or
+        refund still under way an empty one (the replay then waits for the outcome of
+        that attempt or refund, like the original did)."""
+        header = orjson.dumps(
+            {"order_id": order.order_id, "attempt_id": attempt_id, "refund_id": refund_id}
+        )
+        self.batch.save_response(
+            order.service_point_id, request_id, header + b"\n" + snapshot, self._ttl_ms
+        )
+
+    def trim_recent(self) -> None:
+        while len(self.recent) > RECENT_ORDERS:
+            order_id = next(iter(self.recent))
+            if self._commit.unflushed(order_id):
+                self.recent.move_to_end(order_id)
+                break
+            del self.recent[order_id]
+
+
+def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]]:
+    """What the business system must hear of: the order paid, a refund of it done."""
+    events = []
+    refunds_done = set()
+    for change in changes:
+        if change.what == "attempt" and change.attempt_state is AttemptState.SUCCEEDED:
+            events.append(("ORDER_PAID", ""))
+        elif change.what == "refund" and change.refund_id not in refunds_done:
+            refund = order.refund(change.refund_id)
+            if refund.state is RefundState.SUCCEEDED and not refund.automatic:
+                refunds_done.add(change.refund_id)
+                events.append(("ORDER_REFUNDED", change.refund_id))
+    return events
+
+
+def _snapshot(order: Order) -> bytes:
+    return orjson.dumps(order.to_record())
+
+
+def snapshot_of(order: Order) -> bytes:
+    return orjson.dumps(order.to_record())

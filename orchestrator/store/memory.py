@@ -1,0 +1,165 @@
+"""An in-memory StorePort, shipped for unit tests of the service-point core.
+
+It applies a WriteBatch by interpreting the same operations `commit.lua` runs, with the
+same fencing (the epoch) and the same all-or-nothing version check per service point.
+Claims and stored responses never expire here: tests that need expiry use Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.store import keys
+from orchestrator.store.port import CommitRejected, Read
+from orchestrator.store.write_batch import OP_WIDTH, WriteBatch
+
+
+class MemoryReadBatch:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._queued: list[tuple[Read, str, str, str | None]] = []  # read, kind, key, value
+
+    def claim(self, key: str, value: str, ttl_ms: int | None) -> Read:
+        return self._queue("claim", key, value)
+
+    def get(self, key: str) -> Read:
+        return self._queue("get", key, None)
+
+    def order(self, order_id: str) -> Read:
+        return self._queue("order", keys.order(keys.service_point_of(order_id), order_id), None)
+
+    async def run(self) -> None:
+        strings, hashes = self._store.strings, self._store.hashes
+        for read, kind, key, value in self._queued:
+            if kind == "order":
+                read.value = hashes.get(key, {}).get("s")
+                continue
+            read.value = strings.get(key)
+            if kind == "claim" and read.value is None:
+                assert value is not None
+                strings[key] = value.encode()
+        self._queued = []
+
+    def _queue(self, kind: str, key: str, value: str | None) -> Read:
+        read = Read()
+        self._queued.append((read, kind, key, value))
+        return read
+
+
+class MemoryStore:
+    """Redis's data types as dictionaries: strings, hashes, lists, sets, streams, and
+    the messages published, each kept in the order written."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, bytes] = {}
+        self.hashes: dict[str, dict[str, bytes]] = {}
+        self.lists: dict[str, list[bytes]] = {}
+        self.sets: dict[str, set[bytes]] = {}
+        self.streams: dict[str, list[dict[str, bytes]]] = {}
+        self.published: list[tuple[str, bytes]] = []
+        self.commits = 0
+
+    # ---- the port ---------------------------------------------------------------------
+
+    def read_batch(self) -> MemoryReadBatch:
+        return MemoryReadBatch(self)
+
+    async def commit(self, batch: WriteBatch, epochs: Mapping[str, int]) -> None:
+        failures = []
+        for sp, sp_keys, ops in batch.scripts():
+            try:
+                self._run_script(sp, sp_keys, ops, epochs.get(sp))
+            except CommitRejected as error:
+                failures.append(str(error))
+        for key, value in batch.sets():
+            self.strings[key] = value.encode()
+        for key, holder in batch.releases():
+            if self.strings.get(key) == holder.encode():
+                del self.strings[key]
+        self.commits += 1
+        if failures:
+            raise CommitRejected("; ".join(failures))
+
+    async def take_over(self, sp: str) -> int:
+        epoch = int(self.strings.get(keys.epoch(sp), b"0")) + 1
+        self.strings[keys.epoch(sp)] = str(epoch).encode()
+        return epoch
+
+    async def open_orders(self, sp: str) -> list[bytes]:
+        return [
+            snapshot
+            for order_id in self.hashes.get(keys.open_orders(sp), {})
+            if (snapshot := self._snapshot(keys.order(sp, order_id))) is not None
+        ]
+
+    # ---- what tests look at ------------------------------------------------------------
+
+    async def order(self, order_id: str) -> bytes | None:
+        return self._snapshot(keys.order(keys.service_point_of(order_id), order_id))
+
+    async def journal(self, order_id: str) -> list[bytes]:
+        return list(self.lists.get(keys.journal(keys.service_point_of(order_id), order_id), []))
+
+    # ---- commit.lua, in Python ----------------------------------------------------------
+
+    def _snapshot(self, order_key: str) -> bytes | None:
+        return self.hashes.get(order_key, {}).get("s")
+
+    def _run_script(
+        self, sp: str, sp_keys: list[str], ops: list[str | bytes], epoch: int | None
+    ) -> None:
+        if self.strings.get(keys.epoch(sp)) != str(epoch).encode():
+            raise CommitRejected("WPFENCED another actor took this service point over")
+        names = [keys.epoch(sp), *sp_keys]
+
+        def key(position: int) -> str:
+            return names[int(_text(ops[position])) - 1]
+
+        steps = []
+        i = 0
+        while i < len(ops):
+            op = _text(ops[i])
+            if op not in OP_WIDTH:
+                raise CommitRejected(f"WPBADOP {op}")
+            steps.append(i)
+            if op == "S":
+                stored = self.hashes.get(key(i + 1), {}).get("v", b"")
+                if stored != _bytes(ops[i + 2]):
+                    raise CommitRejected(
+                        f"WPCONFLICT {key(i + 1)} is at version {stored!r}, "
+                        f"expected {_text(ops[i + 2])}"
+                    )
+            i += OP_WIDTH[op]
+        for i in steps:
+            op, args = _text(ops[i]), [_bytes(a) for a in ops[i + 1 : i + OP_WIDTH[_text(ops[i])]]]
+            if op == "P":
+                self.published.append((args[0].decode(), args[1]))
+            else:
+                self._apply(op, key(i + 1), args[1:])
+
+    def _apply(self, op: str, target: str, args: list[bytes]) -> None:
+        if op == "S":
+            self.hashes.setdefault(target, {}).update({"v": args[1], "s": args[2]})
+        elif op == "J":
+            self.lists.setdefault(target, []).append(args[0])
+        elif op == "H":
+            self.hashes.setdefault(target, {})[args[0].decode()] = args[1]
+        elif op == "D":
+            self.hashes.get(target, {}).pop(args[0].decode(), None)
+        elif op == "R":
+            self.strings[target] = args[0]
+        elif op == "A":
+            self.sets.setdefault(target, set()).add(args[0])
+        elif op == "X":
+            entry = {"kind": args[0], "at": args[1], "refund": args[2], "order": args[3]}
+            self.streams.setdefault(target, []).append(entry)
+        elif op == "C":
+            self.streams.setdefault(target, []).append({"o": args[0], "v": args[1]})
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value

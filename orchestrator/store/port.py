@@ -1,0 +1,57 @@
+"""The store as the service-point core sees it: claims and reads sent together before a
+decision, one atomic write batch after it, and what a new incarnation needs to take a
+service point over. `RedisStore` implements it; `MemoryStore` is the fake for unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.store.write_batch import WriteBatch
+
+
+@dataclass(slots=True)
+class Read:
+    """One value of a read batch; `value` is filled in when the batch runs."""
+
+    value: bytes | None = None
+
+
+class ReadBatchPort(Protocol):
+    """Reads queued now and answered together by `run`."""
+
+    def claim(self, key: str, value: str, ttl_ms: int | None) -> Read:
+        """Take `key` if free: the read holds None if taken now, else the holder's value.
+        A claim already held keeps its expiry."""
+        ...
+
+    def get(self, key: str) -> Read: ...
+
+    def order(self, order_id: str) -> Read:
+        """The order's snapshot, None if the store does not hold it."""
+        ...
+
+    async def run(self) -> None: ...
+
+
+class CommitRejected(Exception):
+    """The store refused a commit (fenced by a newer actor, or a version conflict)."""
+
+
+class StorePort(Protocol):
+    def read_batch(self) -> ReadBatchPort: ...
+
+    async def commit(self, batch: WriteBatch, epochs: Mapping[str, int]) -> None:
+        """Apply the batch, atomically per service point; raises CommitRejected if the
+        epoch of a service point is not the store's or an order moved on meanwhile."""
+        ...
+
+    async def take_over(self, sp: str) -> int:
+        """A new epoch for the service point: older incarnations can no longer commit."""
+        ...
+
+    async def open_orders(self, sp: str) -> list[bytes]:
+        """Snapshots of the service point's orders that still need the actor."""
+        ...
