@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.channels.unionpay import files
 from orchestrator.providers.certificates import (
     Certificate,
     SigningIdentity,
@@ -15,13 +16,7 @@ from orchestrator.providers.certificates import (
     rsa_public_key,
     unionpay_cert_id,
 )
-from orchestrator.providers.keys import (
-    Layout,
-    read_certificate,
-    read_identity,
-    unionpay_platform_files,
-    unionpay_registered_merchant,
-)
+from orchestrator.providers.keys import read_certificate, read_identity
 from orchestrator.providers.signing import PrivateKey, PublicKey, generate_key
 
 
@@ -61,8 +56,7 @@ class UnionPayPlatformKeys:
 
 
 def unionpay_platform_keys(keys_dir: Path) -> UnionPayPlatformKeys:
-    layout = Layout(keys_dir)
-    key, cert = unionpay_platform_files(layout)
+    key, cert = files.platform_files(keys_dir)
     return UnionPayPlatformKeys(
-        read_identity(key, cert), read_certificate(unionpay_registered_merchant(layout))
+        read_identity(key, cert), read_certificate(files.registered_merchant(keys_dir))
     )

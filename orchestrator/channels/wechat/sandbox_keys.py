@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.platform import encrypt_resource
 from orchestrator.providers.certificates import (
     Certificate,
@@ -19,14 +20,11 @@ from orchestrator.providers.certificates import (
     wechat_serial,
 )
 from orchestrator.providers.keys import (
-    Layout,
     SandboxCa,
     read_certificate,
     read_identity,
     read_secret,
     sandbox_ca,
-    wechat_platform_files,
-    wechat_pub_key_private,
 )
 from orchestrator.providers.signing import PrivateKey, PublicKey, load_private_key
 
@@ -112,15 +110,14 @@ class WeChatPlatformKeys:
 def wechat_platform_keys(
     keys_dir: Path, apiv3_file: str, apiv3_env: str, public_key_id: str
 ) -> WeChatPlatformKeys:
-    layout = Layout(keys_dir)
-    key, cert = wechat_platform_files(layout)
+    key, cert = files.platform_files(keys_dir)
     return WeChatPlatformKeys(
         ca=sandbox_ca(keys_dir),
         listed=[read_identity(key, cert)],
-        merchant=read_certificate(layout.wechat_cert),
+        merchant=read_certificate(files.merchant_cert(keys_dir)),
         apiv3_key=read_secret(keys_dir, apiv3_file, apiv3_env),
         public_key_id=public_key_id or SANDBOX_PUBLIC_KEY_ID,
-        public_key_private=load_private_key(wechat_pub_key_private(layout)),
+        public_key_private=load_private_key(files.pub_key_private(keys_dir)),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
 from orchestrator.channels.wechat.platform import WeChatMerchant, WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
@@ -12,7 +13,7 @@ from orchestrator.channels.wechat.sandbox_keys import wechat_platform_keys
 from orchestrator.config import Credentials, ProviderSettings
 from orchestrator.providers.certificates import rsa_public_key, wechat_serial
 from orchestrator.providers.http import HttpClient
-from orchestrator.providers.keys import KeyMaterialError, Layout, read_identity, read_secret
+from orchestrator.providers.keys import KeyMaterialError, read_identity, read_secret
 from orchestrator.providers.signing import load_public_key
 from orchestrator.sandbox.bank import SandboxBank
 
@@ -39,13 +40,11 @@ def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> We
 
 
 def wechat_merchant(keys_dir: Path) -> WeChatMerchant:
-    layout = Layout(keys_dir)
-    identity = read_identity(layout.wechat_key, layout.wechat_cert)
+    key, cert = files.merchant_key(keys_dir), files.merchant_cert(keys_dir)
+    identity = read_identity(key, cert)
     certified = rsa_public_key(identity.certificate).public_numbers()
     if identity.key.public_key().public_numbers() != certified:
-        raise KeyMaterialError(
-            f"{layout.wechat_cert} is not the certificate of {layout.wechat_key}"
-        )
+        raise KeyMaterialError(f"{cert} is not the certificate of {key}")
     return WeChatMerchant(identity.key, wechat_serial(identity.certificate))
 
 
