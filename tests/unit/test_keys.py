@@ -19,7 +19,7 @@ from orchestrator.channels.wechat.wiring import wechat_merchant, wechat_trust
 from orchestrator.config import ConfigError, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.providers import keys as keys_module
-from orchestrator.providers.certificates import load_pfx, unionpay_cert_id
+from orchestrator.providers.certificates import load_pfx, serial_decimal
 from orchestrator.providers.keys import (
     KeyMaterialError,
     ensure_receipt_secret,
@@ -93,7 +93,7 @@ def test_dev_material_is_complete_private_and_made_once(tmp_path: Path) -> None:
     assert len(wechat_trust(tmp_path, settings[Channel.WECHAT].credentials).apiv3_key) == 32
     union = unionpay_keys(tmp_path, settings[Channel.UNIONPAY].credentials)
     password = unionpay_files.pfx_password(tmp_path).read_bytes()
-    assert union.own_serial == unionpay_cert_id(
+    assert union.own_serial == serial_decimal(
         load_pfx(unionpay_files.pfx(tmp_path).read_bytes(), password).certificate
     )
     assert union.own_serial.isdigit()
@@ -145,7 +145,7 @@ def test_secrets_come_from_the_named_file_or_environment_variable(
 
 def with_wechat(**changes: Any) -> dict[str, Any]:
     data = sample_data()
-    data["providers"]["WECHAT"].update(changes)
+    data["providers"].setdefault("WECHAT", {}).update(changes)
     return data
 
 
@@ -158,13 +158,23 @@ def test_a_secret_written_in_the_config_is_refused(name: str) -> None:
 def test_credential_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="apiv3_key_env: name either"):
         parse_config(with_wechat(apiv3_key_file="a", apiv3_key_env="B"))
-    with pytest.raises(ConfigError, match="public_key_id: a WeChat Pay public key id"):
-        parse_config(with_wechat(public_key_id="0114232134912410000000000000"))
     config = parse_config(
         with_wechat(apiv3_key_env="WECHAT_APIV3", public_key_id="PUB_KEY_ID_0114")
     )
     credentials = config.providers[Channel.WECHAT].credentials
-    assert (credentials.apiv3_key_env, credentials.public_key_id) == (
+    assert (credentials["apiv3_key_env"], credentials["public_key_id"]) == (
         "WECHAT_APIV3",
         "PUB_KEY_ID_0114",
     )
+    # the package's default file stays beside the deployment's variable: the variable wins
+    assert credentials["apiv3_key_file"] == "wechat/apiv3_key"
+
+
+def test_a_public_key_id_of_the_wrong_form_is_refused_when_the_adapter_is_built(
+    tmp_path: Path,
+) -> None:
+    ensure_dev_keys(tmp_path, [Channel.WECHAT])
+    config = parse_config(with_wechat(public_key_id="0114232134912410000000000000"))
+    credentials = config.providers[Channel.WECHAT].credentials
+    with pytest.raises(KeyMaterialError, match="public_key_id: a WeChat Pay public key id"):
+        wechat_trust(tmp_path, credentials)

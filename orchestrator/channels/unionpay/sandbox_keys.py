@@ -14,7 +14,7 @@ from orchestrator.providers.certificates import (
     certificate_pem,
     issue,
     rsa_public_key,
-    unionpay_cert_id,
+    serial_decimal,
 )
 from orchestrator.providers.keys import read_certificate, read_identity
 from orchestrator.providers.signing import PrivateKey, PublicKey, generate_key
@@ -34,7 +34,7 @@ class UnionPayPlatformKeys:
 
     @property
     def own_serial(self) -> str:
-        return unionpay_cert_id(self.signer.certificate)
+        return serial_decimal(self.signer.certificate)
 
     @property
     def certificate_pem(self) -> str:
@@ -46,7 +46,7 @@ class UnionPayPlatformKeys:
 
     @property
     def peer_serial(self) -> str:
-        return unionpay_cert_id(self.merchant)
+        return serial_decimal(self.merchant)
 
     def sign_with_untrusted(self) -> str:
         """Sign with a self-made certificate that chains to no configured root."""

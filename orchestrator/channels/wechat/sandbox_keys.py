@@ -17,7 +17,7 @@ from orchestrator.providers.certificates import (
     SigningIdentity,
     certificate_pem,
     rsa_public_key,
-    wechat_serial,
+    serial_hex,
 )
 from orchestrator.providers.keys import (
     SandboxCa,
@@ -53,7 +53,7 @@ class WeChatPlatformKeys:
 
     @property
     def own_serial(self) -> str:
-        return wechat_serial(self.signer.certificate) if self.signer else self.public_key_id
+        return serial_hex(self.signer.certificate) if self.signer else self.public_key_id
 
     @property
     def peer_public(self) -> PublicKey:
@@ -61,21 +61,21 @@ class WeChatPlatformKeys:
 
     @property
     def peer_serial(self) -> str:
-        return wechat_serial(self.merchant)
+        return serial_hex(self.merchant)
 
     def rotate(self) -> str:
         """A new platform certificate, served beside the old ones and signing from now."""
         fresh = self.ca.issue("WeChat Pay sandbox platform certificate")
         self.listed.append(fresh)
         self.signer = fresh
-        return wechat_serial(fresh.certificate)
+        return serial_hex(fresh.certificate)
 
     def sign_with_unlisted(self) -> str:
         """Sign with a certificate that /v3/certificates never lists."""
         stranger = self.ca.issue("not a WeChat Pay platform certificate")
         self._unlisted.append(stranger)
         self.signer = stranger
-        return wechat_serial(stranger.certificate)
+        return serial_hex(stranger.certificate)
 
     def sign_with_public_key(self) -> str:
         self.signer = None
@@ -83,7 +83,7 @@ class WeChatPlatformKeys:
 
     def sign_with_listed(self, index: int = -1) -> str:
         self.signer = self.listed[index]
-        return wechat_serial(self.signer.certificate)
+        return serial_hex(self.signer.certificate)
 
     def certificates_answer(self) -> dict[str, Any]:
         """The /v3/certificates body: every listed certificate, sealed with the APIv3 key."""
@@ -98,7 +98,7 @@ class WeChatPlatformKeys:
             )
             data.append(
                 {
-                    "serial_no": wechat_serial(certificate),
+                    "serial_no": serial_hex(certificate),
                     "effective_time": _iso(certificate.not_valid_before_utc),
                     "expire_time": _iso(certificate.not_valid_after_utc),
                     "encrypt_certificate": sealed,
