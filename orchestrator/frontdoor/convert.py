@@ -24,7 +24,9 @@ STATUS = {
 }
 
 _CHANNELS = {pb.Channel.Value(channel.value): channel for channel in Channel}
-_CHANNEL_NAMES = ", ".join(channel.value for channel in Channel)
+_CHANNEL_NAMES = "{} or {}".format(
+    ", ".join(c.value for c in list(Channel)[:-1]), list(Channel)[-1]
+)
 
 
 def _timestamp(ms: int | None) -> Timestamp | None:
