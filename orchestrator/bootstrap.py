@@ -19,6 +19,7 @@ from actors import runtime
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
 from orchestrator.access.tls import ServerTls
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
 from orchestrator.console.commands import RouterCommands
@@ -29,7 +30,7 @@ from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
-from orchestrator.providers.keys import ensure_dev_keys, ensure_receipt_secret
+from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.recorded_store import RecordedStore

@@ -3,6 +3,10 @@ fee catalogs, provider playbooks and service settings.
 
 Every error names the file and the entry that is wrong, so a bad config fails at start
 with a message an operator can act on.
+
+Nothing here knows a particular channel: each provider channel's playbook and provider
+settings start from the defaults.toml its package ships (orchestrator/channels/<name>/),
+and the deployment's [channels.<NAME>] and [providers.<NAME>] override them key by key.
 """
 
 from __future__ import annotations
@@ -107,23 +111,18 @@ class ReceiptSettings:
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where a channel's keys, certificates and secrets are: files relative to keys_dir
-    unless absolute. A secret is read from its *_env variable when one is named, else
-    from its *_file; its value never appears in the config (docs/PROVIDERS.md)."""
+    """Where a channel's keys, certificates and secrets are, under the names its package
+    reads (its defaults.toml lists them): *_file is relative to keys_dir unless absolute,
+    *_env names an environment variable that holds the secret instead, *_id and *_name
+    identify a key or certificate. A secret's value never appears in the config
+    (docs/PROVIDERS.md)."""
 
-    # WeChat Pay
-    apiv3_key_file: str = "wechat/apiv3_key"
-    apiv3_key_env: str = ""
-    public_key_id: str = ""  # PUB_KEY_ID_...: answers signed with the WeChat Pay public key
-    public_key_file: str = "wechat/pub_key.pem"
+    names: Mapping[str, str] = field(default_factory=dict)
     certificate_refresh_s: float = 12 * 3600.0
-    # UnionPay
-    pfx_file: str = "unionpay/acp_sign.pfx"
-    pfx_password_file: str = "unionpay/pfx_password"
-    pfx_password_env: str = ""
-    root_cert_file: str = "unionpay/acp_root.cer"
-    middle_cert_file: str = "unionpay/acp_middle.cer"
-    signer_name: str = ""  # the name the answer's signing certificate must carry (live)
+
+    def __getitem__(self, name: str) -> str:
+        """The named setting; "" when the channel's defaults and the deployment omit it."""
+        return self.names.get(name, "")
 
 
 @dataclass(frozen=True)
@@ -143,21 +142,12 @@ class ProviderSettings:
     """How to reach one provider. An empty base_url means the local sandbox."""
 
     base_url: str = ""
-    merchant_id: str = ""  # WeChat mchid, Alipay app_id, UnionPay merId
-    app_id: str = ""  # WeChat appid
+    merchant_id: str = ""  # the provider's id of the merchant (mchid, app_id, merId...)
+    app_id: str = ""  # the merchant's application id, where the provider has one
     credentials: Credentials = field(default_factory=Credentials)
-    # UnionPay's backUrl: where the acquirer posts its asynchronous result. windowpay
-    # confirms every sale by query, so it only has to be a URL the acquirer accepts.
+    # Where the provider posts its asynchronous result (UnionPay's backUrl). windowpay
+    # confirms every sale by query, so it only has to be a URL the provider accepts.
     notify_url: str = ""
-
-
-DEFAULT_PROVIDERS = {
-    Channel.WECHAT: ProviderSettings("", "1900000109", "wxd678efh567hg6787"),
-    Channel.ALIPAY: ProviderSettings("", "2021000000000001"),
-    Channel.UNIONPAY: ProviderSettings(
-        "", "898000000000001", notify_url="http://127.0.0.1:8080/unionpay/back"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -167,9 +157,7 @@ class Config:
     settings: Settings
     playbooks: Mapping[Channel, Playbook]
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
-    providers: Mapping[Channel, ProviderSettings] = field(
-        default_factory=lambda: dict(DEFAULT_PROVIDERS)
-    )
+    providers: Mapping[Channel, ProviderSettings] = field(default_factory=dict)
     keys_dir: str = "keys"  # relative to the data directory unless absolute
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
@@ -404,47 +392,48 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
     table = root.table("providers")
     providers = {}
     for channel in PROVIDER_CHANNELS:
-        default = DEFAULT_PROVIDERS[channel]
-        t = table.table(channel.value)
-        base_url = t.get("base_url", str, default.base_url)
+        given = table.table(channel.value)
+        t = _over_defaults(given, channel_defaults(channel).get("provider", {}))
+        base_url = t.get("base_url", str, "")
         if base_url and not base_url.startswith(("http://", "https://")):
             raise t.fail("base_url", f"must be an http(s) URL or empty, got {base_url!r}")
         providers[channel] = ProviderSettings(
             base_url=base_url.rstrip("/"),
-            merchant_id=t.get("merchant_id", str, default.merchant_id),
-            app_id=t.get("app_id", str, default.app_id),
-            credentials=_credentials(t),
-            notify_url=t.get("notify_url", str, default.notify_url),
+            merchant_id=t.get("merchant_id", str, ""),
+            app_id=t.get("app_id", str, ""),
+            credentials=_credentials(t, given),
+            notify_url=t.get("notify_url", str, ""),
         )
         if not providers[channel].merchant_id:
             raise t.fail("merchant_id", "is required")
     return providers, table.get("keys_dir", str, "keys")
 
 
-SECRETS_IN_TEXT = ("apiv3_key", "api_key", "pfx_password", "private_key")
+CREDENTIAL_SUFFIXES = ("_file", "_env", "_id", "_name")
+SECRET_SUFFIXES = ("_key", "_password", "_secret")  # a secret's own value: never here
+PROVIDER_FIELDS = {"base_url", "merchant_id", "app_id", "notify_url", "certificate_refresh_s"}
 
 
-def _credentials(t: _Table) -> Credentials:
-    for name in SECRETS_IN_TEXT:
-        if name in t.data:
+def _credentials(t: _Table, given: _Table) -> Credentials:
+    """Every *_file, *_env, *_id and *_name entry of the provider's table (defaults laid
+    under the deployment's `given` ones); a secret written out is refused."""
+    names: dict[str, str] = {}
+    for name in t.data:
+        if name in PROVIDER_FIELDS:
+            continue
+        if name.endswith(SECRET_SUFFIXES):
             raise t.fail(
                 name, f"secrets never go in the config: name a file ({name}_file) "
                 f"or an environment variable ({name}_env)"
             )  # fmt: skip
-    base = Credentials()
-    values: dict[str, Any] = {
-        name: t.get(name, str, getattr(base, name))
-        for name in Credentials.__dataclass_fields__
-        if name != "certificate_refresh_s"
-    }
-    for secret in ("apiv3_key", "pfx_password"):
-        if values[f"{secret}_env"] and f"{secret}_file" in t.data:
-            raise t.fail(f"{secret}_env", f"name either {secret}_file or {secret}_env, not both")
-    prefix = "PUB_KEY_ID_"
-    if values["public_key_id"] and not values["public_key_id"].startswith(prefix):
-        raise t.fail("public_key_id", f"a WeChat Pay public key id starts with {prefix}")
-    refresh = t.number("certificate_refresh_s", base.certificate_refresh_s, minimum=60.0)
-    return Credentials(**values, certificate_refresh_s=refresh)
+        if name.endswith(CREDENTIAL_SUFFIXES):
+            names[name] = t.get(name, str)
+    for name, value in names.items():
+        secret = name.removesuffix("_env")
+        if name.endswith("_env") and value and f"{secret}_file" in given.data:
+            raise t.fail(name, f"name either {secret}_file or {secret}_env, not both")
+    refresh = t.number("certificate_refresh_s", 12 * 3600.0, minimum=60.0)
+    return Credentials(names, certificate_refresh_s=refresh)
 
 
 def _receipts(t: _Table) -> ReceiptSettings:
@@ -552,14 +541,31 @@ def _record(t: _Table) -> RecordSettings:
     return settings
 
 
+def channel_defaults(channel: Channel) -> dict[str, Any]:
+    """The defaults.toml the channel's package ships ({} when it ships none): read as
+    data, so that config imports no channel code."""
+    shipped = resources.files("orchestrator.channels").joinpath(
+        channel.value.lower(), "defaults.toml"
+    )
+    if not shipped.is_file():
+        return {}
+    return tomllib.loads(shipped.read_text(encoding="utf-8"))
+
+
+def _over_defaults(table: _Table, defaults: Mapping[str, Any]) -> _Table:
+    """The deployment's table laid over the channel package's defaults, key by key."""
+    return _Table({**defaults, **table.data}, table.where)
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     root = _Table(data, source)
     channels = root.table("channels")
     playbooks = {}
     for channel in PROVIDER_CHANNELS:
-        if channel.value not in channels.data:
+        shipped = channel_defaults(channel).get("playbook", {})
+        if channel.value not in channels.data and not shipped:
             raise channels.fail(channel.value, "missing playbook for this channel")
-        playbooks[channel] = _playbook(channels.table(channel.value))
+        playbooks[channel] = _playbook(_over_defaults(channels.table(channel.value), shipped))
     sandbox = root.table("sandbox")
     defaults = SandboxSettings()
     providers, keys_dir = _providers(root)

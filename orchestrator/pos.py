@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.json_format import MessageToJson
 
 from orchestrator.access import client
-from orchestrator.channels.codes import AUTH_CODES
+from orchestrator.channels.registry import spec
 from orchestrator.console import slip
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
@@ -33,7 +33,7 @@ CHANNELS = {channel.value.lower(): pb.Channel.Value(channel.value) for channel i
 def sandbox_code(channel: str, ending: str) -> str:
     """A well-formed auth code for the channel whose last four digits pick the sandbox
     behaviour (0000 pays at once, 1111 payer confirms later, ... see the README)."""
-    rule = AUTH_CODES[Channel(channel.upper())]
+    rule = spec(Channel(channel.upper())).auth_code
     middle = rule.sample_length - len(rule.sample_prefix) - len(ending)
     digits = "".join(random.choice("0123456789") for _ in range(middle))
     return f"{rule.sample_prefix}{digits}{ending}"
@@ -204,7 +204,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pay = actions.add_parser("pay", help="pay an order at a terminal")
     pay.add_argument("--terminal", required=True, help="terminal id, e.g. T01")
     pay.add_argument("--order", help="order id (default: the window's open order)")
-    pay.add_argument("--channel", choices=sorted(CHANNELS), default="wechat")
+    pay.add_argument("--channel", choices=sorted(CHANNELS), default=next(iter(CHANNELS)))
     pay.add_argument(
         "--code", default="0000",
         help="payer auth code, or just its last 4 digits to pick a sandbox behaviour",

@@ -80,7 +80,7 @@ def small_config_data(
         time_scale=time_scale, grpc_port=0, metrics_port=0, console_port=0, **service
     )
     for channel, changes in (channels or {}).items():
-        data["channels"][channel].update(changes)
+        data.setdefault("channels", {}).setdefault(channel, {}).update(changes)
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
     data["service_points"] = [
         {

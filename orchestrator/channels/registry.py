@@ -1,82 +1,23 @@
 """The one place a channel is found: Channel -> ChannelSpec. The engine's adapters, the
-sandbox host's gateways, reconciliation's bill parsers and the auth-code rules are all
-looked up here (docs/PROVIDERS.md, "Adding a channel")."""
+sandbox host's gateways, reconciliation's bill parsers, the auth-code rules, the dev key
+material and the names on receipts are all looked up here (docs/PROVIDERS.md, "Adding a
+channel"). A channel is registered by one entry in SPECS."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from orchestrator.channels.alipay import bill as alipay_bill
-from orchestrator.channels.alipay import declines as alipay_declines
-from orchestrator.channels.alipay import sandbox_bill as alipay_sandbox_bill
-from orchestrator.channels.alipay import wiring as alipay
-from orchestrator.channels.codes import AUTH_CODES
-from orchestrator.channels.unionpay import bill as unionpay_bill
-from orchestrator.channels.unionpay import declines as unionpay_declines
-from orchestrator.channels.unionpay import sandbox_bill as unionpay_sandbox_bill
-from orchestrator.channels.unionpay import wiring as unionpay
-from orchestrator.channels.wechat import bill as wechat_bill
-from orchestrator.channels.wechat import declines as wechat_declines
-from orchestrator.channels.wechat import sandbox_bill as wechat_sandbox_bill
-from orchestrator.channels.wechat import wiring as wechat
-from orchestrator.config import ProviderSettings
-from orchestrator.domain.codes import AuthCodeRule
+from orchestrator.channels.alipay.spec import SPEC as ALIPAY
+from orchestrator.channels.spec import ChannelSpec
+from orchestrator.channels.unionpay.spec import SPEC as UNIONPAY
+from orchestrator.channels.wechat.spec import SPEC as WECHAT
+from orchestrator.domain.codes import check_no_auth_code
 from orchestrator.domain.states import Channel
-from orchestrator.providers.bills import BillRow
-from orchestrator.providers.http import HttpClient
-from orchestrator.providers.port import PaymentProvider
-from orchestrator.sandbox.bank import SandboxBank, Trade
-from orchestrator.sandbox.common import Gateway
 
+SPECS: tuple[ChannelSpec, ...] = (WECHAT, ALIPAY, UNIONPAY)
 
-@dataclass(frozen=True)
-class ChannelSpec:
-    channel: Channel
-    auth_code: AuthCodeRule
-    declined: Collection[str]  # the pay call's final declines (nothing taken)
-    refund_declined: Collection[str]  # a refund's final refusals (nothing refunded)
-    parse_bill: Callable[[bytes], list[BillRow]]
-    adapter: Callable[[HttpClient, ProviderSettings, Path], PaymentProvider]
-    gateway: Callable[[SandboxBank, ProviderSettings, Path], Gateway[Any]]
-    ledger_bill: Callable[[list[Trade], date], bytes]  # an in-process sandbox ledger's bill
-
-
-CHANNELS: dict[Channel, ChannelSpec] = {
-    Channel.WECHAT: ChannelSpec(
-        Channel.WECHAT,
-        AUTH_CODES[Channel.WECHAT],
-        wechat_declines.DECLINED,
-        wechat_declines.REFUND_DECLINED,
-        wechat_bill.parse_wechat,
-        wechat.adapter,
-        wechat.gateway,
-        wechat_sandbox_bill.ledger_bill,
-    ),
-    Channel.ALIPAY: ChannelSpec(
-        Channel.ALIPAY,
-        AUTH_CODES[Channel.ALIPAY],
-        alipay_declines.DECLINED,
-        alipay_declines.REFUND_DECLINED,
-        alipay_bill.parse_alipay,
-        alipay.adapter,
-        alipay.gateway,
-        alipay_sandbox_bill.ledger_bill,
-    ),
-    Channel.UNIONPAY: ChannelSpec(
-        Channel.UNIONPAY,
-        AUTH_CODES[Channel.UNIONPAY],
-        unionpay_declines.DECLINED,
-        unionpay_declines.REFUND_DECLINED,
-        unionpay_bill.parse_unionpay,
-        unionpay.adapter,
-        unionpay.gateway,
-        unionpay_sandbox_bill.ledger_bill,
-    ),
-}
+CHANNELS: dict[Channel, ChannelSpec] = {spec.channel: spec for spec in SPECS}
 
 
 def spec(channel: Channel) -> ChannelSpec:
@@ -85,3 +26,18 @@ def spec(channel: Channel) -> ChannelSpec:
         return CHANNELS[channel]
     except KeyError:
         raise KeyError(f"{channel} has no provider channel package") from None
+
+
+def check_auth_code(channel: Channel, code: str) -> None:
+    found = CHANNELS.get(channel)
+    if found is None:
+        check_no_auth_code(code)
+    else:
+        found.auth_code.check(channel, code)
+
+
+def ensure_dev_keys(keys_dir: Path, channels: Iterable[Channel] | None = None) -> None:
+    """Make the missing dev material of the sandboxed `channels` (default: all), never
+    over a file."""
+    for channel in CHANNELS if channels is None else channels:
+        spec(channel).make_dev_keys(keys_dir)

@@ -17,11 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.channels.registry import CHANNELS, spec
+from orchestrator.channels.registry import CHANNELS, ensure_dev_keys, spec
 from orchestrator.config import Config, load_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import free_port
-from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.sandbox.common import Gateway
 
@@ -118,7 +117,7 @@ class SandboxProcess:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.sandbox",
-        description="Run the WeChat, Alipay and UnionPay sandbox gateways on loopback. "
+        description="Run every registered channel's sandbox gateway on loopback. "
         "Prints one line 'READY {json of base URLs}' once they listen.",
     )
     parser.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")

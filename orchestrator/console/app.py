@@ -25,6 +25,7 @@ from orchestrator.console.accounts import StaffAccount, StaffBook
 from orchestrator.console.guard import RateLimit, Session, Sessions, SignInGuard, csrf_ok
 from orchestrator.console.queries import ConsoleQueries, SearchFilters
 from orchestrator.console.scope import OutOfScope, Scope
+from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
 COOKIE = "wp_session"
@@ -32,7 +33,7 @@ SIGNIN_COOKIE = "wp_signin"  # the sign-in form's CSRF token, before there is a 
 HERE = Path(__file__).parent
 STATES = ("AWAITING_PAYMENT", "PAYING", "PAID", "CANCELLED", "EXPIRED",
           "PARTIALLY_REFUNDED", "REFUNDED")  # fmt: skip
-CHANNELS = ("WECHAT", "ALIPAY", "UNIONPAY", "CASH")
+CHANNELS = tuple(channel.value for channel in Channel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

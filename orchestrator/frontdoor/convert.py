@@ -24,6 +24,9 @@ STATUS = {
 }
 
 _CHANNELS = {pb.Channel.Value(channel.value): channel for channel in Channel}
+_CHANNEL_NAMES = "{} or {}".format(
+    ", ".join(c.value for c in list(Channel)[:-1]), list(Channel)[-1]
+)
 
 
 def _timestamp(ms: int | None) -> Timestamp | None:
@@ -106,7 +109,7 @@ def channel_value(channel: Channel) -> pb.Channel.ValueType:
 def channel_of(value: int) -> Channel:
     channel: Channel | None = _CHANNELS.get(value)  # type: ignore[call-overload]
     if channel is None:
-        raise InvalidArgument("channel is required: WECHAT, ALIPAY, UNIONPAY or CASH")
+        raise InvalidArgument(f"channel is required: {_CHANNEL_NAMES}")
     return channel
 
 

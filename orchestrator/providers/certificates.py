@@ -25,13 +25,13 @@ class CertificateError(ValueError):
     """A certificate that cannot be used: unreadable, out of date or not trusted."""
 
 
-def wechat_serial(certificate: Certificate) -> str:
-    """WeChat Pay names a certificate by its serial number in upper-case hex."""
+def serial_hex(certificate: Certificate) -> str:
+    """The serial number in upper-case hex (how WeChat Pay names a certificate)."""
     return f"{certificate.serial_number:X}"
 
 
-def unionpay_cert_id(certificate: Certificate) -> str:
-    """UnionPay ACP's certId is the certificate's serial number in decimal."""
+def serial_decimal(certificate: Certificate) -> str:
+    """The serial number in decimal (UnionPay ACP's certId)."""
     return str(certificate.serial_number)
 
 

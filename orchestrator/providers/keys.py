@@ -1,18 +1,11 @@
 """Where each side's keys and certificates live, and the dev material made on first start.
 
-Layout under keys_dir (docs/PROVIDERS.md says what each file is and where a live one
+Layout under keys_dir: each channel package's files.py lists its own files; here only
+what every channel shares (docs/PROVIDERS.md says what each file is and where a live one
 comes from):
 
     receipts/check_code.key            the receipt check-code secret
-    wechat/apiclient_key.pem           merchant API private key
-    wechat/apiclient_cert.pem          merchant API certificate (its serial is serial_no)
-    wechat/apiv3_key                   APIv3 key (unless the config names an env var)
-    wechat/pub_key.pem                 "WeChat Pay public key" (public-key mode only)
-    alipay/merchant_private.pem        application private key
-    alipay/platform_public.pem         Alipay public key
-    unionpay/acp_sign.pfx              signing key and certificate (PKCS#12)
-    unionpay/pfx_password              its password (unless the config names an env var)
-    unionpay/acp_root.cer, acp_middle.cer   the root and intermediate answers chain to
+    sandbox/ca/...                     the sandbox CA that issues the dev certificates
     sandbox/...                        the sandbox gateways' side; never in a live deployment
 
 Dev material is made only for channels served by the sandbox, and only where no file
@@ -23,12 +16,10 @@ exists: a file is never written over. Private keys and secrets are created with 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.domain.states import Channel
 from orchestrator.files import create_file
 from orchestrator.providers.certificates import (
     Certificate,
@@ -36,7 +27,6 @@ from orchestrator.providers.certificates import (
     certificate_pem,
     issue,
     load_pem_certificate,
-    pfx_bytes,
 )
 from orchestrator.providers.signing import (
     KeyPair,
@@ -44,10 +34,8 @@ from orchestrator.providers.signing import (
     key_pair,
     load_private_key,
     private_pem,
-    public_pem,
 )
 
-SANDBOXED = (Channel.WECHAT, Channel.ALIPAY, Channel.UNIONPAY)
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 
@@ -57,53 +45,8 @@ class KeyMaterialError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Layout:
-    """File names under keys_dir."""
-
-    root: Path
-
-    # the merchant's side (what a live deployment puts here)
-    @property
-    def wechat_key(self) -> Path:
-        return self.root / "wechat" / "apiclient_key.pem"
-
-    @property
-    def wechat_cert(self) -> Path:
-        return self.root / "wechat" / "apiclient_cert.pem"
-
-    @property
-    def wechat_apiv3_key(self) -> Path:
-        return self.root / "wechat" / "apiv3_key"
-
-    @property
-    def wechat_pub_key(self) -> Path:
-        return self.root / "wechat" / "pub_key.pem"
-
-    @property
-    def unionpay_pfx(self) -> Path:
-        return self.root / "unionpay" / "acp_sign.pfx"
-
-    @property
-    def unionpay_pfx_password(self) -> Path:
-        return self.root / "unionpay" / "pfx_password"
-
-    @property
-    def unionpay_root(self) -> Path:
-        return self.root / "unionpay" / "acp_root.cer"
-
-    @property
-    def unionpay_middle(self) -> Path:
-        return self.root / "unionpay" / "acp_middle.cer"
-
-    # the sandbox gateways' side
-    @property
-    def sandbox(self) -> Path:
-        return self.root / "sandbox"
-
-
-@dataclass(frozen=True)
 class ProviderKeys:
-    """Alipay's key pairs (public-key mode: no certificates)."""
+    """A channel's key pairs in public-key mode (no certificates): both sides' halves."""
 
     folder: Path
 
@@ -149,7 +92,7 @@ def write_new(path: Path, data: bytes, *, private: bool) -> None:
 Files = dict[Path, tuple[bytes, bool]]  # path -> (content, private)
 
 
-def _make_group(paths: Iterable[Path], make: Callable[[], Files]) -> bool:
+def make_group(paths: Iterable[Path], make: Callable[[], Files]) -> bool:
     """Write a group of files that belong together (a key and its certificate...) when
     none exists; leave it when all exist; refuse when only some do."""
     paths = list(paths)
@@ -216,24 +159,10 @@ def receipt_secret(keys_dir: Path) -> bytes:
 def ensure_receipt_secret(keys_dir: Path) -> None:
     """The secret that receipt check codes are derived with, made once per deployment."""
     secret = receipt_secret_path(keys_dir)
-    _make_group([secret], lambda: {secret: (os.urandom(32).hex().encode(), True)})
+    make_group([secret], lambda: {secret: (os.urandom(32).hex().encode(), True)})
 
 
 # ---- dev material ------------------------------------------------------------------------
-
-
-def ensure_dev_keys(keys_dir: Path, channels: Iterable[Channel] = SANDBOXED) -> None:
-    """Make the missing dev material of the sandboxed `channels`, never over a file."""
-    wanted = set(channels)
-    layout = Layout(keys_dir)
-    if wanted & {Channel.WECHAT, Channel.UNIONPAY}:
-        _sandbox_ca(layout)
-    if Channel.WECHAT in wanted:
-        _wechat(layout)
-    if Channel.ALIPAY in wanted:
-        _alipay(layout)
-    if Channel.UNIONPAY in wanted:
-        _unionpay(layout)
 
 
 @dataclass(frozen=True)
@@ -247,8 +176,8 @@ class SandboxCa:
         return SigningIdentity(key, certificate)
 
 
-def _ca_files(layout: Layout) -> dict[str, Path]:
-    ca = layout.sandbox / "ca"
+def _ca_files(keys_dir: Path) -> dict[str, Path]:
+    ca = keys_dir / "sandbox" / "ca"
     return {
         "root_key": ca / "root_key.pem",
         "root_cert": ca / "root_cert.pem",
@@ -258,15 +187,16 @@ def _ca_files(layout: Layout) -> dict[str, Path]:
 
 
 def sandbox_ca(keys_dir: Path) -> SandboxCa:
-    files = _ca_files(Layout(keys_dir))
+    files = _ca_files(keys_dir)
     return SandboxCa(
         read_identity(files["root_key"], files["root_cert"]),
         read_identity(files["middle_key"], files["middle_cert"]),
     )
 
 
-def _sandbox_ca(layout: Layout) -> None:
-    files = _ca_files(layout)
+def ensure_sandbox_ca(keys_dir: Path) -> None:
+    """The CA that issues every sandbox certificate, made once."""
+    files = _ca_files(keys_dir)
 
     def make() -> Files:
         root_key, middle_key = generate_key(), generate_key()
@@ -279,104 +209,11 @@ def _sandbox_ca(layout: Layout) -> None:
             files["middle_cert"]: (certificate_pem(middle), False),
         }
 
-    _make_group(files.values(), make)
+    make_group(files.values(), make)
 
 
-def _identity_files(identity: SigningIdentity, key: Path, cert: Path) -> Files:
+def identity_files(identity: SigningIdentity, key: Path, cert: Path) -> Files:
     return {
         key: (private_pem(identity.key), True),
         cert: (certificate_pem(identity.certificate), False),
     }
-
-
-def wechat_platform_files(layout: Layout) -> tuple[Path, Path]:
-    folder = layout.sandbox / "wechat"
-    return folder / "platform_key.pem", folder / "platform_cert.pem"
-
-
-def wechat_pub_key_private(layout: Layout) -> Path:
-    return layout.sandbox / "wechat" / "pub_key_private.pem"
-
-
-def _wechat(layout: Layout) -> None:
-    ca = sandbox_ca(layout.root)
-    _make_group(
-        [layout.wechat_key, layout.wechat_cert],
-        lambda: _identity_files(
-            ca.issue("1900000109 merchant API certificate"), layout.wechat_key, layout.wechat_cert
-        ),
-    )
-    key, cert = wechat_platform_files(layout)
-    _make_group(
-        [key, cert],
-        lambda: _identity_files(ca.issue("WeChat Pay sandbox platform certificate"), key, cert),
-    )
-    _make_group(
-        [layout.wechat_apiv3_key],
-        lambda: {layout.wechat_apiv3_key: (secrets.token_hex(16).encode(), True)},
-    )
-    pub_private = wechat_pub_key_private(layout)
-
-    def pub_key() -> Files:
-        private = generate_key()
-        return {
-            pub_private: (private_pem(private), True),
-            layout.wechat_pub_key: (public_pem(private.public_key()), False),
-        }
-
-    _make_group([pub_private, layout.wechat_pub_key], pub_key)
-
-
-def _alipay(layout: Layout) -> None:
-    keys = provider_keys(layout.root, "alipay")
-    for private, public in (
-        (keys.merchant_private, keys.merchant_public),
-        (keys.platform_private, keys.platform_public),
-    ):
-
-        def pair(private: Path = private, public: Path = public) -> Files:
-            key = generate_key()
-            return {
-                private: (private_pem(key), True),
-                public: (public_pem(key.public_key()), False),
-            }
-
-        _make_group([private, public], pair)
-
-
-def unionpay_platform_files(layout: Layout) -> tuple[Path, Path]:
-    folder = layout.sandbox / "unionpay"
-    return folder / "platform_key.pem", folder / "platform_cert.pem"
-
-
-def unionpay_registered_merchant(layout: Layout) -> Path:
-    """The merchant's signing certificate as the gateway has it on file."""
-    return layout.sandbox / "unionpay" / "merchant_cert.pem"
-
-
-def _unionpay(layout: Layout) -> None:
-    ca = sandbox_ca(layout.root)
-    registered = unionpay_registered_merchant(layout)
-
-    def merchant() -> Files:
-        identity = ca.issue("898000000000001 ACP signing certificate")
-        password = secrets.token_urlsafe(18).encode()
-        return {
-            layout.unionpay_pfx: (pfx_bytes(identity, password, "acp_sign"), True),
-            layout.unionpay_pfx_password: (password, True),
-            registered: (certificate_pem(identity.certificate), False),
-        }
-
-    _make_group([layout.unionpay_pfx, layout.unionpay_pfx_password, registered], merchant)
-    _make_group(
-        [layout.unionpay_root, layout.unionpay_middle],
-        lambda: {
-            layout.unionpay_root: (certificate_pem(ca.root.certificate), False),
-            layout.unionpay_middle: (certificate_pem(ca.middle.certificate), False),
-        },
-    )
-    key, cert = unionpay_platform_files(layout)
-    _make_group(
-        [key, cert],
-        lambda: _identity_files(ca.issue("China UnionPay sandbox signing certificate"), key, cert),
-    )

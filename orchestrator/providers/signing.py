@@ -82,13 +82,6 @@ def sorted_pairs(params: Mapping[str, str], *, exclude: frozenset[str]) -> str:
     return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in exclude and params[k])
 
 
-def wechat_v2_md5(params: Mapping[str, str], api_key: str) -> str:
-    """WeChat Pay API v2 signature (MD5): kept for merchants still on v2 and because its
-    published test vector pins down the parameter canonicalisation shared above."""
-    text = f"{sorted_pairs(params, exclude=frozenset({'sign'}))}&key={api_key}"
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest().upper()
-
-
 @dataclass(frozen=True)
 class KeyPair:
     """One side's keys as a peer sees them: our private key, their public key."""

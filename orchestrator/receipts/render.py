@@ -8,10 +8,12 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from orchestrator.channels.registry import CHANNELS as REGISTERED
 from orchestrator.domain.money import to_yuan
+from orchestrator.domain.states import Channel
 
 STATUS = {"ISSUED": "", "PARTIALLY_REFUNDED": "部分退费", "REFUNDED": "已退费"}
-CHANNELS = {"WECHAT": "微信支付", "ALIPAY": "支付宝", "UNIONPAY": "银联", "CASH": "现金"}
+CHANNELS = {Channel.CASH.value: "现金"} | {c.value: s.display_name for c, s in REGISTERED.items()}
 
 _PAGE = """<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8">

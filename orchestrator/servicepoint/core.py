@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from orchestrator.channels.codes import check_auth_code
+from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import price_lines

@@ -224,7 +224,7 @@ async def deployed(
         )
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
-            data["providers"][channel_name.value]["base_url"] = url
+            data["providers"].setdefault(channel_name.value, {})["base_url"] = url
         data["providers"]["keys_dir"] = str(keys_dir)
         config_path = data_dir / "windowpay.toml"
         config_path.write_text(tomli_w.dumps(data))

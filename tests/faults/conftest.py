@@ -117,7 +117,7 @@ async def stack(
             proxy = FaultyProxy("127.0.0.1", int(url.rsplit(":", 1)[1]))
             await proxy.start()
             proxies[channel] = proxy
-            data["providers"][channel.value]["base_url"] = proxy.base_url
+            data["providers"].setdefault(channel.value, {})["base_url"] = proxy.base_url
         data["providers"]["keys_dir"] = str(keys_dir)
         config_path = data_dir / "windowpay.toml"
         config_path.write_text(tomli_w.dumps(data))

@@ -16,11 +16,13 @@ import aiohttp
 import pytest
 
 from orchestrator.channels.factory import Providers, build_providers
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.channels.unionpay.adapter import UnionPay
 from orchestrator.channels.unionpay.sandbox import UnionPayGateway
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
 from orchestrator.channels.unionpay.wiring import unionpay_keys
+from orchestrator.channels.wechat import files as wechat_files
 from orchestrator.channels.wechat.adapter import WeChatPay
 from orchestrator.channels.wechat.platform import WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
@@ -30,7 +32,7 @@ from orchestrator.config import Config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
 from orchestrator.providers.http import HttpClient
-from orchestrator.providers.keys import Layout, ensure_dev_keys, ensure_receipt_secret
+from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
@@ -118,7 +120,6 @@ async def test_serial_no_is_the_merchant_certificates_serial(
     world: World, client: HttpClient
 ) -> None:
     provider = world.wechat(client)
-    layout = Layout(world.keys_dir)
     merchant = wechat_merchant(world.keys_dir)
     assert merchant.own_serial == world.wechat_platform.peer_serial
     assert merchant.own_serial != serial_of(merchant.private.public_key())
@@ -129,7 +130,7 @@ async def test_serial_no_is_the_merchant_certificates_serial(
     with pytest.raises(ProviderRejected, match="SIGN_ERROR"):
         await provider.pay(call(Channel.WECHAT, refused))
     assert ledger_state(world, Channel.WECHAT, refused) is None
-    assert layout.wechat_cert.exists()
+    assert wechat_files.merchant_cert(world.keys_dir).exists()
 
 
 @pytest.mark.usefixtures("signer_restored")
@@ -210,7 +211,7 @@ async def test_the_wechat_pay_public_key_mode(world: World, client: HttpClient) 
     trust = replace(
         wechat_trust(world.keys_dir, settings.credentials),
         public_key_id=public_key_id,
-        public_key=load_public_key(Layout(world.keys_dir).wechat_pub_key),
+        public_key=load_public_key(wechat_files.pub_key(world.keys_dir)),
     )
     provider = world.wechat(client, trust)
     assert (await provider.pay(call(Channel.WECHAT, trade_no()))).status is TradeStatus.PAID

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from orchestrator.channels.alipay.adapter import Alipay
 from orchestrator.channels.factory import Providers, build_providers
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.channels.unionpay.adapter import txn_time
 from orchestrator.channels.wechat.adapter import WeChatPay
@@ -29,7 +30,6 @@ from orchestrator.config import Config
 from orchestrator.domain.states import AttemptState, Channel
 from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
 from orchestrator.providers.http import HttpAnswer, HttpClient
-from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.providers.port import (
     AnswerMismatch,
     OutcomeUnknown,

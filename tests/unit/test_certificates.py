@@ -26,9 +26,9 @@ from orchestrator.providers.certificates import (
     issue,
     load_pfx,
     pfx_bytes,
-    unionpay_cert_id,
+    serial_decimal,
+    serial_hex,
     verify_chain,
-    wechat_serial,
 )
 from orchestrator.providers.http import HttpAnswer
 from orchestrator.providers.keys import SandboxCa
@@ -92,8 +92,8 @@ def test_a_pfx_opens_only_with_its_password() -> None:
     identity = CA.issue("acp signing")
     data = pfx_bytes(identity, b"s3cret", "acp_sign")
     opened = load_pfx(data, b"s3cret")
-    assert unionpay_cert_id(opened.certificate) == str(identity.certificate.serial_number)
-    assert wechat_serial(opened.certificate) == f"{identity.certificate.serial_number:X}"
+    assert serial_decimal(opened.certificate) == str(identity.certificate.serial_number)
+    assert serial_hex(opened.certificate) == f"{identity.certificate.serial_number:X}"
     with pytest.raises(CertificateError, match="wrong password"):
         load_pfx(data, b"guess")
 
@@ -117,7 +117,7 @@ def test_the_sealed_certificate_opens_with_the_apiv3_key_only() -> None:
 def listing(*identities: SigningIdentity, serial: str | None = None) -> bytes:
     data = [
         {
-            "serial_no": serial or wechat_serial(i.certificate),
+            "serial_no": serial or serial_hex(i.certificate),
             "encrypt_certificate": encrypt_resource(
                 APIV3, certificate_pem(i.certificate), secrets.token_hex(6), "certificate"
             ),
@@ -130,7 +130,7 @@ def listing(*identities: SigningIdentity, serial: str | None = None) -> bytes:
 def test_listed_certificates_must_match_their_serial_and_be_current() -> None:
     one, two = CA.issue("p1"), CA.issue("p2")
     found = certificates_of(APIV3, listing(one, two), now())
-    assert set(found) == {wechat_serial(one.certificate), wechat_serial(two.certificate)}
+    assert set(found) == {serial_hex(one.certificate), serial_hex(two.certificate)}
     with pytest.raises(CertificateError, match="is listed as"):
         certificates_of(APIV3, listing(one, serial="ABC"), now())
     assert certificates_of(APIV3, listing(one), now() + dt.timedelta(days=4000)) == {}
@@ -150,7 +150,7 @@ class Gateway:
         headers = {
             "Wechatpay-Timestamp": timestamp,
             "Wechatpay-Nonce": nonce,
-            "Wechatpay-Serial": wechat_serial(signer.certificate),
+            "Wechatpay-Serial": serial_hex(signer.certificate),
             "Wechatpay-Signature": sign(signer.key, answer_message(timestamp, nonce, body)),
         }
         return HttpAnswer(200, headers, body)
@@ -161,7 +161,7 @@ class Gateway:
 
 
 def serial(identity: SigningIdentity) -> str:
-    return wechat_serial(identity.certificate)
+    return serial_hex(identity.certificate)
 
 
 async def test_rotation_two_certificates_at_once_and_one_refresh_per_unknown_serial() -> None:
@@ -226,7 +226,7 @@ def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
     signer = CA.issue("China UnionPay sandbox signing certificate")
     keys = UnionPayKeys(CA.issue("merchant"), CA.root.certificate, CA.middle.certificate)
     fields = {
-        "certId": unionpay_cert_id(signer.certificate),
+        "certId": serial_decimal(signer.certificate),
         "signPubKeyCert": certificate_pem(signer.certificate).decode(),
     }
     assert (

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.channels.codes import check_auth_code
+from orchestrator.channels.registry import check_auth_code
 from orchestrator.domain.codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.states import Channel

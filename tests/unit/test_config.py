@@ -26,6 +26,22 @@ def test_the_sample_deployment() -> None:
     assert config.providers[Channel.UNIONPAY].notify_url.startswith("http")
 
 
+def test_a_deployment_overrides_a_channels_defaults_key_by_key() -> None:
+    data = sample_data()
+    data["channels"] = {"WECHAT": {"confirm_window_s": 50}}
+    data["providers"]["WECHAT"] = {"base_url": "https://pay.example/", "merchant_id": "42"}
+    config = parse_config(data)
+    wechat = config.playbooks[Channel.WECHAT]
+    assert (wechat.confirm_window_s, wechat.reverse_not_before_s) == (50, 15)
+    settings = config.providers[Channel.WECHAT]
+    assert (settings.base_url, settings.merchant_id, settings.app_id) == (
+        "https://pay.example",
+        "42",
+        "wxd678efh567hg6787",
+    )
+    assert config.providers[Channel.ALIPAY].merchant_id == "2021000000000001"
+
+
 def test_the_time_scale_shrinks_every_schedule() -> None:
     config = load_config().with_settings(time_scale=0.01)
     playbook = config.playbook(Channel.WECHAT)
@@ -62,13 +78,16 @@ def test_a_window_in_two_service_points_is_named() -> None:
         (lambda d: d["service"].update(pay_hold_s="long"), "service.pay_hold_s: expected float"),
         (lambda d: d["service"].update(redis_appendfsync="no"), "service.redis_appendfsync"),
         (lambda d: d["service"].update(refund_pending_alert_s=0), "refund_pending_alert_s"),
-        (lambda d: d["channels"].pop("ALIPAY"), "channels.ALIPAY: missing"),
-        (lambda d: d["channels"]["WECHAT"].update(no_answer="pray"), "channels.WECHAT.no_answer"),
         (
-            lambda d: d["channels"]["ALIPAY"].update(reverse_give_up_after_s=20),
+            lambda d: d.update(channels={"WECHAT": {"no_answer": "pray"}}),
+            "channels.WECHAT.no_answer",
+        ),
+        (
+            lambda d: d.update(channels={"ALIPAY": {"reverse_give_up_after_s": 20}}),
             "must come after both confirm_window_s",
         ),
-        (lambda d: d["providers"]["UNIONPAY"].update(base_url="ftp://x"), "providers.UNIONPAY"),
+        (lambda d: d["providers"].update(UNIONPAY={"base_url": "ftp://x"}), "providers.UNIONPAY"),
+        (lambda d: d["providers"].update(ALIPAY={"merchant_id": ""}), "ALIPAY.merchant_id"),
         (lambda d: d["service_points"][0].update(id="sp-1"), "service_points[0].id"),
         (lambda d: d["service_points"].append(dict(d["service_points"][0])), "appears twice"),
         (lambda d: d.pop("catalogs"), "catalogs"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.channels.codes import check_auth_code
+from orchestrator.channels.registry import check_auth_code
 from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.states import Channel
 from orchestrator.domain.validation import check_id, check_text

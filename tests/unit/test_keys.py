@@ -11,16 +11,17 @@ from typing import Any
 
 import pytest
 
+from orchestrator.channels.registry import ensure_dev_keys
+from orchestrator.channels.unionpay import files as unionpay_files
 from orchestrator.channels.unionpay.wiring import unionpay_keys
+from orchestrator.channels.wechat import files as wechat_files
 from orchestrator.channels.wechat.wiring import wechat_merchant, wechat_trust
 from orchestrator.config import ConfigError, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.providers import keys as keys_module
-from orchestrator.providers.certificates import load_pfx, unionpay_cert_id
+from orchestrator.providers.certificates import load_pfx, serial_decimal
 from orchestrator.providers.keys import (
     KeyMaterialError,
-    Layout,
-    ensure_dev_keys,
     ensure_receipt_secret,
     read_secret,
     write_new,
@@ -86,23 +87,22 @@ def test_dev_material_is_complete_private_and_made_once(tmp_path: Path) -> None:
     ensure_receipt_secret(tmp_path)
     assert snapshot(tmp_path) == first
     # what the adapters read is consistent: the serials come from the certificates
-    layout = Layout(tmp_path)
     settings = parse_config(sample_data()).providers
     merchant = wechat_merchant(tmp_path)
-    assert merchant.own_serial == f"{merchant_certificate_serial(layout):X}"
+    assert merchant.own_serial == f"{merchant_certificate_serial(tmp_path):X}"
     assert len(wechat_trust(tmp_path, settings[Channel.WECHAT].credentials).apiv3_key) == 32
     union = unionpay_keys(tmp_path, settings[Channel.UNIONPAY].credentials)
-    password = layout.unionpay_pfx_password.read_bytes()
-    assert union.own_serial == unionpay_cert_id(
-        load_pfx(layout.unionpay_pfx.read_bytes(), password).certificate
+    password = unionpay_files.pfx_password(tmp_path).read_bytes()
+    assert union.own_serial == serial_decimal(
+        load_pfx(unionpay_files.pfx(tmp_path).read_bytes(), password).certificate
     )
     assert union.own_serial.isdigit()
 
 
-def merchant_certificate_serial(layout: Layout) -> int:
+def merchant_certificate_serial(keys_dir: Path) -> int:
     from orchestrator.providers.keys import read_certificate
 
-    return read_certificate(layout.wechat_cert).serial_number
+    return read_certificate(wechat_files.merchant_cert(keys_dir)).serial_number
 
 
 def test_only_sandboxed_channels_get_dev_material(tmp_path: Path) -> None:
@@ -115,9 +115,9 @@ def test_only_sandboxed_channels_get_dev_material(tmp_path: Path) -> None:
 
 def test_a_half_present_group_is_refused_not_completed(tmp_path: Path) -> None:
     """The old bug: a live merchant key without its public half was regenerated."""
-    layout = Layout(tmp_path)
-    layout.wechat_key.parent.mkdir(parents=True)
-    layout.wechat_key.write_bytes(b"the live merchant key")
+    merchant_key = wechat_files.merchant_key(tmp_path)
+    merchant_key.parent.mkdir(parents=True)
+    merchant_key.write_bytes(b"the live merchant key")
     before = snapshot(tmp_path / "wechat")
     with pytest.raises(KeyMaterialError, match="refusing to generate"):
         ensure_dev_keys(tmp_path, [Channel.WECHAT])
@@ -145,7 +145,7 @@ def test_secrets_come_from_the_named_file_or_environment_variable(
 
 def with_wechat(**changes: Any) -> dict[str, Any]:
     data = sample_data()
-    data["providers"]["WECHAT"].update(changes)
+    data["providers"].setdefault("WECHAT", {}).update(changes)
     return data
 
 
@@ -158,13 +158,23 @@ def test_a_secret_written_in_the_config_is_refused(name: str) -> None:
 def test_credential_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="apiv3_key_env: name either"):
         parse_config(with_wechat(apiv3_key_file="a", apiv3_key_env="B"))
-    with pytest.raises(ConfigError, match="public_key_id: a WeChat Pay public key id"):
-        parse_config(with_wechat(public_key_id="0114232134912410000000000000"))
     config = parse_config(
         with_wechat(apiv3_key_env="WECHAT_APIV3", public_key_id="PUB_KEY_ID_0114")
     )
     credentials = config.providers[Channel.WECHAT].credentials
-    assert (credentials.apiv3_key_env, credentials.public_key_id) == (
+    assert (credentials["apiv3_key_env"], credentials["public_key_id"]) == (
         "WECHAT_APIV3",
         "PUB_KEY_ID_0114",
     )
+    # the package's default file stays beside the deployment's variable: the variable wins
+    assert credentials["apiv3_key_file"] == "wechat/apiv3_key"
+
+
+def test_a_public_key_id_of_the_wrong_form_is_refused_when_the_adapter_is_built(
+    tmp_path: Path,
+) -> None:
+    ensure_dev_keys(tmp_path, [Channel.WECHAT])
+    config = parse_config(with_wechat(public_key_id="0114232134912410000000000000"))
+    credentials = config.providers[Channel.WECHAT].credentials
+    with pytest.raises(KeyMaterialError, match="public_key_id: a WeChat Pay public key id"):
+        wechat_trust(tmp_path, credentials)

@@ -131,7 +131,6 @@ IO_MODULES = {"aiohttp", "grpc", "ray", "redis", "cryptography", "orjson"}
 @pytest.mark.parametrize(
     "module",
     [
-        "orchestrator.channels.codes",
         "orchestrator.channels.wechat.codes",
         "orchestrator.channels.alipay.codes",
         "orchestrator.channels.unionpay.codes",

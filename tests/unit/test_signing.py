@@ -11,13 +11,13 @@ from orchestrator.channels.wechat.adapter import (
     parse_authorization,
     request_message,
 )
+from orchestrator.channels.wechat.v2 import v2_md5
 from orchestrator.providers.signing import (
     generate_key,
     serial_of,
     sign,
     sorted_pairs,
     verify,
-    wechat_v2_md5,
 )
 
 KEY = generate_key()
@@ -32,11 +32,11 @@ def test_the_published_wechat_v2_vector() -> None:
         "body": "test",
         "nonce_str": "ibuaiVcKdpRxkhJA",
     }
-    assert wechat_v2_md5(params, "192006250b4c09247ec02edce69f6a2d") == (
+    assert v2_md5(params, "192006250b4c09247ec02edce69f6a2d") == (
         "9A0A8659F005D6984697E2CA0A9CF3B7"
     )
     params["sign"] = "ignored"  # the signature itself is never signed
-    assert wechat_v2_md5(params, "192006250b4c09247ec02edce69f6a2d") == (
+    assert v2_md5(params, "192006250b4c09247ec02edce69f6a2d") == (
         "9A0A8659F005D6984697E2CA0A9CF3B7"
     )
 

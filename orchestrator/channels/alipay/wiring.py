@@ -6,17 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.channels.alipay.adapter import Alipay
+from orchestrator.channels.alipay.files import alipay_keys
 from orchestrator.channels.alipay.sandbox import AlipayGateway
 from orchestrator.config import ProviderSettings
 from orchestrator.providers.http import HttpClient
-from orchestrator.providers.keys import provider_keys
 from orchestrator.sandbox.bank import SandboxBank
 
 
 def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> Alipay:
-    return Alipay(client, provider_keys(keys_dir, "alipay").for_merchant(), settings.merchant_id)
+    return Alipay(client, alipay_keys(keys_dir).for_merchant(), settings.merchant_id)
 
 
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> AlipayGateway:
-    platform = provider_keys(keys_dir, "alipay").for_platform()
+    platform = alipay_keys(keys_dir).for_platform()
     return AlipayGateway(bank, platform, settings.merchant_id)

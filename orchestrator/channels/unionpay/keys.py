@@ -17,7 +17,7 @@ from orchestrator.providers.certificates import (
     SigningIdentity,
     common_name,
     rsa_public_key,
-    unionpay_cert_id,
+    serial_decimal,
 )
 from orchestrator.providers.signing import PrivateKey, PublicKey
 
@@ -40,7 +40,7 @@ class UnionPayKeys:
     @property
     def own_serial(self) -> str:
         """certId: the signing certificate's serial number in decimal."""
-        return unionpay_cert_id(self.identity.certificate)
+        return serial_decimal(self.identity.certificate)
 
     def answer_key(self, fields: Mapping[str, str], now: dt.datetime) -> PublicKey:
         """The key that verifies an answer: its signPubKeyCert, once trusted."""
@@ -48,7 +48,7 @@ class UnionPayKeys:
         if not pem:
             raise CertificateError("answer carries no signPubKeyCert")
         certificate = self._trust.certificate(pem.encode(), now)
-        if unionpay_cert_id(certificate) != fields.get("certId"):
+        if serial_decimal(certificate) != fields.get("certId"):
             raise CertificateError("answer certId is not its signPubKeyCert's serial")
         if self.signer_name and self.signer_name not in common_name(certificate):
             raise CertificateError(f"signPubKeyCert is not {self.signer_name}'s")

@@ -7,21 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.channels.unionpay import files
 from orchestrator.providers.certificates import (
     Certificate,
     SigningIdentity,
     certificate_pem,
     issue,
     rsa_public_key,
-    unionpay_cert_id,
+    serial_decimal,
 )
-from orchestrator.providers.keys import (
-    Layout,
-    read_certificate,
-    read_identity,
-    unionpay_platform_files,
-    unionpay_registered_merchant,
-)
+from orchestrator.providers.keys import read_certificate, read_identity
 from orchestrator.providers.signing import PrivateKey, PublicKey, generate_key
 
 
@@ -39,7 +34,7 @@ class UnionPayPlatformKeys:
 
     @property
     def own_serial(self) -> str:
-        return unionpay_cert_id(self.signer.certificate)
+        return serial_decimal(self.signer.certificate)
 
     @property
     def certificate_pem(self) -> str:
@@ -51,7 +46,7 @@ class UnionPayPlatformKeys:
 
     @property
     def peer_serial(self) -> str:
-        return unionpay_cert_id(self.merchant)
+        return serial_decimal(self.merchant)
 
     def sign_with_untrusted(self) -> str:
         """Sign with a self-made certificate that chains to no configured root."""
@@ -61,8 +56,7 @@ class UnionPayPlatformKeys:
 
 
 def unionpay_platform_keys(keys_dir: Path) -> UnionPayPlatformKeys:
-    layout = Layout(keys_dir)
-    key, cert = unionpay_platform_files(layout)
+    key, cert = files.platform_files(keys_dir)
     return UnionPayPlatformKeys(
-        read_identity(key, cert), read_certificate(unionpay_registered_merchant(layout))
+        read_identity(key, cert), read_certificate(files.registered_merchant(keys_dir))
     )

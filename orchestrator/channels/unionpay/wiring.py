@@ -30,8 +30,10 @@ def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> Un
 
 
 def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
-    password = read_secret(keys_dir, credentials.pfx_password_file, credentials.pfx_password_env)
-    pfx = keys_dir / credentials.pfx_file
+    password = read_secret(
+        keys_dir, credentials["pfx_password_file"], credentials["pfx_password_env"]
+    )
+    pfx = keys_dir / credentials["pfx_file"]
     try:
         identity = load_pfx(pfx.read_bytes(), password)
     except OSError as error:
@@ -40,7 +42,7 @@ def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
         raise KeyMaterialError(f"{pfx}: {error}") from None
     return UnionPayKeys(
         identity,
-        read_certificate(keys_dir / credentials.root_cert_file),
-        read_certificate(keys_dir / credentials.middle_cert_file),
-        credentials.signer_name,
+        read_certificate(keys_dir / credentials["root_cert_file"]),
+        read_certificate(keys_dir / credentials["middle_cert_file"]),
+        credentials["signer_name"],
     )

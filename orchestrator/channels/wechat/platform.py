@@ -32,7 +32,7 @@ from orchestrator.providers.certificates import (
     CertificateError,
     load_pem_certificate,
     rsa_public_key,
-    wechat_serial,
+    serial_hex,
     within_validity,
 )
 from orchestrator.providers.http import HttpAnswer
@@ -106,7 +106,7 @@ def certificates_of(apiv3_key: bytes, body: bytes, now: dt.datetime) -> dict[str
         certificate = load_pem_certificate(
             decrypt_resource(apiv3_key, entry["encrypt_certificate"])
         )
-        serial = wechat_serial(certificate)
+        serial = serial_hex(certificate)
         if serial != str(entry.get("serial_no", "")).upper():
             raise CertificateError(f"certificate {serial} is listed as {entry.get('serial_no')}")
         if within_validity(certificate, now):

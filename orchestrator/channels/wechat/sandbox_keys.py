@@ -10,23 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.platform import encrypt_resource
 from orchestrator.providers.certificates import (
     Certificate,
     SigningIdentity,
     certificate_pem,
     rsa_public_key,
-    wechat_serial,
+    serial_hex,
 )
 from orchestrator.providers.keys import (
-    Layout,
     SandboxCa,
     read_certificate,
     read_identity,
     read_secret,
     sandbox_ca,
-    wechat_platform_files,
-    wechat_pub_key_private,
 )
 from orchestrator.providers.signing import PrivateKey, PublicKey, load_private_key
 
@@ -55,7 +53,7 @@ class WeChatPlatformKeys:
 
     @property
     def own_serial(self) -> str:
-        return wechat_serial(self.signer.certificate) if self.signer else self.public_key_id
+        return serial_hex(self.signer.certificate) if self.signer else self.public_key_id
 
     @property
     def peer_public(self) -> PublicKey:
@@ -63,21 +61,21 @@ class WeChatPlatformKeys:
 
     @property
     def peer_serial(self) -> str:
-        return wechat_serial(self.merchant)
+        return serial_hex(self.merchant)
 
     def rotate(self) -> str:
         """A new platform certificate, served beside the old ones and signing from now."""
         fresh = self.ca.issue("WeChat Pay sandbox platform certificate")
         self.listed.append(fresh)
         self.signer = fresh
-        return wechat_serial(fresh.certificate)
+        return serial_hex(fresh.certificate)
 
     def sign_with_unlisted(self) -> str:
         """Sign with a certificate that /v3/certificates never lists."""
         stranger = self.ca.issue("not a WeChat Pay platform certificate")
         self._unlisted.append(stranger)
         self.signer = stranger
-        return wechat_serial(stranger.certificate)
+        return serial_hex(stranger.certificate)
 
     def sign_with_public_key(self) -> str:
         self.signer = None
@@ -85,7 +83,7 @@ class WeChatPlatformKeys:
 
     def sign_with_listed(self, index: int = -1) -> str:
         self.signer = self.listed[index]
-        return wechat_serial(self.signer.certificate)
+        return serial_hex(self.signer.certificate)
 
     def certificates_answer(self) -> dict[str, Any]:
         """The /v3/certificates body: every listed certificate, sealed with the APIv3 key."""
@@ -100,7 +98,7 @@ class WeChatPlatformKeys:
             )
             data.append(
                 {
-                    "serial_no": wechat_serial(certificate),
+                    "serial_no": serial_hex(certificate),
                     "effective_time": _iso(certificate.not_valid_before_utc),
                     "expire_time": _iso(certificate.not_valid_after_utc),
                     "encrypt_certificate": sealed,
@@ -112,15 +110,14 @@ class WeChatPlatformKeys:
 def wechat_platform_keys(
     keys_dir: Path, apiv3_file: str, apiv3_env: str, public_key_id: str
 ) -> WeChatPlatformKeys:
-    layout = Layout(keys_dir)
-    key, cert = wechat_platform_files(layout)
+    key, cert = files.platform_files(keys_dir)
     return WeChatPlatformKeys(
         ca=sandbox_ca(keys_dir),
         listed=[read_identity(key, cert)],
-        merchant=read_certificate(layout.wechat_cert),
+        merchant=read_certificate(files.merchant_cert(keys_dir)),
         apiv3_key=read_secret(keys_dir, apiv3_file, apiv3_env),
         public_key_id=public_key_id or SANDBOX_PUBLIC_KEY_ID,
-        public_key_private=load_private_key(wechat_pub_key_private(layout)),
+        public_key_private=load_private_key(files.pub_key_private(keys_dir)),
     )
 
 

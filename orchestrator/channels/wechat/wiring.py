@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
 from orchestrator.channels.wechat.platform import WeChatMerchant, WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
 from orchestrator.channels.wechat.sandbox_keys import wechat_platform_keys
 from orchestrator.config import Credentials, ProviderSettings
-from orchestrator.providers.certificates import rsa_public_key, wechat_serial
+from orchestrator.providers.certificates import rsa_public_key, serial_hex
 from orchestrator.providers.http import HttpClient
-from orchestrator.providers.keys import KeyMaterialError, Layout, read_identity, read_secret
+from orchestrator.providers.keys import KeyMaterialError, read_identity, read_secret
 from orchestrator.providers.signing import load_public_key
 from orchestrator.sandbox.bank import SandboxBank
+
+PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 
 
 def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> WeChatPay:
@@ -31,32 +34,34 @@ def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> We
     credentials = settings.credentials
     keys = wechat_platform_keys(
         keys_dir,
-        credentials.apiv3_key_file,
-        credentials.apiv3_key_env,
-        credentials.public_key_id,
+        credentials["apiv3_key_file"],
+        credentials["apiv3_key_env"],
+        credentials["public_key_id"],
     )
     return WeChatGateway(bank, keys, settings.merchant_id, settings.app_id)
 
 
 def wechat_merchant(keys_dir: Path) -> WeChatMerchant:
-    layout = Layout(keys_dir)
-    identity = read_identity(layout.wechat_key, layout.wechat_cert)
+    key, cert = files.merchant_key(keys_dir), files.merchant_cert(keys_dir)
+    identity = read_identity(key, cert)
     certified = rsa_public_key(identity.certificate).public_numbers()
     if identity.key.public_key().public_numbers() != certified:
-        raise KeyMaterialError(
-            f"{layout.wechat_cert} is not the certificate of {layout.wechat_key}"
-        )
-    return WeChatMerchant(identity.key, wechat_serial(identity.certificate))
+        raise KeyMaterialError(f"{cert} is not the certificate of {key}")
+    return WeChatMerchant(identity.key, serial_hex(identity.certificate))
 
 
 def wechat_trust(keys_dir: Path, credentials: Credentials) -> WeChatTrust:
-    apiv3_key = read_secret(keys_dir, credentials.apiv3_key_file, credentials.apiv3_key_env)
+    apiv3_key = read_secret(keys_dir, credentials["apiv3_key_file"], credentials["apiv3_key_env"])
     public_key = None
-    if credentials.public_key_id:
-        public_key = load_public_key(keys_dir / credentials.public_key_file)
+    if credentials["public_key_id"]:
+        if not credentials["public_key_id"].startswith(PUBLIC_KEY_ID_PREFIX):
+            raise KeyMaterialError(
+                f"public_key_id: a WeChat Pay public key id starts with {PUBLIC_KEY_ID_PREFIX}"
+            )
+        public_key = load_public_key(keys_dir / credentials["public_key_file"])
     try:
         return WeChatTrust(
-            apiv3_key, credentials.public_key_id, public_key, credentials.certificate_refresh_s
+            apiv3_key, credentials["public_key_id"], public_key, credentials.certificate_refresh_s
         )
     except ValueError as error:
         raise KeyMaterialError(f"WeChat Pay credentials: {error}") from None
