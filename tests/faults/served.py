@@ -61,6 +61,7 @@ class Served:
         self.starts = 0
         self.failed_starts = 0  # starts that exited before serving (Ray start timeouts)
         self.started_at = 0.0
+        self.env: dict[str, str] = {}  # added to this process's environment at each start
 
     @property
     def log_path(self) -> Path:
@@ -71,6 +72,7 @@ class Served:
         self.starts += 1
         self.started_at = time.time()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+        env.update(self.env)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
