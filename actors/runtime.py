@@ -24,6 +24,7 @@ import ray
 from actors.direct import DirectLink, LinkBroken
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
+from orchestrator.metrics import ACTOR_BATCHES
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,14 @@ class RaySubmitter:
         link = self._usable_link()
         if link is not None:
             try:
-                return await link.submit(commands)
+                results = await link.submit(commands)
+                ACTOR_BATCHES.labels("direct").inc()
+                return results
             except LinkBroken as error:
                 log.info("direct channel to %s: %s; sending through Ray", self.name, error)
-        results: list[Result] = await self._handle.submit.remote(list(commands))
-        return results
+        ACTOR_BATCHES.labels("ray").inc()
+        through_ray: list[Result] = await self._handle.submit.remote(list(commands))
+        return through_ray
 
     def _usable_link(self) -> DirectLink | None:
         """The direct link if it is up; otherwise starts (at most once a second) finding
@@ -169,6 +173,7 @@ class RaySubmitter:
             self._connecting = None
 
     async def close(self) -> None:
+        self._direct = False
         if self._connecting is not None:
             self._connecting.cancel()
         if self._link is not None:
@@ -284,6 +289,12 @@ def join(config: Config) -> dict[str, RaySubmitter]:
         for sp in group:
             submitters[sp] = submitter
     return submitters
+
+
+async def close_submitters(submitters: Sequence[RaySubmitter]) -> None:
+    """Close the direct channels (each actor's submitter once)."""
+    unique = {s.name: s for s in submitters}
+    await asyncio.gather(*(s.close() for s in unique.values()))
 
 
 def kill_actors(submitters: Mapping[str, RaySubmitter]) -> None:
