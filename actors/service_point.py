@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import ray
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from actors.direct import DirectServer
 from orchestrator.channels.factory import build_providers
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
@@ -54,6 +56,9 @@ class ServicePointActor:
                 {"actor": f"{service_points[0]}-{service_points[-1]}"},
             )
         )
+        self._direct: DirectServer | None = None
+        if config.settings.direct_actor_channel:
+            self._direct = DirectServer(self._core.submit)
         self._starting = loop.create_task(self._start())
 
     async def _start(self) -> None:
@@ -61,11 +66,13 @@ class ServicePointActor:
         while True:
             try:
                 await self._core.start()
-                return
+                break
             except (OSError, ConnectionError) as error:
                 log.warning("cannot reach Redis yet (%s); retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        if self._direct is not None:
+            await self._direct.start()
 
     async def submit(self, commands: Sequence[Command]) -> list[Result]:
         return await self._core.submit(commands)
@@ -73,6 +80,13 @@ class ServicePointActor:
     async def ready(self) -> bool:
         await self._starting
         return True
+
+    async def direct_address(self) -> tuple[str, str] | None:
+        """(node id, socket path) of the direct channel, once ready; None if it is off."""
+        await self._starting
+        if self._direct is None:
+            return None
+        return ray.get_runtime_context().get_node_id(), self._direct.path
 
     async def status(self) -> dict[str, Any]:
         return self._core.status()

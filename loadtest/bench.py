@@ -56,7 +56,12 @@ class Measure:
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    first_error: str = ""
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per operation, by role
+
+    def failed(self, error: grpc.aio.AioRpcError) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or f"{error.code().name}: {error.details()}"
 
     @property
     def rate(self) -> float:
@@ -72,7 +77,7 @@ class Measure:
         return (
             f"{self.name:<22} {self.concurrency:>4} in flight  {self.rate:>8.0f}/s  "
             f"p50 {self.percentile(50):6.1f} ms  p99 {self.percentile(99):6.1f} ms"
-            + (f"  errors {self.errors}" if self.errors else "")
+            + (f"  errors {self.errors} (first: {self.first_error})" if self.errors else "")
         )
 
 
@@ -211,8 +216,8 @@ async def closed_loop(
         while time.perf_counter() < deadline:
             try:
                 measure.latencies_ms.append(await call(index))
-            except grpc.aio.AioRpcError:
-                measure.errors += 1
+            except grpc.aio.AioRpcError as error:
+                measure.failed(error)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return measure
@@ -326,8 +331,8 @@ async def open_loop(payer: Payer, rate: float, seconds: float) -> Measure:
         index = await free.get()
         try:
             measure.latencies_ms.append(await payer.pay(index))
-        except grpc.aio.AioRpcError:
-            measure.errors += 1
+        except grpc.aio.AioRpcError as error:
+            measure.failed(error)
         finally:
             free.put_nowait(index)
 
@@ -399,7 +404,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         # Searchable, so the embedded PostgreSQL (its own user when run as root) can reach
         # its data directory below; nothing in it is secret beyond the files' own modes.
-        workdir.chmod(0o711)
+        os.chmod(tmp, 0o711)
         print(f"echo: grpc.aio unary, {args.seconds:.0f} s per level", flush=True)
         echo = await bench_echo(levels, args.seconds, workdir)
         for measure in echo.values():
@@ -417,6 +422,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         service: dict[str, Any] = {"redis_appendfsync": args.appendfsync}
+        if args.ray_only:
+            service.update(direct_actor_channel=False)
         if args.no_coalescing:
             service.update(batch_max=1, batches_in_flight=1024)
         payments, half, rss = await bench_payments(
@@ -514,6 +521,10 @@ def main() -> None:
     parser.add_argument(
         "--no-coalescing", action="store_true",
         help="one Ray call per command, as many in flight as asked (to measure batching)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ray-only", action="store_true",
+        help="command batches as Ray tasks, not over the actors' direct channel",
     )  # fmt: skip
     parser.add_argument("--no-large", action="store_true", help="skip the large deployment")
     parser.add_argument(

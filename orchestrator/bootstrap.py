@@ -192,6 +192,7 @@ async def start_service(
             actors = await runtime.deploy(config, redis_url, str(keys_dir), database_url)
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
+        stack.push_async_callback(runtime.close_submitters, list(submitters.values()))
         server = await start_front_door(
             config, redis_url, dict(submitters), stack, tls, pki, database_url
         )

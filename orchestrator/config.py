@@ -80,6 +80,9 @@ class Settings:
     redis_appendfsync: str = "always"
     batch_max: int = 256
     batches_in_flight: int = 2
+    # Command batches go to an actor on the same node over its Unix socket rather than
+    # as Ray tasks (actors/direct.py); Ray remains the fallback and the way to find it.
+    direct_actor_channel: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # the front door's /metrics and /sd (0: a free port)
     console_host: str = "127.0.0.1"
@@ -261,6 +264,7 @@ def _settings(t: _Table) -> Settings:
         redis_appendfsync=t.get("redis_appendfsync", str, base.redis_appendfsync),
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
+        direct_actor_channel=t.get("direct_actor_channel", bool, base.direct_actor_channel),
         metrics_host=t.get("metrics_host", str, base.metrics_host),
         metrics_port=t.get("metrics_port", int, base.metrics_port),
         console_host=t.get("console_host", str, base.console_host),

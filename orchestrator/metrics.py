@@ -34,6 +34,12 @@ ACTOR_BATCH_SIZE = Histogram(
     "Commands per Ray call from a front door to a service-point actor.",
     buckets=SIZES,
 )
+ACTOR_BATCHES = Counter(
+    "windowpay_actor_batches_total",
+    "Command batches sent to service-point actors, by path: over the actor's direct "
+    "channel, or as a Ray task (the fallback while the channel is down or elsewhere).",
+    ["path"],
+)
 ACTOR_CALL_DURATION = Histogram(
     "windowpay_actor_call_duration_seconds",
     "Time for one batched Ray call to a service-point actor to answer.",

@@ -219,6 +219,7 @@ async def deployed(
         config = config.with_base_urls(sandboxes.base_urls)
         actors = await runtime.deploy(config, redis_server.url, str(keys_dir), database_url)
         submitters = actors.submitters
+        stack.push_async_callback(runtime.close_submitters, list(submitters.values()))
         server = await start_front_door(
             config, redis_server.url, dict(submitters), stack, tls, pki_dir, database_url
         )

@@ -5,10 +5,16 @@ import asyncio
 import os
 import signal
 
+from prometheus_client import REGISTRY
+
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
 from tests.support import eventually
+
+
+def batches(path: str) -> float:
+    return REGISTRY.get_sample_value("windowpay_actor_batches_total", {"path": path}) or 0.0
 
 
 async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> None:
@@ -35,12 +41,20 @@ async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> 
         )
     submitter = deployed.actors.submitters[sp]
     pid = await submitter.pid()
+    # The front door reaches the actor over its direct channel by now.
+    await eventually(lambda: deployed.create(windows[3]), lambda _: batches("direct") > 0)
     os.kill(pid, signal.SIGKILL)
 
-    # A command sent while the actor is down is retried by Ray once it is back.
+    # A command sent while the actor is down goes through Ray, which runs it once the
+    # actor is back (the direct channel broke with the actor).
+    through_ray = batches("ray")
     during = await deployed.create(windows[2])
     assert during.state == pb.AWAITING_PAYMENT
+    assert batches("ray") > through_ray
     assert await submitter.pid() != pid
+    # ...and the direct channel to the restarted actor carries the commands again.
+    direct = batches("direct")
+    await eventually(lambda: deployed.create(windows[3]), lambda _: batches("direct") > direct)
 
     paid, reversed_ = await asyncio.gather(*calls)
     assert paid.state == pb.PAID and paid.attempts[0].state == pb.SUCCEEDED
