@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from orchestrator.domain.channel import Channel as Channel  # generated from the proto
 from orchestrator.domain.errors import IllegalTransition
-
-
-class Channel(StrEnum):
-    WECHAT = "WECHAT"
-    ALIPAY = "ALIPAY"
-    UNIONPAY = "UNIONPAY"
-    CASH = "CASH"
 
 
 class OrderState(StrEnum):

@@ -23,8 +23,8 @@ SOURCE = ROOT / "orchestrator"
 CHANNELS = SOURCE / "channels"
 PACKAGES = sorted(p.name for p in CHANNELS.iterdir() if (p / "__init__.py").is_file())
 REGISTRY = CHANNELS / "registry.py"
-# The one Channel enum: the domain's. The proto's enum mirrors it (checked below).
-THE_ENUM = (SOURCE / "domain" / "states.py", "Channel")
+# The one list of channels is the proto's enum; `make proto` generates the domain's copy.
+THE_ENUM = (SOURCE / "domain" / "channel.py", "Channel")
 WORDS = sorted(set(PACKAGES) | {channel.value.lower() for channel in registry.CHANNELS})
 
 
