@@ -23,6 +23,7 @@ import ray
 
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
+from orchestrator.providers.notices import Notice, NoticeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,11 @@ class RaySubmitter:
     async def submit(self, commands: Sequence[Command]) -> list[Result]:
         results: list[Result] = await self._handle.submit.remote(list(commands))
         return results
+
+    async def observe(self, notice: Notice) -> NoticeOutcome:
+        """A provider's verified notification, for the actor of its service point."""
+        outcome: NoticeOutcome = await self._handle.observe.remote(notice)
+        return outcome
 
     async def ready(self) -> bool:
         return bool(await self._handle.ready.remote())
