@@ -9,9 +9,9 @@ own query, and says what became of it (NoticeOutcome).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
-from collections.abc import Awaitable
 from typing import Generic, TypeVar
 
 from orchestrator.domain.states import Channel
@@ -21,7 +21,7 @@ from orchestrator.providers.port import RefundAnswer, RefundStatus, TradeAnswer,
 @dataclass(frozen=True, slots=True)
 class Notice:
     channel: Channel
-    out_trade_no: str  # the attempt id
+    out_trade_no: str  # the attempt id ("" in a refund notification that omits it)
     trade_no: str  # the provider's own trade number
     amount_fen: int  # the trade's amount, or for a refund the refund's
     trade_status: TradeStatus | None = None  # a payment notification
@@ -52,6 +52,11 @@ class Notice:
         if self.refund_status is not None:
             return self.refund_status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
         return self.trade_status in (TradeStatus.PAID, TradeStatus.DECLINED, TradeStatus.CLOSED)
+
+
+class NoticeRefused(Exception):
+    """A notification that is not the provider's word (unsigned, forged, replayed, for
+    another merchant, undecryptable): answered as a failure, nothing changes."""
 
 
 class NoticeOutcome(StrEnum):
@@ -124,4 +129,4 @@ def settled(future: asyncio.Future[bool], applied: bool) -> None:
         future.set_result(applied)
 
 
-__all__ = ["Inbox", "Notice", "NoticeOutcome", "RefundStatus", "TradeStatus"]
+__all__ = ["Inbox", "Notice", "NoticeOutcome", "NoticeRefused", "RefundStatus", "TradeStatus"]

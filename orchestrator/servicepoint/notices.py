@@ -26,7 +26,7 @@ from orchestrator.providers.port import RefundAnswer, RefundStatus, TradeAnswer,
 log = logging.getLogger(__name__)
 
 AnswerT = TypeVar("AnswerT")
-FindOrder = Callable[[str], Awaitable[Order | None]]
+FindOrder = Callable[[str], Awaitable[Order | None]]  # by an attempt or refund id
 
 
 class NoticeDesk:
@@ -48,12 +48,12 @@ class NoticeDesk:
                 del inboxes[key]
 
     async def observe(self, notice: Notice) -> NoticeOutcome:
-        order = await self._find_order(notice.out_trade_no)
+        order = await self._find_order(notice.out_no)
         if order is None:
             return NoticeOutcome.UNKNOWN
         try:
-            attempt = order.attempt(notice.out_trade_no)
             refund = order.refund(notice.out_refund_no) if notice.is_refund else None
+            attempt = order.attempt(refund.attempt_id if refund else notice.out_trade_no)
         except FailedPrecondition:
             return NoticeOutcome.UNKNOWN
         mismatch = _mismatch(notice, attempt, refund)
@@ -119,6 +119,8 @@ def _agrees(notice: Notice, state: AttemptState) -> bool:
 
 def _mismatch(notice: Notice, attempt: Attempt, refund: Refund | None) -> str:
     """Why the notification cannot be about this attempt (or refund); "" when it can."""
+    if notice.out_trade_no and notice.out_trade_no != attempt.attempt_id:
+        return f"out_trade_no {notice.out_trade_no!r} is not the refund's trade"
     if notice.channel is not attempt.channel:
         return f"channel {notice.channel} is not the attempt's {attempt.channel}"
     if attempt.provider_trade_no and notice.trade_no != attempt.provider_trade_no:
@@ -127,4 +129,3 @@ def _mismatch(notice: Notice, attempt: Attempt, refund: Refund | None) -> str:
     if notice.amount_fen != expected:
         return f"amount {notice.amount_fen} fen is not {expected} fen"
     return ""
-

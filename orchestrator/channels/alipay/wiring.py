@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.channels.alipay.adapter import Alipay
+from orchestrator.channels.alipay.notify import AlipayNotifications
 from orchestrator.channels.alipay.sandbox import AlipayGateway
 from orchestrator.config import ProviderSettings
 from orchestrator.providers.http import HttpClient
@@ -20,3 +21,10 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> A
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> AlipayGateway:
     platform = provider_keys(keys_dir, "alipay").for_platform()
     return AlipayGateway(bank, platform, settings.merchant_id)
+
+
+def notifications(
+    client: HttpClient, settings: ProviderSettings, keys_dir: Path, max_skew_s: float
+) -> AlipayNotifications:
+    public = provider_keys(keys_dir, "alipay").for_merchant().peer_public
+    return AlipayNotifications(public, settings.merchant_id, max_skew_s)
