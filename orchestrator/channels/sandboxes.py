@@ -58,7 +58,6 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
     for channel in config.sandboxed():
         bank = SandboxBank(channel.value, timing)
         gateways[channel] = spec(channel).gateway(bank, config.providers[channel], keys_dir)
-        gateways[channel].notify_url = config.notify_url(channel)
     return gateways
 
 
@@ -77,6 +76,9 @@ async def start_sandboxes(
             port = (ports or {}).get(channel) or free_port()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             gateway.base_url = f"http://127.0.0.1:{port}"
+            if config.notify.port or config.notify.public_url:
+                # (a listener on a free port is not known yet: its starter says where)
+                gateway.notify_url = config.notify_url(channel)
     except BaseException:
         for runner in runners:
             await runner.cleanup()
