@@ -15,7 +15,12 @@ from orchestrator.sandbox.bank import SandboxBank
 
 
 def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> Alipay:
-    return Alipay(client, provider_keys(keys_dir, "alipay").for_merchant(), settings.merchant_id)
+    return Alipay(
+        client,
+        provider_keys(keys_dir, "alipay").for_merchant(),
+        settings.merchant_id,
+        notify_url=settings.notify_url,
+    )
 
 
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> AlipayGateway:

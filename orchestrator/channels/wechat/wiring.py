@@ -25,6 +25,7 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> W
         settings.merchant_id,
         settings.app_id,
         wechat_trust(keys_dir, settings.credentials),
+        notify_url=settings.notify_url,
     )
 
 
