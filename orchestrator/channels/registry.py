@@ -28,6 +28,7 @@ from orchestrator.domain.codes import AuthCodeRule
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillRow
 from orchestrator.providers.http import HttpClient
+from orchestrator.providers.notices import NoticeVerifier
 from orchestrator.providers.port import PaymentProvider
 from orchestrator.sandbox.bank import SandboxBank, Trade
 from orchestrator.sandbox.common import Gateway
@@ -43,6 +44,8 @@ class ChannelSpec:
     adapter: Callable[[HttpClient, ProviderSettings, Path], PaymentProvider]
     gateway: Callable[[SandboxBank, ProviderSettings, Path], Gateway[Any]]
     ledger_bill: Callable[[list[Trade], date], bytes]  # an in-process sandbox ledger's bill
+    # the verifier of the provider's notifications (client, settings, keys, max skew s)
+    notifications: Callable[[HttpClient, ProviderSettings, Path, float], NoticeVerifier]
 
 
 CHANNELS: dict[Channel, ChannelSpec] = {
@@ -55,6 +58,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         wechat.adapter,
         wechat.gateway,
         wechat_sandbox_bill.ledger_bill,
+        wechat.notifications,
     ),
     Channel.ALIPAY: ChannelSpec(
         Channel.ALIPAY,
@@ -65,6 +69,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         alipay.adapter,
         alipay.gateway,
         alipay_sandbox_bill.ledger_bill,
+        alipay.notifications,
     ),
     Channel.UNIONPAY: ChannelSpec(
         Channel.UNIONPAY,
@@ -75,6 +80,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         unionpay.adapter,
         unionpay.gateway,
         unionpay_sandbox_bill.ledger_bill,
+        unionpay.notifications,
     ),
 }
 

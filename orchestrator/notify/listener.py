@@ -21,23 +21,12 @@ from orchestrator.domain.order import order_ids_of
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
 from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeRefused
+from orchestrator.providers.notices import NoticeVerifier as Verifier
 from orchestrator.store.keys import service_point_of
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # a notification is a few kilobytes
-
-
-class Verifier(Protocol):
-    """One channel's notification protocol (channels/<ch>/notify.py)."""
-
-    channel: Channel
-
-    async def verify(self, headers: Mapping[str, str], body: bytes) -> Notice: ...
-
-    def accepted(self) -> web.Response: ...
-
-    def refused(self, why: str) -> web.Response: ...
 
 
 class NoticeTaker(Protocol):

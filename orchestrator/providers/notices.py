@@ -9,10 +9,12 @@ own query, and says what became of it (NoticeOutcome).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
+
+from aiohttp import web
 
 from orchestrator.domain.states import Channel
 from orchestrator.providers.port import RefundAnswer, RefundStatus, TradeAnswer, TradeStatus
@@ -52,6 +54,21 @@ class Notice:
         if self.refund_status is not None:
             return self.refund_status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
         return self.trade_status in (TradeStatus.PAID, TradeStatus.DECLINED, TradeStatus.CLOSED)
+
+
+class NoticeVerifier(Protocol):
+    """One channel's notification protocol (channels/<name>/notify.py): the provider's
+    message checked and read, and the answers the provider expects."""
+
+    channel: Channel
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> Notice:
+        """The notice, or NoticeRefused."""
+        ...
+
+    def accepted(self) -> web.Response: ...
+
+    def refused(self, why: str) -> web.Response: ...
 
 
 class NoticeRefused(Exception):
@@ -129,4 +146,12 @@ def settled(future: asyncio.Future[bool], applied: bool) -> None:
         future.set_result(applied)
 
 
-__all__ = ["Inbox", "Notice", "NoticeOutcome", "NoticeRefused", "RefundStatus", "TradeStatus"]
+__all__ = [
+    "Inbox",
+    "Notice",
+    "NoticeOutcome",
+    "NoticeRefused",
+    "NoticeVerifier",
+    "RefundStatus",
+    "TradeStatus",
+]
