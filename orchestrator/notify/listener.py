@@ -35,10 +35,6 @@ class NoticeTaker(Protocol):
     async def observe(self, notice: Notice) -> NoticeOutcome: ...
 
 
-def path_of(channel: Channel) -> str:
-    return f"/notify/{channel.value.lower()}"
-
-
 class NotifyListener:
     """Listens from the start of `windowpay serve` (the sandboxes need its address);
     until `attach` gives it the verifiers and the actors, it answers 503 and the
