@@ -25,6 +25,7 @@ from actors.direct import DirectLink, LinkBroken
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 from orchestrator.metrics import ACTOR_BATCHES
+from orchestrator.providers.notices import Notice, NoticeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,11 @@ class RaySubmitter:
             self._connecting.cancel()
         if self._link is not None:
             await self._link.close()
+
+    async def observe(self, notice: Notice) -> NoticeOutcome:
+        """A provider's verified notification, for the actor of its service point."""
+        outcome: NoticeOutcome = await self._handle.observe.remote(notice)
+        return outcome
 
     async def ready(self) -> bool:
         return bool(await self._handle.ready.remote())

@@ -22,6 +22,7 @@ from orchestrator.channels.factory import build_providers
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 from orchestrator.metrics import start_at_zero
+from orchestrator.providers.notices import Notice, NoticeOutcome
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store.redis_store import RedisStore
@@ -76,6 +77,9 @@ class ServicePointActor:
 
     async def submit(self, commands: Sequence[Command]) -> list[Result]:
         return await self._core.submit(commands)
+
+    async def observe(self, notice: Notice) -> NoticeOutcome:
+        return await self._core.observe(notice)
 
     async def ready(self) -> bool:
         await self._starting

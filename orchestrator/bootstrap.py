@@ -30,6 +30,8 @@ from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.frontdoor.telemetry import MetricsEndpoint, watch_health
+from orchestrator.notify.listener import NotifyListener, bound_port, start_listener
+from orchestrator.notify.wiring import build_verifiers
 from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
@@ -125,6 +127,14 @@ async def start_front_door(
     return server
 
 
+async def open_listener(config: Config, stack: AsyncExitStack) -> tuple[NotifyListener, Config]:
+    """Listen for provider notifications; the config returned knows the bound port."""
+    listener = NotifyListener()
+    runner = await start_listener(listener, config.notify.host, config.notify.port)
+    stack.push_async_callback(runner.cleanup)
+    return listener, config.with_notify(port=bound_port(runner))
+
+
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
@@ -171,6 +181,12 @@ async def start_service(
             ensure_receipt_secret(keys_dir)
             if ensure_dev_pins(config.access, pki):
                 log.info("development supervisor PINs written to %s", pki / DEV_PINS)
+        listener = None
+        if not join:
+            listener, config = await open_listener(config, stack)
+            log.info("provider notifications taken on %s/notify/<channel> (told: %s)",
+                     f"http://{config.notify.host}:{config.notify.port}",
+                     config.notify.base_url)  # fmt: skip
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir, config.sandboxed())
             sandbox = SandboxProcess(config, keys_dir)
@@ -193,6 +209,11 @@ async def start_service(
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         stack.push_async_callback(runtime.close_submitters, list(submitters.values()))
+        if listener is not None:
+            verifiers, clients = build_verifiers(config, keys_dir)
+            for http in clients:
+                stack.push_async_callback(http.close)
+            listener.attach(verifiers, submitters)
         server = await start_front_door(
             config, redis_url, dict(submitters), stack, tls, pki, database_url
         )

@@ -52,6 +52,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     config = config.with_settings(**overrides)
+    if args.notify_host is not None:
+        config = config.with_notify(host=args.notify_host)
+    if args.notify_port is not None:
+        config = config.with_notify(port=args.notify_port)
     configure_logging(config.settings.log_level)
 
     async def serve() -> int:
@@ -157,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--console-host", help="console listen host (config: 127.0.0.1; 0.0.0.0 exposes it)"
     )
     serve.add_argument("--console-port", type=int, help="console port (config: 8470; 0: free)")
+    serve.add_argument(
+        "--notify-host", help="provider notification listener host (config: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--notify-port", type=int, help="provider notification listener port (config: 8471)"
+    )
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
     )

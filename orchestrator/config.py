@@ -148,9 +148,34 @@ class ProviderSettings:
     merchant_id: str = ""  # the provider's id of the merchant (mchid, app_id, merId...)
     app_id: str = ""  # the merchant's application id, where the provider has one
     credentials: Credentials = field(default_factory=Credentials)
-    # Where the provider posts its asynchronous result (UnionPay's backUrl). windowpay
-    # confirms every sale by query, so it only has to be a URL the provider accepts.
+    # Where the provider posts its signed notifications (its notify_url, or UnionPay's
+    # backUrl). Empty: the listener's own URL for the channel, [notify] public_url +
+    # /notify/<channel> (NotifySettings.url_for).
     notify_url: str = ""
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """The listener for the providers' signed notifications (`windowpay serve` runs it)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8471  # 0: a free port
+    # The URL the providers are given (behind a reverse proxy, its public address);
+    # empty: http://host:port of the listener itself.
+    public_url: str = ""
+    # A notification signed longer ago than this (WeChat's timestamp, Alipay's
+    # notify_time) is refused as a replay.
+    max_skew_s: float = 300.0
+    # How long a notification waits for the attempt's driver to apply it before the
+    # provider is answered "not received" (it sends it again).
+    apply_wait_s: float = 4.0
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def url_for(self, channel: Channel) -> str:
+        return f"{self.base_url}/notify/{channel.value.lower()}"
 
 
 @dataclass(frozen=True)
@@ -165,6 +190,7 @@ class Config:
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -178,6 +204,13 @@ class Config:
     def sandboxed(self) -> list[Channel]:
         """Channels served by the local sandbox (no base_url configured)."""
         return [channel for channel, p in self.providers.items() if not p.base_url]
+
+    def notify_url(self, channel: Channel) -> str:
+        """Where `channel` posts its notifications: configured, or the listener's."""
+        return self.providers[channel].notify_url or self.notify.url_for(channel)
+
+    def with_notify(self, **changes: Any) -> Config:
+        return replace(self, notify=replace(self.notify, **changes))
 
     def with_base_urls(self, urls: Mapping[Channel, str]) -> Config:
         providers = dict(self.providers)
@@ -590,8 +623,25 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         receipts=_receipts(root.table("receipts")),
         access=_access(root, deployment),
         record=_record(root.table("record")),
+        notify=_notify(root.table("notify")),
         source=source,
     )
+
+
+def _notify(t: _Table) -> NotifySettings:
+    base = NotifySettings()
+    notify = NotifySettings(
+        host=t.get("host", str, base.host),
+        port=t.get("port", int, base.port),
+        public_url=t.get("public_url", str, base.public_url),
+        max_skew_s=t.number("max_skew_s", base.max_skew_s, minimum=1.0),
+        apply_wait_s=t.number("apply_wait_s", base.apply_wait_s, minimum=0.1),
+    )
+    if not 0 <= notify.port <= 65535:
+        raise t.fail("port", "must be a TCP port (0 picks a free one)")
+    if notify.public_url and not notify.public_url.startswith(("http://", "https://")):
+        raise t.fail("public_url", f"must be an http(s) URL, got {notify.public_url!r}")
+    return notify
 
 
 def load_config(path: Path | None = None) -> Config:

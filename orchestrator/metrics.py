@@ -188,6 +188,20 @@ def start_at_zero() -> None:
             IDEMPOTENCY.labels(command, result)
 
 
+# ---- notifications (front door's listener) --------------------------------------------
+
+NOTIFICATIONS = Counter(
+    "windowpay_notifications_total",
+    "Provider notifications received, by channel and outcome: applied, duplicate, "
+    "unknown, ignored (answered received); refused, mismatch, deferred (answered as a "
+    "failure: the provider sends it again).",
+    ["channel", "outcome"],
+)
+NOTIFICATION_OUTCOMES = (
+    "applied", "duplicate", "unknown", "ignored", "refused", "mismatch", "deferred",
+)  # fmt: skip
+
+
 # ---- access (front door) -------------------------------------------------------------
 
 ACCESS_DENIED = Counter(

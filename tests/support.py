@@ -76,6 +76,7 @@ def small_config_data(
     """Service points {prefix}1.., each with windows {prefix}1W1.. and a terminal
     {prefix}1T1.. per window. A unique prefix keeps tests apart in one Redis."""
     data = sample_data()
+    data["notify"]["port"] = 0  # a listener, if any, says where it is
     data["service"].update(
         time_scale=time_scale, grpc_port=0, metrics_port=0, console_port=0, **service
     )

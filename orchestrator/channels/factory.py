@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.channels.registry import spec
@@ -35,7 +35,13 @@ def build_providers(config: Config, keys_dir: Path) -> Providers:
             raise ValueError(f"no base_url for {channel}: start the sandbox or configure one")
     clients = {channel: HttpClient(p.base_url) for channel, p in config.providers.items()}
     measured: dict[Channel, PaymentProvider] = {
-        channel: InstrumentedProvider(spec(channel).adapter(clients[channel], settings, keys_dir))
+        channel: InstrumentedProvider(
+            spec(channel).adapter(
+                clients[channel],
+                replace(settings, notify_url=config.notify_url(channel)),
+                keys_dir,
+            )
+        )
         for channel, settings in config.providers.items()
     }
     return Providers(measured, list(clients.values()))

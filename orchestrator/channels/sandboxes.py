@@ -75,6 +75,9 @@ async def start_sandboxes(
             port = (ports or {}).get(channel) or free_port()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             gateway.base_url = f"http://127.0.0.1:{port}"
+            if config.notify.port or config.notify.public_url:
+                # (a listener on a free port is not known yet: its starter says where)
+                gateway.notify_url = config.notify_url(channel)
     except BaseException:
         for runner in runners:
             await runner.cleanup()
@@ -89,6 +92,7 @@ class SandboxProcess:
     def __init__(self, config: Config, keys_dir: Path) -> None:
         self._args = [sys.executable, "-m", "orchestrator.sandbox", "--keys", str(keys_dir)]
         self._args += ["--time-scale", str(config.settings.time_scale)]
+        self._args += ["--notify-base", config.notify.base_url]
         if config.path is not None:
             self._args += ["--config", str(config.path)]
         self._process: subprocess.Popen[str] | None = None
@@ -123,12 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, help="deployment TOML (default: the sample)")
     parser.add_argument("--keys", type=Path, required=True, help="keys directory")
     parser.add_argument("--time-scale", type=float, help="multiply every sandbox delay")
+    parser.add_argument(
+        "--notify-base", help="windowpay's notification listener (default: from the config)"
+    )
     for channel in CHANNELS:
         parser.add_argument(f"--{channel.value.lower()}-port", type=int, default=0)
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.time_scale is not None:
         config = config.with_settings(time_scale=args.time_scale)
+    if args.notify_base:
+        config = config.with_notify(public_url=args.notify_base)
     ports: dict[Channel, int] = {
         channel: getattr(args, f"{channel.value.lower()}_port") for channel in CHANNELS
     }

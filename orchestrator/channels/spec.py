@@ -13,6 +13,7 @@ from orchestrator.domain.codes import AuthCodeRule
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillRow
 from orchestrator.providers.http import HttpClient
+from orchestrator.providers.notices import NoticeVerifier
 from orchestrator.providers.port import PaymentProvider
 from orchestrator.sandbox.bank import SandboxBank, Trade
 from orchestrator.sandbox.common import Gateway
@@ -30,3 +31,5 @@ class ChannelSpec:
     gateway: Callable[[SandboxBank, ProviderSettings, Path], Gateway[Any]]
     ledger_bill: Callable[[list[Trade], date], bytes]  # an in-process sandbox ledger's bill
     make_dev_keys: Callable[[Path], None]  # the sandbox's key material, never over a file
+    # the verifier of the provider's notifications (client, settings, keys, max skew s)
+    notifications: Callable[[HttpClient, ProviderSettings, Path, float], NoticeVerifier]

@@ -6,6 +6,7 @@ returns the Change to journal. Time is passed in as milliseconds since the epoch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -605,9 +606,28 @@ def invariant_violations(order: Order) -> list[str]:
 NONCE_LENGTH = 6
 
 
+def order_ids_of(out_no: str, service_points: Iterable[str]) -> list[str]:
+    """The order ids (of these service points) that an attempt id, or a refund id made
+    from one, can belong to: the inverse of next_attempt_id's compact prefix."""
+    found = []
+    for sp in service_points:
+        width = min(len(sp) + ORDER_TOKEN_LENGTH, COMPACT_LENGTH)
+        head = out_no[:width]
+        if len(head) < width or out_no[width : width + 1] != "P":
+            continue
+        order_id = f"{sp}-{head[-ORDER_TOKEN_LENGTH:]}"
+        if _compact(order_id) == head:
+            found.append(order_id)
+    return found
+
+
+ORDER_TOKEN_LENGTH = 14  # the random part of an order id (servicepoint/core.py)
+COMPACT_LENGTH = 20
+
+
 def _compact(order_id: str) -> str:
     """The order id's letters and digits, at most 20 (its random tail)."""
-    return "".join(c for c in order_id if c.isascii() and c.isalnum())[-20:]
+    return "".join(c for c in order_id if c.isascii() and c.isalnum())[-COMPACT_LENGTH:]
 
 
 def _checked_nonce(nonce: str) -> str:

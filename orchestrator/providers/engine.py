@@ -17,6 +17,7 @@ from typing import Protocol
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.states import AttemptEvent, AttemptState
+from orchestrator.providers.notices import Inbox, settled
 from orchestrator.providers.port import (
     PayCall,
     PaymentProvider,
@@ -76,8 +77,16 @@ class AttemptDriver:
         self._playbook = playbook
         self._clock = clock
         self._record = record
+        # Answers from the provider's notifications: taken instead of the next query.
+        self.inbox: Inbox[TradeAnswer] = Inbox()
 
     async def run(self, ticket: Ticket) -> None:
+        try:
+            await self._run(ticket)
+        finally:
+            self.inbox.close()
+
+    async def _run(self, ticket: Ticket) -> None:
         state = ticket.state
         if ticket.follow_up:
             await self._follow_up(ticket)
@@ -114,11 +123,15 @@ class AttemptDriver:
         first = True
         while True:
             if not (resumed and first):
-                await self._clock.sleep(playbook.query_interval_s)
+                await self.inbox.nap(self._clock.sleep(playbook.query_interval_s))
             first = False
-            answer = await self._query(ticket)
+            noticed = self.inbox.take()
+            answer = noticed[0] if noticed else await self._query(ticket)
             if answer is not None:
-                if await self._settle(answer):
+                done = await self._settle(answer)
+                if noticed:
+                    settled(noticed[1], done)
+                if done:
                     return
                 if answer.status is TradeStatus.NOT_FOUND:
                     if refused:
@@ -179,8 +192,9 @@ class AttemptDriver:
         A payment found after all is a late success; the core refunds it."""
         playbook = self._playbook
         while self._elapsed_s(ticket) < playbook.follow_up_window_s:
-            await self._clock.sleep(playbook.follow_up_interval_s)
-            answer = await self._query(ticket)
+            await self.inbox.nap(self._clock.sleep(playbook.follow_up_interval_s))
+            noticed = self.inbox.take()
+            answer = noticed[0] if noticed else await self._query(ticket)
             if answer is None:
                 continue
             if answer.status is TradeStatus.PAID:
@@ -189,7 +203,12 @@ class AttemptDriver:
                     trade_no=answer.trade_no,
                     reason="paid after the reversal was given up",
                 )
+                if noticed:
+                    settled(noticed[1], True)
                 return
+            if noticed:
+                settled(noticed[1], False)
+                continue  # only a payment changes what follow-up does
             if answer.status is TradeStatus.CONFIRMING:
                 # The payer is still on it: try once more to close the trade.
                 with contextlib.suppress(ProviderError, TimeoutError):
@@ -291,6 +310,7 @@ class RefundDriver:
         self._record = record
         self._alert_after_s = alert_after_s
         self._overdue = overdue
+        self.inbox: Inbox[RefundAnswer] = Inbox()
 
     async def run(self, ticket: RefundTicket) -> None:
         call = RefundCall(ticket.trade, ticket.refund_id, ticket.amount_fen, ticket.created_at_ms)
@@ -298,14 +318,23 @@ class RefundDriver:
         send = True  # else: ask the refund's own query
         try:
             while True:
-                answer = await self._ask(self._provider.refund if send else self._status, call)
+                noticed = self.inbox.take()
+                if noticed:
+                    answer: RefundAnswer | None = noticed[0]
+                else:
+                    answer = await self._ask(self._provider.refund if send else self._status, call)
                 if answer is not None and answer.final:
                     await self._record(
                         succeeded=answer.status is RefundStatus.SUCCEEDED,
                         refund_no=answer.refund_no,
                         reason=answer.reason or answer.status.value,
                     )
+                    if noticed:
+                        settled(noticed[1], True)
                     return
+                if noticed:
+                    settled(noticed[1], False)
+                    continue  # a notification that tells no outcome changes nothing
                 if answer is not None:
                     # Pending: query it. Not found: it never arrived, send it again.
                     send = answer.status is RefundStatus.NOT_FOUND
@@ -314,8 +343,9 @@ class RefundDriver:
                 if not flagged and elapsed >= self._alert_after_s:
                     flagged = True
                     self._overdue(True)
-                await self._clock.sleep(self._playbook.reverse_interval_s)
+                await self.inbox.nap(self._clock.sleep(self._playbook.reverse_interval_s))
         finally:
+            self.inbox.close()
             if flagged:
                 self._overdue(False)
 

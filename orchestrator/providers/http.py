@@ -83,8 +83,11 @@ class Adapter(Generic[KeysT]):
         keys: KeysT,
         merchant_id: str,
         clock: Callable[[], float] = time.time,
+        *,
+        notify_url: str = "",
     ) -> None:
         self._http = http
         self._keys = keys
         self._merchant_id = merchant_id
         self._clock = clock
+        self._notify_url = notify_url  # where the provider posts its notifications

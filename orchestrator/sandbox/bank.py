@@ -117,6 +117,9 @@ class Timing:
     refund_processing_s: float = 20.0
 
 
+Settled = Callable[["Trade", "Refund | None"], None]  # a copy of the paid trade (and refund)
+
+
 class SandboxBank:
     def __init__(
         self,
@@ -131,6 +134,13 @@ class SandboxBank:
         self._used_codes: set[str] = set()
         self._serial = itertools.count(1)
         self.faults: set[str] = set()  # operations that answer "unavailable" (tests)
+        # Told of every trade that becomes paid and every refund that succeeds (the
+        # gateway sends its notification); `notifications` False drops them all, and a
+        # trade in `silenced` has none (tests: polling must find the payment).
+        self.on_settled: Settled | None = None
+        self.notifications = True
+        self.silenced: set[str] = set()
+        self._told: set[str] = set()
 
     # ---- the provider's operations --------------------------------------------
 
@@ -172,10 +182,12 @@ class SandboxBank:
             case Behaviour.CONFIRMS_LATER:
                 trade.state = TradeState.USERPAYING
                 trade.confirm_at = now + self._scaled(self.timing.confirm_after_s)
+                self._wake(trade, trade.confirm_at - now)
             case Behaviour.NEVER_CONFIRMS | Behaviour.REVERSE_RETRY:
                 trade.state = TradeState.USERPAYING
             case _:
                 trade.paid_at = now
+                self._settled(trade)
         if behaviour is Behaviour.SYSTEM_ERROR_PAID:
             return BankReply(Reply.SYSTEM_ERROR, reason="SYSTEMERROR")
         if behaviour is Behaviour.PROXY_503_PAID:
@@ -255,8 +267,11 @@ class SandboxBank:
         if trade.behaviour is Behaviour.REFUND_SLOW:
             refund.state = RefundState.PROCESSING
             refund.done_at = now + self._scaled(self.timing.refund_processing_s)
+            self._wake(trade, refund.done_at - now)
         trade.refunds.append(refund)
         trade.state = TradeState.REFUND
+        if refund.state is RefundState.SUCCESS:
+            self._settled(trade, refund)
         if trade.behaviour is Behaviour.REFUND_ANSWER_LOST:
             await asyncio.sleep(self._scaled(self.timing.hang_s))  # past the client's timeout
         return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
@@ -322,6 +337,7 @@ class SandboxBank:
             trade.amount_fen = amount_fen
         if paid is True:
             trade.state, trade.paid_at = TradeState.SUCCESS, trade.paid_at or self._now()
+            self._settled(trade)
         elif paid is False:
             trade.state, trade.closed_at = TradeState.REVOKED, self._now()
         return self._copy(trade)
@@ -331,6 +347,7 @@ class SandboxBank:
         trade = self._trades.get(out_trade_no)
         if trade is not None and trade.state is TradeState.USERPAYING:
             trade.state, trade.paid_at = TradeState.SUCCESS, self._now()
+            self._settled(trade)
         return None if trade is None else self._copy(trade)
 
     def trades(self) -> list[Trade]:
@@ -352,10 +369,31 @@ class SandboxBank:
             and now >= trade.confirm_at
         ):
             trade.state, trade.paid_at = TradeState.SUCCESS, trade.confirm_at
+            self._settled(trade)
         for refund in trade.refunds:
             if refund.state is RefundState.PROCESSING and now >= (refund.done_at or 0):
                 refund.state = RefundState.SUCCESS
+                self._settled(trade, refund)
         return trade
+
+    def _settled(self, trade: Trade, refund: Refund | None = None) -> None:
+        """The one hook every trade that becomes paid, and every refund that succeeds,
+        passes through: the provider tells the merchant (once) by its notification."""
+        key = refund.out_refund_no if refund is not None else trade.out_trade_no
+        if key in self._told:
+            return
+        self._told.add(key)
+        if self.on_settled is None or not self.notifications:
+            return
+        if trade.out_trade_no in self.silenced:
+            return
+        self.on_settled(self._copy(trade), None if refund is None else replace(refund))
+
+    def _wake(self, trade: Trade, after_s: float) -> None:
+        """Let the trade's time come without anyone asking (a 1111 payer confirms, a 2323
+        refund goes through), so that its notification is sent when it happens."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, after_s) + 0.01, self._refresh, trade)
 
     @staticmethod
     def _refund_of(trade: Trade | None, out_refund_no: str) -> Refund | None:

@@ -3,13 +3,36 @@ admin endpoints tests and operators use to look at the ledger or inject faults."
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 
-from orchestrator.sandbox.bank import SandboxBank, Trade
+from orchestrator.sandbox.bank import Refund, SandboxBank, Trade
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TRIES = 6  # the first send and five resends, each after twice the wait before
+NOTIFY_FIRST_WAIT_S = 1.0  # multiplied by the bank's time_scale
+NOTIFY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One signed notification as the gateway posts it."""
+
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+    expects: str = ""  # the body a "received" answer must have (Alipay: success)
+
+    def delivered(self, status: int, text: str) -> bool:
+        """Whether the merchant's answer means "received"."""
+        return 200 <= status < 300 and (not self.expects or text.strip() == self.expects)
 
 
 def trade_record(trade: Trade) -> dict[str, Any]:
@@ -33,7 +56,13 @@ class Gateway(Generic[KeysT]):
         self.keys = keys  # the platform's side: sign answers, verify the merchant
         self.merchant_id = merchant_id
         self.base_url = ""  # set once the server listens
+        self.notify_url = ""  # where the merchant takes notifications ("" sends none)
+        self.sent: list[tuple[str, int]] = []  # (out no, HTTP status) of every send (tests)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        bank.on_settled = self._announce
         self.app = web.Application()
+        self.app.on_cleanup.append(self._stop_sending)
         self.app.add_routes(
             [
                 web.get("/_sandbox/health", self._health),
@@ -44,8 +73,68 @@ class Gateway(Generic[KeysT]):
                 web.post("/_sandbox/trades", self._plant),
                 web.patch("/_sandbox/trades/{no}", self._alter),
                 web.delete("/_sandbox/trades/{no}", self._drop),
+                web.put("/_sandbox/notifications", self._notifications),
             ]
         )
+
+    # ---- notifications ---------------------------------------------------------------
+
+    def notification(self, trade: Trade, refund: Refund | None) -> Notification | None:
+        """The channel's signed notification of a paid trade or a succeeded refund."""
+        return None
+
+    def _announce(self, trade: Trade, refund: Refund | None) -> None:
+        if not self.notify_url:
+            return
+        notification = self.notification(trade, refund)
+        if notification is None:
+            return
+        out_no = refund.out_refund_no if refund is not None else trade.out_trade_no
+        task = asyncio.get_running_loop().create_task(self._send(out_no, notification))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, out_no: str, notification: Notification) -> None:
+        """Post it until the merchant says "received", a bounded number of times."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=NOTIFY_TIMEOUT_S)
+            )
+        wait = NOTIFY_FIRST_WAIT_S * self.bank.timing.time_scale
+        for attempt in range(NOTIFY_TRIES):
+            if attempt:
+                await asyncio.sleep(wait)
+                wait *= 2
+            try:
+                async with self._session.post(
+                    self.notify_url,
+                    data=notification.body,
+                    headers={"Content-Type": notification.content_type, **notification.headers},
+                ) as answer:
+                    text = await answer.text()
+                    self.sent.append((out_no, answer.status))
+                    if notification.delivered(answer.status, text):
+                        return
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.sent.append((out_no, 0))
+                log.info("%s notification of %s not delivered: %r", self.name, out_no, error)
+        log.warning("%s notification of %s given up after %d tries", self.name, out_no,
+                    NOTIFY_TRIES)  # fmt: skip
+
+    async def _stop_sending(self, app: web.Application) -> None:
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _notifications(self, request: web.Request) -> web.Response:
+        """Admin: {"send": false} drops every notification from now on (true: sends)."""
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("send"), bool):
+            return web.json_response({"error": 'a body {"send": true|false}'}, status=400)
+        self.bank.notifications = body["send"]
+        return web.json_response({"send": self.bank.notifications})
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"gateway": self.name, "trades": len(self.bank.trades())})

@@ -49,7 +49,7 @@ from orchestrator.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from orchestrator.domain.order import Order
+from orchestrator.domain.order import Order, order_ids_of
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -65,10 +65,12 @@ from orchestrator.providers.engine import (
     SystemClock,
     Ticket,
 )
+from orchestrator.providers.notices import Notice, NoticeOutcome
 from orchestrator.providers.port import PayCall, PaymentProvider, TradeRef
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
 from orchestrator.servicepoint.job import Job, value_of
+from orchestrator.servicepoint.notices import NoticeDesk
 from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
 from orchestrator.servicepoint.orders import OrderBook
 from orchestrator.servicepoint.supervisor import DriverSupervisor
@@ -120,6 +122,7 @@ class ServicePointCore:
         self._handlers = CommandHandlers(config, self._book, self._clock, self._observer)
         self._ready = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._notices = NoticeDesk(self._order_named_by, config.notify.apply_wait_s)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -337,6 +340,30 @@ class ServicePointCore:
                     elsewhere[order_id] = keys.service_point_of(order_id)
         return elsewhere
 
+    # ---- notifications ------------------------------------------------------------
+
+    async def observe(self, notice: Notice) -> NoticeOutcome:
+        """A provider's verified notification: one more answer about a trade or refund."""
+        await self._ready.wait()
+        return await self._notices.observe(notice)
+
+    async def _order_named_by(self, out_trade_no: str) -> Order | None:
+        """The order of an attempt id (an out_trade_no), from memory or the store."""
+        for order_id in order_ids_of(out_trade_no, self._epochs):
+            order = self._book.find(order_id)
+            if order is None:
+                reads = self._store.read_batch()
+                read = reads.order(order_id)
+                await reads.run()
+                if read.value is None:
+                    continue
+                try:
+                    order = self._book.adopt(read.value)
+                except FailedPrecondition:
+                    continue
+            return order
+        return None
+
     # ---- provider work ------------------------------------------------------------
 
     def _pay_call(self, job: Job) -> PayCall:
@@ -372,7 +399,13 @@ class ServicePointCore:
             attempt.amount_fen,
             attempt.follow_up,
         )
-        self._drivers.start(attempt_id, "attempt", driver.run(ticket))
+        inboxes = self._notices.attempts
+        inboxes[attempt_id] = driver.inbox
+        self._drivers.start(
+            attempt_id,
+            "attempt",
+            self._notices.listening(inboxes, attempt_id, driver.inbox, driver.run(ticket)),
+        )
 
     def _recorder(self, order_id: str, attempt_id: str) -> Any:
         async def record(event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
@@ -447,7 +480,13 @@ class ServicePointCore:
             attempt.attempt_id, attempt.amount_fen, attempt.created_at, attempt.provider_trade_no
         )
         ticket = RefundTicket(refund_id, paid, refund.amount_fen, refund.created_at)
-        self._drivers.start(refund_id, "refund", driver.run(ticket))
+        inboxes = self._notices.refunds
+        inboxes[refund_id] = driver.inbox
+        self._drivers.start(
+            refund_id,
+            "refund",
+            self._notices.listening(inboxes, refund_id, driver.inbox, driver.run(ticket)),
+        )
 
     async def _sweep_expired(self) -> None:
         while True:

@@ -29,6 +29,8 @@ from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.server import FrontDoorServer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.notify.listener import NotifyListener, bound_port, start_listener
+from orchestrator.notify.wiring import build_verifiers
 from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
@@ -217,9 +219,20 @@ async def deployed(
         sandboxes = await start_sandboxes(config, keys_dir)
         stack.push_async_callback(sandboxes.stop)
         config = config.with_base_urls(sandboxes.base_urls)
+        # The providers' notifications, as `windowpay serve` takes them.
+        listener = NotifyListener()
+        runner = await start_listener(listener, "127.0.0.1", 0)
+        stack.push_async_callback(runner.cleanup)
+        config = config.with_notify(port=bound_port(runner))
+        for channel_of, gateway in sandboxes.gateways.items():
+            gateway.notify_url = config.notify_url(channel_of)
         actors = await runtime.deploy(config, redis_server.url, str(keys_dir), database_url)
         submitters = actors.submitters
         stack.push_async_callback(runtime.close_submitters, list(submitters.values()))
+        verifiers, clients = build_verifiers(config, keys_dir)
+        for http in clients:
+            stack.push_async_callback(http.close)
+        listener.attach(verifiers, submitters)
         server = await start_front_door(
             config, redis_server.url, dict(submitters), stack, tls, pki_dir, database_url
         )

@@ -23,7 +23,7 @@ def test_the_sample_deployment() -> None:
     )
     assert config.playbooks[Channel.ALIPAY].confirm_window_s == 30
     assert config.settings.redis_appendfsync == "always"
-    assert config.providers[Channel.UNIONPAY].notify_url.startswith("http")
+    assert config.notify_url(Channel.UNIONPAY) == "http://127.0.0.1:8471/notify/unionpay"
 
 
 def test_a_deployment_overrides_a_channels_defaults_key_by_key() -> None:
@@ -124,3 +124,27 @@ def test_the_record_settings_of_the_sample() -> None:
 )
 def test_a_bad_record_setting_is_named(key: str, value: Any, message: str) -> None:
     assert broken(lambda data: data["record"].update({key: value})).startswith(message)
+
+
+def test_each_channel_is_told_the_listeners_url_unless_it_names_its_own() -> None:
+    data = sample_data()
+    data["notify"].update(port=9000, public_url="https://pay.example.gov.cn/cb/")
+    data["providers"]["UNIONPAY"]["notify_url"] = "https://acq.example.gov.cn/back"
+    config = parse_config(data)
+    assert config.notify_url(Channel.WECHAT) == "https://pay.example.gov.cn/cb/notify/wechat"
+    assert config.notify_url(Channel.ALIPAY) == "https://pay.example.gov.cn/cb/notify/alipay"
+    assert config.notify_url(Channel.UNIONPAY) == "https://acq.example.gov.cn/back"
+    moved = parse_config(sample_data()).with_notify(port=40123)
+    assert moved.notify_url(Channel.ALIPAY) == "http://127.0.0.1:40123/notify/alipay"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("port", 70000, "windowpay.toml.notify.port: must be a TCP port"),
+        ("public_url", "pay.example.gov.cn", "windowpay.toml.notify.public_url: must be an http"),
+        ("max_skew_s", 0, "windowpay.toml.notify.max_skew_s: must be at least 1.0"),
+    ],
+)
+def test_a_bad_notify_setting_is_named(key: str, value: Any, message: str) -> None:
+    assert broken(lambda data: data["notify"].update({key: value})).startswith(message)

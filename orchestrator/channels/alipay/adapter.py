@@ -222,6 +222,8 @@ class Alipay(Adapter[KeyPair]):
             "version": "1.0",
             "biz_content": orjson.dumps(biz).decode(),
         }
+        if self._notify_url:
+            params["notify_url"] = self._notify_url  # 异步通知, for the trade and its refunds
         params["sign"] = sign(
             self._keys.private, sorted_pairs(params, exclude=SIGNED_EXCEPT).encode()
         )

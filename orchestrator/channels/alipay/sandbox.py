@@ -9,17 +9,27 @@ import secrets
 import time
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
 
 from orchestrator.channels.alipay.adapter import SIGNED_EXCEPT
+from orchestrator.channels.alipay.notify import notification_params, signed_text
 from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.providers.signing import sign, sorted_pairs, verify
-from orchestrator.sandbox.bank import BankReply, RefundState, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import (
+    BankReply,
+    Refund,
+    RefundState,
+    Reply,
+    SandboxBank,
+    Trade,
+    TradeState,
+)
 from orchestrator.sandbox.bills import local
-from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.common import Gateway, Notification
 
 TRADE_STATUS = {
     TradeState.SUCCESS: "TRADE_SUCCESS",
@@ -222,6 +232,28 @@ class AlipayGateway(Gateway[Any]):
                 "sub_code": "isp.unknow-error",
             }
         return None
+
+    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+        """trade_status_sync: the trade's state, and for a refund its out_biz_no and fees."""
+        fields = {
+            "app_id": self.merchant_id,
+            "notify_id": secrets.token_hex(16),
+            "trade_status": TRADE_STATUS[trade.state],
+            **{k: str(v) for k, v in _trade(trade).items()},
+        }
+        if refund is not None:
+            fields["out_biz_no"] = refund.out_refund_no
+            fields["refund_fee"] = to_yuan(trade.refunded_fen)
+            fields["send_back_fee"] = to_yuan(refund.amount_fen)
+            fields["gmt_refund"] = local(refund.at).strftime("%Y-%m-%d %H:%M:%S")
+            if trade.refunded_fen >= trade.amount_fen:
+                fields["trade_status"] = "TRADE_CLOSED"
+        params = notification_params(fields, time.time())
+        params["sign"] = sign(self.keys.private, signed_text(params))
+        body = urlencode(params).encode()
+        return Notification(
+            body, "application/x-www-form-urlencoded; charset=utf-8", {}, expects="success"
+        )
 
     def _answer(self, name: str, payload: dict[str, Any]) -> web.Response:
         raw = orjson.dumps(payload).decode()

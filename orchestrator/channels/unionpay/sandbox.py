@@ -24,9 +24,9 @@ from orchestrator.channels.unionpay.adapter import (
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
 from orchestrator.providers.signing import sign, verify
-from orchestrator.sandbox.bank import RefundState, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import Refund, RefundState, Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import BEIJING, local
-from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.common import Gateway, Notification
 
 # ACP's own response codes (the acquirer's, not ISO-8583 POS codes).
 MESSAGES = {
@@ -208,9 +208,39 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             return self._answer(fields, "11")
         return fields
 
+    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+        """The backUrl notification: the transaction's fields, signed like an answer."""
+        if refund is None:
+            order_id, kind, amount = trade.out_trade_no, SALE, trade.amount_fen
+            extra = {"queryId": trade.trade_no}
+        else:
+            order_id, amount = refund.out_refund_no, refund.amount_fen
+            kind = VOID if refund.kind == "void" else REFUND
+            extra = {"queryId": refund.refund_no, "origQryId": trade.trade_no}
+        request = {
+            "txnType": kind,
+            "txnSubType": "06" if kind == SALE else "00",
+            "bizType": "000000",
+            "orderId": order_id,
+            "txnTime": self._txn_times.get(order_id, ""),
+        }
+        fields = self._fields(request, "00", txnAmt=str(amount), **extra)
+        body = urlencode(fields).encode()
+        return Notification(body, "application/x-www-form-urlencoded; charset=utf-8", {})
+
     def _answer(
         self, request: dict[str, str], code: str, trade: Trade | None = None, **extra: str
     ) -> web.Response:
+        if trade is not None:
+            extra = {"queryId": trade.trade_no, "txnAmt": str(trade.amount_fen), **extra}
+        return web.Response(
+            text=urlencode(self._fields(request, code, **extra)),
+            content_type="application/x-www-form-urlencoded",
+            charset="utf-8",
+        )
+
+    def _fields(self, request: dict[str, str], code: str, **extra: str) -> dict[str, str]:
+        """An answer's (or notification's) fields, signed."""
         fields = {
             "version": request.get("version", "5.1.0"),
             "encoding": "UTF-8",
@@ -226,17 +256,10 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             "respMsg": MESSAGES.get(code, "失败"),
             "certId": self.keys.own_serial,
             "signPubKeyCert": self.keys.certificate_pem,
+            **extra,
         }
-        if trade is not None:
-            fields["queryId"] = trade.trade_no
-            fields["txnAmt"] = str(trade.amount_fen)
-        fields.update(extra)
         fields["signature"] = sign(self.keys.private, digest_message(fields))
-        return web.Response(
-            text=urlencode(fields),
-            content_type="application/x-www-form-urlencoded",
-            charset="utf-8",
-        )
+        return fields
 
 
 def _code(state: TradeState, trade: Trade) -> str:

@@ -18,4 +18,5 @@ SPEC = ChannelSpec(
     gateway=wiring.gateway,
     ledger_bill=sandbox_bill.ledger_bill,
     make_dev_keys=files.make_dev_keys,
+    notifications=wiring.notifications,
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.channels.unionpay.adapter import UnionPay
 from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.notify import UnionPayNotifications
 from orchestrator.channels.unionpay.sandbox import UnionPayGateway
 from orchestrator.channels.unionpay.sandbox_keys import unionpay_platform_keys
 from orchestrator.config import Credentials, ProviderSettings
@@ -45,4 +46,12 @@ def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
         read_certificate(keys_dir / credentials["root_cert_file"]),
         read_certificate(keys_dir / credentials["middle_cert_file"]),
         credentials["signer_name"],
+    )
+
+
+def notifications(
+    client: HttpClient, settings: ProviderSettings, keys_dir: Path, max_skew_s: float
+) -> UnionPayNotifications:
+    return UnionPayNotifications(
+        unionpay_keys(keys_dir, settings.credentials), settings.merchant_id
     )

@@ -107,8 +107,10 @@ class WeChatPay(Adapter[WeChatMerchant]):
         appid: str,
         trust: WeChatTrust,
         clock: Callable[[], float] = time.time,
+        *,
+        notify_url: str = "",
     ) -> None:
-        super().__init__(http, keys, merchant_id, clock)
+        super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
         self._appid = appid
         self.platform = PlatformKeys(trust, self._download_certificates, _signed_by, clock)
 
@@ -159,6 +161,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
                 "currency": "CNY",
             },
         }
+        if self._notify_url:
+            body["notify_url"] = self._notify_url  # 退款结果通知
         status, payload = await self._call("POST", "/v3/refund/domestic/refunds", body)
         if status == 200:
             return self._refund(payload, call)

@@ -19,6 +19,7 @@ from orchestrator.channels.wechat.adapter import (
     parse_authorization,
     request_message,
 )
+from orchestrator.channels.wechat.notify import notification_body
 from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.channels.wechat.sandbox_keys import WeChatPlatformKeys
 from orchestrator.providers.signing import sign, verify
@@ -30,7 +31,7 @@ from orchestrator.sandbox.bank import (
     Trade,
     TradeState,
 )
-from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.common import Gateway, Notification
 
 DECLINE_CODES = {"AUTH_CODE_USED": "AUTH_CODE_INVALID"}
 REFUND_REFUSALS = {
@@ -199,6 +200,31 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         """Admin: a new platform certificate, listed beside the old and signing from now."""
         return web.json_response({"serial_no": self.keys.rotate()})
 
+    # ---- notifications --------------------------------------------------------------
+
+    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+        """支付成功 / 退款成功: the resource sealed under the APIv3 key, the body signed
+        like an answer."""
+        if refund is None:
+            event, resource = "TRANSACTION.SUCCESS", self._trade(trade)
+        else:
+            event = "REFUND.SUCCESS"
+            resource = {"mchid": self.merchant_id, **_refund(trade, refund)}
+            resource["refund_status"] = resource.pop("status")
+        body = notification_body(
+            self.keys.apiv3_key, event, resource, secrets.token_hex(16), secrets.token_hex(6)
+        )
+        return Notification(body, "application/json", self._signed_headers(body))
+
+    def _signed_headers(self, body: bytes) -> dict[str, str]:
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        return {
+            "Wechatpay-Timestamp": timestamp,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": sign(self.keys.private, answer_message(timestamp, nonce, body)),
+            "Wechatpay-Serial": self.keys.own_serial,
+        }
+
     # ---- protocol -------------------------------------------------------------------
 
     async def _checked(self, request: web.Request) -> dict[str, Any] | web.Response:
@@ -258,18 +284,11 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
 
     def _answer(self, status: int, payload: dict[str, Any]) -> web.Response:
         body = orjson.dumps(payload)
-        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
-        signature = sign(self.keys.private, answer_message(timestamp, nonce, body))
         return web.Response(
             status=status,
             body=body,
             content_type="application/json",
-            headers={
-                "Wechatpay-Timestamp": timestamp,
-                "Wechatpay-Nonce": nonce,
-                "Wechatpay-Signature": signature,
-                "Wechatpay-Serial": self.keys.own_serial,
-            },
+            headers=self._signed_headers(body),
         )
 
 

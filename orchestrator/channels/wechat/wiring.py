@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
+from orchestrator.channels.wechat.notify import WeChatNotifications
 from orchestrator.channels.wechat.platform import WeChatMerchant, WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
 from orchestrator.channels.wechat.sandbox_keys import wechat_platform_keys
@@ -27,6 +28,7 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> W
         settings.merchant_id,
         settings.app_id,
         wechat_trust(keys_dir, settings.credentials),
+        notify_url=settings.notify_url,
     )
 
 
@@ -65,3 +67,12 @@ def wechat_trust(keys_dir: Path, credentials: Credentials) -> WeChatTrust:
         )
     except ValueError as error:
         raise KeyMaterialError(f"WeChat Pay credentials: {error}") from None
+
+
+def notifications(
+    client: HttpClient, settings: ProviderSettings, keys_dir: Path, max_skew_s: float
+) -> WeChatNotifications:
+    """The verifier of WeChat Pay's notifications, trusting what the adapter trusts."""
+    trust = wechat_trust(keys_dir, settings.credentials)
+    platform = adapter(client, settings, keys_dir).platform
+    return WeChatNotifications(platform.key_for, trust.apiv3_key, settings.merchant_id, max_skew_s)

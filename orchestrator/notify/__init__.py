@@ -1,0 +1,1 @@
+"""The HTTP listener for the providers' signed notifications."""
