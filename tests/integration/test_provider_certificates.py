@@ -238,7 +238,7 @@ async def test_unionpay_answers_under_an_untrusted_certificate_are_unknown(world
     settings = world.config.providers[Channel.UNIONPAY]
     http = HttpClient(settings.base_url)
     keys = unionpay_keys(world.keys_dir, settings.credentials)
-    provider = UnionPay(http, keys, settings.merchant_id, settings.notify_url)
+    provider = UnionPay(http, keys, settings.merchant_id, world.config.notify_url(Channel.UNIONPAY))
     out_trade_no = trade_no()
     try:
         with pytest.raises(OutcomeUnknown, match="answer certificate not trusted"):

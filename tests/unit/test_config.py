@@ -129,7 +129,7 @@ def test_a_bad_record_setting_is_named(key: str, value: Any, message: str) -> No
 def test_each_channel_is_told_the_listeners_url_unless_it_names_its_own() -> None:
     data = sample_data()
     data["notify"].update(port=9000, public_url="https://pay.example.gov.cn/cb/")
-    data["providers"]["UNIONPAY"]["notify_url"] = "https://acq.example.gov.cn/back"
+    data["providers"]["UNIONPAY"] = {"notify_url": "https://acq.example.gov.cn/back"}
     config = parse_config(data)
     assert config.notify_url(Channel.WECHAT) == "https://pay.example.gov.cn/cb/notify/wechat"
     assert config.notify_url(Channel.ALIPAY) == "https://pay.example.gov.cn/cb/notify/alipay"

@@ -12,10 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from orchestrator.channels.alipay.notify import AlipayNotifications
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import gateways_for
 from orchestrator.domain.states import Channel
 from orchestrator.notify.listener import NotifyListener
-from orchestrator.providers.keys import ensure_dev_keys, provider_keys
+from orchestrator.providers.keys import provider_keys
 from orchestrator.providers.notices import Notice, NoticeOutcome
 from tests.support import code, small_config
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from orchestrator.channels.alipay.notify import AlipayNotifications
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import gateways_for
 from orchestrator.channels.unionpay.notify import UnionPayNotifications
 from orchestrator.channels.unionpay.wiring import unionpay_keys
@@ -21,7 +22,7 @@ from orchestrator.channels.wechat.notify import WeChatNotifications
 from orchestrator.channels.wechat.platform import PUBLIC_KEY_PREFIX
 from orchestrator.config import Config
 from orchestrator.domain.states import Channel
-from orchestrator.providers.keys import ensure_dev_keys, provider_keys
+from orchestrator.providers.keys import provider_keys
 from orchestrator.providers.notices import Notice, NoticeRefused
 from orchestrator.providers.port import RefundStatus, TradeStatus
 from orchestrator.providers.signing import PublicKey
