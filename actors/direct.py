@@ -9,7 +9,8 @@ goes through Ray, which waits for the restarted actor. Every command is idempote
 a batch that was in flight on a broken socket is simply sent again through Ray.
 
 A frame is a 4-byte length, an 8-byte sequence number and a pickled payload: the
-command list one way, the result list (or the error) the other. Both ends run the same
+method's name and argument one way (a command list for `submit`, a provider's
+notification for `observe`), its answer (or the error) the other. Both ends run the same
 code under the same user, the same trust Ray's own pickled calls rely on.
 """
 
@@ -22,7 +23,7 @@ import pickle
 import shutil
 import struct
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,15 @@ log = logging.getLogger(__name__)
 HEADER = struct.Struct("!IQ")
 MAX_FRAME = 64 * 2**20
 
-Handler = Callable[[Sequence[Command]], Awaitable[list[Result]]]
+Handler = Callable[[Any], Awaitable[Any]]
 
 
 class DirectServer:
-    """The actor's end: one Unix socket, each frame answered by its own task."""
+    """The actor's end: one Unix socket, each frame answered by its own task with the
+    named handler."""
 
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        self._handlers = dict(handlers)
         self._directory = Path(tempfile.mkdtemp(prefix="windowpay-sp-"))  # mode 0700
         self.path = str(self._directory / "commands.sock")
         self._server: asyncio.AbstractServer | None = None
@@ -79,7 +81,8 @@ class DirectServer:
     async def _answer(self, writer: asyncio.StreamWriter, sequence: int, payload: bytes) -> None:
         answer: Any
         try:
-            answer = await self._handler(pickle.loads(payload))
+            method, argument = pickle.loads(payload)
+            answer = await self._handlers[method](argument)
         except Exception as error:  # the caller falls back to Ray, which raises it again
             answer = RuntimeError(f"{type(error).__name__}: {error}")
         if not writer.is_closing():
@@ -109,6 +112,10 @@ class DirectLink:
         return self._reading.done()
 
     async def submit(self, commands: Sequence[Command]) -> list[Result]:
+        results: list[Result] = await self.call("submit", list(commands))
+        return results
+
+    async def call(self, method: str, argument: Any) -> Any:
         if self.broken:
             raise LinkBroken("the direct channel is closed")
         self._sequence += 1
@@ -116,14 +123,13 @@ class DirectLink:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[sequence] = future
         try:
-            _write_frame(self._writer, sequence, list(commands))
+            _write_frame(self._writer, sequence, (method, argument))
             answer = await future
         finally:
             del self._waiting[sequence]
         if isinstance(answer, Exception):
             raise LinkBroken(str(answer))
-        results: list[Result] = answer
-        return results
+        return answer
 
     async def close(self) -> None:
         self._reading.cancel()

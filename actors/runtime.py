@@ -182,6 +182,13 @@ class RaySubmitter:
 
     async def observe(self, notice: Notice) -> NoticeOutcome:
         """A provider's verified notification, for the actor of its service point."""
+        link = self._usable_link()
+        if link is not None:
+            try:
+                observed: NoticeOutcome = await link.call("observe", notice)
+                return observed
+            except LinkBroken as error:
+                log.info("direct channel to %s: %s; observing through Ray", self.name, error)
         outcome: NoticeOutcome = await self._handle.observe.remote(notice)
         return outcome
 

@@ -59,7 +59,9 @@ class ServicePointActor:
         )
         self._direct: DirectServer | None = None
         if config.settings.direct_actor_channel:
-            self._direct = DirectServer(self._core.submit)
+            self._direct = DirectServer(
+                {"submit": self._core.submit, "observe": self._core.observe}
+            )
         self._starting = loop.create_task(self._start())
 
     async def _start(self) -> None:

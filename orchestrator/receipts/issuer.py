@@ -25,6 +25,11 @@ from orchestrator.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
 GROUP = "receipts"
+PAGE = 100
+# After a page that was not full, the issuer waits this long before reading again: the
+# receipts of a steady trickle of payments are issued in pages (a few round trips each)
+# rather than one by one, a receipt is ready at most this much later.
+LINGER_S = 0.05
 
 
 class ReceiptIssuer:
@@ -49,10 +54,12 @@ class ReceiptIssuer:
             while not self._stopping:
                 try:
                     await self._outbox.join(GROUP)
-                    async for batch in self._outbox.batches(GROUP, self._consumer):
+                    async for batch in self._outbox.batches(GROUP, self._consumer, count=PAGE):
                         if batch:
                             await self.handle(batch)
                             await self._outbox.ack(GROUP, [e.event_id for e in batch])
+                            if len(batch) < PAGE:
+                                await asyncio.sleep(LINGER_S)  # let the next page fill
                         if self._stopping:
                             return  # type: ignore[unreachable]  # stop() may run meanwhile
                         delay = 0.1

@@ -29,7 +29,7 @@ async def echo_later(commands: Sequence[Command]) -> list[Result]:
 
 
 async def test_answers_are_matched_to_their_batches() -> None:
-    server = DirectServer(echo_later)
+    server = DirectServer({"submit": echo_later})
     await server.start()
     link = await DirectLink.open(server.path)
     try:
@@ -43,7 +43,7 @@ async def test_answers_are_matched_to_their_batches() -> None:
 
 
 async def test_the_socket_is_private_to_its_user() -> None:
-    server = DirectServer(echo_later)
+    server = DirectServer({"submit": echo_later})
     await server.start()
     try:
         directory = Path(server.path).parent
@@ -60,7 +60,7 @@ async def test_a_handler_error_is_a_broken_link_for_that_batch_only() -> None:
             raise ValueError("boom")
         return [Done(order=b"ok")]
 
-    server = DirectServer(fails_on_r1)
+    server = DirectServer({"submit": fails_on_r1})
     await server.start()
     link = await DirectLink.open(server.path)
     try:
@@ -80,7 +80,7 @@ async def test_batches_in_flight_when_the_actor_dies_fail_and_the_link_reports_b
         await asyncio.sleep(3600)
         return []
 
-    server = DirectServer(never)
+    server = DirectServer({"submit": never})
     await server.start()
     link = await DirectLink.open(server.path)
     in_flight = asyncio.ensure_future(link.submit([cancel(1)]))
@@ -92,3 +92,20 @@ async def test_batches_in_flight_when_the_actor_dies_fail_and_the_link_reports_b
     with pytest.raises(LinkBroken):
         await link.submit([cancel(2)])
     await link.close()
+
+
+async def test_each_frame_names_its_method() -> None:
+    async def observe(notice: str) -> str:
+        return f"observed {notice}"
+
+    server = DirectServer({"submit": echo_later, "observe": observe})
+    await server.start()
+    link = await DirectLink.open(server.path)
+    try:
+        assert await link.call("observe", "N1") == "observed N1"
+        assert await link.submit([cancel(7)]) == [Done(order=b"O7")]
+        with pytest.raises(LinkBroken, match="KeyError"):
+            await link.call("status", None)  # not served over the channel
+    finally:
+        await link.close()
+        await server.close()
