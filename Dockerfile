@@ -26,10 +26,12 @@ RUN groupadd --system --gid 10001 windowpay \
        --home-dir /var/lib/windowpay windowpay
 COPY --from=build /opt/windowpay /opt/windowpay
 ENV PATH=/opt/windowpay/bin:$PATH PYTHONUNBUFFERED=1
-ENV WINDOWPAY_DATA_DIR=/var/lib/windowpay WINDOWPAY_HOST=0.0.0.0 WINDOWPAY_METRICS_HOST=0.0.0.0
+ENV WINDOWPAY_DATA_DIR=/var/lib/windowpay WINDOWPAY_HOST=0.0.0.0 WINDOWPAY_METRICS_HOST=0.0.0.0 \
+    WINDOWPAY_NOTIFY_HOST=0.0.0.0
 USER 10001:10001
 WORKDIR /var/lib/windowpay
-EXPOSE 50051 9464
+# gRPC front door, metrics, the providers' notifications (behind a TLS reverse proxy)
+EXPOSE 50051 9464 8471
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["windowpay", "health", "--quiet"]
 STOPSIGNAL SIGTERM

@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--console-port", type=int, help="console port (config: 8470; 0: free)")
     serve.add_argument(
-        "--notify-host", help="provider notification listener host (config: 127.0.0.1)"
+        "--notify-host",
+        default=_env("NOTIFY_HOST"),
+        help="provider notification listener host (config: 127.0.0.1)",
     )
     serve.add_argument(
         "--notify-port", type=int, help="provider notification listener port (config: 8471)"

@@ -112,6 +112,7 @@ async def test_entry_command_serves_and_passes_its_healthcheck(
         "WINDOWPAY_DATA_DIR": str(tmp_path / "data"),
         "WINDOWPAY_HOST": "127.0.0.1",
         "WINDOWPAY_METRICS_HOST": "127.0.0.1",
+        "WINDOWPAY_NOTIFY_HOST": "127.0.0.1",
         "WINDOWPAY_PORT": str(free_port()),
         "WINDOWPAY_METRICS_PORT": str(free_port()),
         "WINDOWPAY_CONFIG": str(config),
