@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
-from orchestrator.domain.states import AttemptEvent, AttemptState
+from orchestrator.domain.states import (
+    FINAL_ATTEMPT_STATES,
+    AttemptEvent,
+    AttemptState,
+    next_attempt_state,
+)
 from orchestrator.providers.port import (
     PayCall,
     PaymentProvider,
     ProviderError,
+    ProviderRejected,
     ProviderUnavailable,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -48,8 +55,50 @@ class SystemClock:
 
 class Recorder(Protocol):
     def __call__(
-        self, event: AttemptEvent, *, trade_no: str = "", reason: str = ""
+        self,
+        event: AttemptEvent,
+        *,
+        trade_no: str = "",
+        reason: str = "",
+        qr_code_url: str = "",
+        qr_expires_at: int | None = None,
     ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    event: AttemptEvent
+    trade_no: str = ""
+    reason: str = ""
+
+
+def trade_observation(state: AttemptState, answer: TradeAnswer) -> Observation | None:
+    """What one verified provider answer about a trade (a query's, or a notification's)
+    means for an attempt in `state`: the event to record, or None when it changes
+    nothing. The one place such an answer is turned into a decision."""
+    if state in FINAL_ATTEMPT_STATES:
+        if answer.status is TradeStatus.PAID and state in (
+            AttemptState.FAILED,
+            AttemptState.REVERSED,
+        ):
+            return Observation(
+                AttemptEvent.LATE_SUCCESS, answer.trade_no, "paid after the attempt ended unpaid"
+            )
+        return None
+    if answer.status is TradeStatus.PAID:
+        return Observation(AttemptEvent.PAID, answer.trade_no)
+    if state is AttemptState.REVERSING:
+        return None  # the reversal or close decides
+    if answer.status in (TradeStatus.DECLINED, TradeStatus.CLOSED):
+        return Observation(
+            AttemptEvent.DECLINED, answer.trade_no, answer.reason or answer.status.value
+        )
+    if answer.status is TradeStatus.CONFIRMING and state in (
+        AttemptState.SUBMITTED,
+        AttemptState.UNKNOWN,
+    ):
+        return Observation(AttemptEvent.PAYER_CONFIRMING)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +111,9 @@ class Ticket:
     call: PayCall | None  # None when resuming after a restart: never pay twice
     amount_fen: int  # what the pay call asked: an answer naming another amount is ignored
     follow_up: bool = False  # ended unpaid after a reversal was given up: keep watching
+    scans_qr: bool = False  # PAYER_SCANS_QR: made a code, waits for the scan, closes it
+    qr_call: QrCall | None = None  # None when resuming: the code is never asked twice
+    qr_expires_at_ms: int = 0  # when the code is closed (0: not made yet)
 
     @property
     def trade(self) -> TradeRef:
@@ -78,6 +130,9 @@ class AttemptDriver:
         self._record = record
 
     async def run(self, ticket: Ticket) -> None:
+        if ticket.scans_qr:
+            await self._run_qr(ticket)
+            return
         state = ticket.state
         if ticket.follow_up:
             await self._follow_up(ticket)
@@ -88,12 +143,11 @@ class AttemptDriver:
         refused = False
         if state is AttemptState.SUBMITTED and ticket.call is not None:
             answer, refused = await self._pay(ticket.call)
-            if answer is not None and await self._settle(answer):
-                return
-            if answer is not None and answer.status is TradeStatus.CONFIRMING:
-                await self._record(AttemptEvent.PAYER_CONFIRMING)
-                state = AttemptState.AWAITING_PAYER
-            else:
+            if answer is not None:
+                state = await self._observe(state, answer)
+                if state in FINAL_ATTEMPT_STATES:
+                    return
+            if state is not AttemptState.AWAITING_PAYER:
                 why = (
                     "the pay call never got through"
                     if refused
@@ -118,7 +172,8 @@ class AttemptDriver:
             first = False
             answer = await self._query(ticket)
             if answer is not None:
-                if await self._settle(answer):
+                state = await self._observe(state, answer)
+                if state in FINAL_ATTEMPT_STATES:
                     return
                 if answer.status is TradeStatus.NOT_FOUND:
                     if refused:
@@ -134,11 +189,6 @@ class AttemptDriver:
                             ticket, already_recorded=False, why="unknown after a restart"
                         )
                         return
-                elif answer.status is TradeStatus.CONFIRMING and state is not (
-                    AttemptState.AWAITING_PAYER
-                ):
-                    await self._record(AttemptEvent.PAYER_CONFIRMING)
-                    state = AttemptState.AWAITING_PAYER
             if self._elapsed_s(ticket) >= playbook.confirm_window_s:
                 why = (
                     "payer did not confirm in time"
@@ -235,19 +285,135 @@ class AttemptDriver:
         except (ProviderError, TimeoutError):
             return None
 
-    async def _settle(self, answer: TradeAnswer) -> bool:
-        """Record a final answer; False when the answer is not final."""
-        if answer.status is TradeStatus.PAID:
-            await self._record(AttemptEvent.PAID, trade_no=answer.trade_no)
-            return True
-        if answer.status in (TradeStatus.DECLINED, TradeStatus.CLOSED):
+    async def _observe(self, state: AttemptState, answer: TradeAnswer) -> AttemptState:
+        """Record what a provider answer means for the attempt; its state after that."""
+        observation = trade_observation(state, answer)
+        if observation is None:
+            return state
+        await self._record(
+            observation.event, trade_no=observation.trade_no, reason=observation.reason
+        )
+        if observation.event is AttemptEvent.LATE_SUCCESS:
+            return state
+        return next_attempt_state(state, observation.event)
+
+    # ---- the payer scans a QR code ------------------------------------------------
+
+    async def _run_qr(self, ticket: Ticket) -> None:
+        """Make the code, wait for the payer while asking the provider, close the trade
+        when the code expires, then look a while longer for a payment racing the close."""
+        state = ticket.state
+        if ticket.follow_up:
+            await self._qr_follow_up(ticket)
+            return
+        if state is AttemptState.REVERSING:
+            await self._close(ticket, already_recorded=True, why="")
+            return
+        expires_at_ms = ticket.qr_expires_at_ms
+        if state is AttemptState.SUBMITTED and ticket.qr_call is not None:
+            call = ticket.qr_call
+            made, why = await self._make_qr(call)
+            if made is None and why:
+                await self._record(AttemptEvent.DECLINED, reason=why)
+                return
+            if made is None:
+                await self._record(AttemptEvent.NO_ANSWER, reason="no clear answer to the QR code")
+                await self._close(ticket, already_recorded=False, why="QR code request unclear")
+                return
             await self._record(
-                AttemptEvent.DECLINED,
-                trade_no=answer.trade_no,
-                reason=answer.reason or answer.status.value,
+                AttemptEvent.QR_CODE_READY, qr_code_url=made, qr_expires_at=call.expires_at_ms
             )
-            return True
-        return False
+            state, expires_at_ms = AttemptState.AWAITING_PAYER, call.expires_at_ms
+        elif state is not AttemptState.AWAITING_PAYER or not expires_at_ms:
+            # Resumed before the code was known: it may exist at the provider; close it.
+            await self._close(ticket, already_recorded=False, why="QR code unknown after a restart")
+            return
+        await self._qr_wait(ticket, state, expires_at_ms)
+
+    async def _make_qr(self, call: QrCall) -> tuple[str | None, str]:
+        """(the code's URL, "") or (None, why it was refused) or (None, "") if unclear."""
+        playbook = self._playbook
+        for attempt in range(playbook.pay_retries + 1):
+            try:
+                made = await asyncio.wait_for(
+                    self._provider.create_qr(call), playbook.pay_timeout_s
+                )
+                return made.code_url, ""
+            except ProviderRejected as error:
+                return None, f"QR code refused: {error}"
+            except ProviderUnavailable:
+                if attempt < playbook.pay_retries:
+                    await self._clock.sleep(playbook.query_interval_s)
+            except (ProviderError, TimeoutError):
+                return None, ""
+        return None, ""
+
+    async def _qr_wait(self, ticket: Ticket, state: AttemptState, expires_at_ms: int) -> None:
+        interval = self._playbook.query_interval_s
+        while True:
+            answer = await self._query(ticket)
+            if answer is not None:
+                state = await self._observe(state, answer)
+                if state in FINAL_ATTEMPT_STATES:
+                    return
+            left_s = (expires_at_ms - self._clock.now_ms()) / 1000
+            if left_s <= 0:
+                break
+            await self._clock.sleep(min(interval, left_s))
+        await self._close(ticket, already_recorded=False, why="QR code expired")
+
+    async def _close(self, ticket: Ticket, *, already_recorded: bool, why: str) -> None:
+        """Close the trade until the provider confirms it (an unclear answer is asked
+        again): then the order is payable again. Paid first: the payment stands."""
+        playbook = self._playbook
+        if not already_recorded:
+            await self._record(AttemptEvent.REVERSAL_STARTED, reason=why)
+        started_ms = self._clock.now_ms()
+        while True:
+            try:
+                answer = await asyncio.wait_for(
+                    self._provider.close(ticket.trade), playbook.query_timeout_s
+                )
+            except (ProviderError, TimeoutError):
+                answer = None
+            if answer is not None and answer.status is ReverseStatus.DONE:
+                await self._record(AttemptEvent.REVERSED, reason=why or "QR code closed")
+                await self._qr_follow_up(ticket)
+                return
+            if answer is not None and answer.status is ReverseStatus.PAID:
+                paid = await self._query(ticket)
+                if paid is not None and paid.status is TradeStatus.PAID:
+                    await self._record(AttemptEvent.PAID, trade_no=paid.trade_no)
+                    return
+            waited_s = (self._clock.now_ms() - started_ms) / 1000
+            if waited_s >= playbook.reverse_give_up_after_s:
+                await self._record(
+                    AttemptEvent.REVERSAL_ABANDONED,
+                    reason="close not confirmed in time; following the trade up",
+                )
+                await self._qr_follow_up(ticket)
+                return
+            await self._clock.sleep(playbook.reverse_interval_s)
+
+    async def _qr_follow_up(self, ticket: Ticket) -> None:
+        """After the close: a payment that raced it shows up paid; it is a late success
+        (refunded by the core). Closed or unknown answers do not end the watch early."""
+        playbook = self._playbook
+        until_ms = self._clock.now_ms() + int(playbook.qr_follow_up_s * 1000)
+        while self._clock.now_ms() < until_ms:
+            await self._clock.sleep(playbook.follow_up_interval_s)
+            answer = await self._query(ticket)
+            if answer is not None and answer.status is TradeStatus.PAID:
+                await self._record(
+                    AttemptEvent.LATE_SUCCESS,
+                    trade_no=answer.trade_no,
+                    reason="paid after the QR code was closed",
+                )
+                return
+        await self._record(
+            AttemptEvent.FOLLOW_UP_CLEARED,
+            reason="no payment after the close; reconciliation settles the rest",
+        )
 
     def _elapsed_s(self, ticket: Ticket) -> float:
         return (self._clock.now_ms() - ticket.started_at_ms) / 1000

@@ -24,7 +24,13 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> W
         settings.merchant_id,
         settings.app_id,
         wechat_trust(keys_dir, settings.credentials),
+        notify_url=settings.notify_url or NOTIFY_URL_UNSET,
     )
+
+
+# Native payment requires a notify_url; until the notification listener's public URL is
+# configured as the channel's notify_url, payments are found by query alone.
+NOTIFY_URL_UNSET = "http://127.0.0.1:8080/wechat/notify"
 
 
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> WeChatGateway:
