@@ -74,10 +74,13 @@ def txn_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
 
 
+VOID_SUFFIX = "V"
+
+
 def void_order_id(out_refund_no: str) -> str:
     """The void tried first for a whole refund has its own orderId, so that the refund
     sent when the void is refused is never taken for a duplicate of it."""
-    return f"{out_refund_no}V"
+    return f"{out_refund_no}{VOID_SUFFIX}"
 
 
 class UnionPay(Adapter[UnionPayKeys]):
