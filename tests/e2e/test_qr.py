@@ -5,6 +5,7 @@ every outcome is found by the engine's polling. Ledgers agree with windowpay."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from orchestrator.sandbox.common import PayerBehaviour
 from orchestrator.sandbox.payer import scan
 from tests.e2e.conftest import CHANNELS, Deployed
 from tests.e2e.test_reconcile import reconcile
+from tests.e2e.test_service import windowpay
 from tests.support import PROVIDER_CHANNELS, code, eventually
 
 WITHIN = 90.0  # a code lives 6 s at the session's time scale; a loaded machine is slow
@@ -180,3 +182,31 @@ async def test_a_day_with_qr_payments_reconciles_clean(deployed: Deployed, tmp_p
     returncode, report, out = await reconcile(deployed, tmp_path / "qr.json")
     assert not [d for d in report["differences"] if d["out_trade_no"] in mine], out
     assert (returncode, report["differences"]) == (0, []), out
+
+
+async def test_the_pos_simulator_shows_the_code_and_the_payer_scans_it(
+    deployed: Deployed,
+) -> None:
+    order = await deployed.create(deployed.window())
+    terminal = deployed.terminal_of(order.window_id)
+    pay = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "pos", "--data-dir", str(deployed.data_dir),
+        "pay", "--terminal", terminal, "--channel", "alipay", "--qr", "--order", order.order_id,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert pay.stdout is not None
+    shown = ""
+    async with asyncio.timeout(WITHIN):
+        while "scan to pay" not in shown:
+            line = (await pay.stdout.readline()).decode()
+            assert line, (shown, (await pay.stderr.read()).decode() if pay.stderr else "")
+            shown += line
+    url = shown.split("scan to pay", 1)[1].split(": ", 1)[1].split()[0]
+    assert "▀" in shown or "█" in shown  # the QR code itself, drawn in the terminal
+    code, out, err = await windowpay("pos", "scan", url, "--behaviour", "pay")
+    assert code == 0 and "pay" in out, err
+    rest, err = await asyncio.wait_for(pay.communicate(), WITHIN)
+    assert pay.returncode == 0, err.decode()
+    assert "PAID" in rest.decode() and "ALIPAY SUCCEEDED" in rest.decode()
+    code, _, err = await windowpay("pos", "scan", url, "--behaviour", "pay")
+    assert code == 1 and "no longer be paid" in err  # a paid code cannot be paid twice
