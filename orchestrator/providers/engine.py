@@ -304,7 +304,7 @@ class AttemptDriver:
         when the code expires, then look a while longer for a payment racing the close."""
         state = ticket.state
         if ticket.follow_up:
-            await self._qr_follow_up(ticket)
+            await self._qr_follow_up(ticket, ticket.state)
             return
         if state is AttemptState.REVERSING:
             await self._close(ticket, already_recorded=True, why="")
@@ -378,7 +378,7 @@ class AttemptDriver:
                 answer = None
             if answer is not None and answer.status is ReverseStatus.DONE:
                 await self._record(AttemptEvent.REVERSED, reason=why or "QR code closed")
-                await self._qr_follow_up(ticket)
+                await self._qr_follow_up(ticket, AttemptState.REVERSED)
                 return
             if answer is not None and answer.status is ReverseStatus.PAID:
                 paid = await self._query(ticket)
@@ -391,11 +391,11 @@ class AttemptDriver:
                     AttemptEvent.REVERSAL_ABANDONED,
                     reason="close not confirmed in time; following the trade up",
                 )
-                await self._qr_follow_up(ticket)
+                await self._qr_follow_up(ticket, AttemptState.FAILED)
                 return
             await self._clock.sleep(playbook.reverse_interval_s)
 
-    async def _qr_follow_up(self, ticket: Ticket) -> None:
+    async def _qr_follow_up(self, ticket: Ticket, ended: AttemptState) -> None:
         """After the close: a payment that raced it shows up paid; it is a late success
         (refunded by the core). Closed or unknown answers do not end the watch early."""
         playbook = self._playbook
@@ -403,12 +403,8 @@ class AttemptDriver:
         while self._clock.now_ms() < until_ms:
             await self._clock.sleep(playbook.follow_up_interval_s)
             answer = await self._query(ticket)
-            if answer is not None and answer.status is TradeStatus.PAID:
-                await self._record(
-                    AttemptEvent.LATE_SUCCESS,
-                    trade_no=answer.trade_no,
-                    reason="paid after the QR code was closed",
-                )
+            if answer is not None and trade_observation(ended, answer) is not None:
+                await self._observe(ended, answer)  # found paid: a late success, refunded
                 return
         await self._record(
             AttemptEvent.FOLLOW_UP_CLEARED,
