@@ -67,6 +67,7 @@ from orchestrator.providers.engine import (
     Ticket,
 )
 from orchestrator.providers.port import PayCall, PaymentProvider, QrCall, TradeRef
+from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
 from orchestrator.servicepoint.job import Job, value_of
@@ -391,7 +392,7 @@ class ServicePointCore:
         attempt = order.attempt(attempt_id)
         if attempt.scans_qr:
             call = None  # a QR attempt has no pay call: the payer's scan pays it
-        driver = AttemptDriver(
+        driver = (QrDriver if attempt.scans_qr else AttemptDriver)(
             self._providers[attempt.channel],
             self._config.playbook(attempt.channel),
             self._clock,
@@ -404,7 +405,6 @@ class ServicePointCore:
             call,
             attempt.amount_fen,
             attempt.follow_up,
-            scans_qr=attempt.scans_qr,
             qr_call=qr_call,
             qr_expires_at_ms=attempt.qr_expires_at or 0,
         )

@@ -14,7 +14,7 @@ from orchestrator.channels.factory import Providers, build_providers
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, PayMode
-from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
+from orchestrator.providers.engine import SystemClock, Ticket
 from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.providers.port import (
     AnswerMismatch,
@@ -23,6 +23,7 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
+from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.sandbox.common import PayerBehaviour
 from orchestrator.sandbox.payer import ScanRefused, scan
 from tests.support import PROVIDER_CHANNELS, Recorded, eventually, provider_id, small_config
@@ -63,11 +64,11 @@ async def run_qr(world: World, channel: Channel, behaviour: PayerBehaviour) -> R
     recorded = Recorded(clock)
     attempt_id = recorded.start(channel, PayMode.PAYER_SCANS_QR)
     playbook = world.config.playbook(channel)
-    driver = AttemptDriver(world.providers[channel], playbook, clock, recorded)
+    driver = QrDriver(world.providers[channel], playbook, clock, recorded)
     now = recorded.order.attempts[-1].created_at
     ticket = Ticket(
         attempt_id, AttemptState.SUBMITTED, now, None, AMOUNT,
-        scans_qr=True, qr_call=qr_call(attempt_id, now, playbook.qr_expiry_s),
+        qr_call=qr_call(attempt_id, now, playbook.qr_expiry_s),
     )  # fmt: skip
     running = asyncio.create_task(driver.run(ticket))
     attempt = recorded.order.attempts[-1]

@@ -14,13 +14,13 @@ from orchestrator.domain.errors import FailedPrecondition, InvalidArgument
 from orchestrator.domain.order import Attempt, Order
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, PayMode
 from orchestrator.providers.engine import (
-    AttemptDriver,
     Observation,
     SystemClock,
     Ticket,
     trade_observation,
 )
 from orchestrator.providers.port import QrCall, TradeAnswer, TradeStatus
+from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.sandbox.bank import SandboxBank, Timing, TradeState
 from tests.support import LINES, PROVIDER_CHANNELS, Recorded, eventually
 
@@ -60,9 +60,9 @@ def test_what_an_answer_means_for_an_attempt(
         assert observation.trade_no == "T1"
 
 
-def driver_for(channel: Channel, bank: SandboxBank, recorded: Recorded) -> AttemptDriver:
+def driver_for(channel: Channel, bank: SandboxBank, recorded: Recorded) -> QrDriver:
     playbook = replace(CONFIG.playbook(channel), qr_follow_up_s=1.0)
-    return AttemptDriver(SandboxProvider(channel, bank), playbook, SystemClock(), recorded)
+    return QrDriver(SandboxProvider(channel, bank), playbook, SystemClock(), recorded)
 
 
 def qr_ticket(recorded: Recorded, expiry_s: float = 1.0) -> Ticket:
@@ -71,7 +71,7 @@ def qr_ticket(recorded: Recorded, expiry_s: float = 1.0) -> Ticket:
     call = QrCall(
         attempt.attempt_id, AMOUNT, "SP01", "T01", "科目一", at, at + int(expiry_s * 1000)
     )
-    return Ticket(attempt.attempt_id, attempt.state, at, None, AMOUNT, scans_qr=True, qr_call=call)
+    return Ticket(attempt.attempt_id, attempt.state, at, None, AMOUNT, qr_call=call)
 
 
 async def code_made(recorded: Recorded) -> Attempt:
