@@ -97,12 +97,20 @@ class QrDriver(AttemptDriver):
 
     async def _close(self, ticket: Ticket, *, already_recorded: bool, why: str) -> None:
         """Close the trade until the provider confirms it (an unclear answer is asked
-        again): then the order is payable again. Paid first: the payment stands."""
+        again): then the order is payable again. Paid first: the payment stands, found
+        by a query or told by the provider's notification (which also serves when the
+        queries fail: UnionPay's close itself begins with one)."""
         playbook = self._playbook
         if not already_recorded:
             await self._record(AttemptEvent.REVERSAL_STARTED, reason=why)
         started_ms = self._clock.now_ms()
         while True:
+            noticed = self.inbox.take()
+            if noticed is not None:  # the provider told of a payment that beat the close
+                state = await self._observe(AttemptState.REVERSING, noticed[0])
+                settled(noticed[1], state in FINAL_ATTEMPT_STATES)
+                if state in FINAL_ATTEMPT_STATES:
+                    return
             try:
                 answer = await asyncio.wait_for(
                     self._provider.close(ticket.trade), playbook.query_timeout_s
@@ -126,7 +134,7 @@ class QrDriver(AttemptDriver):
                 )
                 await self._qr_follow_up(ticket, AttemptState.FAILED)
                 return
-            await self._clock.sleep(playbook.reverse_interval_s)
+            await self.inbox.nap(self._clock.sleep(playbook.reverse_interval_s))
 
     async def _qr_follow_up(self, ticket: Ticket, ended: AttemptState) -> None:
         """After the close: a payment that raced it shows up paid; it is a late success

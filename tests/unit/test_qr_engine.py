@@ -165,6 +165,41 @@ async def test_a_close_that_finds_the_trade_paid_keeps_the_payment() -> None:
     assert recorded.order.attempts[-1].state is AttemptState.SUCCEEDED
 
 
+@pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
+async def test_a_payment_that_beat_the_close_is_told_by_its_notification(
+    channel: Channel,
+) -> None:
+    """The close finds the trade paid (or, UnionPay, cannot close without a query) while
+    every query fails: the provider's notification in the inbox says the payment stands,
+    long before the close would be given up and the payment taken for a late success."""
+    bank = SandboxBank(channel.value, Timing(time_scale=SCALE))
+    recorded = Recorded(SystemClock())
+    attempt_id = recorded.start(channel, PayMode.PAYER_SCANS_QR)
+    provider = SandboxProvider(channel, bank)
+    ticket = qr_ticket(recorded, 60)
+    assert ticket.qr_call is not None
+    made = await provider.create_qr(ticket.qr_call)
+    recorded.order.record_attempt(
+        attempt_id, E.QR_CODE_READY, 0, qr_code_url=made.code_url, qr_expires_at=1
+    )
+    recorded.order.record_attempt(attempt_id, E.REVERSAL_STARTED, 0, reason="expired")
+    paid = bank.pay_scanned(attempt_id)
+    assert paid is not None
+    bank.faults = {"query"}
+    playbook = replace(CONFIG.playbook(channel), reverse_give_up_after_s=3600.0)
+    driver = QrDriver(provider, playbook, SystemClock(), recorded)
+    resumed = replace(ticket, state=AttemptState.REVERSING, qr_call=None)
+    running = asyncio.create_task(driver.run(resumed))
+    await asyncio.sleep(0.05)  # the driver is asking its close
+    applied = driver.inbox.put(TradeAnswer(TradeStatus.PAID, paid.trade_no, "notified"))
+    await asyncio.wait_for(running, 5)
+    assert await applied
+    assert recorded.events == [E.PAID]
+    assert recorded.order.state is OrderState.PAID
+    attempt = recorded.order.attempts[-1]
+    assert (attempt.state, attempt.provider_trade_no) == (AttemptState.SUCCEEDED, paid.trade_no)
+
+
 async def test_resumed_before_the_code_was_known_the_trade_is_closed() -> None:
     bank = SandboxBank("WECHAT", Timing(time_scale=SCALE))
     recorded = Recorded(SystemClock())
