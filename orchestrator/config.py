@@ -341,6 +341,8 @@ def _playbook(t: _Table) -> Playbook:
         no_answer=mode,
         follow_up_interval_s=t.number("follow_up_interval_s", 60.0, minimum=0.001),
         follow_up_window_s=t.number("follow_up_window_s", 86_400.0),
+        qr_expiry_s=t.number("qr_expiry_s", 120.0, minimum=1.0),
+        qr_follow_up_s=t.number("qr_follow_up_s", 300.0),
     )
     if playbook.reverse_give_up_after_s <= max(
         playbook.reverse_not_before_s, playbook.confirm_window_s

@@ -2,6 +2,8 @@
 
 windowpay pos create --window W01 --fee PLT-AUTO --fee DOC-VLIC
 windowpay pos pay --terminal T01 --channel wechat --code 0000
+windowpay pos pay --terminal T01 --channel alipay --qr     (the payer scans a QR code)
+windowpay pos scan URL --behaviour pay                     (plays the payer's phone)
 windowpay pos watch --terminal T01
 """
 
@@ -9,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import random
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+import segno
 from google.protobuf.json_format import MessageToJson
 
 from orchestrator.access import client
@@ -26,8 +31,14 @@ from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.runfile import RunInfo
+from orchestrator.sandbox.common import PayerBehaviour
+from orchestrator.sandbox.payer import ScanRefused, scan
 
 CHANNELS = {channel.value.lower(): pb.Channel.Value(channel.value) for channel in Channel}
+FINAL_ATTEMPTS = (pb.SUCCEEDED, pb.FAILED, pb.REVERSED, pb.LATE_SUCCESS_REFUNDED)
+POLL_S = 1.0
+PROGRESS_EVERY_S = 10.0
+CLOSE_GRACE_S = 60.0  # after the code's expiry: time for windowpay to close the trade
 
 
 def sandbox_code(channel: str, ending: str) -> str:
@@ -115,6 +126,8 @@ async def _run(args: argparse.Namespace) -> None:
                 timeout=10,
             )
             _show(order, args.json)
+        elif args.action == "pay" and args.qr:
+            await _pay_by_qr(args, channel, terminal)
         elif args.action == "pay":
             order_id = args.order or (await _open_order(channel, args.terminal)).order_id
             code = "" if args.channel == "cash" else args.code
@@ -130,7 +143,7 @@ async def _run(args: argparse.Namespace) -> None:
                     auth_code="" if args.channel == "cash" else code,
                     cash_received_fen=args.cash,
                 ),
-                timeout=args.wait,
+                timeout=args.wait or 90.0,
             )
             _show(order, args.json)
             console = args.console or slip.console_of()
@@ -175,10 +188,87 @@ async def _run(args: argparse.Namespace) -> None:
             _show(order, args.json)
 
 
+def qr_drawing(url: str) -> str:
+    """The QR code of `url` as terminal text, to be scanned from the screen."""
+    drawing = io.StringIO()
+    segno.make(url, error="m").terminal(out=drawing, compact=True)
+    return drawing.getvalue()
+
+
+async def _pay_by_qr(
+    args: argparse.Namespace, channel: grpc.aio.Channel, terminal: pb_grpc.TerminalAsyncStub
+) -> None:
+    """Ask for a QR code, show it, and follow the order until the attempt is final."""
+    if args.channel == "cash":
+        raise SystemExit("windowpay pos pay: cash is paid at the counter, not by a QR code")
+    order_id = args.order or (await _open_order(channel, args.terminal)).order_id
+    print(f"asking {args.channel} for a QR code for {order_id}", flush=True)
+    order = await terminal.Pay(
+        pb.PayRequest(
+            request_id=args.request_id or uuid.uuid4().hex,
+            terminal_id=args.terminal,
+            order_id=order_id,
+            channel=CHANNELS[args.channel],
+            mode=pb.PAYER_SCANS_QR,
+        ),
+        timeout=30,
+    )
+    attempt = order.attempts[-1]
+    if attempt.state in FINAL_ATTEMPTS or not attempt.qr_code_url:
+        _show(order, args.json)
+        return
+    expires = attempt.qr_expires_at.ToSeconds()
+    if not args.json:
+        print(qr_drawing(attempt.qr_code_url), flush=True)
+        print(f"scan to pay {to_yuan(order.amount_fen)} yuan: {attempt.qr_code_url}")
+        print(f"the code is closed at {time.strftime('%H:%M:%S', time.localtime(expires))}")
+        print(f"(sandbox: windowpay pos scan {attempt.qr_code_url} --behaviour pay)", flush=True)
+    deadline = time.time() + args.wait if args.wait else expires + CLOSE_GRACE_S
+    await _follow(terminal, order, attempt.attempt_id, deadline, args.json)
+
+
+async def _follow(
+    terminal: pb_grpc.TerminalAsyncStub, order: pb.Order, attempt_id: str, deadline: float,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Print the attempt's progress until it is final (or the deadline passes)."""
+    state, said = -1, 0.0
+    while True:
+        attempt = next(a for a in order.attempts if a.attempt_id == attempt_id)
+        if attempt.state in FINAL_ATTEMPTS:
+            _show(order, as_json)
+            return
+        now = time.time()
+        if now >= deadline:
+            print("still not final; follow it with `windowpay pos get`", flush=True)
+            _show(order, as_json)
+            return
+        if not as_json and (attempt.state != state or now - said >= PROGRESS_EVERY_S):
+            left = max(0, int(attempt.qr_expires_at.ToSeconds() - now))
+            doing = {
+                pb.AWAITING_PAYER: f"waiting for the payer ({left} s left on the code)",
+                pb.REVERSING: "the code expired: closing the trade",
+            }.get(attempt.state, pb.AttemptState.Name(attempt.state))
+            print(f"  {time.strftime('%H:%M:%S')} {doing}", flush=True)
+            state, said = attempt.state, now
+        await asyncio.sleep(POLL_S)
+        order = await terminal.GetOrder(pb.GetOrderRequest(order_id=order.order_id), timeout=10)
+
+
+async def _scan(args: argparse.Namespace) -> None:
+    behaviour = PayerBehaviour(args.behaviour)
+    trade = await scan(args.url, behaviour, delay_s=args.delay, notify=not args.no_notify)
+    print(
+        f"scanned {trade['out_trade_no']} ({to_yuan(trade['amount_fen'])} yuan) at "
+        f"{args.url.split('/_sandbox/')[0]}: {behaviour.value}; the trade is {trade['state']}",
+        flush=True,
+    )
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pos = subparsers.add_parser(
         "pos",
-        help="terminal simulator: create, pay, watch, get and cancel orders",
+        help="terminal simulator: create, pay (by code or QR), scan, watch, get, cancel",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,9 +300,38 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="payer auth code, or just its last 4 digits to pick a sandbox behaviour",
     )  # fmt: skip
     pay.add_argument("--cash", type=int, default=0, help="cash received, in fen (cash only)")
-    pay.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the outcome")
+    pay.add_argument(
+        "--qr", action="store_true",
+        help="the payer scans: show the provider's QR code here and wait for the outcome "
+        "(play the payer with `windowpay pos scan URL`)",
+    )  # fmt: skip
+    pay.add_argument(
+        "--wait", type=float,
+        help="seconds to wait for the outcome (default 90; with --qr, until the code is "
+        "closed)",
+    )  # fmt: skip
     pay.add_argument("--request-id", help="idempotency key (default: a new one)")
     pay.add_argument("--console", help="payer lookup base URL (default: var/run.json's)")
+
+    payer = actions.add_parser(
+        "scan",
+        help="play the payer: scan a sandbox QR code with a behaviour",
+        description="The payer's phone, for the sandboxes only: scans the QR code URL that "
+        "`pos pay --qr` showed and pays it (or not) as --behaviour says: pay (at once), "
+        "delay (after --delay seconds), decline (refused: balance too low), never (never "
+        "scans; the code expires and windowpay closes it), after-close (pays just after "
+        "windowpay closed the code; windowpay refunds it automatically).",
+    )
+    payer.add_argument("url", help="the QR code's URL (a sandbox URL on loopback)")
+    payer.add_argument(
+        "--behaviour", choices=[b.value for b in PayerBehaviour], default="pay",
+        help="what the payer does (default: pay)",
+    )  # fmt: skip
+    payer.add_argument("--delay", type=float, default=5.0, help="seconds, for delay (default 5)")
+    payer.add_argument(
+        "--no-notify", action="store_true",
+        help="the provider sends no notification of this payment (polling must find it)",
+    )  # fmt: skip
 
     watch = actions.add_parser("watch", help="stream the orders of a terminal's window")
     watch.add_argument("--terminal", required=True)
@@ -239,6 +358,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "scan":
+        try:
+            asyncio.run(_scan(args))
+        except (ScanRefused, ValueError, OSError) as error:
+            print(f"windowpay pos scan: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.action == "get" and not (args.order_id or args.business_no):
         print("windowpay pos get: give an order id or --business-no", file=sys.stderr)
         return 2

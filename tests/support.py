@@ -17,6 +17,7 @@ from orchestrator.domain.states import (
     AttemptState,
     Channel,
     OrderState,
+    PayMode,
     RefundState,
 )
 from orchestrator.pos import sandbox_code
@@ -156,19 +157,28 @@ class Recorded:
         )  # fmt: skip
         self.events: list[AttemptEvent] = []
 
-    def start(self, channel: Channel) -> str:
+    def start(self, channel: Channel, mode: PayMode = PayMode.PAYER_PRESENTS_CODE) -> str:
         attempt_id = self.order.next_attempt_id(nonce())
         self.order.start_attempt(
             attempt_id=attempt_id, channel=channel, terminal_id="T", request_id="r",
-            now=self.clock.now_ms(),
+            now=self.clock.now_ms(), mode=mode,
         )  # fmt: skip
         return attempt_id
 
-    async def __call__(self, event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
+    async def __call__(
+        self,
+        event: AttemptEvent,
+        *,
+        trade_no: str = "",
+        reason: str = "",
+        qr_code_url: str = "",
+        qr_expires_at: int | None = None,
+    ) -> None:
         self.events.append(event)
         self.order.record_attempt(
             self.order.attempts[-1].attempt_id, event, self.clock.now_ms(),
-            trade_no=trade_no, reason=reason,
+            trade_no=trade_no, reason=reason, qr_code_url=qr_code_url,
+            qr_expires_at=qr_expires_at,
         )  # fmt: skip
 
 

@@ -15,6 +15,9 @@ from orchestrator.domain.states import Channel
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
+    ProviderRejected,
+    QrAnswer,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -37,6 +40,12 @@ class BankLink(Protocol):
 
     async def reverse(self, out_trade_no: str) -> BankReply: ...
 
+    async def create_qr(
+        self, out_trade_no: str, amount_fen: int, store_id: str, expires_at: float
+    ) -> BankReply: ...
+
+    async def close(self, out_trade_no: str) -> BankReply: ...
+
     async def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int) -> BankReply: ...
 
     async def refund_status(self, out_trade_no: str, out_refund_no: str) -> BankReply: ...
@@ -44,7 +53,9 @@ class BankLink(Protocol):
     def trades(self) -> list[Trade]: ...
 
 
+QR_SCHEME = "sandbox-qr:"  # in-process codes: the bank's token, scanned by the test itself
 _STATUS = {
+    TradeState.NOTPAY: TradeStatus.CONFIRMING,
     TradeState.SUCCESS: TradeStatus.PAID,
     TradeState.REFUND: TradeStatus.PAID,
     TradeState.USERPAYING: TradeStatus.CONFIRMING,
@@ -78,6 +89,23 @@ class SandboxProvider:
         if reply.reply is Reply.RETRY:
             return ReverseAnswer(ReverseStatus.RETRY, reply.reason)
         return ReverseAnswer(ReverseStatus.DONE, reply.reason)
+
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        reply = await self._link.create_qr(
+            call.out_trade_no, call.amount_fen, call.store_id, call.expires_at_ms / 1000
+        )
+        self._raise_for(reply)
+        if reply.trade is None or reply.reply is not Reply.OK:
+            raise ProviderRejected(f"no QR code: {reply.reason}")
+        check_bound("out_trade_no", call.out_trade_no, reply.trade.out_trade_no)
+        return QrAnswer(f"{QR_SCHEME}{reply.trade.qr_token}")
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        reply = await self._link.close(trade.out_trade_no)
+        self._raise_for(reply)
+        if reply.reply is Reply.ALREADY:
+            return ReverseAnswer(ReverseStatus.PAID, reply.reason)
+        return ReverseAnswer(ReverseStatus.DONE, "closed")
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         reply = await self._link.refund(

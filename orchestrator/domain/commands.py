@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.errors import ErrorCode
-from orchestrator.domain.states import Channel
+from orchestrator.domain.states import Channel, PayMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,7 @@ class Pay:
     channel: Channel
     auth_code: str
     cash_received_fen: int
+    mode: PayMode = PayMode.PAYER_PRESENTS_CODE
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ def fingerprint(command: Command) -> str:
             f"Pay|{command.terminal_id}|{command.order_id}|{command.channel}|"
             f"{command.auth_code}|{command.cash_received_fen}"
         )
+        if command.mode is PayMode.PAYER_SCANS_QR:
+            text += "|QR"  # code-mode fingerprints stay what they were
     elif isinstance(command, Refund):
         text = (
             f"Refund|{command.terminal_id}|{command.order_id}|{command.amount_fen}|"

@@ -19,6 +19,7 @@ from orchestrator.domain.states import (
     Channel,
     OrderEvent,
     OrderState,
+    PayMode,
     RefundState,
     next_attempt_state,
     next_order_state,
@@ -43,6 +44,13 @@ class Attempt:
     cash_received_fen: int = 0
     change_fen: int = 0
     follow_up: bool = False  # unpaid, but the provider's last word is still awaited
+    mode: PayMode = PayMode.PAYER_PRESENTS_CODE
+    qr_code_url: str = ""  # PAYER_SCANS_QR: the code shown to the payer
+    qr_expires_at: int | None = None  # PAYER_SCANS_QR: when windowpay closes the trade
+
+    @property
+    def scans_qr(self) -> bool:
+        return self.mode is PayMode.PAYER_SCANS_QR
 
     @property
     def final(self) -> bool:
@@ -64,6 +72,9 @@ class Attempt:
             "cash_received_fen": self.cash_received_fen,
             "change_fen": self.change_fen,
             "follow_up": self.follow_up,
+            "mode": self.mode.value,
+            "qr_code_url": self.qr_code_url,
+            "qr_expires_at": self.qr_expires_at,
         }
 
     @classmethod
@@ -83,6 +94,10 @@ class Attempt:
             cash_received_fen=r["cash_received_fen"],
             change_fen=r["change_fen"],
             follow_up=r["follow_up"],
+            # Records written before QR payments existed carry no mode.
+            mode=PayMode(r.get("mode", PayMode.PAYER_PRESENTS_CODE.value)),
+            qr_code_url=r.get("qr_code_url", ""),
+            qr_expires_at=r.get("qr_expires_at"),
         )
 
 
@@ -282,6 +297,7 @@ class Order:
         now: int,
         auth_code_masked: str = "",
         cash_received_fen: int = 0,
+        mode: PayMode = PayMode.PAYER_PRESENTS_CODE,
     ) -> Change:
         if self.state is not OrderState.AWAITING_PAYMENT:
             raise FailedPrecondition(f"order {self.order_id} is {self.state}, not payable")
@@ -292,6 +308,8 @@ class Order:
             )
         if now >= self.expires_at:
             raise FailedPrecondition(f"order {self.order_id} expired and can no longer be paid")
+        if channel is Channel.CASH and mode is PayMode.PAYER_SCANS_QR:
+            raise InvalidArgument("cash is paid at the counter, not by a QR code")
         if channel is Channel.CASH and cash_received_fen < self.amount_fen:
             raise InvalidArgument(
                 f"cash received {cash_received_fen} fen is less than the {self.amount_fen} fen due"
@@ -309,6 +327,7 @@ class Order:
                 auth_code_masked=auth_code_masked,
                 cash_received_fen=cash_received_fen if channel is Channel.CASH else 0,
                 change_fen=cash_received_fen - self.amount_fen if channel is Channel.CASH else 0,
+                mode=mode,
             )
         )
         return self._changed(now, "attempt", attempt_id, AttemptState.SUBMITTED, channel.value)
@@ -321,10 +340,16 @@ class Order:
         *,
         trade_no: str = "",
         reason: str = "",
+        qr_code_url: str = "",
+        qr_expires_at: int | None = None,
     ) -> Change:
         """Apply a provider outcome (or engine decision) to an attempt, then to the order."""
         attempt = self.attempt(attempt_id)
         new_state = next_attempt_state(attempt.state, event)
+        if event is AttemptEvent.QR_CODE_READY and not (
+            attempt.scans_qr and qr_code_url and qr_expires_at
+        ):
+            raise FailedPrecondition(f"attempt {attempt_id}: a QR code needs its URL and expiry")
         if event is AttemptEvent.LATE_SUCCESS:
             return self._late_success(attempt, now, trade_no, reason)
         if event is AttemptEvent.LATE_SUCCESS_REFUNDED and not any(
@@ -347,7 +372,12 @@ class Order:
             attempt.failure_reason = reason
         if attempt.final and attempt.finished_at is None:
             attempt.finished_at = now
-        attempt.follow_up = event is AttemptEvent.REVERSAL_ABANDONED
+        if event is AttemptEvent.QR_CODE_READY:
+            attempt.qr_code_url, attempt.qr_expires_at = qr_code_url, qr_expires_at
+        # A closed QR trade is watched a while longer: the payer's scan may race the close.
+        attempt.follow_up = event is AttemptEvent.REVERSAL_ABANDONED or (
+            event is AttemptEvent.REVERSED and attempt.scans_qr
+        )
         self.state = new_order_state
         if order_event is OrderEvent.ATTEMPT_SUCCEEDED:
             self.paid_at = now

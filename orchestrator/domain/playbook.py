@@ -28,6 +28,10 @@ class Playbook:
     # paid after all (a late success is refunded automatically).
     follow_up_interval_s: float = 60.0
     follow_up_window_s: float = 86_400.0
+    # PAYER_SCANS_QR: how long the code is valid (then the trade is closed), and how long
+    # after the close a payment racing it is still looked for (it is refunded).
+    qr_expiry_s: float = 120.0
+    qr_follow_up_s: float = 300.0
 
     @property
     def final_by_s(self) -> float:
@@ -35,6 +39,11 @@ class Playbook:
         provider answers as documented; later than that it is stuck."""
         settled = max(self.confirm_window_s, self.reverse_not_before_s, self.pay_timeout_s)
         return settled + 3 * max(self.query_interval_s, self.reverse_interval_s)
+
+    @property
+    def qr_final_by_s(self) -> float:
+        """The same for a QR attempt: the code's life, then its close."""
+        return self.qr_expiry_s + 3 * max(self.query_interval_s, self.reverse_interval_s)
 
     def scaled(self, factor: float) -> Playbook:
         """The same procedure with every duration multiplied (tests run it fast)."""
@@ -49,4 +58,6 @@ class Playbook:
             reverse_give_up_after_s=self.reverse_give_up_after_s * factor,
             follow_up_interval_s=self.follow_up_interval_s * factor,
             follow_up_window_s=self.follow_up_window_s * factor,
+            qr_expiry_s=self.qr_expiry_s * factor,
+            qr_follow_up_s=self.qr_follow_up_s * factor,
         )

@@ -12,6 +12,11 @@ from orchestrator.domain.channel import Channel as Channel  # generated from the
 from orchestrator.domain.errors import IllegalTransition
 
 
+class PayMode(StrEnum):
+    PAYER_PRESENTS_CODE = "PAYER_PRESENTS_CODE"  # the terminal scans the payer's code
+    PAYER_SCANS_QR = "PAYER_SCANS_QR"  # the payer scans the provider's QR code
+
+
 class OrderState(StrEnum):
     AWAITING_PAYMENT = "AWAITING_PAYMENT"
     PAYING = "PAYING"
@@ -45,6 +50,7 @@ class OrderEvent(StrEnum):
 
 class AttemptEvent(StrEnum):
     PAYER_CONFIRMING = "PAYER_CONFIRMING"  # provider: the payer is still confirming
+    QR_CODE_READY = "QR_CODE_READY"  # provider: made the QR code the payer is to scan
     PAID = "PAID"  # provider: the money is taken
     DECLINED = "DECLINED"  # provider: final refusal, nothing taken
     NO_ANSWER = "NO_ANSWER"  # timeout or system error: outcome unknown
@@ -99,6 +105,7 @@ _A = AttemptState
 _AE = AttemptEvent
 ATTEMPT_TRANSITIONS: dict[tuple[AttemptState, AttemptEvent], AttemptState] = {
     (_A.SUBMITTED, _AE.PAYER_CONFIRMING): _A.AWAITING_PAYER,
+    (_A.SUBMITTED, _AE.QR_CODE_READY): _A.AWAITING_PAYER,
     (_A.SUBMITTED, _AE.PAID): _A.SUCCEEDED,
     (_A.SUBMITTED, _AE.DECLINED): _A.FAILED,
     (_A.SUBMITTED, _AE.NO_ANSWER): _A.UNKNOWN,
@@ -113,8 +120,11 @@ ATTEMPT_TRANSITIONS: dict[tuple[AttemptState, AttemptEvent], AttemptState] = {
     (_A.UNKNOWN, _AE.REVERSAL_STARTED): _A.REVERSING,
     (_A.REVERSING, _AE.REVERSED): _A.REVERSED,
     (_A.REVERSING, _AE.REVERSAL_ABANDONED): _A.FAILED,
+    # A QR trade's close refused because the payer paid first: the payment stands.
+    (_A.REVERSING, _AE.PAID): _A.SUCCEEDED,
     # After the fact, for attempts that ended unpaid: what the provider says later.
     (_A.FAILED, _AE.FOLLOW_UP_CLEARED): _A.FAILED,
+    (_A.REVERSED, _AE.FOLLOW_UP_CLEARED): _A.REVERSED,  # a closed QR trade stayed unpaid
     (_A.FAILED, _AE.LATE_SUCCESS): _A.FAILED,
     (_A.REVERSED, _AE.LATE_SUCCESS): _A.REVERSED,
     (_A.FAILED, _AE.LATE_SUCCESS_REFUNDED): _A.LATE_SUCCESS_REFUNDED,

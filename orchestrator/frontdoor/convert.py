@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, Refund
 from orchestrator.domain.errors import ErrorCode, InvalidArgument
-from orchestrator.domain.states import Channel
+from orchestrator.domain.states import Channel, PayMode
 from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 
@@ -71,6 +71,9 @@ def order_message(snapshot: bytes | OrderView) -> pb.Order:
                 change_fen=a["change_fen"],
                 auth_code_masked=a["auth_code_masked"],
                 follow_up=a["follow_up"],
+                qr_code_url=a.get("qr_code_url", ""),
+                qr_expires_at=_timestamp(a.get("qr_expires_at")),
+                mode=pb.PayMode.Value(a.get("mode", PayMode.PAYER_PRESENTS_CODE.value)),
             )
             for a in r["attempts"]
         ],
@@ -131,6 +134,15 @@ def create_command(request: pb.CreateOrderRequest) -> CreateOrder:
     )
 
 
+def pay_mode_of(value: int) -> PayMode:
+    """Unspecified is PAYER_PRESENTS_CODE: what every client sent before modes existed."""
+    if value == pb.PAYER_SCANS_QR:
+        return PayMode.PAYER_SCANS_QR
+    if value in (pb.PAY_MODE_UNSPECIFIED, pb.PAYER_PRESENTS_CODE):
+        return PayMode.PAYER_PRESENTS_CODE
+    raise InvalidArgument(f"unknown pay mode {value}")
+
+
 def pay_command(request: pb.PayRequest, terminal_window: str) -> Pay:
     return Pay(
         request_id=request.request_id,
@@ -140,6 +152,7 @@ def pay_command(request: pb.PayRequest, terminal_window: str) -> Pay:
         channel=channel_of(request.channel),
         auth_code=request.auth_code,
         cash_received_fen=request.cash_received_fen,
+        mode=pay_mode_of(request.mode),
     )
 
 

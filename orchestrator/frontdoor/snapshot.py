@@ -52,8 +52,14 @@ class OrderView:
         return self.state in WATCHED_STATES
 
     def work_done(self, accepted: Accepted) -> bool:
-        """Whether the payment attempt or refund that `accepted` started is final."""
+        """Whether the payment attempt or refund that `accepted` started is final; for a
+        QR payment, whether its code is made (the payer scans it after Pay answered)."""
         if accepted.refund_id:
             state = self.refund_states.get(accepted.refund_id)
             return state is not None and state is not RefundState.PENDING
-        return self.attempt_states.get(accepted.attempt_id) in FINAL_ATTEMPT_STATES
+        if self.attempt_states.get(accepted.attempt_id) in FINAL_ATTEMPT_STATES:
+            return True
+        return any(
+            a["attempt_id"] == accepted.attempt_id and a.get("qr_code_url")
+            for a in self.record["attempts"]
+        )

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
-from orchestrator.domain.states import AttemptEvent, AttemptState
+from orchestrator.domain.states import (
+    FINAL_ATTEMPT_STATES,
+    AttemptEvent,
+    AttemptState,
+    next_attempt_state,
+)
 from orchestrator.providers.notices import Inbox, settled
 from orchestrator.providers.port import (
     PayCall,
     PaymentProvider,
     ProviderError,
     ProviderUnavailable,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -49,8 +55,50 @@ class SystemClock:
 
 class Recorder(Protocol):
     def __call__(
-        self, event: AttemptEvent, *, trade_no: str = "", reason: str = ""
+        self,
+        event: AttemptEvent,
+        *,
+        trade_no: str = "",
+        reason: str = "",
+        qr_code_url: str = "",
+        qr_expires_at: int | None = None,
     ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    event: AttemptEvent
+    trade_no: str = ""
+    reason: str = ""
+
+
+def trade_observation(state: AttemptState, answer: TradeAnswer) -> Observation | None:
+    """What one verified provider answer about a trade (a query's, or a notification's)
+    means for an attempt in `state`: the event to record, or None when it changes
+    nothing. The one place such an answer is turned into a decision."""
+    if state in FINAL_ATTEMPT_STATES:
+        if answer.status is TradeStatus.PAID and state in (
+            AttemptState.FAILED,
+            AttemptState.REVERSED,
+        ):
+            return Observation(
+                AttemptEvent.LATE_SUCCESS, answer.trade_no, "paid after the attempt ended unpaid"
+            )
+        return None
+    if answer.status is TradeStatus.PAID:
+        return Observation(AttemptEvent.PAID, answer.trade_no)
+    if state is AttemptState.REVERSING:
+        return None  # the reversal or close decides
+    if answer.status in (TradeStatus.DECLINED, TradeStatus.CLOSED):
+        return Observation(
+            AttemptEvent.DECLINED, answer.trade_no, answer.reason or answer.status.value
+        )
+    if answer.status is TradeStatus.CONFIRMING and state in (
+        AttemptState.SUBMITTED,
+        AttemptState.UNKNOWN,
+    ):
+        return Observation(AttemptEvent.PAYER_CONFIRMING)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +111,8 @@ class Ticket:
     call: PayCall | None  # None when resuming after a restart: never pay twice
     amount_fen: int  # what the pay call asked: an answer naming another amount is ignored
     follow_up: bool = False  # ended unpaid after a reversal was given up: keep watching
+    qr_call: QrCall | None = None  # None when resuming: the code is never asked twice
+    qr_expires_at_ms: int = 0  # when the code is closed (0: not made yet)
 
     @property
     def trade(self) -> TradeRef:
@@ -97,12 +147,11 @@ class AttemptDriver:
         refused = False
         if state is AttemptState.SUBMITTED and ticket.call is not None:
             answer, refused = await self._pay(ticket.call)
-            if answer is not None and await self._settle(answer):
-                return
-            if answer is not None and answer.status is TradeStatus.CONFIRMING:
-                await self._record(AttemptEvent.PAYER_CONFIRMING)
-                state = AttemptState.AWAITING_PAYER
-            else:
+            if answer is not None:
+                state = await self._observe(state, answer)
+                if state in FINAL_ATTEMPT_STATES:
+                    return
+            if state is not AttemptState.AWAITING_PAYER:
                 why = (
                     "the pay call never got through"
                     if refused
@@ -128,10 +177,10 @@ class AttemptDriver:
             noticed = self.inbox.take()
             answer = noticed[0] if noticed else await self._query(ticket)
             if answer is not None:
-                done = await self._settle(answer)
+                state = await self._observe(state, answer)
                 if noticed:
-                    settled(noticed[1], done)
-                if done:
+                    settled(noticed[1], state in FINAL_ATTEMPT_STATES)
+                if state in FINAL_ATTEMPT_STATES:
                     return
                 if answer.status is TradeStatus.NOT_FOUND:
                     if refused:
@@ -147,11 +196,6 @@ class AttemptDriver:
                             ticket, already_recorded=False, why="unknown after a restart"
                         )
                         return
-                elif answer.status is TradeStatus.CONFIRMING and state is not (
-                    AttemptState.AWAITING_PAYER
-                ):
-                    await self._record(AttemptEvent.PAYER_CONFIRMING)
-                    state = AttemptState.AWAITING_PAYER
             if self._elapsed_s(ticket) >= playbook.confirm_window_s:
                 why = (
                     "payer did not confirm in time"
@@ -254,19 +298,17 @@ class AttemptDriver:
         except (ProviderError, TimeoutError):
             return None
 
-    async def _settle(self, answer: TradeAnswer) -> bool:
-        """Record a final answer; False when the answer is not final."""
-        if answer.status is TradeStatus.PAID:
-            await self._record(AttemptEvent.PAID, trade_no=answer.trade_no)
-            return True
-        if answer.status in (TradeStatus.DECLINED, TradeStatus.CLOSED):
-            await self._record(
-                AttemptEvent.DECLINED,
-                trade_no=answer.trade_no,
-                reason=answer.reason or answer.status.value,
-            )
-            return True
-        return False
+    async def _observe(self, state: AttemptState, answer: TradeAnswer) -> AttemptState:
+        """Record what a provider answer means for the attempt; its state after that."""
+        observation = trade_observation(state, answer)
+        if observation is None:
+            return state
+        await self._record(
+            observation.event, trade_no=observation.trade_no, reason=observation.reason
+        )
+        if observation.event is AttemptEvent.LATE_SUCCESS:
+            return state
+        return next_attempt_state(state, observation.event)
 
     def _elapsed_s(self, ticket: Ticket) -> float:
         return (self._clock.now_ms() - ticket.started_at_ms) / 1000

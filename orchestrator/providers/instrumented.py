@@ -18,6 +18,8 @@ from orchestrator.providers.port import (
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
+    QrAnswer,
+    QrCall,
     RefundAnswer,
     RefundCall,
     ReverseAnswer,
@@ -78,6 +80,12 @@ class InstrumentedProvider:
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         return await self._measure("reverse", self._inner.reverse(trade))
+
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        return await self._measure("create_qr", self._inner.create_qr(call))
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        return await self._measure("close", self._inner.close(trade))
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         return await self._measure("refund", self._inner.refund(call))

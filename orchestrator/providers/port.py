@@ -38,6 +38,28 @@ class PayCall:
 
 
 @dataclass(frozen=True, slots=True)
+class QrCall:
+    """Ask the provider for a QR code the payer scans (PAYER_SCANS_QR)."""
+
+    out_trade_no: str
+    amount_fen: int
+    store_id: str
+    terminal_id: str
+    description: str
+    at_ms: int  # when the attempt began (UnionPay's txnTime)
+    expires_at_ms: int  # the code's end: windowpay closes the trade then
+
+    @property
+    def trade(self) -> TradeRef:
+        return TradeRef(self.out_trade_no, self.amount_fen, self.at_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class QrAnswer:
+    code_url: str  # what the QR code shown to the payer encodes
+
+
+@dataclass(frozen=True, slots=True)
 class TradeRef:
     """Which trade a query or reversal is about, as the pay call named it."""
 
@@ -65,6 +87,7 @@ class TradeAnswer:
 class ReverseStatus(StrEnum):
     DONE = "DONE"  # reversed / cancelled / closed: nothing is kept
     RETRY = "RETRY"  # the provider asks to try again (recall=Y, retry_flag=Y)
+    PAID = "PAID"  # close refused: the payer paid first (QR trades only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +153,16 @@ class PaymentProvider(Protocol):
     async def query(self, trade: TradeRef) -> TradeAnswer: ...
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer: ...
+
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        """A QR code for the payer to scan (WeChat Native, Alipay precreate, UnionPay
+        申码). The trade is then followed by query like any other."""
+        ...
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        """Close an unpaid QR trade so that its code can no longer be paid: DONE when
+        closed (or never created), PAID when the payer paid first, RETRY when unclear."""
+        ...
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         """Send (or resend: the same out_refund_no never refunds twice) a refund."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from enum import StrEnum
 
 
 class TradeState(StrEnum):
+    NOTPAY = "NOTPAY"  # a QR code was made; the payer has not paid (or not scanned) yet
     USERPAYING = "USERPAYING"
     SUCCESS = "SUCCESS"
     PAYERROR = "PAYERROR"  # declined
@@ -92,6 +94,10 @@ class Trade:
     reason: str = ""
     reverse_calls: int = 0
     refunds: list[Refund] = field(default_factory=list)
+    qr_token: str = ""  # the payer scans a code: the token its URL carries
+    qr_expires_at: float | None = None
+    scanned: bool = False  # the payer app has scanned the code
+    notify: bool = True  # the payer app's choice: does the provider send its notification
 
     @property
     def refunded_fen(self) -> int:
@@ -237,7 +243,7 @@ class SandboxBank:
         self._refresh(trade)
         if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
             trade.state, trade.closed_at = TradeState.REVOKED, now
-        elif trade.state in (TradeState.USERPAYING, TradeState.PAYERROR):
+        elif trade.state in (TradeState.NOTPAY, TradeState.USERPAYING, TradeState.PAYERROR):
             trade.state, trade.closed_at = TradeState.CLOSED, now
         return self._reply(trade)
 
@@ -302,6 +308,90 @@ class SandboxBank:
             if trade.trade_no == trade_no and trade_no:
                 return self._copy(self._refresh(trade))
         return None
+
+    # ---- the payer scans (QR codes) ----------------------------------------------
+
+    async def create_qr(
+        self, out_trade_no: str, amount_fen: int, store_id: str, expires_at: float
+    ) -> BankReply:
+        """A trade awaiting the payer's scan, and the token of its code. Asked again for
+        the same trade number, it answers with the same code."""
+        if "pay" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
+        existing = self._trades.get(out_trade_no)
+        if existing is not None:
+            if not existing.qr_token or existing.amount_fen != amount_fen:
+                return BankReply(Reply.REFUSED, self._copy(existing), reason="ORDER_EXISTS")
+            return self._reply(self._refresh(existing))
+        trade = Trade(
+            out_trade_no=out_trade_no,
+            trade_no=self._trade_no(),
+            amount_fen=amount_fen,
+            auth_code="",
+            behaviour=Behaviour.PAYS,
+            store_id=store_id,
+            state=TradeState.NOTPAY,
+            created_at=self._now(),
+            qr_token=secrets.token_urlsafe(12),
+            qr_expires_at=expires_at,
+        )
+        self._trades[out_trade_no] = trade
+        return self._reply(trade)
+
+    async def close(self, out_trade_no: str) -> BankReply:
+        """Close an unpaid trade (WeChat close, Alipay close, UnionPay QR cancel): ALREADY
+        when it was paid first; an unknown number is closed so it can never be paid."""
+        if "reverse" in self.faults:
+            return BankReply(Reply.UNAVAILABLE, reason="fault injected")
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return await self.reverse(out_trade_no)
+        self._refresh(trade)
+        if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
+            return BankReply(Reply.ALREADY, self._copy(trade), reason="ORDERPAID")
+        if trade.state in (TradeState.NOTPAY, TradeState.USERPAYING, TradeState.PAYERROR):
+            trade.state, trade.closed_at = TradeState.CLOSED, self._now()
+        return self._reply(trade)
+
+    def qr_trade(self, token: str) -> Trade | None:
+        """The trade a QR code's token names."""
+        for trade in self._trades.values():
+            if token and trade.qr_token == token:
+                return self._copy(self._refresh(trade))
+        return None
+
+    def scan(self, out_trade_no: str, *, notify: bool = True) -> Trade | None:
+        """The payer app scanned the code: the payer is confirming."""
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return None
+        trade.scanned, trade.notify = True, notify
+        if trade.state is TradeState.NOTPAY:
+            trade.state = TradeState.USERPAYING
+        return self._copy(trade)
+
+    def pay_scanned(self, out_trade_no: str, *, even_if_closed: bool = False) -> Trade | None:
+        """The payer app pays a scanned code: the one place a QR trade becomes paid.
+        `even_if_closed` models a payment that raced the close and won at the bank."""
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return None
+        payable = {TradeState.NOTPAY, TradeState.USERPAYING}
+        if even_if_closed:
+            payable.add(TradeState.CLOSED)
+        if trade.state in payable:
+            trade.state, trade.paid_at, trade.reason = TradeState.SUCCESS, self._now(), ""
+            self._settled(trade)
+        return self._copy(trade)
+
+    def decline_scanned(self, out_trade_no: str, reason: str = "NOTENOUGH") -> Trade | None:
+        """The payer app's payment is refused (balance too low)."""
+        trade = self._trades.get(out_trade_no)
+        if trade is None:
+            return None
+        if trade.state in (TradeState.NOTPAY, TradeState.USERPAYING):
+            trade.state, trade.reason = TradeState.PAYERROR, reason
+        return self._copy(trade)
 
     # ---- the ledger --------------------------------------------------------------
 
@@ -385,7 +475,7 @@ class SandboxBank:
         self._told.add(key)
         if self.on_settled is None or not self.notifications:
             return
-        if trade.out_trade_no in self.silenced:
+        if trade.out_trade_no in self.silenced or (refund is None and not trade.notify):
             return
         self.on_settled(self._copy(trade), None if refund is None else replace(refund))
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from orchestrator.sandbox.bank import Refund, SandboxBank, Trade
+from orchestrator.sandbox.bank import Refund, SandboxBank, Trade, TradeState
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,22 @@ class Notification:
     def delivered(self, status: int, text: str) -> bool:
         """Whether the merchant's answer means "received"."""
         return 200 <= status < 300 and (not self.expects or text.strip() == self.expects)
+
+
+QR_PATH = "/_sandbox/qr/"
+AFTER_CLOSE_DELAY_S = 0.2  # how long after the close an "after-close" payer pays
+WATCH_CLOSE_S = 0.05
+MOST_WAIT_S = 3600.0
+
+
+class PayerBehaviour(StrEnum):
+    """What the payer app does with a scanned code (`windowpay pos scan --behaviour`)."""
+
+    PAY = "pay"  # pays at once
+    DELAY = "delay"  # pays after delay_s seconds (unless the code was closed by then)
+    DECLINE = "decline"  # the payment is refused (balance too low)
+    NEVER = "never"  # never scans: the code expires and is closed
+    AFTER_CLOSE = "after-close"  # scans, then pays just after the close and wins the race
 
 
 def trade_record(trade: Trade) -> dict[str, Any]:
@@ -61,6 +79,7 @@ class Gateway(Generic[KeysT]):
         self._sending: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         bank.on_settled = self._announce
+        self._payers: set[asyncio.Task[None]] = set()  # the payer app's pending payments
         self.app = web.Application()
         self.app.on_cleanup.append(self._stop_sending)
         self.app.add_routes(
@@ -74,6 +93,8 @@ class Gateway(Generic[KeysT]):
                 web.patch("/_sandbox/trades/{no}", self._alter),
                 web.delete("/_sandbox/trades/{no}", self._drop),
                 web.put("/_sandbox/notifications", self._notifications),
+                web.get(QR_PATH + "{token}", self._qr),
+                web.post("/_sandbox/payer-app/scan", self._scan),
             ]
         )
 
@@ -135,6 +156,82 @@ class Gateway(Generic[KeysT]):
             return web.json_response({"error": 'a body {"send": true|false}'}, status=400)
         self.bank.notifications = body["send"]
         return web.json_response({"send": self.bank.notifications})
+
+    def code_url(self, trade: Trade) -> str:
+        """What the QR code of a trade encodes: a URL on this (loopback) sandbox."""
+        return f"{self.base_url}{QR_PATH}{trade.qr_token}"
+
+    async def _qr(self, request: web.Request) -> web.Response:
+        trade = self.bank.qr_trade(request.match_info["token"])
+        if trade is None:
+            return web.json_response({"error": "no such code"}, status=404)
+        return _json(
+            {
+                "gateway": self.name,
+                "merchant_id": self.merchant_id,
+                "out_trade_no": trade.out_trade_no,
+                "amount_fen": trade.amount_fen,
+                "state": trade.state.value,
+            }
+        )
+
+    async def _scan(self, request: web.Request) -> web.Response:
+        """The payer app: {"code_url": ..., "behaviour": "pay", "delay_s": 5, "notify": true}."""
+        try:
+            body = await request.json()
+            behaviour = PayerBehaviour(body.get("behaviour", "pay"))
+            delay_s = float(body.get("delay_s", 5.0))
+            notify = bool(body.get("notify", True))
+            token = str(body["code_url"]).rsplit(QR_PATH, 1)[1]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            choices = ", ".join(b.value for b in PayerBehaviour)
+            return web.json_response(
+                {"error": f"send code_url, behaviour ({choices}), delay_s, notify"}, status=400
+            )
+        trade = self.bank.qr_trade(token)
+        if trade is None:
+            return web.json_response({"error": "no such code"}, status=404)
+        if behaviour is PayerBehaviour.NEVER:
+            return _json(trade_record(trade))
+        if trade.state not in (TradeState.NOTPAY, TradeState.USERPAYING):
+            return web.json_response(
+                {"error": f"the code can no longer be paid ({trade.state.value})"}, status=409
+            )
+        no = trade.out_trade_no
+        self.bank.scan(no, notify=notify)
+        if behaviour is PayerBehaviour.PAY:
+            self.bank.pay_scanned(no)
+        elif behaviour is PayerBehaviour.DECLINE:
+            self.bank.decline_scanned(no)
+        elif behaviour is PayerBehaviour.DELAY:
+            self._later(self._pay_after(no, delay_s))
+        else:
+            self._later(self._pay_after_close(no))
+        scanned = self.bank.trade(no)
+        assert scanned is not None
+        return _json(trade_record(scanned))
+
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._payers.add(task)
+        task.add_done_callback(self._payers.discard)
+
+    async def _pay_after(self, out_trade_no: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self.bank.pay_scanned(out_trade_no)
+
+    async def _pay_after_close(self, out_trade_no: str) -> None:
+        waited = 0.0
+        while waited < MOST_WAIT_S:
+            trade = self.bank.trade(out_trade_no)
+            if trade is None or trade.state is not TradeState.USERPAYING:
+                break
+            await asyncio.sleep(WATCH_CLOSE_S)
+            waited += WATCH_CLOSE_S
+        trade = self.bank.trade(out_trade_no)
+        if trade is not None and trade.state is TradeState.CLOSED:
+            await asyncio.sleep(AFTER_CLOSE_DELAY_S)
+            self.bank.pay_scanned(out_trade_no, even_if_closed=True)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"gateway": self.name, "trades": len(self.bank.trades())})

@@ -55,6 +55,7 @@ from orchestrator.domain.states import (
     AttemptState,
     Channel,
     OrderState,
+    PayMode,
 )
 from orchestrator.domain.validation import check_id, check_text
 from orchestrator.providers.engine import (
@@ -66,7 +67,8 @@ from orchestrator.providers.engine import (
     Ticket,
 )
 from orchestrator.providers.notices import Notice, NoticeOutcome
-from orchestrator.providers.port import PayCall, PaymentProvider, TradeRef
+from orchestrator.providers.port import PayCall, PaymentProvider, QrCall, TradeRef
+from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
 from orchestrator.servicepoint.job import Job, value_of
@@ -175,7 +177,8 @@ class ServicePointCore:
                 continue
             count, oldest, late = summary[order.service_point_id]
             age = (now - attempt.created_at) / 1000
-            stuck = age > self._config.playbook(attempt.channel).final_by_s
+            playbook = self._config.playbook(attempt.channel)
+            stuck = age > (playbook.qr_final_by_s if attempt.scans_qr else playbook.final_by_s)
             summary[order.service_point_id] = (count + 1, max(oldest, age), late + stuck)
         return summary
 
@@ -241,7 +244,9 @@ class ServicePointCore:
         for job in jobs:
             self._requests.pop(job.command.request_id, None)
             if job.start_driver is not None:
-                self._start_driver(*job.start_driver, call=self._pay_call(job))
+                self._start_driver(
+                    *job.start_driver, call=self._pay_call(job), qr_call=self._qr_call(job)
+                )
             if job.start_refund is not None:
                 order_id, refund_id = job.start_refund
                 self._start_refund(self._book.open[order_id], refund_id)
@@ -268,14 +273,20 @@ class ServicePointCore:
             return job
         sp = self._service_point_of(command.order_id)
         if isinstance(command, Pay):
-            check_auth_code(command.channel, command.auth_code)
+            if command.mode is PayMode.PAYER_SCANS_QR:
+                if command.channel is Channel.CASH:
+                    raise InvalidArgument("cash is paid at the counter, not by a QR code")
+                if command.auth_code:
+                    raise InvalidArgument("no auth_code when the payer scans a QR code")
+            else:
+                check_auth_code(command.channel, command.auth_code)
             if command.channel is Channel.CASH:
                 if command.cash_received_fen <= 0:
                     raise InvalidArgument("cash_received_fen is required for a cash payment")
             elif command.cash_received_fen:
                 raise InvalidArgument("cash_received_fen applies to cash payments only")
             job = Job(command, fingerprint(command), sp, loop.create_future())
-            if command.channel is not Channel.CASH:
+            if command.channel is not Channel.CASH and command.auth_code:
                 job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
             return job
         if isinstance(command, SettleLateSuccess):
@@ -382,10 +393,33 @@ class ServicePointCore:
             at_ms=attempt.created_at,
         )
 
-    def _start_driver(self, order_id: str, attempt_id: str, call: PayCall | None) -> None:
+    def _qr_call(self, job: Job) -> QrCall | None:
+        """The request for the QR code of a PAYER_SCANS_QR attempt (None otherwise)."""
+        command = job.command
+        assert isinstance(command, Pay) and job.start_driver is not None
+        if command.mode is not PayMode.PAYER_SCANS_QR:
+            return None
+        order = self._book.open[command.order_id]
+        attempt = order.attempt(job.start_driver[1])
+        expiry_s = self._config.playbook(attempt.channel).qr_expiry_s
+        return QrCall(
+            out_trade_no=attempt.attempt_id,
+            amount_fen=attempt.amount_fen,
+            store_id=order.service_point_id,
+            terminal_id=command.terminal_id,
+            description=_description(order),
+            at_ms=attempt.created_at,
+            expires_at_ms=attempt.created_at + int(expiry_s * 1000),
+        )
+
+    def _start_driver(
+        self, order_id: str, attempt_id: str, call: PayCall | None, qr_call: QrCall | None = None
+    ) -> None:
         order = self._book.open[order_id]
         attempt = order.attempt(attempt_id)
-        driver = AttemptDriver(
+        if attempt.scans_qr:
+            call = None  # a QR attempt has no pay call: the payer's scan pays it
+        driver = (QrDriver if attempt.scans_qr else AttemptDriver)(
             self._providers[attempt.channel],
             self._config.playbook(attempt.channel),
             self._clock,
@@ -398,6 +432,8 @@ class ServicePointCore:
             call,
             attempt.amount_fen,
             attempt.follow_up,
+            qr_call=qr_call,
+            qr_expires_at_ms=attempt.qr_expires_at or 0,
         )
         inboxes = self._notices.attempts
         inboxes[attempt_id] = driver.inbox
@@ -408,11 +444,19 @@ class ServicePointCore:
         )
 
     def _recorder(self, order_id: str, attempt_id: str) -> Any:
-        async def record(event: AttemptEvent, *, trade_no: str = "", reason: str = "") -> None:
+        async def record(
+            event: AttemptEvent,
+            *,
+            trade_no: str = "",
+            reason: str = "",
+            qr_code_url: str = "",
+            qr_expires_at: int | None = None,
+        ) -> None:
             order = self._book.open[order_id]
             change = order.record_attempt(
-                attempt_id, event, self._clock.now_ms(), trade_no=trade_no, reason=reason
-            )
+                attempt_id, event, self._clock.now_ms(), trade_no=trade_no, reason=reason,
+                qr_code_url=qr_code_url, qr_expires_at=qr_expires_at,
+            )  # fmt: skip
             attempt = order.attempt(attempt_id)
             ended = self._book.window_busy.get(order.window_id) == attempt_id and attempt.final
             snapshot = self._book.stage(order, [change])

@@ -148,8 +148,9 @@ class CommandHandlers:
                 terminal_id=command.terminal_id,
                 request_id=command.request_id,
                 now=now,
-                auth_code_masked=mask_auth_code(command.auth_code),
+                auth_code_masked=mask_auth_code(command.auth_code) if command.auth_code else "",
                 cash_received_fen=command.cash_received_fen,
+                mode=command.mode,
             )
         ]
         if command.channel is Channel.CASH:

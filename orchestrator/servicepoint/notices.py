@@ -67,16 +67,16 @@ class NoticeDesk:
             return NoticeOutcome.IGNORED
         if refund is not None:
             return await self._refund(notice, refund)
-        return await self._attempt(notice, attempt)
+        return await self._attempt(notice, order, attempt)
 
-    async def _attempt(self, notice: Notice, attempt: Attempt) -> NoticeOutcome:
+    async def _attempt(self, notice: Notice, order: Order, attempt: Attempt) -> NoticeOutcome:
         inbox = self.attempts.get(attempt.attempt_id)
         if inbox is not None:
             applied = await self._hand(inbox.put(notice.trade_answer()))
             if applied:
                 return NoticeOutcome.APPLIED
         if attempt.final and not attempt.follow_up:
-            if _agrees(notice, attempt.state):
+            if _agrees(notice, order, attempt):
                 return NoticeOutcome.DUPLICATE
             log.warning(
                 "notification says %s of an attempt recorded %s: left to reconciliation",
@@ -111,10 +111,16 @@ class NoticeDesk:
             return False
 
 
-def _agrees(notice: Notice, state: AttemptState) -> bool:
+def _agrees(notice: Notice, order: Order, attempt: Attempt) -> bool:
+    """Whether the record already tells what the notice does. A payment is recorded as
+    a success, or as a late success (an attempt that ended unpaid, its money refunded or
+    being refunded automatically): the provider resending that notification is a
+    duplicate, not something left for reconciliation."""
     if notice.trade_status is TradeStatus.PAID:
-        return state is AttemptState.SUCCEEDED
-    return state in (AttemptState.FAILED, AttemptState.REVERSED)
+        return attempt.state is AttemptState.SUCCEEDED or bool(
+            order.automatic_refunds(attempt.attempt_id)
+        )
+    return attempt.state in (AttemptState.FAILED, AttemptState.REVERSED)
 
 
 def _mismatch(notice: Notice, attempt: Attempt, refund: Refund | None) -> str:

@@ -189,8 +189,17 @@ async def deployed(
         service_points=3,
         windows=8,
         pay_hold_s=30,
-        # A reversal is given up after 3 s and the trade followed up every 0.2 s.
-        channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
+        # A reversal is given up after 3 s and the trade followed up every 0.2 s. A QR
+        # code lives 12 s: time for a loaded machine's terminal to show it.
+        channels={
+            "WECHAT": {
+                "reverse_give_up_after_s": 60,
+                "follow_up_interval_s": 4,
+                "qr_expiry_s": 240,
+            },
+            "ALIPAY": {"qr_expiry_s": 240},
+            "UNIONPAY": {"qr_expiry_s": 240},
+        },
     )
     # Access: a spare principal to revoke, a second supervisor at the first point to lock
     # out, and small stream bounds so that a reader that stops reading is dropped soon.

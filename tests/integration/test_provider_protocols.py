@@ -19,7 +19,6 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from orchestrator.channels.alipay.adapter import Alipay
 from orchestrator.channels.factory import Providers, build_providers
 from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
@@ -50,7 +49,6 @@ from tests.support import (
     REFUND_EXPECTED,
     Recorded,
     code,
-    new_id,
     provider_id,
     small_config,
 )
@@ -197,14 +195,6 @@ async def test_a_resent_refund_number_refunds_once(world: World) -> None:
         )
     ledger = world.sandboxes.bank(Channel.WECHAT).trade(trade.out_trade_no)
     assert ledger is not None and ledger.refunded_fen == 100
-
-
-async def test_alipay_precreate_gives_a_qr_code(world: World) -> None:
-    provider = world.providers[Channel.ALIPAY].inner  # type: ignore[attr-defined]
-    assert isinstance(provider, Alipay)
-    assert (await provider.precreate(new_id("Q"), 8000, "科目一")).startswith(
-        "https://qr.alipay.com/"
-    )
 
 
 async def test_bills_come_in_each_providers_format(world: World) -> None:

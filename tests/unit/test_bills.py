@@ -123,3 +123,18 @@ def test_an_alipay_zip_with_a_gbk_name_and_a_summary_file() -> None:
         archive.writestr(zipfile.ZipInfo("2088_20261128_业务明细(汇总).csv"), b"ignored")
         archive.writestr(zipfile.ZipInfo(name), detail)
     assert len(parse_alipay(buffer.getvalue())) == 4
+
+
+def test_a_unionpay_void_names_the_refund_it_carries_out() -> None:
+    content = (
+        "H|898|20261128|3|0\n"
+        "D|01|A1|||20261128100000|500|SP01|00\n"
+        "D|31|A1L1V|A1||20261128100500|500|SP01|00\n"
+        "D|04|A1R2X|A1||20261128100600|100|SP01|00\n"
+        "T|1|500|1|500\n"
+    )
+    rows = parse_unionpay(content.encode())
+    assert [(r.out_trade_no, r.out_refund_no) for r in rows if r.refund] == [
+        ("A1", "A1L1"),  # the void's own orderId is the refund's number and a V
+        ("A1", "A1R2X"),  # a refund (04) keeps its number as it is
+    ]

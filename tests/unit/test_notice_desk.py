@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from typing import TypeVar
 
 from orchestrator.domain.order import Order, order_ids_of
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
@@ -29,6 +30,8 @@ from orchestrator.providers.port import (
 )
 from orchestrator.servicepoint.notices import NoticeDesk
 from tests.support import LINES, Recorded, eventually, small_config
+
+T = TypeVar("T")
 
 CONFIG = small_config(time_scale=1.0)
 PLAYBOOK = CONFIG.playbook(Channel.WECHAT)
@@ -156,6 +159,25 @@ async def test_a_notice_racing_the_drivers_own_query_has_one_effect() -> None:
     assert outcomes.count(NoticeOutcome.APPLIED) <= 1
 
 
+async def test_a_resent_notice_of_a_late_success_is_a_duplicate() -> None:
+    """The attempt ended unpaid, then its payment was found and refunded automatically:
+    the provider sending its "paid" notification again tells nothing new."""
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.WECHAT)
+    desk = NoticeDesk(lambda _: _now(recorded.order), wait_s=5.0)
+    paid = Notice(Channel.WECHAT, attempt_id, "T-LATE", 8000, TradeStatus.PAID)
+    await recorded(AttemptEvent.DECLINED, reason="NOTENOUGH")
+    assert await desk.observe(paid) is NoticeOutcome.IGNORED  # left to reconciliation
+    await recorded(AttemptEvent.LATE_SUCCESS, trade_no="T-LATE")
+    assert await desk.observe(paid) is NoticeOutcome.DUPLICATE
+    [refund] = recorded.order.automatic_refunds(attempt_id)
+    recorded.order.record_refund(refund.refund_id, succeeded=True, now=clock.now_ms())
+    assert recorded.order.attempt(attempt_id).state is AttemptState.LATE_SUCCESS_REFUNDED
+    assert await desk.observe(paid) is NoticeOutcome.DUPLICATE
+    assert len(recorded.order.automatic_refunds(attempt_id)) == 1
+
+
 async def test_a_refund_notice_resolves_the_pending_refund() -> None:
     f = Fixture()
     f.provider.answer_pay.set()
@@ -197,8 +219,8 @@ async def test_a_refund_notice_resolves_the_pending_refund() -> None:
     assert order.refunded_fen == 3000
 
 
-async def _now(state: AttemptState) -> AttemptState:
-    return state
+async def _now(value: T) -> T:
+    return value
 
 
 def test_an_attempt_or_refund_id_names_its_order() -> None:

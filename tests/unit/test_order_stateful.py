@@ -8,7 +8,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Change, Order, invariant_violations
-from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, PayMode
 from tests.support import nonce
 
 LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
@@ -36,8 +36,12 @@ class OrderMachine(RuleBasedStateMachine):
             return
         self.journal.extend(changes if isinstance(changes, list) else [changes])
 
-    @rule(channel=st.sampled_from(list(Channel)), cash=st.integers(0, 20000))
-    def start_attempt(self, channel: Channel, cash: int) -> None:
+    @rule(
+        channel=st.sampled_from(list(Channel)),
+        cash=st.integers(0, 20000),
+        mode=st.sampled_from(list(PayMode)),
+    )
+    def start_attempt(self, channel: Channel, cash: int, mode: PayMode) -> None:
         self._apply(
             lambda: self.order.start_attempt(
                 attempt_id=self.order.next_attempt_id(nonce()),
@@ -46,6 +50,7 @@ class OrderMachine(RuleBasedStateMachine):
                 request_id="r",
                 now=self.now,
                 cash_received_fen=cash,
+                mode=mode,
             )
         )
 
@@ -53,7 +58,16 @@ class OrderMachine(RuleBasedStateMachine):
     @rule(event=st.sampled_from(list(AttemptEvent)), data=st.data())
     def provider_event(self, event: AttemptEvent, data: st.DataObject) -> None:
         attempt = data.draw(st.sampled_from(self.order.attempts))
-        self._apply(lambda: self.order.record_attempt(attempt.attempt_id, event, self.now))
+        code = data.draw(st.sampled_from(["", "http://127.0.0.1:1/_sandbox/qr/t"]))
+        self._apply(
+            lambda: self.order.record_attempt(
+                attempt.attempt_id,
+                event,
+                self.now,
+                qr_code_url=code,
+                qr_expires_at=self.now + 120_000 if code else None,
+            )
+        )
 
     @rule(amount=st.integers(-100, 9000))
     def refund(self, amount: int) -> None:

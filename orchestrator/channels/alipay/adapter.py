@@ -5,6 +5,7 @@ verified over the raw JSON text of their *_response member."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from typing import Any, NoReturn
@@ -21,6 +22,8 @@ from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
     ProviderRejected,
+    QrAnswer,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -182,15 +185,46 @@ class Alipay(Adapter[KeyPair]):
             return RefundAnswer(RefundStatus.SUCCEEDED, answer.get("trade_no", ""))
         return RefundAnswer(RefundStatus.PENDING, reason=str(answer.get("refund_status", "")))
 
-    async def precreate(self, out_trade_no: str, amount_fen: int, subject: str) -> str:
-        """A QR code (valid 2 h) the payer scans instead of showing a payment code."""
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        """alipay.trade.precreate: a QR code the payer scans. The trade exists at Alipay
+        only once the payer scanned it (until then a query answers TRADE_NOT_EXIST)."""
+        if not OUT_TRADE_NO.match(call.out_trade_no):
+            raise ProviderRejected(f"out_trade_no {call.out_trade_no!r}: letters, digits, _ only")
+        minutes = max(1, math.ceil((call.expires_at_ms - call.at_ms) / 60_000))
         answer = await self._call(
             "alipay.trade.precreate",
-            {"out_trade_no": out_trade_no, "total_amount": to_yuan(amount_fen), "subject": subject},
+            {
+                "out_trade_no": call.out_trade_no,
+                "total_amount": to_yuan(call.amount_fen),
+                "subject": call.description,
+                "store_id": call.store_id,
+                "terminal_id": call.terminal_id,
+                "timeout_express": f"{minutes}m",
+            },
         )
         if answer.get("code") != "10000":
             _fail(answer)
-        return str(answer["qr_code"])
+        check_bound("out_trade_no", call.out_trade_no, answer.get("out_trade_no"))
+        code = answer.get("qr_code")
+        if not isinstance(code, str) or not code:
+            raise OutcomeUnknown("precreate answered without a qr_code")
+        return QrAnswer(code)
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        """alipay.trade.close; a trade the payer never scanned does not exist yet and is
+        cancelled instead (which closes its number for good)."""
+        answer = await self._call("alipay.trade.close", {"out_trade_no": trade.out_trade_no})
+        sub_code = str(answer.get("sub_code", ""))
+        if answer.get("code") == "10000":
+            check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
+            return ReverseAnswer(ReverseStatus.DONE, "closed")
+        if sub_code == "ACQ.TRADE_STATUS_ERROR":
+            return ReverseAnswer(ReverseStatus.PAID, sub_code)
+        if sub_code == "ACQ.TRADE_NOT_EXIST":
+            return await self.reverse(trade)
+        if answer.get("code") == "20000" or sub_code == "ACQ.SYSTEM_ERROR":
+            return ReverseAnswer(ReverseStatus.RETRY, sub_code or "20000")
+        _fail(answer)
 
     async def bill(self, day: date) -> bytes:
         """The day's trade detail bill: a zip of GBK CSV files."""

@@ -32,6 +32,7 @@ from orchestrator.sandbox.bills import local
 from orchestrator.sandbox.common import Gateway, Notification
 
 TRADE_STATUS = {
+    TradeState.NOTPAY: "WAIT_BUYER_PAY",
     TradeState.SUCCESS: "TRADE_SUCCESS",
     TradeState.REFUND: "TRADE_SUCCESS",
     TradeState.USERPAYING: "WAIT_BUYER_PAY",
@@ -82,6 +83,7 @@ class AlipayGateway(Gateway[Any]):
             "alipay.trade.refund": self._refund,
             "alipay.trade.fastpay.refund.query": self._refund_query,
             "alipay.trade.precreate": self._precreate,
+            "alipay.trade.close": self._close,
             "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
         }.get(method)
         if handler is None:
@@ -119,7 +121,8 @@ class AlipayGateway(Gateway[Any]):
 
     async def _query(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
         reply = await self.bank.query(biz["out_trade_no"])
-        if reply.reply is Reply.NOT_FOUND:
+        unscanned = reply.trade is not None and reply.trade.state is TradeState.NOTPAY
+        if reply.reply is Reply.NOT_FOUND or unscanned:
             return _failure("40004", "ACQ.TRADE_NOT_EXIST")
         unusual = self._unusual(reply)
         if unusual is not None:
@@ -194,14 +197,43 @@ class AlipayGateway(Gateway[Any]):
             answer["refund_status"] = "REFUND_SUCCESS"
         return answer
 
-    async def _precreate(self, biz: dict[str, Any]) -> dict[str, Any]:
-        from_yuan(biz["total_amount"])  # refuses a malformed amount
-        token = secrets.token_urlsafe(9)
+    async def _precreate(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
+        if not OUT_TRADE_NO.match(biz["out_trade_no"]):
+            return _failure("40002", "isv.invalid-parameter")
+        minutes = int(str(biz.get("timeout_express", "120m")).removesuffix("m"))
+        expires = time.time() + minutes * 60
+        reply = await self.bank.create_qr(
+            biz["out_trade_no"], from_yuan(biz["total_amount"]), biz.get("store_id", ""), expires
+        )
+        if reply.reply is Reply.REFUSED:
+            return _failure("40004", "ACQ.CONTEXT_INCONSISTENT")
+        unusual = self._unusual(reply)
+        if unusual is not None:
+            return unusual
+        assert reply.trade is not None
         return {
             "code": "10000",
             "msg": "Success",
-            "out_trade_no": biz["out_trade_no"],
-            "qr_code": f"https://qr.alipay.com/{token}",
+            "out_trade_no": reply.trade.out_trade_no,
+            "qr_code": self.code_url(reply.trade),
+        }
+
+    async def _close(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
+        trade = self.bank.trade(biz["out_trade_no"])
+        if trade is None or (trade.state is TradeState.NOTPAY and not trade.scanned):
+            return _failure("40004", "ACQ.TRADE_NOT_EXIST")  # never scanned: no trade yet
+        reply = await self.bank.close(biz["out_trade_no"])
+        if reply.reply is Reply.ALREADY:
+            return _failure("40004", "ACQ.TRADE_STATUS_ERROR")
+        unusual = self._unusual(reply)
+        if unusual is not None:
+            return unusual
+        assert reply.trade is not None
+        return {
+            "code": "10000",
+            "msg": "Success",
+            "out_trade_no": reply.trade.out_trade_no,
+            "trade_no": reply.trade.trade_no,
         }
 
     async def _bill_url(self, biz: dict[str, Any]) -> dict[str, Any]:

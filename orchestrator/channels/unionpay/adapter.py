@@ -35,6 +35,8 @@ from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
     ProviderRejected,
+    QrAnswer,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -55,6 +57,7 @@ SIGNED_EXCEPT = frozenset({"signature"})
 ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 
 SALE, QUERY_TXN, VOID, REFUND, REVERSAL, SETTLEMENT_FILE = "01", "00", "31", "04", "99", "76"
+APPLY_QR = "07"  # a sale's txnSubType when the payer scans the merchant's code (申码)
 # ACP's own response codes (not ISO-8583 POS codes).
 UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / unclear / accepted: ask again
 ACCEPTED = "05"
@@ -71,10 +74,13 @@ def txn_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
 
 
+VOID_SUFFIX = "V"
+
+
 def void_order_id(out_refund_no: str) -> str:
     """The void tried first for a whole refund has its own orderId, so that the refund
     sent when the void is refused is never taken for a duplicate of it."""
-    return f"{out_refund_no}V"
+    return f"{out_refund_no}{VOID_SUFFIX}"
 
 
 class UnionPay(Adapter[UnionPayKeys]):
@@ -152,6 +158,41 @@ class UnionPay(Adapter[UnionPayKeys]):
         if fields["respCode"] in UNKNOWN_CODES:
             return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
         _fail(fields)
+
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        """申码: a consumption QR code the payer scans with a UnionPay app (txnType 01,
+        txnSubType 07), valid until payTimeout. Its answer is bound like a sale's."""
+        _check_order_id(call.out_trade_no)
+        fields = await self._call(
+            TRANSACT,
+            txnType=SALE,
+            txnSubType=APPLY_QR,
+            orderId=call.out_trade_no,
+            txnTime=txn_time(call.at_ms),
+            txnAmt=str(call.amount_fen),
+            currencyCode="156",
+            payTimeout=txn_time(call.expires_at_ms),
+            termId=call.terminal_id,
+            reqReserved=call.store_id,
+            backUrl=self._back_url,
+        )
+        if fields["respCode"] != "00":
+            if fields["respCode"] in UNKNOWN_CODES:
+                raise OutcomeUnknown(f"{fields['respCode']} {fields.get('respMsg', '')}")
+            _fail(fields)
+        self._check_trade(fields, call.trade)
+        if not fields.get("qrCode"):
+            raise OutcomeUnknown("申码 answered without a qrCode")
+        return QrAnswer(fields["qrCode"])
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        """ACP has no close of its own for an unpaid 申码 order: the order is asked, and
+        one that is not paid is reversed (冲正) by its orderId and txnTime, so that the
+        code can no longer be paid. A paid one is left to the engine (a payment)."""
+        answer = await self.query(trade)
+        if answer.status is TradeStatus.PAID:
+            return ReverseAnswer(ReverseStatus.PAID, "paid before the close")
+        return await self.reverse(trade)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         """A whole sale is first voided (撤销, same day, no fee); if the void is refused,

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from orchestrator.channels.unionpay.adapter import VOID_SUFFIX
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError, BillRow
 
 _SETTLE_KINDS = {"01": "sale", "31": "void", "04": "refund", "99": "reversal"}
+
+
+def _refund_no(kind: str, order_id: str) -> str:
+    """A void carries its own orderId (the refund's number and a V, void_order_id): the
+    refund windowpay recorded is the one without it."""
+    if kind == "31" and order_id.endswith(VOID_SUFFIX):
+        return order_id.removesuffix(VOID_SUFFIX)
+    return order_id
 
 
 def parse_unionpay(content: bytes) -> list[BillRow]:
@@ -36,7 +45,7 @@ def parse_unionpay(content: bytes) -> list[BillRow]:
                 provider=Channel.UNIONPAY,
                 refund=not sale,
                 out_trade_no=order_id if sale else original,
-                out_refund_no="" if sale or kind == "99" else order_id,
+                out_refund_no="" if sale or kind == "99" else _refund_no(kind, order_id),
                 trade_no=trade_no,
                 amount_fen=amount_fen,
                 kept=True,

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from orchestrator.channels.unionpay.adapter import (
+    APPLY_QR,
     QUERY_TXN,
     REFUND,
     REVERSAL,
@@ -78,6 +79,8 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
                 if not fields.get("txnTime"):
                     return self._answer(fields, "10")
                 self._txn_times.setdefault(fields["orderId"], fields["txnTime"])
+            if kind == SALE and fields.get("txnSubType") == APPLY_QR:
+                return await self._apply_qr(fields)
             if kind == SALE:
                 return await self._sale(fields)
             if kind == REVERSAL:
@@ -102,6 +105,23 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         assert reply.trade is not None
         code = _code(reply.told or reply.trade.state, reply.trade)
         return self._answer(fields, code, reply.trade, orderId=reply.trade.out_trade_no)
+
+    async def _apply_qr(self, fields: dict[str, str]) -> web.Response:
+        """申码: a code for the payer to scan, valid until payTimeout."""
+        expires = datetime.strptime(fields["payTimeout"], "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+        reply = await self.bank.create_qr(
+            fields["orderId"], int(fields["txnAmt"]), fields.get("reqReserved", ""),
+            expires.timestamp(),
+        )  # fmt: skip
+        if reply.reply is Reply.UNAVAILABLE:
+            return web.Response(status=503, text="service unavailable")
+        if reply.reply is Reply.REFUSED:
+            return self._answer(fields, "12")
+        assert reply.trade is not None
+        return self._answer(
+            fields, "00", reply.trade, orderId=reply.trade.out_trade_no,
+            qrCode=self.code_url(reply.trade),
+        )  # fmt: skip
 
     async def _reversal(self, fields: dict[str, str]) -> web.Response:
         """The reversal (冲正) names the sale by its orderId and original txnTime."""
@@ -265,7 +285,7 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
 def _code(state: TradeState, trade: Trade) -> str:
     if state in (TradeState.SUCCESS, TradeState.REFUND):
         return "00"
-    if state is TradeState.USERPAYING:
+    if state in (TradeState.USERPAYING, TradeState.NOTPAY):
         return "05"
     if state is TradeState.PAYERROR:
         return DECLINE_CODES.get(trade.reason, "64")

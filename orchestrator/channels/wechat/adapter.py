@@ -10,8 +10,9 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -28,6 +29,8 @@ from orchestrator.providers.port import (
     PayCall,
     ProviderRejected,
     ProviderUnavailable,
+    QrAnswer,
+    QrCall,
     RefundAnswer,
     RefundCall,
     RefundStatus,
@@ -41,6 +44,7 @@ from orchestrator.providers.port import (
 from orchestrator.providers.signing import PublicKey, sign, verify
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
+BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SKEW_S = 300
 
 TRADE_STATES = {
@@ -149,6 +153,40 @@ class WeChatPay(Adapter[WeChatMerchant]):
             if payload.get("recall") == "Y":
                 return ReverseAnswer(ReverseStatus.RETRY, "recall=Y")
             return ReverseAnswer(ReverseStatus.DONE, "reversed")
+        _fail(status, payload)
+
+    async def create_qr(self, call: QrCall) -> QrAnswer:
+        """Native payment (Native支付): the code_url the payer scans. Its answer names no
+        trade; the signature binds it to this merchant's request, and every later query
+        is checked against the trade number, merchant and amount as for a payment code."""
+        body = {
+            "appid": self._appid,
+            "mchid": self._merchant_id,
+            "description": call.description,
+            "out_trade_no": call.out_trade_no,
+            "time_expire": datetime.fromtimestamp(call.expires_at_ms / 1000, BEIJING).isoformat(
+                timespec="seconds"
+            ),
+            "notify_url": self._notify_url,
+            "amount": {"total": call.amount_fen, "currency": "CNY"},
+            "scene_info": {"store_info": {"id": call.store_id}, "device_id": call.terminal_id},
+        }
+        status, payload = await self._call("POST", "/v3/pay/transactions/native", body)
+        code_url = payload.get("code_url")
+        if status == 200 and isinstance(code_url, str) and code_url:
+            return QrAnswer(code_url)
+        _fail(status, payload)
+
+    async def close(self, trade: TradeRef) -> ReverseAnswer:
+        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}/close"
+        status, payload = await self._call("POST", target, {"mchid": self._merchant_id})
+        code = str(payload.get("code", ""))
+        if status == 204 or code in ("ORDER_CLOSED", "ORDER_NOT_EXIST"):
+            return ReverseAnswer(ReverseStatus.DONE, "closed")
+        if code == "ORDERPAID":
+            return ReverseAnswer(ReverseStatus.PAID, code)
+        if code in ("SYSTEM_ERROR", "SYSTEMERROR", "USER_PAYING") or status >= 500:
+            return ReverseAnswer(ReverseStatus.RETRY, code or str(status))
         _fail(status, payload)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -55,6 +55,8 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
                 web.post("/v3/pay/transactions/codepay", self._codepay),
                 web.get("/v3/pay/transactions/out-trade-no/{no}", self._query),
                 web.post("/v3/pay/transactions/out-trade-no/{no}/reverse", self._reverse),
+                web.post("/v3/pay/transactions/native", self._native),
+                web.post("/v3/pay/transactions/out-trade-no/{no}/close", self._close),
                 web.post("/v3/refund/domestic/refunds", self._refund),
                 web.get("/v3/refund/domestic/refunds/{no}", self._refund_query),
                 web.get("/v3/bill/tradebill", self._tradebill),
@@ -97,6 +99,45 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         if told in (TradeState.CLOSED, TradeState.REVOKED):
             return self._error(400, "ORDER_CLOSED", "订单已关闭")
         return self._answer(200, self._trade(reply.trade))
+
+    async def _native(self, request: web.Request) -> web.Response:
+        """Native payment: a code_url the payer scans (here a URL on this sandbox)."""
+        body = await self._checked(request)
+        if isinstance(body, web.Response):
+            return body
+        if body.get("mchid") != self.merchant_id or body.get("appid") != self.appid:
+            return self._error(400, "PARAM_ERROR", "mchid or appid does not match")
+        try:
+            out_trade_no = body["out_trade_no"]
+            total = int(body["amount"]["total"])
+            expires = rfc3339_seconds(body["time_expire"])
+            notify_url = body["notify_url"]
+        except (KeyError, TypeError, ValueError):
+            return self._error(400, "PARAM_ERROR", "missing or malformed field")
+        if len(out_trade_no) > 32 or total <= 0 or not notify_url:
+            return self._error(400, "PARAM_ERROR", "out_trade_no, amount or notify_url invalid")
+        reply = await self.bank.create_qr(out_trade_no, total, "", expires)
+        if reply.reply is Reply.REFUSED:
+            return self._error(403, "OUT_TRADE_NO_USED", "商户订单号重复")
+        unusual = self._unusual(reply)
+        if unusual is not None:
+            return unusual
+        assert reply.trade is not None
+        return self._answer(200, {"code_url": self.code_url(reply.trade)})
+
+    async def _close(self, request: web.Request) -> web.Response:
+        body = await self._checked(request)
+        if isinstance(body, web.Response):
+            return body
+        if body.get("mchid") != self.merchant_id:
+            return self._error(400, "PARAM_ERROR", "mchid does not match")
+        reply = await self.bank.close(request.match_info["no"])
+        if reply.reply is Reply.ALREADY:
+            return self._error(400, "ORDERPAID", "订单已支付")
+        unusual = self._unusual(reply)
+        if unusual is not None:
+            return unusual
+        return self._answer(204, {})
 
     async def _query(self, request: web.Request) -> web.Response:
         checked = await self._checked(request)
@@ -266,7 +307,7 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
             "mchid": self.merchant_id,
             "out_trade_no": trade.out_trade_no,
             "transaction_id": trade.trade_no,
-            "trade_type": "MICROPAY",
+            "trade_type": "NATIVE" if trade.qr_token else "MICROPAY",
             "trade_state": trade.state.value,
             "trade_state_desc": trade.reason or trade.state.value,
             "bank_type": "OTHERS",
@@ -283,13 +324,18 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
         return self._answer(status, {"code": code, "message": message})
 
     def _answer(self, status: int, payload: dict[str, Any]) -> web.Response:
-        body = orjson.dumps(payload)
+        body = orjson.dumps(payload) if status != 204 else b""
         return web.Response(
             status=status,
             body=body,
             content_type="application/json",
             headers=self._signed_headers(body),
         )
+
+
+def rfc3339_seconds(text: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time such as 2026-11-29T18:00:00+08:00."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _refund(trade: Trade, refund: Refund) -> dict[str, Any]:

@@ -44,6 +44,30 @@ UNIONPAY: Channel.ValueType  # 3
 CASH: Channel.ValueType  # 4
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
 
+class _PayMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAY_MODE_UNSPECIFIED: _PayMode.ValueType  # 0
+    """taken as PAYER_PRESENTS_CODE: every older client"""
+    PAYER_PRESENTS_CODE: _PayMode.ValueType  # 1
+    """the payer shows a payment code; the terminal scans it"""
+    PAYER_SCANS_QR: _PayMode.ValueType  # 2
+    """the terminal shows a QR code made by the provider; the payer scans it"""
+
+class PayMode(_PayMode, metaclass=_PayModeEnumTypeWrapper):
+    """How the payer pays at the window."""
+
+PAY_MODE_UNSPECIFIED: PayMode.ValueType  # 0
+"""taken as PAYER_PRESENTS_CODE: every older client"""
+PAYER_PRESENTS_CODE: PayMode.ValueType  # 1
+"""the payer shows a payment code; the terminal scans it"""
+PAYER_SCANS_QR: PayMode.ValueType  # 2
+"""the terminal shows a QR code made by the provider; the payer scans it"""
+Global___PayMode: _TypeAlias = PayMode  # noqa: Y015
+
 class _OrderState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -232,6 +256,9 @@ class Attempt(_message.Message):
     CHANGE_FEN_FIELD_NUMBER: _builtins.int
     AUTH_CODE_MASKED_FIELD_NUMBER: _builtins.int
     FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    QR_CODE_URL_FIELD_NUMBER: _builtins.int
+    QR_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     """also the merchant order number (out_trade_no) at the provider"""
     channel: Global___Channel.ValueType
@@ -247,10 +274,15 @@ class Attempt(_message.Message):
     """Ended unpaid, but the provider's last word is still awaited (a reversal was given
     up); a late success is refunded automatically.
     """
+    qr_code_url: _builtins.str
+    """PAYER_SCANS_QR: the code to show the payer, and when windowpay closes the trade."""
+    mode: Global___PayMode.ValueType
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def qr_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -267,10 +299,13 @@ class Attempt(_message.Message):
         change_fen: _builtins.int = ...,
         auth_code_masked: _builtins.str = ...,
         follow_up: _builtins.bool = ...,
+        qr_code_url: _builtins.str = ...,
+        qr_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        mode: Global___PayMode.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "qr_expires_at", b"qr_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempt_id", b"attempt_id", "auth_code_masked", b"auth_code_masked", "cash_received_fen", b"cash_received_fen", "change_fen", b"change_fen", "channel", b"channel", "created_at", b"created_at", "failure_reason", b"failure_reason", "finished_at", b"finished_at", "follow_up", b"follow_up", "provider_trade_no", b"provider_trade_no", "state", b"state", "terminal_id", b"terminal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempt_id", b"attempt_id", "auth_code_masked", b"auth_code_masked", "cash_received_fen", b"cash_received_fen", "change_fen", b"change_fen", "channel", b"channel", "created_at", b"created_at", "failure_reason", b"failure_reason", "finished_at", b"finished_at", "follow_up", b"follow_up", "mode", b"mode", "provider_trade_no", b"provider_trade_no", "qr_code_url", b"qr_code_url", "qr_expires_at", b"qr_expires_at", "state", b"state", "terminal_id", b"terminal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,12 +483,17 @@ class PayRequest(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     AUTH_CODE_FIELD_NUMBER: _builtins.int
     CASH_RECEIVED_FEN_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     terminal_id: _builtins.str
     order_id: _builtins.str
     channel: Global___Channel.ValueType
     auth_code: _builtins.str
     cash_received_fen: _builtins.int
+    mode: Global___PayMode.ValueType
+    """PAYER_SCANS_QR: no auth_code; Pay answers once the provider made the code (attempt
+    AWAITING_PAYER with its qr_code_url) and the outcome follows on WatchWindow/GetOrder.
+    """
     def __init__(
         self,
         *,
@@ -463,10 +503,11 @@ class PayRequest(_message.Message):
         channel: Global___Channel.ValueType = ...,
         auth_code: _builtins.str = ...,
         cash_received_fen: _builtins.int = ...,
+        mode: Global___PayMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code", "cash_received_fen", b"cash_received_fen", "channel", b"channel", "order_id", b"order_id", "request_id", b"request_id", "terminal_id", b"terminal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_code", b"auth_code", "cash_received_fen", b"cash_received_fen", "channel", b"channel", "mode", b"mode", "order_id", b"order_id", "request_id", b"request_id", "terminal_id", b"terminal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -323,7 +323,8 @@ class TerminalServicer:
 
     def Pay(self, request, context):
         """Waits for the attempt's outcome up to the caller's deadline (or the server's hold);
-        returns PAYING if the payer is still confirming.
+        returns PAYING if the payer is still confirming. With PAYER_SCANS_QR it answers as
+        soon as the QR code is made.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

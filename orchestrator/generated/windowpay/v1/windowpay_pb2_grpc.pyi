@@ -119,7 +119,8 @@ class TerminalStub:
     """The window's open orders as soon as they are created, then every change."""
     Pay: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.PayRequest, _windowpay_pb2.Order]
     """Waits for the attempt's outcome up to the caller's deadline (or the server's hold);
-    returns PAYING if the payer is still confirming.
+    returns PAYING if the payer is still confirming. With PAYER_SCANS_QR it answers as
+    soon as the QR code is made.
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]
     Refund: _grpc.UnaryUnaryMultiCallable[_windowpay_pb2.RefundRequest, _windowpay_pb2.Order]
@@ -134,7 +135,8 @@ class TerminalAsyncStub(TerminalStub):
     """The window's open orders as soon as they are created, then every change."""
     Pay: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.PayRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
     """Waits for the attempt's outcome up to the caller's deadline (or the server's hold);
-    returns PAYING if the payer is still confirming.
+    returns PAYING if the payer is still confirming. With PAYER_SCANS_QR it answers as
+    soon as the QR code is made.
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.GetOrderRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
     Refund: _aio.UnaryUnaryMultiCallable[_windowpay_pb2.RefundRequest, _windowpay_pb2.Order]  # type: ignore[assignment]
@@ -158,7 +160,8 @@ class TerminalServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_windowpay_pb2.Order, _abc.Awaitable[_windowpay_pb2.Order]]:
         """Waits for the attempt's outcome up to the caller's deadline (or the server's hold);
-        returns PAYING if the payer is still confirming.
+        returns PAYING if the payer is still confirming. With PAYER_SCANS_QR it answers as
+        soon as the QR code is made.
         """
 
     @_abc_1.abstractmethod
