@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import pytest
 
 from orchestrator.channels.factory import Providers, build_providers
+from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, PayMode
 from orchestrator.providers.engine import SystemClock, Ticket
-from orchestrator.providers.keys import ensure_dev_keys
 from orchestrator.providers.port import (
     AnswerMismatch,
     QrCall,
