@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import gc
 import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.config import Config, parse_config
@@ -185,10 +188,26 @@ class Recorded:
 def prometheus_tool(name: str) -> str:
     """Prometheus's own binaries (prometheus, promtool), unpacked by `make tools`."""
     import shutil
-    from pathlib import Path
 
     unpacked = Path(__file__).resolve().parent.parent / ".tools/prometheus/usr/bin" / name
     found = str(unpacked) if unpacked.exists() else shutil.which(name)
     if found is None:
         raise AssertionError(f"{name} is missing: run `make tools` (make test does)")
     return found
+
+
+def parse_python(path: Path) -> ast.Module:
+    """`ast.parse` a source file with the garbage collector held off.
+
+    CPython 3.11's AST constructor is not re-entrant: if a collection during the parse runs
+    a finalizer that formats a traceback (asyncio logging a lost task's error does), the
+    traceback code parses too and the outer parse fails with "AST constructor recursion
+    depth mismatch" (CPython issue 106905 and its kin).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), str(path))
+    finally:
+        if enabled:
+            gc.enable()

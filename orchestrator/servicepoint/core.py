@@ -239,7 +239,9 @@ class ServicePointCore:
             for job in jobs:
                 self._requests.pop(job.command.request_id, None)
                 if not job.future.done():
+                    # for a concurrent duplicate awaiting it; this caller gets the raise
                     job.future.set_exception(error)
+                    job.future.exception()  # so an unawaited one is not logged as lost
             raise
         for job in jobs:
             self._requests.pop(job.command.request_id, None)

@@ -46,12 +46,17 @@ class GroupCommit:
                 self._flushing = batch
                 try:
                     await self._flush(batch)
-                except BaseException as error:
+                except asyncio.CancelledError:
+                    for waiter in waiters:
+                        waiter.cancel()
+                    raise
+                except Exception as error:
+                    # told to every waiter and to on_failure; nobody awaits this task
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(error)
                     self._on_failure(error)
-                    raise
+                    return
                 self.flushes += 1
                 self.last_batch_size = len(waiters)
                 COMMIT_BATCH_SIZE.observe(len(waiters))

@@ -111,8 +111,10 @@ async def test_a_scanned_payment_resolved_by_its_notification(
     assert paid.state == pb.PAID, paid
     agrees(deployed, channel, paid)
     assert await heard_of(heard, attempt_id, 1) == ["applied"]
-    [status] = deliveries(gateway, attempt_id)  # delivered at the first post
-    assert 200 <= status < 300
+    # the sandbox notes the post's status once the answer is back, after the listener
+    # applied it and logged so: wait for the note
+    [status] = await eventually(lambda: _now(deliveries(gateway, attempt_id)), bool)
+    assert 200 <= status < 300  # delivered at the first post
     await counted(channel, "applied", before + 1)
 
 

@@ -17,6 +17,7 @@ from orchestrator.channels import registry
 from orchestrator.config import PROVIDER_CHANNELS, channel_defaults
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from tests.support import parse_python
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "orchestrator"
@@ -71,7 +72,7 @@ def _code_words(node: ast.AST, docstrings: set[int]) -> Iterator[str]:
 
 
 def channels_named(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    tree = parse_python(path)
     if path == THE_ENUM[0]:
         assert isinstance(tree, ast.Module)
         tree.body = [
@@ -109,7 +110,7 @@ def test_no_module_outside_the_channel_packages_names_a_channel(path: Path) -> N
 
 
 def _imported(path: Path) -> Iterator[str]:
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(parse_python(path)):
         if isinstance(node, ast.ImportFrom) and node.module:
             yield node.module
             yield from (f"{node.module}.{alias.name}" for alias in node.names)

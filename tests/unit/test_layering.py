@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import parse_python
+
 ROOT = Path(__file__).resolve().parents[2]
 # Entry points run as `python -m ...`; nothing imports them, so they add no edge.
 ENTRY_POINTS = {"orchestrator.sandbox.__main__"}
@@ -37,7 +39,7 @@ def package_graph() -> dict[str, set[str]]:
             continue
         source = _package(module)
         edges = graph.setdefault(source, set())
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse_python(path)):
             names: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
