@@ -16,7 +16,7 @@ import psycopg
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from tests.e2e.conftest import Deployed
-from tests.support import eventually, new_id
+from tests.support import PROVIDER_CHANNELS, eventually, new_id
 
 TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
@@ -43,6 +43,8 @@ async def paid(deployed: Deployed, channel: Channel, ending: str = "0000") -> pb
 async def test_reconciliation_finds_heals_and_is_idempotent(
     deployed: Deployed, tmp_path: Path
 ) -> None:
+    for channel in PROVIDER_CHANNELS:  # the day has traffic on every provider, run alone too
+        assert (await paid(deployed, channel)).state == pb.PAID
     code, report, out = await reconcile(deployed, tmp_path / "clean.json")
     assert (code, report["differences"]) == (0, []), out
     assert report["unexplained"] == 0
@@ -180,6 +182,8 @@ async def _trade(bank: Any, attempt_id: str) -> Any:
 
 
 async def test_the_settlement_command(deployed: Deployed) -> None:
+    for channel in (Channel.WECHAT, Channel.CASH):  # the day's traffic, also when run alone
+        assert (await paid(deployed, channel)).state == pb.PAID
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator.cli", "settlement", "--date", TODAY,
         "--data-dir", str(deployed.data_dir),
