@@ -66,16 +66,24 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._gate = gate
         self._scope = scope
         self._clock = clock
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        handler: Any = await continuation(details)
-        if handler is None:
-            return None
         method: str = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler: Any = await continuation(details)
+            if handler is None:  # unknown methods are not kept: the table stays bounded
+                return None
+            wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        """The method's handler with the checks in front; made once per method."""
         rule = TABLE.get(method)
         decode = _tolerant(handler.request_deserializer)
         encode = handler.response_serializer

@@ -42,17 +42,30 @@ def _names(method: str) -> tuple[str, str]:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Counts every call by status code and times it; streams are timed as a whole."""
+    """Counts every call by status code and times it; streams are timed as a whole.
+
+    A method's wrapped handler is made at its first call and kept (the handlers behind
+    it never change while the server runs): later calls skip the interceptor chain."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[Any], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        handler: Any = await continuation(details)
-        if handler is None:  # not one of ours: gRPC answers UNIMPLEMENTED
-            return handler
-        service, method = _names(details.method)
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            handler: Any = await continuation(details)
+            if handler is None:  # not one of ours: gRPC answers UNIMPLEMENTED (not kept)
+                return handler
+            wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
+        return wrapped
+
+    @staticmethod
+    def _wrap(full_method: str, handler: Any) -> Any:
+        service, method = _names(full_method)
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
@@ -117,9 +130,19 @@ def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return str(code.name)
 
 
+_SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labelled children, made once
+
+
 def _record(service: str, method: str, code: str, started: float) -> None:
-    GRPC_REQUESTS.labels(service, method, code).inc()
-    GRPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
+    key = (service, method, code)
+    series = _SERIES.get(key)
+    if series is None:  # bounded: our methods times the status codes
+        series = _SERIES[key] = (
+            GRPC_REQUESTS.labels(service, method, code),
+            GRPC_DURATION.labels(service, method),
+        )
+    series[0].inc()
+    series[1].observe(time.perf_counter() - started)
 
 
 class MetricsEndpoint:

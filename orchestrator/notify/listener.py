@@ -12,12 +12,12 @@ expects: "received" unless it was refused, did not match, or could not be applie
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from aiohttp import web
 
-from orchestrator.domain.order import order_ids_of
+from orchestrator.domain.order import OrderIds
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
 from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeRefused
@@ -43,7 +43,7 @@ class NotifyListener:
     def __init__(self) -> None:
         self._verifiers: dict[str, Verifier] = {}
         self._takers: Mapping[str, NoticeTaker] = {}
-        self._service_points: Sequence[str] = ()
+        self._order_ids = OrderIds(())
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.add_routes([web.post("/notify/{channel}", self._take)])
 
@@ -56,7 +56,7 @@ class NotifyListener:
                 NOTIFICATIONS.labels(channel.value, outcome)
         self._verifiers = {channel.value.lower(): v for channel, v in verifiers.items()}
         self._takers = takers
-        self._service_points = tuple(takers)
+        self._order_ids = OrderIds(takers)
 
     async def _take(self, request: web.Request) -> web.Response:
         if not self._takers:
@@ -85,7 +85,7 @@ class NotifyListener:
         return self._count(verifier, outcome.value, outcome.value, received=outcome.received)
 
     async def _deliver(self, notice: Notice) -> NoticeOutcome:
-        order_ids = order_ids_of(notice.out_no, self._service_points)
+        order_ids = self._order_ids.of(notice.out_no)
         if not order_ids:
             return NoticeOutcome.UNKNOWN
         for order_id in order_ids:

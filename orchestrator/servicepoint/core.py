@@ -49,7 +49,7 @@ from orchestrator.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from orchestrator.domain.order import Order, order_ids_of
+from orchestrator.domain.order import Order, OrderIds
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -102,6 +102,7 @@ class ServicePointCore:
         observer: CoreObserver | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
+        self._order_ids = OrderIds(self.service_points)
         self._config = config
         self._settings = config.settings
         self._store = store
@@ -362,7 +363,7 @@ class ServicePointCore:
 
     async def _order_named_by(self, out_trade_no: str) -> Order | None:
         """The order of an attempt id (an out_trade_no), from memory or the store."""
-        for order_id in order_ids_of(out_trade_no, self._epochs):
+        for order_id in self._order_ids.of(out_trade_no):
             order = self._book.find(order_id)
             if order is None:
                 reads = self._store.read_batch()

@@ -8,7 +8,7 @@ import asyncio
 from datetime import date
 from typing import TypeVar
 
-from orchestrator.domain.order import Order, order_ids_of
+from orchestrator.domain.order import Order, OrderIds, order_ids_of
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import (
     AttemptDriver,
@@ -236,3 +236,24 @@ def test_an_attempt_or_refund_id_names_its_order() -> None:
         assert order_ids_of(f"{attempt_id}R2XYZ789V", [sp]) == [order_id]
         assert order_ids_of(attempt_id, ["OTHER"]) == []
     assert order_ids_of("short", ["G1"]) == []
+
+
+def test_the_index_of_many_service_points_finds_each_order_and_no_other() -> None:
+    """The listener's index over a large deployment: every order found among 2,000
+    service points of mixed lengths (with the same candidates as the plain look-up: an
+    id of G999 may also name one of G99, and the actor asked tells which exists), and a
+    foreign id matches none."""
+    points = [f"SP{n:04d}" for n in range(1000)] + [f"G{n}" for n in range(1000)]
+    index = OrderIds(points)
+    for sp in ("SP0000", "SP0999", "G1", "G999", "G42"):
+        order_id = f"{sp}-K2M9XZ4TBA7Q2P"
+        order, _ = Order.create(
+            order_id=order_id, business_no="B", service_point_id=sp, window_id="W",
+            payer_name="p", lines=LINES, catalog_version="v", now=0, expires_at=10**12,
+        )  # fmt: skip
+        attempt_id = order.next_attempt_id("ABC123")
+        found = index.of(attempt_id)
+        assert order_id in found and set(found) == set(order_ids_of(attempt_id, points))
+        assert order_id in index.of(f"{attempt_id}R2XYZ789")
+        assert index.of("X" + attempt_id[1:]) == []  # no such service point
+    assert OrderIds(["OTHER"]).of(attempt_id) == []
