@@ -97,7 +97,8 @@ class Trade:
     qr_token: str = ""  # the payer scans a code: the token its URL carries
     qr_expires_at: float | None = None
     scanned: bool = False  # the payer app has scanned the code
-    notify: bool = True  # the payer app's choice: does the provider send its notification
+    notify: bool = True  # is the payment notified (the payer app may drop it; a WeChat
+    # code payment never is)
 
     @property
     def refunded_fen(self) -> int:
@@ -151,8 +152,16 @@ class SandboxBank:
     # ---- the provider's operations --------------------------------------------
 
     async def pay(
-        self, out_trade_no: str, auth_code: str, amount_fen: int, store_id: str
+        self,
+        out_trade_no: str,
+        auth_code: str,
+        amount_fen: int,
+        store_id: str,
+        *,
+        notify: bool = True,
     ) -> BankReply:
+        """A payment-code payment. `notify` False: the provider sends no notification of
+        the payment (its refunds are still notified), as WeChat Pay for a code payment."""
         if "pay" in self.faults:
             return BankReply(Reply.UNAVAILABLE, reason="fault injected")
         existing = self._trades.get(out_trade_no)
@@ -174,6 +183,7 @@ class SandboxBank:
             store_id=store_id,
             state=TradeState.SUCCESS,
             created_at=now,
+            notify=notify,
         )
         self._trades[out_trade_no] = trade
         if auth_code in self._used_codes:

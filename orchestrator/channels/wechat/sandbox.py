@@ -83,7 +83,8 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
             return self._error(400, "PARAM_ERROR", "missing or malformed field")
         if len(out_trade_no) > 32 or not store or total <= 0:
             return self._error(400, "PARAM_ERROR", "out_trade_no, store id or amount invalid")
-        reply = await self.bank.pay(out_trade_no, auth_code, total, store)
+        # A code payment (付款码支付) sends no notification: only queries tell.
+        reply = await self.bank.pay(out_trade_no, auth_code, total, store, notify=False)
         if reply.reply is Reply.ALREADY:
             return self._error(403, "ORDERPAID", "订单已支付")
         unusual = self._unusual(reply)
