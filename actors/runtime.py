@@ -50,23 +50,14 @@ def start(*, num_cpus: int = 2, address: str | None = None) -> str:
 def _init(num_cpus: int, address: str | None) -> None:
     if address:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-        return
-    for attempt in (1, 2):
-        try:
-            ray.init(
-                num_cpus=num_cpus,
-                namespace=NAMESPACE,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                logging_level=logging.WARNING,
-            )
-            return
-        except Exception as error:  # Ray raises a bare Exception when its node is slow
-            if attempt == 2:
-                raise
-            # A loaded machine can miss Ray's own start-up deadline: clean up, once more.
-            log.warning("the local Ray node did not start (%s); starting it again", error)
-            ray.shutdown()
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+        )
 
 
 def shutdown() -> None:

@@ -46,16 +46,20 @@ class GroupCommit:
                 self._flushing = batch
                 try:
                     await self._flush(batch)
-                except asyncio.CancelledError:
-                    for waiter in waiters:
-                        waiter.cancel()
-                    raise
-                except Exception as error:
-                    # told to every waiter and to on_failure; nobody awaits this task
+                except BaseException as error:
+                    task = asyncio.current_task()
+                    if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
+                        for waiter in waiters:  # this task was cancelled: stopping
+                            waiter.cancel()
+                        raise
+                    # Told to every waiter and to on_failure; not raised again from a task
+                    # nobody awaits (bar what must end the process at once).
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(error)
                     self._on_failure(error)
+                    if not isinstance(error, Exception | asyncio.CancelledError):
+                        raise
                     return
                 self.flushes += 1
                 self.last_batch_size = len(waiters)
