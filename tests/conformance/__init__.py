@@ -1,0 +1,1 @@
+"""Conformance: each channel checked against material from outside windowpay (issue 20)."""
