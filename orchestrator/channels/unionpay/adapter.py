@@ -28,6 +28,7 @@ from typing import NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from orchestrator.channels.unionpay.access import DIRECT, Access
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.wire import (
@@ -101,9 +102,11 @@ class UnionPay(Adapter[UnionPayKeys]):
         merchant_id: str,
         back_url: str,
         clock: Callable[[], float] = time.time,
+        access: Access = DIRECT,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock)
         self._back_url = back_url
+        self._access = access
         self._pay_timeouts: dict[str, int] = {}  # 申码 orderId -> its payTimeout (ms)
 
     async def pay(self, call: PayCall) -> TradeAnswer:
@@ -274,7 +277,13 @@ class UnionPay(Adapter[UnionPayKeys]):
         return RefundAnswer(RefundStatus.PENDING, reason=reason)
 
     async def bill(self, day: date) -> bytes:
-        """The acquirer's settlement file for the day (every sale, void and refund)."""
+        """The day's settlement file (every sale, void and refund), inflated: the zip
+        bill.py reads. Through an acquirer UnionPay serves none online (access.py)."""
+        if self._access.through_acquirer:
+            raise ProviderRejected(
+                "UnionPay serves no settlement file online to acquirer access (accessType 1):"
+                " reconcile from the acquirer's ACOMN file"
+            )
         fields = await self._call(
             FILES, txnType=SETTLEMENT_FILE, txnSubType="01", fileType="00",
             settleDate=day.strftime("%m%d"), txnTime=txn_time(int(self._clock() * 1000)),
@@ -295,9 +304,9 @@ class UnionPay(Adapter[UnionPayKeys]):
             "encoding": "UTF-8",
             "signMethod": "01",
             "bizType": "000000",
-            "accessType": "0",
             "channelType": "08",
             "merId": self._merchant_id,
+            **self._access.fields(),
             "certId": self._keys.own_serial,
             **fields,
         }

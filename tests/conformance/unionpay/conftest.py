@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
+from orchestrator.channels.unionpay.access import DIRECT, Access
 from orchestrator.channels.unionpay.adapter import UnionPay
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.providers.certificates import (
@@ -93,13 +94,15 @@ async def adapter_for(
         root: Certificate | None = None,
         middle: Certificate | None = None,
         mer_id: str = MER_ID,
+        access: Access = DIRECT,
     ) -> UnionPay:
         client = HttpClient(base_url)
         clients.append(client)
         keys = UnionPayKeys(
             merchant, root or authority.root, middle or authority.middle, signer_name
         )
-        return UnionPay(client, keys, mer_id, "https://windowpay.example/notify/unionpay", clock)
+        back_url = "https://windowpay.example/notify/unionpay"
+        return UnionPay(client, keys, mer_id, back_url, clock, access)
 
     yield make
     for client in clients:
