@@ -325,7 +325,9 @@ class UnionPay(Adapter[UnionPayKeys]):
             # Unsigned, maybe from a proxy in front of a host that did the work.
             raise OutcomeUnknown(f"{path} answered HTTP {answer.status}")
         try:
-            parsed = parse_answer(answer.body.decode("utf-8"))
+            # A line break after the last field is no part of it (the SDK's base64
+            # decoder would skip it in the signature; a strict one does not).
+            parsed = parse_answer(answer.body.decode("utf-8").rstrip("\r\n"))
         except (UnicodeDecodeError, AnswerFormatError) as error:
             raise OutcomeUnknown(f"{path}: answer is not ACP text: {error}") from None
         try:

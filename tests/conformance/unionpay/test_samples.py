@@ -199,3 +199,11 @@ def test_unionpays_sha1_signed_certificate_chain_is_verified() -> None:
     stranger = issue("CFCA TEST OCA1", generate_key(), None, ca=True, now=at("20240101000000"))
     with pytest.raises(CertificateError, match="not issued by"):
         verify_chain(leaf, [stranger], keys.root, at("20240105164725"))
+
+
+async def test_a_line_break_after_the_answer_is_no_part_of_its_signature() -> None:
+    body = (WIRE / "answer_query_paid.txt").read_bytes() + b"\r\n"
+    moment = at("20240105145046").timestamp()
+    adapter = UnionPay(Canned(body), sample_keys(), TEST_MER_ID, "x", lambda: moment)
+    trade = TradeRef("pay20240105145046", 1, at_ms("20240105145046"))
+    assert (await adapter.query(trade)).status is TradeStatus.PAID
