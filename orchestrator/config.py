@@ -445,6 +445,9 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
         )
         if not providers[channel].merchant_id:
             raise t.fail("merchant_id", "is required")
+        for name in channel_defaults(channel).get("provider", {}).get("live_requires", []):
+            if base_url and not providers[channel].credentials[name]:
+                raise t.fail(name, "is required when base_url is set (a live gateway)")
     return providers, table.get("keys_dir", str, "keys")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -151,10 +151,25 @@ def verify_chain(
     for child, parent in itertools.pairwise(chain):
         if not _is_ca(parent):
             raise CertificateError(f"{_name(parent)} is not a CA")
-        try:
-            child.verify_directly_issued_by(parent)
-        except (InvalidSignature, ValueError, TypeError):
-            raise CertificateError(f"{_name(child)} is not issued by {_name(parent)}") from None
+        if not _issued_by(child, parent):
+            raise CertificateError(f"{_name(child)} is not issued by {_name(parent)}")
+
+
+def _issued_by(child: Certificate, parent: Certificate) -> bool:
+    """The child names the parent as its issuer and carries its RSA PKCS#1 v1.5
+    signature. Written out rather than cryptography's verify_directly_issued_by, which
+    refuses SHA-1: UnionPay's CFCA root, intermediate and signing certificates (test and
+    production alike) are all signed with sha1WithRSAEncryption."""
+    key, algorithm = parent.public_key(), child.signature_hash_algorithm
+    if child.issuer != parent.subject or not isinstance(key, rsa.RSAPublicKey):
+        return False
+    if algorithm is None:
+        return False
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _is_ca(certificate: Certificate) -> bool:

@@ -23,6 +23,7 @@ from orchestrator.access.setup import server_tls
 from orchestrator.access.supervisors import ensure_dev_pins
 from orchestrator.bootstrap import start_front_door
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
+from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
@@ -248,6 +249,8 @@ async def deployed(
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
             data["providers"].setdefault(channel_name.value, {})["base_url"] = url
+        # A UnionPay with a base_url must name its signer: here, the sandbox gateway's.
+        data["providers"]["UNIONPAY"]["signer_name"] = SANDBOX_SIGNER
         data["providers"]["keys_dir"] = str(keys_dir)
         config_path = data_dir / "windowpay.toml"
         config_path.write_text(tomli_w.dumps(data))

@@ -212,9 +212,13 @@ async def test_bills_come_in_each_providers_format(world: World) -> None:
         text = archive.read(name).decode("gbk")
     assert name.endswith("_业务明细.csv")
     assert text.startswith("#支付宝业务明细查询") and "#交易合计：" in text and ",-3.45," in text
-    unionpay = (await world.providers[Channel.UNIONPAY].bill(TODAY)).decode()  # type: ignore[attr-defined]
-    assert unionpay.startswith("H|898000000000001|") and "\nT|" in unionpay
-    assert "|12345|" in unionpay
+    unionpay = await world.providers[Channel.UNIONPAY].bill(TODAY)  # type: ignore[attr-defined]
+    with zipfile.ZipFile(io.BytesIO(unionpay)) as archive:  # inflated from fileContent
+        [name] = archive.namelist()
+        lines = archive.read(name).split(b"\r\n")
+    assert name == f"INN{TODAY:%y%m%d}88ZM_898000000000001"
+    assert all(len(line) == 607 for line in lines[:-1]) and lines[-1] == b""
+    assert any(b" 000000012345 " in line for line in lines)  # fixed width, fen
 
 
 async def test_the_gateway_refuses_a_request_signed_with_another_key(world: World) -> None:

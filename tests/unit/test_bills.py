@@ -106,8 +106,9 @@ def test_the_sandbox_bills_read_back() -> None:
         ("A-1", False, 12345), ("A-2", False, 500), ("A-2", True, 500), ("A-1", True, 345),
     }  # fmt: skip
     unionpay = parse_unionpay(unionpay_settlement(trades, DAY, "898"))
+    # A reversed (冲正) sale never settles: UnionPay's file lists only A-1 and its refund.
     assert {(r.out_trade_no, r.out_refund_no, r.refund) for r in unionpay} == {
-        ("A-1", "", False), ("A-2", "", False), ("A-2", "", True), ("A-1", "A-1-R1", True),
+        ("A-1", "", False), ("A-1", "A-1-R1", True),
     }  # fmt: skip
     assert all(r.provider is Channel.UNIONPAY for r in unionpay)
     assert parse_wechat(wechat_trade_bill(trades, date(2026, 11, 29), "wx1", "190")) == []
@@ -126,15 +127,14 @@ def test_an_alipay_zip_with_a_gbk_name_and_a_summary_file() -> None:
 
 
 def test_a_unionpay_void_names_the_refund_it_carries_out() -> None:
-    content = (
-        "H|898|20261128|3|0\n"
-        "D|01|A1|||20261128100000|500|SP01|00\n"
-        "D|31|A1L1V|A1||20261128100500|500|SP01|00\n"
-        "D|04|A1R2X|A1||20261128100600|100|SP01|00\n"
-        "T|1|500|1|500\n"
-    )
-    rows = parse_unionpay(content.encode())
-    assert [(r.out_trade_no, r.out_refund_no) for r in rows if r.refund] == [
-        ("A1", "A1L1"),  # the void's own orderId is the refund's number and a V
-        ("A1", "A1R2X"),  # a refund (04) keeps its number as it is
+    paid_at = datetime(2026, 11, 28, 10, 0).timestamp()
+    sale = Trade("A1", "T1", 500, "1300", B.PAYS, "SP01", TradeState.REFUND, paid_at, paid_at)
+    sale.refunds.append(Refund("A1L1V", "R1", 500, paid_at + 300, kind="void"))
+    sale.refunds.append(Refund("A1R2X", "R2", 100, paid_at + 360))
+    rows = parse_unionpay(unionpay_settlement([sale], DAY, "898"))
+    assert [(r.out_trade_no, r.out_refund_no, r.trade_no) for r in rows if r.refund] == [
+        ("A1", "A1L1", "R1"),  # the void's own orderId is the refund's number and a V
+        ("A1", "A1R2X", "R2"),  # a refund (04) keeps its number as it is
     ]
+    later = parse_unionpay(unionpay_settlement([sale], date(2026, 11, 29), "898"))
+    assert later == []  # nothing settled that day

@@ -220,24 +220,28 @@ async def test_public_key_mode_needs_no_download() -> None:
         WeChatTrust(b"short")
 
 
-def test_a_unionpay_answer_names_its_certificate_by_serial_and_signer() -> None:
-    from orchestrator.channels.unionpay.keys import UnionPayKeys
+def test_a_unionpay_answer_is_trusted_by_its_chain_and_its_holder_name() -> None:
+    """A 5.1.0 answer names no certId; its signPubKeyCert is trusted once it chains to
+    the configured root and its holder (the third @-part of the CN) is the signer."""
+    from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER, UnionPayKeys
 
-    signer = CA.issue("China UnionPay sandbox signing certificate")
+    signer = CA.issue(f"041@Z12@{SANDBOX_SIGNER}@00000062")
     keys = UnionPayKeys(CA.issue("merchant"), CA.root.certificate, CA.middle.certificate)
-    fields = {
-        "certId": serial_decimal(signer.certificate),
-        "signPubKeyCert": certificate_pem(signer.certificate).decode(),
-    }
+    fields = {"signPubKeyCert": certificate_pem(signer.certificate).decode()}
     assert (
         keys.answer_key(fields, now()).public_numbers() == signer.key.public_key().public_numbers()
     )
-    with pytest.raises(CertificateError, match="certId is not"):
-        keys.answer_key({**fields, "certId": "1"}, now())
     with pytest.raises(CertificateError, match="no signPubKeyCert"):
-        keys.answer_key({"certId": fields["certId"]}, now())
+        keys.answer_key({}, now())
     named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="中国银联股份有限公司")
-    with pytest.raises(CertificateError, match="is not 中国银联股份有限公司's"):
+    with pytest.raises(CertificateError, match="holder is 'windowpay sandbox:SIGN'"):
         named.answer_key(fields, now())
-    sandbox_named = UnionPayKeys(keys.identity, keys.root, keys.middle, signer_name="UnionPay")
-    assert sandbox_named.answer_key(fields, now()) is not None
+    unionpay = CA.issue("041@8310000000083040@中国银联股份有限公司@00016495")
+    pem = certificate_pem(unionpay.certificate).decode()
+    assert named.answer_key({"signPubKeyCert": pem}, now()) is not None
+    # The name must be the holder field itself, not a part of the CN that contains it.
+    wrong = ("中国银联股份有限公司", "041@Z12@中国银联股份有限公司", "041@中国银联股份有限公司@Z@1")
+    for cn in wrong:
+        other = certificate_pem(CA.issue(cn).certificate).decode()
+        with pytest.raises(CertificateError, match="holder is"):
+            named.answer_key({"signPubKeyCert": other}, now())

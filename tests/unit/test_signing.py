@@ -4,7 +4,7 @@ tampered messages refused."""
 import pytest
 
 from orchestrator.channels.alipay.adapter import raw_member
-from orchestrator.channels.unionpay.adapter import digest_message
+from orchestrator.channels.unionpay.wire import digest as digest_message
 from orchestrator.channels.wechat.adapter import (
     answer_message,
     authorization,
@@ -113,3 +113,5 @@ def test_unionpay_signs_a_digest_of_the_sorted_fields() -> None:
     assert len(digest) == 64
     assert digest == digest_message({**fields, "signature": "other"})
     assert digest != digest_message({**fields, "txnAmt": "1"})
+    # An empty field is signed too (the SDK's coverMap2String keeps it).
+    assert digest != digest_message({**fields, "reqReserved": ""})

@@ -1,9 +1,11 @@
 """UnionPay (bank card and UnionPay QR) through the acquirer's back-office gateway, in
-the style of the 全渠道 (ACP) form API: sale (消费), query, reversal (冲正), void
-(撤销), refund (退货) and the settlement file. Fields are form-encoded; the signature
-(signMethod 01) is RSA-SHA256 over the hex SHA-256 digest of the sorted fields, under
-the certId of the .pfx signing certificate; answers are verified with their
-signPubKeyCert once it chains to the configured root (unionpay_keys.py).
+the 全渠道 (ACP 5.1.0) form API: sale (消费), 申码 (a code the payer scans), query,
+reversal (冲正), void (撤销), refund (退货) and the settlement file. Requests are
+form-encoded, blank fields left out; the signature (signMethod 01) is RSA-SHA256 over
+the hex SHA-256 digest of the sorted fields, under the certId of the .pfx signing
+certificate. Answers are raw `k=v&...` text, read without URL-decoding (wire.py), and
+verified with their signPubKeyCert once it chains to the configured root and names
+UnionPay's signer (keys.py).
 
 A sale, its query and its reversal name the sale by orderId and the original txnTime;
 a void or refund names it by its queryId (origQryId). A sale's respCode 00 only means
@@ -17,17 +19,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import NoReturn
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from orchestrator.channels.unionpay.access import DIRECT, Access
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.wire import (
+    AnswerFormatError,
+    digest,
+    parse_answer,
+    without_blanks,
+)
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter, HttpClient
@@ -47,13 +56,12 @@ from orchestrator.providers.port import (
     TradeStatus,
     check_bound,
 )
-from orchestrator.providers.signing import sign, sorted_pairs, verify
+from orchestrator.providers.signing import sign, verify
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 TRANSACT = "/gateway/api/backTransReq.do"
 QUERY = "/gateway/api/queryTrans.do"
 FILES = "/gateway/api/fileTransReq.do"
-SIGNED_EXCEPT = frozenset({"signature"})
 ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 
 SALE, QUERY_TXN, VOID, REFUND, REVERSAL, SETTLEMENT_FILE = "01", "00", "31", "04", "99", "76"
@@ -61,12 +69,11 @@ APPLY_QR = "07"  # a sale's txnSubType when the payer scans the merchant's code 
 # ACP's own response codes (not ISO-8583 POS codes).
 UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / unclear / accepted: ask again
 ACCEPTED = "05"
+FAILED = "01"  # 交易失败: as an original's state, the transaction did not happen
 NOT_FOUND = "34"
-
-
-def digest_message(fields: dict[str, str]) -> bytes:
-    text = sorted_pairs(fields, exclude=SIGNED_EXCEPT)
-    return hashlib.sha256(text.encode()).hexdigest().encode()
+# The longest life a 申码 code is given (payTimeout), so that a close whose code's
+# payTimeout this process no longer remembers (after a restart) knows when it has passed.
+MAX_CODE_LIFE_MS = 600_000
 
 
 def txn_time(at_ms: int) -> str:
@@ -95,9 +102,12 @@ class UnionPay(Adapter[UnionPayKeys]):
         merchant_id: str,
         back_url: str,
         clock: Callable[[], float] = time.time,
+        access: Access = DIRECT,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock)
         self._back_url = back_url
+        self._access = access
+        self._pay_timeouts: dict[str, int] = {}  # 申码 orderId -> its payTimeout (ms)
 
     async def pay(self, call: PayCall) -> TradeAnswer:
         _check_order_id(call.out_trade_no)
@@ -134,9 +144,9 @@ class UnionPay(Adapter[UnionPayKeys]):
         if fields["respCode"] != "00":
             _fail(fields)
         self._check_trade(fields, trade)
-        if fields.get("origTxnStatus") == "reversed":
-            return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "reversed")
         code = fields.get("origRespCode", "")
+        if code == FAILED:  # failed: reversed, or a 申码 code that ended unpaid
+            return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "01 failed")
         if code == "00":
             return TradeAnswer(TradeStatus.PAID, fields.get("queryId", ""))
         if code == ACCEPTED:
@@ -163,6 +173,8 @@ class UnionPay(Adapter[UnionPayKeys]):
         """申码: a consumption QR code the payer scans with a UnionPay app (txnType 01,
         txnSubType 07), valid until payTimeout. Its answer is bound like a sale's."""
         _check_order_id(call.out_trade_no)
+        pay_timeout_ms = _pay_timeout_ms(call.at_ms, call.expires_at_ms)
+        self._pay_timeouts[call.out_trade_no] = pay_timeout_ms
         fields = await self._call(
             TRANSACT,
             txnType=SALE,
@@ -171,7 +183,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(call.at_ms),
             txnAmt=str(call.amount_fen),
             currencyCode="156",
-            payTimeout=txn_time(call.expires_at_ms),
+            payTimeout=txn_time(pay_timeout_ms),
             termId=call.terminal_id,
             reqReserved=call.store_id,
             backUrl=self._back_url,
@@ -186,13 +198,22 @@ class UnionPay(Adapter[UnionPayKeys]):
         return QrAnswer(fields["qrCode"])
 
     async def close(self, trade: TradeRef) -> ReverseAnswer:
-        """ACP has no close of its own for an unpaid 申码 order: the order is asked, and
-        one that is not paid is reversed (冲正) by its orderId and txnTime, so that the
-        code can no longer be paid. A paid one is left to the engine (a payment)."""
+        """ACP documents no close of a 申码 order (its 冲正 is for payer-presented sales):
+        the code ends by the payTimeout its request carried. So the close asks the order:
+        PAID when it was paid; DONE when it is not, and the query was sent after
+        payTimeout; RETRY otherwise. A payment still racing the end is found by the
+        engine's follow-up watch and refunded."""
+        pay_timeout_ms = self._pay_timeouts.get(
+            trade.out_trade_no, _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
+        )
+        asked_ms = self._clock() * 1000
         answer = await self.query(trade)
         if answer.status is TradeStatus.PAID:
-            return ReverseAnswer(ReverseStatus.PAID, "paid before the close")
-        return await self.reverse(trade)
+            return ReverseAnswer(ReverseStatus.PAID, "paid before its payTimeout")
+        if asked_ms < pay_timeout_ms:
+            return ReverseAnswer(ReverseStatus.RETRY, "the code's payTimeout has not passed")
+        self._pay_timeouts.pop(trade.out_trade_no, None)
+        return ReverseAnswer(ReverseStatus.DONE, f"past payTimeout, {answer.status.value}")
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         """A whole sale is first voided (撤销, same day, no fee); if the void is refused,
@@ -256,7 +277,13 @@ class UnionPay(Adapter[UnionPayKeys]):
         return RefundAnswer(RefundStatus.PENDING, reason=reason)
 
     async def bill(self, day: date) -> bytes:
-        """The acquirer's settlement file for the day (every sale, void and refund)."""
+        """The day's settlement file (every sale, void and refund), inflated: the zip
+        bill.py reads. Through an acquirer UnionPay serves none online (access.py)."""
+        if self._access.through_acquirer:
+            raise ProviderRejected(
+                "UnionPay serves no settlement file online to acquirer access (accessType 1):"
+                " reconcile from the acquirer's ACOMN file"
+            )
         fields = await self._call(
             FILES, txnType=SETTLEMENT_FILE, txnSubType="01", fileType="00",
             settleDate=day.strftime("%m%d"), txnTime=txn_time(int(self._clock() * 1000)),
@@ -264,25 +291,27 @@ class UnionPay(Adapter[UnionPayKeys]):
         if fields["respCode"] != "00":
             _fail(fields)
         try:
-            return base64.b64decode(fields["fileContent"], validate=True)
-        except (KeyError, binascii.Error):
+            return zlib.decompress(base64.b64decode(fields["fileContent"], validate=True))
+        except (KeyError, binascii.Error, zlib.error):
             raise OutcomeUnknown("settlement file content missing or damaged") from None
 
     # ---- protocol -------------------------------------------------------------------
 
     def signed_fields(self, **fields: str) -> dict[str, str]:
+        """A request as the SDK sends it: blank fields left out, then signed."""
         signed = {
             "version": "5.1.0",
             "encoding": "UTF-8",
             "signMethod": "01",
             "bizType": "000000",
-            "accessType": "0",
             "channelType": "08",
             "merId": self._merchant_id,
+            **self._access.fields(),
             "certId": self._keys.own_serial,
             **fields,
         }
-        signed["signature"] = sign(self._keys.private, digest_message(signed))
+        signed = without_blanks(signed)
+        signed["signature"] = sign(self._keys.private, digest(signed))
         return signed
 
     async def _call(self, path: str, **fields: str) -> dict[str, str]:
@@ -295,12 +324,17 @@ class UnionPay(Adapter[UnionPayKeys]):
         if answer.status != 200:
             # Unsigned, maybe from a proxy in front of a host that did the work.
             raise OutcomeUnknown(f"{path} answered HTTP {answer.status}")
-        parsed = dict(parse_qsl(answer.body.decode("utf-8", errors="replace")))
+        try:
+            # A line break after the last field is no part of it (the SDK's base64
+            # decoder would skip it in the signature; a strict one does not).
+            parsed = parse_answer(answer.body.decode("utf-8").rstrip("\r\n"))
+        except (UnicodeDecodeError, AnswerFormatError) as error:
+            raise OutcomeUnknown(f"{path}: answer is not ACP text: {error}") from None
         try:
             key = self._keys.answer_key(parsed, datetime.fromtimestamp(self._clock(), UTC))
         except CertificateError as error:
             raise OutcomeUnknown(f"{path}: answer certificate not trusted: {error}") from None
-        if not verify(key, digest_message(parsed), parsed.get("signature", "")):
+        if not verify(key, digest(parsed), parsed.get("signature", "")):
             raise OutcomeUnknown(f"{path}: answer signature does not verify")
         if "respCode" not in parsed:
             raise OutcomeUnknown(f"{path}: answer has no respCode")
@@ -321,6 +355,14 @@ class UnionPay(Adapter[UnionPayKeys]):
         if code in UNKNOWN_CODES:
             raise OutcomeUnknown(f"{code} {fields.get('respMsg', '')}")
         _fail(fields)
+
+
+def _pay_timeout_ms(at_ms: int, expires_at_ms: int) -> int:
+    """The payTimeout a 申码 request carries: the code's end, at most MAX_CODE_LIFE_MS
+    after the attempt began, rounded up to the second payTimeout is written in (so that
+    the code never ends at UnionPay before windowpay stops waiting for it)."""
+    end_ms = min(expires_at_ms, at_ms + MAX_CODE_LIFE_MS)
+    return -(-end_ms // 1000) * 1000
 
 
 def _check_order_id(order_id: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER
 from orchestrator.providers.certificates import certificate_pem, pfx_bytes
 from orchestrator.providers.keys import (
     Files,
@@ -20,6 +21,9 @@ from orchestrator.providers.keys import (
     make_group,
     sandbox_ca,
 )
+
+# The gateway's signing certificate names its holder as UnionPay's do (wire.holder_name).
+SANDBOX_SIGNER_CN = f"041@Zsandbox@{SANDBOX_SIGNER}@00000001"
 
 
 def pfx(keys_dir: Path) -> Path:
@@ -75,5 +79,5 @@ def make_dev_keys(keys_dir: Path) -> None:
     key, cert = platform_files(keys_dir)
     make_group(
         [key, cert],
-        lambda: identity_files(ca.issue("China UnionPay sandbox signing certificate"), key, cert),
+        lambda: identity_files(ca.issue(SANDBOX_SIGNER_CN), key, cert),
     )

@@ -1,7 +1,8 @@
-"""UnionPay ACP backUrl notifications (后台通知): a form POST with the same fields and the
-same signature as an answer (signMethod 01: RSA-SHA256 over the hex SHA-256 of the
-sorted fields, under certId), verified with its signPubKeyCert once that chains to the
-configured root and intermediate (UnionPayKeys.answer_key, as for answers).
+"""UnionPay ACP backUrl notifications (后台通知): a form POST (so, unlike an answer,
+form-decoded) with the same signature as an answer (signMethod 01: RSA-SHA256 over the
+hex SHA-256 of all the sorted fields, empty ones included; wire.py), verified with its
+signPubKeyCert once that chains to the configured root and intermediate and names
+UnionPay's signer (UnionPayKeys.answer_key, as for answers). No certId is needed.
 
 txnType 01 tells a sale's outcome; 04 (refund) and 31 (void) a refund's, the void under
 the refund's number with its "V" (adapter.void_order_id). ACP gives no sending time to
@@ -24,10 +25,10 @@ from orchestrator.channels.unionpay.adapter import (
     REFUND,
     SALE,
     VOID,
-    digest_message,
 )
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.wire import digest
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.notices import Notice, NoticeRefused
@@ -46,7 +47,11 @@ class UnionPayNotifications:
         self._clock = clock
 
     async def verify(self, headers: Mapping[str, str], body: bytes) -> Notice:
-        fields = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NoticeRefused("not UTF-8 text") from None
+        fields = dict(parse_qsl(text, keep_blank_values=True))
         if not fields.get("signature"):
             raise NoticeRefused("unsigned: no signature field")
         if fields.get("signMethod") != "01":
@@ -55,7 +60,7 @@ class UnionPayNotifications:
             key = self._keys.answer_key(fields, datetime.fromtimestamp(self._clock(), UTC))
         except CertificateError as error:
             raise NoticeRefused(f"signPubKeyCert not trusted: {error}") from None
-        if not verify(key, digest_message(fields), fields["signature"]):
+        if not verify(key, digest(fields), fields["signature"]):
             raise NoticeRefused("signature does not verify")
         if fields.get("merId") != self._merchant_id:
             raise NoticeRefused("notification for another merId")

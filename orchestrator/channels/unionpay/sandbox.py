@@ -1,12 +1,17 @@
-"""The UnionPay acquirer sandbox gateway (ACP-style form API): sale, query, reversal,
-void, refund and the settlement file. It checks the merchant's signature and signs its
-answers; a reversal that must get "no answer" (8888) is simply left hanging."""
+"""The UnionPay acquirer sandbox gateway (ACP 5.1.0): sale, 申码, query, reversal, void,
+refund and the settlement file. It checks the merchant's signature and answers as the
+public samples of the real gateway do (tests/fixtures/wire/unionpay): raw `k=v&...`
+text, nothing URL-encoded, signed with its signPubKeyCert, no certId, and only fields
+the real answers carry (shapes.py). A reversal that must get "no answer" (8888) is
+simply left hanging. A 申码 code ends at its payTimeout: the ledger closes it then."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import re
+import time
+import zlib
 from datetime import date, datetime
 from urllib.parse import urlencode
 
@@ -20,10 +25,11 @@ from orchestrator.channels.unionpay.adapter import (
     SALE,
     SETTLEMENT_FILE,
     VOID,
-    digest_message,
 )
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
+from orchestrator.channels.unionpay.shapes import answer_fields
+from orchestrator.channels.unionpay.wire import digest, render_answer
 from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import Refund, RefundState, Reply, SandboxBank, Trade, TradeState
 from orchestrator.sandbox.bills import BEIJING, local
@@ -31,7 +37,8 @@ from orchestrator.sandbox.common import Gateway, Notification
 
 # ACP's own response codes (the acquirer's, not ISO-8583 POS codes).
 MESSAGES = {
-    "00": "成功",
+    "00": "成功[0000000]",
+    "01": "交易失败",
     "03": "交易通讯超时，请发起查询交易",
     "05": "交易已受理，请稍后查询交易结果",
     "10": "报文格式错误",
@@ -51,6 +58,7 @@ REFUND_REFUSALS = {
     "TRADE_NOT_PAID": "35",
 }
 ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
+ANSWERED = frozenset({"00", "05", "12", "31", "33", "35", "61", "64"})  # a transaction's own
 
 
 class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
@@ -59,6 +67,8 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
     def __init__(self, bank: SandboxBank, keys: UnionPayPlatformKeys, merchant_id: str) -> None:
         super().__init__(bank, keys, merchant_id)
         self._txn_times: dict[str, str] = {}  # orderId -> txnTime of the sale, void, refund
+        self._kinds: dict[str, tuple[str, str]] = {}  # orderId -> its txnType, txnSubType
+        self._pay_timeouts: dict[str, float] = {}  # 申码 orderId -> its payTimeout
         self.app.add_routes(
             [
                 web.post("/gateway/api/backTransReq.do", self._transact),
@@ -79,6 +89,7 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
                 if not fields.get("txnTime"):
                     return self._answer(fields, "10")
                 self._txn_times.setdefault(fields["orderId"], fields["txnTime"])
+                self._kinds.setdefault(fields["orderId"], (kind, fields.get("txnSubType", "")))
             if kind == SALE and fields.get("txnSubType") == APPLY_QR:
                 return await self._apply_qr(fields)
             if kind == SALE:
@@ -113,6 +124,7 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             fields["orderId"], int(fields["txnAmt"]), fields.get("reqReserved", ""),
             expires.timestamp(),
         )  # fmt: skip
+        self._pay_timeouts.setdefault(fields["orderId"], expires.timestamp())
         if reply.reply is Reply.UNAVAILABLE:
             return web.Response(status=503, text="service unavailable")
         if reply.reply is Reply.REFUSED:
@@ -127,6 +139,8 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         """The reversal (冲正) names the sale by its orderId and original txnTime."""
         if not self._is_original(fields):
             return self._answer(fields, "34")
+        if fields["orderId"] in self._pay_timeouts:
+            return self._answer(fields, "35")  # 冲正 is for payer-presented sales only
         reply = await self.bank.reverse(fields["orderId"])
         if reply.reply is Reply.RETRY:
             # The host does not answer this reversal; the terminal sends it again.
@@ -154,10 +168,13 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         if reply.reply is not Reply.OK or reply.refund is None:
             return self._answer(fields, "35")
         return self._answer(
-            fields, "00", queryId=reply.refund.refund_no, txnAmt=str(reply.refund.amount_fen)
-        )
+            fields, "00", queryId=reply.refund.refund_no, txnAmt=str(reply.refund.amount_fen),
+            origQryId=original.trade_no,
+        )  # fmt: skip
 
     async def _query(self, request: web.Request) -> web.Response:
+        """A query answers with the queried transaction's own txnType, txnSubType and
+        txnTime, its state in origRespCode, as the real answers do."""
         fields = await self._checked(request)
         if isinstance(fields, web.Response):
             return fields
@@ -165,30 +182,38 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             return self._answer(fields, "10")
         if not self._is_original(fields):
             return self._answer(fields, "34")
-        refunded = self.bank.refund_by_no(fields["orderId"])
+        order_id = fields["orderId"]
+        kind, sub = self._kinds.get(order_id, (SALE, ""))
+        original = {**fields, "txnType": kind, "txnSubType": sub, "answer": "query"}
+        refunded = self.bank.refund_by_no(order_id)
         if refunded is not None and "refund" in self.bank.faults:
             return web.Response(status=503, text="service unavailable")
         if refunded is not None:
             _, refund = refunded
-            done = refund.state is RefundState.SUCCESS
+            done = "00" if refund.state is RefundState.SUCCESS else "05"
             return self._answer(
-                fields,
-                "00",
-                queryId=refund.refund_no,
-                txnAmt=str(refund.amount_fen),
-                origRespCode="00" if done else "05",
-            )
-        reply = await self.bank.query(fields["orderId"])
+                original, "00", queryId=refund.refund_no, txnAmt=str(refund.amount_fen),
+                origRespCode=done, origRespMsg=MESSAGES[done],
+            )  # fmt: skip
+        await self._end_expired_code(order_id)
+        reply = await self.bank.query(order_id)
         if reply.reply is Reply.NOT_FOUND:
             return self._answer(fields, "34")
         if reply.reply is Reply.UNAVAILABLE:
             return web.Response(status=503, text="service unavailable")
         assert reply.trade is not None
-        trade = reply.trade
-        extra = {"origRespCode": _code(trade.state, trade)}
-        if trade.state in (TradeState.CLOSED, TradeState.REVOKED):
-            extra["origTxnStatus"] = "reversed"
-        return self._answer(fields, "00", trade, **extra)
+        code = _code(reply.trade.state, reply.trade)
+        settled = {"settleAmt": str(reply.trade.amount_fen)} if code == "00" else {}
+        return self._answer(
+            original, "00", reply.trade, origRespCode=code,
+            origRespMsg=MESSAGES.get(code, "失败"), **settled,
+        )  # fmt: skip
+
+    async def _end_expired_code(self, order_id: str) -> None:
+        """A 申码 code past its payTimeout can no longer be paid: the host ends it."""
+        pay_timeout = self._pay_timeouts.get(order_id)
+        if pay_timeout is not None and time.time() >= pay_timeout:
+            await self.bank.close(order_id)
 
     def _is_original(self, fields: dict[str, str]) -> bool:
         """A query or reversal names a transaction by orderId and its txnTime: the
@@ -210,8 +235,8 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         return self._answer(
             fields,
             "00",
-            fileContent=base64.b64encode(content).decode(),
-            fileName=f"INN{day:%y%m%d}",
+            fileContent=base64.b64encode(zlib.compress(content)).decode(),
+            fileName=f"{self.merchant_id}_{day:%Y%m%d}.zip",
         )
 
     # ---- protocol -------------------------------------------------------------------
@@ -221,65 +246,85 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         if (
             fields.get("merId") != self.merchant_id
             or fields.get("certId") != self.keys.peer_serial
-            or not verify(
-                self.keys.peer_public, digest_message(fields), fields.get("signature", "")
-            )
+            or not verify(self.keys.peer_public, digest(fields), fields.get("signature", ""))
         ):
             return self._answer(fields, "11")
         return fields
 
     def notification(self, trade: Trade, refund: Refund | None) -> Notification:
-        """The backUrl notification: the transaction's fields, signed like an answer."""
+        """The backUrl notification: the transaction's fields, signed like an answer,
+        posted as a form."""
         if refund is None:
-            order_id, kind, amount = trade.out_trade_no, SALE, trade.amount_fen
-            extra = {"queryId": trade.trade_no}
+            order_id, amount = trade.out_trade_no, trade.amount_fen
+            kind, sub = self._kinds.get(order_id, (SALE, "06"))
+            extra = {"queryId": trade.trade_no, "settleAmt": str(amount)}
         else:
             order_id, amount = refund.out_refund_no, refund.amount_fen
-            kind = VOID if refund.kind == "void" else REFUND
+            kind, sub = (VOID if refund.kind == "void" else REFUND), "00"
             extra = {"queryId": refund.refund_no, "origQryId": trade.trade_no}
         request = {
             "txnType": kind,
-            "txnSubType": "06" if kind == SALE else "00",
+            "txnSubType": sub,
             "bizType": "000000",
             "orderId": order_id,
             "txnTime": self._txn_times.get(order_id, ""),
         }
-        fields = self._fields(request, "00", txnAmt=str(amount), **extra)
+        fields = self._fields("notify", request, "00", txnAmt=str(amount), **extra)
         body = urlencode(fields).encode()
         return Notification(body, "application/x-www-form-urlencoded; charset=utf-8", {})
 
     def _answer(
         self, request: dict[str, str], code: str, trade: Trade | None = None, **extra: str
     ) -> web.Response:
+        """The answer to `request` (a query's names the queried transaction's kind)."""
         if trade is not None:
             extra = {"queryId": trade.trade_no, "txnAmt": str(trade.amount_fen), **extra}
+        kind = _answer_kind(request) if code in ANSWERED else "error"
+        fields = self._fields(kind, request, code, **extra)
         return web.Response(
-            text=urlencode(self._fields(request, code, **extra)),
-            content_type="application/x-www-form-urlencoded",
+            body=render_answer(fields).encode("utf-8"),
+            content_type="text/plain",
             charset="utf-8",
         )
 
-    def _fields(self, request: dict[str, str], code: str, **extra: str) -> dict[str, str]:
-        """An answer's (or notification's) fields, signed."""
-        fields = {
+    def _fields(
+        self, kind: str, request: dict[str, str], code: str, **extra: str
+    ) -> dict[str, str]:
+        """An answer's (or notification's) fields, as the real ones of its kind carry
+        them, signed."""
+        given = {
             "version": request.get("version", "5.1.0"),
-            "encoding": "UTF-8",
+            "encoding": request.get("encoding", "UTF-8"),
             "signMethod": "01",
             "txnType": request.get("txnType", ""),
             "txnSubType": request.get("txnSubType", ""),
             "bizType": request.get("bizType", ""),
-            "accessType": "0",
+            "accessType": request.get("accessType", "0"),
             "merId": self.merchant_id,
             "orderId": request.get("orderId", ""),
             "txnTime": request.get("txnTime", ""),
+            "currencyCode": request.get("currencyCode", "156"),
             "respCode": code,
             "respMsg": MESSAGES.get(code, "失败"),
-            "certId": self.keys.own_serial,
-            "signPubKeyCert": self.keys.certificate_pem,
+            "reqReserved": request.get("reqReserved", ""),
+            "settleDate": request.get("settleDate", ""),
+            "fileType": request.get("fileType", ""),
             **extra,
         }
-        fields["signature"] = sign(self.keys.private, digest_message(fields))
+        fields = answer_fields(kind, given)
+        fields["signPubKeyCert"] = self.keys.certificate_pem
+        fields["signature"] = sign(self.keys.private, digest(fields))
         return fields
+
+
+def _answer_kind(request: dict[str, str]) -> str:
+    if "answer" in request:
+        return request["answer"]
+    kind, sub = request.get("txnType", ""), request.get("txnSubType", "")
+    if kind == SALE:
+        return "apply_qr" if sub == APPLY_QR else "sale"
+    return {QUERY_TXN: "query", REVERSAL: "reversal", VOID: "void", REFUND: "refund",
+            SETTLEMENT_FILE: "file"}.get(kind, "error")  # fmt: skip
 
 
 def _code(state: TradeState, trade: Trade) -> str:
@@ -289,7 +334,7 @@ def _code(state: TradeState, trade: Trade) -> str:
         return "05"
     if state is TradeState.PAYERROR:
         return DECLINE_CODES.get(trade.reason, "64")
-    return "35"
+    return "01"  # reversed, or a code ended unpaid: the transaction failed
 
 
 def _voidable(trade: Trade, amount: int) -> bool:

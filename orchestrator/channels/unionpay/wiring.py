@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.channels.unionpay.access import access_from
 from orchestrator.channels.unionpay.adapter import UnionPay
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.notify import UnionPayNotifications
@@ -23,6 +24,7 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> U
         unionpay_keys(keys_dir, settings.credentials),
         settings.merchant_id,
         settings.notify_url,
+        access=access_from(settings.credentials),
     )
 
 

@@ -1,0 +1,184 @@
+"""windowpay's UnionPay adapter against the test-only ACP counterpart (acp.py), which
+answers raw, without certId, in the public samples' own field sets, and checks each
+request as the gateway does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date
+
+import pytest
+
+from orchestrator.channels.unionpay import adapter as unionpay
+from orchestrator.channels.unionpay.adapter import txn_time
+from orchestrator.channels.unionpay.bill import parse_unionpay
+from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
+from orchestrator.providers.engine import AttemptDriver, SystemClock, Ticket
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    QrCall,
+    RefundCall,
+    RefundStatus,
+    ReverseStatus,
+    TradeRef,
+    TradeStatus,
+)
+from tests.conformance.unionpay.conftest import AdapterFactory, Running
+from tests.support import Recorded, provider_id, small_config
+
+SALE, QUERY, QR = "01/06", "00/00", "01/07"
+CARD_CODE = "6225880000000000000"
+
+
+def answers(counterpart: Running, **script: str) -> None:
+    """Answer each txnType/txnSubType with the named sample."""
+    for kind, sample in script.items():
+        counterpart.gateway.script[kind.replace("_", "/")] = lambda _f, s=sample: s
+
+
+def kinds(counterpart: Running) -> list[str]:
+    return [f"{r['txnType']}/{r['txnSubType']}" for r in counterpart.gateway.received]
+
+
+async def test_a_card_payment_ends_paid_once_with_nothing_reversed(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """Through the engine, against a gateway answering exactly as the public samples:
+    00 to the sale ("accepted"), then the query's origRespCode 00. Fails on the code that
+    URL-decoded answers and demanded a certId: every answer was unknown and the sale
+    was reversed (冲正)."""
+    answers(counterpart, **{"01_06": "shape_sale_accepted.txt", "00_00": "answer_query_paid.txt"})
+    adapter = adapter_for(counterpart.base_url)
+    clock = SystemClock()
+    recorded = Recorded(clock)
+    attempt_id = recorded.start(Channel.UNIONPAY)
+    playbook = small_config(time_scale=0.02).playbook(Channel.UNIONPAY)
+    driver = AttemptDriver(adapter, playbook, clock, recorded)
+    pay = PayCall(attempt_id, CARD_CODE, 8000, "SP01", "T01", "科目一", clock.now_ms())
+    ticket = Ticket(attempt_id, AttemptState.SUBMITTED, pay.at_ms, pay, 8000)
+    await asyncio.wait_for(driver.run(ticket), timeout=30)
+    attempt = recorded.order.attempts[-1]
+    assert (recorded.order.state, attempt.state) == (OrderState.PAID, AttemptState.SUCCEEDED)
+    assert recorded.events.count(AttemptEvent.PAID) == 1, recorded.events
+    assert attempt.provider_trade_no == "442401051450467846498"  # the sample's queryId
+    assert "99/01" not in kinds(counterpart) and kinds(counterpart)[0] == SALE
+    assert counterpart.gateway.refused == []
+
+
+async def test_every_request_is_a_signed_form_without_blanks(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    answers(
+        counterpart,
+        **{"01_06": "shape_sale_accepted.txt", "00_00": "answer_query_paid.txt",
+           "31_00": "answer_void.txt", "04_00": "answer_refund.txt"},
+    )  # fmt: skip
+    adapter = adapter_for(counterpart.base_url)
+    sale = PayCall(provider_id(), CARD_CODE, 100, "", "", "科目一", int(time.time() * 1000))
+    assert (await adapter.pay(sale)).status is TradeStatus.CONFIRMING
+    paid = await adapter.query(sale.trade)
+    trade = TradeRef(sale.out_trade_no, 100, sale.at_ms, paid.trade_no)
+    refund = await adapter.refund(RefundCall(trade, provider_id("R"), 40, sale.at_ms))
+    assert refund.status is RefundStatus.PENDING
+    assert counterpart.gateway.refused == []
+    first = counterpart.gateway.received[0]
+    assert "termId" not in first and "reqReserved" not in first  # blank: not sent
+    assert first["qrNo"] == CARD_CODE and first["certId"]
+
+
+def seconds_up(ms: int) -> int:
+    """payTimeout is written to the second: the code's end, rounded up."""
+    return -(-ms // 1000) * 1000
+
+
+def qr_call(at_ms: int, life_ms: int = 60_000) -> QrCall:
+    return QrCall(provider_id("Q"), 500, "SP01", "T01", "科目一", at_ms, at_ms + life_ms)
+
+
+async def test_a_qr_code_is_asked_with_its_pay_timeout(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt"})
+    now_ms = int(time.time() * 1000)
+    adapter = adapter_for(counterpart.base_url)
+    code = await adapter.create_qr(qr_call(now_ms))
+    assert code.code_url.startswith("https://qr.95516.com/")
+    [sent] = counterpart.gateway.received
+    assert sent["payTimeout"] == txn_time(seconds_up(now_ms + 60_000))
+    long_lived = await adapter.create_qr(qr_call(now_ms, life_ms=3_600_000))
+    assert long_lived.code_url
+    longest = txn_time(seconds_up(now_ms + unionpay.MAX_CODE_LIFE_MS))
+    assert counterpart.gateway.received[1]["payTimeout"] == longest
+
+
+async def test_a_qr_close_waits_for_the_pay_timeout_and_sends_no_reversal(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """ACP documents 冲正 for payer-presented sales only: the close of a 申码 code sends
+    none; it asks the order, and before payTimeout an unpaid one is RETRY. Fails on the
+    code whose close was a 冲正."""
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt", "00_00": "shape_query_accepted.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    call = qr_call(now_ms)
+    await adapter.create_qr(call)
+    assert (await adapter.close(call.trade)).status is ReverseStatus.RETRY
+    assert kinds(counterpart) == [QR, QUERY]
+    moment[0] = (call.expires_at_ms + 1000) / 1000
+    closed = await adapter.close(call.trade)
+    assert closed.status is ReverseStatus.DONE, closed
+    assert kinds(counterpart) == [QR, QUERY, QUERY]
+
+
+async def test_a_code_paid_before_its_pay_timeout_is_paid_not_closed(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt", "00_00": "answer_query_paid.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000 + 61]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    call = qr_call(now_ms)
+    await adapter.create_qr(call)
+    assert (await adapter.close(call.trade)).status is ReverseStatus.PAID
+
+
+async def test_a_code_never_made_is_closed_once_its_longest_life_is_over(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """After a restart the adapter no longer knows the payTimeout it sent: it waits out
+    the longest it ever sends, then a query that finds nothing closes it."""
+    answers(counterpart, **{"00_00": "shape_query_not_found.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000 + 61]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    trade = TradeRef(provider_id("Q"), 500, now_ms)
+    assert (await adapter.close(trade)).status is ReverseStatus.RETRY
+    moment[0] = (now_ms + unionpay.MAX_CODE_LIFE_MS + 1000) / 1000
+    assert (await adapter.close(trade)).status is ReverseStatus.DONE
+
+
+async def test_the_settlement_file_is_inflated_and_read(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """fileContent is base64 of a deflated zip. Fails on the code that only base64-decoded
+    it and then looked for H|/D|/T| lines."""
+    answers(counterpart, **{"76_01": "shape_file.txt"})
+    adapter = adapter_for(counterpart.base_url)
+    content = await adapter.bill(date(2015, 9, 5))
+    rows = parse_unionpay(content)
+    assert len(rows) == 8 and sum(r.amount_fen for r in rows) == 1_322_700
+    [sent] = counterpart.gateway.received
+    assert (sent["settleDate"], sent["fileType"]) == ("0905", "00")
+
+
+async def test_an_unclear_sale_answer_leaves_the_outcome_unknown(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    answers(counterpart, **{"01_06": "shape_sale_unclear.txt"})
+    adapter = adapter_for(counterpart.base_url)
+    sale = PayCall(provider_id(), CARD_CODE, 100, "SP01", "T01", "科目一", int(time.time() * 1000))
+    with pytest.raises(OutcomeUnknown, match="03"):
+        await adapter.pay(sale)
