@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator.channels.registry import CHANNELS as REGISTERED
 from orchestrator.console.i18n import Language
 
 
@@ -136,8 +137,16 @@ class Refused(Exception):
 
 
 def label(language: Language, kind: str, code: str | None) -> str:
-    """The code's name in the language; an unknown code shows as it is."""
+    """The code's name in the language. A channel the catalogs do not name yet (one just
+    added) shows its package's display name (Chinese, as on receipts); any other unknown
+    code shows as it is."""
     if not code:
         return ""
     message = KINDS[kind].get(str(code))
-    return language.gettext(message) if message else str(code)
+    if message:
+        return language.gettext(message)
+    if kind == "channel":
+        found = next((s for c, s in REGISTERED.items() if c.value == code), None)
+        if found is not None:
+            return found.display_name
+    return str(code)

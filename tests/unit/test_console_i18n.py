@@ -201,3 +201,15 @@ def test_the_config_requires_a_chinese_name_and_a_dialable_office_phone() -> Non
     office = parse_config(data).office
     assert (office.name, office.phone) == ("昆明市公安局交通管理支队车辆管理所", "")
     assert load_config().office.phone == "0871-00000000"
+
+
+def test_a_channel_the_catalogs_do_not_name_shows_its_display_name(
+    languages: dict[str, i18n.Language], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.channels import registry
+    from orchestrator.console import labels
+
+    wechat = registry.CHANNELS[Channel.WECHAT]
+    monkeypatch.delitem(labels.CHANNELS, "WECHAT")  # as for a channel just added
+    assert label(languages["en"], "channel", "WECHAT") == wechat.display_name == "微信支付"
+    assert label(languages["en"], "channel", "NOPAY") == "NOPAY"
