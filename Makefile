@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+LOCALES := orchestrator/console/locales
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard $(LOCALES)/*/LC_MESSAGES/messages.po))
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: install tools browser run test lint typecheck unit integration e2e fuzz faults proto lock clean
+.PHONY: install tools browser catalogs translations run test lint typecheck unit integration e2e \
+	fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -36,14 +40,42 @@ $(PROMETHEUS):
 
 tools: $(PROMETHEUS)
 
-# The console's browser tests drive Debian's headless Chromium (no browser download).
-browser:
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
-		{ apt-get install -y -q chromium >/dev/null || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
-		{ echo "chromium is required for the browser tests (Debian package chromium)"; exit 1; }
+# The console's browser tests drive Debian's headless Chromium (no browser download), see
+# Chinese through Debian's CJK fonts, and run axe-core (pinned by package-lock.json) in
+# every page.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser: $(AXE)
+	@test "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(BROWSER_PACKAGES) 2>/dev/null | \
+		grep -c '^installed$$')" = $(words $(BROWSER_PACKAGES)) || \
+		{ command -v apt-get >/dev/null && \
+		{ apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; }; } || \
+		{ echo "the browser tests need Debian's $(BROWSER_PACKAGES)"; exit 1; }
 
-run: $(STAMP)
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null && \
+		{ apt-get install -y -q npm >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q npm >/dev/null; }; }; } || \
+		{ echo "npm is required to install axe-core for the browser tests"; exit 1; }
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The console's languages: the committed .po catalogs, compiled (.mo is not committed).
+$(LOCALES)/%/LC_MESSAGES/messages.mo: $(LOCALES)/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel -q compile -D messages -l $* -i $< -o $@
+
+catalogs: $(CATALOGS)
+
+# After changing a string of the console: extract them all again and merge them into every
+# catalog; then translate what is new (docs/CONSOLE.md, "Adding a language").
+translations: $(STAMP)
+	mkdir -p build
+	$(BIN)/pybabel -q extract -F orchestrator/console/babel.cfg --no-location --sort-output \
+		--project windowpay -o build/messages.pot orchestrator/console
+	$(BIN)/pybabel -q update -i build/messages.pot -d $(LOCALES) -D messages --no-fuzzy-matching \
+		--ignore-obsolete --ignore-pot-creation-date -w 100
+
+run: $(STAMP) catalogs
 	$(BIN)/windowpay serve
 
 lint: $(STAMP)
@@ -53,10 +85,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) catalogs
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck browser $(STAMP) $(PROMETHEUS)
+test: lint typecheck browser catalogs $(STAMP) $(PROMETHEUS)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).

@@ -113,6 +113,15 @@ class ReceiptSettings:
 
 
 @dataclass(frozen=True)
+class OfficeContact:
+    """Whom a payer calls when a payment looks wrong (the payer's page shows it)."""
+
+    name: str = ""  # "" : the receipts' issuing unit
+    phone: str = ""  # "" : the page sends the payer to a window instead
+    hours: str = ""
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Where a channel's keys, certificates and secrets are, under the names its package
     reads (its defaults.toml lists them): *_file is relative to keys_dir unless absolute,
@@ -188,6 +197,7 @@ class Config:
     providers: Mapping[Channel, ProviderSettings] = field(default_factory=dict)
     keys_dir: str = "keys"  # relative to the data directory unless absolute
     receipts: ReceiptSettings = field(default_factory=ReceiptSettings)
+    office: OfficeContact = field(default_factory=OfficeContact)
     access: AccessSettings = field(default_factory=AccessSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
@@ -378,15 +388,19 @@ def _catalogs(root: _Table) -> FeeSchedule:
                 raise it.fail(
                     "category", f"must be 'production' or 'exam', got {category!r}"
                 ) from None
+            name = it.get("name", str)
+            if not name.strip():
+                raise it.fail("name", "the item's official Chinese name is required")
             price = it.get("price_fen", int)
             if price <= 0:
                 raise it.fail("price_fen", f"must be positive, got {price}")
             items[code] = FeeItem(
                 code=code,
                 category=fee_category,
-                name=it.get("name", str),
+                name=name,
                 unit=it.get("unit", str),
                 price_fen=price,
+                name_en=it.get("name_en", str, ""),
             )
         if not items:
             raise t.fail("items", f"catalog {version} has no items")
@@ -491,6 +505,17 @@ def _receipts(t: _Table) -> ReceiptSettings:
         if len(value) != 2 or not value.isdigit():
             raise t.fail(name, f"must be 2 digits, got {value!r}")
     return settings
+
+
+def _office(t: _Table, receipts: ReceiptSettings) -> OfficeContact:
+    phone = t.get("phone", str, "")
+    if phone and not all(c.isdigit() or c in " -+()" for c in phone):
+        raise t.fail("phone", f"digits, spaces, '-', '+' and brackets only, got {phone!r}")
+    return OfficeContact(
+        name=t.get("name", str, "") or receipts.issuing_unit,
+        phone=phone,
+        hours=t.get("hours", str, ""),
+    )
 
 
 def _positive(t: _Table, key: str, default: int) -> int:
@@ -612,6 +637,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     defaults = SandboxSettings()
     providers, keys_dir = _providers(root)
     deployment = _deployment(root)
+    receipts = _receipts(root.table("receipts"))
     return Config(
         deployment=deployment,
         fees=_catalogs(root),
@@ -625,7 +651,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         ),
         providers=providers,
         keys_dir=keys_dir,
-        receipts=_receipts(root.table("receipts")),
+        receipts=receipts,
+        office=_office(root.table("office"), receipts),
         access=_access(root, deployment),
         record=_record(root.table("record")),
         notify=_notify(root.table("notify")),

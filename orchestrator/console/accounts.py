@@ -32,6 +32,7 @@ class StaffAccount:
     service_point_id: str = ""
     window_id: str = ""
     disabled: bool = False
+    language: str = ""  # the console's language the account chose ("": the browser's)
 
     def check_password(self, password: str) -> bool:
         try:
@@ -95,6 +96,13 @@ class StaffBook:
         if password is not None:
             account = replace(account, password_hash=hash_password(password))
         accounts[username] = replace(account, disabled=disabled)
+        self.save(accounts)
+
+    def set_language(self, username: str, language: str) -> None:
+        accounts = self.load()
+        if username not in accounts:
+            raise ValueError(f"no staff account {username!r}")
+        accounts[username] = replace(accounts[username], language=language)
         self.save(accounts)
 
 

@@ -1,5 +1,6 @@
 """The console's HTTP application: sign-in, the staff pages, and the payer lookup.
-Every staff page goes through `_staff` (session) and every order through `Scope.check`."""
+Every staff page goes through `_staff` (session) and every order through `Scope.check`.
+Every page is rendered in the request's language (`language_of`)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,26 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
-import jinja2
 import psycopg
 from aiohttp import web
 from psycopg_pool import PoolClosed, PoolTimeout
 
-from orchestrator.console import charts, reports
+from orchestrator.console import charts, i18n, reports
 from orchestrator.console.accounts import StaffAccount, StaffBook
 from orchestrator.console.guard import RateLimit, Session, Sessions, SignInGuard, csrf_ok
-from orchestrator.console.queries import ConsoleQueries, SearchFilters
+from orchestrator.console.i18n import Language
+from orchestrator.console.labels import N_, Refusal, Refused
+from orchestrator.console.pages import Office, Pages
+from orchestrator.console.queries import ConsoleQueries, SearchFilters, Today
 from orchestrator.console.scope import OutOfScope, Scope
 from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
 COOKIE = "wp_session"
 SIGNIN_COOKIE = "wp_signin"  # the sign-in form's CSRF token, before there is a session
+LANGUAGE_COOKIE = "wp_lang"  # the language switch's choice, before (or without) an account
 HERE = Path(__file__).parent
 STATES = ("AWAITING_PAYMENT", "PAYING", "PAID", "CANCELLED", "EXPIRED",
           "PARTIALLY_REFUNDED", "REFUNDED")  # fmt: skip
@@ -38,7 +43,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Commands(Protocol):
-    async def cancel(self, order_id: str, reason: str, username: str) -> str: ...
+    async def cancel(self, order_id: str, reason: str, username: str) -> Refusal | None: ...
 
 
 @dataclass
@@ -51,6 +56,7 @@ class ConsoleSettings:
     playbook_s: Mapping[str, float] = field(default_factory=dict)
     live_every_s: float = 2.0  # how often the today page's figures are pushed
     payer_lookups_per_minute: int = 10
+    office: Office = field(default_factory=Office)  # fee names, places, whom payers call
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
 
@@ -64,25 +70,14 @@ class Console:
     sessions: Sessions = field(init=False)
     signin: SignInGuard = field(init=False)
     payer_limit: RateLimit = field(init=False)
-    templates: jinja2.Environment = field(init=False)
+    pages: Pages = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.sessions = Sessions(s.monotonic)
         self.signin = SignInGuard(s.monotonic)
         self.payer_limit = RateLimit(s.payer_lookups_per_minute, 60.0, s.monotonic)
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        self.templates.filters["yuan"] = yuan
-        self.templates.filters["when"] = self.when
-
-    def when(self, ms: int | None) -> str:
-        if not ms:
-            return ""
-        return datetime.fromtimestamp(ms / 1000, self.settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+        self.pages = Pages(i18n.load(s.zone), s.office)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.settings.clock(), self.settings.zone).date()
@@ -91,29 +86,56 @@ class Console:
         return int(self.settings.clock() * 1000)
 
 
-def yuan(fen: int | None) -> str:
-    fen = int(fen or 0)
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
 CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing", asyncio.Event)
 SESSION = web.RequestKey("session", Session)
 STAFF = web.RequestKey("staff", StaffAccount)
 
 
+def language_of(request: web.Request) -> Language:
+    """The account's language, else the switch's cookie, else the browser's."""
+    staff = request.get(STAFF)
+    code = i18n.chosen(
+        staff.language if staff else None,
+        request.cookies.get(LANGUAGE_COOKIE),
+        i18n.from_accept_language(request.headers.get("Accept-Language", "")),
+    )
+    return request.app[CONSOLE].pages.languages[code]
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     console = request.app[CONSOLE]
     staff = request.get(STAFF)
     session = request.get(SESSION)
-    body = console.templates.get_template(template).render(
+    language = language_of(request)
+    body = console.pages.render(
+        language,
+        template,
         staff=staff,
         scope=Scope.of(staff) if staff else None,
         csrf=session.csrf if session else "",
+        here=request.path_qs,
+        path=request.path,
         **context,
     )
-    return web.Response(text=body, status=status, content_type="text/html")
+    response = web.Response(text=body, status=status, content_type="text/html")
+    response.headers["Content-Language"] = language.tag
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    return response
+
+
+def error_page(request: web.Request, refused: Refused) -> web.Response:
+    message = refused.text(language_of(request))
+    return render(request, "error.html", status=refused.status, message=message)
+
+
+@web.middleware
+async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A refusal (`Refused`, the scope rule's included) as a page in the reader's language."""
+    try:
+        return await handler(request)
+    except Refused as refused:
+        return error_page(request, refused)
 
 
 @web.middleware
@@ -137,17 +159,14 @@ async def staff_session(request: web.Request, handler: Handler) -> web.StreamRes
     account = console.book.get(session.username) if session else None
     if session and account and not account.disabled:
         request[SESSION], request[STAFF] = session, account
-    public = request.path.startswith(("/payer", "/static", "/signin", "/favicon"))
+    public = request.path.startswith(("/payer", "/static", "/signin", "/favicon", "/language"))
     if not public and STAFF not in request:
         raise web.HTTPSeeOther("/signin")
     if request.method == "POST" and SESSION in request and request.path != "/signin":
         form = await request.post()
         if not csrf_ok(request[SESSION], _text(form, "csrf")):
-            raise web.HTTPForbidden(text="the form has expired; reload the page and try again")
-    try:
-        return await handler(request)
-    except OutOfScope as refused:
-        return render(request, "error.html", status=403, message=str(refused))
+            raise Refused(403, N_("The form has expired; reload the page and try again."))
+    return await handler(request)
 
 
 def _text(form: Any, name: str) -> str:
@@ -171,7 +190,8 @@ def _signin_form(request: web.Request, status: int = 200, error: str = "") -> we
     token = request.cookies.get(SIGNIN_COOKIE, "")
     if len(token) != 43:
         token = secrets.token_urlsafe(32)
-    response = render(request, "signin.html", status=status, error=error, signin_csrf=token)
+    shown = language_of(request).gettext(error) if error else ""  # labels.MESSAGES
+    response = render(request, "signin.html", status=status, error=shown, signin_csrf=token)
     response.set_cookie(
         SIGNIN_COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/signin"
     )
@@ -219,7 +239,7 @@ async def signout(request: web.Request) -> web.Response:
 # ---- today -----------------------------------------------------------------------------
 
 
-async def _today(request: web.Request) -> Any:
+async def _today(request: web.Request) -> Today:
     console = request.app[CONSOLE]
     return await console.queries.today(
         _scope(request),
@@ -230,10 +250,35 @@ async def _today(request: web.Request) -> Any:
     )
 
 
+def shown_figures(today: Today, language: Language) -> dict[str, str]:
+    """The today page's figures as the page writes them (and the live stream sends them)."""
+    shown = {
+        name: language.money(value) if name.endswith("_fen") else language.number(value)
+        for name, value in today.figures().items()
+    }
+    before = today.paid_last_week_fen
+    change = (today.payments_fen - before) / before if before else None
+    shown["change"] = "—" if change is None else language.percent(change, signed=True)
+    return shown
+
+
 async def today_page(request: web.Request) -> web.Response:
     today = await _today(request)
-    chart = charts.hourly(today.hourly, today.hourly_last_week, "same weekday last week")
-    return render(request, "today.html", today=today, chart=chart)
+    language = language_of(request)
+    chart = charts.hourly(
+        today.hourly,
+        today.hourly_last_week,
+        language.gettext("Today"),
+        language.gettext("Same weekday last week"),
+    )
+    figures = shown_figures(today, language)
+    return render(request, "today.html", today=today, chart=chart, figures=figures)
+
+
+async def breakdown_page(request: web.Request) -> web.Response:
+    """The long tables of the today page (by window, service point, channel, fee item):
+    one tap away on a phone, beside the figures on a desktop."""
+    return render(request, "breakdown.html", today=await _today(request))
 
 
 async def today_events(request: web.Request) -> web.StreamResponse:
@@ -253,9 +298,7 @@ async def today_events(request: web.Request) -> web.StreamResponse:
                 today = await _today(request)
             except (psycopg.Error, PoolClosed, PoolTimeout):
                 break  # the record is away: the browser reconnects by itself later
-            figures_text = {
-                k: yuan(v) if k.endswith("_fen") else str(v) for k, v in today.figures().items()
-            }
+            figures_text = shown_figures(today, language_of(request))
             if figures_text != last:
                 await response.write(f"data: {json.dumps(figures_text)}\n\n".encode())
                 last = figures_text
@@ -273,7 +316,7 @@ def _day(value: str) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
-        raise web.HTTPBadRequest(text=f"not a date (YYYY-MM-DD): {value!r}") from None
+        raise Refused(400, N_("Not a date (YYYY-MM-DD): %(value)s"), value=value[:40]) from None
 
 
 async def search_page(request: web.Request) -> web.Response:
@@ -299,7 +342,7 @@ async def search_page(request: web.Request) -> web.Response:
 async def _order(request: web.Request) -> Any:
     page = await request.app[CONSOLE].queries.order(request.match_info["order_id"])
     if page is None:
-        raise web.HTTPNotFound(text="order not found")
+        raise Refused(404, N_("No such order."))
     _scope(request).check(page.order["service_point_id"], page.order["window_id"])
     return page
 
@@ -314,16 +357,18 @@ async def cancel_order(request: web.Request) -> web.Response:
     page = await _order(request)
     scope = _scope(request)
     if not scope.may_cancel:
-        return render(request, "error.html", status=403, message="Your role cannot cancel orders.")
+        raise Refused(403, N_("Your role cannot cancel orders."))
     reason = _text(await request.post(), "reason")
     message = ""
     if not 1 <= len(reason) <= 200:
-        message = "A reason (up to 200 characters) is required."
+        message = language_of(request).gettext("A reason (up to 200 characters) is required.")
     else:
         staff: StaffAccount = request[STAFF]
-        message = await request.app[CONSOLE].commands.cancel(
+        refusal = await request.app[CONSOLE].commands.cancel(
             page.order["order_id"], reason, staff.username
         )
+        if refusal is not None:
+            message = f"{refusal.text(language_of(request))} ({refusal.detail})"
     if message:
         terminals = {a["attempt_id"]: a["terminal_id"] for a in page.attempts}
         return render(
@@ -357,7 +402,8 @@ async def _settlement(request: web.Request) -> tuple[date, list[Any]]:
 
 async def settlement_csv(request: web.Request) -> web.Response:
     day, rows = await _settlement(request)
-    return _csv(reports.settlement_csv(rows), f"settlement-{day.isoformat()}.csv")
+    text = reports.settlement_csv(rows, language_of(request))
+    return _csv(request, text, f"settlement-{day.isoformat()}.csv")
 
 
 async def settlement_print(request: web.Request) -> web.Response:
@@ -375,7 +421,8 @@ async def fee_items_csv(request: web.Request) -> web.Response:
     month = _day(raw + "-01")
     assert month is not None
     rows = await console.queries.fee_items_of_month(_scope(request), month)
-    return _csv(reports.fee_items_csv(rows), f"fee-items-{raw}.csv")
+    text = reports.fee_items_csv(rows, language_of(request), console.settings.office.fees)
+    return _csv(request, text, f"fee-items-{raw}.csv")
 
 
 async def reconciliation_csv(request: web.Request) -> web.Response:
@@ -385,18 +432,28 @@ async def reconciliation_csv(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     scope = _scope(request)
     if not scope.office_wide:
-        raise OutOfScope("the reconciliation with the providers is office-wide")
+        raise OutOfScope(N_("The reconciliation with the providers is office-wide."))
     day = _day(request.query.get("day", "")) or console.today()
     runs = await console.queries.reconciliation_runs(day)
     differences = await console.queries.differences(scope, day=day)
-    return _csv(reports.reconciliation_csv(runs, differences), f"reconciliation-{day}.csv")
+    text = reports.reconciliation_csv(runs, differences, language_of(request))
+    return _csv(request, text, f"reconciliation-{day}.csv")
 
 
-def _csv(text: str, name: str) -> web.Response:
+def _csv(request: web.Request, text: str, name: str) -> web.Response:
+    """UTF-8 with a byte-order mark, by which Excel knows it is UTF-8; or, with
+    `encoding=gbk`, the Chinese Windows code page that older Excel assumes (written as
+    GB18030, which is GBK for every character GBK has and never fails on one it lacks)."""
+    if request.query.get("encoding", "").lower() == "gbk":
+        body, charset = text.encode("gb18030"), "GB18030"
+    else:
+        body, charset = ("\ufeff" + text).encode(), "utf-8"
     return web.Response(
-        text=text,
-        content_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        body=body,
+        headers={
+            "Content-Type": f"text/csv; charset={charset}",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
     )
 
 
@@ -411,7 +468,7 @@ async def _payer_receipt(request: web.Request) -> tuple[dict[str, Any] | None, b
         return None, False
     console = request.app[CONSOLE]
     if not console.payer_limit.allow(request.remote or ""):
-        raise web.HTTPTooManyRequests(text="Too many lookups from this address; wait a minute.")
+        raise Refused(429, N_("Too many lookups from this address; wait a minute."))
     found = None
     if code.isdigit() and number.isdigit() and check and len(check) <= 12:
         found = await console.queries.receipt(code, number)
@@ -423,27 +480,67 @@ async def _payer_receipt(request: web.Request) -> tuple[dict[str, Any] | None, b
 
 
 async def payer_page(request: web.Request) -> web.Response:
+    """The payer's payment, from the slip's QR code (its three codes in the link) or
+    typed by hand: what was paid, when and how, the receipt, refunds, whom to call."""
     receipt, asked = await _payer_receipt(request)
     if receipt is None:
         return render(
             request, "payer.html", status=404 if asked else 200, receipt=None, asked=asked,
-            q=request.query, refunds=[],
+            q=request.query, refunds=[], payment=None,
         )  # fmt: skip
-    refunds = await request.app[CONSOLE].queries.refunds_of_order(receipt["order_id"])
+    queries = request.app[CONSOLE].queries
+    payment = await queries.payment_of(receipt["order_id"])
+    refunds = await queries.refunds_of_order(receipt["order_id"])
+    codes = {k: request.query.get(k, "").strip() for k in ("code", "no", "check")}
     return render(
-        request, "payer.html", receipt=receipt, asked=True, q=request.query, refunds=refunds
-    )
+        request, "payer.html", receipt=receipt, asked=True, q=request.query, refunds=refunds,
+        payment=payment, codes=codes,
+    )  # fmt: skip
 
 
 async def payer_document(request: web.Request) -> web.Response:
+    """The receipt (财政电子票据) as its own page, to print or, with `save=1`, to keep."""
     receipt, _ = await _payer_receipt(request)
     if receipt is None:
-        raise web.HTTPNotFound(text="not found")
-    return web.Response(text=render_html(receipt), content_type="text/html")
+        raise Refused(
+            404, N_("Not found. Check the receipt number and the check code on your slip.")
+        )
+    headers = {}
+    if request.query.get("save"):
+        name = f"{receipt['receipt_code']}-{receipt['receipt_no']}"
+        headers["Content-Disposition"] = (
+            f'attachment; filename="receipt-{name}.html"; '
+            f"filename*=UTF-8''{quote('财政电子票据-' + name + '.html')}"
+        )
+    return web.Response(text=render_html(receipt), content_type="text/html", headers=headers)
+
+
+# ---- the language switch -------------------------------------------------------------------
+
+
+async def choose_language(request: web.Request) -> web.Response:
+    """The switch on every page: remembered in a cookie, and with the account when one is
+    signed in (the account's choice then follows it to any browser)."""
+    form = await request.post()
+    code = _text(form, "language")
+    if code not in i18n.LANGUAGES:
+        raise Refused(400, N_("No such language."))
+    back = _text(form, "next")
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"  # only back to a page of this site
+    staff = request.get(STAFF)
+    if staff is not None:
+        request.app[CONSOLE].book.set_language(staff.username, code)
+    response = web.HTTPSeeOther(back)
+    response.set_cookie(
+        LANGUAGE_COOKIE, code, max_age=365 * 86400, httponly=True, secure=True,
+        samesite="Lax", path="/",
+    )  # fmt: skip
+    raise response
 
 
 def build_app(console: Console) -> web.Application:
-    app = web.Application(middlewares=[security_headers, staff_session])
+    app = web.Application(middlewares=[security_headers, refusals, staff_session])
     app[CONSOLE] = console
     app[CLOSING] = asyncio.Event()
     app.on_shutdown.append(_closing)
@@ -455,6 +552,7 @@ def build_app(console: Console) -> web.Application:
             web.post("/signout", signout),
             web.get("/today", today_page),
             web.get("/today/events", today_events),
+            web.get("/today/breakdown", breakdown_page),
             web.get("/orders", search_page),
             web.get("/orders/{order_id}", order_page),
             web.post("/orders/{order_id}/cancel", cancel_order),
@@ -466,6 +564,7 @@ def build_app(console: Console) -> web.Application:
             web.get("/reports/reconciliation.csv", reconciliation_csv),
             web.get("/payer/receipt", payer_page),
             web.get("/payer/receipt/document", payer_document),
+            web.post("/language", choose_language),
             web.static("/static", HERE / "static"),
         ]
     )

@@ -12,16 +12,19 @@ from pygal.style import Style  # type: ignore[import-untyped]
 # place, every later failed import lookup in the process warns (ImportWarning).
 sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
 
+# The page's own font list (console.css): Chinese labels need a CJK font.
+FONTS = 'system-ui, "WP Han", "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif'
 _STYLE = Style(
     background="transparent",
     plot_background="transparent",
     colors=("#1f6feb", "#9aa5b1"),
-    font_family="system-ui, sans-serif",
+    font_family=FONTS,
 )
 
 
-def hourly(today: list[int], last_week: list[int], last_week_label: str) -> str:
-    """Yuan paid per hour: today against the same weekday a week before."""
+def hourly(today: list[int], last_week: list[int], today_label: str, last_week_label: str) -> str:
+    """Yuan paid per hour: today against the same weekday a week before (the labels in
+    the reader's language)."""
     chart = pygal.Bar(
         style=_STYLE,
         height=260,
@@ -36,7 +39,7 @@ def hourly(today: list[int], last_week: list[int], last_week_label: str) -> str:
         print_values=False,
     )
     chart.x_labels = [f"{h:02d}" for h in range(24)]
-    chart.add("today", [round(f / 100, 2) for f in today])
+    chart.add(today_label, [round(f / 100, 2) for f in today])
     chart.add(last_week_label, [round(f / 100, 2) for f in last_week])
     svg: str = chart.render(is_unicode=True)
     return svg

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 
+from orchestrator.console.labels import Refusal
 from orchestrator.domain.commands import CancelOrder, Rejected
+from orchestrator.domain.errors import ErrorCode
 from orchestrator.frontdoor.router import Router
 from orchestrator.store import keys
 
@@ -14,14 +16,14 @@ class RouterCommands:
     def __init__(self, router: Router) -> None:
         self._router = router
 
-    async def cancel(self, order_id: str, reason: str, username: str) -> str:
-        """Cancel an unpaid order; returns "" when done, else why it was refused."""
+    async def cancel(self, order_id: str, reason: str, username: str) -> Refusal | None:
+        """Cancel an unpaid order; None when done, else why it was refused."""
         try:
             sp = keys.service_point_of(order_id)
         except ValueError:
-            return f"order {order_id} not found"
+            return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
         if not self._router.serves(sp):
-            return f"order {order_id} not found"
+            return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
         command = CancelOrder(uuid.uuid4().hex, order_id, f"{reason} [console: {username}]")
         result = await self._router.call(sp, command)
-        return result.message if isinstance(result, Rejected) else ""
+        return Refusal(result.code, result.message) if isinstance(result, Rejected) else None

@@ -20,6 +20,7 @@ Row = dict[str, Any]
 OPEN_STATES = ("AWAITING_PAYMENT", "PAYING")
 UNRESOLVED_ATTEMPTS = ("SUBMITTED", "AWAITING_PAYER", "REVERSING", "UNKNOWN")
 SEARCH_LIMIT = 200
+WEEK_MS = 7 * 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Today:
     refunds_fen: int
     open_orders: int
     stuck_orders: int
+    pending_refunds: int  # in scope, whatever their age
+    paid_last_week_fen: int  # the same weekday a week before, until the same time of day
     by: dict[str, list[Row]]  # dimension -> rows of {key, payments, payments_fen}
     hourly: list[int]  # fen paid per hour of the day
     hourly_last_week: list[int]  # the same weekday a week before
@@ -44,6 +47,8 @@ class Today:
             "refunds_fen": self.refunds_fen,
             "open_orders": self.open_orders,
             "stuck_orders": self.stuck_orders,
+            "pending_refunds": self.pending_refunds,
+            "paid_last_week_fen": self.paid_last_week_fen,
         }
 
 
@@ -76,7 +81,8 @@ _PAID_GROUPED = """
                 WHEN GROUPING(o.window_id) = 0 THEN 'window'
                 WHEN GROUPING(h.hour) = 0 THEN 'hour' ELSE 'total' END AS dimension,
            coalesce(a.channel, o.service_point_id, o.window_id, h.hour::text) AS key,
-           count(*) AS payments, sum(a.amount_fen) AS payments_fen
+           count(*) AS payments, sum(a.amount_fen) AS payments_fen,
+           sum(a.amount_fen) FILTER (WHERE a.finished_at_ms < %(until)s) AS until_fen
     FROM attempts a JOIN orders o ON o.order_id = a.order_id,
          LATERAL (SELECT extract(hour FROM to_timestamp(a.finished_at_ms / 1000.0)
                                  AT TIME ZONE %(zone)s)::int AS hour) h
@@ -90,10 +96,15 @@ _FEE_ITEMS = """
     WHERE a.state = 'SUCCEEDED' AND a.finished_day = %(day)s AND {scope}
     GROUP BY 1 ORDER BY 3 DESC, 1
 """
-_REFUNDS_OF_DAY = """
-    SELECT count(*) AS n, coalesce(sum(r.amount_fen), 0) AS fen
+# The day's refunds asked for by a supervisor, and every refund still pending (automatic
+# ones, of late successes, included: all of them wait on a provider).
+_REFUNDS = """
+    SELECT count(*) FILTER (WHERE r.state = 'SUCCEEDED') AS n,
+           coalesce(sum(r.amount_fen) FILTER (WHERE r.state = 'SUCCEEDED'), 0) AS fen,
+           count(*) FILTER (WHERE r.state = 'PENDING') AS pending
     FROM refunds r JOIN orders o ON o.order_id = r.order_id
-    WHERE r.state = 'SUCCEEDED' AND NOT r.automatic AND r.finished_day = %(day)s AND {scope}
+    WHERE {scope} AND (r.state = 'PENDING'
+                       OR (r.state = 'SUCCEEDED' AND NOT r.automatic AND r.finished_day = %(day)s))
 """
 # Open orders expire at the end of their business day: yesterday's and today's suffice.
 _OPEN = """
@@ -132,13 +143,14 @@ class ConsoleQueries:
             "since": day - timedelta(days=1),
             "open": list(OPEN_STATES),
             "stuck_before": now_ms - stuck_after_s * 1000,
+            "until": now_ms + 1,
         }
-        week_before = {**params, "day": day - timedelta(days=7)}
+        week_before = {**params, "day": day - timedelta(days=7), "until": now_ms - WEEK_MS}
         paid, last_week, fee_items, refunds, open_rows, slowest = await asyncio.gather(
             self._all(_PAID_GROUPED.format(scope=where), params),
             self._all(_PAID_GROUPED.format(scope=where), week_before),
             self._all(_FEE_ITEMS.format(scope=where), params),
-            self._all(_REFUNDS_OF_DAY.format(scope=where), params),
+            self._all(_REFUNDS.format(scope=where), params),
             self._all(_OPEN.format(scope=where), params),
             self._all(_SLOWEST.format(scope=where), params),
         )
@@ -152,9 +164,12 @@ class ConsoleQueries:
                 hourly[int(row["key"])] = int(row["payments_fen"])
             else:
                 by[row["dimension"]].append(row)
+        paid_last_week_fen = 0
         for row in last_week:
             if row["dimension"] == "hour":
                 hourly_last_week[int(row["key"])] = int(row["payments_fen"])
+            elif row["dimension"] == "total":
+                paid_last_week_fen = int(row["until_fen"] or 0)
         for rows in by.values():
             rows.sort(key=lambda r: (-int(r["payments_fen"]), str(r["key"])))
         return Today(
@@ -165,6 +180,8 @@ class ConsoleQueries:
             refunds_fen=int(refunds[0]["fen"]),
             open_orders=int(open_rows[0]["n"]),
             stuck_orders=int(open_rows[0]["stuck"]),
+            pending_refunds=int(refunds[0]["pending"]),
+            paid_last_week_fen=paid_last_week_fen,
             by={**by, "fee_item": fee_items},
             hourly=hourly,
             hourly_last_week=hourly_last_week,
@@ -349,6 +366,16 @@ class ConsoleQueries:
             {"c": code, "n": number},
         )
         return _json(rows[0]["record"]) if rows else None
+
+    async def payment_of(self, order_id: str) -> Row | None:
+        """What the payer's page tells of the order beside its receipt (the caller has
+        checked the receipt's check code)."""
+        rows = await self._all(
+            "SELECT order_id, business_no, service_point_id, window_id, state, amount_fen, "
+            "refunded_fen, paid_at_ms, paid_channel FROM orders WHERE order_id = %(id)s",
+            {"id": order_id},
+        )
+        return rows[0] if rows else None
 
     async def refunds_of_order(self, order_id: str) -> list[Row]:
         return await self._all(

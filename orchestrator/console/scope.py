@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.console.accounts import Role, StaffAccount
+from orchestrator.console.labels import N_, Refused
 
 
-class OutOfScope(Exception):
+class OutOfScope(Refused):
     """The order or page is outside what the signed-in account may see: 403."""
+
+    def __init__(self, message: str, **values: str) -> None:
+        super().__init__(403, message, **values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,11 @@ class Scope:
 
     def check(self, service_point_id: str, window_id: str) -> None:
         if not self.allows(service_point_id, window_id):
-            raise OutOfScope(f"{window_id} at {service_point_id} is outside your scope")
+            raise OutOfScope(
+                N_("%(window)s at %(point)s is outside your scope."),
+                window=window_id,
+                point=service_point_id,
+            )
 
     def where(self, alias: str = "o") -> tuple[str, dict[str, Any]]:
         """The same rule as `allows`, as SQL over an orders row."""

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from orchestrator.config import Config
 from orchestrator.console.accounts import StaffBook, ensure_dev_accounts
 from orchestrator.console.app import Commands, Console, ConsoleSettings, build_app
+from orchestrator.console.pages import Office
 from orchestrator.console.queries import ConsoleQueries
 from orchestrator.files import create_secret
 
@@ -49,7 +50,7 @@ async def start_console(
         ConsoleQueries(pool),
         StaffBook(staff_file),
         commands,
-        settings or ConsoleSettings(zone=config.settings.zone, playbook_s=playbook_s(config)),
+        settings or settings_of(config),
     )
     runner = web.AppRunner(build_app(console), access_log=None)
     await runner.setup()
@@ -60,6 +61,18 @@ async def start_console(
     bound = runner.addresses[0][1] if port == 0 else port
     shown = "127.0.0.1" if host in ("127.0.0.1", "0.0.0.0", "") else host
     return f"http://{shown}:{bound}"
+
+
+def settings_of(config: Config, **overrides: Any) -> ConsoleSettings:
+    """The console's settings from the deployment's config (tests override a few)."""
+    return ConsoleSettings(
+        **{
+            "zone": config.settings.zone,
+            "playbook_s": playbook_s(config),
+            "office": Office.of(config),
+            **overrides,
+        }
+    )
 
 
 def playbook_s(config: Config) -> dict[str, float]:

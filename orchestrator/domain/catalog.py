@@ -26,9 +26,10 @@ class FeeCategory(StrEnum):
 class FeeItem:
     code: str
     category: FeeCategory
-    name: str
+    name: str  # the official Chinese name (号牌工本费 …): receipts and pages show it
     unit: str
     price_fen: int
+    name_en: str = ""  # for pages in English; "" shows the Chinese name
 
 
 @dataclass(frozen=True, slots=True)

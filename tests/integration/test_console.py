@@ -1,10 +1,13 @@
 """The console over real HTTP against a real PostgreSQL record (a throwaway cluster),
 filled in the drainer's shape. Cancelling through the command path is covered by the
-browser tests against the e2e deployment; here the command port is a fake."""
+browser tests against the e2e deployment; here the command port is a fake. Pages are
+in Chinese unless the client asks for English."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import re
 import time
@@ -21,11 +24,15 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from loadtest.console_data import snapshot
+from orchestrator.config import load_config
 from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, new_account
 from orchestrator.console.app import COOKIE, Console, ConsoleSettings, build_app
 from orchestrator.console.guard import LOCK_AFTER_FAILURES
+from orchestrator.console.labels import Refusal
+from orchestrator.console.pages import Office
 from orchestrator.console.queries import ConsoleQueries
 from orchestrator.console.scope import Scope
+from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.reconcile import recorded
 from orchestrator.reconcile.job import LISTED, Outcome, Report
@@ -40,9 +47,9 @@ class RefusingCommands:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
 
-    async def cancel(self, order_id: str, reason: str, username: str) -> str:
+    async def cancel(self, order_id: str, reason: str, username: str) -> Refusal:
         self.calls.append((order_id, reason, username))
-        return "refused by the fake"
+        return Refusal(ErrorCode.FAILED_PRECONDITION, "refused by the fake")
 
 
 def receipt(order: dict[str, Any], number: str) -> dict[str, Any]:
@@ -107,7 +114,7 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
             ConsoleQueries(pool),
             StaffBook(staff_file),
             commands,
-            ConsoleSettings(zone=ZONE, payer_lookups_per_minute=5),
+            ConsoleSettings(zone=ZONE, payer_lookups_per_minute=5, office=Office.of(load_config())),
         )
         server = TestServer(build_app(console))
         await server.start_server()
@@ -123,10 +130,13 @@ class Browser:
     """An HTTP client that keeps the session cookie itself (it is Secure; the test
     server is plain HTTP on loopback, as browsers allow)."""
 
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer, accept_language: str = "") -> None:
         self.server = server
         self.token = ""
         self.signin_cookie = ""
+        self.language = ""  # the language switch's cookie, once set
+        self.accept_language = accept_language
+        self.raw = b""  # the last answer's body, as sent
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
@@ -136,7 +146,11 @@ class Browser:
         cookies = [f"{COOKIE}={self.token}"] if self.token else []
         if path == "/signin" and self.signin_cookie:
             cookies.append(f"wp_signin={self.signin_cookie}")
+        if self.language:
+            cookies.append(f"wp_lang={self.language}")
         headers = {"Cookie": "; ".join(cookies)} if cookies else {}
+        if self.accept_language:
+            headers["Accept-Language"] = self.accept_language
         async with self.http.request(
             method, self.server.make_url(path), headers=headers, allow_redirects=False, **kw
         ) as response:
@@ -145,7 +159,10 @@ class Browser:
                     self.token = cookie.value
                 elif cookie.key == "wp_signin":
                     self.signin_cookie = cookie.value  # as a browser keeps it
-            return response.status, await response.text(), response
+                elif cookie.key == "wp_lang":
+                    self.language = cookie.value
+            self.raw = await response.read()
+            return response.status, self.raw.decode(response.charset or "utf-8"), response
 
     async def sign_in(self, username: str, password: str) -> int:
         form = await self.form(username, password)
@@ -193,7 +210,7 @@ async def test_sign_in_sets_a_secure_http_only_same_site_cookie(
     assert status == 200
     figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
     assert figures["payments"] == "2"
-    assert figures["payments_fen"] == "220.00"
+    assert figures["payments_fen"] == "¥220.00"
     assert figures["open_orders"] == "1"
 
 
@@ -236,7 +253,7 @@ async def test_a_clerk_sees_only_their_window(browser: Browser, office: dict[str
     await browser.sign_in("clerk", office["passwords"]["clerk"])
     assert (await browser.request("GET", "/orders/SP01-AAA1"))[0] == 200
     status, body, _ = await browser.request("GET", "/orders/SP01-AAA2")
-    assert status == 403 and "outside your scope" in body
+    assert status == 403 and "SP01 的 SP01-W2 窗口不在您的查看范围内" in body
     status, body, _ = await browser.request("GET", "/orders?first=2000-01-01")
     assert "SP01-AAA1" in body and "SP01-AAA2" not in body and "SP02-BBB1" not in body
     _, body, _ = await browser.request("GET", "/today")
@@ -249,8 +266,10 @@ async def test_a_day_without_payments_shows_zeros(browser: Browser, office: dict
     status, body, _ = await browser.request("GET", "/today")
     assert status == 200
     figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
-    assert figures == {"payments": "0", "payments_fen": "0.00", "refunds": "0",
-                       "refunds_fen": "0.00", "open_orders": "0", "stuck_orders": "0"}  # fmt: skip
+    assert figures == {"payments": "0", "payments_fen": "¥0.00", "refunds": "0",
+                       "refunds_fen": "¥0.00", "open_orders": "0", "stuck_orders": "0",
+                       "pending_refunds": "0", "paid_last_week_fen": "¥0.00",
+                       "change": "—"}  # fmt: skip
 
 
 async def test_a_head_sees_their_service_point(browser: Browser, office: dict[str, Any]) -> None:
@@ -287,7 +306,8 @@ async def test_a_changing_form_without_its_csrf_token_is_refused(
     status, body, _ = await browser.request(
         "POST", "/orders/SP01-AAA2/cancel", data={"csrf": csrf, "reason": "case withdrawn"}
     )
-    assert status == 409 and "refused by the fake" in body  # the port's answer is shown
+    # The port's answer is shown: why, in the reader's language, and the domain's detail.
+    assert status == 409 and "该订单已不能取消。 (refused by the fake)" in body
     assert office["commands"].calls == [("SP01-AAA2", "case withdrawn", "director")]
 
 
@@ -305,32 +325,80 @@ async def test_search_finds_an_order_with_its_journal(
     journal = body[body.index('data-testid="journal"') :]
     assert journal.count("<tr>") == 4  # header and three entries
     assert "T-SP01-W1" in journal  # from which terminal
+    assert journal.count(">订单创建<") == 1 and journal.count(">支付尝试<") == 2
+
+
+def csv_rows(raw: bytes, encoding: str = "utf-8") -> list[list[str]]:
+    """The rows of a CSV as Excel reads it: UTF-8 only after its byte-order mark."""
+    if encoding == "utf-8":
+        assert raw.startswith(b"\xef\xbb\xbf"), raw[:20]
+        raw = raw[3:]
+    else:
+        assert not raw.startswith(b"\xef\xbb\xbf")
+    return list(csv.reader(io.StringIO(raw.decode(encoding), newline="")))
+
+
+SETTLEMENT_ZH = [
+    "网点", "窗口", "缴费方式", "缴费笔数", "缴费金额（元）", "退款笔数", "退款金额（元）",
+    "净额（元）",
+]  # fmt: skip
 
 
 async def test_settlement_and_fee_item_csv(browser: Browser, office: dict[str, Any]) -> None:
     await browser.sign_in("director", office["passwords"]["director"])
     day = office["day"].isoformat()
-    status, body, response = await browser.request("GET", f"/reports/settlement.csv?day={day}")
-    assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
-    lines = body.strip().split("\n")
-    assert lines[1:] == [
-        "SP01,SP01-W1,WECHAT,1,110.00,0,0.00,110.00",
-        "SP02,SP02-W1,CASH,1,110.00,0,0.00,110.00",
+    status, _, response = await browser.request("GET", f"/reports/settlement.csv?day={day}")
+    assert status == 200 and response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert b"\r\n" in browser.raw  # Excel's line ends
+    assert csv_rows(browser.raw) == [
+        SETTLEMENT_ZH,
+        ["SP01", "SP01-W1", "微信支付", "1", "110.00", "0", "0.00", "110.00"],
+        ["SP02", "SP02-W1", "现金", "1", "110.00", "0", "0.00", "110.00"],
     ]
     _, body, _ = await browser.request("GET", f"/reports/settlement?day={day}")
-    assert "220.00" in body
+    assert 'data-testid="total-paid">¥220.00<' in body
     _, body, _ = await browser.request("GET", f"/reports/fee-items.csv?month={day[:7]}")
-    assert body.strip().split("\n")[1:] == [
-        "DOC-VLIC,行驶证,2,2,20.00",
-        "PLT-AUTO,机动车号牌,2,2,200.00",
+    assert csv_rows(browser.raw) == [
+        ["项目编码", "收费项目", "数量", "订单数", "金额（元）"],
+        ["DOC-VLIC", "行驶证", "2", "2", "20.00"],  # the name the lines were priced with
+        ["PLT-AUTO", "机动车号牌", "2", "2", "200.00"],
     ]
+
+
+async def test_csv_for_older_excel_is_gbk(browser: Browser, office: dict[str, Any]) -> None:
+    await browser.sign_in("director", office["passwords"]["director"])
+    day = office["day"].isoformat()
+    _, _, response = await browser.request("GET", f"/reports/settlement.csv?day={day}&encoding=gbk")
+    assert response.headers["Content-Type"] == "text/csv; charset=GB18030"
+    rows = csv_rows(browser.raw, "gbk")
+    assert rows[0] == SETTLEMENT_ZH and rows[1][2] == "微信支付"
+    assert browser.raw.startswith("网点,窗口".encode("gbk"))
+
+
+async def test_csv_in_english_for_an_english_reader(office: dict[str, Any]) -> None:
+    browser = Browser(office["server"], accept_language="en-GB,en;q=0.9")
+    try:
+        await browser.sign_in("director", office["passwords"]["director"])
+        day = office["day"].isoformat()
+        await browser.request("GET", f"/reports/settlement.csv?day={day}")
+        assert csv_rows(browser.raw)[:2] == [
+            ["Service point", "Window", "Channel", "Payments", "Paid (yuan)", "Number of refunds",
+             "Refunded (yuan)", "Net (yuan)"],
+            ["SP01", "SP01-W1", "WeChat Pay", "1", "110.00", "0", "0.00", "110.00"],
+        ]  # fmt: skip
+        await browser.request("GET", f"/reports/fee-items.csv?month={day[:7]}")
+        assert [row[1] for row in csv_rows(browser.raw)] == [
+            "Fee item", "Vehicle licence fee", "Plate fee (motor vehicle, reflective)",
+        ]  # fmt: skip
+    finally:
+        await browser.close()
 
 
 async def test_payer_lookup_by_number_and_check_code(browser: Browser) -> None:
     status, body, _ = await browser.request(
         "GET", f"/payer/receipt?code=53012526&no=0000000001&check={CHECK.lower()}"
     )
-    assert status == 200 and 'data-testid="total">110.00<' in body
+    assert status == 200 and 'data-testid="total">¥110.00<' in body
     status, body, _ = await browser.request(
         "GET", f"/payer/receipt/document?code=53012526&no=0000000001&check={CHECK}"
     )
@@ -344,7 +412,7 @@ async def test_a_wrong_check_code_says_not_found_like_an_unknown_number(browser:
     )
     assert wrong[0] == unknown[0] == 404
     assert wrong[1].replace("0000000001", "N") == unknown[1].replace("0000000999", "N")
-    assert "Not found" in wrong[1]
+    assert "未找到" in wrong[1]
 
 
 async def test_payer_lookups_are_rate_limited_per_address(browser: Browser) -> None:
@@ -366,7 +434,7 @@ async def test_live_figures_stream_and_end_when_the_record_goes_away(
         first = await stream.content.readline()
         assert first.startswith(b"data: ")
         figures = json.loads(first[len(b"data: ") :])
-        assert (figures["payments"], figures["payments_fen"]) == ("2", "220.00")
+        assert (figures["payments"], figures["payments_fen"]) == ("2", "¥220.00")
         await office["pool"].close()  # the record is away: the stream ends, nothing hangs
         rest = await asyncio.wait_for(stream.content.read(), timeout=30)
         assert b"data: " not in rest
@@ -391,21 +459,27 @@ async def test_the_reconciliation_csv_per_provider_for_the_office(
     status, body, response = await browser.request("GET", f"/reports/reconciliation.csv?day={day}")
     assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
     assert f"reconciliation-{day}.csv" in response.headers["Content-Disposition"]
-    lines = body.strip().split("\n")
-    assert lines[0].startswith("day,provider,row,count,windowpay_yuan,provider_yuan,kind")
-    assert lines[1:] == [
-        f"{day},ALIPAY,no_bill,0,,,,,,,no usable bill: timed out,,",
-        f"{day},WECHAT,payments,1,110.00,110.00,matched,,,,,,",
-        f"{day},WECHAT,refunds,0,0.00,0.00,matched,,,,,,",
-        f"{day},WECHAT,difference,1,110.00,0.01,amount_mismatch,SP01-AAA1-A1,,SP01-AAA1,"
-        f"payment amounts differ,{LISTED},no",
-        f"{day},WECHAT,difference,1,0.00,43.21,missing_at_windowpay,GHOST-1,,,"
-        f"a payment windowpay never made,{LISTED},no",
-        f"{day},WECHAT,difference,1,0.00,5.00,state_mismatch,SP02-BBB1-A9,,SP02-BBB1,"
-        '"paid at the provider, FAILED at windowpay",late success refunded automatically,yes',
-    ]
-    _, body, _ = await browser.request("GET", "/reports/reconciliation.csv?day=2000-01-01")
-    assert body.strip().count("\n") == 0  # a day never reconciled: the header alone
+    rows = csv_rows(browser.raw)
+    assert rows[0] == [
+        "日期", "支付机构", "行类型", "笔数", "本系统金额（元）", "支付机构金额（元）",
+        "差异类型", "商户订单号", "商户退款单号", "订单", "说明", "处理", "已解决",
+    ]  # fmt: skip
+    wechat = [day, "微信支付"]
+    assert rows[1:] == [
+        [day, "支付宝", "无对账单", "0", "", "", "", "", "", "", "no usable bill: timed out",
+         "", ""],
+        [*wechat, "已核对缴费", "1", "110.00", "110.00", "一致", "", "", "", "", "", ""],
+        [*wechat, "已核对退款", "0", "0.00", "0.00", "一致", "", "", "", "", "", ""],
+        [*wechat, "差异", "1", "110.00", "0.01", "金额不符", "SP01-AAA1-A1", "",
+         "SP01-AAA1", "payment amounts differ", LISTED, "否"],
+        [*wechat, "差异", "1", "0.00", "43.21", "本系统无记录", "GHOST-1", "", "",
+         "a payment windowpay never made", LISTED, "否"],
+        [*wechat, "差异", "1", "0.00", "5.00", "状态不符", "SP02-BBB1-A9", "",
+         "SP02-BBB1", "paid at the provider, FAILED at windowpay",
+         "late success refunded automatically", "是"],
+    ]  # fmt: skip
+    await browser.request("GET", "/reports/reconciliation.csv?day=2000-01-01")
+    assert len(csv_rows(browser.raw)) == 1  # a day never reconciled: the header alone
 
 
 async def test_a_head_gets_no_office_wide_reconciliation(
@@ -415,7 +489,7 @@ async def test_a_head_gets_no_office_wide_reconciliation(
     _, body, _ = await browser.request("GET", "/reports")
     assert "/reports/reconciliation.csv" not in body
     status, body, _ = await browser.request("GET", "/reports/reconciliation.csv")
-    assert status == 403 and "office-wide" in body
+    assert status == 403 and "与支付机构的对账结果属于全所" in body
 
 
 def unhealed(body: str) -> str:
@@ -442,7 +516,7 @@ async def test_supervision_lists_the_differences_not_healed_in_scope(
     assert "SP01-AAA1-A1" in seen["director"] and "GHOST-1" in seen["director"]
     assert "SP02-BBB1-A9" not in seen["director"]  # healed
     assert "SP01-AAA1-A1" in seen["clerk"] and "GHOST-1" not in seen["clerk"]
-    assert "SP01-AAA1-A1" not in seen["other"] and "none" in seen["other"]
+    assert "SP01-AAA1-A1" not in seen["other"] and ">无<" in seen["other"]
 
 
 async def test_an_attempt_is_overdue_after_its_own_channels_playbook(
@@ -471,3 +545,142 @@ async def test_an_attempt_is_overdue_after_its_own_channels_playbook(
     assert {a["attempt_id"] for a in lists["unresolved_attempts"]} == {
         "SP01-AAA2-WECHAT", "SP01-AAA2-UNIONPAY", "SP01-AAA2-ALIPAY",
     }  # fmt: skip
+
+
+def lang_of(body: str) -> str:
+    found = re.search(r'<html lang="([^"]+)">', body)
+    assert found
+    return found.group(1)
+
+
+async def test_chinese_first_english_when_the_browser_asks(office: dict[str, Any]) -> None:
+    chinese, english = Browser(office["server"]), Browser(office["server"], "en-US,en;q=0.8")
+    try:
+        _, body, response = await chinese.request("GET", "/signin")
+        assert lang_of(body) == "zh-CN" and "<h1>登录</h1>" in body
+        assert response.headers["Content-Language"] == "zh-CN"
+        _, body, _ = await english.request("GET", "/signin")
+        assert lang_of(body) == "en" and "<h1>Sign in</h1>" in body
+        assert await english.sign_in("director", "wrong-password") == 401
+        _, body, _ = await english.request("GET", "/signin")
+        form = await english.form("director", "wrong-password")
+        _, body, _ = await english.request("POST", "/signin", data=form)
+        assert "Wrong username or password." in body
+        form = await chinese.form("director", "wrong-password")
+        _, body, _ = await chinese.request("POST", "/signin", data=form)
+        assert "用户名或密码错误。" in body
+    finally:
+        await chinese.close()
+        await english.close()
+
+
+async def test_the_switch_is_remembered_and_goes_with_the_account(
+    office: dict[str, Any],
+) -> None:
+    browser = Browser(office["server"])  # no Accept-Language: Chinese
+    try:
+        status, _, response = await browser.request(
+            "POST", "/language", data={"language": "en", "next": "/payer/receipt"}
+        )
+        assert (status, response.headers["Location"]) == (303, "/payer/receipt")
+        _, body, _ = await browser.request("GET", "/payer/receipt")
+        assert lang_of(body) == "en"
+        # Signed in, the switch is kept with the account as well.
+        assert await browser.sign_in("head", office["passwords"]["head"]) == 303
+        csrf = await browser.csrf("/today")
+        status, _, _ = await browser.request(
+            "POST", "/language", data={"language": "zh_CN", "next": "/orders", "csrf": csrf}
+        )
+        assert status == 303
+        assert office["book"].get("head").language == "zh_CN"
+        # without the form's token the account's choice is not changed
+        status, _, _ = await browser.request("POST", "/language", data={"language": "en"})
+        assert status == 403 and office["book"].get("head").language == "zh_CN"
+    finally:
+        await browser.close()
+    elsewhere = Browser(office["server"], "en")  # another browser, asking for English
+    try:
+        await elsewhere.sign_in("head", office["passwords"]["head"])
+        _, body, _ = await elsewhere.request("GET", "/today")
+        assert lang_of(body) == "zh-CN"  # the account's choice wins
+    finally:
+        await elsewhere.close()
+
+
+async def test_the_switch_goes_back_only_to_this_site(browser: Browser) -> None:
+    for away in ("https://elsewhere.example/", "//elsewhere.example/", "/\\elsewhere"):
+        _, _, response = await browser.request(
+            "POST", "/language", data={"language": "en", "next": away}
+        )
+        assert response.headers["Location"] == "/"
+    status, _, _ = await browser.request("POST", "/language", data={"language": "fr"})
+    assert status == 400
+
+
+async def test_the_today_page_leads_with_what_a_manager_acts_on(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """Last week's figure counts the same weekday only until the same time of day; a
+    pending refund counts whatever its age."""
+    now_ms = int(time.time() * 1000)
+    week_ms = 7 * 86_400_000
+    earlier = snapshot("SP01-LWK1", "SP01", "SP01-W1", now_ms - week_ms - 120_000,
+                       paid_after_s=60)  # fmt: skip
+    later = snapshot("SP01-LWK2", "SP01", "SP01-W1", now_ms - week_ms + 60_000,
+                     paid_after_s=60)  # fmt: skip
+    pool: AsyncConnectionPool[Any] = office["pool"]
+    async with pool.connection() as conn:
+        await RecordWriter(ZONE).write(conn, [earlier, later])
+        await conn.execute(
+            "INSERT INTO refunds VALUES ('R-P1', 'SP01-AAA1', 'SP01-AAA1-A1', 500, 'PENDING', "
+            "'x', 'SUP01', 'T-SP01-W1', false, %s, NULL, NULL, '', '')",
+            (now_ms - 3 * 86_400_000,),
+        )
+    await browser.sign_in("director", office["passwords"]["director"])
+    _, body, _ = await browser.request("GET", "/today")
+    lead = body[body.index('data-testid="lead"') : body.index("</section>", body.index("lead"))]
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', lead))
+    assert figures == {"payments_fen": "¥220.00", "paid_last_week_fen": "¥110.00",
+                       "change": "+100%", "stuck_orders": "0", "pending_refunds": "1"}  # fmt: skip
+    assert 'href="/today/breakdown"' in body
+    _, body, _ = await browser.request("GET", "/today/breakdown")
+    by_window = body[body.index('data-testid="by-window"') :]
+    assert "SP01-W1" in by_window and "¥110.00" in by_window
+    by_fee = body[body.index('data-testid="by-fee_item"') :]
+    assert "行驶证工本费" in by_fee  # the catalog's official name, not DOC-VLIC
+    assert ">DOC-VLIC<" not in by_fee
+
+
+async def test_the_payer_page_tells_a_payer_everything_in_chinese(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    link = f"/payer/receipt?code=53012526&no=0000000001&check={CHECK}"
+    status, body, _ = await browser.request("GET", link)
+    assert status == 200 and lang_of(body) == "zh-CN"
+    assert 'data-testid="status" data-state="PAID">已缴费<' in body
+    assert 'data-testid="business-no">B-SP01-AAA1<' in body
+    assert 'data-testid="channel">微信支付<' in body
+    paid = re.search(r'data-testid="paid-at">([^<]+)<', body)
+    assert paid and re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2}", paid.group(1))
+    items = body[body.index('data-testid="items"') :]
+    assert "行驶证" in items and "¥10.00" in items and "¥100.00" in items
+    assert 'data-testid="no-refunds"' in body
+    assert 'href="tel:087100000000"' in body and "0871-00000000" in body
+    assert "财政电子票据" in body
+    document = re.search(r'href="(/payer/receipt/document[^"]+)" data-testid="receipt-save"', body)
+    assert document
+    status, text, response = await browser.request("GET", document.group(1).replace("&amp;", "&"))
+    assert status == 200 and "非税收入统一票据" in text and "0000000001" in text
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert "filename*=UTF-8''%E8%B4%A2%E6%94%BF" in response.headers["Content-Disposition"]
+    # a refund shows, with its state in Chinese
+    pool: AsyncConnectionPool[Any] = office["pool"]
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO refunds VALUES ('R-S1', 'SP01-AAA1', 'SP01-AAA1-A1', 1000, 'SUCCEEDED', "
+            "'x', 'SUP01', 'T-SP01-W1', false, %s, %s, %s, '', '')",
+            (int(time.time() * 1000), int(time.time() * 1000), office["day"]),
+        )
+    _, body, _ = await browser.request("GET", link)
+    refunds = body[body.index('data-testid="refunds"') :]
+    assert "¥10.00" in refunds and "已退费" in refunds

@@ -1,4 +1,5 @@
-// The today page's figures, pushed by the server (server-sent events).
+// The today page's figures, pushed by the server (server-sent events), already written
+// in the page's language; the words around them come from the page (data-live, data-paused).
 (function () {
   if (!window.EventSource) return;
   var live = document.getElementById("live");
@@ -9,7 +10,7 @@
       var cell = document.querySelector('[data-figure="' + name + '"]');
       if (cell) cell.textContent = figures[name];
     });
-    live.textContent = "Live · updated " + new Date().toLocaleTimeString();
+    live.textContent = live.dataset.live + " " + new Date().toLocaleTimeString(document.documentElement.lang);
   };
-  source.onerror = function () { live.textContent = "Live updates paused; reconnecting…"; };
+  source.onerror = function () { live.textContent = live.dataset.paused; };
 })();
