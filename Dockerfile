@@ -17,7 +17,9 @@ RUN /opt/windowpay/bin/pip install --require-hashes --no-deps -r requirements-ru
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY actors ./actors
-RUN /opt/windowpay/bin/pip install --no-deps --no-build-isolation .
+# The console's message catalogs are compiled here, as `make catalogs` does for a checkout.
+RUN /opt/windowpay/bin/pybabel compile -q -d orchestrator/console/locales -D messages \
+    && /opt/windowpay/bin/pip install --no-deps --no-build-isolation .
 
 # ---- runtime: the virtualenv only, no compilers, not root --------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
