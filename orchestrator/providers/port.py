@@ -141,6 +141,13 @@ def check_bound(what: str, asked: object, answered: object) -> None:
         raise AnswerMismatch(f"answer names {what} {answered!r}, the request {asked!r}")
 
 
+class BillNotReady(ProviderError):
+    """The provider has not made the day's bill yet (WeChat's STATEMENT_CREATING): ask
+    again later. Reconciliation reports the day as not yet done, not as a difference."""
+
+    retryable = True
+
+
 class ProviderRejected(ProviderError):
     """The provider refused the request itself (bad signature, bad parameters): final."""
 

@@ -204,7 +204,7 @@ async def _reconcile(
             f"windowpay {to_yuan(d.windowpay_amount_fen)} / provider "
             f"{to_yuan(d.provider_amount_fen)}: {d.detail} -> {outcome.action}"
         )
-    for channel_name, why in report.failures.items():
+    for channel_name, why in {**report.failures, **report.not_ready}.items():
         print(f"  {channel_name.value}: {why}")
     if args.json:
         report.write_json(args.json)
@@ -218,8 +218,10 @@ async def _reconcile(
             "(run again once they went through)"
         )
     )
+    if report.not_ready:
+        verdict += "; some bills are not made yet: run the day again later"
     print(f"{args.date}: {len(report.outcomes)} differences; {verdict}", flush=True)
-    return 0 if report.unexplained == 0 else 1
+    return 0 if report.unexplained == 0 and not report.not_ready else 1
 
 
 async def _store(redis: Redis, database_url: str, stack: AsyncExitStack) -> RedisStore:

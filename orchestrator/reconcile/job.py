@@ -21,7 +21,7 @@ from orchestrator.channels.registry import spec
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError
-from orchestrator.providers.port import PaymentProvider, ProviderError
+from orchestrator.providers.port import BillNotReady, PaymentProvider, ProviderError
 from orchestrator.reconcile.matcher import Difference, Kind, Match, match
 from orchestrator.store.redis_store import RedisStore
 
@@ -51,6 +51,9 @@ class Report:
     matches: dict[Channel, Match] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     failures: dict[Channel, str] = field(default_factory=dict)  # bills that could not be had
+    # Bills the provider has not made yet (WeChat's STATEMENT_CREATING): the day is not
+    # reconciled for them, but nothing differs either. Run the day again later.
+    not_ready: dict[Channel, str] = field(default_factory=dict)
 
     @property
     def unexplained(self) -> int:
@@ -71,6 +74,7 @@ class Report:
                 for channel, m in self.matches.items()
             },
             "failures": {channel.value: why for channel, why in self.failures.items()},
+            "not_ready": {channel.value: why for channel, why in self.not_ready.items()},
             "differences": [
                 {
                     **{k: v for k, v in asdict(o.difference).items() if k != "heal"},
@@ -138,6 +142,10 @@ async def reconcile(
         progress(f"{channel.value}: downloading the bill of {day}")
         try:
             rows = spec(channel).parse_bill(await provider.bill(day))
+        except BillNotReady as error:
+            report.not_ready[channel] = f"bill not ready yet: {error}"
+            progress(f"{channel.value}: bill not ready yet ({error}); run the day again later")
+            continue
         except (ProviderError, BillError, TimeoutError) as error:
             report.failures[channel] = f"no usable bill: {error}"
             progress(f"{channel.value}: no usable bill ({error})")

@@ -169,8 +169,11 @@ async def test_unclear_refunds_are_settled_by_the_refund_query(
         assert (await provider.refund_query(refund)).status is RefundStatus.PENDING
     if ending == "2424":
         assert first is None
-        resent = await provider.refund(refund)  # "already refunded": not final by itself
-        assert resent.status is RefundStatus.PENDING, resent
+        resent = await provider.refund(refund)
+        if channel is Channel.WECHAT:  # the same out_refund_no answers with that refund
+            assert resent.status is RefundStatus.SUCCEEDED, resent
+        else:  # "already refunded": not final by itself
+            assert resent.status is RefundStatus.PENDING, resent
     final = await settled(world, channel, refund)
     assert final.status.value == REFUND_EXPECTED[ending].value, final
     ledger = world.sandboxes.bank(channel).trade(trade.out_trade_no)

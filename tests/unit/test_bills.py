@@ -11,7 +11,7 @@ from orchestrator.channels.alipay.bill import parse_alipay
 from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
 from orchestrator.channels.unionpay.bill import parse_unionpay
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
-from orchestrator.channels.wechat.bill import parse_wechat
+from orchestrator.channels.wechat.bill import empty_bill, parse_wechat
 from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError
@@ -111,7 +111,10 @@ def test_the_sandbox_bills_read_back() -> None:
         ("A-1", "", False), ("A-1", "A-1-R1", True),
     }  # fmt: skip
     assert all(r.provider is Channel.UNIONPAY for r in unionpay)
-    assert parse_wechat(wechat_trade_bill(trades, date(2026, 11, 29), "wx1", "190")) == []
+    # A day without trades has no WeChat bill (the gateway answers NO_STATEMENT_EXIST);
+    # the adapter hands on the empty bill instead, which reads as no rows.
+    assert wechat_trade_bill(trades, date(2026, 11, 29), "wx1", "190") == b""
+    assert parse_wechat(empty_bill()) == []
 
 
 def test_an_alipay_zip_with_a_gbk_name_and_a_summary_file() -> None:

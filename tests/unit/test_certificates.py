@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.channels.wechat.adapter import _signed_by, answer_message
 from orchestrator.channels.wechat.platform import (
+    REFRESH_COOLDOWN_S,
     PlatformKeys,
     WeChatTrust,
     certificates_of,
@@ -174,12 +175,14 @@ async def test_rotation_two_certificates_at_once_and_one_refresh_per_unknown_ser
     assert gateway.downloads == 1  # cached
     new = CA.issue("platform new")
     gateway.listed, gateway.signer = [old, new], new  # the gateway rotates
+    now[0] += REFRESH_COOLDOWN_S  # downloads are at most one a minute
     assert await keys.key_for(serial(new)) is not None  # unknown -> refreshed once
     assert gateway.downloads == 2
     assert await keys.key_for(serial(old)) is not None  # both accepted at once
     assert keys.serials == {serial(old), serial(new)}
     assert gateway.downloads == 2
     stranger = CA.issue("not listed")
+    now[0] += REFRESH_COOLDOWN_S
     assert await keys.key_for(serial(stranger)) is None
     assert gateway.downloads == 3  # one refresh, then unknown
     now[0] += 12 * 3600  # stale: refreshed before use

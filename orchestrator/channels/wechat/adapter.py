@@ -1,8 +1,9 @@
-"""WeChat Pay API v3, payment-code (付款码) payments: codepay, query, reverse, refund,
-trade bill. Requests are signed (WECHATPAY2-SHA256-RSA2048) with the merchant API key
-under its certificate's serial; every answer must carry a signature by a platform
-certificate (or the WeChat Pay public key) that windowpay trusts, or it is treated as
-unknown (wechat_platform.py)."""
+"""WeChat Pay API v3: payment code (付款码 codepay), Native QR code and close, query,
+reverse (撤销), refund and refund query, trade bill; as a merchant or as a partner for a
+sub-merchant (accounts.py). Requests are signed (WECHATPAY2-SHA256-RSA2048) with the
+merchant API key under its certificate's serial; every answer must carry a signature by
+a platform certificate (or the WeChat Pay public key) that windowpay trusts, or it is
+treated as unknown (platform.py). What each state and code means: outcomes.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,22 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from orchestrator.channels.wechat.accounts import Account
+from orchestrator.channels.wechat.bill import empty_bill
 from orchestrator.channels.wechat.declines import DECLINED, REFUND_DECLINED
+from orchestrator.channels.wechat.outcomes import (
+    CLOSE_DONE,
+    CLOSE_PAID,
+    NO_STATEMENT,
+    PAY_CLOSED,
+    REFUND_STATUS,
+    REVERSE_DONE,
+    REVERSE_TRY_AGAIN,
+    STATEMENT_CREATING,
+    TRADE_STATES,
+    TRY_AGAIN,
+    USERPAYING,
+)
 from orchestrator.channels.wechat.platform import (
     PlatformKeys,
     WeChatMerchant,
@@ -25,8 +41,10 @@ from orchestrator.channels.wechat.platform import (
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import Adapter, HttpAnswer, HttpClient
 from orchestrator.providers.port import (
+    BillNotReady,
     OutcomeUnknown,
     PayCall,
+    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     QrAnswer,
@@ -44,25 +62,9 @@ from orchestrator.providers.port import (
 from orchestrator.providers.signing import PublicKey, sign, verify
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
+SIGNATURE_TYPE = "Wechatpay-Signature-Type"  # absent means SCHEMA; SM2 is not spoken here
 BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SKEW_S = 300
-
-TRADE_STATES = {
-    "SUCCESS": TradeStatus.PAID,
-    "REFUND": TradeStatus.PAID,  # paid, then (partly) refunded
-    "USERPAYING": TradeStatus.CONFIRMING,
-    "NOTPAY": TradeStatus.CONFIRMING,
-    "PAYERROR": TradeStatus.DECLINED,
-    "CLOSED": TradeStatus.CLOSED,
-    "REVOKED": TradeStatus.CLOSED,
-}
-CLOSED = frozenset({"ORDER_CLOSED", "ORDER_REVERSED"})
-REFUND_STATUS = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "CLOSED": RefundStatus.FAILED,
-    "PROCESSING": RefundStatus.PENDING,
-    "ABNORMAL": RefundStatus.PENDING,  # stuck at the payer's bank: a person decides
-}
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
@@ -99,7 +101,8 @@ def parse_authorization(header: str) -> dict[str, str]:
 
 
 class WeChatPay(Adapter[WeChatMerchant]):
-    """Knows the merchant by its mchid, and the application by its appid."""
+    """Knows the merchant by its mchid and the application by its appid; in partner mode
+    (a sub_mchid given) the partner's ids and the /v3/pay/partner/ paths (accounts.py)."""
 
     channel = Channel.WECHAT
 
@@ -113,31 +116,36 @@ class WeChatPay(Adapter[WeChatMerchant]):
         clock: Callable[[], float] = time.time,
         *,
         notify_url: str = "",
+        sub_mchid: str = "",
+        sub_appid: str = "",
+        client_ip: str = "127.0.0.1",
     ) -> None:
         super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
-        self._appid = appid
+        self._account = Account(merchant_id, appid, sub_mchid, sub_appid)
+        self._client_ip = client_ip  # Native's scene_info.payer_client_ip (wiring.py)
         self.platform = PlatformKeys(trust, self._download_certificates, _signed_by, clock)
 
     async def pay(self, call: PayCall) -> TradeAnswer:
         body = {
-            "appid": self._appid,
-            "mchid": self._merchant_id,
+            **self._account.ids(),
             "description": call.description,
             "out_trade_no": call.out_trade_no,
             "payer": {"auth_code": call.auth_code},
             "amount": {"total": call.amount_fen, "currency": "CNY"},
             "scene_info": {"store_info": {"out_id": call.store_id}, "device_id": call.terminal_id},
         }
-        status, payload = await self._call("POST", "/v3/pay/transactions/codepay", body)
-        if status == 200:
+        status, payload = await self._call("POST", self._account.transactions("codepay"), body)
+        if _payer_confirming(payload):
+            # 202 {"trade_state": "USERPAYING"}: the payer is typing a password. It names
+            # no trade, and says nothing but "ask later".
+            return TradeAnswer(TradeStatus.CONFIRMING, reason=USERPAYING)
+        if status in (200, 202):
             return self._trade(payload, call.trade)
-        if status == 202 and payload.get("code") == "USERPAYING":
-            return TradeAnswer(TradeStatus.CONFIRMING)
         return self._refusal(status, payload)
 
     async def query(self, trade: TradeRef) -> TradeAnswer:
-        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}?mchid={self._merchant_id}"
-        status, payload = await self._call("GET", target, None)
+        target = self._account.transactions(f"out-trade-no/{trade.out_trade_no}")
+        status, payload = await self._call("GET", f"{target}?{self._account.query()}", None)
         if status == 200:
             return self._trade(payload, trade)
         if status == 404 and payload.get("code") == "ORDER_NOT_EXIST":
@@ -145,14 +153,21 @@ class WeChatPay(Adapter[WeChatMerchant]):
         _fail(status, payload)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
-        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}/reverse"
-        status, payload = await self._call(
-            "POST", target, {"appid": self._appid, "mchid": self._merchant_id}
-        )
-        if status == 200:
-            if payload.get("recall") == "Y":
-                return ReverseAnswer(ReverseStatus.RETRY, "recall=Y")
+        """撤销: done on 200 (the trade named) or 204; asked again on the documented
+        "try again" codes, ORDER_NOT_EXIST included (outcomes.py). The v3 answer has no
+        `recall`."""
+        target = self._account.transactions(f"out-trade-no/{trade.out_trade_no}/reverse")
+        status, payload = await self._call("POST", target, self._account.ids())
+        if status in (200, 204):
+            if payload:
+                check_bound("out_trade_no", trade.out_trade_no, payload.get("out_trade_no"))
+                self._account.check_named(payload)
             return ReverseAnswer(ReverseStatus.DONE, "reversed")
+        code = str(payload.get("code", ""))
+        if code in REVERSE_DONE:
+            return ReverseAnswer(ReverseStatus.DONE, code)
+        if code in REVERSE_TRY_AGAIN or status >= 500:
+            return ReverseAnswer(ReverseStatus.RETRY, code or str(status))
         _fail(status, payload)
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
@@ -160,8 +175,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
         trade; the signature binds it to this merchant's request, and every later query
         is checked against the trade number, merchant and amount as for a payment code."""
         body = {
-            "appid": self._appid,
-            "mchid": self._merchant_id,
+            **self._account.ids(),
             "description": call.description,
             "out_trade_no": call.out_trade_no,
             "time_expire": datetime.fromtimestamp(call.expires_at_ms / 1000, BEIJING).isoformat(
@@ -169,28 +183,33 @@ class WeChatPay(Adapter[WeChatMerchant]):
             ),
             "notify_url": self._notify_url,
             "amount": {"total": call.amount_fen, "currency": "CNY"},
-            "scene_info": {"store_info": {"id": call.store_id}, "device_id": call.terminal_id},
+            "scene_info": {
+                "payer_client_ip": self._client_ip,
+                "device_id": call.terminal_id,
+                "store_info": {"id": call.store_id},
+            },
         }
-        status, payload = await self._call("POST", "/v3/pay/transactions/native", body)
+        status, payload = await self._call("POST", self._account.transactions("native"), body)
         code_url = payload.get("code_url")
         if status == 200 and isinstance(code_url, str) and code_url:
             return QrAnswer(code_url)
         _fail(status, payload)
 
     async def close(self, trade: TradeRef) -> ReverseAnswer:
-        target = f"/v3/pay/transactions/out-trade-no/{trade.out_trade_no}/close"
-        status, payload = await self._call("POST", target, {"mchid": self._merchant_id})
+        target = self._account.transactions(f"out-trade-no/{trade.out_trade_no}/close")
+        status, payload = await self._call("POST", target, self._account.merchant_ids())
         code = str(payload.get("code", ""))
-        if status == 204 or code in ("ORDER_CLOSED", "ORDER_NOT_EXIST"):
+        if status == 204 or code in CLOSE_DONE:
             return ReverseAnswer(ReverseStatus.DONE, "closed")
-        if code == "ORDERPAID":
+        if code == CLOSE_PAID:
             return ReverseAnswer(ReverseStatus.PAID, code)
-        if code in ("SYSTEM_ERROR", "SYSTEMERROR", "USER_PAYING") or status >= 500:
+        if code in TRY_AGAIN or status >= 500:
             return ReverseAnswer(ReverseStatus.RETRY, code or str(status))
         _fail(status, payload)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
-        body = {
+        body: dict[str, Any] = {
+            **self._account.sub_merchant(),
             "out_trade_no": call.trade.out_trade_no,
             "out_refund_no": call.out_refund_no,
             "amount": {
@@ -205,16 +224,16 @@ class WeChatPay(Adapter[WeChatMerchant]):
         if status == 200:
             return self._refund(payload, call)
         code = str(payload.get("code", status))
-        if code in REFUND_DECLINED:
-            return RefundAnswer(RefundStatus.FAILED, reason=code)
-        if 400 <= status < 500 and status not in (401, 429):
-            # "already refunded", "refund in progress", an unknown code: ask the refund.
-            return RefundAnswer(RefundStatus.PENDING, reason=code)
+        if code in REFUND_DECLINED or (400 <= status < 500 and status not in (401, 429)):
+            # A documented refusal, or another business refusal (4xx): final once the
+            # refund's own query confirms nothing was refunded.
+            return await self._refused(call, code)
         _fail(status, payload)
 
     async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        target = f"/v3/refund/domestic/refunds/{call.out_refund_no}"
         status, payload = await self._call(
-            "GET", f"/v3/refund/domestic/refunds/{call.out_refund_no}", None
+            "GET", target + self._account.sub_merchant_query("?"), None
         )
         if status == 200:
             return self._refund(payload, call)
@@ -223,9 +242,18 @@ class WeChatPay(Adapter[WeChatMerchant]):
         _fail(status, payload)
 
     async def bill(self, day: date) -> bytes:
-        """The day's trade bill (CSV, every field prefixed with a backtick)."""
+        """The day's trade bill (CSV, every field prefixed with a backtick). A day without
+        trades has no bill at WeChat (NO_STATEMENT_EXIST): its bill is the empty one. A bill
+        not made yet (STATEMENT_CREATING) is BillNotReady: ask again later."""
         target = f"/v3/bill/tradebill?bill_date={day.isoformat()}&bill_type=ALL"
-        status, payload = await self._call("GET", target, None)
+        status, payload = await self._call(
+            "GET", target + self._account.sub_merchant_query("&"), None
+        )
+        code = payload.get("code")
+        if status != 200 and code == NO_STATEMENT:
+            return empty_bill()
+        if status != 200 and code == STATEMENT_CREATING:
+            raise BillNotReady(f"WeChat Pay's bill of {day} is being made ({code})")
         if status != 200:
             _fail(status, payload)
         url = payload["download_url"]
@@ -241,6 +269,19 @@ class WeChatPay(Adapter[WeChatMerchant]):
         if digest != payload.get("hash_value"):
             raise OutcomeUnknown("bill file does not match its SHA1 hash")
         return answer.body
+
+    async def _refused(self, call: RefundCall, code: str) -> RefundAnswer:
+        """A refund refused with a 4xx business error. It is final (nothing refunded, the
+        amount released) once the refund's own query shows no refund under its number;
+        a refund that exists after all (an earlier send went through) answers for itself,
+        and no answer leaves it pending."""
+        try:
+            found = await self.refund_query(call)
+        except ProviderError as error:
+            return RefundAnswer(RefundStatus.PENDING, reason=f"{code}; refund query: {error}")
+        if found.status is RefundStatus.NOT_FOUND:
+            return RefundAnswer(RefundStatus.FAILED, reason=code)
+        return found
 
     # ---- protocol -------------------------------------------------------------------
 
@@ -278,6 +319,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
     async def _check_signature(self, answer: HttpAnswer) -> None:
         timestamp = answer.headers.get("Wechatpay-Timestamp", "")
         serial = answer.headers.get("Wechatpay-Serial", "")
+        if answer.headers.get(SIGNATURE_TYPE, SCHEMA) != SCHEMA:
+            raise OutcomeUnknown(f"answer signed as {answer.headers.get(SIGNATURE_TYPE)!r}")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_SKEW_S:
             raise OutcomeUnknown("answer timestamp missing or stale")
         key = await self.platform.key_for(serial)
@@ -289,7 +332,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
     def _trade(self, payload: dict[str, Any], trade: TradeRef) -> TradeAnswer:
         """A trade answer, once it is shown to be about the trade that was asked."""
         check_bound("out_trade_no", trade.out_trade_no, payload.get("out_trade_no"))
-        check_bound("mchid", self._merchant_id, payload.get("mchid"))
+        self._account.check_named(payload)
         amount = payload.get("amount")
         check_bound(
             "amount", trade.amount_fen, amount.get("total") if isinstance(amount, dict) else None
@@ -318,9 +361,16 @@ class WeChatPay(Adapter[WeChatMerchant]):
         code = str(payload.get("code", ""))
         if code in DECLINED:
             return TradeAnswer(TradeStatus.DECLINED, reason=code)
-        if code in CLOSED:
+        if code in PAY_CLOSED:
             return TradeAnswer(TradeStatus.CLOSED, reason=code)
         _fail(status, payload)
+
+
+def _payer_confirming(payload: Mapping[str, Any]) -> bool:
+    """The code payment's "payer is confirming" answer, which names no trade: 202
+    {"trade_state": "USERPAYING"} (also taken as the error form {"code": "USERPAYING"})."""
+    says = payload.get("trade_state") == USERPAYING or payload.get("code") == USERPAYING
+    return says and "out_trade_no" not in payload
 
 
 def _signed_by(answer: HttpAnswer, keys: Mapping[str, PublicKey]) -> bool:

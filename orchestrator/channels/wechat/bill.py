@@ -11,6 +11,30 @@ import io
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError, BillRow, bill_amount, bill_time
 
+# The trade bill's columns (27, since 2021) and its summary, as WeChat Pay writes them.
+COLUMNS = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,"
+    "交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,"
+    "充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注"
+)
+SUMMARY = (
+    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
+)
+EMPTY_SUMMARY = ("0", "0.00", "0.00", "0.00", "0.00000", "0.00", "0.00")
+
+
+def ticked(fields: list[str] | tuple[str, ...]) -> str:
+    """One bill line: every field with its backtick, quoted when it holds a comma."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(f"`{field}" for field in fields)
+    return line.getvalue()
+
+
+def empty_bill() -> bytes:
+    """The bill of a day without trades, which WeChat Pay does not make
+    (NO_STATEMENT_EXIST): the header and a summary of nothing."""
+    return ("\r\n".join([COLUMNS, SUMMARY, ticked(EMPTY_SUMMARY)]) + "\r\n").encode()
+
 
 def parse_wechat(content: bytes) -> list[BillRow]:
     """WeChat's trade bill: a header, data rows whose fields start with a backtick (a

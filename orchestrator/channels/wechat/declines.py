@@ -9,7 +9,18 @@ DECLINED = frozenset(
     {"NOTENOUGH", "AUTHCODEEXPIRE", "AUTH_CODE_INVALID", "PAYER_ACCOUNT_ABNORMAL", "TRADE_ERROR"}
 )
 
-# A refund's final refusals: nothing was or will be refunded. Anything else is asked again.
+# A refund's documented business refusals (申请退款, 错误码): nothing was refunded.
+# INVALID_REQUEST covers "more than is refundable" and "already fully refunded". Any 4xx
+# refusal (these or another code) is final once the refund's own query confirms that no
+# refund exists under its number; 401, 429 and 5xx are asked again (adapter.py).
 REFUND_DECLINED = frozenset(
-    {"NOT_ENOUGH", "USER_ACCOUNT_ABNORMAL", "PARAM_ERROR", "RESOURCE_NOT_EXISTS", "NO_AUTH"}
+    {
+        "NOT_ENOUGH",
+        "USER_ACCOUNT_ABNORMAL",
+        "PARAM_ERROR",
+        "INVALID_REQUEST",
+        "RESOURCE_NOT_EXISTS",
+        "MCH_NOT_EXISTS",
+        "NO_AUTH",
+    }
 )

@@ -3,6 +3,10 @@ like an answer (Wechatpay-Timestamp, -Nonce, -Signature, -Serial over
 "timestamp\\nnonce\\nbody\\n") by a platform certificate or the WeChat Pay public key, and
 whose `resource` is sealed with AEAD_AES_256_GCM under the merchant's APIv3 key.
 
+The resource must name this merchant: its mchid, or in partner mode its sp_mchid and the
+sub-merchant's sub_mchid. A Wechatpay-Signature-Type other than WECHATPAY2-SHA256-RSA2048
+(WeChat's SM2 signatures) is refused: windowpay does not speak it.
+
 Success is answered with HTTP 204 and no body; a refusal with a 4xx/5xx and
 {"code": "FAIL", "message": ...}, after which WeChat Pay sends it again.
 """
@@ -16,11 +20,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from orchestrator.channels.wechat.adapter import REFUND_STATUS, TRADE_STATES, answer_message
+from orchestrator.channels.wechat.accounts import Account
+from orchestrator.channels.wechat.adapter import SCHEMA, SIGNATURE_TYPE, answer_message
+from orchestrator.channels.wechat.outcomes import REFUND_STATUS, TRADE_STATES
 from orchestrator.channels.wechat.platform import decrypt_resource, encrypt_resource
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.notices import Notice, NoticeRefused
+from orchestrator.providers.port import AnswerMismatch
 from orchestrator.providers.signing import PublicKey, verify
 
 KeyFor = Callable[[str], Awaitable[PublicKey | None]]  # PlatformKeys.key_for
@@ -39,10 +46,12 @@ class WeChatNotifications:
         merchant_id: str,
         max_skew_s: float,
         clock: Callable[[], float] = time.time,
+        *,
+        sub_mchid: str = "",
     ) -> None:
         self._key_for = key_for
         self._apiv3_key = apiv3_key
-        self._merchant_id = merchant_id
+        self._account = Account(merchant_id, "", sub_mchid)
         self._max_skew_s = max_skew_s
         self._clock = clock
 
@@ -53,6 +62,8 @@ class WeChatNotifications:
         serial = headers.get("Wechatpay-Serial", "")
         if not (timestamp and nonce and signature and serial):
             raise NoticeRefused("unsigned: a Wechatpay-* signature header is missing")
+        if headers.get(SIGNATURE_TYPE, SCHEMA) != SCHEMA:
+            raise NoticeRefused(f"signature type {headers.get(SIGNATURE_TYPE)!r} not spoken")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > self._max_skew_s:
             raise NoticeRefused(f"timestamp {timestamp!r} outside the allowed skew (replay?)")
         key = await self._key_for(serial)
@@ -70,8 +81,12 @@ class WeChatNotifications:
             data = orjson.loads(decrypt_resource(self._apiv3_key, resource))
         except (CertificateError, orjson.JSONDecodeError, TypeError):
             raise NoticeRefused("resource does not decrypt with the APIv3 key") from None
-        if not isinstance(data, dict) or data.get("mchid") != self._merchant_id:
-            raise NoticeRefused("resource names another merchant")
+        if not isinstance(data, dict):
+            raise NoticeRefused("resource is not an object")
+        try:
+            self._account.check_named(data)
+        except AnswerMismatch as error:
+            raise NoticeRefused(f"resource names another merchant: {error}") from None
         try:
             return _notice(event_type, data)
         except (KeyError, TypeError, ValueError):
@@ -119,7 +134,7 @@ def notification_body(
         "create_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 28800)),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
-        "summary": "支付成功" if original == "transaction" else "退款状态变更",
+        "summary": "支付成功" if original == "transaction" else "退款成功",
         "resource": {"original_type": original, **sealed},
     }
     return orjson.dumps(envelope)

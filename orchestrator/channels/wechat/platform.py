@@ -7,6 +7,12 @@ once, so a rotation (a new certificate served beside the old one) breaks nothing
 set is refreshed when older than `refresh_s`, and once more whenever an answer names a
 serial it does not know; a serial still unknown after that is no answer at all.
 
+Downloads are at most one a minute (REFRESH_COOLDOWN_S), whatever asks for them: the
+listener looks a notification's key up before its signature can be checked, so without
+this bound any one-line POST naming a new serial would make windowpay call WeChat Pay.
+A serial met during the cooldown is unknown (the notification is refused, WeChat Pay sends
+it again; an answer is an unknown outcome, asked again by the engine).
+
 Public-key mode: the answer's Wechatpay-Serial is the configured `PUB_KEY_ID_...` and
 the configured WeChat Pay public key verifies it. Both modes may be used at once (WeChat
 lets a merchant switch over gradually).
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "AEAD_AES_256_GCM"
 PUBLIC_KEY_PREFIX = "PUB_KEY_ID_"
+REFRESH_COOLDOWN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -127,13 +134,16 @@ class PlatformKeys:
         download: Download,
         signed_by: SignedBy,
         clock: Callable[[], float],
+        cooldown_s: float = REFRESH_COOLDOWN_S,
     ) -> None:
         self._trust = trust
         self._download = download
         self._signed_by = signed_by
         self._clock = clock
+        self._cooldown_s = cooldown_s
         self._keys: dict[str, PublicKey] = {}
         self._fetched_at: float | None = None
+        self._tried_at: float | None = None  # the last download, whatever came of it
         self._generation = 0
         self._lock = asyncio.Lock()
 
@@ -165,6 +175,10 @@ class PlatformKeys:
         async with self._lock:
             if self._generation != seen:
                 return  # another caller refreshed while this one waited
+            now = self._clock()
+            if self._tried_at is not None and now - self._tried_at < self._cooldown_s:
+                return  # at most one download a minute; the serial stays unknown
+            self._tried_at = now
             try:
                 answer = await self._download()
                 keys = self._verified(answer)

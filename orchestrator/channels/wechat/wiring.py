@@ -1,9 +1,13 @@
 """Builds WeChat Pay's adapter (from the merchant's keys) and its sandbox gateway (from the
-platform's dev keys)."""
+platform's dev keys). `sub_merchant_id` (and `sub_app_id`) in the provider's settings
+choose partner mode (服务商): merchant_id and app_id are then the partner's."""
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
@@ -18,18 +22,42 @@ from orchestrator.providers.keys import KeyMaterialError, read_identity, read_se
 from orchestrator.providers.signing import load_public_key
 from orchestrator.sandbox.bank import SandboxBank
 
+log = logging.getLogger(__name__)
+
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
+LOOPBACK = "127.0.0.1"
 
 
 def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> WeChatPay:
+    credentials = settings.credentials
     return WeChatPay(
         client,
         wechat_merchant(keys_dir),
         settings.merchant_id,
         settings.app_id,
-        wechat_trust(keys_dir, settings.credentials),
+        wechat_trust(keys_dir, credentials),
         notify_url=settings.notify_url,
+        sub_mchid=credentials["sub_merchant_id"],
+        sub_appid=credentials["sub_app_id"],
+        client_ip=calling_address(settings.base_url or client.base_url),
     )
+
+
+def calling_address(base_url: str) -> str:
+    """The address this host calls WeChat Pay from: what a Native order sends as
+    scene_info.payer_client_ip (WeChat's older rule for Native: "the IP of the machine
+    that calls the WeChat Pay API"; the payer's own address is not known when the code is
+    made). Found by routing a UDP socket towards the gateway; nothing is sent."""
+    host = urlsplit(base_url).hostname or LOOPBACK
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 443))
+            address: str = probe.getsockname()[0]
+            return address
+    except OSError as error:
+        log.warning("WeChat Pay: no route to %s (%s); payer_client_ip is %s", host, error,
+                    LOOPBACK)  # fmt: skip
+        return LOOPBACK
 
 
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> WeChatGateway:
@@ -40,7 +68,14 @@ def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> We
         credentials["apiv3_key_env"],
         credentials["public_key_id"],
     )
-    return WeChatGateway(bank, keys, settings.merchant_id, settings.app_id)
+    return WeChatGateway(
+        bank,
+        keys,
+        settings.merchant_id,
+        settings.app_id,
+        sub_mchid=credentials["sub_merchant_id"],
+        sub_appid=credentials["sub_app_id"],
+    )
 
 
 def wechat_merchant(keys_dir: Path) -> WeChatMerchant:
@@ -75,4 +110,10 @@ def notifications(
     """The verifier of WeChat Pay's notifications, trusting what the adapter trusts."""
     trust = wechat_trust(keys_dir, settings.credentials)
     platform = adapter(client, settings, keys_dir).platform
-    return WeChatNotifications(platform.key_for, trust.apiv3_key, settings.merchant_id, max_skew_s)
+    return WeChatNotifications(
+        platform.key_for,
+        trust.apiv3_key,
+        settings.merchant_id,
+        max_skew_s,
+        sub_mchid=settings.credentials["sub_merchant_id"],
+    )

@@ -1,0 +1,50 @@
+"""What WeChat Pay's states and error codes mean for windowpay (docs/PROVIDERS.md, "WeChat
+Pay ... outcomes"). The final declines of a pay call and the final refusals of a refund
+are in declines.py; everything here is read from the same documents: the query's
+trade_state list, the refund's status list, and the error codes of reverse, close and the
+trade bill."""
+
+from __future__ import annotations
+
+from orchestrator.providers.port import RefundStatus, TradeStatus
+
+TRADE_STATES = {
+    "SUCCESS": TradeStatus.PAID,
+    "REFUND": TradeStatus.PAID,  # paid, then (partly) refunded
+    "USERPAYING": TradeStatus.CONFIRMING,  # code payments only
+    "NOTPAY": TradeStatus.CONFIRMING,
+    "PAYERROR": TradeStatus.DECLINED,  # code payments only
+    "CLOSED": TradeStatus.CLOSED,
+    "REVOKED": TradeStatus.CLOSED,  # a reversed code payment
+}
+USERPAYING = "USERPAYING"  # the payer is confirming (a code payment's 202 answer)
+
+# A pay call refused because the trade number is already closed or reversed.
+PAY_CLOSED = frozenset({"ORDER_CLOSED", "ORDER_REVERSED"})
+
+REFUND_STATUS = {
+    "SUCCESS": RefundStatus.SUCCEEDED,
+    "CLOSED": RefundStatus.FAILED,
+    "PROCESSING": RefundStatus.PENDING,
+    "ABNORMAL": RefundStatus.PENDING,  # stuck at the payer's bank: a person decides
+}
+
+# Error answers that ask for the same call again. SYSTEM_ERROR is WeChat's "try again with
+# the same parameters"; USERPAYING on a reverse or close means the payer is still
+# confirming, which the next try settles; FREQUENCY_LIMITED asks to slow down.
+TRY_AGAIN = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", USERPAYING, "FREQUENCY_LIMITED"})
+
+# A reverse answered ORDER_NOT_EXIST is not "nothing to undo": the pay call may still be
+# on its way and create the trade after the reverse. It is asked again, and when the
+# reversal is given up the trade is followed by queries (docs/PROVIDERS.md).
+REVERSE_TRY_AGAIN = TRY_AGAIN | {"ORDER_NOT_EXIST"}
+REVERSE_DONE = frozenset({"ORDER_CLOSED"})  # closed already: nothing was kept
+
+# Close of a Native trade. ORDER_NOT_EXIST is closed for good here: the code_url of a
+# trade WeChat never created was never shown to anyone, so nobody can pay it.
+CLOSE_DONE = frozenset({"ORDER_CLOSED", "ORDER_NOT_EXIST"})
+CLOSE_PAID = "ORDERPAID"
+
+# Trade bill (申请交易账单): no trades that day, or the bill is not made yet.
+NO_STATEMENT = "NO_STATEMENT_EXIST"
+STATEMENT_CREATING = "STATEMENT_CREATING"
