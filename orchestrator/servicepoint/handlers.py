@@ -181,6 +181,15 @@ class CommandHandlers:
                 f"terminal {command.terminal_id} is not at service point "
                 f"{order.service_point_id}, where order {order.order_id} was paid"
             )
+        paid_in_cash = bool(order.paid_by) and order.attempt(order.paid_by).channel is Channel.CASH
+        if paid_in_cash and command.terminal_window_id != order.window_id:
+            # The cash went into that window's drawer, and its day's settlement books the
+            # refund there: any other drawer would end the day short (docs/SECURITY.md).
+            raise PermissionDenied(
+                f"order {order.order_id} was paid in cash at window {order.window_id}: its "
+                f"cash refund is paid from that window's drawer, so make it at a terminal "
+                f"of {order.window_id}, not at {command.terminal_window_id}"
+            )
         now = self._clock.now_ms()
         changes = [
             order.request_refund(
