@@ -49,7 +49,12 @@ async def start_console(
         ConsoleQueries(pool),
         StaffBook(staff_file),
         commands,
-        settings or ConsoleSettings(zone=config.settings.zone, playbook_s=playbook_s(config)),
+        settings
+        or ConsoleSettings(
+            zone=config.settings.zone,
+            playbook_s=playbook_s(config),
+            trusted_proxies=config.console.trusted_proxies,
+        ),
     )
     runner = web.AppRunner(build_app(console), access_log=None)
     await runner.setup()
