@@ -11,6 +11,7 @@ and the deployment's [channels.<NAME>] and [providers.<NAME>] override them key 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -188,6 +189,15 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class ConsoleNetwork:
+    """Where the console's clients come from. Behind a TLS reverse proxy every request's
+    peer is the proxy: the addresses listed here are believed about the client's own
+    (their `X-Forwarded-For`), so that the console's limits count each client."""
+
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     deployment: Deployment
     fees: FeeSchedule
@@ -201,6 +211,7 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    console: ConsoleNetwork = field(default_factory=ConsoleNetwork)
     source: str = "<memory>"
     path: Path | None = None  # the file it came from (None: the shipped sample)
 
@@ -656,6 +667,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         access=_access(root, deployment),
         record=_record(root.table("record")),
         notify=_notify(root.table("notify")),
+        console=_console(root.table("console")),
         source=source,
     )
 
@@ -674,6 +686,20 @@ def _notify(t: _Table) -> NotifySettings:
     if notify.public_url and not notify.public_url.startswith(("http://", "https://")):
         raise t.fail("public_url", f"must be an http(s) URL, got {notify.public_url!r}")
     return notify
+
+
+def _console(t: _Table) -> ConsoleNetwork:
+    proxies = []
+    for entry in t.get("trusted_proxies", list, []):
+        try:
+            if not isinstance(entry, str):
+                raise TypeError(entry)
+            proxies.append(ipaddress.ip_network(entry))
+        except (TypeError, ValueError):
+            raise t.fail(
+                "trusted_proxies", f"{entry!r} is not an address or network like '10.0.0.0/24'"
+            ) from None
+    return ConsoleNetwork(tuple(proxies))
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -1,5 +1,7 @@
 """Staff accounts of the console: a role, a scope, and an argon2 password hash, kept in
-one JSON file (`var/pki/staff.json`, mode 0600)."""
+one JSON file (`var/pki/staff.json`, mode 0600). Each account has a credential epoch,
+raised whenever its password changes or it is disabled: a session opened under an
+older epoch is over, whichever process changed the file."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from orchestrator.files import create_secret, replace_file
 
 _hasher = PasswordHasher()
+USERNAME_MAX = 64
 
 
 class Role(StrEnum):
@@ -33,6 +36,7 @@ class StaffAccount:
     window_id: str = ""
     disabled: bool = False
     language: str = ""  # the console's language the account chose ("": the browser's)
+    epoch: int = 0  # raised by every password change and by disabling
 
     def check_password(self, password: str) -> bool:
         try:
@@ -47,11 +51,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def valid_username(username: str) -> bool:
+    """Up to 64 letters, digits, '-' and '_', at least one letter or digit."""
+    name = username.replace("-", "").replace("_", "")
+    return len(username) <= USERNAME_MAX and name.isalnum()
+
+
 def new_account(
     username: str, role: Role, password: str, service_point_id: str = "", window_id: str = ""
 ) -> StaffAccount:
-    if not username or not username.replace("-", "").replace("_", "").isalnum():
-        raise ValueError("a username is letters, digits, '-' and '_'")
+    if not valid_username(username):
+        raise ValueError(f"a username is 1 to {USERNAME_MAX} letters, digits, '-' and '_'")
     if role is Role.CLERK and not window_id:
         raise ValueError("a clerk needs a window (--window)")
     if role is Role.HEAD and not service_point_id:
@@ -95,6 +105,8 @@ class StaffBook:
         account = accounts[username]
         if password is not None:
             account = replace(account, password_hash=hash_password(password))
+        if password is not None or disabled:
+            account = replace(account, epoch=account.epoch + 1)  # its sessions end
         accounts[username] = replace(account, disabled=disabled)
         self.save(accounts)
 

@@ -22,8 +22,16 @@ from aiohttp import web
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from orchestrator.console import charts, i18n, reports
-from orchestrator.console.accounts import StaffAccount, StaffBook
-from orchestrator.console.guard import RateLimit, Session, Sessions, SignInGuard, csrf_ok
+from orchestrator.console.accounts import StaffAccount, StaffBook, valid_username
+from orchestrator.console.guard import (
+    Network,
+    RateLimit,
+    Session,
+    Sessions,
+    SignInGuard,
+    client_address,
+    csrf_ok,
+)
 from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, Refusal, Refused
 from orchestrator.console.pages import Office, Pages
@@ -57,6 +65,8 @@ class ConsoleSettings:
     live_every_s: float = 2.0  # how often the today page's figures are pushed
     payer_lookups_per_minute: int = 10
     office: Office = field(default_factory=Office)  # fee names, places, whom payers call
+    # Proxies whose X-Forwarded-For is believed ([console] trusted_proxies).
+    trusted_proxies: tuple[Network, ...] = ()
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
 
@@ -78,6 +88,23 @@ class Console:
         self.signin = SignInGuard(s.monotonic)
         self.payer_limit = RateLimit(s.payer_lookups_per_minute, 60.0, s.monotonic)
         self.pages = Pages(i18n.load(s.zone), s.office)
+
+    def signed_in(self, token: str | None) -> tuple[Session, StaffAccount] | None:
+        """The session of this cookie and its account, while both stand: an account
+        disabled or given a new password since (by any process) ends it."""
+        session = self.sessions.get(token)
+        if session is None:
+            return None
+        account = self.book.get(session.username)
+        if account is None or account.disabled or account.epoch != session.epoch:
+            self.sessions.close(token)
+            return None
+        return session, account
+
+    def client(self, request: web.Request) -> str:
+        """The client's address: behind a trusted proxy, what the proxy says it is."""
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        return client_address(request.remote, forwarded, self.settings.trusted_proxies)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.settings.clock(), self.settings.zone).date()
@@ -155,10 +182,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 async def staff_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Loads the signed-in account; staff pages without one go to the sign-in page."""
     console = request.app[CONSOLE]
-    session = console.sessions.get(request.cookies.get(COOKIE))
-    account = console.book.get(session.username) if session else None
-    if session and account and not account.disabled:
-        request[SESSION], request[STAFF] = session, account
+    signed_in = console.signed_in(request.cookies.get(COOKIE))
+    if signed_in is not None:
+        request[SESSION], request[STAFF] = signed_in
     public = request.path.startswith(("/payer", "/static", "/signin", "/favicon", "/language"))
     if not public and STAFF not in request:
         raise web.HTTPSeeOther("/signin")
@@ -209,20 +235,23 @@ async def signin(request: web.Request) -> web.Response:
     expected = request.cookies.get(SIGNIN_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, _text(form, "csrf")):
         return _signin_form(request, 403, "The form has expired; please sign in again.")
-    if not console.signin.per_address.allow(request.remote or ""):
+    client = console.client(request)
+    if not console.signin.per_address.allow(client):
         return _signin_form(request, 429, "Too many attempts; wait a minute.")
-    if console.signin.locked(username):
+    if not valid_username(username):  # no account has it: nothing is kept of it
+        return _signin_form(request, 401, "Wrong username or password.")
+    if console.signin.locked(username, client):
         return _signin_form(
             request, 403, "This account is locked after repeated failures; try again later."
         )
     account = console.book.get(username)
     if account is None or account.disabled or not account.check_password(password):
-        console.signin.failed(username)
+        console.signin.failed(username, client)
         return _signin_form(request, 401, "Wrong username or password.")
-    console.signin.succeeded(username)
+    console.signin.succeeded(username, client)
     old = request.cookies.get(COOKIE)
     console.sessions.close(old)
-    token, _ = console.sessions.open(username)
+    token, _ = console.sessions.open(username, account.epoch)
     response = web.HTTPSeeOther("/today")
     response.del_cookie(SIGNIN_COOKIE, path="/signin")
     response.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/")
@@ -292,8 +321,8 @@ async def today_events(request: web.Request) -> web.StreamResponse:
     closing = request.app[CLOSING]
     try:
         while not closing.is_set():
-            if console.sessions.get(request.cookies.get(COOKIE)) is None:
-                break  # signed out meanwhile
+            if console.signed_in(request.cookies.get(COOKIE)) is None:
+                break  # signed out, disabled or given a new password meanwhile
             try:
                 today = await _today(request)
             except (psycopg.Error, PoolClosed, PoolTimeout):
@@ -467,7 +496,7 @@ async def _payer_receipt(request: web.Request) -> tuple[dict[str, Any] | None, b
     if not (code or number or check):
         return None, False
     console = request.app[CONSOLE]
-    if not console.payer_limit.allow(request.remote or ""):
+    if not console.payer_limit.allow(console.client(request)):
         raise Refused(429, N_("Too many lookups from this address; wait a minute."))
     found = None
     if code.isdigit() and number.isdigit() and check and len(check) <= 12:

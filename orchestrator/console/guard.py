@@ -1,20 +1,31 @@
 """Sessions, CSRF tokens, and the throttles of sign-in and the payer lookup. Time is
-passed in (a clock callable) so that the rules are tested without waiting."""
+passed in (a clock callable) so that the rules are tested without waiting.
+
+Every throttle is keyed on the client's address as `client_address` finds it, and keeps
+a bounded number of counters: the least recently used go first, and counters with
+nothing to hold are purged as they come to that end."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 Clock = Callable[[], float]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SESSION_TTL_S = 8 * 3600
-LOCK_AFTER_FAILURES = 5
-LOCK_FOR_S = 15 * 60
+LOCK_AFTER_FAILURES = 5  # wrong passwords in a row, for one account from one address
+FIRST_LOCK_S = 60.0  # the wait after them; each further wrong one doubles it...
+LONGEST_LOCK_S = 3600.0  # ...up to this
+FORGET_AFTER_S = 86_400.0  # failures are forgotten a day after the last one
+MOST_COUNTERS = 10_000  # per throttle
 
 
 @dataclass(slots=True)
@@ -22,6 +33,7 @@ class Session:
     username: str
     csrf: str
     expires_at: float
+    epoch: int  # the account's credential epoch at sign-in: a change ends the session
 
 
 class Sessions:
@@ -32,9 +44,9 @@ class Sessions:
         self._ttl = ttl_s
         self._by_token: dict[str, Session] = {}
 
-    def open(self, username: str) -> tuple[str, Session]:
+    def open(self, username: str, epoch: int) -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
-        session = Session(username, secrets.token_urlsafe(32), self._clock() + self._ttl)
+        session = Session(username, secrets.token_urlsafe(32), self._clock() + self._ttl, epoch)
         self._by_token[token] = session
         return token, session
 
@@ -50,13 +62,52 @@ class Sessions:
     def close(self, token: str | None) -> None:
         self._by_token.pop(token or "", None)
 
-    def close_all(self, username: str) -> None:
-        for token in [t for t, s in self._by_token.items() if s.username == username]:
-            del self._by_token[token]
-
 
 def csrf_ok(session: Session, submitted: str | None) -> bool:
     return bool(submitted) and hmac.compare_digest(session.csrf, submitted or "")
+
+
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str], trusted: Sequence[Network]
+) -> str:
+    """The address a request comes from: its peer's, unless the peer is a trusted proxy;
+    then, reading `X-Forwarded-For` from the right, the first address that is not a
+    trusted proxy. Hops further left were written by the client and prove nothing; a
+    hop that is not an address leaves the last proxy's address standing."""
+    current = _address(peer or "")
+    if current is None:
+        return peer or ""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    while hops and any(current in network for network in trusted):
+        hop = _address(hops.pop())
+        if hop is None:
+            break
+        current = hop
+    return str(current)
+
+
+def _address(text: str) -> Address | None:
+    """An IP address, also as a proxy may write it with a port ("[::1]:80", "1.2.3.4:80")."""
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _forget(entries: OrderedDict[Any, Any], stale: Callable[[Any], bool]) -> None:
+    """Drop stale entries from the least recently used end, and beyond the bound the
+    oldest whatever they hold (the entry just used is at the other end)."""
+    while entries:
+        key, value = next(iter(entries.items()))
+        if len(entries) <= MOST_COUNTERS and not stale(value):
+            return
+        del entries[key]
 
 
 class RateLimit:
@@ -66,46 +117,69 @@ class RateLimit:
         self.limit = limit
         self._window = window_s
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._events)
 
     def allow(self, key: str) -> bool:
         now = self._clock()
+        since = now - self._window
         events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - self._window:
+        self._events.move_to_end(key)
+        while events and events[0] <= since:
             events.popleft()
-        if len(events) >= self.limit:
-            return False
-        events.append(now)
-        return True
+        allowed = len(events) < self.limit
+        if allowed:
+            events.append(now)
+        _forget(self._events, lambda kept: not kept or kept[-1] <= since)
+        return allowed
 
 
 @dataclass(slots=True)
 class _Failures:
     count: int = 0
+    last: float = 0.0
     locked_until: float = 0.0
+
+    def stale(self, now: float) -> bool:
+        """Nothing to hold any more: no lock, and the last failure is a day old."""
+        return self.locked_until <= now and self.last <= now - FORGET_AFTER_S
 
 
 @dataclass
 class SignInGuard:
-    """Sign-in attempts limited per client address; an account locks after repeated
-    failures, whatever address they come from."""
+    """Sign-in attempts limited per client address, and wrong passwords counted per
+    account and address: five in a row lock that account for that address only, for a
+    minute, then twice as long after each further one (up to an hour). Whoever guesses
+    elsewhere cannot lock an account out where its owner signs in."""
 
     clock: Clock = time.monotonic
     per_address: RateLimit = field(init=False)
-    _failures: dict[str, _Failures] = field(default_factory=dict)
+    _failures: OrderedDict[tuple[str, str], _Failures] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.per_address = RateLimit(20, 60.0, self.clock)
 
-    def locked(self, username: str) -> bool:
-        return self._failures.get(username, _Failures()).locked_until > self.clock()
+    def __len__(self) -> int:
+        return len(self._failures)
 
-    def failed(self, username: str) -> None:
-        failures = self._failures.setdefault(username, _Failures())
-        failures.count += 1
-        if failures.count >= LOCK_AFTER_FAILURES:
-            failures.locked_until = self.clock() + LOCK_FOR_S
+    def locked(self, username: str, address: str) -> bool:
+        failures = self._failures.get((username, address))
+        return failures is not None and failures.locked_until > self.clock()
+
+    def failed(self, username: str, address: str) -> None:
+        now = self.clock()
+        failures = self._failures.setdefault((username, address), _Failures())
+        self._failures.move_to_end((username, address))
+        if failures.stale(now):
             failures.count = 0
+        failures.count += 1
+        failures.last = now
+        beyond = failures.count - LOCK_AFTER_FAILURES
+        if beyond >= 0:
+            failures.locked_until = now + min(FIRST_LOCK_S * 2 ** min(beyond, 32), LONGEST_LOCK_S)
+        _forget(self._failures, lambda f: f.stale(now))
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username, None)
+    def succeeded(self, username: str, address: str) -> None:
+        self._failures.pop((username, address), None)

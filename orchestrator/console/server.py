@@ -70,6 +70,7 @@ def settings_of(config: Config, **overrides: Any) -> ConsoleSettings:
             "zone": config.settings.zone,
             "playbook_s": playbook_s(config),
             "office": Office.of(config),
+            "trusted_proxies": config.console.trusted_proxies,
             **overrides,
         }
     )

@@ -1,6 +1,10 @@
 """End-of-day settlement per window and channel (日结): what each window took and gave
 back on one local business day, cash included. Late successes refunded automatically
-are not the window's takings and are left out (reconciliation reports them)."""
+are not the window's takings and are left out (reconciliation reports them).
+
+A refund is booked to the window of its order, under the channel that was paid: a cash
+refund is paid from that window's drawer (the service point refuses it at any other
+window), a provider refund goes back the way the payment came."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ issuer reads them) and the receipts' change stream. A page of entries is read, t
 orders' current snapshots and journals fetched, everything written to PostgreSQL in
 one transaction, and only then acknowledged: a crash anywhere hands the page over
 again, and the writes are idempotent. While PostgreSQL is away the page is retried,
-nothing is acknowledged, and the lag grows; payments never wait for it.
+nothing is acknowledged, and the lag grows; payments never wait for it. Beside it, it
+puts back from the record any open order an actor found missing from Redis (reload.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from orchestrator.record.metrics import (
     REDIS_MAXMEMORY,
     REDIS_USED_MEMORY,
 )
+from orchestrator.record.reload import Reloader
 from orchestrator.record.streams import Entry, GroupReader, format_id, parse_id, unread_bounds
 from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
 from orchestrator.store import keys
@@ -49,6 +51,17 @@ GROUP = "record"
 _MARK_CASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
+end
+return 0
+"""
+# The retention for an order's keys, only if Redis still holds the version the record now
+# has: a newer one (a refund reopening the order, its commit clearing the expiry) must
+# not inherit it before it is drained in its turn.
+_RETAIN = """
+if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
 end
 return 0
 """
@@ -82,6 +95,8 @@ class Drainer:
         self.retention_ms = int(settings.retention_s * config.settings.time_scale * 1000)
         self._case_ms = int(settings.case_retention_s * config.settings.time_scale * 1000)
         self._mark_case = redis.register_script(_MARK_CASE)
+        self._retain_order = redis.register_script(_RETAIN)
+        self._reloader = Reloader(redis, pool, points, self.retention_ms)
         self._batch = settings.drain_batch
         self._housekeeping_s = settings.housekeeping_s
         self._stopping = False
@@ -189,11 +204,11 @@ class Drainer:
 
     async def _retain(self, orders: Sequence[DrainedOrder], receipts: Sequence[Any]) -> None:
         """Give the keys of what the record now holds the retention: an order once it
-        needs nothing more (kept, without expiry, while it is open), its journal, the
-        day indexes it appears in, its receipt."""
+        needs nothing more (kept, without expiry, while it is open) and Redis holds no
+        newer version of it, its journal, the day indexes it appears in, its receipt."""
         ttl = self.retention_ms
         pipe = self._redis.pipeline(transaction=False)
-        expiring = 0
+        retained: list[int] = []  # positions of the orders' retention in the pipeline
         for drained in orders:
             snapshot = drained.snapshot
             order_id = snapshot["order_id"]
@@ -203,9 +218,8 @@ class Drainer:
                 for name in names:
                     pipe.persist(name)
                 continue
-            expiring += 1
-            for name in names:
-                pipe.pexpire(name, ttl)
+            retained.append(len(pipe))
+            await self._retain_order(keys=names, args=[snapshot["version"], ttl], client=pipe)
             if snapshot["state"] not in ("CANCELLED", "EXPIRED"):
                 # The case stays taken once its order has gone (the core then refuses a
                 # second order for it instead of creating one).
@@ -221,21 +235,24 @@ class Drainer:
         await self._receipts.keep_for(
             [(r["receipt_code"], r["receipt_no"], r["order_id"]) for r in receipts], ttl
         )
-        if orders:
-            await pipe.execute()
-        RECORD_EXPIRING.inc(expiring)
+        answers = await pipe.execute() if orders else []
+        RECORD_EXPIRING.inc(sum(1 for i in retained if answers[i] == 1))
 
     # ---- housekeeping ------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
         last_trim = 0.0
-        while True:
+        task = asyncio.current_task()
+        # Also ends on a cancellation a library swallowed (Python 3.11's wait_for, under
+        # the pool's wait for a connection): `run` waits for this task to end.
+        while not self._stopping and not (task and task.cancelling()):
             try:
                 await self.measure()
+                await self._reloader.run_once()
                 if time.monotonic() - last_trim >= self._housekeeping_s:
                     last_trim = time.monotonic()
                     await self.trim()
-            except (RedisError, OSError) as error:
+            except (RedisError, OSError, psycopg.Error, PoolTimeout) as error:
                 log.warning("drainer housekeeping failed (%s)", error)
             await asyncio.sleep(min(1.0, self._housekeeping_s))
 

@@ -34,3 +34,11 @@ RECORD_TRIMMED = Counter(
 )
 REDIS_USED_MEMORY = Gauge("windowpay_redis_used_memory_bytes", "Redis used_memory")
 REDIS_MAXMEMORY = Gauge("windowpay_redis_maxmemory_bytes", "Redis maxmemory (0: no limit)")
+LIVE_ORDER_RELOADS = Counter(
+    "windowpay_live_order_reloads_total",
+    "Open orders Redis had lost, by what the drainer could do: reloaded from the record, "
+    "or not in the record",
+    ["outcome"],
+)
+for _outcome in ("reloaded", "not_in_record"):
+    LIVE_ORDER_RELOADS.labels(_outcome)  # at 0 from the start, so that increase() sees one

@@ -72,9 +72,10 @@ from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
 from orchestrator.servicepoint.job import Job, value_of
+from orchestrator.servicepoint.lost import LostOrders
 from orchestrator.servicepoint.notices import NoticeDesk
 from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
-from orchestrator.servicepoint.orders import OrderBook
+from orchestrator.servicepoint.orders import OrderBook, Reloading
 from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
 from orchestrator.store.port import ReadBatchPort, StorePort
@@ -125,7 +126,9 @@ class ServicePointCore:
         self._handlers = CommandHandlers(config, self._book, self._clock, self._observer)
         self._ready = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._reloader: asyncio.Task[None] | None = None
         self._notices = NoticeDesk(self._order_named_by, config.notify.apply_wait_s)
+        self._lost = LostOrders(store, self._book, self._commit, self._clock, self._resume)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -133,22 +136,16 @@ class ServicePointCore:
         """Take the service points over and resume every order that needs attention."""
         for sp in self.service_points:
             self._epochs[sp] = await self._store.take_over(sp)
-            for snapshot in await self._store.open_orders(sp):
+            live = await self._store.open_orders(sp)
+            for snapshot in live.snapshots:
                 order = Order.from_record(orjson.loads(snapshot))
                 self._book.open[order.order_id] = order
-        resumed = 0
-        for order in self._book.open.values():
-            attempt = order.in_flight()
-            if attempt is not None:
-                self._book.window_busy[order.window_id] = attempt.attempt_id
-            for attempt in order.attempts:
-                if not attempt.final or attempt.follow_up:
-                    self._start_driver(order.order_id, attempt.attempt_id, call=None)
-                    resumed += 1
-            for refund in order.pending_refunds():
-                self._start_refund(order, refund.refund_id)
-                resumed += 1
+            if live.missing:
+                await self._lost.report(sp, live.missing)
+        resumed = sum(self._resume(order) for order in self._book.open.values())
         self._sweeper = asyncio.create_task(self._sweep_expired())
+        if self._book.missing:
+            self._reloader = asyncio.create_task(self._lost.take_back())
         self._ready.set()
         log.info(
             "service points %s ready: %d open orders, %d attempts resumed",
@@ -157,10 +154,26 @@ class ServicePointCore:
             resumed,
         )
 
+    def _resume(self, order: Order) -> int:
+        """Start the provider work an open order is waiting for; how many were started."""
+        resumed = 0
+        attempt = order.in_flight()
+        if attempt is not None:
+            self._book.window_busy.setdefault(order.window_id, attempt.attempt_id)
+        for attempt in order.attempts:
+            if not attempt.final or attempt.follow_up:
+                self._start_driver(order.order_id, attempt.attempt_id, call=None)
+                resumed += 1
+        for refund in order.pending_refunds():
+            self._start_refund(order, refund.refund_id)
+            resumed += 1
+        return resumed
+
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._reloader):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._drivers.stop()
 
     async def ready(self) -> bool:
@@ -183,10 +196,15 @@ class ServicePointCore:
             summary[order.service_point_id] = (count + 1, max(oldest, age), late + stuck)
         return summary
 
+    def missing_orders(self) -> dict[str, int]:
+        """Per service point: open orders the store had lost, not yet back."""
+        return self._lost.counts(self.service_points)
+
     def status(self) -> dict[str, Any]:
         return {
             "service_points": list(self.service_points),
             "open_orders": len(self._book.open),
+            "missing_orders": len(self._book.missing),
             "drivers": len(self._drivers),
             "flushes": self._commit.flushes,
             "last_flush_waiters": self._commit.last_batch_size,
@@ -350,6 +368,8 @@ class ServicePointCore:
             if read.value is not None:
                 try:
                     self._book.adopt(read.value)
+                except Reloading:
+                    pass  # the command naming its case is answered UNAVAILABLE
                 except FailedPrecondition:
                     elsewhere[order_id] = keys.service_point_of(order_id)
         return elsewhere
@@ -373,7 +393,7 @@ class ServicePointCore:
                     continue
                 try:
                     order = self._book.adopt(read.value)
-                except FailedPrecondition:
+                except (FailedPrecondition, Reloading):
                     continue
             return order
         return None

@@ -39,7 +39,7 @@ from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, Orde
 from orchestrator.providers.engine import Clock
 from orchestrator.servicepoint.job import Job, claimed_now, value_of
 from orchestrator.servicepoint.observer import CoreObserver
-from orchestrator.servicepoint.orders import OrderBook, snapshot_of
+from orchestrator.servicepoint.orders import OrderBook, Reloading, snapshot_of
 from orchestrator.store import keys
 from orchestrator.store.port import ReadBatchPort
 
@@ -72,6 +72,8 @@ class CommandHandlers:
             self._book.adopt(snapshot)
         order = self._book.find(command.order_id)
         if order is None:
+            if command.order_id in self._book.missing:
+                raise Reloading(command.order_id)
             raise NotFound(f"order {command.order_id} not found")
         if isinstance(command, Pay):
             return self.pay(job, command, order, reads)
@@ -85,6 +87,8 @@ class CommandHandlers:
         existing_id = value_of(job.business)
         if existing_id is not None:
             held = existing_id.decode()
+            if held in self._book.missing:  # the case's order may still be payable
+                raise Reloading(held)
             existing = self._book.find(held.removesuffix(keys.RECORDED))
             if existing is None and held.endswith(keys.RECORDED):  # left Redis, paid
                 raise FailedPrecondition(
@@ -180,6 +184,15 @@ class CommandHandlers:
             raise PermissionDenied(
                 f"terminal {command.terminal_id} is not at service point "
                 f"{order.service_point_id}, where order {order.order_id} was paid"
+            )
+        paid_in_cash = bool(order.paid_by) and order.attempt(order.paid_by).channel is Channel.CASH
+        if paid_in_cash and command.terminal_window_id != order.window_id:
+            # The cash went into that window's drawer, and its day's settlement books the
+            # refund there: any other drawer would end the day short (docs/SECURITY.md).
+            raise PermissionDenied(
+                f"order {order.order_id} was paid in cash at window {order.window_id}: its "
+                f"cash refund is paid from that window's drawer, so make it at a terminal "
+                f"of {order.window_id}, not at {command.terminal_window_id}"
             )
         now = self._clock.now_ms()
         changes = [

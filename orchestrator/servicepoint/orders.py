@@ -1,7 +1,8 @@
 """The orders in a service-point core's care, and how their changes are staged.
 
 Every order that still needs the actor is in `open` (loaded at start from the store);
-closed ones stay a while in `recent`. A change is staged into the next group commit with
+closed ones stay a while in `recent`; an open one whose snapshot the store had lost waits
+in `missing` until it is back from the record. A change is staged into the next group commit with
 the payment events it raises, its journal entries and, for a request, its stored answer.
 """
 
@@ -13,7 +14,7 @@ from datetime import tzinfo
 import orjson
 
 from orchestrator.domain.calendar import local_day
-from orchestrator.domain.errors import FailedPrecondition
+from orchestrator.domain.errors import DomainError, ErrorCode, FailedPrecondition
 from orchestrator.domain.order import Change, Order
 from orchestrator.domain.states import AttemptState, RefundState
 from orchestrator.servicepoint.group_commit import GroupCommit
@@ -22,10 +23,20 @@ from orchestrator.store.write_batch import WriteBatch
 RECENT_ORDERS = 4096  # closed orders kept in memory after use
 
 
+class Reloading(DomainError):
+    """An open order the store had lost, not yet back from the record: ask again soon."""
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} is being reloaded from the record; try again shortly")
+
+
 class OrderBook:
     def __init__(self, commit: GroupCommit, zone: tzinfo, ttl_ms: int) -> None:
         self.open: dict[str, Order] = {}
         self.recent: OrderedDict[str, Order] = OrderedDict()
+        self.missing: set[str] = set()  # open, but the store had lost its snapshot
         self.window_busy: dict[str, str] = {}  # window -> attempt id in flight
         self._commit = commit
         self._zone = zone
@@ -52,6 +63,8 @@ class OrderBook:
         known = self.find(order.order_id)
         if known is not None:
             return known
+        if order.order_id in self.missing:  # back in the store, not yet taken back
+            raise Reloading(order.order_id)
         if order.is_open:  # cannot happen while this actor owns the service point
             raise FailedPrecondition(f"order {order.order_id} is open but was not loaded")
         self.recent[order.order_id] = order

@@ -30,10 +30,18 @@ class InFlightCollector(Collector):
             "Attempts not final although their channel's playbook says they should be.",
             labels=["service_point"],
         )
+        missing = GaugeMetricFamily(
+            "windowpay_live_orders_missing",
+            "Open orders whose snapshot Redis had lost, not yet reloaded from the record.",
+            labels=["service_point"],
+        )
         for sp, (count, age, late) in self._core.in_flight().items():
             in_flight.add_metric([sp], count)
             oldest.add_metric([sp], age)
             stuck.add_metric([sp], late)
+        for sp, lost in self._core.missing_orders().items():
+            missing.add_metric([sp], lost)
         yield in_flight
         yield oldest
         yield stuck
+        yield missing

@@ -4,6 +4,9 @@
 -- ARGV[2..] is a list of operations:
 --   S key prev version snapshot   order snapshot, only if the stored version is prev
 --   J key entry                   append to an order's journal
+-- S and J also clear the key's expiry: the drainer gives an order's keys the retention
+-- once the record holds that version, closed; a newer version (a refund reopening it)
+-- lives until it is drained in its turn, whatever the record was doing meanwhile.
 --   H key field value             HSET
 --   D key field                   HDEL
 --   R key value ttl_ms            SET with expiry
@@ -41,8 +44,10 @@ while i <= #ARGV do
   local a, b, c, d = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   if op == 'S' then
     redis.call('HSET', KEYS[tonumber(a)], 'v', c, 's', d)
+    redis.call('PERSIST', KEYS[tonumber(a)])
   elseif op == 'J' then
     redis.call('RPUSH', KEYS[tonumber(a)], b)
+    redis.call('PERSIST', KEYS[tonumber(a)])
   elseif op == 'H' then
     redis.call('HSET', KEYS[tonumber(a)], b, c)
   elseif op == 'D' then

@@ -28,6 +28,12 @@ def open_orders(sp: str) -> str:
     return f"{PREFIX}:{{{sp}}}:open"
 
 
+def missing_orders(sp: str) -> str:
+    """Set of the order ids the open set names whose snapshot Redis no longer holds, as
+    the actor found them: the drainer reloads each from the record and removes it."""
+    return f"{PREFIX}:{{{sp}}}:missing"
+
+
 def epoch(sp: str) -> str:
     """Incremented by each actor incarnation that takes the service point over."""
     return f"{PREFIX}:{{{sp}}}:epoch"

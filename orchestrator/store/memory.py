@@ -2,7 +2,9 @@
 
 It applies a WriteBatch by interpreting the same operations `commit.lua` runs, with the
 same fencing (the epoch) and the same all-or-nothing version check per service point.
-Claims and stored responses never expire here: tests that need expiry use Redis.
+Nothing expires here by itself: `expiring` holds the keys given an expiry (as the
+drainer does in Redis), and a commit clears it as `commit.lua`'s PERSIST does. Tests
+that need keys to vanish use Redis, or delete them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.store import keys
-from orchestrator.store.port import CommitRejected, Read
+from orchestrator.store.port import CommitRejected, LiveOrders, Read
 from orchestrator.store.write_batch import OP_WIDTH, WriteBatch
 
 
@@ -57,6 +59,7 @@ class MemoryStore:
         self.sets: dict[str, set[bytes]] = {}
         self.streams: dict[str, list[dict[str, bytes]]] = {}
         self.published: list[tuple[str, bytes]] = []
+        self.expiring: dict[str, int] = {}  # key -> its time to live (ms)
         self.commits = 0
 
     # ---- the port ---------------------------------------------------------------------
@@ -85,12 +88,18 @@ class MemoryStore:
         self.strings[keys.epoch(sp)] = str(epoch).encode()
         return epoch
 
-    async def open_orders(self, sp: str) -> list[bytes]:
-        return [
-            snapshot
-            for order_id in self.hashes.get(keys.open_orders(sp), {})
-            if (snapshot := self._snapshot(keys.order(sp, order_id))) is not None
-        ]
+    async def open_orders(self, sp: str) -> LiveOrders:
+        live = LiveOrders([], [])
+        for order_id in self.hashes.get(keys.open_orders(sp), {}):
+            snapshot = self._snapshot(keys.order(sp, order_id))
+            if snapshot is None:
+                live.missing.append(order_id)
+            else:
+                live.snapshots.append(snapshot)
+        return live
+
+    async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
+        self.sets.setdefault(keys.missing_orders(sp), set()).update(o.encode() for o in order_ids)
 
     # ---- what tests look at ------------------------------------------------------------
 
@@ -140,8 +149,10 @@ class MemoryStore:
     def _apply(self, op: str, target: str, args: list[bytes]) -> None:
         if op == "S":
             self.hashes.setdefault(target, {}).update({"v": args[1], "s": args[2]})
+            self.expiring.pop(target, None)
         elif op == "J":
             self.lists.setdefault(target, []).append(args[0])
+            self.expiring.pop(target, None)
         elif op == "H":
             self.hashes.setdefault(target, {})[args[0].decode()] = args[1]
         elif op == "D":

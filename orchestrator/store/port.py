@@ -36,6 +36,15 @@ class ReadBatchPort(Protocol):
     async def run(self) -> None: ...
 
 
+@dataclass(slots=True)
+class LiveOrders:
+    """What a service point's open set names: the snapshots, and the ids whose snapshot
+    the store no longer holds (lost keys: an alarm, never something to skip)."""
+
+    snapshots: list[bytes]
+    missing: list[str]
+
+
 class CommitRejected(Exception):
     """The store refused a commit (fenced by a newer actor, or a version conflict)."""
 
@@ -52,6 +61,11 @@ class StorePort(Protocol):
         """A new epoch for the service point: older incarnations can no longer commit."""
         ...
 
-    async def open_orders(self, sp: str) -> list[bytes]:
-        """Snapshots of the service point's orders that still need the actor."""
+    async def open_orders(self, sp: str) -> LiveOrders:
+        """The service point's orders that still need the actor."""
+        ...
+
+    async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
+        """Ask for these missing open orders to be put back from the record (the drainer
+        does it, and removes them from the request)."""
         ...

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
-from orchestrator.store.port import CommitRejected, Read
+from orchestrator.store.port import CommitRejected, LiveOrders, Read
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.write_batch import WriteBatch
 
@@ -128,14 +128,23 @@ class RedisStore:
         """A new epoch for the service point: older incarnations can no longer commit."""
         return int(await self.redis.incr(keys.epoch(sp)))
 
-    async def open_orders(self, sp: str) -> list[bytes]:
+    async def open_orders(self, sp: str) -> LiveOrders:
         order_ids: list[bytes] = await self.redis.hkeys(keys.open_orders(sp))  # type: ignore[assignment]
+        live = LiveOrders([], [])
         if not order_ids:
-            return []
+            return live
         pipe = self.redis.pipeline(transaction=False)
         for order_id in order_ids:
             pipe.hget(keys.order(sp, order_id.decode()), "s")
-        return [s for s in await pipe.execute() if s is not None]
+        for order_id, snapshot in zip(order_ids, await pipe.execute(), strict=True):
+            if snapshot is None:
+                live.missing.append(order_id.decode())
+            else:
+                live.snapshots.append(snapshot)
+        return live
+
+    async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
+        await self.redis.sadd(keys.missing_orders(sp), *order_ids)
 
     # ---- reads for the front door ------------------------------------------------------
 

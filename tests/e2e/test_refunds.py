@@ -2,6 +2,8 @@
 requests that never refund more than was paid, and a late success refunded on its own."""
 
 import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -108,3 +110,51 @@ async def test_a_late_success_is_refunded_automatically(deployed: Deployed) -> N
     assert final.state == pb.PAID and final.refunded_fen == 0
     trade = deployed.trade(Channel.WECHAT, attempt.attempt_id)
     assert trade is not None and trade.refunded_fen == order.amount_fen
+
+
+async def test_cash_is_refunded_from_the_drawer_that_took_it(deployed: Deployed) -> None:
+    """Two windows of one point: window A's cash asked back at window B is refused and
+    stores nothing; at A it is paid back, and the day's settlement books it to A."""
+    window = deployed.window()
+    sp = deployed.config.deployment.window_service_point[window]
+    other = next(
+        w
+        for w, point in sorted(deployed.config.deployment.window_service_point.items())
+        if point == sp and w != window
+    )
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+    async def figures() -> dict[tuple[str, int], tuple[int, int, int, int]]:
+        answer = await deployed.backoffice.GetSettlement(
+            pb.SettlementRequest(date=today, service_point_id=sp)
+        )
+        return {
+            (r.window_id, r.channel): (r.payments, r.payments_fen, r.refunds, r.refunds_fen)
+            for r in answer.rows
+            if r.window_id in (window, other)
+        }
+
+    before = await figures()
+    order = await deployed.create(window)
+    order = await deployed.terminal_of_order(order).Pay(
+        deployed.pay_request(order, Channel.CASH), timeout=30
+    )
+    elsewhere = refund(deployed, order, 500)
+    elsewhere.terminal_id = deployed.terminal_of(other)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await deployed.terminal_for(elsewhere.terminal_id).Refund(elsewhere, timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"paid in cash at window {window}" in (info.value.details() or "")
+    unchanged = await deployed.get(order.order_id)
+    assert (unchanged.version, unchanged.refunded_fen) == (order.version, 0)
+
+    back = await deployed.terminal_of_order(order).Refund(refund(deployed, order, 500), timeout=30)
+    assert back.refunded_fen == 500
+    after = await figures()
+
+    def delta(key: tuple[str, int]) -> tuple[int, ...]:
+        old = before.get(key, (0, 0, 0, 0))
+        return tuple(a - b for a, b in zip(after.get(key, (0, 0, 0, 0)), old, strict=True))
+
+    assert delta((window, pb.CASH)) == (1, order.amount_fen, 1, 500)
+    assert delta((other, pb.CASH)) == (0, 0, 0, 0)

@@ -10,9 +10,12 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,12 +29,13 @@ from psycopg_pool import AsyncConnectionPool
 from loadtest.console_data import snapshot
 from orchestrator.config import load_config
 from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, new_account
-from orchestrator.console.app import COOKIE, Console, ConsoleSettings, build_app
+from orchestrator.console.app import CONSOLE, COOKIE, Console, ConsoleSettings, build_app
 from orchestrator.console.guard import LOCK_AFTER_FAILURES
 from orchestrator.console.labels import Refusal
 from orchestrator.console.pages import Office
 from orchestrator.console.queries import ConsoleQueries
 from orchestrator.console.scope import Scope
+from orchestrator.console.server import STAFF_FILE
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.reconcile import recorded
@@ -104,7 +108,7 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
             conn, orders, receipts=[receipt(orders[0].snapshot, "0000000001")]
         )
         await recorded.save(conn, reconciliation(day), now_ms)
-    staff_file = tmp_path / "staff.json"
+    staff_file = tmp_path / STAFF_FILE  # where `windowpay staff --data-dir tmp_path` edits
     passwords = ensure_dev_accounts(staff_file, "SP01", "SP01-W1")
     assert passwords is not None
     commands = RefusingCommands()
@@ -114,14 +118,21 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
             ConsoleQueries(pool),
             StaffBook(staff_file),
             commands,
-            ConsoleSettings(zone=ZONE, payer_lookups_per_minute=5, office=Office.of(load_config())),
+            ConsoleSettings(
+                zone=ZONE,
+                payer_lookups_per_minute=5,
+                office=Office.of(load_config()),
+                # Behind a TLS proxy on this host: the test client stands in for it.
+                trusted_proxies=(ip_network("127.0.0.1/32"),),
+                live_every_s=0.2,
+            ),
         )
         server = TestServer(build_app(console))
         await server.start_server()
         try:
             yield {"server": server, "passwords": passwords, "commands": commands,
-                   "book": console.book, "day": day,
-                   "pool": pool}  # fmt: skip
+                   "book": console.book, "day": day, "pool": pool,
+                   "data_dir": tmp_path}  # fmt: skip
         finally:
             await server.close()
 
@@ -142,7 +153,10 @@ class Browser:
     async def close(self) -> None:
         await self.http.close()
 
-    async def request(self, method: str, path: str, **kw: Any) -> tuple[int, str, Any]:
+    async def request(
+        self, method: str, path: str, forwarded_for: str = "", **kw: Any
+    ) -> tuple[int, str, Any]:
+        """`forwarded_for`: the client's address as the proxy in front tells it."""
         cookies = [f"{COOKIE}={self.token}"] if self.token else []
         if path == "/signin" and self.signin_cookie:
             cookies.append(f"wp_signin={self.signin_cookie}")
@@ -151,6 +165,8 @@ class Browser:
         headers = {"Cookie": "; ".join(cookies)} if cookies else {}
         if self.accept_language:
             headers["Accept-Language"] = self.accept_language
+        if forwarded_for:
+            headers["X-Forwarded-For"] = forwarded_for
         async with self.http.request(
             method, self.server.make_url(path), headers=headers, allow_redirects=False, **kw
         ) as response:
@@ -164,9 +180,9 @@ class Browser:
             self.raw = await response.read()
             return response.status, self.raw.decode(response.charset or "utf-8"), response
 
-    async def sign_in(self, username: str, password: str) -> int:
+    async def sign_in(self, username: str, password: str, forwarded_for: str = "") -> int:
         form = await self.form(username, password)
-        status, _, _ = await self.request("POST", "/signin", data=form)
+        status, _, _ = await self.request("POST", "/signin", forwarded_for, data=form)
         return status
 
     async def form(self, username: str, password: str) -> dict[str, str]:
@@ -242,6 +258,72 @@ async def test_an_account_locks_after_repeated_failures(
     for _ in range(LOCK_AFTER_FAILURES):
         assert await browser.sign_in("clerk", "not-the-password") == 401
     assert await browser.sign_in("clerk", office["passwords"]["clerk"]) == 403
+
+
+async def test_guessing_from_one_address_locks_out_only_that_address(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    guesser, desk = "203.0.113.9", "198.51.100.7"
+    for _ in range(LOCK_AFTER_FAILURES):
+        assert await browser.sign_in("director", "not-the-password", guesser) == 401
+    password = office["passwords"]["director"]
+    assert await browser.sign_in("director", password, guesser) == 403  # locked there
+    assert await browser.sign_in("director", password, desk) == 303  # not at the desk
+
+
+async def test_limits_count_each_client_behind_the_proxy(browser: Browser) -> None:
+    lookup = "/payer/receipt?code=1&no=2&check=3"
+    first = [(await browser.request("GET", lookup, "203.0.113.9"))[0] for _ in range(6)]
+    assert first == [404] * 5 + [429]
+    assert (await browser.request("GET", lookup, "198.51.100.7"))[0] == 404  # someone else
+    # A header the client wrote, left of what the proxy appended, changes nothing.
+    forged = (await browser.request("GET", lookup, "198.51.100.8, 203.0.113.9"))[0]
+    assert forged == 429
+    signins = [await browser.sign_in(f"nobody{n}", "x", "203.0.113.10") for n in range(21)]
+    assert signins == [401] * 20 + [429]
+    assert await browser.sign_in("nobody", "x", "198.51.100.7") == 401
+
+
+async def test_a_long_username_is_refused_before_anything_is_kept(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    console = office["server"].app[CONSOLE]
+    assert await browser.sign_in("x" * 5000, "not-the-password") == 401
+    assert len(console.signin) == 0  # no counter was made for it
+
+
+def staff_command(office: dict[str, Any], *args: str, stdin: str = "") -> None:
+    """`windowpay staff ...` as an operator runs it: another process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "staff", "--data-dir",
+         str(office["data_dir"]), *args],
+        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("change", ["set-password", "disable"])
+async def test_every_session_ends_when_the_password_changes_or_the_account_is_disabled(
+    office: dict[str, Any], change: str
+) -> None:
+    phone, desktop = Browser(office["server"]), Browser(office["server"])
+    try:
+        for browser in (phone, desktop):
+            assert await browser.sign_in("head", office["passwords"]["head"]) == 303
+            assert (await browser.request("GET", "/today"))[0] == 200
+        headers = {"Cookie": f"{COOKIE}={desktop.token}"}
+        url = office["server"].make_url("/today/events")
+        async with desktop.http.get(url, headers=headers) as stream:
+            assert (await stream.content.readline()).startswith(b"data: ")
+            staff_command(office, change, "head", stdin="a-new-password-1\n")
+            rest = await asyncio.wait_for(stream.content.read(), timeout=30)  # it ends
+        assert b"data: " not in rest
+        for browser in (phone, desktop):
+            status, _, response = await browser.request("GET", "/today")
+            assert (status, response.headers["Location"]) == (303, "/signin")
+    finally:
+        await phone.close()
+        await desktop.close()
 
 
 async def test_a_disabled_account_cannot_sign_in(browser: Browser, office: dict[str, Any]) -> None:

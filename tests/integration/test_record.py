@@ -12,8 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -215,19 +215,35 @@ async def test_a_crash_after_writing_and_before_acknowledging_is_replayed(
     assert rows == versions
 
 
-async def test_payments_go_on_while_postgres_is_down_and_the_record_catches_up(
-    office: Office,
-) -> None:
+@contextmanager
+def own_postgres() -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """A cluster of the test's own, with the record's schema, to stop and start again
+    (the session's cluster stays up for the other tests); with its URL."""
     root = Path(tempfile.mkdtemp(prefix="windowpay-pg-down-"))
     root.chmod(0o755)
     postgres = EmbeddedPostgres(root)
     url = postgres.start()
     try:
         migrate.upgrade(url)
+        yield postgres, url
+    finally:
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def reconnecting_pool(url: str) -> AsyncConnectionPool:
+    """A pool that checks its connections: it finds a restarted PostgreSQL again."""
+    return AsyncConnectionPool(
+        url, min_size=1, max_size=2, open=False, check=AsyncConnectionPool.check_connection
+    )
+
+
+async def test_payments_go_on_while_postgres_is_down_and_the_record_catches_up(
+    office: Office,
+) -> None:
+    with own_postgres() as (postgres, url):
         async with (
-            AsyncConnectionPool(
-                url, min_size=1, max_size=2, open=False, check=AsyncConnectionPool.check_connection
-            ) as pool,
+            reconnecting_pool(url) as pool,
             running(Drainer(office.redis, pool, office.config)) as drainer,
         ):
             await office.day(5)
@@ -247,9 +263,6 @@ async def test_payments_go_on_while_postgres_is_down_and_the_record_catches_up(
             await caught_up(drainer)
             assert drainer.lag_s == 0.0
         await equal(office, url)
-    finally:
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _measured(drainer: Drainer) -> Drainer:

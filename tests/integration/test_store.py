@@ -4,6 +4,7 @@ import pytest
 from redis.asyncio import Redis
 
 from orchestrator.store import keys
+from orchestrator.store.port import LiveOrders
 from orchestrator.store.redis_store import CommitRejected, RedisStore, WriteBatch
 from tests.support import new_id, unique_prefix
 
@@ -54,9 +55,34 @@ async def test_a_commit_writes_snapshot_journal_and_open_set(redis: Redis) -> No
     await commit_order(store, sp, epoch, 1, 2)
     assert await store.order(f"{sp}-A") == b"snap2"
     assert await store.journal(f"{sp}-A") == [b"j1", b"j2"]
-    assert await store.open_orders(sp) == [b"snap2"]
+    assert await store.open_orders(sp) == LiveOrders([b"snap2"], [])
     assert await store.window_orders(sp, "W1") == [b"snap2"]
     assert await store.window_orders(sp, "W2") == []
+
+
+async def test_a_commit_clears_the_expiry_the_drainer_gave_the_order(redis: Redis) -> None:
+    """A final order, drained, has the retention; a refund reopening it must not keep
+    it (it would expire with the refund pending while the record is away)."""
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    await commit_order(store, sp, epoch, 0, 1)
+    names = [keys.order(sp, f"{sp}-A"), keys.journal(sp, f"{sp}-A")]
+    for name in names:
+        await redis.pexpire(name, 60_000)
+    await commit_order(store, sp, epoch, 1, 2)
+    assert [await redis.pttl(name) for name in names] == [-1, -1]
+
+
+async def test_an_open_order_whose_snapshot_is_gone_is_reported_missing(redis: Redis) -> None:
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    await commit_order(store, sp, epoch, 0, 1)
+    await redis.delete(keys.order(sp, f"{sp}-A"))
+    assert await store.open_orders(sp) == LiveOrders([], [f"{sp}-A"])
+    await store.ask_reload(sp, [f"{sp}-A"])
+    assert await redis.smembers(keys.missing_orders(sp)) == {f"{sp}-A".encode()}
 
 
 async def test_a_commit_after_redis_forgot_its_scripts_loads_them_and_writes_once(

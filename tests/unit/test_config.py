@@ -148,3 +148,17 @@ def test_each_channel_is_told_the_listeners_url_unless_it_names_its_own() -> Non
 )
 def test_a_bad_notify_setting_is_named(key: str, value: Any, message: str) -> None:
     assert broken(lambda data: data["notify"].update({key: value})).startswith(message)
+
+
+def test_the_consoles_trusted_proxies_are_networks() -> None:
+    assert load_config().console.trusted_proxies == ()
+    data = sample_data()
+    data["console"] = {"trusted_proxies": ["127.0.0.1", "10.8.0.0/16", "2001:db8::/32"]}
+    proxies = parse_config(data).console.trusted_proxies
+    assert [str(p) for p in proxies] == ["127.0.0.1/32", "10.8.0.0/16", "2001:db8::/32"]
+
+
+@pytest.mark.parametrize("value", [["10.0.0.1/8"], ["proxy.local"], [8080], "127.0.0.1"])
+def test_a_bad_trusted_proxy_is_named(value: Any) -> None:
+    message = broken(lambda data: data.setdefault("console", {}).update(trusted_proxies=value))
+    assert message.startswith("windowpay.toml.console.trusted_proxies: ")

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.console.accounts import Role, StaffBook, ensure_dev_accounts, new_account
+from orchestrator.console.accounts import (
+    Role,
+    StaffBook,
+    ensure_dev_accounts,
+    new_account,
+    valid_username,
+)
 from orchestrator.console.guard import (
+    FORGET_AFTER_S,
     LOCK_AFTER_FAILURES,
-    LOCK_FOR_S,
+    MOST_COUNTERS,
     RateLimit,
     Sessions,
     SignInGuard,
+    client_address,
     csrf_ok,
 )
 from orchestrator.console.scope import OutOfScope, Scope
@@ -117,44 +127,137 @@ def test_only_directors_and_auditors_see_the_office_wide_reconciliation() -> Non
 def test_sessions_expire_and_close() -> None:
     clock = Clock()
     sessions = Sessions(clock, ttl_s=60)
-    token, session = sessions.open("head")
+    token, session = sessions.open("head", 0)
     assert sessions.get(token) is session
     assert sessions.get("forged") is None
     clock.now += 61
     assert sessions.get(token) is None
-    token, _ = sessions.open("head")
+    token, _ = sessions.open("head", 0)
     sessions.close(token)
     assert sessions.get(token) is None
 
 
 def test_csrf_token_must_match() -> None:
-    _, session = Sessions(Clock()).open("head")
+    _, session = Sessions(Clock()).open("head", 0)
     assert csrf_ok(session, session.csrf)
     assert not csrf_ok(session, "")
     assert not csrf_ok(session, None)
     assert not csrf_ok(session, session.csrf[:-1] + "x")
 
 
-def test_an_account_locks_after_repeated_failures_and_unlocks_later() -> None:
+def test_an_account_locks_for_the_address_that_guessed_and_backs_off() -> None:
     clock = Clock()
     guard = SignInGuard(clock)
     for _ in range(LOCK_AFTER_FAILURES - 1):
-        guard.failed("clerk")
-    assert not guard.locked("clerk")
-    guard.failed("clerk")
-    assert guard.locked("clerk")
-    assert not guard.locked("head")
-    clock.now += LOCK_FOR_S + 1
-    assert not guard.locked("clerk")
+        guard.failed("director", "203.0.113.9")
+    assert not guard.locked("director", "203.0.113.9")
+    guard.failed("director", "203.0.113.9")
+    assert guard.locked("director", "203.0.113.9")
+    # Not for the director at their own desk, nor for another account from there.
+    assert not guard.locked("director", "10.1.2.3")
+    assert not guard.locked("head", "203.0.113.9")
+    waits = []
+    for _ in range(9):  # each further wrong password, once allowed, doubles the wait
+        start = clock.now
+        while guard.locked("director", "203.0.113.9"):
+            clock.now += 1
+        waits.append(clock.now - start)
+        guard.failed("director", "203.0.113.9")
+    assert waits == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
 
 
-def test_a_success_clears_the_failures() -> None:
-    guard = SignInGuard(Clock())
+def test_a_success_clears_the_failures_and_a_day_forgets_them() -> None:
+    clock = Clock()
+    guard = SignInGuard(clock)
     for _ in range(LOCK_AFTER_FAILURES - 1):
-        guard.failed("clerk")
-    guard.succeeded("clerk")
-    guard.failed("clerk")
-    assert not guard.locked("clerk")
+        guard.failed("clerk", "10.0.0.1")
+    guard.succeeded("clerk", "10.0.0.1")
+    guard.failed("clerk", "10.0.0.1")
+    assert not guard.locked("clerk", "10.0.0.1")
+    for _ in range(LOCK_AFTER_FAILURES - 2):
+        guard.failed("clerk", "10.0.0.1")
+    clock.now += FORGET_AFTER_S + 1
+    guard.failed("clerk", "10.0.0.1")  # four wrong a day ago and one now: not five
+    assert not guard.locked("clerk", "10.0.0.1")
+
+
+def test_a_flood_of_distinct_names_keeps_the_counters_bounded() -> None:
+    clock = Clock()
+    guard = SignInGuard(clock)
+    limit = RateLimit(20, 60.0, clock)
+
+    def flood(start: int, count: int) -> int:
+        for n in range(start, start + count):
+            guard.failed(f"user{n:07d}", f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+            limit.allow(f"198.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+        return tracemalloc.get_traced_memory()[0]
+
+    tracemalloc.start()
+    try:
+        filled = flood(0, 2 * MOST_COUNTERS)
+        flooded = flood(2 * MOST_COUNTERS, 4 * MOST_COUNTERS)
+    finally:
+        tracemalloc.stop()
+    assert len(guard) == len(limit) == MOST_COUNTERS
+    assert flooded - filled < 0.05 * filled  # four times as many names, no more memory
+    clock.now += FORGET_AFTER_S + 1  # a day later the next failure purges what is stale
+    guard.failed("clerk", "10.0.0.1")
+    assert len(guard) == 1
+    limit.allow("10.0.0.1")
+    assert len(limit) == 1
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("203.0.113.9", [], "203.0.113.9"),  # no proxy
+        ("203.0.113.9", ["6.6.6.6"], "203.0.113.9"),  # an untrusted peer's header: ignored
+        ("127.0.0.1", [], "127.0.0.1"),  # the proxy's own request
+        ("127.0.0.1", ["198.51.100.7"], "198.51.100.7"),
+        ("127.0.0.1", ["6.6.6.6, 198.51.100.7"], "198.51.100.7"),  # forged left hop
+        ("127.0.0.1", ["6.6.6.6", "198.51.100.7, 10.0.0.5"], "198.51.100.7"),  # two proxies
+        ("127.0.0.1", ["10.0.0.4, 10.0.0.5"], "10.0.0.4"),  # a client inside the trusted net
+        ("127.0.0.1", ["198.51.100.7:5123"], "198.51.100.7"),
+        ("127.0.0.1", ["[2001:db8::7]:443"], "2001:db8::7"),
+        ("127.0.0.1", ["not-an-address"], "127.0.0.1"),
+        ("::ffff:127.0.0.1", ["198.51.100.7"], "198.51.100.7"),
+        (None, ["198.51.100.7"], ""),
+    ],
+)
+def test_the_client_is_the_rightmost_address_no_trusted_proxy_wrote(
+    peer: str | None, forwarded: list[str], expected: str
+) -> None:
+    trusted = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/24"))
+    assert client_address(peer, forwarded, trusted) == expected
+
+
+def test_without_trusted_proxies_no_header_is_believed() -> None:
+    assert client_address("127.0.0.1", ["198.51.100.7"], ()) == "127.0.0.1"
+
+
+def test_usernames_are_bounded() -> None:
+    assert valid_username("li") and valid_username("wang_2-b") and valid_username("x" * 64)
+    for name in ("", "-", "x" * 65, "a b", "a\nb", "a;b"):
+        assert not valid_username(name), name
+    with pytest.raises(ValueError, match="1 to 64"):
+        new_account("x" * 65, Role.DIRECTOR, "secret-pass-1")
+
+
+def test_a_new_password_or_disabling_raises_the_credential_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "staff.json"
+    ensure_dev_accounts(path, "SP01", "SP01-W1")
+    book = StaffBook(path)
+
+    def epoch() -> int:
+        account = book.get("head")
+        assert account is not None
+        return account.epoch
+
+    assert epoch() == 0
+    book.update("head", password="secret-pass-2")
+    assert epoch() == 1
+    book.update("head", disabled=True)
+    assert epoch() == 2
 
 
 def test_rate_limit_is_per_key_and_slides() -> None:

@@ -32,7 +32,7 @@ from orchestrator.servicepoint.observer import MetricsObserver
 from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
-from orchestrator.store.port import CommitRejected
+from orchestrator.store.port import CommitRejected, LiveOrders
 from orchestrator.store.write_batch import WriteBatch
 from tests.support import PROVIDER_CHANNELS, code, eventually, new_id, small_config
 
@@ -310,7 +310,7 @@ async def test_the_fake_refuses_a_stale_version_and_writes_nothing_of_the_batch(
         await store.commit(stale, {"SPX": epoch})
     assert await store.order("SPX-A") == b"snap1"
     assert await store.journal("SPX-A") == [b"j1"]
-    assert await store.open_orders("SPX") == []
+    assert await store.open_orders("SPX") == LiveOrders([], [])
 
 
 class Recording(MetricsObserver):
