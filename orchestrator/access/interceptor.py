@@ -10,9 +10,10 @@ that do not decode are answered INVALID_ARGUMENT (not gRPC's INTERNAL)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -23,7 +24,7 @@ from orchestrator.access.limits import Gate
 from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.policy import TABLE, Rule, Scope, denial
 from orchestrator.access.revocation import Revocations
-from orchestrator.access.streams import OpenStreams, SlowReader
+from orchestrator.access.streams import OpenStream, OpenStreams, SlowReader
 from orchestrator.domain.principals import Directory, Principal
 from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
 
@@ -222,18 +223,28 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return call
 
     def _unary_stream(self, method: str, rule: Rule | None, inner: Any) -> Any:
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-            principal, serial = await self._admit(context, method, rule, request, stream=True)
-            reader = SlowReader(context, principal.role.value, self._gate.limits.stream_stall_s)
-            try:
-                with self._streams.open(serial, context):
-                    async for item in inner(request, context):
-                        with reader.writing():
-                            yield item
-            finally:
-                self._gate.leave(principal, stream=True)
+        def call(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+            stream = OpenStream(context)  # made in the call's own task
+            events = self._streamed(stream, method, rule, inner, request, context)
+            stream.hold(events)
+            return events
 
         return call
+
+    async def _streamed(
+        self, stream: OpenStream, method: str, rule: Rule | None, inner: Any, request: Any,
+        context: Context,
+    ) -> AsyncGenerator[Any, None]:  # fmt: skip
+        principal, serial = await self._admit(context, method, rule, request, stream=True)
+        reader = SlowReader(stream, principal.role.value, self._gate.limits.stream_stall_s)
+        try:
+            with self._streams.registered(serial, stream):
+                async with contextlib.aclosing(inner(request, context)) as events:
+                    async for item in events:
+                        with reader.writing():
+                            yield item
+        finally:
+            self._gate.leave(principal, stream=True)
 
     def _streaming(self, method: str, rule: Rule | None, inner: Any, *, unary: bool) -> Any:
         """Client-streaming calls (reflection): only the role is checked."""
@@ -241,7 +252,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def call_unary(requests: Any, context: Context) -> Any:
             principal, serial = await self._admit(context, method, rule, None, stream=True)
             try:
-                with self._streams.open(serial, context):
+                with self._streams.registered(serial, OpenStream(context)):
                     return await inner(requests, context)
             finally:
                 self._gate.leave(principal, stream=True)
@@ -249,7 +260,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def call_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
             principal, serial = await self._admit(context, method, rule, None, stream=True)
             try:
-                with self._streams.open(serial, context):
+                with self._streams.registered(serial, OpenStream(context)):
                     async for item in inner(requests, context):
                         yield item
             finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,7 +33,13 @@ class OpenStream:
     def __init__(self, context: Context) -> None:
         self._context = context
         self._call = asyncio.current_task()  # the call's own task: the stream runs in it
+        self._events: AsyncGenerator[Any, None] | None = None
         self.ended = False
+
+    def hold(self, events: AsyncGenerator[Any, None]) -> None:
+        """The generator the call streams from: closed once the call is ended, so that
+        its cleanup runs at once even when the call was stuck in a write."""
+        self._events = events
 
     def end(self, code: grpc.StatusCode, why: str) -> None:
         if self.ended:
@@ -50,11 +56,15 @@ class OpenStream:
         # The status may wait behind a message the reader does not take: end the call.
         if self._call is not None and not self._call.done():
             self._call.cancel()
+            await asyncio.wait({self._call}, timeout=ABORT_GRACE_S)
+        if self._events is not None:  # cancelled at a yield, it would wait for the GC
+            with contextlib.suppress(Exception):
+                await self._events.aclose()
 
 
 class SlowReader:
-    def __init__(self, context: Context, role: str, stall_s: float) -> None:
-        self._stream = OpenStream(context)
+    def __init__(self, stream: OpenStream, role: str, stall_s: float) -> None:
+        self._stream = stream
         self._role = role
         self._stall_s = stall_s
 
@@ -89,8 +99,7 @@ class OpenStreams:
         self._by_serial: defaultdict[int, set[OpenStream]] = defaultdict(set)
 
     @contextmanager
-    def open(self, serial: int, context: Context) -> Iterator[OpenStream]:
-        stream = OpenStream(context)
+    def registered(self, serial: int, stream: OpenStream) -> Iterator[OpenStream]:
         self._by_serial[serial].add(stream)
         try:
             yield stream

@@ -4,13 +4,14 @@ serve at once against the same actors and Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from orchestrator.access.logs import ThrottledWarnings
-from orchestrator.access.streams import SlowReader
+from orchestrator.access.streams import OpenStream, SlowReader
 from orchestrator.access.supervisors import REFUSAL, Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
@@ -44,8 +45,9 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
     async def WatchPayments(
         self, request: pb.WatchPaymentsRequest, context: Context
     ) -> AsyncIterator[pb.PaymentEvent]:
-        async for event in self._payments.watch(request, context):
-            yield event
+        async with contextlib.aclosing(self._payments.watch(request, context)) as events:
+            async for event in events:  # closed with this stream: the lease is released
+                yield event
 
     async def AckPayments(
         self, request: pb.AckPaymentsRequest, context: Context
@@ -211,7 +213,8 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         sp = door.config.deployment.window_service_point[window]
         sent: dict[str, int] = {}
         limit = door.config.access.limits.stream_queue
-        reader = SlowReader(context, "terminal", door.config.access.limits.stream_stall_s)
+        stall = door.config.access.limits.stream_stall_s
+        reader = SlowReader(OpenStream(context), "terminal", stall)
         overflow = f"more than {limit} changes of window {window} unread; stream dropped"
         with door.hub.follow_window(window, limit, lambda: reader.drop(overflow)) as feed:
             for snapshot in await door.store.window_orders(sp, window):
