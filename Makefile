@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+SSLYZE := .tools/sslyze/bin/sslyze
 
-.PHONY: install tools browser run test lint typecheck unit integration e2e fuzz faults proto lock clean
+.PHONY: install tools sslyze browser run test lint typecheck unit integration e2e fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -36,6 +37,17 @@ $(PROMETHEUS):
 
 tools: $(PROMETHEUS)
 
+# The TLS scanner of the tests (docs/SECURITY.md): a venv of its own, from its own hashed
+# lock, since sslyze pins an older cryptography than windowpay's.
+$(SSLYZE): requirements-sslyze.lock $(STAMP)
+	rm -rf .tools/sslyze
+	$(PYTHON) -m venv .tools/sslyze
+	$(BIN)/uv pip sync -q --require-hashes --python .tools/sslyze/bin/python \
+		requirements-sslyze.lock
+	touch $@
+
+sslyze: $(SSLYZE)
+
 # The console's browser tests drive Debian's headless Chromium (no browser download).
 browser:
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
@@ -56,7 +68,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck browser $(STAMP) $(PROMETHEUS)
+test: lint typecheck browser $(STAMP) $(PROMETHEUS) $(SSLYZE)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).
@@ -72,13 +84,16 @@ faults: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m orchestrator.protogen
 
-# Re-pin every dependency (needs the package index); commit both lock files after.
-# requirements-runtime.lock is the same pins without the dev tools (the Dockerfile's).
+# Re-pin every dependency (needs the package index); commit the lock files after.
+# requirements-runtime.lock is the same pins without the dev tools (the Dockerfile's);
+# requirements-sslyze.lock is the TLS scanner's venv (requirements-sslyze.in).
 lock: $(STAMP)
 	$(BIN)/uv pip compile -q --python-version 3.11 --extra dev --generate-hashes \
 		--output-file requirements.lock pyproject.toml
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes \
 		--constraint requirements.lock --output-file requirements-runtime.lock pyproject.toml
+	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes \
+		--output-file requirements-sslyze.lock requirements-sslyze.in
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
