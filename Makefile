@@ -9,9 +9,10 @@ PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 LOCALES := orchestrator/console/locales
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard $(LOCALES)/*/LC_MESSAGES/messages.po))
 AXE := tests/browser/node_modules/axe-core/axe.min.js
+SSLYZE := .tools/sslyze/bin/sslyze
 
-.PHONY: install tools browser catalogs translations run test lint typecheck unit integration e2e \
-	fuzz faults proto lock clean
+.PHONY: install tools sslyze browser catalogs translations run test lint typecheck unit \
+	integration e2e fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -39,6 +40,17 @@ $(PROMETHEUS):
 	touch $@
 
 tools: $(PROMETHEUS)
+
+# The TLS scanner of the tests (docs/SECURITY.md): a venv of its own, from its own hashed
+# lock, since sslyze pins an older cryptography than windowpay's.
+$(SSLYZE): requirements-sslyze.lock $(STAMP)
+	rm -rf .tools/sslyze
+	$(PYTHON) -m venv .tools/sslyze
+	$(BIN)/uv pip sync -q --require-hashes --python .tools/sslyze/bin/python \
+		requirements-sslyze.lock
+	touch $@
+
+sslyze: $(SSLYZE)
 
 # The console's browser tests drive Debian's headless Chromium (no browser download), see
 # Chinese through Debian's CJK fonts, and run axe-core (pinned by package-lock.json) in
@@ -88,7 +100,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) catalogs
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck browser catalogs $(STAMP) $(PROMETHEUS)
+test: lint typecheck browser catalogs $(STAMP) $(PROMETHEUS) $(SSLYZE)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).
@@ -104,13 +116,16 @@ faults: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m orchestrator.protogen
 
-# Re-pin every dependency (needs the package index); commit both lock files after.
-# requirements-runtime.lock is the same pins without the dev tools (the Dockerfile's).
+# Re-pin every dependency (needs the package index); commit the lock files after.
+# requirements-runtime.lock is the same pins without the dev tools (the Dockerfile's);
+# requirements-sslyze.lock is the TLS scanner's venv (requirements-sslyze.in).
 lock: $(STAMP)
 	$(BIN)/uv pip compile -q --python-version 3.11 --extra dev --generate-hashes \
 		--output-file requirements.lock pyproject.toml
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes \
 		--constraint requirements.lock --output-file requirements-runtime.lock pyproject.toml
+	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes \
+		--output-file requirements-sslyze.lock requirements-sslyze.in
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

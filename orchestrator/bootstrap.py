@@ -100,8 +100,9 @@ async def start_front_door(
     router = Router(submitters, max_batch=settings.batch_max, in_flight=settings.batches_in_flight)
     pins = config.access.pins
     lockout = PinLockout(
-        redis, attempts=pins.attempts, window_s=pins.window_s, lockout_s=pins.lockout_s
-    )
+        redis, attempts=pins.attempts, window_s=pins.window_s, lockout_s=pins.lockout_s,
+        terminal_attempts=pins.terminal_attempts,
+    )  # fmt: skip
     supervisors = Supervisors(config.access, pki_dir, lockout)
     server = FrontDoorServer(
         FrontDoor(config, store, router, hub, supervisors),

@@ -31,6 +31,7 @@ SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+TRUST_DOMAIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,254}", re.ASCII)
 PROVIDER_CHANNELS: tuple[Channel, ...] = tuple(
     channel for channel in Channel if channel is not Channel.CASH
 )
@@ -555,10 +556,7 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
                 raise named.fail(name, f"unknown role {role!r}") from None
             if principals[name] is Role.TERMINAL:
                 raise named.fail(name, "terminals come from [terminals]")
-    subscribers = t.get("business_subscribers", list, list(default.subscribers))
-    for sub in subscribers:
-        if not isinstance(sub, str) or not PRINCIPAL.fullmatch(sub):
-            raise t.fail("business_subscribers", f"{sub!r} is not a valid subscriber id")
+    subscribers = _subscribers(t, principals)
     supervisors = root.table("supervisors")
     points = {sp.id for sp in deployment.service_points}
     for supervisor in supervisors.data:
@@ -576,8 +574,11 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
         server_cert_file=t.get("server_cert_file", str, ""),
         server_key_file=t.get("server_key_file", str, ""),
         crl_file=t.get("crl_file", str, ""),
+        revocation=t.get("revocation", str, default.revocation),
+        client_ca_file=t.get("client_ca_file", str, ""),
+        trust_domain=t.get("trust_domain", str, default.trust_domain),
         principals=principals,
-        subscribers=tuple(subscribers),
+        subscribers=subscribers,
         supervisors=dict(supervisors.data),
         limits=Limits(
             max_request_bytes=_positive(limits, "max_request_bytes", lim.max_request_bytes),
@@ -595,12 +596,64 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
             attempts=_positive(pins, "attempts", pin.attempts),
             window_s=_positive(pins, "window_s", pin.window_s),
             lockout_s=_positive(pins, "lockout_s", pin.lockout_s),
+            terminal_attempts=_positive(pins, "terminal_attempts", pin.terminal_attempts),
         ),
     )
     given = [settings.ca_file, settings.server_cert_file, settings.server_key_file]
     if any(given) and not all(given):
         raise t.fail("ca_file", "ca_file, server_cert_file and server_key_file go together")
+    _check_trust(t, settings)
     return settings
+
+
+def _check_trust(t: _Table, access: AccessSettings) -> None:
+    """Revocation and the certificates' binding: never off without the config saying so."""
+    if access.revocation not in ("crl", "none"):
+        raise t.fail("revocation", f'must be "crl" or "none", got {access.revocation!r}')
+    if access.revocation == "none" and access.crl_file:
+        raise t.fail("revocation", '"none" with a crl_file: remove one of them')
+    if access.provisioned and access.revocation == "crl" and not access.crl_file:
+        raise t.fail(
+            "crl_file",
+            "certificates made elsewhere need their CA's revocation list; or say "
+            'revocation = "none" to run without one',
+        )
+    if access.client_ca_file and not access.provisioned:
+        raise t.fail("client_ca_file", "goes with ca_file (certificates made elsewhere)")
+    if not TRUST_DOMAIN.fullmatch(access.trust_domain):
+        raise t.fail("trust_domain", "lower-case letters, digits, dots, - and _ only")
+
+
+def _subscribers(t: _Table, principals: Mapping[str, Role]) -> dict[str, str]:
+    """[access.subscribers] binds each WatchPayments subscriber id to the business
+    principal that alone may read, acknowledge and hold its events. The older list
+    `business_subscribers` binds its ids to the one business principal there is."""
+    business = sorted(name for name, role in principals.items() if role is Role.BUSINESS)
+    table = t.table("subscribers")
+    if table.data and "business_subscribers" in t.data:
+        raise t.fail("business_subscribers", "give [access.subscribers] or this, not both")
+    if "business_subscribers" in t.data:
+        if len(business) != 1:
+            raise t.fail(
+                "business_subscribers",
+                "binds to the one business principal; with several, say whose each id is "
+                "in [access.subscribers]",
+            )
+        ids = t.get("business_subscribers", list)
+        bound = {sub: business[0] for sub in ids}
+        where = t.fail
+        key = "business_subscribers"
+    elif table.data:
+        bound = {sub: table.get(sub, str) for sub in table.data}
+        where, key = table.fail, ""
+    else:
+        return {name: name for name in business}  # each its own name
+    for sub, principal in bound.items():
+        if not isinstance(sub, str) or not PRINCIPAL.fullmatch(sub):
+            raise where(key or str(sub), f"{sub!r} is not a valid subscriber id")
+        if principal not in business:
+            raise where(key or sub, f"{principal!r} is not a business principal")
+    return bound
 
 
 def _record(t: _Table) -> RecordSettings:

@@ -26,7 +26,8 @@ def create_secret(path: Path, data: bytes) -> None:
 
 
 def replace_file(path: Path, data: bytes, *, mode: int) -> None:
-    """Atomically replace a public file (a revocation list): readers see old or new."""
+    """Atomically replace a file (a revocation list, run.json) with a new one made with
+    `mode` from its first byte: readers see the old or the new."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     create_file(temporary, data, mode=mode)

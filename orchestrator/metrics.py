@@ -221,6 +221,17 @@ ACCESS_REFUSED = Counter(
 )
 SUPERVISOR_PINS = Counter(
     "windowpay_supervisor_pin_checks_total",
-    "Supervisor PIN checks at refunds, by outcome (ok, wrong, locked, unknown, elsewhere).",
+    "Supervisor PIN checks at refunds, by outcome (ok, wrong, locked, terminal_limit, "
+    "unknown, elsewhere, unavailable).",
     ["outcome"],
+)
+CRL_REFUSED = Counter(
+    "windowpay_access_crl_refused_total",
+    "Revocation lists refused (the last good one stays in force), by reason: missing, "
+    "unreadable, foreign (not signed by the CA).",
+    ["reason"],
+)
+CRL_LOADED = Gauge(
+    "windowpay_access_crl_loaded_timestamp_seconds",
+    "When the revocation list in force was taken (Unix time).",
 )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import io
+import os
 import random
 import sys
 import time
@@ -39,6 +41,7 @@ FINAL_ATTEMPTS = (pb.SUCCEEDED, pb.FAILED, pb.REVERSED, pb.LATE_SUCCESS_REFUNDED
 POLL_S = 1.0
 PROGRESS_EVERY_S = 10.0
 CLOSE_GRACE_S = 60.0  # after the code's expiry: time for windowpay to close the trade
+PIN_ENV = "WINDOWPAY_SUPERVISOR_PIN"
 
 
 def sandbox_code(channel: str, ending: str) -> str:
@@ -171,7 +174,7 @@ async def _run(args: argparse.Namespace) -> None:
                     amount_fen=args.amount,
                     reason=args.reason,
                     supervisor_id=args.supervisor,
-                    supervisor_pin=args.pin,
+                    supervisor_pin=args.supervisor_pin,
                 ),
                 timeout=args.wait,
             )
@@ -345,8 +348,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     refund.add_argument("order_id")
     refund.add_argument("--terminal", required=True, help="a terminal of the paying point")
     refund.add_argument("--amount", type=int, required=True, help="amount in fen")
-    refund.add_argument("--supervisor", required=True, help="who authorised the refund")
-    refund.add_argument("--pin", required=True, help="the supervisor's PIN")
+    refund.add_argument(
+        "--supervisor", required=True,
+        help=f"who authorises the refund; their PIN is asked for (or read from ${PIN_ENV})",
+    )  # fmt: skip
+    refund.add_argument("--pin", help=argparse.SUPPRESS)  # refused: see supervisor_pin
     refund.add_argument("--reason", default="refund at the counter")
     refund.add_argument("--wait", type=float, default=60.0, help="seconds to wait")
     refund.add_argument("--request-id", help="idempotency key (default: a new one)")
@@ -357,7 +363,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel.add_argument("--request-id", help="idempotency key (default: a new one)")
 
 
+class PinOnCommandLine(ValueError):
+    pass
+
+
+def supervisor_pin(args: argparse.Namespace) -> str:
+    """The supervisor's PIN from the environment or typed at a prompt that does not echo
+    it; never from the command line, where every user of the machine can read it."""
+    if args.pin is not None:
+        raise PinOnCommandLine(
+            f"the PIN is never given on the command line (every process list shows it): "
+            f"type it when asked, or set {PIN_ENV}"
+        )
+    return os.environ.get(PIN_ENV) or getpass.getpass(f"PIN of supervisor {args.supervisor}: ")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "refund":
+        try:
+            args.supervisor_pin = supervisor_pin(args)
+        except PinOnCommandLine as error:
+            print(f"windowpay pos refund: {error}", file=sys.stderr)
+            return 2
     if args.action == "scan":
         try:
             asyncio.run(_scan(args))

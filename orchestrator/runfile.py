@@ -1,11 +1,16 @@
 """`<data-dir>/run.json`: where a running `windowpay serve` listens, so that the other
-commands (pos, reconcile, settlement) find it without being told."""
+commands (pos, reconcile, settlement) find it without being told.
+
+It holds the Redis and PostgreSQL URLs with their passwords, so it is written 0600 from
+its first byte (a new file beside it, renamed over it), whatever the umask."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from orchestrator.files import replace_file
 
 NAME = "run.json"
 
@@ -25,7 +30,7 @@ class RunInfo:
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / NAME).write_text(json.dumps(asdict(self), indent=2))
+        replace_file(data_dir / NAME, json.dumps(asdict(self), indent=2).encode(), mode=0o600)
 
     @classmethod
     def read(cls, data_dir: Path) -> RunInfo | None:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from orchestrator.access import pki
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.order import Order
@@ -213,3 +214,38 @@ def parse_python(path: Path) -> ast.Module:
     finally:
         if enabled:
             gc.enable()
+
+
+def bare_certificate(authority: pki.Authority, name: str, sans: list[Any]) -> tuple[bytes, bytes]:
+    """A client certificate (and its key, PEM) that `authority`'s CA signs as any CA
+    would issue one: common name `name`, these subjectAltNames, nothing of windowpay's
+    making. For the tests of what a certificate must carry to get a role."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_key = serialization.load_pem_private_key(authority.paths.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(authority.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem

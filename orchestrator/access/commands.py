@@ -28,7 +28,7 @@ def run_pki(args: argparse.Namespace) -> int:
         config = _config(args)
         root = _root(args, config)
         if args.action == "init":
-            made = pki.init(root, directory(config).names())
+            made = pki.init(root, directory(config).names(), config.access.trust_domain)
             print(f"{root}: made {', '.join(made) if made else 'nothing (all present)'}")
             return 0
         if args.action == "issue":
@@ -40,11 +40,14 @@ def run_pki(args: argparse.Namespace) -> int:
                 )
                 return 2
             authority = pki.Authority(pki.PkiPaths(root))
-            authority.issue_client(args.name)
+            authority.issue_client(args.name, config.access.trust_domain)
             print(f"issued {pki.PkiPaths(root).client_cert(args.name)}")
             return 0
         serial = pki.Authority(pki.PkiPaths(root)).revoke_client(args.name)
-        print(f"revoked {args.name} (serial {serial:x}); refused from its next call on")
+        print(
+            f"revoked {args.name} (serial {serial:x}); refused, and its open streams ended, "
+            "within a second"
+        )
         return 0
     except (ConfigError, pki.PkiError) as error:
         print(f"windowpay pki: {error}", file=sys.stderr)
@@ -89,7 +92,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "init makes whatever is missing of the CA, the front door's certificate and one "
             "client certificate per principal of the config (never over an existing file); "
             "issue NAME makes one; revoke NAME puts it on the revocation list, which the "
-            "front door honours from the next call on."
+            "front door honours within a second, ending the certificate's open streams."
         ),
     )
     actions = tool.add_subparsers(dest="action", required=True)

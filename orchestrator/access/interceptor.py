@@ -1,7 +1,8 @@
-"""The front door's access interceptor: who is calling (the client certificate's common
-name, checked against the revocation list), whether the authorization table lets that
-principal make this call, and the per-principal limits. All before a servicer runs, so
-a refused call never reaches an actor and stores nothing.
+"""The front door's access interceptor: who is calling (the client certificate, bound to
+this deployment and not revoked), whether the authorization table lets that principal
+make this call, and the per-principal limits. All before a servicer runs, so a refused
+call never reaches an actor and stores nothing. Server streams are registered by their
+certificate's serial, so that a revocation can end them.
 
 grpc.aio interceptors do not see the call's context, so each method handler is wrapped:
 the wrapper runs the checks with the context and the decoded request in hand. Requests
@@ -9,17 +10,21 @@ that do not decode are answered INVALID_ARGUMENT (not gRPC's INTERNAL)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
 
+from orchestrator.access.caller import serving
+from orchestrator.access.identity import Identities
 from orchestrator.access.limits import Gate
+from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.policy import TABLE, Rule, Scope, denial
 from orchestrator.access.revocation import Revocations
-from orchestrator.access.streams import SlowReader
+from orchestrator.access.streams import OpenStream, OpenStreams, SlowReader
 from orchestrator.domain.principals import Directory, Principal
 from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
 
@@ -56,16 +61,21 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
         self,
         directory: Directory,
+        identities: Identities,
         revocations: Revocations,
         gate: Gate,
         scope: Scope,
+        streams: OpenStreams,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._directory = directory
+        self._identities = identities
         self._revocations = revocations
         self._gate = gate
         self._scope = scope
+        self._streams = streams
         self._clock = clock
+        self._warnings = ThrottledWarnings(log, clock=clock)
         self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
@@ -107,37 +117,53 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     # ---- the checks -----------------------------------------------------------------
 
-    async def _principal(self, context: Context) -> Principal:
-        auth = context.auth_context()
-        names = list(auth.get("x509_common_name", ()))
-        certs = list(auth.get("x509_pem_cert", ()))
-        if not names or not certs:
+    async def _principal(self, context: Context) -> tuple[Principal, int]:
+        """The caller and its certificate's serial."""
+        certs = list(context.auth_context().get("x509_pem_cert", ()))
+        if not certs:
             ACCESS_REFUSED.labels("no_certificate").inc()
             await _abort(
                 context, grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required"
             )
-        name = names[0].decode(errors="replace")
-        if self._revocations.revoked(certs[0]):
-            ACCESS_REFUSED.labels("revoked").inc()
-            log.warning("revoked certificate refused", extra={"principal": name})
-            await _abort(
-                context, grpc.StatusCode.UNAUTHENTICATED, f"the certificate of {name} is revoked"
-            )
+        presented = self._identities.of(certs[0])
+        name = presented.name
+        if self._revocations.revoked(presented.serial):
+            await self._refuse(context, "revoked", name, f"the certificate of {name} is revoked")
+        if presented.unbound is not None:
+            await self._refuse(
+                context, "unbound", name,
+                f"the certificate of {name[:64]!r} is not one of this deployment: "
+                f"{presented.unbound}",
+            )  # fmt: skip
         principal = self._directory.get(name)
         if principal is None:
-            ACCESS_REFUSED.labels("unknown_principal").inc()
-            log.warning("certificate of an unknown principal", extra={"principal": name})
-            await _abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
+            await self._refuse(
+                context, "unknown_principal", name,
                 f"principal {name[:64]!r} is not in this deployment's config",
-            )
-        return principal
+                grpc.StatusCode.PERMISSION_DENIED,
+            )  # fmt: skip
+        serving(principal)  # the call's own task: what the servicers show it
+        return principal, presented.serial
+
+    async def _refuse(
+        self,
+        context: Context,
+        reason: str,
+        name: str,
+        message: str,
+        code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED,
+    ) -> NoReturn:
+        ACCESS_REFUSED.labels(reason).inc()
+        self._warnings.warning(
+            (reason, name[:64]), f"certificate refused: {reason}",
+            {"principal": name[:64], "reason": reason},
+        )  # fmt: skip
+        await _abort(context, code, message)
 
     async def _admit(
         self, context: Context, method: str, rule: Rule | None, request: Any, *, stream: bool
-    ) -> Principal:
-        principal = await self._principal(context)
+    ) -> tuple[Principal, int]:
+        principal, serial = await self._principal(context)
         if isinstance(request, _Undecodable):
             await _abort(
                 context,
@@ -156,16 +182,16 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if bound is not None:
             kind = "streams" if "streams" in bound else "calls"
             await self._limit(context, principal, kind, f"{principal.name}: {bound}")
-        return principal
+        return principal, serial
 
     async def _deny(
         self, context: Context, principal: Principal, method: str, reason: str
     ) -> NoReturn:
         ACCESS_DENIED.labels(principal.role.value, method.rpartition("/")[2]).inc()
-        log.warning(
-            "access denied",
-            extra={"principal": principal.name, "role": principal.role.value, "method": method,
-                   "reason": reason},
+        self._warnings.warning(
+            (principal.name, method), "access denied",
+            {"principal": principal.name, "role": principal.role.value, "method": method,
+             "reason": reason},
         )  # fmt: skip
         await _abort(
             context,
@@ -183,7 +209,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def _unary(self, method: str, rule: Rule | None, inner: Any) -> Any:
         async def call(request: Any, context: Context) -> Any:
-            principal = await self._admit(context, method, rule, request, stream=False)
+            principal, _ = await self._admit(context, method, rule, request, stream=False)
             try:
                 answer = await inner(request, context)
             finally:
@@ -197,33 +223,46 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return call
 
     def _unary_stream(self, method: str, rule: Rule | None, inner: Any) -> Any:
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-            principal = await self._admit(context, method, rule, request, stream=True)
-            reader = SlowReader(context, principal.role.value, self._gate.limits.stream_stall_s)
-            try:
-                async for item in inner(request, context):
-                    with reader.writing():
-                        yield item
-            finally:
-                self._gate.leave(principal, stream=True)
+        def call(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+            stream = OpenStream(context)  # made in the call's own task
+            events = self._streamed(stream, method, rule, inner, request, context)
+            stream.hold(events)
+            return events
 
         return call
+
+    async def _streamed(
+        self, stream: OpenStream, method: str, rule: Rule | None, inner: Any, request: Any,
+        context: Context,
+    ) -> AsyncGenerator[Any, None]:  # fmt: skip
+        principal, serial = await self._admit(context, method, rule, request, stream=True)
+        reader = SlowReader(stream, principal.role.value, self._gate.limits.stream_stall_s)
+        try:
+            with self._streams.registered(serial, stream):
+                async with contextlib.aclosing(inner(request, context)) as events:
+                    async for item in events:
+                        with reader.writing():
+                            yield item
+        finally:
+            self._gate.leave(principal, stream=True)
 
     def _streaming(self, method: str, rule: Rule | None, inner: Any, *, unary: bool) -> Any:
         """Client-streaming calls (reflection): only the role is checked."""
 
         async def call_unary(requests: Any, context: Context) -> Any:
-            principal = await self._admit(context, method, rule, None, stream=True)
+            principal, serial = await self._admit(context, method, rule, None, stream=True)
             try:
-                return await inner(requests, context)
+                with self._streams.registered(serial, OpenStream(context)):
+                    return await inner(requests, context)
             finally:
                 self._gate.leave(principal, stream=True)
 
         async def call_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-            principal = await self._admit(context, method, rule, None, stream=True)
+            principal, serial = await self._admit(context, method, rule, None, stream=True)
             try:
-                async for item in inner(requests, context):
-                    yield item
+                with self._streams.registered(serial, OpenStream(context)):
+                    async for item in inner(requests, context):
+                        yield item
             finally:
                 self._gate.leave(principal, stream=True)
 

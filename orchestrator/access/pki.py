@@ -1,11 +1,13 @@
 """A small certificate authority for the front door's mutual TLS.
 
-`windowpay pki init` makes, under the PKI directory: `ca.crt` + `ca.key`, `server.crt`
-+ `server.key` (SANs 127.0.0.1 and localhost), and `clients/<name>.crt` + `.key` for
-every principal. Keys are EC P-256, written 0600 from the first byte; nothing is ever
-generated over an existing file. Revoking a certificate adds its serial to `crl.pem`
-(signed by the CA) and moves its files to `clients/revoked/`, so that a new one can be
-issued under the same name.
+`windowpay pki init` makes, under the PKI directory: `ca.crt` + `ca.key`, `crl.pem`
+(the CA's revocation list, empty at first), `server.crt` + `server.key` (SANs 127.0.0.1
+and localhost), and `clients/<name>.crt` + `.key` for every principal, each carrying
+the subjectAltName URI that binds it to the deployment (access/identity.py). Keys are EC
+P-256 (a CA made for a test may have another type), written 0600 from the first byte;
+nothing is ever generated over an existing file. Revoking a certificate adds its serial
+to `crl.pem` and moves its files to `clients/revoked/`, so that a new one can be issued
+under the same name.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from orchestrator.access.identity import bound_names, identity_uri
 from orchestrator.files import create_file, create_secret, replace_file
 
 CA_DAYS = 3650
 CERT_DAYS = 825
+DEFAULT_TRUST_DOMAIN = "windowpay"
+
+SigningKey = (
+    ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+)  # fmt: skip
 
 
 class PkiError(RuntimeError):
@@ -74,7 +83,14 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _digest(key: SigningKey) -> hashes.SHA256 | None:
+    """EdDSA keys sign the message itself; the others a SHA-256 digest."""
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return None
+    return hashes.SHA256()
+
+
+def _key_pem(key: SigningKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -113,14 +129,19 @@ class Authority:
             key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
         except (OSError, ValueError) as error:
             raise PkiError(f"cannot read the CA in {paths.root}: {error}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise PkiError(f"{paths.ca_key}: expected an EC private key")
-        self._key = key
+        if not isinstance(key, SigningKey):
+            raise PkiError(f"{paths.ca_key}: not a key that signs certificates")
+        self._key: SigningKey = key
 
     @classmethod
-    def create(cls, paths: PkiPaths, name: str = "windowpay development CA") -> Authority:
+    def create(
+        cls,
+        paths: PkiPaths,
+        name: str = "windowpay development CA",
+        key: SigningKey | None = None,
+    ) -> Authority:
         _absent(paths.ca_cert, paths.ca_key)
-        key = _key()
+        key = key or _key()
         now = _now()
         cert = (
             x509.CertificateBuilder()
@@ -146,7 +167,7 @@ class Authority:
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
+            .sign(key, _digest(key))
         )
         _write_pair(paths.ca_cert, paths.ca_key, cert, _key_pem(key))
         authority = cls(paths)
@@ -174,7 +195,7 @@ class Authority:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(self._key, hashes.SHA256()), _key_pem(key)
+        return builder.sign(self._key, _digest(self._key)), _key_pem(key)
 
     def issue_server(self, hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> None:
         paths = self.paths
@@ -188,10 +209,13 @@ class Authority:
         cert, key = self._issue("windowpay front door", ExtendedKeyUsageOID.SERVER_AUTH, sans)
         _write_pair(paths.server_cert, paths.server_key, cert, key)
 
-    def issue_client(self, name: str) -> None:
+    def issue_client(self, name: str, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
+        """A principal's certificate: its name as common name and, in its
+        subjectAltName, the URI that binds it to this deployment."""
         paths = self.paths
         _absent(paths.client_cert(name), paths.client_key(name))
-        cert, key = self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        uri = x509.UniformResourceIdentifier(identity_uri(trust_domain, name))
+        cert, key = self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [uri])
         _write_pair(paths.client_cert(name), paths.client_key(name), cert, key)
 
     def revoked_serials(self) -> set[int]:
@@ -213,7 +237,7 @@ class Authority:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
             )
-        crl = builder.sign(self._key, hashes.SHA256())
+        crl = builder.sign(self._key, _digest(self._key))
         replace_file(self.paths.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
 
     def revoke_client(self, name: str) -> int:
@@ -225,12 +249,26 @@ class Authority:
             raise PkiError(f"no certificate for {name} in {paths.clients}") from None
         serial = cert.serial_number
         self.write_crl(self.revoked_serials() | {serial})
-        kept = paths.clients / "revoked"
-        kept.mkdir(exist_ok=True)
-        paths.client_cert(name).rename(kept / f"{name}-{serial:x}.crt")
-        if paths.client_key(name).exists():
-            paths.client_key(name).rename(kept / f"{name}-{serial:x}.key")
+        self._set_aside(name, serial, "revoked")
         return serial
+
+    def _set_aside(self, name: str, serial: int, folder: str) -> None:
+        kept = self.paths.clients / folder
+        kept.mkdir(exist_ok=True)
+        self.paths.client_cert(name).rename(kept / f"{name}-{serial:x}.crt")
+        if self.paths.client_key(name).exists():
+            self.paths.client_key(name).rename(kept / f"{name}-{serial:x}.key")
+
+    def rebind_client(self, name: str, trust_domain: str) -> bool:
+        """Replace a certificate of this CA that lacks the deployment's binding (one made
+        before certificates carried it): set aside under `clients/unbound/`, issued
+        again. True when it was replaced."""
+        cert = x509.load_pem_x509_certificate(self.paths.client_cert(name).read_bytes())
+        if bound_names(cert, trust_domain) == [name]:
+            return False
+        self._set_aside(name, cert.serial_number, "unbound")
+        self.issue_client(name, trust_domain)
+        return True
 
 
 def _missing(cert: Path, key: Path) -> bool:
@@ -241,8 +279,11 @@ def _missing(cert: Path, key: Path) -> bool:
     return not cert.exists()
 
 
-def init(root: Path, principals: Iterable[str]) -> list[str]:
-    """Make whatever of the development PKI is missing; returns what was made."""
+def init(
+    root: Path, principals: Iterable[str], trust_domain: str = DEFAULT_TRUST_DOMAIN
+) -> list[str]:
+    """Make whatever of the development PKI is missing (a principal's binding to the
+    deployment included); returns what was made."""
     paths = PkiPaths(root)
     made: list[str] = []
     if _missing(paths.ca_cert, paths.ca_key):
@@ -256,6 +297,8 @@ def init(root: Path, principals: Iterable[str]) -> list[str]:
         made.append("server")
     for name in principals:
         if _missing(paths.client_cert(name), paths.client_key(name)):
-            authority.issue_client(name)
+            authority.issue_client(name, trust_domain)
             made.append(name)
+        elif authority.rebind_client(name, trust_domain):
+            made.append(f"{name} (bound again)")
     return made

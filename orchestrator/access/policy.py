@@ -8,7 +8,7 @@ data: what a role may do is read here, not scattered over the servicers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.domain.principals import Principal, Role
@@ -25,13 +25,19 @@ REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 
 EVERYONE = frozenset(Role)
 READERS = frozenset({Role.BACKOFFICE, Role.AUDITOR})
+NAMES_MASKED = frozenset({Role.AUDITOR})  # read payer names masked, as in the console
+
+
+def masks_payer_names(principal: Principal) -> bool:
+    return principal.role in NAMES_MASKED
 
 
 @dataclass(frozen=True)
 class Scope:
     """What the checks need to know about the deployment."""
 
-    subscribers: frozenset[str]
+    # WatchPayments subscriber id -> the business principal it belongs to
+    subscribers: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
     def service_point_of(order_id: str) -> str:
@@ -62,6 +68,13 @@ def _own_point(principal: Principal, order_id: str) -> str | None:
     return None
 
 
+def _refund_in_reach(principal: Principal, request: Any, scope: Scope) -> str | None:
+    """A terminal refunds as itself and only orders of its own service point: checked
+    before the supervisor's PIN, so that no terminal can guess or lock the PIN of
+    another point's supervisor."""
+    return _own_terminal(principal, request, scope) or _own_point(principal, request.order_id)
+
+
 def _order_in_reach(principal: Principal, request: Any, scope: Scope) -> str | None:
     if request.WhichOneof("key") == "order_id":
         return _own_point(principal, request.order_id)
@@ -75,7 +88,9 @@ def _answer_in_reach(principal: Principal, answer: Any, scope: Scope) -> str | N
 
 
 def _subscriber(principal: Principal, request: Any, scope: Scope) -> str | None:
-    if request.subscriber_id not in scope.subscribers:
+    """A subscriber id is read, acknowledged and held only by the principal the config
+    binds it to."""
+    if scope.subscribers.get(request.subscriber_id) != principal.name:
         return f"subscriber_id {request.subscriber_id[:40]!r} is not one the config gives it"
     return None
 
@@ -89,7 +104,7 @@ class Rule:
 
 TABLE: Mapping[str, Rule] = {
     TERMINAL + "Pay": Rule(frozenset({Role.TERMINAL}), _own_terminal),
-    TERMINAL + "Refund": Rule(frozenset({Role.TERMINAL}), _own_terminal),
+    TERMINAL + "Refund": Rule(frozenset({Role.TERMINAL}), _refund_in_reach),
     TERMINAL + "WatchWindow": Rule(frozenset({Role.TERMINAL}), _own_window),
     TERMINAL + "GetOrder": Rule(READERS | {Role.TERMINAL}, _order_in_reach, _answer_in_reach),
     BUSINESS + "CreateOrder": Rule(frozenset({Role.BUSINESS})),

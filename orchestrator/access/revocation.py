@@ -1,67 +1,124 @@
-"""Revoked certificates, from the CA's revocation list, re-read when the file changes.
+"""The CA's revocation list, watched for changes.
 
-Checked on every call, so it is cheap: one stat() and two dictionary look-ups. A list
-that does not verify against the CA is refused (the last good one stays in force)."""
+A list is taken only once its signature verifies with the CA's public key, whatever the
+key's type (RSA, EC, Ed25519, ...), and only when the CA's name is its issuer. The front
+door starts only with a good list (or with `revocation = "none"` in the config); after
+that a list that is missing, unreadable or not the CA's is refused with an error and a
+metric, and the last good one stays in force: revocation never stops silently.
+
+A watcher task looks at the file a few times a second (not each call) and, when a new
+list revokes a certificate, tells the front door, which ends that certificate's open
+streams."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+
+from orchestrator.access.pki import PkiError
+from orchestrator.metrics import CRL_LOADED, CRL_REFUSED
 
 log = logging.getLogger(__name__)
-_CACHE = 4096  # certificates whose serial is remembered
+WATCH_S = 0.25  # how often the watcher looks at the file
+
+Stamp = tuple[int, int, int]
+OnRevoked = Callable[[frozenset[int]], None]
+
+
+class RevocationError(PkiError):
+    """A revocation list that cannot be taken; `reason` is missing, unreadable or
+    foreign (not the CA's)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_crl(path: Path, ca: x509.Certificate) -> frozenset[int]:
+    """The serials a list revokes, once it is known to be the CA's; RevocationError
+    saying why it is not."""
+    try:
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+    except FileNotFoundError:
+        raise RevocationError("missing", "missing") from None
+    except (OSError, ValueError) as error:
+        raise RevocationError("unreadable", f"unreadable ({error})") from None
+    if crl.issuer != ca.subject:
+        raise RevocationError("foreign", f"issued by {crl.issuer.rfc4514_string()}, not by the CA")
+    try:
+        signed = crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except TypeError:  # a CA key that cannot sign (X25519, ...)
+        signed = False
+    if not signed:
+        raise RevocationError("foreign", "not signed by the CA")
+    return frozenset(entry.serial_number for entry in crl)
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 class Revocations:
+    """The serials revoked by the CA's list (`crl` None: revocation = "none")."""
+
     def __init__(self, crl: Path | None, ca_cert: Path) -> None:
         self._crl = crl
         self._ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-        self._stamp: tuple[int, int, int] | None = None
-        self._revoked: frozenset[int] = frozenset()
-        self._serials: dict[bytes, int] = {}
-        self._refresh()
+        self.serials: frozenset[int] = frozenset()
+        self._stamp: Stamp | None = None
+        if crl is not None:
+            self._stamp = _stamp(crl)
+            try:
+                self._take(read_crl(crl, self._ca))
+            except RevocationError as error:
+                raise RevocationError(
+                    error.reason,
+                    f"revocation list {crl}: {error}; the front door does not start "
+                    'without one (or set [access] revocation = "none")',
+                ) from None
 
-    def _refresh(self) -> None:
+    def revoked(self, serial: int) -> bool:
+        return serial in self.serials
+
+    def _take(self, serials: frozenset[int]) -> frozenset[int]:
+        """Put a good list in force; returns the serials it newly revokes."""
+        added = serials - self.serials
+        self.serials = serials
+        CRL_LOADED.set(time.time())
+        log.info("revocation list %s in force: %d certificates revoked", self._crl, len(serials))
+        return added
+
+    async def refresh(self) -> frozenset[int]:
+        """Read the list again if its file changed; the serials newly revoked."""
         if self._crl is None:
-            return
-        try:
-            stat = os.stat(self._crl)
-        except FileNotFoundError:
-            stamp = (0, 0, 0)
-            if stamp != self._stamp:
-                self._stamp, self._revoked = stamp, frozenset()
-            return
-        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            return frozenset()
+        stamp = _stamp(self._crl)
         if stamp == self._stamp:
-            return
+            return frozenset()
         self._stamp = stamp
         try:
-            crl = x509.load_pem_x509_crl(self._crl.read_bytes())
-            public = self._ca.public_key()
-            if not isinstance(public, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(
-                public
-            ):
-                raise ValueError("not signed by the CA")
-        except (OSError, ValueError) as error:
-            log.error("revocation list %s refused (%s); keeping the last good one", self._crl,
-                      error)  # fmt: skip
-            return
-        self._revoked = frozenset(entry.serial_number for entry in crl)
-        log.info("revocation list loaded: %d certificates revoked", len(self._revoked))
+            serials = await asyncio.to_thread(read_crl, self._crl, self._ca)
+        except RevocationError as error:
+            CRL_REFUSED.labels(error.reason).inc()
+            log.error("revocation list %s refused: %s; the last good one stays in force",
+                      self._crl, error)  # fmt: skip
+            return frozenset()
+        return self._take(serials)
 
-    def serial(self, pem: bytes) -> int:
-        serial = self._serials.get(pem)
-        if serial is None:
-            if len(self._serials) >= _CACHE:
-                self._serials.clear()
-            serial = x509.load_pem_x509_certificate(pem).serial_number
-            self._serials[pem] = serial
-        return serial
-
-    def revoked(self, pem: bytes) -> bool:
-        self._refresh()
-        return bool(self._revoked) and self.serial(pem) in self._revoked
+    async def watch(self, on_revoked: OnRevoked, every_s: float = WATCH_S) -> None:
+        """Until cancelled: read each new list, and report what it newly revokes."""
+        while True:
+            added = await self.refresh()
+            if added:
+                on_revoked(added)
+            await asyncio.sleep(every_s)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from orchestrator.domain.principals import AccessSettings
 from orchestrator.files import create_secret, replace_file
-from orchestrator.store.lockout import PinLockout
+from orchestrator.store.lockout import Admission, PinLockout
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +109,21 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"  # not a supervisor of this deployment, or no PIN set
     ELSEWHERE = "elsewhere"  # a supervisor of another service point
     WRONG = "wrong"
-    LOCKED = "locked"  # locked now or by this wrong PIN
+    LOCKED = "locked"  # the supervisor is locked (now, or by this wrong PIN)
+    TERMINAL_LIMIT = "terminal_limit"  # the terminal has used its attempts for now
     UNAVAILABLE = "unavailable"  # the shared count cannot be read: refuse, try again
+
+
+REFUSAL = "the refund is not approved: supervisor or PIN not accepted"
+"""Every refusal of a supervisor says this, whatever the reason: the answer tells a
+guessing terminal nothing (the reason is logged and counted by verdict)."""
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
-    message: str
+    detail: str = ""  # for the log only, never for the caller
+    checked: bool = False  # the PIN was compared (an attempt was counted for it)
 
 
 class Supervisors:
@@ -126,7 +133,6 @@ class Supervisors:
         self._points = dict(access.supervisors)
         self._path = pki_dir / HASHES
         self._lockout = lockout
-        self._lockout_s = access.pins.lockout_s
         self._stamp: tuple[int, int, int] | None = None
         self._hashes: dict[str, str] = {}
 
@@ -144,40 +150,38 @@ class Supervisors:
             self._stamp = stamp
         return self._hashes
 
-    async def approve(self, supervisor_id: str, pin: str, service_point: str) -> Decision:
+    async def approve(
+        self, supervisor_id: str, pin: str, service_point: str, terminal_id: str
+    ) -> Decision:
+        """Whether `supervisor_id` approves, with `pin`, a refund at `service_point`
+        asked by `terminal_id` (a terminal of that point: the caller checked it).
+
+        Who is not a supervisor of this point is refused before anything is counted, so
+        a terminal of another point can neither guess nor lock this point's PINs."""
         point = self._points.get(supervisor_id)
         stored = self._current().get(supervisor_id)
         if point is None or stored is None:
             return Decision(Verdict.UNKNOWN, f"{supervisor_id[:20]!r} is not a supervisor here")
         if point != service_point:
             return Decision(
-                Verdict.ELSEWHERE,
-                f"supervisor {supervisor_id} approves refunds at {point} only, "
-                f"not at {service_point}",
+                Verdict.ELSEWHERE, f"{supervisor_id} approves at {point}, not {service_point}"
             )
         try:
-            return await self._check(supervisor_id, pin, stored)
+            return await self._check(supervisor_id, pin, stored, terminal_id)
         except RedisError:
-            return Decision(
-                Verdict.UNAVAILABLE,
-                f"supervisor {supervisor_id} cannot be checked right now; try again",
-            )
+            return Decision(Verdict.UNAVAILABLE, "the PIN attempts cannot be counted")
 
-    async def _check(self, supervisor_id: str, pin: str, stored: str) -> Decision:
-        locked = await self._lockout.locked_for(supervisor_id)
-        if locked:
+    async def _check(self, supervisor_id: str, pin: str, stored: str, terminal_id: str) -> Decision:
+        begun = await self._lockout.begin(supervisor_id, terminal_id)
+        if begun.admission is Admission.LOCKED:
+            return Decision(Verdict.LOCKED, f"locked for {begun.wait_s:.0f} s more")
+        if begun.admission is Admission.TERMINAL:
             return Decision(
-                Verdict.LOCKED,
-                f"supervisor {supervisor_id} is locked after too many wrong PINs; "
-                f"try again in {locked // 60 + 1} minutes",
+                Verdict.TERMINAL_LIMIT, f"{terminal_id} may try again in {begun.wait_s:.0f} s"
             )
         if await asyncio.to_thread(pin_matches, pin, stored):
-            await self._lockout.right(supervisor_id)
-            return Decision(Verdict.OK, "")
+            await self._lockout.right(supervisor_id, terminal_id)
+            return Decision(Verdict.OK, checked=True)
         if await self._lockout.wrong(supervisor_id):
-            return Decision(
-                Verdict.WRONG,
-                f"wrong PIN for supervisor {supervisor_id}; now locked for "
-                f"{self._lockout_s // 60} minutes",
-            )
-        return Decision(Verdict.WRONG, f"wrong PIN for supervisor {supervisor_id}")
+            return Decision(Verdict.LOCKED, "wrong PIN; the supervisor is now locked", True)
+        return Decision(Verdict.WRONG, "wrong PIN", True)

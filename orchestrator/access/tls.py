@@ -12,15 +12,16 @@ from orchestrator.access.pki import PkiPaths
 
 @dataclass(frozen=True)
 class ServerTls:
-    ca: Path
+    ca: Path  # what TLS trusts
     cert: Path
     key: Path
-    crl: Path | None
+    crl: Path | None  # None: revocation = "none"
+    client_ca: Path  # the CA that issues the principals' certificates (and the list)
 
     @classmethod
     def of_pki(cls, root: Path) -> ServerTls:
         paths = PkiPaths(root)
-        return cls(paths.ca_cert, paths.server_cert, paths.server_key, paths.crl)
+        return cls(paths.ca_cert, paths.server_cert, paths.server_key, paths.crl, paths.ca_cert)
 
     def credentials(self) -> grpc.ServerCredentials:
         """TLS only, and a client certificate signed by the CA is required."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.console.accounts import Role, StaffAccount
 from orchestrator.console.labels import N_, Refused
+from orchestrator.domain.masking import mask_name
 
 
 class OutOfScope(Refused):
@@ -64,6 +65,4 @@ class Scope:
         return "TRUE", {}
 
     def name(self, payer_name: str) -> str:
-        if not self.masks_names or not payer_name:
-            return payer_name
-        return payer_name[0] + "*" * (len(payer_name) - 1)
+        return mask_name(payer_name) if self.masks_names else payer_name

@@ -50,6 +50,9 @@ class Pins:
     attempts: int = 5  # wrong PINs within `window_s` lock the supervisor...
     window_s: int = 900
     lockout_s: int = 900  # ...for this long
+    # PIN attempts one terminal may make within `window_s`, whichever supervisor they
+    # name: fewer than `attempts`, so that one terminal alone cannot lock a supervisor.
+    terminal_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,17 @@ class AccessSettings:
     server_cert_file: str = ""
     server_key_file: str = ""
     crl_file: str = ""  # production: the CA's revocation list (PEM), re-read on change
+    # "crl": a revocation list is required (the dev PKI's crl.pem, or crl_file);
+    # "none": the deployment runs without one, as its config says in so many words.
+    revocation: str = "crl"
+    # production: the CA that issues the principals' certificates, when ca_file holds
+    # another (a root above it); its revocation list is crl_file
+    client_ca_file: str = ""
+    # the principals' certificates carry spiffe://<trust_domain>/windowpay/<name>
+    trust_domain: str = "windowpay"
     principals: Mapping[str, Role] = field(default_factory=lambda: dict(DEFAULT_PRINCIPALS))
-    subscribers: tuple[str, ...] = ("business",)  # WatchPayments ids `business` may use
+    # WatchPayments subscriber id -> the business principal that alone may use it
+    subscribers: Mapping[str, str] = field(default_factory=lambda: {"business": "business"})
     supervisors: Mapping[str, str] = field(default_factory=dict)  # supervisor -> service point
     limits: Limits = field(default_factory=Limits)
     pins: Pins = field(default_factory=Pins)

@@ -8,6 +8,7 @@ from datetime import date
 import grpc
 import orjson
 
+from orchestrator.access.caller import payer_name
 from orchestrator.domain.commands import Done, SettleLateSuccess
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Order
@@ -65,6 +66,7 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
         if stored is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, missing)
         record = orjson.loads(stored)
+        record["payer_name"] = payer_name(record["payer_name"])  # the page shows it too
         return receipt_message(record, render_html(record) if request.render_html else None)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from orchestrator.access.caller import payer_name
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, Refund
 from orchestrator.domain.errors import ErrorCode, InvalidArgument
@@ -96,7 +97,7 @@ def order_message(snapshot: bytes | OrderView) -> pb.Order:
         ],
         created_at=_timestamp(r["created_at"]),
         paid_at=_timestamp(r["paid_at"]),
-        payer_name=r["payer_name"],
+        payer_name=payer_name(r["payer_name"]),
         version=r["version"],
         catalog_version=r["catalog_version"],
         expires_at=_timestamp(r["expires_at"]),

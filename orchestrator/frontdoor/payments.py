@@ -6,9 +6,11 @@ front door at a time streams to a subscriber (a lease in Redis)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator
 
 import grpc
+from redis.exceptions import RedisError
 
 from orchestrator.domain.errors import DomainError, InvalidArgument
 from orchestrator.domain.validation import check_id
@@ -17,6 +19,8 @@ from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store import keys
 from orchestrator.store.outbox import Lease, Outbox, split_event_id
+
+log = logging.getLogger(__name__)
 
 
 def subscriber_group(subscriber_id: str) -> str:
@@ -35,7 +39,7 @@ class PaymentStream:
 
     async def watch(
         self, request: pb.WatchPaymentsRequest, context: Context
-    ) -> AsyncIterator[pb.PaymentEvent]:
+    ) -> AsyncGenerator[pb.PaymentEvent, None]:
         try:
             subscriber = check_id(request.subscriber_id, "subscriber_id")
         except DomainError as error:
@@ -63,7 +67,10 @@ class PaymentStream:
                         event.event_id, event.kind, event.at_ms, event.refund_id, event.order
                     )
         finally:
-            await lease.release()
+            try:
+                await lease.release()
+            except (RedisError, OSError) as error:  # it lapses within its time to live
+                log.warning("subscriber %s: lease not released (%r)", subscriber, error)
             await outbox.close()
 
     async def ack(self, request: pb.AckPaymentsRequest, context: Context) -> pb.AckPaymentsResponse:

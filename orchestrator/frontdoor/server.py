@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,9 +46,11 @@ class FrontDoorServer:
         self.port = self.server.add_secure_port(f"{host}:{port}", access.tls.credentials())
         self.address = f"{host}:{self.port}"
         self.metrics_address = ""
+        self._revocations: asyncio.Task[None] | None = None  # the list's watcher
 
     async def start(self) -> None:
         await self.server.start()
+        self._revocations = asyncio.create_task(self.access.watch_revocations())
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -59,4 +63,7 @@ class FrontDoorServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.set_serving(False)
+        if self._revocations is not None:
+            self._revocations.cancel()
+            await asyncio.gather(self._revocations, return_exceptions=True)
         await self.server.stop(grace)

@@ -4,13 +4,15 @@ serve at once against the same actors and Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
-from orchestrator.access.streams import SlowReader
-from orchestrator.access.supervisors import Verdict
+from orchestrator.access.logs import ThrottledWarnings
+from orchestrator.access.streams import OpenStream, SlowReader
+from orchestrator.access.supervisors import REFUSAL, Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
 from orchestrator.domain.errors import DomainError, InvalidArgument
@@ -43,8 +45,9 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
     async def WatchPayments(
         self, request: pb.WatchPaymentsRequest, context: Context
     ) -> AsyncIterator[pb.PaymentEvent]:
-        async for event in self._payments.watch(request, context):
-            yield event
+        async with contextlib.aclosing(self._payments.watch(request, context)) as events:
+            async for event in events:  # closed with this stream: the lease is released
+                yield event
 
     async def AckPayments(
         self, request: pb.AckPaymentsRequest, context: Context
@@ -84,6 +87,7 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
 class TerminalServicer(pb_grpc.TerminalServicer):
     def __init__(self, door: FrontDoor) -> None:
         self._door = door
+        self._refusals = ThrottledWarnings(log)
 
     async def Pay(self, request: pb.PayRequest, context: Context) -> pb.Order:
         door = self._door
@@ -109,29 +113,38 @@ class TerminalServicer(pb_grpc.TerminalServicer):
             command = refund_command(request, window)
         except DomainError as error:
             await guard(context, error)
+        # The access table checked that the order is of the terminal's service point;
+        # it must also exist before the PIN is counted or checked.
+        if await door.store.order(request.order_id) is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
         await self._supervisor_approves(context, request, sp)
         return await self._until_outcome(context, sp, command)
 
     async def _supervisor_approves(
         self, context: Context, request: pb.RefundRequest, sp: str
     ) -> None:
-        """The supervisor's PIN, checked before anything is reserved."""
+        """The supervisor's PIN, checked before anything is reserved. Every refusal gets
+        the same answer; the log and the counter say why."""
         decision = await self._door.supervisors.approve(
-            request.supervisor_id, request.supervisor_pin, sp
+            request.supervisor_id, request.supervisor_pin, sp, request.terminal_id
         )
         SUPERVISOR_PINS.labels(decision.verdict.value).inc()
         if decision.verdict is Verdict.OK:
             return
-        log.warning(
+        self._refusals.warning(
+            (request.terminal_id, decision.verdict),
             "refund refused: supervisor not proved",
-            extra={"supervisor_id": request.supervisor_id, "terminal_id": request.terminal_id,
-                   "order_id": request.order_id, "outcome": decision.verdict.value},
+            {"supervisor_id": request.supervisor_id, "terminal_id": request.terminal_id,
+             "order_id": request.order_id, "outcome": decision.verdict.value,
+             "reason": decision.detail},
         )  # fmt: skip
-        code = {
-            Verdict.LOCKED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-            Verdict.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-        }.get(decision.verdict, grpc.StatusCode.PERMISSION_DENIED)
-        await abort(context, code, decision.message)
+        if decision.verdict is Verdict.UNAVAILABLE:
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the supervisor cannot be checked right now; retry with the same request_id",
+            )
+        await abort(context, grpc.StatusCode.PERMISSION_DENIED, REFUSAL)
 
     async def _until_outcome(
         self, context: Context, sp: str, command: commands.Pay | commands.Refund
@@ -200,7 +213,8 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         sp = door.config.deployment.window_service_point[window]
         sent: dict[str, int] = {}
         limit = door.config.access.limits.stream_queue
-        reader = SlowReader(context, "terminal", door.config.access.limits.stream_stall_s)
+        stall = door.config.access.limits.stream_stall_s
+        reader = SlowReader(OpenStream(context), "terminal", stall)
         overflow = f"more than {limit} changes of window {window} unread; stream dropped"
         with door.hub.follow_window(window, limit, lambda: reader.drop(overflow)) as feed:
             for snapshot in await door.store.window_orders(sp, window):

@@ -96,14 +96,22 @@ def late_success(attempt_id: str) -> str:
     return f"{PREFIX}:latesuccess:{attempt_id}"
 
 
+# ---- supervisor PINs: one hash tag, so that one script counts and locks atomically ----
+
+
 def pin_failures(supervisor_id: str) -> str:
-    """Wrong PINs of a supervisor within the counting window (shared by front doors)."""
-    return f"{PREFIX}:pin:fail:{supervisor_id}"
+    """PIN attempts for a supervisor within the counting window (shared by front doors)."""
+    return f"{PREFIX}:{{pins}}:fail:{supervisor_id}"
 
 
 def pin_lock(supervisor_id: str) -> str:
     """Present while the supervisor is locked out after too many wrong PINs."""
-    return f"{PREFIX}:pin:lock:{supervisor_id}"
+    return f"{PREFIX}:{{pins}}:lock:{supervisor_id}"
+
+
+def pin_terminal(terminal_id: str) -> str:
+    """PIN attempts made at a terminal within the counting window, whoever they name."""
+    return f"{PREFIX}:{{pins}}:term:{terminal_id}"
 
 
 # ---- receipts: one hash tag, so that numbering and binding to an order are atomic ----

@@ -74,6 +74,12 @@ class Deployed:
         windows = sorted(self.config.deployment.window_service_point)
         self._windows = itertools.cycle(windows)
 
+    async def forget(self, principal: str) -> None:
+        """Close the channel kept for `principal` (its certificate was replaced)."""
+        channel = self._channels.pop(principal, None)
+        if channel is not None:
+            await channel.close()
+
     def channel_as(self, principal: str) -> grpc.aio.Channel:
         """A mutual-TLS channel presenting `principal`'s certificate (one per principal)."""
         channel = self._channels.get(principal)
@@ -202,16 +208,20 @@ async def deployed(
             "UNIONPAY": {"qr_expiry_s": 240},
         },
     )
-    # Access: a spare principal to revoke, a second supervisor at the first point to lock
-    # out, and small stream bounds so that a reader that stops reading is dropped soon.
+    # Access: a spare principal to revoke, a second business system, a second supervisor
+    # at the first point to lock out, and small stream bounds so that a reader that stops
+    # reading is dropped soon.
     data["access"] = {
         "principals": {
             "business": "business", "backoffice": "backoffice", "auditor": "auditor",
-            "monitor": "monitor", "spare": "auditor",
+            "monitor": "monitor", "spare": "auditor", "business2": "business",
         },
         "limits": {"stream_queue": 8, "stream_stall_s": 5},
-        # subscriber ids the business system may use: one per test that subscribes
-        "business_subscribers": ["business", "biz-away", "biz-single", "biz-slow"],
+        # the subscriber ids each business system may use: one per test that subscribes
+        "subscribers": {
+            "business": "business", "biz-away": "business", "biz-single": "business",
+            "biz-slow": "business", "biz-two": "business2", "biz-revoked": "business2",
+        },
     }  # fmt: skip
     data["supervisors"]["G1L"] = "G1"
     config = parse_config(data, "e2e config")

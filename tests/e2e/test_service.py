@@ -1,6 +1,7 @@
 """The service around the API: health, reflection, and the `windowpay pos` simulator."""
 
 import asyncio
+import os
 import sys
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -30,10 +31,11 @@ async def test_reflection_lists_both_services(deployed: Deployed) -> None:
     } <= services
 
 
-async def windowpay(*args: str) -> tuple[int, str, str]:
+async def windowpay(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -58,10 +60,14 @@ async def test_a_newcomer_creates_and_pays_with_the_pos_simulator(deployed: Depl
     order_id = out.split()[1]
     sp = deployed.config.deployment.window_service_point[window]
     supervisor = next(s for s, p in deployed.config.access.supervisors.items() if p == sp)
+    refund = (*target, "refund", order_id, "--terminal", terminal, "--amount", "2000",
+              "--supervisor", supervisor)  # fmt: skip
+    # never on the command line, where any process list shows it
+    code, out, err = await windowpay(*refund, "--pin", deployed.pins[supervisor])
+    assert code == 2 and "never given on the command line" in err
     code, out, err = await windowpay(
-        *target, "refund", order_id, "--terminal", terminal, "--amount", "2000",
-        "--supervisor", supervisor, "--pin", deployed.pins[supervisor],
-    )  # fmt: skip
+        *refund, env={"WINDOWPAY_SUPERVISOR_PIN": deployed.pins[supervisor]}
+    )
     assert code == 0, err
     assert "PARTIALLY_REFUNDED" in out and "refund" in out and "20.00 REFUND_SUCCEEDED" in out
     code, out, err = await windowpay(*target, "pay", "--terminal", terminal, "--order", "G1-NOPE")

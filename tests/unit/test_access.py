@@ -10,20 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from prometheus_client import REGISTRY
 
 from orchestrator.access import pki
 from orchestrator.access.limits import Gate
 from orchestrator.access.policy import TABLE, Scope, denial
-from orchestrator.access.revocation import Revocations
+from orchestrator.access.revocation import RevocationError, Revocations
 from orchestrator.access.supervisors import ensure_dev_pins, hash_pin, pin_matches, set_pin
 from orchestrator.config import ConfigError, parse_config
 from orchestrator.domain.principals import Limits, Principal, Role
 from orchestrator.files import create_secret
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from tests.support import small_config, small_config_data
+from tests.support import bare_certificate, small_config, small_config_data
 
 T1 = Principal("E1T1", Role.TERMINAL, "E1W1", "E1")
-SCOPE = Scope(frozenset({"case-system"}))
+SCOPE = Scope({"case-system": "business", "other-system": "business2"})
 
 
 def mode(path: Path) -> int:
@@ -59,32 +62,110 @@ def test_nothing_is_generated_over_an_existing_file(tmp_path: Path) -> None:
     assert (tmp_path / "clients" / "T02.key").read_bytes() == b"a key made elsewhere"
 
 
-def test_revocation_is_seen_when_the_list_changes(tmp_path: Path) -> None:
-    pki.init(tmp_path, ["T01", "T02"])
+def serial_of(pem: bytes) -> int:
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+def refused(reason: str) -> float:
+    value = REGISTRY.get_sample_value("windowpay_access_crl_refused_total", {"reason": reason})
+    return value or 0.0
+
+
+CA_KEYS = {
+    "ec": lambda: ec.generate_private_key(ec.SECP384R1()),
+    "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "ed25519": ed25519.Ed25519PrivateKey.generate,
+    "ed448": ed448.Ed448PrivateKey.generate,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CA_KEYS))
+async def test_a_list_signed_by_a_ca_of_any_key_type_is_taken(tmp_path: Path, kind: str) -> None:
     paths = pki.PkiPaths(tmp_path)
-    t1, t2 = paths.client_cert("T01").read_bytes(), paths.client_cert("T02").read_bytes()
+    pki.Authority.create(paths, key=CA_KEYS[kind]())
+    pki.init(tmp_path, ["T01", "T02"])
+    t1, t2 = (serial_of(paths.client_cert(t).read_bytes()) for t in ("T01", "T02"))
     revocations = Revocations(paths.crl, paths.ca_cert)
     assert not revocations.revoked(t1)
     pki.Authority(paths).revoke_client("T01")
+    assert await revocations.refresh() == {t1}  # what the list newly revokes
     assert revocations.revoked(t1) and not revocations.revoked(t2)
+    assert await revocations.refresh() == frozenset()  # unchanged: nothing read again
     pki.Authority(paths).issue_client("T01")
-    assert not revocations.revoked(paths.client_cert("T01").read_bytes())
+    assert not revocations.revoked(serial_of(paths.client_cert("T01").read_bytes()))
     assert revocations.revoked(t1)
 
 
-def test_a_revocation_list_from_another_ca_is_refused(tmp_path: Path) -> None:
+async def test_a_list_that_goes_missing_or_bad_keeps_the_last_good_one(tmp_path: Path) -> None:
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     pki.init(ours, ["T01"])
     pki.init(theirs, ["T01"])
     paths = pki.PkiPaths(ours)
-    cert = paths.client_cert("T01").read_bytes()
+    t1 = serial_of(paths.client_cert("T01").read_bytes())
     revocations = Revocations(paths.crl, paths.ca_cert)
     pki.Authority(paths).revoke_client("T01")
-    assert revocations.revoked(cert)
-    forged = pki.Authority(pki.PkiPaths(theirs))
-    forged.write_crl([])  # an empty list signed by another CA...
+    assert await revocations.refresh() == {t1}
+    before = {reason: refused(reason) for reason in ("missing", "unreadable", "foreign")}
+    good = paths.crl.read_bytes()
+    paths.crl.unlink()  # gone: no silent amnesty
+    assert await revocations.refresh() == frozenset() and revocations.revoked(t1)
+    paths.crl.write_bytes(b"-----BEGIN X509 CRL-----\nnot a list\n-----END X509 CRL-----\n")
+    assert await revocations.refresh() == frozenset() and revocations.revoked(t1)
+    pki.Authority(pki.PkiPaths(theirs)).write_crl([])  # an empty list of another CA...
     paths.crl.write_bytes(pki.PkiPaths(theirs).crl.read_bytes())
-    assert revocations.revoked(cert)  # ...does not lift the revocation
+    assert await revocations.refresh() == frozenset() and revocations.revoked(t1)  # ...no
+    assert {r: refused(r) - before[r] for r in before} == {
+        "missing": 1, "unreadable": 1, "foreign": 1,
+    }  # fmt: skip
+    paths.crl.write_bytes(good)
+    await revocations.refresh()
+    assert revocations.revoked(t1)
+
+
+def test_without_a_list_to_start_with_the_front_door_does_not_start(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from orchestrator.access.setup import server_tls
+
+    pki.init(tmp_path, ["T01"])
+    paths = pki.PkiPaths(tmp_path)
+    paths.crl.unlink()
+    with pytest.raises(RevocationError, match="does not start"):
+        Revocations(paths.crl, paths.ca_cert)
+    config = small_config()
+    made_elsewhere = replace(
+        config.access, ca_file=str(paths.ca_cert), server_cert_file=str(paths.server_cert),
+        server_key_file=str(paths.server_key), crl_file=str(paths.crl),
+    )  # fmt: skip
+    with pytest.raises(RevocationError, match="missing"):
+        server_tls(replace(config, access=made_elsewhere), tmp_path / "data", create=False)
+    # the development PKI makes its (empty) list, so `make run` starts
+    tls = server_tls(config, tmp_path / "dev", create=True)
+    assert tls.crl is not None and Revocations(tls.crl, tls.ca).serials == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("access", "problem"),
+    [
+        ({"ca_file": "/x/ca.crt", "server_cert_file": "/x/s.crt", "server_key_file": "/x/s.key"},
+            "crl_file: certificates made elsewhere need"),
+        ({"revocation": "off"}, 'must be "crl" or "none"'),
+        ({"revocation": "none", "crl_file": "/x/crl.pem"}, "remove one"),
+        ({"client_ca_file": "/x/issuing.crt"}, "goes with ca_file"),
+        ({"trust_domain": "Windowpay Prod"}, "trust_domain"),
+    ],
+)  # fmt: skip
+def test_revocation_is_never_off_unless_the_config_says_so(
+    access: dict[str, Any], problem: str
+) -> None:
+    data = small_config_data()
+    data["access"] = access
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(data, "test")
+    data["access"] = {k: v for k, v in access.items() if k != "crl_file"}
+    if "ca_file" in access:
+        data["access"]["revocation"] = "none"
+        assert parse_config(data, "test").access.revocation == "none"
 
 
 def request(kind: Any, **fields: Any) -> Any:
@@ -258,53 +339,166 @@ def test_clients_find_their_certificates_through_run_json(tmp_path: Path) -> Non
         client.resolve("T06", data_dir=tmp_path)
 
 
-class FakeLockout:
-    """The lockout port in memory (the real one is Redis, shared by front doors)."""
-
-    def __init__(self, attempts: int = 5, broken: bool = False) -> None:
-        self.attempts, self.broken = attempts, broken
-        self.failures: dict[str, int] = {}
-        self.locked: set[str] = set()
-
-    def _check(self) -> None:
-        if self.broken:
-            from redis.exceptions import ConnectionError as RedisDown
-
-            raise RedisDown("redis is down")
-
-    async def locked_for(self, supervisor_id: str) -> int:
-        self._check()
-        return 900 if supervisor_id in self.locked else 0
-
-    async def wrong(self, supervisor_id: str) -> bool:
-        self._check()
-        self.failures[supervisor_id] = self.failures.get(supervisor_id, 0) + 1
-        if self.failures[supervisor_id] >= self.attempts:
-            self.locked.add(supervisor_id)
-            return True
-        return False
-
-    async def right(self, supervisor_id: str) -> None:
-        self.failures.pop(supervisor_id, None)
+# ---- a certificate's binding to the deployment ------------------------------------------
 
 
-async def test_supervisors_approve_only_their_point_and_lock_after_five_wrong(
-    tmp_path: Path,
+def test_a_role_needs_this_cas_signature_and_the_deployments_uri(tmp_path: Path) -> None:
+    from orchestrator.access.identity import Identities, identity_uri
+
+    ours, theirs = pki.PkiPaths(tmp_path / "ours"), pki.PkiPaths(tmp_path / "theirs")
+    pki.init(ours.root, ["backoffice"], "office.example")
+    pki.init(theirs.root, ["backoffice"], "office.example")
+    identities = Identities(ours.ca_cert, "office.example")
+    issued = identities.of(ours.client_cert("backoffice").read_bytes())
+    assert (issued.name, issued.unbound) == ("backoffice", None)
+    uri = x509.UniformResourceIdentifier(identity_uri("office.example", "backoffice"))
+    ours_ca, their_ca = pki.Authority(ours), pki.Authority(theirs)
+    for pem, why in (
+        (bare_certificate(ours_ca, "backoffice", [])[0], "no subjectAltName"),  # CN alone
+        (theirs.client_cert("backoffice").read_bytes(), "not issued"),  # another CA's
+        (bare_certificate(their_ca, "backoffice", [uri])[0], "not issued"),
+        (bare_certificate(ours_ca, "backoffice", [x509.UniformResourceIdentifier(
+            identity_uri("elsewhere.example", "backoffice"))])[0], "no subjectAltName"),
+        (bare_certificate(ours_ca, "backoffice", [x509.UniformResourceIdentifier(
+            identity_uri("office.example", "auditor"))])[0], "no subjectAltName"),  # not its CN
+    ):  # fmt: skip
+        presented = identities.of(pem)
+        assert presented.name == "backoffice" and why in (presented.unbound or ""), why
+
+
+def test_init_binds_again_the_certificates_made_before_the_binding(tmp_path: Path) -> None:
+    paths = pki.PkiPaths(tmp_path)
+    pki.init(tmp_path, [])
+    old, key = bare_certificate(pki.Authority(paths), "T01", [])
+    create_secret(paths.client_key("T01"), key)
+    paths.client_cert("T01").write_bytes(old)
+    assert pki.init(tmp_path, ["T01"]) == ["T01 (bound again)"]
+    from orchestrator.access.identity import Identities
+
+    fresh = Identities(paths.ca_cert, pki.DEFAULT_TRUST_DOMAIN).of(
+        paths.client_cert("T01").read_bytes()
+    )
+    assert fresh.unbound is None
+    assert len(list((paths.clients / "unbound").glob("T01-*.crt"))) == 1
+    assert pki.init(tmp_path, ["T01"]) == []
+
+
+# ---- subscribers, names, logs, run.json, the PIN prompt -----------------------------------
+
+
+def test_each_subscriber_id_is_bound_to_one_business_principal() -> None:
+    data = small_config_data()
+    data["access"] = {
+        "principals": {"erp": "business", "tax": "business", "audit": "auditor"},
+        "subscribers": {"erp-events": "erp", "tax-events": "tax"},
+    }
+    access = parse_config(data, "test").access
+    assert access.subscribers == {"erp-events": "erp", "tax-events": "tax"}
+    scope = Scope(access.subscribers)
+    erp, tax = Principal("erp", Role.BUSINESS), Principal("tax", Role.BUSINESS)
+    rule = TABLE["/windowpay.v1.BusinessGateway/WatchPayments"]
+    ack = TABLE["/windowpay.v1.BusinessGateway/AckPayments"]
+    for principal, subscriber, allowed in (
+        (erp, "erp-events", True), (erp, "tax-events", False),
+        (tax, "tax-events", True), (tax, "erp-events", False),
+    ):  # fmt: skip
+        for table_rule, kind in ((rule, pb.WatchPaymentsRequest), (ack, pb.AckPaymentsRequest)):
+            allowed_now = denial(table_rule, principal, kind(subscriber_id=subscriber), scope)
+            assert (allowed_now is None) is allowed, (principal.name, subscriber)
+    data["access"]["subscribers"] = {"erp-events": "audit"}
+    with pytest.raises(ConfigError, match="not a business principal"):
+        parse_config(data, "test")
+    data["access"] = {"principals": data["access"]["principals"], "business_subscribers": ["x"]}
+    with pytest.raises(ConfigError, match="several"):
+        parse_config(data, "test")
+    data["access"] = {"business_subscribers": ["erp-events"]}  # one business principal
+    assert parse_config(data, "test").access.subscribers == {"erp-events": "business"}
+
+
+def test_the_auditor_reads_payer_names_masked_as_in_the_console() -> None:
+    import contextvars
+
+    from orchestrator.access.caller import payer_name, serving
+    from orchestrator.console.accounts import Role as StaffRole
+    from orchestrator.console.scope import Scope as StaffScope
+
+    def as_caller(principal: Principal | None) -> str:
+        def read() -> str:
+            if principal is not None:
+                serving(principal)
+            return payer_name("欧阳娜娜")
+
+        return contextvars.copy_context().run(read)
+
+    console = StaffScope(StaffRole.AUDITOR).name("欧阳娜娜")
+    assert console == "欧***"
+    assert as_caller(Principal("auditor", Role.AUDITOR)) == console
+    for reader in (Principal("backoffice", Role.BACKOFFICE), Principal("b", Role.BUSINESS), T1):
+        assert as_caller(reader) == "欧阳娜娜"
+    assert as_caller(None) == "欧阳娜娜"  # outside a call: the console, the record
+
+
+def test_denied_calls_log_one_line_per_principal_and_reason_per_interval(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from orchestrator.access.supervisors import Supervisors, Verdict
+    import logging
 
-    access = small_config(prefix="E").access
-    ensure_dev_pins(access, tmp_path)
-    pin = json.loads((tmp_path / "supervisors.json").read_text())["E1S"]
-    wrong = "000000" if pin != "000000" else "111111"
-    lockout = FakeLockout()
-    supervisors = Supervisors(access, tmp_path, lockout)  # type: ignore[arg-type]
-    assert (await supervisors.approve("E1S", pin, "E1")).verdict is Verdict.OK
-    assert (await supervisors.approve("E1S", pin, "E2")).verdict is Verdict.ELSEWHERE
-    assert (await supervisors.approve("NOBODY", pin, "E1")).verdict is Verdict.UNKNOWN
-    verdicts = [(await supervisors.approve("E1S", wrong, "E1")) for _ in range(5)]
-    assert [v.verdict for v in verdicts] == [Verdict.WRONG] * 5
-    assert "locked" in verdicts[-1].message and wrong not in verdicts[-1].message
-    assert (await supervisors.approve("E1S", pin, "E1")).verdict is Verdict.LOCKED
-    broken = Supervisors(access, tmp_path, FakeLockout(broken=True))  # type: ignore[arg-type]
-    assert (await broken.approve("E1S", pin, "E1")).verdict is Verdict.UNAVAILABLE
+    from orchestrator.access.logs import ThrottledWarnings
+
+    now = [100.0]
+    logger = logging.getLogger("test.access.throttle")
+    warnings = ThrottledWarnings(logger, interval_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.access.throttle"):
+        for _ in range(1000):
+            warnings.warning(("T01", "Pay"), "access denied", {"principal": "T01"})
+        warnings.warning(("T02", "Pay"), "access denied", {"principal": "T02"})
+        assert [r.principal for r in caplog.records] == ["T01", "T02"]  # type: ignore[attr-defined]
+        now[0] += 61
+        warnings.warning(("T01", "Pay"), "access denied", {"principal": "T01"})
+    last = caplog.records[-1]
+    assert last.suppressed == 999  # type: ignore[attr-defined]
+    assert "999 more" in last.getMessage()
+
+
+def test_run_json_is_0600_from_its_first_byte(tmp_path: Path) -> None:
+    from orchestrator.runfile import NAME, RunInfo
+
+    info = RunInfo("127.0.0.1:1", "redis://:secret@127.0.0.1:6379", "k", None, {}, 1)
+    (tmp_path / NAME).write_text("{}")
+    (tmp_path / NAME).chmod(0o644)  # left by an older windowpay
+    old = os.umask(0)
+    try:
+        info.write(tmp_path)
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / NAME) == 0o600
+    assert RunInfo.read(tmp_path) == info
+
+
+def test_pos_refund_takes_the_pin_from_a_prompt_or_the_environment_never_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from orchestrator import pos
+
+    asked: list[str] = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return "246810"
+
+    monkeypatch.setattr(pos.getpass, "getpass", prompt)
+    monkeypatch.delenv(pos.PIN_ENV, raising=False)
+    parser = argparse.ArgumentParser()
+    pos.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["pos", "refund", "E1-X", "--terminal", "E1T1", "--amount", "1",
+                              "--supervisor", "E1S"])  # fmt: skip
+    assert pos.supervisor_pin(args) == "246810" and asked == ["PIN of supervisor E1S: "]
+    monkeypatch.setenv(pos.PIN_ENV, "135790")
+    assert pos.supervisor_pin(args) == "135790" and len(asked) == 1
+    args = parser.parse_args(["pos", "refund", "E1-X", "--terminal", "E1T1", "--amount", "1",
+                              "--supervisor", "E1S", "--pin", "135790"])  # fmt: skip
+    with pytest.raises(pos.PinOnCommandLine):
+        pos.supervisor_pin(args)
+    assert pos.run(args) == 2
