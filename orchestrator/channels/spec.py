@@ -33,3 +33,4 @@ class ChannelSpec:
     make_dev_keys: Callable[[Path], None]  # the sandbox's key material, never over a file
     # the verifier of the provider's notifications (client, settings, keys, max skew s)
     notifications: Callable[[HttpClient, ProviderSettings, Path, float], NoticeVerifier]
+    english_name: str = ""  # the console's English name ("": the display name)

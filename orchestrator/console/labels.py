@@ -44,10 +44,8 @@ RECEIPT_STATES = {
     "PARTIALLY_REFUNDED": N_("Partly refunded"),
     "REFUNDED": N_("Refunded"),
 }
+# The provider channels are named by their packages (ChannelSpec); cash is no package.
 CHANNELS = {
-    "WECHAT": N_("WeChat Pay"),
-    "ALIPAY": N_("Alipay"),
-    "UNIONPAY": N_("UnionPay"),
     "CASH": N_("Cash"),
 }
 ROLES = {
@@ -137,16 +135,17 @@ class Refused(Exception):
 
 
 def label(language: Language, kind: str, code: str | None) -> str:
-    """The code's name in the language. A channel the catalogs do not name yet (one just
-    added) shows its package's display name (Chinese, as on receipts); any other unknown
-    code shows as it is."""
+    """The code's name in the language. A provider channel is named by its package
+    (Chinese, as on receipts, or its English name); any other unknown code shows as it
+    is."""
     if not code:
         return ""
-    message = KINDS[kind].get(str(code))
-    if message:
-        return language.gettext(message)
     if kind == "channel":
         found = next((s for c, s in REGISTERED.items() if c.value == code), None)
         if found is not None:
-            return found.display_name
+            chinese = language.code.startswith("zh") or not found.english_name
+            return found.display_name if chinese else found.english_name
+    message = KINDS[kind].get(str(code))
+    if message:
+        return language.gettext(message)
     return str(code)

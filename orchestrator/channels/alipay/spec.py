@@ -10,6 +10,7 @@ from orchestrator.domain.states import Channel
 SPEC = ChannelSpec(
     channel=Channel.ALIPAY,
     display_name="支付宝",
+    english_name="Alipay",
     auth_code=AUTH_CODE,
     declined=declines.DECLINED,
     refund_declined=declines.REFUND_DECLINED,

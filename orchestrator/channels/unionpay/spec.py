@@ -10,6 +10,7 @@ from orchestrator.domain.states import Channel
 SPEC = ChannelSpec(
     channel=Channel.UNIONPAY,
     display_name="银联",
+    english_name="UnionPay",
     auth_code=AUTH_CODE,
     declined=declines.DECLINED,
     refund_declined=declines.REFUND_DECLINED,

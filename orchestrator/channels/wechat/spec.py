@@ -10,6 +10,7 @@ from orchestrator.domain.states import Channel
 SPEC = ChannelSpec(
     channel=Channel.WECHAT,
     display_name="微信支付",
+    english_name="WeChat Pay",
     auth_code=AUTH_CODE,
     declined=declines.DECLINED,
     refund_declined=declines.REFUND_DECLINED,
