@@ -20,7 +20,7 @@ import orjson
 from orchestrator.channels.registry import spec
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel
-from orchestrator.providers.bills import BillError
+from orchestrator.providers.bills import BillError, NoTradesThatDay
 from orchestrator.providers.port import PaymentProvider, ProviderError
 from orchestrator.reconcile.matcher import Difference, Kind, Match, match
 from orchestrator.store.redis_store import RedisStore
@@ -138,6 +138,8 @@ async def reconcile(
         progress(f"{channel.value}: downloading the bill of {day}")
         try:
             rows = spec(channel).parse_bill(await provider.bill(day))
+        except NoTradesThatDay:
+            rows = []
         except (ProviderError, BillError, TimeoutError) as error:
             report.failures[channel] = f"no usable bill: {error}"
             progress(f"{channel.value}: no usable bill ({error})")
