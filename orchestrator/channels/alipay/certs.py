@@ -120,12 +120,16 @@ def alipay_keys(alipay_certs: Sequence[Certificate], now: dt.datetime) -> dict[s
     keys = {}
     for leaf in leaves:
         if not within_validity(leaf, now):
-            raise CertificateError(
-                f"the Alipay certificate {cert_sn(leaf)} is valid from "
-                f"{leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d}"
-            )
+            raise CertificateError(_dates(f"the Alipay certificate {cert_sn(leaf)}", leaf))
         keys[cert_sn(leaf)] = rsa_public_key(leaf)
     return keys
+
+
+def _dates(what: str, certificate: Certificate) -> str:
+    return (
+        f"{what} is valid from {certificate.not_valid_before_utc:%Y-%m-%d} "
+        f"to {certificate.not_valid_after_utc:%Y-%m-%d}"
+    )
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,12 @@ def cert_mode(
     now: dt.datetime,
 ) -> CertMode:
     """Certificate mode from the three files Alipay's open platform hands out, checked:
-    the app certificate is the app key's, Alipay's is in date."""
+    the app certificate is the app key's, both are in date."""
     [app, *_] = load_certificates(app_cert)
     if rsa_public_key(app).public_numbers() != app_private.public_key().public_numbers():
         raise CertificateError("the app certificate is not the certificate of the app's key")
+    if not within_validity(app, now):
+        raise CertificateError(_dates("the app certificate", app))
     roots = load_certificates(root_certs)
     keys = alipay_keys(load_certificates(alipay_certs), now)
     return CertMode(cert_sn(app), root_cert_sn(roots), keys)

@@ -22,7 +22,7 @@ from orchestrator.channels.alipay.certs import (
     load_certificates,
     root_cert_sn,
 )
-from orchestrator.channels.alipay.files import DEV_CERTIFICATES, make_dev_certificates
+from orchestrator.channels.alipay.files import make_dev_certificates
 from orchestrator.channels.alipay.notify import AlipayNotifications
 from orchestrator.channels.alipay.trust import AlipayKeys, merchant_keys
 from orchestrator.channels.alipay.wiring import notifications
@@ -38,7 +38,7 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
-from orchestrator.providers.signing import generate_key, sign
+from orchestrator.providers.signing import generate_key, load_private_key, sign
 from tests.conformance.alipay.conftest import (
     APP_ID,
     WIRE,
@@ -197,11 +197,31 @@ def test_an_app_certificate_of_another_key_is_refused_at_start(tmp_path: Path) -
         merchant_keys(tmp_path, Credentials(swapped))
 
 
-def test_an_alipay_certificate_out_of_date_is_refused_at_start(tmp_path: Path) -> None:
-    make_dev_certificates(tmp_path)
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=4000)
-    with pytest.raises(KeyMaterialError, match="is valid from"):
-        merchant_keys(tmp_path, Credentials(dict(DEV_CERTIFICATES)), later)
+@pytest.mark.parametrize("which", ["app", "alipay"])
+def test_a_certificate_out_of_date_is_refused_at_start(tmp_path: Path, which: str) -> None:
+    names = make_dev_certificates(tmp_path)
+    if which == "alipay":  # an Alipay certificate that expired, beside a valid app one
+        key = load_private_key(tmp_path / "alipay" / "platform_private.pem")
+        ca_key = generate_key()
+        ca = issue("test CA", ca_key, None, ca=True)
+        old = issue(
+            "支付宝 old",
+            key,
+            (ca, ca_key),
+            ca=False,
+            days=1,
+            now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        )
+        (tmp_path / "old.crt").write_bytes(certificate_pem(old))
+        names = dict(names, alipay_cert_file="old.crt")
+        when = None
+    else:
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(days=4000)
+    with pytest.raises(
+        KeyMaterialError,
+        match=f"the {'Alipay' if which == 'alipay' else 'app'} certificate .*is valid from",
+    ):
+        merchant_keys(tmp_path, Credentials(names), when)
 
 
 def test_a_file_without_rsa_certificates_is_refused() -> None:
