@@ -174,8 +174,9 @@ class NotifySettings:
     # The URL the providers are given (behind a reverse proxy, its public address);
     # empty: http://host:port of the listener itself.
     public_url: str = ""
-    # A notification signed longer ago than this (WeChat's timestamp, Alipay's
-    # notify_time) is refused as a replay.
+    # A notification signed longer ago than this (WeChat's timestamp) is refused as a
+    # replay; Alipay's notify_time may be up to 48 h old (its own resends), but no further
+    # ahead of our clock than this.
     max_skew_s: float = 300.0
     # How long a notification waits for the attempt's driver to apply it before the
     # provider is answered "not received" (it sends it again).

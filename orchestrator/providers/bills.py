@@ -14,10 +14,17 @@ from datetime import datetime
 
 from orchestrator.domain.money import from_yuan
 from orchestrator.domain.states import Channel
+from orchestrator.providers.port import ProviderRejected
 
 
 class BillError(ValueError):
     pass
+
+
+class NoTradesThatDay(ProviderRejected):
+    """The provider refused the bill of the day because nothing happened that day
+    (Alipay's isp.bill_not_exist once the bill is due): the day reconciles against no
+    rows. A caller that does not know it takes it as the refusal it derives from."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import orjson
 from orchestrator.channels.registry import spec
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel
-from orchestrator.providers.bills import BillError
+from orchestrator.providers.bills import BillError, NoTradesThatDay
 from orchestrator.providers.port import BillNotReady, PaymentProvider, ProviderError
 from orchestrator.reconcile.matcher import Difference, Kind, Match, match
 from orchestrator.store.redis_store import RedisStore
@@ -146,6 +146,8 @@ async def reconcile(
             report.not_ready[channel] = f"bill not ready yet: {error}"
             progress(f"{channel.value}: bill not ready yet ({error}); run the day again later")
             continue
+        except NoTradesThatDay:
+            rows = []
         except (ProviderError, BillError, TimeoutError) as error:
             report.failures[channel] = f"no usable bill: {error}"
             progress(f"{channel.value}: no usable bill ({error})")

@@ -1,13 +1,15 @@
 """Alipay OpenAPI, face-to-face payments (当面付): trade.pay (bar_code), query, cancel
-(honouring retry_flag), refund, precreate (a QR code for the payer to scan) and the bill
-download URL. Requests carry an RSA2 signature over the sorted parameters; answers are
-verified over the raw JSON text of their *_response member."""
+(honouring retry_flag), refund and its query, precreate (a QR code for the payer to scan)
+and close, and the bill download URL. Requests carry an RSA2 signature over the sorted
+parameters; answers are verified over the raw JSON text of their *_response member, with
+the Alipay public key or, in certificate mode, with the Alipay certificate the answer's
+alipay_cert_sn names (trust.py)."""
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -15,8 +17,10 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from orchestrator.channels.alipay.declines import DECLINED, REFUND_DECLINED
+from orchestrator.channels.alipay.trust import AlipayKeys
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.domain.states import Channel
+from orchestrator.providers.bills import NoTradesThatDay
 from orchestrator.providers.http import Adapter
 from orchestrator.providers.port import (
     OutcomeUnknown,
@@ -34,7 +38,7 @@ from orchestrator.providers.port import (
     TradeStatus,
     check_bound,
 )
-from orchestrator.providers.signing import KeyPair, sign, sorted_pairs, verify
+from orchestrator.providers.signing import sign, sorted_pairs, verify
 
 GATEWAY = "/gateway.do"
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -48,6 +52,13 @@ TRADE_STATUS = {
 }
 DOWNLOAD_TIMEOUT_S = 60.0
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# "当日数据一般于次日 9 点前生成": a day's bill is there by 09:00 the next day (Beijing).
+BILL_READY = time(9, 0)
+REFUND_SUCCESS = "REFUND_SUCCESS"
+
+
+class BillNotReady(OutcomeUnknown):
+    """The gateway has no bill of the day yet: ask again later (not a failed download)."""
 
 
 def raw_member(text: str, name: str) -> str | None:
@@ -94,7 +105,7 @@ def _value_end(text: str, start: int) -> int:
     return -1
 
 
-class Alipay(Adapter[KeyPair]):
+class Alipay(Adapter[AlipayKeys]):
     """Knows the merchant by its app_id."""
 
     channel = Channel.ALIPAY
@@ -166,24 +177,38 @@ class Alipay(Adapter[KeyPair]):
         _fail(answer)
 
     async def refund_query(self, call: RefundCall) -> RefundAnswer:
+        """Under the older contract an answer with the refund's data means it went
+        through, REFUND_SUCCESS or no refund_status; the empty answer: no such refund (yet)."""
+        found = await self.refund_found(call.trade.out_trade_no, call.out_refund_no)
+        if found is None:
+            return RefundAnswer(RefundStatus.NOT_FOUND, reason="no such refund")
+        amount, status, trade_no = found
+        check_bound("refund amount", call.refund_fen, amount)
+        if status in ("", REFUND_SUCCESS):
+            return RefundAnswer(RefundStatus.SUCCEEDED, trade_no)
+        return RefundAnswer(RefundStatus.PENDING, reason=status)
+
+    async def refund_found(
+        self, out_trade_no: str, out_request_no: str
+    ) -> tuple[int, str, str] | None:
+        """(the refund's own amount, its refund_status, the trade_no) by
+        alipay.trade.fastpay.refund.query, or None when the gateway has no such refund."""
         answer = await self._call(
             "alipay.trade.fastpay.refund.query",
-            {"out_trade_no": call.trade.out_trade_no, "out_request_no": call.out_refund_no},
+            {"out_trade_no": out_trade_no, "out_request_no": out_request_no},
         )
         if answer.get("code") != "10000":
             _fail(answer)
         if not answer.get("out_request_no") and not answer.get("refund_status"):
-            # The documented empty answer: the gateway has no such refund (yet).
-            return RefundAnswer(RefundStatus.NOT_FOUND, reason="no such refund")
-        check_bound("out_request_no", call.out_refund_no, answer.get("out_request_no"))
+            return None  # the documented empty answer
+        check_bound("out_request_no", out_request_no, answer.get("out_request_no"))
+        if answer.get("out_trade_no"):
+            check_bound("out_trade_no", out_trade_no, answer.get("out_trade_no"))
         try:
             amount = from_yuan(str(answer.get("refund_amount", "")))
         except ValueError:
-            amount = -1
-        check_bound("refund amount", call.refund_fen, amount)
-        if answer.get("refund_status") == "REFUND_SUCCESS":
-            return RefundAnswer(RefundStatus.SUCCEEDED, answer.get("trade_no", ""))
-        return RefundAnswer(RefundStatus.PENDING, reason=str(answer.get("refund_status", "")))
+            raise OutcomeUnknown("refund query answered without a refund_amount") from None
+        return amount, str(answer.get("refund_status", "")), str(answer.get("trade_no", ""))
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """alipay.trade.precreate: a QR code the payer scans. The trade exists at Alipay
@@ -212,33 +237,55 @@ class Alipay(Adapter[KeyPair]):
 
     async def close(self, trade: TradeRef) -> ReverseAnswer:
         """alipay.trade.close; a trade the payer never scanned does not exist yet and is
-        cancelled instead (which closes its number for good)."""
+        cancelled instead (which closes its number for good). ACQ.TRADE_STATUS_ERROR: the
+        trade can no longer be closed, because it was paid or is closed already (by its
+        own timeout, say); a query tells which."""
         answer = await self._call("alipay.trade.close", {"out_trade_no": trade.out_trade_no})
         sub_code = str(answer.get("sub_code", ""))
         if answer.get("code") == "10000":
             check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
             return ReverseAnswer(ReverseStatus.DONE, "closed")
         if sub_code == "ACQ.TRADE_STATUS_ERROR":
-            return ReverseAnswer(ReverseStatus.PAID, sub_code)
+            return await self._not_closable(trade)
         if sub_code == "ACQ.TRADE_NOT_EXIST":
             return await self.reverse(trade)
         if answer.get("code") == "20000" or sub_code == "ACQ.SYSTEM_ERROR":
             return ReverseAnswer(ReverseStatus.RETRY, sub_code or "20000")
         _fail(answer)
 
+    async def _not_closable(self, trade: TradeRef) -> ReverseAnswer:
+        found = await self.query(trade)
+        if found.status is TradeStatus.PAID:
+            return ReverseAnswer(ReverseStatus.PAID, "ACQ.TRADE_STATUS_ERROR: paid")
+        if found.status is TradeStatus.CLOSED:
+            return ReverseAnswer(ReverseStatus.DONE, "closed already (ACQ.TRADE_STATUS_ERROR)")
+        return ReverseAnswer(ReverseStatus.RETRY, f"ACQ.TRADE_STATUS_ERROR, {found.reason}")
+
     async def bill(self, day: date) -> bytes:
-        """The day's trade detail bill: a zip of GBK CSV files."""
+        """The day's trade detail bill: a zip of GBK CSV files. The gateway answers
+        isp.bill_not_exist both for a day without trades and for a bill not made yet; the
+        documented time tells them apart: a day's bill is there by 09:00 Beijing time the
+        next day. Before then BillNotReady (ask again later), after it NoTradesThatDay."""
         answer = await self._call(
             "alipay.data.dataservice.bill.downloadurl.query",
             {"bill_type": "trade", "bill_date": day.isoformat()},
         )
+        if answer.get("sub_code") == "isp.bill_not_exist":
+            ready = datetime.combine(day + timedelta(days=1), BILL_READY, BEIJING)
+            if self._clock() < ready.timestamp():
+                raise BillNotReady(
+                    f"Alipay has no bill of {day} yet; it is made by {ready:%Y-%m-%d %H:%M} "
+                    "Beijing time: run again then"
+                )
+            raise NoTradesThatDay(f"Alipay has no bill of {day}: no trades that day")
         if answer.get("code") != "10000":
             _fail(answer)
-        download = await self._http.request(
-            "GET", answer["bill_download_url"], timeout_s=DOWNLOAD_TIMEOUT_S
-        )
-        if download.status != 200:
-            raise OutcomeUnknown(f"bill download answered {download.status}")
+        url = answer.get("bill_download_url")
+        if not isinstance(url, str) or not url:
+            raise OutcomeUnknown("the bill query answered without a bill_download_url")
+        download = await self._http.request("GET", url, timeout_s=DOWNLOAD_TIMEOUT_S)
+        if download.status != 200 or not download.body:
+            raise OutcomeUnknown(f"bill download answered {download.status}, empty or not")
         return download.body
 
     # ---- protocol -------------------------------------------------------------------
@@ -255,6 +302,7 @@ class Alipay(Adapter[KeyPair]):
             ),
             "version": "1.0",
             "biz_content": orjson.dumps(biz).decode(),
+            **self._keys.request_params(),
         }
         if self._notify_url:
             params["notify_url"] = self._notify_url  # 异步通知, for the trade and its refunds
@@ -278,10 +326,18 @@ class Alipay(Adapter[KeyPair]):
         name = method.replace(".", "_") + "_response"
         raw = raw_member(text, name) or raw_member(text, "error_response")
         try:
-            signature = orjson.loads(answer.body).get("sign", "")
+            envelope = orjson.loads(answer.body)
         except orjson.JSONDecodeError:
             raise OutcomeUnknown(f"{method}: answer is not JSON") from None
-        if raw is None or not verify(self._keys.peer_public, raw.encode(), signature):
+        if not isinstance(envelope, dict) or raw is None:
+            raise OutcomeUnknown(f"{method}: answer has no {name}")
+        key = self._keys.answer_key(str(envelope.get("alipay_cert_sn", "")))
+        if key is None:
+            raise OutcomeUnknown(
+                f"{method}: signed with Alipay certificate {envelope.get('alipay_cert_sn')!r}, "
+                "which is not configured (download it from the open platform)"
+            )
+        if not verify(key, raw.encode(), str(envelope.get("sign", ""))):
             raise OutcomeUnknown(f"{method}: answer signature does not verify")
         parsed: dict[str, Any] = orjson.loads(raw)
         return parsed

@@ -1,6 +1,17 @@
 """The Alipay OpenAPI sandbox gateway (one URL, the method in a parameter): trade.pay,
-query, cancel, refund, precreate and the bill download URL. It verifies the app's RSA2
-signature and signs the raw JSON text of every *_response it sends."""
+query, cancel, refund and its query, precreate and close, and the bill download URL. It
+verifies the app's RSA2 signature and signs the raw JSON text of every *_response it
+sends, written as the real gateway writes it (compact JSON, every "/" escaped with a
+backslash, other text as UTF-8), with only fields the real gateway sends (the
+conformance suite checks both against the public samples). In certificate mode it checks
+the request's app_cert_sn and alipay_root_cert_sn and names its certificate in
+alipay_cert_sn.
+
+Where it models Alipay rather than the shared ledger: a precreate trade the payer failed
+to pay stays WAIT_BUYER_PAY (Alipay sends no failed state for it) until it is closed, by
+windowpay or by its own timeout_express; a refund still processing is not shown by the
+refund query (the older contract: a refund shown is a refund done); a day without trades
+has no bill (isp.bill_not_exist). Unlike the real gateway it serves a day's bill at once."""
 
 from __future__ import annotations
 
@@ -17,6 +28,7 @@ from aiohttp import web
 from orchestrator.channels.alipay.adapter import SIGNED_EXCEPT
 from orchestrator.channels.alipay.notify import notification_params, signed_text
 from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
+from orchestrator.channels.alipay.trust import GatewayKeys
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.providers.signing import sign, sorted_pairs, verify
 from orchestrator.sandbox.bank import (
@@ -28,9 +40,10 @@ from orchestrator.sandbox.bank import (
     Trade,
     TradeState,
 )
-from orchestrator.sandbox.bills import local
+from orchestrator.sandbox.bills import local, payments, refunds
 from orchestrator.sandbox.common import Gateway, Notification
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 TRADE_STATUS = {
     TradeState.NOTPAY: "WAIT_BUYER_PAY",
     TradeState.SUCCESS: "TRADE_SUCCESS",
@@ -51,12 +64,32 @@ DECLINE_SUB_CODES = {
     "AUTHCODEEXPIRE": "ACQ.PAYMENT_AUTH_CODE_INVALID",
     "AUTH_CODE_USED": "ACQ.PAYMENT_AUTH_CODE_INVALID",
 }
+# sub_msg as the API reference's error-code tables word them
+SUB_MESSAGES = {
+    "ACQ.TRADE_HAS_SUCCESS": "交易已被支付",
+    "ACQ.BUYER_BALANCE_NOT_ENOUGH": "买家余额不足",
+    "ACQ.PAYMENT_AUTH_CODE_INVALID": "支付授权码无效",
+    "ACQ.PAYMENT_FAIL": "支付失败",
+    "ACQ.TRADE_HAS_CLOSE": "交易已经关闭",
+    "ACQ.TRADE_NOT_EXIST": "交易不存在",
+    "ACQ.SELLER_BALANCE_NOT_ENOUGH": "卖家余额不足",
+    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "退款金额超限",
+    "ACQ.TRADE_STATUS_ERROR": "交易状态不合法",
+    "ACQ.TRADE_NOT_ALLOW_REFUND": "当前交易不允许退款",
+    "ACQ.CONTEXT_INCONSISTENT": "交易信息被篡改",
+    "ACQ.SYSTEM_ERROR": "系统错误",
+    "isp.unknow-error": "系统繁忙",
+    "isp.bill_not_exist": "账单不存在",
+    "isv.invalid-signature": "验签出错",
+    "isv.app-cert-not-exist": "应用公钥证书不存在",
+    "isv.invalid-alipay-root-cert-sn": "支付宝根证书SN无效",
+}
 
 
-class AlipayGateway(Gateway[Any]):
+class AlipayGateway(Gateway[GatewayKeys]):
     name = "ALIPAY"
 
-    def __init__(self, bank: SandboxBank, keys: Any, merchant_id: str) -> None:
+    def __init__(self, bank: SandboxBank, keys: GatewayKeys, merchant_id: str) -> None:
         super().__init__(bank, keys, merchant_id)
         self._bills: dict[str, date] = {}
         self.app.add_routes(
@@ -69,9 +102,14 @@ class AlipayGateway(Gateway[Any]):
         name = method.replace(".", "_") + "_response"
         signed = sorted_pairs(params, exclude=SIGNED_EXCEPT).encode()
         if params.get("app_id") != self.merchant_id or not verify(
-            self.keys.peer_public, signed, params.get("sign", "")
+            self.keys.app_public, signed, params.get("sign", "")
         ):
             return self._answer("error_response", _failure("40002", "isv.invalid-signature"))
+        if params.get("app_cert_sn", "") != self.keys.expected.get("app_cert_sn", ""):
+            return self._answer(name, _failure("40002", "isv.app-cert-not-exist"))
+        root_sn = self.keys.expected.get("alipay_root_cert_sn", "")
+        if params.get("alipay_root_cert_sn", "") != root_sn:
+            return self._answer(name, _failure("40002", "isv.invalid-alipay-root-cert-sn"))
         try:
             biz = orjson.loads(params.get("biz_content", "{}"))
         except orjson.JSONDecodeError:
@@ -117,9 +155,13 @@ class AlipayGateway(Gateway[Any]):
             return _failure("40004", sub)
         if told in (TradeState.CLOSED, TradeState.REVOKED):
             return _failure("40004", "ACQ.TRADE_HAS_CLOSE")
-        return {**_trade(reply.trade), "code": "10000", "msg": "Success"}
+        paid = _trade(reply.trade)
+        if reply.trade.paid_at is not None:
+            paid["gmt_payment"] = local(reply.trade.paid_at).strftime(TIME_FORMAT)
+        return {**paid, "code": "10000", "msg": "Success"}
 
     async def _query(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
+        await self._time_out(biz["out_trade_no"])
         reply = await self.bank.query(biz["out_trade_no"])
         unscanned = reply.trade is not None and reply.trade.state is TradeState.NOTPAY
         if reply.reply is Reply.NOT_FOUND or unscanned:
@@ -127,13 +169,13 @@ class AlipayGateway(Gateway[Any]):
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
-        assert reply.trade is not None
-        return {
-            **_trade(reply.trade),
-            "code": "10000",
-            "msg": "Success",
-            "trade_status": TRADE_STATUS[reply.trade.state],
-        }
+        trade = reply.trade
+        assert trade is not None
+        answer = {**_trade(trade), "code": "10000", "msg": "Success"}
+        answer["trade_status"] = _trade_status(trade)
+        if trade.paid_at is not None:
+            answer["send_pay_date"] = local(trade.paid_at).strftime(TIME_FORMAT)
+        return answer
 
     async def _cancel(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
         before = self.bank.trade(biz["out_trade_no"])
@@ -144,13 +186,10 @@ class AlipayGateway(Gateway[Any]):
         if unusual is not None:
             return unusual
         paid = before is not None and before.state in (TradeState.SUCCESS, TradeState.REFUND)
-        return {
-            "code": "10000",
-            "msg": "Success",
-            "out_trade_no": biz["out_trade_no"],
-            "retry_flag": "N",
-            "action": "refund" if paid else "close",
-        }
+        answer = {"code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"]}
+        if before is not None and before.trade_no:
+            answer["trade_no"] = before.trade_no
+        return {**answer, "retry_flag": "N", "action": "refund" if paid else "close"}
 
     async def _refund(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
         reply = await self.bank.refund(
@@ -182,7 +221,12 @@ class AlipayGateway(Gateway[Any]):
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
-        if reply.reply is Reply.NOT_FOUND or reply.refund is None or reply.trade is None:
+        if (
+            reply.reply is Reply.NOT_FOUND
+            or reply.refund is None
+            or reply.trade is None
+            or reply.refund.state is not RefundState.SUCCESS
+        ):
             return {"code": "10000", "msg": "Success"}  # the documented "no such refund"
         answer = {
             "code": "10000",
@@ -192,9 +236,8 @@ class AlipayGateway(Gateway[Any]):
             "out_request_no": reply.refund.out_refund_no,
             "total_amount": to_yuan(reply.trade.amount_fen),
             "refund_amount": to_yuan(reply.refund.amount_fen),
+            "refund_status": "REFUND_SUCCESS",
         }
-        if reply.refund.state is RefundState.SUCCESS:
-            answer["refund_status"] = "REFUND_SUCCESS"
         return answer
 
     async def _precreate(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
@@ -219,9 +262,12 @@ class AlipayGateway(Gateway[Any]):
         }
 
     async def _close(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
+        await self._time_out(biz["out_trade_no"])
         trade = self.bank.trade(biz["out_trade_no"])
         if trade is None or (trade.state is TradeState.NOTPAY and not trade.scanned):
             return _failure("40004", "ACQ.TRADE_NOT_EXIST")  # never scanned: no trade yet
+        if trade.state in (TradeState.CLOSED, TradeState.REVOKED):
+            return _failure("40004", "ACQ.TRADE_STATUS_ERROR")  # only an unpaid trade closes
         reply = await self.bank.close(biz["out_trade_no"])
         if reply.reply is Reply.ALREADY:
             return _failure("40004", "ACQ.TRADE_STATUS_ERROR")
@@ -236,11 +282,28 @@ class AlipayGateway(Gateway[Any]):
             "trade_no": reply.trade.trade_no,
         }
 
+    async def _time_out(self, out_trade_no: str) -> None:
+        """Alipay closes an unpaid trade at its timeout_express."""
+        trade = self.bank.trade(out_trade_no)
+        unpaid = (TradeState.NOTPAY, TradeState.USERPAYING, TradeState.PAYERROR)
+        if (
+            trade is not None
+            and trade.scanned
+            and trade.qr_expires_at is not None
+            and time.time() >= trade.qr_expires_at
+            and trade.state in unpaid
+        ):
+            await self.bank.close(out_trade_no)
+
     async def _bill_url(self, biz: dict[str, Any]) -> dict[str, Any]:
         if biz["bill_type"] != "trade":
             return _failure("40004", "isv.invalid-bill-type")
+        day = date.fromisoformat(biz["bill_date"])
+        trades = self.bank.trades()
+        if not any(payments(trades, day)) and not any(refunds(trades, day)):
+            return _failure("40004", "isp.bill_not_exist")
         token = secrets.token_urlsafe(12)
-        self._bills[token] = date.fromisoformat(biz["bill_date"])
+        self._bills[token] = day
         return {
             "code": "10000",
             "msg": "Success",
@@ -258,11 +321,7 @@ class AlipayGateway(Gateway[Any]):
         if reply.reply in (Reply.UNAVAILABLE, Reply.PROXY_ERROR):
             return web.Response(status=503, text="service unavailable")
         if reply.reply is Reply.SYSTEM_ERROR:
-            return {
-                "code": "20000",
-                "msg": "Service Currently Unavailable",
-                "sub_code": "isp.unknow-error",
-            }
+            return _failure("20000", "isp.unknow-error")
         return None
 
     def notification(self, trade: Trade, refund: Refund | None) -> Notification:
@@ -270,14 +329,16 @@ class AlipayGateway(Gateway[Any]):
         fields = {
             "app_id": self.merchant_id,
             "notify_id": secrets.token_hex(16),
-            "trade_status": TRADE_STATUS[trade.state],
+            "trade_status": _trade_status(trade),
             **{k: str(v) for k, v in _trade(trade).items()},
         }
+        if trade.paid_at is not None:
+            fields["gmt_payment"] = local(trade.paid_at).strftime(TIME_FORMAT)
         if refund is not None:
+            # refund_fee: everything refunded of the trade so far, this refund included
             fields["out_biz_no"] = refund.out_refund_no
-            fields["refund_fee"] = to_yuan(trade.refunded_fen)
-            fields["send_back_fee"] = to_yuan(refund.amount_fen)
-            fields["gmt_refund"] = local(refund.at).strftime("%Y-%m-%d %H:%M:%S")
+            fields["refund_fee"] = to_yuan(_refunded_so_far(trade))
+            fields["gmt_refund"] = local(refund.at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             if trade.refunded_fen >= trade.amount_fen:
                 fields["trade_status"] = "TRADE_CLOSED"
         params = notification_params(fields, time.time())
@@ -288,24 +349,48 @@ class AlipayGateway(Gateway[Any]):
         )
 
     def _answer(self, name: str, payload: dict[str, Any]) -> web.Response:
-        raw = orjson.dumps(payload).decode()
+        raw = answer_text(payload)
         signature = sign(self.keys.private, raw.encode())
-        text = f'{{"{name}":{raw},"sign":"{signature}"}}'
+        cert_sn = self.keys.alipay_cert_sn
+        named = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
+        text = f'{{"{name}":{raw},{named}"sign":"{signature}"}}'
         return web.Response(text=text, content_type="application/json", charset="utf-8")
 
 
+def answer_text(payload: dict[str, Any]) -> str:
+    """JSON as the gateway writes it: compact, "/" escaped, other text as UTF-8."""
+    return orjson.dumps(payload).decode().replace("/", "\\/")
+
+
 def _trade(trade: Trade) -> dict[str, Any]:
-    record = {
+    return {
         "trade_no": trade.trade_no,
         "out_trade_no": trade.out_trade_no,
         "total_amount": to_yuan(trade.amount_fen),
         "buyer_logon_id": f"{trade.auth_code[:3]}***",
     }
-    if trade.paid_at is not None:
-        record["gmt_payment"] = local(trade.paid_at).strftime("%Y-%m-%d %H:%M:%S")
-    return record
+
+
+def _trade_status(trade: Trade) -> str:
+    if trade.qr_token and trade.state is TradeState.PAYERROR:
+        return "WAIT_BUYER_PAY"  # a failed try at a code the payer scans ends nothing
+    return TRADE_STATUS[trade.state]
+
+
+def _refunded_so_far(trade: Trade) -> int:
+    """All refunded of the trade when it was copied (a notification's moment)."""
+    return sum(r.amount_fen for r in trade.refunds if r.state is RefundState.SUCCESS)
 
 
 def _failure(code: str, sub_code: str) -> dict[str, Any]:
-    messages = {"40002": "Invalid Arguments", "40004": "Business Failed"}
-    return {"code": code, "msg": messages.get(code, "Failed"), "sub_code": sub_code}
+    messages = {
+        "20000": "Service Currently Unavailable",
+        "40002": "Invalid Arguments",
+        "40004": "Business Failed",
+    }
+    return {
+        "code": code,
+        "msg": messages.get(code, "Failed"),
+        "sub_code": sub_code,
+        "sub_msg": SUB_MESSAGES.get(sub_code, "业务处理失败"),
+    }

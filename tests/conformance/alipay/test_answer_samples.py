@@ -1,0 +1,265 @@
+"""Every public answer sample through windowpay's Alipay adapter: it reads the sample,
+takes the outcome the sample means, and checks the sample's own signature wherever the
+key is public (the placeholder samples are signed again over their exact text)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+
+from orchestrator.channels.alipay.adapter import BEIJING, Alipay, BillNotReady
+from orchestrator.channels.alipay.bill import parse_alipay
+from orchestrator.providers.bills import NoTradesThatDay
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    ProviderError,
+    ProviderUnavailable,
+    QrAnswer,
+    QrCall,
+    RefundAnswer,
+    RefundCall,
+    RefundStatus,
+    ReverseAnswer,
+    ReverseStatus,
+    TradeAnswer,
+    TradeRef,
+    TradeStatus,
+)
+from orchestrator.providers.signing import PublicKey
+from tests.conformance.alipay.conftest import (
+    WIRE,
+    FakeGateway,
+    Keys,
+    adapter,
+    answer,
+    certificate_key,
+    method_of,
+    public_key,
+    resigned,
+)
+
+BILL_ZIP = WIRE.parents[1] / "bills" / "alipay_trade_bill_2019-09-16.zip"
+BILL_URL = (
+    "http://dwbillcenter.alipay.com/downloadBillFile.resource?bizType=X&userId=X"
+    "&fileType=X&bizDates=X&downloadFileName=X&fileId=X"
+)
+Operation = Callable[[Alipay], Awaitable[Any]]
+
+
+def pay(out_trade_no: str, amount_fen: int) -> Operation:
+    call = PayCall(out_trade_no, "286648048691290423", amount_fen, "SP01", "T01", "科目一")
+    return lambda alipay: alipay.pay(call)
+
+
+def query(out_trade_no: str, amount_fen: int) -> Operation:
+    return lambda alipay: alipay.query(TradeRef(out_trade_no, amount_fen, 0))
+
+
+def cancel(out_trade_no: str) -> Operation:
+    return lambda alipay: alipay.reverse(TradeRef(out_trade_no, 100, 0))
+
+
+def close(out_trade_no: str, amount_fen: int) -> Operation:
+    return lambda alipay: alipay.close(TradeRef(out_trade_no, amount_fen, 0))
+
+
+def refund(out_trade_no: str, amount_fen: int, out_request_no: str, refund_fen: int) -> Operation:
+    call = RefundCall(TradeRef(out_trade_no, amount_fen, 0), out_request_no, refund_fen, 0)
+    return lambda alipay: alipay.refund(call)
+
+
+def refund_query(
+    out_trade_no: str, amount_fen: int, out_request_no: str, refund_fen: int
+) -> Operation:
+    call = RefundCall(TradeRef(out_trade_no, amount_fen, 0), out_request_no, refund_fen, 0)
+    return lambda alipay: alipay.refund_query(call)
+
+
+def precreate(out_trade_no: str, amount_fen: int) -> Operation:
+    now = int(time.time() * 1000)
+    call = QrCall(out_trade_no, amount_fen, "SP01", "T01", "科目一", now, now + 120_000)
+    return lambda alipay: alipay.create_qr(call)
+
+
+@dataclass(frozen=True)
+class Case:
+    samples: tuple[str, ...]  # the first one answers the operation, the others follow
+    signed_by: str  # "gopay", "yansongda" (their public keys) or "placeholder"
+    operation: Operation
+    expected: object  # the adapter's answer, or the error type it raises
+
+    def __str__(self) -> str:
+        return self.samples[0]
+
+
+GOPAY_PAID = "2019082922001432790585666965"
+SANDBOX_TRADE = "2023122122001499160501586202"
+CASES = [
+    Case(
+        ("pay_success_gopay",), "gopay", pay("GZ201901301040361013", 1),
+        TradeAnswer(TradeStatus.PAID, GOPAY_PAID),
+    ),
+    Case(
+        ("pay_waiting_capture",), "placeholder", pay("170822000085721222000001002948", 265000),
+        TradeAnswer(TradeStatus.CONFIRMING, "2017082221001004710224447407"),
+    ),
+    Case(("pay_unknown_20000",), "placeholder", pay("A1", 100), OutcomeUnknown),
+    Case(("pay_system_error",), "placeholder", pay("A1", 100), OutcomeUnknown),
+    Case(
+        ("pay_declined_balance",), "placeholder", pay("A1", 100),
+        TradeAnswer(TradeStatus.DECLINED, reason="ACQ.BUYER_BALANCE_NOT_ENOUGH"),
+    ),
+    Case(
+        ("pay_declined_auth_code",), "placeholder", pay("A1", 100),
+        TradeAnswer(TradeStatus.DECLINED, reason="ACQ.PAYMENT_AUTH_CODE_INVALID"),
+    ),
+    Case(("pay_already_paid",), "placeholder", pay("A1", 100), ProviderError),
+    Case(
+        ("query_success_yansongda",), "yansongda", query("1703141270", 1),
+        TradeAnswer(TradeStatus.PAID, SANDBOX_TRADE, "TRADE_SUCCESS"),
+    ),
+    Case(
+        ("query_waiting",), "placeholder", query("6823789339978248", 8888),
+        TradeAnswer(
+            TradeStatus.CONFIRMING, "2013112011001004330000121536", "WAIT_BUYER_PAY"
+        ),
+    ),
+    Case(
+        ("query_closed",), "placeholder", query("6823789339978248", 8888),
+        TradeAnswer(TradeStatus.CLOSED, "2013112011001004330000121536", "TRADE_CLOSED"),
+    ),
+    Case(
+        ("query_not_exist",), "placeholder", query("6823789339978248", 8888),
+        TradeAnswer(TradeStatus.NOT_FOUND, reason="ACQ.TRADE_NOT_EXIST"),
+    ),
+    Case(
+        ("cancel_closed",), "placeholder", cancel("6823789339978248"),
+        ReverseAnswer(ReverseStatus.DONE, "cancelled (close)"),
+    ),
+    Case(
+        ("cancel_retry",), "placeholder", cancel("6823789339978248"),
+        ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y"),
+    ),
+    Case(
+        ("close_success_yansongda",), "yansongda", close("1703226647", 1),
+        ReverseAnswer(ReverseStatus.DONE, "closed"),
+    ),
+    Case(
+        ("close_status_error", "query_closed"), "placeholder", close("6823789339978248", 8888),
+        ReverseAnswer(ReverseStatus.DONE, "closed already (ACQ.TRADE_STATUS_ERROR)"),
+    ),
+    Case(
+        ("close_not_exist", "cancel_closed"), "placeholder", close("6823789339978248", 8888),
+        ReverseAnswer(ReverseStatus.DONE, "cancelled (close)"),
+    ),
+    Case(
+        ("refund_success_yansongda",), "yansongda", refund("1703141270", 1, "1703141270", 1),
+        RefundAnswer(RefundStatus.SUCCEEDED, SANDBOX_TRADE),
+    ),
+    Case(
+        ("refund_declined_balance",), "placeholder", refund("A1", 100, "A1R1", 100),
+        RefundAnswer(RefundStatus.FAILED, reason="ACQ.SELLER_BALANCE_NOT_ENOUGH"),
+    ),
+    Case(
+        ("refund_query_success_yansongda",), "yansongda",
+        refund_query("1703141270", 1, "1703141270", 1),
+        RefundAnswer(RefundStatus.SUCCEEDED, SANDBOX_TRADE),
+    ),
+    Case(
+        ("refund_query_older_contract",), "placeholder",
+        refund_query("20150320010101001", 10020, "20150320010101001", 1233),
+        RefundAnswer(RefundStatus.SUCCEEDED, "2014112611001004680073956707"),
+    ),
+    Case(
+        ("refund_query_empty",), "placeholder", refund_query("A1", 100, "A1R1", 100),
+        RefundAnswer(RefundStatus.NOT_FOUND, reason="no such refund"),
+    ),
+    Case(
+        ("precreate_yansongda",), "yansongda", precreate("1704093802", 1),
+        QrAnswer("https://qr.alipay.com/bax07651xvtprxfkmxyf00a9"),
+    ),
+]  # fmt: skip
+
+
+def gateway_for(case: Case, keys: Keys) -> tuple[FakeGateway, PublicKey]:
+    """A gateway answering the case's samples, and the key their signatures verify with."""
+    texts = [answer(name) for name in case.samples]
+    if case.signed_by == "placeholder":
+        texts = [resigned(t, _member(t), keys.alipay) for t in texts]
+        verify_with = keys.alipay.public_key()
+    elif case.signed_by == "gopay":
+        verify_with = public_key("gopay_alipay_public.pem")
+    else:
+        verify_with = certificate_key("yansongda_alipayPublicCert.crt")
+    by_method: dict[str, list[str]] = {}
+    for text in texts:
+        by_method.setdefault(_method(text), []).append(text)
+    return FakeGateway(by_method), verify_with
+
+
+def _member(text: str) -> str:
+    return text[2 : text.index('"', 2)]
+
+
+def _method(text: str) -> str:
+    return _member(text).removesuffix("_response").replace("_", ".")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+async def test_the_adapter_takes_the_outcome_each_sample_means(case: Case, keys: Keys) -> None:
+    gateway, verify_with = gateway_for(case, keys)
+    alipay = adapter(gateway, verify_with, keys.app)
+    if isinstance(case.expected, type):
+        with pytest.raises(case.expected) as raised:
+            await case.operation(alipay)
+        assert not isinstance(raised.value, ProviderUnavailable)
+    else:
+        assert await case.operation(alipay) == case.expected
+    assert [method_of(body) for body in gateway.sent][: len(case.samples)] == [
+        _method(answer(name)) for name in case.samples
+    ]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+async def test_a_sample_changed_by_one_character_is_not_taken(case: Case, keys: Keys) -> None:
+    """The signature check is real: the same sample, one value altered, is unknown."""
+    gateway, verify_with = gateway_for(case, keys)
+    first = gateway.answers[_method(answer(case.samples[0]))]
+    first[0] = first[0].replace('"msg":"', '"msg":"x', 1)
+    with pytest.raises(OutcomeUnknown, match="signature does not verify"):
+        await case.operation(adapter(gateway, verify_with, keys.app))
+
+
+async def test_the_bill_url_sample_leads_to_the_real_bill(keys: Keys) -> None:
+    text = resigned(answer("bill_url_doc"), _member(answer("bill_url_doc")), keys.alipay)
+    gateway = FakeGateway(
+        {"alipay.data.dataservice.bill.downloadurl.query": [text]},
+        {BILL_URL: BILL_ZIP.read_bytes()},
+    )
+    bill = await adapter(gateway, keys.alipay.public_key(), keys.app).bill(date(2019, 9, 16))
+    assert bill == BILL_ZIP.read_bytes()
+    assert len(parse_alipay(bill)) > 0
+
+
+@pytest.mark.parametrize(
+    ("asked_at", "expected"),
+    [
+        ("2019-09-17 08:59:59", BillNotReady),  # the day's bill is made by 09:00 next day
+        ("2019-09-17 09:00:00", NoTradesThatDay),  # due and not there: no trades
+    ],
+)
+async def test_no_bill_means_not_yet_or_no_trades_by_the_documented_time(
+    keys: Keys, asked_at: str, expected: type[ProviderError]
+) -> None:
+    text = resigned(answer("bill_not_exist"), _member(answer("bill_not_exist")), keys.alipay)
+    gateway = FakeGateway({"alipay.data.dataservice.bill.downloadurl.query": [text]})
+    now = datetime.strptime(asked_at, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING).timestamp()
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app, lambda: now)
+    with pytest.raises(expected):
+        await alipay.bill(date(2019, 9, 16))

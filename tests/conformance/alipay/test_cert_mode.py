@@ -1,0 +1,229 @@
+"""Alipay's public-key certificate mode (公钥证书模式): the SNs computed as Alipay's SDKs
+compute them (checked against the values their own tests publish, for certificates of
+Alipay's production and sandbox chains), answers verified with the certificate their
+alipay_cert_sn names, and the sandbox speaking the mode end to end.
+
+Alipay's official Python SDK has no certificate mode, and fzlee/alipay (which has one)
+installs under the same top-level name `alipay`, so the SNs are checked against the
+values the official Node SDK's and other clients' tests assert."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from orchestrator.channels.alipay.adapter import Alipay
+from orchestrator.channels.alipay.certs import (
+    CertMode,
+    alipay_keys,
+    cert_sn,
+    load_certificates,
+    root_cert_sn,
+)
+from orchestrator.channels.alipay.files import make_dev_certificates
+from orchestrator.channels.alipay.notify import AlipayNotifications
+from orchestrator.channels.alipay.trust import AlipayKeys, merchant_keys
+from orchestrator.channels.alipay.wiring import notifications
+from orchestrator.config import Credentials, ProviderSettings
+from orchestrator.domain.states import Channel
+from orchestrator.providers.certificates import CertificateError, certificate_pem, issue
+from orchestrator.providers.http import HttpClient
+from orchestrator.providers.keys import KeyMaterialError
+from orchestrator.providers.port import (
+    OutcomeUnknown,
+    PayCall,
+    ProviderRejected,
+    TradeRef,
+    TradeStatus,
+)
+from orchestrator.providers.signing import generate_key, load_private_key, sign
+from tests.conformance.alipay.conftest import (
+    APP_ID,
+    WIRE,
+    FakeGateway,
+    Keys,
+    answer,
+    form,
+    serve_alipay,
+)
+from tests.conformance.alipay.test_answer_samples import CASES, Case
+from tests.support import code, provider_id
+
+PRODUCTION_ROOT_SN = "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6"
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        ("nodesdk_appCertPublicKey_2021001161683774.crt", "866efef280dec9137a87d047ac446315"),
+        ("nodesdk_alipayCertPublicKey_RSA2.crt", "7513daaaa48aa3ba2e4018d84402479c"),
+        ("yansongda_alipayAppPublicCert.crt", "e90dd23a37c5c7b616e003970817ff82"),
+    ],
+)
+def test_a_certificates_sn_is_the_sdks(file: str, expected: str) -> None:
+    [first, *_] = load_certificates((WIRE / "certs" / file).read_bytes())
+    assert cert_sn(first) == expected
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        ("nodesdk_alipayRootCert.crt", PRODUCTION_ROOT_SN),
+        ("yansongda_alipayRootCert.crt", PRODUCTION_ROOT_SN),
+        ("fzlee_sandbox_alipay_root_cert.crt", "6bc29aa3b4d406c43483ffea81e08d22"),
+    ],
+)
+def test_the_root_sn_joins_the_rsa_roots_only(file: str, expected: str) -> None:
+    """The production file holds four roots (SM2, RSA, ECDSA, RSA-SHA1): two count."""
+    assert root_cert_sn(load_certificates((WIRE / "certs" / file).read_bytes())) == expected
+
+
+def sandbox_cert_mode(app: Keys) -> AlipayKeys:
+    """Certificate mode with the certificate Alipay's sandbox signed the samples with."""
+    alipay = load_certificates((WIRE / "certs" / "yansongda_alipayPublicCert.crt").read_bytes())
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)  # within that certificate's dates
+    keys = alipay_keys(alipay, when)
+    assert list(keys) == ["6f1e366a31d9575cd546914add04f4af"]  # the signing one, not its CA
+    mode = CertMode("e90dd23a37c5c7b616e003970817ff82", PRODUCTION_ROOT_SN, keys)
+    return AlipayKeys(app.app, keys, mode)
+
+
+def with_cert_sn(text: str, sn: str) -> str:
+    return text.replace(',"sign":"', f',"alipay_cert_sn":"{sn}","sign":"', 1)
+
+
+SANDBOX_SIGNED = [case for case in CASES if case.signed_by == "yansongda"]
+
+
+@pytest.mark.parametrize("case", SANDBOX_SIGNED, ids=str)
+async def test_the_sandboxs_signed_answers_verify_by_their_alipay_cert_sn(
+    case: Case, keys: Keys
+) -> None:
+    text = with_cert_sn(answer(case.samples[0]), "6f1e366a31d9575cd546914add04f4af")
+    gateway = FakeGateway({_method(text): [text]})
+    alipay = Alipay(gateway, sandbox_cert_mode(keys), APP_ID)
+    assert await case.operation(alipay) == case.expected
+    sent = form(gateway.sent[0])
+    assert (sent["app_cert_sn"], sent["alipay_root_cert_sn"]) == (
+        "e90dd23a37c5c7b616e003970817ff82",
+        PRODUCTION_ROOT_SN,
+    )
+    unknown = FakeGateway({_method(text): [with_cert_sn(answer(case.samples[0]), "0" * 32)]})
+    with pytest.raises(OutcomeUnknown, match="not configured"):
+        await case.operation(Alipay(unknown, sandbox_cert_mode(keys), APP_ID))
+
+
+def _method(text: str) -> str:
+    return text[2 : text.index('"', 2)].removesuffix("_response").replace("_", ".")
+
+
+async def test_the_sandbox_speaks_certificate_mode_end_to_end(tmp_path: Path) -> None:
+    names = make_dev_certificates(tmp_path)
+    credentials = Credentials(names)
+    served, runner = await serve_alipay(tmp_path, credentials)
+    try:
+        call = PayCall(provider_id("C"), code(Channel.ALIPAY), 8000, "SP01", "T01", "科目一")
+        assert (await served.adapter.pay(call)).status is TradeStatus.PAID
+        assert (await served.adapter.query(call.trade)).status is TradeStatus.PAID
+        mode = merchant_keys(tmp_path, credentials).certificates
+        assert mode is not None
+        app = load_certificates((tmp_path / names["app_cert_file"]).read_bytes())[0]
+        assert mode.app_cert_sn == cert_sn(app)
+        alipay = load_certificates((tmp_path / names["alipay_cert_file"]).read_bytes())[0]
+        assert served.gateway.keys.alipay_cert_sn == cert_sn(alipay)
+        # a client in public-key mode sends no app_cert_sn: the gateway refuses it
+        key_mode = served.adapter.__class__(
+            served.client, merchant_keys(tmp_path, Credentials()), APP_ID
+        )
+        with pytest.raises(ProviderRejected, match=r"isv\.app-cert-not-exist"):
+            await key_mode.query(call.trade)
+        # and a notification the cert-mode sandbox signs is read by the wired verifier
+        trade = served.bank.trade(call.out_trade_no)
+        assert trade is not None
+        sent = served.gateway.notification(trade, None)
+        settings = ProviderSettings(
+            base_url=served.gateway.base_url, merchant_id=APP_ID, credentials=credentials
+        )
+        client = HttpClient(served.gateway.base_url)
+        verifier: AlipayNotifications = notifications(client, settings, tmp_path, 300)
+        notice = await verifier.verify({}, sent.body)
+        assert (notice.out_trade_no, notice.trade_status) == (call.out_trade_no, TradeStatus.PAID)
+        await client.close()
+    finally:
+        await served.client.close()
+        await runner.cleanup()
+
+
+async def test_a_rotated_alipay_certificate_is_chosen_by_its_sn(keys: Keys) -> None:
+    """Two Alipay certificates configured (the old and the new one): the answer names
+    which one signed it."""
+    ca_key = generate_key()
+    ca = issue("test Alipay CA", ca_key, None, ca=True)
+    old_key, new_key = generate_key(), generate_key()
+    old = issue("支付宝 old", old_key, (ca, ca_key), ca=False)
+    new = issue("支付宝 new", new_key, (ca, ca_key), ca=False)
+    now = dt.datetime.now(dt.UTC)
+    both = alipay_keys(load_certificates(certificate_pem(old) + certificate_pem(new)), now)
+    mode = AlipayKeys(keys.app, both, CertMode("a" * 32, "b" * 32, both))
+    raw = (
+        '{"code":"10000","msg":"Success","trade_no":"T1","out_trade_no":"W1",'
+        '"total_amount":"1.00","trade_status":"TRADE_SUCCESS"}'
+    )
+    text = (
+        f'{{"alipay_trade_query_response":{raw},"alipay_cert_sn":"{cert_sn(new)}",'
+        f'"sign":"{sign(new_key, raw.encode())}"}}'
+    )
+    alipay = Alipay(FakeGateway({"alipay.trade.query": [text]}), mode, APP_ID)
+    assert (await alipay.query(TradeRef("W1", 100, 0))).status is TradeStatus.PAID
+    claims_old = text.replace(cert_sn(new), cert_sn(old))
+    alipay = Alipay(FakeGateway({"alipay.trade.query": [claims_old]}), mode, APP_ID)
+    with pytest.raises(OutcomeUnknown, match="signature does not verify"):
+        await alipay.query(TradeRef("W1", 100, 0))
+
+
+def test_certificate_mode_is_all_three_files_or_none(tmp_path: Path) -> None:
+    names = make_dev_certificates(tmp_path)
+    partial = {k: v for k, v in names.items() if k != "alipay_root_cert_file"}
+    with pytest.raises(KeyMaterialError, match="alipay_root_cert_file"):
+        merchant_keys(tmp_path, Credentials(partial))
+
+
+def test_an_app_certificate_of_another_key_is_refused_at_start(tmp_path: Path) -> None:
+    names = make_dev_certificates(tmp_path)
+    swapped = dict(names, app_cert_file=names["alipay_cert_file"])
+    with pytest.raises(KeyMaterialError, match="not the certificate of the app's key"):
+        merchant_keys(tmp_path, Credentials(swapped))
+
+
+@pytest.mark.parametrize("which", ["app", "alipay"])
+def test_a_certificate_out_of_date_is_refused_at_start(tmp_path: Path, which: str) -> None:
+    names = make_dev_certificates(tmp_path)
+    if which == "alipay":  # an Alipay certificate that expired, beside a valid app one
+        key = load_private_key(tmp_path / "alipay" / "platform_private.pem")
+        ca_key = generate_key()
+        ca = issue("test CA", ca_key, None, ca=True)
+        old = issue(
+            "支付宝 old",
+            key,
+            (ca, ca_key),
+            ca=False,
+            days=1,
+            now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        )
+        (tmp_path / "old.crt").write_bytes(certificate_pem(old))
+        names = dict(names, alipay_cert_file="old.crt")
+        when = None
+    else:
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(days=4000)
+    with pytest.raises(
+        KeyMaterialError,
+        match=f"the {'Alipay' if which == 'alipay' else 'app'} certificate .*is valid from",
+    ):
+        merchant_keys(tmp_path, Credentials(names), when)
+
+
+def test_a_file_without_rsa_certificates_is_refused() -> None:
+    with pytest.raises(CertificateError):
+        load_certificates(b"no certificate here")
