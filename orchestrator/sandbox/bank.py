@@ -355,12 +355,15 @@ class SandboxBank:
         return self._copy(trade)
 
     def decline_scanned(self, out_trade_no: str, reason: str = "NOTENOUGH") -> Trade | None:
-        """The payer app's payment is refused (balance too low)."""
+        """The payer app's try is refused (balance too low). As at the real gateways, a
+        failed try does not end a trade the payer scans: it stays awaiting payment (WeChat
+        Native NOTPAY, Alipay WAIT_BUYER_PAY, UnionPay in progress), and the code can
+        still be paid, by another card or another try, until it is closed."""
         trade = self._trades.get(out_trade_no)
         if trade is None:
             return None
         if trade.state in (TradeState.NOTPAY, TradeState.USERPAYING):
-            trade.state, trade.reason = TradeState.PAYERROR, reason
+            trade.failed_tries = (*trade.failed_tries, reason)
             self._keep(trade)
         return self._copy(trade)
 

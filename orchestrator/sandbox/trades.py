@@ -82,6 +82,8 @@ class Trade:
     scanned: bool = False  # the payer app has scanned the code
     notify: bool = True  # is the payment notified (the payer app may drop it; a WeChat
     # code payment never is)
+    failed_tries: tuple[str, ...] = ()  # the payer's refused tries at a QR code, which
+    # stays payable (the reason of each)
 
     @property
     def refunded_fen(self) -> int:
@@ -102,6 +104,7 @@ def decode_trade(body: bytes) -> Trade:
     raw: dict[str, Any] = {k: v for k, v in orjson.loads(body).items() if k in _TRADE_FIELDS}
     raw["state"] = TradeState(raw["state"])
     raw["behaviour"] = Behaviour(raw["behaviour"])
+    raw["failed_tries"] = tuple(raw.get("failed_tries", ()))
     raw["refunds"] = [
         Refund(**{**r, "state": RefundState(r["state"])})
         for r in (

@@ -69,6 +69,7 @@ async def test_a_new_process_finds_the_ledger_where_the_last_one_left_it(tmp_pat
     await before.refund("slow-refund", "slow-r1", AMOUNT)  # processing until +10 s
     await before.create_qr("qr", AMOUNT, "SP01", START + 120)
     before.scan("qr")
+    before.decline_scanned("qr")
     await before.saved()
     kept = before.trades()
     # The old process is gone without closing anything: a new one opens the same file.
@@ -76,7 +77,7 @@ async def test_a_new_process_finds_the_ledger_where_the_last_one_left_it(tmp_pat
     assert after.trades() == kept
     qr = after.trade("qr")
     assert qr is not None and qr.qr_token and after.qr_trade(qr.qr_token) == qr
-    assert qr.state is TradeState.USERPAYING and qr.scanned
+    assert qr.state is TradeState.USERPAYING and qr.failed_tries == ("NOTENOUGH",)
     # Time passes as it did for the provider: the payer confirmed, the refund went through.
     clock.at += 11
     confirmed = await after.query("confirming")
