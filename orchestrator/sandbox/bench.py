@@ -39,10 +39,10 @@ async def _run(payments: int, at_once: list[int]) -> None:
     timing = Timing(time_scale=0.0)
     print(f"{payments} payments each: pay + query, a refund of one in ten")
     for concurrency in at_once:
-        memory = await _drive(SandboxBank("WECHAT", timing), payments, concurrency)
+        memory = await _drive(SandboxBank("BENCH", timing), payments, concurrency)
         with tempfile.TemporaryDirectory() as directory:
             journal = Journal(LedgerFile(Path(directory)))
-            bank = SandboxBank("WECHAT", timing, journal=journal)
+            bank = SandboxBank("BENCH", timing, journal=journal)
             durable = await _drive(bank, payments, concurrency)
             commits = journal.commits
             await journal.close()

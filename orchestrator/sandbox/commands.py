@@ -24,9 +24,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sandbox = commands.add_parser(
         "sandbox",
         help="the sandbox providers' ledgers (kept under DATA_DIR/sandbox)",
-        description="The WeChat Pay, Alipay and UnionPay sandboxes that `windowpay serve` "
-        "runs keep their ledgers (trades, refunds, QR codes, notifications on their way) "
-        "under DATA_DIR/sandbox, so that a restart forgets nothing.",
+        description="The sandbox providers that `windowpay serve` runs keep their ledgers "
+        "(trades, refunds, QR codes, notifications on their way) under DATA_DIR/sandbox, "
+        "so that a restart forgets nothing.",
     )
     actions = sandbox.add_subparsers(dest="action", required=True)
     reset = actions.add_parser(
