@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,44 +44,49 @@ class LedgerBusy(Exception):
 
 
 class LedgerFile:
-    """The SQLite file. Its methods block: the journal calls `write` from a thread."""
+    """The SQLite file. Its methods block: the journal calls `write` from a thread, so
+    each holds the file's lock (a read never lands inside another's write)."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / FILE
+        self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # fsync the log at every commit
         self._db.execute(SCHEMA)
 
     def load(self, ledger: str, kind: str) -> dict[str, bytes]:
-        rows = self._db.execute(
-            "SELECT key, body FROM entries WHERE ledger = ? AND kind = ?", (ledger, kind)
-        )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, body FROM entries WHERE ledger = ? AND kind = ?", (ledger, kind)
+            ).fetchall()
         return {key: bytes(body) for key, body in rows}
 
     def write(self, rows: list[tuple[Key, bytes | None]]) -> None:
         """One transaction: each key's new body, or its removal (None)."""
         puts = [(*key, body) for key, body in rows if body is not None]
         gone = [key for key, body in rows if body is None]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", puts)
-            self._db.executemany(
-                "DELETE FROM entries WHERE ledger = ? AND kind = ? AND key = ?", gone
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", puts)
+                self._db.executemany(
+                    "DELETE FROM entries WHERE ledger = ? AND kind = ? AND key = ?", gone
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def clear(self, ledger: str) -> int:
         """Forget one ledger entirely; how many entries it had."""
-        done = self._db.execute("DELETE FROM entries WHERE ledger = ?", (ledger,))
-        return done.rowcount
+        with self._lock:
+            return self._db.execute("DELETE FROM entries WHERE ledger = ?", (ledger,)).rowcount
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 class Journal:
@@ -95,10 +101,6 @@ class Journal:
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written (the benchmark reads it)
-
-    @property
-    def durable(self) -> bool:
-        return self.file is not None
 
     def load(self, ledger: str, kind: str) -> dict[str, bytes]:
         return {} if self.file is None else self.file.load(ledger, kind)
@@ -150,7 +152,7 @@ class Journal:
                     log.exception("sandbox ledger write failed")
                     for key, encode in batch.items():  # kept for the next write
                         self._pending.setdefault(key, encode)
-                    self._wake(upto, error)
+                    self._wake(self._noted, error)  # no answer waits on it any more
                     return
                 self.commits += 1
                 self._committed = upto

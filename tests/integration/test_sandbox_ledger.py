@@ -124,6 +124,27 @@ async def test_an_answer_waits_for_its_change_to_be_committed(tmp_path: Path) ->
     elsewhere.close()
 
 
+class FailingOnce(LedgerFile):
+    """A disk that refuses the first write (full, say), then works again."""
+
+    failed = False
+
+    def write(self, rows: list[tuple[tuple[str, str, str], bytes | None]]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError("no space left on device")
+        super().write(rows)
+
+
+async def test_an_answer_whose_change_was_not_written_is_not_given(tmp_path: Path) -> None:
+    bank = SandboxBank("WECHAT", journal=Journal(FailingOnce(tmp_path)))
+    with pytest.raises(OSError, match="no space"):  # the gateway answers a bare 500
+        await bank.pay("p1", "130000000000010000", AMOUNT, "SP01")
+    reply = await bank.pay("p2", "130000000000020000", AMOUNT, "SP01")
+    assert reply.reply is Reply.OK
+    assert set(LedgerFile(tmp_path).load("WECHAT", "trade")) == {"p1", "p2"}  # written late
+
+
 async def test_answers_given_together_share_a_commit(tmp_path: Path) -> None:
     bank = bank_in(tmp_path, Clock())
     await asyncio.gather(
