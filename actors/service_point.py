@@ -46,7 +46,7 @@ class ServicePointActor:
             service_points, config, RedisStore(self._redis), self._providers.by_channel
         )
         REGISTRY.register(InFlightCollector(self._core))
-        start_at_zero()
+        start_at_zero(service_points)
         address = serve_metrics()
         loop = asyncio.get_running_loop()
         self._announcing = loop.create_task(

@@ -190,7 +190,7 @@ async def start_service(
                      config.notify.base_url)  # fmt: skip
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir, config.sandboxed())
-            sandbox = SandboxProcess(config, keys_dir)
+            sandbox = SandboxProcess(config, keys_dir, data_dir)
             urls = sandbox.start()
             stack.callback(sandbox.stop)
             config = config.with_base_urls({c: urls[c] for c in config.sandboxed()})

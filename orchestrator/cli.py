@@ -18,6 +18,7 @@ from orchestrator.config import ConfigError, load_config
 from orchestrator.console import staff
 from orchestrator.reconcile import commands as backoffice
 from orchestrator.record import commands as record
+from orchestrator.sandbox import commands as sandbox
 from orchestrator.telemetry import configure_logging
 
 # `windowpay serve` exits with this status when it lost its Ray node (EX_TEMPFAIL):
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_parsers(commands)
     healthcheck.add_parser(commands)
     staff.add_parsers(commands)
+    sandbox.add_parsers(commands)
     return parser
 
 

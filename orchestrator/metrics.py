@@ -8,9 +8,14 @@ operation, outcome, gRPC method and code. Never an order id or a payer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 
-from orchestrator.domain.states import Channel
+from orchestrator.domain.commands import Command
+from orchestrator.domain.principals import Role
+from orchestrator.domain.states import AttemptState, Channel, RefundState
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 PAYMENT = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300)
@@ -163,17 +168,29 @@ ACTOR_SUBMITS = Counter(
     ["command"],
 )
 
+# The label values known at start: every series they make is created at zero, so that
+# rates, sums and alerts see it before its first event (Prometheus's advice).
+CHANNELS = tuple(channel.value for channel in Channel)
 PROVIDERS = tuple(channel.value for channel in Channel if channel is not Channel.CASH)
-OPERATIONS = ("pay", "query", "reverse", "refund", "refund_query", "bill")
+OPERATIONS = (
+    "pay", "query", "reverse", "create_qr", "close", "refund", "refund_query", "bill",
+)  # fmt: skip
 ERROR_KINDS = ("unavailable", "unknown", "rejected", "timeout", "mismatch")
-COMMANDS = ("CreateOrder", "Pay", "CancelOrder", "Refund", "SettleLateSuccess")
+COMMANDS = tuple(command.__name__ for command in get_args(Command))
+# How an attempt ends at its window (a late success is refunded later, on its own).
+ATTEMPT_OUTCOMES = tuple(s.value for s in (AttemptState.SUCCEEDED, AttemptState.FAILED,
+                                           AttemptState.REVERSED))  # fmt: skip
+REFUND_OUTCOMES = (RefundState.SUCCEEDED.value, RefundState.FAILED.value)
+REDIS_OPERATIONS = ("read", "commit")
+ACTOR_BATCH_PATHS = ("direct", "ray")
 
 
-def start_at_zero() -> None:
-    """Create the labelled series a service-point process may update, at zero, so that
-    rates and alerts see them before their first event (Prometheus's advice)."""
-    for operation in ("read", "commit"):
+def start_at_zero(service_points: Sequence[str] = ()) -> None:
+    """Create the labelled series a service-point process may update, at zero, for the
+    service points it serves."""
+    for operation in REDIS_OPERATIONS:
         REDIS_ERRORS.labels(operation)
+        REDIS_DURATION.labels(operation)
     for provider in PROVIDERS:
         LATE_SUCCESSES.labels(provider)
         REFUNDS_OVERDUE.labels(provider)
@@ -181,11 +198,24 @@ def start_at_zero() -> None:
             REVERSALS.labels(provider, outcome)
         for operation in OPERATIONS:
             ANSWER_MISMATCHES.labels(provider, operation)
+            PROVIDER_DURATION.labels(provider, operation)
             for kind in ERROR_KINDS:
                 PROVIDER_ERRORS.labels(provider, operation, kind)
     for command in COMMANDS:
+        ACTOR_SUBMITS.labels(command)
         for result in ("replayed", "conflict"):
             IDEMPOTENCY.labels(command, result)
+    for channel in CHANNELS:
+        for outcome in ATTEMPT_OUTCOMES:
+            ATTEMPT_DURATION.labels(channel, outcome)
+            for sp in service_points:
+                ATTEMPTS.labels(channel, outcome, sp)
+        for sp in service_points:
+            PAYMENTS.labels(channel, sp)
+            PAID_FEN.labels(channel, sp)
+        for outcome in REFUND_OUTCOMES:
+            for automatic in ("true", "false"):
+                REFUNDS.labels(channel, outcome, automatic)
 
 
 # ---- notifications (front door's listener) --------------------------------------------
@@ -235,3 +265,23 @@ CRL_LOADED = Gauge(
     "windowpay_access_crl_loaded_timestamp_seconds",
     "When the revocation list in force was taken (Unix time).",
 )
+
+# (the access checks' own words for a limit and a refusal: orchestrator/access/)
+ACCESS_LIMITS = ("rate", "calls", "streams", "slow_reader")
+ACCESS_REFUSALS = ("no_certificate", "revoked", "unbound", "unknown_principal")
+CRL_REFUSALS = ("missing", "unreadable", "foreign")
+
+
+def access_at_zero(methods: Sequence[str], pin_outcomes: Sequence[str]) -> None:
+    """Create the access series of a front door serving `methods`, at zero."""
+    for reason in ACCESS_REFUSALS:
+        ACCESS_REFUSED.labels(reason)
+    for reason in CRL_REFUSALS:
+        CRL_REFUSED.labels(reason)
+    for outcome in pin_outcomes:
+        SUPERVISOR_PINS.labels(outcome)
+    for role in Role:
+        for limit in ACCESS_LIMITS:
+            ACCESS_LIMITED.labels(role.value, limit)
+        for method in methods:
+            ACCESS_DENIED.labels(role.value, method)

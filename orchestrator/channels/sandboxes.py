@@ -1,17 +1,22 @@
 """Runs every sandboxed channel's gateway (from the channel registry), each on its own
-loopback port, in one process."""
+loopback port, in one process.
+
+Given a ledger directory (`windowpay serve` gives `<data dir>/sandbox/`), the ledgers are
+durable there (orchestrator/sandbox/journal.py) and each gateway listens where it did
+before, so that a QR code shown before a restart can still be scanned after it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import select
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +25,20 @@ from aiohttp import web
 from orchestrator.channels.registry import CHANNELS, ensure_dev_keys, spec
 from orchestrator.config import Config, load_config
 from orchestrator.domain.states import Channel
-from orchestrator.embedded_redis import free_port
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.sandbox.common import Gateway
+from orchestrator.sandbox.journal import SANDBOX_DIR, Journal, LedgerFile, LedgerLock
+
+PORTS = "ports.json"  # in the ledger directory: where each gateway listened last
+ORPHAN_CHECK_S = 1.0
 
 
 @dataclass
 class Sandboxes:
     gateways: dict[Channel, Gateway[Any]]
     runners: list[web.AppRunner]
+    journal: Journal = field(default_factory=Journal)
+    lock: LedgerLock | None = None
 
     @property
     def base_urls(self) -> dict[Channel, str]:
@@ -40,11 +50,17 @@ class Sandboxes:
     async def stop(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
+        await self.journal.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
-def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
+def gateways_for(
+    config: Config, keys_dir: Path, journal: Journal | None = None
+) -> dict[Channel, Gateway[Any]]:
     """A gateway for every channel the config leaves to the sandbox (none for a channel
-    that is live: its keys are never read or made here)."""
+    that is live: its keys are never read or made here), over ledgers kept by `journal`
+    (none: in memory)."""
     sandbox = config.sandbox
     timing = Timing(
         time_scale=config.settings.time_scale,
@@ -55,46 +71,81 @@ def gateways_for(config: Config, keys_dir: Path) -> dict[Channel, Gateway[Any]]:
     )
     gateways: dict[Channel, Gateway[Any]] = {}
     for channel in config.sandboxed():
-        bank = SandboxBank(channel.value, timing)
+        bank = SandboxBank(channel.value, timing, journal=journal)
         gateways[channel] = spec(channel).gateway(bank, config.providers[channel], keys_dir)
     return gateways
 
 
 async def start_sandboxes(
-    config: Config, keys_dir: Path, ports: Mapping[Channel, int] | None = None
+    config: Config,
+    keys_dir: Path,
+    ports: Mapping[Channel, int] | None = None,
+    ledger_dir: Path | None = None,
 ) -> Sandboxes:
-    """Serve every gateway on 127.0.0.1 (on `ports`, or free ones)."""
+    """Serve every gateway on 127.0.0.1 (on `ports`, else where it listened last, else on
+    a free port), with its ledger durable in `ledger_dir` (None: in memory)."""
     ensure_dev_keys(keys_dir, config.sandboxed())
-    gateways = gateways_for(config, keys_dir)
-    runners = []
+    lock, journal, last = None, Journal(), {}
+    if ledger_dir is not None:
+        lock = LedgerLock(ledger_dir)
+        await asyncio.to_thread(lock.take)
+        journal, last = Journal(LedgerFile(ledger_dir)), _ports_used(ledger_dir)
+    sandboxes = Sandboxes(gateways_for(config, keys_dir, journal), [], journal, lock)
     try:
-        for channel, gateway in gateways.items():
+        for channel, gateway in sandboxes.gateways.items():
             runner = web.AppRunner(gateway.app, access_log=None, handler_cancellation=False)
             await runner.setup()
-            runners.append(runner)
-            port = (ports or {}).get(channel) or free_port()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            sandboxes.runners.append(runner)
+            asked = (ports or {}).get(channel)
+            port = await _listen(runner, asked or last.get(channel.value), fixed=bool(asked))
             gateway.base_url = f"http://127.0.0.1:{port}"
             if config.notify.port or config.notify.public_url:
                 # (a listener on a free port is not known yet: its starter says where)
                 gateway.notify_url = config.notify_url(channel)
+            gateway.resume()
     except BaseException:
-        for runner in runners:
-            await runner.cleanup()
+        await sandboxes.stop()
         raise
-    return Sandboxes(gateways, runners)
+    if ledger_dir is not None:
+        used = {channel.value: int(url.rsplit(":", 1)[1]) for channel, url in
+                sandboxes.base_urls.items()}  # fmt: skip
+        (ledger_dir / PORTS).write_text(json.dumps(used))
+    return sandboxes
+
+
+async def _listen(runner: web.AppRunner, port: int | None, *, fixed: bool) -> int:
+    """Listen on `port`; a port used last time may be taken by now: then on a free one."""
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port or 0).start()
+    except OSError:
+        if fixed or not port:
+            raise
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+    bound: int = runner.addresses[-1][1]
+    return bound
+
+
+def _ports_used(ledger_dir: Path) -> dict[str, int]:
+    try:
+        used = json.loads((ledger_dir / PORTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in used.items() if isinstance(v, int)} if isinstance(used, dict) else {}
 
 
 class SandboxProcess:
     """The sandbox gateways in a child process (what `windowpay serve` runs), so that
-    their signing work never competes with the front door's event loop."""
+    their signing work never competes with the front door's event loop. Their ledgers
+    are durable under `<data_dir>/sandbox/`."""
 
-    def __init__(self, config: Config, keys_dir: Path) -> None:
+    def __init__(self, config: Config, keys_dir: Path, data_dir: Path | None = None) -> None:
         self._args = [sys.executable, "-m", "orchestrator.sandbox", "--keys", str(keys_dir)]
         self._args += ["--time-scale", str(config.settings.time_scale)]
         self._args += ["--notify-base", config.notify.base_url]
         if config.path is not None:
             self._args += ["--config", str(config.path)]
+        if data_dir is not None:
+            self._args += ["--ledger", str((data_dir / SANDBOX_DIR).resolve())]
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> dict[Channel, str]:
@@ -118,6 +169,15 @@ class SandboxProcess:
         self._process = None
 
 
+def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the process that started this one is gone (killed without stopping
+    us): its successor will want the ledger and the ports."""
+    if os.getppid() != parent:
+        stop.set()
+    else:
+        asyncio.get_running_loop().call_later(ORPHAN_CHECK_S, _watch_parent, parent, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.sandbox",
@@ -129,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, help="multiply every sandbox delay")
     parser.add_argument(
         "--notify-base", help="windowpay's notification listener (default: from the config)"
+    )
+    parser.add_argument(
+        "--ledger", type=Path, help="keep the ledgers durably in this directory (default: memory)"
     )
     for channel in CHANNELS:
         parser.add_argument(f"--{channel.value.lower()}-port", type=int, default=0)
@@ -143,13 +206,15 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     async def run() -> None:
-        sandboxes = await start_sandboxes(config, args.keys, ports)
+        parent = os.getppid()
+        sandboxes = await start_sandboxes(config, args.keys, ports, args.ledger)
         urls = {channel.value: url for channel, url in sandboxes.base_urls.items()}
         print(f"READY {json.dumps(urls)}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        _watch_parent(parent, stop)
         await stop.wait()
         await sandboxes.stop()
 

@@ -14,21 +14,29 @@ from typing import Any, NoReturn
 import grpc
 import orjson
 from aiohttp import web
+from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from orchestrator.access.supervisors import Verdict
 from orchestrator.frontdoor.router import Router, Submitter
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.metrics import (
+    ACTOR_BATCH_PATHS,
+    ACTOR_BATCHES,
     ACTOR_QUEUE_DEPTH,
     GRPC_DURATION,
     GRPC_REQUESTS,
+    PROVIDERS,
     RECONCILIATION_DIFFERENCES,
     RECONCILIATION_LAST_RUN,
     RECONCILIATION_MATCHED_FEN,
     RECONCILIATION_UNEXPLAINED,
     SERVICE_POINT_EPOCH,
+    access_at_zero,
 )
+from orchestrator.reconcile.matcher import Kind
 from orchestrator.store import keys
 from orchestrator.telemetry import discovered_targets
 
@@ -41,6 +49,14 @@ def _names(method: str) -> tuple[str, str]:
     return service.lstrip("/").rpartition(".")[2], name
 
 
+# What the interceptor measures: windowpay's services and the health service (the
+# reflection service's bidirectional stream is not measured).
+MEASURED = (
+    *pb.DESCRIPTOR.services_by_name.values(),
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Counts every call by status code and times it; streams are timed as a whole.
 
@@ -49,6 +65,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         self._wrapped: dict[str, Any] = {}
+        for service in MEASURED:  # every method by every status code, at zero
+            for method in service.methods:
+                for code in grpc.StatusCode:
+                    _series(service.name, method.name, code.name)
 
     async def intercept_service(
         self,
@@ -133,7 +153,7 @@ def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 _SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labelled children, made once
 
 
-def _record(service: str, method: str, code: str, started: float) -> None:
+def _series(service: str, method: str, code: str) -> tuple[Any, Any]:
     key = (service, method, code)
     series = _SERIES.get(key)
     if series is None:  # bounded: our methods times the status codes
@@ -141,8 +161,28 @@ def _record(service: str, method: str, code: str, started: float) -> None:
             GRPC_REQUESTS.labels(service, method, code),
             GRPC_DURATION.labels(service, method),
         )
-    series[0].inc()
-    series[1].observe(time.perf_counter() - started)
+    return series
+
+
+def _record(service: str, method: str, code: str, started: float) -> None:
+    counted, timed = _series(service, method, code)
+    counted.inc()
+    timed.observe(time.perf_counter() - started)
+
+
+def start_at_zero() -> None:
+    """Create the front door's labelled series whose label values are known at start
+    (the gRPC ones come with the interceptor), at zero."""
+    for provider in PROVIDERS:
+        RECONCILIATION_MATCHED_FEN.labels(provider)
+        for kind in Kind:
+            RECONCILIATION_DIFFERENCES.labels(provider, kind.value)
+    for path in ACTOR_BATCH_PATHS:
+        ACTOR_BATCHES.labels(path)
+    methods = [
+        m.name for service in pb.DESCRIPTOR.services_by_name.values() for m in service.methods
+    ]
+    access_at_zero(methods, [verdict.value for verdict in Verdict])
 
 
 class MetricsEndpoint:
@@ -156,6 +196,7 @@ class MetricsEndpoint:
         self.app.add_routes([web.get("/metrics", self._metrics), web.get("/sd", self._sd)])
         self._runner: web.AppRunner | None = None
         self.address = ""
+        start_at_zero()
 
     async def start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)

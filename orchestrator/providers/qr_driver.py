@@ -1,10 +1,14 @@
 """The payer scans: the engine's procedure for a QR attempt (docs/DOMAIN.md, section 4,
 "Attempts the payer scans").
 
-The provider makes a code; while it is valid the trade is queried like any other; when
-it expires the trade is closed until the provider confirms it, and then watched a while
-longer for a payment that raced the close (a late success, refunded by the core). As in
-the AttemptDriver it extends, every decision is recorded before the next call is sent.
+The provider makes a code; while it is valid the trade is queried like any other, except
+that a failed try of the payer ends nothing: the code stays payable at the provider (WeChat
+Native stays NOTPAY, Alipay WAIT_BUYER_PAY, and UnionPay documents no end of the code after
+a failed try), so the payer may try again. The attempt ends unpaid only when the provider
+closes the trade itself, or when it expires and windowpay's close is confirmed; then it is
+watched a while longer for a payment that raced the close (a late success, refunded by
+the core). As in the AttemptDriver it extends, every decision is recorded before the next
+call is sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from orchestrator.providers.port import (
     ProviderUnavailable,
     QrCall,
     ReverseStatus,
+    TradeAnswer,
     TradeStatus,
 )
 
@@ -84,9 +89,11 @@ class QrDriver(AttemptDriver):
             noticed = self.inbox.take()
             answer = noticed[0] if noticed else await self._query(ticket)
             if answer is not None:
-                state = await self._observe(state, answer)
+                state = await self._observe_open_code(state, answer)
                 if noticed:
                     settled(noticed[1], state in FINAL_ATTEMPT_STATES)
+                if state is AttemptState.FAILED:  # the provider closed the trade itself
+                    await self._qr_follow_up(ticket, state)
                 if state in FINAL_ATTEMPT_STATES:
                     return
             left_s = (expires_at_ms - self._clock.now_ms()) / 1000
@@ -94,6 +101,14 @@ class QrDriver(AttemptDriver):
                 break
             await self.inbox.nap(self._clock.sleep(min(interval, left_s)))
         await self._close(ticket, already_recorded=False, why="QR code expired")
+
+    async def _observe_open_code(self, state: AttemptState, answer: TradeAnswer) -> AttemptState:
+        """What an answer means while the code is open: a declined try is the payer still
+        trying (their next try may pay), so it is left unrecorded; a payment, or the
+        trade closed by the provider, ends the attempt as with any answer."""
+        if answer.status is TradeStatus.DECLINED:
+            return state
+        return await self._observe(state, answer)
 
     async def _close(self, ticket: Ticket, *, already_recorded: bool, why: str) -> None:
         """Close the trade until the provider confirms it (an unclear answer is asked

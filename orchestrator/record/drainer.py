@@ -39,6 +39,7 @@ from orchestrator.record.metrics import (
     REDIS_MAXMEMORY,
     REDIS_USED_MEMORY,
 )
+from orchestrator.record.metrics import start_at_zero as metrics_at_zero
 from orchestrator.record.reload import Reloader
 from orchestrator.record.streams import Entry, GroupReader, format_id, parse_id, unread_bounds
 from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
@@ -86,9 +87,9 @@ class Drainer:
         self._zone = config.settings.zone
         self._changes = [keys.changes(sp) for sp in points]
         self._outboxes = [keys.outbox(sp) for sp in points]
-        self._reader = GroupReader(
-            redis, [*self._changes, *self._outboxes, RECEIPT_CHANGES], GROUP, consumer
-        )
+        streams = [*self._changes, *self._outboxes, RECEIPT_CHANGES]
+        self._reader = GroupReader(redis, streams, GROUP, consumer)
+        metrics_at_zero({_stream_kind(stream) for stream in streams})
         self._receipts = ReceiptStore(redis)
         self._writer = RecordWriter(self._zone)
         settings = config.record
@@ -307,7 +308,11 @@ class Drainer:
                 continue
             count = int(await self._redis.xtrim(stream, minid=format_id(*limit)))
             if count:
-                kind = stream.rsplit(":", 1)[1]
-                RECORD_TRIMMED.labels(kind).inc(count)
+                RECORD_TRIMMED.labels(_stream_kind(stream)).inc(count)
                 trimmed += count
         return trimmed
+
+
+def _stream_kind(stream: str) -> str:
+    """What a trimmed stream counts as: changes, outbox (the key's last part)."""
+    return stream.rsplit(":", 1)[1]

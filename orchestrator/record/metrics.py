@@ -1,5 +1,7 @@
 """The drainer's metrics: how far PostgreSQL is behind Redis, and how full Redis is."""
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge
 
 RECORD_LAG = Gauge(
@@ -42,3 +44,16 @@ LIVE_ORDER_RELOADS = Counter(
 )
 for _outcome in ("reloaded", "not_in_record"):
     LIVE_ORDER_RELOADS.labels(_outcome)  # at 0 from the start, so that increase() sees one
+
+DRAINED_KINDS = ("order", "payment_event", "receipt")
+FAILING_SYSTEMS = ("redis", "postgres")
+
+
+def start_at_zero(trimmed_streams: Iterable[str]) -> None:
+    """Create the drainer's labelled series at zero (streams by the kind it trims)."""
+    for kind in DRAINED_KINDS:
+        RECORD_DRAINED.labels(kind)
+    for system in FAILING_SYSTEMS:
+        RECORD_ERRORS.labels(system)
+    for stream in trimmed_streams:
+        RECORD_TRIMMED.labels(stream)

@@ -3,27 +3,28 @@
 The auth code's last four digits choose what happens, like a test card number. The bank
 is protocol-neutral: it answers in BankReply values that the in-process adapter and the
 HTTP sandboxes translate into their own terms. Delays are multiplied by `time_scale`.
+
+Given a durable journal, the ledger outlives its process: every change is noted as it is
+made, and every operation that answers waits until its changes are committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 
-
-class TradeState(StrEnum):
-    NOTPAY = "NOTPAY"  # a QR code was made; the payer has not paid (or not scanned) yet
-    USERPAYING = "USERPAYING"
-    SUCCESS = "SUCCESS"
-    PAYERROR = "PAYERROR"  # declined
-    CLOSED = "CLOSED"  # closed before any money moved
-    REVOKED = "REVOKED"  # reversed after the money moved: given back
-    REFUND = "REFUND"  # (partly) refunded
+from orchestrator.sandbox.journal import Journal
+from orchestrator.sandbox.trades import Behaviour as Behaviour
+from orchestrator.sandbox.trades import Refund as Refund
+from orchestrator.sandbox.trades import RefundState as RefundState
+from orchestrator.sandbox.trades import Trade as Trade
+from orchestrator.sandbox.trades import TradeState as TradeState
+from orchestrator.sandbox.trades import decode_trade, encode_trade
 
 
 class Reply(StrEnum):
@@ -35,75 +36,6 @@ class Reply(StrEnum):
     RETRY = "RETRY"  # reverse: try again
     REFUSED = "REFUSED"  # refund: not allowed (amount, state, merchant balance)
     ALREADY = "ALREADY"  # a resend refused as "already paid" / "already refunded"
-
-
-class RefundState(StrEnum):
-    PROCESSING = "PROCESSING"
-    SUCCESS = "SUCCESS"
-
-
-class Behaviour(StrEnum):
-    PAYS = "0000"
-    CONFIRMS_LATER = "1111"
-    NEVER_CONFIRMS = "2222"
-    DECLINED = "3333"
-    SYSTEM_ERROR_PAID = "4444"
-    HANGS_PAID = "5555"
-    UNAVAILABLE = "6666"
-    SLOW_QUERY = "7777"
-    REVERSE_RETRY = "8888"
-    CODE_INVALID = "9999"
-    PROXY_503_PAID = "1212"  # paid; the answer is a proxy's unsigned 503; resend: "paid"
-    WRONG_TRADE_ANSWER = "1313"  # paid; the answer is a signed success for another trade
-    REFUND_SLOW = "2323"  # every refund stays processing for refund_processing_s
-    REFUND_ANSWER_LOST = "2424"  # a refund's answer is lost; a resend: "already refunded"
-    REFUND_REFUSED = "2525"  # refunds refused: the merchant's balance is too low
-
-    @classmethod
-    def of(cls, auth_code: str) -> Behaviour:
-        try:
-            return cls(auth_code[-4:])
-        except ValueError:
-            return cls.PAYS
-
-
-@dataclass(slots=True)
-class Refund:
-    out_refund_no: str
-    refund_no: str
-    amount_fen: int
-    at: float
-    kind: str = "refund"  # or "void": a same-day cancellation of the whole sale
-    state: RefundState = RefundState.SUCCESS
-    done_at: float | None = None  # when a processing refund goes through
-
-
-@dataclass(slots=True)
-class Trade:
-    out_trade_no: str
-    trade_no: str
-    amount_fen: int
-    auth_code: str
-    behaviour: Behaviour
-    store_id: str
-    state: TradeState
-    created_at: float
-    paid_at: float | None = None
-    confirm_at: float | None = None
-    closed_at: float | None = None
-    reason: str = ""
-    reverse_calls: int = 0
-    refunds: list[Refund] = field(default_factory=list)
-    qr_token: str = ""  # the payer scans a code: the token its URL carries
-    qr_expires_at: float | None = None
-    scanned: bool = False  # the payer app has scanned the code
-    notify: bool = True  # is the payment notified (the payer app may drop it; a WeChat
-    # code payment never is)
-
-    @property
-    def refunded_fen(self) -> int:
-        """Refunded or being refunded: what can no longer be refunded again."""
-        return sum(r.amount_fen for r in self.refunds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +65,19 @@ class SandboxBank:
         name: str,
         timing: Timing | None = None,
         now: Callable[[], float] = time.time,
+        journal: Journal | None = None,
     ) -> None:
         self.name = name
         self.timing = timing or Timing()
         self._now = now
-        self._trades: dict[str, Trade] = {}
-        self._used_codes: set[str] = set()
-        self._serial = itertools.count(1)
+        self.journal = journal or Journal()
+        stored = sorted(
+            (decode_trade(body) for body in self.journal.load(name, TRADE).values()),
+            key=lambda t: (t.created_at, t.trade_no),
+        )
+        self._trades: dict[str, Trade] = {t.out_trade_no: t for t in stored}
+        self._used_codes: set[str] = set(self.journal.load(name, CODE))
+        self._serial = int(self.journal.load(name, META).get(SERIAL, b"0"))
         self.faults: set[str] = set()  # operations that answer "unavailable" (tests)
         # Told of every trade that becomes paid and every refund that succeeds (the
         # gateway sends its notification); `notifications` False drops them all, and a
@@ -147,7 +85,7 @@ class SandboxBank:
         self.on_settled: Settled | None = None
         self.notifications = True
         self.silenced: set[str] = set()
-        self._told: set[str] = set()
+        self._told: set[str] = set(self.journal.load(name, TOLD))
 
     # ---- the provider's operations --------------------------------------------
 
@@ -167,6 +105,7 @@ class SandboxBank:
         existing = self._trades.get(out_trade_no)
         if existing is not None:  # a resend of the same pay: answer with what happened
             self._refresh(existing)
+            await self.saved()
             if existing.behaviour is Behaviour.PROXY_503_PAID:
                 return BankReply(Reply.ALREADY, self._copy(existing), reason="ORDERPAID")
             return self._reply(existing)
@@ -185,11 +124,13 @@ class SandboxBank:
             created_at=now,
             notify=notify,
         )
-        self._trades[out_trade_no] = trade
+        self._add(trade)
         if auth_code in self._used_codes:
             trade.state, trade.reason = TradeState.PAYERROR, "AUTH_CODE_USED"
+            await self.saved()
             return self._reply(trade)
         self._used_codes.add(auth_code)
+        self.journal.note((self.name, CODE, auth_code), _empty)
         match behaviour:
             case Behaviour.CODE_INVALID:
                 trade.state, trade.reason = TradeState.PAYERROR, "AUTHCODEEXPIRE"
@@ -204,6 +145,7 @@ class SandboxBank:
             case _:
                 trade.paid_at = now
                 self._settled(trade)
+        await self.saved()  # what the answer says (or hides) outlives a crash from here
         if behaviour is Behaviour.SYSTEM_ERROR_PAID:
             return BankReply(Reply.SYSTEM_ERROR, reason="SYSTEMERROR")
         if behaviour is Behaviour.PROXY_503_PAID:
@@ -224,7 +166,9 @@ class SandboxBank:
             await asyncio.sleep(self._scaled(self.timing.slow_query_s))
         if trade is None:
             return BankReply(Reply.NOT_FOUND, reason="ORDER_NOT_EXIST")
-        return self._reply(self._refresh(trade))
+        self._refresh(trade)
+        await self.saved()
+        return self._reply(trade)
 
     async def reverse(self, out_trade_no: str) -> BankReply:
         if "reverse" in self.faults:
@@ -245,16 +189,20 @@ class SandboxBank:
                 closed_at=now,
                 reason="closed before payment",
             )
-            self._trades[out_trade_no] = trade
+            self._add(trade)
+            await self.saved()
             return self._reply(trade)
         trade.reverse_calls += 1
+        self._keep(trade)
         if trade.behaviour is Behaviour.REVERSE_RETRY and trade.reverse_calls == 1:
+            await self.saved()
             return BankReply(Reply.RETRY, self._copy(trade), reason="please try again")
         self._refresh(trade)
         if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
             trade.state, trade.closed_at = TradeState.REVOKED, now
         elif trade.state in (TradeState.NOTPAY, TradeState.USERPAYING, TradeState.PAYERROR):
             trade.state, trade.closed_at = TradeState.CLOSED, now
+        await self.saved()
         return self._reply(trade)
 
     async def refund(
@@ -268,10 +216,12 @@ class SandboxBank:
         for done in trade.refunds:
             if done.out_refund_no == out_refund_no:  # a resend: same answer
                 self._refresh(trade)
+                await self.saved()
                 if trade.behaviour is Behaviour.REFUND_ANSWER_LOST:
                     return BankReply(Reply.ALREADY, self._copy(trade), refund=replace(done))
                 return BankReply(Reply.OK, self._copy(trade), refund=replace(done))
         self._refresh(trade)
+        await self.saved()
         if trade.state not in (TradeState.SUCCESS, TradeState.REFUND):
             return BankReply(Reply.REFUSED, self._copy(trade), reason="TRADE_NOT_PAID")
         if amount_fen <= 0 or trade.refunded_fen + amount_fen > trade.amount_fen:
@@ -286,8 +236,10 @@ class SandboxBank:
             self._wake(trade, refund.done_at - now)
         trade.refunds.append(refund)
         trade.state = TradeState.REFUND
+        self._keep(trade)
         if refund.state is RefundState.SUCCESS:
             self._settled(trade, refund)
+        await self.saved()
         if trade.behaviour is Behaviour.REFUND_ANSWER_LOST:
             await asyncio.sleep(self._scaled(self.timing.hang_s))  # past the client's timeout
         return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
@@ -301,6 +253,7 @@ class SandboxBank:
         if trade is None or refund is None:
             return BankReply(Reply.NOT_FOUND, reason="RESOURCE_NOT_EXISTS")
         self._refresh(trade)
+        await self.saved()
         return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
 
     def refund_by_no(self, out_refund_no: str) -> tuple[Trade, Refund] | None:
@@ -332,7 +285,9 @@ class SandboxBank:
         if existing is not None:
             if not existing.qr_token or existing.amount_fen != amount_fen:
                 return BankReply(Reply.REFUSED, self._copy(existing), reason="ORDER_EXISTS")
-            return self._reply(self._refresh(existing))
+            self._refresh(existing)
+            await self.saved()
+            return self._reply(existing)
         trade = Trade(
             out_trade_no=out_trade_no,
             trade_no=self._trade_no(),
@@ -345,7 +300,8 @@ class SandboxBank:
             qr_token=secrets.token_urlsafe(12),
             qr_expires_at=expires_at,
         )
-        self._trades[out_trade_no] = trade
+        self._add(trade)
+        await self.saved()
         return self._reply(trade)
 
     async def close(self, out_trade_no: str) -> BankReply:
@@ -357,10 +313,12 @@ class SandboxBank:
         if trade is None:
             return await self.reverse(out_trade_no)
         self._refresh(trade)
-        if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
-            return BankReply(Reply.ALREADY, self._copy(trade), reason="ORDERPAID")
         if trade.state in (TradeState.NOTPAY, TradeState.USERPAYING, TradeState.PAYERROR):
             trade.state, trade.closed_at = TradeState.CLOSED, self._now()
+            self._keep(trade)
+        await self.saved()
+        if trade.state in (TradeState.SUCCESS, TradeState.REFUND):
+            return BankReply(Reply.ALREADY, self._copy(trade), reason="ORDERPAID")
         return self._reply(trade)
 
     def qr_trade(self, token: str) -> Trade | None:
@@ -378,6 +336,7 @@ class SandboxBank:
         trade.scanned, trade.notify = True, notify
         if trade.state is TradeState.NOTPAY:
             trade.state = TradeState.USERPAYING
+        self._keep(trade)
         return self._copy(trade)
 
     def pay_scanned(self, out_trade_no: str, *, even_if_closed: bool = False) -> Trade | None:
@@ -391,19 +350,43 @@ class SandboxBank:
             payable.add(TradeState.CLOSED)
         if trade.state in payable:
             trade.state, trade.paid_at, trade.reason = TradeState.SUCCESS, self._now(), ""
+            self._keep(trade)
             self._settled(trade)
         return self._copy(trade)
 
     def decline_scanned(self, out_trade_no: str, reason: str = "NOTENOUGH") -> Trade | None:
-        """The payer app's payment is refused (balance too low)."""
+        """The payer app's try is refused (balance too low). As at the real gateways, a
+        failed try does not end a trade the payer scans: it stays awaiting payment (WeChat
+        Native NOTPAY, Alipay WAIT_BUYER_PAY, UnionPay in progress), and the code can
+        still be paid, by another card or another try, until it is closed."""
         trade = self._trades.get(out_trade_no)
         if trade is None:
             return None
         if trade.state in (TradeState.NOTPAY, TradeState.USERPAYING):
-            trade.state, trade.reason = TradeState.PAYERROR, reason
+            trade.failed_tries = (*trade.failed_tries, reason)
+            self._keep(trade)
         return self._copy(trade)
 
     # ---- the ledger --------------------------------------------------------------
+
+    async def saved(self) -> None:
+        """Return once every change so far is durable (at once without a durable journal):
+        an answer about them may then be given."""
+        await self.journal.saved()
+
+    def resume(self) -> None:
+        """After a restart: let each trade's time come again (a payer who confirms, a
+        refund that goes through), so that its notification is sent when it happens."""
+        now = self._now()
+        for trade in self._trades.values():
+            if trade.state is TradeState.USERPAYING and trade.confirm_at is not None:
+                self._wake(trade, trade.confirm_at - now)
+            for refund in trade.refunds:
+                if refund.state is RefundState.PROCESSING and refund.done_at is not None:
+                    self._wake(trade, refund.done_at - now)
+
+    def now(self) -> float:
+        return self._now()
 
     def plant(self, out_trade_no: str, amount_fen: int, store_id: str = "") -> Trade:
         """A paid trade the merchant never asked for (tests: missing at windowpay)."""
@@ -419,12 +402,15 @@ class SandboxBank:
             created_at=now,
             paid_at=now,
         )
-        self._trades[out_trade_no] = trade
+        self._add(trade)
         return self._copy(trade)
 
     def drop(self, out_trade_no: str) -> bool:
         """Forget a trade (tests: missing at the provider)."""
-        return self._trades.pop(out_trade_no, None) is not None
+        if self._trades.pop(out_trade_no, None) is None:
+            return False
+        self.journal.note((self.name, TRADE, out_trade_no), None)
+        return True
 
     def alter(
         self, out_trade_no: str, *, amount_fen: int | None = None, paid: bool | None = None
@@ -433,6 +419,7 @@ class SandboxBank:
         trade = self._trades.get(out_trade_no)
         if trade is None:
             return None
+        self._keep(trade)
         if amount_fen is not None:
             trade.amount_fen = amount_fen
         if paid is True:
@@ -447,6 +434,7 @@ class SandboxBank:
         trade = self._trades.get(out_trade_no)
         if trade is not None and trade.state is TradeState.USERPAYING:
             trade.state, trade.paid_at = TradeState.SUCCESS, self._now()
+            self._keep(trade)
             self._settled(trade)
         return None if trade is None else self._copy(trade)
 
@@ -469,10 +457,12 @@ class SandboxBank:
             and now >= trade.confirm_at
         ):
             trade.state, trade.paid_at = TradeState.SUCCESS, trade.confirm_at
+            self._keep(trade)
             self._settled(trade)
         for refund in trade.refunds:
             if refund.state is RefundState.PROCESSING and now >= (refund.done_at or 0):
                 refund.state = RefundState.SUCCESS
+                self._keep(trade)
                 self._settled(trade, refund)
         return trade
 
@@ -483,6 +473,7 @@ class SandboxBank:
         if key in self._told:
             return
         self._told.add(key)
+        self.journal.note((self.name, TOLD, key), _empty)
         if self.on_settled is None or not self.notifications:
             return
         if trade.out_trade_no in self.silenced or (refund is None and not trade.notify):
@@ -522,5 +513,29 @@ class SandboxBank:
         return seconds * self.timing.time_scale
 
     def _trade_no(self) -> str:
+        self._serial += 1
+        self.journal.note((self.name, META, SERIAL), partial(_serial_body, self._serial))
         stamp = time.strftime("%Y%m%d", time.localtime(self._now()))
-        return f"{self.name[:2].upper()}{stamp}{next(self._serial):010d}"
+        return f"{self.name[:2].upper()}{stamp}{self._serial:010d}"
+
+    def _add(self, trade: Trade) -> None:
+        self._trades[trade.out_trade_no] = trade
+        self._keep(trade)
+
+    def _keep(self, trade: Trade) -> None:
+        """Note that the trade changed: the journal writes it as it is when it writes."""
+        self.journal.note((self.name, TRADE, trade.out_trade_no), partial(encode_trade, trade))
+
+
+# ---- the journal's entries --------------------------------------------------------------
+
+TRADE, CODE, TOLD, META = "trade", "code", "told", "meta"  # a ledger's kinds of entry
+SERIAL = "serial"  # META: the last serial number given to a trade or refund
+
+
+def _empty() -> bytes:
+    return b""
+
+
+def _serial_body(serial: int) -> bytes:
+    return str(serial).encode()

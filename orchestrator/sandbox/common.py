@@ -1,13 +1,17 @@
-"""What every sandbox gateway shares: its ledger (a SandboxBank), its keys, and the
-admin endpoints tests and operators use to look at the ledger or inject faults."""
+"""What every sandbox gateway shares: its ledger (a SandboxBank), its keys, the delivery
+of its notifications, and the admin endpoints tests and operators use to look at the
+ledger or inject faults."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import secrets
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -37,6 +41,43 @@ class Notification:
         return 200 <= status < 300 and (not self.expects or text.strip() == self.expects)
 
 
+@dataclass
+class Delivery:
+    """A notification on its way, kept in the ledger until the merchant takes it or it
+    is given up, so that a restarted gateway goes on where it was: the same body (the
+    same signature and notification id), the same schedule of resends."""
+
+    out_no: str  # the trade's or the refund's number
+    notification: Notification
+    next_at: float  # when it is sent next (seconds since the epoch)
+    wait_s: float  # after a failed send, how long until the next one
+    sends: int = 0  # sends so far
+
+    def encode(self) -> bytes:
+        n = self.notification
+        return orjson.dumps(
+            {
+                "out_no": self.out_no,
+                "body": base64.b64encode(n.body).decode(),
+                "content_type": n.content_type,
+                "headers": n.headers,
+                "expects": n.expects,
+                "next_at": self.next_at,
+                "wait_s": self.wait_s,
+                "sends": self.sends,
+            }
+        )
+
+    @classmethod
+    def decode(cls, body: bytes) -> Delivery:
+        raw = orjson.loads(body)
+        notification = Notification(
+            base64.b64decode(raw["body"]), raw["content_type"], raw["headers"], raw["expects"]
+        )
+        return cls(raw["out_no"], notification, raw["next_at"], raw["wait_s"], raw["sends"])
+
+
+NOTICE = "notice"  # the ledger's entries of notifications on their way
 QR_PATH = "/_sandbox/qr/"
 AFTER_CLOSE_DELAY_S = 0.2  # how long after the close an "after-close" payer pays
 WATCH_CLOSE_S = 0.05
@@ -104,6 +145,14 @@ class Gateway(Generic[KeysT]):
         """The channel's signed notification of a paid trade or a succeeded refund."""
         return None
 
+    def resume(self) -> None:
+        """Go on where the ledger was (after a restart, once `notify_url` is known): the
+        notifications still on their way, and the trades whose time is still to come."""
+        if self.notify_url:
+            for key, body in self.bank.journal.load(self.bank.name, NOTICE).items():
+                self._deliver(key, Delivery.decode(body))
+        self.bank.resume()
+
     def _announce(self, trade: Trade, refund: Refund | None) -> None:
         if not self.notify_url:
             return
@@ -111,36 +160,57 @@ class Gateway(Generic[KeysT]):
         if notification is None:
             return
         out_no = refund.out_refund_no if refund is not None else trade.out_trade_no
-        task = asyncio.get_running_loop().create_task(self._send(out_no, notification))
+        first_wait_s = NOTIFY_FIRST_WAIT_S * self.bank.timing.time_scale
+        delivery = Delivery(out_no, notification, self.bank.now(), first_wait_s)
+        key = f"{out_no}.{secrets.token_hex(4)}"
+        self._keep(key, delivery)  # committed with the change it tells of
+        self._deliver(key, delivery)
+
+    def _deliver(self, key: str, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(key, delivery))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, out_no: str, notification: Notification) -> None:
-        """Post it until the merchant says "received", a bounded number of times."""
+    def _keep(self, key: str, delivery: Delivery | None) -> None:
+        encode = None if delivery is None else partial(Delivery.encode, delivery)
+        self.bank.journal.note((self.bank.name, NOTICE, key), encode)
+
+    async def _send(self, key: str, delivery: Delivery) -> None:
+        """Post it until the merchant says "received", a bounded number of times, each
+        resend after twice the wait before."""
+        while delivery.sends < NOTIFY_TRIES:
+            await asyncio.sleep(max(0.0, delivery.next_at - self.bank.now()))
+            delivered = await self._post(delivery)
+            delivery.sends += 1
+            if delivered:
+                break
+            delivery.next_at = self.bank.now() + delivery.wait_s
+            delivery.wait_s *= 2
+            self._keep(key, delivery)
+        else:
+            log.warning("%s notification of %s given up after %d tries", self.name,
+                        delivery.out_no, NOTIFY_TRIES)  # fmt: skip
+        self._keep(key, None)
+
+    async def _post(self, delivery: Delivery) -> bool:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=NOTIFY_TIMEOUT_S)
             )
-        wait = NOTIFY_FIRST_WAIT_S * self.bank.timing.time_scale
-        for attempt in range(NOTIFY_TRIES):
-            if attempt:
-                await asyncio.sleep(wait)
-                wait *= 2
-            try:
-                async with self._session.post(
-                    self.notify_url,
-                    data=notification.body,
-                    headers={"Content-Type": notification.content_type, **notification.headers},
-                ) as answer:
-                    text = await answer.text()
-                    self.sent.append((out_no, answer.status))
-                    if notification.delivered(answer.status, text):
-                        return
-            except (aiohttp.ClientError, TimeoutError) as error:
-                self.sent.append((out_no, 0))
-                log.info("%s notification of %s not delivered: %r", self.name, out_no, error)
-        log.warning("%s notification of %s given up after %d tries", self.name, out_no,
-                    NOTIFY_TRIES)  # fmt: skip
+        notification, out_no = delivery.notification, delivery.out_no
+        try:
+            async with self._session.post(
+                self.notify_url,
+                data=notification.body,
+                headers={"Content-Type": notification.content_type, **notification.headers},
+            ) as answer:
+                text = await answer.text()
+                self.sent.append((out_no, answer.status))
+                return notification.delivered(answer.status, text)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self.sent.append((out_no, 0))
+            log.info("%s notification of %s not delivered: %r", self.name, out_no, error)
+            return False
 
     async def _stop_sending(self, app: web.Application) -> None:
         for task in list(self._sending):
@@ -209,6 +279,7 @@ class Gateway(Generic[KeysT]):
             self._later(self._pay_after_close(no))
         scanned = self.bank.trade(no)
         assert scanned is not None
+        await self.bank.saved()
         return _json(trade_record(scanned))
 
     def _later(self, work: Awaitable[None]) -> None:
@@ -249,6 +320,7 @@ class Gateway(Generic[KeysT]):
         trade = self.bank.confirm(request.match_info["no"])
         if trade is None:
             return web.json_response({"error": "no such trade"}, status=404)
+        await self.bank.saved()
         return _json(trade_record(trade))
 
     async def _plant(self, request: web.Request) -> web.Response:
@@ -256,6 +328,7 @@ class Gateway(Generic[KeysT]):
         trade = self.bank.plant(
             str(body["out_trade_no"]), int(body["amount_fen"]), str(body.get("store_id", ""))
         )
+        await self.bank.saved()
         return _json(trade_record(trade))
 
     async def _alter(self, request: web.Request) -> web.Response:
@@ -265,11 +338,13 @@ class Gateway(Generic[KeysT]):
         )
         if trade is None:
             return web.json_response({"error": "no such trade"}, status=404)
+        await self.bank.saved()
         return _json(trade_record(trade))
 
     async def _drop(self, request: web.Request) -> web.Response:
         if not self.bank.drop(request.match_info["no"]):
             return web.json_response({"error": "no such trade"}, status=404)
+        await self.bank.saved()
         return web.json_response({"dropped": request.match_info["no"]})
 
     async def _faults(self, request: web.Request) -> web.Response:

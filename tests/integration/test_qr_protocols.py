@@ -14,6 +14,7 @@ from orchestrator.channels.factory import Providers, build_providers
 from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.config import Config
+from orchestrator.domain.order import Attempt
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, PayMode
 from orchestrator.providers.engine import SystemClock, Ticket
 from orchestrator.providers.port import (
@@ -58,8 +59,8 @@ def qr_call(out_trade_no: str, at_ms: int, expiry_s: float) -> QrCall:
     )
 
 
-async def run_qr(world: World, channel: Channel, behaviour: PayerBehaviour) -> Recorded:
-    """One QR attempt from its code to the driver's end, the payer playing `behaviour`."""
+async def start_qr(world: World, channel: Channel) -> tuple[Recorded, asyncio.Task[None], Attempt]:
+    """One QR attempt driven by the engine, once its code is shown."""
     clock = SystemClock()
     recorded = Recorded(clock)
     attempt_id = recorded.start(channel, PayMode.PAYER_SCANS_QR)
@@ -75,6 +76,12 @@ async def run_qr(world: World, channel: Channel, behaviour: PayerBehaviour) -> R
     await eventually(lambda: asyncio.sleep(0, attempt.qr_code_url), bool, within=10)
     assert attempt.state is AttemptState.AWAITING_PAYER
     assert recorded.order.state is OrderState.PAYING
+    return recorded, running, attempt
+
+
+async def run_qr(world: World, channel: Channel, behaviour: PayerBehaviour) -> Recorded:
+    """One QR attempt from its code to the driver's end, the payer playing `behaviour`."""
+    recorded, running, attempt = await start_qr(world, channel)
     await scan(attempt.qr_code_url, behaviour, delay_s=0.3)
     await asyncio.wait_for(running, timeout=30)
     return recorded
@@ -98,19 +105,29 @@ async def test_paid_after_a_delay(world: World, channel: Channel) -> None:
 
 
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
-async def test_a_declined_payment_fails_and_the_order_is_payable(
+async def test_a_declined_try_leaves_the_code_payable_by_a_second_scan(
     world: World, channel: Channel
 ) -> None:
-    recorded = await run_qr(world, channel, PayerBehaviour.DECLINE)
-    attempt = recorded.order.attempts[-1]
-    if channel in (Channel.WECHAT, Channel.ALIPAY):
-        # WeChat documents PAYERROR for code payments only: after a declined try a Native
-        # trade is still NOTPAY, so its code stays open until it is closed at expiry.
-        assert attempt.state is AttemptState.REVERSED, recorded.events
-        assert AttemptEvent.DECLINED not in recorded.events
-    else:
-        assert attempt.state is AttemptState.FAILED, recorded.events
-    assert recorded.order.state is OrderState.AWAITING_PAYMENT
+    """At a code the payer scans a failed try ends nothing (issue 20): the gateway keeps
+    the trade awaiting payment, the attempt keeps waiting, and the payer's second scan
+    pays it, once."""
+    recorded, running, attempt = await start_qr(world, channel)
+    declined = await scan(attempt.qr_code_url, PayerBehaviour.DECLINE)
+    assert declined["failed_tries"] == ["NOTENOUGH"]
+    trade = TradeRef(attempt.attempt_id, AMOUNT, attempt.created_at)
+    asked = await world.providers[channel].query(trade)
+    assert asked.status is TradeStatus.CONFIRMING, asked  # the gateway's "not paid yet"
+    interval = world.config.playbook(channel).query_interval_s
+    await asyncio.sleep(3 * interval)  # the engine asks a few times meanwhile
+    assert (attempt.state, recorded.order.state) == (AttemptState.AWAITING_PAYER, OrderState.PAYING)
+    paid = await scan(attempt.qr_code_url, PayerBehaviour.PAY)
+    await asyncio.wait_for(running, timeout=30)
+    assert recorded.events == [AttemptEvent.QR_CODE_READY, AttemptEvent.PAID]
+    assert (attempt.state, recorded.order.state) == (AttemptState.SUCCEEDED, OrderState.PAID)
+    assert attempt.provider_trade_no == paid["trade_no"]
+    ledger = world.sandboxes.bank(channel).trade(attempt.attempt_id)
+    assert ledger is not None and ledger.state.value == "SUCCESS" and not ledger.refunds
+    assert ledger.failed_tries == ("NOTENOUGH",)
 
 
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
