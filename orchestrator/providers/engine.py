@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.states import (
@@ -37,6 +37,17 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """`call`, or TimeoutError after `seconds`. Awaited in the caller's own task, so a
+    cancellation that comes in the same turn as the provider's answer still cancels
+    (Python 3.11's `asyncio.wait_for` returns the answer and drops it; a driver then ran
+    on, and stopping its service point hung)."""
+    async with asyncio.timeout(seconds):
+        return await call
 
 
 class Clock(Protocol):
@@ -214,8 +225,8 @@ class AttemptDriver:
             await self._clock.sleep(wait)
         while True:
             try:
-                answer = await asyncio.wait_for(
-                    self._provider.reverse(ticket.trade), playbook.query_timeout_s
+                answer = await within(
+                    playbook.query_timeout_s, self._provider.reverse(ticket.trade)
                 )
             except (ProviderError, TimeoutError):
                 answer = None
@@ -256,9 +267,7 @@ class AttemptDriver:
             if answer.status is TradeStatus.CONFIRMING:
                 # The payer is still on it: try once more to close the trade.
                 with contextlib.suppress(ProviderError, TimeoutError):
-                    await asyncio.wait_for(
-                        self._provider.reverse(ticket.trade), playbook.query_timeout_s
-                    )
+                    await within(playbook.query_timeout_s, self._provider.reverse(ticket.trade))
                 continue
             await self._record(
                 AttemptEvent.FOLLOW_UP_CLEARED, reason=f"provider kept nothing ({answer.status})"
@@ -278,7 +287,7 @@ class AttemptDriver:
         for attempt in range(playbook.pay_retries + 1):
             try:
                 return (
-                    await asyncio.wait_for(self._provider.pay(call), playbook.pay_timeout_s),
+                    await within(playbook.pay_timeout_s, self._provider.pay(call)),
                     False,
                 )
             except TimeoutError:
@@ -292,9 +301,7 @@ class AttemptDriver:
 
     async def _query(self, ticket: Ticket) -> TradeAnswer | None:
         try:
-            return await asyncio.wait_for(
-                self._provider.query(ticket.trade), self._playbook.query_timeout_s
-            )
+            return await within(self._playbook.query_timeout_s, self._provider.query(ticket.trade))
         except (ProviderError, TimeoutError):
             return None
 
@@ -398,6 +405,6 @@ class RefundDriver:
         self, operation: Callable[[RefundCall], Awaitable[RefundAnswer]], call: RefundCall
     ) -> RefundAnswer | None:
         try:
-            return await asyncio.wait_for(operation(call), self._playbook.query_timeout_s)
+            return await within(self._playbook.query_timeout_s, operation(call))
         except (ProviderError, TimeoutError):
             return None

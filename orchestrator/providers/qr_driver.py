@@ -13,10 +13,8 @@ call is sent.
 
 from __future__ import annotations
 
-import asyncio
-
 from orchestrator.domain.states import FINAL_ATTEMPT_STATES, AttemptEvent, AttemptState
-from orchestrator.providers.engine import AttemptDriver, Ticket, trade_observation
+from orchestrator.providers.engine import AttemptDriver, Ticket, trade_observation, within
 from orchestrator.providers.notices import settled
 from orchestrator.providers.port import (
     ProviderError,
@@ -70,9 +68,7 @@ class QrDriver(AttemptDriver):
         playbook = self._playbook
         for attempt in range(playbook.pay_retries + 1):
             try:
-                made = await asyncio.wait_for(
-                    self._provider.create_qr(call), playbook.pay_timeout_s
-                )
+                made = await within(playbook.pay_timeout_s, self._provider.create_qr(call))
                 return made.code_url, ""
             except ProviderRejected as error:
                 return None, f"QR code refused: {error}"
@@ -127,9 +123,7 @@ class QrDriver(AttemptDriver):
                 if state in FINAL_ATTEMPT_STATES:
                     return
             try:
-                answer = await asyncio.wait_for(
-                    self._provider.close(ticket.trade), playbook.query_timeout_s
-                )
+                answer = await within(playbook.query_timeout_s, self._provider.close(ticket.trade))
             except (ProviderError, TimeoutError):
                 answer = None
             if answer is not None and answer.status is ReverseStatus.DONE:
