@@ -20,7 +20,7 @@ from aiohttp import web
 from orchestrator.domain.order import OrderIds
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
-from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeRefused
+from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeRefused, NoticeRepeated
 from orchestrator.providers.notices import NoticeVerifier as Verifier
 from orchestrator.store.keys import service_point_of
 
@@ -77,6 +77,9 @@ class NotifyListener:
                 extra={"channel": channel, "peer": request.remote},
             )  # fmt: skip
             return self._count(verifier, "refused", str(refusal))
+        except NoticeRepeated as repeated:
+            log.info("%s notification repeated: %s", channel, repeated, extra={"channel": channel})
+            return self._count(verifier, "duplicate", str(repeated), received=True)
         outcome = await self._deliver(notice)
         log.info(
             "%s notification about %s: %s", channel, notice.out_no, outcome.value,

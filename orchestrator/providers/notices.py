@@ -76,6 +76,12 @@ class NoticeRefused(Exception):
     another merchant, undecryptable): answered as a failure, nothing changes."""
 
 
+class NoticeRepeated(Exception):
+    """A notification the provider sent again after it was answered received (Alipay's
+    same notify_id): answered received again so that the provider stops, counted a
+    duplicate, and not read a second time."""
+
+
 class NoticeOutcome(StrEnum):
     APPLIED = "applied"  # it resolved the attempt or refund
     DUPLICATE = "duplicate"  # the outcome it tells was already recorded: no effect

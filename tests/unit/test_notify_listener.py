@@ -119,6 +119,22 @@ async def test_a_verified_notification_is_answered_as_its_actor_says(
     assert counted(outcome.value) == before + 1
 
 
+async def test_a_notification_repeated_after_success_is_a_duplicate_read_once(
+    served: tuple[NotifyListener, TestClient], alipay_body: bytes, tmp_path: Path
+) -> None:
+    """Alipay sends the same notify_id again (it may not have heard `success`): answered
+    `success` again, counted a duplicate, not a refusal, and not read a second time."""
+    listener, client = served
+    actor = FakeActor(NoticeOutcome.APPLIED)
+    attach(listener, tmp_path, actor)
+    duplicates, refusals = counted("duplicate"), counted("refused")
+    for _ in range(2):
+        reply = await client.post("/notify/alipay", data=alipay_body, headers=FORM)
+        assert (reply.status, await reply.text()) == (200, "success")
+    assert len(actor.told) == 1
+    assert (counted("duplicate"), counted("refused")) == (duplicates + 1, refusals)
+
+
 async def test_forged_and_unroutable_notifications_never_reach_an_actor(
     served: tuple[NotifyListener, TestClient], alipay_body: bytes, tmp_path: Path
 ) -> None:

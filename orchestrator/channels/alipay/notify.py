@@ -8,7 +8,7 @@ Alipay sends a notification again until it is answered with the plain body `succ
 the same notify_id. So a notification is not refused for an old notify_time: one that
 verifies is taken within RESEND_HORIZON_S, and its notify_id is remembered once it was
 answered `success` (NotifyIds); the same notify_id again is answered `success` and not
-read a second time.
+read a second time (NoticeRepeated: the listener counts it a duplicate).
 
 A refund shows up as the trade's notification carrying out_biz_no (the refund's
 out_request_no) and refund_fee, which is everything refunded of the trade so far, not
@@ -33,7 +33,7 @@ from aiohttp import web
 from orchestrator.channels.alipay.adapter import BEIJING, REFUND_SUCCESS, TRADE_STATUS
 from orchestrator.domain.money import from_yuan
 from orchestrator.domain.states import Channel
-from orchestrator.providers.notices import Notice, NoticeRefused
+from orchestrator.providers.notices import Notice, NoticeRefused, NoticeRepeated
 from orchestrator.providers.port import ProviderError, RefundStatus
 from orchestrator.providers.signing import PublicKey, sorted_pairs, verify
 
@@ -42,7 +42,6 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 RESEND_HORIZON_S = 48 * 3600.0  # Alipay's resends end about 25 h after the first send
 MAX_REMEMBERED = 100_000  # notify_ids; the oldest are forgotten first
 LOOKUP_TIMEOUT_S = 8.0
-REPLAY = "a replay of a notification answered success before"
 
 # (the refund's own amount, its refund_status, trade_no), or None: no such refund
 RefundLookup = Callable[[str, str], Awaitable[tuple[int, str, str] | None]]
@@ -120,7 +119,7 @@ class AlipayNotifications:
         if not notify_id:
             raise NoticeRefused("no notify_id")
         if self._answered.answered(notify_id, self._clock()):
-            raise NoticeRefused(f"{REPLAY} (notify_id {notify_id})")
+            raise NoticeRepeated(f"notify_id {notify_id} was answered success before")
         try:
             notice = await self._notice(params)
         except (KeyError, ValueError):
@@ -136,9 +135,7 @@ class AlipayNotifications:
         return web.Response(text="success", content_type="text/plain")
 
     def refused(self, why: str) -> web.Response:
-        # A replay is answered as received, so that Alipay stops sending it.
-        answer = "success" if why.startswith(REPLAY) else "fail"
-        return web.Response(text=answer, content_type="text/plain")
+        return web.Response(text="fail", content_type="text/plain")
 
     def _check_time(self, notify_time: str) -> None:
         try:
