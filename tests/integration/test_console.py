@@ -682,6 +682,8 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     assert 'data-testid="no-refunds"' in body
     assert 'href="tel:087100000000"' in body and "0871-00000000" in body
     assert "财政电子票据" in body
+    issued = re.search(r"<dt>开票时间</dt><dd>([^<]+)</dd>", body)
+    assert issued and issued.group(1) == f"{paid.group(1)} · 已开具"
     document = re.search(r'href="(/payer/receipt/document[^"]+)" data-testid="receipt-save"', body)
     assert document
     status, text, response = await browser.request("GET", document.group(1).replace("&amp;", "&"))
