@@ -154,11 +154,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def staff_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Loads the signed-in account; staff pages without one go to the sign-in page."""
-    console = request.app[CONSOLE]
-    session = console.sessions.get(request.cookies.get(COOKIE))
-    account = console.book.get(session.username) if session else None
-    if session and account and not account.disabled:
-        request[SESSION], request[STAFF] = session, account
+    signed_in = _signed_in(request)
+    if signed_in is not None:
+        request[SESSION], request[STAFF] = signed_in
     public = request.path.startswith(("/payer", "/static", "/signin", "/favicon", "/language"))
     if not public and STAFF not in request:
         raise web.HTTPSeeOther("/signin")
@@ -167,6 +165,17 @@ async def staff_session(request: web.Request, handler: Handler) -> web.StreamRes
         if not csrf_ok(request[SESSION], _text(form, "csrf")):
             raise Refused(403, N_("The form has expired; reload the page and try again."))
     return await handler(request)
+
+
+def _signed_in(request: web.Request) -> tuple[Session, StaffAccount] | None:
+    """The request's session and its account as the accounts file has it now: None when
+    signed out, or when the account is disabled or gone."""
+    console = request.app[CONSOLE]
+    session = console.sessions.get(request.cookies.get(COOKIE))
+    account = console.book.get(session.username) if session else None
+    if session is None or account is None or account.disabled:
+        return None
+    return session, account
 
 
 def _text(form: Any, name: str) -> str:
@@ -292,8 +301,10 @@ async def today_events(request: web.Request) -> web.StreamResponse:
     closing = request.app[CLOSING]
     try:
         while not closing.is_set():
-            if console.sessions.get(request.cookies.get(COOKIE)) is None:
-                break  # signed out meanwhile
+            signed_in = _signed_in(request)
+            if signed_in is None:
+                break  # signed out, disabled or removed meanwhile
+            request[STAFF] = signed_in[1]  # its scope as it is now
             try:
                 today = await _today(request)
             except (psycopg.Error, PoolClosed, PoolTimeout):

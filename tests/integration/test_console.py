@@ -6,6 +6,7 @@ in Chinese unless the client asks for English."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -423,19 +424,38 @@ async def test_payer_lookups_are_rate_limited_per_address(browser: Browser) -> N
     assert (await browser.request("GET", "/payer/receipt"))[0] == 200  # the empty form
 
 
-async def test_live_figures_stream_and_end_when_the_record_goes_away(
-    browser: Browser, office: dict[str, Any]
-) -> None:
-    await browser.sign_in("director", office["passwords"]["director"])
+@contextlib.asynccontextmanager
+async def live_figures(
+    browser: Browser, office: dict[str, Any], username: str
+) -> AsyncIterator[tuple[aiohttp.ClientResponse, dict[str, str]]]:
+    """The today page's event stream, signed in as `username`, with its first figures."""
+    await browser.sign_in(username, office["passwords"][username])
     headers = {"Cookie": f"{COOKIE}={browser.token}"}
     url = office["server"].make_url("/today/events")
     async with browser.http.get(url, headers=headers) as stream:
         assert stream.headers["Content-Type"] == "text/event-stream"
         first = await stream.content.readline()
         assert first.startswith(b"data: ")
-        figures = json.loads(first[len(b"data: ") :])
+        yield stream, json.loads(first[len(b"data: ") :])
+
+
+async def test_live_figures_stream_and_end_when_the_record_goes_away(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    async with live_figures(browser, office, "director") as (stream, figures):
         assert (figures["payments"], figures["payments_fen"]) == ("2", "¥220.00")
         await office["pool"].close()  # the record is away: the stream ends, nothing hangs
+        rest = await asyncio.wait_for(stream.content.read(), timeout=30)
+        assert b"data: " not in rest
+
+
+async def test_live_figures_end_when_the_account_is_disabled(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """A page left open must not keep receiving figures after `windowpay staff disable`."""
+    async with live_figures(browser, office, "clerk") as (stream, figures):
+        assert figures["payments"] == "1"  # SP01-W1's
+        office["book"].update("clerk", disabled=True)
         rest = await asyncio.wait_for(stream.content.read(), timeout=30)
         assert b"data: " not in rest
 
