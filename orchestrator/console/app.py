@@ -321,8 +321,10 @@ async def today_events(request: web.Request) -> web.StreamResponse:
     closing = request.app[CLOSING]
     try:
         while not closing.is_set():
-            if console.signed_in(request.cookies.get(COOKIE)) is None:
+            signed_in = console.signed_in(request.cookies.get(COOKIE))
+            if signed_in is None:
                 break  # signed out, disabled or given a new password meanwhile
+            request[STAFF] = signed_in[1]  # its scope as it is now
             try:
                 today = await _today(request)
             except (psycopg.Error, PoolClosed, PoolTimeout):
@@ -547,6 +549,17 @@ async def payer_document(request: web.Request) -> web.Response:
 # ---- the language switch -------------------------------------------------------------------
 
 
+def _same_site(path: str) -> str:
+    """`path` if it is a page of this site, else "/". The page's own `next` is a path as
+    the request had it, percent-encoded: printable ASCII only. Anything else is refused
+    before the check, because the Location header drops tabs and line breaks as browsers
+    do ("/<TAB>/elsewhere" would go out as "//elsewhere", another site)."""
+    printable = all("!" <= c <= "~" for c in path)
+    if not printable or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
 async def choose_language(request: web.Request) -> web.Response:
     """The switch on every page: remembered in a cookie, and with the account when one is
     signed in (the account's choice then follows it to any browser)."""
@@ -554,9 +567,7 @@ async def choose_language(request: web.Request) -> web.Response:
     code = _text(form, "language")
     if code not in i18n.LANGUAGES:
         raise Refused(400, N_("No such language."))
-    back = _text(form, "next")
-    if not back.startswith("/") or back.startswith("//") or "\\" in back:
-        back = "/"  # only back to a page of this site
+    back = _same_site(_text(form, "next"))
     staff = request.get(STAFF)
     if staff is not None:
         request.app[CONSOLE].book.set_language(staff.username, code)

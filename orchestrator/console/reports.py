@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from datetime import date, tzinfo
 from typing import Any
@@ -32,12 +33,34 @@ def _fen(fen: int) -> str:
     return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
-def _writer(out: io.StringIO, language: Language, header: Sequence[str]) -> Any:
-    """A CSV writer whose first row is the header in the language. Amounts stay plain
-    numbers in yuan (a spreadsheet adds them up); names are the language's."""
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([language.gettext(column) for column in header])
-    return writer
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # how a spreadsheet knows a formula
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def _cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula (a provider's out_trade_no or error
+    text may start with = or @) gets a leading apostrophe, which shows it as text; a
+    number, a negative amount included, stays a number."""
+    if isinstance(value, str) and value.startswith(_FORMULA) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class _Sheet:
+    """CSV for a spreadsheet: the header in the reader's language, CRLF line ends, and
+    rows whose text never runs as a formula. Amounts stay plain numbers in yuan (a
+    spreadsheet adds them up)."""
+
+    def __init__(self, language: Language, header: Sequence[str]) -> None:
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out, lineterminator="\r\n")
+        self._writer.writerow([language.gettext(column) for column in header])
+
+    def add(self, values: Sequence[object]) -> None:
+        self._writer.writerow([_cell(value) for value in values])
+
+    def text(self) -> str:
+        return self._out.getvalue()
 
 
 SETTLEMENT_COLUMNS = (
@@ -47,15 +70,14 @@ SETTLEMENT_COLUMNS = (
 
 
 def settlement_csv(rows: Sequence[SettlementRow], language: Language) -> str:
-    out = io.StringIO()
-    writer = _writer(out, language, SETTLEMENT_COLUMNS)
+    sheet = _Sheet(language, SETTLEMENT_COLUMNS)
     for r in rows:
-        writer.writerow([
+        sheet.add([
             r.service_point_id, r.window_id, label(language, "channel", r.channel.value),
             r.payments, _fen(r.payments_fen), r.refunds, _fen(r.refunds_fen),
             _fen(r.payments_fen - r.refunds_fen),
         ])  # fmt: skip
-    return out.getvalue()
+    return sheet.text()
 
 
 FEE_ITEM_COLUMNS = (
@@ -68,14 +90,11 @@ FEE_ITEM_COLUMNS = (
 
 
 def fee_items_csv(rows: Sequence[dict[str, Any]], language: Language, fees: FeeNames) -> str:
-    out = io.StringIO()
-    writer = _writer(out, language, FEE_ITEM_COLUMNS)
+    sheet = _Sheet(language, FEE_ITEM_COLUMNS)
     for r in rows:
         name = fees.name(language, r["fee_code"], r["name"])
-        writer.writerow(
-            [r["fee_code"], name, r["quantity"], r["orders"], _fen(int(r["amount_fen"]))]
-        )
-    return out.getvalue()
+        sheet.add([r["fee_code"], name, r["quantity"], r["orders"], _fen(int(r["amount_fen"]))])
+    return sheet.text()
 
 
 RECONCILIATION_COLUMNS = (
@@ -92,8 +111,7 @@ def reconciliation_csv(
     so the two amounts are equal), or a `no_bill` row with the reason; then one
     `difference` row per difference of that provider. The detail and the action are the
     reconciliation's own words."""
-    out = io.StringIO()
-    writer = _writer(out, language, RECONCILIATION_COLUMNS)
+    sheet = _Sheet(language, RECONCILIATION_COLUMNS)
     yes, no = language.gettext("yes"), language.gettext("no")
 
     def named(kind: str, code: str) -> str:
@@ -103,22 +121,22 @@ def reconciliation_csv(
         day, provider = run["day"].isoformat(), run["provider"]
         channel = named("channel", provider)
         if run["failure"]:
-            writer.writerow([day, channel, named("row", "no_bill"), 0, "", "", "", "", "", "",
-                             run["failure"], "", ""])  # fmt: skip
+            sheet.add([day, channel, named("row", "no_bill"), 0, "", "", "", "", "", "",
+                       run["failure"], "", ""])  # fmt: skip
             continue
         for row, count, fen in (
             ("payments", run["matched_count"], run["matched_amount_fen"]),
             ("refunds", run["refunds_matched_count"], run["refunds_matched_amount_fen"]),
         ):
-            writer.writerow([day, channel, named("row", row), count, _fen(fen), _fen(fen),
-                             named("difference", "matched"), "", "", "", "", "", ""])  # fmt: skip
+            sheet.add([day, channel, named("row", row), count, _fen(fen), _fen(fen),
+                       named("difference", "matched"), "", "", "", "", "", ""])  # fmt: skip
         for d in differences:
             if d["provider"] != provider:
                 continue
-            writer.writerow([
+            sheet.add([
                 day, channel, named("row", "difference"), 1, _fen(d["windowpay_amount_fen"]),
                 _fen(d["provider_amount_fen"]), named("difference", d["kind"]), d["out_trade_no"],
                 d["out_refund_no"], d["order_id"], d["detail"], d["action"],
                 yes if d["resolved"] else no,
             ])  # fmt: skip
-    return out.getvalue()
+    return sheet.text()

@@ -6,6 +6,7 @@ in Chinese unless the client asks for English."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -505,19 +506,38 @@ async def test_payer_lookups_are_rate_limited_per_address(browser: Browser) -> N
     assert (await browser.request("GET", "/payer/receipt"))[0] == 200  # the empty form
 
 
-async def test_live_figures_stream_and_end_when_the_record_goes_away(
-    browser: Browser, office: dict[str, Any]
-) -> None:
-    await browser.sign_in("director", office["passwords"]["director"])
+@contextlib.asynccontextmanager
+async def live_figures(
+    browser: Browser, office: dict[str, Any], username: str
+) -> AsyncIterator[tuple[aiohttp.ClientResponse, dict[str, str]]]:
+    """The today page's event stream, signed in as `username`, with its first figures."""
+    await browser.sign_in(username, office["passwords"][username])
     headers = {"Cookie": f"{COOKIE}={browser.token}"}
     url = office["server"].make_url("/today/events")
     async with browser.http.get(url, headers=headers) as stream:
         assert stream.headers["Content-Type"] == "text/event-stream"
         first = await stream.content.readline()
         assert first.startswith(b"data: ")
-        figures = json.loads(first[len(b"data: ") :])
+        yield stream, json.loads(first[len(b"data: ") :])
+
+
+async def test_live_figures_stream_and_end_when_the_record_goes_away(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    async with live_figures(browser, office, "director") as (stream, figures):
         assert (figures["payments"], figures["payments_fen"]) == ("2", "¥220.00")
         await office["pool"].close()  # the record is away: the stream ends, nothing hangs
+        rest = await asyncio.wait_for(stream.content.read(), timeout=30)
+        assert b"data: " not in rest
+
+
+async def test_live_figures_end_when_the_account_is_disabled(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """A page left open must not keep receiving figures after `windowpay staff disable`."""
+    async with live_figures(browser, office, "clerk") as (stream, figures):
+        assert figures["payments"] == "1"  # SP01-W1's
+        office["book"].update("clerk", disabled=True)
         rest = await asyncio.wait_for(stream.content.read(), timeout=30)
         assert b"data: " not in rest
 
@@ -690,11 +710,26 @@ async def test_the_switch_is_remembered_and_goes_with_the_account(
 
 
 async def test_the_switch_goes_back_only_to_this_site(browser: Browser) -> None:
-    for away in ("https://elsewhere.example/", "//elsewhere.example/", "/\\elsewhere"):
+    # A tab or line break is dropped from the Location header as browsers drop it from a
+    # URL: "/<TAB>/elsewhere" would leave as "//elsewhere", another site.
+    away_links = (
+        "https://elsewhere.example/",
+        "//elsewhere.example/",
+        "/\\elsewhere",
+        "/\t/elsewhere.example/",
+        "/\n/elsewhere.example/",
+        "/\r/elsewhere.example/",
+    )
+    for away in away_links:
         _, _, response = await browser.request(
             "POST", "/language", data={"language": "en", "next": away}
         )
-        assert response.headers["Location"] == "/"
+        assert response.headers["Location"] == "/", repr(away)
+    here = "/orders?business_no=%E4%BA%ACA&first=2026-12-01"  # a page's own path_qs
+    _, _, response = await browser.request(
+        "POST", "/language", data={"language": "en", "next": here}
+    )
+    assert response.headers["Location"] == here
     status, _, _ = await browser.request("POST", "/language", data={"language": "fr"})
     assert status == 400
 
@@ -749,6 +784,8 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     assert 'data-testid="no-refunds"' in body
     assert 'href="tel:087100000000"' in body and "0871-00000000" in body
     assert "财政电子票据" in body
+    issued = re.search(r"<dt>开票时间</dt><dd>([^<]+)</dd>", body)
+    assert issued and issued.group(1) == f"{paid.group(1)} · 已开具"
     document = re.search(r'href="(/payer/receipt/document[^"]+)" data-testid="receipt-save"', body)
     assert document
     status, text, response = await browser.request("GET", document.group(1).replace("&amp;", "&"))

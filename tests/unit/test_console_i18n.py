@@ -173,6 +173,15 @@ def test_every_code_of_the_record_has_a_name_in_chinese(
     assert label(zh, "order", "SOMETHING_NEW") == "SOMETHING_NEW"
 
 
+def test_a_receipts_state_reads_as_a_state(languages: dict[str, i18n.Language]) -> None:
+    """The payer's page writes the issue time and then the receipt's state: an issued
+    receipt is 已开具, not 开票时间 (the heading of the time beside it)."""
+    zh = languages["zh_CN"]
+    states = {code: label(zh, "receipt", code) for code in ("ISSUED", "PARTIALLY_REFUNDED",
+                                                            "REFUNDED")}  # fmt: skip
+    assert states == {"ISSUED": "已开具", "PARTIALLY_REFUNDED": "部分退费", "REFUNDED": "已退费"}
+
+
 def test_fee_items_carry_their_official_chinese_names(languages: dict[str, i18n.Language]) -> None:
     fees = FeeNames.of(load_config())
     assert len(fees.names) == 18
