@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 
-.PHONY: install tools browser run test lint typecheck unit integration e2e fuzz faults proto lock clean
+.PHONY: install tools browser fuse run test lint typecheck unit integration e2e fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -43,6 +43,15 @@ browser:
 		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 		{ echo "chromium is required for the browser tests (Debian package chromium)"; exit 1; }
 
+# The power-cut tests (tests/faults/powercut/) mount a FUSE filesystem: Debian's fuse3
+# (fusermount3) and libfuse3, the library mfusepy loads.
+fuse:
+	@{ command -v fusermount3 >/dev/null && ldconfig -p | grep -q libfuse3.so; } || \
+		{ command -v apt-get >/dev/null && \
+		{ apt-get install -y -q fuse3 libfuse3-3 >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q fuse3 libfuse3-3 >/dev/null; }; }; } || \
+		{ echo "FUSE is required for the power-cut tests (Debian packages fuse3, libfuse3-3)"; exit 1; }
+
 run: $(STAMP)
 	$(BIN)/windowpay serve
 
@@ -56,7 +65,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck browser $(STAMP) $(PROMETHEUS)
+test: lint typecheck browser fuse $(STAMP) $(PROMETHEUS)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).
