@@ -11,8 +11,8 @@ CATALOGS := $(patsubst %.po,%.mo,$(wildcard $(LOCALES)/*/LC_MESSAGES/messages.po
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 SSLYZE := .tools/sslyze/bin/sslyze
 
-.PHONY: install tools sslyze browser catalogs translations run test lint typecheck unit \
-	integration e2e fuzz faults proto lock clean
+.PHONY: install tools sslyze browser fuse catalogs translations run test lint typecheck unit \
+	fuzz faults proto lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -87,6 +87,16 @@ translations: $(STAMP)
 	$(BIN)/pybabel -q update -i build/messages.pot -d $(LOCALES) -D messages --no-fuzzy-matching \
 		--ignore-obsolete --ignore-pot-creation-date -w 100
 
+
+# The power-cut tests (tests/faults/powercut/) mount a FUSE filesystem: Debian's fuse3
+# (fusermount3) and libfuse3, the library mfusepy loads.
+fuse:
+	@{ command -v fusermount3 >/dev/null && ldconfig -p | grep -q libfuse3.so; } || \
+		{ command -v apt-get >/dev/null && \
+		{ apt-get install -y -q fuse3 libfuse3-3 >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q fuse3 libfuse3-3 >/dev/null; }; }; } || \
+		{ echo "FUSE is required for the power-cut tests (Debian packages fuse3, libfuse3-3)"; exit 1; }
+
 run: $(STAMP) catalogs
 	$(BIN)/windowpay serve
 
@@ -100,7 +110,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) catalogs
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck browser catalogs $(STAMP) $(PROMETHEUS) $(SSLYZE)
+test: lint typecheck browser fuse catalogs $(STAMP) $(PROMETHEUS) $(SSLYZE)
 	$(BIN)/pytest -q
 
 # The front door's property tests at length: 20,000 generated calls (the suite runs 2,000).

@@ -2,9 +2,13 @@
 built from the proto descriptors, sent to every RPC as every kind of principal, and raw
 bytes that are no message at all.
 
-Every answer must be a clean status (never INTERNAL or UNKNOWN), the server must stay
-up, and a refused call must store nothing (the Redis key count and the journals of the
-orders the fuzzer aims at are the same before and after).
+Every answer must be OK or one of the expected refusals (REFUSALS); anything else fails,
+DEADLINE_EXCEEDED and UNAVAILABLE included, and so does a stream that hangs. Before each
+watch the fuzzer gives it something to say (an open order at the window a WatchWindow
+follows, a payment a WatchPayments subscriber is told of), so a stream that neither
+answers nor ends has hung. The server must stay up, and every refusal must store nothing
+(the Redis key count and the journals of the orders the fuzzer aims at are the same
+before and after).
 
 WINDOWPAY_FUZZ_EXAMPLES sets the number of cases (2,000 in the suite; `make fuzz` runs
 20,000)."""
@@ -25,6 +29,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor as d
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,8 +55,11 @@ REFUSALS = {
     grpc.StatusCode.UNIMPLEMENTED,
     grpc.StatusCode.ABORTED,
 }
-UNCLEAN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+CLEAN = {"OK", *(code.name for code in REFUSALS)}
+HUNG = "HUNG"  # a stream that neither answers nor ends though it has something to say
+ANSWER_WITHIN_S = 10.0  # a live stream with something to say answers in milliseconds
 PRINCIPALS = ("business", "backoffice", "auditor", "monitor", "G1T1", "G1T2", "G2T1")
+AIMED_WINDOWS = ("G1W1", "G1W2", "G2W1")  # the windows of the orders the fuzzer aims at
 # Above the 64 KiB request limit: field 1 (a string in every request) of 70,000 bytes.
 OVERSIZE = b"\x0a\xb0\xa2\x04" + b"x" * 70_000
 TRICKY = ("", "B1\n", "G1-", "-", "G1--X", "١٢٣", "\u202e", "\x00", "G1W1 ", "Ｇ1W1", "%s%n")
@@ -168,6 +176,7 @@ def cases(known: list[str]) -> st.SearchStrategy[Case]:
 
 class Fuzzer:
     def __init__(self, deployed: Deployed, address: str, aimed_at: list[str]) -> None:
+        self.deployed = deployed
         self.redis = deployed.server.door.store.redis
         self.channels = {p: client.of_pki(deployed.pki_dir, p).channel(address) for p in PRINCIPALS}
         self.aimed_at = aimed_at
@@ -196,34 +205,77 @@ class Fuzzer:
             last = now
         return last
 
-    async def call(self, case: Case) -> grpc.StatusCode:
+    async def call(self, case: Case) -> str:
+        """The answer's status name, or HUNG. The deadline is past the longest a call may
+        rightly take (a Pay held until its outcome): exceeding it is a hang too."""
         channel = self.channels[case.principal]
         raw = isinstance(case.payload, bytes)
         encode = None if raw else type(case.payload).SerializeToString
         decode = message_factory.GetMessageClass(case.rpc.response).FromString
         try:
             if case.rpc.streaming:
-                stream = channel.unary_stream(case.rpc.path, encode, decode)(
-                    case.payload, timeout=5
-                )
-                try:
-                    await asyncio.wait_for(stream.read(), 1.0)
-                except TimeoutError:
-                    pass  # a stream with nothing to say yet: open, and clean
-                finally:
-                    stream.cancel()
-                return grpc.StatusCode.OK
-            await channel.unary_unary(case.rpc.path, encode, decode)(case.payload, timeout=10)
-            return grpc.StatusCode.OK
+                return await self.watch(channel.unary_stream(case.rpc.path, encode, decode), case)
+            await channel.unary_unary(case.rpc.path, encode, decode)(case.payload, timeout=60)
+            return grpc.StatusCode.OK.name
         except grpc.aio.AioRpcError as error:
-            return error.code()
+            return error.code().name
+
+    async def watch(self, method: Any, case: Case) -> str:
+        """A stream must answer or end at once: `prepare` gave every watch that may be
+        accepted something to say."""
+        stream = method(case.payload, timeout=60)
+        try:
+            message = await asyncio.wait_for(stream.read(), ANSWER_WITHIN_S)
+            return "OK" if message is not grpc.aio.EOF else (await stream.code()).name
+        except TimeoutError:
+            return HUNG
+        finally:
+            stream.cancel()
+
+    async def prepare(self, case: Case) -> None:
+        """Before a watch: an open order at the window a WatchWindow would follow, a
+        payment for a WatchPayments subscriber to be told of. Then wait for quiet, so
+        that the call's own footprint is measured alone."""
+        request = case.payload
+        if isinstance(request, bytes):
+            try:
+                request = message_factory.GetMessageClass(case.rpc.request).FromString(request)
+            except DecodeError:
+                return  # the server cannot take it either
+        if case.rpc.path.endswith("/WatchWindow"):
+            window = self.deployed.config.deployment.terminal_window.get(request.terminal_id)
+            if window is None:
+                return
+            await self.deployed.create(window)
+        elif case.rpc.path.endswith("/WatchPayments"):
+            await self.pay_somewhere()
+        else:
+            return
+        await self.quiet()
+
+    async def pay_somewhere(self) -> None:
+        """A cash payment at the first free window the fuzzer does not aim at."""
+        for window in sorted(self.deployed.config.deployment.window_service_point):
+            if window in AIMED_WINDOWS:
+                continue
+            order = await self.deployed.create(window)
+            try:
+                await self.deployed.terminal_of_order(order).Pay(
+                    self.deployed.pay_request(order, Channel.CASH), timeout=30
+                )
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.FAILED_PRECONDITION:  # window busy
+                    raise
+        raise AssertionError("no window free for a payment")
 
     async def one(self, case: Case) -> None:
+        await self.prepare(case)
         before = await self.footprint()
         code = await self.call(case)
-        self.codes[code.name] += 1
-        assert code not in UNCLEAN, (case.principal, case.rpc.path, code)
-        if code in REFUSALS:
+        self.codes[code] += 1
+        assert code in CLEAN, (case.principal, case.rpc.path, code)
+        if code != "OK":
             assert await self.footprint() == before, ("a refused call stored something", case)
         else:
             await self.quiet()
@@ -243,7 +295,7 @@ async def test_every_rpc_as_every_principal_answers_cleanly_and_refusals_store_n
         deployed.redis_url, dict(deployed.actors.submitters), stack,
         ServerTls.of_pki(deployed.pki_dir), deployed.pki_dir,
     )  # fmt: skip
-    orders = [await deployed.create(w) for w in ("G1W1", "G1W2", "G2W1")]
+    orders = [await deployed.create(w) for w in AIMED_WINDOWS]
     paid = await deployed.terminal_of_order(orders[1]).Pay(
         deployed.pay_request(orders[1], Channel.CASH), timeout=30
     )
@@ -256,7 +308,7 @@ async def test_every_rpc_as_every_principal_answers_cleanly_and_refusals_store_n
     loop = asyncio.get_running_loop()
 
     def run(coroutine: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=60)
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=120)
 
     @settings(
         max_examples=EXAMPLES,

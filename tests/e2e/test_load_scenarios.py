@@ -2,10 +2,12 @@
 
 Each run must end with exit status 0, statistics in its CSV files and Locust's HTML
 report beside them, the summary table with the front door's view, and the consistency
-check finding no order charged twice and no attempt left unfinished. Then the checks
-themselves are shown to fail: a threshold passed, attempts still under way when the
-check runs, and a double charge planted in a sandbox ledger. Last, Locust's latencies
-are compared with the front door's own histogram over the same run against a real
+check finding no order charged twice and no attempt left unfinished. Latency is
+reported, not judged (`--latency report`): how fast this shared machine answers is the
+benchmark's business (loadtest/bench.py holds the p99 limits and the agreement between
+Locust and the front door as its targets). Then the checks themselves are shown to fail:
+a threshold passed, attempts still under way when the check runs, a double charge
+planted in a sandbox ledger, and calls queued inside Locust against a real
 `windowpay serve`. These tests run last (see conftest): they leave the day busy."""
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import math
 import os
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tomli_w
 
-from loadtest import serverview
+from loadtest import agreement, serverview
+from loadtest.agreement import Agreement, locust_command
 from loadtest.consistency import check
 from loadtest.scenarios import registry
 from orchestrator.access import client
@@ -44,9 +45,7 @@ SMOKE_S = 6.0  # each scenario's whole shape, compressed to about this long
 
 async def locust(data_dir: Path, csv_prefix: Path, *options: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
-        "--headless", "--only-summary", "--csv", str(csv_prefix), "-t", "60s",
-        "--data-dir", str(data_dir), "--settle-seconds", "30", *options,
+        *locust_command(data_dir, csv_prefix, "-t", "60s", "--settle-seconds", "30", *options),
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -61,22 +60,22 @@ def stats(csv_prefix: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("name", sorted(registry()))
-async def test_a_compressed_scenario_passes_its_thresholds_and_the_consistency_check(
+async def test_a_compressed_scenario_passes_its_failure_ratio_and_the_consistency_check(
     deployed: Deployed, tmp_path: Path, name: str
 ) -> None:
     scenario = registry()[name]
     scale = SMOKE_S / scenario.stages[-1].until_s
     code, out = await locust(
-        deployed.data_dir, tmp_path / name, "--scenario", name, "--time-scale", f"{scale:.4f}"
-    )
+        deployed.data_dir, tmp_path / name, "--scenario", name, "--time-scale", f"{scale:.4f}",
+        "--latency", "report",
+    )  # fmt: skip
     assert code == 0, out
     assert f"windowpay {name}:" in out and " 0 consistency problems" in out, out
     assert "PASSED" in out and "FAILED" not in out, out
+    print(next(line for line in out.splitlines() if line.startswith("latency, reported")))
     rows = stats(tmp_path / name)
     assert int(rows["CreateOrder"]["Request Count"]) > 0
     assert any(n.startswith("Pay") and int(r["Request Count"]) for n, r in rows.items())
-    for held in set(rows) - {"Aggregated"}:  # every name kept its own limit
-        assert float(rows[held]["99%"]) <= scenario.p99_limit(held), (held, out)
     total = rows["Aggregated"]
     ratio = int(total["Failure Count"]) / int(total["Request Count"])
     assert ratio <= scenario.max_failure_ratio
@@ -106,17 +105,18 @@ async def test_a_scenario_selected_by_its_tag_fails_when_its_p99_passes_the_thre
 async def test_the_old_time_flag_still_works_with_a_warning_and_a_held_pay_has_its_own_limit(
     deployed: Deployed, tmp_path: Path
 ) -> None:
-    """slow_payers with --time-compression (deprecated), every instant name's limit left
-    alone, and the limit of payers who confirm set below the seconds they take."""
+    """slow_payers with --time-compression (deprecated), the limit of payers who confirm
+    set below the seconds they take, and every other name's set out of reach (an hour):
+    only the one limit fails the run."""
     code, out = await locust(
         deployed.data_dir, tmp_path / "old", "--scenario", "slow_payers",
         "--time-compression", "0.03", "--max-p99-ms", "Pay (payer confirming)=1",
+        "--max-p99-ms", "3600000", "--max-p99-ms", "Pay (payer never confirms)=3600000",
     )  # fmt: skip
     assert "--time-compression is deprecated" in out, out
     assert code == 1, out
     failed = out.split("FAILED: ")[1].splitlines()[0]
-    assert "Pay (payer confirming) p99" in failed, out
-    assert "CreateOrder p99" not in failed and "Pay p99" not in failed, out
+    assert [f.split(" p99 ")[0] for f in failed.split("; ")] == ["Pay (payer confirming)"], out
 
 
 async def test_several_locust_processes_are_refused_before_any_is_forked(tmp_path: Path) -> None:
@@ -128,11 +128,12 @@ async def test_a_run_fails_when_its_attempts_are_not_final_at_the_check(
     deployed: Deployed, tmp_path: Path
 ) -> None:
     """Payers who never confirm are still paying when the run stops; a check that may
-    not wait for them finds their attempts unfinished. Given time, they end (and the
-    windows are free again for the next test)."""
+    not wait for them finds their attempts unfinished, and fails the run even when its
+    latency is only reported. Given time, they end (and the windows are free again for
+    the next test)."""
     code, out = await locust(
         deployed.data_dir, tmp_path / "unsettled", "--scenario", "slow_payers",
-        "--time-scale", "0.02", "--settle-seconds", "0",
+        "--time-scale", "0.02", "--settle-seconds", "0", "--latency", "report",
     )  # fmt: skip
     assert code == 1, out
     assert "attempts not final" in out.split("FAILED: ")[1], out
@@ -249,84 +250,55 @@ async def served(
     raise AssertionError(f"windowpay serve failed {SERVE_ATTEMPTS} times:\n" + "\n".join(logs))
 
 
-def locust_percentile(entries: list[dict[str, Any]], method: str, q: float) -> float:
-    """The q-percentile of what Locust recorded (its response times, rounded as Locust
-    keeps them) over every name of one method: Pay and its held names together, as the
-    front door counts them. Not imported from Locust: importing it monkey-patches."""
-    times = sorted(
-        float(ms)
-        for entry in entries
-        if str(entry["name"]).split(" (", 1)[0] == method
-        for ms, n in entry["response_times"].items()
-        for _ in range(int(n))
-    )
-    assert times, method
-    return times[max(math.ceil(q * len(times)) - 1, 0)]
-
-
-P50_SLACK_MS = 8.0  # "within a few milliseconds": wire, client, both event loops
-P99_FACTOR = 3.0  # "within a small factor"
-
-
-async def compare(served: RunInfo, prefix: Path, *options: str) -> tuple[list[str], str]:
-    """Run a scenario (steady_day unless `options` say otherwise) against the served
-    deployment, scraping the front door's histogram just before and after; returns, for
-    CreateOrder and Pay, where Locust's p50 or p99 disagrees with the front door's (empty
-    when they agree), and Locust's output."""
+async def compare(served: RunInfo, prefix: Path, *options: str) -> tuple[list[Agreement], str]:
+    """Run Locust with `options` against the served deployment, scraping the front door's
+    histogram just before and after; returns how Locust's CreateOrder and Pay figures
+    compare with the front door's, and Locust's output."""
     address = serverview.metrics_address(served.redis_url, served.grpc)
     assert address is not None
     data_dir = Path(served.config or "").parent
     before = await asyncio.to_thread(serverview.scrape, address)
-    code, out = await locust(
-        data_dir, prefix, "--json-file", str(prefix),  # Locust adds .json
-        *(options or ("--scenario", "steady_day", "--time-scale", "0.05")),
-    )  # fmt: skip
+    code, out = await locust(data_dir, prefix, "--json-file", str(prefix), *options)
     after = await asyncio.to_thread(serverview.scrape, address)
     assert code in (0, 1), out
-    server = serverview.window(before, after)
     entries = json.loads(prefix.with_suffix(".json").read_text())
-    disagreements = []
-    for method in ("CreateOrder", "Pay"):
-        seen = server[method]
-        assert seen.count >= 50, out  # enough calls for a p99 to mean something
-        p50, p99 = (locust_percentile(entries, method, q) for q in (0.5, 0.99))
-        (low50, high50), (low99, high99) = (seen.quantile_bounds(q) for q in (0.5, 0.99))
-        assert not math.isinf(high99), out
-        figures = (
-            f"{method}: {seen.count} calls; Locust p50 {p50:.0f} ms, front door p50 in "
-            f"({low50 * 1000:g}, {high50 * 1000:g}] ms; Locust p99 {p99:.0f} ms, front door "
-            f"p99 in ({low99 * 1000:g}, {high99 * 1000:g}] ms"
-        )
-        print(figures)
-        if not low50 * 1000 - P50_SLACK_MS <= p50 <= high50 * 1000 + P50_SLACK_MS:
-            disagreements.append(f"p50 {figures}")
-        if not low99 * 1000 / P99_FACTOR <= p99 <= high99 * 1000 * P99_FACTOR:
-            disagreements.append(f"p99 {figures}")
-    return disagreements, out
+    found = agreement.compare(serverview.window(before, after), entries)
+    for method in found:
+        print(method)
+    return found, out
 
 
 @pytest.mark.timeout(600)
-async def test_locusts_latencies_agree_with_the_front_doors_histogram(
+async def test_locust_and_the_front_door_count_the_same_run(
     served: RunInfo, tmp_path: Path
 ) -> None:
-    """steady_day against a served deployment: for each method, Locust's p50 lies in the
-    front door's p50 bucket give or take a few ms, and its p99 within a small factor of the
-    front door's p99 bucket, over the same window of time."""
-    disagreements, out = await compare(served, tmp_path / "agree")  # steady_day
-    assert disagreements == [], out
+    """steady_day against a served deployment: the front door answered every call Locust
+    made, enough of each method for the benchmark's comparison, and the run is clean.
+    How close the two latencies are is printed here and judged by the benchmark."""
+    found, out = await compare(
+        served, tmp_path / "agree",
+        "--scenario", "steady_day", "--time-scale", "0.05", "--latency", "report",
+    )  # fmt: skip
     assert "PASSED" in out, out
+    rows = stats(tmp_path / "agree")
+    for method in found:
+        sent = sum(
+            int(r["Request Count"]) for n, r in rows.items() if n.split(" (", 1)[0] == method.method
+        )
+        assert method.calls >= max(sent, agreement.MIN_CALLS), (method, sent)
 
 
 @pytest.mark.timeout(600)
 async def test_calls_queued_inside_locust_are_seen_to_disagree_with_the_front_door(
     served: RunInfo, tmp_path: Path
 ) -> None:
-    """The fault these load tests had, planted: grpc's calls given two threads to wait on
-    (one of them grpc's own), so that payers who take their time hold them and the other
-    windows' calls queue inside Locust. The comparison sees Locust's CreateOrder far
-    slower than the front door's."""
-    disagreements, out = await compare(
+    """The benchmark's comparison can fail: the fault these load tests had, planted.
+    grpc's calls given two threads to wait on (one of them grpc's own), so that payers
+    who take their time hold them and the other windows' calls queue inside Locust, for
+    seconds. The comparison sees Locust's CreateOrder far slower than the front door's."""
+    found, out = await compare(
         served, tmp_path / "starved",
         "--scenario", "slow_payers", "--time-scale", "0.15", "--grpc-threads", "2",
     )  # fmt: skip
-    assert any(d.startswith("p99 CreateOrder") for d in disagreements), (disagreements, out)
+    problems = [p for method in found for p in method.problems]
+    assert any(p.startswith("p99 CreateOrder") for p in problems), (problems, out)

@@ -45,5 +45,3 @@ async def test_redis_killed_and_restarted_from_its_append_only_file(deployment: 
     )
     assert outcome.found == []
     assert outcome.doubles == 0
-    # Calls that met the dead Redis said UNAVAILABLE (resend), never UNKNOWN.
-    assert "UNKNOWN" not in outcome.retried_codes

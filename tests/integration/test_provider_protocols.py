@@ -330,7 +330,9 @@ async def test_an_answer_about_another_trade_is_unknown_and_counted(
 ) -> None:
     sale = call(provider_id(), channel, "1313")
     before = _mismatches(channel)
-    with pytest.raises(AnswerMismatch):
+    # The answer names another trade; the refusal names it and the one asked about.
+    asked = rf"answer names (out_trade_no|orderId) '\w+', the request '{sale.out_trade_no}'"
+    with pytest.raises(AnswerMismatch, match=f"^{asked}$"):
         await world.providers[channel].pay(sale)
     assert _mismatches(channel) == before + 1
     # The query, about this very trade, is what decides.

@@ -74,7 +74,7 @@ def test_a_bill_that_contradicts_itself_is_refused() -> None:
         parse_wechat(text.replace("2021-01-28 17:07:11", "yesterday").encode())
     with pytest.raises(BillError, match="not a zip"):
         parse_alipay(b"not a zip")
-    with pytest.raises(BillError):
+    with pytest.raises(BillError, match=r"^UnionPay settlement file: no header line$"):
         parse_unionpay(b"garbage")
 
 

@@ -66,7 +66,7 @@ def test_a_certificate_is_trusted_only_through_the_configured_chain() -> None:
         verify_chain(leaf, [CA.middle.certificate], CA.root.certificate, later)
     key = generate_key()
     self_made = issue("China UnionPay", key, None, ca=False)
-    with pytest.raises(CertificateError):
+    with pytest.raises(CertificateError, match=r"China UnionPay.* is not issued by CN=middle"):
         verify_chain(self_made, [CA.middle.certificate], CA.root.certificate, now())
 
 
@@ -105,11 +105,12 @@ APIV3 = b"0123456789abcdef0123456789abcdef"
 def test_the_sealed_certificate_opens_with_the_apiv3_key_only() -> None:
     sealed = encrypt_resource(APIV3, b"plain", "abcdefabcdef", "certificate")
     assert decrypt_resource(APIV3, sealed) == b"plain"
-    with pytest.raises(CertificateError):
+    refused = "^platform certificate does not decrypt with the APIv3 key$"
+    with pytest.raises(CertificateError, match=refused):
         decrypt_resource(b"f" * 32, sealed)
-    with pytest.raises(CertificateError):
+    with pytest.raises(CertificateError, match=refused):
         decrypt_resource(APIV3, {**sealed, "associated_data": "other"})
-    with pytest.raises(CertificateError):
+    with pytest.raises(CertificateError, match=refused):
         decrypt_resource(APIV3, {**sealed, "nonce": "000000000000"})
     with pytest.raises(CertificateError, match="algorithm"):
         decrypt_resource(APIV3, {**sealed, "algorithm": "AEAD_AES_128_GCM"})

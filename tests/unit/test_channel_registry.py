@@ -71,7 +71,14 @@ def test_a_code_of_another_channel_is_refused(channel: Channel) -> None:
     assert refused == len(others)
 
 
+EMPTY_BILL = {
+    Channel.WECHAT: "^WeChat bill: no header row$",
+    Channel.ALIPAY: "^Alipay bill: not a zip file$",
+    Channel.UNIONPAY: "^UnionPay settlement file: no header line$",
+}
+
+
 @pytest.mark.parametrize("channel", list(registry.CHANNELS))
 def test_an_empty_bill_is_refused_by_the_channels_parser(channel: Channel) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=EMPTY_BILL[channel]):
         registry.spec(channel).parse_bill(b"")

@@ -21,6 +21,15 @@ def test_well_formed_codes_pass(channel: Channel, code: str) -> None:
     check_auth_code(channel, code)
 
 
+# docs/DOMAIN.md §5: each channel's payment-code format, named in the refusal.
+REFUSAL = {
+    Channel.WECHAT: "WECHAT auth code must be 18 digits starting 10 to 15",
+    Channel.ALIPAY: "ALIPAY auth code must be 16 to 24 digits starting 25 to 30",
+    Channel.UNIONPAY: "UNIONPAY auth code must be 16 to 19 digits starting 62",
+    Channel.CASH: "a cash payment takes no auth code",
+}
+
+
 @pytest.mark.parametrize(
     ("channel", "code"),
     [
@@ -35,7 +44,7 @@ def test_well_formed_codes_pass(channel: Channel, code: str) -> None:
     ],
 )
 def test_malformed_codes_are_refused(channel: Channel, code: str) -> None:
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match=f"^{REFUSAL[channel]}$"):
         check_auth_code(channel, code)
 
 

@@ -277,7 +277,11 @@ async def test_a_cash_refund_is_done_at_the_counter(harness: Harness) -> None:
     assert isinstance(done, Done)
     assert order_of(done)["refunds"][0]["state"] == RefundState.SUCCEEDED.value
     too_much = await one(core, harness.refund(order_id, 20000))
-    assert isinstance(too_much, Rejected)
+    # 12,000 fen paid (DOMAIN.md §3: a plate 10,000, two licences 1,000 each), 2,000 back.
+    assert too_much == Rejected(
+        ErrorCode.FAILED_PRECONDITION,
+        f"refund of 20000 fen refused: 10000 fen of order {order_id} can still be refunded",
+    )
 
 
 async def test_a_new_incarnation_resumes_work_and_fences_the_old_one(harness: Harness) -> None:

@@ -15,7 +15,7 @@ FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 @pytest.mark.parametrize("value", ["B1\n", "B1\r\n", "\nB1", "B1 ", "B١", "Ｂ1", "B1\x00"])
 def test_ids_are_matched_whole_and_in_ascii(value: str) -> None:
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match=r"^business_no .* must be 1-64 letters, digits"):
         check_id(value, "business_no")
     assert check_id("B1", "business_no") == "B1"
 
@@ -38,7 +38,7 @@ def test_auth_codes_in_other_digits_or_with_a_newline_are_refused(
         code[:-1] + code[-1].translate(FULL_WIDTH),
         code + "\n",
     ):
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidArgument, match=f"^{channel} auth code must be "):
             check_auth_code(channel, variant)
 
 
@@ -54,6 +54,8 @@ def test_auth_codes_in_other_digits_or_with_a_newline_are_refused(
     ],
 )
 def test_names_with_control_or_bidi_characters_are_refused(name: str) -> None:
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(
+        InvalidArgument, match=r"^payer_name contains control, format or bidi characters$"
+    ):
         check_text(name, "payer_name", required=True, limit=64)
     assert check_text("欧阳·娜娜", "payer_name", required=True, limit=64)

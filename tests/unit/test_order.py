@@ -1,9 +1,18 @@
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import FailedPrecondition, IllegalTransition, InvalidArgument
-from orchestrator.domain.order import Order, invariant_violations
-from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState
+from orchestrator.domain.order import Order, Refund, invariant_violations
+from orchestrator.domain.states import (
+    AttemptEvent,
+    AttemptState,
+    Channel,
+    OrderState,
+    RefundState,
+)
 from tests.support import nonce
 
 NOW = 1_800_000_000_000
@@ -89,7 +98,8 @@ def test_provider_ids_are_letters_and_digits_and_never_repeat() -> None:
     store lost the attempt that used the same ordinal (the nonce differs)."""
     order = new_order()
     first, again = order.next_attempt_id("AAAAAA"), order.next_attempt_id("BBBBBB")
-    assert first != again and first.isalnum() and 8 <= len(first) <= 32
+    # the order id's letters and digits, P and the attempt's ordinal, the nonce
+    assert (first, again) == ("SP01AP1AAAAAA", "SP01AP1BBBBBB")
     paid = paid_order()
     refund_id = ask_refund(paid, 100)
     assert refund_id.isalnum() and len(refund_id) <= 39  # UnionPay: 40, with a void's V
@@ -107,9 +117,9 @@ def test_one_attempt_in_flight_at_a_time() -> None:
 def test_a_paid_order_takes_no_new_attempt_and_cannot_be_cancelled() -> None:
     order = new_order()
     order.record_attempt(start(order), AttemptEvent.PAID, NOW + 2)
-    with pytest.raises(FailedPrecondition):
+    with pytest.raises(FailedPrecondition, match=r"^order SP01-A is PAID, not payable$"):
         start(order)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match=r"^order in state PAID cannot take CANCEL$"):
         order.cancel("no", NOW + 3)
 
 
@@ -137,7 +147,9 @@ def test_an_illegal_event_changes_nothing() -> None:
     order = new_order()
     attempt_id = start(order)
     before = order.to_record()
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(
+        IllegalTransition, match=r"^attempt in state SUBMITTED cannot take REVERSED$"
+    ):
         order.record_attempt(attempt_id, AttemptEvent.REVERSED, NOW + 3)
     assert order.to_record() == before
 
@@ -215,3 +227,191 @@ def test_a_late_success_is_refunded_and_marked() -> None:
     assert order.state is OrderState.PAID and order.refunded_fen == 0
     assert invariant_violations(order) == []
     assert not order.is_open
+
+
+# ---- invariant_violations: each kind of broken order, named ---------------------------
+# Each case breaks one thing in a sound order (by hand: no domain method would) and lists
+# exactly what invariant_violations must say about it.
+
+
+def paying_order() -> tuple[Order, str]:
+    order = new_order()
+    return order, start(order)
+
+
+def pending_refund(
+    order: Order, amount: int, *, attempt_id: str = "", automatic: bool = False
+) -> Refund:
+    refund = Refund(
+        refund_id=f"R{len(order.refunds) + 1}", attempt_id=attempt_id or order.paid_by,
+        amount_fen=amount, state=RefundState.PENDING, reason="r", supervisor_id="S1",
+        terminal_id="T01", request_id="q", automatic=automatic, created_at=NOW + 10,
+    )  # fmt: skip
+    order.refunds.append(refund)
+    return refund
+
+
+def amount_off_its_lines() -> tuple[Order, list[str]]:
+    order = new_order()
+    order.amount_fen = 12001
+    return order, ["amount differs from the sum of its lines"]
+
+
+def line_not_priced_by_quantity() -> tuple[Order, list[str]]:
+    order = new_order()
+    order.lines = (LINES[0], replace(LINES[1], amount_fen=2500))
+    order.amount_fen = 12500
+    return order, ["line DOC-VLIC amount is not unit price x quantity"]
+
+
+def two_attempts_in_flight() -> tuple[Order, list[str]]:
+    order, attempt_id = paying_order()
+    order.attempts.append(replace(order.attempt(attempt_id), attempt_id="SECOND"))
+    return order, ["more than one attempt in flight"]
+
+
+def in_flight_while_awaiting_payment() -> tuple[Order, list[str]]:
+    order, _ = paying_order()
+    order.state = OrderState.AWAITING_PAYMENT
+    return order, ["state AWAITING_PAYMENT with 1 attempts in flight"]
+
+
+def paying_with_nothing_in_flight() -> tuple[Order, list[str]]:
+    order, attempt_id = paying_order()
+    order.attempt(attempt_id).state = AttemptState.FAILED
+    return order, ["state PAYING with 0 attempts in flight"]
+
+
+def paid_by_two_attempts() -> tuple[Order, list[str]]:
+    order = paid_order()
+    order.attempts.append(replace(order.attempts[0], attempt_id="SECOND"))
+    return order, ["paid by more than one attempt"]
+
+
+def paid_without_a_successful_attempt() -> tuple[Order, list[str]]:
+    order = paid_order()
+    order.attempts[0].state = AttemptState.FAILED
+    return order, ["state PAID with 0 succeeded attempts"]
+
+
+def succeeded_but_awaiting_payment() -> tuple[Order, list[str]]:
+    order = paid_order()
+    order.state = OrderState.AWAITING_PAYMENT
+    return order, ["state AWAITING_PAYMENT with 1 succeeded attempts"]
+
+
+def paid_by_names_another_attempt() -> tuple[Order, list[str]]:
+    order = paid_order()
+    order.paid_by = "ANOTHER"
+    return order, ["paid_by does not name the succeeded attempt"]
+
+
+def refund_above_what_was_paid() -> tuple[Order, list[str]]:
+    order = paid_order()
+    pending_refund(order, 13000).state = RefundState.SUCCEEDED
+    order.refunded_fen, order.state = 13000, OrderState.REFUNDED
+    return order, [
+        "refunded more than was paid",
+        "refunds under way or done exceed the payment",
+        "state REFUNDED after 13000 fen refunded",
+    ]
+
+
+def refunds_under_way_above_the_payment() -> tuple[Order, list[str]]:
+    order = paid_order()
+    pending_refund(order, 8000)
+    pending_refund(order, 8000)
+    return order, ["refunds under way or done exceed the payment"]
+
+
+def refunded_without_a_refund() -> tuple[Order, list[str]]:
+    order = paid_order()
+    order.refunded_fen, order.state = 2000, OrderState.PARTIALLY_REFUNDED
+    return order, ["refunded amount differs from the refunds that went through"]
+
+
+def refund_of_another_attempt() -> tuple[Order, list[str]]:
+    order = paid_order()
+    pending_refund(order, 100, attempt_id="ANOTHER")
+    return order, ["a refund of the payment names another attempt"]
+
+
+def state_behind_its_refunds() -> tuple[Order, list[str]]:
+    order = paid_order()
+    pending_refund(order, 2000).state = RefundState.SUCCEEDED
+    order.refunded_fen = 2000
+    return order, ["state PAID after 2000 fen refunded"]
+
+
+def paying_attempt_refunded_as_a_late_success() -> tuple[Order, list[str]]:
+    order = paid_order()
+    pending_refund(order, 12000, automatic=True)
+    return order, ["the paying attempt is refunded as a late success"]
+
+
+def late_success_refunded_without_its_refund() -> tuple[Order, list[str]]:
+    order, attempt_id = paying_order()
+    order.record_attempt(attempt_id, AttemptEvent.DECLINED, NOW + 2)
+    order.attempt(attempt_id).state = AttemptState.LATE_SUCCESS_REFUNDED
+    return order, [f"attempt {attempt_id} marked refunded without a refund"]
+
+
+BROKEN_ORDERS = [
+    amount_off_its_lines,
+    line_not_priced_by_quantity,
+    two_attempts_in_flight,
+    in_flight_while_awaiting_payment,
+    paying_with_nothing_in_flight,
+    paid_by_two_attempts,
+    paid_without_a_successful_attempt,
+    succeeded_but_awaiting_payment,
+    paid_by_names_another_attempt,
+    refund_above_what_was_paid,
+    refunds_under_way_above_the_payment,
+    refunded_without_a_refund,
+    refund_of_another_attempt,
+    state_behind_its_refunds,
+    paying_attempt_refunded_as_a_late_success,
+    late_success_refunded_without_its_refund,
+]
+
+
+@pytest.mark.parametrize("broken", BROKEN_ORDERS, ids=lambda case: case.__name__)
+def test_invariant_violations_names_each_broken_order(
+    broken: Callable[[], tuple[Order, list[str]]],
+) -> None:
+    order, expected = broken()
+    assert invariant_violations(order) == expected
+
+
+def test_the_sound_orders_the_cases_start_from_have_no_violation() -> None:
+    order, attempt_id = paying_order()
+    assert invariant_violations(order) == []
+    order.record_attempt(attempt_id, AttemptEvent.DECLINED, NOW + 2)
+    assert invariant_violations(order) == []
+    paid = paid_order()
+    assert invariant_violations(paid) == []
+    ask_refund(paid, 8000)
+    assert invariant_violations(paid) == []
+
+
+@pytest.mark.parametrize(
+    "closed",
+    ["PAID", "PARTIALLY_REFUNDED", "REFUNDED", "CANCELLED", "EXPIRED"],
+)
+def test_a_closed_order_takes_no_payment(closed: str) -> None:
+    order = paid_order()
+    if closed in ("PARTIALLY_REFUNDED", "REFUNDED"):
+        refund_id = ask_refund(order, 2000 if closed == "PARTIALLY_REFUNDED" else 12000)
+        order.record_refund(refund_id, succeeded=True, now=NOW + 11)
+    elif closed == "CANCELLED":
+        order = new_order()
+        order.cancel("withdrawn", NOW + 1)
+    elif closed == "EXPIRED":
+        order = new_order()
+        order.expire(order.expires_at)
+    assert order.state == closed and invariant_violations(order) == []
+    before = order.to_record()
+    with pytest.raises(FailedPrecondition, match=f"^order SP01-A is {closed}, not payable$"):
+        start(order)
+    assert order.to_record() == before

@@ -1,5 +1,9 @@
 """Random event sequences against one order: the invariants of docs/DOMAIN.md §4 hold after
-every step, refused steps change nothing, and the journal's versions stay gap-free."""
+every step, refused steps change nothing, and the journal's versions stay gap-free.
+
+The money is checked twice: by invariant_violations, and by the machine's own account of
+what the steps it sent did (what was paid, by which attempt; which refunds went through),
+so that a blind invariant_violations cannot hide a wrong sum."""
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -8,10 +12,19 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Change, Order, invariant_violations
-from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, PayMode
+from orchestrator.domain.states import (
+    AttemptEvent,
+    AttemptState,
+    Channel,
+    OrderState,
+    PayMode,
+    RefundState,
+)
 from tests.support import nonce
 
 LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)
+PRICE = 8000
+PAID_STATES = {OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED}
 
 
 class OrderMachine(RuleBasedStateMachine):
@@ -25,16 +38,20 @@ class OrderMachine(RuleBasedStateMachine):
         )  # fmt: skip
         self.journal: list[Change] = [change]
         self.final_seen: dict[str, AttemptState] = {}
+        # The machine's own account: attempts the order took money by, refunds given back.
+        self.paid_by: set[str] = set()
+        self.refunded = 0
 
-    def _apply(self, step: object) -> None:
+    def _apply(self, step: object) -> bool:
         before = self.order.to_record()
         self.now += 1
         try:
             changes = step()  # type: ignore[operator]
         except DomainError:
             assert self.order.to_record() == before, "a refused step changed the order"
-            return
+            return False
         self.journal.extend(changes if isinstance(changes, list) else [changes])
+        return True
 
     @rule(
         channel=st.sampled_from(list(Channel)),
@@ -59,7 +76,8 @@ class OrderMachine(RuleBasedStateMachine):
     def provider_event(self, event: AttemptEvent, data: st.DataObject) -> None:
         attempt = data.draw(st.sampled_from(self.order.attempts))
         code = data.draw(st.sampled_from(["", "http://127.0.0.1:1/_sandbox/qr/t"]))
-        self._apply(
+        was_final = attempt.final
+        taken = self._apply(
             lambda: self.order.record_attempt(
                 attempt.attempt_id,
                 event,
@@ -68,6 +86,8 @@ class OrderMachine(RuleBasedStateMachine):
                 qr_expires_at=self.now + 120_000 if code else None,
             )
         )
+        if taken and event is AttemptEvent.PAID and not was_final:
+            self.paid_by.add(attempt.attempt_id)
 
     @rule(amount=st.integers(-100, 9000))
     def refund(self, amount: int) -> None:
@@ -87,9 +107,11 @@ class OrderMachine(RuleBasedStateMachine):
     @rule(succeeded=st.booleans(), data=st.data())
     def refund_outcome(self, succeeded: bool, data: st.DataObject) -> None:
         refund = data.draw(st.sampled_from(self.order.refunds))
-        self._apply(
+        taken = self._apply(
             lambda: self.order.record_refund(refund.refund_id, succeeded=succeeded, now=self.now)
         )
+        if taken and succeeded and not refund.automatic:
+            self.refunded += refund.amount_fen
 
     @rule()
     def cancel(self) -> None:
@@ -102,6 +124,28 @@ class OrderMachine(RuleBasedStateMachine):
     @invariant()
     def domain_invariants_hold(self) -> None:
         assert invariant_violations(self.order) == []
+
+    @invariant()
+    def the_money_is_what_the_steps_made_it(self) -> None:
+        order = self.order
+        assert len(self.paid_by) <= 1, f"paid by {self.paid_by}"
+        assert (order.state in PAID_STATES) == bool(self.paid_by)
+        if self.paid_by:
+            [paid_by] = self.paid_by
+            assert order.paid_by == paid_by
+            assert order.attempt(paid_by).amount_fen == order.amount_fen == PRICE
+        assert order.refunded_fen == self.refunded <= PRICE
+        expected = {0: OrderState.PAID, PRICE: OrderState.REFUNDED}.get(
+            self.refunded, OrderState.PARTIALLY_REFUNDED
+        )
+        assert not self.paid_by or order.state is expected
+        reserved = sum(
+            r.amount_fen
+            for r in order.refunds
+            if not r.automatic and r.state is not RefundState.FAILED
+        )
+        assert reserved <= PRICE, f"{reserved} fen refunded or being refunded of {PRICE}"
+        assert order.refundable_fen == (PRICE - reserved if self.paid_by else 0)
 
     @invariant()
     def journal_is_gap_free(self) -> None:

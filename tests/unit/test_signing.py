@@ -1,6 +1,8 @@
 """Signatures: the published WeChat v2 test vector, each provider's message form, and
 tampered messages refused."""
 
+import hashlib
+
 import pytest
 
 from orchestrator.channels.alipay.adapter import raw_member
@@ -110,7 +112,8 @@ def test_alipay_answers_are_verified_over_their_raw_text(text: str, expected: st
 def test_unionpay_signs_a_digest_of_the_sorted_fields() -> None:
     fields = {"txnType": "01", "merId": "898", "signature": "old", "orderId": "A1"}
     digest = digest_message(fields)
-    assert len(digest) == 64
+    # ACP: SHA-256, in hex, of the fields but the signature, sorted, as k=v joined by &.
+    assert digest == hashlib.sha256(b"merId=898&orderId=A1&txnType=01").hexdigest().encode()
     assert digest == digest_message({**fields, "signature": "other"})
     assert digest != digest_message({**fields, "txnAmt": "1"})
     # An empty field is signed too (the SDK's coverMap2String keeps it).
