@@ -5,8 +5,11 @@ older epoch is over, whichever process changed the file."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -70,7 +73,10 @@ def new_account(
 
 
 class StaffBook:
-    """The accounts file. Written whole through a temporary file created 0600."""
+    """The accounts file. Written whole through a temporary file created 0600; every
+    change reads, changes and writes it under a lock (`staff.json.lock`), so that the
+    console (a language chosen) and `windowpay staff` (a password, a disable) never
+    write over each other's change."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -91,31 +97,47 @@ class StaffBook:
         else:
             replace_file(self.path, (body + "\n").encode(), mode=0o600)
 
-    def add(self, account: StaffAccount) -> None:
-        accounts = self.load()
-        if account.username in accounts:
-            raise ValueError(f"staff account {account.username!r} exists")
-        accounts[account.username] = account
-        self.save(accounts)
+    @contextmanager
+    def _changing(self) -> Iterator[dict[str, StaffAccount]]:
+        """The accounts to change, read under the file's lock and written back (if
+        changed) before the lock is let go."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            accounts = self.load()
+            before = dict(accounts)
+            yield accounts
+            if accounts != before:
+                self.save(accounts)
 
-    def update(self, username: str, *, password: str | None = None, disabled: bool = False) -> None:
-        accounts = self.load()
-        if username not in accounts:
-            raise ValueError(f"no staff account {username!r}")
-        account = accounts[username]
-        if password is not None:
-            account = replace(account, password_hash=hash_password(password))
-        if password is not None or disabled:
-            account = replace(account, epoch=account.epoch + 1)  # its sessions end
-        accounts[username] = replace(account, disabled=disabled)
-        self.save(accounts)
+    def add(self, account: StaffAccount) -> None:
+        with self._changing() as accounts:
+            if account.username in accounts:
+                raise ValueError(f"staff account {account.username!r} exists")
+            accounts[account.username] = account
+
+    def update(
+        self, username: str, *, password: str | None = None, disabled: bool | None = None
+    ) -> None:
+        """A new password, or disabled (True) or enabled again (False); what is not
+        given stays. Either one ends the account's sessions."""
+        with self._changing() as accounts:
+            if username not in accounts:
+                raise ValueError(f"no staff account {username!r}")
+            account = accounts[username]
+            if password is not None:
+                account = replace(account, password_hash=hash_password(password))
+            if disabled is not None:
+                account = replace(account, disabled=disabled)
+            if password is not None or disabled is not None:
+                account = replace(account, epoch=account.epoch + 1)  # its sessions end
+            accounts[username] = account
 
     def set_language(self, username: str, language: str) -> None:
-        accounts = self.load()
-        if username not in accounts:
-            raise ValueError(f"no staff account {username!r}")
-        accounts[username] = replace(accounts[username], language=language)
-        self.save(accounts)
+        with self._changing() as accounts:
+            if username not in accounts:
+                raise ValueError(f"no staff account {username!r}")
+            accounts[username] = replace(accounts[username], language=language)
 
 
 def ensure_dev_accounts(path: Path, service_point_id: str, window_id: str) -> dict[str, str] | None:

@@ -1,4 +1,4 @@
-"""`windowpay staff add|set-password|disable`: the console's accounts. Passwords are
+"""`windowpay staff add|set-password|disable|enable`: the console's accounts. Passwords are
 read from the terminal (or stdin when it is not one), never from the command line."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def add_parsers(commands: Any) -> None:
     password.add_argument("username")
     disable = actions.add_parser("disable", help="the account can no longer sign in")
     disable.add_argument("username")
+    enable = actions.add_parser("enable", help="a disabled account may sign in again")
+    enable.add_argument("username")
     parser.set_defaults(handler=run)
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "set-password":
             book.update(args.username, password=_password())
         else:
-            book.update(args.username, disabled=True)
+            book.update(args.username, disabled=args.action == "disable")
     except ValueError as error:
         print(f"windowpay staff: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.console.accounts import (
     Role,
+    StaffAccount,
     StaffBook,
     ensure_dev_accounts,
     new_account,
@@ -82,6 +84,46 @@ def test_add_set_password_and_disable_keep_the_file_private(tmp_path: Path) -> N
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(ValueError, match="no staff account"):
         book.update("nobody", disabled=True)
+
+
+def test_a_new_password_leaves_a_disabled_account_disabled(tmp_path: Path) -> None:
+    """Only `staff enable` brings a disabled account back; a password reset does not."""
+    path = tmp_path / "staff.json"
+    ensure_dev_accounts(path, "SP01", "SP01-W1")
+    book = StaffBook(path)
+    book.update("head", disabled=True)
+    book.update("head", password="secret-pass-2")
+    head = book.get("head")
+    assert head is not None and head.disabled and head.check_password("secret-pass-2")
+    book.update("head", disabled=False)
+    assert book.get("head").disabled is False  # type: ignore[union-attr]
+
+
+def test_a_language_chosen_meanwhile_never_undoes_a_disable(tmp_path: Path) -> None:
+    """The console saves an account's language while `windowpay staff disable` runs in
+    another process: the read-change-write of each is under the file's lock, so the
+    disable is never written over by the language's older copy of the file."""
+    path = tmp_path / "staff.json"
+    ensure_dev_accounts(path, "SP01", "SP01-W1")
+    console, cli = StaffBook(path), StaffBook(path)
+    loaded = console.load
+
+    def load_then_race() -> dict[str, StaffAccount]:
+        accounts = loaded()
+        disabling = threading.Thread(
+            target=cli.update, args=("director",), kwargs={"disabled": True}
+        )
+        disabling.start()
+        disabling.join(timeout=1.0)  # it is done by now, unless it waits for the lock
+        racing.append(disabling)
+        return accounts
+
+    racing: list[threading.Thread] = []
+    console.load = load_then_race  # type: ignore[method-assign]
+    console.set_language("director", "en")
+    racing[0].join(timeout=10)
+    director = cli.get("director")
+    assert director is not None and director.disabled and director.language == "en"
 
 
 @pytest.mark.parametrize(
