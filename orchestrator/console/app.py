@@ -175,6 +175,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/payer"):  # one payer's payment: no shared cache keeps it
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

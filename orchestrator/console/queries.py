@@ -378,9 +378,11 @@ class ConsoleQueries:
         return rows[0] if rows else None
 
     async def refunds_of_order(self, order_id: str) -> list[Row]:
+        """Every refund of the order, windowpay's own included (a second charge of the
+        payer's, refunded automatically)."""
         return await self._all(
-            "SELECT refund_id, amount_fen, state, finished_at_ms FROM refunds "
-            "WHERE order_id = %(id)s AND NOT automatic ORDER BY created_at_ms",
+            "SELECT refund_id, amount_fen, state, finished_at_ms, automatic FROM refunds "
+            "WHERE order_id = %(id)s ORDER BY created_at_ms",
             {"id": order_id},
         )
 

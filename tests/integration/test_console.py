@@ -800,6 +800,18 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
             "'x', 'SUP01', 'T-SP01-W1', false, %s, %s, %s, '', '')",
             (int(time.time() * 1000), int(time.time() * 1000), office["day"]),
         )
-    _, body, _ = await browser.request("GET", link)
+    _, body, response = await browser.request("GET", link)
     refunds = body[body.index('data-testid="refunds"') :]
     assert "¥10.00" in refunds and "已退费" in refunds
+    assert 'data-testid="automatic-refund"' not in refunds
+    assert response.headers["Cache-Control"] == "no-store"  # one payer's payment
+    # a second charge windowpay refunded by itself shows too, marked as such
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO refunds VALUES ('R-S2', 'SP01-AAA1', 'SP01-AAA1-A2', 2000, 'SUCCEEDED', "
+            "'late success', '', '', true, %s, %s, %s, '', '')",
+            (int(time.time() * 1000) + 1, int(time.time() * 1000) + 1, office["day"]),
+        )
+    _, body, _ = await browser.request("GET", link)
+    refunds = body[body.index('data-testid="refunds"') :]
+    assert "¥20.00" in refunds and "重复扣款，系统已自动退还" in refunds
