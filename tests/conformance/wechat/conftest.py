@@ -265,7 +265,7 @@ class Sandbox:
         return wired_adapter(client, settings, self.keys_dir)
 
 
-def sandbox_config(**provider: str) -> Config:
+def sandbox_config(**provider: str | bool) -> Config:
     data = small_config_data(time_scale=0.02)
     data.setdefault("providers", {}).setdefault("WECHAT", {}).update(provider)
     return parse_config(data, "conformance config")
@@ -297,7 +297,11 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
 async def partner_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
     """windowpay's WeChat sandbox for a partner (sp_mchid) and its sub-merchant."""
     config = sandbox_config(
-        merchant_id=SP_MCHID, app_id=APPID, sub_merchant_id=SUB_MCHID, sub_app_id=SUB_APPID
+        merchant_id=SP_MCHID,
+        app_id=APPID,
+        partner=True,
+        sub_merchant_id=SUB_MCHID,
+        sub_app_id=SUB_APPID,
     )
     served, runner = await serve(config, tmp_path_factory.mktemp("keys"))
     yield served
