@@ -23,11 +23,12 @@ from orchestrator.channels.wechat.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.wechat.outcomes import (
     CLOSE_DONE,
     CLOSE_PAID,
+    NEVER_CREATED_AFTER_S,
     NO_STATEMENT,
+    ORDER_NOT_EXIST,
     PAY_CLOSED,
     REFUND_STATUS,
     REVERSE_DONE,
-    REVERSE_TRY_AGAIN,
     STATEMENT_CREATING,
     TRADE_STATES,
     TRY_AGAIN,
@@ -154,8 +155,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         """撤销: done on 200 (the trade named) or 204; asked again on the documented
-        "try again" codes, ORDER_NOT_EXIST included (outcomes.py). The v3 answer has no
-        `recall`."""
+        "try again" codes. ORDER_NOT_EXIST is "not yet" until the pay call's payment code
+        is dead (outcomes.py). The v3 answer has no `recall`."""
         target = self._account.transactions(f"out-trade-no/{trade.out_trade_no}/reverse")
         status, payload = await self._call("POST", target, self._account.ids())
         if status in (200, 204):
@@ -166,9 +167,28 @@ class WeChatPay(Adapter[WeChatMerchant]):
         code = str(payload.get("code", ""))
         if code in REVERSE_DONE:
             return ReverseAnswer(ReverseStatus.DONE, code)
-        if code in REVERSE_TRY_AGAIN or status >= 500:
+        if code == ORDER_NOT_EXIST:
+            return await self._never_created(trade)
+        if code in TRY_AGAIN or status >= 500:
             return ReverseAnswer(ReverseStatus.RETRY, code or str(status))
         _fail(status, payload)
+
+    async def _never_created(self, trade: TradeRef) -> ReverseAnswer:
+        """A reverse answered ORDER_NOT_EXIST. Until NEVER_CREATED_AFTER_S after the pay
+        call (or when its time is unknown) the pay call may still create the trade: ask
+        again. After that, once the query also finds no trade, nothing was taken and the
+        expired payment code cannot be taken any more: the reverse is done, and the order
+        is payable again without waiting out the reversal window."""
+        not_yet = ReverseAnswer(ReverseStatus.RETRY, ORDER_NOT_EXIST)
+        if trade.at_ms <= 0 or self._clock() - trade.at_ms / 1000 < NEVER_CREATED_AFTER_S:
+            return not_yet
+        try:
+            found = await self.query(trade)
+        except ProviderError:
+            return not_yet
+        if found.status is not TradeStatus.NOT_FOUND:
+            return ReverseAnswer(ReverseStatus.RETRY, f"{ORDER_NOT_EXIST}, query: {found.reason}")
+        return ReverseAnswer(ReverseStatus.DONE, f"{ORDER_NOT_EXIST}: never created, code expired")
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """Native payment (Native支付): the code_url the payer scans. Its answer names no
