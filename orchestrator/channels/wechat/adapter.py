@@ -244,9 +244,11 @@ class WeChatPay(Adapter[WeChatMerchant]):
         if status == 200:
             return self._refund(payload, call)
         code = str(payload.get("code", status))
-        if code in REFUND_DECLINED or (400 <= status < 500 and status not in (401, 429)):
+        refusal = code in REFUND_DECLINED or (400 <= status < 500 and status not in (401, 429))
+        if refusal and code not in TRY_AGAIN:
             # A documented refusal, or another business refusal (4xx): final once the
-            # refund's own query confirms nothing was refunded.
+            # refund's own query confirms nothing was refunded. A "try again" code is
+            # none, whatever its status: the same refund is sent again.
             return await self._refused(call, code)
         _fail(status, payload)
 

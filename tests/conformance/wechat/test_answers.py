@@ -330,6 +330,20 @@ async def test_a_refund_without_a_business_answer_is_asked_again(
         await adapter_for(gateway).refund(REFUND)
 
 
+@pytest.mark.parametrize(("status", "code"), [(403, "FREQUENCY_LIMITED"), (400, "SYSTEM_ERROR")])
+async def test_a_try_again_code_is_no_refusal_whatever_its_status(
+    gateway: Gateway, status: int, code: str
+) -> None:
+    """申请退款 (服务商): on "频率限制" retry later with the same parameters and the same
+    refund number. Answered with a 4xx other than 429, it used to be taken as a refusal
+    and end the refund FAILED once the query found nothing (the amount released)."""
+    gateway.answer(status, json.dumps({"code": code, "message": "频率限制"}).encode())
+    gateway.answer(*error_sample("RESOURCE_NOT_EXISTS"))  # a query, were one asked
+    with pytest.raises((ProviderUnavailable, OutcomeUnknown)):
+        await adapter_for(gateway).refund(REFUND)
+    assert len(gateway.sent) == 1
+
+
 async def test_no_such_refund(gateway: Gateway) -> None:
     gateway.answer(*error_sample("RESOURCE_NOT_EXISTS"))
     assert (await adapter_for(gateway).refund_query(REFUND)).status is RefundStatus.NOT_FOUND
