@@ -64,6 +64,10 @@ from orchestrator.providers.signing import PublicKey, sign, verify
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 SIGNATURE_TYPE = "Wechatpay-Signature-Type"  # absent means SCHEMA; SM2 is not spoken here
+# WeChat Pay signs a very few answers and notifications wrongly on purpose, with a
+# signature starting so, to see that merchants check signatures: refused like any bad one,
+# and named, so that the log does not take WeChat Pay's test for a forgery.
+SIGNATURE_PROBE = "WECHATPAY/SIGNTEST/"
 BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SKEW_S = 300
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -345,6 +349,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
             raise OutcomeUnknown(f"answer signed as {answer.headers.get(SIGNATURE_TYPE)!r}")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_SKEW_S:
             raise OutcomeUnknown("answer timestamp missing or stale")
+        if answer.headers.get("Wechatpay-Signature", "").startswith(SIGNATURE_PROBE):
+            raise OutcomeUnknown(f"answer carries WeChat Pay's signature probe ({SIGNATURE_PROBE})")
         key = await self.platform.key_for(serial)
         if key is None:
             raise OutcomeUnknown(f"answer signed with unknown platform key {serial!r}")

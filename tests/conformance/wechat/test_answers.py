@@ -133,6 +133,15 @@ async def test_an_answer_about_another_trade_is_no_answer(
         await adapter_for(gateway).query(other)
 
 
+async def test_an_answer_carrying_wechat_pays_signature_probe_is_no_answer(
+    gateway: Gateway,
+) -> None:
+    gateway.answer(200, sample("answers/query_paid.json"))
+    gateway.extra_headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/ZmFrZQ=="
+    with pytest.raises(OutcomeUnknown, match="signature probe"):
+        await adapter_for(gateway).query(TRADE)
+
+
 async def test_an_answer_for_another_merchant_is_no_answer(gateway: Gateway) -> None:
     gateway.answer(200, sample("answers/query_paid.json").replace(b"1230000109", b"1230000999"))
     with pytest.raises(AnswerMismatch, match="mchid"):
