@@ -127,6 +127,11 @@ class WeChatPay(Adapter[WeChatMerchant]):
     ) -> None:
         super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
         self._account = Account(merchant_id, appid, sub_mchid, sub_appid)
+        # Public-key mode: every request names the WeChat Pay public key, as the official
+        # SDKs do. While a merchant moves from platform certificates to it, WeChat Pay signs
+        # each answer with the key its request names, and counts those requests to decide
+        # when the move is complete (微信支付公钥, 如何从平台证书切换成微信支付公钥).
+        self._accept_serial = trust.public_key_id
         self._client_ip = client_ip  # Native's scene_info.payer_client_ip (wiring.py)
         self.platform = PlatformKeys(trust, self._download_certificates, _signed_by, clock)
 
@@ -286,7 +291,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
         answer = await self._http.request(
             "GET",
             url,
-            headers={"Authorization": self._authorization("GET", _path_of(url), b"")},
+            headers=self._headers("GET", _path_of(url), b""),
             timeout_s=DOWNLOAD_TIMEOUT_S,
         )
         if answer.status != 200:
@@ -311,15 +316,20 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     # ---- protocol -------------------------------------------------------------------
 
-    def _authorization(self, method: str, target: str, body: bytes) -> str:
-        return authorization(self._keys, self._merchant_id, method, target, body, self._clock())
+    def _headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        """The request's Authorization (and, in public-key mode, its Wechatpay-Serial)."""
+        now = self._clock()
+        signed = authorization(self._keys, self._merchant_id, method, target, body, now)
+        if not self._accept_serial:
+            return {"Authorization": signed}
+        return {"Authorization": signed, "Wechatpay-Serial": self._accept_serial}
 
     async def _call(
         self, method: str, target: str, body: dict[str, Any] | None
     ) -> tuple[int, dict[str, Any]]:
         payload = orjson.dumps(body) if body is not None else b""
         headers = {
-            "Authorization": self._authorization(method, target, payload),
+            **self._headers(method, target, payload),
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
@@ -336,10 +346,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     async def _download_certificates(self) -> HttpAnswer:
         target = "/v3/certificates"
-        headers = {
-            "Authorization": self._authorization("GET", target, b""),
-            "Accept": "application/json",
-        }
+        headers = {**self._headers("GET", target, b""), "Accept": "application/json"}
         return await self._http.request("GET", target, headers=headers)
 
     async def _check_signature(self, answer: HttpAnswer) -> None:

@@ -155,6 +155,7 @@ class Sent:
     target: str
     body: bytes
     authorization: dict[str, str]
+    headers: Mapping[str, str]
 
     @property
     def json(self) -> Any:
@@ -187,7 +188,8 @@ class Gateway(HttpClient):
         timeout_s: float | None = None,
     ) -> HttpAnswer:
         path = "/" + target.split("://", 1)[1].split("/", 1)[1] if "://" in target else target
-        sent = Sent(method, path, body or b"", self.verified((headers or {}), method, path, body))
+        given = dict(headers or {})
+        sent = Sent(method, path, body or b"", self.verified(given, method, path, body), given)
         self.sent.append(sent)
         status, answer = self.answers.pop(0)
         return HttpAnswer(status, self.signed(answer), answer)
@@ -233,11 +235,17 @@ def gateway(merchant: Party, platform: Party) -> Gateway:
 
 
 def adapter_for(
-    gateway: Gateway, *, clock: Callable[[], float] = time.time, **partner: str
+    gateway: Gateway,
+    *,
+    clock: Callable[[], float] = time.time,
+    trust: WeChatTrust | None = None,
+    **partner: str,
 ) -> WeChatPay:
-    """windowpay's adapter talking to the scripted gateway (partner mode: sub_mchid=...)."""
+    """windowpay's adapter talking to the scripted gateway (partner mode: sub_mchid=...),
+    trusting its platform key in public-key mode unless told otherwise."""
     keys = WeChatMerchant(gateway.merchant.key, gateway.merchant.serial)
-    return WeChatPay(gateway, keys, gateway.mchid, APPID, trust_in(gateway.platform), clock,
+    trusted = trust or trust_in(gateway.platform)
+    return WeChatPay(gateway, keys, gateway.mchid, APPID, trusted, clock,
                      notify_url="https://example.gov.cn/notify/wechat", **partner)  # fmt: skip
 
 

@@ -19,12 +19,15 @@ from wechatpayv3 import utils as wechatpayv3_utils
 from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
+from orchestrator.channels.wechat.platform import WeChatTrust
 from orchestrator.channels.wechat.wiring import adapter as wired_adapter
 from orchestrator.config import ConfigError
 from orchestrator.domain.states import Channel
 from orchestrator.providers.port import PayCall, QrCall, RefundCall, TradeRef
 from tests.conformance.wechat.conftest import (
+    APIV3_KEY,
     MCHID,
+    PUBLIC_KEY_ID,
     Gateway,
     Party,
     Sent,
@@ -121,6 +124,22 @@ async def test_partner_mode_is_the_partner_switch(tmp_path: Path, platform: Part
     assert gateway.sent[0].json["sub_mchid"] == "1900000109"
     with pytest.raises(ConfigError, match="sub_app_id: is set, but partner = false"):
         wired(tmp_path, platform, sub_app_id="wxd678efhjkfhsdk")
+
+
+async def test_in_public_key_mode_every_request_names_the_public_key(gateway: Gateway) -> None:
+    """As the official SDKs send it (wechatpay-java AbstractHttpClient, wechatpayv3
+    Core.request): while a merchant moves to the WeChat Pay public key, WeChat Pay signs
+    each answer with the key the request's Wechatpay-Serial names, and the move completes
+    only once the requests name it. windowpay used to send no Wechatpay-Serial at all."""
+    for operation in sorted(REQUIRED):
+        sent = await sent_by(gateway, operation)
+        assert sent.headers.get("Wechatpay-Serial") == PUBLIC_KEY_ID, operation
+        gateway.sent.clear()
+    certificates_only = adapter_for(gateway, trust=WeChatTrust(APIV3_KEY.encode()))
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))
+    with contextlib.suppress(Exception):  # the request is under test
+        await certificates_only.query(TradeRef(NO, 100, 0))
+    assert "Wechatpay-Serial" not in gateway.sent[-1].headers
 
 
 async def test_the_refund_carries_the_notify_url(gateway: Gateway) -> None:
