@@ -6,7 +6,9 @@ with a message an operator can act on.
 
 Nothing here knows a particular channel: each provider channel's playbook and provider
 settings start from the defaults.toml its package ships (orchestrator/channels/<name>/),
-and the deployment's [channels.<NAME>] and [providers.<NAME>] override them key by key.
+and the deployment's [channels.<NAME>] and [providers.<NAME>] override them key by key. A
+provider setting the channel's defaults do not declare is refused, so a misspelt name
+cannot leave a default (a sandbox merchant id, say) silently in place.
 """
 
 from __future__ import annotations
@@ -139,6 +141,30 @@ class Credentials:
         return self.names.get(name, "")
 
 
+Scalar = str | bool | int | float
+
+
+@dataclass(frozen=True)
+class Options:
+    """A channel's own settings that are neither credentials nor common to every provider
+    (WeChat's `partner`, say). Its defaults.toml declares each with a default, whose type
+    the deployment's value must have; a name it does not declare is refused at start."""
+
+    values: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def flag(self, name: str) -> bool:
+        value = self.values[name]
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} is {value!r}, not true or false")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self.values[name]
+        if not isinstance(value, str):
+            raise TypeError(f"{name} is {value!r}, not a string")
+        return value
+
+
 @dataclass(frozen=True)
 class RecordSettings:
     """The PostgreSQL record and how long Redis keeps what the record already holds.
@@ -163,6 +189,7 @@ class ProviderSettings:
     # backUrl). Empty: the listener's own URL for the channel, [notify] public_url +
     # /notify/<channel> (NotifySettings.url_for).
     notify_url: str = ""
+    options: Options = field(default_factory=Options)  # the channel's own (defaults.toml)
 
 
 @dataclass(frozen=True)
@@ -456,10 +483,16 @@ def _deployment(root: _Table) -> Deployment:
 
 def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
     table = root.table("providers")
+    channels = [channel.value for channel in PROVIDER_CHANNELS]
+    for name in table.data:
+        if name not in channels and name != "keys_dir":
+            raise table.fail(name, f"unknown provider; the providers are {', '.join(channels)}")
     providers = {}
     for channel in PROVIDER_CHANNELS:
+        declared = channel_defaults(channel).get("provider", {})
         given = table.table(channel.value)
-        t = _over_defaults(given, channel_defaults(channel).get("provider", {}))
+        _check_names(given, declared)
+        t = _over_defaults(given, _settings_of(declared))
         base_url = t.get("base_url", str, "")
         if base_url and not base_url.startswith(("http://", "https://")):
             raise t.fail("base_url", f"must be an http(s) URL or empty, got {base_url!r}")
@@ -469,40 +502,91 @@ def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
             app_id=t.get("app_id", str, ""),
             credentials=_credentials(t, given),
             notify_url=t.get("notify_url", str, ""),
+            options=_options(t, declared),
         )
         if not providers[channel].merchant_id:
             raise t.fail("merchant_id", "is required")
-        for name in channel_defaults(channel).get("provider", {}).get("live_requires", []):
-            if base_url and not providers[channel].credentials[name]:
-                raise t.fail(name, "is required when base_url is set (a live gateway)")
+        _check_required(t, declared, live=bool(base_url))
     return providers, table.get("keys_dir", str, "keys")
 
 
 CREDENTIAL_SUFFIXES = ("_file", "_env", "_id", "_name")
 SECRET_SUFFIXES = ("_key", "_password", "_secret")  # a secret's own value: never here
 PROVIDER_FIELDS = {"base_url", "merchant_id", "app_id", "notify_url", "certificate_refresh_s"}
+REQUIRES = "_requires"  # a defaults.toml list: what a live channel, or a switch on, needs
+TWINS = {"_file": "_env", "_env": "_file"}  # a secret is named by a file or a variable
+
+
+def _settings_of(declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a channel's [provider] defaults declare (its *_requires lists aside)."""
+    return {name: value for name, value in declared.items() if not name.endswith(REQUIRES)}
+
+
+def _check_names(given: _Table, declared: Mapping[str, Any]) -> None:
+    """Refuses a secret written out, and any name the channel does not read (a typo must
+    not leave a default silently in place)."""
+    known = set(PROVIDER_FIELDS)
+    for name in _settings_of(declared):
+        known.add(name)
+        for suffix, twin in TWINS.items():
+            if name.endswith(suffix):
+                known.add(name.removesuffix(suffix) + twin)
+    for name in given.data:
+        if name.endswith(SECRET_SUFFIXES):
+            raise given.fail(
+                name, f"secrets never go in the config: name a file ({name}_file) "
+                f"or an environment variable ({name}_env)"
+            )  # fmt: skip
+        if name not in known:
+            reads = ", ".join(sorted(known))
+            raise given.fail(name, f"unknown setting (a typo?); this channel reads {reads}")
 
 
 def _credentials(t: _Table, given: _Table) -> Credentials:
     """Every *_file, *_env, *_id and *_name entry of the provider's table (defaults laid
-    under the deployment's `given` ones); a secret written out is refused."""
-    names: dict[str, str] = {}
-    for name in t.data:
-        if name in PROVIDER_FIELDS:
-            continue
-        if name.endswith(SECRET_SUFFIXES):
-            raise t.fail(
-                name, f"secrets never go in the config: name a file ({name}_file) "
-                f"or an environment variable ({name}_env)"
-            )  # fmt: skip
-        if name.endswith(CREDENTIAL_SUFFIXES):
-            names[name] = t.get(name, str)
+    under the deployment's `given` ones)."""
+    names = {
+        name: t.get(name, str)
+        for name in t.data
+        if name.endswith(CREDENTIAL_SUFFIXES) and name not in PROVIDER_FIELDS
+    }
     for name, value in names.items():
         secret = name.removesuffix("_env")
         if name.endswith("_env") and value and f"{secret}_file" in given.data:
             raise t.fail(name, f"name either {secret}_file or {secret}_env, not both")
     refresh = t.number("certificate_refresh_s", 12 * 3600.0, minimum=60.0)
     return Credentials(names, certificate_refresh_s=refresh)
+
+
+def _options(t: _Table, declared: Mapping[str, Any]) -> Options:
+    """The channel's other settings, each of the type its default has."""
+    values: dict[str, Scalar] = {}
+    for name, default in _settings_of(declared).items():
+        if name in PROVIDER_FIELDS or name.endswith(CREDENTIAL_SUFFIXES):
+            continue
+        if not isinstance(default, str | bool | int | float):
+            raise t.fail(name, f"the channel's default {default!r} is not a single value")
+        values[name] = t.get(name, type(default))
+    return Options(values)
+
+
+def _check_required(t: _Table, declared: Mapping[str, Any], *, live: bool) -> None:
+    """`live_requires` names what a live channel (one with a base_url) must set. Any other
+    `<switch>_requires` names what a true/false `<switch>` brings with it: required when
+    the switch is on, refused when it is off (set without the switch, it would go unused)."""
+    for key, names in declared.items():
+        if not key.endswith(REQUIRES):
+            continue
+        switch = key.removesuffix(REQUIRES)
+        if switch == "live":
+            on, when = live, "when base_url is set (a live gateway)"
+        else:
+            on, when = t.get(switch, bool), f"when {switch} = true"
+        for name in names:
+            if on and not t.data.get(name):
+                raise t.fail(name, f"is required {when}")
+            if not on and switch != "live" and t.data.get(name):
+                raise t.fail(name, f"is set, but {switch} = false: set {switch} = true or drop it")
 
 
 def _receipts(t: _Table) -> ReceiptSettings:

@@ -162,3 +162,84 @@ def test_the_consoles_trusted_proxies_are_networks() -> None:
 def test_a_bad_trusted_proxy_is_named(value: Any) -> None:
     message = broken(lambda data: data.setdefault("console", {}).update(trusted_proxies=value))
     assert message.startswith("windowpay.toml.console.trusted_proxies: ")
+
+
+# ---- provider settings: what each channel declares, and nothing else -------------------
+
+
+def provider(channel: str, **settings: Any) -> Any:
+    """A change that puts `settings` in the deployment's [providers.<channel>]."""
+    return lambda data: data["providers"].setdefault(channel, {}).update(settings)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A misspelt name used to be dropped without a word, the default left in place.
+        (provider("WECHAT", merchant_idd="1230000109"), "providers.WECHAT.merchant_idd: unknown"),
+        (provider("WECHAT", sub_mchid="1900000109"), "providers.WECHAT.sub_mchid: unknown"),
+        (provider("UNIONPAY", signer="中国银联"), "providers.UNIONPAY.signer: unknown"),
+        (provider("ALIPAY", app_cert_sn="x"), "providers.ALIPAY.app_cert_sn: unknown"),
+        (provider("WEIXIN", merchant_id="1"), "providers.WEIXIN: unknown provider"),
+        # the channel's own rules, not settings
+        (provider("UNIONPAY", live_requires=[]), "providers.UNIONPAY.live_requires: unknown"),
+        # each option has the type of its default
+        (provider("WECHAT", partner="yes"), "providers.WECHAT.partner: expected bool"),
+        (provider("WECHAT", payer_client_ip=1), "providers.WECHAT.payer_client_ip: expected str"),
+    ],
+)
+def test_a_provider_setting_the_channel_does_not_declare_is_refused(
+    change: Any, message: str
+) -> None:
+    assert broken(change).startswith(f"windowpay.toml.{message}")
+
+
+def test_the_unknown_setting_message_lists_what_the_channel_reads() -> None:
+    message = broken(provider("UNIONPAY", acquirer="48020000"))
+    assert "acquirer_id" in message and "pfx_password_env" in message and "base_url" in message
+
+
+def test_every_declared_name_and_the_other_form_of_a_secret_are_taken() -> None:
+    data = sample_data()
+    data["providers"]["UNIONPAY"] = {
+        "pfx_password_env": "ACP_PFX",
+        "acquirer_id": "48020000",
+        "merchant_category_id": "9399",
+        "merchant_name": "车管所",
+        "merchant_abbr_name": "车管所",
+        "certificate_refresh_s": 3600,
+    }
+    settings = parse_config(data).providers[Channel.UNIONPAY]
+    assert (settings.credentials["pfx_password_env"], settings.credentials["acquirer_id"]) == (
+        "ACP_PFX",
+        "48020000",
+    )
+
+
+def test_a_channels_options_reach_it_with_their_types() -> None:
+    data = sample_data()
+    data["providers"]["WECHAT"] = {
+        "merchant_id": "1230000100",
+        "partner": True,
+        "sub_merchant_id": "1900000109",
+        "payer_client_ip": "203.0.113.7",
+    }
+    settings = parse_config(data).providers[Channel.WECHAT]
+    assert settings.options.flag("partner") is True
+    assert settings.options.text("payer_client_ip") == "203.0.113.7"
+    assert settings.credentials["sub_merchant_id"] == "1900000109"
+    plain = parse_config(sample_data()).providers[Channel.WECHAT]
+    assert (plain.options.flag("partner"), plain.options.text("payer_client_ip")) == (False, "")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"partner": True}, "sub_merchant_id: is required when partner = true"),
+        ({"sub_merchant_id": "1900000109"}, "sub_merchant_id: is set, but partner = false"),
+    ],
+)
+def test_a_switch_brings_the_settings_it_needs(settings: dict[str, Any], message: str) -> None:
+    assert broken(provider("WECHAT", **settings)).startswith(
+        f"windowpay.toml.providers.WECHAT.{message}"
+    )

@@ -23,11 +23,12 @@ from orchestrator.channels.wechat.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.wechat.outcomes import (
     CLOSE_DONE,
     CLOSE_PAID,
+    NEVER_CREATED_AFTER_S,
     NO_STATEMENT,
+    ORDER_NOT_EXIST,
     PAY_CLOSED,
     REFUND_STATUS,
     REVERSE_DONE,
-    REVERSE_TRY_AGAIN,
     STATEMENT_CREATING,
     TRADE_STATES,
     TRY_AGAIN,
@@ -63,6 +64,10 @@ from orchestrator.providers.signing import PublicKey, sign, verify
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 SIGNATURE_TYPE = "Wechatpay-Signature-Type"  # absent means SCHEMA; SM2 is not spoken here
+# WeChat Pay signs a very few answers and notifications wrongly on purpose, with a
+# signature starting so, to see that merchants check signatures: refused like any bad one,
+# and named, so that the log does not take WeChat Pay's test for a forgery.
+SIGNATURE_PROBE = "WECHATPAY/SIGNTEST/"
 BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SKEW_S = 300
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -122,6 +127,11 @@ class WeChatPay(Adapter[WeChatMerchant]):
     ) -> None:
         super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
         self._account = Account(merchant_id, appid, sub_mchid, sub_appid)
+        # Public-key mode: every request names the WeChat Pay public key, as the official
+        # SDKs do. While a merchant moves from platform certificates to it, WeChat Pay signs
+        # each answer with the key its request names, and counts those requests to decide
+        # when the move is complete (微信支付公钥, 如何从平台证书切换成微信支付公钥).
+        self._accept_serial = trust.public_key_id
         self._client_ip = client_ip  # Native's scene_info.payer_client_ip (wiring.py)
         self.platform = PlatformKeys(trust, self._download_certificates, _signed_by, clock)
 
@@ -154,8 +164,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         """撤销: done on 200 (the trade named) or 204; asked again on the documented
-        "try again" codes, ORDER_NOT_EXIST included (outcomes.py). The v3 answer has no
-        `recall`."""
+        "try again" codes. ORDER_NOT_EXIST is "not yet" until the pay call's payment code
+        is dead (outcomes.py). The v3 answer has no `recall`."""
         target = self._account.transactions(f"out-trade-no/{trade.out_trade_no}/reverse")
         status, payload = await self._call("POST", target, self._account.ids())
         if status in (200, 204):
@@ -166,9 +176,28 @@ class WeChatPay(Adapter[WeChatMerchant]):
         code = str(payload.get("code", ""))
         if code in REVERSE_DONE:
             return ReverseAnswer(ReverseStatus.DONE, code)
-        if code in REVERSE_TRY_AGAIN or status >= 500:
+        if code == ORDER_NOT_EXIST:
+            return await self._never_created(trade)
+        if code in TRY_AGAIN or status >= 500:
             return ReverseAnswer(ReverseStatus.RETRY, code or str(status))
         _fail(status, payload)
+
+    async def _never_created(self, trade: TradeRef) -> ReverseAnswer:
+        """A reverse answered ORDER_NOT_EXIST. Until NEVER_CREATED_AFTER_S after the pay
+        call (or when its time is unknown) the pay call may still create the trade: ask
+        again. After that, once the query also finds no trade, nothing was taken and the
+        expired payment code cannot be taken any more: the reverse is done, and the order
+        is payable again without waiting out the reversal window."""
+        not_yet = ReverseAnswer(ReverseStatus.RETRY, ORDER_NOT_EXIST)
+        if trade.at_ms <= 0 or self._clock() - trade.at_ms / 1000 < NEVER_CREATED_AFTER_S:
+            return not_yet
+        try:
+            found = await self.query(trade)
+        except ProviderError:
+            return not_yet
+        if found.status is not TradeStatus.NOT_FOUND:
+            return ReverseAnswer(ReverseStatus.RETRY, f"{ORDER_NOT_EXIST}, query: {found.reason}")
+        return ReverseAnswer(ReverseStatus.DONE, f"{ORDER_NOT_EXIST}: never created, code expired")
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """Native payment (Native支付): the code_url the payer scans. Its answer names no
@@ -224,9 +253,11 @@ class WeChatPay(Adapter[WeChatMerchant]):
         if status == 200:
             return self._refund(payload, call)
         code = str(payload.get("code", status))
-        if code in REFUND_DECLINED or (400 <= status < 500 and status not in (401, 429)):
+        refusal = code in REFUND_DECLINED or (400 <= status < 500 and status not in (401, 429))
+        if refusal and code not in TRY_AGAIN:
             # A documented refusal, or another business refusal (4xx): final once the
-            # refund's own query confirms nothing was refunded.
+            # refund's own query confirms nothing was refunded. A "try again" code is
+            # none, whatever its status: the same refund is sent again.
             return await self._refused(call, code)
         _fail(status, payload)
 
@@ -260,7 +291,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
         answer = await self._http.request(
             "GET",
             url,
-            headers={"Authorization": self._authorization("GET", _path_of(url), b"")},
+            headers=self._headers("GET", _path_of(url), b""),
             timeout_s=DOWNLOAD_TIMEOUT_S,
         )
         if answer.status != 200:
@@ -285,15 +316,20 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     # ---- protocol -------------------------------------------------------------------
 
-    def _authorization(self, method: str, target: str, body: bytes) -> str:
-        return authorization(self._keys, self._merchant_id, method, target, body, self._clock())
+    def _headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        """The request's Authorization (and, in public-key mode, its Wechatpay-Serial)."""
+        now = self._clock()
+        signed = authorization(self._keys, self._merchant_id, method, target, body, now)
+        if not self._accept_serial:
+            return {"Authorization": signed}
+        return {"Authorization": signed, "Wechatpay-Serial": self._accept_serial}
 
     async def _call(
         self, method: str, target: str, body: dict[str, Any] | None
     ) -> tuple[int, dict[str, Any]]:
         payload = orjson.dumps(body) if body is not None else b""
         headers = {
-            "Authorization": self._authorization(method, target, payload),
+            **self._headers(method, target, payload),
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
@@ -310,10 +346,7 @@ class WeChatPay(Adapter[WeChatMerchant]):
 
     async def _download_certificates(self) -> HttpAnswer:
         target = "/v3/certificates"
-        headers = {
-            "Authorization": self._authorization("GET", target, b""),
-            "Accept": "application/json",
-        }
+        headers = {**self._headers("GET", target, b""), "Accept": "application/json"}
         return await self._http.request("GET", target, headers=headers)
 
     async def _check_signature(self, answer: HttpAnswer) -> None:
@@ -323,6 +356,8 @@ class WeChatPay(Adapter[WeChatMerchant]):
             raise OutcomeUnknown(f"answer signed as {answer.headers.get(SIGNATURE_TYPE)!r}")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_SKEW_S:
             raise OutcomeUnknown("answer timestamp missing or stale")
+        if answer.headers.get("Wechatpay-Signature", "").startswith(SIGNATURE_PROBE):
+            raise OutcomeUnknown(f"answer carries WeChat Pay's signature probe ({SIGNATURE_PROBE})")
         key = await self.platform.key_for(serial)
         if key is None:
             raise OutcomeUnknown(f"answer signed with unknown platform key {serial!r}")

@@ -12,7 +12,8 @@ DECLINED = frozenset(
 # A refund's documented business refusals (申请退款, 错误码): nothing was refunded.
 # INVALID_REQUEST covers "more than is refundable" and "already fully refunded". Any 4xx
 # refusal (these or another code) is final once the refund's own query confirms that no
-# refund exists under its number; 401, 429 and 5xx are asked again (adapter.py).
+# refund exists under its number; 401, 429, 5xx and a "try again" code (SYSTEM_ERROR,
+# FREQUENCY_LIMITED) whatever its status are asked again (adapter.py).
 REFUND_DECLINED = frozenset(
     {
         "NOT_ENOUGH",

@@ -5,7 +5,9 @@ whose `resource` is sealed with AEAD_AES_256_GCM under the merchant's APIv3 key.
 
 The resource must name this merchant: its mchid, or in partner mode its sp_mchid and the
 sub-merchant's sub_mchid. A Wechatpay-Signature-Type other than WECHATPAY2-SHA256-RSA2048
-(WeChat's SM2 signatures) is refused: windowpay does not speak it.
+(WeChat's SM2 signatures) is refused: windowpay does not speak it. WeChat Pay's own
+signature probes (a signature starting WECHATPAY/SIGNTEST/) are refused as it expects,
+named as probes, before any key is looked up.
 
 Success is answered with HTTP 204 and no body; a refusal with a 4xx/5xx and
 {"code": "FAIL", "message": ...}, after which WeChat Pay sends it again.
@@ -21,7 +23,12 @@ import orjson
 from aiohttp import web
 
 from orchestrator.channels.wechat.accounts import Account
-from orchestrator.channels.wechat.adapter import SCHEMA, SIGNATURE_TYPE, answer_message
+from orchestrator.channels.wechat.adapter import (
+    SCHEMA,
+    SIGNATURE_PROBE,
+    SIGNATURE_TYPE,
+    answer_message,
+)
 from orchestrator.channels.wechat.outcomes import REFUND_STATUS, TRADE_STATES
 from orchestrator.channels.wechat.platform import decrypt_resource, encrypt_resource
 from orchestrator.domain.states import Channel
@@ -66,6 +73,8 @@ class WeChatNotifications:
             raise NoticeRefused(f"signature type {headers.get(SIGNATURE_TYPE)!r} not spoken")
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > self._max_skew_s:
             raise NoticeRefused(f"timestamp {timestamp!r} outside the allowed skew (replay?)")
+        if signature.startswith(SIGNATURE_PROBE):
+            raise NoticeRefused(f"WeChat Pay's signature probe ({SIGNATURE_PROBE}): refused")
         key = await self._key_for(serial)
         if key is None:
             raise NoticeRefused(f"signed under unknown serial {serial!r}")

@@ -34,10 +34,17 @@ REFUND_STATUS = {
 # confirming, which the next try settles; FREQUENCY_LIMITED asks to slow down.
 TRY_AGAIN = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", USERPAYING, "FREQUENCY_LIMITED"})
 
-# A reverse answered ORDER_NOT_EXIST is not "nothing to undo": the pay call may still be
-# on its way and create the trade after the reverse. It is asked again, and when the
-# reversal is given up the trade is followed by queries (docs/PROVIDERS.md).
-REVERSE_TRY_AGAIN = TRY_AGAIN | {"ORDER_NOT_EXIST"}
+# A reverse answered ORDER_NOT_EXIST: WeChat has no trade under the number *now*. While
+# the unclear pay call could still reach WeChat with a payment code it takes, that is "not
+# yet", asked again. A payment code is valid for one minute (WeChat Pay's POS guide,
+# "Important parameters": auth_code), so NEVER_CREATED_AFTER_S after the pay call (twice
+# that, for the phone's clock and a slow network) no pay call can create the trade any
+# more: ORDER_NOT_EXIST, confirmed by a query's, then means nothing was taken and nothing
+# can be (adapter.py, docs/PROVIDERS.md). WeChat's own MicroPay sample also takes a
+# query's ORDERNOTEXIST as "the payment failed".
+ORDER_NOT_EXIST = "ORDER_NOT_EXIST"
+PAYMENT_CODE_LIFE_S = 60.0
+NEVER_CREATED_AFTER_S = 2 * PAYMENT_CODE_LIFE_S
 REVERSE_DONE = frozenset({"ORDER_CLOSED"})  # closed already: nothing was kept
 
 # Close of a Native trade. ORDER_NOT_EXIST is closed for good here: the code_url of a

@@ -14,8 +14,10 @@ A serial met during the cooldown is unknown (the notification is refused, WeChat
 it again; an answer is an unknown outcome, asked again by the engine).
 
 Public-key mode: the answer's Wechatpay-Serial is the configured `PUB_KEY_ID_...` and
-the configured WeChat Pay public key verifies it. Both modes may be used at once (WeChat
-lets a merchant switch over gradually).
+the configured WeChat Pay public key verifies it; every request names that key (its
+Wechatpay-Serial header, adapter.py), which is what WeChat signs an answer with while it
+moves a merchant over. Both modes may be used at once (WeChat lets a merchant switch over
+gradually).
 """
 
 from __future__ import annotations

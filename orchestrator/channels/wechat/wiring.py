@@ -1,21 +1,24 @@
 """Builds WeChat Pay's adapter (from the merchant's keys) and its sandbox gateway (from the
-platform's dev keys). `sub_merchant_id` (and `sub_app_id`) in the provider's settings
-choose partner mode (服务商): merchant_id and app_id are then the partner's."""
+platform's dev keys). `partner = true` in the provider's settings chooses partner mode
+(服务商): merchant_id and app_id are then the partner's, and `sub_merchant_id` (with
+`sub_app_id`, if the sub-merchant has an app) names the sub-merchant (accounts.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchestrator.channels.wechat import files
+from orchestrator.channels.wechat.accounts import Account
 from orchestrator.channels.wechat.adapter import WeChatPay
 from orchestrator.channels.wechat.notify import WeChatNotifications
 from orchestrator.channels.wechat.platform import WeChatMerchant, WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
 from orchestrator.channels.wechat.sandbox_keys import wechat_platform_keys
-from orchestrator.config import Credentials, ProviderSettings
+from orchestrator.config import ConfigError, Credentials, ProviderSettings
 from orchestrator.providers.certificates import rsa_public_key, serial_hex
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.keys import KeyMaterialError, read_identity, read_secret
@@ -29,18 +32,49 @@ LOOPBACK = "127.0.0.1"
 
 
 def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> WeChatPay:
-    credentials = settings.credentials
+    account = account_of(settings)
+    client_ip = payer_client_ip(settings) or calling_address(settings.base_url or client.base_url)
     return WeChatPay(
         client,
         wechat_merchant(keys_dir),
+        account.mchid,
+        account.appid,
+        wechat_trust(keys_dir, settings.credentials),
+        notify_url=settings.notify_url,
+        sub_mchid=account.sub_mchid,
+        sub_appid=account.sub_appid,
+        client_ip=client_ip,
+    )
+
+
+def account_of(settings: ProviderSettings) -> Account:
+    """Who windowpay is at WeChat Pay: a merchant of its own, or with `partner = true` a
+    partner acting for `sub_merchant_id` (the config requires it then and refuses it
+    otherwise)."""
+    if not settings.options.flag("partner"):
+        if settings.credentials["sub_app_id"]:
+            raise ConfigError("providers.WECHAT.sub_app_id: is set, but partner = false")
+        return Account(settings.merchant_id, settings.app_id)
+    credentials = settings.credentials
+    return Account(
         settings.merchant_id,
         settings.app_id,
-        wechat_trust(keys_dir, credentials),
-        notify_url=settings.notify_url,
-        sub_mchid=credentials["sub_merchant_id"],
-        sub_appid=credentials["sub_app_id"],
-        client_ip=calling_address(settings.base_url or client.base_url),
+        credentials["sub_merchant_id"],
+        credentials["sub_app_id"],
     )
+
+
+def payer_client_ip(settings: ProviderSettings) -> str:
+    """The configured payer_client_ip ("" when the calling address is to be found)."""
+    given = settings.options.text("payer_client_ip")
+    if given:
+        try:
+            ipaddress.ip_address(given)
+        except ValueError:
+            raise ConfigError(
+                f"providers.WECHAT.payer_client_ip: {given!r} is not an IPv4 or IPv6 address"
+            ) from None
+    return given
 
 
 def calling_address(base_url: str) -> str:
@@ -68,13 +102,14 @@ def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> We
         credentials["apiv3_key_env"],
         credentials["public_key_id"],
     )
+    account = account_of(settings)
     return WeChatGateway(
         bank,
         keys,
-        settings.merchant_id,
-        settings.app_id,
-        sub_mchid=credentials["sub_merchant_id"],
-        sub_appid=credentials["sub_app_id"],
+        account.mchid,
+        account.appid,
+        sub_mchid=account.sub_mchid,
+        sub_appid=account.sub_appid,
     )
 
 
@@ -115,5 +150,5 @@ def notifications(
         trust.apiv3_key,
         settings.merchant_id,
         max_skew_s,
-        sub_mchid=settings.credentials["sub_merchant_id"],
+        sub_mchid=account_of(settings).sub_mchid,
     )

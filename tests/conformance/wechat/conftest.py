@@ -155,6 +155,7 @@ class Sent:
     target: str
     body: bytes
     authorization: dict[str, str]
+    headers: Mapping[str, str]
 
     @property
     def json(self) -> Any:
@@ -187,7 +188,8 @@ class Gateway(HttpClient):
         timeout_s: float | None = None,
     ) -> HttpAnswer:
         path = "/" + target.split("://", 1)[1].split("/", 1)[1] if "://" in target else target
-        sent = Sent(method, path, body or b"", self.verified((headers or {}), method, path, body))
+        given = dict(headers or {})
+        sent = Sent(method, path, body or b"", self.verified(given, method, path, body), given)
         self.sent.append(sent)
         status, answer = self.answers.pop(0)
         return HttpAnswer(status, self.signed(answer), answer)
@@ -233,11 +235,17 @@ def gateway(merchant: Party, platform: Party) -> Gateway:
 
 
 def adapter_for(
-    gateway: Gateway, *, clock: Callable[[], float] = time.time, **partner: str
+    gateway: Gateway,
+    *,
+    clock: Callable[[], float] = time.time,
+    trust: WeChatTrust | None = None,
+    **partner: str,
 ) -> WeChatPay:
-    """windowpay's adapter talking to the scripted gateway (partner mode: sub_mchid=...)."""
+    """windowpay's adapter talking to the scripted gateway (partner mode: sub_mchid=...),
+    trusting its platform key in public-key mode unless told otherwise."""
     keys = WeChatMerchant(gateway.merchant.key, gateway.merchant.serial)
-    return WeChatPay(gateway, keys, gateway.mchid, APPID, trust_in(gateway.platform), clock,
+    trusted = trust or trust_in(gateway.platform)
+    return WeChatPay(gateway, keys, gateway.mchid, APPID, trusted, clock,
                      notify_url="https://example.gov.cn/notify/wechat", **partner)  # fmt: skip
 
 
@@ -265,7 +273,7 @@ class Sandbox:
         return wired_adapter(client, settings, self.keys_dir)
 
 
-def sandbox_config(**provider: str) -> Config:
+def sandbox_config(**provider: str | bool) -> Config:
     data = small_config_data(time_scale=0.02)
     data.setdefault("providers", {}).setdefault("WECHAT", {}).update(provider)
     return parse_config(data, "conformance config")
@@ -297,7 +305,11 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
 async def partner_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
     """windowpay's WeChat sandbox for a partner (sp_mchid) and its sub-merchant."""
     config = sandbox_config(
-        merchant_id=SP_MCHID, app_id=APPID, sub_merchant_id=SUB_MCHID, sub_app_id=SUB_APPID
+        merchant_id=SP_MCHID,
+        app_id=APPID,
+        partner=True,
+        sub_merchant_id=SUB_MCHID,
+        sub_app_id=SUB_APPID,
     )
     served, runner = await serve(config, tmp_path_factory.mktemp("keys"))
     yield served

@@ -5,9 +5,11 @@ say it means. The samples and their sources: tests/fixtures/wire/wechat/SOURCES.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from orchestrator.channels.wechat.outcomes import NEVER_CREATED_AFTER_S
 from orchestrator.providers.port import (
     AnswerMismatch,
     OutcomeUnknown,
@@ -131,6 +133,15 @@ async def test_an_answer_about_another_trade_is_no_answer(
         await adapter_for(gateway).query(other)
 
 
+async def test_an_answer_carrying_wechat_pays_signature_probe_is_no_answer(
+    gateway: Gateway,
+) -> None:
+    gateway.answer(200, sample("answers/query_paid.json"))
+    gateway.extra_headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/ZmFrZQ=="
+    with pytest.raises(OutcomeUnknown, match="signature probe"):
+        await adapter_for(gateway).query(TRADE)
+
+
 async def test_an_answer_for_another_merchant_is_no_answer(gateway: Gateway) -> None:
     gateway.answer(200, sample("answers/query_paid.json").replace(b"1230000109", b"1230000999"))
     with pytest.raises(AnswerMismatch, match="mchid"):
@@ -183,11 +194,54 @@ async def test_a_reverse_answer_naming_another_trade_is_no_answer(gateway: Gatew
 async def test_a_reverse_is_tried_again_on_the_documented_codes(
     gateway: Gateway, code: str
 ) -> None:
-    """ORDER_NOT_EXIST included: the pay call may still create the trade after the
-    reverse, so it is no "nothing to undo" (docs/PROVIDERS.md)."""
+    """ORDER_NOT_EXIST included, while the pay call may still create the trade (here its
+    time is unknown): it is no "nothing to undo" yet (docs/PROVIDERS.md)."""
     gateway.answer(*error_sample(code))
     answer = await adapter_for(gateway).reverse(TRADE)
     assert (answer.status, answer.reason) == (ReverseStatus.RETRY, code)
+
+
+def paid_seconds_ago(seconds: float) -> TradeRef:
+    return TradeRef(NO, 100, int((time.time() - seconds) * 1000))
+
+
+async def test_order_not_exist_is_not_yet_while_the_payment_code_may_be_taken(
+    gateway: Gateway,
+) -> None:
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))
+    answer = await adapter_for(gateway).reverse(paid_seconds_ago(NEVER_CREATED_AFTER_S - 5))
+    assert (answer.status, answer.reason) == (ReverseStatus.RETRY, "ORDER_NOT_EXIST")
+    assert len(gateway.sent) == 1  # no query: nothing can be concluded yet
+
+
+async def test_order_not_exist_after_the_payment_code_died_and_no_trade_is_done(
+    gateway: Gateway,
+) -> None:
+    """The 6666 case: the pay call got an unsigned 5xx and WeChat never created the trade.
+    Once its payment code is dead (valid one minute) and the query also finds no trade,
+    the reverse is done: the window used to stay held until the reversal was given up
+    (reverse_give_up_after_s, 10 minutes), the attempt then FAILED."""
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))  # the reverse
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))  # the query that confirms it
+    answer = await adapter_for(gateway).reverse(paid_seconds_ago(NEVER_CREATED_AFTER_S + 1))
+    assert answer.status is ReverseStatus.DONE
+    reverse, query = gateway.sent
+    assert (reverse.method, query.method) == ("POST", "GET")
+    assert query.target == f"/v3/pay/transactions/out-trade-no/{NO}?mchid=1230000109"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [(200, with_state("answers/query_paid.json", "USERPAYING")), error_sample("SYSTEM_ERROR")],
+    ids=["the query finds the trade", "the query has no answer"],
+)
+async def test_order_not_exist_that_the_query_does_not_confirm_is_tried_again(
+    gateway: Gateway, query: tuple[int, bytes]
+) -> None:
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))
+    gateway.answer(*query)
+    answer = await adapter_for(gateway).reverse(paid_seconds_ago(NEVER_CREATED_AFTER_S + 1))
+    assert answer.status is ReverseStatus.RETRY
 
 
 async def test_a_reverse_refused_otherwise_is_no_answer(gateway: Gateway) -> None:
@@ -283,6 +337,20 @@ async def test_a_refund_without_a_business_answer_is_asked_again(
     gateway.answer(*error_sample(code))
     with pytest.raises(raised):
         await adapter_for(gateway).refund(REFUND)
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "FREQUENCY_LIMITED"), (400, "SYSTEM_ERROR")])
+async def test_a_try_again_code_is_no_refusal_whatever_its_status(
+    gateway: Gateway, status: int, code: str
+) -> None:
+    """申请退款 (服务商): on "频率限制" retry later with the same parameters and the same
+    refund number. Answered with a 4xx other than 429, it used to be taken as a refusal
+    and end the refund FAILED once the query found nothing (the amount released)."""
+    gateway.answer(status, json.dumps({"code": code, "message": "频率限制"}).encode())
+    gateway.answer(*error_sample("RESOURCE_NOT_EXISTS"))  # a query, were one asked
+    with pytest.raises((ProviderUnavailable, OutcomeUnknown)):
+        await adapter_for(gateway).refund(REFUND)
+    assert len(gateway.sent) == 1
 
 
 async def test_no_such_refund(gateway: Gateway) -> None:

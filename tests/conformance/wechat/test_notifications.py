@@ -160,6 +160,27 @@ async def test_a_signature_type_windowpay_does_not_speak_is_refused(platform: Pa
         await listener(platform, MCHID).verify(headers, body)
 
 
+async def test_wechat_pays_signature_probe_is_refused_as_a_probe(platform: Party) -> None:
+    """WeChat Pay signs a very few notifications wrongly on purpose (the signature starts
+    WECHATPAY/SIGNTEST/) to see that merchants verify. It is refused, as WeChat Pay
+    expects, and named as its probe before any key is looked up: it used to be logged as
+    a signature that does not verify, like a forgery, after a key lookup (which, for an
+    unknown serial, downloads the platform certificates)."""
+    resource = sample_json("notifications/transaction_resource.json")
+    headers, body = notification(platform, resource, "TRANSACTION.SUCCESS")
+    headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"]
+    looked_up: list[str] = []
+
+    async def key_for(serial: str) -> PublicKey | None:
+        looked_up.append(serial)
+        return platform.key.public_key()
+
+    probed = WeChatNotifications(key_for, APIV3_KEY.encode(), MCHID, 300.0)
+    with pytest.raises(NoticeRefused, match=r"signature probe \(WECHATPAY/SIGNTEST/\)"):
+        await probed.verify(headers, body)
+    assert looked_up == []
+
+
 @pytest.mark.parametrize(
     ("name", "event"),
     [

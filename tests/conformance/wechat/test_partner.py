@@ -15,12 +15,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from orchestrator.channels.wechat.bill import parse_wechat
+from orchestrator.channels.wechat.outcomes import NEVER_CREATED_AFTER_S
 from orchestrator.channels.wechat.wiring import notifications
 from orchestrator.config import Credentials
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.notices import NoticeRefused
 from orchestrator.providers.port import (
+    OutcomeUnknown,
     PayCall,
     QrCall,
     RefundCall,
@@ -87,3 +89,18 @@ async def test_the_listener_takes_its_sub_merchants_notifications_only(
         await notifications(client, stranger, partner_sandbox.keys_dir, 300.0).verify(
             headers, sent.body
         )
+
+
+async def test_a_pay_that_never_reached_wechat_is_reversed_once_its_code_is_dead(
+    partner_sandbox: Sandbox, client: HttpClient
+) -> None:
+    """6666: the pay call is answered by an unsigned 503 and WeChat records nothing. Its
+    reverse answers ORDER_NOT_EXIST: "not yet" while the payment code lives, done after."""
+    adapter = partner_sandbox.adapter(client)
+    lost = pay(no(), "6666")
+    with pytest.raises(OutcomeUnknown):
+        await adapter.pay(lost)
+    assert (await adapter.reverse(lost.trade)).status is ReverseStatus.RETRY
+    older = replace(lost.trade, at_ms=lost.at_ms - int(NEVER_CREATED_AFTER_S * 1000))
+    assert (await adapter.reverse(older)).status is ReverseStatus.DONE
+    assert partner_sandbox.bank.trade(lost.out_trade_no) is None

@@ -7,21 +7,35 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpayv3 import utils as wechatpayv3_utils
 
+from orchestrator.channels.registry import ensure_dev_keys
+from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.adapter import WeChatPay
+from orchestrator.channels.wechat.platform import WeChatTrust
+from orchestrator.channels.wechat.wiring import adapter as wired_adapter
+from orchestrator.config import ConfigError
+from orchestrator.domain.states import Channel
 from orchestrator.providers.port import PayCall, QrCall, RefundCall, TradeRef
 from tests.conformance.wechat.conftest import (
+    APIV3_KEY,
     MCHID,
+    PUBLIC_KEY_ID,
     Gateway,
+    Party,
     Sent,
     adapter_for,
     error_sample,
     fields,
     sample_json,
+    sandbox_config,
 )
 
 NO = "1217752501201407033233368018"
@@ -73,6 +87,59 @@ async def test_native_sends_scene_info_with_the_payer_client_ip(gateway: Gateway
     ipaddress.ip_address(scene["payer_client_ip"])
     assert scene["store_info"]["id"] == "SP01"
     assert set(scene) <= set(sample_json("requests/native.json")["scene_info"])
+
+
+def wired(keys_dir: Path, platform: Party, **provider: str | bool) -> tuple[WeChatPay, Gateway]:
+    """windowpay's adapter as the deployment builds it from `provider` settings (wiring.py),
+    talking to the scripted gateway, which knows the merchant key made under keys_dir."""
+    ensure_dev_keys(keys_dir, [Channel.WECHAT])
+    key = serialization.load_pem_private_key(files.merchant_key(keys_dir).read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    certificate = x509.load_pem_x509_certificate(files.merchant_cert(keys_dir).read_bytes())
+    settings = sandbox_config(**provider).providers[Channel.WECHAT]
+    gateway = Gateway(Party(key, certificate), platform, settings.merchant_id)
+    return wired_adapter(gateway, settings, keys_dir), gateway
+
+
+async def test_a_configured_payer_client_ip_is_what_native_sends(
+    tmp_path: Path, platform: Party
+) -> None:
+    """The config's payer_client_ip overrides the address found at start (behind an
+    outbound NAT, WeChat sees another one); it used to be dropped as an unknown name."""
+    adapter, gateway = wired(tmp_path, platform, payer_client_ip="203.0.113.7")
+    gateway.answer(204, b"")
+    with contextlib.suppress(Exception):  # the request is under test
+        await adapter.create_qr(QR)
+    assert gateway.sent[0].json["scene_info"]["payer_client_ip"] == "203.0.113.7"
+    with pytest.raises(ConfigError, match=r"payer_client_ip: 'gateway\.local' is not an IPv4"):
+        wired(tmp_path, platform, payer_client_ip="gateway.local")
+
+
+async def test_partner_mode_is_the_partner_switch(tmp_path: Path, platform: Party) -> None:
+    adapter, gateway = wired(tmp_path, platform, partner=True, sub_merchant_id="1900000109")
+    gateway.answer(*error_sample("SYSTEM_ERROR"))
+    with contextlib.suppress(Exception):  # the request is under test
+        await adapter.pay(PAY)
+    assert gateway.sent[0].target == "/v3/pay/partner/transactions/codepay"
+    assert gateway.sent[0].json["sub_mchid"] == "1900000109"
+    with pytest.raises(ConfigError, match="sub_app_id: is set, but partner = false"):
+        wired(tmp_path, platform, sub_app_id="wxd678efhjkfhsdk")
+
+
+async def test_in_public_key_mode_every_request_names_the_public_key(gateway: Gateway) -> None:
+    """As the official SDKs send it (wechatpay-java AbstractHttpClient, wechatpayv3
+    Core.request): while a merchant moves to the WeChat Pay public key, WeChat Pay signs
+    each answer with the key the request's Wechatpay-Serial names, and the move completes
+    only once the requests name it. windowpay used to send no Wechatpay-Serial at all."""
+    for operation in sorted(REQUIRED):
+        sent = await sent_by(gateway, operation)
+        assert sent.headers.get("Wechatpay-Serial") == PUBLIC_KEY_ID, operation
+        gateway.sent.clear()
+    certificates_only = adapter_for(gateway, trust=WeChatTrust(APIV3_KEY.encode()))
+    gateway.answer(*error_sample("ORDER_NOT_EXIST"))
+    with contextlib.suppress(Exception):  # the request is under test
+        await certificates_only.query(TradeRef(NO, 100, 0))
+    assert "Wechatpay-Serial" not in gateway.sent[-1].headers
 
 
 async def test_the_refund_carries_the_notify_url(gateway: Gateway) -> None:
