@@ -228,7 +228,7 @@ NOTIFICATIONS = Counter(
     ["channel", "outcome"],
 )
 NOTIFICATION_OUTCOMES = (
-    "applied", "duplicate", "unknown", "ignored", "refused", "mismatch", "deferred",
+    "applied", "duplicate", "unknown", "ignored", "refused", "probe", "mismatch", "deferred",
 )  # fmt: skip
 
 

@@ -20,7 +20,13 @@ from aiohttp import web
 from orchestrator.domain.order import OrderIds
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
-from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeRefused, NoticeRepeated
+from orchestrator.providers.notices import (
+    Notice,
+    NoticeOutcome,
+    NoticeProbe,
+    NoticeRefused,
+    NoticeRepeated,
+)
 from orchestrator.providers.notices import NoticeVerifier as Verifier
 from orchestrator.store.keys import service_point_of
 
@@ -71,6 +77,9 @@ class NotifyListener:
             return self._count(verifier, "refused", "body too large")
         try:
             notice = await verifier.verify(request.headers, body)
+        except NoticeProbe as probe:  # refused as the provider expects; no attack
+            log.info("%s signature probe refused: %s", channel, probe, extra={"channel": channel})
+            return self._count(verifier, "probe", str(probe))
         except NoticeRefused as refusal:
             log.warning(
                 "%s notification refused: %s", channel, refusal,

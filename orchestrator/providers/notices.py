@@ -76,6 +76,11 @@ class NoticeRefused(Exception):
     another merchant, undecryptable): answered as a failure, nothing changes."""
 
 
+class NoticeProbe(NoticeRefused):
+    """A notification the provider signed wrongly on purpose, to see that it is refused
+    (WeChat Pay's signature probes): refused, but counted as a probe, not an attack."""
+
+
 class NoticeRepeated(Exception):
     """A notification the provider sent again after it was answered received (Alipay's
     same notify_id): answered received again so that the provider stops, counted a

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
@@ -17,7 +18,7 @@ from orchestrator.channels.sandboxes import gateways_for
 from orchestrator.domain.states import Channel
 from orchestrator.notify.listener import NotifyListener
 from orchestrator.providers.keys import provider_keys
-from orchestrator.providers.notices import Notice, NoticeOutcome
+from orchestrator.providers.notices import Notice, NoticeOutcome, NoticeProbe
 from tests.support import code, small_config
 
 OUT_TRADE_NO = "E1K2M9XZ4TBA7Q2PP1ABC123"  # order E1-K2M9XZ4TBA7Q2P, its first attempt
@@ -133,6 +134,44 @@ async def test_a_notification_repeated_after_success_is_a_duplicate_read_once(
         assert (reply.status, await reply.text()) == (200, "success")
     assert len(actor.told) == 1
     assert (counted("duplicate"), counted("refused")) == (duplicates + 1, refusals)
+
+
+class Probed:
+    """A verifier that meets only the provider's signature probes."""
+
+    channel = Channel.WECHAT
+
+    async def verify(self, headers: object, body: bytes) -> Notice:
+        raise NoticeProbe("WeChat Pay's signature probe (WECHATPAY/SIGNTEST/): refused")
+
+    def accepted(self) -> web.Response:
+        return web.Response(status=204)
+
+    def refused(self, why: str) -> web.Response:
+        return web.json_response({"code": "FAIL", "message": why}, status=400)
+
+
+async def test_a_signature_probe_is_refused_and_counted_as_a_probe(
+    served: tuple[NotifyListener, TestClient],
+) -> None:
+    """Refused as the provider expects, but not counted among the refusals that page
+    (WindowpayNotificationsRefused): the provider tests us, nobody attacks."""
+    listener, client = served
+    actor = FakeActor(NoticeOutcome.APPLIED)
+    listener.attach({Channel.WECHAT: Probed()}, {"E1": actor})  # type: ignore[dict-item]
+
+    def probes() -> tuple[float, float]:
+        labels = {"channel": "WECHAT"}
+        sample = REGISTRY.get_sample_value
+        return (
+            sample("windowpay_notifications_total", {**labels, "outcome": "probe"}) or 0.0,
+            sample("windowpay_notifications_total", {**labels, "outcome": "refused"}) or 0.0,
+        )
+
+    before = probes()
+    reply = await client.post("/notify/wechat", data=b"{}")
+    assert reply.status == 400 and not actor.told
+    assert probes() == (before[0] + 1, before[1])
 
 
 async def test_forged_and_unroutable_notifications_never_reach_an_actor(

@@ -33,7 +33,7 @@ from orchestrator.channels.wechat.outcomes import REFUND_STATUS, TRADE_STATES
 from orchestrator.channels.wechat.platform import decrypt_resource, encrypt_resource
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
-from orchestrator.providers.notices import Notice, NoticeRefused
+from orchestrator.providers.notices import Notice, NoticeProbe, NoticeRefused
 from orchestrator.providers.port import AnswerMismatch
 from orchestrator.providers.signing import PublicKey, verify
 
@@ -74,7 +74,7 @@ class WeChatNotifications:
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > self._max_skew_s:
             raise NoticeRefused(f"timestamp {timestamp!r} outside the allowed skew (replay?)")
         if signature.startswith(SIGNATURE_PROBE):
-            raise NoticeRefused(f"WeChat Pay's signature probe ({SIGNATURE_PROBE}): refused")
+            raise NoticeProbe(f"WeChat Pay's signature probe ({SIGNATURE_PROBE}): refused")
         key = await self._key_for(serial)
         if key is None:
             raise NoticeRefused(f"signed under unknown serial {serial!r}")

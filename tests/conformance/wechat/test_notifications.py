@@ -22,7 +22,7 @@ from orchestrator.channels.wechat.adapter import answer_message
 from orchestrator.channels.wechat.notify import WeChatNotifications
 from orchestrator.channels.wechat.platform import decrypt_resource
 from orchestrator.domain.states import Channel
-from orchestrator.providers.notices import Notice, NoticeRefused
+from orchestrator.providers.notices import Notice, NoticeProbe, NoticeRefused
 from orchestrator.providers.port import RefundStatus, TradeStatus
 from orchestrator.providers.signing import PublicKey, verify
 from tests.conformance.wechat.conftest import (
@@ -176,7 +176,7 @@ async def test_wechat_pays_signature_probe_is_refused_as_a_probe(platform: Party
         return platform.key.public_key()
 
     probed = WeChatNotifications(key_for, APIV3_KEY.encode(), MCHID, 300.0)
-    with pytest.raises(NoticeRefused, match=r"signature probe \(WECHATPAY/SIGNTEST/\)"):
+    with pytest.raises(NoticeProbe, match=r"signature probe \(WECHATPAY/SIGNTEST/\)"):
         await probed.verify(headers, body)
     assert looked_up == []
 
