@@ -42,8 +42,10 @@ EXPECTED: dict[str, dict[Channel, tuple[OrderState, AttemptState]]] = {
     "4444": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
     "5555": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
     # An unsigned 5xx may hide a payment: query, then reverse (the trade number is closed).
-    # WeChat's reverse answers ORDER_NOT_EXIST, which is no "nothing to undo": it is asked
-    # again until the reversal is given up, and the queries that follow find nothing.
+    # WeChat's reverse answers ORDER_NOT_EXIST, which is no "nothing to undo" while the
+    # payment code may still be used: it is asked again, and only 120 s after the pay call
+    # (real time, never scaled) a query that finds no trade ends it REVERSED. Live that is
+    # the end; at the tests' time scale the reversal is given up first: FAILED, watched.
     "6666": {Channel.WECHAT: FAILED, Channel.ALIPAY: REVERSED, Channel.UNIONPAY: REVERSED},
     "7777": dict.fromkeys(Channel, PAID),
     "8888": dict.fromkeys(Channel, REVERSED),
