@@ -129,7 +129,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             # Accepted, not yet known to be paid: the query confirms it.
             self._check_trade(fields, call.trade)
             return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "accepted")
-        return self._outcome(code, fields)
+        return self._outcome(code, fields, call.out_trade_no)
 
     async def query(self, trade: TradeRef) -> TradeAnswer:
         fields = await self._call(
@@ -140,6 +140,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(trade.at_ms),
         )
         if fields["respCode"] == NOT_FOUND:
+            self._check_names(fields, trade.out_trade_no, QUERY_TXN)
             return TradeAnswer(TradeStatus.NOT_FOUND, reason="34 no such transaction")
         if fields["respCode"] != "00":
             _fail(fields)
@@ -151,7 +152,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             return TradeAnswer(TradeStatus.PAID, fields.get("queryId", ""))
         if code == ACCEPTED:
             return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "in progress")
-        return self._outcome(code, fields)
+        return self._outcome(code, fields, trade.out_trade_no)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         """The reversal (冲正) names the original by its orderId and txnTime."""
@@ -163,7 +164,9 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(trade.at_ms),
         )
         if fields["respCode"] in ("00", NOT_FOUND):  # undone, or nothing to undo
-            check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
+            # Only the reversal's own answer: a sale's or a query's 00 or 34 for the
+            # same orderId says nothing of it.
+            self._check_names(fields, trade.out_trade_no, REVERSAL)
             return ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
         if fields["respCode"] in UNKNOWN_CODES:
             return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
@@ -249,9 +252,10 @@ class UnionPay(Adapter[UnionPayKeys]):
         reason = f"{code} {fields.get('respMsg', '')}".strip()
         if code == "00":
             # Accepted: the refund's own query tells when it is done.
-            check_bound("orderId", order_id, fields.get("orderId"))
+            self._check_names(fields, order_id)
             return RefundAnswer(RefundStatus.PENDING, fields.get("queryId", ""), reason)
         if code in REFUND_DECLINED:
+            self._check_names(fields, order_id)
             return RefundAnswer(RefundStatus.FAILED, reason=reason)
         return RefundAnswer(RefundStatus.PENDING, reason=reason)  # duplicate, unclear, unknown
 
@@ -261,11 +265,11 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(call.at_ms),
         )  # fmt: skip
         if fields["respCode"] == NOT_FOUND:
+            self._check_names(fields, order_id, QUERY_TXN)
             return RefundAnswer(RefundStatus.NOT_FOUND, reason="34 no such transaction")
         if fields["respCode"] != "00":
             _fail(fields)
-        check_bound("orderId", order_id, fields.get("orderId"))
-        check_bound("merId", self._merchant_id, fields.get("merId"))
+        self._check_names(fields, order_id)
         check_bound("txnAmt", str(call.refund_fen), fields.get("txnAmt"))
         code = fields.get("origRespCode", "")
         reason = f"{code} {fields.get('origRespMsg', '')}".strip()
@@ -340,15 +344,25 @@ class UnionPay(Adapter[UnionPayKeys]):
             raise OutcomeUnknown(f"{path}: answer has no respCode")
         return parsed
 
+    def _check_names(
+        self, fields: dict[str, str], order_id: str, txn_type: str | None = None
+    ) -> None:
+        """Before any outcome is taken from a signed answer: it names the orderId asked,
+        this merchant and, where the kind of answer decides (a reversal's, a 34's), the
+        txnType answered. Else it is about another transaction and says nothing."""
+        check_bound("orderId", order_id, fields.get("orderId"))
+        check_bound("merId", self._merchant_id, fields.get("merId"))
+        if txn_type is not None:
+            check_bound("txnType", txn_type, fields.get("txnType"))
+
     def _check_trade(self, fields: dict[str, str], trade: TradeRef) -> None:
         """A trade answer counts only for the orderId, merchant and amount asked."""
-        check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
-        check_bound("merId", self._merchant_id, fields.get("merId"))
+        self._check_names(fields, trade.out_trade_no)
         check_bound("txnAmt", str(trade.amount_fen), fields.get("txnAmt"))
 
-    @staticmethod
-    def _outcome(code: str, fields: dict[str, str]) -> TradeAnswer:
+    def _outcome(self, code: str, fields: dict[str, str], order_id: str) -> TradeAnswer:
         if code in DECLINED:
+            self._check_names(fields, order_id)
             return TradeAnswer(
                 TradeStatus.DECLINED, fields.get("queryId", ""), f"{code} {DECLINED[code]}"
             )
