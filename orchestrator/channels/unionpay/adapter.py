@@ -146,6 +146,9 @@ class UnionPay(Adapter[UnionPayKeys]):
             _fail(fields)
         self._check_trade(fields, trade)
         code = fields.get("origRespCode", "")
+        if code == FAILED and self._code_open(trade, fields):
+            # A failed try at a 申码 code: nothing closes the code before its payTimeout.
+            return TradeAnswer(TradeStatus.DECLINED, fields.get("queryId", ""), "01 failed try")
         if code == FAILED:  # failed: reversed, or a 申码 code that ended unpaid
             return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "01 failed")
         if code == "00":
@@ -206,9 +209,7 @@ class UnionPay(Adapter[UnionPayKeys]):
         PAID when it was paid; DONE when it is not, and the query was sent after
         payTimeout; RETRY otherwise. A payment still racing the end is found by the
         engine's follow-up watch and refunded."""
-        pay_timeout_ms = self._pay_timeouts.get(
-            trade.out_trade_no, _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
-        )
+        pay_timeout_ms = self._pay_timeout_of(trade)
         asked_ms = self._clock() * 1000
         answer = await self.query(trade)
         if answer.status is TradeStatus.PAID:
@@ -217,6 +218,18 @@ class UnionPay(Adapter[UnionPayKeys]):
             return ReverseAnswer(ReverseStatus.RETRY, "the code's payTimeout has not passed")
         self._pay_timeouts.pop(trade.out_trade_no, None)
         return ReverseAnswer(ReverseStatus.DONE, f"past payTimeout, {answer.status.value}")
+
+    def _pay_timeout_of(self, trade: TradeRef) -> int:
+        """The payTimeout the 申码 request carried; after a restart, the latest one it can
+        have carried."""
+        longest = _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
+        return self._pay_timeouts.get(trade.out_trade_no, longest)
+
+    def _code_open(self, trade: TradeRef, fields: dict[str, str]) -> bool:
+        """A 申码 order (asked by this process, or named so by its query's txnSubType)
+        whose code may still be paid now."""
+        is_code = trade.out_trade_no in self._pay_timeouts or fields.get("txnSubType") == APPLY_QR
+        return is_code and self._clock() * 1000 < self._pay_timeout_of(trade)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         """A whole sale is first voided (撤销, same day, no fee); if the void is refused,

@@ -182,3 +182,26 @@ async def test_an_unclear_sale_answer_leaves_the_outcome_unknown(
     sale = PayCall(provider_id(), CARD_CODE, 100, "SP01", "T01", "科目一", int(time.time() * 1000))
     with pytest.raises(OutcomeUnknown, match="03"):
         await adapter.pay(sale)
+
+
+async def test_a_failed_try_at_an_open_code_does_not_close_it(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """ACP has no close of a 申码 order: until its payTimeout the code stays payable,
+    whatever a failed try left in origRespCode (01). Fails on the code that read 01 as
+    CLOSED at any time, which ends the attempt while the payer can still pay the code."""
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt", "00_00": "shape_query_accepted.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    call = qr_call(now_ms)
+    counterpart.gateway.overrides[call.out_trade_no] = {"origRespCode": "01"}
+    await adapter.create_qr(call)
+    assert (await adapter.query(call.trade)).status is TradeStatus.DECLINED
+    # After a restart the adapter knows the code by the answer's txnSubType 07.
+    restarted = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    assert (await restarted.query(call.trade)).status is TradeStatus.DECLINED
+    moment[0] = (call.expires_at_ms + 1000) / 1000
+    assert (await adapter.query(call.trade)).status is TradeStatus.CLOSED
+    moment[0] = (now_ms + unionpay.MAX_CODE_LIFE_MS + 1000) / 1000
+    assert (await restarted.query(call.trade)).status is TradeStatus.CLOSED
