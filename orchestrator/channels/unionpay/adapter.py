@@ -308,7 +308,10 @@ class UnionPay(Adapter[UnionPayKeys]):
         if fields["respCode"] != "00":
             _fail(fields)
         try:
-            return zlib.decompress(base64.b64decode(fields["fileContent"], validate=True))
+            # Line breaks in the base64 are no part of it: the SDK's decoder (commons-codec)
+            # and the PHP demo's (base64_decode) skip them.
+            content = "".join(fields["fileContent"].split())
+            return zlib.decompress(base64.b64decode(content, validate=True))
         except (KeyError, binascii.Error, zlib.error):
             raise OutcomeUnknown("settlement file content missing or damaged") from None
 

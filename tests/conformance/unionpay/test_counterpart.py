@@ -25,6 +25,7 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
+from tests.conformance.unionpay.acp import read_raw, sample_text
 from tests.conformance.unionpay.conftest import AdapterFactory, Running
 from tests.support import Recorded, provider_id, small_config
 
@@ -205,3 +206,17 @@ async def test_a_failed_try_at_an_open_code_does_not_close_it(
     assert (await adapter.query(call.trade)).status is TradeStatus.CLOSED
     moment[0] = (now_ms + unionpay.MAX_CODE_LIFE_MS + 1000) / 1000
     assert (await restarted.query(call.trade)).status is TradeStatus.CLOSED
+
+
+async def test_a_settlement_file_in_lines_of_base64_is_read(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """The SDK decodes fileContent with commons-codec (the PHP demo with base64_decode),
+    both of which skip line breaks; a MIME-style fileContent, 76 characters a line, is
+    the same file. Fails on the code whose strict decoder refused it: unreconciled."""
+    content = read_raw(sample_text("shape_file.txt"))["fileContent"]
+    lines = "\r\n".join(content[i : i + 76] for i in range(0, len(content), 76))
+    counterpart.gateway.script["76/01"] = lambda _f: "shape_file.txt"
+    counterpart.gateway.overrides[""] = {"fileContent": lines}
+    rows = parse_unionpay(await adapter_for(counterpart.base_url).bill(date(2015, 9, 5)))
+    assert len(rows) == 8 and sum(r.amount_fen for r in rows) == 1_322_700
