@@ -23,7 +23,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -79,6 +79,11 @@ MAX_CODE_LIFE_MS = 600_000
 def txn_time(at_ms: int) -> str:
     """ACP's txnTime (Beijing time, to the second): with orderId it names a transaction."""
     return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def settlement_day(at_ms: int) -> date:
+    """UnionPay's settlement day (清算日) of a moment: it ends at 23:00 Beijing time."""
+    return (datetime.fromtimestamp(at_ms / 1000, BEIJING) + timedelta(hours=1)).date()
 
 
 VOID_SUFFIX = "V"
@@ -232,17 +237,18 @@ class UnionPay(Adapter[UnionPayKeys]):
         return is_code and self._clock() * 1000 < self._pay_timeout_of(trade)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
-        """A whole sale is first voided (撤销, same day, no fee); if the void is refused,
-        it is refunded (退货). Both name the sale by its queryId (origQryId)."""
+        """A whole sale of the current settlement day is first voided (撤销, no fee); if
+        the void is refused, or on a later day, it is refunded (退货). Both name the sale
+        by its queryId (origQryId)."""
         _check_order_id(call.out_refund_no)
-        if call.refund_fen == call.trade.amount_fen:
+        if _voids(call):
             voided = await self._transact(VOID, void_order_id(call.out_refund_no), call)
             if voided.status is not RefundStatus.FAILED:
                 return voided
         return await self._transact(REFUND, call.out_refund_no, call)
 
     async def refund_query(self, call: RefundCall) -> RefundAnswer:
-        if call.refund_fen == call.trade.amount_fen:
+        if _voids(call):
             voided = await self._refund_status(void_order_id(call.out_refund_no), call)
             if voided.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):
                 return voided
@@ -393,6 +399,13 @@ def _pay_timeout_ms(at_ms: int, expires_at_ms: int) -> int:
     the code never ends at UnionPay before windowpay stops waiting for it)."""
     end_ms = min(expires_at_ms, at_ms + MAX_CODE_LIFE_MS)
     return -(-end_ms // 1000) * 1000
+
+
+def _voids(call: RefundCall) -> bool:
+    """A void undoes a whole sale, on the settlement day of the sale only (the refund's
+    own time decides, so that every resend decides alike)."""
+    whole = call.refund_fen == call.trade.amount_fen
+    return whole and settlement_day(call.trade.at_ms) == settlement_day(call.at_ms)
 
 
 def _check_order_id(order_id: str) -> None:

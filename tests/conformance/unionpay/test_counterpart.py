@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -220,3 +220,32 @@ async def test_a_settlement_file_in_lines_of_base64_is_read(
     counterpart.gateway.overrides[""] = {"fileContent": lines}
     rows = parse_unionpay(await adapter_for(counterpart.base_url).bill(date(2015, 9, 5)))
     assert len(rows) == 8 and sum(r.amount_fen for r in rows) == 1_322_700
+
+
+def beijing_ms(text: str) -> int:
+    return int(
+        datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=unionpay.BEIJING).timestamp() * 1000
+    )
+
+
+@pytest.mark.parametrize(
+    ("sold", "refunded", "sent"),
+    [
+        ("20260105100000", "20260105180000", "31/00"),  # the same day: voided
+        ("20260105230100", "20260105235900", "31/00"),  # both after 23:00: one day
+        ("20260104100000", "20260105100000", "04/00"),  # the day before: refunded
+        ("20260105225900", "20260105230100", "04/00"),  # across 23:00: refunded
+    ],
+)
+async def test_a_whole_sale_is_voided_only_on_its_settlement_day(
+    counterpart: Running, adapter_for: AdapterFactory, sold: str, refunded: str, sent: str
+) -> None:
+    """A void (撤销) is for a sale of the current settlement day, which UnionPay ends at
+    23:00 Beijing time; later a sale is refunded (退货). Fails on the code that always
+    sent the void first, whatever the day: an answer to a void out of its day with a
+    code outside the refusal list left the refund pending, and it was never sent."""
+    answers(counterpart, **{"31_00": "answer_void.txt", "04_00": "answer_refund.txt"})
+    trade = TradeRef(provider_id(), 500, beijing_ms(sold), "201702241035454938048")
+    call = RefundCall(trade, provider_id("R"), 500, beijing_ms(refunded))
+    assert (await adapter_for(counterpart.base_url).refund(call)).status is RefundStatus.PENDING
+    assert kinds(counterpart) == [sent]
