@@ -227,3 +227,30 @@ async def test_a_line_break_after_the_answer_is_no_part_of_its_signature() -> No
     adapter = UnionPay(Canned(body), sample_keys(), TEST_MER_ID, "x", lambda: moment)
     trade = TradeRef("pay20240105145046", 1, at_ms("20240105145046"))
     assert (await adapter.query(trade)).status is TradeStatus.PAID
+
+
+def test_half_a_character_in_a_field_not_read_spoils_nothing() -> None:
+    """A free-text field cut to its byte width may end in half a GBK character (the
+    二级商户简称 here); the SDK demo's reader decodes each field leniently. Fails on the
+    code that refused the whole day's file for it, so the day was never reconciled. A
+    field windowpay reads must still be clean GBK."""
+    from orchestrator.channels.unionpay.bill import ORDER_ID, ZM_WIDTHS
+    from orchestrator.providers.bills import BillError
+
+    name = "INN15090588ZM_802310048993424"
+    with zipfile.ZipFile(WIRE / "settlement_802310048993424_20150905.zip") as archive:
+        line = archive.read(name).split(b"\r\n")[0]
+
+    def with_field(index: int, value: bytes) -> bytes:
+        at = sum(ZM_WIDTHS[:index]) + index
+        changed = line[:at] + value + line[at + len(value) :]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(name, changed + b"\r\n")
+        return buffer.getvalue()
+
+    cut = ("A" + "车管所" * 6).encode("gbk")[:32]  # its last byte half a character
+    [row] = parse_unionpay(with_field(30, cut))
+    assert (row.out_trade_no, row.amount_fen) == ("10078087", 476800)
+    with pytest.raises(BillError, match="GBK"):
+        parse_unionpay(with_field(ORDER_ID, cut))
