@@ -185,6 +185,7 @@ class UnionPay(Adapter[UnionPayKeys]):
         txnSubType 07), valid until payTimeout. Its answer is bound like a sale's."""
         _check_order_id(call.out_trade_no)
         pay_timeout_ms = _pay_timeout_ms(call.at_ms, call.expires_at_ms)
+        self._forget_codes_over()
         self._pay_timeouts[call.out_trade_no] = pay_timeout_ms
         fields = await self._call(
             TRANSACT,
@@ -229,6 +230,15 @@ class UnionPay(Adapter[UnionPayKeys]):
         have carried."""
         longest = _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
         return self._pay_timeouts.get(trade.out_trade_no, longest)
+
+    def _forget_codes_over(self) -> None:
+        """Drop the payTimeouts passed more than twice the longest code life ago: what
+        the close would then fall back on (the attempt's start + MAX_CODE_LIFE_MS) has
+        passed too, so nothing decides otherwise, and a paid code is not kept forever."""
+        long_ago_ms = self._clock() * 1000 - 2 * MAX_CODE_LIFE_MS
+        for order_id, pay_timeout_ms in list(self._pay_timeouts.items()):
+            if pay_timeout_ms < long_ago_ms:
+                del self._pay_timeouts[order_id]
 
     def _code_open(self, trade: TradeRef, fields: dict[str, str]) -> bool:
         """A 申码 order (asked by this process, or named so by its query's txnSubType)

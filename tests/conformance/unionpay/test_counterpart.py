@@ -249,3 +249,25 @@ async def test_a_whole_sale_is_voided_only_on_its_settlement_day(
     call = RefundCall(trade, provider_id("R"), 500, beijing_ms(refunded))
     assert (await adapter_for(counterpart.base_url).refund(call)).status is RefundStatus.PENDING
     assert kinds(counterpart) == [sent]
+
+
+async def test_the_pay_timeouts_of_codes_long_over_are_forgotten(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """The adapter remembers each 申码 code's payTimeout for its close; a code paid
+    while open is never closed. Fails on the code that kept every one for the life of
+    the process (a few hundred bytes per QR payment, never freed)."""
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    first = qr_call(now_ms)
+    await adapter.create_qr(first)
+    moment[0] += 2 * unionpay.MAX_CODE_LIFE_MS / 1000
+    second = qr_call(int(moment[0] * 1000))
+    await adapter.create_qr(second)  # the first code's end is not long enough ago yet
+    assert set(adapter._pay_timeouts) == {first.out_trade_no, second.out_trade_no}
+    moment[0] += 2 * unionpay.MAX_CODE_LIFE_MS / 1000
+    third = qr_call(int(moment[0] * 1000))
+    await adapter.create_qr(third)
+    assert set(adapter._pay_timeouts) == {second.out_trade_no, third.out_trade_no}
