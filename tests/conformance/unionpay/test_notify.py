@@ -4,13 +4,20 @@ and anything else as "not a success"; none of them refuses a verified notificati
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.notify import UnionPayNotifications
-from orchestrator.providers.certificates import SigningIdentity
+from orchestrator.providers.certificates import (
+    SigningIdentity,
+    certificate_pem,
+    load_pem_certificate,
+)
+from orchestrator.providers.notices import NoticeRefused
 from orchestrator.providers.port import TradeStatus
 from tests.conformance.unionpay.conftest import MER_ID, Authority
 from tests.conformance.unionpay.test_signer_name import signer_named
@@ -41,3 +48,31 @@ async def test_a_verified_notification_of_another_code_tells_nothing(
     )
     assert notice.out_trade_no == "P0000000000000001"
     assert notice.trade_status is TradeStatus.CONFIRMING
+
+
+SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+MD2_WITH_RSA = bytes.fromhex("06092a864886f70d010102")  # an algorithm no library knows
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(SHA256_WITH_RSA, MD2_WITH_RSA), (UNIONPAY.encode(), b"\xff" + UNIONPAY.encode()[1:])],
+    ids=["unknown signature algorithm", "subject not UTF-8"],
+)
+async def test_a_certificate_the_library_cannot_read_is_refused(
+    authority: Authority, merchant: SigningIdentity, old: bytes, new: bytes
+) -> None:
+    """Anyone may post to the notify URL. A signPubKeyCert naming a signature algorithm
+    the crypto library does not know, or whose subject it cannot parse, must be refused
+    like any other untrusted certificate. Fails on the code whose chain check let
+    UnsupportedAlgorithm or ValueError escape: an HTTP 500 and a stack trace, counted
+    nowhere."""
+    forger = signer_named(authority, UNIONPAY)
+    der = load_pem_certificate(forger.certificate_pem.encode()).public_bytes(Encoding.DER)
+    spoilt = x509.load_der_x509_certificate(der.replace(old, new))
+    forger.certificate_pem = certificate_pem(spoilt).decode()
+    fields = dict(parse_qsl(sale_notification(authority, "00").decode()))
+    body = urlencode(forger.signed(fields)).encode()
+    keys = UnionPayKeys(merchant, authority.root, authority.middle, UNIONPAY)
+    with pytest.raises(NoticeRefused, match="not trusted"):
+        await UnionPayNotifications(keys, MER_ID).verify({}, body)
