@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -159,15 +159,19 @@ def _issued_by(child: Certificate, parent: Certificate) -> bool:
     """The child names the parent as its issuer and carries its RSA PKCS#1 v1.5
     signature. Written out rather than cryptography's verify_directly_issued_by, which
     refuses SHA-1: UnionPay's CFCA root, intermediate and signing certificates (test and
-    production alike) are all signed with sha1WithRSAEncryption."""
-    key, algorithm = parent.public_key(), child.signature_hash_algorithm
-    if child.issuer != parent.subject or not isinstance(key, rsa.RSAPublicKey):
-        return False
-    if algorithm is None:
-        return False
+    production alike) are all signed with sha1WithRSAEncryption.
+
+    The child may come from anyone (a notification's signPubKeyCert): an algorithm the
+    library does not know, or a name it cannot parse, is "not issued by", never an
+    error of another kind."""
     try:
+        key, algorithm = parent.public_key(), child.signature_hash_algorithm
+        if child.issuer != parent.subject or not isinstance(key, rsa.RSAPublicKey):
+            return False
+        if algorithm is None:
+            return False
         key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
-    except InvalidSignature:
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
         return False
     return True
 
@@ -181,7 +185,10 @@ def _is_ca(certificate: Certificate) -> bool:
 
 
 def _name(certificate: Certificate) -> str:
-    return certificate.subject.rfc4514_string()
+    try:
+        return certificate.subject.rfc4514_string()
+    except ValueError:  # a subject the library cannot parse: named by its serial
+        return f"certificate {certificate.serial_number}"
 
 
 class ChainTrust:

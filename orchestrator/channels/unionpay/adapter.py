@@ -23,7 +23,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -81,6 +81,11 @@ def txn_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
 
 
+def settlement_day(at_ms: int) -> date:
+    """UnionPay's settlement day (清算日) of a moment: it ends at 23:00 Beijing time."""
+    return (datetime.fromtimestamp(at_ms / 1000, BEIJING) + timedelta(hours=1)).date()
+
+
 VOID_SUFFIX = "V"
 
 
@@ -129,7 +134,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             # Accepted, not yet known to be paid: the query confirms it.
             self._check_trade(fields, call.trade)
             return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "accepted")
-        return self._outcome(code, fields)
+        return self._outcome(code, fields, call.out_trade_no)
 
     async def query(self, trade: TradeRef) -> TradeAnswer:
         fields = await self._call(
@@ -140,18 +145,22 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(trade.at_ms),
         )
         if fields["respCode"] == NOT_FOUND:
+            self._check_names(fields, trade.out_trade_no, QUERY_TXN)
             return TradeAnswer(TradeStatus.NOT_FOUND, reason="34 no such transaction")
         if fields["respCode"] != "00":
             _fail(fields)
         self._check_trade(fields, trade)
         code = fields.get("origRespCode", "")
+        if code == FAILED and self._code_open(trade, fields):
+            # A failed try at a 申码 code: nothing closes the code before its payTimeout.
+            return TradeAnswer(TradeStatus.DECLINED, fields.get("queryId", ""), "01 failed try")
         if code == FAILED:  # failed: reversed, or a 申码 code that ended unpaid
             return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "01 failed")
         if code == "00":
             return TradeAnswer(TradeStatus.PAID, fields.get("queryId", ""))
         if code == ACCEPTED:
             return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "in progress")
-        return self._outcome(code, fields)
+        return self._outcome(code, fields, trade.out_trade_no)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         """The reversal (冲正) names the original by its orderId and txnTime."""
@@ -163,7 +172,9 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(trade.at_ms),
         )
         if fields["respCode"] in ("00", NOT_FOUND):  # undone, or nothing to undo
-            check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
+            # Only the reversal's own answer: a sale's or a query's 00 or 34 for the
+            # same orderId says nothing of it.
+            self._check_names(fields, trade.out_trade_no, REVERSAL)
             return ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
         if fields["respCode"] in UNKNOWN_CODES:
             return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
@@ -174,6 +185,7 @@ class UnionPay(Adapter[UnionPayKeys]):
         txnSubType 07), valid until payTimeout. Its answer is bound like a sale's."""
         _check_order_id(call.out_trade_no)
         pay_timeout_ms = _pay_timeout_ms(call.at_ms, call.expires_at_ms)
+        self._forget_codes_over()
         self._pay_timeouts[call.out_trade_no] = pay_timeout_ms
         fields = await self._call(
             TRANSACT,
@@ -203,9 +215,7 @@ class UnionPay(Adapter[UnionPayKeys]):
         PAID when it was paid; DONE when it is not, and the query was sent after
         payTimeout; RETRY otherwise. A payment still racing the end is found by the
         engine's follow-up watch and refunded."""
-        pay_timeout_ms = self._pay_timeouts.get(
-            trade.out_trade_no, _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
-        )
+        pay_timeout_ms = self._pay_timeout_of(trade)
         asked_ms = self._clock() * 1000
         answer = await self.query(trade)
         if answer.status is TradeStatus.PAID:
@@ -215,18 +225,40 @@ class UnionPay(Adapter[UnionPayKeys]):
         self._pay_timeouts.pop(trade.out_trade_no, None)
         return ReverseAnswer(ReverseStatus.DONE, f"past payTimeout, {answer.status.value}")
 
+    def _pay_timeout_of(self, trade: TradeRef) -> int:
+        """The payTimeout the 申码 request carried; after a restart, the latest one it can
+        have carried."""
+        longest = _pay_timeout_ms(trade.at_ms, trade.at_ms + MAX_CODE_LIFE_MS)
+        return self._pay_timeouts.get(trade.out_trade_no, longest)
+
+    def _forget_codes_over(self) -> None:
+        """Drop the payTimeouts passed more than twice the longest code life ago: what
+        the close would then fall back on (the attempt's start + MAX_CODE_LIFE_MS) has
+        passed too, so nothing decides otherwise, and a paid code is not kept forever."""
+        long_ago_ms = self._clock() * 1000 - 2 * MAX_CODE_LIFE_MS
+        for order_id, pay_timeout_ms in list(self._pay_timeouts.items()):
+            if pay_timeout_ms < long_ago_ms:
+                del self._pay_timeouts[order_id]
+
+    def _code_open(self, trade: TradeRef, fields: dict[str, str]) -> bool:
+        """A 申码 order (asked by this process, or named so by its query's txnSubType)
+        whose code may still be paid now."""
+        is_code = trade.out_trade_no in self._pay_timeouts or fields.get("txnSubType") == APPLY_QR
+        return is_code and self._clock() * 1000 < self._pay_timeout_of(trade)
+
     async def refund(self, call: RefundCall) -> RefundAnswer:
-        """A whole sale is first voided (撤销, same day, no fee); if the void is refused,
-        it is refunded (退货). Both name the sale by its queryId (origQryId)."""
+        """A whole sale of the current settlement day is first voided (撤销, no fee); if
+        the void is refused, or on a later day, it is refunded (退货). Both name the sale
+        by its queryId (origQryId)."""
         _check_order_id(call.out_refund_no)
-        if call.refund_fen == call.trade.amount_fen:
+        if _voids(call):
             voided = await self._transact(VOID, void_order_id(call.out_refund_no), call)
             if voided.status is not RefundStatus.FAILED:
                 return voided
         return await self._transact(REFUND, call.out_refund_no, call)
 
     async def refund_query(self, call: RefundCall) -> RefundAnswer:
-        if call.refund_fen == call.trade.amount_fen:
+        if _voids(call):
             voided = await self._refund_status(void_order_id(call.out_refund_no), call)
             if voided.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):
                 return voided
@@ -249,9 +281,10 @@ class UnionPay(Adapter[UnionPayKeys]):
         reason = f"{code} {fields.get('respMsg', '')}".strip()
         if code == "00":
             # Accepted: the refund's own query tells when it is done.
-            check_bound("orderId", order_id, fields.get("orderId"))
+            self._check_names(fields, order_id)
             return RefundAnswer(RefundStatus.PENDING, fields.get("queryId", ""), reason)
         if code in REFUND_DECLINED:
+            self._check_names(fields, order_id)
             return RefundAnswer(RefundStatus.FAILED, reason=reason)
         return RefundAnswer(RefundStatus.PENDING, reason=reason)  # duplicate, unclear, unknown
 
@@ -261,11 +294,11 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnTime=txn_time(call.at_ms),
         )  # fmt: skip
         if fields["respCode"] == NOT_FOUND:
+            self._check_names(fields, order_id, QUERY_TXN)
             return RefundAnswer(RefundStatus.NOT_FOUND, reason="34 no such transaction")
         if fields["respCode"] != "00":
             _fail(fields)
-        check_bound("orderId", order_id, fields.get("orderId"))
-        check_bound("merId", self._merchant_id, fields.get("merId"))
+        self._check_names(fields, order_id)
         check_bound("txnAmt", str(call.refund_fen), fields.get("txnAmt"))
         code = fields.get("origRespCode", "")
         reason = f"{code} {fields.get('origRespMsg', '')}".strip()
@@ -291,7 +324,10 @@ class UnionPay(Adapter[UnionPayKeys]):
         if fields["respCode"] != "00":
             _fail(fields)
         try:
-            return zlib.decompress(base64.b64decode(fields["fileContent"], validate=True))
+            # Line breaks in the base64 are no part of it: the SDK's decoder (commons-codec)
+            # and the PHP demo's (base64_decode) skip them.
+            content = "".join(fields["fileContent"].split())
+            return zlib.decompress(base64.b64decode(content, validate=True))
         except (KeyError, binascii.Error, zlib.error):
             raise OutcomeUnknown("settlement file content missing or damaged") from None
 
@@ -340,15 +376,25 @@ class UnionPay(Adapter[UnionPayKeys]):
             raise OutcomeUnknown(f"{path}: answer has no respCode")
         return parsed
 
+    def _check_names(
+        self, fields: dict[str, str], order_id: str, txn_type: str | None = None
+    ) -> None:
+        """Before any outcome is taken from a signed answer: it names the orderId asked,
+        this merchant and, where the kind of answer decides (a reversal's, a 34's), the
+        txnType answered. Else it is about another transaction and says nothing."""
+        check_bound("orderId", order_id, fields.get("orderId"))
+        check_bound("merId", self._merchant_id, fields.get("merId"))
+        if txn_type is not None:
+            check_bound("txnType", txn_type, fields.get("txnType"))
+
     def _check_trade(self, fields: dict[str, str], trade: TradeRef) -> None:
         """A trade answer counts only for the orderId, merchant and amount asked."""
-        check_bound("orderId", trade.out_trade_no, fields.get("orderId"))
-        check_bound("merId", self._merchant_id, fields.get("merId"))
+        self._check_names(fields, trade.out_trade_no)
         check_bound("txnAmt", str(trade.amount_fen), fields.get("txnAmt"))
 
-    @staticmethod
-    def _outcome(code: str, fields: dict[str, str]) -> TradeAnswer:
+    def _outcome(self, code: str, fields: dict[str, str], order_id: str) -> TradeAnswer:
         if code in DECLINED:
+            self._check_names(fields, order_id)
             return TradeAnswer(
                 TradeStatus.DECLINED, fields.get("queryId", ""), f"{code} {DECLINED[code]}"
             )
@@ -363,6 +409,13 @@ def _pay_timeout_ms(at_ms: int, expires_at_ms: int) -> int:
     the code never ends at UnionPay before windowpay stops waiting for it)."""
     end_ms = min(expires_at_ms, at_ms + MAX_CODE_LIFE_MS)
     return -(-end_ms // 1000) * 1000
+
+
+def _voids(call: RefundCall) -> bool:
+    """A void undoes a whole sale, on the settlement day of the sale only (the refund's
+    own time decides, so that every resend decides alike)."""
+    whole = call.refund_fen == call.trade.amount_fen
+    return whole and settlement_day(call.trade.at_ms) == settlement_day(call.at_ms)
 
 
 def _check_order_id(order_id: str) -> None:

@@ -30,6 +30,7 @@ ZME_WIDTHS = (3, 11, 11, 6, 10, 19, 12, 4, 2, 2, 6, 10, 4, 12, 13, 13, 15, 15, 1
               135)  # fmt: skip
 # Positions (0-based) of the ZM fields windowpay reads.
 TXN_TIME, TXN_AMT, QUERY_ID, ORDER_ID, TXN_TYPE, ORIG_QRY_ID, MER_ID = 4, 6, 9, 11, 19, 26, 27
+ZM_READ = frozenset({TXN_TIME, TXN_AMT, QUERY_ID, ORDER_ID, TXN_TYPE, ORIG_QRY_ID, MER_ID})
 
 SALE, VOID, REFUND, REVERSAL = "01", "31", "04", "99"
 _KINDS = {SALE, VOID, REFUND, REVERSAL}
@@ -40,18 +41,26 @@ def line_length(widths: Sequence[int]) -> int:
     return sum(widths) + len(widths) - 1
 
 
-def split_line(line: bytes, widths: Sequence[int], where: str) -> list[str]:
-    """The fields of one fixed-width line (GBK, one space between fields)."""
+def split_line(
+    line: bytes, widths: Sequence[int], where: str, read: frozenset[int] = frozenset()
+) -> list[str]:
+    """The fields of one fixed-width line (GBK, one space between fields). A field
+    windowpay reads must be GBK text; another one, free text cut to its byte width, may
+    end in half a character, which is read as a replacement character (as the SDK demo's
+    reader reads it)."""
     if len(line) != line_length(widths):
         raise BillError(f"{where}: {len(line)} bytes, a line has {line_length(widths)}")
     fields, at = [], 0
-    for width in widths:
+    for index, width in enumerate(widths):
         if at and line[at - 1 : at] != b" ":
             raise BillError(f"{where}: no separator before byte {at}")
+        cell = line[at : at + width]
         try:
-            fields.append(line[at : at + width].decode("gbk").strip())
+            fields.append(cell.decode("gbk").strip())
         except UnicodeDecodeError:
-            raise BillError(f"{where}: not GBK text at byte {at}") from None
+            if index in read:
+                raise BillError(f"{where}: not GBK text at byte {at}") from None
+            fields.append(cell.decode("gbk", errors="replace").strip())
         at += width + 1
     return fields
 
@@ -118,7 +127,7 @@ def parse_unionpay(content: bytes) -> list[BillRow]:
             if member.kind == "ZME":
                 split_line(line, ZME_WIDTHS, where)  # adjustments: read, not matched
                 continue
-            records.append((split_line(line, ZM_WIDTHS, where), member.settled, where))
+            records.append((split_line(line, ZM_WIDTHS, where, ZM_READ), member.settled, where))
     sales = {f[QUERY_ID]: f[ORDER_ID] for f, _, _ in records if f[TXN_TYPE] == SALE}
     return [_row(fields, settled, where, sales) for fields, settled, where in records]
 

@@ -4,10 +4,12 @@ hex SHA-256 of all the sorted fields, empty ones included; wire.py), verified wi
 signPubKeyCert once that chains to the configured root and intermediate and names
 UnionPay's signer (UnionPayKeys.answer_key, as for answers). No certId is needed.
 
-txnType 01 tells a sale's outcome; 04 (refund) and 31 (void) a refund's, the void under
-the refund's number with its "V" (adapter.void_order_id). ACP gives no sending time to
-hold against a clock: a replayed notification can only repeat an outcome the acquirer
-really signed for that orderId and amount, which windowpay then finds already recorded.
+txnType 01 tells a sale's outcome (00 paid, a decline of declines.py declined; any other
+code, A6 included, tells nothing and leaves it to the query); 04 (refund) and 31 (void)
+a refund's, the void under the refund's number with its "V" (adapter.void_order_id).
+ACP gives no sending time to hold against a clock: a replayed notification can only
+repeat an outcome the acquirer really signed for that orderId and amount, which
+windowpay then finds already recorded.
 The answer is HTTP 200 when taken; any other status makes the acquirer send it again.
 """
 
@@ -20,12 +22,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from orchestrator.channels.unionpay.adapter import (
-    ACCEPTED,
-    REFUND,
-    SALE,
-    VOID,
-)
+from orchestrator.channels.unionpay.adapter import REFUND, SALE, VOID
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.wire import digest
@@ -83,10 +80,10 @@ def _notice(fields: dict[str, str]) -> Notice:
             status = TradeStatus.PAID
         elif code in DECLINED:
             status = TradeStatus.DECLINED
-        elif code == ACCEPTED:
-            status = TradeStatus.CONFIRMING
         else:
-            raise ValueError(f"sale respCode {code}")
+            # 05 (accepted), A6 (有缺陷的成功, which the demos confirm by a query) or
+            # another code: UnionPay's own word, but no outcome; the query decides.
+            status = TradeStatus.CONFIRMING
         return Notice(
             Channel.UNIONPAY,
             out_trade_no=fields["orderId"],

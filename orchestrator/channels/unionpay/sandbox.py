@@ -25,6 +25,7 @@ from orchestrator.channels.unionpay.adapter import (
     SALE,
     SETTLEMENT_FILE,
     VOID,
+    settlement_day,
 )
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
@@ -32,7 +33,7 @@ from orchestrator.channels.unionpay.shapes import answer_fields
 from orchestrator.channels.unionpay.wire import digest, render_answer
 from orchestrator.providers.signing import sign, verify
 from orchestrator.sandbox.bank import Refund, RefundState, Reply, SandboxBank, Trade, TradeState
-from orchestrator.sandbox.bills import BEIJING, local
+from orchestrator.sandbox.bills import BEIJING
 from orchestrator.sandbox.common import Gateway, Notification
 
 # ACP's own response codes (the acquirer's, not ISO-8583 POS codes).
@@ -338,11 +339,11 @@ def _code(state: TradeState, trade: Trade) -> str:
 
 
 def _voidable(trade: Trade, amount: int) -> bool:
-    """A void cancels a whole, untouched sale on the day it was made."""
+    """A void cancels a whole, untouched sale on its settlement day (to 23:00)."""
     return (
         trade.state is TradeState.SUCCESS
         and trade.paid_at is not None
-        and local(trade.paid_at).date() == datetime.now(BEIJING).date()
+        and settlement_day(int(trade.paid_at * 1000)) == settlement_day(int(time.time() * 1000))
         and amount == trade.amount_fen
         and not trade.refunds
     )

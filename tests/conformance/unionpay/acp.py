@@ -30,6 +30,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 WIRE = Path(__file__).resolve().parents[2] / "fixtures" / "wire" / "unionpay"
+# The raw answers signed by UnionPay's test environment (SOURCES.md).
+SIGNED_ANSWERS = (
+    "answer_query_paid.txt",
+    "answer_void.txt",
+    "answer_refund.txt",
+    "answer_query_unpaid.txt",
+    "answer_query_not_found.txt",
+)
 
 
 def sample_text(name: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -25,6 +25,7 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
+from tests.conformance.unionpay.acp import read_raw, sample_text
 from tests.conformance.unionpay.conftest import AdapterFactory, Running
 from tests.support import Recorded, provider_id, small_config
 
@@ -182,3 +183,91 @@ async def test_an_unclear_sale_answer_leaves_the_outcome_unknown(
     sale = PayCall(provider_id(), CARD_CODE, 100, "SP01", "T01", "科目一", int(time.time() * 1000))
     with pytest.raises(OutcomeUnknown, match="03"):
         await adapter.pay(sale)
+
+
+async def test_a_failed_try_at_an_open_code_does_not_close_it(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """ACP has no close of a 申码 order: until its payTimeout the code stays payable,
+    whatever a failed try left in origRespCode (01). Fails on the code that read 01 as
+    CLOSED at any time, which ends the attempt while the payer can still pay the code."""
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt", "00_00": "shape_query_accepted.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    call = qr_call(now_ms)
+    counterpart.gateway.overrides[call.out_trade_no] = {"origRespCode": "01"}
+    await adapter.create_qr(call)
+    assert (await adapter.query(call.trade)).status is TradeStatus.DECLINED
+    # After a restart the adapter knows the code by the answer's txnSubType 07.
+    restarted = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    assert (await restarted.query(call.trade)).status is TradeStatus.DECLINED
+    moment[0] = (call.expires_at_ms + 1000) / 1000
+    assert (await adapter.query(call.trade)).status is TradeStatus.CLOSED
+    moment[0] = (now_ms + unionpay.MAX_CODE_LIFE_MS + 1000) / 1000
+    assert (await restarted.query(call.trade)).status is TradeStatus.CLOSED
+
+
+async def test_a_settlement_file_in_lines_of_base64_is_read(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """The SDK decodes fileContent with commons-codec (the PHP demo with base64_decode),
+    both of which skip line breaks; a MIME-style fileContent, 76 characters a line, is
+    the same file. Fails on the code whose strict decoder refused it: unreconciled."""
+    content = read_raw(sample_text("shape_file.txt"))["fileContent"]
+    lines = "\r\n".join(content[i : i + 76] for i in range(0, len(content), 76))
+    counterpart.gateway.script["76/01"] = lambda _f: "shape_file.txt"
+    counterpart.gateway.overrides[""] = {"fileContent": lines}
+    rows = parse_unionpay(await adapter_for(counterpart.base_url).bill(date(2015, 9, 5)))
+    assert len(rows) == 8 and sum(r.amount_fen for r in rows) == 1_322_700
+
+
+def beijing_ms(text: str) -> int:
+    return int(
+        datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=unionpay.BEIJING).timestamp() * 1000
+    )
+
+
+@pytest.mark.parametrize(
+    ("sold", "refunded", "sent"),
+    [
+        ("20260105100000", "20260105180000", "31/00"),  # the same day: voided
+        ("20260105230100", "20260105235900", "31/00"),  # both after 23:00: one day
+        ("20260104100000", "20260105100000", "04/00"),  # the day before: refunded
+        ("20260105225900", "20260105230100", "04/00"),  # across 23:00: refunded
+    ],
+)
+async def test_a_whole_sale_is_voided_only_on_its_settlement_day(
+    counterpart: Running, adapter_for: AdapterFactory, sold: str, refunded: str, sent: str
+) -> None:
+    """A void (撤销) is for a sale of the current settlement day, which UnionPay ends at
+    23:00 Beijing time; later a sale is refunded (退货). Fails on the code that always
+    sent the void first, whatever the day: an answer to a void out of its day with a
+    code outside the refusal list left the refund pending, and it was never sent."""
+    answers(counterpart, **{"31_00": "answer_void.txt", "04_00": "answer_refund.txt"})
+    trade = TradeRef(provider_id(), 500, beijing_ms(sold), "201702241035454938048")
+    call = RefundCall(trade, provider_id("R"), 500, beijing_ms(refunded))
+    assert (await adapter_for(counterpart.base_url).refund(call)).status is RefundStatus.PENDING
+    assert kinds(counterpart) == [sent]
+
+
+async def test_the_pay_timeouts_of_codes_long_over_are_forgotten(
+    counterpart: Running, adapter_for: AdapterFactory
+) -> None:
+    """The adapter remembers each 申码 code's payTimeout for its close; a code paid
+    while open is never closed. Fails on the code that kept every one for the life of
+    the process (a few hundred bytes per QR payment, never freed)."""
+    answers(counterpart, **{"01_07": "shape_apply_qr.txt"})
+    now_ms = int(time.time() * 1000)
+    moment = [now_ms / 1000]
+    adapter = adapter_for(counterpart.base_url, clock=lambda: moment[0])
+    first = qr_call(now_ms)
+    await adapter.create_qr(first)
+    moment[0] += 2 * unionpay.MAX_CODE_LIFE_MS / 1000
+    second = qr_call(int(moment[0] * 1000))
+    await adapter.create_qr(second)  # the first code's end is not long enough ago yet
+    assert set(adapter._pay_timeouts) == {first.out_trade_no, second.out_trade_no}
+    moment[0] += 2 * unionpay.MAX_CODE_LIFE_MS / 1000
+    third = qr_call(int(moment[0] * 1000))
+    await adapter.create_qr(third)
+    assert set(adapter._pay_timeouts) == {second.out_trade_no, third.out_trade_no}

@@ -33,10 +33,11 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.providers.signing import generate_key
-from tests.conformance.unionpay.acp import WIRE, read_raw, sample_text
+from tests.conformance.unionpay.acp import SIGNED_ANSWERS, WIRE, read_raw, sample_text
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 TEST_MER_ID = "777290058167151"  # the merchant of the signed test-environment samples
+OLDER_MER_ID = "700000000000001"  # the merchant of the 2018 ones (holder 00040000:SIGN)
 UNIONPAY = "中国银联股份有限公司"
 
 
@@ -71,14 +72,16 @@ def sample_keys(signer_name: str = UNIONPAY) -> UnionPayKeys:
     return UnionPayKeys(merchant, root, middle, signer_name)
 
 
-def adapter_answering(sample: str, when: str, keys: UnionPayKeys | None = None) -> UnionPay:
+def adapter_answering(
+    sample: str, when: str, keys: UnionPayKeys | None = None, mer_id: str = TEST_MER_ID
+) -> UnionPay:
     moment = at(when).timestamp()
     http = Canned((WIRE / sample).read_bytes())
-    return UnionPay(http, keys or sample_keys(), TEST_MER_ID, "https://x.example/n", lambda: moment)
+    return UnionPay(http, keys or sample_keys(), mer_id, "https://x.example/n", lambda: moment)
 
 
 def test_the_signed_samples_are_raw_and_carry_no_cert_id() -> None:
-    for name in ("answer_query_paid.txt", "answer_void.txt", "answer_refund.txt"):
+    for name in SIGNED_ANSWERS:
         raw = (WIRE / name).read_bytes().decode()
         fields = read_raw(raw)
         assert "certId" not in fields and fields["version"] == "5.1.0"
@@ -113,6 +116,23 @@ async def test_a_void_answer_is_accepted() -> None:
     # The adapter's own void names its orderId with a V; the sample's does not.
     answer = await adapter._transact(VOID, "cancelpay20240105164725", call)
     assert (answer.status, answer.refund_no) == (RefundStatus.PENDING, "652401051647252421528")
+
+
+async def test_a_signed_query_of_an_unpaid_order_means_not_paid_yet() -> None:
+    """origRespCode 05 (受理, not paid) as UnionPay's test environment answered it."""
+    keys = sample_keys(signer_name="00040000:SIGN")
+    adapter = adapter_answering("answer_query_unpaid.txt", "20180614042747", keys, OLDER_MER_ID)
+    answer = await adapter.query(TradeRef("20180614042747", 1, at_ms("20180614042747")))
+    assert answer.status is TradeStatus.CONFIRMING
+
+
+async def test_a_signed_34_means_no_such_transaction() -> None:
+    """respCode 34 as the test environment answered it: it names the orderId and txnTime
+    asked, under the query's own txnType 00."""
+    keys = sample_keys(signer_name="00040000:SIGN")
+    adapter = adapter_answering("answer_query_not_found.txt", "20180614041856", keys, OLDER_MER_ID)
+    answer = await adapter.query(TradeRef("20180204092701", 1, at_ms("20180614041856")))
+    assert answer.status is TradeStatus.NOT_FOUND
 
 
 async def test_an_answer_whose_plus_became_a_space_is_unknown() -> None:
@@ -207,3 +227,30 @@ async def test_a_line_break_after_the_answer_is_no_part_of_its_signature() -> No
     adapter = UnionPay(Canned(body), sample_keys(), TEST_MER_ID, "x", lambda: moment)
     trade = TradeRef("pay20240105145046", 1, at_ms("20240105145046"))
     assert (await adapter.query(trade)).status is TradeStatus.PAID
+
+
+def test_half_a_character_in_a_field_not_read_spoils_nothing() -> None:
+    """A free-text field cut to its byte width may end in half a GBK character (the
+    二级商户简称 here); the SDK demo's reader decodes each field leniently. Fails on the
+    code that refused the whole day's file for it, so the day was never reconciled. A
+    field windowpay reads must still be clean GBK."""
+    from orchestrator.channels.unionpay.bill import ORDER_ID, ZM_WIDTHS
+    from orchestrator.providers.bills import BillError
+
+    name = "INN15090588ZM_802310048993424"
+    with zipfile.ZipFile(WIRE / "settlement_802310048993424_20150905.zip") as archive:
+        line = archive.read(name).split(b"\r\n")[0]
+
+    def with_field(index: int, value: bytes) -> bytes:
+        at = sum(ZM_WIDTHS[:index]) + index
+        changed = line[:at] + value + line[at + len(value) :]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(name, changed + b"\r\n")
+        return buffer.getvalue()
+
+    cut = ("A" + "车管所" * 6).encode("gbk")[:32]  # its last byte half a character
+    [row] = parse_unionpay(with_field(30, cut))
+    assert (row.out_trade_no, row.amount_fen) == ("10078087", 476800)
+    with pytest.raises(BillError, match="GBK"):
+        parse_unionpay(with_field(ORDER_ID, cut))

@@ -33,8 +33,8 @@ KIND_SAMPLES = {
     "reversal": ["shape_reversal.txt"],
     "void": ["answer_void.txt"],
     "refund": ["answer_refund.txt"],
-    "query": ["answer_query_paid.txt", "shape_query_accepted.txt"],
-    "error": ["shape_query_not_found.txt", "shape_sale_unclear.txt"],
+    "query": ["answer_query_paid.txt", "answer_query_unpaid.txt", "shape_query_accepted.txt"],
+    "error": ["answer_query_not_found.txt", "shape_query_not_found.txt", "shape_sale_unclear.txt"],
     "file": ["shape_file.txt"],
 }
 # Card-holder fields of the real answers the sandbox, having no card, leaves out.

@@ -9,11 +9,11 @@ import pytest
 
 from orchestrator.channels.unionpay.wire import holder_name, parse_answer, signed_text
 from orchestrator.providers.certificates import CertificateError
-from tests.conformance.unionpay.acp import WIRE, read_raw, signature_holds
+from tests.conformance.unionpay.acp import SIGNED_ANSWERS, WIRE, read_raw, signature_holds
 from tests.conformance.unionpay.test_samples import sample_keys
 
 
-@pytest.mark.parametrize("name", ["answer_query_paid.txt", "answer_void.txt", "answer_refund.txt"])
+@pytest.mark.parametrize("name", SIGNED_ANSWERS)
 def test_windowpay_reads_each_answer_as_the_sdk_does(name: str) -> None:
     raw = (WIRE / name).read_bytes().decode()
     assert parse_answer(raw) == read_raw(raw)
