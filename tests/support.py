@@ -91,6 +91,10 @@ def small_config_data(
     )
     for channel, changes in (channels or {}).items():
         data.setdefault("channels", {}).setdefault(channel, {}).update(changes)
+    # UnionPay's settlement day ends at 23:00: a test deployment reconciles by calendar
+    # day, so that a test run between 23:00 and midnight finds its day's trades
+    # (tests/unit/test_matcher.py holds the 23:00 day).
+    data.setdefault("providers", {}).setdefault("UNIONPAY", {})["settlement_day_ends"] = "00:00"
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
     data["service_points"] = [
         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +34,6 @@ class ChannelSpec:
     # the verifier of the provider's notifications (client, settings, keys, max skew s)
     notifications: Callable[[HttpClient, ProviderSettings, Path, float], NoticeVerifier]
     english_name: str = ""  # the console's English name ("": the display name)
+    # The provider's bill of day D holds what happened on the local day of (moment +
+    # shift): UnionPay's settlement day (清算日) ends at 23:00 Beijing time, so +1 h.
+    bill_day_shift: Callable[[ProviderSettings], timedelta] = lambda _: timedelta(0)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from orchestrator.access import client
 from orchestrator.channels.factory import build_providers
+from orchestrator.channels.registry import spec
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
@@ -178,6 +179,9 @@ async def _reconcile(
             config.settings.zone,
             heal=None if args.no_heal or channel is None else BackOfficeHealer(channel, store),
             progress=lambda line: print(line, flush=True),
+            bill_day_shifts={
+                c: spec(c).bill_day_shift(config.providers[c]) for c in providers.by_channel
+            },
         )
         finished_at = time.time()
         await redis.set(RECONCILIATION, orjson.dumps(report.summary(finished_at)))

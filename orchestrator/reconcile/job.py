@@ -136,7 +136,11 @@ async def reconcile(
     *,
     heal: Healer | None,
     progress: Callable[[str], None] = lambda line: None,
+    bill_day_shifts: Mapping[Channel, timedelta] | None = None,
 ) -> Report:
+    """`bill_day_shifts`: by channel, how far its bill's day runs ahead of the calendar
+    day (ChannelSpec.bill_day_shift of its settings); none: calendar days."""
+    bill_day_shifts = bill_day_shifts or {}
     report = Report(day)
     for channel, provider in providers.items():
         progress(f"{channel.value}: downloading the bill of {day}")
@@ -152,7 +156,7 @@ async def reconcile(
             report.failures[channel] = f"no usable bill: {error}"
             progress(f"{channel.value}: no usable bill ({error})")
             continue
-        result = match(channel, day, rows, orders, zone)
+        result = match(channel, day, rows, orders, zone, bill_day_shifts.get(channel, timedelta(0)))
         report.matches[channel] = result
         progress(
             f"{channel.value}: {len(rows)} rows, {result.matched_count} payments and "

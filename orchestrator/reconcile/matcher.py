@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from datetime import date, timedelta, tzinfo
 from enum import StrEnum
 
 from orchestrator.domain.calendar import local_day
@@ -64,13 +64,20 @@ class Match:
     differences: list[Difference] = field(default_factory=list)
 
 
-def _on(ms: int | None, day: date, zone: tzinfo) -> bool:
-    return ms is not None and local_day(ms, zone).date() == day
+def _on(ms: int | None, day: date, zone: tzinfo, shift: timedelta) -> bool:
+    return ms is not None and local_day(ms + shift // timedelta(milliseconds=1), zone).date() == day
 
 
 def match(
-    provider: Channel, day: date, rows: list[BillRow], orders: Iterable[Order], zone: tzinfo
+    provider: Channel,
+    day: date,
+    rows: list[BillRow],
+    orders: Iterable[Order],
+    zone: tzinfo,
+    bill_day_shift: timedelta = timedelta(0),
 ) -> Match:
+    """`bill_day_shift`: the provider's bill of `day` holds what happened on the local
+    day of (moment + shift), as ChannelSpec.bill_day_shift says."""
     result = Match(provider, day, bill_rows=len(rows))
     attempts: dict[str, tuple[Order, Attempt]] = {}
     refunds: dict[str, tuple[Order, Refund]] = {}
@@ -165,7 +172,7 @@ def match(
     for order, attempt in attempts.values():
         if (
             attempt.state is AttemptState.SUCCEEDED
-            and _on(attempt.finished_at, day, zone)
+            and _on(attempt.finished_at, day, zone, bill_day_shift)
             and attempt.attempt_id not in seen_payments
         ):
             differ(
@@ -214,7 +221,7 @@ def match(
     for order, refund in refunds.values():
         if (
             refund.state is RefundState.SUCCEEDED
-            and _on(refund.finished_at, day, zone)
+            and _on(refund.finished_at, day, zone, bill_day_shift)
             and refund.refund_id not in seen_refunds
         ):
             differ(

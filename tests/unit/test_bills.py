@@ -4,11 +4,13 @@ import io
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from orchestrator.channels.alipay.bill import parse_alipay
 from orchestrator.channels.alipay.sandbox_bill import alipay_trade_bill
+from orchestrator.channels.unionpay.adapter import shift_of
 from orchestrator.channels.unionpay.bill import parse_unionpay
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.wechat.bill import empty_bill, parse_wechat
@@ -74,7 +76,7 @@ def test_a_bill_that_contradicts_itself_is_refused() -> None:
         parse_wechat(text.replace("2021-01-28 17:07:11", "yesterday").encode())
     with pytest.raises(BillError, match="not a zip"):
         parse_alipay(b"not a zip")
-    with pytest.raises(BillError, match=r"^UnionPay settlement file: no header line$"):
+    with pytest.raises(BillError, match=r"^UnionPay settlement file: not a zip$"):
         parse_unionpay(b"garbage")
 
 
@@ -141,3 +143,16 @@ def test_a_unionpay_void_names_the_refund_it_carries_out() -> None:
     ]
     later = parse_unionpay(unionpay_settlement([sale], date(2026, 11, 29), "898"))
     assert later == []  # nothing settled that day
+
+
+def test_a_unionpay_file_holds_its_settlement_day_that_ends_at_23() -> None:
+    """A sale at 23:30 Beijing time is on the next settlement day's file, as UnionPay
+    files it, once the gateway is told the day ends at 23:00."""
+    evening = datetime(2026, 11, 28, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    sale = Trade("A1", "T1", 500, "1300", B.PAYS, "SP01", TradeState.SUCCESS, evening, evening)
+    shift = shift_of("23:00")
+    assert parse_unionpay(unionpay_settlement([sale], DAY, "898", shift)) == []
+    [row] = parse_unionpay(unionpay_settlement([sale], date(2026, 11, 29), "898", shift))
+    assert (row.out_trade_no, row.amount_fen) == ("A1", 500)
+    [calendar] = parse_unionpay(unionpay_settlement([sale], DAY, "898"))  # by calendar day
+    assert calendar.out_trade_no == "A1"

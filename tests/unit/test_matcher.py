@@ -3,6 +3,8 @@
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import AttemptEvent, Channel
@@ -147,3 +149,39 @@ def test_refund_differences() -> None:
             (Kind.MISSING_AT_PROVIDER, "O1P1AAAAAA"),
         ]
     )
+
+
+def test_a_settlement_day_that_ends_at_23_takes_the_evening_into_the_next_days_bill() -> None:
+    """UnionPay's settlement file of day D holds D-1 23:00 to D 23:00 (Beijing time): a
+    payment at 23:30 is on the next day's file, and neither day shows a difference."""
+    from orchestrator.channels.unionpay.adapter import shift_of
+
+    evening = int(datetime(2026, 11, 27, 15, 30, tzinfo=UTC).timestamp() * 1000)  # 23:30
+    paid = order("O1", AttemptEvent.PAID)
+    paid.attempts[0].finished_at = evening
+    [attempt] = paid.attempts
+    shift = shift_of("23:00")
+    on_28 = match(Channel.WECHAT, DAY, [row(attempt.attempt_id)], [paid], ZONE, shift)
+    assert (on_28.matched_count, on_28.differences) == (1, [])
+    the_27th = date(2026, 11, 27)
+    assert match(Channel.WECHAT, the_27th, [], [paid], ZONE, shift).differences == []
+    # by calendar day the same payment belongs to the 27th, and is missing from its bill
+    [missing] = match(Channel.WECHAT, the_27th, [], [paid], ZONE).differences
+    assert missing.kind is Kind.MISSING_AT_PROVIDER
+
+
+@pytest.mark.parametrize(
+    ("ends", "hours"), [("23:00", 1.0), ("00:00", 0.0), ("22:30", 1.5), ("0:15", 23.75)]
+)
+def test_the_shift_of_a_settlement_day(ends: str, hours: float) -> None:
+    from orchestrator.channels.unionpay.adapter import shift_of
+
+    assert shift_of(ends).total_seconds() == hours * 3600
+
+
+@pytest.mark.parametrize("ends", ["23", "24:00", "23:60", "eleven"])
+def test_a_settlement_day_end_that_is_no_time_is_refused(ends: str) -> None:
+    from orchestrator.channels.unionpay.adapter import shift_of
+
+    with pytest.raises(ValueError, match=f"settlement_day_ends '{ends}' is not HH:MM"):
+        shift_of(ends)

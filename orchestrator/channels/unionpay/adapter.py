@@ -81,9 +81,24 @@ def txn_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, BEIJING).strftime("%Y%m%d%H%M%S")
 
 
+SETTLEMENT_DAY_SHIFT = timedelta(hours=1)  # the settlement day ends at 23:00
+
+
+def shift_of(ends: str) -> timedelta:
+    """How far a settlement day that ends at `ends` ("HH:MM", Beijing time) runs ahead of
+    the calendar day: "23:00" (UnionPay's) is 1 h, "00:00" the calendar day."""
+    try:
+        hours, minutes = (int(part) for part in ends.split(":"))
+    except ValueError:
+        raise ValueError(f"settlement_day_ends {ends!r} is not HH:MM") from None
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise ValueError(f"settlement_day_ends {ends!r} is not HH:MM")
+    return (timedelta(days=1) - timedelta(hours=hours, minutes=minutes)) % timedelta(days=1)
+
+
 def settlement_day(at_ms: int) -> date:
     """UnionPay's settlement day (清算日) of a moment: it ends at 23:00 Beijing time."""
-    return (datetime.fromtimestamp(at_ms / 1000, BEIJING) + timedelta(hours=1)).date()
+    return (datetime.fromtimestamp(at_ms / 1000, BEIJING) + SETTLEMENT_DAY_SHIFT).date()
 
 
 VOID_SUFFIX = "V"

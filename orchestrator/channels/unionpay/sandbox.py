@@ -12,7 +12,7 @@ import base64
 import re
 import time
 import zlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from orchestrator.channels.unionpay.adapter import (
     REFUND,
     REVERSAL,
     SALE,
+    SETTLEMENT_DAY_SHIFT,
     SETTLEMENT_FILE,
     VOID,
     settlement_day,
@@ -65,8 +66,15 @@ ANSWERED = frozenset({"00", "05", "12", "31", "33", "35", "61", "64"})  # a tran
 class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
     name = "UNIONPAY"
 
-    def __init__(self, bank: SandboxBank, keys: UnionPayPlatformKeys, merchant_id: str) -> None:
+    def __init__(
+        self,
+        bank: SandboxBank,
+        keys: UnionPayPlatformKeys,
+        merchant_id: str,
+        bill_day_shift: timedelta = SETTLEMENT_DAY_SHIFT,
+    ) -> None:
         super().__init__(bank, keys, merchant_id)
+        self._bill_day_shift = bill_day_shift
         self._txn_times: dict[str, str] = {}  # orderId -> txnTime of the sale, void, refund
         self._kinds: dict[str, tuple[str, str]] = {}  # orderId -> its txnType, txnSubType
         self._pay_timeouts: dict[str, float] = {}  # 申码 orderId -> its payTimeout
@@ -232,7 +240,9 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             day = _settle_day(fields["settleDate"])
         except (KeyError, ValueError):
             return self._answer(fields, "10")
-        content = unionpay_settlement(self.bank.trades(), day, self.merchant_id)
+        content = unionpay_settlement(
+            self.bank.trades(), day, self.merchant_id, self._bill_day_shift
+        )
         return self._answer(
             fields,
             "00",

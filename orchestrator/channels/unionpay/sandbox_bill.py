@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 
 from orchestrator.channels.unionpay.bill import (
     MER_ID,
@@ -31,15 +31,19 @@ TRADE_CODE, TERM_ID, BIZ_TYPE, SETTLE_AMT = 0, 33, 21, 16
 SAMPLE_SALE_CODE = "S56"  # the sample file's code for its sales; voids' and refunds' unknown
 
 
-def unionpay_settlement(trades: list[Trade], day: date, mer_id: str) -> bytes:
+def unionpay_settlement(
+    trades: list[Trade], day: date, mer_id: str, shift: timedelta = timedelta(0)
+) -> bytes:
+    """The file of settlement day `day`: `shift` is how far the settlement day runs ahead
+    of the calendar day (1 h: it ends at 23:00)."""
     lines = []
-    for trade in payments(trades, day):
+    for trade in payments(trades, day, shift):
         if trade.state is TradeState.REVOKED:
             continue  # reversed: undone before it settled
         assert trade.paid_at is not None
         lines.append(_line(SALE, trade.out_trade_no, trade.trade_no, "", trade.paid_at,
                            trade.amount_fen, mer_id))  # fmt: skip
-    for trade, refund in refunds(trades, day):
+    for trade, refund in refunds(trades, day, shift):
         kind = VOID if refund.kind == "void" else REFUND
         lines.append(_line(kind, refund.out_refund_no, refund.refund_no, trade.trade_no,
                            refund.at, refund.amount_fen, mer_id))  # fmt: skip

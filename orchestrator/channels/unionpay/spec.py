@@ -11,6 +11,7 @@ SPEC = ChannelSpec(
     channel=Channel.UNIONPAY,
     display_name="银联",
     english_name="UnionPay",
+    bill_day_shift=wiring.bill_day_shift,
     auth_code=AUTH_CODE,
     declined=declines.DECLINED,
     refund_declined=declines.REFUND_DECLINED,

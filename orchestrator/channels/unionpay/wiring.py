@@ -3,10 +3,11 @@ and its sandbox gateway (from the acquirer's dev keys)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from orchestrator.channels.unionpay.access import access_from
-from orchestrator.channels.unionpay.adapter import UnionPay
+from orchestrator.channels.unionpay.adapter import UnionPay, shift_of
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.notify import UnionPayNotifications
 from orchestrator.channels.unionpay.sandbox import UnionPayGateway
@@ -29,7 +30,15 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> U
 
 
 def gateway(bank: SandboxBank, settings: ProviderSettings, keys_dir: Path) -> UnionPayGateway:
-    return UnionPayGateway(bank, unionpay_platform_keys(keys_dir), settings.merchant_id)
+    return UnionPayGateway(
+        bank, unionpay_platform_keys(keys_dir), settings.merchant_id, bill_day_shift(settings)
+    )
+
+
+def bill_day_shift(settings: ProviderSettings) -> timedelta:
+    """The settlement file of day D holds the settlement day that ends at
+    `settlement_day_ends` on D (23:00 Beijing time at UnionPay)."""
+    return shift_of(settings.options.text("settlement_day_ends"))
 
 
 def unionpay_keys(keys_dir: Path, credentials: Credentials) -> UnionPayKeys:
