@@ -111,6 +111,7 @@ class Verdict(StrEnum):
     WRONG = "wrong"
     LOCKED = "locked"  # the supervisor is locked (now, or by this wrong PIN)
     TERMINAL_LIMIT = "terminal_limit"  # the terminal has used its attempts for now
+    BUSY = "busy"  # as many attempts as the limit are already wrong or being checked
     UNAVAILABLE = "unavailable"  # the shared count cannot be read: refuse, try again
 
 
@@ -179,6 +180,8 @@ class Supervisors:
             return Decision(
                 Verdict.TERMINAL_LIMIT, f"{terminal_id} may try again in {begun.wait_s:.0f} s"
             )
+        if begun.admission is Admission.BUSY:
+            return Decision(Verdict.BUSY, f"{supervisor_id}'s attempts are all being checked")
         if await asyncio.to_thread(pin_matches, pin, stored):
             await self._lockout.right(supervisor_id, terminal_id)
             return Decision(Verdict.OK, checked=True)

@@ -4,10 +4,12 @@ count and the same lock.
 An attempt is counted before its PIN is checked, in one script that also reads the
 lock: calls in flight at once get no more checks between them than the limit allows.
 Two counts, each over a fixed window that starts at its first attempt: the supervisor's
-(at `attempts` the supervisor is locked for `lockout_s`) and the terminal's (past
-`terminal_attempts` the terminal is refused until its window ends, whichever supervisor
-it names). A right PIN takes its own attempt back; wrong ones stay counted until their
-window ends."""
+(at `attempts` wrong PINs the supervisor is locked for `lockout_s`) and the terminal's
+(past `terminal_attempts` the terminal is refused until its window ends, whichever
+supervisor it names). A right PIN takes its own attempt back; wrong ones stay counted
+until their window ends. An attempt past the supervisor's count while others are still
+being checked is refused ("busy") and not counted: only wrong PINs lock, so refunds
+approved at once at several windows never lock their supervisor."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from orchestrator.store import keys
 
 # KEYS: the supervisor's lock, the supervisor's count, the terminal's count.
 # ARGV: attempts, window ms, lockout ms, terminal attempts.
-# Answers {outcome, ms}: "go" (check the PIN), "locked" (ms left), "terminal" (ms left).
+# Answers {outcome, ms}: "go" (check the PIN), "locked" (ms left), "terminal" (ms left),
+# "busy" (ms left of the count's window: the attempts it holds are wrong or in flight).
 _BEGIN = """
 local left = redis.call('PTTL', KEYS[1])
 if left > 0 or left == -1 then return {'locked', left} end
@@ -30,9 +33,9 @@ if mine > tonumber(ARGV[4]) then return {'terminal', redis.call('PTTL', KEYS[3])
 local count = redis.call('INCR', KEYS[2])
 if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
-  redis.call('DEL', KEYS[2])
-  return {'locked', tonumber(ARGV[3])}
+  redis.call('DECR', KEYS[2])
+  redis.call('DECR', KEYS[3])
+  return {'busy', redis.call('PTTL', KEYS[2])}
 end
 return {'go', count}
 """
@@ -63,6 +66,7 @@ class Admission(StrEnum):
     GO = "go"  # counted: check the PIN now
     LOCKED = "locked"  # the supervisor is locked
     TERMINAL = "terminal"  # the terminal has used its attempts for this window
+    BUSY = "busy"  # the supervisor's attempts are all wrong or in flight: not counted
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class PinLockout:
         self._right = redis.register_script(_RIGHT)
 
     async def begin(self, supervisor_id: str, terminal_id: str) -> Begun:
-        """Count an attempt before its PIN is checked; GO means check it now."""
+        """Count an attempt before its PIN is checked; GO means check it now. Anything
+        else is refused and counted nowhere but where it says (TERMINAL: the terminal)."""
         outcome, ms = await self._begin(
             keys=[
                 keys.pin_lock(supervisor_id),
