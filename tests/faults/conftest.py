@@ -24,6 +24,7 @@ import pytest
 import tomli_w
 
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
+from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER
 from orchestrator.config import Config, parse_config
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis, free_port
@@ -118,6 +119,8 @@ async def stack(
             await proxy.start()
             proxies[channel] = proxy
             data["providers"].setdefault(channel.value, {})["base_url"] = proxy.base_url
+        # A UnionPay with a base_url must name its signer: here, the sandbox gateway's.
+        data["providers"]["UNIONPAY"]["signer_name"] = SANDBOX_SIGNER
         data["providers"]["keys_dir"] = str(keys_dir)
         config_path = data_dir / "windowpay.toml"
         config_path.write_text(tomli_w.dumps(data))
