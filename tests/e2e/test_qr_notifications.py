@@ -221,7 +221,13 @@ async def test_a_qr_notification_racing_the_drivers_own_query(
     assert trade.state is TradeState.SUCCESS and not trade.refunds
 
 
-@pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
+# UnionPay cannot close a 申码 code: it ends by its payTimeout, and windowpay's "close" is
+# a query that confirms it after that time. A payment that comes first stands (PAID once,
+# tests/e2e/test_qr.py); there is no close for a payer to come after.
+CLOSING_CHANNELS = (Channel.WECHAT, Channel.ALIPAY)
+
+
+@pytest.mark.parametrize("channel", CLOSING_CHANNELS)
 async def test_a_qr_payment_after_the_close_is_refunded_once_by_its_notification(
     deployed: Deployed, channel: Channel, heard: pytest.LogCaptureFixture
 ) -> None:
