@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from actors import runtime
+from orchestrator.access.https import WebTls, served_url, web_tls
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
 from orchestrator.access.tls import ServerTls
@@ -128,12 +129,20 @@ async def start_front_door(
     return server
 
 
-async def open_listener(config: Config, stack: AsyncExitStack) -> tuple[NotifyListener, Config]:
-    """Listen for provider notifications; the config returned knows the bound port."""
+async def open_listener(
+    config: Config, stack: AsyncExitStack, tls: WebTls | None = None
+) -> tuple[NotifyListener, Config]:
+    """Listen for provider notifications, over TLS with `tls`; the config returned knows
+    the bound port, and tells the providers the listener's own URL unless it names a
+    public one."""
     listener = NotifyListener()
-    runner = await start_listener(listener, config.notify.host, config.notify.port)
+    host = config.notify.host
+    context = tls.context() if tls else None
+    runner = await start_listener(listener, host, config.notify.port, context)
     stack.push_async_callback(runner.cleanup)
-    return listener, config.with_notify(port=bound_port(runner))
+    port = bound_port(runner)
+    own = served_url(tls is not None, host, port)
+    return listener, config.with_notify(port=port, public_url=config.notify.public_url or own)
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -178,19 +187,24 @@ async def start_service(
         keys_dir = (data_dir / config.keys_dir).resolve()
         tls = server_tls(config, data_dir, create=not join)
         pki = pki_dir(config.access, data_dir)
+        # the console's and the listener's certificates, refused before anything starts
+        notify_tls = None if join else web_tls(config, "notify", data_dir)
+        console_tls = web_tls(config, "console", data_dir) if database_url else None
+        console_context = console_tls.context() if console_tls else None
         if not join:
             ensure_receipt_secret(keys_dir)
             if ensure_dev_pins(config.access, pki):
                 log.info("development supervisor PINs written to %s", pki / DEV_PINS)
         listener = None
         if not join:
-            listener, config = await open_listener(config, stack)
+            listener, config = await open_listener(config, stack, notify_tls)
+            own = served_url(notify_tls is not None, config.notify.host, config.notify.port)
             log.info("provider notifications taken on %s/notify/<channel> (told: %s)",
-                     f"http://{config.notify.host}:{config.notify.port}",
-                     config.notify.base_url)  # fmt: skip
+                     own, config.notify.base_url)  # fmt: skip
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir, config.sandboxed())
-            sandbox = SandboxProcess(config, keys_dir, data_dir)
+            notify_ca = notify_tls.dev_ca if notify_tls else None
+            sandbox = SandboxProcess(config, keys_dir, data_dir, notify_ca=notify_ca)
             urls = sandbox.start()
             stack.callback(sandbox.stop)
             config = config.with_base_urls({c: urls[c] for c in config.sandboxed()})
@@ -224,7 +238,9 @@ async def start_service(
         if database_url:
             pool = await open_pool(database_url, stack)
             commands = RouterCommands(server.door.router)
-            console = await start_console(config, pool, commands, data_dir / STAFF_FILE, stack)
+            console = await start_console(
+                config, pool, commands, data_dir / STAFF_FILE, stack, tls=console_context
+            )
             log.info("staff console on %s, payer lookup on %s/payer/receipt", console, console)
         if not join:
             RunInfo(

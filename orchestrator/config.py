@@ -193,13 +193,26 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
+class ServedTls:
+    """How one of windowpay's HTTP servers (the console, the notification listener) is
+    reached: over TLS with the certificate named here; over TLS with the development
+    PKI's when none is named (a deployment with certificates made elsewhere must name
+    one); or, with plain_http, over plain HTTP for the TLS reverse proxy in front."""
+
+    cert_file: str = ""  # PEM: the certificate, then any intermediates
+    key_file: str = ""
+    plain_http: bool = False
+
+
+@dataclass(frozen=True)
 class NotifySettings:
     """The listener for the providers' signed notifications (`windowpay serve` runs it)."""
 
     host: str = "127.0.0.1"
     port: int = 8471  # 0: a free port
     # The URL the providers are given (behind a reverse proxy, its public address);
-    # empty: http://host:port of the listener itself.
+    # empty: the listener's own, https://host:port (http:// with plain_http), filled in
+    # by `windowpay serve` once it listens (base_url reads http://host:port before).
     public_url: str = ""
     # A notification signed longer ago than this (WeChat's timestamp) is refused as a
     # replay; Alipay's notify_time may be up to 48 h old (its own resends), but no further
@@ -208,6 +221,7 @@ class NotifySettings:
     # How long a notification waits for the attempt's driver to apply it before the
     # provider is answered "not received" (it sends it again).
     apply_wait_s: float = 4.0
+    tls: ServedTls = field(default_factory=ServedTls)
 
     @property
     def base_url(self) -> str:
@@ -219,11 +233,13 @@ class NotifySettings:
 
 @dataclass(frozen=True)
 class ConsoleNetwork:
-    """Where the console's clients come from. Behind a TLS reverse proxy every request's
-    peer is the proxy: the addresses listed here are believed about the client's own
-    (their `X-Forwarded-For`), so that the console's limits count each client."""
+    """How the console is reached: its TLS, and where its clients come from. Behind a
+    TLS reverse proxy every request's peer is the proxy: the addresses listed here are
+    believed about the client's own (their `X-Forwarded-For`), so that the console's
+    limits count each client."""
 
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    tls: ServedTls = field(default_factory=ServedTls)
 
 
 @dataclass(frozen=True)
@@ -812,12 +828,14 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
 
 def _notify(t: _Table) -> NotifySettings:
     base = NotifySettings()
+    _known(t, "host", "port", "public_url", "max_skew_s", "apply_wait_s", *TLS_SETTINGS)
     notify = NotifySettings(
         host=t.get("host", str, base.host),
         port=t.get("port", int, base.port),
         public_url=t.get("public_url", str, base.public_url),
         max_skew_s=t.number("max_skew_s", base.max_skew_s, minimum=1.0),
         apply_wait_s=t.number("apply_wait_s", base.apply_wait_s, minimum=0.1),
+        tls=_served_tls(t),
     )
     if not 0 <= notify.port <= 65535:
         raise t.fail("port", "must be a TCP port (0 picks a free one)")
@@ -826,7 +844,32 @@ def _notify(t: _Table) -> NotifySettings:
     return notify
 
 
+TLS_SETTINGS = ("tls_cert_file", "tls_key_file", "plain_http")
+
+
+def _known(t: _Table, *names: str) -> None:
+    """A misspelt name must not leave a default in place (a TLS setting above all)."""
+    for name in t.data:
+        if name not in names:
+            raise t.fail(name, f"unknown setting (a typo?); this table reads {', '.join(names)}")
+
+
+def _served_tls(t: _Table) -> ServedTls:
+    tls = ServedTls(
+        cert_file=t.get("tls_cert_file", str, ""),
+        key_file=t.get("tls_key_file", str, ""),
+        plain_http=t.get("plain_http", bool, False),
+    )
+    if bool(tls.cert_file) != bool(tls.key_file):
+        missing = "tls_key_file" if tls.cert_file else "tls_cert_file"
+        raise t.fail(missing, "missing: tls_cert_file and tls_key_file go together")
+    if tls.plain_http and tls.cert_file:
+        raise t.fail("plain_http", "plain HTTP and a certificate to serve: remove one of them")
+    return tls
+
+
 def _console(t: _Table) -> ConsoleNetwork:
+    _known(t, "trusted_proxies", *TLS_SETTINGS)
     proxies = []
     for entry in t.get("trusted_proxies", list, []):
         try:
@@ -837,7 +880,7 @@ def _console(t: _Table) -> ConsoleNetwork:
             raise t.fail(
                 "trusted_proxies", f"{entry!r} is not an address or network like '10.0.0.0/24'"
             ) from None
-    return ConsoleNetwork(tuple(proxies))
+    return ConsoleNetwork(tuple(proxies), _served_tls(t))
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -26,7 +26,7 @@ class RunInfo:
     pki_dir: str = ""  # the development PKI: clients/<principal>.crt and .key
     ca: str = ""  # the CA the front door's certificate is signed by
     database_url: str = ""  # the PostgreSQL record
-    console: str = ""  # the staff console and payer lookup: http://host:port
+    console: str = ""  # the staff console and payer lookup: https://host:port (or http://)
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

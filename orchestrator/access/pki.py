@@ -1,8 +1,10 @@
-"""A small certificate authority for the front door's mutual TLS.
+"""A small certificate authority for the front door's mutual TLS, and the development
+HTTPS of the console and the notification listener.
 
 `windowpay pki init` makes, under the PKI directory: `ca.crt` + `ca.key`, `crl.pem`
-(the CA's revocation list, empty at first), `server.crt` + `server.key` (SANs 127.0.0.1
-and localhost), and `clients/<name>.crt` + `.key` for every principal, each carrying
+(the CA's revocation list, empty at first), `server.crt` + `server.key` (the front door;
+SANs 127.0.0.1 and localhost), `web.crt` + `web.key` (the console and the listener; the
+same SANs), and `clients/<name>.crt` + `.key` for every principal, each carrying
 the subjectAltName URI that binds it to the deployment (access/identity.py). Keys are EC
 P-256 (a CA made for a test may have another type), written 0600 from the first byte;
 nothing is ever generated over an existing file. Revoking a certificate adds its serial
@@ -28,6 +30,7 @@ from orchestrator.files import create_file, create_secret, replace_file
 
 CA_DAYS = 3650
 CERT_DAYS = 825
+LOOPBACK = ("127.0.0.1", "localhost")  # the servers' SANs: development listens on loopback
 DEFAULT_TRUST_DOMAIN = "windowpay"
 
 SigningKey = (
@@ -59,6 +62,14 @@ class PkiPaths:
     @property
     def server_key(self) -> Path:
         return self.root / "server.key"
+
+    @property
+    def web_cert(self) -> Path:
+        return self.root / "web.crt"
+
+    @property
+    def web_key(self) -> Path:
+        return self.root / "web.key"
 
     @property
     def crl(self) -> Path:
@@ -197,17 +208,27 @@ class Authority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self._key, _digest(self._key)), _key_pem(key)
 
-    def issue_server(self, hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> None:
-        paths = self.paths
-        _absent(paths.server_cert, paths.server_key)
+    def issue_server(self, hosts: Iterable[str] = LOOPBACK) -> None:
+        """The front door's certificate."""
+        self._issue_host(
+            self.paths.server_cert, self.paths.server_key, "windowpay front door", hosts
+        )
+
+    def issue_web(self, hosts: Iterable[str] = LOOPBACK) -> None:
+        """The HTTPS certificate of the console and the notification listener: a key of
+        their own, apart from the front door's."""
+        self._issue_host(self.paths.web_cert, self.paths.web_key, "windowpay web", hosts)
+
+    def _issue_host(self, cert_path: Path, key_path: Path, name: str, hosts: Iterable[str]) -> None:
+        _absent(cert_path, key_path)
         sans: list[x509.GeneralName] = []
         for host in hosts:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
                 sans.append(x509.DNSName(host))
-        cert, key = self._issue("windowpay front door", ExtendedKeyUsageOID.SERVER_AUTH, sans)
-        _write_pair(paths.server_cert, paths.server_key, cert, key)
+        cert, key = self._issue(name, ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        _write_pair(cert_path, key_path, cert, key)
 
     def issue_client(self, name: str, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
         """A principal's certificate: its name as common name and, in its
@@ -295,6 +316,9 @@ def init(
     if _missing(paths.server_cert, paths.server_key):
         authority.issue_server()
         made.append("server")
+    if _missing(paths.web_cert, paths.web_key):
+        authority.issue_web()
+        made.append("web")
     for name in principals:
         if _missing(paths.client_cert(name), paths.client_key(name)):
             authority.issue_client(name, trust_domain)

@@ -13,6 +13,7 @@ import json
 import os
 import select
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -81,9 +82,13 @@ async def start_sandboxes(
     keys_dir: Path,
     ports: Mapping[Channel, int] | None = None,
     ledger_dir: Path | None = None,
+    notify_ca: Path | None = None,
 ) -> Sandboxes:
     """Serve every gateway on 127.0.0.1 (on `ports`, else where it listened last, else on
-    a free port), with its ledger durable in `ledger_dir` (None: in memory)."""
+    a free port), with its ledger durable in `ledger_dir` (None: in memory). Notifications
+    posted over https trust `notify_ca` (the development CA) if given, else the system's
+    roots."""
+    trust = ssl.create_default_context(cafile=notify_ca) if notify_ca else None
     ensure_dev_keys(keys_dir, config.sandboxed())
     lock, journal, last = None, Journal(), {}
     if ledger_dir is not None:
@@ -102,6 +107,7 @@ async def start_sandboxes(
             if config.notify.port or config.notify.public_url:
                 # (a listener on a free port is not known yet: its starter says where)
                 gateway.notify_url = config.notify_url(channel)
+            gateway.notify_trust = trust
             gateway.resume()
     except BaseException:
         await sandboxes.stop()
@@ -138,10 +144,19 @@ class SandboxProcess:
     their signing work never competes with the front door's event loop. Their ledgers
     are durable under `<data_dir>/sandbox/`."""
 
-    def __init__(self, config: Config, keys_dir: Path, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        keys_dir: Path,
+        data_dir: Path | None = None,
+        *,
+        notify_ca: Path | None = None,
+    ) -> None:
         self._args = [sys.executable, "-m", "orchestrator.sandbox", "--keys", str(keys_dir)]
         self._args += ["--time-scale", str(config.settings.time_scale)]
         self._args += ["--notify-base", config.notify.base_url]
+        if notify_ca is not None:
+            self._args += ["--notify-ca", str(notify_ca)]
         if config.path is not None:
             self._args += ["--config", str(config.path)]
         if data_dir is not None:
@@ -191,6 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         "--notify-base", help="windowpay's notification listener (default: from the config)"
     )
     parser.add_argument(
+        "--notify-ca",
+        type=Path,
+        help="the CA an https listener's certificate is checked with (default: the system's)",
+    )
+    parser.add_argument(
         "--ledger", type=Path, help="keep the ledgers durably in this directory (default: memory)"
     )
     for channel in CHANNELS:
@@ -207,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         parent = os.getppid()
-        sandboxes = await start_sandboxes(config, args.keys, ports, args.ledger)
+        sandboxes = await start_sandboxes(config, args.keys, ports, args.ledger, args.notify_ca)
         urls = {channel.value: url for channel, url in sandboxes.base_urls.items()}
         print(f"READY {json.dumps(urls)}", flush=True)
         stop = asyncio.Event()

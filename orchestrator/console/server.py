@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ async def start_console(
     stack: AsyncExitStack,
     *,
     settings: ConsoleSettings | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
-    """Serve the console on the configured host and port; returns its base URL."""
+    """Serve the console on the configured host and port, over TLS with `tls` (None:
+    plain HTTP, for a TLS reverse proxy in front); returns its base URL."""
     first_sp = config.deployment.service_points[0]
     first_window = sorted(
         w for w, sp in config.deployment.window_service_point.items() if sp == first_sp.id
@@ -56,11 +59,11 @@ async def start_console(
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     host, port = config.settings.console_host, config.settings.console_port
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0][1] if port == 0 else port
     shown = "127.0.0.1" if host in ("127.0.0.1", "0.0.0.0", "") else host
-    return f"http://{shown}:{bound}"
+    return f"{'https' if tls else 'http'}://{shown}:{bound}"
 
 
 def settings_of(config: Config, **overrides: Any) -> ConsoleSettings:

@@ -12,6 +12,7 @@ expects: "received" unless it was refused, did not match, or could not be applie
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -121,11 +122,14 @@ class NotifyListener:
         return verifier.accepted() if received else verifier.refused(why)
 
 
-async def start_listener(listener: NotifyListener, host: str, port: int) -> web.AppRunner:
-    """Serve the listener; the runner's address is read with `bound_port`."""
+async def start_listener(
+    listener: NotifyListener, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Serve the listener, over TLS with `tls` (None: plain HTTP, for a TLS reverse proxy
+    in front); the runner's address is read with `bound_port`."""
     runner = web.AppRunner(listener.app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=tls).start()
     return runner
 
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import logging
 import secrets
+import ssl
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -116,6 +117,7 @@ class Gateway(Generic[KeysT]):
         self.merchant_id = merchant_id
         self.base_url = ""  # set once the server listens
         self.notify_url = ""  # where the merchant takes notifications ("" sends none)
+        self.notify_trust: ssl.SSLContext | None = None  # trusts an https notify_url (None: system)
         self.sent: list[tuple[str, int]] = []  # (out no, HTTP status) of every send (tests)
         self._sending: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -201,6 +203,7 @@ class Gateway(Generic[KeysT]):
         try:
             async with self._session.post(
                 self.notify_url,
+                ssl=self.notify_trust or True,
                 data=notification.body,
                 headers={"Content-Type": notification.content_type, **notification.headers},
             ) as answer:
