@@ -32,7 +32,7 @@ ENV WINDOWPAY_DATA_DIR=/var/lib/windowpay WINDOWPAY_HOST=0.0.0.0 WINDOWPAY_METRI
     WINDOWPAY_NOTIFY_HOST=0.0.0.0
 USER 10001:10001
 WORKDIR /var/lib/windowpay
-# gRPC front door, metrics, the providers' notifications (behind a TLS reverse proxy)
+# gRPC front door (mutual TLS), metrics, the providers' notifications (HTTPS: [notify] TLS)
 EXPOSE 50051 9464 8471
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["windowpay", "health", "--quiet"]

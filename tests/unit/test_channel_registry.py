@@ -74,7 +74,7 @@ def test_a_code_of_another_channel_is_refused(channel: Channel) -> None:
 EMPTY_BILL = {
     Channel.WECHAT: "^WeChat bill: no header row$",
     Channel.ALIPAY: "^Alipay bill: not a zip file$",
-    Channel.UNIONPAY: "^UnionPay settlement file: no header line$",
+    Channel.UNIONPAY: "^UnionPay settlement file: not a zip$",
 }
 
 
