@@ -164,6 +164,12 @@ class Options:
             raise TypeError(f"{name} is {value!r}, not a string")
         return value
 
+    def number(self, name: str) -> float:
+        value = self.values[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name} is {value!r}, not a number")
+        return float(value)
+
 
 @dataclass(frozen=True)
 class RecordSettings:

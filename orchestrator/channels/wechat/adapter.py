@@ -124,8 +124,10 @@ class WeChatPay(Adapter[WeChatMerchant]):
         sub_mchid: str = "",
         sub_appid: str = "",
         client_ip: str = "127.0.0.1",
+        never_created_after_s: float = NEVER_CREATED_AFTER_S,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
+        self._never_created_after_s = never_created_after_s
         self._account = Account(merchant_id, appid, sub_mchid, sub_appid)
         # Public-key mode: every request names the WeChat Pay public key, as the official
         # SDKs do. While a merchant moves from platform certificates to it, WeChat Pay signs
@@ -183,13 +185,13 @@ class WeChatPay(Adapter[WeChatMerchant]):
         _fail(status, payload)
 
     async def _never_created(self, trade: TradeRef) -> ReverseAnswer:
-        """A reverse answered ORDER_NOT_EXIST. Until NEVER_CREATED_AFTER_S after the pay
+        """A reverse answered ORDER_NOT_EXIST. Until never_created_after_s after the pay
         call (or when its time is unknown) the pay call may still create the trade: ask
         again. After that, once the query also finds no trade, nothing was taken and the
         expired payment code cannot be taken any more: the reverse is done, and the order
         is payable again without waiting out the reversal window."""
         not_yet = ReverseAnswer(ReverseStatus.RETRY, ORDER_NOT_EXIST)
-        if trade.at_ms <= 0 or self._clock() - trade.at_ms / 1000 < NEVER_CREATED_AFTER_S:
+        if trade.at_ms <= 0 or self._clock() - trade.at_ms / 1000 < self._never_created_after_s:
             return not_yet
         try:
             found = await self.query(trade)

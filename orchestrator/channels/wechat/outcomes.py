@@ -37,14 +37,22 @@ TRY_AGAIN = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", USERPAYING, "FREQUENCY_LIM
 # A reverse answered ORDER_NOT_EXIST: WeChat has no trade under the number *now*. While
 # the unclear pay call could still reach WeChat with a payment code it takes, that is "not
 # yet", asked again. A payment code is valid for one minute (WeChat Pay's POS guide,
-# "Important parameters": auth_code), so NEVER_CREATED_AFTER_S after the pay call (twice
-# that, for the phone's clock and a slow network) no pay call can create the trade any
-# more: ORDER_NOT_EXIST, confirmed by a query's, then means nothing was taken and nothing
-# can be (adapter.py, docs/PROVIDERS.md). WeChat's own MicroPay sample also takes a
-# query's ORDERNOTEXIST as "the payment failed".
+# "Important parameters": auth_code; `payment_code_life_s` in defaults.toml), so
+# never_created_after(life) after the pay call (twice the life, for the phone's clock and
+# a slow network) no pay call can create the trade any more: ORDER_NOT_EXIST, confirmed by
+# a query's, then means nothing was taken and nothing can be (adapter.py,
+# docs/PROVIDERS.md). WeChat's own MicroPay sample also takes a query's ORDERNOTEXIST as
+# "the payment failed".
 ORDER_NOT_EXIST = "ORDER_NOT_EXIST"
-PAYMENT_CODE_LIFE_S = 60.0
-NEVER_CREATED_AFTER_S = 2 * PAYMENT_CODE_LIFE_S
+PAYMENT_CODE_LIFE_S = 60.0  # the default of payment_code_life_s
+
+
+def never_created_after(payment_code_life_s: float = PAYMENT_CODE_LIFE_S) -> float:
+    """Seconds after a pay call past which ORDER_NOT_EXIST, confirmed, is final."""
+    return 2 * payment_code_life_s
+
+
+NEVER_CREATED_AFTER_S = never_created_after()
 REVERSE_DONE = frozenset({"ORDER_CLOSED"})  # closed already: nothing was kept
 
 # Close of a Native trade. ORDER_NOT_EXIST is closed for good here: the code_url of a

@@ -15,6 +15,7 @@ from orchestrator.channels.wechat import files
 from orchestrator.channels.wechat.accounts import Account
 from orchestrator.channels.wechat.adapter import WeChatPay
 from orchestrator.channels.wechat.notify import WeChatNotifications
+from orchestrator.channels.wechat.outcomes import never_created_after
 from orchestrator.channels.wechat.platform import WeChatMerchant, WeChatTrust
 from orchestrator.channels.wechat.sandbox import WeChatGateway
 from orchestrator.channels.wechat.sandbox_keys import wechat_platform_keys
@@ -44,6 +45,7 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> W
         sub_mchid=account.sub_mchid,
         sub_appid=account.sub_appid,
         client_ip=client_ip,
+        never_created_after_s=never_created_after(settings.options.number("payment_code_life_s")),
     )
 
 
