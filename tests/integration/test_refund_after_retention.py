@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -21,7 +23,9 @@ from orchestrator.domain.commands import Accepted, CreateOrder, Pay, Refund, Rej
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
+from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.metrics import ORDER_RECALLS
+from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record.consistency import compare
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.reader import RecordReader
@@ -31,6 +35,7 @@ from orchestrator.servicepoint.observer import MetricsObserver
 from orchestrator.servicepoint.recall import OrderRecall
 from orchestrator.store import keys
 from orchestrator.store.port import RecordedOrder
+from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
 from tests.integration.test_core import LINES, order_of
 from tests.integration.test_record import caught_up, pool_of, record_config, running
@@ -305,3 +310,60 @@ async def test_an_unknown_order_is_not_found_and_nothing_is_stored(
         assert await redis.exists(keys.request_claim(refund.request_id)) == 0
         assert await redis.exists(keys.response(o.sp, refund.request_id)) == 0
         assert o.provider_refunds() == []
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[Redis]:
+    """A Redis of its own: the receipts' change stream is one per Redis, and the
+    session's e2e deployment keeps a drainer reading the shared one."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_refund_of_a_gone_order_marks_its_receipt_never_a_second_one(
+    own_redis: Redis, database_url: str
+) -> None:
+    redis = own_redis
+    async with office(redis, database_url) as o:
+        issuer = ReceiptIssuer(redis, o.config, b"k" * 32)
+        issuing = asyncio.create_task(issuer.run())
+        try:
+            core = await o.core()
+            order_id = await o.paid(core)
+            reader = RecordReader(o.pool)
+            stored = await eventually(lambda: reader.receipt_of_order(order_id), bool, within=60)
+            assert stored is not None
+            receipt = orjson.loads(stored)
+            code_, number = receipt["receipt_code"], receipt["receipt_no"]
+            await o.leaves_redis(order_id)
+            receipt_keys = [keys.receipt_of_order(order_id), keys.receipt(code_, number)]
+            assert all([await redis.pttl(name) > 0 for name in receipt_keys])
+            await redis.delete(*receipt_keys)  # gone with the order
+
+            assert isinstance(await one(core, o.refund(order_id, 3000)), Accepted)
+            await o.settled(order_id)
+
+            async def marked() -> dict[str, Any] | None:
+                live = await ReceiptStore(redis).of_order(order_id)
+                return None if live is None else orjson.loads(live)
+
+            again = await eventually(marked, lambda r: r is not None and r["refunded_fen"] > 0)
+            assert again is not None
+            assert (again["receipt_code"], again["receipt_no"]) == (code_, number)
+            assert again["status"] == "PARTIALLY_REFUNDED" and again["refunded_fen"] == 3000
+            assert issuer.issued == 1 and await ReceiptStore(redis).last_number(code_) == 1
+        finally:
+            issuer.stop()
+            await asyncio.wait_for(issuing, 30)
+        await o.agrees(order_id)
+        async with await psycopg.AsyncConnection.connect(o.pool.conninfo) as conn:
+            rows = await conn.execute(
+                "SELECT receipt_no, refunded_fen FROM receipts WHERE order_id = %s", (order_id,)
+            )
+            assert await rows.fetchall() == [(number, 3000)]
