@@ -2,7 +2,7 @@
 
 The core calls an observer at the moments that matter (a command submitted, a request
 replayed or refused, an attempt or refund ended, a reversal, a late success, a refund
-overdue) and never touches a metric itself.
+overdue, an order recalled from the record) and never touches a metric itself.
 """
 
 from __future__ import annotations
