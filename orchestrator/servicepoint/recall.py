@@ -18,7 +18,7 @@ import logging
 
 import orjson
 
-from orchestrator.domain.errors import DomainError, ErrorCode
+from orchestrator.domain.errors import Unavailable
 from orchestrator.domain.order import Order
 from orchestrator.servicepoint.observer import CoreObserver
 from orchestrator.store.port import Read, RecordPort, StorePort
@@ -26,10 +26,8 @@ from orchestrator.store.port import Read, RecordPort, StorePort
 log = logging.getLogger(__name__)
 
 
-class RecordUnavailable(DomainError):
+class RecordUnavailable(Unavailable):
     """The order has left the store and the record cannot be read: ask again later."""
-
-    code = ErrorCode.UNAVAILABLE
 
     def __init__(self, order_id: str) -> None:
         super().__init__(

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import Config
 from orchestrator.domain.commands import Accepted, CreateOrder, Pay, Refund, Rejected, Result
-from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.errors import ErrorCode, Unavailable
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
 from orchestrator.embedded_redis import EmbeddedRedis
@@ -29,6 +29,7 @@ from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record.consistency import compare
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.reader import RecordReader
+from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.observer import MetricsObserver
@@ -367,3 +368,27 @@ async def test_a_refund_of_a_gone_order_marks_its_receipt_never_a_second_one(
                 "SELECT receipt_no, refunded_fen FROM receipts WHERE order_id = %s", (order_id,)
             )
             assert await rows.fetchall() == [(number, 3000)]
+
+
+async def test_the_front_door_finds_an_old_order_in_the_record_or_says_unavailable(
+    redis: Redis, database_url: str
+) -> None:
+    """Before it checks the supervisor's PIN, the front door asks whether the order
+    exists: an order gone from Redis is found in the record, and while the record
+    cannot be read the answer is UNAVAILABLE, never NOT_FOUND."""
+    async with office(redis, database_url) as o:
+        core = await o.core()
+        order_id = await o.paid(core)
+        await o.leaves_redis(order_id)
+        store = RecordedStore(redis, o.pool)
+        assert await store.order_exists(order_id)
+        assert not await store.order_exists(f"{o.sp}-{'A' * 14}")
+    away: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        "postgresql://nobody@127.0.0.1:1/none", min_size=1, open=False, timeout=0.5
+    )
+    await away.open(wait=False)
+    try:
+        with pytest.raises(Unavailable, match="retry with the same request_id"):
+            await RecordedStore(redis, away).order_exists(order_id)
+    finally:
+        await away.close(timeout=1)
