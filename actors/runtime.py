@@ -232,7 +232,7 @@ async def deploy(
             max_restarts=-1,  # Ray restarts a dead actor; it recovers from Redis
             max_task_retries=-1,  # and re-runs its calls: every command is idempotent
             max_concurrency=1000,
-        ).remote(group, config, redis_url, keys_dir)
+        ).remote(group, config, redis_url, keys_dir, database_url)
         submitter = RaySubmitter(handle, name, direct=config.settings.direct_actor_channel)
         for sp in group:
             submitters[sp] = submitter

@@ -1,7 +1,8 @@
 """The service-point actor: a thin shell around ServicePointCore.
 
 Ray restarts it when it dies; its constructor then takes the service points over again
-and resumes every unfinished attempt from Redis.
+and resumes every unfinished attempt from Redis. With a record (PostgreSQL), a refund of
+an order that has left Redis recalls it from there (orchestrator/servicepoint/recall.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import ray
 from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from actors.direct import DirectServer
@@ -23,6 +25,7 @@ from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Result
 from orchestrator.metrics import start_at_zero
 from orchestrator.providers.notices import Notice, NoticeOutcome
+from orchestrator.record.reader import RecordReader
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store.redis_store import RedisStore
@@ -38,17 +41,31 @@ class ServicePointActor:
         config: Config,
         redis_url: str,
         keys_dir: str,
+        database_url: str | None = None,
     ) -> None:
         configure_logging(config.settings.log_level)
         self._redis = Redis.from_url(redis_url)
         self._providers = build_providers(config, Path(keys_dir))
+        loop = asyncio.get_running_loop()
+        record = None
+        if database_url:
+            # Read only for orders that have left Redis: no connection until one is asked.
+            pool: AsyncConnectionPool = AsyncConnectionPool(
+                database_url, min_size=0, max_size=2, open=False,
+                check=AsyncConnectionPool.check_connection,
+            )  # fmt: skip
+            self._opening = loop.create_task(pool.open(wait=False))
+            record = RecordReader(pool)
         self._core = ServicePointCore(
-            service_points, config, RedisStore(self._redis), self._providers.by_channel
+            service_points,
+            config,
+            RedisStore(self._redis),
+            self._providers.by_channel,
+            record=record,
         )
         REGISTRY.register(InFlightCollector(self._core))
         start_at_zero(service_points)
         address = serve_metrics()
-        loop = asyncio.get_running_loop()
         self._announcing = loop.create_task(
             announce(
                 self._redis,

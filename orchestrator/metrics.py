@@ -112,6 +112,14 @@ LATE_SUCCESSES = Counter(
     "Payments found at the provider after windowpay ended them unpaid (refunded).",
     ["provider"],
 )
+ORDER_RECALLS = Counter(
+    "windowpay_order_recalls_total",
+    "Orders that had left Redis, asked for by a refund or a late success's refund, by "
+    "outcome: recalled (put back from the record by this actor), already_back (another "
+    "reload had put it back), not_in_record, record_unavailable.",
+    ["outcome"],
+)
+RECALL_OUTCOMES = ("recalled", "already_back", "not_in_record", "record_unavailable")
 REFUNDS = Counter(
     "windowpay_refunds_total",
     "Refunds that ended, by channel, outcome and whether automatic (a late success).",
@@ -129,7 +137,7 @@ COMMIT_BATCH_SIZE = Histogram(
 )
 REDIS_DURATION = Histogram(
     "windowpay_redis_duration_seconds",
-    "Redis round trips, by operation (read, commit).",
+    "Redis round trips, by operation (read, commit, restore: an order back from the record).",
     ["operation"],
     buckets=LATENCY,
 )
@@ -181,7 +189,7 @@ COMMANDS = tuple(command.__name__ for command in get_args(Command))
 ATTEMPT_OUTCOMES = tuple(s.value for s in (AttemptState.SUCCEEDED, AttemptState.FAILED,
                                            AttemptState.REVERSED))  # fmt: skip
 REFUND_OUTCOMES = (RefundState.SUCCEEDED.value, RefundState.FAILED.value)
-REDIS_OPERATIONS = ("read", "commit")
+REDIS_OPERATIONS = ("read", "commit", "restore")
 ACTOR_BATCH_PATHS = ("direct", "ray")
 
 
@@ -191,6 +199,8 @@ def start_at_zero(service_points: Sequence[str] = ()) -> None:
     for operation in REDIS_OPERATIONS:
         REDIS_ERRORS.labels(operation)
         REDIS_DURATION.labels(operation)
+    for outcome in RECALL_OUTCOMES:
+        ORDER_RECALLS.labels(outcome)
     for provider in PROVIDERS:
         LATE_SUCCESSES.labels(provider)
         REFUNDS_OVERDUE.labels(provider)

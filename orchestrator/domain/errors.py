@@ -42,5 +42,12 @@ class AlreadyExists(DomainError):
     code = ErrorCode.ALREADY_EXISTS
 
 
+class Unavailable(DomainError):
+    """Something the answer needs cannot be reached now: the same request may be sent
+    again."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
 class IllegalTransition(FailedPrecondition):
     """An event that the state machine does not allow in the current state."""

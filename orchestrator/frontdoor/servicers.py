@@ -114,8 +114,13 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         except DomainError as error:
             await guard(context, error)
         # The access table checked that the order is of the terminal's service point;
-        # it must also exist before the PIN is counted or checked.
-        if await door.store.order(request.order_id) is None:
+        # it must also exist (in Redis or, older, in the record) before the PIN is
+        # counted or checked.
+        try:
+            exists = await door.store.order_exists(request.order_id)
+        except DomainError as error:
+            await guard(context, error)
+        if not exists:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
         await self._supervisor_approves(context, request, sp)
         return await self._until_outcome(context, sp, command)

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 from psycopg_pool import AsyncConnectionPool
+
+from orchestrator.store.port import RecordedOrder
 
 # What a report can be grouped by, and the column each means in the payments query
 # (p: the payment or refund, o: its order) and in the fee-item query (l: the line).
@@ -62,6 +65,41 @@ class RecordReader:
             "SELECT snapshot::text FROM orders WHERE order_id = %s", (order_id,)
         )
         return rows[0][0].encode() if rows else None
+
+    async def recorded_order(self, order_id: str) -> RecordedOrder | None:
+        """The order as the record last had it, to be put back into Redis: its snapshot,
+        its journal (oldest first) and its receipt, each re-encoded as Redis holds them
+        (compact JSON). One connection, one snapshot of the database."""
+        async with (
+            self._pool.connection(timeout=5.0) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await cur.execute(
+                "SELECT version, snapshot FROM orders WHERE order_id = %s", (order_id,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            version, snapshot = row
+            await cur.execute(
+                "SELECT entry FROM journal WHERE order_id = %s ORDER BY version", (order_id,)
+            )
+            journal = [orjson.dumps(entry) for (entry,) in await cur.fetchall()]
+            await cur.execute(
+                "SELECT receipt_code, receipt_no, record FROM receipts WHERE order_id = %s "
+                "ORDER BY issued_at_ms LIMIT 1",
+                (order_id,),
+            )
+            receipt = await cur.fetchone()
+        return RecordedOrder(
+            order_id,
+            int(version),
+            orjson.dumps(snapshot),
+            journal,
+            (receipt[0], receipt[1], orjson.dumps(receipt[2])) if receipt else None,
+        )
 
     async def order_of_case(self, business_no: str) -> bytes | None:
         rows = await self._rows(

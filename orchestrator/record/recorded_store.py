@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
 
+from orchestrator.domain.errors import Unavailable
 from orchestrator.record.reader import RecordReader
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
@@ -42,6 +43,20 @@ class RecordedStore(RedisStore):
         except RecordErrors as error:
             log.warning("record unavailable for order %s: %s", order_id, error)
             return None
+
+    async def order_exists(self, order_id: str) -> bool:
+        """In Redis or in the record; raises Unavailable when only the record could say
+        (a refund of an old order must not be told NOT_FOUND while PostgreSQL is away)."""
+        if await super().order(order_id) is not None:
+            return True
+        try:
+            return await self.record.order(order_id) is not None
+        except RecordErrors as error:
+            log.warning("record unavailable for order %s: %s", order_id, error)
+            raise Unavailable(
+                f"order {order_id} is not in the live store and the record cannot be read "
+                "right now; retry with the same request_id"
+            ) from error
 
     async def order_of_case(self, business_no: str) -> bytes | None:
         live = await super().order_of_case(business_no)

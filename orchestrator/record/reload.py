@@ -21,29 +21,11 @@ from redis.asyncio import Redis
 
 from orchestrator.domain.order import Order
 from orchestrator.record.metrics import LIVE_ORDER_RELOADS
+from orchestrator.record.reader import RecordReader
 from orchestrator.store import keys
+from orchestrator.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
-
-# KEYS: the snapshot, the journal, the missing set, the open set.
-# ARGV: order id, version, snapshot, retention (ms; 0 for an open order), journal entries.
-_PUT_BACK = """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
-  redis.call('SREM', KEYS[3], ARGV[1])
-  return 0
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
-redis.call('DEL', KEYS[2])
-for i = 5, #ARGV do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
-end
-if ARGV[4] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-redis.call('SREM', KEYS[3], ARGV[1])
-return 1
-"""
 
 
 class Reloader:
@@ -55,10 +37,10 @@ class Reloader:
         retention_ms: int,
     ) -> None:
         self._redis = redis
-        self._pool = pool
+        self._record = RecordReader(pool)
+        self._store = RedisStore(redis)
         self._points = list(service_points)
         self._retention_ms = retention_ms
-        self._put_back = redis.register_script(_PUT_BACK)
         self._not_in_record: set[str] = set()  # told once each
 
     async def run_once(self) -> int:
@@ -77,8 +59,8 @@ class Reloader:
         return reloaded
 
     async def _reload(self, sp: str, order_id: str) -> int:
-        snapshot, journal = await self._recorded(order_id)
-        if snapshot is None:
+        recorded = await self._record.recorded_order(order_id)
+        if recorded is None:
             if order_id not in self._not_in_record:
                 self._not_in_record.add(order_id)
                 LIVE_ORDER_RELOADS.labels("not_in_record").inc()
@@ -89,18 +71,14 @@ class Reloader:
                     extra={"order_id": order_id},
                 )
             return 0
-        order = Order.from_record(orjson.loads(snapshot))
-        ttl = 0 if order.is_open else self._retention_ms
-        names = [
-            keys.order(sp, order_id),
-            keys.journal(sp, order_id),
-            keys.missing_orders(sp),
-            keys.open_orders(sp),
-        ]
-        done = await self._put_back(
-            keys=names, args=[order_id, order.version, snapshot, ttl, *journal]
+        order = Order.from_record(orjson.loads(recorded.snapshot))
+        done = await self._store.restore(
+            recorded,
+            open_at=order.window_id if order.is_open else "",
+            retention_ms=self._retention_ms,
+            only_if_open=True,  # the actor may have dropped it meanwhile
         )
-        if done != 1:
+        if not done:
             return 0
         LIVE_ORDER_RELOADS.labels("reloaded").inc()
         log.error(
@@ -113,17 +91,3 @@ class Reloader:
             extra={"order_id": order_id},
         )
         return 1
-
-    async def _recorded(self, order_id: str) -> tuple[bytes | None, list[bytes]]:
-        """The record's snapshot of the order and its journal, oldest entry first."""
-        async with self._pool.connection(timeout=5.0) as conn, conn.cursor() as cur:
-            await cur.execute("SELECT snapshot::text FROM orders WHERE order_id = %s", (order_id,))
-            row = await cur.fetchone()
-            if row is None:
-                return None, []
-            await cur.execute(
-                "SELECT entry::text FROM journal WHERE order_id = %s ORDER BY version",
-                (order_id,),
-            )
-            entries = [entry.encode() for (entry,) in await cur.fetchall()]
-        return row[0].encode(), entries

@@ -13,6 +13,8 @@ The Ray actor in actors/ only wraps it. Per batch of commands it does:
 Every order that still needs attention is in memory (loaded at start from Redis), so
 "one payment in flight per window" is a dictionary lookup, and every provider outcome
 is applied by the attempt's driver through `_record`, durably, before the next call.
+A closed order that has left Redis is recalled from the record, put back into Redis,
+when a refund or a late success's refund names it (recall.py), between steps 2 and 3.
 The drivers run under a supervisor (supervisor.py); metrics go through an observer
 (observer.py).
 """
@@ -76,9 +78,10 @@ from orchestrator.servicepoint.lost import LostOrders
 from orchestrator.servicepoint.notices import NoticeDesk
 from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
 from orchestrator.servicepoint.orders import OrderBook, Reloading
+from orchestrator.servicepoint.recall import OrderRecall, RecordUnavailable
 from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
-from orchestrator.store.port import ReadBatchPort, StorePort
+from orchestrator.store.port import ReadBatchPort, RecordPort, StorePort
 from orchestrator.store.write_batch import WriteBatch
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ class ServicePointCore:
         clock: Clock | None = None,
         on_fatal: Callable[[BaseException], None] = _exit_process,
         observer: CoreObserver | None = None,
+        record: RecordPort | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
         self._order_ids = OrderIds(self.service_points)
@@ -129,6 +133,9 @@ class ServicePointCore:
         self._reloader: asyncio.Task[None] | None = None
         self._notices = NoticeDesk(self._order_named_by, config.notify.apply_wait_s)
         self._lost = LostOrders(store, self._book, self._commit, self._clock, self._resume)
+        settings = config.settings
+        retention_ms = int(config.record.retention_s * settings.time_scale * 1000)
+        self._recall = OrderRecall(store, record, retention_ms, self._observer)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -245,9 +252,12 @@ class ServicePointCore:
             for job in jobs:
                 self._plan_reads(job, reads)
             await reads.run()
+            await self._from_the_record(jobs)
             elsewhere = await self._load_existing_cases(jobs, reads)
             for job in jobs:
                 try:
+                    if job.refused is not None:
+                        raise job.refused
                     not_open_elsewhere(job, reads, elsewhere)
                     job.result = self._handlers.decide(job, reads)
                 except DomainError as error:
@@ -345,8 +355,50 @@ class ServicePointCore:
             return
         if job.code_key:
             job.code = reads.claim(job.code_key, command.request_id, self._ttl_ms)
-        if self._book.find(command.order_id) is None:
+        if command.order_id not in self._book.open:  # a closed one may have left the store
             job.order = reads.order(command.order_id)
+
+    async def _from_the_record(self, jobs: list[Job]) -> None:
+        """Orders the store no longer holds (closed, past the retention): forgotten here
+        too, and for a refund or a late success's refund recalled from the record, so
+        that the command decides on the order as it was last."""
+        wanted: dict[str, list[Job]] = {}
+        for job in jobs:
+            command = job.command
+            if job.order is None or job.order.value is not None:
+                continue
+            assert not isinstance(command, CreateOrder)
+            order_id = command.order_id
+            if not self._commit.unflushed(order_id):
+                self._book.recent.pop(order_id, None)  # gone from the store: stale here
+            if (
+                isinstance(command, Refund | SettleLateSuccess)
+                and value_of(job.response) is None
+                and value_of(job.claim) in (None, job.fingerprint.encode())
+                and self._book.find(order_id) is None
+                and order_id not in self._book.missing
+            ):
+                wanted.setdefault(order_id, []).append(job)
+        if not wanted:
+            return
+        answers = await asyncio.gather(
+            *(self._recall.recall(order_id) for order_id in wanted), return_exceptions=True
+        )
+        for (order_id, waiting), answer in zip(wanted.items(), answers, strict=True):
+            if isinstance(answer, RecordUnavailable):
+                for job in waiting:
+                    job.refused = answer
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            for job in waiting:
+                job.order = answer
+            if answer.value is not None:
+                order = Order.from_record(orjson.loads(answer.value))
+                if order.is_open and self._book.find(order_id) is None:
+                    # The record had it open (Redis had lost it): in our care again.
+                    self._book.open[order_id] = order
+                    self._resume(order)
 
     async def _load_existing_cases(self, jobs: list[Job], reads: ReadBatchPort) -> dict[str, str]:
         """Second read, rarely needed: orders named by business cases that already exist.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.domain.catalog import PricedLine
 from orchestrator.domain.commands import Command, Result
+from orchestrator.domain.errors import DomainError
 from orchestrator.store.port import Read
 
 
@@ -28,6 +29,7 @@ class Job:
     business: Read | None = None
     code: Read | None = None
     order: Read | None = None
+    refused: DomainError | None = None  # found before the decision (the record away)
     result: Result | None = None
     start_driver: tuple[str, str] | None = None  # (order id, attempt id)
     start_refund: tuple[str, str] | None = None  # (order id, refund id)

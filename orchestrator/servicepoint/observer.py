@@ -2,7 +2,7 @@
 
 The core calls an observer at the moments that matter (a command submitted, a request
 replayed or refused, an attempt or refund ended, a reversal, a late success, a refund
-overdue) and never touches a metric itself.
+overdue, an order recalled from the record) and never touches a metric itself.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from orchestrator.metrics import (
     ATTEMPTS,
     IDEMPOTENCY,
     LATE_SUCCESSES,
+    ORDER_RECALLS,
     PAID_FEN,
     PAYMENTS,
     REFUNDS,
@@ -43,6 +44,11 @@ class CoreObserver(Protocol):
     def late_success(self, channel: Channel) -> None: ...
 
     def refund_overdue(self, channel: Channel, overdue: bool) -> None: ...
+
+    def recalled(self, outcome: str) -> None:
+        """An order that had left the store, asked for: `outcome` is "recalled",
+        "already_back", "not_in_record" or "record_unavailable"."""
+        ...
 
 
 class MetricsObserver:
@@ -81,3 +87,6 @@ class MetricsObserver:
             gauge.inc()
         else:
             gauge.dec()
+
+    def recalled(self, outcome: str) -> None:
+        ORDER_RECALLS.labels(outcome).inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.store import keys
-from orchestrator.store.port import CommitRejected, LiveOrders, Read
+from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
 from orchestrator.store.write_batch import OP_WIDTH, WriteBatch
 
 
@@ -100,6 +100,33 @@ class MemoryStore:
 
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
         self.sets.setdefault(keys.missing_orders(sp), set()).update(o.encode() for o in order_ids)
+
+    async def restore(
+        self, order: RecordedOrder, *, open_at: str, retention_ms: int, only_if_open: bool
+    ) -> bool:
+        """restore.lua, in Python (and the receipt keys, each only if absent)."""
+        if order.receipt is not None:
+            code, number, record = order.receipt
+            for key, value in (
+                (keys.receipt_of_order(order.order_id), f"{code}:{number}".encode()),
+                (keys.receipt(code, number), record),
+            ):
+                if key not in self.strings:
+                    self.strings[key] = value
+                    self.expiring[key] = retention_ms
+        sp = keys.service_point_of(order.order_id)
+        order_key, journal_key = keys.order(sp, order.order_id), keys.journal(sp, order.order_id)
+        open_set = self.hashes.setdefault(keys.open_orders(sp), {})
+        self.sets.get(keys.missing_orders(sp), set()).discard(order.order_id.encode())
+        if order_key in self.hashes or (only_if_open and order.order_id not in open_set):
+            return False
+        self.hashes[order_key] = {"v": str(order.version).encode(), "s": order.snapshot}
+        self.lists[journal_key] = list(order.journal)
+        if open_at:
+            open_set[order.order_id] = open_at.encode()
+        else:
+            self.expiring.update({order_key: retention_ms, journal_key: retention_ms})
+        return True
 
     # ---- what tests look at ------------------------------------------------------------
 

@@ -45,6 +45,29 @@ class LiveOrders:
     missing: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedOrder:
+    """An order as the record last had it, to be put back into the store: its snapshot
+    at `version`, its journal (oldest entry first) and, once issued, its receipt
+    (code, number, record)."""
+
+    order_id: str
+    version: int
+    snapshot: bytes
+    journal: list[bytes]
+    receipt: tuple[str, str, bytes] | None = None
+
+
+class RecordPort(Protocol):
+    """The record as the service-point core sees it: only orders that have left the
+    store are read from it."""
+
+    async def recorded_order(self, order_id: str) -> RecordedOrder | None:
+        """The record's last version of the order; None if the record never had it.
+        Raises if the record cannot be read."""
+        ...
+
+
 class CommitRejected(Exception):
     """The store refused a commit (fenced by a newer actor, or a version conflict)."""
 
@@ -68,4 +91,17 @@ class StorePort(Protocol):
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
         """Ask for these missing open orders to be put back from the record (the drainer
         does it, and removes them from the request)."""
+        ...
+
+    async def restore(
+        self, order: RecordedOrder, *, open_at: str, retention_ms: int, only_if_open: bool
+    ) -> bool:
+        """Put an order back from the record, fenced: only while the store does not hold
+        its snapshot (and, with `only_if_open`, while the open set still names it), its
+        snapshot, journal and indexes in one atomic step. `open_at` is its window if it
+        is open (it goes into the open set, kept without expiry), "" if closed (its keys
+        then expire after `retention_ms`). Its receipt is put back first, key by key
+        where absent. True if this call put the order back, False if the store already
+        had it (another reload won) or it is no longer open; either way the order is no
+        longer asked for (`ask_reload`)."""
         ...

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
-from orchestrator.store.port import CommitRejected, LiveOrders, Read
+from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.write_batch import WriteBatch
 
@@ -90,6 +90,8 @@ class RedisStore:
             name: hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
             for name, text in self._scripts.items()
         }
+        restore = resources.files("orchestrator.store").joinpath("restore.lua").read_text()
+        self._restore = redis.register_script(restore)
 
     def read_batch(self) -> ReadBatch:
         return ReadBatch(self.redis)
@@ -146,6 +148,32 @@ class RedisStore:
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
         await self.redis.sadd(keys.missing_orders(sp), *order_ids)
 
+    async def restore(
+        self, order: RecordedOrder, *, open_at: str, retention_ms: int, only_if_open: bool
+    ) -> bool:
+        if order.receipt is not None:
+            # Before the order: a refund of it must find its receipt, never allocate a
+            # second one. Each key only if absent (the issuer may hold a newer record).
+            code, number, record = order.receipt
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.receipt_of_order(order.order_id), f"{code}:{number}", nx=True,
+                     px=retention_ms)  # fmt: skip
+            pipe.set(keys.receipt(code, number), record, nx=True, px=retention_ms)
+            with _measured("restore"):
+                await pipe.execute()
+        sp = keys.service_point_of(order.order_id)
+        names = [
+            keys.order(sp, order.order_id),
+            keys.journal(sp, order.order_id),
+            keys.open_orders(sp),
+            keys.missing_orders(sp),
+        ]
+        args = [order.order_id, order.version, order.snapshot, retention_ms, open_at,
+                "1" if only_if_open else "0", *order.journal]  # fmt: skip
+        with _measured("restore"):
+            done = await self._restore(keys=names, args=args)
+        return bool(done == 1)
+
     # ---- reads for the front door ------------------------------------------------------
 
     async def order(self, order_id: str) -> bytes | None:
@@ -155,6 +183,10 @@ class RedisStore:
             return None
         value: bytes | None = await self.redis.hget(keys.order(sp, order_id), "s")  # type: ignore[assignment]
         return value
+
+    async def order_exists(self, order_id: str) -> bool:
+        """Whether the order exists, before a command naming it is sent."""
+        return await self.order(order_id) is not None
 
     async def order_of_case(self, business_no: str) -> bytes | None:
         order_id: bytes | None = await self.redis.get(keys.business_case(business_no))  # type: ignore[assignment]
