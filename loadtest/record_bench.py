@@ -37,7 +37,7 @@ from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.record import migrate
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.embedded import EmbeddedPostgres
-from orchestrator.record.partitions import Partitions
+from orchestrator.record.partitions import Partitions, partition_name
 from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store.redis_store import RedisStore
@@ -144,9 +144,10 @@ async def measure(orders: int, root: Path, days_attached: int = 90) -> dict[str,
         async with AsyncConnectionPool(database_url, min_size=1, max_size=2) as pool:
             # 0. The record as a province keeps it: `days_attached` days of partitions.
             today = datetime.now(config.settings.zone).date()
+            empty = today - timedelta(days=400)  # a day with no orders, for its fixed size
             async with pool.connection() as conn:
                 await Partitions().ensure(
-                    conn, [today - timedelta(days=n) for n in range(days_attached)]
+                    conn, [today - timedelta(days=n) for n in range(days_attached)] + [empty]
                 )
             # 1. Peak: the drainer runs while the core commits as fast as it can.
             drainer = Drainer(redis, pool, config)
@@ -185,12 +186,21 @@ async def measure(orders: int, root: Path, days_attached: int = 90) -> dict[str,
             catching.stop()
             await task
             async with pool.connection() as conn:
-                # a partitioned table's size is that of its partitions
+                # the partitions of the days the orders were made in (not the empty ones
+                # of the days before, whose fixed size is given apart)
+                cur = await conn.execute("SELECT DISTINCT created_day FROM orders")
+                used = [day for (day,) in await cur.fetchall()]
                 sizes = await (
                     await conn.execute(
-                        "SELECT sum(pg_total_relation_size(p.relid)) FROM unnest(%s::text[]) t, "
-                        "pg_partition_tree(t::regclass) p",
-                        (list(TABLES),),
+                        "SELECT sum(pg_total_relation_size(n::regclass)) "
+                        "FILTER (WHERE n <> ALL(%s)), "
+                        "sum(pg_total_relation_size(n::regclass)) FILTER (WHERE n = ANY(%s)) "
+                        "FROM unnest(%s::text[]) n",
+                        (
+                            [partition_name(t, empty) for t in TABLES],
+                            [partition_name(t, empty) for t in TABLES],
+                            [partition_name(t, d) for t in TABLES for d in {*used, empty}],
+                        ),
                     )
                 ).fetchone()
                 counted = " + ".join(f"(SELECT count(*) FROM {t})" for t in TABLES)
@@ -219,6 +229,7 @@ async def measure(orders: int, root: Path, days_attached: int = 90) -> dict[str,
             **writing,
             "redis_bytes_per_live_order": round(live / paid),
             "postgres_bytes_per_order": round(int(sizes[0]) / recorded),
+            "postgres_bytes_per_empty_day": int(sizes[1]),
             "rows_per_order": round(all_rows / recorded, 2),
         }
     finally:
@@ -247,7 +258,8 @@ def report(figures: dict[str, Any]) -> None:
         f"{figures['catch_up_times_peak']}x the province's projected peak of "
         f"{figures['projected_peak_orders_per_s']} orders/s; the writer alone "
         f"{figures['writer_orders_per_s']} orders/s ({figures['writer_rows_per_s']} rows/s) "
-        "over three days' partitions",
+        f"over three days' partitions; an empty day's partitions take "
+        f"{figures['postgres_bytes_per_empty_day']} B",
         flush=True,
     )
 

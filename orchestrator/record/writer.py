@@ -16,6 +16,7 @@ from datetime import date, tzinfo
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -162,9 +163,15 @@ class RecordWriter:
         days.update(self.day(r["issued_at"]) for r in receipts)
         try:
             await self.partitions.ensure(conn, days)
-            await self._write(conn, orders, events, receipts)
+            try:
+                await self._write(conn, orders, events, receipts)
+            except psycopg.errors.CheckViolation:
+                # "no partition for the row": a day it knew went to the archive since
+                self.partitions.forget()
+                await self.partitions.ensure(conn, days)
+                await self._write(conn, orders, events, receipts)
         except BaseException:
-            self.partitions.forget()  # a day may have gone to the archive meanwhile
+            self.partitions.forget()
             raise
 
     async def _write(

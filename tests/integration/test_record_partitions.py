@@ -165,7 +165,8 @@ async def test_archive_moves_old_days_and_the_record_still_answers(
     d1, d2 = TODAY - timedelta(days=30), TODAY - timedelta(days=29)
     old = [paid(f"SP03-A{n}", d1) for n in range(3)] + [paid(f"SP03-B{n}", d2) for n in range(2)]
     recent = [paid(f"SP03-C{n}", TODAY) for n in range(2)]
-    await write(database_url, old, recent)
+    drainer = RecordWriter(ZONE)  # it will believe d1 is in the record after the archive
+    await write(database_url, old, recent, writer=drainer)
     before = await counts(database_url)
     reader = RecordReader(pool)
     report_before = await reader.report(d1, TODAY, ["day", "channel"])
@@ -195,7 +196,7 @@ async def test_archive_moves_old_days_and_the_record_still_answers(
     assert archived is not None and b"SP03-A0" in archived
 
     # a late refund of an archived order brings its day back, whole, and is counted
-    await write(database_url, [refunded(old[0], TODAY)])
+    await write(database_url, [refunded(old[0], TODAY)], writer=drainer)
     assert d1 in await days(database_url) and await days(database_url, ARCHIVE) == [d2]
     after = await counts(database_url), await counts(database_url, ARCHIVE)
     assert after[0]["orders"] + after[1]["orders"] == before["orders"]
