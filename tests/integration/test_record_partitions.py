@@ -18,13 +18,16 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
 
 from loadtest.console_data import snapshot
 from orchestrator.cli import main
+from orchestrator.config import load_config
 from orchestrator.console.accounts import Role
 from orchestrator.console.queries import ConsoleQueries, SearchFilters
 from orchestrator.console.scope import Scope
 from orchestrator.record import migrate, partitions
+from orchestrator.record.drainer import Drainer
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.partitions import ARCHIVE, MAIN, TABLES, Partitions
 from orchestrator.record.reader import RecordReader
@@ -125,6 +128,18 @@ async def test_partitions_are_made_ahead_for_every_table(database_url: str) -> N
     assert made.knows_ahead(TODAY) and not made.knows_ahead(TODAY + timedelta(days=1))
     assert await days(database_url) == expected
     assert per_table == {table: len(expected) for table in TABLES}
+
+
+async def test_the_drainer_makes_the_days_ahead_at_its_housekeeping(
+    database_url: str, pool: AsyncConnectionPool[Any]
+) -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1")  # never reached: the record's part only
+    drainer = Drainer(redis, pool, load_config())
+    made = await drainer.make_partitions_ahead()
+    assert made == [TODAY + timedelta(days=n) for n in range(-1, partitions.DAYS_AHEAD + 1)]
+    assert await drainer.make_partitions_ahead() == []  # known: no query at all
+    assert await days(database_url) == made
+    await redis.aclose()
 
 
 async def test_a_late_row_of_an_old_day_gets_its_partition_and_is_read(
