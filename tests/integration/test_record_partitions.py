@@ -342,6 +342,10 @@ async def test_a_plain_0002_record_keeps_its_rows_when_partitioned(plain_databas
     async with await AsyncConnection.connect(plain_database) as conn:
         for o in orders:
             await _plain_insert(conn, o)
+        # a column another migration adds before this one goes along with its values
+        await conn.execute("ALTER TABLE journal ADD COLUMN later text")
+        await conn.execute("UPDATE journal SET later = order_id || '/' || version")
+        await conn.commit()
     before = await counts(plain_database)
     assert before["orders"] == 3 and before["refunds"] == 1 and before["receipts"] == 3
 
@@ -350,6 +354,10 @@ async def test_a_plain_0002_record_keeps_its_rows_when_partitioned(plain_databas
     assert await counts(plain_database) == before
     assert await days(plain_database) == [d1, d2]
     async with await AsyncConnection.connect(plain_database) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM journal WHERE later = order_id || '/' || version"
+        )
+        assert await cur.fetchone() == (before["journal"],)
         cur = await conn.execute("SELECT refund_id, order_day FROM refunds")
         assert await cur.fetchall() == [("SP05-P2-R1", d1)]
         cur = await conn.execute("SELECT day, order_day FROM movement_days")

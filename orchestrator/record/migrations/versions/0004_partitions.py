@@ -2,11 +2,12 @@
 says which day each is partitioned by, and why).
 
 The rows of a record made before (0002's plain tables) are kept: the plain tables are
-set aside in a schema of their own, the partitioned ones made in their place with a
-partition for every day the rows name, the rows copied, counted, and only then the
-plain tables dropped. The order's day goes onto its lines, attempts, refunds and
-journal; a payment event's and a receipt's own day is that of its time in the
-deployment's zone (`migrate.upgrade(zone=...)`), as the writer computes it.
+set aside in a schema of their own, the partitioned ones made in their place, with
+every column the plain ones have (whichever migration added it), a partition for every
+day the rows name, the rows copied, counted, and only then the plain tables dropped.
+The order's day goes onto its lines, attempts, refunds and journal; a payment event's
+and a receipt's own day is that of its time in the deployment's zone
+(`migrate.upgrade(zone=...)`), as the writer computes it.
 
 `movement_days` says which order days had a payment or refund finish on a day: what
 the reports by day read first, to touch only those partitions. The schema
@@ -32,69 +33,40 @@ depends_on = None
 
 OLD = "record_0002"  # where the plain tables wait while their rows are copied
 
-_TABLES = [
-    """CREATE TABLE orders (
-        order_id text NOT NULL, version integer NOT NULL, service_point_id text NOT NULL,
-        window_id text NOT NULL, business_no text NOT NULL, payer_name text NOT NULL,
-        amount_fen bigint NOT NULL, state text NOT NULL, catalog_version text NOT NULL,
-        created_at_ms bigint NOT NULL, created_day date NOT NULL, paid_at_ms bigint,
-        paid_day date, paid_by text NOT NULL, paid_channel text, refunded_fen bigint NOT NULL,
-        snapshot jsonb NOT NULL, drained_at timestamptz DEFAULT now(),
-        PRIMARY KEY (order_id, created_day)
-    ) PARTITION BY RANGE (created_day)""",
+# Each table's new key: a primary key must include the partition key.
+_KEYS = {
+    "orders": "order_id, created_day",
+    "order_lines": "order_id, line_no, order_day",
+    "attempts": "attempt_id, order_day",
+    "refunds": "refund_id, order_day",
+    "journal": "order_id, version, order_day",
+    "payment_events": "event_id, day",
+    "receipts": "receipt_code, receipt_no, issued_day",
+}
+_INDEXES = [
     "CREATE INDEX orders_business_no ON orders (business_no)",
     "CREATE INDEX orders_paid_day ON orders (paid_day, service_point_id)",
-    """CREATE TABLE order_lines (
-        order_id text NOT NULL, line_no smallint NOT NULL, fee_code text NOT NULL,
-        name text NOT NULL, unit text NOT NULL, category text NOT NULL,
-        quantity integer NOT NULL, unit_price_fen bigint NOT NULL, amount_fen bigint NOT NULL,
-        order_day date NOT NULL,
-        PRIMARY KEY (order_id, line_no, order_day)
-    ) PARTITION BY RANGE (order_day)""",
-    """CREATE TABLE attempts (
-        attempt_id text NOT NULL, order_id text NOT NULL, channel text NOT NULL,
-        state text NOT NULL, amount_fen bigint NOT NULL, terminal_id text NOT NULL,
-        request_id text NOT NULL, created_at_ms bigint NOT NULL, finished_at_ms bigint,
-        finished_day date, provider_trade_no text NOT NULL, failure_reason text NOT NULL,
-        follow_up boolean NOT NULL, order_day date NOT NULL,
-        PRIMARY KEY (attempt_id, order_day)
-    ) PARTITION BY RANGE (order_day)""",
     "CREATE INDEX attempts_order ON attempts (order_id)",
     "CREATE INDEX attempts_finished_day ON attempts (finished_day, state)",
-    """CREATE TABLE refunds (
-        refund_id text NOT NULL, order_id text NOT NULL, attempt_id text NOT NULL,
-        amount_fen bigint NOT NULL, state text NOT NULL, reason text NOT NULL,
-        supervisor_id text NOT NULL, terminal_id text NOT NULL, automatic boolean NOT NULL,
-        created_at_ms bigint NOT NULL, finished_at_ms bigint, finished_day date,
-        provider_refund_no text NOT NULL, failure_reason text NOT NULL,
-        order_day date NOT NULL,
-        PRIMARY KEY (refund_id, order_day)
-    ) PARTITION BY RANGE (order_day)""",
     "CREATE INDEX refunds_order ON refunds (order_id)",
-    """CREATE TABLE journal (
-        order_id text NOT NULL, version integer NOT NULL, at_ms bigint NOT NULL,
-        what text NOT NULL, order_state text NOT NULL, entry jsonb NOT NULL,
-        order_day date NOT NULL,
-        PRIMARY KEY (order_id, version, order_day)
-    ) PARTITION BY RANGE (order_day)""",
-    """CREATE TABLE payment_events (
-        event_id text NOT NULL, service_point_id text NOT NULL, kind text NOT NULL,
-        at_ms bigint NOT NULL, refund_id text NOT NULL, order_id text NOT NULL,
-        order_version integer NOT NULL, day date NOT NULL,
-        PRIMARY KEY (event_id, day)
-    ) PARTITION BY RANGE (day)""",
     "CREATE INDEX payment_events_order ON payment_events (order_id)",
-    """CREATE TABLE receipts (
-        receipt_code text NOT NULL, receipt_no text NOT NULL, order_id text NOT NULL,
-        status text NOT NULL, total_fen bigint NOT NULL, refunded_fen bigint NOT NULL,
-        issued_at_ms bigint NOT NULL, record jsonb NOT NULL, issued_day date NOT NULL,
-        PRIMARY KEY (receipt_code, receipt_no, issued_day)
-    ) PARTITION BY RANGE (issued_day)""",
     "CREATE INDEX receipts_order ON receipts (order_id)",
     """CREATE TABLE movement_days (
         day date NOT NULL, order_day date NOT NULL, PRIMARY KEY (day, order_day)
     )""",
 ]
+
+
+def _partitioned(table: str) -> str:
+    """The table as it was (every column, whichever migration added it), the day of its
+    partition added after them (orders have theirs), partitioned by that day."""
+    column = TABLES[table]
+    day = "" if table == "orders" else f", {column} date NOT NULL"
+    return (
+        f"CREATE TABLE {table} (LIKE {OLD}.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+        f"{day}, PRIMARY KEY ({_KEYS[table]})) PARTITION BY RANGE ({column})"
+    )
+
 
 _LOCAL_DAY = "(to_timestamp({ms} / 1000.0) AT TIME ZONE :zone)::date"
 # For each table: the old rows (FROM), and the day of each (its partition); an order's
@@ -117,7 +89,9 @@ def upgrade() -> None:
     op.execute(f"CREATE SCHEMA {OLD}")
     for table in TABLES:
         op.execute(f"ALTER TABLE {table} SET SCHEMA {OLD}")
-    for statement in _TABLES:
+    for table in TABLES:
+        op.execute(_partitioned(table))
+    for statement in _INDEXES:
         op.execute(statement)
     op.execute(f"CREATE SCHEMA {ARCHIVE}")
     for table, column in TABLES.items():
