@@ -169,7 +169,10 @@ async def archive(
 ) -> list[Archived]:
     """Detach every day before `before` from the record and attach it to the archive,
     one day per transaction, oldest first. Days already archived are left as they are,
-    so running it again does nothing more."""
+    so running it again does nothing more. On a connection in autocommit mode: each
+    day is committed as it is done."""
+    if not conn.autocommit:
+        raise ValueError("archive needs a connection in autocommit mode")
     done: list[Archived] = []
     for day in [d for d in await attached_days(conn) if d < before]:
         async with conn.transaction(), conn.cursor() as cur:
