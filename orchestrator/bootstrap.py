@@ -182,7 +182,7 @@ async def start_service(
             log.info("embedded PostgreSQL listening on 127.0.0.1:%d, data in %s",
                      postgres.port, postgres.data)  # fmt: skip
         if database_url and not join:
-            await asyncio.to_thread(migrate.upgrade, database_url)
+            await asyncio.to_thread(migrate.upgrade, database_url, zone=config.settings.timezone)
             log.info("record schema at revision %s", migrate.HEAD)
         keys_dir = (data_dir / config.keys_dir).resolve()
         tls = server_tls(config, data_dir, create=not join)

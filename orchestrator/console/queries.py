@@ -1,6 +1,13 @@
 """The console's reads from the PostgreSQL record, each narrowed by the caller's scope
 (`Scope.where`). Times are epoch milliseconds as everywhere in windowpay; days are the
-record's local business days."""
+record's local business days.
+
+The record is partitioned by the day each order was made (record/partitions.py). A read
+of the payments of a day names the order days that had payments finish on it
+(`RecordReader.order_days`), and joins an order's rows on its day too, so that only
+those partitions are planned. Lists that span every day by what they mean (pending
+refunds, what needs a person, an order or receipt by its id) look in each partition's
+index."""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from orchestrator.console.scope import Scope
+from orchestrator.record.reader import RecordReader
 
 Row = dict[str, Any]
 OPEN_STATES = ("AWAITING_PAYMENT", "PAYING")
@@ -83,17 +91,20 @@ _PAID_GROUPED = """
            coalesce(a.channel, o.service_point_id, o.window_id, h.hour::text) AS key,
            count(*) AS payments, sum(a.amount_fen) AS payments_fen,
            sum(a.amount_fen) FILTER (WHERE a.finished_at_ms < %(until)s) AS until_fen
-    FROM attempts a JOIN orders o ON o.order_id = a.order_id,
+    FROM attempts a JOIN orders o ON o.order_id = a.order_id AND o.created_day = a.order_day,
          LATERAL (SELECT extract(hour FROM to_timestamp(a.finished_at_ms / 1000.0)
                                  AT TIME ZONE %(zone)s)::int AS hour) h
     WHERE a.state = 'SUCCEEDED' AND a.finished_day = %(day)s AND {scope}
+      AND a.order_day = ANY(%(order_days)s) AND o.created_day = ANY(%(order_days)s)
     GROUP BY GROUPING SETS ((), (a.channel), (o.service_point_id), (o.window_id), (h.hour))
 """
 _FEE_ITEMS = """
     SELECT l.fee_code AS key, sum(l.quantity) AS payments, sum(l.amount_fen) AS payments_fen
-    FROM attempts a JOIN orders o ON o.order_id = a.order_id
-    JOIN order_lines l ON l.order_id = o.order_id
+    FROM attempts a JOIN orders o ON o.order_id = a.order_id AND o.created_day = a.order_day
+    JOIN order_lines l ON l.order_id = o.order_id AND l.order_day = o.created_day
     WHERE a.state = 'SUCCEEDED' AND a.finished_day = %(day)s AND {scope}
+      AND a.order_day = ANY(%(order_days)s) AND o.created_day = ANY(%(order_days)s)
+      AND l.order_day = ANY(%(order_days)s)
     GROUP BY 1 ORDER BY 3 DESC, 1
 """
 # The day's refunds asked for by a supervisor, and every refund still pending (automatic
@@ -102,7 +113,7 @@ _REFUNDS = """
     SELECT count(*) FILTER (WHERE r.state = 'SUCCEEDED') AS n,
            coalesce(sum(r.amount_fen) FILTER (WHERE r.state = 'SUCCEEDED'), 0) AS fen,
            count(*) FILTER (WHERE r.state = 'PENDING') AS pending
-    FROM refunds r JOIN orders o ON o.order_id = r.order_id
+    FROM refunds r JOIN orders o ON o.order_id = r.order_id AND o.created_day = r.order_day
     WHERE {scope} AND (r.state = 'PENDING'
                        OR (r.state = 'SUCCEEDED' AND NOT r.automatic AND r.finished_day = %(day)s))
 """
@@ -110,12 +121,12 @@ _REFUNDS = """
 _OPEN = """
     SELECT count(*) AS n, count(*) FILTER (WHERE o.created_at_ms < %(stuck_before)s) AS stuck
     FROM orders o
-    WHERE o.created_day >= %(since)s AND o.state = ANY(%(open)s) AND {scope}
+    WHERE o.created_day BETWEEN %(since)s AND %(day)s AND o.state = ANY(%(open)s) AND {scope}
 """
 _SLOWEST = """
     SELECT o.window_id, o.service_point_id, count(*) AS paid,
            round(avg(o.paid_at_ms - o.created_at_ms) / 1000.0, 1) AS seconds
-    FROM orders o WHERE o.paid_day = %(day)s AND {scope}
+    FROM orders o WHERE o.paid_day = %(day)s AND o.created_day = ANY(%(order_days)s) AND {scope}
     GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 5
 """
 
@@ -123,6 +134,7 @@ _SLOWEST = """
 class ConsoleQueries:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
+        self._record = RecordReader(pool)
 
     async def _all(self, sql: str, params: dict[str, Any]) -> list[Row]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -145,7 +157,14 @@ class ConsoleQueries:
             "stuck_before": now_ms - stuck_after_s * 1000,
             "until": now_ms + 1,
         }
-        week_before = {**params, "day": day - timedelta(days=7), "until": now_ms - WEEK_MS}
+        params["order_days"] = await self._record.order_days(day, day)
+        day_before = day - timedelta(days=7)
+        week_before = {
+            **params,
+            "day": day_before,
+            "until": now_ms - WEEK_MS,
+            "order_days": await self._record.order_days(day_before, day_before),
+        }
         paid, last_week, fee_items, refunds, open_rows, slowest = await asyncio.gather(
             self._all(_PAID_GROUPED.format(scope=where), params),
             self._all(_PAID_GROUPED.format(scope=where), week_before),
@@ -338,25 +357,38 @@ class ConsoleQueries:
         return await self._all(
             f"""SELECT l.fee_code, l.name, sum(l.quantity) quantity, count(DISTINCT o.order_id)
                        orders, sum(l.amount_fen) amount_fen
-                FROM attempts a JOIN orders o ON o.order_id = a.order_id
-                JOIN order_lines l ON l.order_id = o.order_id
+                FROM attempts a
+                JOIN orders o ON o.order_id = a.order_id AND o.created_day = a.order_day
+                JOIN order_lines l ON l.order_id = o.order_id AND l.order_day = o.created_day
                 WHERE a.state = 'SUCCEEDED' AND a.finished_day >= %(first)s
                   AND a.finished_day < %(after)s AND {where}
+                  AND a.order_day = ANY(%(order_days)s) AND o.created_day = ANY(%(order_days)s)
+                  AND l.order_day = ANY(%(order_days)s)
                 GROUP BY 1, 2 ORDER BY 1""",
-            {**params, "first": first, "after": after},
+            {
+                **params,
+                "first": first,
+                "after": after,
+                "order_days": await self._record.order_days(first, after - timedelta(days=1)),
+            },
         )
 
     async def orders_of_day(self, scope: Scope, day: date) -> list[bytes]:
         """Snapshots of the orders created, paid or refunded on the day, in scope: what
         the settlement is computed from, as the GetSettlement RPC does."""
         where, params = scope.where()
+        order_days = sorted({day, *await self._record.order_days(day, day)})
         rows = await self._all(
-            f"""SELECT o.snapshot::text AS snapshot FROM orders o WHERE {where} AND o.order_id IN (
-                    SELECT order_id FROM orders WHERE created_day = %(day)s
-                    UNION SELECT order_id FROM attempts WHERE finished_day = %(day)s
-                    UNION SELECT order_id FROM refunds WHERE finished_day = %(day)s)
+            f"""SELECT o.snapshot::text AS snapshot FROM orders o
+                WHERE {where} AND o.created_day = ANY(%(order_days)s)
+                  AND (o.order_id, o.created_day) IN (
+                    SELECT order_id, created_day FROM orders WHERE created_day = %(day)s
+                    UNION SELECT order_id, order_day FROM attempts
+                          WHERE finished_day = %(day)s AND order_day = ANY(%(order_days)s)
+                    UNION SELECT order_id, order_day FROM refunds
+                          WHERE finished_day = %(day)s AND order_day = ANY(%(order_days)s))
                 ORDER BY o.order_id""",
-            {**params, "day": day},
+            {**params, "day": day, "order_days": order_days},
         )
         return [row["snapshot"].encode() for row in rows]
 

@@ -1,6 +1,7 @@
-"""`windowpay report` (totals from the record) and `windowpay drain` (the drainer in the
-foreground, for operators and tests). Both find the record through `<data-dir>/run.json`
-or --database-url / DATABASE_URL."""
+"""`windowpay report` (totals from the record), `windowpay drain` (the drainer in the
+foreground, for operators and tests) and `windowpay record archive` (old days out of the
+record, into the archive). They find the record through `<data-dir>/run.json` or
+--database-url / DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import json
 import os
 import signal
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
+import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from orchestrator.config import ConfigError, load_config
+from orchestrator.domain.calendar import local_day
 from orchestrator.domain.money import to_yuan
+from orchestrator.record import partitions
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.reader import DIMENSIONS, RecordReader, ReportRow
 from orchestrator.runfile import RunInfo
@@ -69,6 +75,30 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     drain.add_argument("--redis-url", help="default: the running deployment's")
     _common(drain)
     drain.set_defaults(handler=run_drain)
+
+    record = commands.add_parser("record", help="the PostgreSQL record's business days")
+    what = record.add_subparsers(dest="record_command", required=True)
+    archive = what.add_parser(
+        "archive",
+        help="move the days before a date out of the record, into the archive",
+        description=(
+            "Detach every table's partition of each business day before --before from the "
+            "record and attach it to the schema record_archive, one day per transaction, "
+            "oldest first, printing each day as it goes. Nothing is copied or deleted: the "
+            "rows stay as they were, `windowpay report`, settlement and reconciliation "
+            "still read them, and a late change of an archived day brings that day back. "
+            "Running it again moves only what is left. Today and later days stay."
+        ),
+    )
+    archive.add_argument(
+        "--before", type=_day, required=True, help="YYYY-MM-DD: the first day to keep"
+    )
+    archive.add_argument(
+        "--dry-run", action="store_true", help="only list the days that would move"
+    )
+    archive.add_argument("--config", type=Path, help="deployment TOML (its time zone)")
+    _common(archive)
+    archive.set_defaults(handler=run_archive)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -159,3 +189,54 @@ def run_drain(args: argparse.Namespace) -> int:
 
     asyncio.run(drain())
     return 0
+
+
+def run_archive(args: argparse.Namespace) -> int:
+    info = RunInfo.read(args.data_dir)
+    url = _database_url(args, info)
+    if not url:
+        print("windowpay record archive: no record found; give --database-url", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config or (Path(info.config) if info and info.config else None))
+    except ConfigError as error:
+        print(f"windowpay record archive: bad configuration: {error}", file=sys.stderr)
+        return 2
+    today = local_day(int(time.time() * 1000), config.settings.zone).date()
+    if args.before > today:
+        print(
+            f"windowpay record archive: --before {args.before} is after today ({today}); "
+            "today and later days stay in the record",
+            file=sys.stderr,
+        )
+        return 2
+
+    def shown(moved: partitions.Archived) -> None:
+        rows = ", ".join(f"{table} {n}" for table, n in moved.rows.items())
+        print(f"{moved.day}: archived ({rows})", flush=True)
+
+    async def move() -> int:
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            days = [d for d in await partitions.attached_days(conn) if d < args.before]
+            kept = len(await partitions.attached_days(conn, partitions.ARCHIVE))
+            print(
+                f"{len(days)} day(s) before {args.before} to archive"
+                f"{'' if not days else f' ({days[0]} .. {days[-1]})'}; "
+                f"{kept} day(s) already in the archive",
+                flush=True,
+            )
+            if args.dry_run or not days:
+                return 0
+            done = await partitions.archive(conn, args.before, shown)
+            print(f"done: {len(done)} day(s) archived", flush=True)
+            return 0
+
+    try:
+        return asyncio.run(move())
+    except psycopg.errors.LockNotAvailable:
+        print(
+            "windowpay record archive: the record stayed busy for 10 s (a long report?); "
+            "the days done so far are archived, run the command again",
+            file=sys.stderr,
+        )
+        return 1

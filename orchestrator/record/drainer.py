@@ -6,9 +6,12 @@ per committed order version), their outbox streams (payment events, as the recei
 issuer reads them) and the receipts' change stream. A page of entries is read, the
 orders' current snapshots and journals fetched, everything written to PostgreSQL in
 one transaction, and only then acknowledged: a crash anywhere hands the page over
-again, and the writes are idempotent. While PostgreSQL is away the page is retried,
-nothing is acknowledged, and the lag grows; payments never wait for it. Beside it, it
-puts back from the record any open order an actor found missing from Redis (reload.py).
+again, and the writes are idempotent. The record's tables are partitioned by business
+day: at every housekeeping turn the drainer makes sure yesterday, today and the next
+days have their partitions, and a page naming an older day makes its own. While
+PostgreSQL is away the page is retried, nothing is acknowledged, and the lag grows;
+payments never wait for it. Beside it, it puts back from the record any open order an
+actor found missing from Redis (reload.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import orjson
@@ -248,6 +252,10 @@ class Drainer:
         # the pool's wait for a connection): `run` waits for this task to end.
         while not self._stopping and not (task and task.cancelling()):
             try:
+                await self.make_partitions_ahead()
+            except (OSError, psycopg.Error, PoolTimeout) as error:
+                log.warning("drainer cannot make the record's partitions (%s)", error)
+            try:
                 await self.measure()
                 await self._reloader.run_once()
                 if time.monotonic() - last_trim >= self._housekeeping_s:
@@ -256,6 +264,17 @@ class Drainer:
             except (RedisError, OSError, psycopg.Error, PoolTimeout) as error:
                 log.warning("drainer housekeeping failed (%s)", error)
             await asyncio.sleep(min(1.0, self._housekeeping_s))
+
+    async def make_partitions_ahead(self) -> list[date]:
+        """The partitions of yesterday, today and the days ahead (those it made)."""
+        today = local_day(int(time.time() * 1000), self._zone).date()
+        if self._writer.partitions.knows_ahead(today):
+            return []
+        async with self._pool.connection(timeout=5.0) as conn:
+            made = await self._writer.partitions.ensure_ahead(conn, today)
+        if made:
+            log.info("record: partitions made for %s", ", ".join(map(str, made)))
+        return made
 
     async def measure(self) -> None:
         """The lag: age of the oldest entry the record has not taken; Redis memory."""

@@ -6,7 +6,7 @@ import sqlalchemy
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-HEAD = "0002"
+HEAD = "0004"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -17,9 +17,10 @@ def sqlalchemy_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", zone: str = "Asia/Shanghai") -> None:
     """Apply every migration not yet applied (each in its transaction); safe to repeat
-    and to run from several processes at once (an advisory lock orders them)."""
+    and to run from several processes at once (an advisory lock orders them). `zone` is
+    the deployment's, in which the record's business days are told."""
     engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.begin() as connection:
@@ -27,6 +28,7 @@ def upgrade(url: str, revision: str = "head") -> None:
             config = AlembicConfig()
             config.set_main_option("script_location", "orchestrator.record:migrations")
             config.attributes["connection"] = connection
+            config.attributes["zone"] = zone
             command.upgrade(config, revision)
     finally:
         engine.dispose()

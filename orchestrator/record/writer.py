@@ -1,7 +1,12 @@
 """Idempotent writes into the record. An order row is replaced only by a newer version
 of it (and its lines, attempts and refunds with it); journal entries, payment events and
 receipts are keyed by what identifies them. Writing a batch twice, or an older batch
-after a newer one, leaves the record as it was."""
+after a newer one, leaves the record as it was.
+
+The tables are partitioned by business day (partitions.py): every key includes the
+row's day, which the writer derives from what never changes (the order's creation, the
+event's time, the receipt's issue), so a row written again lands on itself. The days of
+a page are given partitions before it is written, whatever their age."""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from datetime import date, tzinfo
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from orchestrator.domain.calendar import local_day
+from orchestrator.record.partitions import Partitions
 
 Record = Mapping[str, Any]
 
@@ -46,7 +53,7 @@ INSERT INTO orders (order_id, version, service_point_id, window_id, business_no,
 SELECT * FROM unnest(%b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::text[],
     %b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::date[], %b::bigint[], %b::date[],
     %b::text[], %b::text[], %b::bigint[], %b::jsonb[])
-ON CONFLICT (order_id) DO UPDATE SET
+ON CONFLICT (order_id, created_day) DO UPDATE SET
     version = EXCLUDED.version, state = EXCLUDED.state, paid_at_ms = EXCLUDED.paid_at_ms,
     paid_day = EXCLUDED.paid_day, paid_by = EXCLUDED.paid_by,
     paid_channel = EXCLUDED.paid_channel, refunded_fen = EXCLUDED.refunded_fen,
@@ -57,20 +64,20 @@ RETURNING order_id
 
 _LINE = """
 INSERT INTO order_lines (order_id, line_no, fee_code, name, unit, category, quantity,
-    unit_price_fen, amount_fen)
+    unit_price_fen, amount_fen, order_day)
 SELECT * FROM unnest(%b::text[], %b::smallint[], %b::text[], %b::text[], %b::text[],
-    %b::text[], %b::int[], %b::bigint[], %b::bigint[])
+    %b::text[], %b::int[], %b::bigint[], %b::bigint[], %b::date[])
 ON CONFLICT DO NOTHING
 """
 
 _ATTEMPT = """
 INSERT INTO attempts (attempt_id, order_id, channel, state, amount_fen, terminal_id,
     request_id, created_at_ms, finished_at_ms, finished_day, provider_trade_no,
-    failure_reason, follow_up)
+    failure_reason, follow_up, order_day)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
     %b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::date[], %b::text[], %b::text[],
-    %b::boolean[])
-ON CONFLICT (attempt_id) DO UPDATE SET
+    %b::boolean[], %b::date[])
+ON CONFLICT (attempt_id, order_day) DO UPDATE SET
     state = EXCLUDED.state, finished_at_ms = EXCLUDED.finished_at_ms,
     finished_day = EXCLUDED.finished_day, provider_trade_no = EXCLUDED.provider_trade_no,
     failure_reason = EXCLUDED.failure_reason, follow_up = EXCLUDED.follow_up
@@ -79,39 +86,47 @@ ON CONFLICT (attempt_id) DO UPDATE SET
 _REFUND = """
 INSERT INTO refunds (refund_id, order_id, attempt_id, amount_fen, state, reason,
     supervisor_id, terminal_id, automatic, created_at_ms, finished_at_ms, finished_day,
-    provider_refund_no, failure_reason)
+    provider_refund_no, failure_reason, order_day)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[],
     %b::text[], %b::text[], %b::text[], %b::boolean[], %b::bigint[], %b::bigint[],
-    %b::date[], %b::text[], %b::text[])
-ON CONFLICT (refund_id) DO UPDATE SET
+    %b::date[], %b::text[], %b::text[], %b::date[])
+ON CONFLICT (refund_id, order_day) DO UPDATE SET
     state = EXCLUDED.state, finished_at_ms = EXCLUDED.finished_at_ms,
     finished_day = EXCLUDED.finished_day, provider_refund_no = EXCLUDED.provider_refund_no,
     failure_reason = EXCLUDED.failure_reason
 """
 
 _JOURNAL = """
-INSERT INTO journal (order_id, version, at_ms, what, order_state, entry)
+INSERT INTO journal (order_id, version, at_ms, what, order_state, entry, order_day)
 SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::text[], %b::text[],
-    %b::jsonb[])
+    %b::jsonb[], %b::date[])
 ON CONFLICT DO NOTHING
 """
 
 _EVENT = """
 INSERT INTO payment_events (event_id, service_point_id, kind, at_ms, refund_id, order_id,
-    order_version)
+    order_version, day)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[],
-    %b::text[], %b::int[])
+    %b::text[], %b::int[], %b::date[])
 ON CONFLICT DO NOTHING
 """
 
 _RECEIPT = """
 INSERT INTO receipts (receipt_code, receipt_no, order_id, status, total_fen, refunded_fen,
-    issued_at_ms, record)
+    issued_at_ms, record, issued_day)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-    %b::bigint[], %b::bigint[], %b::jsonb[])
-ON CONFLICT (receipt_code, receipt_no) DO UPDATE SET
+    %b::bigint[], %b::bigint[], %b::jsonb[], %b::date[])
+ON CONFLICT (receipt_code, receipt_no, issued_day) DO UPDATE SET
     status = EXCLUDED.status, refunded_fen = EXCLUDED.refunded_fen, record = EXCLUDED.record
 WHERE receipts.refunded_fen <= EXCLUDED.refunded_fen
+"""
+
+# Which order days had a payment or refund finish on a day: the reports by day read it
+# first and then touch only those days' partitions.
+_MOVEMENT = """
+INSERT INTO movement_days (day, order_day)
+SELECT * FROM unnest(%b::date[], %b::date[])
+ON CONFLICT DO NOTHING
 """
 
 
@@ -127,9 +142,13 @@ def _jsonb(value: Record) -> Jsonb:
 class RecordWriter:
     def __init__(self, zone: tzinfo) -> None:
         self._zone = zone
+        self.partitions = Partitions()
 
     def _day(self, ms: int | None) -> date | None:
         return None if ms is None else local_day(ms, self._zone).date()
+
+    def day(self, ms: int) -> date:
+        return local_day(ms, self._zone).date()
 
     async def write(
         self,
@@ -139,20 +158,46 @@ class RecordWriter:
         receipts: Sequence[Record] = (),
     ) -> None:
         """Everything in one transaction: all of it is in the record, or none."""
+        days = {self.day(o.snapshot["created_at"]) for o in orders}
+        days.update(self.day(e.at_ms) for e in events)
+        days.update(self.day(r["issued_at"]) for r in receipts)
+        try:
+            await self.partitions.ensure(conn, days)
+            try:
+                await self._write(conn, orders, events, receipts)
+            except psycopg.errors.CheckViolation:
+                # "no partition for the row": a day it knew went to the archive since
+                self.partitions.forget()
+                await self.partitions.ensure(conn, days)
+                await self._write(conn, orders, events, receipts)
+        except BaseException:
+            self.partitions.forget()
+            raise
+
+    async def _write(
+        self,
+        conn: AsyncConnection[Any],
+        orders: Sequence[DrainedOrder],
+        events: Sequence[DrainedEvent],
+        receipts: Sequence[Record],
+    ) -> None:
         async with conn.transaction(), conn.cursor() as cur:
             newer = await self._orders(cur, sorted(orders, key=lambda o: o.snapshot["order_id"]))
             fresh = [o.snapshot for o in orders if o.snapshot["order_id"] in newer]
             await self._children(cur, fresh)
             journal = [
-                (o.snapshot["order_id"], e["v"], e["at"], e["what"], e["order_state"], _jsonb(e))
+                (
+                    o.snapshot["order_id"], e["v"], e["at"], e["what"], e["order_state"],
+                    _jsonb(e), self.day(o.snapshot["created_at"]),
+                )
                 for o in orders
                 for e in o.journal
-            ]
+            ]  # fmt: skip
             await _insert(cur, _JOURNAL, journal)
             await _insert(cur, _EVENT, [
                 (
                     e.event_id, e.event_id.split("-", 1)[0], e.kind, e.at_ms, e.refund_id,
-                    e.order_id, e.order_version,
+                    e.order_id, e.order_version, self.day(e.at_ms),
                 )
                 for e in events
             ])  # fmt: skip
@@ -160,6 +205,7 @@ class RecordWriter:
                 (
                     r["receipt_code"], r["receipt_no"], r["order_id"], r["status"],
                     r["total_fen"], r["refunded_fen"], r["issued_at"], _jsonb(r),
+                    self.day(r["issued_at"]),
                 )
                 for r in receipts
             ])  # fmt: skip
@@ -175,7 +221,7 @@ class RecordWriter:
             rows.append((
                 o["order_id"], o["version"], o["service_point_id"], o["window_id"],
                 o["business_no"], o["payer_name"], o["amount_fen"], o["state"],
-                o["catalog_version"], o["created_at"], self._day(o["created_at"]), o["paid_at"],
+                o["catalog_version"], o["created_at"], self.day(o["created_at"]), o["paid_at"],
                 self._day(o["paid_at"]), o["paid_by"], paying["channel"] if paying else None,
                 o["refunded_fen"], _jsonb(o),
             ))  # fmt: skip
@@ -184,29 +230,36 @@ class RecordWriter:
 
     async def _children(self, cur: Any, orders: Sequence[Record]) -> None:
         lines, attempts, refunds = [], [], []
+        moved: set[tuple[date, date]] = set()  # (day finished, order's day)
         for o in orders:
-            oid = o["order_id"]
+            oid, day = o["order_id"], self.day(o["created_at"])
             for n, line in enumerate(o["lines"]):
                 lines.append((
                     oid, n, line["fee_code"], line["name"], line["unit"], line["category"],
-                    line["quantity"], line["unit_price_fen"], line["amount_fen"],
+                    line["quantity"], line["unit_price_fen"], line["amount_fen"], day,
                 ))  # fmt: skip
             for a in o["attempts"]:
+                finished = self._day(a["finished_at"])
                 attempts.append((
                     a["attempt_id"], oid, a["channel"], a["state"], a["amount_fen"],
                     a["terminal_id"], a["request_id"], a["created_at"], a["finished_at"],
-                    self._day(a["finished_at"]), a["provider_trade_no"], a["failure_reason"],
-                    a["follow_up"],
+                    finished, a["provider_trade_no"], a["failure_reason"], a["follow_up"], day,
                 ))  # fmt: skip
+                if finished is not None:
+                    moved.add((finished, day))
             for r in o["refunds"]:
+                finished = self._day(r["finished_at"])
                 refunds.append((
                     r["refund_id"], oid, r["attempt_id"], r["amount_fen"], r["state"],
                     r["reason"], r["supervisor_id"], r["terminal_id"], r["automatic"],
-                    r["created_at"], r["finished_at"], self._day(r["finished_at"]),
-                    r["provider_refund_no"], r["failure_reason"],
+                    r["created_at"], r["finished_at"], finished,
+                    r["provider_refund_no"], r["failure_reason"], day,
                 ))  # fmt: skip
+                if finished is not None:
+                    moved.add((finished, day))
         for sql, rows in ((_LINE, lines), (_ATTEMPT, attempts), (_REFUND, refunds)):
             await _insert(cur, sql, rows)
+        await _insert(cur, _MOVEMENT, sorted(moved))
 
 
 async def _insert(cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -631,7 +631,8 @@ async def test_an_attempt_is_overdue_after_its_own_channels_playbook(
         for channel in ("WECHAT", "UNIONPAY", "ALIPAY"):
             await conn.execute(
                 "INSERT INTO attempts VALUES (%s, 'SP01-AAA2', %s, 'SUBMITTED', 11000, "
-                "'T-SP01-W2', %s, %s, NULL, NULL, '', '', false)",
+                "'T-SP01-W2', %s, %s, NULL, NULL, '', '', false, "
+                "(SELECT created_day FROM orders WHERE order_id = 'SP01-AAA2'))",
                 (f"SP01-AAA2-{channel}", channel, f"r-{channel}", now_ms - 100_000),
             )
     lists = await ConsoleQueries(pool).supervision(
@@ -750,7 +751,8 @@ async def test_the_today_page_leads_with_what_a_manager_acts_on(
         await RecordWriter(ZONE).write(conn, [earlier, later])
         await conn.execute(
             "INSERT INTO refunds VALUES ('R-P1', 'SP01-AAA1', 'SP01-AAA1-A1', 500, 'PENDING', "
-            "'x', 'SUP01', 'T-SP01-W1', false, %s, NULL, NULL, '', '')",
+            "'x', 'SUP01', 'T-SP01-W1', false, %s, NULL, NULL, '', '', "
+            "(SELECT created_day FROM orders WHERE order_id = 'SP01-AAA1'))",
             (now_ms - 3 * 86_400_000,),
         )
     await browser.sign_in("director", office["passwords"]["director"])
@@ -797,7 +799,8 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO refunds VALUES ('R-S1', 'SP01-AAA1', 'SP01-AAA1-A1', 1000, 'SUCCEEDED', "
-            "'x', 'SUP01', 'T-SP01-W1', false, %s, %s, %s, '', '')",
+            "'x', 'SUP01', 'T-SP01-W1', false, %s, %s, %s, '', '', "
+            "(SELECT created_day FROM orders WHERE order_id = 'SP01-AAA1'))",
             (int(time.time() * 1000), int(time.time() * 1000), office["day"]),
         )
     _, body, response = await browser.request("GET", link)
@@ -809,7 +812,8 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO refunds VALUES ('R-S2', 'SP01-AAA1', 'SP01-AAA1-A2', 2000, 'SUCCEEDED', "
-            "'late success', '', '', true, %s, %s, %s, '', '')",
+            "'late success', '', '', true, %s, %s, %s, '', '', "
+            "(SELECT created_day FROM orders WHERE order_id = 'SP01-AAA1'))",
             (int(time.time() * 1000) + 1, int(time.time() * 1000) + 1, office["day"]),
         )
     _, body, _ = await browser.request("GET", link)
