@@ -20,9 +20,7 @@ The drivers run under a supervisor (supervisor.py); metrics go through an observ
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ import orjson
 
 from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
+from orchestrator.domain import ids
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import price_lines
 from orchestrator.domain.codes import auth_code_digest
@@ -49,7 +48,7 @@ from orchestrator.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from orchestrator.domain.order import Order, OrderIds
+from orchestrator.domain.order import Order
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -103,7 +102,7 @@ class ServicePointCore:
         observer: CoreObserver | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
-        self._order_ids = OrderIds(self.service_points)
+        self._order_ids = ids.OrderIds(self.service_points)
         self._config = config
         self._settings = config.settings
         self._store = store
@@ -290,7 +289,7 @@ class ServicePointCore:
             job = Job(command, fingerprint(command), sp, loop.create_future())
             job.lines = price_lines(catalog, command.lines)
             job.catalog_version = catalog.version
-            job.candidate_id = _new_order_id(sp)
+            job.candidate_id = ids.new_order_id(sp)
             return job
         sp = self._service_point_of(command.order_id)
         if isinstance(command, Pay):
@@ -324,10 +323,7 @@ class ServicePointCore:
         return Job(command, fingerprint(command), sp, loop.create_future())
 
     def _service_point_of(self, order_id: str) -> str:
-        try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
-            raise InvalidArgument(f"{order_id!r} is not an order id") from None
+        sp = ids.service_point_of(order_id)
         if sp not in self._epochs:
             raise NotFound(f"order {order_id} not found")
         return sp
@@ -371,7 +367,7 @@ class ServicePointCore:
                 except Reloading:
                     pass  # the command naming its case is answered UNAVAILABLE
                 except FailedPrecondition:
-                    elsewhere[order_id] = keys.service_point_of(order_id)
+                    elsewhere[order_id] = ids.service_point_of(order_id)
         return elsewhere
 
     # ---- notifications ------------------------------------------------------------
@@ -572,11 +568,6 @@ class ServicePointCore:
 
     async def _flush(self, batch: WriteBatch) -> None:
         await self._store.commit(batch, self._epochs)
-
-
-def _new_order_id(sp: str) -> str:
-    token = base64.b32encode(secrets.token_bytes(10)).decode()[:14]
-    return f"{sp}-{token}"
 
 
 def _description(order: Order) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from orchestrator.domain import ids
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read
 from orchestrator.store.write_batch import OP_WIDTH, WriteBatch
@@ -28,7 +29,7 @@ class MemoryReadBatch:
         return self._queue("get", key, None)
 
     def order(self, order_id: str) -> Read:
-        return self._queue("order", keys.order(keys.service_point_of(order_id), order_id), None)
+        return self._queue("order", keys.order(ids.service_point_of(order_id), order_id), None)
 
     async def run(self) -> None:
         strings, hashes = self._store.strings, self._store.hashes
@@ -104,10 +105,10 @@ class MemoryStore:
     # ---- what tests look at ------------------------------------------------------------
 
     async def order(self, order_id: str) -> bytes | None:
-        return self._snapshot(keys.order(keys.service_point_of(order_id), order_id))
+        return self._snapshot(keys.order(ids.service_point_of(order_id), order_id))
 
     async def journal(self, order_id: str) -> list[bytes]:
-        return list(self.lists.get(keys.journal(keys.service_point_of(order_id), order_id), []))
+        return list(self.lists.get(keys.journal(ids.service_point_of(order_id), order_id), []))
 
     # ---- commit.lua, in Python ----------------------------------------------------------
 
