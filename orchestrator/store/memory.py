@@ -105,7 +105,11 @@ class MemoryStore:
     # ---- what tests look at ------------------------------------------------------------
 
     async def order(self, order_id: str) -> bytes | None:
-        return self._snapshot(keys.order(ids.service_point_of(order_id), order_id))
+        try:
+            sp = ids.service_point_of(order_id)
+        except ids.MalformedOrderId:
+            return None  # as RedisStore answers: no such order
+        return self._snapshot(keys.order(sp, order_id))
 
     async def journal(self, order_id: str) -> list[bytes]:
         return list(self.lists.get(keys.journal(ids.service_point_of(order_id), order_id), []))

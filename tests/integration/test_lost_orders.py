@@ -24,7 +24,7 @@ from orchestrator.record.writer import DrainedOrder
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store import keys
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.integration.test_record import (
     caught_up,
     own_postgres,
@@ -40,7 +40,7 @@ RETENTION_S = 5.0  # what a drained final order's keys get here (100 s x time sc
 
 @asynccontextmanager
 async def office(redis: Redis) -> AsyncIterator[Harness]:
-    h = Harness(redis, record_config(retention_s=RETENTION_S / 0.05))
+    h = Harness.over_redis(redis, record_config(retention_s=RETENTION_S / 0.05))
     try:
         yield h
     finally:

@@ -18,7 +18,7 @@ from orchestrator.receipts.issuer import GROUP, ReceiptIssuer
 from orchestrator.receipts.numbering import check_code
 from orchestrator.store.outbox import Outbox
 from orchestrator.store.receipts import ReceiptStore
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import eventually, new_id, small_config, unique_prefix
 
 SECRET = os.urandom(32)
@@ -26,7 +26,7 @@ SECRET = os.urandom(32)
 
 @pytest.fixture
 async def harness(redis: Redis) -> AsyncIterator[Harness]:
-    h = Harness(redis, small_config(prefix=unique_prefix(), service_points=2, windows=4))
+    h = Harness.over_redis(redis, small_config(prefix=unique_prefix(), service_points=2, windows=4))
     yield h
     for core in h.cores:
         await core.stop()

@@ -14,7 +14,7 @@ from orchestrator.domain.commands import Accepted, Done, Refund, Rejected
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState, RefundState
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import eventually, new_id, small_config, unique_prefix
 
 
@@ -27,7 +27,7 @@ async def harness(redis: Redis) -> AsyncIterator[Harness]:
         # Give a reversal up quickly and follow the trade up often (x 0.05 time scale).
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
-    h = Harness(redis, config)
+    h = Harness.over_redis(redis, config)
     yield h
     for core in h.cores:
         await core.stop()

@@ -9,8 +9,8 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.reconcile.settlement import settle
 from orchestrator.store import keys
+from tests.core_harness import Harness, harness, one, order_of, settled
 from tests.support import new_id
-from tests.unit.test_core import Harness, harness, one, order_of, settled
 
 __all__ = ["harness"]  # the fixture, used by name
 
