@@ -29,9 +29,9 @@ import orjson
 from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
 from orchestrator.domain import ids
+from orchestrator.domain.auth_codes import auth_code_digest
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import price_lines
-from orchestrator.domain.codes import auth_code_digest
 from orchestrator.domain.commands import (
     Command,
     CreateOrder,

@@ -14,8 +14,8 @@ import secrets
 import orjson
 
 from orchestrator.config import Config
+from orchestrator.domain.auth_codes import mask_auth_code
 from orchestrator.domain.calendar import expiry_after
-from orchestrator.domain.codes import mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,

@@ -150,9 +150,9 @@ IO_MODULES = {"aiohttp", "grpc", "ray", "redis", "cryptography", "orjson"}
 @pytest.mark.parametrize(
     "module",
     [
-        "orchestrator.channels.wechat.codes",
-        "orchestrator.channels.alipay.codes",
-        "orchestrator.channels.unionpay.codes",
+        "orchestrator.channels.wechat.auth_codes",
+        "orchestrator.channels.alipay.auth_codes",
+        "orchestrator.channels.unionpay.auth_codes",
         "orchestrator.domain.order",
         "orchestrator.domain.playbook",
         "orchestrator.config",
