@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import Config
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.commands import Accepted, CreateOrder, Done, Pay, Refund, Result
+from orchestrator.domain.commands import Accepted, CreateOrder, Done, Pay, RefundOrder, Result
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState
 from orchestrator.sandbox.bank import SandboxBank, Timing
@@ -93,8 +93,10 @@ class Harness:
         terminal = f"{self.sp}T{window}"
         return Pay(new_id(), terminal, self.window(window), order_id, channel, auth_code, cash)
 
-    def refund(self, order_id: str, amount_fen: int) -> Refund:
-        return Refund(new_id(), f"{self.sp}T1", self.window(1), order_id, amount_fen, "退费", "S1")
+    def refund(self, order_id: str, amount_fen: int) -> RefundOrder:
+        return RefundOrder(
+            new_id(), f"{self.sp}T1", self.window(1), order_id, amount_fen, "退费", "S1"
+        )
 
     async def stored(self, order_id: str) -> Order:
         snapshot = await self.store.order(order_id)

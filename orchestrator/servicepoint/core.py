@@ -36,7 +36,7 @@ from orchestrator.domain.commands import (
     Command,
     CreateOrder,
     Pay,
-    Refund,
+    RefundOrder,
     Rejected,
     Result,
     SettleLateSuccess,
@@ -313,7 +313,7 @@ class ServicePointCore:
             check_id(command.attempt_id, "attempt_id")
             check_text(command.reason, "reason", required=True, limit=200)
             return Job(command, fingerprint(command), sp, loop.create_future())
-        if isinstance(command, Refund):
+        if isinstance(command, RefundOrder):
             check_id(command.supervisor_id, "supervisor_id")
             check_text(command.reason, "reason", required=True, limit=200)
             if command.amount_fen <= 0:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.domain.commands import Accepted, Refund
+from orchestrator.domain.commands import Accepted, RefundOrder
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
 from orchestrator.record.drainer import Drainer
@@ -65,7 +65,7 @@ async def ask_refund(h: Harness, core: ServicePointCore, order_id: str) -> None:
     """A refund the provider keeps answering "unavailable": it stays pending."""
     h.banks[Channel.WECHAT].faults.add("refund")
     supervisor = f"{h.sp}S"
-    refund = Refund(new_id(), f"{h.sp}T1", h.window(1), order_id, 2000, "退费", supervisor)
+    refund = RefundOrder(new_id(), f"{h.sp}T1", h.window(1), order_id, 2000, "退费", supervisor)
     assert isinstance(await one(core, refund), Accepted)
 
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.domain.commands import Accepted, Done, Refund
+from orchestrator.domain.commands import Accepted, Done, RefundOrder
 from orchestrator.domain.states import Channel
 from orchestrator.receipts.issuer import GROUP, ReceiptIssuer
 from orchestrator.receipts.numbering import check_code
@@ -47,7 +47,9 @@ async def paid_orders(h: Harness, count: int, channel: Channel = Channel.CASH) -
 async def test_the_outbox_carries_paid_and_refunded_events_in_order(harness: Harness) -> None:
     core = await harness.core()
     [order_id] = await paid_orders(harness, 1)
-    await one(core, Refund(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 500, "r", "S"))
+    await one(
+        core, RefundOrder(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 500, "r", "S")
+    )
     outbox = Outbox(harness.redis, [harness.sp])
     await outbox.join("test")
     events = []
@@ -118,7 +120,8 @@ async def test_a_refund_marks_the_receipt(harness: Harness) -> None:
     try:
         await eventually(lambda: store.of_order(order_id), lambda r: r is not None)
         await one(
-            core, Refund(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 12000, "r", "S")
+            core,
+            RefundOrder(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 12000, "r", "S"),
         )
         record = await eventually(
             lambda: store.of_order(order_id),
