@@ -84,9 +84,7 @@ async def test_receipt_numbers_are_unique_and_gap_free_under_concurrency(harness
             issuer.stop()
         await asyncio.gather(*runs)
     # ...and the same orders issued again, all at once, change nothing.
-    snapshots = [
-        await harness.redis.hget(f"wp:{{{o.split('-')[0]}}}:o:{o}", "s") for o in order_ids
-    ]
+    snapshots = [await harness.store.order(o) for o in order_ids]
     again = await asyncio.gather(
         *(issuers[i % 3].issue(orjson.loads(s), 0) for i, s in enumerate(snapshots * 2))
     )
