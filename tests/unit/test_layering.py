@@ -154,6 +154,7 @@ IO_MODULES = {"aiohttp", "grpc", "ray", "redis", "cryptography", "orjson"}
         "orchestrator.channels.alipay.auth_codes",
         "orchestrator.channels.unionpay.auth_codes",
         "orchestrator.domain.order",
+        "orchestrator.domain.ids",
         "orchestrator.domain.playbook",
         "orchestrator.config",
     ],
