@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,11 +263,6 @@ def _drainer(config: Config, redis_url: str, database_url: str) -> Any:
     )
 
 
-async def drainer_status(drainer: Any) -> dict[str, float]:
-    status: dict[str, float] = await drainer.status.remote()
-    return status
-
-
 async def actor_pid(handle: Any) -> int | None:
     """The actor's process id; None while Ray restarts it."""
     try:
@@ -308,8 +303,3 @@ async def close_submitters(submitters: Sequence[RaySubmitter]) -> None:
     """Close the direct channels (each actor's submitter once)."""
     unique = {s.name: s for s in submitters}
     await asyncio.gather(*(s.close() for s in unique.values()))
-
-
-def kill_actors(submitters: Mapping[str, RaySubmitter]) -> None:
-    for submitter in {s.name: s for s in submitters.values()}.values():
-        ray.kill(submitter._handle, no_restart=True)

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from loadtest.console_data import day_of_orders, write
 from orchestrator.console.accounts import Role
 from orchestrator.console.queries import ConsoleQueries
-from orchestrator.console.scope import Scope
+from orchestrator.console.scope import StaffScope
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
 
@@ -38,9 +38,9 @@ async def measure(database_url: str, orders: int, runs: int) -> dict[str, float]
         queries = ConsoleQueries(pool)
         figures: dict[str, float] = {}
         for name, scope in (
-            ("director", Scope(Role.DIRECTOR)),
-            ("head", Scope(Role.HEAD, "SP03")),
-            ("clerk", Scope(Role.CLERK, "SP03", "SP03-W1")),
+            ("director", StaffScope(Role.DIRECTOR)),
+            ("head", StaffScope(Role.HEAD, "SP03")),
+            ("clerk", StaffScope(Role.CLERK, "SP03", "SP03-W1")),
         ):
             times = []
             for _ in range(runs):

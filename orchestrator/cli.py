@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import healthcheck, pos
-from orchestrator.access import commands as access
+from orchestrator.access import cli as access
 from orchestrator.access.pki import PkiError
 from orchestrator.config import ConfigError, load_config
 from orchestrator.console import staff
-from orchestrator.reconcile import commands as backoffice
-from orchestrator.record import commands as record
-from orchestrator.sandbox import commands as sandbox
+from orchestrator.reconcile import cli as backoffice
+from orchestrator.record import cli as record
+from orchestrator.sandbox import cli as sandbox
 from orchestrator.telemetry import configure_logging
 
 # `windowpay serve` exits with this status when it lost its Ray node (EX_TEMPFAIL):

@@ -25,11 +25,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
+from orchestrator.domain.ids import SERVICE_POINT_ID
 from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.states import Channel
 
-SERVICE_POINT_ID = re.compile(r"^[A-Z0-9]{1,8}$")
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
@@ -475,7 +475,7 @@ def _deployment(root: _Table) -> Deployment:
     window_sp: dict[str, str] = {}
     for t in root.tables("service_points"):
         sp_id = t.get("id", str)
-        if not SERVICE_POINT_ID.match(sp_id):
+        if not SERVICE_POINT_ID.fullmatch(sp_id):
             raise t.fail("id", f"{sp_id!r} must be 1-8 capital letters or digits")
         if any(sp.id == sp_id for sp in service_points):
             raise t.fail("id", f"service point {sp_id} appears twice")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.domain import ids
 from orchestrator.domain.principals import Principal, Role
 
 Check = Callable[[Principal, Any, "Scope"], str | None]
@@ -39,11 +40,6 @@ class Scope:
     # WatchPayments subscriber id -> the business principal it belongs to
     subscribers: Mapping[str, str] = field(default_factory=dict)
 
-    @staticmethod
-    def service_point_of(order_id: str) -> str:
-        sp, sep, _ = order_id.partition("-")
-        return sp if sep else ""
-
 
 def _own_terminal(principal: Principal, request: Any, scope: Scope) -> str | None:
     if principal.role is Role.TERMINAL and request.terminal_id != principal.name:
@@ -62,10 +58,17 @@ def _own_point(principal: Principal, order_id: str) -> str | None:
     if (
         principal.role is Role.TERMINAL
         and order_id
-        and Scope.service_point_of(order_id) != principal.service_point
+        and not _of_point(order_id, principal.service_point)
     ):
         return f"order {order_id[:40]!r} is not of service point {principal.service_point}"
     return None
+
+
+def _of_point(order_id: str, sp: str) -> bool:
+    try:
+        return ids.service_point_of(order_id) == sp
+    except ids.MalformedOrderId:
+        return False
 
 
 def _refund_in_reach(principal: Principal, request: Any, scope: Scope) -> str | None:

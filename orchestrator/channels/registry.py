@@ -12,7 +12,7 @@ from orchestrator.channels.alipay.spec import SPEC as ALIPAY
 from orchestrator.channels.spec import ChannelSpec
 from orchestrator.channels.unionpay.spec import SPEC as UNIONPAY
 from orchestrator.channels.wechat.spec import SPEC as WECHAT
-from orchestrator.domain.codes import check_no_auth_code
+from orchestrator.domain.auth_codes import check_no_auth_code
 from orchestrator.domain.states import Channel
 
 SPECS: tuple[ChannelSpec, ...] = (WECHAT, ALIPAY, UNIONPAY)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ProviderSettings
-from orchestrator.domain.codes import AuthCodeRule
+from orchestrator.domain.auth_codes import AuthCodeRule
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillRow
 from orchestrator.providers.http import HttpClient

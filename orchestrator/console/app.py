@@ -1,5 +1,5 @@
 """The console's HTTP application: sign-in, the staff pages, and the payer lookup.
-Every staff page goes through `_staff` (session) and every order through `Scope.check`.
+Every staff page goes through `_staff` (session) and every order through `StaffScope.check`.
 Every page is rendered in the request's language (`language_of`)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, Refusal, Refused
 from orchestrator.console.pages import Office, Pages
 from orchestrator.console.queries import ConsoleQueries, SearchFilters, Today
-from orchestrator.console.scope import OutOfScope, Scope
+from orchestrator.console.scope import OutOfScope, StaffScope
 from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
@@ -139,7 +139,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         language,
         template,
         staff=staff,
-        scope=Scope.of(staff) if staff else None,
+        scope=StaffScope.of(staff) if staff else None,
         csrf=session.csrf if session else "",
         here=request.path_qs,
         path=request.path,
@@ -202,9 +202,9 @@ def _text(form: Any, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _scope(request: web.Request) -> Scope:
+def _scope(request: web.Request) -> StaffScope:
     staff: StaffAccount = request[STAFF]
-    return Scope.of(staff)
+    return StaffScope.of(staff)
 
 
 # ---- sign-in ---------------------------------------------------------------------------

@@ -7,9 +7,8 @@ import uuid
 
 from orchestrator.console.labels import Refusal
 from orchestrator.domain.commands import CancelOrder, Rejected
-from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.errors import NotFound
 from orchestrator.frontdoor.router import Router
-from orchestrator.store import keys
 
 
 class RouterCommands:
@@ -19,11 +18,9 @@ class RouterCommands:
     async def cancel(self, order_id: str, reason: str, username: str) -> Refusal | None:
         """Cancel an unpaid order; None when done, else why it was refused."""
         try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
-            return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
-        if not self._router.serves(sp):
-            return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
+            sp = self._router.route(order_id)
+        except NotFound as error:
+            return Refusal(error.code, str(error))
         command = CancelOrder(uuid.uuid4().hex, order_id, f"{reason} [console: {username}]")
         result = await self._router.call(sp, command)
         return Refusal(result.code, result.message) if isinstance(result, Rejected) else None

@@ -1,5 +1,5 @@
 """The console's reads from the PostgreSQL record, each narrowed by the caller's scope
-(`Scope.where`). Times are epoch milliseconds as everywhere in windowpay; days are the
+(`StaffScope.where`). Times are epoch milliseconds as everywhere in windowpay; days are the
 record's local business days.
 
 The record is partitioned by the day each order was made (record/partitions.py). A read
@@ -21,7 +21,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from orchestrator.console.scope import Scope
+from orchestrator.console.scope import StaffScope
 from orchestrator.record.reader import RecordReader
 
 Row = dict[str, Any]
@@ -142,7 +142,7 @@ class ConsoleQueries:
             return list(await cur.fetchall())
 
     async def today(
-        self, scope: Scope, day: date, now_ms: int, stuck_after_s: int, zone: str
+        self, scope: StaffScope, day: date, now_ms: int, stuck_after_s: int, zone: str
     ) -> Today:
         """The figures of one local day. One scan of the day's payments answers the
         totals, the breakdowns and the hourly chart (grouping sets); the other reads run
@@ -207,7 +207,7 @@ class ConsoleQueries:
             slowest=slowest,
         )
 
-    async def search(self, scope: Scope, f: SearchFilters) -> list[Row]:
+    async def search(self, scope: StaffScope, f: SearchFilters) -> list[Row]:
         where, params = scope.where()
         conditions = [where]
         if f.order_id:
@@ -265,7 +265,7 @@ class ConsoleQueries:
         )
 
     async def supervision(
-        self, scope: Scope, now_ms: int, overdue_s: int, playbook_s: Mapping[str, float]
+        self, scope: StaffScope, now_ms: int, overdue_s: int, playbook_s: Mapping[str, float]
     ) -> dict[str, list[Row]]:
         """What needs a person. An attempt is overdue once its channel's playbook should
         have settled it (`playbook_s`, by channel; `overdue_s` for a channel without one);
@@ -322,7 +322,7 @@ class ConsoleQueries:
         }
 
     async def differences(
-        self, scope: Scope, *, day: date | None = None, unresolved_only: bool = False
+        self, scope: StaffScope, *, day: date | None = None, unresolved_only: bool = False
     ) -> list[Row]:
         """Reconciliation differences of the latest run of each day. A head or clerk sees
         those of orders in their scope; one the bill shows and windowpay does not know
@@ -345,12 +345,12 @@ class ConsoleQueries:
 
     async def reconciliation_runs(self, day: date) -> list[Row]:
         """Each provider's matched totals for the day: office-wide, the caller checks
-        `Scope.office_wide` first."""
+        `StaffScope.office_wide` first."""
         return await self._all(
             "SELECT * FROM reconciliations WHERE day = %(day)s ORDER BY provider", {"day": day}
         )
 
-    async def fee_items_of_month(self, scope: Scope, month: date) -> list[Row]:
+    async def fee_items_of_month(self, scope: StaffScope, month: date) -> list[Row]:
         where, params = scope.where()
         first = month.replace(day=1)
         after = (first + timedelta(days=32)).replace(day=1)
@@ -373,7 +373,7 @@ class ConsoleQueries:
             },
         )
 
-    async def orders_of_day(self, scope: Scope, day: date) -> list[bytes]:
+    async def orders_of_day(self, scope: StaffScope, day: date) -> list[bytes]:
         """Snapshots of the orders created, paid or refunded on the day, in scope: what
         the settlement is computed from, as the GetSettlement RPC does."""
         where, params = scope.where()

@@ -16,13 +16,13 @@ import orjson
 from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, label
 from orchestrator.console.pages import FeeNames
-from orchestrator.console.scope import Scope
+from orchestrator.console.scope import StaffScope
 from orchestrator.domain.order import Order
 from orchestrator.reconcile.settlement import SettlementRow, settle
 
 
 def settlement(
-    snapshots: Sequence[bytes], day: date, zone: tzinfo, scope: Scope
+    snapshots: Sequence[bytes], day: date, zone: tzinfo, scope: StaffScope
 ) -> list[SettlementRow]:
     orders = [Order.from_record(orjson.loads(s)) for s in snapshots]
     rows = settle(orders, day, zone)

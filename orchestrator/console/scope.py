@@ -18,13 +18,13 @@ class OutOfScope(Refused):
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class StaffScope:
     role: Role
     service_point_id: str = ""
     window_id: str = ""
 
     @classmethod
-    def of(cls, account: StaffAccount) -> Scope:
+    def of(cls, account: StaffAccount) -> StaffScope:
         return cls(account.role, account.service_point_id, account.window_id)
 
     @property

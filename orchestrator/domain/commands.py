@@ -43,7 +43,7 @@ class CancelOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class Refund:
+class RefundOrder:
     request_id: str
     terminal_id: str
     terminal_window_id: str
@@ -64,7 +64,7 @@ class SettleLateSuccess:
     reason: str
 
 
-Command = CreateOrder | Pay | CancelOrder | Refund | SettleLateSuccess
+Command = CreateOrder | Pay | CancelOrder | RefundOrder | SettleLateSuccess
 
 
 def fingerprint(command: Command) -> str:
@@ -82,7 +82,7 @@ def fingerprint(command: Command) -> str:
         )
         if command.mode is PayMode.PAYER_SCANS_QR:
             text += "|QR"  # code-mode fingerprints stay what they were
-    elif isinstance(command, Refund):
+    elif isinstance(command, RefundOrder):
         text = (
             f"Refund|{command.terminal_id}|{command.order_id}|{command.amount_fen}|"
             f"{command.reason}|{command.supervisor_id}"

@@ -6,12 +6,12 @@ returns the Change to journal. Time is passed in as milliseconds since the epoch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import FailedPrecondition, InvalidArgument
+from orchestrator.domain.ids import compact
 from orchestrator.domain.states import (
     FINAL_ATTEMPT_STATES,
     AttemptEvent,
@@ -247,7 +247,7 @@ class Order:
         provider: letters and digits only (what every channel accepts), at most 29
         characters, and never reused even if the store lost its last writes, thanks to
         the caller's random `nonce`."""
-        return f"{_compact(self.order_id)}P{len(self.attempts) + 1}{_checked_nonce(nonce)}"
+        return f"{compact(self.order_id)}P{len(self.attempts) + 1}{_checked_nonce(nonce)}"
 
     def refund(self, refund_id: str) -> Refund:
         for refund in self.refunds:
@@ -634,48 +634,6 @@ def invariant_violations(order: Order) -> list[str]:
 
 
 NONCE_LENGTH = 6
-
-
-def order_ids_of(out_no: str, service_points: Iterable[str]) -> list[str]:
-    """The order ids (of these service points) that an attempt id, or a refund id made
-    from one, can belong to: the inverse of next_attempt_id's compact prefix."""
-    return OrderIds(service_points).of(out_no)
-
-
-class OrderIds:
-    """`order_ids_of` for a fixed set of service points, indexed once: a look-up costs
-    the same for 20 service points or 2,000 (a notification listener does one per
-    notification)."""
-
-    def __init__(self, service_points: Iterable[str]) -> None:
-        # width of the compact prefix -> its service-point part -> service points
-        self._by_width: dict[int, dict[str, list[str]]] = {}
-        token = "0" * ORDER_TOKEN_LENGTH
-        for sp in service_points:
-            width = min(len(sp) + ORDER_TOKEN_LENGTH, COMPACT_LENGTH)
-            part = _compact(f"{sp}-{token}")[:-ORDER_TOKEN_LENGTH]
-            self._by_width.setdefault(width, {}).setdefault(part, []).append(sp)
-
-    def of(self, out_no: str) -> list[str]:
-        found = []
-        for width, parts in self._by_width.items():
-            head = out_no[:width]
-            if len(head) < width or out_no[width : width + 1] != "P":
-                continue
-            for sp in parts.get(head[:-ORDER_TOKEN_LENGTH], ()):
-                order_id = f"{sp}-{head[-ORDER_TOKEN_LENGTH:]}"
-                if _compact(order_id) == head:
-                    found.append(order_id)
-        return found
-
-
-ORDER_TOKEN_LENGTH = 14  # the random part of an order id (servicepoint/core.py)
-COMPACT_LENGTH = 20
-
-
-def _compact(order_id: str) -> str:
-    """The order id's letters and digits, at most 20 (its random tail)."""
-    return "".join(c for c in order_id if c.isascii() and c.isalnum())[-COMPACT_LENGTH:]
 
 
 def _checked_nonce(nonce: str) -> str:

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orchestrator.access.caller import payer_name
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, Refund
+from orchestrator.domain.commands import CancelOrder, CreateOrder, Pay, RefundOrder
 from orchestrator.domain.errors import ErrorCode, InvalidArgument
 from orchestrator.domain.states import Channel, PayMode
 from orchestrator.frontdoor.snapshot import OrderView
@@ -163,8 +163,8 @@ def cancel_command(request: pb.CancelOrderRequest) -> CancelOrder:
     )
 
 
-def refund_command(request: pb.RefundRequest, terminal_window: str) -> Refund:
-    return Refund(
+def refund_command(request: pb.RefundRequest, terminal_window: str) -> RefundOrder:
+    return RefundOrder(
         request_id=request.request_id,
         terminal_id=request.terminal_id,
         terminal_window_id=terminal_window,

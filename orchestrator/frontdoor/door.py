@@ -10,13 +10,12 @@ import grpc
 from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Rejected, Result
-from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
+from orchestrator.domain.errors import DomainError, PermissionDenied
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import STATUS, order_message
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from orchestrator.store import keys
 from orchestrator.store.redis_store import RedisStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -53,13 +52,7 @@ class FrontDoor:
 
     def sp_of_order(self, order_id: str) -> str:
         check_id(order_id, "order_id")
-        try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
-            sp = ""
-        if not self.router.serves(sp):
-            raise NotFound(f"order {order_id} not found")
-        return sp
+        return self.router.route(order_id)
 
     def window_of_terminal(self, terminal_id: str) -> str:
         window = self.config.deployment.terminal_window.get(terminal_id)

@@ -14,8 +14,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from orchestrator.domain import ids
 from orchestrator.domain.commands import Command, Rejected, Result
-from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.errors import ErrorCode, NotFound
 from orchestrator.metrics import ACTOR_BATCH_SIZE, ACTOR_CALL_DURATION
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,17 @@ class Router:
 
     def serves(self, sp: str) -> bool:
         return sp in self._lanes
+
+    def route(self, order_id: str) -> str:
+        """The service point whose actor takes the order's commands: the one way from an
+        order id to its actor. NotFound when the id names no service point served here."""
+        try:
+            sp = ids.service_point_of(order_id)
+        except ids.MalformedOrderId:
+            sp = ""
+        if sp not in self._lanes:
+            raise NotFound(f"order {order_id} not found")
+        return sp
 
     def call(self, sp: str, command: Command) -> asyncio.Future[Result]:
         return self._lanes[sp].call(command)

@@ -152,7 +152,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         await abort(context, grpc.StatusCode.PERMISSION_DENIED, REFUSAL)
 
     async def _until_outcome(
-        self, context: Context, sp: str, command: commands.Pay | commands.Refund
+        self, context: Context, sp: str, command: commands.Pay | commands.RefundOrder
     ) -> pb.Order:
         """Send the command; if it started provider work, wait for that work's outcome up
         to the caller's deadline or the server's hold, whichever comes first."""

@@ -41,7 +41,6 @@ from orchestrator.store import keys
 from orchestrator.telemetry import discovered_targets
 
 log = logging.getLogger(__name__)
-RECONCILIATION = keys.RECONCILIATION_SUMMARY  # also written by reconciliation
 
 
 def _names(method: str) -> tuple[str, str]:
@@ -229,7 +228,7 @@ class MetricsEndpoint:
         pipe = self._redis.pipeline(transaction=False)
         for sp in self._service_points:
             pipe.get(keys.epoch(sp))
-        pipe.get(RECONCILIATION)
+        pipe.get(keys.RECONCILIATION_SUMMARY)  # written by `windowpay reconcile`
         *epochs, summary = await pipe.execute()
         for sp, epoch in zip(self._service_points, epochs, strict=True):
             if epoch is not None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from orchestrator.domain.order import OrderIds
+from orchestrator.domain.ids import OrderIds, service_point_of
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
 from orchestrator.providers.notices import (
@@ -29,7 +29,6 @@ from orchestrator.providers.notices import (
     NoticeRepeated,
 )
 from orchestrator.providers.notices import NoticeVerifier as Verifier
-from orchestrator.store.keys import service_point_of
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
 from orchestrator.config import load_config
+from orchestrator.domain.ids import service_point_of
 from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
 
@@ -82,7 +83,7 @@ async def compare(
         line_counts = dict(await cur.fetchall())
     pipe = redis.pipeline(transaction=False)
     for order_id in ids:
-        pipe.lrange(keys.journal(keys.service_point_of(order_id), order_id), 0, -1)
+        pipe.lrange(keys.journal(service_point_of(order_id), order_id), 0, -1)
     redis_journals = await pipe.execute() if ids else []
     for order_id, journal in zip(ids, redis_journals, strict=True):
         snapshot = orjson.loads(live[order_id])

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from orchestrator.config import Config
+from orchestrator.domain import ids
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.order import Order
 from orchestrator.record.metrics import (
@@ -192,7 +193,7 @@ class Drainer:
                 )
         pipe = self._redis.pipeline(transaction=False)
         for order_id in order_ids:
-            sp = keys.service_point_of(order_id)
+            sp = ids.service_point_of(order_id)
             pipe.hget(keys.order(sp, order_id), "s")
             pipe.lrange(keys.journal(sp, order_id), 0, -1)
         answers = await pipe.execute() if order_ids else []

@@ -20,9 +20,9 @@ from functools import partial
 
 from orchestrator.sandbox.journal import Journal
 from orchestrator.sandbox.trades import Behaviour as Behaviour
-from orchestrator.sandbox.trades import Refund as Refund
 from orchestrator.sandbox.trades import RefundState as RefundState
 from orchestrator.sandbox.trades import Trade as Trade
+from orchestrator.sandbox.trades import TradeRefund as TradeRefund
 from orchestrator.sandbox.trades import TradeState as TradeState
 from orchestrator.sandbox.trades import decode_trade, encode_trade
 
@@ -43,7 +43,7 @@ class BankReply:
     reply: Reply
     trade: Trade | None = None  # a copy; never the ledger's own object
     told: TradeState | None = None  # what the pay call says (7777 says USERPAYING)
-    refund: Refund | None = None
+    refund: TradeRefund | None = None
     reason: str = ""
 
 
@@ -56,7 +56,7 @@ class Timing:
     refund_processing_s: float = 20.0
 
 
-Settled = Callable[["Trade", "Refund | None"], None]  # a copy of the paid trade (and refund)
+Settled = Callable[["Trade", "TradeRefund | None"], None]  # a copy of the paid trade (and refund)
 
 
 class SandboxBank:
@@ -229,7 +229,7 @@ class SandboxBank:
         if trade.behaviour is Behaviour.REFUND_REFUSED:
             return BankReply(Reply.REFUSED, self._copy(trade), reason="MERCHANT_BALANCE_LOW")
         now = self._now()
-        refund = Refund(out_refund_no, f"R{self._trade_no()}", amount_fen, now, kind)
+        refund = TradeRefund(out_refund_no, f"R{self._trade_no()}", amount_fen, now, kind)
         if trade.behaviour is Behaviour.REFUND_SLOW:
             refund.state = RefundState.PROCESSING
             refund.done_at = now + self._scaled(self.timing.refund_processing_s)
@@ -256,7 +256,7 @@ class SandboxBank:
         await self.saved()
         return BankReply(Reply.OK, self._copy(trade), refund=replace(refund))
 
-    def refund_by_no(self, out_refund_no: str) -> tuple[Trade, Refund] | None:
+    def refund_by_no(self, out_refund_no: str) -> tuple[Trade, TradeRefund] | None:
         """A refund found by its own number alone (WeChat and UnionPay ask that way)."""
         for trade in self._trades.values():
             refund = self._refund_of(trade, out_refund_no)
@@ -466,7 +466,7 @@ class SandboxBank:
                 self._settled(trade, refund)
         return trade
 
-    def _settled(self, trade: Trade, refund: Refund | None = None) -> None:
+    def _settled(self, trade: Trade, refund: TradeRefund | None = None) -> None:
         """The one hook every trade that becomes paid, and every refund that succeeds,
         passes through: the provider tells the merchant (once) by its notification."""
         key = refund.out_refund_no if refund is not None else trade.out_trade_no
@@ -487,7 +487,7 @@ class SandboxBank:
         loop.call_later(max(0.0, after_s) + 0.01, self._refresh, trade)
 
     @staticmethod
-    def _refund_of(trade: Trade | None, out_refund_no: str) -> Refund | None:
+    def _refund_of(trade: Trade | None, out_refund_no: str) -> TradeRefund | None:
         if trade is None:
             return None
         return next((r for r in trade.refunds if r.out_refund_no == out_refund_no), None)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from orchestrator.sandbox.bank import Refund, RefundState, Trade, TradeState
+from orchestrator.sandbox.bank import RefundState, Trade, TradeRefund, TradeState
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 PAID_STATES = (TradeState.SUCCESS, TradeState.REFUND, TradeState.REVOKED)
@@ -42,7 +42,7 @@ def payments(
 
 def refunds(
     trades: Iterable[Trade], day: date, shift: timedelta = timedelta(0)
-) -> Iterator[tuple[Trade, Refund]]:
+) -> Iterator[tuple[Trade, TradeRefund]]:
     for trade in trades:
         for refund in trade.refunds:
             if refund.state is RefundState.SUCCESS and on_day(refund.at, day, shift):

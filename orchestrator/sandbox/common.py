@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from orchestrator.sandbox.bank import Refund, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import SandboxBank, Trade, TradeRefund, TradeState
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Gateway(Generic[KeysT]):
 
     # ---- notifications ---------------------------------------------------------------
 
-    def notification(self, trade: Trade, refund: Refund | None) -> Notification | None:
+    def notification(self, trade: Trade, refund: TradeRefund | None) -> Notification | None:
         """The channel's signed notification of a paid trade or a succeeded refund."""
         return None
 
@@ -155,7 +155,7 @@ class Gateway(Generic[KeysT]):
                 self._deliver(key, Delivery.decode(body))
         self.bank.resume()
 
-    def _announce(self, trade: Trade, refund: Refund | None) -> None:
+    def _announce(self, trade: Trade, refund: TradeRefund | None) -> None:
         if not self.notify_url:
             return
         notification = self.notification(trade, refund)

@@ -51,7 +51,7 @@ class Behaviour(StrEnum):
 
 
 @dataclass(slots=True)
-class Refund:
+class TradeRefund:
     out_refund_no: str
     refund_no: str
     amount_fen: int
@@ -76,7 +76,7 @@ class Trade:
     closed_at: float | None = None
     reason: str = ""
     reverse_calls: int = 0
-    refunds: list[Refund] = field(default_factory=list)
+    refunds: list[TradeRefund] = field(default_factory=list)
     qr_token: str = ""  # the payer scans a code: the token its URL carries
     qr_expires_at: float | None = None
     scanned: bool = False  # the payer app has scanned the code
@@ -96,7 +96,7 @@ def encode_trade(trade: Trade) -> bytes:
 
 
 _TRADE_FIELDS = {f.name for f in fields(Trade)}
-_REFUND_FIELDS = {f.name for f in fields(Refund)}
+_REFUND_FIELDS = {f.name for f in fields(TradeRefund)}
 
 
 def decode_trade(body: bytes) -> Trade:
@@ -106,7 +106,7 @@ def decode_trade(body: bytes) -> Trade:
     raw["behaviour"] = Behaviour(raw["behaviour"])
     raw["failed_tries"] = tuple(raw.get("failed_tries", ()))
     raw["refunds"] = [
-        Refund(**{**r, "state": RefundState(r["state"])})
+        TradeRefund(**{**r, "state": RefundState(r["state"])})
         for r in (
             {k: v for k, v in refund.items() if k in _REFUND_FIELDS}
             for refund in raw.get("refunds", [])

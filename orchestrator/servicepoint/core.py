@@ -22,9 +22,7 @@ The drivers run under a supervisor (supervisor.py); metrics go through an observ
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,14 +30,15 @@ import orjson
 
 from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
+from orchestrator.domain import ids
+from orchestrator.domain.auth_codes import auth_code_digest
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import price_lines
-from orchestrator.domain.codes import auth_code_digest
 from orchestrator.domain.commands import (
     Command,
     CreateOrder,
     Pay,
-    Refund,
+    RefundOrder,
     Rejected,
     Result,
     SettleLateSuccess,
@@ -51,7 +50,7 @@ from orchestrator.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from orchestrator.domain.order import Order, OrderIds
+from orchestrator.domain.order import Order
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -107,7 +106,7 @@ class ServicePointCore:
         record: RecordPort | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
-        self._order_ids = OrderIds(self.service_points)
+        self._order_ids = ids.OrderIds(self.service_points)
         self._config = config
         self._settings = config.settings
         self._store = store
@@ -300,7 +299,7 @@ class ServicePointCore:
             job = Job(command, fingerprint(command), sp, loop.create_future())
             job.lines = price_lines(catalog, command.lines)
             job.catalog_version = catalog.version
-            job.candidate_id = _new_order_id(sp)
+            job.candidate_id = ids.new_order_id(sp)
             return job
         sp = self._service_point_of(command.order_id)
         if isinstance(command, Pay):
@@ -324,7 +323,7 @@ class ServicePointCore:
             check_id(command.attempt_id, "attempt_id")
             check_text(command.reason, "reason", required=True, limit=200)
             return Job(command, fingerprint(command), sp, loop.create_future())
-        if isinstance(command, Refund):
+        if isinstance(command, RefundOrder):
             check_id(command.supervisor_id, "supervisor_id")
             check_text(command.reason, "reason", required=True, limit=200)
             if command.amount_fen <= 0:
@@ -334,10 +333,7 @@ class ServicePointCore:
         return Job(command, fingerprint(command), sp, loop.create_future())
 
     def _service_point_of(self, order_id: str) -> str:
-        try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
-            raise InvalidArgument(f"{order_id!r} is not an order id") from None
+        sp = ids.service_point_of(order_id)
         if sp not in self._epochs:
             raise NotFound(f"order {order_id} not found")
         return sp
@@ -372,7 +368,7 @@ class ServicePointCore:
             if not self._commit.unflushed(order_id):
                 self._book.recent.pop(order_id, None)  # gone from the store: stale here
             if (
-                isinstance(command, Refund | SettleLateSuccess)
+                isinstance(command, RefundOrder | SettleLateSuccess)
                 and value_of(job.response) is None
                 and value_of(job.claim) in (None, job.fingerprint.encode())
                 and self._book.find(order_id) is None
@@ -423,7 +419,7 @@ class ServicePointCore:
                 except Reloading:
                     pass  # the command naming its case is answered UNAVAILABLE
                 except FailedPrecondition:
-                    elsewhere[order_id] = keys.service_point_of(order_id)
+                    elsewhere[order_id] = ids.service_point_of(order_id)
         return elsewhere
 
     # ---- notifications ------------------------------------------------------------
@@ -624,11 +620,6 @@ class ServicePointCore:
 
     async def _flush(self, batch: WriteBatch) -> None:
         await self._store.commit(batch, self._epochs)
-
-
-def _new_order_id(sp: str) -> str:
-    token = base64.b32encode(secrets.token_bytes(10)).decode()[:14]
-    return f"{sp}-{token}"
 
 
 def _description(order: Order) -> str:

@@ -14,8 +14,8 @@ import secrets
 import orjson
 
 from orchestrator.config import Config
+from orchestrator.domain.auth_codes import mask_auth_code
 from orchestrator.domain.calendar import expiry_after
-from orchestrator.domain.codes import mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,
@@ -23,7 +23,7 @@ from orchestrator.domain.commands import (
     CreateOrder,
     Done,
     Pay,
-    Refund,
+    RefundOrder,
     Rejected,
     Result,
     SettleLateSuccess,
@@ -77,7 +77,7 @@ class CommandHandlers:
             raise NotFound(f"order {command.order_id} not found")
         if isinstance(command, Pay):
             return self.pay(job, command, order, reads)
-        if isinstance(command, Refund):
+        if isinstance(command, RefundOrder):
             return self.refund(job, command, order)
         if isinstance(command, SettleLateSuccess):
             return self.settle_late_success(job, command, order)
@@ -178,7 +178,7 @@ class CommandHandlers:
         self._book.save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 
-    def refund(self, job: Job, command: Refund, order: Order) -> Result:
+    def refund(self, job: Job, command: RefundOrder, order: Order) -> Result:
         terminal_sp = self._config.deployment.window_service_point.get(command.terminal_window_id)
         if terminal_sp != order.service_point_id:
             raise PermissionDenied(

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 
 import orjson
 
+from orchestrator.domain import ids
 from orchestrator.domain.order import Order
 from orchestrator.providers.engine import Clock
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.orders import OrderBook
-from orchestrator.store import keys
 from orchestrator.store.port import StorePort
 
 log = logging.getLogger(__name__)
@@ -94,5 +94,5 @@ class LostOrders:
         """Per service point: the orders still missing."""
         counts = dict.fromkeys(service_points, 0)
         for order_id in self._book.missing:
-            counts[keys.service_point_of(order_id)] += 1
+            counts[ids.service_point_of(order_id)] += 1
         return counts

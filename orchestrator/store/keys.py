@@ -7,14 +7,6 @@ from __future__ import annotations
 PREFIX = "wp"
 
 
-def service_point_of(order_id: str) -> str:
-    """Order ids start with their service point: 'SP01-K2M9XZ4TBA7Q'."""
-    sp, sep, _ = order_id.partition("-")
-    if not sep or not sp:
-        raise ValueError(f"not a windowpay order id: {order_id!r}")
-    return sp
-
-
 def order(sp: str, order_id: str) -> str:
     return f"{PREFIX}:{{{sp}}}:o:{order_id}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from orchestrator.domain import ids
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
 from orchestrator.store.write_batch import OP_WIDTH, WriteBatch
@@ -28,7 +29,7 @@ class MemoryReadBatch:
         return self._queue("get", key, None)
 
     def order(self, order_id: str) -> Read:
-        return self._queue("order", keys.order(keys.service_point_of(order_id), order_id), None)
+        return self._queue("order", keys.order(ids.service_point_of(order_id), order_id), None)
 
     async def run(self) -> None:
         strings, hashes = self._store.strings, self._store.hashes
@@ -114,7 +115,7 @@ class MemoryStore:
                 if key not in self.strings:
                     self.strings[key] = value
                     self.expiring[key] = retention_ms
-        sp = keys.service_point_of(order.order_id)
+        sp = ids.service_point_of(order.order_id)
         order_key, journal_key = keys.order(sp, order.order_id), keys.journal(sp, order.order_id)
         open_set = self.hashes.setdefault(keys.open_orders(sp), {})
         self.sets.get(keys.missing_orders(sp), set()).discard(order.order_id.encode())
@@ -131,10 +132,14 @@ class MemoryStore:
     # ---- what tests look at ------------------------------------------------------------
 
     async def order(self, order_id: str) -> bytes | None:
-        return self._snapshot(keys.order(keys.service_point_of(order_id), order_id))
+        try:
+            sp = ids.service_point_of(order_id)
+        except ids.MalformedOrderId:
+            return None  # as RedisStore answers: no such order
+        return self._snapshot(keys.order(sp, order_id))
 
     async def journal(self, order_id: str) -> list[bytes]:
-        return list(self.lists.get(keys.journal(keys.service_point_of(order_id), order_id), []))
+        return list(self.lists.get(keys.journal(ids.service_point_of(order_id), order_id), []))
 
     # ---- commit.lua, in Python ----------------------------------------------------------
 

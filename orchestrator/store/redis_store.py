@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from orchestrator.domain import ids
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
@@ -64,7 +65,7 @@ class ReadBatch:
         return self._next()
 
     def order(self, order_id: str) -> Read:
-        self._pipe.hget(keys.order(keys.service_point_of(order_id), order_id), "s")
+        self._pipe.hget(keys.order(ids.service_point_of(order_id), order_id), "s")
         return self._next()
 
     async def run(self) -> None:
@@ -161,7 +162,7 @@ class RedisStore:
             pipe.set(keys.receipt(code, number), record, nx=True, px=retention_ms)
             with _measured("restore"):
                 await pipe.execute()
-        sp = keys.service_point_of(order.order_id)
+        sp = ids.service_point_of(order.order_id)
         names = [
             keys.order(sp, order.order_id),
             keys.journal(sp, order.order_id),
@@ -178,8 +179,8 @@ class RedisStore:
 
     async def order(self, order_id: str) -> bytes | None:
         try:
-            sp = keys.service_point_of(order_id)
-        except ValueError:
+            sp = ids.service_point_of(order_id)
+        except ids.MalformedOrderId:
             return None
         value: bytes | None = await self.redis.hget(keys.order(sp, order_id), "s")  # type: ignore[assignment]
         return value
@@ -218,14 +219,14 @@ class RedisStore:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for order_id in order_ids:
-            pipe.hget(keys.order(keys.service_point_of(order_id), order_id), "s")
+            pipe.hget(keys.order(ids.service_point_of(order_id), order_id), "s")
         return [s for s in await pipe.execute() if s is not None]
 
     def receipt_store(self) -> ReceiptStore:
         return ReceiptStore(self.redis)
 
     async def journal(self, order_id: str) -> Sequence[bytes]:
-        sp = keys.service_point_of(order_id)
+        sp = ids.service_point_of(order_id)
         entries: list[bytes] = await self.redis.lrange(keys.journal(sp, order_id), 0, -1)  # type: ignore[assignment]
         return entries
 

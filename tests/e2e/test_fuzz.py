@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from orchestrator.access import client
 from orchestrator.access.tls import ServerTls
 from orchestrator.bootstrap import start_front_door
+from orchestrator.domain import ids
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store import keys
@@ -191,7 +192,7 @@ class Fuzzer:
         pipe = self.redis.pipeline(transaction=False)
         pipe.dbsize()
         for order_id in self.aimed_at:
-            pipe.llen(keys.journal(keys.service_point_of(order_id), order_id))
+            pipe.llen(keys.journal(ids.service_point_of(order_id), order_id))
         return tuple(int(n) for n in await pipe.execute())
 
     async def quiet(self) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import psycopg
 from redis.asyncio import Redis
 
 from actors import runtime
+from orchestrator.domain import ids
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.record.consistency import compare
@@ -45,7 +46,7 @@ async def test_get_order_and_receipt_answer_from_the_record_once_redis_let_go(
     )
     redis = Redis.from_url(deployed.redis_url)
     try:
-        sp = keys.service_point_of(paid.order_id)
+        sp = ids.service_point_of(paid.order_id)
         order_key = keys.order(sp, paid.order_id)
         # Drained and final: the keys carry the retention. Let it pass at once.
         assert await eventually(lambda: redis.pttl(order_key), lambda ttl: ttl > 0)

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
+from orchestrator.domain import ids
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store import keys
@@ -42,7 +43,7 @@ async def leaves_redis(deployed: Deployed, order: pb.Order) -> None:
     """Once drained final its keys carry the retention; let it pass at once."""
     redis = Redis.from_url(deployed.redis_url)
     try:
-        sp = keys.service_point_of(order.order_id)
+        sp = ids.service_point_of(order.order_id)
         names = [keys.order(sp, order.order_id), keys.journal(sp, order.order_id)]
         await eventually(lambda: redis.pttl(names[0]), lambda ttl: ttl > 0, within=30)
         assert await redis.pttl(names[1]) > 0

@@ -35,7 +35,7 @@ from orchestrator.console.guard import LOCK_AFTER_FAILURES
 from orchestrator.console.labels import Refusal
 from orchestrator.console.pages import Office
 from orchestrator.console.queries import ConsoleQueries
-from orchestrator.console.scope import Scope
+from orchestrator.console.scope import StaffScope
 from orchestrator.console.server import STAFF_FILE
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
@@ -636,14 +636,14 @@ async def test_an_attempt_is_overdue_after_its_own_channels_playbook(
                 (f"SP01-AAA2-{channel}", channel, f"r-{channel}", now_ms - 100_000),
             )
     lists = await ConsoleQueries(pool).supervision(
-        Scope(Role.DIRECTOR), now_ms, overdue_s=120,
+        StaffScope(Role.DIRECTOR), now_ms, overdue_s=120,
         playbook_s={"WECHAT": 60.0, "UNIONPAY": 300.0},
     )  # fmt: skip
     # WeChat's playbook (60 s) is past, UnionPay's (300 s) is not; Alipay has none
     # here, so the general 120 s applies and it is not overdue either.
     assert [a["attempt_id"] for a in lists["unresolved_attempts"]] == ["SP01-AAA2-WECHAT"]
     lists = await ConsoleQueries(pool).supervision(
-        Scope(Role.DIRECTOR), now_ms, overdue_s=90, playbook_s={"WECHAT": 60.0}
+        StaffScope(Role.DIRECTOR), now_ms, overdue_s=90, playbook_s={"WECHAT": 60.0}
     )
     assert {a["attempt_id"] for a in lists["unresolved_attempts"]} == {
         "SP01-AAA2-WECHAT", "SP01-AAA2-UNIONPAY", "SP01-AAA2-ALIPAY",

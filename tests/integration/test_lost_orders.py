@@ -14,7 +14,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.domain.commands import Accepted, Refund
+from orchestrator.domain.commands import Accepted, RefundOrder
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
 from orchestrator.record.drainer import Drainer
@@ -24,7 +24,7 @@ from orchestrator.record.writer import DrainedOrder
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
 from orchestrator.store import keys
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.integration.test_record import (
     caught_up,
     own_postgres,
@@ -40,7 +40,7 @@ RETENTION_S = 5.0  # what a drained final order's keys get here (100 s x time sc
 
 @asynccontextmanager
 async def office(redis: Redis) -> AsyncIterator[Harness]:
-    h = Harness(redis, record_config(retention_s=RETENTION_S / 0.05))
+    h = Harness.over_redis(redis, record_config(retention_s=RETENTION_S / 0.05))
     try:
         yield h
     finally:
@@ -65,7 +65,7 @@ async def ask_refund(h: Harness, core: ServicePointCore, order_id: str) -> None:
     """A refund the provider keeps answering "unavailable": it stays pending."""
     h.banks[Channel.WECHAT].faults.add("refund")
     supervisor = f"{h.sp}S"
-    refund = Refund(new_id(), f"{h.sp}T1", h.window(1), order_id, 2000, "退费", supervisor)
+    refund = RefundOrder(new_id(), f"{h.sp}T1", h.window(1), order_id, 2000, "退费", supervisor)
     assert isinstance(await one(core, refund), Accepted)
 
 

@@ -12,13 +12,13 @@ from redis.asyncio import Redis
 
 from orchestrator.domain.commands import Accepted
 from orchestrator.domain.states import AttemptState, Channel, OrderState, PayMode
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import eventually, small_config, unique_prefix
 
 
 @pytest.fixture
 async def harness(redis: Redis) -> AsyncIterator[Harness]:
-    h = Harness(redis, small_config(prefix=unique_prefix(), service_points=1, windows=4))
+    h = Harness.over_redis(redis, small_config(prefix=unique_prefix(), service_points=1, windows=4))
     yield h
     for core in h.cores:
         await core.stop()

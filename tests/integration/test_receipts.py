@@ -12,13 +12,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.domain.commands import Accepted, Done, Refund
+from orchestrator.domain.commands import Accepted, Done, RefundOrder
 from orchestrator.domain.states import Channel
 from orchestrator.receipts.issuer import GROUP, ReceiptIssuer
 from orchestrator.receipts.numbering import check_code
 from orchestrator.store.outbox import Outbox
 from orchestrator.store.receipts import ReceiptStore
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import eventually, new_id, small_config, unique_prefix
 
 SECRET = os.urandom(32)
@@ -26,7 +26,7 @@ SECRET = os.urandom(32)
 
 @pytest.fixture
 async def harness(redis: Redis) -> AsyncIterator[Harness]:
-    h = Harness(redis, small_config(prefix=unique_prefix(), service_points=2, windows=4))
+    h = Harness.over_redis(redis, small_config(prefix=unique_prefix(), service_points=2, windows=4))
     yield h
     for core in h.cores:
         await core.stop()
@@ -47,7 +47,9 @@ async def paid_orders(h: Harness, count: int, channel: Channel = Channel.CASH) -
 async def test_the_outbox_carries_paid_and_refunded_events_in_order(harness: Harness) -> None:
     core = await harness.core()
     [order_id] = await paid_orders(harness, 1)
-    await one(core, Refund(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 500, "r", "S"))
+    await one(
+        core, RefundOrder(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 500, "r", "S")
+    )
     outbox = Outbox(harness.redis, [harness.sp])
     await outbox.join("test")
     events = []
@@ -82,9 +84,7 @@ async def test_receipt_numbers_are_unique_and_gap_free_under_concurrency(harness
             issuer.stop()
         await asyncio.gather(*runs)
     # ...and the same orders issued again, all at once, change nothing.
-    snapshots = [
-        await harness.redis.hget(f"wp:{{{o.split('-')[0]}}}:o:{o}", "s") for o in order_ids
-    ]
+    snapshots = [await harness.store.order(o) for o in order_ids]
     again = await asyncio.gather(
         *(issuers[i % 3].issue(orjson.loads(s), 0) for i, s in enumerate(snapshots * 2))
     )
@@ -118,7 +118,8 @@ async def test_a_refund_marks_the_receipt(harness: Harness) -> None:
     try:
         await eventually(lambda: store.of_order(order_id), lambda r: r is not None)
         await one(
-            core, Refund(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 12000, "r", "S")
+            core,
+            RefundOrder(new_id(), f"{harness.sp}T1", harness.window(1), order_id, 12000, "r", "S"),
         )
         record = await eventually(
             lambda: store.of_order(order_id),

@@ -31,6 +31,7 @@ from orchestrator.domain.calendar import local_day
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CancelOrder, CreateOrder, Done, Pay, Rejected
 from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.ids import service_point_of
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.receipts.issuer import ReceiptIssuer
@@ -281,13 +282,13 @@ async def test_final_orders_leave_redis_after_the_retention_and_are_read_from_th
             drainer = Drainer(redis, pool, office.config)
             async with running(drainer):
                 await caught_up(drainer)
-                sp = keys.service_point_of(ids[0])
+                sp = service_point_of(ids[0])
                 assert 0 < await redis.pttl(keys.order(sp, ids[0])) <= 1500
                 paid = orjson.loads(await redis.hget(keys.order(sp, ids[0]), "s"))  # type: ignore[arg-type]
                 again = CreateOrder(new_id(), paid["business_no"], paid["window_id"], "张三", LINES)
                 [same] = await office.core.submit([again])  # still in Redis: the same order
                 assert isinstance(same, Done) and orjson.loads(same.order)["order_id"] == ids[0]
-                assert await redis.pttl(keys.order(keys.service_point_of(ids[4]), ids[4])) == -1
+                assert await redis.pttl(keys.order(service_point_of(ids[4]), ids[4])) == -1
                 await eventually(
                     lambda: redis.exists(keys.order(sp, ids[0])), lambda n: n == 0, within=60
                 )

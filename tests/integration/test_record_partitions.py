@@ -25,7 +25,7 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.console.accounts import Role
 from orchestrator.console.queries import ConsoleQueries, SearchFilters
-from orchestrator.console.scope import Scope
+from orchestrator.console.scope import StaffScope
 from orchestrator.record import migrate, partitions
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.embedded import EmbeddedPostgres
@@ -297,7 +297,7 @@ async def test_reads_by_day_plan_only_the_partitions_they_need(
     assert planned_days(reader.planned) == {"orders": every}
 
     console = PlannedConsole(pool)
-    scope = Scope(Role.DIRECTOR)
+    scope = StaffScope(Role.DIRECTOR)
     figures = await console.today(scope, TODAY, at(TODAY, 12), 600, "Asia/Shanghai")
     assert figures.payments == 3 and figures.refunds == 1
     # Today's payments and refunds, a week before's payments, open orders since

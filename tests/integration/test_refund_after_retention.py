@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.config import Config
-from orchestrator.domain.commands import Accepted, CreateOrder, Pay, Refund, Rejected, Result
+from orchestrator.domain.commands import Accepted, CreateOrder, Pay, RefundOrder, Rejected, Result
 from orchestrator.domain.errors import ErrorCode, Unavailable
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
@@ -38,7 +38,7 @@ from orchestrator.store import keys
 from orchestrator.store.port import RecordedOrder
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
-from tests.integration.test_core import LINES, order_of
+from tests.core_harness import LINES, order_of
 from tests.integration.test_record import caught_up, pool_of, record_config, running
 from tests.support import PROVIDER_CHANNELS, code, eventually, new_id
 
@@ -92,9 +92,9 @@ class Office:
         assert (order.state, order.amount_fen) == (OrderState.PAID, 12000)
         return order_id
 
-    def refund(self, order_id: str, amount_fen: int) -> Refund:
-        return Refund(new_id(), f"{self.sp}T1", f"{self.sp}W1", order_id, amount_fen, "考试取消",
-                      f"{self.sp}S")  # fmt: skip
+    def refund(self, order_id: str, amount_fen: int) -> RefundOrder:
+        return RefundOrder(new_id(), f"{self.sp}T1", f"{self.sp}W1", order_id, amount_fen,
+                           "考试取消", f"{self.sp}S")  # fmt: skip
 
     async def stored(self, order_id: str) -> Order | None:
         snapshot = await RedisStore(self.redis).order(order_id)

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.domain.commands import Accepted, Done, Refund, Rejected
+from orchestrator.domain.commands import Accepted, Done, RefundOrder, Rejected
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import invariant_violations
 from orchestrator.domain.states import AttemptState, Channel, OrderState, RefundState
-from tests.integration.test_core import Harness, one, order_of, settled
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import eventually, new_id, small_config, unique_prefix
 
 
@@ -27,15 +27,17 @@ async def harness(redis: Redis) -> AsyncIterator[Harness]:
         # Give a reversal up quickly and follow the trade up often (x 0.05 time scale).
         channels={"WECHAT": {"reverse_give_up_after_s": 60, "follow_up_interval_s": 4}},
     )
-    h = Harness(redis, config)
+    h = Harness.over_redis(redis, config)
     yield h
     for core in h.cores:
         await core.stop()
     assert h.fatal == []
 
 
-def refund(h: Harness, order_id: str, amount: int, window: int = 1) -> Refund:
-    return Refund(new_id(), f"{h.sp}T{window}", h.window(window), order_id, amount, "退费", "SUP1")
+def refund(h: Harness, order_id: str, amount: int, window: int = 1) -> RefundOrder:
+    return RefundOrder(
+        new_id(), f"{h.sp}T{window}", h.window(window), order_id, amount, "退费", "SUP1"
+    )
 
 
 async def paid_order(h: Harness, channel: Channel = Channel.WECHAT) -> str:
@@ -105,7 +107,7 @@ async def test_cash_is_handed_back_at_once(harness: Harness) -> None:
 async def test_refunds_are_made_at_the_service_point_that_was_paid(harness: Harness) -> None:
     core = await harness.core()
     order_id = await paid_order(harness)
-    other_point = Refund(new_id(), "G1T1", "G1W1", order_id, 100, "退费", "SUP1")
+    other_point = RefundOrder(new_id(), "G1T1", "G1W1", order_id, 100, "退费", "SUP1")
     result = await one(core, other_point)
     assert isinstance(result, Rejected) and result.code is ErrorCode.PERMISSION_DENIED
 

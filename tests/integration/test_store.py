@@ -1,11 +1,12 @@
-"""The Redis store against a real Redis: claims, fenced group commits, recovery reads."""
+"""What only the Redis store does: claim TTLs, the drainer's expiry cleared by a commit,
+lost snapshots, the script cache, pub/sub and the window read. What both stores promise
+(claims, all-or-nothing commits, fencing) is in test_store_contract.py."""
 
-import pytest
 from redis.asyncio import Redis
 
 from orchestrator.store import keys
 from orchestrator.store.port import LiveOrders
-from orchestrator.store.redis_store import CommitRejected, RedisStore, WriteBatch
+from orchestrator.store.redis_store import RedisStore, WriteBatch
 from tests.support import new_id, unique_prefix
 
 
@@ -26,20 +27,6 @@ async def test_a_claim_inserts_once_and_a_duplicate_does_not_refresh_its_ttl(red
     assert 0 < await redis.pttl(key) <= 5_000 < ttl_before
 
 
-async def test_a_release_deletes_only_the_holders_claim(redis: Redis) -> None:
-    store = RedisStore(redis)
-    key = keys.business_case(new_id("B"))
-    await redis.set(key, "order-1")
-    batch = WriteBatch()
-    batch.release(key, "order-2")
-    await store.commit(batch, {})
-    assert await redis.get(key) == b"order-1"
-    batch = WriteBatch()
-    batch.release(key, "order-1")
-    await store.commit(batch, {})
-    assert await redis.get(key) is None
-
-
 async def commit_order(store: RedisStore, sp: str, epoch: int, prev: int, version: int) -> None:
     batch = WriteBatch()
     batch.save_order(sp, f"{sp}-A", prev, version, b"snap%d" % version, [b"j%d" % version], b"e")
@@ -47,15 +34,12 @@ async def commit_order(store: RedisStore, sp: str, epoch: int, prev: int, versio
     await store.commit(batch, {sp: epoch})
 
 
-async def test_a_commit_writes_snapshot_journal_and_open_set(redis: Redis) -> None:
+async def test_the_open_orders_of_a_window_are_read_by_window(redis: Redis) -> None:
     store = RedisStore(redis)
     sp = unique_prefix()
     epoch = await store.take_over(sp)
     await commit_order(store, sp, epoch, 0, 1)
     await commit_order(store, sp, epoch, 1, 2)
-    assert await store.order(f"{sp}-A") == b"snap2"
-    assert await store.journal(f"{sp}-A") == [b"j1", b"j2"]
-    assert await store.open_orders(sp) == LiveOrders([b"snap2"], [])
     assert await store.window_orders(sp, "W1") == [b"snap2"]
     assert await store.window_orders(sp, "W2") == []
 
@@ -96,30 +80,6 @@ async def test_a_commit_after_redis_forgot_its_scripts_loads_them_and_writes_onc
     await commit_order(store, sp, epoch, 1, 2)
     assert await store.order(f"{sp}-A") == b"snap2"
     assert await store.journal(f"{sp}-A") == [b"j1", b"j2"]
-
-
-async def test_a_version_conflict_writes_nothing(redis: Redis) -> None:
-    store = RedisStore(redis)
-    sp = unique_prefix()
-    epoch = await store.take_over(sp)
-    await commit_order(store, sp, epoch, 0, 1)
-    with pytest.raises(CommitRejected, match="WPCONFLICT"):
-        await commit_order(store, sp, epoch, 0, 2)  # expects a version it does not have
-    assert await store.order(f"{sp}-A") == b"snap1"
-    assert await store.journal(f"{sp}-A") == [b"j1"]
-
-
-async def test_an_actor_that_was_taken_over_can_no_longer_commit(redis: Redis) -> None:
-    store = RedisStore(redis)
-    sp = unique_prefix()
-    old = await store.take_over(sp)
-    new = await store.take_over(sp)
-    assert new == old + 1
-    with pytest.raises(CommitRejected, match="WPFENCED"):
-        await commit_order(store, sp, old, 0, 1)
-    assert await store.order(f"{sp}-A") is None
-    await commit_order(store, sp, new, 0, 1)
-    assert await store.order(f"{sp}-A") == b"snap1"
 
 
 async def test_every_committed_snapshot_is_published(redis: Redis) -> None:

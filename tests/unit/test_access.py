@@ -420,7 +420,7 @@ def test_the_auditor_reads_payer_names_masked_as_in_the_console() -> None:
 
     from orchestrator.access.caller import payer_name, serving
     from orchestrator.console.accounts import Role as StaffRole
-    from orchestrator.console.scope import Scope as StaffScope
+    from orchestrator.console.scope import StaffScope
 
     def as_caller(principal: Principal | None) -> str:
         def read() -> str:

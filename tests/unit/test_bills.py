@@ -18,7 +18,7 @@ from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError
 from orchestrator.sandbox.bank import Behaviour as B
-from orchestrator.sandbox.bank import Refund, Trade, TradeState
+from orchestrator.sandbox.bank import Trade, TradeRefund, TradeState
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bills"
 
@@ -83,7 +83,7 @@ def test_a_bill_that_contradicts_itself_is_refused() -> None:
 def _trades() -> list[Trade]:
     paid_at = datetime(2026, 11, 28, 10, 0).timestamp()
     paid = Trade("A-1", "T1", 12345, "1300", B.PAYS, "SP01", TradeState.REFUND, paid_at, paid_at)
-    paid.refunds.append(Refund("A-1-R1", "R1", 345, paid_at + 60))
+    paid.refunds.append(TradeRefund("A-1-R1", "R1", 345, paid_at + 60))
     revoked = Trade(
         "A-2", "T2", 500, "1301", B.PAYS, "SP01", TradeState.REVOKED, paid_at, paid_at,
         closed_at=paid_at + 30,
@@ -134,8 +134,8 @@ def test_an_alipay_zip_with_a_gbk_name_and_a_summary_file() -> None:
 def test_a_unionpay_void_names_the_refund_it_carries_out() -> None:
     paid_at = datetime(2026, 11, 28, 10, 0).timestamp()
     sale = Trade("A1", "T1", 500, "1300", B.PAYS, "SP01", TradeState.REFUND, paid_at, paid_at)
-    sale.refunds.append(Refund("A1L1V", "R1", 500, paid_at + 300, kind="void"))
-    sale.refunds.append(Refund("A1R2X", "R2", 100, paid_at + 360))
+    sale.refunds.append(TradeRefund("A1L1V", "R1", 500, paid_at + 300, kind="void"))
+    sale.refunds.append(TradeRefund("A1R2X", "R2", 100, paid_at + 360))
     rows = parse_unionpay(unionpay_settlement([sale], DAY, "898"))
     assert [(r.out_trade_no, r.out_refund_no, r.trade_no) for r in rows if r.refund] == [
         ("A1", "A1L1", "R1"),  # the void's own orderId is the refund's number and a V

@@ -4,20 +4,20 @@ of one service point, the core over the in-memory store, and the day's settlemen
 from __future__ import annotations
 
 from orchestrator.domain.calendar import local_day
-from orchestrator.domain.commands import Accepted, Done, Refund, Rejected
+from orchestrator.domain.commands import Accepted, Done, RefundOrder, Rejected
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.reconcile.settlement import settle
 from orchestrator.store import keys
+from tests.core_harness import Harness, harness, one, order_of, settled
 from tests.support import new_id
-from tests.unit.test_core import Harness, harness, one, order_of, settled
 
 __all__ = ["harness"]  # the fixture, used by name
 
 
-def refund_at(h: Harness, window: int, order_id: str, amount_fen: int) -> Refund:
+def refund_at(h: Harness, window: int, order_id: str, amount_fen: int) -> RefundOrder:
     terminal, window_id = f"{h.sp}T{window}", h.window(window)
-    return Refund(new_id(), terminal, window_id, order_id, amount_fen, "退费", "S1")
+    return RefundOrder(new_id(), terminal, window_id, order_id, amount_fen, "退费", "S1")
 
 
 async def paid(h: Harness, window: int, channel: Channel) -> str:

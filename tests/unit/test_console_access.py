@@ -30,7 +30,7 @@ from orchestrator.console.guard import (
     client_address,
     csrf_ok,
 )
-from orchestrator.console.scope import OutOfScope, Scope
+from orchestrator.console.scope import OutOfScope, StaffScope
 from orchestrator.console.server import playbook_s
 
 
@@ -141,9 +141,9 @@ def test_bad_accounts_are_refused(role: Role, sp: str, window: str, message: str
 
 
 def test_scope_of_each_role() -> None:
-    clerk = Scope(Role.CLERK, "SP01", "SP01-W1")
-    head = Scope(Role.HEAD, "SP01")
-    for scope in (Scope(Role.DIRECTOR), Scope(Role.AUDITOR)):
+    clerk = StaffScope(Role.CLERK, "SP01", "SP01-W1")
+    head = StaffScope(Role.HEAD, "SP01")
+    for scope in (StaffScope(Role.DIRECTOR), StaffScope(Role.AUDITOR)):
         assert scope.allows("SP09", "SP09-W3")
     assert clerk.allows("SP01", "SP01-W1")
     assert not clerk.allows("SP01", "SP01-W2")
@@ -153,17 +153,17 @@ def test_scope_of_each_role() -> None:
         clerk.check("SP01", "SP01-W2")
     assert clerk.where() == ("o.window_id = %(scope_window)s", {"scope_window": "SP01-W1"})
     assert head.where("x") == ("x.service_point_id = %(scope_sp)s", {"scope_sp": "SP01"})
-    assert Scope(Role.DIRECTOR).where() == ("TRUE", {})
+    assert StaffScope(Role.DIRECTOR).where() == ("TRUE", {})
 
 
 def test_only_heads_and_directors_cancel_and_auditors_see_masked_names() -> None:
-    assert [r for r in Role if Scope(r).may_cancel] == [Role.HEAD, Role.DIRECTOR]
-    assert Scope(Role.AUDITOR).name("王小明") == "王**"
-    assert Scope(Role.DIRECTOR).name("王小明") == "王小明"
+    assert [r for r in Role if StaffScope(r).may_cancel] == [Role.HEAD, Role.DIRECTOR]
+    assert StaffScope(Role.AUDITOR).name("王小明") == "王**"
+    assert StaffScope(Role.DIRECTOR).name("王小明") == "王小明"
 
 
 def test_only_directors_and_auditors_see_the_office_wide_reconciliation() -> None:
-    assert [r for r in Role if Scope(r).office_wide] == [Role.DIRECTOR, Role.AUDITOR]
+    assert [r for r in Role if StaffScope(r).office_wide] == [Role.DIRECTOR, Role.AUDITOR]
 
 
 def test_sessions_expire_and_close() -> None:

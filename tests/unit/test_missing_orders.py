@@ -13,8 +13,8 @@ from orchestrator.domain.states import OrderState
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.write_batch import WriteBatch
+from tests.core_harness import Harness, harness, one, order_of, settled
 from tests.support import eventually
-from tests.unit.test_core import Harness, harness, one, order_of, settled
 
 __all__ = ["harness"]  # the fixture, used by name
 

@@ -8,7 +8,8 @@ import asyncio
 from datetime import date
 from typing import TypeVar
 
-from orchestrator.domain.order import Order, OrderIds, order_ids_of
+from orchestrator.domain.ids import OrderIds, order_ids_of
+from orchestrator.domain.order import Order
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel
 from orchestrator.providers.engine import (
     AttemptDriver,

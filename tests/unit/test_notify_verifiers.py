@@ -26,7 +26,7 @@ from orchestrator.providers.keys import provider_keys
 from orchestrator.providers.notices import Notice, NoticeRefused
 from orchestrator.providers.port import RefundStatus, TradeStatus
 from orchestrator.providers.signing import PublicKey
-from orchestrator.sandbox.bank import Refund, Trade
+from orchestrator.sandbox.bank import Trade, TradeRefund
 from orchestrator.sandbox.common import Gateway, Notification
 from tests.support import code, small_config
 
@@ -54,7 +54,7 @@ async def paid(gateway: Gateway[Any], amount: int = 8000) -> Trade:
     return reply.trade
 
 
-async def refunded(gateway: Gateway[Any], trade: Trade, amount: int) -> tuple[Trade, Refund]:
+async def refunded(gateway: Gateway[Any], trade: Trade, amount: int) -> tuple[Trade, TradeRefund]:
     reply = await gateway.bank.refund(trade.out_trade_no, f"{trade.out_trade_no}R1ABCDEF", amount)
     assert reply.trade is not None and reply.refund is not None
     return reply.trade, reply.refund

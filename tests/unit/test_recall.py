@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from orchestrator.channels.inprocess import SandboxProvider
+from orchestrator.domain import ids
 from orchestrator.domain.commands import Accepted, Done, Rejected, SettleLateSuccess
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import AttemptState, Channel, OrderState, RefundState
@@ -18,8 +19,8 @@ from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.port import RecordedOrder
+from tests.core_harness import Harness, one, order_of, settled
 from tests.support import PROVIDER_CHANNELS, new_id, small_config
-from tests.unit.test_core import Harness, one, order_of, settled
 
 RETENTION_MS = int(7 * 86_400 * 0.05 * 1000)  # the default retention, at time scale 0.05
 
@@ -33,7 +34,7 @@ class Record:
         self.asked: list[str] = []
 
     def copy(self, store: MemoryStore, order_id: str) -> None:
-        sp = keys.service_point_of(order_id)
+        sp = ids.service_point_of(order_id)
         held = store.hashes[keys.order(sp, order_id)]
         self.orders[order_id] = RecordedOrder(
             order_id, int(held["v"]), held["s"], list(store.lists[keys.journal(sp, order_id)])
@@ -48,7 +49,7 @@ class Record:
 
 class RecordHarness(Harness):
     def __init__(self) -> None:
-        super().__init__(small_config(service_points=1, windows=2))
+        super().__init__(MemoryStore(), small_config(service_points=1, windows=2))
         self.record = Record()
 
     async def recording_core(self) -> ServicePointCore:
@@ -66,7 +67,7 @@ class RecordHarness(Harness):
     def leaves(self, order_id: str) -> None:
         """Drained to the record, then gone from the store after the retention."""
         self.record.copy(self.store, order_id)
-        sp = keys.service_point_of(order_id)
+        sp = ids.service_point_of(order_id)
         del self.store.hashes[keys.order(sp, order_id)]
         del self.store.lists[keys.journal(sp, order_id)]
 

@@ -33,11 +33,11 @@ from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.providers.signing import sign, sorted_pairs, verify
 from orchestrator.sandbox.bank import (
     BankReply,
-    Refund,
     RefundState,
     Reply,
     SandboxBank,
     Trade,
+    TradeRefund,
     TradeState,
 )
 from orchestrator.sandbox.bills import local, payments, refunds
@@ -324,7 +324,7 @@ class AlipayGateway(Gateway[GatewayKeys]):
             return _failure("20000", "isp.unknow-error")
         return None
 
-    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+    def notification(self, trade: Trade, refund: TradeRefund | None) -> Notification:
         """trade_status_sync: the trade's state, and for a refund its out_biz_no and fees."""
         fields = {
             "app_id": self.merchant_id,

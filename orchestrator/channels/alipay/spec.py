@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.channels.alipay import bill, declines, files, sandbox_bill, wiring
-from orchestrator.channels.alipay.codes import AUTH_CODE
+from orchestrator.channels.alipay.auth_codes import AUTH_CODE
 from orchestrator.channels.spec import ChannelSpec
 from orchestrator.domain.states import Channel
 

@@ -33,7 +33,14 @@ from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys
 from orchestrator.channels.unionpay.shapes import answer_fields
 from orchestrator.channels.unionpay.wire import digest, render_answer
 from orchestrator.providers.signing import sign, verify
-from orchestrator.sandbox.bank import Refund, RefundState, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import (
+    RefundState,
+    Reply,
+    SandboxBank,
+    Trade,
+    TradeRefund,
+    TradeState,
+)
 from orchestrator.sandbox.bills import BEIJING
 from orchestrator.sandbox.common import Gateway, Notification
 
@@ -262,7 +269,7 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
             return self._answer(fields, "11")
         return fields
 
-    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+    def notification(self, trade: Trade, refund: TradeRefund | None) -> Notification:
         """The backUrl notification: the transaction's fields, signed like an answer,
         posted as a form."""
         if refund is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.channels.spec import ChannelSpec
 from orchestrator.channels.unionpay import bill, declines, files, sandbox_bill, wiring
-from orchestrator.channels.unionpay.codes import AUTH_CODE
+from orchestrator.channels.unionpay.auth_codes import AUTH_CODE
 from orchestrator.domain.states import Channel
 
 SPEC = ChannelSpec(

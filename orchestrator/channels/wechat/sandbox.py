@@ -38,7 +38,7 @@ from orchestrator.channels.wechat.sandbox_answers import (
 from orchestrator.channels.wechat.sandbox_bill import wechat_trade_bill
 from orchestrator.channels.wechat.sandbox_keys import WeChatPlatformKeys
 from orchestrator.providers.signing import sign, verify
-from orchestrator.sandbox.bank import BankReply, Refund, Reply, SandboxBank, Trade, TradeState
+from orchestrator.sandbox.bank import BankReply, Reply, SandboxBank, Trade, TradeRefund, TradeState
 from orchestrator.sandbox.common import Gateway, Notification
 
 OPTIONAL_IDS = {"sub_appid"}  # 选填: when sent, it must be the sub-merchant's
@@ -304,7 +304,7 @@ class WeChatGateway(Gateway[WeChatPlatformKeys]):
 
     # ---- notifications --------------------------------------------------------------
 
-    def notification(self, trade: Trade, refund: Refund | None) -> Notification:
+    def notification(self, trade: Trade, refund: TradeRefund | None) -> Notification:
         """支付成功 / 退款成功: the resource sealed under the APIv3 key, the body signed
         like an answer."""
         if refund is None:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from orchestrator.channels.wechat.accounts import Account
-from orchestrator.sandbox.bank import Refund, RefundState, Trade, TradeState
+from orchestrator.sandbox.bank import RefundState, Trade, TradeRefund, TradeState
 
 STATE_TEXT = {
     TradeState.SUCCESS: "支付成功",
@@ -70,7 +70,7 @@ def reverse_answer(out_trade_no: str, account: Account) -> dict[str, Any]:
     return {**account.ids(), "out_trade_no": out_trade_no}
 
 
-def refund_answer(trade: Trade, refund: Refund) -> dict[str, Any]:
+def refund_answer(trade: Trade, refund: TradeRefund) -> dict[str, Any]:
     """申请退款 / 查询单笔退款: the refund."""
     record: dict[str, Any] = {
         "refund_id": refund.refund_no,
@@ -98,7 +98,7 @@ def refund_answer(trade: Trade, refund: Refund) -> dict[str, Any]:
     return record
 
 
-def refund_notice(trade: Trade, refund: Refund, account: Account) -> dict[str, Any]:
+def refund_notice(trade: Trade, refund: TradeRefund, account: Account) -> dict[str, Any]:
     """退款结果通知's resource (decrypted)."""
     return {
         **account.merchant_ids(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.channels.spec import ChannelSpec
 from orchestrator.channels.wechat import bill, declines, files, sandbox_bill, wiring
-from orchestrator.channels.wechat.codes import AUTH_CODE
+from orchestrator.channels.wechat.auth_codes import AUTH_CODE
 from orchestrator.domain.states import Channel
 
 SPEC = ChannelSpec(

@@ -1,5 +1,5 @@
 """Alembic's environment for the record: run on the connection `migrate.upgrade` hands
-over (no alembic.ini, no URL here)."""
+over (no Alembic ini file, no URL here)."""
 
 from alembic import context
 

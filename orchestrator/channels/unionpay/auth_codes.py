@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.domain.codes import AuthCodeRule
+from orchestrator.domain.auth_codes import AuthCodeRule
 
 AUTH_CODE = AuthCodeRule(
     pattern=re.compile(r"62[0-9]{14,17}", re.ASCII),

@@ -1,6 +1,6 @@
 """Payer auth codes (the one-time payment code shown to the POS): the shape of a channel's
 rule, and what may be kept of a code. Each channel states its rule in
-orchestrator/channels/<name>/codes.py."""
+orchestrator/channels/<name>/auth_codes.py."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from orchestrator.channels.registry import spec
 from orchestrator.config import Config, ConfigError, load_config
 from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
-from orchestrator.frontdoor.telemetry import RECONCILIATION
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.reconcile import recorded
@@ -33,6 +32,7 @@ from orchestrator.reconcile.job import Healed, load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
 from orchestrator.record.recorded_store import RecordedStore
 from orchestrator.runfile import RunInfo
+from orchestrator.store import keys
 from orchestrator.store.redis_store import RedisStore
 
 
@@ -184,7 +184,7 @@ async def _reconcile(
             },
         )
         finished_at = time.time()
-        await redis.set(RECONCILIATION, orjson.dumps(report.summary(finished_at)))
+        await redis.set(keys.RECONCILIATION_SUMMARY, orjson.dumps(report.summary(finished_at)))
         if args.database_url:
             async with await AsyncConnection.connect(args.database_url) as conn:
                 await recorded.save(conn, report, int(finished_at * 1000))

@@ -1,7 +1,7 @@
 import pytest
 
 from orchestrator.channels.registry import check_auth_code
-from orchestrator.domain.codes import auth_code_digest, mask_auth_code
+from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.states import Channel
 

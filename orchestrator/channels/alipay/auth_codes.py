@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.domain.codes import AuthCodeRule
+from orchestrator.domain.auth_codes import AuthCodeRule
 
 AUTH_CODE = AuthCodeRule(
     pattern=re.compile(r"(2[5-9]|30)[0-9]{14,22}", re.ASCII),
