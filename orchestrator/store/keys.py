@@ -68,6 +68,12 @@ def day(sp: str, yyyymmdd: str) -> str:
     return f"{PREFIX}:{{{sp}}}:day:{yyyymmdd}"
 
 
+def chain_head(sp: str, day: str) -> str:
+    """The head ("n hash") of the service point's journal chain for a business day
+    (YYYY-MM-DD): moved only by the actor's commit script (store/chain.py)."""
+    return f"{PREFIX}:{{{sp}}}:chain:{day}"
+
+
 def lease(subscriber: str) -> str:
     """Held by the one front door streaming payment events to this subscriber."""
     return f"{PREFIX}:lease:{subscriber}"
