@@ -20,6 +20,7 @@ from orchestrator.access.https import WebTls, served_url, web_tls
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
 from orchestrator.access.tls import ServerTls
+from orchestrator.audit.roots import ensure_audit_key
 from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
@@ -193,6 +194,9 @@ async def start_service(
         console_context = console_tls.context() if console_tls else None
         if not join:
             ensure_receipt_secret(keys_dir)
+            if ensure_audit_key(keys_dir):
+                log.info("audit key written to %s (the database administrator must not "
+                         "hold it)", keys_dir / "audit")  # fmt: skip
             if ensure_dev_pins(config.access, pki):
                 log.info("development supervisor PINs written to %s", pki / DEV_PINS)
         listener = None

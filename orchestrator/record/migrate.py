@@ -6,7 +6,7 @@ import sqlalchemy
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -149,3 +149,7 @@ METRICS_TARGETS = f"{PREFIX}:metrics:targets"
 
 RECONCILIATION_SUMMARY = f"{PREFIX}:recon:last"
 """The summary of the last reconciliation run, turned into gauges by the front doors."""
+
+AUDIT_VERIFIED = f"{PREFIX}:audit:verified"
+"""Hash day (YYYY-MM-DD) -> the outcome of the last `windowpay audit verify` of that day,
+turned into gauges by the front doors (WindowpayAuditChainBroken)."""
