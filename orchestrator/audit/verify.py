@@ -508,7 +508,7 @@ def _collect(facts: dict[str, _OrderFacts], entry: Mapping[str, Any], row: _Row)
     known = facts.setdefault(row.order_id, _OrderFacts())
     if row.version >= known.last_version:
         known.last_version, known.last_n = row.version, row.n
-        known.state = str(entry.get("order_state", ""))
+        known.state = str(order.get("state", ""))
         known.amount_fen = int(order.get("amount_fen", 0))
         known.refunded_fen = int(order.get("refunded_fen", 0))
     if "lines" in entry:

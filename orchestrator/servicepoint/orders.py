@@ -104,6 +104,7 @@ class OrderBook:
             "id": order.order_id,
             "business_no": order.business_no,
             "window": order.window_id,
+            "state": order.state.value,
             "amount_fen": order.amount_fen,
             "refunded_fen": order.refunded_fen,
         }
