@@ -45,7 +45,7 @@ _ROWS = """
 SELECT service_point_id, chain_seq, order_id, version, prev_hash, entry_hash, entry::text
 FROM journal
 WHERE chain_day = %(day)s AND (%(sp)s::text IS NULL OR service_point_id = %(sp)s)
-ORDER BY service_point_id, chain_seq, entry_hash
+ORDER BY service_point_id, chain_seq
 """
 CHUNK = 5000  # order ids per cross-checking query
 
