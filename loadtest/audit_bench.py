@@ -27,6 +27,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from orchestrator.audit.job import close_day
+from orchestrator.audit.roots import Totals, sign, store_roots, write_file
 from orchestrator.audit.verify import Verifier
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
@@ -80,11 +81,11 @@ def _order(sp: str, n: int, at: int) -> tuple[list[dict[str, Any]], dict[str, An
     return entries, final
 
 
-async def generate(url: str, entries: int, points: int) -> int:
-    """Write the day; how many journal rows were written."""
+async def generate(url: str, entries: int, points: int) -> dict[str, Totals]:
+    """Write the day; each service point's totals, as its chain's head says them."""
     start = int(datetime(2026, 12, 1, 1, 0, tzinfo=UTC).timestamp() * 1000)
     per_point = max(1, entries // points)
-    written = 0
+    totals: dict[str, Totals] = {}
     async with await psycopg.AsyncConnection.connect(url) as conn:
         for p in range(points):
             sp = f"SP{p:03d}"
@@ -131,8 +132,10 @@ async def generate(url: str, entries: int, points: int) -> int:
                         for row in rows:
                             await copy.write_row(row)
             await conn.commit()
-            written += len(journal)
-    return written
+            paid = len(orders)
+            refunded = len(refunds)
+            totals[sp] = Totals(head.n, head.hash, paid, paid * AMOUNT, refunded, refunded * 500)
+    return totals
 
 
 _COLUMNS = {
@@ -151,23 +154,32 @@ _COLUMNS = {
 }
 
 
-async def measure(url: str, entries: int, points: int, audit_dir: Path) -> dict[str, Any]:
+async def measure(
+    url: str, entries: int, points: int, audit_dir: Path, close: bool
+) -> dict[str, Any]:
     started = time.perf_counter()
-    written = await generate(url, entries, points)
+    totals = await generate(url, entries, points)
     generated_s = time.perf_counter() - started
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("ANALYZE")
     key = Ed25519PrivateKey.generate()
+    close_s = None
     async with await psycopg.AsyncConnection.connect(url) as conn:
         started = time.perf_counter()
-        await close_day(conn, key, DAY, [], audit_dir)
-        close_s = time.perf_counter() - started
+        if close:  # as `windowpay audit close` does: the chains walked again, then signed
+            await close_day(conn, key, DAY, [], audit_dir)
+            close_s = round(time.perf_counter() - started, 1)
+        else:  # signed from the heads the generator (the actor) kept
+            now = int(time.time() * 1000)
+            roots = [sign(key, DAY, sp, t, now) for sp, t in sorted(totals.items())]
+            write_file(audit_dir, DAY, roots)
+            await store_roots(conn, DAY, roots)
         report = await Verifier(conn, public_key=key.public_key(), audit_dir=audit_dir).verify(DAY)
     return {
-        "entries": written,
+        "entries": report.entries,
         "service_points": points,
         "generated_s": round(generated_s, 1),
-        "close_s": round(close_s, 1),
+        "close_s": close_s,
         "verify_s": round(report.seconds, 1),
         "verify_entries_per_s": round(report.entries / report.seconds),
         "findings": len(report.findings),
@@ -179,6 +191,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--service-points", type=int, default=320)
     parser.add_argument("--database-url", help="an empty database (default: a private one)")
+    parser.add_argument(
+        "--close", action="store_true", help="also time `audit close` (a second full walk)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="windowpay-audit-bench-"))
     root.chmod(0o755)
@@ -190,7 +205,9 @@ def main() -> None:
             postgres.start()
             url = postgres.create_database("audit_bench")
         migrate.upgrade(url)
-        result = asyncio.run(measure(url, args.entries, args.service_points, root / "audit"))
+        result = asyncio.run(
+            measure(url, args.entries, args.service_points, root / "audit", args.close)
+        )
         print(json.dumps(result))
     finally:
         if postgres is not None:
