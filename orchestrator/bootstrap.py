@@ -186,6 +186,7 @@ async def start_service(
             await asyncio.to_thread(migrate.upgrade, database_url)
             log.info("record schema at revision %s", migrate.HEAD)
         keys_dir = (data_dir / config.keys_dir).resolve()
+        audit_dir = (data_dir / "audit").resolve()  # the signed roots the drainer exports
         tls = server_tls(config, data_dir, create=not join)
         pki = pki_dir(config.access, data_dir)
         # the console's and the listener's certificates, refused before anything starts
@@ -224,7 +225,9 @@ async def start_service(
         if join:
             submitters = runtime.join(config)
         else:
-            actors = await runtime.deploy(config, redis_url, str(keys_dir), database_url)
+            actors = await runtime.deploy(
+                config, redis_url, str(keys_dir), database_url, str(audit_dir)
+            )
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         stack.push_async_callback(runtime.close_submitters, list(submitters.values()))

@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from orchestrator.audit.closer import DailyCloser
 from orchestrator.config import Config
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.order import Order
@@ -80,6 +81,7 @@ class Drainer:
         pool: AsyncConnectionPool[Any],
         config: Config,
         consumer: str = "drainer",
+        closer: DailyCloser | None = None,
     ) -> None:
         points = [sp.id for sp in config.deployment.service_points]
         self._redis = redis
@@ -100,6 +102,7 @@ class Drainer:
         self._reloader = Reloader(redis, pool, points, self.retention_ms)
         self._batch = settings.drain_batch
         self._housekeeping_s = settings.housekeeping_s
+        self._closer = closer
         self._stopping = False
         self.drained_orders = 0
         self.lag_s = 0.0
@@ -250,6 +253,8 @@ class Drainer:
             try:
                 await self.measure()
                 await self._reloader.run_once()
+                if self._closer is not None:
+                    await self._closer.run_once()
                 if time.monotonic() - last_trim >= self._housekeeping_s:
                     last_trim = time.monotonic()
                     await self.trim()

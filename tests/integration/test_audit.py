@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import tomli_w
 from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
+from orchestrator.audit.closer import DailyCloser
 from orchestrator.audit.job import NotClosable, close_day
 from orchestrator.audit.roots import (
     ensure_audit_key,
@@ -102,7 +104,8 @@ async def _window_of(office: Office, order_id: str) -> str:
 
 
 @pytest.fixture
-async def closed(redis: Redis, database_url: str, tmp_path: Path) -> AsyncIterator[Day]:
+async def drained(redis: Redis, database_url: str, tmp_path: Path) -> AsyncIterator[Day]:
+    """A day of orders in the record, not closed yet."""
     data = record_data(housekeeping_s=3600)
     config_file = tmp_path / "windowpay.toml"
     config_file.write_bytes(tomli_w.dumps(data).encode())
@@ -121,13 +124,19 @@ async def closed(redis: Redis, database_url: str, tmp_path: Path) -> AsyncIterat
         day = Day(office, database_url, date.today(), keys_dir, tmp_path / "audit", config_file)
         [(chain_day,)] = await day.sql("SELECT DISTINCT chain_day FROM journal")
         day.day = chain_day
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            await close_day(
-                conn, load_private_key(keys_dir), chain_day, office.points, day.audit_dir, redis
-            )
         yield day
     finally:
         await office.core.stop()
+
+
+@pytest.fixture
+async def closed(drained: Day) -> Day:
+    async with await psycopg.AsyncConnection.connect(drained.url) as conn:
+        await close_day(
+            conn, load_private_key(drained.keys_dir), drained.day, drained.office.points,
+            drained.audit_dir, drained.office.redis,
+        )  # fmt: skip
+    return drained
 
 
 def kinds(report: Report) -> list[str]:
@@ -320,3 +329,19 @@ async def test_a_day_is_not_closed_while_the_record_lags_behind_redis(closed: Da
                 conn, load_private_key(closed.keys_dir), closed.day, office.points,
                 closed.audit_dir, office.redis,
             )  # fmt: skip
+
+
+async def test_the_drainer_closes_a_day_by_itself_once_it_has_ended(drained: Day) -> None:
+    zone = drained.office.config.settings.zone
+    after = datetime.combine(drained.day + timedelta(days=1), dt_time(0, 20), tzinfo=zone)
+    clock = [int(after.timestamp() * 1000)]
+    async with pool_of(drained.url) as pool:
+        closer = DailyCloser(
+            pool, drained.office.redis, drained.keys_dir, drained.audit_dir,
+            drained.office.points, zone, now_ms=lambda: clock[0],
+        )  # fmt: skip
+        assert await closer.run_once(force=True) is None  # 00:20: not yet
+        clock[0] += 15 * 60_000
+        assert await closer.run_once(force=True) == drained.day
+        assert await closer.run_once(force=True) is None  # closed once
+    assert (await drained.verify()).findings == []
