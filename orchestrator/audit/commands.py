@@ -155,7 +155,11 @@ def run_close(args: argparse.Namespace) -> int:
         print(f"signed roots written to {path}")
         return 0
 
-    return asyncio.run(close())
+    try:
+        return asyncio.run(close())
+    except (psycopg.Error, OSError) as error:
+        print(f"windowpay audit close: cannot read the record: {error}", file=sys.stderr)
+        return USAGE
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -184,7 +188,11 @@ def run_verify(args: argparse.Namespace) -> int:
             if redis is not None:
                 await redis.aclose()
 
-    report = asyncio.run(verify())
+    try:
+        report = asyncio.run(verify())
+    except (psycopg.Error, OSError) as error:  # no record to read: nothing was verified
+        print(f"windowpay audit verify: cannot read the record: {error}", file=sys.stderr)
+        return USAGE
     if args.json:
         for finding in report.findings:
             print(json.dumps(asdict(finding), ensure_ascii=False))

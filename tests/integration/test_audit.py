@@ -153,6 +153,9 @@ async def test_a_clean_day_verifies_and_the_command_exits_0(closed: Day) -> None
     assert await asyncio.to_thread(main, _cli(closed)) == 0
     [(ok, findings)] = await closed.sql("SELECT ok, findings FROM audit_verifications")
     assert (ok, findings) == (True, 0)
+    unreachable = [*_cli(closed)]
+    unreachable[unreachable.index("--database-url") + 1] = "postgresql://127.0.0.1:1/none"
+    assert await asyncio.to_thread(main, unreachable) == 2  # not 1: nothing was found
 
 
 def _cli(day: Day, *more: str) -> list[str]:
