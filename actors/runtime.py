@@ -214,7 +214,11 @@ class Actors:
 
 
 async def deploy(
-    config: Config, redis_url: str, keys_dir: str, database_url: str | None = None
+    config: Config,
+    redis_url: str,
+    keys_dir: str,
+    database_url: str | None = None,
+    audit_dir: str = "",
 ) -> Actors:
     """Create (or find) the actors of the deployment, once every one has recovered its
     state and is ready."""
@@ -238,7 +242,9 @@ async def deploy(
             submitters[sp] = submitter
     unique = {s.name: s for s in submitters.values()}
     issuer = _receipt_issuer(config, redis_url, keys_dir)
-    drainer = _drainer(config, redis_url, database_url) if database_url else None
+    drainer = (
+        _drainer(config, redis_url, database_url, keys_dir, audit_dir) if database_url else None
+    )
     await asyncio.gather(
         *(s.ready() for s in unique.values()),
         issuer.ready.remote(),
@@ -247,7 +253,9 @@ async def deploy(
     return Actors(submitters, issuer, drainer)
 
 
-def _drainer(config: Config, redis_url: str, database_url: str) -> Any:
+def _drainer(
+    config: Config, redis_url: str, database_url: str, keys_dir: str, audit_dir: str
+) -> Any:
     from actors.drainer import DrainerActor
 
     return (
@@ -259,7 +267,7 @@ def _drainer(config: Config, redis_url: str, database_url: str) -> Any:
             max_restarts=-1,  # restarted after a crash; replays what it had not acked
             max_concurrency=10,
         )
-        .remote(config, redis_url, database_url)
+        .remote(config, redis_url, database_url, keys_dir, audit_dir)
     )
 
 

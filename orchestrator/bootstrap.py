@@ -20,6 +20,7 @@ from orchestrator.access.https import WebTls, served_url, web_tls
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
 from orchestrator.access.tls import ServerTls
+from orchestrator.audit.roots import ensure_audit_key
 from orchestrator.channels.registry import ensure_dev_keys
 from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
@@ -185,6 +186,7 @@ async def start_service(
             await asyncio.to_thread(migrate.upgrade, database_url, zone=config.settings.timezone)
             log.info("record schema at revision %s", migrate.HEAD)
         keys_dir = (data_dir / config.keys_dir).resolve()
+        audit_dir = (data_dir / "audit").resolve()  # the signed roots the drainer exports
         tls = server_tls(config, data_dir, create=not join)
         pki = pki_dir(config.access, data_dir)
         # the console's and the listener's certificates, refused before anything starts
@@ -193,6 +195,9 @@ async def start_service(
         console_context = console_tls.context() if console_tls else None
         if not join:
             ensure_receipt_secret(keys_dir)
+            if ensure_audit_key(keys_dir):
+                log.info("audit key written to %s (the database administrator must not "
+                         "hold it)", keys_dir / "audit")  # fmt: skip
             if ensure_dev_pins(config.access, pki):
                 log.info("development supervisor PINs written to %s", pki / DEV_PINS)
         listener = None
@@ -220,7 +225,9 @@ async def start_service(
         if join:
             submitters = runtime.join(config)
         else:
-            actors = await runtime.deploy(config, redis_url, str(keys_dir), database_url)
+            actors = await runtime.deploy(
+                config, redis_url, str(keys_dir), database_url, str(audit_dir)
+            )
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         stack.push_async_callback(runtime.close_submitters, list(submitters.values()))

@@ -14,6 +14,7 @@ from pathlib import Path
 from orchestrator import healthcheck, pos
 from orchestrator.access import cli as access
 from orchestrator.access.pki import PkiError
+from orchestrator.audit import commands as audit
 from orchestrator.config import ConfigError, load_config
 from orchestrator.console import staff
 from orchestrator.reconcile import cli as backoffice
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     backoffice.add_parsers(commands)
     access.add_parsers(commands)
     record.add_parsers(commands)
+    audit.add_parsers(commands)
     healthcheck.add_parser(commands)
     staff.add_parsers(commands)
     sandbox.add_parsers(commands)

@@ -295,3 +295,13 @@ def access_at_zero(methods: Sequence[str], pin_outcomes: Sequence[str]) -> None:
             ACCESS_LIMITED.labels(role.value, limit)
         for method in methods:
             ACCESS_DENIED.labels(role.value, method)
+
+
+AUDIT_DAYS_BROKEN = Gauge(
+    "windowpay_audit_chain_broken",
+    "Days whose last `windowpay audit verify` found the record altered (any finding).",
+)
+AUDIT_LAST_VERIFIED = Gauge(
+    "windowpay_audit_last_verified_timestamp_seconds",
+    "When `windowpay audit verify` last finished.",
+)

@@ -448,6 +448,18 @@ async def settlement_print(request: web.Request) -> web.Response:
     )  # fmt: skip
 
 
+AUDIT_DAYS = 31
+
+
+async def audit_page(request: web.Request) -> web.Response:
+    """Each day's signed chain roots and its last `windowpay audit verify`: for the roles
+    that see the whole office (the auditor's page)."""
+    if not _scope(request).office_wide:
+        raise OutOfScope(N_("The audit of the record is office-wide."))
+    days = await request.app[CONSOLE].queries.audit_days(AUDIT_DAYS)
+    return render(request, "audit.html", days=days)
+
+
 async def fee_items_csv(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     raw = request.query.get("month", "") or console.today().strftime("%Y-%m")
@@ -600,6 +612,7 @@ def build_app(console: Console) -> web.Application:
             web.post("/orders/{order_id}/cancel", cancel_order),
             web.get("/supervision", supervision_page),
             web.get("/reports", reports_page),
+            web.get("/audit", audit_page),
             web.get("/reports/settlement.csv", settlement_csv),
             web.get("/reports/settlement", settlement_print),
             web.get("/reports/fee-items.csv", fee_items_csv),

@@ -350,6 +350,30 @@ class ConsoleQueries:
             "SELECT * FROM reconciliations WHERE day = %(day)s ORDER BY provider", {"day": day}
         )
 
+    async def audit_days(self, days: int) -> list[Row]:
+        """The last days closed or verified: per day, its service points' signed roots
+        (entries, payments, refunds) and the last verification of the whole day. Office-
+        wide: the caller checks `StaffScope.office_wide` first."""
+        return await self._all(
+            """WITH closed AS (
+                   SELECT day, count(*) points, sum(entries) entries, sum(payments) payments,
+                          sum(payments_fen) payments_fen, sum(refunds) refunds,
+                          sum(refunds_fen) refunds_fen, max(closed_at_ms) closed_at_ms
+                   FROM audit_roots GROUP BY day),
+               checked AS (
+                   SELECT day, bool_and(ok) ok, sum(findings) findings,
+                          max(ran_at_ms) ran_at_ms,
+                          (array_agg(first_finding ORDER BY ran_at_ms DESC)
+                              FILTER (WHERE NOT ok))[1] first_finding
+                   FROM audit_verifications GROUP BY day)
+               SELECT coalesce(c.day, v.day) AS day, c.points, c.entries, c.payments,
+                      c.payments_fen, c.refunds, c.refunds_fen, c.closed_at_ms, v.ok,
+                      v.findings, v.ran_at_ms, v.first_finding
+               FROM closed c FULL JOIN checked v ON v.day = c.day
+               ORDER BY 1 DESC LIMIT %(days)s""",
+            {"days": days},
+        )
+
     async def fee_items_of_month(self, scope: StaffScope, month: date) -> list[Row]:
         where, params = scope.where()
         first = month.replace(day=1)

@@ -20,12 +20,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from orchestrator.access.supervisors import Verdict
+from orchestrator.audit.job import summarise
 from orchestrator.frontdoor.router import Router, Submitter
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.metrics import (
     ACTOR_BATCH_PATHS,
     ACTOR_BATCHES,
     ACTOR_QUEUE_DEPTH,
+    AUDIT_DAYS_BROKEN,
+    AUDIT_LAST_VERIFIED,
     GRPC_DURATION,
     GRPC_REQUESTS,
     PROVIDERS,
@@ -229,7 +232,11 @@ class MetricsEndpoint:
         for sp in self._service_points:
             pipe.get(keys.epoch(sp))
         pipe.get(keys.RECONCILIATION_SUMMARY)  # written by `windowpay reconcile`
-        *epochs, summary = await pipe.execute()
+        pipe.hgetall(keys.AUDIT_VERIFIED)
+        *epochs, summary, audits = await pipe.execute()
+        broken, last_verified = summarise(audits)
+        AUDIT_DAYS_BROKEN.set(broken)
+        AUDIT_LAST_VERIFIED.set(last_verified)
         for sp, epoch in zip(self._service_points, epochs, strict=True):
             if epoch is not None:
                 SERVICE_POINT_EPOCH.labels(sp).set(int(epoch))

@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from orchestrator.audit.closer import DailyCloser
 from orchestrator.config import Config
 from orchestrator.domain import ids
 from orchestrator.domain.calendar import local_day
@@ -85,6 +86,7 @@ class Drainer:
         pool: AsyncConnectionPool[Any],
         config: Config,
         consumer: str = "drainer",
+        closer: DailyCloser | None = None,
     ) -> None:
         points = [sp.id for sp in config.deployment.service_points]
         self._redis = redis
@@ -105,6 +107,7 @@ class Drainer:
         self._reloader = Reloader(redis, pool, points, self.retention_ms)
         self._batch = settings.drain_batch
         self._housekeeping_s = settings.housekeeping_s
+        self._closer = closer
         self._stopping = False
         self.drained_orders = 0
         self.lag_s = 0.0
@@ -259,6 +262,8 @@ class Drainer:
             try:
                 await self.measure()
                 await self._reloader.run_once()
+                if self._closer is not None:
+                    await self._closer.run_once()
                 if time.monotonic() - last_trim >= self._housekeeping_s:
                     last_trim = time.monotonic()
                     await self.trim()

@@ -96,10 +96,13 @@ ON CONFLICT (refund_id, order_day) DO UPDATE SET
     failure_reason = EXCLUDED.failure_reason
 """
 
+# An entry's link (store/chain.py) goes in columns beside it, for finding and ordering a
+# day's chain; entries from before the chain have none.
 _JOURNAL = """
-INSERT INTO journal (order_id, version, at_ms, what, order_state, entry, order_day)
+INSERT INTO journal (order_id, version, at_ms, what, order_state, entry, order_day,
+    service_point_id, chain_day, chain_seq, prev_hash, entry_hash)
 SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::text[], %b::text[],
-    %b::jsonb[], %b::date[])
+    %b::jsonb[], %b::date[], %b::text[], %b::date[], %b::bigint[], %b::text[], %b::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -188,7 +191,7 @@ class RecordWriter:
             journal = [
                 (
                     o.snapshot["order_id"], e["v"], e["at"], e["what"], e["order_state"],
-                    _jsonb(e), self.day(o.snapshot["created_at"]),
+                    _jsonb(e), self.day(o.snapshot["created_at"]), *_link(e),
                 )
                 for o in orders
                 for e in o.journal
@@ -260,6 +263,14 @@ class RecordWriter:
         for sql, rows in ((_LINE, lines), (_ATTEMPT, attempts), (_REFUND, refunds)):
             await _insert(cur, sql, rows)
         await _insert(cur, _MOVEMENT, sorted(moved))
+
+
+def _link(entry: Record) -> tuple[str | None, date | None, int | None, str | None, str | None]:
+    link = entry.get("chain")
+    if link is None:
+        return None, None, None, None, None
+    day = date.fromisoformat(link["day"])
+    return link["sp"], day, link["n"], link["prev"], link["hash"]
 
 
 async def _insert(cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -80,6 +80,7 @@ from orchestrator.servicepoint.orders import OrderBook, Reloading
 from orchestrator.servicepoint.recall import OrderRecall, RecordUnavailable
 from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
+from orchestrator.store.chain import Head
 from orchestrator.store.port import ReadBatchPort, RecordPort, StorePort
 from orchestrator.store.write_batch import WriteBatch
 
@@ -124,6 +125,7 @@ class ServicePointCore:
         self._drivers = DriverSupervisor()
         self._observer = observer or MetricsObserver()
         self._epochs: dict[str, int] = {}
+        self._heads: dict[tuple[str, str], Head] = {}  # (service point, day) -> chain head
         self._commit = GroupCommit(self._flush, on_fatal)
         self._book = OrderBook(self._commit, config.settings.zone, self._ttl_ms)
         self._handlers = CommandHandlers(config, self._book, self._clock, self._observer)
@@ -619,7 +621,20 @@ class ServicePointCore:
                 log.info("expired %d unpaid orders", len(due))
 
     async def _flush(self, batch: WriteBatch) -> None:
+        """Link the batch's journal entries into their chains, then commit: the commit
+        script moves each chain's head only if it is still the one linked after."""
+        chains = batch.chain_days()
+        unknown = sorted(c for c in chains if c not in self._heads)
+        if unknown:  # a day this incarnation has not written yet: ask the store
+            for which, head in zip(unknown, await self._store.chain_heads(unknown), strict=True):
+                self._heads[which] = Head.decode(head)
+        actors = {sp: f"{sp}/{epoch}" for sp, epoch in self._epochs.items()}
+        moved = batch.link(self._heads, actors)
         await self._store.commit(batch, self._epochs)
+        self._heads.update(moved)
+        if len(self._heads) > 64:  # days long past: their heads are read again if needed
+            for which in [c for c in self._heads if c not in chains]:
+                del self._heads[which]
 
 
 def _description(order: Order) -> str:

@@ -18,6 +18,7 @@ from orchestrator.domain.errors import DomainError, ErrorCode, FailedPreconditio
 from orchestrator.domain.order import Change, Order
 from orchestrator.domain.states import AttemptState, RefundState
 from orchestrator.servicepoint.group_commit import GroupCommit
+from orchestrator.store.chain import Unlinked
 from orchestrator.store.write_batch import WriteBatch
 
 RECENT_ORDERS = 4096  # closed orders kept in memory after use
@@ -86,7 +87,7 @@ class OrderBook:
             order.version - len(changes),
             order.version,
             snapshot,
-            [orjson.dumps(change.to_record()) for change in changes],
+            [self._journal_entry(order, change) for change in changes],
             f"{order.order_id} {order.window_id} {order.version}\n".encode() + snapshot,
         )
         if not order.is_open and order.order_id in self.open:
@@ -94,6 +95,46 @@ class OrderBook:
             self.recent[order.order_id] = order
             batch.mark_closed(sp, order.order_id)
         return snapshot
+
+    def _journal_entry(self, order: Order, change: Change) -> Unlinked:
+        """The change with the facts the chain's hash covers: the order, its amounts and
+        (when created) fee lines, and the attempt or refund it concerns, as committed."""
+        entry = dict(change.to_record())
+        entry["order"] = {
+            "id": order.order_id,
+            "business_no": order.business_no,
+            "window": order.window_id,
+            "state": order.state.value,
+            "amount_fen": order.amount_fen,
+            "refunded_fen": order.refunded_fen,
+        }
+        if change.what == "created":
+            entry["lines"] = [
+                [line.fee_code, line.quantity, line.unit_price_fen, line.amount_fen]
+                for line in order.lines
+            ]
+        if change.refund_id:
+            refund = order.refund(change.refund_id)
+            entry["refund"] = {
+                "id": refund.refund_id,
+                "attempt": refund.attempt_id,
+                "amount_fen": refund.amount_fen,
+                "state": RefundState.PENDING.value if change.approval else refund.state.value,
+                "supervisor": refund.supervisor_id,
+                "terminal": refund.terminal_id,
+                "automatic": refund.automatic,
+            }
+        elif change.attempt_id:
+            attempt = order.attempt(change.attempt_id)
+            state = change.attempt_state or attempt.state
+            entry["attempt"] = {
+                "id": attempt.attempt_id,
+                "channel": attempt.channel.value,
+                "amount_fen": attempt.amount_fen,
+                "state": state.value,
+                "terminal": attempt.terminal_id,
+            }
+        return Unlinked(entry, local_day(change.at, self._zone).date().isoformat())
 
     def save_response(
         self,

@@ -14,13 +14,17 @@
 --   X key kind at refund order    XADD to the outbox stream (payment events)
 --   C key order version           XADD to the change stream (drained to PostgreSQL)
 --   P channel message             PUBLISH (after everything is written)
-local width = {S = 5, J = 3, H = 4, D = 3, R = 4, A = 3, X = 6, C = 4, P = 3}
+--   K key prev head ttl_ms        move a journal chain's head (store/chain.py), only if it
+--                                 is prev ('' for a chain not begun): the batch's entries
+--                                 were linked after prev, so a stale head writes nothing
+local width = {S = 5, J = 3, H = 4, D = 3, R = 4, A = 3, X = 6, C = 4, P = 3, K = 5}
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('WPFENCED another actor took this service point over')
 end
 
--- First pass: check every expected version, so that a conflict writes nothing.
+-- First pass: check every expected version and chain head, so that a conflict writes
+-- nothing.
 local i = 2
 while i <= #ARGV do
   local op = ARGV[i]
@@ -32,6 +36,12 @@ while i <= #ARGV do
     if (stored or '') ~= ARGV[i + 2] then
       return redis.error_reply('WPCONFLICT ' .. KEYS[tonumber(ARGV[i + 1])] ..
         ' is at version ' .. tostring(stored) .. ', expected ' .. ARGV[i + 2])
+    end
+  elseif op == 'K' then
+    local head = redis.call('GET', KEYS[tonumber(ARGV[i + 1])]) or ''
+    if head ~= ARGV[i + 2] then
+      return redis.error_reply('WPCHAIN ' .. KEYS[tonumber(ARGV[i + 1])] ..
+        ' is at "' .. head .. '", expected "' .. ARGV[i + 2] .. '"')
     end
   end
   i = i + width[op]
@@ -61,6 +71,8 @@ while i <= #ARGV do
       'order', ARGV[i + 5])
   elseif op == 'C' then
     redis.call('XADD', KEYS[tonumber(a)], '*', 'o', b, 'v', c)
+  elseif op == 'K' then
+    redis.call('SET', KEYS[tonumber(a)], c, 'PX', d)
   elseif op == 'P' then
     redis.call('PUBLISH', a, b)
     published = published + 1

@@ -60,6 +60,12 @@ def day(sp: str, yyyymmdd: str) -> str:
     return f"{PREFIX}:{{{sp}}}:day:{yyyymmdd}"
 
 
+def chain_head(sp: str, day: str) -> str:
+    """The head ("n hash") of the service point's journal chain for a business day
+    (YYYY-MM-DD): moved only by the actor's commit script (store/chain.py)."""
+    return f"{PREFIX}:{{{sp}}}:chain:{day}"
+
+
 def lease(subscriber: str) -> str:
     """Held by the one front door streaming payment events to this subscriber."""
     return f"{PREFIX}:lease:{subscriber}"
@@ -135,3 +141,7 @@ METRICS_TARGETS = f"{PREFIX}:metrics:targets"
 
 RECONCILIATION_SUMMARY = f"{PREFIX}:recon:last"
 """The summary of the last reconciliation run, turned into gauges by the front doors."""
+
+AUDIT_VERIFIED = f"{PREFIX}:audit:verified"
+"""Hash day (YYYY-MM-DD) -> the outcome of the last `windowpay audit verify` of that day,
+turned into gauges by the front doors (WindowpayAuditChainBroken)."""

@@ -9,7 +9,7 @@ that need keys to vanish use Redis, or delete them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from orchestrator.domain import ids
 from orchestrator.store import keys
@@ -99,6 +99,9 @@ class MemoryStore:
                 live.snapshots.append(snapshot)
         return live
 
+    async def chain_heads(self, days: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        return [self.strings.get(keys.chain_head(sp, day)) for sp, day in days]
+
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
         self.sets.setdefault(keys.missing_orders(sp), set()).update(o.encode() for o in order_ids)
 
@@ -170,6 +173,13 @@ class MemoryStore:
                         f"WPCONFLICT {key(i + 1)} is at version {stored!r}, "
                         f"expected {_text(ops[i + 2])}"
                     )
+            elif op == "K":
+                head = self.strings.get(key(i + 1), b"")
+                if head != _bytes(ops[i + 2]):
+                    raise CommitRejected(
+                        f"WPCHAIN {key(i + 1)} is at {head.decode()!r}, "
+                        f"expected {_text(ops[i + 2])!r}"
+                    )
             i += OP_WIDTH[op]
         for i in steps:
             op, args = _text(ops[i]), [_bytes(a) for a in ops[i + 1 : i + OP_WIDTH[_text(ops[i])]]]
@@ -198,6 +208,8 @@ class MemoryStore:
             self.streams.setdefault(target, []).append(entry)
         elif op == "C":
             self.streams.setdefault(target, []).append({"o": args[0], "v": args[1]})
+        elif op == "K":
+            self.strings[target] = args[1]
 
 
 def _text(value: str | bytes) -> str:

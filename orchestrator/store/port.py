@@ -5,7 +5,7 @@ service point over. `RedisStore` implements it; `MemoryStore` is the fake for un
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,6 +86,11 @@ class StorePort(Protocol):
 
     async def open_orders(self, sp: str) -> LiveOrders:
         """The service point's orders that still need the actor."""
+        ...
+
+    async def chain_heads(self, days: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The stored heads ("n hash") of these (service point, day) journal chains,
+        None for a chain not begun (store/chain.py)."""
         ...
 
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:

@@ -146,6 +146,14 @@ class RedisStore:
                 live.snapshots.append(snapshot)
         return live
 
+    async def chain_heads(self, days: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The heads of the journal chains of these (service point, day)s."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sp, day in days:
+            pipe.get(keys.chain_head(sp, day))
+        with _measured("read"):
+            return list(await pipe.execute())
+
     async def ask_reload(self, sp: str, order_ids: list[str]) -> None:
         await self.redis.sadd(keys.missing_orders(sp), *order_ids)
 

@@ -8,12 +8,14 @@ interpreting the same operations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from orchestrator.store import keys
+import orjson
 
-OP_WIDTH = {"S": 5, "J": 3, "H": 4, "D": 3, "R": 4, "A": 3, "X": 6, "C": 4, "P": 3}
+from orchestrator.store import chain, keys
+
+OP_WIDTH = {"S": 5, "J": 3, "H": 4, "D": 3, "R": 4, "A": 3, "X": 6, "C": 4, "P": 3, "K": 5}
 """Operation code -> its length in the operation list, the code included (as commit.lua)."""
 
 
@@ -23,6 +25,8 @@ class _ServicePointOps:
     key_index: dict[str, int] = field(default_factory=dict)
     ops: list[str | bytes] = field(default_factory=list)
     snapshots: dict[str, int] = field(default_factory=dict)  # order key -> op position
+    # journal entries to link when committed: (op position of the entry, the entry)
+    unlinked: list[tuple[int, chain.Unlinked]] = field(default_factory=list)
 
     def key(self, key: str) -> str:
         index = self.key_index.get(key)
@@ -51,7 +55,7 @@ class WriteBatch:
         prev_version: int,
         version: int,
         snapshot: bytes,
-        journal: Iterable[bytes],
+        journal: Iterable[bytes | chain.Unlinked],
         event: bytes,
     ) -> None:
         ops = self._ops(sp)
@@ -66,6 +70,9 @@ class WriteBatch:
             ops.ops[position + 4] = snapshot
         journal_key = ops.key(keys.journal(sp, order_id))
         for entry in journal:
+            if isinstance(entry, chain.Unlinked):
+                ops.unlinked.append((len(ops.ops) + 2, entry))
+                entry = b""  # filled in by `link`
             ops.ops += ["J", journal_key, entry]
         ops.ops += ["C", ops.key(keys.changes(sp)), order_id, str(version)]
         ops.ops += ["P", keys.events(sp), event]
@@ -98,9 +105,36 @@ class WriteBatch:
     def set(self, key: str, value: str) -> None:
         self._sets.append((key, value))
 
+    def chain_days(self) -> frozenset[tuple[str, str]]:
+        """The (service point, day) chains the batch's entries go into."""
+        return frozenset((sp, u.day) for sp, ops in self._sp.items() for _, u in ops.unlinked)
+
+    def link(
+        self, heads: Mapping[tuple[str, str], chain.Head], actors: Mapping[str, str]
+    ) -> dict[tuple[str, str], chain.Head]:
+        """Link every staged entry after the heads given, in the order staged, and make
+        each service point's script check and move the heads; the new heads."""
+        moved: dict[tuple[str, str], chain.Head] = {}
+        for sp, ops in self._sp.items():
+            for position, unlinked in ops.unlinked:
+                which = (sp, unlinked.day)
+                head = moved.get(which) or heads[which]
+                entry, moved[which] = chain.link(unlinked.entry, sp, unlinked.day, head, actors[sp])
+                ops.ops[position] = orjson.dumps(entry)
+            ops.unlinked = []
+            for (head_sp, day), head in moved.items():
+                if head_sp == sp:
+                    ops.ops += [
+                        "K", ops.key(keys.chain_head(sp, day)), heads[(sp, day)].encode(),
+                        head.encode(), str(chain.HEAD_TTL_MS),
+                    ]  # fmt: skip
+        return moved
+
     def scripts(self) -> Iterator[tuple[str, list[str], list[str | bytes]]]:
         """Per service point: (service point, its keys after the epoch's, operations)."""
         for sp, ops in self._sp.items():
+            if ops.unlinked:
+                raise ValueError(f"journal entries of {sp} committed without their links")
             yield sp, ops.keys, ops.ops
 
     def sets(self) -> list[tuple[str, str]]:

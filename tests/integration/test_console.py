@@ -819,3 +819,33 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     _, body, _ = await browser.request("GET", link)
     refunds = body[body.index('data-testid="refunds"') :]
     assert "¥20.00" in refunds and "重复扣款，系统已自动退还" in refunds
+
+
+async def test_the_auditor_sees_each_days_verification_and_a_head_does_not(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    async with office["pool"].connection() as conn:
+        await conn.execute(
+            "INSERT INTO audit_roots VALUES ('2026-12-01', 'SP01', 40, 'ab', 12, 132000, 1,"
+            " 500, '{}', 'sig', 'k', 0), ('2026-12-02', 'SP01', 9, 'cd', 3, 33000, 0, 0,"
+            " '{}', 'sig', 'k', 0)"
+        )
+        await conn.execute(
+            "INSERT INTO audit_verifications VALUES ('2026-12-01', '', true, 40, 0, '', 1, 0.1),"
+            " ('2026-12-02', '', false, 9, 2, 'SP01 ALTERED: entry #3', 2, 0.1)"
+        )
+    await browser.sign_in("auditor", office["passwords"]["auditor"])
+    status, body, _ = await browser.request("GET", "/audit")
+    assert status == 200 and 'href="/audit"' in body
+    statuses = re.findall(r'data-testid="audit-status">(.*?)</td>', body)
+    assert statuses == ['<strong class="danger">已被篡改：2 处发现</strong>', "完好"]
+    assert "SP01 ALTERED: entry #3" in body
+    head = Browser(office["server"])
+    try:
+        await head.sign_in("head", office["passwords"]["head"])
+        status, body, _ = await head.request("GET", "/audit")
+        assert status == 403 and "记录的审计属于全所" in body
+        _, body, _ = await head.request("GET", "/today")
+        assert 'href="/audit"' not in body
+    finally:
+        await head.close()

@@ -2,11 +2,13 @@
 lost snapshots, the script cache, pub/sub and the window read. What both stores promise
 (claims, all-or-nothing commits, fencing) is in test_store_contract.py."""
 
+import orjson
+import pytest
 from redis.asyncio import Redis
 
 from orchestrator.store import keys
 from orchestrator.store.port import LiveOrders
-from orchestrator.store.redis_store import RedisStore, WriteBatch
+from orchestrator.store.redis_store import CommitRejected, RedisStore, WriteBatch
 from tests.support import new_id, unique_prefix
 
 
@@ -93,3 +95,29 @@ async def test_every_committed_snapshot_is_published(redis: Redis) -> None:
     message = await pubsub.get_message(timeout=2)
     assert message is not None and message["data"] == b"e"
     await pubsub.aclose()
+
+
+async def test_the_script_refuses_a_batch_linked_after_a_stale_chain_head(redis: Redis) -> None:
+    """commit.lua as the fake: a second writer linking after the empty chain is refused
+    once the head moved, and writes nothing of its batch."""
+    from orchestrator.store import chain
+
+    store = RedisStore(redis)
+    sp = unique_prefix()
+    epoch = await store.take_over(sp)
+    day = (sp, "2026-12-07")
+    entry = chain.Unlinked({"v": 1, "at": 0, "what": "created", "order_state": "X"}, day[1])
+    batch = WriteBatch()
+    batch.save_order(sp, f"{sp}-A", 0, 1, b"a1", [entry], b"e")
+    moved = batch.link({day: chain.Head()}, {sp: f"{sp}/1"})
+    await store.commit(batch, {sp: epoch})
+    assert await store.chain_heads([day]) == [moved[day].encode().encode()]
+    assert await redis.pttl(keys.chain_head(*day)) > 0
+    fork = WriteBatch()
+    fork.save_order(sp, f"{sp}-B", 0, 1, b"b1", [entry], b"e")
+    fork.link({day: chain.Head()}, {sp: f"{sp}/1"})
+    with pytest.raises(CommitRejected, match="WPCHAIN"):
+        await store.commit(fork, {sp: epoch})
+    assert await store.order(f"{sp}-B") is None
+    [linked] = await store.journal(f"{sp}-A")
+    assert chain.entry_hash(orjson.loads(linked)) == moved[day].hash

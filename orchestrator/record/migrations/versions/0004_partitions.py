@@ -15,7 +15,7 @@ the reports by day read first, to touch only those partitions. The schema
 archive` moves there.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-07
 """
 
@@ -27,7 +27,7 @@ from alembic import context, op
 from orchestrator.record.partitions import ARCHIVE, TABLES, create_statements
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -51,6 +51,7 @@ _INDEXES = [
     "CREATE INDEX refunds_order ON refunds (order_id)",
     "CREATE INDEX payment_events_order ON payment_events (order_id)",
     "CREATE INDEX receipts_order ON receipts (order_id)",
+    "CREATE INDEX journal_chain ON journal (chain_day, service_point_id, chain_seq)",
     """CREATE TABLE movement_days (
         day date NOT NULL, order_day date NOT NULL, PRIMARY KEY (day, order_day)
     )""",
