@@ -55,7 +55,8 @@ TRADE_STATUS = {
 }
 REFUND_REFUSALS = {
     "MERCHANT_BALANCE_LOW": "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-    "REFUND_AMOUNT_EXCEEDED": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+    # with out_request_no (windowpay always sends one) more than is left: the live answer
+    "REFUND_AMOUNT_EXCEEDED": "ACQ.REASON_TRADE_REFUND_FEE_ERR",
     "TRADE_NOT_PAID": "ACQ.TRADE_STATUS_ERROR",
 }
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -73,7 +74,8 @@ SUB_MESSAGES = {
     "ACQ.TRADE_HAS_CLOSE": "交易已经关闭",
     "ACQ.TRADE_NOT_EXIST": "交易不存在",
     "ACQ.SELLER_BALANCE_NOT_ENOUGH": "卖家余额不足",
-    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "退款金额超限",
+    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "撤销或退款金额与订单金额不一致",
+    "ACQ.REASON_TRADE_REFUND_FEE_ERR": "REASON_TRADE_REFUND_FEE_ERR",  # as a live answer
     "ACQ.TRADE_STATUS_ERROR": "交易状态不合法",
     "ACQ.TRADE_NOT_ALLOW_REFUND": "当前交易不允许退款",
     "ACQ.CONTEXT_INCONSISTENT": "交易信息被篡改",
@@ -198,9 +200,16 @@ class AlipayGateway(Gateway[GatewayKeys]):
         if reply.reply is Reply.NOT_FOUND:
             return _failure("40004", "ACQ.TRADE_NOT_EXIST")
         if reply.reply is Reply.REFUSED:
-            return _failure(
-                "40004", REFUND_REFUSALS.get(reply.reason, "ACQ.TRADE_NOT_ALLOW_REFUND")
-            )
+            sub_code = REFUND_REFUSALS.get(reply.reason, "ACQ.TRADE_NOT_ALLOW_REFUND")
+            refused = _failure("40004", sub_code)
+            if sub_code == "ACQ.REASON_TRADE_REFUND_FEE_ERR":
+                # the live answer names the trade and says nothing was refunded
+                refused |= {
+                    "out_trade_no": biz["out_trade_no"],
+                    "refund_fee": "0.00",
+                    "send_back_fee": "0.00",
+                }
+            return refused
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual

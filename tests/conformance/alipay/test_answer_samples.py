@@ -166,6 +166,14 @@ CASES = [
         ("refund_declined_balance",), "placeholder", refund("A1", 100, "A1R1", 100),
         RefundAnswer(RefundStatus.FAILED, reason="ACQ.SELLER_BALANCE_NOT_ENOUGH"),
     ),
+    Case(  # with out_request_no, more than is left: final, not asked again forever
+        ("refund_fee_err_live",), "placeholder", refund("2017082114417614181", 100, "R1", 200),
+        RefundAnswer(RefundStatus.FAILED, reason="ACQ.REASON_TRADE_REFUND_FEE_ERR"),
+    ),
+    Case(  # asked after the trade's refund period
+        ("refund_trade_has_finished",), "placeholder", refund("A1", 100, "A1R1", 100),
+        RefundAnswer(RefundStatus.FAILED, reason="ACQ.TRADE_HAS_FINISHED"),
+    ),
     Case(
         ("refund_query_success_yansongda",), "yansongda",
         refund_query("1703141270", 1, "1703141270", 1),

@@ -211,6 +211,7 @@ async def every_answer(sandbox: Served) -> list[str]:
         refund = RefundCall(trade.trade, provider_id("R"), 300, 0)
         tries += [alipay.pay(trade), alipay.refund(refund), alipay.refund_query(refund)]
     tries += [alipay.refund_query(RefundCall(paid.trade, provider_id("R"), 1, 0))]
+    tries += [alipay.refund(RefundCall(paid.trade, provider_id("R"), 9000, 0))]  # too much
     tries += [alipay.bill(date.today()), alipay.bill(date.today() - timedelta(days=400))]
     try:
         for attempt in tries:
