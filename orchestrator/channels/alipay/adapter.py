@@ -23,6 +23,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import NoTradesThatDay
 from orchestrator.providers.http import Adapter
 from orchestrator.providers.port import (
+    BillNotReady,
     OutcomeUnknown,
     PayCall,
     ProviderRejected,
@@ -55,10 +56,6 @@ OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # "当日数据一般于次日 9 点前生成": a day's bill is there by 09:00 the next day (Beijing).
 BILL_READY = time(9, 0)
 REFUND_SUCCESS = "REFUND_SUCCESS"
-
-
-class BillNotReady(OutcomeUnknown):
-    """The gateway has no bill of the day yet: ask again later (not a failed download)."""
 
 
 def raw_member(text: str, name: str) -> str | None:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.channels.alipay.adapter import BEIJING, Alipay, BillNotReady
+from orchestrator.channels.alipay.adapter import BEIJING, Alipay
 from orchestrator.channels.alipay.bill import parse_alipay
 from orchestrator.providers.bills import NoTradesThatDay
 from orchestrator.providers.port import (
+    BillNotReady,
     OutcomeUnknown,
     PayCall,
     ProviderError,
