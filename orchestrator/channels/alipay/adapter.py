@@ -7,6 +7,7 @@ alipay_cert_sn names (trust.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from datetime import date, datetime, time, timedelta
@@ -40,6 +41,8 @@ from orchestrator.providers.port import (
     check_bound,
 )
 from orchestrator.providers.signing import sign, sorted_pairs, verify
+
+log = logging.getLogger(__name__)
 
 GATEWAY = "/gateway.do"
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -328,6 +331,8 @@ class Alipay(Adapter[AlipayKeys]):
             raise OutcomeUnknown(f"{method}: answer is not JSON") from None
         if not isinstance(envelope, dict) or raw is None:
             raise OutcomeUnknown(f"{method}: answer has no {name}")
+        if not envelope.get("sign"):
+            _unsigned(method, raw)
         key = self._keys.answer_key(str(envelope.get("alipay_cert_sn", "")))
         if key is None:
             raise OutcomeUnknown(
@@ -360,6 +365,31 @@ def _check_trade(answer: dict[str, Any], trade: TradeRef) -> None:
     except ValueError:
         amount = -1
     check_bound("total_amount", trade.amount_fen, amount)
+
+
+def _unsigned(method: str, raw: str) -> NoReturn:
+    """An answer without a sign decides nothing. The gateway answers so when it could not
+    take the request as the app's (an unknown app_id, a key not uploaded, a signature of
+    another key): its code and sub_msg say which, so they are passed on, never read as
+    a decline. Alipay's SDKs skip the check for such answers; windowpay keeps the
+    outcome unknown."""
+    try:
+        member = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        member = {}
+    if not isinstance(member, dict):
+        member = {}
+    code = str(member.get("code", ""))
+    if code in ("10000", "10003"):
+        raise OutcomeUnknown(f"{method}: a success answer without a signature")
+    reason = " ".join(
+        str(member.get(field, "")) for field in ("code", "msg", "sub_code", "sub_msg")
+    ).strip()
+    log.warning(
+        "Alipay answered unsigned (check app_id, the uploaded key, the gateway URL)",
+        extra={"method": method, "gateway_said": reason},
+    )
+    raise OutcomeUnknown(f"{method}: unsigned answer: {reason}")
 
 
 def _fail(answer: dict[str, Any]) -> NoReturn:

@@ -3,9 +3,10 @@ query, cancel, refund and its query, precreate and close, and the bill download 
 verifies the app's RSA2 signature and signs the raw JSON text of every *_response it
 sends, written as the real gateway writes it (compact JSON, every "/" escaped with a
 backslash, other text as UTF-8), with only fields the real gateway sends (the
-conformance suite checks both against the public samples). In certificate mode it checks
-the request's app_cert_sn and alipay_root_cert_sn and names its certificate in
-alipay_cert_sn.
+conformance suite checks both against the public samples). A request it cannot take as
+the app's (an unknown app_id, a bad signature) is answered unsigned, as the documented
+error sample is. In certificate mode it checks the request's app_cert_sn and
+alipay_root_cert_sn and names its certificate in alipay_cert_sn.
 
 Where it models Alipay rather than the shared ledger: a precreate trade the payer failed
 to pay stays WAIT_BUYER_PAY (Alipay sends no failed state for it) until it is closed, by
@@ -83,6 +84,7 @@ SUB_MESSAGES = {
     "isp.unknow-error": "系统繁忙",
     "isp.bill_not_exist": "账单不存在",
     "isv.invalid-signature": "验签出错",
+    "isv.invalid-app-id": "无效的AppID参数",
     "isv.app-cert-not-exist": "应用公钥证书不存在",
     "isv.invalid-alipay-root-cert-sn": "支付宝根证书SN无效",
 }
@@ -103,10 +105,14 @@ class AlipayGateway(Gateway[GatewayKeys]):
         method = params.get("method", "")
         name = method.replace(".", "_") + "_response"
         signed = sorted_pairs(params, exclude=SIGNED_EXCEPT).encode()
-        if params.get("app_id") != self.merchant_id or not verify(
-            self.keys.app_public, signed, params.get("sign", "")
-        ):
-            return self._answer("error_response", _failure("40002", "isv.invalid-signature"))
+        # A request the gateway cannot take as the app's is answered unsigned, as the
+        # documented error sample is.
+        if params.get("app_id") != self.merchant_id:
+            failure = _failure("40002", "isv.invalid-app-id")
+            return self._answer("error_response", failure, signed=False)
+        if not verify(self.keys.app_public, signed, params.get("sign", "")):
+            failure = _failure("40002", "isv.invalid-signature")
+            return self._answer("error_response", failure, signed=False)
         if params.get("app_cert_sn", "") != self.keys.expected.get("app_cert_sn", ""):
             return self._answer(name, _failure("40002", "isv.app-cert-not-exist"))
         root_sn = self.keys.expected.get("alipay_root_cert_sn", "")
@@ -357,12 +363,15 @@ class AlipayGateway(Gateway[GatewayKeys]):
             body, "application/x-www-form-urlencoded; charset=utf-8", {}, expects="success"
         )
 
-    def _answer(self, name: str, payload: dict[str, Any]) -> web.Response:
+    def _answer(self, name: str, payload: dict[str, Any], *, signed: bool = True) -> web.Response:
         raw = answer_text(payload)
-        signature = sign(self.keys.private, raw.encode())
-        cert_sn = self.keys.alipay_cert_sn
-        named = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
-        text = f'{{"{name}":{raw},{named}"sign":"{signature}"}}'
+        if signed:
+            signature = sign(self.keys.private, raw.encode())
+            cert_sn = self.keys.alipay_cert_sn
+            named = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
+            text = f'{{"{name}":{raw},{named}"sign":"{signature}"}}'
+        else:
+            text = f'{{"{name}":{raw}}}'
         return web.Response(text=text, content_type="application/json", charset="utf-8")
 
 

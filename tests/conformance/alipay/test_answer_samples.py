@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.channels.alipay.adapter import BEIJING, Alipay
+from orchestrator.channels.alipay.adapter import BEIJING, Alipay, raw_member
 from orchestrator.channels.alipay.bill import parse_alipay
 from orchestrator.providers.bills import NoTradesThatDay
 from orchestrator.providers.port import (
@@ -272,3 +272,39 @@ async def test_no_bill_means_not_yet_or_no_trades_by_the_documented_time(
     alipay = adapter(gateway, keys.alipay.public_key(), keys.app, lambda: now)
     with pytest.raises(expected):
         await alipay.bill(date(2019, 9, 16))
+
+
+def unsigned(text: str) -> str:
+    """The sample's answer with its sign (and certificate SN) left out."""
+    member = _member(text)
+    raw = raw_member(text, member)
+    assert raw is not None
+    return f'{{"{member}":{raw}}}'
+
+
+async def test_an_unsigned_error_answer_is_unknown_and_says_what_the_gateway_said(
+    keys: Keys,
+) -> None:
+    """The documented answer to an unknown app_id has no sign. It used to be reported as
+    "signature does not verify", which sent the operator to check Alipay's key."""
+    text = answer("error_invalid_app_id_unsigned")
+    gateway = FakeGateway({"alipay.trade.query": [text], "alipay.trade.pay": [text]})
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40002 .*isv\.invalid-app-id"):
+        await query("A1", 100)(alipay)
+    with pytest.raises(OutcomeUnknown, match="无效的AppID参数"):
+        await pay("A1", 100)(alipay)  # an unsigned answer decides nothing: not a decline
+
+
+async def test_an_unsigned_decline_is_not_a_decline(keys: Keys) -> None:
+    text = unsigned(answer("pay_declined_balance"))
+    alipay = adapter(FakeGateway({"alipay.trade.pay": [text]}), keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40004 .*BUYER_BALANCE_NOT_ENOUGH"):
+        await pay("A1", 100)(alipay)
+
+
+async def test_an_unsigned_success_is_not_taken(keys: Keys) -> None:
+    text = unsigned(answer("pay_success_gopay"))
+    alipay = adapter(FakeGateway({"alipay.trade.pay": [text]}), keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match="without a signature"):
+        await pay("GZ201901301040361013", 1)(alipay)
