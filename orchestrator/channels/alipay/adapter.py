@@ -40,7 +40,7 @@ from orchestrator.providers.port import (
     TradeStatus,
     check_bound,
 )
-from orchestrator.providers.signing import sign, sorted_pairs, verify
+from orchestrator.providers.signing import PublicKey, sign, sorted_pairs, verify
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ class Alipay(Adapter[AlipayKeys]):
                 f"{method}: signed with Alipay certificate {envelope.get('alipay_cert_sn')!r}, "
                 "which is not configured (download it from the open platform)"
             )
-        if not verify(key, raw.encode(), str(envelope.get("sign", ""))):
+        if not _verifies(key, raw, str(envelope.get("sign", ""))):
             raise OutcomeUnknown(f"{method}: answer signature does not verify")
         parsed: dict[str, Any] = orjson.loads(raw)
         return parsed
@@ -365,6 +365,15 @@ def _check_trade(answer: dict[str, Any], trade: TradeRef) -> None:
     except ValueError:
         amount = -1
     check_bound("total_amount", trade.amount_fen, amount)
+
+
+def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
+    """The signature over the member's raw text, or, as Alipay's Java and .NET clients
+    try next, over that text with every "\\/" written "/" (answers signed over the
+    unescaped text have occurred). The answer is read from its raw text either way."""
+    if verify(key, raw.encode(), signature):
+        return True
+    return "\\/" in raw and verify(key, raw.replace("\\/", "/").encode(), signature)
 
 
 def _unsigned(method: str, raw: str) -> NoReturn:

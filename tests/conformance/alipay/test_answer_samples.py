@@ -32,8 +32,9 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
-from orchestrator.providers.signing import PublicKey
+from orchestrator.providers.signing import PublicKey, sign
 from tests.conformance.alipay.conftest import (
+    SIGN,
     WIRE,
     FakeGateway,
     Keys,
@@ -308,3 +309,24 @@ async def test_an_unsigned_success_is_not_taken(keys: Keys) -> None:
     alipay = adapter(FakeGateway({"alipay.trade.pay": [text]}), keys.alipay.public_key(), keys.app)
     with pytest.raises(OutcomeUnknown, match="without a signature"):
         await pay("GZ201901301040361013", 1)(alipay)
+
+
+@pytest.mark.parametrize("changed", [False, True])
+async def test_an_answer_signed_over_unescaped_slashes_is_taken(keys: Keys, changed: bool) -> None:
+    """Alipay's Java and .NET clients verify again with "\\/" written "/" when the first
+    check fails; the answer itself is read from its raw text."""
+    text = answer("precreate_yansongda")
+    raw = raw_member(text, "alipay_trade_precreate_response")
+    assert raw is not None and "\\/" in raw
+    signature = sign(keys.alipay, raw.replace("\\/", "/").encode())
+    text = SIGN.sub(lambda _: f'"sign":"{signature}"', text, count=1)
+    if changed:
+        text = text.replace("bax07651", "bax07652", 1)
+    gateway = FakeGateway({"alipay.trade.precreate": [text]})
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    if changed:
+        with pytest.raises(OutcomeUnknown, match="signature does not verify"):
+            await precreate("1704093802", 1)(alipay)
+    else:
+        expected = QrAnswer("https://qr.alipay.com/bax07651xvtprxfkmxyf00a9")
+        assert await precreate("1704093802", 1)(alipay) == expected
