@@ -45,6 +45,7 @@ from orchestrator.sandbox.bills import local, payments, refunds
 from orchestrator.sandbox.common import Gateway, Notification
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SANDBOX_PID = "2088000000000001"  # the sandbox merchant's PID when none is configured
 TRADE_STATUS = {
     TradeState.NOTPAY: "WAIT_BUYER_PAY",
     TradeState.SUCCESS: "TRADE_SUCCESS",
@@ -93,8 +94,11 @@ SUB_MESSAGES = {
 class AlipayGateway(Gateway[GatewayKeys]):
     name = "ALIPAY"
 
-    def __init__(self, bank: SandboxBank, keys: GatewayKeys, merchant_id: str) -> None:
+    def __init__(
+        self, bank: SandboxBank, keys: GatewayKeys, merchant_id: str, seller_id: str = ""
+    ) -> None:
         super().__init__(bank, keys, merchant_id)
+        self.seller_id = seller_id or SANDBOX_PID  # the merchant's PID, in notifications
         self._bills: dict[str, date] = {}
         self.app.add_routes(
             [web.post("/gateway.do", self._gateway), web.get("/bills/{token}", self._bill)]
@@ -343,6 +347,7 @@ class AlipayGateway(Gateway[GatewayKeys]):
         """trade_status_sync: the trade's state, and for a refund its out_biz_no and fees."""
         fields = {
             "app_id": self.merchant_id,
+            "seller_id": self.seller_id,
             "notify_id": secrets.token_hex(16),
             "trade_status": _trade_status(trade),
             **{k: str(v) for k, v in _trade(trade).items()},
