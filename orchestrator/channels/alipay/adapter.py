@@ -61,6 +61,17 @@ BILL_READY = time(9, 0)
 REFUND_SUCCESS = "REFUND_SUCCESS"
 
 
+# subject: "不可使用特殊字符，如 /，=，& 等", at most 256 characters (the API reference).
+SUBJECT_MAX = 256
+SUBJECT_SAFE = str.maketrans({"/": "／", "=": "＝", "&": "＆"})
+
+
+def subject(description: str) -> str:
+    """The order title as the gateway takes it: "/", "=" and "&" in their full-width
+    forms, at most SUBJECT_MAX characters."""
+    return description.translate(SUBJECT_SAFE)[:SUBJECT_MAX]
+
+
 def raw_member(text: str, name: str) -> str | None:
     """The exact JSON text of the top-level member `name` of a JSON object (what the
     gateway signed), without re-serialising it."""
@@ -119,7 +130,7 @@ class Alipay(Adapter[AlipayKeys]):
                 "out_trade_no": call.out_trade_no,
                 "scene": "bar_code",
                 "auth_code": call.auth_code,
-                "subject": call.description,
+                "subject": subject(call.description),
                 "total_amount": to_yuan(call.amount_fen),
                 "store_id": call.store_id,
                 "terminal_id": call.terminal_id,
@@ -221,7 +232,7 @@ class Alipay(Adapter[AlipayKeys]):
             {
                 "out_trade_no": call.out_trade_no,
                 "total_amount": to_yuan(call.amount_fen),
-                "subject": call.description,
+                "subject": subject(call.description),
                 "store_id": call.store_id,
                 "terminal_id": call.terminal_id,
                 "timeout_express": f"{minutes}m",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from orchestrator.channels.alipay.adapter import BEIJING, Alipay, raw_member
@@ -41,6 +42,7 @@ from tests.conformance.alipay.conftest import (
     adapter,
     answer,
     certificate_key,
+    form,
     method_of,
     public_key,
     resigned,
@@ -330,3 +332,34 @@ async def test_an_answer_signed_over_unescaped_slashes_is_taken(keys: Keys, chan
     else:
         expected = QrAnswer("https://qr.alipay.com/bax07651xvtprxfkmxyf00a9")
         assert await precreate("1704093802", 1)(alipay) == expected
+
+
+@pytest.mark.parametrize("operation", ["pay", "precreate"])
+async def test_the_subject_carries_none_of_the_characters_the_reference_forbids(
+    keys: Keys, operation: str
+) -> None:
+    """Its subject field: "不可使用特殊字符，如 /，=，& 等"; at most 256 characters."""
+    sample = "pay_success_gopay" if operation == "pay" else "precreate_yansongda"
+    text = answer(sample)
+    if operation == "pay":
+        gateway = FakeGateway({"alipay.trade.pay": [text]})
+        verify_with = public_key("gopay_alipay_public.pem")
+    else:
+        gateway = FakeGateway({"alipay.trade.precreate": [text]})
+        verify_with = certificate_key("yansongda_alipayPublicCert.crt")
+    alipay = adapter(gateway, verify_with, keys.app)
+    now = int(time.time() * 1000)
+    for description in ("科目一/科目二&补考=1", "考" * 300):
+        if operation == "pay":
+            call = PayCall(
+                "GZ201901301040361013", "286648048691290423", 1, "SP01", "T01", description
+            )
+            await alipay.pay(call)
+        else:
+            qr = QrCall("1704093802", 1, "SP01", "T01", description, now, now + 120_000)
+            await alipay.create_qr(qr)
+        sent = orjson.loads(form(gateway.sent[-1])["biz_content"])["subject"]
+        assert not set(sent) & set("/=&") and 0 < len(sent) <= 256
+    assert (
+        orjson.loads(form(gateway.sent[0])["biz_content"])["subject"] == "科目一／科目二＆补考＝1"
+    )
