@@ -292,9 +292,10 @@ class Alipay(Adapter[AlipayKeys]):
         if answer.get("code") != "10000":
             _fail(answer)
         url = answer.get("bill_download_url")
-        if not isinstance(url, str) or not url:
-            raise OutcomeUnknown("the bill query answered without a bill_download_url")
-        download = await self._http.request("GET", url, timeout_s=DOWNLOAD_TIMEOUT_S)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise OutcomeUnknown(f"the bill query answered bill_download_url {url!r}")
+        # as given: the URL carries a token, and its fileId is written %2F…
+        download = await self._http.download(url, timeout_s=DOWNLOAD_TIMEOUT_S)
         if download.status != 200 or not download.body:
             raise OutcomeUnknown(f"bill download answered {download.status}, empty or not")
         return download.body

@@ -5,17 +5,21 @@ key is public (the placeholder samples are signed again over their exact text)."
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from orchestrator.channels.alipay.adapter import BEIJING, Alipay, raw_member
 from orchestrator.channels.alipay.bill import parse_alipay
+from orchestrator.channels.alipay.sandbox import answer_text
 from orchestrator.providers.bills import NoTradesThatDay
+from orchestrator.providers.http import HttpAnswer, HttpClient
 from orchestrator.providers.port import (
     BillNotReady,
     OutcomeUnknown,
@@ -363,3 +367,63 @@ async def test_the_subject_carries_none_of_the_characters_the_reference_forbids(
     assert (
         orjson.loads(form(gateway.sent[0])["biz_content"])["subject"] == "科目一／科目二＆补考＝1"
     )
+
+
+class LoopbackDownloads(FakeGateway):
+    """The fake gateway's answers, but downloads go over HTTP (to a loopback server)."""
+
+    async def download(self, url: str, *, timeout_s: float, redirects: int = 5) -> HttpAnswer:
+        return await HttpClient.download(self, url, timeout_s=timeout_s, redirects=redirects)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpAnswer:
+        if method == "GET":  # (the adapter used to fetch the bill so)
+            return await HttpClient.request(self, method, target, timeout_s=timeout_s)
+        return await super().request(method, target, body=body, headers=headers)
+
+
+async def test_the_bill_url_is_fetched_byte_for_byte_and_its_redirect_followed(
+    keys: Keys,
+) -> None:
+    """Real bill URLs carry fileId=%2Ftrade%2F… and a token; the HTTP library used to send
+    fileId=/trade/… and not follow a redirect."""
+    query = (
+        "bizType=trade&userId=20885318916687390156&fileType=csv.zip&bizDates=20190916"
+        "&downloadFileName=20885318916687390156_20190916.csv.zip"
+        "&fileId=%2Ftrade%2F20885318916687390156%2F20190916.csv.zip&timestamp=1568700000"
+        "&token=a%2Bb%3D"
+    )
+    seen: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        # (web.HTTPFound would re-quote the Location itself)
+        return web.Response(status=302, headers={"Location": f"/files/bill.zip?{query}"})
+
+    async def file(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(body=BILL_ZIP.read_bytes(), content_type="application/zip")
+
+    app = web.Application()
+    app.add_routes([web.get("/downloadBillFile.resource", moved), web.get("/files/bill.zip", file)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = f"http://127.0.0.1:{server.port}/downloadBillFile.resource?{query}"
+    member = answer_text({"code": "10000", "msg": "Success", "bill_download_url": url})
+    name = "alipay_data_dataservice_bill_downloadurl_query_response"
+    text = f'{{"{name}":{member},"sign":"{sign(keys.alipay, member.encode())}"}}'
+    gateway = LoopbackDownloads({"alipay.data.dataservice.bill.downloadurl.query": [text]})
+    try:
+        bill = await adapter(gateway, keys.alipay.public_key(), keys.app).bill(date(2019, 9, 16))
+    finally:
+        await gateway.close()
+        await server.close()
+    assert bill == BILL_ZIP.read_bytes()
+    assert seen == [f"/downloadBillFile.resource?{query}", f"/files/bill.zip?{query}"]
