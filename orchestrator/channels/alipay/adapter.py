@@ -343,9 +343,19 @@ class Alipay(Adapter[AlipayKeys]):
             raise OutcomeUnknown(f"{method}: answer is not JSON") from None
         if not isinstance(envelope, dict) or raw is None:
             raise OutcomeUnknown(f"{method}: answer has no {name}")
+        member = orjson.loads(raw)
+        if not isinstance(member, dict):
+            raise OutcomeUnknown(f"{method}: {name} is not an object")
         if not envelope.get("sign"):
-            _unsigned(method, raw)
-        key = self._keys.answer_key(str(envelope.get("alipay_cert_sn", "")))
+            _unsigned(method, member)
+        cert_sn = str(envelope.get("alipay_cert_sn", ""))
+        if self._keys.certificates is not None and not cert_sn and _succeeded(member):
+            # As Alipay's Java client: in certificate mode a success names its certificate.
+            raise OutcomeUnknown(
+                f"{method}: a success answer without alipay_cert_sn in certificate mode "
+                "(is the gateway the one of this app, and is the app in certificate mode?)"
+            )
+        key = self._keys.answer_key(cert_sn)
         if key is None:
             raise OutcomeUnknown(
                 f"{method}: signed with Alipay certificate {envelope.get('alipay_cert_sn')!r}, "
@@ -353,8 +363,7 @@ class Alipay(Adapter[AlipayKeys]):
             )
         if not _verifies(key, raw, str(envelope.get("sign", ""))):
             raise OutcomeUnknown(f"{method}: answer signature does not verify")
-        parsed: dict[str, Any] = orjson.loads(raw)
-        return parsed
+        return member
 
     @staticmethod
     def _refusal(answer: dict[str, Any]) -> TradeAnswer:
@@ -388,20 +397,17 @@ def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
     return "\\/" in raw and verify(key, raw.replace("\\/", "/").encode(), signature)
 
 
-def _unsigned(method: str, raw: str) -> NoReturn:
+def _succeeded(member: dict[str, Any]) -> bool:
+    return member.get("code") in ("10000", "10003")
+
+
+def _unsigned(method: str, member: dict[str, Any]) -> NoReturn:
     """An answer without a sign decides nothing. The gateway answers so when it could not
     take the request as the app's (an unknown app_id, a key not uploaded, a signature of
     another key): its code and sub_msg say which, so they are passed on, never read as
     a decline. Alipay's SDKs skip the check for such answers; windowpay keeps the
     outcome unknown."""
-    try:
-        member = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        member = {}
-    if not isinstance(member, dict):
-        member = {}
-    code = str(member.get("code", ""))
-    if code in ("10000", "10003"):
+    if _succeeded(member):
         raise OutcomeUnknown(f"{method}: a success answer without a signature")
     reason = " ".join(
         str(member.get(field, "")) for field in ("code", "msg", "sub_code", "sub_msg")

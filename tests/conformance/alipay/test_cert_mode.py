@@ -227,3 +227,26 @@ def test_a_certificate_out_of_date_is_refused_at_start(tmp_path: Path, which: st
 def test_a_file_without_rsa_certificates_is_refused() -> None:
     with pytest.raises(CertificateError):
         load_certificates(b"no certificate here")
+
+
+async def test_a_success_without_alipay_cert_sn_is_unknown_in_certificate_mode(
+    keys: Keys,
+) -> None:
+    """As Alipay's Java client ("ALIPAY_CERT_SN is Empty"): it hides a gateway or mode
+    mix-up. It used to be verified with the only configured certificate and taken."""
+    ca_key, alipay_key = generate_key(), generate_key()
+    ca = issue("test Alipay CA", ca_key, None, ca=True)
+    leaf = issue("支付宝 only", alipay_key, (ca, ca_key), ca=False)
+    only = alipay_keys(load_certificates(certificate_pem(leaf)), dt.datetime.now(dt.UTC))
+    mode = AlipayKeys(keys.app, only, CertMode("a" * 32, "b" * 32, only))
+    raw = (
+        '{"code":"10000","msg":"Success","trade_no":"T1","out_trade_no":"W1",'
+        '"total_amount":"1.00","trade_status":"TRADE_SUCCESS"}'
+    )
+    text = f'{{"alipay_trade_query_response":{raw},"sign":"{sign(alipay_key, raw.encode())}"}}'
+    alipay = Alipay(FakeGateway({"alipay.trade.query": [text]}), mode, APP_ID)
+    with pytest.raises(OutcomeUnknown, match="without alipay_cert_sn"):
+        await alipay.query(TradeRef("W1", 100, 0))
+    named = text.replace(',"sign"', f',"alipay_cert_sn":"{cert_sn(leaf)}","sign"')
+    alipay = Alipay(FakeGateway({"alipay.trade.query": [named]}), mode, APP_ID)
+    assert (await alipay.query(TradeRef("W1", 100, 0))).status is TradeStatus.PAID
