@@ -63,11 +63,14 @@ NOTIFICATION_FIELDS = {
 }  # fmt: skip
 NOTIFICATION_REQUIRED = {
     "notify_time", "notify_type", "notify_id", "app_id", "charset", "version", "sign_type",
-    "sign", "trade_no", "out_trade_no", "trade_status",
+    "sign", "trade_no", "out_trade_no", "trade_status", "seller_id", "buyer_id", "gmt_create",
 }  # fmt: skip
 TIMES = {
     "notify_time": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
     "gmt_payment": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+    "gmt_create": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+    "seller_id": r"2088\d{12}",
+    "buyer_id": r"2088\d{12}",
     "gmt_refund": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{1,3}",
 }
 REAL_SAMPLES = [  # signed by Alipay's gateway or sandbox: their encoding is the real one
@@ -272,6 +275,8 @@ async def test_every_sandbox_notification_has_the_documented_parameters(
         bodies.append(sandbox.gateway.notification(reply.trade, reply.refund))
     sent = [form(body.body) for body in bodies if body is not None]
     assert [notification_problems(params) for params in sent] == [[], [], []]
+    # as both Alipay-signed samples: the app the notice is for (no ISV acting for it)
+    assert [p.get("auth_app_id") for p in sent] == [APP_ID] * 3
     assert [p.get("refund_fee") for p in sent] == [None, "3.00", "5.00"]  # all refunded so far
     await asyncio.sleep(0)
 
@@ -282,3 +287,25 @@ async def test_the_sandbox_answers_an_unknown_app_id_unsigned(sandbox: Served) -
     stranger = Alipay(sandbox.client, keys, "2021000000000999")
     with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40002 .*isv\.invalid-app-id"):
         await stranger.query(TradeRef(provider_id("S"), 100, 0))
+
+
+async def test_the_sandboxs_refund_answer_carries_what_the_signed_sample_does(
+    sandbox: Served,
+) -> None:
+    """The signed sandbox sample of a refund carries buyer_logon_id, gmt_refund_pay and
+    send_back_fee beside fund_change and refund_fee."""
+    recording = Recording(sandbox.gateway.base_url)
+    alipay = Alipay(recording, merchant_keys(sandbox.keys_dir, Credentials()), APP_ID)
+    paid = pay_call("0000")
+    try:
+        await alipay.pay(paid)
+        await alipay.refund(RefundCall(paid.trade, provider_id("R"), 300, 0))
+    finally:
+        await recording.close()
+    refunded = json.loads(raw_member(recording.answers[-1], "alipay_trade_refund_response") or "")
+    sample = json.loads(
+        raw_member(answer("refund_success_yansongda"), "alipay_trade_refund_response") or ""
+    )
+    missing = set(sample) - set(refunded) - {"buyer_user_id"}  # (an id the SDK reads, not we)
+    assert missing == set()
+    assert re.fullmatch(TIMES["gmt_payment"], refunded["gmt_refund_pay"])
