@@ -7,10 +7,15 @@ alipay_cert_sn names (trust.py)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import math
 import re
-from datetime import date, datetime, time, timedelta
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -22,11 +27,13 @@ from orchestrator.channels.alipay.trust import AlipayKeys
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import NoTradesThatDay
-from orchestrator.providers.http import Adapter
+from orchestrator.providers.certificates import CertificateError
+from orchestrator.providers.http import Adapter, HttpClient
 from orchestrator.providers.port import (
     BillNotReady,
     OutcomeUnknown,
     PayCall,
+    ProviderError,
     ProviderRejected,
     QrAnswer,
     QrCall,
@@ -55,9 +62,11 @@ TRADE_STATUS = {
     "TRADE_CLOSED": TradeStatus.CLOSED,
 }
 DOWNLOAD_TIMEOUT_S = 60.0
+CERT_DOWNLOAD = "alipay.open.app.alipaycert.download"
+CERT_DOWNLOAD_EVERY_S = 60.0  # at most one download of an unknown certificate a minute
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # "当日数据一般于次日 9 点前生成": a day's bill is there by 09:00 the next day (Beijing).
-BILL_READY = time(9, 0)
+BILL_READY = day_time(9, 0)
 REFUND_SUCCESS = "REFUND_SUCCESS"
 
 
@@ -120,6 +129,22 @@ class Alipay(Adapter[AlipayKeys]):
     """Knows the merchant by its app_id."""
 
     channel = Channel.ALIPAY
+
+    def __init__(
+        self,
+        http: HttpClient,
+        keys: AlipayKeys,
+        merchant_id: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        notify_url: str = "",
+    ) -> None:
+        super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
+        self._cert_asked: dict[str, float] = {}  # SN -> when its download was last asked
+
+    @property
+    def keys(self) -> AlipayKeys:
+        return self._keys
 
     async def pay(self, call: PayCall) -> TradeAnswer:
         if not OUT_TRADE_NO.match(call.out_trade_no):
@@ -323,7 +348,8 @@ class Alipay(Adapter[AlipayKeys]):
         )
         return params
 
-    async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, method: str, biz: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The answer's envelope and the raw text of its member, not yet verified."""
         body = urlencode(self.signed_params(method, biz)).encode()
         answer = await self._http.request(
             "POST",
@@ -343,9 +369,11 @@ class Alipay(Adapter[AlipayKeys]):
             raise OutcomeUnknown(f"{method}: answer is not JSON") from None
         if not isinstance(envelope, dict) or raw is None:
             raise OutcomeUnknown(f"{method}: answer has no {name}")
-        member = orjson.loads(raw)
-        if not isinstance(member, dict):
-            raise OutcomeUnknown(f"{method}: {name} is not an object")
+        return envelope, raw
+
+    async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
+        envelope, raw = await self._post(method, biz)
+        member = _member(method, (envelope, raw))
         if not envelope.get("sign"):
             _unsigned(method, member)
         cert_sn = str(envelope.get("alipay_cert_sn", ""))
@@ -356,14 +384,46 @@ class Alipay(Adapter[AlipayKeys]):
                 "(is the gateway the one of this app, and is the app in certificate mode?)"
             )
         key = self._keys.answer_key(cert_sn)
+        if key is None and cert_sn and self._keys.certificates is not None:
+            key = await self._download_certificate(cert_sn)
         if key is None:
             raise OutcomeUnknown(
                 f"{method}: signed with Alipay certificate {envelope.get('alipay_cert_sn')!r}, "
-                "which is not configured (download it from the open platform)"
+                "which is neither configured nor could be downloaded"
             )
         if not _verifies(key, raw, str(envelope.get("sign", ""))):
             raise OutcomeUnknown(f"{method}: answer signature does not verify")
         return member
+
+    async def _download_certificate(self, cert_sn: str) -> PublicKey | None:
+        """Alipay's certificate `cert_sn`, by alipay.open.app.alipaycert.download, once it
+        chains to the configured root file (then kept for answers and notifications);
+        None when it cannot be had. Asked at most once per CERT_DOWNLOAD_EVERY_S for an
+        SN. The download's own answer is not checked by signature (it names the new
+        certificate): its content is trusted by its chain, as Alipay's SDKs do."""
+        now = self._clock()
+        if now - self._cert_asked.get(cert_sn, -math.inf) < CERT_DOWNLOAD_EVERY_S:
+            return None
+        self._cert_asked[cert_sn] = now
+        try:
+            answer = await self._post(CERT_DOWNLOAD, {"alipay_cert_sn": cert_sn})
+            member = _member(CERT_DOWNLOAD, answer)
+            if member.get("code") != "10000":
+                raise OutcomeUnknown(f"answered {_reason(member)}")
+            pem = base64.b64decode(str(member.get("alipay_cert_content", "")), validate=True)
+            key = self._keys.learn(cert_sn, pem, datetime.fromtimestamp(now, UTC))
+        except (ProviderError, CertificateError, binascii.Error) as error:
+            log.error(
+                "Alipay signs with a certificate windowpay does not have, and it could not "
+                "be downloaded and trusted; every answer it signs stays unknown",
+                extra={"alipay_cert_sn": cert_sn, "why": str(error)},
+            )
+            return None
+        log.warning(
+            "Alipay's certificate changed: downloaded and trusted (it chains to the root)",
+            extra={"alipay_cert_sn": cert_sn},
+        )
+        return key
 
     @staticmethod
     def _refusal(answer: dict[str, Any]) -> TradeAnswer:
@@ -397,6 +457,17 @@ def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
     return "\\/" in raw and verify(key, raw.replace("\\/", "/").encode(), signature)
 
 
+def _member(method: str, answer: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    member = orjson.loads(answer[1])
+    if not isinstance(member, dict):
+        raise OutcomeUnknown(f"{method}: the answer's member is not an object")
+    return member
+
+
+def _reason(member: dict[str, Any]) -> str:
+    return " ".join(str(member.get(f, "")) for f in ("code", "msg", "sub_code", "sub_msg")).strip()
+
+
 def _succeeded(member: dict[str, Any]) -> bool:
     return member.get("code") in ("10000", "10003")
 
@@ -409,9 +480,7 @@ def _unsigned(method: str, member: dict[str, Any]) -> NoReturn:
     outcome unknown."""
     if _succeeded(member):
         raise OutcomeUnknown(f"{method}: a success answer without a signature")
-    reason = " ".join(
-        str(member.get(field, "")) for field in ("code", "msg", "sub_code", "sub_msg")
-    ).strip()
+    reason = _reason(member)
     log.warning(
         "Alipay answered unsigned (check app_id, the uploaded key, the gateway URL)",
         extra={"method": method, "gateway_said": reason},

@@ -89,7 +89,7 @@ class AlipayNotifications:
 
     def __init__(
         self,
-        alipay_keys: PublicKey | Sequence[PublicKey],
+        alipay_keys: PublicKey | Sequence[PublicKey] | Callable[[], Sequence[PublicKey]],
         app_id: str,
         max_skew_s: float,
         clock: Callable[[], float] = time.time,
@@ -98,7 +98,13 @@ class AlipayNotifications:
         answered: NotifyIds | None = None,
         seller_id: str = "",
     ) -> None:
-        self._keys = [alipay_keys] if isinstance(alipay_keys, PublicKey) else list(alipay_keys)
+        # A callable is asked at every notification: certificate mode learns Alipay's new
+        # certificate when an answer names it (adapter.py).
+        if callable(alipay_keys):
+            self._keys = alipay_keys
+        else:
+            fixed = [alipay_keys] if isinstance(alipay_keys, PublicKey) else list(alipay_keys)
+            self._keys = lambda: fixed
         self._app_id = app_id
         self._max_skew_s = max_skew_s  # how far ahead of our clock notify_time may be
         self._clock = clock
@@ -114,7 +120,7 @@ class AlipayNotifications:
         if params.get("sign_type") != "RSA2":
             raise NoticeRefused(f"sign_type {params.get('sign_type')!r} is not RSA2")
         text = signed_text(params)
-        if not any(verify(key, text, params["sign"]) for key in self._keys):
+        if not any(verify(key, text, params["sign"]) for key in self._keys()):
             raise NoticeRefused("signature does not verify")
         if params.get("app_id") != self._app_id:
             raise NoticeRefused("notification for another app_id")

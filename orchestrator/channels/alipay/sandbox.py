@@ -6,7 +6,8 @@ backslash, other text as UTF-8), with only fields the real gateway sends (the
 conformance suite checks both against the public samples). A request it cannot take as
 the app's (an unknown app_id, a bad signature) is answered unsigned, as the documented
 error sample is. In certificate mode it checks the request's app_cert_sn and
-alipay_root_cert_sn and names its certificate in alipay_cert_sn.
+alipay_root_cert_sn, names its certificate in alipay_cert_sn, and hands its certificate
+file out by alipay.open.app.alipaycert.download.
 
 Where it models Alipay rather than the shared ledger: a precreate trade the payer failed
 to pay stays WAIT_BUYER_PAY (Alipay sends no failed state for it) until it is closed, by
@@ -16,6 +17,7 @@ has no bill (isp.bill_not_exist). Unlike the real gateway it serves a day's bill
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -87,6 +89,7 @@ SUB_MESSAGES = {
     "isp.bill_not_exist": "账单不存在",
     "isv.invalid-signature": "验签出错",
     "isv.invalid-app-id": "无效的AppID参数",
+    "isv.alipay-cert-not-exist": "支付宝公钥证书不存在",
     "isv.app-cert-not-exist": "应用公钥证书不存在",
     "isv.invalid-alipay-root-cert-sn": "支付宝根证书SN无效",
 }
@@ -136,6 +139,7 @@ class AlipayGateway(Gateway[GatewayKeys]):
             "alipay.trade.precreate": self._precreate,
             "alipay.trade.close": self._close,
             "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
+            "alipay.open.app.alipaycert.download": self._certificate,
         }.get(method)
         if handler is None:
             return self._answer("error_response", _failure("40002", "isv.invalid-method"))
@@ -333,6 +337,14 @@ class AlipayGateway(Gateway[GatewayKeys]):
             "msg": "Success",
             "bill_download_url": f"{self.base_url}/bills/{token}",
         }
+
+    async def _certificate(self, biz: dict[str, Any]) -> dict[str, Any]:
+        """alipay.open.app.alipaycert.download: the certificate file of the SN asked,
+        base64 (certificate mode only; the error's sub_code is the sandbox's own)."""
+        if not self.keys.alipay_cert_file or biz["alipay_cert_sn"] != self.keys.alipay_cert_sn:
+            return _failure("40004", "isv.alipay-cert-not-exist")
+        content = base64.b64encode(self.keys.alipay_cert_file).decode()
+        return {"code": "10000", "msg": "Success", "alipay_cert_content": content}
 
     async def _bill(self, request: web.Request) -> web.Response:
         day = self._bills.get(request.match_info["token"])

@@ -39,7 +39,7 @@ def notifications(
     the trade's refunds so far."""
     alipay = adapter(client, settings, keys_dir)
     return AlipayNotifications(
-        merchant_keys(keys_dir, settings.credentials).notice_keys(),
+        alipay.keys.notice_keys,  # with any certificate its answers made it download
         settings.merchant_id,
         max_skew_s,
         refunds=alipay.refund_found,
