@@ -3,7 +3,8 @@
 and close, and the bill download URL. Requests carry an RSA2 signature over the sorted
 parameters; answers are verified over the raw JSON text of their *_response member, with
 the Alipay public key or, in certificate mode, with the Alipay certificate the answer's
-alipay_cert_sn names (trust.py)."""
+alipay_cert_sn names (trust.py; a new one is downloaded and trusted by its chain to the
+root). An answer without a sign decides nothing, and says what the gateway said."""
 
 from __future__ import annotations
 
@@ -373,7 +374,7 @@ class Alipay(Adapter[AlipayKeys]):
 
     async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
         envelope, raw = await self._post(method, biz)
-        member = _member(method, (envelope, raw))
+        member = _member(method, raw)
         if not envelope.get("sign"):
             _unsigned(method, member)
         cert_sn = str(envelope.get("alipay_cert_sn", ""))
@@ -406,8 +407,8 @@ class Alipay(Adapter[AlipayKeys]):
             return None
         self._cert_asked[cert_sn] = now
         try:
-            answer = await self._post(CERT_DOWNLOAD, {"alipay_cert_sn": cert_sn})
-            member = _member(CERT_DOWNLOAD, answer)
+            _, raw = await self._post(CERT_DOWNLOAD, {"alipay_cert_sn": cert_sn})
+            member = _member(CERT_DOWNLOAD, raw)
             if member.get("code") != "10000":
                 raise OutcomeUnknown(f"answered {_reason(member)}")
             pem = base64.b64decode(str(member.get("alipay_cert_content", "")), validate=True)
@@ -457,8 +458,12 @@ def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
     return "\\/" in raw and verify(key, raw.replace("\\/", "/").encode(), signature)
 
 
-def _member(method: str, answer: tuple[dict[str, Any], str]) -> dict[str, Any]:
-    member = orjson.loads(answer[1])
+def _member(method: str, raw: str) -> dict[str, Any]:
+    """The answer's member read (its signature is checked apart, over `raw`)."""
+    try:
+        member = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise OutcomeUnknown(f"{method}: the answer's member is not JSON") from None
     if not isinstance(member, dict):
         raise OutcomeUnknown(f"{method}: the answer's member is not an object")
     return member
