@@ -427,3 +427,26 @@ async def test_the_bill_url_is_fetched_byte_for_byte_and_its_redirect_followed(
         await server.close()
     assert bill == BILL_ZIP.read_bytes()
     assert seen == [f"/downloadBillFile.resource?{query}", f"/files/bill.zip?{query}"]
+
+
+@pytest.mark.parametrize(
+    ("location", "refused"),
+    [("ftp://127.0.0.1/bill.zip", "not an http"), ("/loop", "more than 5 times")],
+)
+async def test_a_download_redirected_elsewhere_than_http_or_in_a_loop_is_unknown(
+    location: str, refused: str
+) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": location})
+
+    app = web.Application()
+    app.add_routes([web.get("/loop", moved), web.get("/start", moved)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = HttpClient(f"http://127.0.0.1:{server.port}")
+    try:
+        with pytest.raises(OutcomeUnknown, match=refused):
+            await client.download(f"http://127.0.0.1:{server.port}/start", timeout_s=5)
+    finally:
+        await client.close()
+        await server.close()
