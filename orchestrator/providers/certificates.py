@@ -140,16 +140,22 @@ def within_validity(certificate: Certificate, now: dt.datetime) -> bool:
 
 
 def verify_chain(
-    leaf: Certificate, intermediates: Sequence[Certificate], root: Certificate, now: dt.datetime
+    leaf: Certificate,
+    intermediates: Sequence[Certificate],
+    root: Certificate,
+    now: dt.datetime,
+    *,
+    issuers_marked_ca: bool = True,
 ) -> None:
     """Raise CertificateError unless leaf <- intermediates... <- root, every link signed
-    by the next, every issuer a CA, and every certificate within its validity at `now`."""
+    by the next, every issuer a CA (unless `issuers_marked_ca` is False: Alipay's
+    intermediates need not say so), and every certificate within its validity at `now`."""
     chain = [leaf, *intermediates, root]
     for certificate in chain:
         if not within_validity(certificate, now):
             raise CertificateError(f"{_name(certificate)} is not valid at {now:%Y-%m-%d %H:%M}")
     for child, parent in itertools.pairwise(chain):
-        if not _is_ca(parent):
+        if issuers_marked_ca and not _is_ca(parent):
             raise CertificateError(f"{_name(parent)} is not a CA")
         if not _issued_by(child, parent):
             raise CertificateError(f"{_name(child)} is not issued by {_name(parent)}")

@@ -360,6 +360,7 @@ class RefundDriver:
         self._alert_after_s = alert_after_s
         self._overdue = overdue
         self.inbox: Inbox[RefundAnswer] = Inbox()
+        self.last_reason = ""  # the provider's last word that was not final
 
     async def run(self, ticket: RefundTicket) -> None:
         call = RefundCall(ticket.trade, ticket.refund_id, ticket.amount_fen, ticket.created_at_ms)
@@ -387,6 +388,8 @@ class RefundDriver:
                 if answer is not None:
                     # Pending: query it. Not found: it never arrived, send it again.
                     send = answer.status is RefundStatus.NOT_FOUND
+                    if answer.status is RefundStatus.PENDING or not self.last_reason:
+                        self.last_reason = answer.reason or answer.status.value
                 # No answer at all: the same question again (a resend is harmless).
                 elapsed = (self._clock.now_ms() - ticket.created_at_ms) / 1000
                 if not flagged and elapsed >= self._alert_after_s:

@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from urllib.parse import urljoin
 
 import aiohttp
+import yarl
 
 from orchestrator.providers.port import OutcomeUnknown, ProviderUnavailable
 
@@ -18,6 +20,9 @@ class HttpAnswer:
     status: int
     headers: Mapping[str, str]  # case-insensitive when it comes from HttpClient
     body: bytes
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class HttpClient:
@@ -46,6 +51,30 @@ class HttpClient:
         """`target` is a path (and query) under base_url, or a full URL the provider gave.
         Calls the engine runs carry its deadline; any other call (a download) sets one."""
         url = target if "://" in target else f"{self.base_url}{target}"
+        return await self._send(method, url, body, headers, timeout_s)
+
+    async def download(self, url: str, *, timeout_s: float, redirects: int = 5) -> HttpAnswer:
+        """GET a file at a URL the provider gave, its bytes sent as given (not re-quoted:
+        a query the provider signed must reach its server unchanged), following up to
+        `redirects` redirects to http(s) URLs, each Location as given too."""
+        for _ in range(redirects + 1):
+            answer = await self._send("GET", yarl.URL(url, encoded=True), None, None, timeout_s)
+            location = answer.headers.get("Location", "")
+            if answer.status not in REDIRECTS or not location:
+                return answer
+            url = urljoin(url, location)
+            if not url.startswith(("http://", "https://")):
+                raise OutcomeUnknown(f"download redirected to {url!r}, not an http(s) URL")
+        raise OutcomeUnknown(f"download redirected more than {redirects} times")
+
+    async def _send(
+        self,
+        method: str,
+        url: str | yarl.URL,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout_s: float | None,
+    ) -> HttpAnswer:
         try:
             async with self._client().request(
                 method,

@@ -582,7 +582,11 @@ class ServicePointCore:
             if on:
                 log.warning(
                     "refund still pending at the provider past refund_pending_alert_s",
-                    extra={"order_id": order_id, "refund_id": refund_id},
+                    extra={
+                        "order_id": order_id,
+                        "refund_id": refund_id,
+                        "reason": driver.last_reason,  # e.g. a refusal left for a person
+                    },
                 )
 
         driver = RefundDriver(

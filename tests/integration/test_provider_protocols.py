@@ -288,6 +288,10 @@ class Recording(HttpClient):
         self.timeouts.append((target, kwargs.get("timeout_s")))
         return await super().request(method, target, **kwargs)  # type: ignore[arg-type]
 
+    async def download(self, url: str, *, timeout_s: float, redirects: int = 5) -> HttpAnswer:
+        self.timeouts.append((url, timeout_s))  # (a bill file fetched as given)
+        return await super().download(url, timeout_s=timeout_s, redirects=redirects)
+
 
 async def test_unionpay_query_and_reversal_carry_the_original_txn_time(world: World) -> None:
     providers = build_providers(world.config, world.keys_dir)

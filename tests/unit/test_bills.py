@@ -156,3 +156,17 @@ def test_a_unionpay_file_holds_its_settlement_day_that_ends_at_23() -> None:
     assert (row.out_trade_no, row.amount_fen) == ("A1", 500)
     [calendar] = parse_unionpay(unionpay_settlement([sale], DAY, "898"))  # by calendar day
     assert calendar.out_trade_no == "A1"
+
+
+def _detail_lines(bill: bytes) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(bill)) as archive:
+        [name] = archive.namelist()  # the detail file alone, in both
+        return archive.read(name).decode("gbk").splitlines()
+
+
+def test_the_alipay_sandbox_bill_dates_its_day_as_the_real_bill() -> None:
+    """The real bill's header runs from D 00:00:00 to D+1 00:00:00 (not D 23:59:59)."""
+    real = _detail_lines((FIXTURES / "alipay_trade_bill_2019-09-16.zip").read_bytes())
+    assert "#起始日期：[2019年09月16日 00:00:00]   终止日期：[2019年09月17日 00:00:00]" in real
+    ours = _detail_lines(alipay_trade_bill(_trades(), date(2026, 12, 31), "2088", 0.0))
+    assert "#起始日期：[2026年12月31日 00:00:00]   终止日期：[2027年01月01日 00:00:00]" in ours

@@ -2,6 +2,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.channels.alipay.wiring import seller_id
 from orchestrator.config import ConfigError, load_config, parse_config
 from orchestrator.domain.states import Channel
 from tests.support import sample_data
@@ -242,4 +243,17 @@ def test_a_channels_options_reach_it_with_their_types() -> None:
 def test_a_switch_brings_the_settings_it_needs(settings: dict[str, Any], message: str) -> None:
     assert broken(provider("WECHAT", **settings)).startswith(
         f"windowpay.toml.providers.WECHAT.{message}"
+    )
+
+
+def test_alipays_seller_id_is_a_declared_setting_and_must_be_a_pid() -> None:
+    data = sample_data()
+    data["providers"]["ALIPAY"] = {"seller_id": "2088531891668739"}
+    assert seller_id(parse_config(data).providers[Channel.ALIPAY]) == "2088531891668739"
+    assert seller_id(parse_config(sample_data()).providers[Channel.ALIPAY]) == ""
+    data["providers"]["ALIPAY"] = {"seller_id": "2021000000000001"}  # an app_id, not a PID
+    with pytest.raises(ConfigError, match=r"providers\.ALIPAY\.seller_id: .* not a PID"):
+        seller_id(parse_config(data).providers[Channel.ALIPAY])
+    assert broken(provider("ALIPAY", seller_pid="2088531891668739")).startswith(
+        "windowpay.toml.providers.ALIPAY.seller_pid: unknown"
     )

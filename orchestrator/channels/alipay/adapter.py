@@ -3,13 +3,20 @@
 and close, and the bill download URL. Requests carry an RSA2 signature over the sorted
 parameters; answers are verified over the raw JSON text of their *_response member, with
 the Alipay public key or, in certificate mode, with the Alipay certificate the answer's
-alipay_cert_sn names (trust.py)."""
+alipay_cert_sn names (trust.py; a new one is downloaded and trusted by its chain to the
+root). An answer without a sign decides nothing, and says what the gateway said."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 import math
 import re
-from datetime import date, datetime, time, timedelta
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -21,10 +28,13 @@ from orchestrator.channels.alipay.trust import AlipayKeys
 from orchestrator.domain.money import from_yuan, to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import NoTradesThatDay
-from orchestrator.providers.http import Adapter
+from orchestrator.providers.certificates import CertificateError
+from orchestrator.providers.http import Adapter, HttpClient
 from orchestrator.providers.port import (
+    BillNotReady,
     OutcomeUnknown,
     PayCall,
+    ProviderError,
     ProviderRejected,
     QrAnswer,
     QrCall,
@@ -38,7 +48,9 @@ from orchestrator.providers.port import (
     TradeStatus,
     check_bound,
 )
-from orchestrator.providers.signing import sign, sorted_pairs, verify
+from orchestrator.providers.signing import PublicKey, sign, sorted_pairs, verify
+
+log = logging.getLogger(__name__)
 
 GATEWAY = "/gateway.do"
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -51,14 +63,23 @@ TRADE_STATUS = {
     "TRADE_CLOSED": TradeStatus.CLOSED,
 }
 DOWNLOAD_TIMEOUT_S = 60.0
+CERT_DOWNLOAD = "alipay.open.app.alipaycert.download"
+CERT_DOWNLOAD_EVERY_S = 60.0  # at most one download of an unknown certificate a minute
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # "当日数据一般于次日 9 点前生成": a day's bill is there by 09:00 the next day (Beijing).
-BILL_READY = time(9, 0)
+BILL_READY = day_time(9, 0)
 REFUND_SUCCESS = "REFUND_SUCCESS"
 
 
-class BillNotReady(OutcomeUnknown):
-    """The gateway has no bill of the day yet: ask again later (not a failed download)."""
+# subject: "不可使用特殊字符，如 /，=，& 等", at most 256 characters (the API reference).
+SUBJECT_MAX = 256
+SUBJECT_SAFE = str.maketrans({"/": "／", "=": "＝", "&": "＆"})
+
+
+def subject(description: str) -> str:
+    """The order title as the gateway takes it: "/", "=" and "&" in their full-width
+    forms, at most SUBJECT_MAX characters."""
+    return description.translate(SUBJECT_SAFE)[:SUBJECT_MAX]
 
 
 def raw_member(text: str, name: str) -> str | None:
@@ -110,6 +131,22 @@ class Alipay(Adapter[AlipayKeys]):
 
     channel = Channel.ALIPAY
 
+    def __init__(
+        self,
+        http: HttpClient,
+        keys: AlipayKeys,
+        merchant_id: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        notify_url: str = "",
+    ) -> None:
+        super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
+        self._cert_asked: dict[str, float] = {}  # SN -> when its download was last asked
+
+    @property
+    def keys(self) -> AlipayKeys:
+        return self._keys
+
     async def pay(self, call: PayCall) -> TradeAnswer:
         if not OUT_TRADE_NO.match(call.out_trade_no):
             raise ProviderRejected(f"out_trade_no {call.out_trade_no!r}: letters, digits, _ only")
@@ -119,7 +156,7 @@ class Alipay(Adapter[AlipayKeys]):
                 "out_trade_no": call.out_trade_no,
                 "scene": "bar_code",
                 "auth_code": call.auth_code,
-                "subject": call.description,
+                "subject": subject(call.description),
                 "total_amount": to_yuan(call.amount_fen),
                 "store_id": call.store_id,
                 "terminal_id": call.terminal_id,
@@ -221,7 +258,7 @@ class Alipay(Adapter[AlipayKeys]):
             {
                 "out_trade_no": call.out_trade_no,
                 "total_amount": to_yuan(call.amount_fen),
-                "subject": call.description,
+                "subject": subject(call.description),
                 "store_id": call.store_id,
                 "terminal_id": call.terminal_id,
                 "timeout_express": f"{minutes}m",
@@ -281,9 +318,10 @@ class Alipay(Adapter[AlipayKeys]):
         if answer.get("code") != "10000":
             _fail(answer)
         url = answer.get("bill_download_url")
-        if not isinstance(url, str) or not url:
-            raise OutcomeUnknown("the bill query answered without a bill_download_url")
-        download = await self._http.request("GET", url, timeout_s=DOWNLOAD_TIMEOUT_S)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise OutcomeUnknown(f"the bill query answered bill_download_url {url!r}")
+        # as given: the URL carries a token, and its fileId is written %2F…
+        download = await self._http.download(url, timeout_s=DOWNLOAD_TIMEOUT_S)
         if download.status != 200 or not download.body:
             raise OutcomeUnknown(f"bill download answered {download.status}, empty or not")
         return download.body
@@ -311,7 +349,8 @@ class Alipay(Adapter[AlipayKeys]):
         )
         return params
 
-    async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, method: str, biz: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The answer's envelope and the raw text of its member, not yet verified."""
         body = urlencode(self.signed_params(method, biz)).encode()
         answer = await self._http.request(
             "POST",
@@ -331,16 +370,61 @@ class Alipay(Adapter[AlipayKeys]):
             raise OutcomeUnknown(f"{method}: answer is not JSON") from None
         if not isinstance(envelope, dict) or raw is None:
             raise OutcomeUnknown(f"{method}: answer has no {name}")
-        key = self._keys.answer_key(str(envelope.get("alipay_cert_sn", "")))
+        return envelope, raw
+
+    async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
+        envelope, raw = await self._post(method, biz)
+        member = _member(method, raw)
+        if not envelope.get("sign"):
+            _unsigned(method, member)
+        cert_sn = str(envelope.get("alipay_cert_sn", ""))
+        if self._keys.certificates is not None and not cert_sn and _succeeded(member):
+            # As Alipay's Java client: in certificate mode a success names its certificate.
+            raise OutcomeUnknown(
+                f"{method}: a success answer without alipay_cert_sn in certificate mode "
+                "(is the gateway the one of this app, and is the app in certificate mode?)"
+            )
+        key = self._keys.answer_key(cert_sn)
+        if key is None and cert_sn and self._keys.certificates is not None:
+            key = await self._download_certificate(cert_sn)
         if key is None:
             raise OutcomeUnknown(
                 f"{method}: signed with Alipay certificate {envelope.get('alipay_cert_sn')!r}, "
-                "which is not configured (download it from the open platform)"
+                "which is neither configured nor could be downloaded"
             )
-        if not verify(key, raw.encode(), str(envelope.get("sign", ""))):
+        if not _verifies(key, raw, str(envelope.get("sign", ""))):
             raise OutcomeUnknown(f"{method}: answer signature does not verify")
-        parsed: dict[str, Any] = orjson.loads(raw)
-        return parsed
+        return member
+
+    async def _download_certificate(self, cert_sn: str) -> PublicKey | None:
+        """Alipay's certificate `cert_sn`, by alipay.open.app.alipaycert.download, once it
+        chains to the configured root file (then kept for answers and notifications);
+        None when it cannot be had. Asked at most once per CERT_DOWNLOAD_EVERY_S for an
+        SN. The download's own answer is not checked by signature (it names the new
+        certificate): its content is trusted by its chain, as Alipay's SDKs do."""
+        now = self._clock()
+        if now - self._cert_asked.get(cert_sn, -math.inf) < CERT_DOWNLOAD_EVERY_S:
+            return None
+        self._cert_asked[cert_sn] = now
+        try:
+            _, raw = await self._post(CERT_DOWNLOAD, {"alipay_cert_sn": cert_sn})
+            member = _member(CERT_DOWNLOAD, raw)
+            if member.get("code") != "10000":
+                raise OutcomeUnknown(f"answered {_reason(member)}")
+            pem = base64.b64decode(str(member.get("alipay_cert_content", "")), validate=True)
+            key = self._keys.learn(cert_sn, pem, datetime.fromtimestamp(now, UTC))
+        except (ProviderError, CertificateError, binascii.Error) as error:
+            log.error(
+                "Alipay signs with a certificate windowpay does not have, and it could not "
+                "be downloaded and trusted; every answer it signs stays unknown",
+                extra={"alipay_cert_sn": cert_sn, "why": str(error)},
+            )
+            return None
+        log.warning(
+            "Alipay's certificate changed: downloaded and trusted (it chains to the root)",
+            extra={"alipay_cert_sn": cert_sn},
+        )
+        return key
 
     @staticmethod
     def _refusal(answer: dict[str, Any]) -> TradeAnswer:
@@ -363,6 +447,50 @@ def _check_trade(answer: dict[str, Any], trade: TradeRef) -> None:
     except ValueError:
         amount = -1
     check_bound("total_amount", trade.amount_fen, amount)
+
+
+def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
+    """The signature over the member's raw text, or, as Alipay's Java and .NET clients
+    try next, over that text with every "\\/" written "/" (answers signed over the
+    unescaped text have occurred). The answer is read from its raw text either way."""
+    if verify(key, raw.encode(), signature):
+        return True
+    return "\\/" in raw and verify(key, raw.replace("\\/", "/").encode(), signature)
+
+
+def _member(method: str, raw: str) -> dict[str, Any]:
+    """The answer's member read (its signature is checked apart, over `raw`)."""
+    try:
+        member = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise OutcomeUnknown(f"{method}: the answer's member is not JSON") from None
+    if not isinstance(member, dict):
+        raise OutcomeUnknown(f"{method}: the answer's member is not an object")
+    return member
+
+
+def _reason(member: dict[str, Any]) -> str:
+    return " ".join(str(member.get(f, "")) for f in ("code", "msg", "sub_code", "sub_msg")).strip()
+
+
+def _succeeded(member: dict[str, Any]) -> bool:
+    return member.get("code") in ("10000", "10003")
+
+
+def _unsigned(method: str, member: dict[str, Any]) -> NoReturn:
+    """An answer without a sign decides nothing. The gateway answers so when it could not
+    take the request as the app's (an unknown app_id, a key not uploaded, a signature of
+    another key): its code and sub_msg say which, so they are passed on, never read as
+    a decline. Alipay's SDKs skip the check for such answers; windowpay keeps the
+    outcome unknown."""
+    if _succeeded(member):
+        raise OutcomeUnknown(f"{method}: a success answer without a signature")
+    reason = _reason(member)
+    log.warning(
+        "Alipay answered unsigned (check app_id, the uploaded key, the gateway URL)",
+        extra={"method": method, "gateway_said": reason},
+    )
+    raise OutcomeUnknown(f"{method}: unsigned answer: {reason}")
 
 
 def _fail(answer: dict[str, Any]) -> NoReturn:

@@ -25,6 +25,7 @@ from orchestrator.providers.certificates import (
     Certificate,
     CertificateError,
     rsa_public_key,
+    verify_chain,
     within_validity,
 )
 from orchestrator.providers.signing import PrivateKey, PublicKey
@@ -132,13 +133,44 @@ def _dates(what: str, certificate: Certificate) -> str:
     )
 
 
+def downloaded_key(
+    pem: bytes, sn: str, roots: Sequence[Certificate], now: dt.datetime
+) -> PublicKey:
+    """The key of the Alipay certificate `sn` from a downloaded certificate file (the
+    certificate and its intermediates), trusted only when it chains to one of the
+    configured roots and every link is in date, as Alipay's SDKs check a downloaded
+    certificate. Alipay's intermediates need not be marked as CAs (the sandbox's is
+    not), so that is not asked. Else CertificateError."""
+    certificates = load_certificates(pem)
+    leaf = next((c for c in certificates if cert_sn(c) == sn), None)
+    if leaf is None:
+        raise CertificateError(f"the downloaded file holds no certificate {sn}")
+    chain, rest = [], [c for c in certificates if c is not leaf]
+    issuer = leaf.issuer
+    while (parent := next((c for c in rest if c.subject == issuer), None)) is not None:
+        chain.append(parent)
+        rest.remove(parent)
+        issuer = parent.issuer
+    problems = []
+    for root in roots:
+        try:
+            verify_chain(leaf, chain, root, now, issuers_marked_ca=False)
+        except CertificateError as error:
+            problems.append(str(error))
+        else:
+            return rsa_public_key(leaf)
+    raise CertificateError(f"certificate {sn} does not chain to the root file: {problems}")
+
+
 @dataclass(frozen=True)
 class CertMode:
-    """What certificate mode adds to a request, and the Alipay keys by SN."""
+    """What certificate mode adds to a request, the Alipay keys by SN, and the roots a
+    downloaded Alipay certificate must chain to."""
 
     app_cert_sn: str
     root_cert_sn: str
     alipay_keys: Mapping[str, PublicKey]
+    roots: Sequence[Certificate] = ()
 
     def request_params(self) -> dict[str, str]:
         return {"app_cert_sn": self.app_cert_sn, "alipay_root_cert_sn": self.root_cert_sn}
@@ -160,4 +192,4 @@ def cert_mode(
         raise CertificateError(_dates("the app certificate", app))
     roots = load_certificates(root_certs)
     keys = alipay_keys(load_certificates(alipay_certs), now)
-    return CertMode(cert_sn(app), root_cert_sn(roots), keys)
+    return CertMode(cert_sn(app), root_cert_sn(roots), keys, tuple(roots))

@@ -1,7 +1,9 @@
 """Alipay asynchronous notifications (异步通知, notify_type trade_status_sync): a form
 POST whose `sign` is RSA2 over the other parameters, sorted by name, empty ones and
 `sign` and `sign_type` left out, verified with Alipay's public key (or, in certificate
-mode, the key of Alipay's certificate: notifications name none).
+mode, the key of Alipay's certificate: notifications name none). It must name windowpay's
+app_id, and, when [providers.ALIPAY] seller_id is set, that seller_id (the notification
+page's verification steps; in certificate mode Alipay's certificate is one for all apps).
 
 Alipay sends a notification again until it is answered with the plain body `success`
 (windowpay answers `fail` otherwise), at 4 m, 10 m, 10 m, 1 h, 2 h, 6 h and 15 h, with
@@ -87,20 +89,28 @@ class AlipayNotifications:
 
     def __init__(
         self,
-        alipay_keys: PublicKey | Sequence[PublicKey],
+        alipay_keys: PublicKey | Sequence[PublicKey] | Callable[[], Sequence[PublicKey]],
         app_id: str,
         max_skew_s: float,
         clock: Callable[[], float] = time.time,
         *,
         refunds: RefundLookup,
         answered: NotifyIds | None = None,
+        seller_id: str = "",
     ) -> None:
-        self._keys = [alipay_keys] if isinstance(alipay_keys, PublicKey) else list(alipay_keys)
+        # A callable is asked at every notification: certificate mode learns Alipay's new
+        # certificate when an answer names it (adapter.py).
+        if callable(alipay_keys):
+            self._keys = alipay_keys
+        else:
+            fixed = [alipay_keys] if isinstance(alipay_keys, PublicKey) else list(alipay_keys)
+            self._keys = lambda: fixed
         self._app_id = app_id
         self._max_skew_s = max_skew_s  # how far ahead of our clock notify_time may be
         self._clock = clock
         self._refunds = refunds
         self._answered = answered if answered is not None else NotifyIds()
+        self._seller_id = seller_id  # the merchant's PID; "": not checked
 
     async def verify(self, headers: Mapping[str, str], body: bytes) -> Notice:
         _READ.set("")
@@ -110,10 +120,12 @@ class AlipayNotifications:
         if params.get("sign_type") != "RSA2":
             raise NoticeRefused(f"sign_type {params.get('sign_type')!r} is not RSA2")
         text = signed_text(params)
-        if not any(verify(key, text, params["sign"]) for key in self._keys):
+        if not any(verify(key, text, params["sign"]) for key in self._keys()):
             raise NoticeRefused("signature does not verify")
         if params.get("app_id") != self._app_id:
             raise NoticeRefused("notification for another app_id")
+        if self._seller_id and params.get("seller_id") != self._seller_id:
+            raise NoticeRefused("notification for another seller_id")
         self._check_time(params.get("notify_time", ""))
         notify_id = params.get("notify_id", "")
         if not notify_id:

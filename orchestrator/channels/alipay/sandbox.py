@@ -3,9 +3,11 @@ query, cancel, refund and its query, precreate and close, and the bill download 
 verifies the app's RSA2 signature and signs the raw JSON text of every *_response it
 sends, written as the real gateway writes it (compact JSON, every "/" escaped with a
 backslash, other text as UTF-8), with only fields the real gateway sends (the
-conformance suite checks both against the public samples). In certificate mode it checks
-the request's app_cert_sn and alipay_root_cert_sn and names its certificate in
-alipay_cert_sn.
+conformance suite checks both against the public samples). A request it cannot take as
+the app's (an unknown app_id, a bad signature) is answered unsigned, as the documented
+error sample is. In certificate mode it checks the request's app_cert_sn and
+alipay_root_cert_sn, names its certificate in alipay_cert_sn, and hands its certificate
+file out by alipay.open.app.alipaycert.download.
 
 Where it models Alipay rather than the shared ledger: a precreate trade the payer failed
 to pay stays WAIT_BUYER_PAY (Alipay sends no failed state for it) until it is closed, by
@@ -15,6 +17,8 @@ has no bill (isp.bill_not_exist). Unlike the real gateway it serves a day's bill
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import secrets
 import time
@@ -44,6 +48,7 @@ from orchestrator.sandbox.bills import local, payments, refunds
 from orchestrator.sandbox.common import Gateway, Notification
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SANDBOX_PID = "2088000000000001"  # the sandbox merchant's PID when none is configured
 TRADE_STATUS = {
     TradeState.NOTPAY: "WAIT_BUYER_PAY",
     TradeState.SUCCESS: "TRADE_SUCCESS",
@@ -55,7 +60,8 @@ TRADE_STATUS = {
 }
 REFUND_REFUSALS = {
     "MERCHANT_BALANCE_LOW": "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-    "REFUND_AMOUNT_EXCEEDED": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+    # with out_request_no (windowpay always sends one) more than is left: the live answer
+    "REFUND_AMOUNT_EXCEEDED": "ACQ.REASON_TRADE_REFUND_FEE_ERR",
     "TRADE_NOT_PAID": "ACQ.TRADE_STATUS_ERROR",
 }
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -73,7 +79,8 @@ SUB_MESSAGES = {
     "ACQ.TRADE_HAS_CLOSE": "交易已经关闭",
     "ACQ.TRADE_NOT_EXIST": "交易不存在",
     "ACQ.SELLER_BALANCE_NOT_ENOUGH": "卖家余额不足",
-    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "退款金额超限",
+    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "撤销或退款金额与订单金额不一致",
+    "ACQ.REASON_TRADE_REFUND_FEE_ERR": "REASON_TRADE_REFUND_FEE_ERR",  # as a live answer
     "ACQ.TRADE_STATUS_ERROR": "交易状态不合法",
     "ACQ.TRADE_NOT_ALLOW_REFUND": "当前交易不允许退款",
     "ACQ.CONTEXT_INCONSISTENT": "交易信息被篡改",
@@ -81,6 +88,8 @@ SUB_MESSAGES = {
     "isp.unknow-error": "系统繁忙",
     "isp.bill_not_exist": "账单不存在",
     "isv.invalid-signature": "验签出错",
+    "isv.invalid-app-id": "无效的AppID参数",
+    "isv.alipay-cert-not-exist": "支付宝公钥证书不存在",
     "isv.app-cert-not-exist": "应用公钥证书不存在",
     "isv.invalid-alipay-root-cert-sn": "支付宝根证书SN无效",
 }
@@ -89,8 +98,11 @@ SUB_MESSAGES = {
 class AlipayGateway(Gateway[GatewayKeys]):
     name = "ALIPAY"
 
-    def __init__(self, bank: SandboxBank, keys: GatewayKeys, merchant_id: str) -> None:
+    def __init__(
+        self, bank: SandboxBank, keys: GatewayKeys, merchant_id: str, seller_id: str = ""
+    ) -> None:
         super().__init__(bank, keys, merchant_id)
+        self.seller_id = seller_id or SANDBOX_PID  # the merchant's PID, in notifications
         self._bills: dict[str, date] = {}
         self.app.add_routes(
             [web.post("/gateway.do", self._gateway), web.get("/bills/{token}", self._bill)]
@@ -101,10 +113,14 @@ class AlipayGateway(Gateway[GatewayKeys]):
         method = params.get("method", "")
         name = method.replace(".", "_") + "_response"
         signed = sorted_pairs(params, exclude=SIGNED_EXCEPT).encode()
-        if params.get("app_id") != self.merchant_id or not verify(
-            self.keys.app_public, signed, params.get("sign", "")
-        ):
-            return self._answer("error_response", _failure("40002", "isv.invalid-signature"))
+        # A request the gateway cannot take as the app's is answered unsigned, as the
+        # documented error sample is.
+        if params.get("app_id") != self.merchant_id:
+            failure = _failure("40002", "isv.invalid-app-id")
+            return self._answer("error_response", failure, signed=False)
+        if not verify(self.keys.app_public, signed, params.get("sign", "")):
+            failure = _failure("40002", "isv.invalid-signature")
+            return self._answer("error_response", failure, signed=False)
         if params.get("app_cert_sn", "") != self.keys.expected.get("app_cert_sn", ""):
             return self._answer(name, _failure("40002", "isv.app-cert-not-exist"))
         root_sn = self.keys.expected.get("alipay_root_cert_sn", "")
@@ -123,6 +139,7 @@ class AlipayGateway(Gateway[GatewayKeys]):
             "alipay.trade.precreate": self._precreate,
             "alipay.trade.close": self._close,
             "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
+            "alipay.open.app.alipaycert.download": self._certificate,
         }.get(method)
         if handler is None:
             return self._answer("error_response", _failure("40002", "isv.invalid-method"))
@@ -198,9 +215,16 @@ class AlipayGateway(Gateway[GatewayKeys]):
         if reply.reply is Reply.NOT_FOUND:
             return _failure("40004", "ACQ.TRADE_NOT_EXIST")
         if reply.reply is Reply.REFUSED:
-            return _failure(
-                "40004", REFUND_REFUSALS.get(reply.reason, "ACQ.TRADE_NOT_ALLOW_REFUND")
-            )
+            sub_code = REFUND_REFUSALS.get(reply.reason, "ACQ.TRADE_NOT_ALLOW_REFUND")
+            refused = _failure("40004", sub_code)
+            if sub_code == "ACQ.REASON_TRADE_REFUND_FEE_ERR":
+                # the live answer names the trade and says nothing was refunded
+                refused |= {
+                    "out_trade_no": biz["out_trade_no"],
+                    "refund_fee": "0.00",
+                    "send_back_fee": "0.00",
+                }
+            return refused
         unusual = self._unusual(reply)
         if unusual is not None:
             return unusual
@@ -212,8 +236,12 @@ class AlipayGateway(Gateway[GatewayKeys]):
             "msg": "Success",
             "trade_no": reply.trade.trade_no,
             "out_trade_no": reply.trade.out_trade_no,
+            "buyer_logon_id": _trade(reply.trade)["buyer_logon_id"],
             "fund_change": "Y" if moved else "N",
             "refund_fee": to_yuan(reply.trade.refunded_fen),
+            "gmt_refund_pay": local(reply.refund.at).strftime(TIME_FORMAT),
+            # as the signed live sample: "0.00" unless query_options asks for the detail
+            "send_back_fee": "0.00",
         }
 
     async def _refund_query(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
@@ -310,6 +338,14 @@ class AlipayGateway(Gateway[GatewayKeys]):
             "bill_download_url": f"{self.base_url}/bills/{token}",
         }
 
+    async def _certificate(self, biz: dict[str, Any]) -> dict[str, Any]:
+        """alipay.open.app.alipaycert.download: the certificate file of the SN asked,
+        base64 (certificate mode only; the error's sub_code is the sandbox's own)."""
+        if not self.keys.alipay_cert_file or biz["alipay_cert_sn"] != self.keys.alipay_cert_sn:
+            return _failure("40004", "isv.alipay-cert-not-exist")
+        content = base64.b64encode(self.keys.alipay_cert_file).decode()
+        return {"code": "10000", "msg": "Success", "alipay_cert_content": content}
+
     async def _bill(self, request: web.Request) -> web.Response:
         day = self._bills.get(request.match_info["token"])
         if day is None:
@@ -328,8 +364,12 @@ class AlipayGateway(Gateway[GatewayKeys]):
         """trade_status_sync: the trade's state, and for a refund its out_biz_no and fees."""
         fields = {
             "app_id": self.merchant_id,
+            "auth_app_id": self.merchant_id,  # the app itself (no ISV acting for it)
+            "seller_id": self.seller_id,
+            "buyer_id": _buyer_id(trade),
             "notify_id": secrets.token_hex(16),
             "trade_status": _trade_status(trade),
+            "gmt_create": local(trade.created_at).strftime(TIME_FORMAT),
             **{k: str(v) for k, v in _trade(trade).items()},
         }
         if trade.paid_at is not None:
@@ -348,12 +388,15 @@ class AlipayGateway(Gateway[GatewayKeys]):
             body, "application/x-www-form-urlencoded; charset=utf-8", {}, expects="success"
         )
 
-    def _answer(self, name: str, payload: dict[str, Any]) -> web.Response:
+    def _answer(self, name: str, payload: dict[str, Any], *, signed: bool = True) -> web.Response:
         raw = answer_text(payload)
-        signature = sign(self.keys.private, raw.encode())
-        cert_sn = self.keys.alipay_cert_sn
-        named = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
-        text = f'{{"{name}":{raw},{named}"sign":"{signature}"}}'
+        if signed:
+            signature = sign(self.keys.private, raw.encode())
+            cert_sn = self.keys.alipay_cert_sn
+            named = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
+            text = f'{{"{name}":{raw},{named}"sign":"{signature}"}}'
+        else:
+            text = f'{{"{name}":{raw}}}'
         return web.Response(text=text, content_type="application/json", charset="utf-8")
 
 
@@ -369,6 +412,12 @@ def _trade(trade: Trade) -> dict[str, Any]:
         "total_amount": to_yuan(trade.amount_fen),
         "buyer_logon_id": f"{trade.auth_code[:3]}***",
     }
+
+
+def _buyer_id(trade: Trade) -> str:
+    """The payer's Alipay user id (2088 and 12 digits), the same for a trade every time."""
+    digest = hashlib.sha256(f"{trade.out_trade_no}|{trade.auth_code}".encode()).digest()
+    return f"2088{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
 
 
 def _trade_status(trade: Trade) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 
 from orchestrator.domain.money import to_yuan
 from orchestrator.sandbox.bank import Trade, TradeState
@@ -46,11 +46,11 @@ def alipay_trade_bill(trades: list[Trade], day: date, pid: str, exported: float)
     for trade, refund in refunds(trades, day):
         rows.append(_alipay_row(trade, "退款", refund.at, -refund.amount_fen, refund.out_refund_no))
         back, back_fen = back + 1, back_fen + refund.amount_fen
-    start = f"{day.year}年{day.month:02d}月{day.day:02d}日"
+    start, end = (f"{d.year}年{d.month:02d}月{d.day:02d}日" for d in (day, day + timedelta(1)))
     lines = [
         "#支付宝业务明细查询",
         f"#账号：[{pid}]",
-        f"#起始日期：[{start} 00:00:00]   终止日期：[{start} 23:59:59]",
+        f"#起始日期：[{start} 00:00:00]   终止日期：[{end} 00:00:00]",  # as the real bill
         f"#{RULE}业务明细列表{RULE[:-1]}",
         ALIPAY_COLUMNS,
         *rows,

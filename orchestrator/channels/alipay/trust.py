@@ -18,6 +18,7 @@ from orchestrator.channels.alipay.certs import (
     CertMode,
     cert_mode,
     cert_sn,
+    downloaded_key,
     load_certificates,
     root_cert_sn,
     signing_certificates,
@@ -44,6 +45,8 @@ class AlipayKeys:
     private: PrivateKey
     alipay: Mapping[str, PublicKey]
     certificates: CertMode | None = None
+    # Alipay certificates downloaded since the start (certificate mode), by SN.
+    downloaded: dict[str, PublicKey] = field(default_factory=dict)
 
     def request_params(self) -> dict[str, str]:
         """What a request adds in certificate mode: app_cert_sn, alipay_root_cert_sn."""
@@ -54,11 +57,21 @@ class AlipayKeys:
         certificate here). An answer without one is verified with the only key."""
         if self.certificates is None or not alipay_cert_sn:
             return next(iter(self.alipay.values())) if len(self.alipay) == 1 else None
-        return self.alipay.get(alipay_cert_sn)
+        return self.alipay.get(alipay_cert_sn) or self.downloaded.get(alipay_cert_sn)
+
+    def learn(self, alipay_cert_sn: str, pem: bytes, now: dt.datetime) -> PublicKey:
+        """Trust a downloaded Alipay certificate that chains to the configured root file
+        (CertificateError otherwise), for answers and notifications alike."""
+        if self.certificates is None:
+            raise CertificateError("not in certificate mode")
+        key = downloaded_key(pem, alipay_cert_sn, self.certificates.roots, now)
+        self.downloaded[alipay_cert_sn] = key
+        return key
 
     def notice_keys(self) -> list[PublicKey]:
-        """Notifications carry no SN: any of Alipay's configured keys may have signed."""
-        return list(self.alipay.values())
+        """Notifications carry no SN: any of Alipay's configured (or downloaded) keys may
+        have signed."""
+        return [*self.alipay.values(), *self.downloaded.values()]
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class GatewayKeys:
     app_public: PublicKey
     alipay_cert_sn: str = ""
     expected: Mapping[str, str] = field(default_factory=dict)  # app_cert_sn, root SN
+    alipay_cert_file: bytes = b""  # its certificate file (PEM, with the intermediate)
 
 
 def certificate_mode(credentials: Credentials) -> bool:
@@ -109,12 +123,11 @@ def gateway_keys(keys_dir: Path, credentials: Credentials) -> GatewayKeys:
     private = load_private_key(files.platform_private)
     if not certificate_mode(credentials):
         return GatewayKeys(private, load_public_key(files.merchant_public))
-    app, alipay, roots = (
-        load_certificates(_read(keys_dir, name, credentials)) for name in CERTIFICATE_FILES
-    )
+    pems = [_read(keys_dir, name, credentials) for name in CERTIFICATE_FILES]
+    app, alipay, roots = (load_certificates(pem) for pem in pems)
     own = private.public_key().public_numbers()
     mine = [c for c in signing_certificates(alipay) if rsa_public_key(c).public_numbers() == own]
     if not mine:
         raise KeyMaterialError("alipay_cert_file holds no certificate of the sandbox's key")
     expected = CertMode(cert_sn(app[0]), root_cert_sn(roots), {}).request_params()
-    return GatewayKeys(private, rsa_public_key(app[0]), cert_sn(mine[0]), expected)
+    return GatewayKeys(private, rsa_public_key(app[0]), cert_sn(mine[0]), expected, pems[1])

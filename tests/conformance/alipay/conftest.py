@@ -75,7 +75,7 @@ def method_of(body: bytes) -> str:
 
 class FakeGateway(HttpClient):
     """Answers each method with the next of its texts (the last one again once used up)
-    and a GET with `files`; keeps every request body."""
+    and a download with `files`; keeps every request body."""
 
     def __init__(
         self, answers: Mapping[str, list[str]], files: Mapping[str, bytes] | None = None
@@ -94,13 +94,14 @@ class FakeGateway(HttpClient):
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> HttpAnswer:
-        if method == "GET":
-            return HttpAnswer(200, {}, self.files[target])
         assert body is not None
         self.sent.append(body)
         texts = self.answers[method_of(body)]
         text = texts.pop(0) if len(texts) > 1 else texts[0]
         return HttpAnswer(200, {"Content-Type": "application/json"}, text.encode())
+
+    async def download(self, url: str, *, timeout_s: float, redirects: int = 5) -> HttpAnswer:
+        return HttpAnswer(200, {}, self.files[url])
 
 
 @dataclass(frozen=True)

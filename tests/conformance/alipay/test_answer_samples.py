@@ -5,17 +5,23 @@ key is public (the placeholder samples are signed again over their exact text)."
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from orchestrator.channels.alipay.adapter import BEIJING, Alipay, BillNotReady
+from orchestrator.channels.alipay.adapter import BEIJING, Alipay, raw_member
 from orchestrator.channels.alipay.bill import parse_alipay
+from orchestrator.channels.alipay.sandbox import answer_text
 from orchestrator.providers.bills import NoTradesThatDay
+from orchestrator.providers.http import HttpAnswer, HttpClient
 from orchestrator.providers.port import (
+    BillNotReady,
     OutcomeUnknown,
     PayCall,
     ProviderError,
@@ -31,14 +37,16 @@ from orchestrator.providers.port import (
     TradeRef,
     TradeStatus,
 )
-from orchestrator.providers.signing import PublicKey
+from orchestrator.providers.signing import PublicKey, sign
 from tests.conformance.alipay.conftest import (
+    SIGN,
     WIRE,
     FakeGateway,
     Keys,
     adapter,
     answer,
     certificate_key,
+    form,
     method_of,
     public_key,
     resigned,
@@ -166,6 +174,14 @@ CASES = [
         ("refund_declined_balance",), "placeholder", refund("A1", 100, "A1R1", 100),
         RefundAnswer(RefundStatus.FAILED, reason="ACQ.SELLER_BALANCE_NOT_ENOUGH"),
     ),
+    Case(  # with out_request_no, more than is left: final, not asked again forever
+        ("refund_fee_err_live",), "placeholder", refund("2017082114417614181", 100, "R1", 200),
+        RefundAnswer(RefundStatus.FAILED, reason="ACQ.REASON_TRADE_REFUND_FEE_ERR"),
+    ),
+    Case(  # asked after the trade's refund period
+        ("refund_trade_has_finished",), "placeholder", refund("A1", 100, "A1R1", 100),
+        RefundAnswer(RefundStatus.FAILED, reason="ACQ.TRADE_HAS_FINISHED"),
+    ),
     Case(
         ("refund_query_success_yansongda",), "yansongda",
         refund_query("1703141270", 1, "1703141270", 1),
@@ -263,3 +279,174 @@ async def test_no_bill_means_not_yet_or_no_trades_by_the_documented_time(
     alipay = adapter(gateway, keys.alipay.public_key(), keys.app, lambda: now)
     with pytest.raises(expected):
         await alipay.bill(date(2019, 9, 16))
+
+
+def unsigned(text: str) -> str:
+    """The sample's answer with its sign (and certificate SN) left out."""
+    member = _member(text)
+    raw = raw_member(text, member)
+    assert raw is not None
+    return f'{{"{member}":{raw}}}'
+
+
+async def test_an_unsigned_error_answer_is_unknown_and_says_what_the_gateway_said(
+    keys: Keys,
+) -> None:
+    """The documented answer to an unknown app_id has no sign. It used to be reported as
+    "signature does not verify", which sent the operator to check Alipay's key."""
+    text = answer("error_invalid_app_id_unsigned")
+    gateway = FakeGateway({"alipay.trade.query": [text], "alipay.trade.pay": [text]})
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40002 .*isv\.invalid-app-id"):
+        await query("A1", 100)(alipay)
+    with pytest.raises(OutcomeUnknown, match="无效的AppID参数"):
+        await pay("A1", 100)(alipay)  # an unsigned answer decides nothing: not a decline
+
+
+async def test_an_unsigned_decline_is_not_a_decline(keys: Keys) -> None:
+    text = unsigned(answer("pay_declined_balance"))
+    alipay = adapter(FakeGateway({"alipay.trade.pay": [text]}), keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40004 .*BUYER_BALANCE_NOT_ENOUGH"):
+        await pay("A1", 100)(alipay)
+
+
+async def test_an_unsigned_success_is_not_taken(keys: Keys) -> None:
+    text = unsigned(answer("pay_success_gopay"))
+    alipay = adapter(FakeGateway({"alipay.trade.pay": [text]}), keys.alipay.public_key(), keys.app)
+    with pytest.raises(OutcomeUnknown, match="without a signature"):
+        await pay("GZ201901301040361013", 1)(alipay)
+
+
+@pytest.mark.parametrize("changed", [False, True])
+async def test_an_answer_signed_over_unescaped_slashes_is_taken(keys: Keys, changed: bool) -> None:
+    """Alipay's Java and .NET clients verify again with "\\/" written "/" when the first
+    check fails; the answer itself is read from its raw text."""
+    text = answer("precreate_yansongda")
+    raw = raw_member(text, "alipay_trade_precreate_response")
+    assert raw is not None and "\\/" in raw
+    signature = sign(keys.alipay, raw.replace("\\/", "/").encode())
+    text = SIGN.sub(lambda _: f'"sign":"{signature}"', text, count=1)
+    if changed:
+        text = text.replace("bax07651", "bax07652", 1)
+    gateway = FakeGateway({"alipay.trade.precreate": [text]})
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    if changed:
+        with pytest.raises(OutcomeUnknown, match="signature does not verify"):
+            await precreate("1704093802", 1)(alipay)
+    else:
+        expected = QrAnswer("https://qr.alipay.com/bax07651xvtprxfkmxyf00a9")
+        assert await precreate("1704093802", 1)(alipay) == expected
+
+
+@pytest.mark.parametrize("operation", ["pay", "precreate"])
+async def test_the_subject_carries_none_of_the_characters_the_reference_forbids(
+    keys: Keys, operation: str
+) -> None:
+    """Its subject field: "不可使用特殊字符，如 /，=，& 等"; at most 256 characters."""
+    sample = "pay_success_gopay" if operation == "pay" else "precreate_yansongda"
+    text = answer(sample)
+    if operation == "pay":
+        gateway = FakeGateway({"alipay.trade.pay": [text]})
+        verify_with = public_key("gopay_alipay_public.pem")
+    else:
+        gateway = FakeGateway({"alipay.trade.precreate": [text]})
+        verify_with = certificate_key("yansongda_alipayPublicCert.crt")
+    alipay = adapter(gateway, verify_with, keys.app)
+    now = int(time.time() * 1000)
+    for description in ("科目一/科目二&补考=1", "考" * 300):
+        if operation == "pay":
+            call = PayCall(
+                "GZ201901301040361013", "286648048691290423", 1, "SP01", "T01", description
+            )
+            await alipay.pay(call)
+        else:
+            qr = QrCall("1704093802", 1, "SP01", "T01", description, now, now + 120_000)
+            await alipay.create_qr(qr)
+        sent = orjson.loads(form(gateway.sent[-1])["biz_content"])["subject"]
+        assert not set(sent) & set("/=&") and 0 < len(sent) <= 256
+    assert (
+        orjson.loads(form(gateway.sent[0])["biz_content"])["subject"] == "科目一／科目二＆补考＝1"
+    )
+
+
+class LoopbackDownloads(FakeGateway):
+    """The fake gateway's answers, but downloads go over HTTP (to a loopback server)."""
+
+    async def download(self, url: str, *, timeout_s: float, redirects: int = 5) -> HttpAnswer:
+        return await HttpClient.download(self, url, timeout_s=timeout_s, redirects=redirects)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpAnswer:
+        if method == "GET":  # (the adapter used to fetch the bill so)
+            return await HttpClient.request(self, method, target, timeout_s=timeout_s)
+        return await super().request(method, target, body=body, headers=headers)
+
+
+async def test_the_bill_url_is_fetched_byte_for_byte_and_its_redirect_followed(
+    keys: Keys,
+) -> None:
+    """Real bill URLs carry fileId=%2Ftrade%2F… and a token; the HTTP library used to send
+    fileId=/trade/… and not follow a redirect."""
+    query = (
+        "bizType=trade&userId=20885318916687390156&fileType=csv.zip&bizDates=20190916"
+        "&downloadFileName=20885318916687390156_20190916.csv.zip"
+        "&fileId=%2Ftrade%2F20885318916687390156%2F20190916.csv.zip&timestamp=1568700000"
+        "&token=a%2Bb%3D"
+    )
+    seen: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        # (web.HTTPFound would re-quote the Location itself)
+        return web.Response(status=302, headers={"Location": f"/files/bill.zip?{query}"})
+
+    async def file(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(body=BILL_ZIP.read_bytes(), content_type="application/zip")
+
+    app = web.Application()
+    app.add_routes([web.get("/downloadBillFile.resource", moved), web.get("/files/bill.zip", file)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = f"http://127.0.0.1:{server.port}/downloadBillFile.resource?{query}"
+    member = answer_text({"code": "10000", "msg": "Success", "bill_download_url": url})
+    name = "alipay_data_dataservice_bill_downloadurl_query_response"
+    text = f'{{"{name}":{member},"sign":"{sign(keys.alipay, member.encode())}"}}'
+    gateway = LoopbackDownloads({"alipay.data.dataservice.bill.downloadurl.query": [text]})
+    try:
+        bill = await adapter(gateway, keys.alipay.public_key(), keys.app).bill(date(2019, 9, 16))
+    finally:
+        await gateway.close()
+        await server.close()
+    assert bill == BILL_ZIP.read_bytes()
+    assert seen == [f"/downloadBillFile.resource?{query}", f"/files/bill.zip?{query}"]
+
+
+@pytest.mark.parametrize(
+    ("location", "refused"),
+    [("ftp://127.0.0.1/bill.zip", "not an http"), ("/loop", "more than 5 times")],
+)
+async def test_a_download_redirected_elsewhere_than_http_or_in_a_loop_is_unknown(
+    location: str, refused: str
+) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": location})
+
+    app = web.Application()
+    app.add_routes([web.get("/loop", moved), web.get("/start", moved)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = HttpClient(f"http://127.0.0.1:{server.port}")
+    try:
+        with pytest.raises(OutcomeUnknown, match=refused):
+            await client.download(f"http://127.0.0.1:{server.port}/start", timeout_s=5)
+    finally:
+        await client.close()
+        await server.close()

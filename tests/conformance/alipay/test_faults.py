@@ -22,18 +22,38 @@ from orchestrator.channels.alipay.notify import (
     NotifyIds,
     signed_text,
 )
+from orchestrator.config import load_config
 from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, PayMode
 from orchestrator.notify.listener import NotifyListener
-from orchestrator.providers.engine import SystemClock, Ticket
+from orchestrator.providers.engine import RefundDriver, RefundTicket, SystemClock, Ticket
 from orchestrator.providers.notices import Notice, NoticeOutcome
-from orchestrator.providers.port import QrCall, ReverseAnswer, ReverseStatus, TradeRef, TradeStatus
+from orchestrator.providers.port import (
+    PayCall,
+    QrCall,
+    RefundAnswer,
+    RefundCall,
+    RefundStatus,
+    ReverseAnswer,
+    ReverseStatus,
+    TradeRef,
+    TradeStatus,
+)
 from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.providers.signing import sign
 from orchestrator.reconcile.job import reconcile
 from orchestrator.sandbox.common import PayerBehaviour
 from orchestrator.sandbox.payer import scan
-from tests.conformance.alipay.conftest import APP_ID, Keys, Served, serve_alipay
-from tests.support import Recorded, eventually, provider_id, small_config
+from tests.conformance.alipay.conftest import (
+    APP_ID,
+    FakeGateway,
+    Keys,
+    Served,
+    adapter,
+    answer,
+    resigned,
+    serve_alipay,
+)
+from tests.support import Recorded, code, eventually, provider_id, small_config
 
 # ---- close: ACQ.TRADE_STATUS_ERROR -----------------------------------------------------
 
@@ -125,8 +145,9 @@ async def test_a_past_day_without_trades_reconciles_against_an_empty_bill(
         report = await reconcile(
             today, [], {Channel.ALIPAY: served.adapter}, ZoneInfo("Asia/Shanghai"), heal=None
         )
-        assert "no bill of" in report.failures[Channel.ALIPAY]  # not yet: run again later
-        assert report.unexplained == 1
+        # not made yet: reported as not ready ("run again then"), not as a failure
+        assert Channel.ALIPAY in report.not_ready and report.failures == {}
+        assert report.unexplained == 0
     finally:
         await served.client.close()
         await runner.cleanup()
@@ -243,3 +264,126 @@ def test_remembered_notify_ids_are_bounded_in_number_and_time() -> None:
     )
     assert not ids.answered("b", 101) and ids.answered("c", 101)
     assert len(ids) == 1
+
+
+# ---- refund: final refusals that were asked again forever --------------------------------
+
+
+class StepClock:
+    """A driver's clock that moves on 5 s at every sleep and sleeps for no real time."""
+
+    def __init__(self, rounds: int = 30) -> None:
+        self.ms = 1_700_000_000_000
+        self.sleeps = 0
+        self.rounds = rounds
+        self.went_round = asyncio.Event()  # set after `rounds` sleeps
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.ms += int(seconds * 1000)
+        if self.sleeps >= self.rounds:
+            self.went_round.set()
+        await asyncio.sleep(0)
+
+
+def refund_gateway(keys: Keys, refusal: str) -> FakeGateway:
+    """The refund is refused with the sample `refusal`; its query finds no refund."""
+    refused = answer(refusal)
+    empty = answer("refund_query_empty")
+    return FakeGateway(
+        {
+            "alipay.trade.refund": [resigned(refused, "alipay_trade_refund_response", keys.alipay)],
+            "alipay.trade.fastpay.refund.query": [
+                resigned(empty, "alipay_trade_fastpay_refund_query_response", keys.alipay)
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("refusal", "sub_code"),
+    [
+        ("refund_fee_err_live", "ACQ.REASON_TRADE_REFUND_FEE_ERR"),
+        ("refund_trade_has_finished", "ACQ.TRADE_HAS_FINISHED"),
+    ],
+)
+async def test_a_refund_refused_for_good_ends_failed(
+    keys: Keys, refusal: str, sub_code: str
+) -> None:
+    """The refusal used to be pending; the refund query then found no refund, the refund
+    was sent again, refused again, and so on without end."""
+    gateway = refund_gateway(keys, refusal)
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    recorded: list[tuple[bool, str]] = []
+
+    async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
+        recorded.append((succeeded, reason))
+
+    clock = StepClock()
+    driver = RefundDriver(alipay, load_config().playbook(Channel.ALIPAY), clock, record)
+    trade = TradeRef(OUT_TRADE_NO, 8000, 0, "2026010222001")
+    run = driver.run(RefundTicket("E1K2M9XZ4TBA7Q2PR1", trade, 9000, clock.now_ms()))
+    await asyncio.wait_for(run, timeout=5)
+    assert recorded == [(False, sub_code)]
+    assert len(gateway.sent) == 1 and clock.sleeps == 0  # the refusal is the last word
+
+
+async def test_a_discordant_repeat_request_is_left_pending_for_a_person(keys: Keys) -> None:
+    """ "不一致的请求": the number was used before with other content, and that refund may
+    have gone through. Never FAILED: it stays pending, is reported overdue, and the
+    overdue report names the reason."""
+    refused = (
+        answer("refund_declined_balance")
+        .replace("ACQ.SELLER_BALANCE_NOT_ENOUGH", "ACQ.DISCORDANT_REPEAT_REQUEST")
+        .replace("卖家余额不足", "不一致的请求")
+    )
+    gateway = FakeGateway(
+        {
+            "alipay.trade.refund": [resigned(refused, "alipay_trade_refund_response", keys.alipay)],
+            "alipay.trade.fastpay.refund.query": [
+                resigned(
+                    answer("refund_query_empty"),
+                    "alipay_trade_fastpay_refund_query_response",
+                    keys.alipay,
+                )
+            ],
+        }
+    )
+    alipay = adapter(gateway, keys.alipay.public_key(), keys.app)
+    recorded: list[bool] = []
+
+    async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
+        recorded.append(succeeded)
+
+    clock = StepClock()
+    flags: list[bool] = []
+    driver = RefundDriver(
+        alipay,
+        load_config().playbook(Channel.ALIPAY),
+        clock,
+        record,
+        alert_after_s=60,
+        overdue=flags.append,
+    )
+    trade = TradeRef(OUT_TRADE_NO, 8000, 0, "2026010222001")
+    task = asyncio.create_task(
+        driver.run(RefundTicket("E1K2M9XZ4TBA7Q2PR1", trade, 100, clock.now_ms()))
+    )
+    await asyncio.wait_for(clock.went_round.wait(), timeout=5)
+    assert not task.done() and recorded == []
+    assert flags == [True] and driver.last_reason == "ACQ.DISCORDANT_REPEAT_REQUEST"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_the_sandbox_refuses_an_over_refund_as_the_live_gateway(sandbox: Served) -> None:
+    call = PayCall(provider_id("S"), code(Channel.ALIPAY, "0000"), 8000, "SP01", "T01", "科目一")
+    assert (await sandbox.adapter.pay(call)).status is TradeStatus.PAID
+    over = RefundCall(call.trade, provider_id("R"), 8001, 0)
+    assert await sandbox.adapter.refund(over) == RefundAnswer(
+        RefundStatus.FAILED, reason="ACQ.REASON_TRADE_REFUND_FEE_ERR"
+    )

@@ -149,3 +149,29 @@ async def test_without_the_refund_query_refund_fee_stands_for_the_refund(keys: K
         ("1703141270R1", 30),
         ("1703141270R2", 50),
     ]
+
+
+@pytest.mark.parametrize(
+    ("configured", "read"),
+    [("", True), ("2088531891668739", True), ("2088000000000002", False)],
+)
+async def test_a_notification_for_another_seller_is_refused_when_the_pid_is_set(
+    configured: str, read: bool
+) -> None:
+    """Alipay's notification page: seller_id must be the trade's seller. The sample is
+    Alipay-signed, for the right app_id, from seller 2088531891668739."""
+    body = notification("trade_success_nodesdk")
+    params = form(body)
+    check = AlipayNotifications(
+        public_key("nodesdk_notify_v1_public.pem"),
+        "2019073166072302",
+        300,
+        lambda: at(params["notify_time"]),
+        refunds=refunds,
+        seller_id=configured,
+    )
+    if read:
+        assert (await check.verify({}, body)).out_trade_no == "20190815155618536-564-57"
+    else:
+        with pytest.raises(NoticeRefused, match="another seller_id"):
+            await check.verify({}, body)

@@ -26,6 +26,7 @@ from orchestrator.config import Credentials
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import HttpAnswer, HttpClient
 from orchestrator.providers.port import (
+    OutcomeUnknown,
     PayCall,
     ProviderError,
     QrCall,
@@ -37,9 +38,11 @@ from orchestrator.sandbox.payer import scan
 from tests.conformance.alipay.conftest import APP_ID, WIRE, Served, answer, form, notification
 from tests.support import code, provider_id
 
+# A sign, except on an error answer: the gateway answers a request it cannot take as the
+# app's unsigned (the documented isv.invalid-app-id sample).
 ENVELOPE = re.compile(
-    r'^\{"(?P<name>[a-z_]+_response)":(?P<member>\{.*\}),'
-    r'(?:"alipay_cert_sn":"[0-9a-f]{32}",)?"sign":"[A-Za-z0-9+/]+=*"\}$',
+    r'^\{"(?P<name>[a-z_]+_response)":(?P<member>\{.*\})'
+    r'(?P<signed>,(?:"alipay_cert_sn":"[0-9a-f]{32}",)?"sign":"[A-Za-z0-9+/]+=*")?\}$',
     re.DOTALL,
 )
 AMOUNT = re.compile(r"^\d+\.\d{2}$")
@@ -60,11 +63,14 @@ NOTIFICATION_FIELDS = {
 }  # fmt: skip
 NOTIFICATION_REQUIRED = {
     "notify_time", "notify_type", "notify_id", "app_id", "charset", "version", "sign_type",
-    "sign", "trade_no", "out_trade_no", "trade_status",
+    "sign", "trade_no", "out_trade_no", "trade_status", "seller_id", "buyer_id", "gmt_create",
 }  # fmt: skip
 TIMES = {
     "notify_time": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
     "gmt_payment": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+    "gmt_create": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+    "seller_id": r"2088\d{12}",
+    "buyer_id": r"2088\d{12}",
     "gmt_refund": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{1,3}",
 }
 REAL_SAMPLES = [  # signed by Alipay's gateway or sandbox: their encoding is the real one
@@ -80,7 +86,10 @@ def method_of(name: str) -> str:
 
 
 def sdk_fields(method: str) -> set[str]:
-    """The fields the official SDK's response model of `method` reads."""
+    """The fields the official SDK's response model of `method` reads (an error_response
+    has the common ones only)."""
+    if method == "error":
+        return COMMON
     model = "".join(part.title() for part in method.split(".")) + "Response"
     module = importlib.import_module(f"alipay.aop.api.response.{model}")
     return set(re.findall(r"'(\w+)' in response", inspect.getsource(module))) | COMMON
@@ -116,7 +125,10 @@ def answer_problems(text: str, *, encoding: bool = True) -> list[str]:
     member = raw_member(text, name)
     assert member is not None
     problems = encoding_problems(member) if encoding else []
-    return problems + field_problems(method_of(name), json.loads(member))
+    parsed = json.loads(member)
+    if not matched["signed"] and parsed.get("code") in ("10000", "10003"):
+        problems.append(f"{name}: a success answer without a sign")
+    return problems + field_problems(method_of(name), parsed)
 
 
 def notification_problems(params: Mapping[str, str]) -> list[str]:
@@ -156,6 +168,7 @@ def test_the_checks_can_fail() -> None:
     assert answer_problems(real.replace('"msg":"Success"', '"msg": "Success"'))
     assert answer_problems(real.replace('"code":"10000"', '"code":10000'))
     assert answer_problems(real.replace('"msg":"Success"', '"msg":"Success","gmt_x":"1"'))
+    assert answer_problems(real[: real.index(',"sign"')] + "}")  # a success needs its sign
     nodesdk = answer("error_40003_nodesdk")
     escaped = nodesdk.replace("解密出错", "\\u89e3\\u5bc6\\u51fa\\u9519")
     member = raw_member(escaped, "alipay_security_risk_content_analyze_response")
@@ -211,6 +224,9 @@ async def every_answer(sandbox: Served) -> list[str]:
         refund = RefundCall(trade.trade, provider_id("R"), 300, 0)
         tries += [alipay.pay(trade), alipay.refund(refund), alipay.refund_query(refund)]
     tries += [alipay.refund_query(RefundCall(paid.trade, provider_id("R"), 1, 0))]
+    tries += [alipay.refund(RefundCall(paid.trade, provider_id("R"), 9000, 0))]  # too much
+    stranger = Alipay(recording, merchant_keys(sandbox.keys_dir, Credentials()), "2021000000000999")
+    tries += [stranger.query(paid.trade)]  # an app_id the gateway does not know: unsigned
     tries += [alipay.bill(date.today()), alipay.bill(date.today() - timedelta(days=400))]
     try:
         for attempt in tries:
@@ -240,7 +256,7 @@ async def qr_answers(alipay: Alipay) -> None:
 async def test_every_sandbox_answer_has_the_gateways_shape(sandbox: Served) -> None:
     texts = await every_answer(sandbox)
     codes = {json.loads(raw_member(t, t[2 : t.index('"', 2)]) or "{}").get("code") for t in texts}
-    assert {"10000", "10003", "20000", "40004"} <= codes  # successes and errors were seen
+    assert {"10000", "10003", "20000", "40002", "40004"} <= codes  # successes and errors
     problems = [p for text in texts for p in answer_problems(text)]
     assert problems == []
 
@@ -259,5 +275,37 @@ async def test_every_sandbox_notification_has_the_documented_parameters(
         bodies.append(sandbox.gateway.notification(reply.trade, reply.refund))
     sent = [form(body.body) for body in bodies if body is not None]
     assert [notification_problems(params) for params in sent] == [[], [], []]
+    # as both Alipay-signed samples: the app the notice is for (no ISV acting for it)
+    assert [p.get("auth_app_id") for p in sent] == [APP_ID] * 3
     assert [p.get("refund_fee") for p in sent] == [None, "3.00", "5.00"]  # all refunded so far
     await asyncio.sleep(0)
+
+
+async def test_the_sandbox_answers_an_unknown_app_id_unsigned(sandbox: Served) -> None:
+    """As the documented sample: the adapter then passes on what the gateway said."""
+    keys = merchant_keys(sandbox.keys_dir, Credentials())
+    stranger = Alipay(sandbox.client, keys, "2021000000000999")
+    with pytest.raises(OutcomeUnknown, match=r"unsigned answer: 40002 .*isv\.invalid-app-id"):
+        await stranger.query(TradeRef(provider_id("S"), 100, 0))
+
+
+async def test_the_sandboxs_refund_answer_carries_what_the_signed_sample_does(
+    sandbox: Served,
+) -> None:
+    """The signed sandbox sample of a refund carries buyer_logon_id, gmt_refund_pay and
+    send_back_fee beside fund_change and refund_fee."""
+    recording = Recording(sandbox.gateway.base_url)
+    alipay = Alipay(recording, merchant_keys(sandbox.keys_dir, Credentials()), APP_ID)
+    paid = pay_call("0000")
+    try:
+        await alipay.pay(paid)
+        await alipay.refund(RefundCall(paid.trade, provider_id("R"), 300, 0))
+    finally:
+        await recording.close()
+    refunded = json.loads(raw_member(recording.answers[-1], "alipay_trade_refund_response") or "")
+    sample = json.loads(
+        raw_member(answer("refund_success_yansongda"), "alipay_trade_refund_response") or ""
+    )
+    missing = set(sample) - set(refunded) - {"buyer_user_id"}  # (an id the SDK reads, not we)
+    assert missing == set()
+    assert re.fullmatch(TIMES["gmt_payment"], refunded["gmt_refund_pay"])
