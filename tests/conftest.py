@@ -11,55 +11,36 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from xdist.remote import Producer
+from xdist.scheduler import Scheduling
+from xdist.workermanage import WorkerController
 
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
-
-# Each xdist worker is a pytest session of its own, with its own session fixtures: a test
-# that shares a deployment with others must run in the worker that started it. These
-# fixtures start one (Ray and the front door in-process; a served `windowpay serve`).
-SHARED_DEPLOYMENTS = {"deployed": "e2e-deployment", "stack": "fault-stack"}
-# Longest first, so that no long group starts last: the fault tier's served deployment,
-# then the e2e deployment, then the rest of those two tiers, the integration tier, and the
-# short tests last.
-LONGEST_FIRST = (
-    "fault-stack", "e2e-deployment", "tests/faults/", "tests/e2e/", "tests/integration/"
-)  # fmt: skip
-
-
-def _group(item: pytest.Item) -> str | None:
-    """The xdist group of `item`: the deployment it shares, else the module (or package)
-    whose own module- or package-scoped fixture it uses, so that such a fixture is made
-    once. None for a test that may run in any worker."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    for fixture, group in SHARED_DEPLOYMENTS.items():
-        if fixture in info.names_closure:
-            return group
-    for name in info.names_closure:
-        definitions = info.name2fixturedefs.get(name, ())
-        if definitions and definitions[-1].scope in ("module", "package"):
-            return definitions[-1].baseid or None
-    return None
-
-
-def _rank(item: pytest.Item, group: str | None) -> tuple[int, bool]:
-    where = group if group in SHARED_DEPLOYMENTS.values() else item.nodeid
-    rank = next((i for i, p in enumerate(LONGEST_FIRST) if where.startswith(p)), len(LONGEST_FIRST))
-    # Load smoke runs go last in their group: they leave the shared deployment's day busy.
-    return rank, item.get_closest_marker("load") is not None
+from tests import grouping
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    groups: dict[str, str | None] = {}
-    for item in items:
-        group = groups[item.nodeid] = _group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: _rank(item, groups[item.nodeid]))
+    grouping.mark_and_order(items)
+
+
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends its collection
+def pytest_collection_finish(session: pytest.Session) -> None:
+    grouping.tell_controller(session)
+
+
+def pytest_configure_node(node: WorkerController) -> None:
+    grouping.configure_node(node)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    return grouping.scheduler(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grouping.clean_up(config)
 
 
 @pytest.fixture(scope="session")
