@@ -112,7 +112,7 @@ unit: $(STAMP) catalogs
 
 # pytest-xdist workers (pyproject's addopts): the tiers mostly wait, so they overlap well
 # on two cores. TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: lint typecheck browser fuse catalogs $(STAMP) $(PROMETHEUS) $(SSLYZE)
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 

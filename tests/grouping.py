@@ -43,6 +43,8 @@ SHARED_DEPLOYMENTS = {"deployed": "e2e-deployment", "stack": "fault-stack"}
 LONGEST_FIRST = (
     "fault-stack", "e2e-deployment", "tests/faults/", "tests/e2e/", "tests/integration/"
 )  # fmt: skip
+# The first test of a group also waits for its deployment to start (Ray, a served process).
+FIRST_OF_GROUP_TIMEOUT_S = 600
 GROUPS_FILE = "windowpay_groups_file"  # the key of the worker's input naming its file
 GROUPS_DIR = pytest.StashKey[Path]()
 
@@ -72,12 +74,23 @@ def _rank(item: pytest.Item) -> tuple[int, bool]:
 
 def mark_and_order(items: list[pytest.Item]) -> None:
     """Mark each test with its group and put the longest groups first (the order every
-    worker collects in, and so the order xdist queues the groups in)."""
+    worker collects in, and so the order xdist queues the groups in). The first test of
+    a group also waits for the group's deployment to start, which takes minutes on a
+    loaded two-core machine while the other workers start theirs: it gets the time."""
     for item in items:
         group = group_of(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=_rank)
+    started: set[str] = set()
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None or mark.args[0] in started:
+            continue
+        started.add(mark.args[0])
+        timeout = item.get_closest_marker("timeout")
+        if timeout is None or timeout.args[0] < FIRST_OF_GROUP_TIMEOUT_S:
+            item.add_marker(pytest.mark.timeout(FIRST_OF_GROUP_TIMEOUT_S))
 
 
 def tell_controller(session: pytest.Session) -> None:
