@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration and e2e tiers. Unit tests request none of them."""
+"""Fixtures shared by the integration and e2e tiers (unit tests request none of them), and
+how the suite is spread over pytest-xdist's workers (docs/TESTING.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,36 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from xdist.remote import Producer
+from xdist.scheduler import Scheduling
+from xdist.workermanage import WorkerController
 
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
+from tests import grouping
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    grouping.mark_and_order(items)
+
+
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends its collection
+def pytest_collection_finish(session: pytest.Session) -> None:
+    grouping.tell_controller(session)
+
+
+def pytest_configure_node(node: WorkerController) -> None:
+    grouping.configure_node(node)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    return grouping.scheduler(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grouping.clean_up(config)
 
 
 @pytest.fixture(scope="session")

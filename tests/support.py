@@ -26,6 +26,7 @@ from orchestrator.domain.states import (
 )
 from orchestrator.pos import sandbox_code
 from orchestrator.providers.engine import SystemClock
+from orchestrator.sandbox.bank import BankReply, SandboxBank
 
 T = TypeVar("T")
 
@@ -155,6 +156,25 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
         await asyncio.sleep(every)
+
+
+class Asked:
+    """Counts the queries of one trade that reach a sandbox bank of this process, so that
+    a test waits until the engine has asked instead of sleeping for a while."""
+
+    def __init__(self, bank: SandboxBank, out_trade_no: str, monkeypatch: Any) -> None:
+        self.times = 0
+        query = bank.query
+
+        async def counted(asked_about: str) -> BankReply:
+            if asked_about == out_trade_no:
+                self.times += 1
+            return await query(asked_about)
+
+        monkeypatch.setattr(bank, "query", counted)
+
+    async def count(self) -> int:
+        return self.times
 
 
 LINES = (PricedLine("EXM-K1", "科目一", "次", FeeCategory.EXAM, 1, 8000, 8000),)

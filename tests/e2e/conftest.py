@@ -47,11 +47,6 @@ CHANNELS = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Load smoke runs go last: they leave the shared deployment's day busy."""
-    items.sort(key=lambda item: item.get_closest_marker("load") is not None)
-
-
 StubT = TypeVar("StubT")
 
 

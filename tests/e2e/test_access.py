@@ -647,11 +647,12 @@ async def test_a_payment_stream_whose_reader_stops_is_dropped(deployed: Deployed
     async with identity.channel(deployed.server.address, options) as channel:
         stalled = pb_grpc.BusinessGatewayStub(channel).WatchPayments(request)
         stall = deployed.config.access.limits.stream_stall_s
-        await asyncio.sleep(stall + 2)  # reads nothing meanwhile
+        gate = deployed.server.access.gate
+        # Reads nothing until the front door has taken the stream and let it go.
+        await eventually(lambda: _streams_of(gate, "business"), lambda n: n == 1)
+        await eventually(lambda: _streams_of(gate, "business"), lambda n: n == 0, within=stall + 30)
         code, details = await asyncio.wait_for(_drain(stalled), 30)
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "took no message" in details
-    gate = deployed.server.access.gate
-    await eventually(lambda: _streams_of(gate, "business"), lambda n: n == 0)
     # the subscription is free again for a reader that reads
     again = deployed.business.WatchPayments(request)
     first = await asyncio.wait_for(again.read(), 10)

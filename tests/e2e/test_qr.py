@@ -19,7 +19,7 @@ from orchestrator.sandbox.payer import scan
 from tests.e2e.conftest import CHANNELS, Deployed
 from tests.e2e.test_reconcile import reconcile
 from tests.e2e.test_service import windowpay
-from tests.support import PROVIDER_CHANNELS, code, eventually
+from tests.support import PROVIDER_CHANNELS, Asked, code, eventually
 
 WITHIN = 90.0  # a code lives 6 s at the session's time scale; a loaded machine is slow
 
@@ -96,7 +96,7 @@ async def test_a_scanned_code_paid_is_found_by_polling(
 
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
 async def test_a_declined_try_then_a_second_scan_pays_once(
-    deployed: Deployed, channel: Channel
+    deployed: Deployed, channel: Channel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failed try at a code the payer scans ends nothing (issue 20): the code stays
     payable at the provider, so the order is not offered to another way of paying while
@@ -104,7 +104,8 @@ async def test_a_declined_try_then_a_second_scan_pays_once(
     order, _ = await shown(deployed, channel)
     url = order.attempts[0].qr_code_url
     await scan(url, PayerBehaviour.DECLINE)
-    await asyncio.sleep(1.0)  # a few of the engine's queries (every 0.25 s here)
+    asked = Asked(deployed.sandboxes.bank(channel), order.attempts[0].attempt_id, monkeypatch)
+    await eventually(asked.count, lambda n: n >= 3, within=30)  # the engine's queries go on
     waiting = await deployed.get(order.order_id)
     assert waiting.state == pb.PAYING
     assert [a.state for a in waiting.attempts] == [pb.AWAITING_PAYER]

@@ -37,9 +37,10 @@ FULL = os.environ.get("WINDOWPAY_FAULTS") == "full"
 SERVICE_POINTS, WINDOWS = (10, 20) if FULL else (4, 10)
 VAR = Path(__file__).resolve().parents[2] / "var"
 REPORT = VAR / "faults-report.json"
-# The served process's data dir, logs included, kept until the next run for a look.
-# (Not pytest's tmp_path: that is shared with other pytest runs, which prune it.)
-WORK = VAR / "faults"
+# The served processes' data dirs, logs included, kept until the next run for a look.
+# (Not pytest's tmp_path: that is shared with other pytest runs, which prune it.) One
+# per xdist worker ("main" without xdist), since each worker is a session of its own.
+WORK = VAR / "faults" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

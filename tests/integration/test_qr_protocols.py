@@ -27,7 +27,7 @@ from orchestrator.providers.port import (
 from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.sandbox.common import PayerBehaviour
 from orchestrator.sandbox.payer import ScanRefused, scan
-from tests.support import PROVIDER_CHANNELS, Recorded, eventually, provider_id, small_config
+from tests.support import PROVIDER_CHANNELS, Asked, Recorded, eventually, provider_id, small_config
 
 AMOUNT = 8000
 
@@ -106,7 +106,7 @@ async def test_paid_after_a_delay(world: World, channel: Channel) -> None:
 
 @pytest.mark.parametrize("channel", PROVIDER_CHANNELS)
 async def test_a_declined_try_leaves_the_code_payable_by_a_second_scan(
-    world: World, channel: Channel
+    world: World, channel: Channel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At a code the payer scans a failed try ends nothing (issue 20): the gateway keeps
     the trade awaiting payment, the attempt keeps waiting, and the payer's second scan
@@ -117,8 +117,8 @@ async def test_a_declined_try_leaves_the_code_payable_by_a_second_scan(
     trade = TradeRef(attempt.attempt_id, AMOUNT, attempt.created_at)
     asked = await world.providers[channel].query(trade)
     assert asked.status is TradeStatus.CONFIRMING, asked  # the gateway's "not paid yet"
-    interval = world.config.playbook(channel).query_interval_s
-    await asyncio.sleep(3 * interval)  # the engine asks a few times meanwhile
+    asked = Asked(world.sandboxes.bank(channel), attempt.attempt_id, monkeypatch)
+    await eventually(asked.count, lambda n: n >= 3, within=30)  # the engine asks meanwhile
     assert (attempt.state, recorded.order.state) == (AttemptState.AWAITING_PAYER, OrderState.PAYING)
     paid = await scan(attempt.qr_code_url, PayerBehaviour.PAY)
     await asyncio.wait_for(running, timeout=30)

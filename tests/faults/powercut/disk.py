@@ -41,7 +41,9 @@ class VolatileDisk:
         self.disk.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
 
-    def mount(self, timeout: float = 15.0) -> None:
+    def mount(self, timeout: float = 120.0) -> None:
+        # A deadline, not a wait: the filesystem is a Python process, which takes long to
+        # start on a loaded machine (the suite's other workers share its two cores).
         self._control.unlink(missing_ok=True)
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(
