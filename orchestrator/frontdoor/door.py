@@ -3,15 +3,17 @@ Redis, the event feed, and turning domain errors into gRPC statuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import grpc
 
+from orchestrator.access.caller import caller
 from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
 from orchestrator.domain.commands import Command, Rejected, Result
 from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
-from orchestrator.domain.validation import check_id
+from orchestrator.domain.validation import check_id, scoped_request_id
 from orchestrator.frontdoor.convert import STATUS, order_message
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router
@@ -46,6 +48,12 @@ class FrontDoor:
         self.supervisors = supervisors
 
     async def call(self, context: Context, sp: str, command: Command) -> Result:
+        """The command's request id becomes the caller's own: another principal sending
+        the same id neither replays nor blocks it (the same principal replays)."""
+        principal = caller()
+        if principal is not None:
+            scoped = scoped_request_id(principal.name, command.request_id)
+            command = replace(command, request_id=scoped)
         result = await self.router.call(sp, command)
         if isinstance(result, Rejected):
             await abort(context, STATUS[result.code], result.message)

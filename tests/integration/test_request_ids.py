@@ -1,0 +1,78 @@
+"""Request ids are each principal's own: the front door scopes them by the caller, so a
+principal that uses (or pre-claims) an id another will use neither replays nor blocks
+that one's command, and the same principal still replays its own. Against a real Redis
+and ServicePointCore, behind the front door's `call` (no Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from orchestrator.access.caller import serving
+from orchestrator.channels.inprocess import SandboxProvider
+from orchestrator.domain.catalog import RequestedLine
+from orchestrator.domain.commands import Command, CreateOrder, Done, Result
+from orchestrator.domain.principals import Principal, Role
+from orchestrator.frontdoor.door import FrontDoor
+from orchestrator.sandbox.bank import SandboxBank, Timing
+from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.store.redis_store import RedisStore
+from tests.support import PROVIDER_CHANNELS, new_id, small_config, unique_prefix
+
+
+class Refused(Exception):
+    pass
+
+
+class Context:
+    async def abort(self, code: Any, message: str) -> None:
+        raise Refused(f"{code.name} {message}")
+
+
+class CoreRouter:
+    def __init__(self, core: ServicePointCore) -> None:
+        self.core = core
+
+    async def call(self, sp: str, command: Command) -> Result:
+        [result] = await self.core.submit([command])
+        return result
+
+
+@pytest.fixture
+async def door(redis: Redis) -> AsyncIterator[FrontDoor]:
+    config = small_config(prefix=unique_prefix(), service_points=1, windows=2)
+    banks = {ch: SandboxBank(ch.value, Timing(time_scale=0.05)) for ch in PROVIDER_CHANNELS}
+    providers = {ch: SandboxProvider(ch, banks[ch]) for ch in PROVIDER_CHANNELS}
+    sps = [sp.id for sp in config.deployment.service_points]
+    core = ServicePointCore(sps, config, RedisStore(redis), providers, on_fatal=print)
+    await core.start()
+    yield FrontDoor(config, RedisStore(redis), CoreRouter(core), None, None)  # type: ignore[arg-type]
+    await core.stop()
+
+
+async def create_as(door: FrontDoor, principal: str, request_id: str, case: str) -> str:
+    serving(Principal(principal, Role.BUSINESS))
+    window = door.config.deployment.service_points[0].windows[0]
+    sp = door.config.deployment.window_service_point[window]
+    command = CreateOrder(request_id, case, window, "张三", (RequestedLine("PLT-AUTO", 1),))
+    result = await door.call(Context(), sp, command)  # type: ignore[arg-type]
+    assert isinstance(result, Done)
+    order_id: str = orjson.loads(result.order)["order_id"]
+    return order_id
+
+
+async def test_a_request_id_is_each_principals_own(door: FrontDoor) -> None:
+    request_id, their_case, my_case = new_id("CASE"), new_id("B"), new_id("B")
+    theirs = await create_as(door, "biz2", request_id, their_case)
+    # Another principal's use of the id neither blocks nor replays this one's command.
+    mine = await create_as(door, "business", request_id, my_case)
+    assert mine != theirs
+    # Each principal still replays its own, and is refused other parameters under it.
+    assert await create_as(door, "business", request_id, my_case) == mine
+    assert await create_as(door, "biz2", request_id, their_case) == theirs
+    with pytest.raises(Refused, match="ALREADY_EXISTS"):
+        await create_as(door, "business", request_id, new_id("B"))
