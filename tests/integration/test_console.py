@@ -285,6 +285,30 @@ async def test_limits_count_each_client_behind_the_proxy(browser: Browser) -> No
     assert await browser.sign_in("nobody", "x", "198.51.100.7") == 401
 
 
+async def test_passwords_are_checked_off_the_event_loop_and_unknown_names_cost_the_same(
+    browser: Browser, office: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 would stall the front door sharing this loop, and skipping it for a name
+    no account has would tell the names that exist."""
+    import threading
+
+    from argon2 import PasswordHasher
+
+    checks: list[tuple[str, bool]] = []
+    verify = PasswordHasher.verify
+
+    def recording(self: PasswordHasher, hashed: str, password: str) -> Any:
+        on_loop = threading.current_thread() is threading.main_thread()
+        checks.append((password, on_loop))
+        return verify(self, hashed, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", recording)
+    assert await browser.sign_in("nosuchuser", "guess-one") == 401
+    assert await browser.sign_in("director", office["passwords"]["director"]) == 303
+    assert [p for p, _ in checks] == ["guess-one", office["passwords"]["director"]]
+    assert not any(on_loop for _, on_loop in checks)
+
+
 async def test_a_long_username_is_refused_before_anything_is_kept(
     browser: Browser, office: dict[str, Any]
 ) -> None:
