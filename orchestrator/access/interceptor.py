@@ -174,10 +174,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if reason is not None:
             await self._deny(context, principal, method, reason)
         if not self._gate.rate_ok(principal, self._clock()):
-            await self._limit(context, principal, "rate", (
-                f"{principal.name} is over {self._gate.limits.terminal_rate:g} calls/s "
-                f"(burst {self._gate.limits.terminal_burst})"
-            ))  # fmt: skip
+            rate, burst = self._gate.rate_of(principal)
+            await self._limit(
+                context,
+                principal,
+                "rate",
+                f"{principal.name} is over {rate:g} calls/s (burst {burst})",
+            )
         bound = self._gate.enter(principal, stream=stream)
         if bound is not None:
             kind = "streams" if "streams" in bound else "calls"

@@ -295,6 +295,73 @@ def test_terminals_are_rate_limited_with_a_burst() -> None:
     assert all(gate.rate_ok(business, now) for _ in range(1000))
 
 
+def test_an_auditor_is_limited_like_every_role() -> None:
+    """A stolen read-only certificate once had 512 calls in flight and no rate at all."""
+    gate = Gate(Limits(other_rate=5, other_burst=20, business_rate=100, business_burst=200))
+    now = 100.0
+    for name, role, burst in (
+        ("auditor", Role.AUDITOR, 20),
+        ("backoffice", Role.BACKOFFICE, 20),
+        ("monitor", Role.MONITOR, 20),
+        ("business", Role.BUSINESS, 200),
+    ):
+        principal = Principal(name, role)
+        assert sum(gate.rate_ok(principal, now) for _ in range(burst + 10)) == burst, name
+    assert gate.rate_ok(Principal("auditor", Role.AUDITOR), now + 0.2)  # 5/s: one back
+
+
+async def test_settlements_are_computed_off_the_loop_two_at_a_time_per_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    import grpc
+
+    from orchestrator.access.caller import serving
+    from orchestrator.frontdoor import backoffice
+
+    release = asyncio.Event()
+    threads: list[bool] = []
+
+    class Store:
+        async def orders_of_days(self, points: Any, days: Any) -> list[bytes]:
+            await release.wait()
+            return []
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        async def abort(self, code: grpc.StatusCode, message: str) -> None:
+            raise Aborted(code, message)
+
+    def settle(orders: Any, day: Any, zone: Any) -> list[Any]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return []
+
+    door = SimpleNamespace(config=small_config(), store=Store())
+    servicer = backoffice.BackOfficeServicer(door)  # type: ignore[arg-type]
+    request = pb.SettlementRequest(date="2026-12-07")
+
+    async def as_auditor() -> Any:
+        serving(Principal("auditor", Role.AUDITOR))
+        return await servicer.GetSettlement(request, Context())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backoffice, "settle", settle)
+    calls = [asyncio.create_task(as_auditor()) for _ in range(3)]
+    done, _ = await asyncio.wait(calls, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    [third] = done
+    with pytest.raises(Aborted) as refused:
+        third.result()
+    assert refused.value.args[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    release.set()
+    answers = await asyncio.gather(*(c for c in calls if c is not third))
+    assert [a.date for a in answers] == ["2026-12-07"] * 2
+    assert threads == [False, False]  # settled in worker threads
+
+
 def test_calls_and_streams_in_flight_are_bounded_per_principal() -> None:
     gate = Gate(Limits(terminal_calls=3, streams=2))
     assert gate.enter(T1, stream=True) is None
