@@ -21,6 +21,7 @@ class CreateOrder:
     window_id: str
     payer_name: str
     lines: tuple[RequestedLine, ...]
+    created_by: str = ""  # the calling business principal, set by the front door
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,9 @@ class Order:
     refunded_fen: int = 0
     attempts: list[Attempt] = field(default_factory=list)
     refunds: list[Refund] = field(default_factory=list)
+    # The business principal whose CreateOrder made it ("": made before orders recorded
+    # it, or without a principal): only that one may read or cancel it.
+    created_by: str = ""
 
     @classmethod
     def create(
@@ -210,6 +213,7 @@ class Order:
         catalog_version: str,
         now: int,
         expires_at: int,
+        created_by: str = "",
     ) -> tuple[Order, Change]:
         if not lines:
             raise InvalidArgument("an order needs at least one priced line")
@@ -225,6 +229,7 @@ class Order:
             state=OrderState.AWAITING_PAYMENT,
             created_at=now,
             expires_at=expires_at,
+            created_by=created_by,
         )
         return order, order._changed(now, "created")
 
@@ -545,6 +550,7 @@ class Order:
             "refunded_fen": self.refunded_fen,
             "attempts": [attempt.to_record() for attempt in self.attempts],
             "refunds": [refund.to_record() for refund in self.refunds],
+            "created_by": self.created_by,
         }
 
     @classmethod
@@ -579,6 +585,7 @@ class Order:
             refunded_fen=r["refunded_fen"],
             attempts=[Attempt.from_record(a) for a in r["attempts"]],
             refunds=[Refund.from_record(f) for f in r["refunds"]],
+            created_by=r.get("created_by", ""),
         )
 
 

@@ -39,6 +39,7 @@ from orchestrator.reconcile.settlement import SettlementRow, settle
 
 class ReceiptsServicer(pb_grpc.ReceiptsServicer):
     def __init__(self, door: FrontDoor) -> None:
+        self._door = door
         self._receipts = door.store.receipt_store()  # falls back to the record
 
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
@@ -66,7 +67,7 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
             missing = "no receipt with that number and check code"
         else:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or number is required")
-        if stored is None:
+        if stored is None or not self._door.in_reach(stored):  # another's: as if absent
             await abort(context, grpc.StatusCode.NOT_FOUND, missing)
         record = orjson.loads(stored)
         record["payer_name"] = payer_name(record["payer_name"])  # the page shows it too

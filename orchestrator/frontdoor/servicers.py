@@ -15,7 +15,7 @@ from orchestrator.access.streams import OpenStream, SlowReader
 from orchestrator.access.supervisors import REFUSAL, Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
-from orchestrator.domain.errors import DomainError, InvalidArgument
+from orchestrator.domain.errors import DomainError, InvalidArgument, NotFound
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
     cancel_command,
@@ -78,6 +78,9 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
         try:
             check_id(request.request_id, "request_id")
             sp = door.sp_of_order(request.order_id)
+            snapshot = await door.store.order(request.order_id)
+            if snapshot is not None and not door.in_reach(snapshot):
+                raise NotFound(f"order {request.order_id} not found")  # another's
             result = await door.call(context, sp, cancel_command(request))
         except DomainError as error:
             await guard(context, error)

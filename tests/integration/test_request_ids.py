@@ -1,7 +1,9 @@
-"""Request ids are each principal's own: the front door scopes them by the caller, so a
-principal that uses (or pre-claims) an id another will use neither replays nor blocks
-that one's command, and the same principal still replays its own. Against a real Redis
-and ServicePointCore, behind the front door's `call` (no Ray)."""
+"""Business principals kept apart, against a real Redis and ServicePointCore behind the
+front door (no Ray). Request ids are each principal's own: the front door scopes them by
+the caller, so a principal that uses (or pre-claims) an id another will use neither
+replays nor blocks that one's command, and the same principal still replays its own. An
+order records the business principal that created it: another can neither read nor
+cancel it, and its payment events never reach another's stream."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import Command, CreateOrder, Done, Result
 from orchestrator.domain.principals import Principal, Role
 from orchestrator.frontdoor.door import FrontDoor
+from orchestrator.frontdoor.servicers import BusinessGatewayServicer
+from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store.redis_store import RedisStore
@@ -34,8 +38,12 @@ class Context:
 
 
 class CoreRouter:
-    def __init__(self, core: ServicePointCore) -> None:
+    def __init__(self, core: ServicePointCore, sps: list[str]) -> None:
         self.core = core
+        self.sps = sps
+
+    def serves(self, sp: str) -> bool:
+        return sp in self.sps
 
     async def call(self, sp: str, command: Command) -> Result:
         [result] = await self.core.submit([command])
@@ -50,7 +58,7 @@ async def door(redis: Redis) -> AsyncIterator[FrontDoor]:
     sps = [sp.id for sp in config.deployment.service_points]
     core = ServicePointCore(sps, config, RedisStore(redis), providers, on_fatal=print)
     await core.start()
-    yield FrontDoor(config, RedisStore(redis), CoreRouter(core), None, None)  # type: ignore[arg-type]
+    yield FrontDoor(config, RedisStore(redis), CoreRouter(core, sps), None, None)  # type: ignore[arg-type]
     await core.stop()
 
 
@@ -76,3 +84,44 @@ async def test_a_request_id_is_each_principals_own(door: FrontDoor) -> None:
     assert await create_as(door, "biz2", request_id, their_case) == theirs
     with pytest.raises(Refused, match="ALREADY_EXISTS"):
         await create_as(door, "business", request_id, new_id("B"))
+
+
+async def test_a_business_principal_cannot_read_or_cancel_anothers_order(
+    door: FrontDoor,
+) -> None:
+    case = new_id("B")
+    order_id = await create_as(door, "business", new_id(), case)
+    gateway = BusinessGatewayServicer(door)
+    serving(Principal("biz2", Role.BUSINESS))
+    for request in (pb.GetOrderRequest(order_id=order_id), pb.GetOrderRequest(business_no=case)):
+        with pytest.raises(Refused, match="NOT_FOUND") as refused:
+            await gateway.GetOrder(request, Context())  # type: ignore[arg-type]
+        assert "another" not in str(refused.value)  # answered as if it did not exist
+    cancel = pb.CancelOrderRequest(request_id=new_id(), order_id=order_id, reason="dup")
+    with pytest.raises(Refused, match="NOT_FOUND"):
+        await gateway.CancelOrder(cancel, Context())  # type: ignore[arg-type]
+    # Nor can it take over the case with an order of its own.
+    with pytest.raises(Refused, match="FAILED_PRECONDITION"):
+        await create_as(door, "biz2", new_id(), case)
+    serving(Principal("business", Role.BUSINESS))
+    mine = await gateway.GetOrder(pb.GetOrderRequest(order_id=order_id), Context())  # type: ignore[arg-type]
+    assert mine.state == pb.AWAITING_PAYMENT
+    cancelled = await gateway.CancelOrder(cancel, Context())  # type: ignore[arg-type]
+    assert cancelled.state == pb.CANCELLED
+    snapshot = await door.store.order(order_id)
+    assert snapshot is not None and orjson.loads(snapshot)["created_by"] == "business"
+
+
+def test_a_business_principal_reaches_its_own_orders_and_those_made_before(
+    door: FrontDoor,
+) -> None:
+    """What the payment stream, GetReceipt, GetOrder and CancelOrder all ask."""
+    mine, theirs, before = (
+        orjson.dumps({"created_by": "business"}),
+        orjson.dumps({"created_by": "biz2"}),
+        orjson.dumps({"order_id": "made before orders recorded their creator"}),
+    )
+    serving(Principal("business", Role.BUSINESS))
+    assert door.in_reach(mine) and door.in_reach(before) and not door.in_reach(theirs)
+    serving(Principal("auditor", Role.AUDITOR))  # other roles: as the access table says
+    assert door.in_reach(theirs)
