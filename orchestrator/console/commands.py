@@ -24,6 +24,6 @@ class RouterCommands:
             return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
         if not self._router.serves(sp):
             return Refusal(ErrorCode.NOT_FOUND, f"order {order_id} not found")
-        command = CancelOrder(uuid.uuid4().hex, order_id, f"{reason} [console: {username}]")
+        command = CancelOrder(uuid.uuid4().hex, order_id, reason, f"console: {username}")
         result = await self._router.call(sp, command)
         return Refusal(result.code, result.message) if isinstance(result, Rejected) else None

@@ -41,6 +41,7 @@ class CancelOrder:
     request_id: str
     order_id: str
     reason: str
+    cancelled_by: str = ""  # "principal: <name>" or "console: <username>", never the caller's text
 
 
 @dataclass(frozen=True, slots=True)

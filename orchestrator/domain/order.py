@@ -154,6 +154,7 @@ class Change:
     detail: str = ""
     refund_id: str = ""
     approval: tuple[str, str, int] | None = None  # a refund's supervisor, terminal, amount
+    by: str = ""  # who asked for it, from the caller's identity (a cancel's principal)
 
     def to_record(self) -> Record:
         record: Record = {
@@ -173,6 +174,8 @@ class Change:
         if self.approval is not None:
             supervisor, terminal, amount = self.approval
             record.update(supervisor_id=supervisor, terminal_id=terminal, amount_fen=amount)
+        if self.by:
+            record["by"] = self.by
         return record
 
 
@@ -494,10 +497,11 @@ class Order:
             self.state = next_order_state(self.state, event)
         return changes
 
-    def cancel(self, reason: str, now: int) -> Change:
+    def cancel(self, reason: str, now: int, by: str = "") -> Change:
+        """`by`: who cancels, as the caller's identity says (never the free-text reason)."""
         self.state = next_order_state(self.state, OrderEvent.CANCEL)
         self.cancel_reason = reason
-        return self._changed(now, "cancelled", detail=reason)
+        return replace(self._changed(now, "cancelled", detail=reason), by=by)
 
     def expire(self, now: int) -> Change:
         self.state = next_order_state(self.state, OrderEvent.EXPIRE)

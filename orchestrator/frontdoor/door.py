@@ -12,7 +12,7 @@ import orjson
 from orchestrator.access.caller import caller
 from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
-from orchestrator.domain.commands import Command, CreateOrder, Rejected, Result
+from orchestrator.domain.commands import CancelOrder, Command, CreateOrder, Rejected, Result
 from orchestrator.domain.errors import DomainError, NotFound, PermissionDenied
 from orchestrator.domain.principals import Role
 from orchestrator.domain.validation import check_id, scoped_request_id
@@ -58,6 +58,8 @@ class FrontDoor:
             command = replace(command, request_id=scoped)
             if isinstance(command, CreateOrder) and principal.role is Role.BUSINESS:
                 command = replace(command, created_by=principal.name)
+            if isinstance(command, CancelOrder):
+                command = replace(command, cancelled_by=f"principal: {principal.name}")
         result = await self.router.call(sp, command)
         if isinstance(result, Rejected):
             await abort(context, STATUS[result.code], result.message)

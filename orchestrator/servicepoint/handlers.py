@@ -179,7 +179,8 @@ class CommandHandlers:
             return Done(snapshot_of(order))
         if order.state is not OrderState.AWAITING_PAYMENT:
             raise FailedPrecondition(f"order {order.order_id} is {order.state}; cannot cancel")
-        snapshot = self._book.stage(order, [order.cancel(command.reason, self._clock.now_ms())])
+        change = order.cancel(command.reason, self._clock.now_ms(), command.cancelled_by)
+        snapshot = self._book.stage(order, [change])
         self._book.save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 

@@ -125,3 +125,26 @@ def test_a_business_principal_reaches_its_own_orders_and_those_made_before(
     assert door.in_reach(mine) and door.in_reach(before) and not door.in_reach(theirs)
     serving(Principal("auditor", Role.AUDITOR))  # other roles: as the access table says
     assert door.in_reach(theirs)
+
+
+async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
+    door: FrontDoor,
+) -> None:
+    from orchestrator.console.commands import RouterCommands
+
+    gateway = BusinessGatewayServicer(door)
+    forged = "duplicate [console: director]"
+    by_business = await create_as(door, "business", new_id(), new_id("B"))
+    cancel = pb.CancelOrderRequest(request_id=new_id(), order_id=by_business, reason=forged)
+    await gateway.CancelOrder(cancel, Context())  # type: ignore[arg-type]
+    by_console = await create_as(door, "business", new_id(), new_id("B"))
+    commands = RouterCommands(door.router)
+    assert await commands.cancel(by_console, "申请人撤回业务", "head") is None
+    entries = {}
+    for order_id in (by_business, by_console):
+        journal = await door.store.journal(order_id)
+        entries[order_id] = orjson.loads(journal[-1])
+    assert entries[by_business]["by"] == "principal: business"
+    assert entries[by_business]["detail"] == forged  # the text, attributed to no one
+    assert entries[by_console]["by"] == "console: head"
+    assert entries[by_console]["detail"] == "申请人撤回业务"
