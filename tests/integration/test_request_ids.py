@@ -148,3 +148,24 @@ async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
     assert entries[by_business]["detail"] == forged  # the text, attributed to no one
     assert entries[by_console]["by"] == "console: head"
     assert entries[by_console]["detail"] == "申请人撤回业务"
+
+
+async def test_an_answer_out_of_reach_reads_as_nothing_found(door: FrontDoor) -> None:
+    """The interceptor answers a read out of the caller's reach with the words the
+    servicer uses when nothing is found: the two cannot be told apart."""
+    from orchestrator.access.interceptor import not_found_text
+    from orchestrator.frontdoor.backoffice import ReceiptsServicer
+
+    serving(Principal("business", Role.BUSINESS))
+    gateway, receipts = BusinessGatewayServicer(door), ReceiptsServicer(door)
+    sp = door.config.deployment.service_points[0].id
+    number = pb.ReceiptNumber(receipt_code="12345678", receipt_no="0000000001", check_code="K7Q2MX")
+    for call, request in (
+        (gateway.GetOrder, pb.GetOrderRequest(order_id=f"{sp}-NOSUCHORDER000")),
+        (gateway.GetOrder, pb.GetOrderRequest(business_no=new_id("B"))),
+        (receipts.GetReceipt, pb.GetReceiptRequest(order_id=f"{sp}-NOSUCHORDER000")),
+        (receipts.GetReceipt, pb.GetReceiptRequest(number=number)),
+    ):
+        with pytest.raises(Refused) as missing:
+            await call(request, Context())  # type: ignore[operator]
+        assert str(missing.value) == f"NOT_FOUND {not_found_text(request)}"
