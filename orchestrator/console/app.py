@@ -36,6 +36,7 @@ from orchestrator.console.guard import (
     SignInGuard,
     client_address,
     csrf_ok,
+    throttle_key,
 )
 from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, Refusal, Refused
@@ -111,7 +112,8 @@ class Console:
     def client(self, request: web.Request) -> str:
         """The client's address: behind a trusted proxy, what the proxy says it is."""
         forwarded = request.headers.getall("X-Forwarded-For", [])
-        return client_address(request.remote, forwarded, self.settings.trusted_proxies)
+        address = client_address(request.remote, forwarded, self.settings.trusted_proxies)
+        return throttle_key(address)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.settings.clock(), self.settings.zone).date()

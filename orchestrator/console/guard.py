@@ -26,6 +26,7 @@ FIRST_LOCK_S = 60.0  # the wait after them; each further wrong one doubles it...
 LONGEST_LOCK_S = 3600.0  # ...up to this
 FORGET_AFTER_S = 86_400.0  # failures are forgotten a day after the last one
 MOST_COUNTERS = 10_000  # per throttle
+MOST_LOCKS = 100_000  # a lock is dropped before its time only past this many entries
 
 
 @dataclass(slots=True)
@@ -86,6 +87,18 @@ def client_address(
     return str(current)
 
 
+def throttle_key(address: str) -> str:
+    """What the throttles count a client under: its IPv4 address, or the /64 of its IPv6
+    address (a client has at least a /64 and may take any address in it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
+
+
 def _address(text: str) -> Address | None:
     """An IP address, also as a proxy may write it with a port ("[::1]:80", "1.2.3.4:80")."""
     if text.startswith("["):
@@ -100,14 +113,27 @@ def _address(text: str) -> Address | None:
     return mapped or address
 
 
-def _forget(entries: OrderedDict[Any, Any], stale: Callable[[Any], bool]) -> None:
-    """Drop stale entries from the least recently used end, and beyond the bound the
-    oldest whatever they hold (the entry just used is at the other end)."""
+def _forget(
+    entries: OrderedDict[Any, Any],
+    stale: Callable[[Any], bool],
+    held: Callable[[Any], bool] = lambda _: False,
+) -> None:
+    """Drop stale entries from the least recently used end; beyond the bound, the oldest
+    that hold no lock (a flood of new addresses must not lift a lock), and past
+    MOST_LOCKS the oldest whatever they hold. The entry just used is at the other end."""
     while entries:
         key, value = next(iter(entries.items()))
-        if len(entries) <= MOST_COUNTERS and not stale(value):
-            return
+        if not stale(value):
+            break
         del entries[key]
+    passes = len(entries)  # each held entry is passed over at most once
+    while len(entries) > MOST_COUNTERS and passes > 0:
+        passes -= 1
+        key, value = next(iter(entries.items()))
+        if held(value) and len(entries) <= MOST_LOCKS:
+            entries.move_to_end(key)  # kept until its lock ends
+        else:
+            del entries[key]
 
 
 class RateLimit:
@@ -179,7 +205,7 @@ class SignInGuard:
         beyond = failures.count - LOCK_AFTER_FAILURES
         if beyond >= 0:
             failures.locked_until = now + min(FIRST_LOCK_S * 2 ** min(beyond, 32), LONGEST_LOCK_S)
-        _forget(self._failures, lambda f: f.stale(now))
+        _forget(self._failures, lambda f: f.stale(now), lambda f: f.locked_until > now)
 
     def succeeded(self, username: str, address: str) -> None:
         self._failures.pop((username, address), None)
