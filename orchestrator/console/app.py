@@ -10,6 +10,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -47,6 +48,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
 COOKIE = "wp_session"
+LIVE_STREAMS = 3  # live today pages open at once per account
 SIGNIN_COOKIE = "wp_signin"  # the sign-in form's CSRF token, before there is a session
 LANGUAGE_COOKIE = "wp_lang"  # the language switch's choice, before (or without) an account
 HERE = Path(__file__).parent
@@ -88,6 +90,7 @@ class Console:
     payer_limit: RateLimit = field(init=False)
     pages: Pages = field(init=False)
     password_checks: asyncio.Semaphore = field(init=False)
+    live_streams: Counter[str] = field(default_factory=Counter)  # open /today/events
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -184,7 +187,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/payer"):  # one payer's payment: no shared cache keeps it
+    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if not request.path.startswith("/static"):  # payers' names and payments: kept nowhere
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -328,13 +332,17 @@ async def breakdown_page(request: web.Request) -> web.Response:
 async def today_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the figures of the today page, whenever they change."""
     console = request.app[CONSOLE]
+    username = request[STAFF].username
+    if console.live_streams[username] >= LIVE_STREAMS:  # each runs six queries every 2 s
+        raise web.HTTPTooManyRequests(text=f"at most {LIVE_STREAMS} live pages per account")
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
-    await response.prepare(request)
+    console.live_streams[username] += 1
     last = None
     closing = request.app[CLOSING]
     try:
+        await response.prepare(request)
         while not closing.is_set():
             signed_in = console.signed_in(request.cookies.get(COOKIE))
             if signed_in is None:
@@ -348,10 +356,16 @@ async def today_events(request: web.Request) -> web.StreamResponse:
             if figures_text != last:
                 await response.write(f"data: {json.dumps(figures_text)}\n\n".encode())
                 last = figures_text
+            else:  # a comment: a tab closed is noticed, and its place freed, at once
+                await response.write(b":\n\n")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing.wait(), console.settings.live_every_s)
     except ConnectionResetError:
         pass  # the browser went away
+    finally:
+        console.live_streams[username] -= 1
+        if console.live_streams[username] <= 0:
+            del console.live_streams[username]
     return response
 
 

@@ -21,6 +21,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SESSION_TTL_S = 8 * 3600
+SESSION_IDLE_S = 30 * 60  # a session no request used this long is over
 LOCK_AFTER_FAILURES = 5  # wrong passwords in a row, for one account from one address
 FIRST_LOCK_S = 60.0  # the wait after them; each further wrong one doubles it...
 LONGEST_LOCK_S = 3600.0  # ...up to this
@@ -35,29 +36,48 @@ class Session:
     csrf: str
     expires_at: float
     epoch: int  # the account's credential epoch at sign-in: a change ends the session
+    last_seen: float = 0.0
 
 
 class Sessions:
     """Server-side sessions: the cookie holds only a random token."""
 
-    def __init__(self, clock: Clock = time.monotonic, ttl_s: float = SESSION_TTL_S) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.monotonic,
+        ttl_s: float = SESSION_TTL_S,
+        idle_s: float = SESSION_IDLE_S,
+    ) -> None:
         self._clock = clock
         self._ttl = ttl_s
+        self._idle = idle_s
         self._by_token: dict[str, Session] = {}
 
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    def _over(self, session: Session, now: float) -> bool:
+        return session.expires_at < now or session.last_seen + self._idle < now
+
     def open(self, username: str, epoch: int) -> tuple[str, Session]:
+        """A new session; those over (8 hours old, or unused for 30 minutes) are purged."""
+        now = self._clock()
+        for token in [t for t, s in self._by_token.items() if self._over(s, now)]:
+            del self._by_token[token]
         token = secrets.token_urlsafe(32)
-        session = Session(username, secrets.token_urlsafe(32), self._clock() + self._ttl, epoch)
+        session = Session(username, secrets.token_urlsafe(32), now + self._ttl, epoch, now)
         self._by_token[token] = session
         return token, session
 
     def get(self, token: str | None) -> Session | None:
+        now = self._clock()
         session = self._by_token.get(token or "")
         if session is None:
             return None
-        if session.expires_at < self._clock():
+        if self._over(session, now):
             del self._by_token[token or ""]
             return None
+        session.last_seen = now
         return session
 
     def close(self, token: str | None) -> None:

@@ -839,3 +839,30 @@ async def test_the_payer_page_tells_a_payer_everything_in_chinese(
     _, body, _ = await browser.request("GET", link)
     refunds = body[body.index('data-testid="refunds"') :]
     assert "¥20.00" in refunds and "重复扣款，系统已自动退还" in refunds
+
+
+async def test_live_pages_are_capped_per_account_and_pages_are_kept_nowhere(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """One clerk's hundred tabs would each query the record every two seconds."""
+    assert await browser.sign_in("head", office["passwords"]["head"]) == 303
+    status, _, response = await browser.request("GET", "/today")
+    assert status == 200
+    assert response.headers["Cache-Control"] == "no-store"  # payers' names: kept nowhere
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    headers = {"Cookie": f"{COOKIE}={browser.token}"}
+    url = office["server"].make_url("/today/events")
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(3):
+            stream = await streams.enter_async_context(browser.http.get(url, headers=headers))
+            assert (await stream.content.readline()).startswith(b"data: ")
+        async with browser.http.get(url, headers=headers) as fourth:
+            assert fourth.status == 429
+    deadline = time.monotonic() + 30
+    while True:  # the others closed: their places are free once the server notices
+        async with browser.http.get(url, headers=headers) as again:
+            if again.status == 200:
+                assert (await again.content.readline()).startswith(b"data: ")
+                break
+        assert time.monotonic() < deadline, "the closed live pages still count"
+        await asyncio.sleep(0.2)

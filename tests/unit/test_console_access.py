@@ -373,3 +373,19 @@ def test_a_flood_of_new_addresses_does_not_lift_a_lock() -> None:
         guard.failed("director", f"198.51.{n // 256 % 256}.{n % 256}-{n}")
     assert guard.locked("director", "203.0.113.9")
     assert len(guard) <= MOST_COUNTERS + 1  # the bound holds for what holds no lock
+
+
+def test_a_session_unused_for_half_an_hour_is_over_and_purged() -> None:
+    clock = Clock()
+    sessions = Sessions(clock)
+    idle, _ = sessions.open("head", 0)
+    kept, _ = sessions.open("clerk", 0)
+    clock.now += 20 * 60
+    assert sessions.get(kept) is not None  # used: its half hour starts again
+    clock.now += 20 * 60
+    assert sessions.get(kept) is not None
+    assert sessions.get(idle) is None  # forty minutes unused
+    sessions.open("director", 0)
+    clock.now += 31 * 60
+    sessions.open("auditor", 0)
+    assert len(sessions) == 1  # the stale ones gone without anyone asking for them
