@@ -173,8 +173,9 @@ async def start_service(
             )
             redis_url = embedded.start()
             stack.callback(embedded.stop)
-            log.info("embedded Redis (append-only, fsync %s) listening on %s, data in %s",
-                     embedded.appendfsync, redis_url, embedded.data_dir)  # fmt: skip
+            log.info("embedded Redis (append-only, fsync %s, password in %s) listening on "
+                     "127.0.0.1:%d, data in %s", embedded.appendfsync,
+                     embedded.data_dir / "password", embedded.port, embedded.data_dir)  # fmt: skip
         database_url = database_url or os.environ.get("DATABASE_URL")
         if database_url is None and not join:
             postgres = EmbeddedPostgres(data_dir / "pg")

@@ -1,8 +1,11 @@
 """A private redis-server with append-only persistence, for `make run` (when no
-REDIS_URL is set) and for tests that crash Redis on purpose. Loopback, free port."""
+REDIS_URL is set) and for tests that crash Redis on purpose. Loopback, free port, a
+generated password, and a data directory only its owner can enter: another local user
+can neither talk to it nor read its append-only file."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
@@ -10,6 +13,8 @@ import time
 from pathlib import Path
 
 import redis
+
+from orchestrator.files import create_secret, replace_file
 
 
 def free_port() -> int:
@@ -41,9 +46,30 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.maxmemory_mb = maxmemory_mb
         self.port = port or free_port()
-        self.appendfsync = appendfsync
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def password(self) -> str:
+        """Made on first use and kept (0600) beside the data: a restart keeps it."""
+        path = self.data_dir / "password"
+        if not path.exists():
+            create_secret(path, (secrets.token_urlsafe(24) + "\n").encode())
+        return path.read_text().strip()
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _private_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+
+    def _config_file(self) -> Path:
+        """The password goes in a 0600 file, never on the command line (which every
+        local user can read in /proc)."""
+        path = self.data_dir / "redis.conf"
+        replace_file(path, f"requirepass {self.password}\n".encode(), mode=0o600)
+        return path
 
     def start(self, timeout: float = 15.0) -> str:
         binary = shutil.which("redis-server")
@@ -51,7 +77,8 @@ class EmbeddedRedis:
             raise RuntimeError(
                 "redis-server not found: install the redis-server package or set REDIS_URL"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._private_dir()
+        config = self._config_file()
         # A full Redis refuses writes rather than evict live state (the drainer's
         # windowpay_redis_used_memory_bytes alerts well before).
         limit = (
@@ -61,7 +88,7 @@ class EmbeddedRedis:
         )
         self._process = subprocess.Popen(
             [
-                binary,
+                binary, str(config.resolve()),
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--dir", str(self.data_dir.resolve()),
@@ -74,9 +101,10 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            umask=0o077,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
         try:
             while True:
                 if self._process.poll() is not None:

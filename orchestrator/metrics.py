@@ -279,7 +279,7 @@ CRL_LOADED = Gauge(
 # (the access checks' own words for a limit and a refusal: orchestrator/access/)
 ACCESS_LIMITS = ("rate", "calls", "streams", "slow_reader")
 ACCESS_REFUSALS = ("no_certificate", "revoked", "unbound", "unknown_principal")
-CRL_REFUSALS = ("missing", "unreadable", "foreign")
+CRL_REFUSALS = ("missing", "unreadable", "foreign", "rollback", "dropped")
 
 
 def access_at_zero(methods: Sequence[str], pin_outcomes: Sequence[str]) -> None:

@@ -26,17 +26,22 @@ class Gate:
         limits = self.limits
         return limits.terminal_calls if principal.role is Role.TERMINAL else limits.other_calls
 
-    def rate_ok(self, principal: Principal, now: float) -> bool:
-        """Take one token from the terminal's bucket (other roles are not rate-limited)."""
-        if principal.role is not Role.TERMINAL:
-            return True
+    def rate_of(self, principal: Principal) -> tuple[float, int]:
+        """Calls per second, sustained, and the burst: every role has its bucket."""
         limits = self.limits
+        if principal.role is Role.TERMINAL:
+            return limits.terminal_rate, limits.terminal_burst
+        if principal.role is Role.BUSINESS:
+            return limits.business_rate, limits.business_burst
+        return limits.other_rate, limits.other_burst
+
+    def rate_ok(self, principal: Principal, now: float) -> bool:
+        """Take one token from the principal's bucket."""
+        rate, burst = self.rate_of(principal)
         bucket = self._buckets.get(principal.name)
         if bucket is None:
-            bucket = self._buckets[principal.name] = _Bucket(float(limits.terminal_burst), now)
-        bucket.tokens = min(
-            float(limits.terminal_burst), bucket.tokens + (now - bucket.at) * limits.terminal_rate
-        )
+            bucket = self._buckets[principal.name] = _Bucket(float(burst), now)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
         if bucket.tokens < 1.0:
             return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,12 @@ class PkiPaths:
     @property
     def crl(self) -> Path:
         return self.root / "crl.pem"
+
+    @property
+    def revoked(self) -> Path:
+        """Every serial this CA revoked and the number of its last list: what each new
+        list is made from, whatever became of crl.pem."""
+        return self.root / "revoked.json"
 
     @property
     def clients(self) -> Path:
@@ -239,22 +246,63 @@ class Authority:
         cert, key = self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [uri])
         _write_pair(paths.client_cert(name), paths.client_key(name), cert, key)
 
-    def revoked_serials(self) -> set[int]:
+    def _register(self) -> tuple[set[int], int]:
         try:
-            crl = x509.load_pem_x509_crl(self.paths.crl.read_bytes())
+            data = json.loads(self.paths.revoked.read_bytes())
+            return {int(s, 16) for s in data["serials"]}, int(data["crl_number"])
         except FileNotFoundError:
-            return set()
-        return {entry.serial_number for entry in crl}
+            return set(), 0
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PkiError(
+                f"{self.paths.revoked} is unreadable ({error}); restore it from a backup: "
+                "no revocation list is written without it"
+            ) from None
+
+    def _current_list(self) -> x509.CertificateRevocationList | None:
+        try:
+            return x509.load_pem_x509_crl(self.paths.crl.read_bytes())
+        except (OSError, ValueError):
+            return None  # the register and the certificates set aside still say it all
+
+    def revoked_serials(self) -> set[int]:
+        """Every serial revoked so far: the register's, the current list's (a list made
+        before the register existed) and those of the certificates set aside as revoked.
+        A missing crl.pem forgets none of them."""
+        serials, _ = self._register()
+        crl = self._current_list()
+        if crl is not None and crl.issuer == self.cert.subject:
+            serials |= {entry.serial_number for entry in crl}
+        for path in sorted((self.paths.clients / "revoked").glob("*.crt")):
+            serials.add(x509.load_pem_x509_certificate(path.read_bytes()).serial_number)
+        return serials
+
+    def _last_number(self) -> int:
+        _, number = self._register()
+        crl = self._current_list()
+        if crl is not None and crl.issuer == self.cert.subject:
+            try:
+                ext = crl.extensions.get_extension_for_class(x509.CRLNumber)
+                number = max(number, ext.value.crl_number)
+            except x509.ExtensionNotFound:
+                pass
+        return number
 
     def write_crl(self, serials: Iterable[int] = ()) -> None:
+        """A new list, numbered one above the last, revoking `serials` and every serial
+        revoked before: the register is written first, then the list."""
+        revoked = self.revoked_serials() | set(serials)
+        number = self._last_number() + 1
+        register = {"crl_number": number, "serials": [f"{s:x}" for s in sorted(revoked)]}
+        replace_file(self.paths.revoked, json.dumps(register, indent=1).encode(), mode=0o644)
         now = _now()
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)
             .last_update(now)
             .next_update(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.CRLNumber(number), critical=False)
         )
-        for serial in sorted(set(serials)):
+        for serial in sorted(revoked):
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
             )
@@ -269,7 +317,7 @@ class Authority:
         except FileNotFoundError:
             raise PkiError(f"no certificate for {name} in {paths.clients}") from None
         serial = cert.serial_number
-        self.write_crl(self.revoked_serials() | {serial})
+        self.write_crl({serial})
         self._set_aside(name, serial, "revoked")
         return serial
 

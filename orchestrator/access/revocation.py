@@ -4,7 +4,11 @@ A list is taken only once its signature verifies with the CA's public key, whate
 key's type (RSA, EC, Ed25519, ...), and only when the CA's name is its issuer. The front
 door starts only with a good list (or with `revocation = "none"` in the config); after
 that a list that is missing, unreadable or not the CA's is refused with an error and a
-metric, and the last good one stays in force: revocation never stops silently.
+metric, and the last good one stays in force: revocation never stops silently. Nor can a
+list the CA signed lift a revocation while the front door runs: one numbered below the
+list in force, or issued before it (a backup put back), is refused as a rollback, and
+one that leaves out a serial in force as dropping it. Lifting a revocation takes a
+restart on the list the operator chose.
 
 A watcher task looks at the file a few times a second (not each call) and, when a new
 list revokes a certificate, tells the front door, which ends that certificate's open
@@ -13,10 +17,12 @@ streams."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -40,9 +46,28 @@ class RevocationError(PkiError):
         self.reason = reason
 
 
-def read_crl(path: Path, ca: x509.Certificate) -> frozenset[int]:
-    """The serials a list revokes, once it is known to be the CA's; RevocationError
-    saying why it is not."""
+@dataclass(frozen=True)
+class RevocationList:
+    serials: frozenset[int]
+    number: int  # its CRL number; -1 for a list without one
+    issued: dt.datetime
+
+    def check_follows(self, before: RevocationList) -> None:
+        """RevocationError unless this list may replace `before`."""
+        if self.number < before.number or self.issued < before.issued:
+            raise RevocationError(
+                "rollback",
+                f"number {self.number} issued {self.issued:%Y-%m-%d %H:%M:%S}Z is older than "
+                f"the list in force (number {before.number} issued "
+                f"{before.issued:%Y-%m-%d %H:%M:%S}Z)",
+            )
+        if dropped := before.serials - self.serials:
+            listed = ", ".join(f"{s:x}" for s in sorted(dropped)[:5])
+            raise RevocationError("dropped", f"it no longer revokes {listed}")
+
+
+def read_crl(path: Path, ca: x509.Certificate) -> RevocationList:
+    """The list, once it is known to be the CA's; RevocationError saying why it is not."""
     try:
         crl = x509.load_pem_x509_crl(path.read_bytes())
     except FileNotFoundError:
@@ -57,7 +82,13 @@ def read_crl(path: Path, ca: x509.Certificate) -> frozenset[int]:
         signed = False
     if not signed:
         raise RevocationError("foreign", "not signed by the CA")
-    return frozenset(entry.serial_number for entry in crl)
+    try:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        number = -1
+    return RevocationList(
+        frozenset(entry.serial_number for entry in crl), number, crl.last_update_utc
+    )
 
 
 def _stamp(path: Path) -> Stamp:
@@ -75,6 +106,7 @@ class Revocations:
         self._crl = crl
         self._ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
         self.serials: frozenset[int] = frozenset()
+        self._in_force: RevocationList | None = None
         self._stamp: Stamp | None = None
         if crl is not None:
             self._stamp = _stamp(crl)
@@ -90,9 +122,11 @@ class Revocations:
     def revoked(self, serial: int) -> bool:
         return serial in self.serials
 
-    def _take(self, serials: frozenset[int]) -> frozenset[int]:
+    def _take(self, crl: RevocationList) -> frozenset[int]:
         """Put a good list in force; returns the serials it newly revokes."""
+        serials = crl.serials
         added = serials - self.serials
+        self._in_force = crl
         self.serials = serials
         CRL_LOADED.set(time.time())
         log.info("revocation list %s in force: %d certificates revoked", self._crl, len(serials))
@@ -107,13 +141,15 @@ class Revocations:
             return frozenset()
         self._stamp = stamp
         try:
-            serials = await asyncio.to_thread(read_crl, self._crl, self._ca)
+            crl = await asyncio.to_thread(read_crl, self._crl, self._ca)
+            if self._in_force is not None:
+                crl.check_follows(self._in_force)
         except RevocationError as error:
             CRL_REFUSED.labels(error.reason).inc()
             log.error("revocation list %s refused: %s; the last good one stays in force",
                       self._crl, error)  # fmt: skip
             return frozenset()
-        return self._take(serials)
+        return self._take(crl)
 
     async def watch(self, on_revoked: OnRevoked, every_s: float = WATCH_S) -> None:
         """Until cancelled: read each new list, and report what it newly revokes."""

@@ -6,10 +6,11 @@ older epoch is over, whichever process changed the file."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +47,22 @@ class StaffAccount:
             return _hasher.verify(self.password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+@functools.cache
+def _matches_nothing() -> str:
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def password_matches(account: StaffAccount | None, password: str) -> bool:
+    """The account's password checked; with no account (or a disabled one) a hash that
+    matches nothing is checked instead, so that both cost the same and the time taken
+    does not tell which usernames exist. Slow on purpose (argon2): call it off the loop."""
+    if account is None or account.disabled:
+        with suppress(VerificationError, InvalidHashError):
+            _hasher.verify(_matches_nothing(), password)
+        return False
+    return account.check_password(password)
 
 
 def hash_password(password: str) -> str:

@@ -10,6 +10,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -22,7 +23,12 @@ from aiohttp import web
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from orchestrator.console import charts, i18n, reports
-from orchestrator.console.accounts import StaffAccount, StaffBook, valid_username
+from orchestrator.console.accounts import (
+    StaffAccount,
+    StaffBook,
+    password_matches,
+    valid_username,
+)
 from orchestrator.console.guard import (
     Network,
     RateLimit,
@@ -31,6 +37,7 @@ from orchestrator.console.guard import (
     SignInGuard,
     client_address,
     csrf_ok,
+    throttle_key,
 )
 from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, Refusal, Refused
@@ -41,6 +48,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
 COOKIE = "wp_session"
+LIVE_STREAMS = 3  # live today pages open at once per account
 SIGNIN_COOKIE = "wp_signin"  # the sign-in form's CSRF token, before there is a session
 LANGUAGE_COOKIE = "wp_lang"  # the language switch's choice, before (or without) an account
 HERE = Path(__file__).parent
@@ -81,9 +89,12 @@ class Console:
     signin: SignInGuard = field(init=False)
     payer_limit: RateLimit = field(init=False)
     pages: Pages = field(init=False)
+    password_checks: asyncio.Semaphore = field(init=False)
+    live_streams: Counter[str] = field(default_factory=Counter)  # open /today/events
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.password_checks = asyncio.Semaphore(2)
         self.sessions = Sessions(s.monotonic)
         self.signin = SignInGuard(s.monotonic)
         self.payer_limit = RateLimit(s.payer_lookups_per_minute, 60.0, s.monotonic)
@@ -104,7 +115,8 @@ class Console:
     def client(self, request: web.Request) -> str:
         """The client's address: behind a trusted proxy, what the proxy says it is."""
         forwarded = request.headers.getall("X-Forwarded-For", [])
-        return client_address(request.remote, forwarded, self.settings.trusted_proxies)
+        address = client_address(request.remote, forwarded, self.settings.trusted_proxies)
+        return throttle_key(address)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.settings.clock(), self.settings.zone).date()
@@ -175,7 +187,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/payer"):  # one payer's payment: no shared cache keeps it
+    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if not request.path.startswith("/static"):  # payers' names and payments: kept nowhere
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -247,7 +260,11 @@ async def signin(request: web.Request) -> web.Response:
             request, 403, "This account is locked after repeated failures; try again later."
         )
     account = console.book.get(username)
-    if account is None or account.disabled or not account.check_password(password):
+    # argon2 takes a quarter of a second and 64 MiB: in a thread (the front door shares
+    # this loop), two at a time.
+    async with console.password_checks:
+        matches = await asyncio.to_thread(password_matches, account, password)
+    if account is None or not matches:
         console.signin.failed(username, client)
         return _signin_form(request, 401, "Wrong username or password.")
     console.signin.succeeded(username, client)
@@ -315,13 +332,17 @@ async def breakdown_page(request: web.Request) -> web.Response:
 async def today_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the figures of the today page, whenever they change."""
     console = request.app[CONSOLE]
+    username = request[STAFF].username
+    if console.live_streams[username] >= LIVE_STREAMS:  # each runs six queries every 2 s
+        raise web.HTTPTooManyRequests(text=f"at most {LIVE_STREAMS} live pages per account")
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
-    await response.prepare(request)
+    console.live_streams[username] += 1
     last = None
     closing = request.app[CLOSING]
     try:
+        await response.prepare(request)
         while not closing.is_set():
             signed_in = console.signed_in(request.cookies.get(COOKIE))
             if signed_in is None:
@@ -335,10 +356,16 @@ async def today_events(request: web.Request) -> web.StreamResponse:
             if figures_text != last:
                 await response.write(f"data: {json.dumps(figures_text)}\n\n".encode())
                 last = figures_text
+            else:  # a comment: a tab closed is noticed, and its place freed, at once
+                await response.write(b":\n\n")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing.wait(), console.settings.live_every_s)
     except ConnectionResetError:
         pass  # the browser went away
+    finally:
+        console.live_streams[username] -= 1
+        if console.live_streams[username] <= 0:
+            del console.live_streams[username]
     return response
 
 

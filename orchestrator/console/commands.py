@@ -21,6 +21,6 @@ class RouterCommands:
             sp = self._router.route(order_id)
         except NotFound as error:
             return Refusal(error.code, str(error))
-        command = CancelOrder(uuid.uuid4().hex, order_id, f"{reason} [console: {username}]")
+        command = CancelOrder(uuid.uuid4().hex, order_id, reason, f"console: {username}")
         result = await self._router.call(sp, command)
         return Refusal(result.code, result.message) if isinstance(result, Rejected) else None

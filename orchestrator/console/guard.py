@@ -21,11 +21,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SESSION_TTL_S = 8 * 3600
+SESSION_IDLE_S = 30 * 60  # a session no request used this long is over
 LOCK_AFTER_FAILURES = 5  # wrong passwords in a row, for one account from one address
 FIRST_LOCK_S = 60.0  # the wait after them; each further wrong one doubles it...
 LONGEST_LOCK_S = 3600.0  # ...up to this
 FORGET_AFTER_S = 86_400.0  # failures are forgotten a day after the last one
 MOST_COUNTERS = 10_000  # per throttle
+MOST_LOCKS = 100_000  # a lock is dropped before its time only past this many entries
 
 
 @dataclass(slots=True)
@@ -34,29 +36,48 @@ class Session:
     csrf: str
     expires_at: float
     epoch: int  # the account's credential epoch at sign-in: a change ends the session
+    last_seen: float = 0.0
 
 
 class Sessions:
     """Server-side sessions: the cookie holds only a random token."""
 
-    def __init__(self, clock: Clock = time.monotonic, ttl_s: float = SESSION_TTL_S) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.monotonic,
+        ttl_s: float = SESSION_TTL_S,
+        idle_s: float = SESSION_IDLE_S,
+    ) -> None:
         self._clock = clock
         self._ttl = ttl_s
+        self._idle = idle_s
         self._by_token: dict[str, Session] = {}
 
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    def _over(self, session: Session, now: float) -> bool:
+        return session.expires_at < now or session.last_seen + self._idle < now
+
     def open(self, username: str, epoch: int) -> tuple[str, Session]:
+        """A new session; those over (8 hours old, or unused for 30 minutes) are purged."""
+        now = self._clock()
+        for token in [t for t, s in self._by_token.items() if self._over(s, now)]:
+            del self._by_token[token]
         token = secrets.token_urlsafe(32)
-        session = Session(username, secrets.token_urlsafe(32), self._clock() + self._ttl, epoch)
+        session = Session(username, secrets.token_urlsafe(32), now + self._ttl, epoch, now)
         self._by_token[token] = session
         return token, session
 
     def get(self, token: str | None) -> Session | None:
+        now = self._clock()
         session = self._by_token.get(token or "")
         if session is None:
             return None
-        if session.expires_at < self._clock():
+        if self._over(session, now):
             del self._by_token[token or ""]
             return None
+        session.last_seen = now
         return session
 
     def close(self, token: str | None) -> None:
@@ -86,6 +107,18 @@ def client_address(
     return str(current)
 
 
+def throttle_key(address: str) -> str:
+    """What the throttles count a client under: its IPv4 address, or the /64 of its IPv6
+    address (a client has at least a /64 and may take any address in it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
+
+
 def _address(text: str) -> Address | None:
     """An IP address, also as a proxy may write it with a port ("[::1]:80", "1.2.3.4:80")."""
     if text.startswith("["):
@@ -100,14 +133,27 @@ def _address(text: str) -> Address | None:
     return mapped or address
 
 
-def _forget(entries: OrderedDict[Any, Any], stale: Callable[[Any], bool]) -> None:
-    """Drop stale entries from the least recently used end, and beyond the bound the
-    oldest whatever they hold (the entry just used is at the other end)."""
+def _forget(
+    entries: OrderedDict[Any, Any],
+    stale: Callable[[Any], bool],
+    held: Callable[[Any], bool] = lambda _: False,
+) -> None:
+    """Drop stale entries from the least recently used end; beyond the bound, the oldest
+    that hold no lock (a flood of new addresses must not lift a lock), and past
+    MOST_LOCKS the oldest whatever they hold. The entry just used is at the other end."""
     while entries:
         key, value = next(iter(entries.items()))
-        if len(entries) <= MOST_COUNTERS and not stale(value):
-            return
+        if not stale(value):
+            break
         del entries[key]
+    passes = len(entries)  # each held entry is passed over at most once
+    while len(entries) > MOST_COUNTERS and passes > 0:
+        passes -= 1
+        key, value = next(iter(entries.items()))
+        if held(value) and len(entries) <= MOST_LOCKS:
+            entries.move_to_end(key)  # kept until its lock ends
+        else:
+            del entries[key]
 
 
 class RateLimit:
@@ -179,7 +225,7 @@ class SignInGuard:
         beyond = failures.count - LOCK_AFTER_FAILURES
         if beyond >= 0:
             failures.locked_until = now + min(FIRST_LOCK_S * 2 ** min(beyond, 32), LONGEST_LOCK_S)
-        _forget(self._failures, lambda f: f.stale(now))
+        _forget(self._failures, lambda f: f.stale(now), lambda f: f.locked_until > now)
 
     def succeeded(self, username: str, address: str) -> None:
         self._failures.pop((username, address), None)

@@ -21,6 +21,7 @@ class CreateOrder:
     window_id: str
     payer_name: str
     lines: tuple[RequestedLine, ...]
+    created_by: str = ""  # the calling business principal, set by the front door
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class CancelOrder:
     request_id: str
     order_id: str
     reason: str
+    cancelled_by: str = ""  # "principal: <name>" or "console: <username>", never the caller's text
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,7 @@ class Change:
     detail: str = ""
     refund_id: str = ""
     approval: tuple[str, str, int] | None = None  # a refund's supervisor, terminal, amount
+    by: str = ""  # who asked for it, from the caller's identity (a cancel's principal)
 
     def to_record(self) -> Record:
         record: Record = {
@@ -173,6 +174,8 @@ class Change:
         if self.approval is not None:
             supervisor, terminal, amount = self.approval
             record.update(supervisor_id=supervisor, terminal_id=terminal, amount_fen=amount)
+        if self.by:
+            record["by"] = self.by
         return record
 
 
@@ -196,6 +199,9 @@ class Order:
     refunded_fen: int = 0
     attempts: list[Attempt] = field(default_factory=list)
     refunds: list[Refund] = field(default_factory=list)
+    # The business principal whose CreateOrder made it ("": made before orders recorded
+    # it, or without a principal): only that one may read or cancel it.
+    created_by: str = ""
 
     @classmethod
     def create(
@@ -210,6 +216,7 @@ class Order:
         catalog_version: str,
         now: int,
         expires_at: int,
+        created_by: str = "",
     ) -> tuple[Order, Change]:
         if not lines:
             raise InvalidArgument("an order needs at least one priced line")
@@ -225,6 +232,7 @@ class Order:
             state=OrderState.AWAITING_PAYMENT,
             created_at=now,
             expires_at=expires_at,
+            created_by=created_by,
         )
         return order, order._changed(now, "created")
 
@@ -489,10 +497,11 @@ class Order:
             self.state = next_order_state(self.state, event)
         return changes
 
-    def cancel(self, reason: str, now: int) -> Change:
+    def cancel(self, reason: str, now: int, by: str = "") -> Change:
+        """`by`: who cancels, as the caller's identity says (never the free-text reason)."""
         self.state = next_order_state(self.state, OrderEvent.CANCEL)
         self.cancel_reason = reason
-        return self._changed(now, "cancelled", detail=reason)
+        return replace(self._changed(now, "cancelled", detail=reason), by=by)
 
     def expire(self, now: int) -> Change:
         self.state = next_order_state(self.state, OrderEvent.EXPIRE)
@@ -545,6 +554,7 @@ class Order:
             "refunded_fen": self.refunded_fen,
             "attempts": [attempt.to_record() for attempt in self.attempts],
             "refunds": [refund.to_record() for refund in self.refunds],
+            "created_by": self.created_by,
         }
 
     @classmethod
@@ -579,6 +589,7 @@ class Order:
             refunded_fen=r["refunded_fen"],
             attempts=[Attempt.from_record(a) for a in r["attempts"]],
             refunds=[Refund.from_record(f) for f in r["refunds"]],
+            created_by=r.get("created_by", ""),
         )
 
 

@@ -38,6 +38,11 @@ class Limits:
     other_calls: int = 512  # calls in flight per other principal (business, backoffice...)
     terminal_rate: float = 20.0  # calls per second per terminal, sustained
     terminal_burst: int = 50
+    business_rate: float = 1000.0  # calls per second per business principal, sustained
+    business_burst: int = 2000
+    other_rate: float = 20.0  # per backoffice, auditor or monitor principal
+    other_burst: int = 100
+    settlement_calls: int = 2  # GetSettlement calls in flight per principal
     streams: int = 4  # WatchWindow / WatchPayments streams open per principal
     stream_queue: int = 64  # events waiting for a slow reader before it is dropped
     stream_stall_s: float = 30.0  # a reader that takes no message this long is dropped

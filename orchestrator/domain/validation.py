@@ -25,6 +25,28 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+# A request id as the actor sees it: the front door puts the caller's principal (no
+# colon in it) before the id the caller sent, so that each principal's ids are its own.
+_SCOPED_REQUEST_ID = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}:)?[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", re.ASCII
+)
+
+
+def scoped_request_id(principal: str, request_id: str) -> str:
+    return f"{principal}:{request_id}"
+
+
+def check_request_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument("request_id is required")
+    if not _SCOPED_REQUEST_ID.fullmatch(value):
+        raise InvalidArgument(
+            f"request_id {value[:80]!r} must be 1-64 letters, digits or . _ : - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
 def check_text(value: str, what: str, *, required: bool, limit: int) -> str:
     if required and not value.strip():
         raise InvalidArgument(f"{what} is required")

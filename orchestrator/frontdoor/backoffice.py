@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from datetime import date
+from collections import Counter
+from datetime import date, tzinfo
 
 import grpc
 import orjson
 
-from orchestrator.access.caller import payer_name
+from orchestrator.access.caller import caller, payer_name
 from orchestrator.domain.commands import Done, SettleLateSuccess
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Order
@@ -30,12 +32,14 @@ from orchestrator.frontdoor.convert import (
 from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
+from orchestrator.metrics import ACCESS_LIMITED
 from orchestrator.receipts.render import render_html
-from orchestrator.reconcile.settlement import settle
+from orchestrator.reconcile.settlement import SettlementRow, settle
 
 
 class ReceiptsServicer(pb_grpc.ReceiptsServicer):
     def __init__(self, door: FrontDoor) -> None:
+        self._door = door
         self._receipts = door.store.receipt_store()  # falls back to the record
 
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
@@ -63,16 +67,21 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
             missing = "no receipt with that number and check code"
         else:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or number is required")
-        if stored is None:
+        if stored is None or not self._door.in_reach(stored):  # another's: as if absent
             await abort(context, grpc.StatusCode.NOT_FOUND, missing)
         record = orjson.loads(stored)
         record["payer_name"] = payer_name(record["payer_name"])  # the page shows it too
         return receipt_message(record, render_html(record) if request.render_html else None)
 
 
+def _settle(snapshots: list[bytes], day: date, zone: tzinfo) -> list[SettlementRow]:
+    return settle([Order.from_record(orjson.loads(s)) for s in snapshots], day, zone)
+
+
 class BackOfficeServicer(pb_grpc.BackOfficeServicer):
     def __init__(self, door: FrontDoor) -> None:
         self._door = door
+        self._settling: Counter[str] = Counter()  # GetSettlement calls in flight, by caller
 
     async def GetSettlement(self, request: pb.SettlementRequest, context: Context) -> pb.Settlement:
         deployment = self._door.config.deployment
@@ -89,9 +98,28 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
                     f"unknown service point {request.service_point_id}",
                 )
             points = [request.service_point_id]
-        snapshots = await self._door.store.orders_of_days(points, [day.strftime("%Y%m%d")])
-        orders = [Order.from_record(orjson.loads(s)) for s in snapshots]
-        rows = settle(orders, day, self._door.config.settings.zone)
+        principal = caller()
+        name = principal.name if principal else ""
+        most = self._door.config.access.limits.settlement_calls
+        if self._settling[name] >= most:
+            if principal is not None:
+                ACCESS_LIMITED.labels(principal.role.value, "calls").inc()
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{name}: more than {most} settlements in flight",
+            )
+        self._settling[name] += 1
+        try:
+            snapshots = await self._door.store.orders_of_days(points, [day.strftime("%Y%m%d")])
+            # A day of a busy office is thousands of orders: decoded and settled in a
+            # thread, not on the loop every call shares.
+            zone = self._door.config.settings.zone
+            rows = await asyncio.to_thread(_settle, snapshots, day, zone)
+        finally:
+            self._settling[name] -= 1
+            if self._settling[name] <= 0:
+                del self._settling[name]
         return pb.Settlement(
             date=day.isoformat(),
             rows=[

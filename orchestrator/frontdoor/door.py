@@ -3,15 +3,19 @@ Redis, the event feed, and turning domain errors into gRPC statuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import grpc
+import orjson
 
+from orchestrator.access.caller import caller
 from orchestrator.access.supervisors import Supervisors
 from orchestrator.config import Config
-from orchestrator.domain.commands import Command, Rejected, Result
+from orchestrator.domain.commands import CancelOrder, Command, CreateOrder, Rejected, Result
 from orchestrator.domain.errors import DomainError, PermissionDenied
-from orchestrator.domain.validation import check_id
+from orchestrator.domain.principals import Role
+from orchestrator.domain.validation import check_id, scoped_request_id
 from orchestrator.frontdoor.convert import STATUS, order_message
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router
@@ -45,10 +49,30 @@ class FrontDoor:
         self.supervisors = supervisors
 
     async def call(self, context: Context, sp: str, command: Command) -> Result:
+        """The command's request id becomes the caller's own: another principal sending
+        the same id neither replays nor blocks it (the same principal replays)."""
+        principal = caller()
+        if principal is not None:
+            scoped = scoped_request_id(principal.name, command.request_id)
+            command = replace(command, request_id=scoped)
+            if isinstance(command, CreateOrder) and principal.role is Role.BUSINESS:
+                command = replace(command, created_by=principal.name)
+            if isinstance(command, CancelOrder):
+                command = replace(command, cancelled_by=f"principal: {principal.name}")
         result = await self.router.call(sp, command)
         if isinstance(result, Rejected):
             await abort(context, STATUS[result.code], result.message)
         return result
+
+    def in_reach(self, record: bytes) -> bool:
+        """Whether the caller may see this order (or its receipt): a business principal
+        only what it created, or what was made before orders recorded their creator;
+        every other role as the access table allows."""
+        principal = caller()
+        if principal is None or principal.role is not Role.BUSINESS:
+            return True
+        created_by: str = orjson.loads(record).get("created_by", "")
+        return not created_by or created_by == principal.name
 
     def sp_of_order(self, order_id: str) -> str:
         check_id(order_id, "order_id")
@@ -76,7 +100,7 @@ class FrontDoor:
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or business_no is required"
             )
-        if snapshot is None:
+        if snapshot is None or not self.in_reach(snapshot):  # another's: as if absent
             await abort(context, grpc.StatusCode.NOT_FOUND, f"{what} not found")
         return order_message(snapshot)
 

@@ -62,7 +62,10 @@ class PaymentStream:
                         grpc.StatusCode.ABORTED,
                         "the subscription was taken over; reconnect",
                     )
-                if event is not None:
+                if event is not None and not self._door.in_reach(event.order):
+                    # another business system's order: never shown, done for this one
+                    await outbox.ack(group, [event.event_id])
+                elif event is not None:
                     yield payment_event_message(
                         event.event_id, event.kind, event.at_ms, event.refund_id, event.order
                     )

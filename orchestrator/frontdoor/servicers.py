@@ -9,13 +9,22 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 
 from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.streams import OpenStream, SlowReader
 from orchestrator.access.supervisors import REFUSAL, Verdict
 from orchestrator.domain import commands
 from orchestrator.domain.commands import Accepted
-from orchestrator.domain.errors import DomainError, InvalidArgument
+from orchestrator.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from orchestrator.domain.order import Order
+from orchestrator.domain.states import Channel, OrderState
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import (
     cancel_command,
@@ -33,6 +42,25 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.metrics import SUPERVISOR_PINS
 
 log = logging.getLogger(__name__)
+
+
+def refundable_before_pin(order: Order, refund: commands.RefundOrder) -> None:
+    """What the actor would refuse whatever the PIN (the order's state, the amount, the
+    cash drawer), raised before the PIN is looked at; the actor checks it all again."""
+    if order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
+        raise FailedPrecondition(f"order {order.order_id} is {order.state}; nothing to refund")
+    if not 0 < refund.amount_fen <= order.refundable_fen:
+        raise FailedPrecondition(
+            f"refund of {refund.amount_fen} fen refused: {order.refundable_fen} fen of order "
+            f"{order.order_id} can still be refunded"
+        )
+    paid_in_cash = bool(order.paid_by) and order.attempt(order.paid_by).channel is Channel.CASH
+    if paid_in_cash and refund.terminal_window_id != order.window_id:
+        raise PermissionDenied(
+            f"order {order.order_id} was paid in cash at window {order.window_id}: its cash "
+            f"refund is paid from that window's drawer, so make it at a terminal of "
+            f"{order.window_id}, not at {refund.terminal_window_id}"
+        )
 
 
 class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
@@ -78,6 +106,9 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
         try:
             check_id(request.request_id, "request_id")
             sp = door.sp_of_order(request.order_id)
+            snapshot = await door.store.order(request.order_id)
+            if snapshot is not None and not door.in_reach(snapshot):
+                raise NotFound(f"order {request.order_id} not found")  # another's
             result = await door.call(context, sp, cancel_command(request))
         except DomainError as error:
             await guard(context, error)
@@ -114,14 +145,19 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         except DomainError as error:
             await guard(context, error)
         # The access table checked that the order is of the terminal's service point;
-        # it must also exist (in Redis or, older, in the record) before the PIN is
-        # counted or checked.
+        # it must also exist (in Redis or, older, in the record), and be refundable so,
+        # before the PIN is counted or checked: after a right PIN only the refund (or a
+        # race) remains, so the answer never tells a right PIN from a wrong one.
         try:
-            exists = await door.store.order_exists(request.order_id)
+            snapshot = await door.store.order_to_refund(request.order_id)
         except DomainError as error:
             await guard(context, error)
-        if not exists:
+        if snapshot is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
+        try:
+            refundable_before_pin(Order.from_record(orjson.loads(snapshot)), command)
+        except DomainError as error:
+            await guard(context, error)
         await self._supervisor_approves(context, request, sp)
         return await self._until_outcome(context, sp, command)
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.domain.ids import OrderIds, service_point_of
 from orchestrator.domain.states import Channel
 from orchestrator.metrics import NOTIFICATION_OUTCOMES, NOTIFICATIONS
@@ -31,6 +32,9 @@ from orchestrator.providers.notices import (
 from orchestrator.providers.notices import NoticeVerifier as Verifier
 
 log = logging.getLogger(__name__)
+MOST_SHOWN = (
+    200  # characters of a refusal's words logged or answered: they hold what the sender wrote
+)
 
 MAX_BODY = 64 * 1024  # a notification is a few kilobytes
 
@@ -50,6 +54,7 @@ class NotifyListener:
         self._verifiers: dict[str, Verifier] = {}
         self._takers: Mapping[str, NoticeTaker] = {}
         self._order_ids = OrderIds(())
+        self._refusals = ThrottledWarnings(log)
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.add_routes([web.post("/notify/{channel}", self._take)])
 
@@ -81,11 +86,13 @@ class NotifyListener:
             log.info("%s signature probe refused: %s", channel, probe, extra={"channel": channel})
             return self._count(verifier, "probe", str(probe))
         except NoticeRefused as refusal:
-            log.warning(
-                "%s notification refused: %s", channel, refusal,
-                extra={"channel": channel, "peer": request.remote},
+            why = str(refusal)[:MOST_SHOWN]
+            # Anyone can post here: one line per channel a minute, the rest counted.
+            self._refusals.warning(
+                channel, f"{channel} notification refused: {why}",
+                {"channel": channel, "peer": (request.remote or "")[:64]},
             )  # fmt: skip
-            return self._count(verifier, "refused", str(refusal))
+            return self._count(verifier, "refused", why)
         except NoticeRepeated as repeated:
             log.info("%s notification repeated: %s", channel, repeated, extra={"channel": channel})
             return self._count(verifier, "duplicate", str(repeated), received=True)

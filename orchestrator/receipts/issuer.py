@@ -129,6 +129,7 @@ class ReceiptIssuer:
             "order_id": order["order_id"],
             "business_no": order["business_no"],
             "payer_name": order["payer_name"],
+            "created_by": order.get("created_by", ""),
             "items": [
                 {
                     "fee_code": line["fee_code"],

@@ -1,6 +1,8 @@
 """A private PostgreSQL cluster for `make run` (when no DATABASE_URL is set) and for
-tests: Debian's binaries, `initdb` into a directory of ours, a free loopback port, a
-generated password for TCP and trust only on the cluster's own socket directory."""
+tests: Debian's binaries, `initdb` into a directory of ours, a free loopback port and a
+generated password. Its Unix socket lies in a directory only the cluster's user may
+enter (0700, socket 0700) and asks for the password too, so another local user can
+neither connect without it nor read the data files (0700)."""
 
 from __future__ import annotations
 
@@ -71,9 +73,12 @@ class EmbeddedPostgres:
         self._check_reachable()
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
-        self.sockets.mkdir(exist_ok=True)
+        self.sockets.mkdir(mode=0o700, exist_ok=True)
+        self.sockets.chmod(0o700)
         self._own(self.sockets)
-        with (self.root / "postgres.log").open("ab") as log:
+        log_fd = os.open(self.root / "postgres.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(log_fd, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             self._process = self._postgres(log)
         self._wait(timeout)
         self._ensure_database()
@@ -86,6 +91,7 @@ class EmbeddedPostgres:
                 "-D", str(self.data),
                 "-p", str(self.port),
                 "-k", str(self.sockets),
+                "-c", "unix_socket_permissions=0700",
                 "-c", "listen_addresses=127.0.0.1",
                 "-c", "max_connections=200",
                 "-c", "shared_buffers=64MB",
@@ -93,6 +99,7 @@ class EmbeddedPostgres:
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,
+            umask=0o077,
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -127,7 +134,8 @@ class EmbeddedPostgres:
         if not password.exists():
             create_secret(password, (secrets.token_urlsafe(24) + "\n").encode())
         pwfile = self.root / "pwfile.tmp"
-        pwfile.write_text(self.password + "\n")
+        pwfile.unlink(missing_ok=True)
+        create_secret(pwfile, (self.password + "\n").encode())
         self._own(self.data, pwfile)
         try:
             subprocess.run(
@@ -136,7 +144,7 @@ class EmbeddedPostgres:
                     "-D", str(self.data),
                     "-U", USER,
                     "--pwfile", str(pwfile),
-                    "--auth-local=trust",
+                    "--auth-local=scram-sha-256",
                     "--auth-host=scram-sha-256",
                     "-E", "UTF8",
                     "--locale=C",
@@ -145,6 +153,7 @@ class EmbeddedPostgres:
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                umask=0o077,
             )  # fmt: skip
         except subprocess.CalledProcessError as error:
             raise RuntimeError(f"initdb failed: {error.stderr.decode(errors='replace')}") from None
@@ -168,7 +177,8 @@ class EmbeddedPostgres:
         if self._as:
             for path in paths:
                 shutil.chown(path, "postgres", "postgres")
-            self.root.chmod(0o755)
+        # As root the postgres user must pass through the root (search, not list).
+        self.root.chmod(0o711 if self._as else 0o700)
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

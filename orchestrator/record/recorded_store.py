@@ -44,13 +44,15 @@ class RecordedStore(RedisStore):
             log.warning("record unavailable for order %s: %s", order_id, error)
             return None
 
-    async def order_exists(self, order_id: str) -> bool:
-        """In Redis or in the record; raises Unavailable when only the record could say
-        (a refund of an old order must not be told NOT_FOUND while PostgreSQL is away)."""
-        if await super().order(order_id) is not None:
-            return True
+    async def order_to_refund(self, order_id: str) -> bytes | None:
+        """The order's snapshot from Redis or the record; raises Unavailable when only the
+        record could say (a refund of an old order must not be told NOT_FOUND while
+        PostgreSQL is away)."""
+        live = await super().order(order_id)
+        if live is not None:
+            return live
         try:
-            return await self.record.order(order_id) is not None
+            return await self.record.order(order_id)
         except RecordErrors as error:
             log.warning("record unavailable for order %s: %s", order_id, error)
             raise Unavailable(

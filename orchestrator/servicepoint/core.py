@@ -58,7 +58,7 @@ from orchestrator.domain.states import (
     OrderState,
     PayMode,
 )
-from orchestrator.domain.validation import check_id, check_text
+from orchestrator.domain.validation import check_id, check_request_id, check_text
 from orchestrator.providers.engine import (
     AttemptDriver,
     Clock,
@@ -289,7 +289,7 @@ class ServicePointCore:
         self._book.trim_recent()
 
     def _prepare(self, command: Command, loop: asyncio.AbstractEventLoop) -> Job:
-        check_id(command.request_id, "request_id")
+        check_request_id(command.request_id)
         if isinstance(command, CreateOrder):
             check_id(command.business_no, "business_no")
             check_text(command.payer_name, "payer_name", required=True, limit=64)

@@ -99,6 +99,10 @@ class CommandHandlers:
                 OrderState.CANCELLED,
                 OrderState.EXPIRED,
             ):
+                if existing.created_by != command.created_by and existing.created_by:
+                    raise FailedPrecondition(
+                        f"business case {command.business_no} belongs to another business system"
+                    )
                 if existing.window_id == command.window_id and existing.same_lines(job.lines):
                     snapshot = snapshot_of(existing)
                     self._book.save_response(existing, command.request_id, snapshot)
@@ -120,6 +124,7 @@ class CommandHandlers:
             catalog_version=job.catalog_version,
             now=now,
             expires_at=expiry_after(now, self._settings.business_day_end, self._settings.zone),
+            created_by=command.created_by,
         )
         self._book.open[order.order_id] = order
         snapshot = self._book.stage(order, [change])
@@ -174,7 +179,8 @@ class CommandHandlers:
             return Done(snapshot_of(order))
         if order.state is not OrderState.AWAITING_PAYMENT:
             raise FailedPrecondition(f"order {order.order_id} is {order.state}; cannot cancel")
-        snapshot = self._book.stage(order, [order.cancel(command.reason, self._clock.now_ms())])
+        change = order.cancel(command.reason, self._clock.now_ms(), command.cancelled_by)
+        snapshot = self._book.stage(order, [change])
         self._book.save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 

@@ -102,6 +102,11 @@ def pin_failures(supervisor_id: str) -> str:
     return f"{PREFIX}:{{pins}}:fail:{supervisor_id}"
 
 
+def pin_wrong(supervisor_id: str) -> str:
+    """Wrong PINs for a supervisor within the counting window: what locks."""
+    return f"{PREFIX}:{{pins}}:wrong:{supervisor_id}"
+
+
 def pin_lock(supervisor_id: str) -> str:
     """Present while the supervisor is locked out after too many wrong PINs."""
     return f"{PREFIX}:{{pins}}:lock:{supervisor_id}"

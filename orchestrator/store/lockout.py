@@ -7,9 +7,11 @@ Two counts, each over a fixed window that starts at its first attempt: the super
 (at `attempts` wrong PINs the supervisor is locked for `lockout_s`) and the terminal's
 (past `terminal_attempts` the terminal is refused until its window ends, whichever
 supervisor it names). A right PIN takes its own attempt back; wrong ones stay counted
-until their window ends. An attempt past the supervisor's count while others are still
-being checked is refused ("busy") and not counted: only wrong PINs lock, so refunds
-approved at once at several windows never lock their supervisor."""
+until their window ends. Beside its count of attempts (wrong ones and those still being
+checked) the supervisor has a count of wrong PINs alone, and only that one locks: one
+wrong PIN among four right ones still in flight does not. An attempt past the count of
+attempts while others are still being checked is refused ("busy") and not counted, so
+refunds approved at once at several windows never lock their supervisor."""
 
 from __future__ import annotations
 
@@ -40,13 +42,19 @@ end
 return {'go', count}
 """
 
-# KEYS: the supervisor's lock, the supervisor's count. ARGV: attempts, lockout ms.
-# The attempt stays counted; the lock starts once the count reaches the limit.
+# KEYS: the supervisor's lock, count of attempts, count of wrong PINs.
+# ARGV: attempts, lockout ms, window ms. The attempt stays counted; the wrong PIN is
+# counted (over the attempts' window) and the lock starts once wrong PINs alone reach
+# the limit.
 _WRONG = """
-local count = tonumber(redis.call('GET', KEYS[2]) or '0')
-if count >= tonumber(ARGV[1]) then
+local wrong = redis.call('INCR', KEYS[3])
+if wrong == 1 then
+  local left = redis.call('PTTL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[3], left > 0 and left or ARGV[3])
+end
+if wrong >= tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   return 1
 end
 return redis.call('EXISTS', KEYS[1])
@@ -111,8 +119,12 @@ class PinLockout:
     async def wrong(self, supervisor_id: str) -> bool:
         """The PIN of a counted attempt was wrong; True when the supervisor is locked."""
         locked = await self._wrong(
-            keys=[keys.pin_lock(supervisor_id), keys.pin_failures(supervisor_id)],
-            args=[self._attempts, self._lockout_ms],
+            keys=[
+                keys.pin_lock(supervisor_id),
+                keys.pin_failures(supervisor_id),
+                keys.pin_wrong(supervisor_id),
+            ],
+            args=[self._attempts, self._lockout_ms, self._window_ms],
         )
         return bool(locked)
 

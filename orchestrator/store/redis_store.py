@@ -193,9 +193,9 @@ class RedisStore:
         value: bytes | None = await self.redis.hget(keys.order(sp, order_id), "s")  # type: ignore[assignment]
         return value
 
-    async def order_exists(self, order_id: str) -> bool:
-        """Whether the order exists, before a command naming it is sent."""
-        return await self.order(order_id) is not None
+    async def order_to_refund(self, order_id: str) -> bytes | None:
+        """The order a refund names, checked before the supervisor's PIN."""
+        return await self.order(order_id)
 
     async def order_of_case(self, business_no: str) -> bytes | None:
         order_id: bytes | None = await self.redis.get(keys.business_case(business_no))  # type: ignore[assignment]

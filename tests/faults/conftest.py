@@ -107,7 +107,10 @@ async def stack(
         log_level="info",
     )
     # Ten copies of every request at once (the duplicate storm) are not abuse here.
-    data["access"]["limits"].update(terminal_rate=100_000, terminal_burst=100_000)
+    data["access"]["limits"].update(
+        terminal_rate=100_000, terminal_burst=100_000, business_rate=100_000,
+        business_burst=100_000,
+    )  # fmt: skip
     data_dir = work_dir / "data"
     keys_dir = data_dir / "keys"
     config = parse_config(data, "fault config")

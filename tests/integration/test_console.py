@@ -285,6 +285,30 @@ async def test_limits_count_each_client_behind_the_proxy(browser: Browser) -> No
     assert await browser.sign_in("nobody", "x", "198.51.100.7") == 401
 
 
+async def test_passwords_are_checked_off_the_event_loop_and_unknown_names_cost_the_same(
+    browser: Browser, office: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 would stall the front door sharing this loop, and skipping it for a name
+    no account has would tell the names that exist."""
+    import threading
+
+    from argon2 import PasswordHasher
+
+    checks: list[tuple[str, bool]] = []
+    verify = PasswordHasher.verify
+
+    def recording(self: PasswordHasher, hashed: str, password: str) -> Any:
+        on_loop = threading.current_thread() is threading.main_thread()
+        checks.append((password, on_loop))
+        return verify(self, hashed, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", recording)
+    assert await browser.sign_in("nosuchuser", "guess-one") == 401
+    assert await browser.sign_in("director", office["passwords"]["director"]) == 303
+    assert [p for p, _ in checks] == ["guess-one", office["passwords"]["director"]]
+    assert not any(on_loop for _, on_loop in checks)
+
+
 async def test_a_long_username_is_refused_before_anything_is_kept(
     browser: Browser, office: dict[str, Any]
 ) -> None:
@@ -849,3 +873,30 @@ async def test_the_auditor_sees_each_days_verification_and_a_head_does_not(
         assert 'href="/audit"' not in body
     finally:
         await head.close()
+
+
+async def test_live_pages_are_capped_per_account_and_pages_are_kept_nowhere(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """One clerk's hundred tabs would each query the record every two seconds."""
+    assert await browser.sign_in("head", office["passwords"]["head"]) == 303
+    status, _, response = await browser.request("GET", "/today")
+    assert status == 200
+    assert response.headers["Cache-Control"] == "no-store"  # payers' names: kept nowhere
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    headers = {"Cookie": f"{COOKIE}={browser.token}"}
+    url = office["server"].make_url("/today/events")
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(3):
+            stream = await streams.enter_async_context(browser.http.get(url, headers=headers))
+            assert (await stream.content.readline()).startswith(b"data: ")
+        async with browser.http.get(url, headers=headers) as fourth:
+            assert fourth.status == 429
+    deadline = time.monotonic() + 30
+    while True:  # the others closed: their places are free once the server notices
+        async with browser.http.get(url, headers=headers) as again:
+            if again.status == 200:
+                assert (await again.content.readline()).startswith(b"data: ")
+                break
+        assert time.monotonic() < deadline, "the closed live pages still count"
+        await asyncio.sleep(0.2)

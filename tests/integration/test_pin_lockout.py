@@ -26,9 +26,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8].upper()}"
 
 
-def lockout(redis: Redis, terminal_attempts: int = 100) -> PinLockout:
+def lockout(
+    redis: Redis,
+    terminal_attempts: int = 100,
+    window_s: float = WINDOW_S,
+    lockout_s: float = LOCKOUT_S,
+) -> PinLockout:
     return PinLockout(
-        redis, attempts=5, window_s=WINDOW_S, lockout_s=LOCKOUT_S,
+        redis, attempts=5, window_s=window_s, lockout_s=lockout_s,
         terminal_attempts=terminal_attempts,
     )  # fmt: skip
 
@@ -59,6 +64,22 @@ async def test_the_fifth_wrong_pin_in_the_window_locks_and_the_lock_expires(
     assert not await pins.wrong(supervisor)
     assert [await wrong_pin(pins, supervisor, terminal) for _ in range(3)] == [False] * 3
     assert await wrong_pin(pins, supervisor, terminal)
+
+
+async def test_one_wrong_pin_among_right_ones_in_flight_does_not_lock(redis: Redis) -> None:
+    """Five refunds approved at five windows at once, one clerk mistyping the PIN."""
+    pins, supervisor = lockout(redis), unique("S")
+    terminals = [unique("T") for _ in range(5)]
+    begun = [await pins.begin(supervisor, terminal) for terminal in terminals]
+    assert [b.admission for b in begun] == [Admission.GO] * 5
+    assert not await pins.wrong(supervisor)
+    for terminal in terminals[1:]:
+        await pins.right(supervisor, terminal)
+    assert await pins.locked_for(supervisor) == 0
+    # Its wrong PIN still counts: four more lock.
+    assert [await wrong_pin(pins, supervisor, unique("T")) for _ in range(4)] == [
+        False, False, False, True,
+    ]  # fmt: skip
 
 
 async def test_wrong_pins_older_than_the_window_do_not_count(redis: Redis) -> None:
@@ -122,7 +143,9 @@ async def test_sixteen_guesses_at_once_get_five_checks(
     access, dev_pins = access_and_pins
     supervisor = sorted(access.supervisors)[0]
     point = access.supervisors[supervisor]
-    supervisors = Supervisors(access, tmp_path, lockout(redis))
+    # a window and a lock long enough for five scrypt checks on a busy machine: the
+    # five wrong PINs must all fall in the window to lock
+    supervisors = Supervisors(access, tmp_path, lockout(redis, window_s=60, lockout_s=60))
     guesses = [other_pin(dev_pins[supervisor], n) for n in range(15)] + [dev_pins[supervisor]]
     decisions = await asyncio.gather(
         *(

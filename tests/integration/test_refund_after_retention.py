@@ -381,22 +381,22 @@ async def test_a_refund_of_a_gone_order_marks_its_receipt_never_a_second_one(
 async def test_the_front_door_finds_an_old_order_in_the_record_or_says_unavailable(
     redis: Redis, database_url: str
 ) -> None:
-    """Before it checks the supervisor's PIN, the front door asks whether the order
-    exists: an order gone from Redis is found in the record, and while the record
+    """Before it checks the supervisor's PIN, the front door reads the order it
+    names: an order gone from Redis is found in the record, and while the record
     cannot be read the answer is UNAVAILABLE, never NOT_FOUND."""
     async with office(redis, database_url) as o:
         core = await o.core()
         order_id = await o.paid(core)
         await o.leaves_redis(order_id)
         store = RecordedStore(redis, o.pool)
-        assert await store.order_exists(order_id)
-        assert not await store.order_exists(f"{o.sp}-{'A' * 14}")
+        assert await store.order_to_refund(order_id) is not None
+        assert await store.order_to_refund(f"{o.sp}-{'A' * 14}") is None
     away: AsyncConnectionPool[Any] = AsyncConnectionPool(
         "postgresql://nobody@127.0.0.1:1/none", min_size=1, open=False, timeout=0.5
     )
     await away.open(wait=False)
     try:
         with pytest.raises(Unavailable, match="retry with the same request_id"):
-            await RecordedStore(redis, away).order_exists(order_id)
+            await RecordedStore(redis, away).order_to_refund(order_id)
     finally:
         await away.close(timeout=1)

@@ -122,6 +122,71 @@ async def test_a_list_that_goes_missing_or_bad_keeps_the_last_good_one(tmp_path:
     assert revocations.revoked(t1)
 
 
+def test_revoke_after_the_list_went_missing_keeps_earlier_revocations(tmp_path: Path) -> None:
+    pki.init(tmp_path, ["T01", "T02", "T03"])
+    paths = pki.PkiPaths(tmp_path)
+    t1, t2, t3 = (serial_of(paths.client_cert(t).read_bytes()) for t in ("T01", "T02", "T03"))
+    pki.Authority(paths).revoke_client("T01")
+    paths.crl.unlink()
+    pki.Authority(paths).revoke_client("T02")
+    assert Revocations(paths.crl, paths.ca_cert).serials == {t1, t2}
+    # The register alone is enough: the list and the certificates set aside both gone.
+    paths.crl.unlink()
+    for kept in (paths.clients / "revoked").iterdir():
+        kept.unlink()
+    pki.init(tmp_path, [])  # a missing list is made again: with every revocation
+    assert Revocations(paths.crl, paths.ca_cert).serials == {t1, t2}
+    pki.Authority(paths).revoke_client("T03")
+    assert Revocations(paths.crl, paths.ca_cert).serials == {t1, t2, t3}
+
+
+def _signed_list(paths: pki.PkiPaths, number: int, serials: set[int]) -> bytes:
+    """A list the CA really signed, as a careless operator (or a thief with the key's
+    backup) might make or put back."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]  # the dev CA is EC
+    return signed.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_an_older_list_or_one_that_drops_a_serial_is_refused(tmp_path: Path) -> None:
+    pki.init(tmp_path, ["T01", "T02"])
+    paths = pki.PkiPaths(tmp_path)
+    t1, t2 = (serial_of(paths.client_cert(t).read_bytes()) for t in ("T01", "T02"))
+    revocations = Revocations(paths.crl, paths.ca_cert)
+    pki.Authority(paths).revoke_client("T01")
+    assert await revocations.refresh() == {t1}
+    older = paths.crl.read_bytes()
+    pki.Authority(paths).revoke_client("T02")
+    assert await revocations.refresh() == {t2}
+    before = {reason: refused(reason) for reason in ("rollback", "dropped")}
+    paths.crl.write_bytes(older)  # a backup put back: T02 would be let in again
+    assert await revocations.refresh() == frozenset()
+    assert revocations.serials == {t1, t2}
+    paths.crl.write_bytes(_signed_list(paths, 99, {t1}))  # newer, but without T02
+    assert await revocations.refresh() == frozenset()
+    assert revocations.serials == {t1, t2}
+    assert {r: refused(r) - before[r] for r in before} == {"rollback": 1, "dropped": 1}
+    paths.crl.write_bytes(_signed_list(paths, 100, {t1, t2, 7}))  # a proper successor
+    assert await revocations.refresh() == {7}
+
+
 def test_without_a_list_to_start_with_the_front_door_does_not_start(tmp_path: Path) -> None:
     from dataclasses import replace
 
@@ -228,6 +293,73 @@ def test_terminals_are_rate_limited_with_a_burst() -> None:
     assert not gate.rate_ok(T1, now + 0.06)
     business = Principal("business", Role.BUSINESS)
     assert all(gate.rate_ok(business, now) for _ in range(1000))
+
+
+def test_an_auditor_is_limited_like_every_role() -> None:
+    """A stolen read-only certificate once had 512 calls in flight and no rate at all."""
+    gate = Gate(Limits(other_rate=5, other_burst=20, business_rate=100, business_burst=200))
+    now = 100.0
+    for name, role, burst in (
+        ("auditor", Role.AUDITOR, 20),
+        ("backoffice", Role.BACKOFFICE, 20),
+        ("monitor", Role.MONITOR, 20),
+        ("business", Role.BUSINESS, 200),
+    ):
+        principal = Principal(name, role)
+        assert sum(gate.rate_ok(principal, now) for _ in range(burst + 10)) == burst, name
+    assert gate.rate_ok(Principal("auditor", Role.AUDITOR), now + 0.2)  # 5/s: one back
+
+
+async def test_settlements_are_computed_off_the_loop_two_at_a_time_per_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    import grpc
+
+    from orchestrator.access.caller import serving
+    from orchestrator.frontdoor import backoffice
+
+    release = asyncio.Event()
+    threads: list[bool] = []
+
+    class Store:
+        async def orders_of_days(self, points: Any, days: Any) -> list[bytes]:
+            await release.wait()
+            return []
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        async def abort(self, code: grpc.StatusCode, message: str) -> None:
+            raise Aborted(code, message)
+
+    def settle(orders: Any, day: Any, zone: Any) -> list[Any]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return []
+
+    door = SimpleNamespace(config=small_config(), store=Store())
+    servicer = backoffice.BackOfficeServicer(door)  # type: ignore[arg-type]
+    request = pb.SettlementRequest(date="2026-12-07")
+
+    async def as_auditor() -> Any:
+        serving(Principal("auditor", Role.AUDITOR))
+        return await servicer.GetSettlement(request, Context())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backoffice, "settle", settle)
+    calls = [asyncio.create_task(as_auditor()) for _ in range(3)]
+    done, _ = await asyncio.wait(calls, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    [third] = done
+    with pytest.raises(Aborted) as refused:
+        third.result()
+    assert refused.value.args[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    release.set()
+    answers = await asyncio.gather(*(c for c in calls if c is not third))
+    assert [a.date for a in answers] == ["2026-12-07"] * 2
+    assert threads == [False, False]  # settled in worker threads
 
 
 def test_calls_and_streams_in_flight_are_bounded_per_principal() -> None:
@@ -428,7 +560,7 @@ def test_the_auditor_reads_payer_names_masked_as_in_the_console() -> None:
                 serving(principal)
             return payer_name("欧阳娜娜")
 
-        return contextvars.copy_context().run(read)
+        return contextvars.Context().run(read)  # no caller left by another test
 
     console = StaffScope(StaffRole.AUDITOR).name("欧阳娜娜")
     assert console == "欧***"

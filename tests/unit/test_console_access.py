@@ -29,6 +29,7 @@ from orchestrator.console.guard import (
     SignInGuard,
     client_address,
     csrf_ok,
+    throttle_key,
 )
 from orchestrator.console.scope import OutOfScope, StaffScope
 from orchestrator.console.server import playbook_s
@@ -350,3 +351,41 @@ def test_each_channel_is_overdue_after_its_own_playbook_scaled() -> None:
         assert seconds[channel.value] == config.playbooks[channel].final_by_s
     fast = playbook_s(config.with_settings(time_scale=0.5))
     assert fast == {name: s * 0.5 for name, s in seconds.items()}
+
+
+def test_addresses_of_one_ipv6_64_share_a_limit() -> None:
+    """A client owns a /64 at least: rotating addresses in it gets no more attempts."""
+    clock = Clock()
+    limit = RateLimit(20, 60.0, clock)
+    allowed = [limit.allow(throttle_key(f"2001:db8::{n:x}")) for n in range(1, 22)]
+    assert allowed == [True] * 20 + [False]
+    assert limit.allow(throttle_key("2001:db8:0:1::1"))  # another /64: someone else
+    assert throttle_key("203.0.113.9") == "203.0.113.9"
+
+
+def test_a_flood_of_new_addresses_does_not_lift_a_lock() -> None:
+    clock = Clock()
+    guard = SignInGuard(clock)
+    for _ in range(LOCK_AFTER_FAILURES):
+        guard.failed("director", "203.0.113.9")
+    assert guard.locked("director", "203.0.113.9")
+    for n in range(MOST_COUNTERS + 50):
+        guard.failed("director", f"198.51.{n // 256 % 256}.{n % 256}-{n}")
+    assert guard.locked("director", "203.0.113.9")
+    assert len(guard) <= MOST_COUNTERS + 1  # the bound holds for what holds no lock
+
+
+def test_a_session_unused_for_half_an_hour_is_over_and_purged() -> None:
+    clock = Clock()
+    sessions = Sessions(clock)
+    idle, _ = sessions.open("head", 0)
+    kept, _ = sessions.open("clerk", 0)
+    clock.now += 20 * 60
+    assert sessions.get(kept) is not None  # used: its half hour starts again
+    clock.now += 20 * 60
+    assert sessions.get(kept) is not None
+    assert sessions.get(idle) is None  # forty minutes unused
+    sessions.open("director", 0)
+    clock.now += 31 * 60
+    sessions.open("auditor", 0)
+    assert len(sessions) == 1  # the stale ones gone without anyone asking for them

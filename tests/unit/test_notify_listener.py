@@ -196,3 +196,28 @@ async def test_forged_and_unroutable_notifications_never_reach_an_actor(
     assert await reply.text() == "success"  # answered received: the provider stops
     assert counted("unknown") == unknown + 1
     assert actor.told == []
+
+
+class Forged(Probed):
+    """Refuses every post, with the sender's own oversized header in its words."""
+
+    async def verify(self, headers: object, body: bytes) -> Notice:
+        from orchestrator.providers.notices import NoticeRefused
+
+        raise NoticeRefused(f"signed under unknown serial {'X' * 7000!r}")
+
+
+async def test_refusals_are_logged_once_a_minute_and_cut_short(
+    served: tuple[NotifyListener, TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may post here: a flood of forged notifications must not flood the log."""
+    listener, client = served
+    listener.attach({Channel.WECHAT: Forged()}, {"E1": FakeActor(NoticeOutcome.APPLIED)})  # type: ignore[dict-item]
+    with caplog.at_level("WARNING", logger="orchestrator.notify.listener"):
+        for _ in range(200):
+            reply = await client.post("/notify/wechat", data=b"{}")
+            assert reply.status == 400
+            assert len(await reply.read()) < 1024
+    warnings = [r for r in caplog.records if r.name == "orchestrator.notify.listener"]
+    assert len(warnings) == 1
+    assert len(warnings[0].getMessage()) < 1024

@@ -77,7 +77,7 @@ class WeChatNotifications:
             raise NoticeProbe(f"WeChat Pay's signature probe ({SIGNATURE_PROBE}): refused")
         key = await self._key_for(serial)
         if key is None:
-            raise NoticeRefused(f"signed under unknown serial {serial!r}")
+            raise NoticeRefused(f"signed under unknown serial {serial[:64]!r}")
         if not verify(key, answer_message(timestamp, nonce, body), signature):
             raise NoticeRefused("signature does not verify")
         try:
