@@ -256,3 +256,20 @@ async def test_a_pin_set_meanwhile_is_read_and_a_broken_file_keeps_the_last(
     ]
     (tmp_path / "supervisor_pins.json").unlink()
     assert (await checker.approve("SUP03", "222222", "E1", "E1T1")).verdict is sv.Verdict.UNKNOWN
+
+
+def test_long_ids_are_cut_in_the_reason() -> None:
+    window = "W" * 50
+    assert why(
+        "/windowpay.v1.Terminal/WatchWindow", T1,
+        pb.WatchWindowRequest(terminal_id="E1T1", window_id=window),
+    ) == f"window {'W' * 32!r} is not the terminal's window"  # fmt: skip
+    order_id = "E2-" + "X" * 50
+    assert why("/windowpay.v1.Terminal/GetOrder", T1, pb.GetOrderRequest(order_id=order_id)) == (
+        f"order {order_id[:40]!r} is not of service point E1"
+    )
+    subscriber = "s" * 50
+    assert why(
+        "/windowpay.v1.BusinessGateway/WatchPayments", Principal("business", Role.BUSINESS),
+        pb.WatchPaymentsRequest(subscriber_id=subscriber),
+    ) == f"subscriber_id {'s' * 40!r} is not one the config gives it"  # fmt: skip

@@ -209,3 +209,12 @@ def test_the_directory_knows_the_named_principals_and_each_terminal() -> None:
     assert directory.names() == ["T01", "T02", "audit", "business"]
     assert not access.provisioned
     assert AccessSettings(ca_file="ca.pem").provisioned
+
+
+def test_a_long_value_is_cut_in_the_refusal() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        check_pattern("9" * 50, DIGITS_8, "day", "8 digits")
+    assert refused.value.message == f"day {'9' * 40!r} must be 8 digits"
+    with pytest.raises(InvalidArgument) as long_id:
+        check_id("-" * 100, "order_id")
+    assert long_id.value.message.startswith(f"order_id {'-' * 80!r} must be")

@@ -4,6 +4,7 @@ when. Written for the mutants of providers/engine.py that `make mutate` found al
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -301,3 +302,58 @@ async def test_a_refused_refund_is_recorded_with_its_reason() -> None:
     assert provider.answers["overdue"] == [[]]
     ended, _ = await refund(refund=[RefundAnswer(RefundStatus.FAILED)])
     assert ended == [(0, False, "", "FAILED")]
+
+
+class Hanging(Scripted):
+    """A reverse that never answers, and the trades reversals name."""
+
+    def __init__(self, clock: FakeClock, **answers: list[Any]) -> None:
+        super().__init__(clock, **answers)
+        self.reversed: list[TradeRef] = []
+
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        self.reversed.append(trade)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_follow_up_takes_a_notified_payment_instead_of_asking() -> None:
+    clock = FakeClock()
+    provider = Scripted(clock, query=[CONFIRMING])
+    events = Events(clock)
+    driver = AttemptDriver(provider, PLAYBOOK, clock, events)  # type: ignore[arg-type]
+    told = driver.inbox.put(PAID)
+    await driver.run(Ticket("A1", AttemptState.FAILED, T0, None, 8000, follow_up=True))
+    assert events.seen == [
+        (50, AttemptEvent.LATE_SUCCESS, "4200001", "paid after the reversal was given up")
+    ]  # the fake clock's nap runs its whole length
+    assert provider.calls == [] and told.result() is True
+
+
+async def test_follow_up_goes_on_after_a_notice_that_is_no_payment() -> None:
+    clock = FakeClock()
+    provider = Scripted(clock, query=[NOT_FOUND])
+    events = Events(clock)
+    driver = AttemptDriver(provider, PLAYBOOK, clock, events)  # type: ignore[arg-type]
+    told = driver.inbox.put(CONFIRMING)
+    await driver.run(Ticket("A1", AttemptState.FAILED, T0, None, 8000, follow_up=True))
+    assert told.result() is False
+    assert events.seen == [
+        (100, AttemptEvent.FOLLOW_UP_CLEARED, "", "provider kept nothing (NOT_FOUND)")
+    ]
+    assert provider.calls == [("query", 100)]
+
+
+async def test_a_payer_still_paying_in_follow_up_gets_one_more_reverse_within_its_time() -> None:
+    clock = FakeClock()
+    provider = Hanging(clock, query=[CONFIRMING, NOT_FOUND])
+    events = Events(clock)
+    quick = Playbook(10, 0.01, 3, 30, 20, 4, 60, 0, NoAnswer.QUERY, 50, 200)
+    driver = AttemptDriver(provider, quick, clock, events)  # type: ignore[arg-type]
+    await asyncio.wait_for(
+        driver.run(Ticket("A1", AttemptState.FAILED, T0, None, 8000, follow_up=True)), 5
+    )
+    assert provider.reversed == [TradeRef("A1", 8000, T0)]
+    assert events.seen == [
+        (100, AttemptEvent.FOLLOW_UP_CLEARED, "", "provider kept nothing (NOT_FOUND)")
+    ]

@@ -21,7 +21,7 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.states import Channel
 from orchestrator.store import keys
 from tests.support import new_id, small_config
-from tests.unit.test_core import LINES, Harness, one, order_of, settled
+from tests.unit.test_core import LINES, Harness, Recording, one, order_of, settled
 
 
 @pytest.fixture
@@ -175,3 +175,13 @@ async def test_a_late_success_is_given_back_once(harness: Harness) -> None:
     )  # fmt: skip
     again = await one(core, SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "b"))
     assert isinstance(again, Done) and len(order_of(again)["refunds"]) == 1
+
+
+async def test_a_conflict_is_counted_by_command_type(harness: Harness) -> None:
+    observer = Recording()
+    core = await harness.core(observer)
+    create = harness.create()
+    await one(core, create)
+    other = CreateOrder(create.request_id, create.business_no, harness.window(2), "张三", LINES)
+    await one(core, other)
+    assert observer.told == [("idempotency", "CreateOrder", "conflict")]

@@ -164,3 +164,14 @@ def test_another_providers_records_and_another_days_are_left_alone() -> None:
     # a moment just past midnight UTC+8 is the next local day
     paid.attempts[0].finished_at = int(datetime(2026, 11, 28, 16, 0, tzinfo=UTC).timestamp() * 1e3)
     assert match(Channel.WECHAT, DAY, [], [paid], ZONE).differences == []
+
+
+def test_a_shifted_bill_day_moves_by_the_whole_shift() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    # 23:10 in China on the 27th: with a one-hour shift it is on the 28th's bill
+    paid.attempts[0].finished_at = int(datetime(2026, 11, 27, 15, 10, tzinfo=UTC).timestamp() * 1e3)
+    on_28 = match(Channel.WECHAT, DAY, [], [paid], ZONE, timedelta(hours=1))
+    assert [d.kind for d in on_28.differences] == [Kind.MISSING_AT_PROVIDER]
+    assert match(Channel.WECHAT, date(2026, 11, 27), [], [paid], ZONE, timedelta(hours=1)) == (
+        Match(Channel.WECHAT, date(2026, 11, 27))
+    )
