@@ -490,3 +490,37 @@ def test_a_refund_record_round_trips() -> None:
     [refund] = order.refunds
     assert Refund.from_record(refund.to_record()) == refund
     assert Order.from_record(order.to_record()) == order
+
+
+def test_a_refund_of_one_fen_is_taken() -> None:
+    order = new_order()
+    paid(order)
+    change = order.request_refund(
+        amount_fen=1, reason="", supervisor_id="S1", terminal_id="T01", request_id="q",
+        now=NOW, nonce="ABC123",
+    )  # fmt: skip
+    assert change.approval == ("S1", "T01", 1) and order.refundable_fen == 11999
+
+
+def test_a_refund_through_keeps_no_failure_and_no_number_unless_given() -> None:
+    order = new_order()
+    paid(order)
+    refund_id = order.request_refund(
+        amount_fen=100, reason="", supervisor_id="S1", terminal_id="T01", request_id="q",
+        now=NOW, nonce="ABC123",
+    ).refund_id  # fmt: skip
+    order.record_refund(refund_id, succeeded=True, now=NOW + 1, reason="ok after all")
+    refund = order.refund(refund_id)
+    assert (refund.failure_reason, refund.provider_refund_no) == ("", "")
+
+
+def test_a_late_success_given_back_is_journaled_at_its_time() -> None:
+    order, late = late_success_order()
+    order.record_attempt(late, AttemptEvent.LATE_SUCCESS, NOW + 5)
+    changes = order.record_refund("A1L1", succeeded=True, now=NOW + 9, refund_no="RF7")
+    assert changes == [
+        Change(8, NOW + 9, "refund", OrderState.PAID, "A1", detail="SUCCEEDED", refund_id="A1L1"),
+        Change(9, NOW + 9, "attempt", OrderState.PAID, "A1",
+               AttemptState.LATE_SUCCESS_REFUNDED, "LATE_SUCCESS_REFUNDED"),
+    ]  # fmt: skip
+    assert order.refund("A1L1").provider_refund_no == "RF7"
