@@ -4,13 +4,19 @@ alive (docs/TESTING.md, "Mutation testing"): each expected value is written by h
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, time, timedelta, timezone
 
 import pytest
 
 from orchestrator.domain.calendar import expiry_after, local_day
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.codes import check_no_auth_code, mask_auth_code
+from orchestrator.domain.codes import (
+    AuthCodeRule,
+    auth_code_digest,
+    check_no_auth_code,
+    mask_auth_code,
+)
 from orchestrator.domain.commands import (
     CancelOrder,
     CreateOrder,
@@ -218,3 +224,17 @@ def test_a_long_value_is_cut_in_the_refusal() -> None:
     with pytest.raises(InvalidArgument) as long_id:
         check_id("-" * 100, "order_id")
     assert long_id.value.message.startswith(f"order_id {'-' * 80!r} must be")
+
+
+def test_the_single_use_key_is_the_first_half_of_the_codes_sha256() -> None:
+    # sha256("134567890123456789") = e4f7aec5e5696b8f9c1fedd731b2b35de77cdc1f...
+    assert auth_code_digest("134567890123456789") == "e4f7aec5e5696b8f9c1fedd731b2b35d"
+
+
+def test_a_channels_rule_refuses_other_shapes_with_its_description() -> None:
+    rule = AuthCodeRule(re.compile(r"62[0-9]{14}", re.ASCII), "16 digits starting 62", "62", 16)
+    rule.check("UNIONPAY", "6212345678901234")
+    for bad in ("621234567890123", "6212345678901234\n", "7212345678901234"):
+        with pytest.raises(InvalidArgument) as refused:
+            rule.check("UNIONPAY", bad)
+        assert refused.value.message == "UNIONPAY auth code must be 16 digits starting 62"
