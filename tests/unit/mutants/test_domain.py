@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -238,3 +238,10 @@ def test_a_channels_rule_refuses_other_shapes_with_its_description() -> None:
         with pytest.raises(InvalidArgument) as refused:
             rule.check("UNIONPAY", bad)
         assert refused.value.message == "UNIONPAY auth code must be 16 digits starting 62"
+
+
+def test_the_business_day_is_the_zones_not_utcs() -> None:
+    # 2027-01-15 23:00 UTC is 07:00 on the 16th in China: past the 06:00 end of that day
+    now = int(datetime(2027, 1, 15, 23, 0, tzinfo=UTC).timestamp() * 1000)
+    expected = int(datetime(2027, 1, 16, 22, 0, tzinfo=UTC).timestamp() * 1000)
+    assert expiry_after(now, time(6, 0), CHINA) == expected

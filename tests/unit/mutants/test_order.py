@@ -524,3 +524,35 @@ def test_a_late_success_given_back_is_journaled_at_its_time() -> None:
                AttemptState.LATE_SUCCESS_REFUNDED, "LATE_SUCCESS_REFUNDED"),
     ]  # fmt: skip
     assert order.refund("A1L1").provider_refund_no == "RF7"
+
+
+def test_every_field_survives_the_record() -> None:
+    order = new_order()
+    order.start_attempt(
+        attempt_id="A1", channel=Channel.CASH, terminal_id="T01", request_id="r1", now=NOW,
+        cash_received_fen=15000,
+    )  # fmt: skip
+    order.attempt("A1").failure_reason = "drawer jammed"
+    order.attempt("A1").follow_up = True
+    order.cancel_reason = "不办了"
+    again = Order.from_record(order.to_record())
+    attempt = again.attempt("A1")
+    assert (attempt.failure_reason, attempt.cash_received_fen, attempt.change_fen) == (
+        "drawer jammed", 15000, 3000,
+    )  # fmt: skip
+    assert attempt.follow_up is True and again.cancel_reason == "不办了"
+
+
+def test_a_change_with_an_attempt_state_records_it() -> None:
+    change = Change(3, NOW, "attempt", OrderState.PAYING, "A1", AttemptState.UNKNOWN, "timeout")
+    assert change.to_record() == {
+        "v": 3, "at": NOW, "what": "attempt", "order_state": "PAYING", "attempt_id": "A1",
+        "attempt_state": "UNKNOWN", "detail": "timeout",
+    }  # fmt: skip
+
+
+def test_a_late_success_ends_the_follow_up() -> None:
+    order, late = late_success_order()
+    order.attempt(late).follow_up = True
+    order.record_attempt(late, AttemptEvent.LATE_SUCCESS, NOW + 5)
+    assert order.attempt(late).follow_up is False
