@@ -185,3 +185,47 @@ async def test_a_conflict_is_counted_by_command_type(harness: Harness) -> None:
     other = CreateOrder(create.request_id, create.business_no, harness.window(2), "张三", LINES)
     await one(core, other)
     assert observer.told == [("idempotency", "CreateOrder", "conflict")]
+
+
+async def test_a_card_refund_records_who_asked_and_its_replay_names_it(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id))
+    await settled(harness, order_id)
+    refund = Refund(new_id(), f"{harness.sp}T2", harness.window(2), order_id, 300, "多收", "S7")
+    accepted = await one(core, refund)
+    assert isinstance(accepted, Accepted)
+    [asked] = order_of(accepted)["refunds"]
+    assert (asked["refund_id"], asked["reason"], asked["supervisor_id"], asked["terminal_id"]) == (
+        accepted.refund_id, "多收", "S7", f"{harness.sp}T2",
+    )  # fmt: skip
+    assert asked["request_id"] == refund.request_id
+    replay = await one(core, refund)
+    assert isinstance(replay, (Accepted, Done))
+    if isinstance(replay, Accepted):
+        assert replay.refund_id == accepted.refund_id
+    assert [r["refund_id"] for r in order_of(replay)["refunds"]] == [accepted.refund_id]
+
+
+async def test_a_cash_refund_replays_its_answer(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id, Channel.CASH))
+    refund = harness.refund(order_id, 100)
+    first = await one(core, refund)
+    assert await one(core, refund) == first
+
+
+async def test_a_late_success_keeps_its_trade_number_and_is_given_back(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(order_id, ending="3333"))
+    declined = (await settled(harness, order_id)).attempts[0]
+    settle = SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "bill")
+    first = await one(core, settle)
+    assert isinstance(first, Done)
+    assert order_of(first)["attempts"][0]["provider_trade_no"] == "W9"
+    assert await one(core, settle) == first  # the stored answer, replayed
+    # the refund is driven to the provider's word (the sandbox took nothing: it refuses)
+    order = await settled(harness, order_id)
+    assert [r.state.value for r in order.refunds] == ["FAILED"]
