@@ -12,7 +12,7 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 SSLYZE := .tools/sslyze/bin/sslyze
 
 .PHONY: install tools sslyze browser fuse catalogs translations run test lint typecheck unit \
-	fuzz faults proto lock clean
+	fuzz faults proto lock clean mutate
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -125,6 +125,21 @@ fuzz: $(STAMP)
 # CI-sized. Figures land in var/faults-report.json, logs in var/faults/.
 faults: $(STAMP)
 	WINDOWPAY_FAULTS=full $(BIN)/pytest tests/faults -q -s -n 0
+
+# Mutation testing of the money paths (docs/TESTING.md): mutmut, one mutant at a time.
+# MODULES picks groups: domain handlers providers channels access reconcile (all by default).
+# `.venv/bin/mutmut results` lists the survivors, `.venv/bin/mutmut show NAME` one diff.
+MODULES ?= domain handlers providers channels access reconcile
+MUTANTS_domain := orchestrator.domain.*
+MUTANTS_handlers := orchestrator.servicepoint.handlers.* orchestrator.domain.commands.*
+MUTANTS_providers := orchestrator.providers.engine.* orchestrator.providers.qr_driver.*
+MUTANTS_channels := orchestrator.channels.*
+MUTANTS_access := orchestrator.access.policy.* orchestrator.access.supervisors.* \
+	orchestrator.store.lockout.*
+MUTANTS_reconcile := orchestrator.reconcile.*
+mutate: $(STAMP) catalogs
+	$(BIN)/mutmut run --max-children 1 $(foreach m,$(MODULES),$(MUTANTS_$(m)))
+	$(BIN)/python -m tests.mutation_scores
 
 proto: $(STAMP)
 	$(BIN)/python -m orchestrator.protogen

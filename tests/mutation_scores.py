@@ -1,0 +1,46 @@
+"""The mutation score of each module `make mutate` mutated: killed / total, read from the
+results mutmut keeps beside its copy of the code (mutants/**/*.py.meta).
+
+A mutant counts as killed when a test failed on it (or it ran past its time limit, which
+a test run notices too); survivors, mutants no selected test reaches and mutants not run
+yet all count against the score. Run from the repository's root:
+`.venv/bin/python -m tests.mutation_scores`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+KILLED = {"killed", "timeout"}
+
+
+def scores(root: Path) -> dict[str, Counter[str]]:
+    """Each mutated module's mutants counted by mutmut's status."""
+    by_module: dict[str, Counter[str]] = {}
+    for meta in sorted(root.rglob("*.py.meta")):
+        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if exit_codes:
+            module = str(meta.relative_to(root)).removesuffix(".meta")
+            by_module[module] = Counter(status_by_exit_code[code] for code in exit_codes.values())
+    return by_module
+
+
+def main() -> int:
+    by_module = scores(Path("mutants"))
+    if not by_module:
+        print("no mutants yet: run `make mutate`")
+        return 1
+    print(f"{'module':<44} {'killed':>7} {'total':>6} {'score':>6}  other")
+    for module, counts in by_module.items():
+        killed, total = sum(counts[s] for s in KILLED), sum(counts.values())
+        other = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in KILLED)
+        print(f"{module:<44} {killed:>7} {total:>6} {killed / total:>6.0%}  {other}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

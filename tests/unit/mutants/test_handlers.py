@@ -1,0 +1,237 @@
+"""The service-point core's refusals, each with its code and its whole message, written
+for the mutants of servicepoint/handlers.py that `make mutate` found alive."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orchestrator.domain.commands import (
+    Accepted,
+    CancelOrder,
+    CreateOrder,
+    Done,
+    Pay,
+    RefundOrder,
+    Rejected,
+    SettleLateSuccess,
+)
+from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.states import Channel
+from orchestrator.store import keys
+from orchestrator.store.memory import MemoryStore
+from tests.core_harness import LINES, Harness, one, order_of, settled
+from tests.integration.test_store_contract import Recording
+from tests.support import new_id, small_config
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness(MemoryStore(), small_config(service_points=2, windows=4))
+    yield h
+    for core in h.cores:
+        await core.stop()
+    assert h.fatal == []
+
+
+def refused(code: ErrorCode, message: str) -> Rejected:
+    return Rejected(code, message)
+
+
+async def test_a_reused_request_id_and_an_unknown_order_are_named(harness: Harness) -> None:
+    core = await harness.core()
+    create = harness.create()
+    await one(core, create)
+    other = CreateOrder(create.request_id, create.business_no, harness.window(2), "张三", LINES)
+    assert await one(core, other) == refused(
+        ErrorCode.ALREADY_EXISTS,
+        f"request_id {create.request_id} was already used with different parameters",
+    )
+    assert keys.request_claim(create.request_id) in harness.store.strings  # the first's
+    missing = f"{harness.sp}-0123456789ABCD"
+    assert await one(core, CancelOrder(new_id(), missing, "x")) == refused(
+        ErrorCode.NOT_FOUND, f"order {missing} not found"
+    )
+
+
+async def test_a_business_case_with_an_open_order_refuses_other_items(harness: Harness) -> None:
+    core = await harness.core()
+    first = order_of(await one(core, harness.create(business_no="CASE-9")))["order_id"]
+    assert await one(core, harness.create(2, business_no="CASE-9")) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"business case CASE-9 already has order {first} (AWAITING_PAYMENT) with other fee "
+        "items or window",
+    )
+    again = await one(core, harness.create(business_no="CASE-9"))
+    assert isinstance(again, Done) and order_of(again)["order_id"] == first
+
+
+async def test_pay_refusals_are_named(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    wrong_window = harness.pay(order_id, window=2)
+    assert await one(core, wrong_window) == refused(
+        ErrorCode.PERMISSION_DENIED,
+        f"terminal {harness.sp}T2 is bound to window {harness.window(2)}, not to "
+        f"{harness.window(1)} of order {order_id}",
+    )
+    second = order_of(await one(core, harness.create(1)))["order_id"]
+    paying = harness.pay(order_id, ending="1111")
+    accepted = await one(core, paying)
+    assert isinstance(accepted, Accepted)
+    assert await one(core, harness.pay(second)) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"window {harness.window(1)} is busy: payment {accepted.attempt_id} is still in flight",
+    )
+    await settled(harness, order_id)
+    reused = Pay(
+        new_id(), f"{harness.sp}T1", harness.window(1), second, Channel.WECHAT,
+        paying.auth_code, 0,
+    )  # fmt: skip
+    assert await one(core, reused) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        "this auth code was already used; ask the payer to refresh it",
+    )
+    # the same request again is its replay, not a reuse
+    assert isinstance(await one(core, paying), Done)
+
+
+async def test_cancel_is_once_and_only_while_payable(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    cancelled = await one(core, CancelOrder(new_id(), order_id, "withdrawn"))
+    assert isinstance(cancelled, Done) and order_of(cancelled)["state"] == "CANCELLED"
+    assert order_of(cancelled)["cancel_reason"] == "withdrawn"
+    again = await one(core, CancelOrder(new_id(), order_id, "again"))
+    assert isinstance(again, Done) and order_of(again)["cancel_reason"] == "withdrawn"
+    paid = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(paid, Channel.CASH))
+    assert await one(core, CancelOrder(new_id(), paid, "late")) == refused(
+        ErrorCode.FAILED_PRECONDITION, f"order {paid} is PAID; cannot cancel"
+    )
+
+
+async def test_refunds_are_made_where_the_money_is(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id, Channel.CASH))
+    other_sp = harness.config.deployment.service_points[1].id
+    elsewhere = RefundOrder(new_id(), f"{other_sp}T1", f"{other_sp}W1", order_id, 100, "r", "S1")
+    assert await one(core, elsewhere) == refused(
+        ErrorCode.PERMISSION_DENIED,
+        f"terminal {other_sp}T1 is not at service point {harness.sp}, where order "
+        f"{order_id} was paid",
+    )
+    other_drawer = RefundOrder(
+        new_id(), f"{harness.sp}T2", harness.window(2), order_id, 100, "r", "S1"
+    )
+    assert await one(core, other_drawer) == refused(
+        ErrorCode.PERMISSION_DENIED,
+        f"order {order_id} was paid in cash at window {harness.window(1)}: its cash refund "
+        f"is paid from that window's drawer, so make it at a terminal of {harness.window(1)}, "
+        f"not at {harness.window(2)}",
+    )
+    done = await one(core, harness.refund(order_id, 100))
+    assert isinstance(done, Done)
+    [refund] = order_of(done)["refunds"]
+    assert (refund["state"], refund["amount_fen"], order_of(done)["refunded_fen"]) == (
+        "SUCCEEDED", 100, 100,
+    )  # fmt: skip
+
+
+async def test_a_card_order_is_refunded_from_any_window_of_its_point(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id))
+    await settled(harness, order_id)
+    refund = RefundOrder(new_id(), f"{harness.sp}T2", harness.window(2), order_id, 300, "r", "S1")
+    accepted = await one(core, refund)
+    assert isinstance(accepted, Accepted) and accepted.refund_id
+    replay = await one(core, refund)
+    assert isinstance(replay, (Accepted, Done))
+    order = await settled(harness, order_id)
+    assert order.refunded_fen == 300
+
+
+async def test_the_paying_attempt_is_no_late_success(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(order_id))
+    order = await settled(harness, order_id)
+    settle = SettleLateSuccess(new_id(), order_id, order.paid_by, "T1", "bill")
+    assert await one(core, settle) == refused(
+        ErrorCode.FAILED_PRECONDITION, f"attempt {order.paid_by} is the order's payment"
+    )
+
+
+async def test_a_late_success_is_given_back_once(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(order_id, ending="3333"))  # declined
+    declined = (await settled(harness, order_id)).attempts[0]
+    settle = SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "bill")
+    done = await one(core, settle)
+    assert isinstance(done, Done)
+    [refund] = order_of(done)["refunds"]
+    assert (refund["refund_id"], refund["automatic"], refund["reason"]) == (
+        f"{declined.attempt_id}L1", True, "bill",
+    )  # fmt: skip
+    again = await one(core, SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "b"))
+    assert isinstance(again, Done) and len(order_of(again)["refunds"]) == 1
+
+
+async def test_a_conflict_is_counted_by_command_type(harness: Harness) -> None:
+    observer = Recording()
+    core = await harness.core(observer=observer)
+    create = harness.create()
+    await one(core, create)
+    other = CreateOrder(create.request_id, create.business_no, harness.window(2), "张三", LINES)
+    await one(core, other)
+    assert observer.told == [("idempotency", "CreateOrder", "conflict")]
+
+
+async def test_a_card_refund_records_who_asked_and_its_replay_names_it(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id))
+    await settled(harness, order_id)
+    refund = RefundOrder(
+        new_id(), f"{harness.sp}T2", harness.window(2), order_id, 300, "多收", "S7"
+    )
+    accepted = await one(core, refund)
+    assert isinstance(accepted, Accepted)
+    [asked] = order_of(accepted)["refunds"]
+    assert (asked["refund_id"], asked["reason"], asked["supervisor_id"], asked["terminal_id"]) == (
+        accepted.refund_id, "多收", "S7", f"{harness.sp}T2",
+    )  # fmt: skip
+    assert asked["request_id"] == refund.request_id
+    replay = await one(core, refund)
+    assert isinstance(replay, (Accepted, Done))
+    if isinstance(replay, Accepted):
+        assert replay.refund_id == accepted.refund_id
+    assert [r["refund_id"] for r in order_of(replay)["refunds"]] == [accepted.refund_id]
+
+
+async def test_a_cash_refund_replays_its_answer(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id, Channel.CASH))
+    refund = harness.refund(order_id, 100)
+    first = await one(core, refund)
+    assert await one(core, refund) == first
+
+
+async def test_a_late_success_keeps_its_trade_number_and_is_given_back(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(order_id, ending="3333"))
+    declined = (await settled(harness, order_id)).attempts[0]
+    settle = SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "bill")
+    first = await one(core, settle)
+    assert isinstance(first, Done)
+    assert order_of(first)["attempts"][0]["provider_trade_no"] == "W9"
+    assert await one(core, settle) == first  # the stored answer, replayed
+    # the refund is driven to the provider's word (the sandbox took nothing: it refuses)
+    order = await settled(harness, order_id)
+    assert [r.state.value for r in order.refunds] == ["FAILED"]
