@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import grpc
+
 from loadtest.channel import open_channel
 from orchestrator.access import client
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
@@ -53,6 +55,21 @@ def _kept_in_cash(order: pb.Order) -> int:
     return kept
 
 
+def _read(stub: pb_grpc.TerminalStub, order_id: str, patience_s: float = 120.0) -> pb.Order:
+    """One GetOrder, paced by the front door: the auditor reads at its own rate limit
+    (20 calls/s by default), so a RESOURCE_EXHAUSTED is waited out, not a problem."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            order: pb.Order = stub.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=30)
+            return order
+        except grpc.RpcError as error:
+            limited = error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            if not limited or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def check(
     target: str,
     order_ids: Iterable[str],
@@ -69,10 +86,10 @@ def check(
         stub = pb_grpc.TerminalStub(channel)
         deadline = time.monotonic() + settle_s
         for order_id in order_ids:
-            order = stub.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=30)
+            order = _read(stub, order_id)
             while any(a.state not in FINAL for a in order.attempts) and time.monotonic() < deadline:
                 time.sleep(0.5)
-                order = stub.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=30)
+                order = _read(stub, order_id)
             unfinished = [a.attempt_id for a in order.attempts if a.state not in FINAL]
             if unfinished:
                 problems.append(f"{order_id}: attempts not final: {unfinished}")

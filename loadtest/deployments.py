@@ -33,11 +33,12 @@ def deployment(
     data["service_points"] = []
     data["terminals"] = {}
     data["supervisors"] = {}  # no refunds under load: no PINs to make at start
-    # A benchmark's terminal pays back to back, far above a real one's 20 calls/s, and
-    # its business system creates as fast.
+    # A benchmark's terminal pays back to back, far above a real one's 20 calls/s, its
+    # business system creates as fast, and the auditor's consistency check reads every
+    # order it made.
     data["access"]["limits"].update(
         terminal_rate=100_000, terminal_burst=100_000, business_rate=100_000,
-        business_burst=100_000,
+        business_burst=100_000, other_rate=100_000, other_burst=100_000,
     )  # fmt: skip
     for i in range(1, service_points + 1):
         sp = f"P{i:04d}"

@@ -25,7 +25,7 @@ from orchestrator.domain.errors import (
 )
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState
-from orchestrator.domain.validation import check_id
+from orchestrator.domain.validation import check_id, check_text
 from orchestrator.frontdoor.convert import (
     cancel_command,
     create_command,
@@ -45,8 +45,12 @@ log = logging.getLogger(__name__)
 
 
 def refundable_before_pin(order: Order, refund: commands.RefundOrder) -> None:
-    """What the actor would refuse whatever the PIN (the order's state, the amount, the
-    cash drawer), raised before the PIN is looked at; the actor checks it all again."""
+    """What the actor would refuse whatever the PIN (the request's own fields, the order's
+    state, the amount, the cash drawer), raised before the PIN is looked at; the actor
+    checks it all again."""
+    check_text(refund.reason, "reason", required=True, limit=200)
+    if refund.amount_fen <= 0:
+        raise InvalidArgument("amount_fen of a refund must be positive")
     if order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
         raise FailedPrecondition(f"order {order.order_id} is {order.state}; nothing to refund")
     if not 0 < refund.amount_fen <= order.refundable_fen:
