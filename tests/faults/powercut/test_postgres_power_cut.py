@@ -131,7 +131,7 @@ async def power_cut(
             rows = conn.execute(
                 "SELECT o.order_id, o.version, o.state, count(j.version) FROM orders o "
                 "LEFT JOIN journal j USING (order_id) WHERE o.order_id = ANY(%s) "
-                "GROUP BY o.order_id",
+                "GROUP BY o.order_id, o.version, o.state",
                 (acked,),
             ).fetchall()
     finally:
