@@ -115,9 +115,11 @@ class OrderBook:
             ]
         if change.refund_id:
             refund = order.refund(change.refund_id)
+            paid = order.attempt(refund.attempt_id)
             entry["refund"] = {
                 "id": refund.refund_id,
                 "attempt": refund.attempt_id,
+                "channel": paid.channel.value,
                 "amount_fen": refund.amount_fen,
                 "state": RefundState.PENDING.value if change.approval else refund.state.value,
                 "supervisor": refund.supervisor_id,
