@@ -15,7 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from orchestrator.audit.job import NotClosable, close_day
+from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day
 from orchestrator.audit.roots import load_private_key, private_key_path
 from orchestrator.domain.calendar import local_day
 
@@ -64,15 +64,15 @@ class DailyCloser:
         if not private_key_path(self._keys_dir).exists():
             return None  # this host does not hold the audit key: closed by hand elsewhere
         async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT 1 FROM audit_roots WHERE day = %s LIMIT 1", (day,))
-            if await cursor.fetchone() is not None:
-                self._closed.add(day)
-                return None
             try:
                 await close_day(
                     conn, load_private_key(self._keys_dir), day, self._points,
-                    self._audit_dir, self._redis,
+                    self._audit_dir, self._redis, zone=self._zone, now_ms=self._now_ms(),
                 )  # fmt: skip
+            except AlreadyClosed as closed:  # by hand, or before a restart: never again
+                log.info("business day %s not signed again: %s", day, closed)
+                self._closed.add(day)
+                return None
             except NotClosable as refused:
                 log.warning("business day %s not closed yet: %s", day, refused)
                 return None

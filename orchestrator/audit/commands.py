@@ -16,7 +16,7 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator.audit.job import NotClosable, close_day, keep_outcome
+from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day, keep_outcome
 from orchestrator.audit.roots import (
     AuditKeyError,
     load_private_key,
@@ -54,9 +54,18 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "is whole and ends where Redis's live head does (the record caught up), sign its "
         "root, entries, payments and refunds with the audit key (<keys>/audit/audit.key), "
         "and write them to <data-dir>/audit/roots-DATE.json and the audit_roots table. "
-        "Exits 1 (signing nothing) when the chain has findings or the record lags.",
+        "A day is signed once: a day with a roots file or a database root is refused. "
+        "Exits 1 (signing nothing) when the chain has findings, the record lags, Redis "
+        "has no head for a chain, the day has not ended or is closed already; 2 when the "
+        "record or Redis cannot be reached.",
     )
     close.add_argument("--date", type=_day, required=True, help="the business day, YYYY-MM-DD")
+    close.add_argument(
+        "--without-redis",
+        action="store_true",
+        help="close without Redis's chain heads (only when Redis has lost the day: the "
+        "record's chain is then signed as it stands, a truncation included)",
+    )
     _common(close)
     close.set_defaults(handler=run_close)
     verify = actions.add_parser(
@@ -133,13 +142,25 @@ def run_close(args: argparse.Namespace) -> int:
         return USAGE
 
     async def close() -> int:
-        redis = await _redis(setup.redis_url)
+        redis = None
+        if not args.without_redis:
+            redis = await _redis(setup.redis_url)
+            if redis is None:
+                print(
+                    f"windowpay audit close: {args.date} not signed: Redis "
+                    f"{'is not configured' if not setup.redis_url else 'cannot be reached'}; "
+                    "its chain heads are what shows the record's chains are whole "
+                    "(--without-redis only if Redis has lost the day)",
+                    file=sys.stderr,
+                )
+                return USAGE
         try:
             async with await psycopg.AsyncConnection.connect(setup.database_url) as conn:
                 roots, path = await close_day(
-                    conn, key, args.date, setup.points, setup.audit_dir, redis
-                )
-        except NotClosable as refused:
+                    conn, key, args.date, setup.points, setup.audit_dir, redis,
+                    zone=setup.config.settings.zone,
+                )  # fmt: skip
+        except (NotClosable, AlreadyClosed) as refused:
             print(f"windowpay audit close: {args.date} not signed: {refused}", file=sys.stderr)
             return FOUND
         finally:

@@ -54,7 +54,7 @@ CHUNK = 5000  # order ids per cross-checking query
 @dataclass(frozen=True, slots=True)
 class Finding:
     service_point: str
-    kind: str  # ALTERED, INSERTED, MISSING, REORDERED, ROOT, RECORD, REDIS
+    kind: str  # ALTERED, INSERTED, MISSING, REORDERED, ROOT, RECORD, REDIS (OPEN: closing)
     where: str
     what: str
 
@@ -120,9 +120,13 @@ class Verifier:
         self._audit_dir = audit_dir
         self._points = list(service_points)  # each expected to have a signed root
 
-    async def verify(self, day: date, sp: str | None = None, *, roots: bool = True) -> Report:
+    async def verify(
+        self, day: date, sp: str | None = None, *, roots: bool = True, closing: bool = False
+    ) -> Report:
         """Check the day (one service point, or all). With roots=False (closing a day)
-        the signed roots are not asked for."""
+        the signed roots are not asked for; with closing=True a chain whose head Redis
+        does not hold is a finding (a head removed or never written cannot vouch that the
+        record's chain is whole)."""
         started = time.perf_counter()
         report = Report(day)
         signed = await self._signed_roots(report, day, sp) if roots else {}
@@ -134,7 +138,7 @@ class Verifier:
             if roots:
                 self._against_root(report, point, signed.get(point), rows, hashes)
             if self._redis is not None:
-                await self._against_redis_head(report, point, day)
+                await self._against_redis_head(report, point, day, closing)
         if roots:
             for point, root in sorted(signed.items()):
                 if point not in seen and root is not None and root.totals().entries:
@@ -444,10 +448,20 @@ class Verifier:
 
     # ---- Redis, where it still holds the day ----------------------------------------------
 
-    async def _against_redis_head(self, report: Report, sp: str, day: date) -> None:
+    async def _against_redis_head(self, report: Report, sp: str, day: date, required: bool) -> None:
         assert self._redis is not None
         head = chain.Head.decode(await self._redis.get(keys.chain_head(sp, day.isoformat())))
         found = report.totals[sp]
+        if required and not head.n:
+            report.findings.append(
+                Finding(
+                    sp,
+                    "REDIS",
+                    "the live chain head",
+                    f"Redis has no head for the chain the record has (#{found.entries}): "
+                    "it cannot vouch that the record's chain is whole",
+                )
+            )
         if head.n and (head.n, head.hash) != (found.entries, found.root):
             report.findings.append(
                 Finding(

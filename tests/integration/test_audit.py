@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from orchestrator.audit.closer import DailyCloser
-from orchestrator.audit.job import NotClosable, close_day
+from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day
 from orchestrator.audit.roots import (
     ensure_audit_key,
     load_private_key,
@@ -320,7 +320,8 @@ async def test_an_altered_root_file_is_named(closed: Day) -> None:
     assert await asyncio.to_thread(main, _cli(closed)) == 1
 
 
-async def test_a_day_is_not_closed_while_the_record_lags_behind_redis(closed: Day) -> None:
+async def test_a_day_is_not_closed_while_the_record_lags_behind_redis(drained: Day) -> None:
+    closed = drained
     office = closed.office
     window = sorted(office.config.deployment.window_service_point)[0]
     [created] = await office.core.submit(
@@ -349,3 +350,93 @@ async def test_the_drainer_closes_a_day_by_itself_once_it_has_ended(drained: Day
         assert await closer.run_once(force=True) == drained.day
         assert await closer.run_once(force=True) is None  # closed once
     assert (await drained.verify()).findings == []
+
+
+# ---- closing: a truncated chain is not signed, a signed day is never signed again --------
+
+
+async def _close(day: Day, **more: Any) -> None:
+    async with await psycopg.AsyncConnection.connect(day.url) as conn:
+        await close_day(
+            conn, load_private_key(day.keys_dir), day.day, day.office.points, day.audit_dir,
+            day.office.redis, **more,
+        )  # fmt: skip
+
+
+async def _drop_last_entry(day: Day) -> str:
+    """The DBA deletes the service point's last journal row of the day."""
+    sp = day.office.points[0]
+    _, order_id, version, _ = (await day.chain_rows(sp))[-1]
+    await day.sql("DELETE FROM journal WHERE order_id = %s AND version = %s", order_id, version)
+    return sp
+
+
+async def test_close_refuses_to_sign_without_redis_when_redis_cannot_be_reached(
+    drained: Day,
+) -> None:
+    await _drop_last_entry(drained)
+    close = [
+        "audit", "close", "--date", drained.day.isoformat(), "--database-url", drained.url,
+        "--redis-url", "redis://127.0.0.1:1/0", "--config", str(drained.config_file),
+        "--audit-dir", str(drained.audit_dir), "--data-dir", str(drained.keys_dir.parent),
+    ]  # fmt: skip
+    assert await asyncio.to_thread(main, close) == 2
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+    assert await drained.sql("SELECT 1 FROM audit_roots") == []
+
+
+async def test_a_chain_whose_redis_head_is_gone_is_not_signed(drained: Day) -> None:
+    sp = await _drop_last_entry(drained)
+    await drained.office.redis.delete(keys.chain_head(sp, drained.day.isoformat()))
+    with pytest.raises(NotClosable, match="no head"):
+        await _close(drained)
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+
+
+async def test_a_day_that_has_not_ended_is_not_signed(drained: Day) -> None:
+    zone = drained.office.config.settings.zone
+    evening = datetime.combine(drained.day, dt_time(23, 50), tzinfo=zone)
+    with pytest.raises(NotClosable, match="has not ended"):
+        await _close(drained, zone=zone, now_ms=int(evening.timestamp() * 1000))
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+
+
+async def test_a_closed_day_is_never_signed_again(closed: Day) -> None:
+    path = roots_file(closed.audit_dir, closed.day)
+    exported = path.read_bytes()
+    stored = await closed.sql("SELECT * FROM audit_roots ORDER BY service_point_id")
+    with pytest.raises(AlreadyClosed):
+        await _close(closed)
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT * FROM audit_roots ORDER BY service_point_id") == stored
+    # The DBA removes the database copies: the file still says the day is closed.
+    await closed.sql("DELETE FROM audit_roots")
+    with pytest.raises(AlreadyClosed):
+        await _close(closed)
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT 1 FROM audit_roots") == []
+
+
+async def test_the_closer_does_not_sign_again_a_day_whose_database_roots_were_deleted(
+    closed: Day,
+) -> None:
+    path = roots_file(closed.audit_dir, closed.day)
+    exported = path.read_bytes()
+    sp = await _drop_last_entry(closed)
+    head = chain.Head.decode(
+        await closed.office.redis.get(keys.chain_head(sp, closed.day.isoformat()))
+    )
+    await closed.office.redis.set(
+        keys.chain_head(sp, closed.day.isoformat()), chain.Head(head.n - 1, "x" * 64).encode()
+    )
+    await closed.sql("DELETE FROM audit_roots")
+    zone = closed.office.config.settings.zone
+    morning = datetime.combine(closed.day + timedelta(days=1), dt_time(9), tzinfo=zone)
+    async with pool_of(closed.url) as pool:
+        closer = DailyCloser(
+            pool, closed.office.redis, closed.keys_dir, closed.audit_dir, closed.office.points,
+            zone, now_ms=lambda: int(morning.timestamp() * 1000),
+        )  # fmt: skip
+        assert await closer.run_once(force=True) is None
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT 1 FROM audit_roots") == []
