@@ -23,7 +23,7 @@ from orchestrator.audit.roots import (
     load_public_key,
     public_key_path,
 )
-from orchestrator.audit.verify import Report, Verifier
+from orchestrator.audit.verify import Finding, Report, Verifier
 from orchestrator.config import ConfigError, load_config
 from orchestrator.runfile import RunInfo
 
@@ -202,7 +202,21 @@ def run_verify(args: argparse.Namespace) -> int:
                     audit_dir=setup.audit_dir,
                     service_points=setup.points,
                 )
-                report = await verifier.verify(args.date, args.service_point)
+                try:
+                    report = await verifier.verify(args.date, args.service_point)
+                except (psycopg.OperationalError, OSError):
+                    raise  # the record cannot be read: nothing was verified (exit 2)
+                except Exception as error:  # anything else: the day is not shown intact
+                    await conn.rollback()
+                    report = Report(args.date)
+                    report.findings.append(
+                        Finding(
+                            args.service_point or "*",
+                            "ERROR",
+                            "verify",
+                            f"the verification stopped: {error!r}; the day is not shown intact",
+                        )
+                    )
                 await keep_outcome(conn, report, args.service_point, redis)
                 return report
         finally:

@@ -440,3 +440,101 @@ async def test_the_closer_does_not_sign_again_a_day_whose_database_roots_were_de
         assert await closer.run_once(force=True) is None
     assert path.read_bytes() == exported
     assert await closed.sql("SELECT 1 FROM audit_roots") == []
+
+
+# ---- verify: unreadable rows, versions, rows beside the chain, the archive, the roots -----
+
+
+async def test_an_unreadable_entry_is_altered_and_the_outcome_is_kept(closed: Day) -> None:
+    sp = closed.office.points[0]
+    [(order_id, order_day)] = await closed.sql(
+        "SELECT order_id, order_day FROM journal WHERE service_point_id = %s LIMIT 1", sp
+    )
+    await closed.sql(
+        "INSERT INTO journal (order_id, version, at_ms, what, order_state, entry, order_day,"
+        " service_point_id, chain_day, chain_seq, prev_hash, entry_hash)"
+        " VALUES (%s, 500, 1, 'attempt', 'PAID', '{\"v\": 500}', %s, %s, %s, 88888, 'p', 'h')",
+        order_id, order_day, sp, closed.day,
+    )  # fmt: skip
+    report = await closed.verify()
+    unreadable = [f for f in report.findings if "unreadable entry" in f.what]
+    assert [f.kind for f in unreadable] == ["ALTERED"]
+    assert order_id in unreadable[0].where
+    assert await asyncio.to_thread(main, _cli(closed)) == 1
+    [(ok, first)] = await closed.sql("SELECT ok, first_finding FROM audit_verifications")
+    assert ok is False and first
+
+
+async def test_a_raised_order_version_does_not_hide_its_state(closed: Day) -> None:
+    [(order_id,)] = await closed.sql(
+        "SELECT order_id FROM refunds WHERE state = 'SUCCEEDED' ORDER BY order_id LIMIT 1"
+    )
+    await closed.sql(
+        "UPDATE orders SET version = version + 100, state = 'PAID', refunded_fen = 0"
+        " WHERE order_id = %s",
+        order_id,
+    )
+    await closed.sql("UPDATE refunds SET state = 'FAILED' WHERE order_id = %s", order_id)
+    await closed.sql("UPDATE attempts SET state = 'FAILED' WHERE order_id = %s", order_id)
+    found = [f.what for f in (await closed.verify()).findings if order_id in f.where]
+    assert any("orders.version" in what and "no journal entry" in what for what in found)
+    assert any(what.startswith("orders.state is PAID") for what in found)
+    assert any(what.startswith("orders.refunded_fen is 0") for what in found)
+    assert any("the row is FAILED; the chain says SUCCEEDED" in what for what in found)
+
+
+async def test_rows_beside_the_chain_are_named(closed: Day) -> None:
+    [(order_id, attempt_id, order_day)] = await closed.sql(
+        "SELECT order_id, attempt_id, order_day FROM attempts WHERE state = 'SUCCEEDED'"
+        " AND order_id NOT IN (SELECT order_id FROM refunds) ORDER BY order_id LIMIT 1"
+    )
+    await closed.sql(
+        "INSERT INTO refunds (refund_id, order_id, attempt_id, amount_fen, state, reason,"
+        " supervisor_id, terminal_id, automatic, created_at_ms, finished_at_ms, finished_day,"
+        " provider_refund_no, failure_reason, order_day)"
+        " VALUES ('EXTRA-R', %s, %s, 9999, 'SUCCEEDED', '', 'S1', 'T', false, 1, 1, %s, '', '',"
+        " %s)",
+        order_id, attempt_id, closed.day, order_day,
+    )  # fmt: skip
+    await closed.sql(
+        "INSERT INTO attempts SELECT 'EXTRA-A', order_id, channel, state, 777, terminal_id,"
+        " request_id, created_at_ms, finished_at_ms, finished_day, provider_trade_no,"
+        " failure_reason, follow_up, order_day FROM attempts WHERE attempt_id = %s",
+        attempt_id,
+    )
+    await closed.sql(
+        "INSERT INTO orders SELECT 'SPX-EXTRA', version, service_point_id, window_id,"
+        " business_no || 'X', payer_name, 100000, state, catalog_version, created_at_ms,"
+        " created_day, paid_at_ms, paid_day, paid_by, paid_channel, refunded_fen, snapshot"
+        " FROM orders WHERE order_id = %s",
+        order_id,
+    )
+    records = [f for f in (await closed.verify()).findings if f.kind == "RECORD"]
+    assert any("refund EXTRA-R (9999 fen" in f.what for f in records), records
+    assert any("attempt EXTRA-A (777 fen" in f.what for f in records), records
+    assert any(f.where == "order SPX-EXTRA" and "no journal entry" in f.what for f in records)
+
+
+async def test_an_archived_day_verifies_and_its_archive_is_checked(closed: Day) -> None:
+    from orchestrator.record.partitions import archive
+
+    async with await psycopg.AsyncConnection.connect(closed.url, autocommit=True) as conn:
+        await archive(conn, closed.day + timedelta(days=1))
+    assert await closed.sql("SELECT 1 FROM public.journal") == []
+    assert (await closed.verify(redis=False)).findings == []
+    [(refund_id,)] = await closed.sql(
+        "SELECT refund_id FROM record_archive.refunds ORDER BY refund_id LIMIT 1"
+    )
+    await closed.sql(
+        "UPDATE record_archive.refunds SET amount_fen = 1 WHERE refund_id = %s", refund_id
+    )
+    [finding] = (await closed.verify(redis=False)).findings
+    assert finding.kind == "RECORD" and f"refund {refund_id}: the row says 1 fen" in finding.what
+
+
+async def test_a_deleted_database_root_is_named_when_the_file_has_it(closed: Day) -> None:
+    await closed.sql("DELETE FROM audit_roots")
+    report = await closed.verify()
+    assert {f.kind for f in report.findings} == {"ROOT"}
+    assert all("database copy missing" in f.what for f in report.findings)
+    assert len(report.findings) == len(closed.office.points)
