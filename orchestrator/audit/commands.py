@@ -19,6 +19,8 @@ from redis.exceptions import RedisError
 from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day, keep_outcome
 from orchestrator.audit.roots import (
     AuditKeyError,
+    check_pinned,
+    fingerprint,
     load_private_key,
     load_public_key,
     public_key_path,
@@ -137,6 +139,7 @@ def run_close(args: argparse.Namespace) -> int:
     try:
         setup = _Setup(args, "close")
         key = load_private_key(setup.keys_dir)
+        check_pinned(key.public_key(), setup.config.record.audit_public_key_sha256)
     except (ConfigError, AuditKeyError) as error:
         print(f"windowpay audit close: {error}", file=sys.stderr)
         return USAGE
@@ -187,9 +190,15 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         setup = _Setup(args, "verify")
         public = load_public_key(args.public_key or public_key_path(setup.keys_dir))
+        check_pinned(public, setup.config.record.audit_public_key_sha256)
     except (ConfigError, AuditKeyError) as error:
         print(f"windowpay audit verify: {error}", file=sys.stderr)
         return USAGE
+    print(
+        f"audit public key sha256 {fingerprint(public)}"
+        f"{' (pinned)' if setup.config.record.audit_public_key_sha256 else ''}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
 
     async def verify() -> Report:
         redis = None if args.no_redis else await _redis(setup.redis_url)

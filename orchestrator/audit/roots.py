@@ -81,9 +81,24 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def key_id(public: Ed25519PublicKey) -> str:
+def fingerprint(public: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key, 64 hex digits: what a deployment pins
+    ([record] audit_public_key_sha256) and `audit verify` prints."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw).hexdigest()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    return fingerprint(public)[:16]
+
+
+def check_pinned(public: Ed25519PublicKey, pinned: str) -> None:
+    """AuditKeyError unless the key is the pinned one (no pin: any key)."""
+    if pinned and fingerprint(public) != pinned:
+        raise AuditKeyError(
+            f"the audit key's SHA-256 is {fingerprint(public)}; the deployment pins "
+            f"{pinned}: the key file was replaced"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -538,3 +538,26 @@ async def test_a_deleted_database_root_is_named_when_the_file_has_it(closed: Day
     assert {f.kind for f in report.findings} == {"ROOT"}
     assert all("database copy missing" in f.what for f in report.findings)
     assert len(report.findings) == len(closed.office.points)
+
+
+async def test_verify_prints_the_key_fingerprint_and_refuses_a_key_other_than_the_pinned(
+    closed: Day, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tomllib
+
+    from orchestrator.audit.roots import fingerprint
+
+    own = fingerprint(load_public_key(public_key_path(closed.keys_dir)))
+    data = tomllib.loads(closed.config_file.read_text())
+    data.setdefault("record", {})["audit_public_key_sha256"] = own
+    closed.config_file.write_bytes(tomli_w.dumps(data).encode())
+    assert await asyncio.to_thread(main, _cli(closed)) == 0
+    assert f"audit public key sha256 {own} (pinned)" in capsys.readouterr().out
+
+    # Whoever can write the keys directory swaps audit.pub for a key of his own.
+    swapped = closed.keys_dir.parent / "swapped"
+    ensure_audit_key(swapped)
+    swapped_cli = [*_cli(closed)]
+    swapped_cli[swapped_cli.index("--public-key") + 1] = str(public_key_path(swapped))
+    assert await asyncio.to_thread(main, swapped_cli) == 2
+    assert "the key file was replaced" in capsys.readouterr().err
