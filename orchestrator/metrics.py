@@ -308,6 +308,10 @@ AUDIT_DAYS_BROKEN = Gauge(
     "windowpay_audit_chain_broken",
     "Days whose last `windowpay audit verify` found the record altered (any finding).",
 )
+AUDIT_DAY_NOT_CLOSED = Gauge(
+    "windowpay_audit_day_not_closed",
+    "1 while the drainer's closer cannot sign the day due for closing (NotClosable).",
+)
 AUDIT_LAST_VERIFIED = Gauge(
     "windowpay_audit_last_verified_timestamp_seconds",
     "When `windowpay audit verify` last finished.",

@@ -47,8 +47,9 @@ from redis.asyncio import Redis
 
 from orchestrator.audit.roots import SignedRoot, Totals, read_file, stored_roots
 from orchestrator.domain.ids import service_point_of
-from orchestrator.record.partitions import ARCHIVE, MAIN
 from orchestrator.store import chain, keys
+
+MAIN, ARCHIVE = "public", "record_archive"  # the record's schemas (record/partitions.py)
 
 
 def _both(table: str, columns: str) -> str:

@@ -34,6 +34,7 @@ from orchestrator.cli import main
 from orchestrator.config import parse_config
 from orchestrator.domain import ids
 from orchestrator.domain.commands import CreateOrder, Done, RefundOrder
+from orchestrator.metrics import AUDIT_DAY_NOT_CLOSED
 from orchestrator.record.drainer import Drainer
 from orchestrator.store import chain, keys
 from tests.integration.test_record import (
@@ -350,6 +351,26 @@ async def test_the_drainer_closes_a_day_by_itself_once_it_has_ended(drained: Day
         assert await closer.run_once(force=True) == drained.day
         assert await closer.run_once(force=True) is None  # closed once
     assert (await drained.verify()).findings == []
+    # and verified at once: the outcome the console and the alerts go by
+    assert await drained.sql("SELECT day, service_point_id, ok FROM audit_verifications") == [
+        (drained.day, "", True)
+    ]
+    assert AUDIT_DAY_NOT_CLOSED._value.get() == 0
+
+
+async def test_the_closer_reports_a_day_it_cannot_close(drained: Day) -> None:
+    sp = await _drop_last_entry(drained)
+    await drained.office.redis.delete(keys.chain_head(sp, drained.day.isoformat()))
+    zone = drained.office.config.settings.zone
+    morning = datetime.combine(drained.day + timedelta(days=1), dt_time(9), tzinfo=zone)
+    async with pool_of(drained.url) as pool:
+        closer = DailyCloser(
+            pool, drained.office.redis, drained.keys_dir, drained.audit_dir,
+            drained.office.points, zone, now_ms=lambda: int(morning.timestamp() * 1000),
+        )  # fmt: skip
+        assert await closer.run_once(force=True) is None
+    assert AUDIT_DAY_NOT_CLOSED._value.get() == 1
+    assert not roots_file(drained.audit_dir, drained.day).exists()
 
 
 # ---- closing: a truncated chain is not signed, a signed day is never signed again --------
