@@ -32,6 +32,7 @@ and the facts of the day's orders.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -64,8 +65,12 @@ _JOURNAL_COLUMNS = (
     "service_point_id, chain_day, chain_seq, order_id, version, prev_hash, entry_hash, entry"
 )
 _LINE_COLUMNS = "order_id, line_no, fee_code, quantity, unit_price_fen, amount_fen"
-_ATTEMPT_COLUMNS = "attempt_id, channel, state, amount_fen, terminal_id, order_id"
-_REFUND_COLUMNS = "refund_id, amount_fen, state, supervisor_id, terminal_id, order_id"
+_ATTEMPT_COLUMNS = (
+    "attempt_id, channel, state, amount_fen, terminal_id, order_id, provider_trade_no"
+)
+_REFUND_COLUMNS = (
+    "refund_id, amount_fen, state, supervisor_id, terminal_id, order_id, reason, provider_refund_no"
+)
 _ROWS = f"""
 SELECT service_point_id, chain_seq, order_id, version, prev_hash, entry_hash, entry::text
 FROM {_both("journal", _JOURNAL_COLUMNS)} AS journal
@@ -77,8 +82,8 @@ SELECT order_id, version, entry::text FROM {_both("journal", _JOURNAL_COLUMNS)} 
 WHERE order_id = ANY(%s) ORDER BY order_id, version
 """
 _ORDERS = f"""
-SELECT order_id, version, amount_fen, refunded_fen, state
-FROM {_both("orders", "order_id, version, amount_fen, refunded_fen, state")} AS orders
+SELECT order_id, version, amount_fen, refunded_fen, state, payer_name
+FROM {_both("orders", "order_id, version, amount_fen, refunded_fen, state, payer_name")} AS orders
 WHERE order_id = ANY(%s)
 """
 _LINES = f"""
@@ -87,12 +92,12 @@ FROM {_both("order_lines", _LINE_COLUMNS)} AS order_lines
 WHERE order_id = ANY(%s) ORDER BY order_id, line_no
 """
 _ATTEMPTS = f"""
-SELECT attempt_id, channel, state, amount_fen, terminal_id, order_id
+SELECT {_ATTEMPT_COLUMNS}
 FROM {_both("attempts", _ATTEMPT_COLUMNS)} AS attempts
 WHERE order_id = ANY(%s)
 """
 _REFUNDS = f"""
-SELECT refund_id, amount_fen, state, supervisor_id, terminal_id, order_id
+SELECT {_REFUND_COLUMNS}
 FROM {_both("refunds", _REFUND_COLUMNS)} AS refunds
 WHERE order_id = ANY(%s)
 """
@@ -150,6 +155,7 @@ class _OrderFacts:
     state: str = ""
     amount_fen: int = 0
     refunded_fen: int = 0
+    payer_sha256: str | None = None  # entries made before it was hashed have none
     lines: list[list[Any]] | None = None
     attempts: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -653,6 +659,7 @@ def _collect(facts: dict[str, _OrderFacts], entry: Mapping[str, Any], row: _Row)
         known.state = str(order.get("state", ""))
         known.amount_fen = int(order.get("amount_fen", 0))
         known.refunded_fen = int(order.get("refunded_fen", 0))
+        known.payer_sha256 = order.get("payer_sha256")
     if "lines" in entry:
         known.lines = entry["lines"]
     if "attempt" in entry:
@@ -697,7 +704,11 @@ def _compare_order(
     if row is None:
         found("the chain has it; the orders table does not")
         return
-    _, version, amount, refunded, state = row
+    _, version, amount, refunded, state, payer = row
+    if said.payer_sha256 is not None and (
+        hashlib.sha256(str(payer).encode()).hexdigest() != said.payer_sha256
+    ):
+        found("orders.payer_name is not the payer the chain hashed")
     if version != said.last_version:
         found(
             f"orders.version {version} has no journal entry; the order's last entry is "
@@ -717,7 +728,16 @@ def _compare_order(
         if stored is None:
             found(f"attempt {attempt_id} (entry #{a['n']}) has no attempts row")
             continue
-        _, channel, a_state, a_amount, terminal, _ = stored
+        _, channel, a_state, a_amount, terminal, _, trade_no = stored
+        if (
+            "provider_trade_no" in a
+            and a["state"] == a_state == "SUCCEEDED"
+            and trade_no != a["provider_trade_no"]
+        ):
+            found(
+                f"attempt {attempt_id}: attempts.provider_trade_no is {trade_no!r}; the "
+                f"chain says {a['provider_trade_no']!r}"
+            )
         if (a_amount, channel, terminal) != (a["amount_fen"], a["channel"], a["terminal"]):
             found(
                 f"attempt {attempt_id}: the row says {a_amount} fen, {channel}, {terminal}; "
@@ -745,7 +765,20 @@ def _compare_order(
                 "refunds row: deleted"
             )
             continue
-        _, r_amount, r_state, supervisor, terminal, _ = stored
+        _, r_amount, r_state, supervisor, terminal, _, reason, refund_no = stored
+        if "reason" in r and reason != r["reason"]:
+            found(
+                f"refund {refund_id}: refunds.reason is {reason!r}; the chain says {r['reason']!r}"
+            )
+        if (
+            "provider_refund_no" in r
+            and r["state"] == r_state == "SUCCEEDED"
+            and refund_no != r["provider_refund_no"]
+        ):
+            found(
+                f"refund {refund_id}: refunds.provider_refund_no is {refund_no!r}; the chain "
+                f"says {r['provider_refund_no']!r}"
+            )
         if (r_amount, supervisor, terminal) != (r["amount_fen"], r["supervisor"], r["terminal"]):
             found(
                 f"refund {refund_id}: the row says {r_amount} fen by {supervisor} at "

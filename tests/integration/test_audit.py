@@ -582,3 +582,32 @@ async def test_verify_prints_the_key_fingerprint_and_refuses_a_key_other_than_th
     swapped_cli[swapped_cli.index("--public-key") + 1] = str(public_key_path(swapped))
     assert await asyncio.to_thread(main, swapped_cli) == 2
     assert "the key file was replaced" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            "UPDATE attempts SET provider_trade_no = 'FORGED' WHERE attempt_id = ("
+            "SELECT attempt_id FROM attempts WHERE state = 'SUCCEEDED' ORDER BY attempt_id"
+            " LIMIT 1)",
+            "attempts.provider_trade_no is 'FORGED'",
+        ),
+        (
+            "UPDATE refunds SET reason = 'forged' WHERE refund_id = ("
+            "SELECT refund_id FROM refunds ORDER BY refund_id LIMIT 1)",
+            "refunds.reason is 'forged'",
+        ),
+        (
+            "UPDATE orders SET payer_name = '王五' WHERE order_id = ("
+            "SELECT order_id FROM orders ORDER BY order_id LIMIT 1)",
+            "orders.payer_name is not the payer the chain hashed",
+        ),
+    ],
+)
+async def test_hashed_facts_beyond_the_amounts_are_compared(
+    closed: Day, change: str, named: str
+) -> None:
+    await closed.sql(change)
+    [finding] = (await closed.verify()).findings
+    assert finding.kind == "RECORD" and named in finding.what
