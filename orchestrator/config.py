@@ -181,6 +181,9 @@ class RecordSettings:
     drain_batch: int = 500  # changes copied per PostgreSQL transaction
     housekeeping_s: float = 30.0  # how often streams are trimmed and lag measured
     redis_maxmemory_mb: int = 2048  # the embedded Redis (noeviction)
+    # The audit public key's SHA-256 (64 hex digits, as `audit verify` prints it): when
+    # set, `audit verify` and `audit close` refuse any other key (a swapped audit.pub).
+    audit_public_key_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -776,7 +779,11 @@ def _record(t: _Table) -> RecordSettings:
         drain_batch=t.get("drain_batch", int, default.drain_batch),
         housekeeping_s=t.number("housekeeping_s", default.housekeeping_s, minimum=0.01),
         redis_maxmemory_mb=t.get("redis_maxmemory_mb", int, default.redis_maxmemory_mb),
+        audit_public_key_sha256=t.get("audit_public_key_sha256", str, "").lower(),
     )
+    pinned = settings.audit_public_key_sha256
+    if pinned and (len(pinned) != 64 or any(c not in "0123456789abcdef" for c in pinned)):
+        raise t.fail("audit_public_key_sha256", "must be 64 hex digits (SHA-256)")
     if settings.drain_batch < 1:
         raise t.fail("drain_batch", "must be at least 1")
     if settings.redis_maxmemory_mb < 64:

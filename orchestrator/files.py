@@ -25,6 +25,18 @@ def create_secret(path: Path, data: bytes) -> None:
     create_file(path, data, mode=0o600)
 
 
+def create_new_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Write a file that must not exist yet, whole or not at all: FileExistsError if it
+    does (nothing is overwritten)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    create_file(temporary, data, mode=mode)
+    try:
+        os.link(temporary, path)  # fails if the path exists, unlike a rename
+    finally:
+        temporary.unlink()
+
+
 def replace_file(path: Path, data: bytes, *, mode: int) -> None:
     """Atomically replace a file (a revocation list, run.json) with a new one made with
     `mode` from its first byte: readers see the old or the new."""

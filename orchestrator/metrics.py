@@ -116,10 +116,17 @@ ORDER_RECALLS = Counter(
     "windowpay_order_recalls_total",
     "Orders that had left Redis, asked for by a refund or a late success's refund, by "
     "outcome: recalled (put back from the record by this actor), already_back (another "
-    "reload had put it back), not_in_record, record_unavailable.",
+    "reload had put it back), not_in_record, record_unavailable, record_mismatch (the "
+    "record's snapshot disagrees with the order's hashed journal: refused).",
     ["outcome"],
 )
-RECALL_OUTCOMES = ("recalled", "already_back", "not_in_record", "record_unavailable")
+RECALL_OUTCOMES = (
+    "recalled",
+    "already_back",
+    "not_in_record",
+    "record_unavailable",
+    "record_mismatch",
+)
 REFUNDS = Counter(
     "windowpay_refunds_total",
     "Refunds that ended, by channel, outcome and whether automatic (a late success).",
@@ -300,6 +307,10 @@ def access_at_zero(methods: Sequence[str], pin_outcomes: Sequence[str]) -> None:
 AUDIT_DAYS_BROKEN = Gauge(
     "windowpay_audit_chain_broken",
     "Days whose last `windowpay audit verify` found the record altered (any finding).",
+)
+AUDIT_DAY_NOT_CLOSED = Gauge(
+    "windowpay_audit_day_not_closed",
+    "1 while the drainer's closer cannot sign the day due for closing (NotClosable).",
 )
 AUDIT_LAST_VERIFIED = Gauge(
     "windowpay_audit_last_verified_timestamp_seconds",

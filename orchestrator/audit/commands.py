@@ -16,14 +16,16 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator.audit.job import NotClosable, close_day, keep_outcome
+from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day, keep_outcome
 from orchestrator.audit.roots import (
     AuditKeyError,
+    check_pinned,
+    fingerprint,
     load_private_key,
     load_public_key,
     public_key_path,
 )
-from orchestrator.audit.verify import Report, Verifier
+from orchestrator.audit.verify import Finding, Report, Verifier
 from orchestrator.config import ConfigError, load_config
 from orchestrator.runfile import RunInfo
 
@@ -54,9 +56,18 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "is whole and ends where Redis's live head does (the record caught up), sign its "
         "root, entries, payments and refunds with the audit key (<keys>/audit/audit.key), "
         "and write them to <data-dir>/audit/roots-DATE.json and the audit_roots table. "
-        "Exits 1 (signing nothing) when the chain has findings or the record lags.",
+        "A day is signed once: a day with a roots file or a database root is refused. "
+        "Exits 1 (signing nothing) when the chain has findings, the record lags, Redis "
+        "has no head for a chain, the day has not ended or is closed already; 2 when the "
+        "record or Redis cannot be reached.",
     )
     close.add_argument("--date", type=_day, required=True, help="the business day, YYYY-MM-DD")
+    close.add_argument(
+        "--without-redis",
+        action="store_true",
+        help="close without Redis's chain heads (only when Redis has lost the day: the "
+        "record's chain is then signed as it stands, a truncation included)",
+    )
     _common(close)
     close.set_defaults(handler=run_close)
     verify = actions.add_parser(
@@ -128,18 +139,31 @@ def run_close(args: argparse.Namespace) -> int:
     try:
         setup = _Setup(args, "close")
         key = load_private_key(setup.keys_dir)
+        check_pinned(key.public_key(), setup.config.record.audit_public_key_sha256)
     except (ConfigError, AuditKeyError) as error:
         print(f"windowpay audit close: {error}", file=sys.stderr)
         return USAGE
 
     async def close() -> int:
-        redis = await _redis(setup.redis_url)
+        redis = None
+        if not args.without_redis:
+            redis = await _redis(setup.redis_url)
+            if redis is None:
+                print(
+                    f"windowpay audit close: {args.date} not signed: Redis "
+                    f"{'is not configured' if not setup.redis_url else 'cannot be reached'}; "
+                    "its chain heads are what shows the record's chains are whole "
+                    "(--without-redis only if Redis has lost the day)",
+                    file=sys.stderr,
+                )
+                return USAGE
         try:
             async with await psycopg.AsyncConnection.connect(setup.database_url) as conn:
                 roots, path = await close_day(
-                    conn, key, args.date, setup.points, setup.audit_dir, redis
-                )
-        except NotClosable as refused:
+                    conn, key, args.date, setup.points, setup.audit_dir, redis,
+                    zone=setup.config.settings.zone,
+                )  # fmt: skip
+        except (NotClosable, AlreadyClosed) as refused:
             print(f"windowpay audit close: {args.date} not signed: {refused}", file=sys.stderr)
             return FOUND
         finally:
@@ -166,9 +190,15 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         setup = _Setup(args, "verify")
         public = load_public_key(args.public_key or public_key_path(setup.keys_dir))
+        check_pinned(public, setup.config.record.audit_public_key_sha256)
     except (ConfigError, AuditKeyError) as error:
         print(f"windowpay audit verify: {error}", file=sys.stderr)
         return USAGE
+    print(
+        f"audit public key sha256 {fingerprint(public)}"
+        f"{' (pinned)' if setup.config.record.audit_public_key_sha256 else ''}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
 
     async def verify() -> Report:
         redis = None if args.no_redis else await _redis(setup.redis_url)
@@ -181,7 +211,21 @@ def run_verify(args: argparse.Namespace) -> int:
                     audit_dir=setup.audit_dir,
                     service_points=setup.points,
                 )
-                report = await verifier.verify(args.date, args.service_point)
+                try:
+                    report = await verifier.verify(args.date, args.service_point)
+                except (psycopg.OperationalError, OSError):
+                    raise  # the record cannot be read: nothing was verified (exit 2)
+                except Exception as error:  # anything else: the day is not shown intact
+                    await conn.rollback()
+                    report = Report(args.date)
+                    report.findings.append(
+                        Finding(
+                            args.service_point or "*",
+                            "ERROR",
+                            "verify",
+                            f"the verification stopped: {error!r}; the day is not shown intact",
+                        )
+                    )
                 await keep_outcome(conn, report, args.service_point, redis)
                 return report
         finally:

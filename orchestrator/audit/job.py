@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,36 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
-from orchestrator.audit.roots import SignedRoot, Totals, sign, store_roots, write_file
-from orchestrator.audit.verify import Report, Verifier
+from orchestrator.audit.roots import (
+    SignedRoot,
+    Totals,
+    roots_file,
+    sign,
+    store_roots,
+    stored_roots,
+    write_file,
+)
+from orchestrator.audit.verify import Finding, Report, Verifier
+from orchestrator.domain.calendar import local_day
 from orchestrator.store import chain, keys
 
 KEEP_OUTCOMES_DAYS = 60
 
 
 class NotClosable(Exception):
-    """The day cannot be signed: its chain in the record has findings, or the record has
-    not caught up with Redis yet."""
+    """The day cannot be signed: its chain in the record has findings, the record has
+    not caught up with Redis yet, Redis has no head for a chain the record has, or the
+    day has not ended."""
 
     def __init__(self, report: Report) -> None:
         self.report = report
         first = report.findings[0]
         super().__init__(f"{len(report.findings)} finding(s), the first: {first}")
+
+
+class AlreadyClosed(Exception):
+    """The day has a signed root already (its file or its database copy): roots are
+    written once, never signed over."""
 
 
 async def close_day(
@@ -38,13 +53,31 @@ async def close_day(
     service_points: Sequence[str],
     audit_dir: Path,
     redis: Redis | None = None,
+    *,
+    zone: tzinfo | None = None,
+    now_ms: int | None = None,
 ) -> tuple[list[SignedRoot], Path]:
     """Sign each service point's root of the day from the record, once the record's chain
-    is whole and (when Redis still holds it) ends at Redis's head; export and store them."""
-    report = await Verifier(conn, redis=redis).verify(day, roots=False)
+    is whole and ends at Redis's head (with Redis given, every chain must have its head
+    there); export and store them.
+
+    Raises AlreadyClosed if the day's roots file or any database root exists (even if the
+    other copy was removed), and, with `zone`, NotClosable while the day has not ended."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    path = roots_file(audit_dir, day)
+    if path.exists():
+        raise AlreadyClosed(f"{day} is closed already: {path} exists")
+    if await stored_roots(conn, day):
+        raise AlreadyClosed(f"{day} is closed already: the record holds its roots")
+    if zone is not None and local_day(now, zone).date() <= day:
+        report = Report(day)
+        report.findings.append(
+            Finding("*", "OPEN", day.isoformat(), f"the day has not ended in {zone}")
+        )
+        raise NotClosable(report)
+    report = await Verifier(conn, redis=redis).verify(day, roots=False, closing=True)
     if report.findings:
         raise NotClosable(report)
-    now = int(time.time() * 1000)
     roots = [
         sign(key, day, sp, report.totals.get(sp, Totals(0, chain.GENESIS)), now)
         for sp in sorted(set(service_points) | set(report.totals))

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg import AsyncConnection
 
-from orchestrator.files import replace_file
+from orchestrator.files import create_new_file
 from orchestrator.providers.keys import make_group
 
 
@@ -81,9 +81,24 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def key_id(public: Ed25519PublicKey) -> str:
+def fingerprint(public: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key, 64 hex digits: what a deployment pins
+    ([record] audit_public_key_sha256) and `audit verify` prints."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw).hexdigest()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    return fingerprint(public)[:16]
+
+
+def check_pinned(public: Ed25519PublicKey, pinned: str) -> None:
+    """AuditKeyError unless the key is the pinned one (no pin: any key)."""
+    if pinned and fingerprint(public) != pinned:
+        raise AuditKeyError(
+            f"the audit key's SHA-256 is {fingerprint(public)}; the deployment pins "
+            f"{pinned}: the key file was replaced"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +174,15 @@ def roots_file(audit_dir: Path, day: date) -> Path:
 
 
 def write_file(audit_dir: Path, day: date, roots: list[SignedRoot]) -> Path:
+    """Export the day's roots; FileExistsError if the day's file exists (roots are
+    written once: a closed day is never signed over)."""
     path = roots_file(audit_dir, day)
     body = {
         "day": day.isoformat(),
         "roots": [{"statement": r.statement, "signature": r.signature} for r in roots],
     }
-    replace_file(path, orjson.dumps(body, option=orjson.OPT_INDENT_2), mode=0o644)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_new_file(path, orjson.dumps(body, option=orjson.OPT_INDENT_2), mode=0o644)
     return path
 
 
@@ -180,17 +198,11 @@ def read_file(audit_dir: Path, day: date) -> list[SignedRoot] | None:
 
 # ---- the copy in the record -----------------------------------------------------------------
 
-_UPSERT = """
+_INSERT = """
 INSERT INTO audit_roots (day, service_point_id, entries, root_hash, payments, payments_fen,
     refunds, refunds_fen, statement, signature, key_id, closed_at_ms)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (day, service_point_id) DO UPDATE SET
-    entries = EXCLUDED.entries, root_hash = EXCLUDED.root_hash,
-    payments = EXCLUDED.payments, payments_fen = EXCLUDED.payments_fen,
-    refunds = EXCLUDED.refunds, refunds_fen = EXCLUDED.refunds_fen,
-    statement = EXCLUDED.statement, signature = EXCLUDED.signature,
-    key_id = EXCLUDED.key_id, closed_at_ms = EXCLUDED.closed_at_ms
-"""
+"""  # no ON CONFLICT: a root is stored once, never replaced
 
 
 async def store_roots(conn: AsyncConnection[Any], day: date, roots: list[SignedRoot]) -> None:
@@ -198,7 +210,7 @@ async def store_roots(conn: AsyncConnection[Any], day: date, roots: list[SignedR
         for root in roots:
             f, t = root.fields, root.totals()
             await cur.execute(
-                _UPSERT,
+                _INSERT,
                 (
                     day, root.service_point, t.entries, t.root, t.payments, t.payments_fen,
                     t.refunds, t.refunds_fen, root.statement, root.signature, f["key"],

@@ -15,16 +15,24 @@ Per service point the day's journal rows are read in the order the record puts t
 * ROOT: the signed root does not verify (the file or its database copy was altered),
   is missing, or the recomputed chain ends elsewhere (the day was rewritten with a new
   chain) or with other totals;
+* ALTERED also: a row that is not a readable journal entry with its link;
 * RECORD: an orders, order_lines, attempts or refunds row disagrees with what the chain
-  says of it, or is gone (a refund row deleted);
+  says of it (each order against its last entry of any day: orders.version, its state,
+  and each attempt's and refund's state), is gone (a refund row deleted), or stands
+  beside the chain (an attempts or refunds row no entry names; an order, attempt or
+  refund of the day with no journal entry at all);
+* ROOT also: the database copy of a root is missing while the file has it;
 * REDIS: the live chain head or an order's live journal disagrees with the record.
 
-Rows are streamed from a server-side cursor; memory holds one service point's links
+The record's tables are read together with their archived copies (schema
+record_archive), so an archived day verifies and edits there are found. Rows are
+streamed from a server-side cursor; memory holds one service point's links
 and the facts of the day's orders.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -42,11 +50,72 @@ from orchestrator.audit.roots import SignedRoot, Totals, read_file, stored_roots
 from orchestrator.domain.ids import service_point_of
 from orchestrator.store import chain, keys
 
-_ROWS = """
+MAIN, ARCHIVE = "public", "record_archive"  # the record's schemas (record/partitions.py)
+
+
+def _both(table: str, columns: str) -> str:
+    """A table of the record with its archived rows (an archived day is verified too,
+    and the archive is what GetOrder and the recall read for it)."""
+    return (
+        f"(SELECT {columns} FROM {MAIN}.{table} UNION ALL SELECT {columns} FROM {ARCHIVE}.{table})"
+    )
+
+
+_JOURNAL_COLUMNS = (
+    "service_point_id, chain_day, chain_seq, order_id, version, prev_hash, entry_hash, entry"
+)
+_LINE_COLUMNS = "order_id, line_no, fee_code, quantity, unit_price_fen, amount_fen"
+_ATTEMPT_COLUMNS = (
+    "attempt_id, channel, state, amount_fen, terminal_id, order_id, provider_trade_no"
+)
+_REFUND_COLUMNS = (
+    "refund_id, amount_fen, state, supervisor_id, terminal_id, order_id, reason, provider_refund_no"
+)
+_ROWS = f"""
 SELECT service_point_id, chain_seq, order_id, version, prev_hash, entry_hash, entry::text
-FROM journal
+FROM {_both("journal", _JOURNAL_COLUMNS)} AS journal
 WHERE chain_day = %(day)s AND (%(sp)s::text IS NULL OR service_point_id = %(sp)s)
 ORDER BY service_point_id, chain_seq
+"""
+_ORDER_ENTRIES = f"""
+SELECT order_id, version, entry::text FROM {_both("journal", _JOURNAL_COLUMNS)} AS journal
+WHERE order_id = ANY(%s) ORDER BY order_id, version
+"""
+_ORDERS = f"""
+SELECT order_id, version, amount_fen, refunded_fen, state, payer_name
+FROM {_both("orders", "order_id, version, amount_fen, refunded_fen, state, payer_name")} AS orders
+WHERE order_id = ANY(%s)
+"""
+_LINES = f"""
+SELECT order_id, fee_code, quantity, unit_price_fen, amount_fen
+FROM {_both("order_lines", _LINE_COLUMNS)} AS order_lines
+WHERE order_id = ANY(%s) ORDER BY order_id, line_no
+"""
+_ATTEMPTS = f"""
+SELECT {_ATTEMPT_COLUMNS}
+FROM {_both("attempts", _ATTEMPT_COLUMNS)} AS attempts
+WHERE order_id = ANY(%s)
+"""
+_REFUNDS = f"""
+SELECT {_REFUND_COLUMNS}
+FROM {_both("refunds", _REFUND_COLUMNS)} AS refunds
+WHERE order_id = ANY(%s)
+"""
+_UNCHAINED = f"""
+SELECT o.order_id, o.service_point_id
+FROM {_both("orders", "order_id, service_point_id, created_day, paid_day")} o
+WHERE (o.created_day = %(day)s OR o.paid_day = %(day)s)
+  AND (%(sp)s::text IS NULL OR o.service_point_id = %(sp)s)
+  AND NOT EXISTS (SELECT 1 FROM {_both("journal", "order_id")} j WHERE j.order_id = o.order_id)
+UNION
+SELECT a.order_id, '' FROM {_both("attempts", "order_id, finished_day")} a
+WHERE a.finished_day = %(day)s
+  AND NOT EXISTS (SELECT 1 FROM {_both("journal", "order_id")} j WHERE j.order_id = a.order_id)
+UNION
+SELECT r.order_id, '' FROM {_both("refunds", "order_id, finished_day")} r
+WHERE r.finished_day = %(day)s
+  AND NOT EXISTS (SELECT 1 FROM {_both("journal", "order_id")} j WHERE j.order_id = r.order_id)
+ORDER BY 1
 """
 CHUNK = 5000  # order ids per cross-checking query
 
@@ -54,7 +123,7 @@ CHUNK = 5000  # order ids per cross-checking query
 @dataclass(frozen=True, slots=True)
 class Finding:
     service_point: str
-    kind: str  # ALTERED, INSERTED, MISSING, REORDERED, ROOT, RECORD, REDIS
+    kind: str  # ALTERED, INSERTED, MISSING, REORDERED, ROOT, RECORD, REDIS (OPEN: closing)
     where: str
     what: str
 
@@ -86,6 +155,7 @@ class _OrderFacts:
     state: str = ""
     amount_fen: int = 0
     refunded_fen: int = 0
+    payer_sha256: str | None = None  # entries made before it was hashed have none
     lines: list[list[Any]] | None = None
     attempts: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -120,9 +190,13 @@ class Verifier:
         self._audit_dir = audit_dir
         self._points = list(service_points)  # each expected to have a signed root
 
-    async def verify(self, day: date, sp: str | None = None, *, roots: bool = True) -> Report:
+    async def verify(
+        self, day: date, sp: str | None = None, *, roots: bool = True, closing: bool = False
+    ) -> Report:
         """Check the day (one service point, or all). With roots=False (closing a day)
-        the signed roots are not asked for."""
+        the signed roots are not asked for; with closing=True a chain whose head Redis
+        does not hold is a finding (a head removed or never written cannot vouch that the
+        record's chain is whole)."""
         started = time.perf_counter()
         report = Report(day)
         signed = await self._signed_roots(report, day, sp) if roots else {}
@@ -134,7 +208,7 @@ class Verifier:
             if roots:
                 self._against_root(report, point, signed.get(point), rows, hashes)
             if self._redis is not None:
-                await self._against_redis_head(report, point, day)
+                await self._against_redis_head(report, point, day, closing)
         if roots:
             for point, root in sorted(signed.items()):
                 if point not in seen and root is not None and root.totals().entries:
@@ -157,7 +231,7 @@ class Verifier:
                             "no signed root: the day was not closed, or its root was removed",
                         )
                     )
-        await self._against_tables(report, facts)
+        await self._against_tables(report, day, sp, facts)
         if self._redis is not None:
             await self._against_redis_journals(report, day, facts, live_entries)
         report.seconds = time.perf_counter() - started
@@ -186,8 +260,20 @@ class Verifier:
                     if current is not None:
                         done.append((current, rows, self._link(report, current, rows)))
                     current, rows = point, []
-                entry = orjson.loads(text)
-                link = entry.get("chain") or {}
+                report.entries += 1
+                entry = _readable(text)
+                if entry is None:
+                    report.findings.append(
+                        Finding(
+                            point,
+                            "ALTERED",
+                            f"row #{seq} (order {order_id} version {version})",
+                            "unreadable entry: not a journal entry with its link "
+                            f"(it now says {text[:80]})",
+                        )
+                    )
+                    continue
+                link = entry["chain"]
                 row = _Row(
                     seq,
                     order_id,
@@ -197,7 +283,6 @@ class Verifier:
                     str(link.get("hash")),
                     *_money(entry),
                 )
-                report.entries += 1
                 if chain.entry_hash(entry) != link.get("hash"):
                     report.findings.append(
                         Finding(
@@ -363,6 +448,17 @@ class Verifier:
                     copies.setdefault(point, []).append((origin, root))
         trusted: dict[str, SignedRoot | None] = {}
         for point, versions in sorted(copies.items()):
+            origins = {origin for origin, _ in versions}
+            if origins == {"file"}:
+                report.findings.append(
+                    Finding(
+                        point,
+                        "ROOT",
+                        "the signed root (database)",
+                        "database copy missing: the file has the day's root, audit_roots "
+                        "does not (deleted)",
+                    )
+                )
             good = None
             for origin, root in versions:
                 if self._public is None or not root.verifies(self._public):
@@ -400,54 +496,81 @@ class Verifier:
 
     # ---- the record's other tables -------------------------------------------------------
 
-    async def _against_tables(self, report: Report, facts: Mapping[str, _OrderFacts]) -> None:
+    async def _against_tables(
+        self, report: Report, day: date, sp: str | None, facts: Mapping[str, _OrderFacts]
+    ) -> None:
+        """The tables against the chain. An order is held against its whole journal (every
+        day's entries, the record's and the archive's): orders.version must be its last
+        version, its state and each attempt's and refund's that of the last entry naming
+        it, and every attempts or refunds row of it must be named by an entry. Orders,
+        attempts and refunds of the day with no journal entry at all are findings too."""
         ids = sorted(facts)
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             async with self._conn.cursor() as cur:
-                await cur.execute(
-                    "SELECT order_id, version, amount_fen, refunded_fen, state FROM orders"
-                    " WHERE order_id = ANY(%s)",
-                    (chunk,),
-                )
+                await cur.execute(_ORDER_ENTRIES, (chunk,))
+                whole: dict[str, _OrderFacts] = {}
+                for order_id, version, text in await cur.fetchall():
+                    entry = _readable(text)
+                    if entry is not None and chain.entry_hash(entry) == entry["chain"].get("hash"):
+                        _collect(whole, entry, _Row(0, order_id, version, 0, "", ""))
+                await cur.execute(_ORDERS, (chunk,))
                 orders = {r[0]: r for r in await cur.fetchall()}
-                await cur.execute(
-                    "SELECT order_id, fee_code, quantity, unit_price_fen, amount_fen"
-                    " FROM order_lines WHERE order_id = ANY(%s) ORDER BY order_id, line_no",
-                    (chunk,),
-                )
+                await cur.execute(_LINES, (chunk,))
                 lines: dict[str, list[list[Any]]] = {}
                 for order_id, *line in await cur.fetchall():
                     lines.setdefault(order_id, []).append(line)
-                await cur.execute(
-                    "SELECT attempt_id, channel, state, amount_fen, terminal_id FROM attempts"
-                    " WHERE order_id = ANY(%s)",
-                    (chunk,),
-                )
+                await cur.execute(_ATTEMPTS, (chunk,))
                 attempts = {r[0]: r for r in await cur.fetchall()}
-                await cur.execute(
-                    "SELECT refund_id, amount_fen, state, supervisor_id, terminal_id"
-                    " FROM refunds WHERE order_id = ANY(%s)",
-                    (chunk,),
-                )
+                await cur.execute(_REFUNDS, (chunk,))
                 refunds = {r[0]: r for r in await cur.fetchall()}
             for order_id in chunk:
+                said = facts[order_id]
+                known = whole.get(order_id, said)
+                known.last_n = said.last_n
+                if known.lines is None:
+                    known.lines = said.lines
                 _compare_order(
                     report,
                     order_id,
-                    facts[order_id],
+                    known,
                     orders.get(order_id),
                     lines.get(order_id, []),
                     attempts,
                     refunds,
                 )
+        async with self._conn.cursor() as cur:
+            await cur.execute(_UNCHAINED, {"day": day, "sp": sp})
+            unchained = await cur.fetchall()
+        for order_id, point in unchained:
+            point = point or service_point_of(order_id)
+            if sp in (None, point):
+                report.findings.append(
+                    Finding(
+                        point,
+                        "RECORD",
+                        f"order {order_id}",
+                        f"its rows of {day} (orders, attempts or refunds) have no journal "
+                        "entry at all: inserted beside the chain",
+                    )
+                )
 
     # ---- Redis, where it still holds the day ----------------------------------------------
 
-    async def _against_redis_head(self, report: Report, sp: str, day: date) -> None:
+    async def _against_redis_head(self, report: Report, sp: str, day: date, required: bool) -> None:
         assert self._redis is not None
         head = chain.Head.decode(await self._redis.get(keys.chain_head(sp, day.isoformat())))
         found = report.totals[sp]
+        if required and not head.n:
+            report.findings.append(
+                Finding(
+                    sp,
+                    "REDIS",
+                    "the live chain head",
+                    f"Redis has no head for the chain the record has (#{found.entries}): "
+                    "it cannot vouch that the record's chain is whole",
+                )
+            )
         if head.n and (head.n, head.hash) != (found.entries, found.root):
             report.findings.append(
                 Finding(
@@ -504,6 +627,30 @@ class Verifier:
 # ---- helpers ---------------------------------------------------------------------------
 
 
+def _readable(text: str) -> dict[str, Any] | None:
+    """The entry, or None when it is not a journal entry one can check: not JSON, not an
+    object with its link, or with an order, attempt or refund part of the wrong shape."""
+    try:
+        entry = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("chain"), dict):
+        return None
+    if not isinstance(entry.get("v"), int) or not isinstance(entry.get("order"), dict):
+        return None
+    for part in ("attempt", "refund"):
+        if part in entry and not (
+            isinstance(entry[part], dict)
+            and isinstance(entry[part].get("id"), str)
+            and isinstance(entry[part].get("amount_fen"), int)
+        ):
+            return None
+    for name in ("amount_fen", "refunded_fen"):
+        if not isinstance(entry["order"].get(name, 0), int):
+            return None
+    return entry
+
+
 def _collect(facts: dict[str, _OrderFacts], entry: Mapping[str, Any], row: _Row) -> None:
     order = entry.get("order") or {}
     known = facts.setdefault(row.order_id, _OrderFacts())
@@ -512,6 +659,7 @@ def _collect(facts: dict[str, _OrderFacts], entry: Mapping[str, Any], row: _Row)
         known.state = str(order.get("state", ""))
         known.amount_fen = int(order.get("amount_fen", 0))
         known.refunded_fen = int(order.get("refunded_fen", 0))
+        known.payer_sha256 = order.get("payer_sha256")
     if "lines" in entry:
         known.lines = entry["lines"]
     if "attempt" in entry:
@@ -556,8 +704,17 @@ def _compare_order(
     if row is None:
         found("the chain has it; the orders table does not")
         return
-    _, version, amount, refunded, state = row
-    latest = version == said.last_version  # the record's row is as of the day's last entry
+    _, version, amount, refunded, state, payer = row
+    if said.payer_sha256 is not None and (
+        hashlib.sha256(str(payer).encode()).hexdigest() != said.payer_sha256
+    ):
+        found("orders.payer_name is not the payer the chain hashed")
+    if version != said.last_version:
+        found(
+            f"orders.version {version} has no journal entry; the order's last entry is "
+            f"version {said.last_version}"
+        )
+    latest = True  # said is as of the order's last entry, whatever its day
     if amount != said.amount_fen:
         found(f"orders.amount_fen is {amount}; the chain says {said.amount_fen}")
     if latest and refunded != said.refunded_fen:
@@ -571,7 +728,16 @@ def _compare_order(
         if stored is None:
             found(f"attempt {attempt_id} (entry #{a['n']}) has no attempts row")
             continue
-        _, channel, a_state, a_amount, terminal = stored
+        _, channel, a_state, a_amount, terminal, _, trade_no = stored
+        if (
+            "provider_trade_no" in a
+            and a["state"] == a_state == "SUCCEEDED"
+            and trade_no != a["provider_trade_no"]
+        ):
+            found(
+                f"attempt {attempt_id}: attempts.provider_trade_no is {trade_no!r}; the "
+                f"chain says {a['provider_trade_no']!r}"
+            )
         if (a_amount, channel, terminal) != (a["amount_fen"], a["channel"], a["terminal"]):
             found(
                 f"attempt {attempt_id}: the row says {a_amount} fen, {channel}, {terminal}; "
@@ -579,6 +745,18 @@ def _compare_order(
             )
         elif latest and a_state != a["state"]:
             found(f"attempt {attempt_id}: the row is {a_state}; the chain says {a['state']}")
+    for attempt_id, stored in attempts.items():
+        if stored[5] == order_id and attempt_id not in said.attempts:
+            found(
+                f"attempt {attempt_id} ({stored[3]} fen, {stored[2]}) has no journal entry: "
+                "inserted beside the chain"
+            )
+    for refund_id, stored in refunds.items():
+        if stored[5] == order_id and refund_id not in said.refunds:
+            found(
+                f"refund {refund_id} ({stored[1]} fen, {stored[2]}) has no journal entry: "
+                "inserted beside the chain"
+            )
     for refund_id, r in said.refunds.items():
         stored = refunds.get(refund_id)
         if stored is None:
@@ -587,7 +765,20 @@ def _compare_order(
                 "refunds row: deleted"
             )
             continue
-        _, r_amount, r_state, supervisor, terminal = stored
+        _, r_amount, r_state, supervisor, terminal, _, reason, refund_no = stored
+        if "reason" in r and reason != r["reason"]:
+            found(
+                f"refund {refund_id}: refunds.reason is {reason!r}; the chain says {r['reason']!r}"
+            )
+        if (
+            "provider_refund_no" in r
+            and r["state"] == r_state == "SUCCEEDED"
+            and refund_no != r["provider_refund_no"]
+        ):
+            found(
+                f"refund {refund_id}: refunds.provider_refund_no is {refund_no!r}; the chain "
+                f"says {r['provider_refund_no']!r}"
+            )
         if (r_amount, supervisor, terminal) != (r["amount_fen"], r["supervisor"], r["terminal"]):
             found(
                 f"refund {refund_id}: the row says {r_amount} fen by {supervisor} at "

@@ -77,7 +77,7 @@ from orchestrator.servicepoint.lost import LostOrders
 from orchestrator.servicepoint.notices import NoticeDesk
 from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
 from orchestrator.servicepoint.orders import OrderBook, Reloading
-from orchestrator.servicepoint.recall import OrderRecall, RecordUnavailable
+from orchestrator.servicepoint.recall import OrderRecall, RecordMismatch, RecordUnavailable
 from orchestrator.servicepoint.supervisor import DriverSupervisor
 from orchestrator.store import keys
 from orchestrator.store.chain import Head
@@ -383,7 +383,7 @@ class ServicePointCore:
             *(self._recall.recall(order_id) for order_id in wanted), return_exceptions=True
         )
         for (order_id, waiting), answer in zip(wanted.items(), answers, strict=True):
-            if isinstance(answer, RecordUnavailable):
+            if isinstance(answer, RecordUnavailable | RecordMismatch):
                 for job in waiting:
                     job.refused = answer
                 continue

@@ -47,7 +47,7 @@ class CoreObserver(Protocol):
 
     def recalled(self, outcome: str) -> None:
         """An order that had left the store, asked for: `outcome` is "recalled",
-        "already_back", "not_in_record" or "record_unavailable"."""
+        "already_back", "not_in_record", "record_unavailable" or "record_mismatch"."""
         ...
 
 

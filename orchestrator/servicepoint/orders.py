@@ -8,6 +8,7 @@ the payment events it raises, its journal entries and, for a request, its stored
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from datetime import tzinfo
 
@@ -107,6 +108,7 @@ class OrderBook:
             "state": order.state.value,
             "amount_fen": order.amount_fen,
             "refunded_fen": order.refunded_fen,
+            "payer_sha256": hashlib.sha256(order.payer_name.encode()).hexdigest(),
         }
         if change.what == "created":
             entry["lines"] = [
@@ -115,14 +117,18 @@ class OrderBook:
             ]
         if change.refund_id:
             refund = order.refund(change.refund_id)
+            paid = order.attempt(refund.attempt_id)
             entry["refund"] = {
                 "id": refund.refund_id,
                 "attempt": refund.attempt_id,
+                "channel": paid.channel.value,
                 "amount_fen": refund.amount_fen,
                 "state": RefundState.PENDING.value if change.approval else refund.state.value,
                 "supervisor": refund.supervisor_id,
                 "terminal": refund.terminal_id,
                 "automatic": refund.automatic,
+                "reason": refund.reason,
+                "provider_refund_no": refund.provider_refund_no,
             }
         elif change.attempt_id:
             attempt = order.attempt(change.attempt_id)
@@ -133,6 +139,9 @@ class OrderBook:
                 "amount_fen": attempt.amount_fen,
                 "state": state.value,
                 "terminal": attempt.terminal_id,
+                "provider_trade_no": attempt.provider_trade_no,
+                "cash_received_fen": attempt.cash_received_fen,
+                "change_fen": attempt.change_fen,
             }
         return Unlinked(entry, local_day(change.at, self._zone).date().isoformat())
 

@@ -9,19 +9,28 @@ an order that never left. Its journal goes on from the record's last version.
 
 Within one actor, concurrent commands naming the same order share one recall; across
 processes the store's fence decides.
+
+The snapshot is not trusted on its own: before putting it back, the recall recomputes the
+hash of each of the order's journal entries, checks that their versions run 1..v without
+a gap, and holds the snapshot against the entries (`record_mismatch`). An order whose
+snapshot says anything the chain does not (a refund dropped, an attempt's channel
+changed) is refused with FAILED_PRECONDITION and nothing is put back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from orchestrator.domain.errors import Unavailable
+from orchestrator.domain.errors import FailedPrecondition, Unavailable
 from orchestrator.domain.order import Order
 from orchestrator.servicepoint.observer import CoreObserver
-from orchestrator.store.port import Read, RecordPort, StorePort
+from orchestrator.store.chain import entry_hash
+from orchestrator.store.port import Read, RecordedOrder, RecordPort, StorePort
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,86 @@ class RecordUnavailable(Unavailable):
             f"order {order_id} has left the live store and the record cannot be read right "
             "now; retry with the same request_id"
         )
+
+
+class RecordMismatch(FailedPrecondition):
+    """The record's snapshot of an order disagrees with its hashed journal: someone
+    changed the record. Nothing is put back; an auditor must look."""
+
+    def __init__(self, order_id: str, problem: str) -> None:
+        super().__init__(
+            f"order {order_id} cannot be recalled: its record disagrees with its journal "
+            f"({problem}); ask an auditor to run windowpay audit verify"
+        )
+
+
+def record_mismatch(recorded: RecordedOrder) -> str:
+    """What the recorded snapshot says that the order's hashed journal does not ("" when
+    they agree). Each entry's hash is recomputed; versions must run 1..v; the snapshot's
+    version, amounts and state must be those of the last entry, and each attempt's and
+    refund's amount, state (and channel) those of the last entry naming it."""
+    try:
+        snapshot = orjson.loads(recorded.snapshot)
+        entries = [orjson.loads(raw) for raw in recorded.journal]
+    except orjson.JSONDecodeError:
+        return "unreadable snapshot or journal entry"
+    if not isinstance(snapshot, dict) or not entries:
+        return "no journal"
+    attempts: dict[str, Mapping[str, Any]] = {}
+    refunds: dict[str, Mapping[str, Any]] = {}
+    for version, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("chain"), dict):
+            return f"journal entry {version} has no link"
+        if entry.get("v") != version:
+            return f"journal entry {version} has version {entry.get('v')!r}"
+        if entry["chain"].get("hash") != entry_hash(entry):
+            return f"journal entry {version} does not match its hash"
+        if isinstance(entry.get("attempt"), dict):
+            attempts[str(entry["attempt"].get("id"))] = entry["attempt"]
+        if isinstance(entry.get("refund"), dict):
+            refunds[str(entry["refund"].get("id"))] = entry["refund"]
+    last = entries[-1]
+    said = last.get("order") if isinstance(last.get("order"), dict) else {}
+    differences = []
+    if snapshot.get("version") != len(entries) or recorded.version != len(entries):
+        differences.append(
+            f"version {recorded.version} (snapshot {snapshot.get('version')!r}), "
+            f"the journal's last is {len(entries)}"
+        )
+    for field in ("amount_fen", "refunded_fen", "state"):
+        if snapshot.get(field) != said.get(field):
+            differences.append(
+                f"{field} {snapshot.get(field)!r}, the journal says {said.get(field)!r}"
+            )
+    differences += _named(snapshot.get("attempts"), "attempt_id", attempts, ("channel",))
+    differences += _named(snapshot.get("refunds"), "refund_id", refunds, ())
+    return "; ".join(differences)
+
+
+def _named(
+    items: Any, key: str, said: dict[str, Mapping[str, Any]], fields: tuple[str, ...]
+) -> list[str]:
+    """How the snapshot's attempts or refunds differ from the last entries naming them."""
+    kind = key.removesuffix("_id")
+    if not isinstance(items, list):
+        return [f"no {kind}s"]
+    differences = []
+    seen = set()
+    for item in items:
+        item_id = str(item.get(key)) if isinstance(item, dict) else "?"
+        seen.add(item_id)
+        entry = said.get(item_id)
+        if entry is None:
+            differences.append(f"{kind} {item_id} is in no journal entry")
+            continue
+        for field in ("amount_fen", "state", *fields):
+            if item.get(field) != entry.get(field):
+                differences.append(
+                    f"{kind} {item_id} {field} {item.get(field)!r}, "
+                    f"the journal says {entry.get(field)!r}"
+                )
+    differences += [f"{kind} {missing} of the journal is missing" for missing in said.keys() - seen]
+    return differences
 
 
 class OrderRecall:
@@ -76,6 +165,16 @@ class OrderRecall:
         if recorded is None:
             self._observer.recalled("not_in_record")
             return
+        problem = record_mismatch(recorded)
+        if problem:
+            self._observer.recalled("record_mismatch")
+            log.error(
+                "order %s not recalled: its record disagrees with its journal: %s",
+                order_id,
+                problem,
+                extra={"order_id": order_id},
+            )
+            raise RecordMismatch(order_id, problem)
         order = Order.from_record(orjson.loads(recorded.snapshot))
         won = await self._store.restore(
             recorded,

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from orchestrator.audit.closer import DailyCloser
-from orchestrator.audit.job import NotClosable, close_day
+from orchestrator.audit.job import AlreadyClosed, NotClosable, close_day
 from orchestrator.audit.roots import (
     ensure_audit_key,
     load_private_key,
@@ -34,6 +34,7 @@ from orchestrator.cli import main
 from orchestrator.config import parse_config
 from orchestrator.domain import ids
 from orchestrator.domain.commands import CreateOrder, Done, RefundOrder
+from orchestrator.metrics import AUDIT_DAY_NOT_CLOSED
 from orchestrator.record.drainer import Drainer
 from orchestrator.store import chain, keys
 from tests.integration.test_record import (
@@ -320,7 +321,8 @@ async def test_an_altered_root_file_is_named(closed: Day) -> None:
     assert await asyncio.to_thread(main, _cli(closed)) == 1
 
 
-async def test_a_day_is_not_closed_while_the_record_lags_behind_redis(closed: Day) -> None:
+async def test_a_day_is_not_closed_while_the_record_lags_behind_redis(drained: Day) -> None:
+    closed = drained
     office = closed.office
     window = sorted(office.config.deployment.window_service_point)[0]
     [created] = await office.core.submit(
@@ -349,3 +351,263 @@ async def test_the_drainer_closes_a_day_by_itself_once_it_has_ended(drained: Day
         assert await closer.run_once(force=True) == drained.day
         assert await closer.run_once(force=True) is None  # closed once
     assert (await drained.verify()).findings == []
+    # and verified at once: the outcome the console and the alerts go by
+    assert await drained.sql("SELECT day, service_point_id, ok FROM audit_verifications") == [
+        (drained.day, "", True)
+    ]
+    assert AUDIT_DAY_NOT_CLOSED._value.get() == 0
+
+
+async def test_the_closer_reports_a_day_it_cannot_close(drained: Day) -> None:
+    sp = await _drop_last_entry(drained)
+    await drained.office.redis.delete(keys.chain_head(sp, drained.day.isoformat()))
+    zone = drained.office.config.settings.zone
+    morning = datetime.combine(drained.day + timedelta(days=1), dt_time(9), tzinfo=zone)
+    async with pool_of(drained.url) as pool:
+        closer = DailyCloser(
+            pool, drained.office.redis, drained.keys_dir, drained.audit_dir,
+            drained.office.points, zone, now_ms=lambda: int(morning.timestamp() * 1000),
+        )  # fmt: skip
+        assert await closer.run_once(force=True) is None
+    assert AUDIT_DAY_NOT_CLOSED._value.get() == 1
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+
+
+# ---- closing: a truncated chain is not signed, a signed day is never signed again --------
+
+
+async def _close(day: Day, **more: Any) -> None:
+    async with await psycopg.AsyncConnection.connect(day.url) as conn:
+        await close_day(
+            conn, load_private_key(day.keys_dir), day.day, day.office.points, day.audit_dir,
+            day.office.redis, **more,
+        )  # fmt: skip
+
+
+async def _drop_last_entry(day: Day) -> str:
+    """The DBA deletes the service point's last journal row of the day."""
+    sp = day.office.points[0]
+    _, order_id, version, _ = (await day.chain_rows(sp))[-1]
+    await day.sql("DELETE FROM journal WHERE order_id = %s AND version = %s", order_id, version)
+    return sp
+
+
+async def test_close_refuses_to_sign_without_redis_when_redis_cannot_be_reached(
+    drained: Day,
+) -> None:
+    await _drop_last_entry(drained)
+    close = [
+        "audit", "close", "--date", drained.day.isoformat(), "--database-url", drained.url,
+        "--redis-url", "redis://127.0.0.1:1/0", "--config", str(drained.config_file),
+        "--audit-dir", str(drained.audit_dir), "--data-dir", str(drained.keys_dir.parent),
+    ]  # fmt: skip
+    assert await asyncio.to_thread(main, close) == 2
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+    assert await drained.sql("SELECT 1 FROM audit_roots") == []
+
+
+async def test_a_chain_whose_redis_head_is_gone_is_not_signed(drained: Day) -> None:
+    sp = await _drop_last_entry(drained)
+    await drained.office.redis.delete(keys.chain_head(sp, drained.day.isoformat()))
+    with pytest.raises(NotClosable, match="no head"):
+        await _close(drained)
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+
+
+async def test_a_day_that_has_not_ended_is_not_signed(drained: Day) -> None:
+    zone = drained.office.config.settings.zone
+    evening = datetime.combine(drained.day, dt_time(23, 50), tzinfo=zone)
+    with pytest.raises(NotClosable, match="has not ended"):
+        await _close(drained, zone=zone, now_ms=int(evening.timestamp() * 1000))
+    assert not roots_file(drained.audit_dir, drained.day).exists()
+
+
+async def test_a_closed_day_is_never_signed_again(closed: Day) -> None:
+    path = roots_file(closed.audit_dir, closed.day)
+    exported = path.read_bytes()
+    stored = await closed.sql("SELECT * FROM audit_roots ORDER BY service_point_id")
+    with pytest.raises(AlreadyClosed):
+        await _close(closed)
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT * FROM audit_roots ORDER BY service_point_id") == stored
+    # The DBA removes the database copies: the file still says the day is closed.
+    await closed.sql("DELETE FROM audit_roots")
+    with pytest.raises(AlreadyClosed):
+        await _close(closed)
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT 1 FROM audit_roots") == []
+
+
+async def test_the_closer_does_not_sign_again_a_day_whose_database_roots_were_deleted(
+    closed: Day,
+) -> None:
+    path = roots_file(closed.audit_dir, closed.day)
+    exported = path.read_bytes()
+    sp = await _drop_last_entry(closed)
+    head = chain.Head.decode(
+        await closed.office.redis.get(keys.chain_head(sp, closed.day.isoformat()))
+    )
+    await closed.office.redis.set(
+        keys.chain_head(sp, closed.day.isoformat()), chain.Head(head.n - 1, "x" * 64).encode()
+    )
+    await closed.sql("DELETE FROM audit_roots")
+    zone = closed.office.config.settings.zone
+    morning = datetime.combine(closed.day + timedelta(days=1), dt_time(9), tzinfo=zone)
+    async with pool_of(closed.url) as pool:
+        closer = DailyCloser(
+            pool, closed.office.redis, closed.keys_dir, closed.audit_dir, closed.office.points,
+            zone, now_ms=lambda: int(morning.timestamp() * 1000),
+        )  # fmt: skip
+        assert await closer.run_once(force=True) is None
+    assert path.read_bytes() == exported
+    assert await closed.sql("SELECT 1 FROM audit_roots") == []
+
+
+# ---- verify: unreadable rows, versions, rows beside the chain, the archive, the roots -----
+
+
+async def test_an_unreadable_entry_is_altered_and_the_outcome_is_kept(closed: Day) -> None:
+    sp = closed.office.points[0]
+    [(order_id, order_day)] = await closed.sql(
+        "SELECT order_id, order_day FROM journal WHERE service_point_id = %s LIMIT 1", sp
+    )
+    await closed.sql(
+        "INSERT INTO journal (order_id, version, at_ms, what, order_state, entry, order_day,"
+        " service_point_id, chain_day, chain_seq, prev_hash, entry_hash)"
+        " VALUES (%s, 500, 1, 'attempt', 'PAID', '{\"v\": 500}', %s, %s, %s, 88888, 'p', 'h')",
+        order_id, order_day, sp, closed.day,
+    )  # fmt: skip
+    report = await closed.verify()
+    unreadable = [f for f in report.findings if "unreadable entry" in f.what]
+    assert [f.kind for f in unreadable] == ["ALTERED"]
+    assert order_id in unreadable[0].where
+    assert await asyncio.to_thread(main, _cli(closed)) == 1
+    [(ok, first)] = await closed.sql("SELECT ok, first_finding FROM audit_verifications")
+    assert ok is False and first
+
+
+async def test_a_raised_order_version_does_not_hide_its_state(closed: Day) -> None:
+    [(order_id,)] = await closed.sql(
+        "SELECT order_id FROM refunds WHERE state = 'SUCCEEDED' ORDER BY order_id LIMIT 1"
+    )
+    await closed.sql(
+        "UPDATE orders SET version = version + 100, state = 'PAID', refunded_fen = 0"
+        " WHERE order_id = %s",
+        order_id,
+    )
+    await closed.sql("UPDATE refunds SET state = 'FAILED' WHERE order_id = %s", order_id)
+    await closed.sql("UPDATE attempts SET state = 'FAILED' WHERE order_id = %s", order_id)
+    found = [f.what for f in (await closed.verify()).findings if order_id in f.where]
+    assert any("orders.version" in what and "no journal entry" in what for what in found)
+    assert any(what.startswith("orders.state is PAID") for what in found)
+    assert any(what.startswith("orders.refunded_fen is 0") for what in found)
+    assert any("the row is FAILED; the chain says SUCCEEDED" in what for what in found)
+
+
+async def test_rows_beside_the_chain_are_named(closed: Day) -> None:
+    [(order_id, attempt_id, order_day)] = await closed.sql(
+        "SELECT order_id, attempt_id, order_day FROM attempts WHERE state = 'SUCCEEDED'"
+        " AND order_id NOT IN (SELECT order_id FROM refunds) ORDER BY order_id LIMIT 1"
+    )
+    await closed.sql(
+        "INSERT INTO refunds (refund_id, order_id, attempt_id, amount_fen, state, reason,"
+        " supervisor_id, terminal_id, automatic, created_at_ms, finished_at_ms, finished_day,"
+        " provider_refund_no, failure_reason, order_day)"
+        " VALUES ('EXTRA-R', %s, %s, 9999, 'SUCCEEDED', '', 'S1', 'T', false, 1, 1, %s, '', '',"
+        " %s)",
+        order_id, attempt_id, closed.day, order_day,
+    )  # fmt: skip
+    await closed.sql(
+        "INSERT INTO attempts SELECT 'EXTRA-A', order_id, channel, state, 777, terminal_id,"
+        " request_id, created_at_ms, finished_at_ms, finished_day, provider_trade_no,"
+        " failure_reason, follow_up, order_day FROM attempts WHERE attempt_id = %s",
+        attempt_id,
+    )
+    await closed.sql(
+        "INSERT INTO orders SELECT 'SPX-EXTRA', version, service_point_id, window_id,"
+        " business_no || 'X', payer_name, 100000, state, catalog_version, created_at_ms,"
+        " created_day, paid_at_ms, paid_day, paid_by, paid_channel, refunded_fen, snapshot"
+        " FROM orders WHERE order_id = %s",
+        order_id,
+    )
+    records = [f for f in (await closed.verify()).findings if f.kind == "RECORD"]
+    assert any("refund EXTRA-R (9999 fen" in f.what for f in records), records
+    assert any("attempt EXTRA-A (777 fen" in f.what for f in records), records
+    assert any(f.where == "order SPX-EXTRA" and "no journal entry" in f.what for f in records)
+
+
+async def test_an_archived_day_verifies_and_its_archive_is_checked(closed: Day) -> None:
+    from orchestrator.record.partitions import archive
+
+    async with await psycopg.AsyncConnection.connect(closed.url, autocommit=True) as conn:
+        await archive(conn, closed.day + timedelta(days=1))
+    assert await closed.sql("SELECT 1 FROM public.journal") == []
+    assert (await closed.verify(redis=False)).findings == []
+    [(refund_id,)] = await closed.sql(
+        "SELECT refund_id FROM record_archive.refunds ORDER BY refund_id LIMIT 1"
+    )
+    await closed.sql(
+        "UPDATE record_archive.refunds SET amount_fen = 1 WHERE refund_id = %s", refund_id
+    )
+    [finding] = (await closed.verify(redis=False)).findings
+    assert finding.kind == "RECORD" and f"refund {refund_id}: the row says 1 fen" in finding.what
+
+
+async def test_a_deleted_database_root_is_named_when_the_file_has_it(closed: Day) -> None:
+    await closed.sql("DELETE FROM audit_roots")
+    report = await closed.verify()
+    assert {f.kind for f in report.findings} == {"ROOT"}
+    assert all("database copy missing" in f.what for f in report.findings)
+    assert len(report.findings) == len(closed.office.points)
+
+
+async def test_verify_prints_the_key_fingerprint_and_refuses_a_key_other_than_the_pinned(
+    closed: Day, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tomllib
+
+    from orchestrator.audit.roots import fingerprint
+
+    own = fingerprint(load_public_key(public_key_path(closed.keys_dir)))
+    data = tomllib.loads(closed.config_file.read_text())
+    data.setdefault("record", {})["audit_public_key_sha256"] = own
+    closed.config_file.write_bytes(tomli_w.dumps(data).encode())
+    assert await asyncio.to_thread(main, _cli(closed)) == 0
+    assert f"audit public key sha256 {own} (pinned)" in capsys.readouterr().out
+
+    # Whoever can write the keys directory swaps audit.pub for a key of his own.
+    swapped = closed.keys_dir.parent / "swapped"
+    ensure_audit_key(swapped)
+    swapped_cli = [*_cli(closed)]
+    swapped_cli[swapped_cli.index("--public-key") + 1] = str(public_key_path(swapped))
+    assert await asyncio.to_thread(main, swapped_cli) == 2
+    assert "the key file was replaced" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            "UPDATE attempts SET provider_trade_no = 'FORGED' WHERE attempt_id = ("
+            "SELECT attempt_id FROM attempts WHERE state = 'SUCCEEDED' ORDER BY attempt_id"
+            " LIMIT 1)",
+            "attempts.provider_trade_no is 'FORGED'",
+        ),
+        (
+            "UPDATE refunds SET reason = 'forged' WHERE refund_id = ("
+            "SELECT refund_id FROM refunds ORDER BY refund_id LIMIT 1)",
+            "refunds.reason is 'forged'",
+        ),
+        (
+            "UPDATE orders SET payer_name = '王五' WHERE order_id = ("
+            "SELECT order_id FROM orders ORDER BY order_id LIMIT 1)",
+            "orders.payer_name is not the payer the chain hashed",
+        ),
+    ],
+)
+async def test_hashed_facts_beyond_the_amounts_are_compared(
+    closed: Day, change: str, named: str
+) -> None:
+    await closed.sql(change)
+    [finding] = (await closed.verify()).findings
+    assert finding.kind == "RECORD" and named in finding.what
