@@ -214,7 +214,10 @@ async def deployed(
             "business": "business", "backoffice": "backoffice", "auditor": "auditor",
             "monitor": "monitor", "spare": "auditor", "business2": "business",
         },
-        "limits": {"stream_queue": 8, "stream_stall_s": 5},
+        # The tests read as the back office and the auditor far more often than a person
+        # would (every outcome checked): their rate is not what is tested here.
+        "limits": {"stream_queue": 8, "stream_stall_s": 5, "other_rate": 10_000,
+                   "other_burst": 10_000},
         # the subscriber ids each business system may use: one per test that subscribes
         "subscribers": {
             "business": "business", "biz-away": "business", "biz-single": "business",
