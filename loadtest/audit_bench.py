@@ -31,6 +31,7 @@ from orchestrator.audit.roots import Totals, sign, store_roots, write_file
 from orchestrator.audit.verify import Verifier
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
+from orchestrator.record.partitions import Partitions
 from orchestrator.store import chain
 
 DAY = date(2026, 12, 1)
@@ -87,6 +88,8 @@ async def generate(url: str, entries: int, points: int) -> dict[str, Totals]:
     per_point = max(1, entries // points)
     totals: dict[str, Totals] = {}
     async with await psycopg.AsyncConnection.connect(url) as conn:
+        await Partitions().ensure(conn, [DAY])  # the record is partitioned by business day
+        await conn.execute("INSERT INTO movement_days VALUES (%s, %s)", (DAY, DAY))
         for p in range(points):
             sp = f"SP{p:03d}"
             head = chain.Head()
@@ -103,7 +106,7 @@ async def generate(url: str, entries: int, points: int) -> dict[str, Totals]:
                     journal.append((
                         final["order_id"], linked["v"], linked["at"], linked["what"],
                         linked["order_state"], orjson.dumps(linked).decode(), sp, DAY, head.n,
-                        linked["chain"]["prev"], head.hash,
+                        linked["chain"]["prev"], head.hash, DAY,
                     ))  # fmt: skip
                 oid, at = final["order_id"], final["at"]
                 orders.append((
@@ -111,16 +114,16 @@ async def generate(url: str, entries: int, points: int) -> dict[str, Totals]:
                     final["state"], "2026-01-01", at, DAY, at + 3, DAY, final["attempt"],
                     "CASH", final["refunded_fen"], "{}",
                 ))  # fmt: skip
-                lines += [(oid, i, *line[:1], "n", "u", "c", *line[1:]) for i, line in
+                lines += [(oid, i, *line[:1], "n", "u", "c", *line[1:], DAY) for i, line in
                           enumerate(LINES)]  # fmt: skip
                 attempts.append((
                     final["attempt"], oid, "CASH", "SUCCEEDED", AMOUNT, final["terminal"], "r",
-                    at, at + 3, DAY, "", "", False,
+                    at, at + 3, DAY, "", "", False, DAY,
                 ))  # fmt: skip
                 if final["refund"]:
                     refunds.append((
                         final["refund"], oid, final["attempt"], 500, "SUCCEEDED", "退费", "S1",
-                        final["terminal"], False, at + 4, at + 5, DAY, "", "",
+                        final["terminal"], False, at + 4, at + 5, DAY, "", "", DAY,
                     ))  # fmt: skip
                 n += 1
             async with conn.cursor() as cur:
@@ -143,14 +146,15 @@ _COLUMNS = {
     "amount_fen, state, catalog_version, created_at_ms, created_day, paid_at_ms, paid_day, "
     "paid_by, paid_channel, refunded_fen, snapshot",
     "order_lines": "order_id, line_no, fee_code, name, unit, category, quantity, "
-    "unit_price_fen, amount_fen",
+    "unit_price_fen, amount_fen, order_day",
     "attempts": "attempt_id, order_id, channel, state, amount_fen, terminal_id, request_id, "
-    "created_at_ms, finished_at_ms, finished_day, provider_trade_no, failure_reason, follow_up",
+    "created_at_ms, finished_at_ms, finished_day, provider_trade_no, failure_reason, follow_up, "
+    "order_day",
     "refunds": "refund_id, order_id, attempt_id, amount_fen, state, reason, supervisor_id, "
     "terminal_id, automatic, created_at_ms, finished_at_ms, finished_day, provider_refund_no, "
-    "failure_reason",
+    "failure_reason, order_day",
     "journal": "order_id, version, at_ms, what, order_state, entry, service_point_id, "
-    "chain_day, chain_seq, prev_hash, entry_hash",
+    "chain_day, chain_seq, prev_hash, entry_hash, order_day",
 }
 
 
