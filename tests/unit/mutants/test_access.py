@@ -271,3 +271,20 @@ def test_long_ids_are_cut_in_the_reason() -> None:
         "/windowpay.v1.BusinessGateway/WatchPayments", Principal("business", Role.BUSINESS),
         pb.WatchPaymentsRequest(subscriber_id=subscriber),
     ) == f"subscriber_id {'s' * 40!r} is not one the config gives it"  # fmt: skip
+
+
+def test_the_pin_files_are_written_indented_and_kept_private(tmp_path: Path) -> None:
+    # An operator reads supervisors.json to hand out the development PINs: both files are
+    # written with an indent of two, and each rewrite keeps them 0600.
+    hashes_path, dev_path = tmp_path / "supervisor_pins.json", tmp_path / "supervisors.json"
+    sv.set_pin(tmp_path, "SUP01", "555555")  # makes the hash file
+    hashes = json.loads(hashes_path.read_text())
+    assert hashes_path.read_text() == json.dumps(hashes, indent=2)
+    dev_path.write_text(json.dumps({"SUP01": "111111", "SUP02": "222222"}))
+    dev_path.chmod(0o600)
+    sv.set_pin(tmp_path, "SUP01", "666666")  # replaces both files
+    hashes = json.loads(hashes_path.read_text())
+    assert hashes_path.read_text() == json.dumps(hashes, indent=2)
+    assert dev_path.read_text() == json.dumps({"SUP02": "222222"}, indent=2)
+    assert hashes_path.stat().st_mode & 0o777 == 0o600
+    assert dev_path.stat().st_mode & 0o777 == 0o600
