@@ -3,6 +3,7 @@ for the mutants of servicepoint/handlers.py that `make mutate` found alive."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -331,7 +332,10 @@ async def test_a_card_refund_under_way_keeps_an_empty_answer_naming_it(harness: 
     await settled(harness, order_id)
 
 
-async def test_a_late_success_is_told_by_channel_and_its_answer_kept(harness: Harness) -> None:
+async def test_a_late_success_is_told_by_channel_and_its_answer_kept(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="orchestrator.servicepoint.handlers")
     observer = Told()
     core = await harness.core(observer=observer)
     order_id = order_of(await one(core, harness.create()))["order_id"]
@@ -345,6 +349,11 @@ async def test_a_late_success_is_told_by_channel_and_its_answer_kept(harness: Ha
         order_id, refund_id=refund["refund_id"]
     ) + bytes(done.order)
     await eventually(lambda: _told(observer), lambda told: ("late", "WECHAT") in told)
+    [logged] = [r for r in caplog.records if r.name == "orchestrator.servicepoint.handlers"]
+    assert (logged.levelname, logged.getMessage()) == (
+        "WARNING", "late success found by reconciliation: refunding",
+    )  # fmt: skip
+    assert (logged.order_id, logged.attempt_id) == (order_id, declined.attempt_id)
     await settled(harness, order_id)
 
 
