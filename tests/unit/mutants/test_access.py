@@ -288,3 +288,20 @@ def test_the_pin_files_are_written_indented_and_kept_private(tmp_path: Path) -> 
     assert dev_path.read_text() == json.dumps({"SUP02": "222222"}, indent=2)
     assert hashes_path.stat().st_mode & 0o777 == 0o600
     assert dev_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_development_pins_are_drawn_from_a_million(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[int] = []
+
+    def highest(n: int) -> int:
+        drawn.append(n)
+        return n - 1
+
+    monkeypatch.setattr(sv.secrets, "randbelow", highest)
+    access = AccessSettings(supervisors={"SUP01": "E1", "SUP02": "E2"})
+    assert sv.ensure_dev_pins(access, tmp_path) == ["SUP01", "SUP02"]
+    assert drawn == [1_000_000, 1_000_000]
+    pins = json.loads((tmp_path / "supervisors.json").read_text())
+    assert pins == {"SUP01": "999999", "SUP02": "999999"}
