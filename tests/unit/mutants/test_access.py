@@ -248,6 +248,8 @@ async def test_a_pin_set_meanwhile_is_read_and_a_broken_file_keeps_the_last(
     (tmp_path / "supervisor_pins.json").write_text("[]")
     with caplog.at_level(logging.ERROR, logger=sv.__name__):
         assert (await checker.approve("SUP03", "222222", "E1", "E1T1")).verdict is sv.Verdict.OK
+        # the broken file is read once, not again at each approval
+        assert (await checker.approve("SUP03", "222222", "E1", "E1T1")).verdict is sv.Verdict.OK
     assert caplog.messages == [
         f"supervisor PIN hashes unreadable ({tmp_path / 'supervisor_pins.json'}: expected an "
         "object of supervisor -> hash); keeping the last ones"
@@ -305,3 +307,15 @@ def test_development_pins_are_drawn_from_a_million(
     assert drawn == [1_000_000, 1_000_000]
     pins = json.loads((tmp_path / "supervisors.json").read_text())
     assert pins == {"SUP01": "999999", "SUP02": "999999"}
+    # both files are written with an indent of two (an operator reads them)
+    assert (tmp_path / "supervisors.json").read_text() == json.dumps(pins, indent=2)
+    hashes = json.loads((tmp_path / "supervisor_pins.json").read_text())
+    assert (tmp_path / "supervisor_pins.json").read_text() == json.dumps(hashes, indent=2)
+
+
+async def test_a_hash_file_broken_from_the_start_knows_no_supervisor(tmp_path: Path) -> None:
+    (tmp_path / "supervisor_pins.json").write_text("[]")
+    access = AccessSettings(supervisors={"SUP01": "E1"})
+    checker = sv.Supervisors(access, tmp_path, ScriptedLockout(GO))  # type: ignore[arg-type]
+    decision = await checker.approve("SUP01", "123456", "E1", "E1T1")
+    assert decision == sv.Decision(sv.Verdict.UNKNOWN, "'SUP01' is not a supervisor here")
