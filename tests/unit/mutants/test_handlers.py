@@ -359,3 +359,17 @@ async def test_a_late_success_is_told_by_channel_and_its_answer_kept(
 
 async def _told(observer: Told) -> list[tuple[str, ...]]:
     return observer.told
+
+
+async def test_a_conflicting_create_gives_back_the_business_case_it_claimed(
+    harness: Harness,
+) -> None:
+    core = await harness.core()
+    create = harness.create(business_no="CASE-A")
+    await one(core, create)
+    other = CreateOrder(create.request_id, "CASE-B", harness.window(1), "张三", LINES)
+    rejected = await one(core, other)
+    assert isinstance(rejected, Rejected) and rejected.code is ErrorCode.ALREADY_EXISTS
+    assert keys.business_case("CASE-B") not in harness.store.strings  # given back
+    assert keys.business_case("CASE-A") in harness.store.strings  # the first's, kept
+    assert keys.request_claim(create.request_id) in harness.store.strings
