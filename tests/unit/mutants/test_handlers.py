@@ -23,6 +23,7 @@ from orchestrator.domain.commands import (
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order, Refund
 from orchestrator.domain.states import Channel
+from orchestrator.providers.engine import SystemClock
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from tests.core_harness import LINES, Harness, one, order_of, settled
@@ -373,3 +374,28 @@ async def test_a_conflicting_create_gives_back_the_business_case_it_claimed(
     assert keys.business_case("CASE-B") not in harness.store.strings  # given back
     assert keys.business_case("CASE-A") in harness.store.strings  # the first's, kept
     assert keys.request_claim(create.request_id) in harness.store.strings
+
+
+class SetClock(SystemClock):
+    """The system's clock, or a time set by the test."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+
+    def now_ms(self) -> int:
+        return super().now_ms() if self.at is None else self.at
+
+
+async def test_a_payment_at_the_orders_expiry_is_refused_and_the_order_expires(
+    harness: Harness,
+) -> None:
+    clock = SetClock()
+    core = await harness.core(clock=clock)
+    created = order_of(await one(core, harness.create()))
+    clock.at = created["expires_at"]  # the very moment it expires
+    assert await one(core, harness.pay(created["order_id"])) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"order {created['order_id']} expired and can no longer be paid",
+    )
+    order = await harness.stored(created["order_id"])
+    assert order.state.value == "EXPIRED"
