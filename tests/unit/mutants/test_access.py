@@ -248,6 +248,8 @@ async def test_a_pin_set_meanwhile_is_read_and_a_broken_file_keeps_the_last(
     (tmp_path / "supervisor_pins.json").write_text("[]")
     with caplog.at_level(logging.ERROR, logger=sv.__name__):
         assert (await checker.approve("SUP03", "222222", "E1", "E1T1")).verdict is sv.Verdict.OK
+        # the broken file is read once, not again at each approval
+        assert (await checker.approve("SUP03", "222222", "E1", "E1T1")).verdict is sv.Verdict.OK
     assert caplog.messages == [
         f"supervisor PIN hashes unreadable ({tmp_path / 'supervisor_pins.json'}: expected an "
         "object of supervisor -> hash); keeping the last ones"
@@ -271,3 +273,49 @@ def test_long_ids_are_cut_in_the_reason() -> None:
         "/windowpay.v1.BusinessGateway/WatchPayments", Principal("business", Role.BUSINESS),
         pb.WatchPaymentsRequest(subscriber_id=subscriber),
     ) == f"subscriber_id {'s' * 40!r} is not one the config gives it"  # fmt: skip
+
+
+def test_the_pin_files_are_written_indented_and_kept_private(tmp_path: Path) -> None:
+    # An operator reads supervisors.json to hand out the development PINs: both files are
+    # written with an indent of two, and each rewrite keeps them 0600.
+    hashes_path, dev_path = tmp_path / "supervisor_pins.json", tmp_path / "supervisors.json"
+    sv.set_pin(tmp_path, "SUP01", "555555")  # makes the hash file
+    hashes = json.loads(hashes_path.read_text())
+    assert hashes_path.read_text() == json.dumps(hashes, indent=2)
+    dev_path.write_text(json.dumps({"SUP01": "111111", "SUP02": "222222"}))
+    dev_path.chmod(0o600)
+    sv.set_pin(tmp_path, "SUP01", "666666")  # replaces both files
+    hashes = json.loads(hashes_path.read_text())
+    assert hashes_path.read_text() == json.dumps(hashes, indent=2)
+    assert dev_path.read_text() == json.dumps({"SUP02": "222222"}, indent=2)
+    assert hashes_path.stat().st_mode & 0o777 == 0o600
+    assert dev_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_development_pins_are_drawn_from_a_million(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[int] = []
+
+    def highest(n: int) -> int:
+        drawn.append(n)
+        return n - 1
+
+    monkeypatch.setattr(sv.secrets, "randbelow", highest)
+    access = AccessSettings(supervisors={"SUP01": "E1", "SUP02": "E2"})
+    assert sv.ensure_dev_pins(access, tmp_path) == ["SUP01", "SUP02"]
+    assert drawn == [1_000_000, 1_000_000]
+    pins = json.loads((tmp_path / "supervisors.json").read_text())
+    assert pins == {"SUP01": "999999", "SUP02": "999999"}
+    # both files are written with an indent of two (an operator reads them)
+    assert (tmp_path / "supervisors.json").read_text() == json.dumps(pins, indent=2)
+    hashes = json.loads((tmp_path / "supervisor_pins.json").read_text())
+    assert (tmp_path / "supervisor_pins.json").read_text() == json.dumps(hashes, indent=2)
+
+
+async def test_a_hash_file_broken_from_the_start_knows_no_supervisor(tmp_path: Path) -> None:
+    (tmp_path / "supervisor_pins.json").write_text("[]")
+    access = AccessSettings(supervisors={"SUP01": "E1"})
+    checker = sv.Supervisors(access, tmp_path, ScriptedLockout(GO))  # type: ignore[arg-type]
+    decision = await checker.approve("SUP01", "123456", "E1", "E1T1")
+    assert decision == sv.Decision(sv.Verdict.UNKNOWN, "'SUP01' is not a supervisor here")

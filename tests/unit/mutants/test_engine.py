@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
@@ -357,3 +358,38 @@ async def test_a_payer_still_paying_in_follow_up_gets_one_more_reverse_within_it
     assert events.seen == [
         (100, AttemptEvent.FOLLOW_UP_CLEARED, "", "provider kept nothing (NOT_FOUND)")
     ]
+
+
+class RefundCalls(Scripted):
+    """Keeps each refund call it is handed; its first refund never answers."""
+
+    def __init__(self, clock: FakeClock, **answers: list[Any]) -> None:
+        super().__init__(clock, **answers)
+        self.handed: list[Any] = []
+
+    async def refund(self, call: Any) -> RefundAnswer:
+        self.handed.append(call)
+        if len(self.handed) == 1:
+            await asyncio.Event().wait()
+        return await super().refund(call)
+
+
+async def test_a_refund_that_hangs_is_sent_again_naming_its_first_time() -> None:
+    clock = FakeClock()
+    # the second send is not found (not pending): its status is the last word kept
+    provider = RefundCalls(clock, refund=[NOT_FOUND_REFUND, OK])
+    ended: list[bool] = []
+
+    async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
+        ended.append(succeeded)
+
+    quick = replace(PLAYBOOK, query_timeout_s=0.01)  # real seconds: the call is awaited
+    driver = RefundDriver(provider, quick, clock, record)  # type: ignore[arg-type]
+    assert driver.last_reason == ""
+    ticket = RefundTicket("A1R1ABCDEF", TradeRef("A1", 8000, T0), 3000, T0 - 5000)
+    await asyncio.wait_for(driver.run(ticket), 10)
+    assert ended == [True]
+    assert driver.last_reason == "NOT_FOUND"
+    assert [(c.out_refund_no, c.refund_fen, c.at_ms) for c in provider.handed] == [
+        ("A1R1ABCDEF", 3000, T0 - 5000)
+    ] * 3

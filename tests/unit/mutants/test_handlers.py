@@ -3,10 +3,13 @@ for the mutants of servicepoint/handlers.py that `make mutate` found alive."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
+from orchestrator.domain.auth_codes import mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,
@@ -18,12 +21,14 @@ from orchestrator.domain.commands import (
     SettleLateSuccess,
 )
 from orchestrator.domain.errors import ErrorCode
+from orchestrator.domain.order import Order, Refund
 from orchestrator.domain.states import Channel
+from orchestrator.providers.engine import SystemClock
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from tests.core_harness import LINES, Harness, one, order_of, settled
 from tests.integration.test_store_contract import Recording
-from tests.support import new_id, small_config
+from tests.support import eventually, new_id, small_config
 
 
 @pytest.fixture
@@ -235,3 +240,162 @@ async def test_a_late_success_keeps_its_trade_number_and_is_given_back(harness: 
     # the refund is driven to the provider's word (the sandbox took nothing: it refuses)
     order = await settled(harness, order_id)
     assert [r.state.value for r in order.refunds] == ["FAILED"]
+
+
+class Told(Recording):
+    """Also keeps the refunds that ended and the late successes found."""
+
+    def refund_ended(self, order: Order, refund: Refund) -> None:
+        super().refund_ended(order, refund)
+        self.told.append(("refund", refund.refund_id, refund.state.value))
+
+    def late_success(self, channel: Channel) -> None:
+        super().late_success(channel)
+        self.told.append(("late", channel.value))
+
+
+def stored_answer(harness: Harness, request_id: str) -> bytes:
+    return harness.store.strings[keys.response(harness.sp, request_id)]
+
+
+def header(order_id: str, attempt_id: str = "", refund_id: str = "") -> bytes:
+    fields = {"order_id": order_id, "attempt_id": attempt_id, "refund_id": refund_id}
+    return orjson.dumps(fields) + b"\n"
+
+
+async def test_a_payment_under_way_keeps_an_empty_answer_naming_its_attempt(
+    harness: Harness,
+) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    pay = harness.pay(order_id, ending="7777")  # the payer confirms later: still under way
+    accepted = await one(core, pay)
+    assert isinstance(accepted, Accepted)
+    assert stored_answer(harness, pay.request_id) == header(order_id, accepted.attempt_id)
+    [attempt] = order_of(accepted)["attempts"]
+    assert (attempt["attempt_id"], attempt["terminal_id"], attempt["auth_code_masked"]) == (
+        accepted.attempt_id, pay.terminal_id, mask_auth_code(pay.auth_code),
+    )  # fmt: skip
+    replay = await one(core, pay)  # the same request again, while the payer confirms
+    assert isinstance(replay, Accepted), replay
+    assert replay.attempt_id == accepted.attempt_id
+    assert order_of(replay)["order_id"] == order_id
+    await settled(harness, order_id)
+
+
+async def test_a_cash_payment_and_a_cancel_keep_their_answers(harness: Harness) -> None:
+    observer = Told()
+    core = await harness.core(observer=observer)
+    paid_id = order_of(await one(core, harness.create()))["order_id"]
+    pay = harness.pay(paid_id, Channel.CASH)
+    done = await one(core, pay)
+    assert isinstance(done, Done)
+    [attempt] = order_of(done)["attempts"]
+    assert attempt["auth_code_masked"] == ""  # cash has no code
+    assert stored_answer(harness, pay.request_id) == header(paid_id, attempt["attempt_id"]) + bytes(
+        done.order
+    )
+    assert ("attempt", attempt["attempt_id"], "SUCCEEDED") in observer.told
+    cancelled_id = order_of(await one(core, harness.create(2)))["order_id"]
+    cancel = CancelOrder(new_id(), cancelled_id, "办错了", "principal: clerk7")
+    done = await one(core, cancel)
+    assert isinstance(done, Done)
+    assert stored_answer(harness, cancel.request_id) == header(cancelled_id) + bytes(done.order)
+
+
+async def test_a_cash_refund_is_told_and_its_answer_kept(harness: Harness) -> None:
+    observer = Told()
+    core = await harness.core(observer=observer)
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id, Channel.CASH))
+    refund = harness.refund(order_id, 100)
+    done = await one(core, refund)
+    assert isinstance(done, Done)
+    [given] = order_of(done)["refunds"]
+    assert stored_answer(harness, refund.request_id) == header(
+        order_id, refund_id=given["refund_id"]
+    ) + bytes(done.order)
+    await eventually(lambda: _told(observer), lambda told: ("refund",) in {t[:1] for t in told})
+    assert ("refund", given["refund_id"], "SUCCEEDED") in observer.told
+
+
+async def test_a_card_refund_under_way_keeps_an_empty_answer_naming_it(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id))
+    await settled(harness, order_id)
+    refund = harness.refund(order_id, 100)
+    accepted = await one(core, refund)
+    assert isinstance(accepted, Accepted)
+    # empty while the refund is under way, the order once it ended: the header either way
+    expected = header(order_id, refund_id=accepted.refund_id)
+    assert stored_answer(harness, refund.request_id).startswith(expected)
+    await settled(harness, order_id)
+
+
+async def test_a_late_success_is_told_by_channel_and_its_answer_kept(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="orchestrator.servicepoint.handlers")
+    observer = Told()
+    core = await harness.core(observer=observer)
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    await one(core, harness.pay(order_id, ending="3333"))  # declined
+    declined = (await settled(harness, order_id)).attempts[0]
+    settle = SettleLateSuccess(new_id(), order_id, declined.attempt_id, "W9", "bill")
+    done = await one(core, settle)
+    assert isinstance(done, Done)
+    [refund] = order_of(done)["refunds"]
+    assert stored_answer(harness, settle.request_id) == header(
+        order_id, refund_id=refund["refund_id"]
+    ) + bytes(done.order)
+    await eventually(lambda: _told(observer), lambda told: ("late", "WECHAT") in told)
+    [logged] = [r for r in caplog.records if r.name == "orchestrator.servicepoint.handlers"]
+    assert (logged.levelname, logged.getMessage()) == (
+        "WARNING", "late success found by reconciliation: refunding",
+    )  # fmt: skip
+    assert (logged.order_id, logged.attempt_id) == (order_id, declined.attempt_id)
+    await settled(harness, order_id)
+
+
+async def _told(observer: Told) -> list[tuple[str, ...]]:
+    return observer.told
+
+
+async def test_a_conflicting_create_gives_back_the_business_case_it_claimed(
+    harness: Harness,
+) -> None:
+    core = await harness.core()
+    create = harness.create(business_no="CASE-A")
+    await one(core, create)
+    other = CreateOrder(create.request_id, "CASE-B", harness.window(1), "张三", LINES)
+    rejected = await one(core, other)
+    assert isinstance(rejected, Rejected) and rejected.code is ErrorCode.ALREADY_EXISTS
+    assert keys.business_case("CASE-B") not in harness.store.strings  # given back
+    assert keys.business_case("CASE-A") in harness.store.strings  # the first's, kept
+    assert keys.request_claim(create.request_id) in harness.store.strings
+
+
+class SetClock(SystemClock):
+    """The system's clock, or a time set by the test."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+
+    def now_ms(self) -> int:
+        return super().now_ms() if self.at is None else self.at
+
+
+async def test_a_payment_at_the_orders_expiry_is_refused_and_the_order_expires(
+    harness: Harness,
+) -> None:
+    clock = SetClock()
+    core = await harness.core(clock=clock)
+    created = order_of(await one(core, harness.create()))
+    clock.at = created["expires_at"]  # the very moment it expires
+    assert await one(core, harness.pay(created["order_id"])) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"order {created['order_id']} expired and can no longer be paid",
+    )
+    order = await harness.stored(created["order_id"])
+    assert order.state.value == "EXPIRED"
