@@ -14,6 +14,7 @@ from orchestrator.access.caller import caller, payer_name
 from orchestrator.domain.commands import Done, SettleLateSuccess
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.domain.validation import (
     CHECK_CODE,
     DIGITS_8,
@@ -75,7 +76,7 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
 
 
 def _settle(snapshots: list[bytes], day: date, zone: tzinfo) -> list[SettlementRow]:
-    return settle([Order.from_record(orjson.loads(s)) for s in snapshots], day, zone)
+    return settle([Order.from_record(decode_order(s)) for s in snapshots], day, zone)
 
 
 class BackOfficeServicer(pb_grpc.BackOfficeServicer):

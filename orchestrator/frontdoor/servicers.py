@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-import orjson
 
 from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.streams import OpenStream, SlowReader
@@ -24,6 +23,7 @@ from orchestrator.domain.errors import (
     PermissionDenied,
 )
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.domain.states import Channel, OrderState
 from orchestrator.domain.validation import check_id, check_text
 from orchestrator.frontdoor.convert import (
@@ -159,7 +159,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         if snapshot is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
         try:
-            refundable_before_pin(Order.from_record(orjson.loads(snapshot)), command)
+            refundable_before_pin(Order.from_record(decode_order(snapshot)), command)
         except DomainError as error:
             await guard(context, error)
         await self._supervisor_approves(context, request, sp)

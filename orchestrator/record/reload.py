@@ -15,11 +15,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.record.metrics import LIVE_ORDER_RELOADS
 from orchestrator.record.reader import RecordReader
 from orchestrator.store import keys
@@ -71,7 +71,7 @@ class Reloader:
                     extra={"order_id": order_id},
                 )
             return 0
-        order = Order.from_record(orjson.loads(recorded.snapshot))
+        order = Order.from_record(decode_order(recorded.snapshot))
         done = await self._store.restore(
             recorded,
             open_at=order.window_id if order.is_open else "",

@@ -28,6 +28,7 @@ import orjson
 
 from orchestrator.domain.errors import FailedPrecondition, Unavailable
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.servicepoint.observer import CoreObserver
 from orchestrator.store.chain import entry_hash
 from orchestrator.store.port import Read, RecordedOrder, RecordPort, StorePort
@@ -175,7 +176,7 @@ class OrderRecall:
                 extra={"order_id": order_id},
             )
             raise RecordMismatch(order_id, problem)
-        order = Order.from_record(orjson.loads(recorded.snapshot))
+        order = Order.from_record(decode_order(recorded.snapshot))
         won = await self._store.restore(
             recorded,
             open_at=order.window_id if order.is_open else "",
