@@ -224,6 +224,10 @@ def decode_order(data: bytes | bytearray | memoryview | str) -> OrderRecord:
     return cast(OrderRecord, value)
 
 
+def decode_orders(snapshots: Iterable[bytes]) -> list[OrderRecord]:
+    return [decode_order(snapshot) for snapshot in snapshots]
+
+
 def encode_order(record: OrderRecord) -> bytes:
     return orjson.dumps(record)
 
@@ -251,13 +255,3 @@ def is_open(record: OrderRecord) -> bool:
         ((a["state"], a["follow_up"]) for a in record["attempts"]),
         (r["state"] for r in record["refunds"]),
     )
-
-
-def newest(records: Iterable[tuple[OrderRecord, bytes]]) -> dict[str, tuple[OrderRecord, bytes]]:
-    """Per order id, the snapshot with the highest version (the first seen on a tie)."""
-    held: dict[str, tuple[OrderRecord, bytes]] = {}
-    for record, raw in records:
-        known = held.get(record["order_id"])
-        if known is None or record["version"] > known[0]["version"]:
-            held[record["order_id"]] = (record, raw)
-    return held

@@ -111,7 +111,7 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
             check_id(request.request_id, "request_id")
             sp = door.sp_of_order(request.order_id)
             snapshot = await door.store.order(request.order_id)
-            if snapshot is not None and not door.in_reach(snapshot):
+            if snapshot is not None and not door.in_reach(OrderView.decode(snapshot).created_by):
                 raise NotFound(f"order {request.order_id} not found")  # another's
             result = await door.call(context, sp, cancel_command(request))
         except DomainError as error:

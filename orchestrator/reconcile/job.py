@@ -19,7 +19,6 @@ import orjson
 
 from orchestrator.channels.registry import spec
 from orchestrator.domain.order import Order
-from orchestrator.domain.records import decode_order
 from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError, NoTradesThatDay
 from orchestrator.providers.port import BillNotReady, PaymentProvider, ProviderError
@@ -124,9 +123,7 @@ async def load_orders(store: RedisStore, service_points: Sequence[str], day: dat
     """Orders that changed the day before, on, or after the day (a payment near midnight
     may be recorded on the other side of it)."""
     days = [(day + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
-    return [
-        Order.from_record(decode_order(s)) for s in await store.orders_of_days(service_points, days)
-    ]
+    return [Order.from_record(order) for order in await store.orders_of_days(service_points, days)]
 
 
 async def reconcile(
