@@ -185,43 +185,59 @@ _REFUND_KEYS = _required(RefundRecord)
 _ENTRY_KEYS = _required(JournalEntry)
 
 
-def _loads(data: bytes | bytearray | memoryview | str, what: str) -> dict[str, Any]:
+def _loads(data: bytes | bytearray | memoryview | str, what: str) -> Any:
     try:
-        value = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         raise MalformedRecord(f"{what} is not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise MalformedRecord(f"{what} is a JSON {type(value).__name__}, not an object")
-    return value
 
 
-def _refuse_missing(
-    value: Any, required: frozenset[str], what: str, order_id: object = "?"
-) -> None:
-    if not isinstance(value, dict):
-        raise MalformedRecord(f"{what} of order {order_id} is not an object")
-    if not required <= value.keys():
-        missing = ", ".join(sorted(required - value.keys()))
-        raise MalformedRecord(f"{what} of order {order_id} lacks {missing}")
+def _all_whole(parts: Any, required: frozenset[str]) -> bool:
+    return type(parts) is list and all(
+        type(part) is dict and required.issubset(part) for part in parts
+    )
+
+
+_PARTS = (
+    ("lines", _LINE_KEYS, "a line"),
+    ("attempts", _ATTEMPT_KEYS, "an attempt"),
+    ("refunds", _REFUND_KEYS, "a refund"),
+)
 
 
 def decode_order(data: bytes | bytearray | memoryview | str) -> OrderRecord:
     """The snapshot in `data` (as Redis, the record or an event holds it); raises
     MalformedRecord if it, a line, an attempt or a refund lacks a required key."""
     value = _loads(data, "an order snapshot")
-    order_id = value.get("order_id", "?")
-    _refuse_missing(value, _ORDER_KEYS, "the snapshot", order_id)
-    for name, required, what in (
-        ("lines", _LINE_KEYS, "a line"),
-        ("attempts", _ATTEMPT_KEYS, "an attempt"),
-        ("refunds", _REFUND_KEYS, "a refund"),
+    if (
+        type(value) is dict
+        and _ORDER_KEYS.issubset(value)
+        and _all_whole(value["lines"], _LINE_KEYS)
+        and _all_whole(value["attempts"], _ATTEMPT_KEYS)
+        and _all_whole(value["refunds"], _REFUND_KEYS)
     ):
-        parts = value[name]
-        if not isinstance(parts, list):
-            raise MalformedRecord(f"the {name} of order {order_id} are not a list")
-        for part in parts:
-            _refuse_missing(part, required, what, order_id)
-    return cast(OrderRecord, value)
+        return cast(OrderRecord, value)
+    raise MalformedRecord(_what_is_wrong(value))
+
+
+def _what_is_wrong(value: Any) -> str:
+    """Why a decoded snapshot is refused (only asked once it is)."""
+    if not isinstance(value, dict):
+        return f"an order snapshot is a JSON {type(value).__name__}, not an object"
+    order_id = value.get("order_id", "?")
+    if not _ORDER_KEYS.issubset(value):
+        missing = ", ".join(sorted(_ORDER_KEYS - value.keys()))
+        return f"the snapshot of order {order_id} lacks {missing}"
+    for name, required, what in _PARTS:
+        if not isinstance(value[name], list):
+            return f"the {name} of order {order_id} are not a list"
+        for part in value[name]:
+            if not isinstance(part, dict):
+                return f"{what} of order {order_id} is not an object"
+            if not required.issubset(part):
+                missing = ", ".join(sorted(required - part.keys()))
+                return f"{what} of order {order_id} lacks {missing}"
+    raise AssertionError("a whole snapshot was refused")  # pragma: no cover
 
 
 def decode_orders(snapshots: Iterable[bytes]) -> list[OrderRecord]:
