@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, tzinfo
-from typing import Any
 
 from psycopg import AsyncConnection
 
+from orchestrator.domain.records import AttemptRecord, JournalEntry, LineRecord, OrderRecord
 from orchestrator.record.writer import DrainedOrder, RecordWriter
 
 FEES = (("PLT-AUTO", "机动车号牌", "副", 10000), ("DOC-VLIC", "行驶证", "本", 1000),
@@ -28,17 +28,17 @@ def snapshot(
     fees: tuple[int, ...] = (0, 1),
     terminal: str = "",
 ) -> DrainedOrder:
-    lines = [
+    lines: list[LineRecord] = [
         {"fee_code": FEES[i][0], "name": FEES[i][1], "unit": FEES[i][2],
          "category": "production", "quantity": 1, "unit_price_fen": FEES[i][3],
          "amount_fen": FEES[i][3]}
         for i in fees
     ]  # fmt: skip
     amount = sum(line["amount_fen"] for line in lines)
-    journal: list[dict[str, Any]] = [
+    journal: list[JournalEntry] = [
         {"v": 1, "at": created_ms, "what": "created", "order_state": "AWAITING_PAYMENT"}
     ]
-    attempts = []
+    attempts: list[AttemptRecord] = []
     paid_at = None
     attempt_id = ""
     if paid_after_s is not None:
@@ -58,7 +58,7 @@ def snapshot(
             {"v": 3, "at": paid_at, "what": "attempt", "order_state": "PAID",
              "attempt_id": attempt_id, "attempt_state": "SUCCEEDED", "detail": "PAID"},
         ]  # fmt: skip
-    record = {
+    record: OrderRecord = {
         "order_id": order_id, "business_no": f"B-{order_id}", "service_point_id": sp,
         "window_id": window, "payer_name": payer_name, "lines": lines, "amount_fen": amount,
         "catalog_version": "2026-01-01", "state": "PAID" if paid_at else "AWAITING_PAYMENT",

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -32,6 +31,7 @@ from loadtest.console_data import day_of_orders
 from orchestrator.config import load_config
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import CreateOrder, Done, Pay
+from orchestrator.domain.records import decode_order
 from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.record import migrate
@@ -60,7 +60,7 @@ async def _office(
                 [CreateOrder(f"c{window_id}{n}", f"B{window_id}-{n}", window_id, "张三", LINES)]
             )
             assert isinstance(created, Done)
-            order_id = orjson.loads(created.order)["order_id"]
+            order_id = decode_order(created.order)["order_id"]
             [paid] = await core.submit(
                 [Pay(f"p{window_id}{n}", terminal, window_id, order_id, Channel.CASH, "", 20000)]
             )

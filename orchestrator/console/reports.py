@@ -11,20 +11,19 @@ from collections.abc import Sequence
 from datetime import date, tzinfo
 from typing import Any
 
-import orjson
-
 from orchestrator.console.i18n import Language
 from orchestrator.console.labels import N_, label
 from orchestrator.console.pages import FeeNames
 from orchestrator.console.scope import StaffScope
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.reconcile.settlement import SettlementRow, settle
 
 
 def settlement(
     snapshots: Sequence[bytes], day: date, zone: tzinfo, scope: StaffScope
 ) -> list[SettlementRow]:
-    orders = [Order.from_record(orjson.loads(s)) for s in snapshots]
+    orders = [Order.from_record(decode_order(s)) for s in snapshots]
     rows = settle(orders, day, zone)
     return [r for r in rows if scope.allows(r.service_point_id, r.window_id)]
 

@@ -7,7 +7,7 @@ returns the Change to journal. Time is passed in as milliseconds since the epoch
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import FailedPrecondition, InvalidArgument
@@ -21,11 +21,18 @@ from orchestrator.domain.states import (
     OrderState,
     PayMode,
     RefundState,
+    needs_attention,
     next_attempt_state,
     next_order_state,
 )
 
-Record = dict[str, Any]
+if TYPE_CHECKING:  # the records' codec (orjson) stays out of the pure domain at run time
+    from orchestrator.domain.records import (
+        AttemptRecord,
+        JournalEntry,
+        OrderRecord,
+        RefundRecord,
+    )
 
 
 @dataclass(slots=True)
@@ -56,7 +63,7 @@ class Attempt:
     def final(self) -> bool:
         return self.state in FINAL_ATTEMPT_STATES
 
-    def to_record(self) -> Record:
+    def to_record(self) -> AttemptRecord:
         return {
             "attempt_id": self.attempt_id,
             "channel": self.channel.value,
@@ -78,7 +85,7 @@ class Attempt:
         }
 
     @classmethod
-    def from_record(cls, r: Record) -> Attempt:
+    def from_record(cls, r: AttemptRecord) -> Attempt:
         return cls(
             attempt_id=r["attempt_id"],
             channel=Channel(r["channel"]),
@@ -119,7 +126,7 @@ class Refund:
     provider_refund_no: str = ""
     failure_reason: str = ""
 
-    def to_record(self) -> Record:
+    def to_record(self) -> RefundRecord:
         return {
             "refund_id": self.refund_id,
             "attempt_id": self.attempt_id,
@@ -137,8 +144,22 @@ class Refund:
         }
 
     @classmethod
-    def from_record(cls, r: Record) -> Refund:
-        return cls(**{**r, "state": RefundState(r["state"])})
+    def from_record(cls, r: RefundRecord) -> Refund:
+        return cls(
+            refund_id=r["refund_id"],
+            attempt_id=r["attempt_id"],
+            amount_fen=r["amount_fen"],
+            state=RefundState(r["state"]),
+            reason=r["reason"],
+            supervisor_id=r["supervisor_id"],
+            terminal_id=r["terminal_id"],
+            request_id=r["request_id"],
+            automatic=r["automatic"],
+            created_at=r["created_at"],
+            finished_at=r["finished_at"],
+            provider_refund_no=r["provider_refund_no"],
+            failure_reason=r["failure_reason"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +177,8 @@ class Change:
     approval: tuple[str, str, int] | None = None  # a refund's supervisor, terminal, amount
     by: str = ""  # who asked for it, from the caller's identity (a cancel's principal)
 
-    def to_record(self) -> Record:
-        record: Record = {
+    def to_record(self) -> JournalEntry:
+        record: JournalEntry = {
             "v": self.version,
             "at": self.at,
             "what": self.what,
@@ -173,7 +194,9 @@ class Change:
             record["refund_id"] = self.refund_id
         if self.approval is not None:
             supervisor, terminal, amount = self.approval
-            record.update(supervisor_id=supervisor, terminal_id=terminal, amount_fen=amount)
+            record["supervisor_id"] = supervisor
+            record["terminal_id"] = terminal
+            record["amount_fen"] = amount
         if self.by:
             record["by"] = self.by
         return record
@@ -282,10 +305,10 @@ class Order:
     def is_open(self) -> bool:
         """Still needs the service point's attention: payable, an attempt not final or
         under follow-up, or a refund not yet through."""
-        return (
-            self.state in (OrderState.AWAITING_PAYMENT, OrderState.PAYING)
-            or any(not a.final or a.follow_up for a in self.attempts)
-            or bool(self.pending_refunds())
+        return needs_attention(
+            self.state,
+            ((a.state, a.follow_up) for a in self.attempts),
+            (r.state for r in self.refunds),
         )
 
     def same_lines(self, lines: tuple[PricedLine, ...]) -> bool:
@@ -523,7 +546,7 @@ class Order:
 
     # ---- records ---------------------------------------------------------------
 
-    def to_record(self) -> Record:
+    def to_record(self) -> OrderRecord:
         return {
             "order_id": self.order_id,
             "business_no": self.business_no,
@@ -558,7 +581,7 @@ class Order:
         }
 
     @classmethod
-    def from_record(cls, r: Record) -> Order:
+    def from_record(cls, r: OrderRecord) -> Order:
         return cls(
             order_id=r["order_id"],
             business_no=r["business_no"],

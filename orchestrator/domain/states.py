@@ -6,6 +6,7 @@ anything else is an IllegalTransition.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from orchestrator.domain.channel import Channel as Channel  # generated from the proto
@@ -144,3 +145,19 @@ def next_attempt_state(state: AttemptState, event: AttemptEvent) -> AttemptState
         return ATTEMPT_TRANSITIONS[(state, event)]
     except KeyError:
         raise IllegalTransition(f"attempt in state {state} cannot take {event}") from None
+
+
+OPEN_ORDER_STATES = frozenset({OrderState.AWAITING_PAYMENT, OrderState.PAYING})
+
+
+def needs_attention(
+    state: str, attempts: Iterable[tuple[str, bool]], refund_states: Iterable[str]
+) -> bool:
+    """Whether an order still needs its service point: payable, an attempt (state,
+    follow_up) not final or under follow-up, or a refund not yet through. The one rule
+    behind Order.is_open and records.is_open (states compare as their values)."""
+    return (
+        state in OPEN_ORDER_STATES
+        or any(s not in FINAL_ATTEMPT_STATES or follow_up for s, follow_up in attempts)
+        or any(s == RefundState.PENDING for s in refund_states)
+    )

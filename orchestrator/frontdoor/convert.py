@@ -37,6 +37,7 @@ def _timestamp(ms: int | None) -> Timestamp | None:
 
 
 def order_message(snapshot: bytes | OrderView) -> pb.Order:
+    """The message of an order's snapshot; pass the view if it is decoded already."""
     r = (snapshot if isinstance(snapshot, OrderView) else OrderView.decode(snapshot)).record
     return pb.Order(
         order_id=r["order_id"],
@@ -176,7 +177,7 @@ def refund_command(request: pb.RefundRequest, terminal_window: str) -> RefundOrd
 
 
 def payment_event_message(
-    event_id: str, kind: str, at_ms: int, refund_id: str, snapshot: bytes
+    event_id: str, kind: str, at_ms: int, refund_id: str, snapshot: bytes | OrderView
 ) -> pb.PaymentEvent:
     order = order_message(snapshot)
     message = pb.PaymentEvent(

@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 import grpc
-import orjson
 
 from orchestrator.access.caller import caller
 from orchestrator.access.supervisors import Supervisors
@@ -19,6 +18,7 @@ from orchestrator.domain.validation import check_id, scoped_request_id
 from orchestrator.frontdoor.convert import STATUS, order_message
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router
+from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store.redis_store import RedisStore
 
@@ -64,14 +64,13 @@ class FrontDoor:
             await abort(context, STATUS[result.code], result.message)
         return result
 
-    def in_reach(self, record: bytes) -> bool:
-        """Whether the caller may see this order (or its receipt): a business principal
-        only what it created, or what was made before orders recorded their creator;
-        every other role as the access table allows."""
+    def in_reach(self, created_by: str) -> bool:
+        """Whether the caller may see an order (or its receipt) that `created_by` made: a
+        business principal only what it created, or what was made before orders recorded
+        their creator (""); every other role as the access table allows."""
         principal = caller()
         if principal is None or principal.role is not Role.BUSINESS:
             return True
-        created_by: str = orjson.loads(record).get("created_by", "")
         return not created_by or created_by == principal.name
 
     def sp_of_order(self, order_id: str) -> str:
@@ -100,9 +99,10 @@ class FrontDoor:
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, "order_id or business_no is required"
             )
-        if snapshot is None or not self.in_reach(snapshot):  # another's: as if absent
+        view = None if snapshot is None else OrderView.decode(snapshot)
+        if view is None or not self.in_reach(view.created_by):  # another's: as if absent
             await abort(context, grpc.StatusCode.NOT_FOUND, f"{what} not found")
-        return order_message(snapshot)
+        return order_message(view)
 
 
 async def guard(context: Context, error: DomainError) -> NoReturn:

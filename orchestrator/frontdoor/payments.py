@@ -16,6 +16,7 @@ from orchestrator.domain.errors import DomainError, InvalidArgument
 from orchestrator.domain.validation import check_id
 from orchestrator.frontdoor.convert import payment_event_message
 from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
+from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store import keys
 from orchestrator.store.outbox import Lease, Outbox, split_event_id
@@ -62,12 +63,15 @@ class PaymentStream:
                         grpc.StatusCode.ABORTED,
                         "the subscription was taken over; reconnect",
                     )
-                if event is not None and not self._door.in_reach(event.order):
+                if event is None:
+                    continue
+                order = OrderView.decode(event.order)
+                if not self._door.in_reach(order.created_by):
                     # another business system's order: never shown, done for this one
                     await outbox.ack(group, [event.event_id])
-                elif event is not None:
+                else:
                     yield payment_event_message(
-                        event.event_id, event.kind, event.at_ms, event.refund_id, event.order
+                        event.event_id, event.kind, event.at_ms, event.refund_id, order
                     )
         finally:
             try:

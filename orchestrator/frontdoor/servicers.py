@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-import orjson
 
 from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.streams import OpenStream, SlowReader
@@ -24,6 +23,7 @@ from orchestrator.domain.errors import (
     PermissionDenied,
 )
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.domain.states import Channel, OrderState
 from orchestrator.domain.validation import check_id, check_text
 from orchestrator.frontdoor.convert import (
@@ -111,7 +111,7 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
             check_id(request.request_id, "request_id")
             sp = door.sp_of_order(request.order_id)
             snapshot = await door.store.order(request.order_id)
-            if snapshot is not None and not door.in_reach(snapshot):
+            if snapshot is not None and not door.in_reach(OrderView.decode(snapshot).created_by):
                 raise NotFound(f"order {request.order_id} not found")  # another's
             result = await door.call(context, sp, cancel_command(request))
         except DomainError as error:
@@ -159,7 +159,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         if snapshot is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
         try:
-            refundable_before_pin(Order.from_record(orjson.loads(snapshot)), command)
+            refundable_before_pin(Order.from_record(decode_order(snapshot)), command)
         except DomainError as error:
             await guard(context, error)
         await self._supervisor_approves(context, request, sp)

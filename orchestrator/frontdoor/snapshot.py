@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from orchestrator.domain.commands import Accepted
+from orchestrator.domain.records import OrderRecord, decode_order
 from orchestrator.domain.states import (
     FINAL_ATTEMPT_STATES,
     AttemptState,
@@ -33,11 +31,12 @@ class OrderView:
     state: OrderState
     attempt_states: Mapping[str, AttemptState]
     refund_states: Mapping[str, RefundState]
-    record: Mapping[str, Any]  # the whole record, for the message
+    record: OrderRecord  # the whole record, for the message
 
     @classmethod
     def decode(cls, snapshot: bytes) -> OrderView:
-        record = orjson.loads(snapshot)
+        """Raises MalformedRecord if the snapshot lacks a field (domain/records.py)."""
+        record = decode_order(snapshot)
         return cls(
             order_id=record["order_id"],
             version=record["version"],
@@ -46,6 +45,12 @@ class OrderView:
             refund_states={r["refund_id"]: RefundState(r["state"]) for r in record["refunds"]},
             record=record,
         )
+
+    @property
+    def created_by(self) -> str:
+        """The business principal whose CreateOrder made it; "" for an order made before
+        orders recorded it."""
+        return self.record.get("created_by", "")
 
     @property
     def watched(self) -> bool:

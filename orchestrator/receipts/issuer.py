@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 
 from orchestrator.config import Config
 from orchestrator.domain.calendar import local_day
+from orchestrator.domain.records import OrderRecord, decode_order
 from orchestrator.receipts.numbering import check_code, receipt_code, yuan_in_words
 from orchestrator.store.outbox import Outbox, OutboxEvent
 from orchestrator.store.receipts import ReceiptStore
@@ -73,19 +73,20 @@ class ReceiptIssuer:
     async def handle(self, events: list[OutboxEvent]) -> None:
         """Receipts for the paid orders (two round trips for the whole page), then the
         refund marks, in stream order."""
-        paid = [orjson.loads(e.order) for e in events if e.kind == "ORDER_PAID"]
-        await self.issue_all([(order, order["paid_at"]) for order in paid])
+        paid = [(decode_order(e.order), e.at_ms) for e in events if e.kind == "ORDER_PAID"]
+        # A paid order has its paid_at; the event's time stands in as for a refund's.
+        await self.issue_all([(order, order["paid_at"] or at_ms) for order, at_ms in paid])
         for event in events:
             if event.kind == "ORDER_REFUNDED":
-                order = orjson.loads(event.order)
+                order = decode_order(event.order)
                 [record] = await self.issue_all([(order, order["paid_at"] or event.at_ms)])
                 await self._mark_refunds(record, order)
 
-    async def issue(self, order: Mapping[str, Any], paid_at_ms: int) -> dict[str, Any]:
+    async def issue(self, order: OrderRecord, paid_at_ms: int) -> dict[str, Any]:
         [record] = await self.issue_all([(order, paid_at_ms)])
         return record
 
-    async def issue_all(self, orders: list[tuple[Mapping[str, Any], int]]) -> list[dict[str, Any]]:
+    async def issue_all(self, orders: list[tuple[OrderRecord, int]]) -> list[dict[str, Any]]:
         """Each order's receipt: the one it has, or a new one with the next number."""
         if not orders:
             return []
@@ -117,7 +118,7 @@ class ReceiptIssuer:
         return records
 
     def _receipt(
-        self, order: Mapping[str, Any], paid_at_ms: int, code: str, number: str
+        self, order: OrderRecord, paid_at_ms: int, code: str, number: str
     ) -> dict[str, Any]:
         paying = next(a for a in order["attempts"] if a["attempt_id"] == order["paid_by"])
         return {
@@ -152,9 +153,7 @@ class ReceiptIssuer:
             "channel": paying["channel"],
         }
 
-    async def _mark_refunds(
-        self, record: dict[str, Any], order: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    async def _mark_refunds(self, record: dict[str, Any], order: OrderRecord) -> dict[str, Any]:
         refunded = order["refunded_fen"]
         if refunded <= record["refunded_fen"]:
             return record  # an older event than the one already applied

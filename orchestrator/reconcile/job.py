@@ -123,9 +123,7 @@ async def load_orders(store: RedisStore, service_points: Sequence[str], day: dat
     """Orders that changed the day before, on, or after the day (a payment near midnight
     may be recorded on the other side of it)."""
     days = [(day + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
-    return [
-        Order.from_record(orjson.loads(s)) for s in await store.orders_of_days(service_points, days)
-    ]
+    return [Order.from_record(order) for order in await store.orders_of_days(service_points, days)]
 
 
 async def reconcile(

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
 from orchestrator.config import load_config
 from orchestrator.domain.ids import service_point_of
+from orchestrator.domain.records import OrderRecord, decode_entry, decode_order
 from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
 
@@ -32,8 +32,8 @@ class Comparison:
         return not self.differences
 
 
-async def redis_orders(redis: Redis, service_points: Sequence[str]) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
+async def redis_orders(redis: Redis, service_points: Sequence[str]) -> dict[str, OrderRecord]:
+    found: dict[str, OrderRecord] = {}
     for sp in service_points:
         names = [name async for name in redis.scan_iter(match=keys.order(sp, "*"), count=1000)]
         pipe = redis.pipeline(transaction=False)
@@ -41,7 +41,8 @@ async def redis_orders(redis: Redis, service_points: Sequence[str]) -> dict[str,
             pipe.hget(name, "s")
         for snapshot in await pipe.execute() if names else []:
             if snapshot is not None:
-                found[orjson.loads(snapshot)["order_id"]] = snapshot
+                record = decode_order(snapshot)
+                found[record["order_id"]] = record
     return found
 
 
@@ -86,7 +87,7 @@ async def compare(
         pipe.lrange(keys.journal(service_point_of(order_id), order_id), 0, -1)
     redis_journals = await pipe.execute() if ids else []
     for order_id, journal in zip(ids, redis_journals, strict=True):
-        snapshot = orjson.loads(live[order_id])
+        snapshot = live[order_id]
         held = recorded.get(order_id)
         if held is None:
             result.differences.append(f"{order_id}: in Redis, not in the record")
@@ -96,7 +97,7 @@ async def compare(
             result.differences.append(
                 f"{order_id}: record at version {version}, Redis at {snapshot['version']}"
             )
-        expected = [orjson.loads(e) for e in journal]
+        expected = [decode_entry(e) for e in journal]
         if journals.get(order_id, []) != expected:
             result.differences.append(
                 f"{order_id}: journal has {len(journals.get(order_id, []))} entries in the "

@@ -33,7 +33,8 @@ from orchestrator.audit.closer import DailyCloser
 from orchestrator.config import Config
 from orchestrator.domain import ids
 from orchestrator.domain.calendar import local_day
-from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_entry, decode_order, is_open
+from orchestrator.domain.states import OrderState
 from orchestrator.record.metrics import (
     RECORD_BACKLOG,
     RECORD_DATABASE_UP,
@@ -182,7 +183,7 @@ class Drainer:
             elif b"o" in fields:
                 order_ids[fields[b"o"].decode()] = None
             else:
-                order = orjson.loads(fields[b"order"])
+                order = decode_order(fields[b"order"])
                 sp = entry.stream.split("{", 1)[1].split("}", 1)[0]
                 events.append(
                     DrainedEvent(
@@ -206,7 +207,7 @@ class Drainer:
             if snapshot is None:
                 log.warning("order %s left Redis before it was drained", order_id)
                 continue
-            orders.append(DrainedOrder(orjson.loads(snapshot), [orjson.loads(e) for e in journal]))
+            orders.append(DrainedOrder(decode_order(snapshot), [decode_entry(e) for e in journal]))
         stored = await self._receipts.by_numbers(list(numbers))
         receipts = [orjson.loads(r) for r in stored if r is not None]
         return orders, events, receipts
@@ -223,13 +224,13 @@ class Drainer:
             order_id = snapshot["order_id"]
             sp = snapshot["service_point_id"]
             names = [keys.order(sp, order_id), keys.journal(sp, order_id)]
-            if Order.from_record(dict(snapshot)).is_open:
+            if is_open(snapshot):
                 for name in names:
                     pipe.persist(name)
                 continue
             retained.append(len(pipe))
             await self._retain_order(keys=names, args=[snapshot["version"], ttl], client=pipe)
-            if snapshot["state"] not in ("CANCELLED", "EXPIRED"):
+            if snapshot["state"] not in (OrderState.CANCELLED, OrderState.EXPIRED):
                 # The case stays taken once its order has gone (the core then refuses a
                 # second order for it instead of creating one).
                 await self._mark_case(

@@ -5,28 +5,24 @@ a moment behind, or PostgreSQL away)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
 
 from orchestrator.domain.errors import Unavailable
+from orchestrator.domain.records import OrderRecord, decode_orders
 from orchestrator.record.reader import RecordReader
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 RecordErrors = (psycopg.Error, PoolTimeout, OSError)
-
-
-def _version(snapshot: bytes) -> int:
-    version: int = orjson.loads(snapshot)["version"]
-    return version
 
 
 class RecordedStore(RedisStore):
@@ -72,18 +68,20 @@ class RecordedStore(RedisStore):
 
     async def orders_of_days(
         self, service_points: Sequence[str], days: Sequence[str]
-    ) -> list[bytes]:
+    ) -> list[OrderRecord]:
         """The record's orders of the days, each replaced by Redis's copy when that is
-        newer. Raises when PostgreSQL cannot answer: a settlement must not be partial."""
+        newer; each snapshot decoded once, off the event loop. Raises when PostgreSQL
+        cannot answer: a settlement must not be partial."""
         dates = [datetime.strptime(day, "%Y%m%d").date() for day in days]
-        recorded = await self.record.orders_of_days(service_points, dates)
+        recorded = await asyncio.to_thread(
+            decode_orders, await self.record.orders_of_days(service_points, dates)
+        )
         live = await super().orders_of_days(service_points, days)
-        merged: dict[str, bytes] = {}
-        for snapshot in [*recorded, *live]:
-            order_id = orjson.loads(snapshot)["order_id"]
-            held = merged.get(order_id)
-            if held is None or _version(snapshot) > _version(held):
-                merged[order_id] = snapshot
+        merged: dict[str, OrderRecord] = {}
+        for order in [*recorded, *live]:
+            held = merged.get(order["order_id"])
+            if held is None or order["version"] > held["version"]:
+                merged[order["order_id"]] = order
         return [merged[order_id] for order_id in sorted(merged)]
 
     def receipt_store(self) -> ReceiptStore:

@@ -15,11 +15,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order, is_open
 from orchestrator.record.metrics import LIVE_ORDER_RELOADS
 from orchestrator.record.reader import RecordReader
 from orchestrator.store import keys
@@ -71,10 +70,10 @@ class Reloader:
                     extra={"order_id": order_id},
                 )
             return 0
-        order = Order.from_record(orjson.loads(recorded.snapshot))
+        order = decode_order(recorded.snapshot)
         done = await self._store.restore(
             recorded,
-            open_at=order.window_id if order.is_open else "",
+            open_at=order["window_id"] if is_open(order) else "",
             retention_ms=self._retention_ms,
             only_if_open=True,  # the actor may have dropped it meanwhile
         )
@@ -86,8 +85,8 @@ class Reloader:
             "anything after that version is lost, ask the provider about its trades and "
             "refunds",
             order_id,
-            order.version,
-            order.state,
+            order["version"],
+            order["state"],
             extra={"order_id": order_id},
         )
         return 1

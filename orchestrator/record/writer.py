@@ -21,15 +21,16 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from orchestrator.domain.calendar import local_day
+from orchestrator.domain.records import JournalEntry, OrderRecord
 from orchestrator.record.partitions import Partitions
 
-Record = Mapping[str, Any]
+Record = Mapping[str, Any]  # a receipt's record
 
 
 @dataclass(frozen=True, slots=True)
 class DrainedOrder:
-    snapshot: Record
-    journal: Sequence[Record]
+    snapshot: OrderRecord
+    journal: Sequence[JournalEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _jsonb(value: Record) -> Jsonb:
+def _jsonb(value: Record | OrderRecord | JournalEntry) -> Jsonb:
     return Jsonb(value if isinstance(value, dict) else dict(value), dumps=orjson.dumps)
 
 
@@ -231,7 +232,7 @@ class RecordWriter:
         await cur.execute(_ORDER, _columns(rows))
         return {order_id for (order_id,) in await cur.fetchall()}
 
-    async def _children(self, cur: Any, orders: Sequence[Record]) -> None:
+    async def _children(self, cur: Any, orders: Sequence[OrderRecord]) -> None:
         lines, attempts, refunds = [], [], []
         moved: set[tuple[date, date]] = set()  # (day finished, order's day)
         for o in orders:
@@ -265,7 +266,9 @@ class RecordWriter:
         await _insert(cur, _MOVEMENT, sorted(moved))
 
 
-def _link(entry: Record) -> tuple[str | None, date | None, int | None, str | None, str | None]:
+def _link(
+    entry: JournalEntry,
+) -> tuple[str | None, date | None, int | None, str | None, str | None]:
     link = entry.get("chain")
     if link is None:
         return None, None, None, None, None

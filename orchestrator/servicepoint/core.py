@@ -26,8 +26,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
 from orchestrator.domain import ids
@@ -51,6 +49,7 @@ from orchestrator.domain.errors import (
     NotFound,
 )
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -146,7 +145,7 @@ class ServicePointCore:
             self._epochs[sp] = await self._store.take_over(sp)
             live = await self._store.open_orders(sp)
             for snapshot in live.snapshots:
-                order = Order.from_record(orjson.loads(snapshot))
+                order = Order.from_record(decode_order(snapshot))
                 self._book.open[order.order_id] = order
             if live.missing:
                 await self._lost.report(sp, live.missing)
@@ -392,7 +391,7 @@ class ServicePointCore:
             for job in waiting:
                 job.order = answer
             if answer.value is not None:
-                order = Order.from_record(orjson.loads(answer.value))
+                order = Order.from_record(decode_order(answer.value))
                 if order.is_open and self._book.find(order_id) is None:
                     # The record had it open (Redis had lost it): in our care again.
                     self._book.open[order_id] = order

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-import orjson
-
 from orchestrator.domain import ids
 from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order
 from orchestrator.providers.engine import Clock
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.servicepoint.orders import OrderBook
@@ -67,7 +66,7 @@ class LostOrders:
             closed = False
             for read in found:
                 if read.value is not None:
-                    closed |= self._back(Order.from_record(orjson.loads(read.value)))
+                    closed |= self._back(Order.from_record(decode_order(read.value)))
             if closed:
                 await self._commit.durable()
 

@@ -17,6 +17,7 @@ import orjson
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.errors import DomainError, ErrorCode, FailedPrecondition
 from orchestrator.domain.order import Change, Order
+from orchestrator.domain.records import decode_order, encode_order
 from orchestrator.domain.states import AttemptState, RefundState
 from orchestrator.servicepoint.group_commit import GroupCommit
 from orchestrator.store.chain import Unlinked
@@ -61,7 +62,7 @@ class OrderBook:
 
     def adopt(self, snapshot: bytes) -> Order:
         """An order read from Redis; memory wins if it already holds it."""
-        order = Order.from_record(orjson.loads(snapshot))
+        order = Order.from_record(decode_order(snapshot))
         known = self.find(order.order_id)
         if known is not None:
             return known
@@ -100,7 +101,7 @@ class OrderBook:
     def _journal_entry(self, order: Order, change: Change) -> Unlinked:
         """The change with the facts the chain's hash covers: the order, its amounts and
         (when created) fee lines, and the attempt or refund it concerns, as committed."""
-        entry = dict(change.to_record())
+        entry = change.to_record()
         entry["order"] = {
             "id": order.order_id,
             "business_no": order.business_no,
@@ -188,9 +189,5 @@ def _payment_events(order: Order, changes: list[Change]) -> list[tuple[str, str]
     return events
 
 
-def _snapshot(order: Order) -> bytes:
-    return orjson.dumps(order.to_record())
-
-
 def snapshot_of(order: Order) -> bytes:
-    return orjson.dumps(order.to_record())
+    return encode_order(order.to_record())

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from orchestrator.domain.errors import FailedPrecondition, Unavailable
-from orchestrator.domain.order import Order
+from orchestrator.domain.records import decode_order, is_open
 from orchestrator.servicepoint.observer import CoreObserver
 from orchestrator.store.chain import entry_hash
 from orchestrator.store.port import Read, RecordedOrder, RecordPort, StorePort
@@ -175,10 +175,10 @@ class OrderRecall:
                 extra={"order_id": order_id},
             )
             raise RecordMismatch(order_id, problem)
-        order = Order.from_record(orjson.loads(recorded.snapshot))
+        order = decode_order(recorded.snapshot)
         won = await self._store.restore(
             recorded,
-            open_at=order.window_id if order.is_open else "",
+            open_at=order["window_id"] if is_open(order) else "",
             retention_ms=self._retention_ms,
             only_if_open=False,
         )
@@ -188,6 +188,6 @@ class OrderRecall:
             order_id,
             "put back into the store" if won else "was already back in the store",
             recorded.version,
-            order.state,
+            order["state"],
             extra={"order_id": order_id},
         )

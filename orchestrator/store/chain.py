@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from orchestrator.domain.records import ChainLink, JournalEntry
+
 GENESIS = "0" * 64
 """The `prev` of a day's first entry."""
 
@@ -61,13 +63,13 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 
 def link(
-    entry: Mapping[str, Any], sp: str, day: str, head: Head, actor: str
-) -> tuple[dict[str, Any], Head]:
+    entry: JournalEntry, sp: str, day: str, head: Head, actor: str
+) -> tuple[JournalEntry, Head]:
     """The entry with its link after `head`, and the chain's new head."""
-    linked = dict(entry)
-    linked["chain"] = {"sp": sp, "day": day, "n": head.n + 1, "prev": head.hash, "actor": actor}
+    chain: ChainLink = {"sp": sp, "day": day, "n": head.n + 1, "prev": head.hash, "actor": actor}
+    linked: JournalEntry = {**entry, "chain": chain}
     digest = entry_hash(linked)
-    linked["chain"]["hash"] = digest
+    chain["hash"] = digest
     return linked, Head(head.n + 1, digest)
 
 
@@ -76,5 +78,5 @@ class Unlinked:
     """A journal entry staged for a commit, linked into its chain when the batch is
     committed (the actor knows the heads then)."""
 
-    entry: Mapping[str, Any]
+    entry: JournalEntry
     day: str  # the local business day of the entry's time, YYYY-MM-DD

@@ -8,6 +8,7 @@ claim releases). Front doors only read.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from orchestrator.domain import ids
+from orchestrator.domain.records import OrderRecord, decode_orders
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
@@ -216,8 +218,9 @@ class RedisStore:
 
     async def orders_of_days(
         self, service_points: Sequence[str], days: Sequence[str]
-    ) -> list[bytes]:
-        """Snapshots of the orders that changed on any of the days (YYYYMMDD)."""
+    ) -> list[OrderRecord]:
+        """The orders that changed on any of the days (YYYYMMDD), by order id. A busy
+        day is thousands of snapshots: they are decoded off the event loop."""
         pipe = self.redis.pipeline(transaction=False)
         for sp in service_points:
             for day in days:
@@ -228,7 +231,8 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=False)
         for order_id in order_ids:
             pipe.hget(keys.order(ids.service_point_of(order_id), order_id), "s")
-        return [s for s in await pipe.execute() if s is not None]
+        snapshots = [s for s in await pipe.execute() if s is not None]
+        return await asyncio.to_thread(decode_orders, snapshots)
 
     def receipt_store(self) -> ReceiptStore:
         return ReceiptStore(self.redis)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import orjson
-
+from orchestrator.domain.records import encode_entry
 from orchestrator.store import chain, keys
 
 OP_WIDTH = {"S": 5, "J": 3, "H": 4, "D": 3, "R": 4, "A": 3, "X": 6, "C": 4, "P": 3, "K": 5}
@@ -120,7 +119,7 @@ class WriteBatch:
                 which = (sp, unlinked.day)
                 head = moved.get(which) or heads[which]
                 entry, moved[which] = chain.link(unlinked.entry, sp, unlinked.day, head, actors[sp])
-                ops.ops[position] = orjson.dumps(entry)
+                ops.ops[position] = encode_entry(entry)
             ops.unlinked = []
             for (head_sp, day), head in moved.items():
                 if head_sp == sp:

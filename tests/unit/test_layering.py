@@ -165,6 +165,15 @@ def test_pure_modules_pull_in_no_io(module: str) -> None:
     assert not any(name.startswith("orchestrator.providers") for name in loaded)
 
 
+def test_the_records_codec_pulls_in_orjson_and_nothing_else_of_io() -> None:
+    """domain/records.py is the stored records' one codec: orjson, no client of a store."""
+    loaded = _loaded_after_import("orchestrator.domain.records")
+    assert {name.split(".")[0] for name in loaded} & IO_MODULES == {"orjson"}
+    assert not any(
+        name.startswith(("orchestrator.providers", "orchestrator.store")) for name in loaded
+    )
+
+
 MOVED = ("channels", "providers", "sandbox")
 
 

@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from orchestrator.domain.catalog import FeeCategory, PricedLine
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Change, Order, invariant_violations
+from orchestrator.domain.records import decode_order, encode_order, is_open
 from orchestrator.domain.states import (
     AttemptEvent,
     AttemptState,
@@ -146,6 +147,24 @@ class OrderMachine(RuleBasedStateMachine):
         )
         assert reserved <= PRICE, f"{reserved} fen refunded or being refunded of {PRICE}"
         assert order.refundable_fen == (PRICE - reserved if self.paid_by else 0)
+
+    @invariant()
+    def the_snapshot_round_trips_and_says_open_when_the_order_is(self) -> None:
+        """Written, decoded and rebuilt, the order is the same bytes; asked of the record
+        (as the drainer does), open is what this hand-written rule says, as for the order."""
+        stored = encode_order(self.order.to_record())
+        record = decode_order(stored)
+        assert encode_order(Order.from_record(record).to_record()) == stored
+        open_by_hand = (
+            self.order.state in (OrderState.AWAITING_PAYMENT, OrderState.PAYING)
+            or any(
+                a.follow_up
+                or a.state.value not in ("SUCCEEDED", "FAILED", "REVERSED", "LATE_SUCCESS_REFUNDED")
+                for a in self.order.attempts
+            )
+            or any(r.state.value == "PENDING" for r in self.order.refunds)
+        )
+        assert is_open(record) == self.order.is_open == open_by_hand
 
     @invariant()
     def journal_is_gap_free(self) -> None:
