@@ -1,13 +1,14 @@
 """ServicePointCore: the windows of one or more service points, as an ordinary class.
 
-The Ray actor in actors/ only wraps it. Per batch of commands it does:
+The Ray actor in actors/ only wraps it. Per batch of commands it does, through each
+command's handler (handlers.py, looked up by the command's type):
 
 1. prepare: validate and price each command (bad input is refused, nothing stored);
 2. one Redis round trip: claim each request id, auth code and business case, fetch any
    stored response and any order not in memory;
 3. decide every command synchronously against the in-memory orders (this is what
-   serialises each window: no await between reading and changing an order): one
-   handler per command (handlers.py), over the orders in memory (orders.py);
+   serialises each window: no await between reading and changing an order), over the
+   orders in memory (orders.py);
 4. one group commit; only then are the answers released and provider work started.
 
 Every order that still needs attention is in memory (loaded at start from Redis), so
@@ -28,27 +29,17 @@ from typing import Any
 
 import orjson
 
-from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
 from orchestrator.domain import ids
-from orchestrator.domain.auth_codes import auth_code_digest
-from orchestrator.domain.calendar import local_day
-from orchestrator.domain.catalog import price_lines
 from orchestrator.domain.commands import (
     Command,
-    CreateOrder,
     Pay,
-    RefundOrder,
     Rejected,
     Result,
-    SettleLateSuccess,
-    fingerprint,
 )
 from orchestrator.domain.errors import (
     DomainError,
     FailedPrecondition,
-    InvalidArgument,
-    NotFound,
 )
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import (
@@ -58,7 +49,6 @@ from orchestrator.domain.states import (
     OrderState,
     PayMode,
 )
-from orchestrator.domain.validation import check_id, check_request_id, check_text
 from orchestrator.providers.engine import (
     AttemptDriver,
     Clock,
@@ -71,7 +61,7 @@ from orchestrator.providers.notices import Notice, NoticeOutcome
 from orchestrator.providers.port import PayCall, PaymentProvider, QrCall, TradeRef
 from orchestrator.providers.qr_driver import QrDriver
 from orchestrator.servicepoint.group_commit import GroupCommit
-from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
+from orchestrator.servicepoint.handlers import CommandHandlers
 from orchestrator.servicepoint.job import Job, value_of
 from orchestrator.servicepoint.lost import LostOrders
 from orchestrator.servicepoint.notices import NoticeDesk
@@ -79,9 +69,8 @@ from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
 from orchestrator.servicepoint.orders import OrderBook, Reloading
 from orchestrator.servicepoint.recall import OrderRecall, RecordMismatch, RecordUnavailable
 from orchestrator.servicepoint.supervisor import DriverSupervisor
-from orchestrator.store import keys
 from orchestrator.store.chain import Head
-from orchestrator.store.port import ReadBatchPort, RecordPort, StorePort
+from orchestrator.store.port import RecordPort, StorePort
 from orchestrator.store.write_batch import WriteBatch
 
 log = logging.getLogger(__name__)
@@ -114,13 +103,6 @@ class ServicePointCore:
         self._providers = providers
         self._clock = clock or SystemClock()
         self._ttl_ms = config.settings.idempotency_ttl_s * 1000
-        deployment = config.deployment
-        self._windows = {
-            w
-            for sp in deployment.service_points
-            if sp.id in self.service_points
-            for w in sp.windows
-        }
         self._requests: dict[str, tuple[str, asyncio.Future[Result]]] = {}
         self._drivers = DriverSupervisor()
         self._observer = observer or MetricsObserver()
@@ -128,7 +110,9 @@ class ServicePointCore:
         self._heads: dict[tuple[str, str], Head] = {}  # (service point, day) -> chain head
         self._commit = GroupCommit(self._flush, on_fatal)
         self._book = OrderBook(self._commit, config.settings.zone, self._ttl_ms)
-        self._handlers = CommandHandlers(config, self._book, self._clock, self._observer)
+        self._handlers = CommandHandlers(
+            config, self._book, self._clock, self._observer, self.service_points
+        )
         self._ready = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
@@ -227,18 +211,19 @@ class ServicePointCore:
         jobs: list[Job] = []
         for command in commands:
             self._observer.submitted(type(command).__name__)
+            handler = self._handlers.of(command)
             try:
-                job = self._prepare(command, loop)
+                job = handler.prepare(command, loop)
             except DomainError as error:
                 results.append(Rejected(error.code, error.message))
                 continue
             held = self._requests.get(command.request_id)
             if held is not None:  # a concurrent duplicate: share the first one's answer
                 if held[0] == job.fingerprint:
-                    self._handlers.idempotency(command, "replayed")
+                    handler.idempotency(command, "replayed")
                     results.append(held[1])
                 else:
-                    results.append(self._handlers.conflict(command))
+                    results.append(handler.conflict(command))
                 continue
             self._requests[command.request_id] = (job.fingerprint, job.future)
             jobs.append(job)
@@ -251,18 +236,18 @@ class ServicePointCore:
         try:
             reads = self._store.read_batch()
             for job in jobs:
-                self._plan_reads(job, reads)
+                self._handlers.of(job.command).plan(job, job.command, reads)
             await reads.run()
             await self._from_the_record(jobs)
-            elsewhere = await self._load_existing_cases(jobs, reads)
+            await self._handlers.read_more(jobs, self._store)
             for job in jobs:
+                handler = self._handlers.of(job.command)
                 try:
                     if job.refused is not None:
                         raise job.refused
-                    not_open_elsewhere(job, reads, elsewhere)
-                    job.result = self._handlers.decide(job, reads)
+                    job.result = handler.decide(job, job.command)
                 except DomainError as error:
-                    self._handlers.release_claims(job, reads)
+                    handler.release_claims(job, job.command)
                     job.result = Rejected(error.code, error.message)
             await self._commit.durable()
         except BaseException as error:
@@ -288,89 +273,19 @@ class ServicePointCore:
             job.future.set_result(job.result)
         self._book.trim_recent()
 
-    def _prepare(self, command: Command, loop: asyncio.AbstractEventLoop) -> Job:
-        check_request_id(command.request_id)
-        if isinstance(command, CreateOrder):
-            check_id(command.business_no, "business_no")
-            check_text(command.payer_name, "payer_name", required=True, limit=64)
-            if command.window_id not in self._windows:
-                raise InvalidArgument(f"window {command.window_id!r} is not served here")
-            sp = self._config.deployment.window_service_point[command.window_id]
-            now = self._clock.now_ms()
-            catalog = self._config.fees.in_force_on(local_day(now, self._settings.zone).date())
-            job = Job(command, fingerprint(command), sp, loop.create_future())
-            job.lines = price_lines(catalog, command.lines)
-            job.catalog_version = catalog.version
-            job.candidate_id = ids.new_order_id(sp)
-            return job
-        sp = self._service_point_of(command.order_id)
-        if isinstance(command, Pay):
-            if command.mode is PayMode.PAYER_SCANS_QR:
-                if command.channel is Channel.CASH:
-                    raise InvalidArgument("cash is paid at the counter, not by a QR code")
-                if command.auth_code:
-                    raise InvalidArgument("no auth_code when the payer scans a QR code")
-            else:
-                check_auth_code(command.channel, command.auth_code)
-            if command.channel is Channel.CASH:
-                if command.cash_received_fen <= 0:
-                    raise InvalidArgument("cash_received_fen is required for a cash payment")
-            elif command.cash_received_fen:
-                raise InvalidArgument("cash_received_fen applies to cash payments only")
-            job = Job(command, fingerprint(command), sp, loop.create_future())
-            if command.channel is not Channel.CASH and command.auth_code:
-                job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
-            return job
-        if isinstance(command, SettleLateSuccess):
-            check_id(command.attempt_id, "attempt_id")
-            check_text(command.reason, "reason", required=True, limit=200)
-            return Job(command, fingerprint(command), sp, loop.create_future())
-        if isinstance(command, RefundOrder):
-            check_id(command.supervisor_id, "supervisor_id")
-            check_text(command.reason, "reason", required=True, limit=200)
-            if command.amount_fen <= 0:
-                raise InvalidArgument("amount_fen of a refund must be positive")
-            return Job(command, fingerprint(command), sp, loop.create_future())
-        check_text(command.reason, "reason", required=False, limit=200)
-        return Job(command, fingerprint(command), sp, loop.create_future())
-
-    def _service_point_of(self, order_id: str) -> str:
-        sp = ids.service_point_of(order_id)
-        if sp not in self._epochs:
-            raise NotFound(f"order {order_id} not found")
-        return sp
-
-    def _plan_reads(self, job: Job, reads: ReadBatchPort) -> None:
-        command = job.command
-        job.claim = reads.claim(
-            keys.request_claim(command.request_id), job.fingerprint, self._ttl_ms
-        )
-        job.response = reads.get(keys.response(job.sp, command.request_id))
-        if isinstance(command, CreateOrder):
-            job.business = reads.claim(
-                keys.business_case(command.business_no), job.candidate_id, None
-            )
-            return
-        if job.code_key:
-            job.code = reads.claim(job.code_key, command.request_id, self._ttl_ms)
-        if command.order_id not in self._book.open:  # a closed one may have left the store
-            job.order = reads.order(command.order_id)
-
     async def _from_the_record(self, jobs: list[Job]) -> None:
         """Orders the store no longer holds (closed, past the retention): forgotten here
         too, and for a refund or a late success's refund recalled from the record, so
         that the command decides on the order as it was last."""
         wanted: dict[str, list[Job]] = {}
         for job in jobs:
-            command = job.command
             if job.order is None or job.order.value is not None:
                 continue
-            assert not isinstance(command, CreateOrder)
-            order_id = command.order_id
+            order_id = job.order_id
             if not self._commit.unflushed(order_id):
                 self._book.recent.pop(order_id, None)  # gone from the store: stale here
             if (
-                isinstance(command, RefundOrder | SettleLateSuccess)
+                job.recalls
                 and value_of(job.response) is None
                 and value_of(job.claim) in (None, job.fingerprint.encode())
                 and self._book.find(order_id) is None
@@ -397,32 +312,6 @@ class ServicePointCore:
                     # The record had it open (Redis had lost it): in our care again.
                     self._book.open[order_id] = order
                     self._resume(order)
-
-    async def _load_existing_cases(self, jobs: list[Job], reads: ReadBatchPort) -> dict[str, str]:
-        """Second read, rarely needed: orders named by business cases that already exist.
-        Returns those open at a service point this actor does not serve (order -> point):
-        only the commands naming them fail, not the batch they came with."""
-        missing = []
-        for job in jobs:
-            if (held := value_of(job.business)) is not None:
-                order_id = held.decode().removesuffix(keys.RECORDED)
-                if self._book.find(order_id) is None:
-                    missing.append(order_id)
-        if not missing:
-            return {}
-        more = self._store.read_batch()
-        found = {order_id: more.order(order_id) for order_id in missing}
-        await more.run()
-        elsewhere = {}
-        for order_id, read in found.items():
-            if read.value is not None:
-                try:
-                    self._book.adopt(read.value)
-                except Reloading:
-                    pass  # the command naming its case is answered UNAVAILABLE
-                except FailedPrecondition:
-                    elsewhere[order_id] = ids.service_point_of(order_id)
-        return elsewhere
 
     # ---- notifications ------------------------------------------------------------
 
