@@ -8,7 +8,7 @@
 3. its decision, synchronously against the orders in memory (no await between reading
    an order and changing it: this is what serialises a window). It stages its writes;
    the core commits them, then releases the answer and starts the provider work the
-   decision names.
+   decision names (provider_work.py).
 
 What every command shares (a reused request id, a replayed answer, giving back the
 claims of a refused one) is the base class's.
