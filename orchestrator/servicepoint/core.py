@@ -73,7 +73,6 @@ class ServicePointCore:
         record: RecordPort | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
-        self._config = config
         self._settings = config.settings
         self._store = store
         self._clock = clock or SystemClock()

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import logging
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -75,7 +76,7 @@ CommandT = TypeVar("CommandT", bound=Command)
 NamingT = TypeVar("NamingT", bound=Pay | CancelOrder | RefundOrder | SettleLateSuccess)
 
 
-class CommandHandler(Generic[CommandT]):
+class CommandHandler(ABC, Generic[CommandT]):
     """What one type of command does at each step of a batch."""
 
     def __init__(
@@ -99,8 +100,8 @@ class CommandHandler(Generic[CommandT]):
         check_request_id(command.request_id)
         return self._prepare(command, loop)
 
-    def _prepare(self, command: CommandT, loop: asyncio.AbstractEventLoop) -> Job:
-        raise NotImplementedError
+    @abstractmethod
+    def _prepare(self, command: CommandT, loop: asyncio.AbstractEventLoop) -> Job: ...
 
     def plan(self, job: Job, command: CommandT, reads: ReadBatchPort) -> None:
         """Step 2: what the batch's one round trip claims and reads for this command."""
@@ -123,8 +124,8 @@ class CommandHandler(Generic[CommandT]):
             return self.replay(job, stored, command)
         return self._decide(job, command)
 
-    def _decide(self, job: Job, command: CommandT) -> Result:
-        raise NotImplementedError
+    @abstractmethod
+    def _decide(self, job: Job, command: CommandT) -> Result: ...
 
     def replay(self, job: Job, stored: bytes, command: CommandT) -> Result:
         """The first answer to this request id (or, for a payment, its outcome)."""
@@ -314,8 +315,9 @@ class OrderCommandHandler(CommandHandler[NamingT]):
             raise NotFound(f"order {command.order_id} not found")
         return self.decide_on(job, command, order)
 
+    @abstractmethod
     def decide_on(self, job: Job, command: NamingT, order: Order) -> Result:
-        raise NotImplementedError
+        """The command's decision on the order it names, found in memory."""
 
 
 class PayHandler(OrderCommandHandler[Pay]):
