@@ -23,6 +23,13 @@ class CreateOrder:
     lines: tuple[RequestedLine, ...]
     created_by: str = ""  # the calling business principal, set by the front door
 
+    def fingerprint(self) -> str:
+        lines = ";".join(
+            f"{line.fee_code}x{line.quantity}@{line.unit_price_fen}/{line.amount_fen}"
+            for line in self.lines
+        )
+        return _digest(f"CreateOrder|{self.business_no}|{self.window_id}|{self.payer_name}|{lines}")
+
 
 @dataclass(frozen=True, slots=True)
 class Pay:
@@ -35,6 +42,15 @@ class Pay:
     cash_received_fen: int
     mode: PayMode = PayMode.PAYER_PRESENTS_CODE
 
+    def fingerprint(self) -> str:
+        text = (
+            f"Pay|{self.terminal_id}|{self.order_id}|{self.channel}|"
+            f"{self.auth_code}|{self.cash_received_fen}"
+        )
+        if self.mode is PayMode.PAYER_SCANS_QR:
+            text += "|QR"  # code-mode fingerprints stay what they were
+        return _digest(text)
+
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
@@ -42,6 +58,9 @@ class CancelOrder:
     order_id: str
     reason: str
     cancelled_by: str = ""  # "principal: <name>" or "console: <username>", never the caller's text
+
+    def fingerprint(self) -> str:
+        return _digest(f"CancelOrder|{self.order_id}|{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,12 @@ class RefundOrder:
     reason: str
     supervisor_id: str
 
+    def fingerprint(self) -> str:
+        return _digest(
+            f"Refund|{self.terminal_id}|{self.order_id}|{self.amount_fen}|"
+            f"{self.reason}|{self.supervisor_id}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SettleLateSuccess:
@@ -65,34 +90,20 @@ class SettleLateSuccess:
     trade_no: str
     reason: str
 
+    def fingerprint(self) -> str:
+        return _digest(f"SettleLateSuccess|{self.order_id}|{self.attempt_id}|{self.trade_no}")
+
 
 Command = CreateOrder | Pay | CancelOrder | RefundOrder | SettleLateSuccess
 
 
 def fingerprint(command: Command) -> str:
-    """A digest of everything but the request id: same key + other fingerprint = refused."""
-    if isinstance(command, CreateOrder):
-        lines = ";".join(
-            f"{line.fee_code}x{line.quantity}@{line.unit_price_fen}/{line.amount_fen}"
-            for line in command.lines
-        )
-        text = f"CreateOrder|{command.business_no}|{command.window_id}|{command.payer_name}|{lines}"
-    elif isinstance(command, Pay):
-        text = (
-            f"Pay|{command.terminal_id}|{command.order_id}|{command.channel}|"
-            f"{command.auth_code}|{command.cash_received_fen}"
-        )
-        if command.mode is PayMode.PAYER_SCANS_QR:
-            text += "|QR"  # code-mode fingerprints stay what they were
-    elif isinstance(command, RefundOrder):
-        text = (
-            f"Refund|{command.terminal_id}|{command.order_id}|{command.amount_fen}|"
-            f"{command.reason}|{command.supervisor_id}"
-        )
-    elif isinstance(command, SettleLateSuccess):
-        text = f"SettleLateSuccess|{command.order_id}|{command.attempt_id}|{command.trade_no}"
-    else:
-        text = f"CancelOrder|{command.order_id}|{command.reason}"
+    """A digest of everything but the request id: same key + other fingerprint = refused.
+    What goes into it is each command's own `fingerprint`."""
+    return command.fingerprint()
+
+
+def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -1,22 +1,24 @@
-"""ServicePointCore: the windows of one or more service points, as an ordinary class.
+"""ServicePointCore: the windows of one or more service points, as an ordinary class (the
+Ray actor in actors/ only wraps it): their lifecycle and the batch pipeline.
 
-The Ray actor in actors/ only wraps it. Per batch of commands it does:
+Per batch of commands it does, through each command's handler (handlers.py: one class
+per command type, which owns the command's checks, reads and decision):
 
 1. prepare: validate and price each command (bad input is refused, nothing stored);
 2. one Redis round trip: claim each request id, auth code and business case, fetch any
-   stored response and any order not in memory;
-3. decide every command synchronously against the in-memory orders (this is what
-   serialises each window: no await between reading and changing an order): one
-   handler per command (handlers.py), over the orders in memory (orders.py);
-4. one group commit; only then are the answers released and provider work started.
+   stored response and any order not in memory. Then a closed order that has left Redis
+   is recalled from the record if a refund or a late success's refund names it
+   (recall.py), and a create's business case may need a second read;
+3. decide every command synchronously against the orders in memory (orders.py): no
+   await between reading and changing an order, which serialises each window;
+4. one group commit, its journal entries linked into their chains (chained_commit.py);
+   only then are the answers released and the provider work they name started.
 
 Every order that still needs attention is in memory (loaded at start from Redis), so
-"one payment in flight per window" is a dictionary lookup, and every provider outcome
-is applied by the attempt's driver through `_record`, durably, before the next call.
-A closed order that has left Redis is recalled from the record, put back into Redis,
-when a refund or a late success's refund names it (recall.py), between steps 2 and 3.
-The drivers run under a supervisor (supervisor.py); metrics go through an observer
-(observer.py).
+"one payment in flight per window" is a dictionary lookup. The provider work (drivers
+of attempts and refunds, each outcome recorded durably before the next call, and the
+providers' notifications) is provider_work.py's; the expiry sweep is expiry.py's; open
+orders the store had lost are lost.py's. Metrics go through an observer (observer.py).
 """
 
 from __future__ import annotations
@@ -26,62 +28,26 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
-from orchestrator.domain import ids
-from orchestrator.domain.auth_codes import auth_code_digest
-from orchestrator.domain.calendar import local_day
-from orchestrator.domain.catalog import price_lines
-from orchestrator.domain.commands import (
-    Command,
-    CreateOrder,
-    Pay,
-    RefundOrder,
-    Rejected,
-    Result,
-    SettleLateSuccess,
-    fingerprint,
-)
-from orchestrator.domain.errors import (
-    DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-)
+from orchestrator.domain.commands import Command, Rejected, Result
+from orchestrator.domain.errors import DomainError
 from orchestrator.domain.order import Order
 from orchestrator.domain.records import decode_order
-from orchestrator.domain.states import (
-    AttemptEvent,
-    AttemptState,
-    Channel,
-    OrderState,
-    PayMode,
-)
-from orchestrator.domain.validation import check_id, check_request_id, check_text
-from orchestrator.providers.engine import (
-    AttemptDriver,
-    Clock,
-    RefundDriver,
-    RefundTicket,
-    SystemClock,
-    Ticket,
-)
+from orchestrator.domain.states import Channel
+from orchestrator.providers.engine import Clock, SystemClock
 from orchestrator.providers.notices import Notice, NoticeOutcome
-from orchestrator.providers.port import PayCall, PaymentProvider, QrCall, TradeRef
-from orchestrator.providers.qr_driver import QrDriver
+from orchestrator.providers.port import PaymentProvider
+from orchestrator.servicepoint.chained_commit import ChainedCommit
+from orchestrator.servicepoint.expiry import sweep_expired
 from orchestrator.servicepoint.group_commit import GroupCommit
-from orchestrator.servicepoint.handlers import CommandHandlers, not_open_elsewhere
-from orchestrator.servicepoint.job import Job, value_of
+from orchestrator.servicepoint.handlers import CommandHandlers
+from orchestrator.servicepoint.job import Job
 from orchestrator.servicepoint.lost import LostOrders
-from orchestrator.servicepoint.notices import NoticeDesk
 from orchestrator.servicepoint.observer import CoreObserver, MetricsObserver
-from orchestrator.servicepoint.orders import OrderBook, Reloading
-from orchestrator.servicepoint.recall import OrderRecall, RecordMismatch, RecordUnavailable
-from orchestrator.servicepoint.supervisor import DriverSupervisor
-from orchestrator.store import keys
-from orchestrator.store.chain import Head
-from orchestrator.store.port import ReadBatchPort, RecordPort, StorePort
-from orchestrator.store.write_batch import WriteBatch
+from orchestrator.servicepoint.orders import OrderBook
+from orchestrator.servicepoint.provider_work import ProviderWork
+from orchestrator.servicepoint.recall import OrderRecall, from_the_record
+from orchestrator.store.port import RecordPort, StorePort
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +72,27 @@ class ServicePointCore:
         record: RecordPort | None = None,
     ) -> None:
         self.service_points = tuple(service_points)
-        self._order_ids = ids.OrderIds(self.service_points)
-        self._config = config
         self._settings = config.settings
         self._store = store
-        self._providers = providers
         self._clock = clock or SystemClock()
         self._ttl_ms = config.settings.idempotency_ttl_s * 1000
-        deployment = config.deployment
-        self._windows = {
-            w
-            for sp in deployment.service_points
-            if sp.id in self.service_points
-            for w in sp.windows
-        }
         self._requests: dict[str, tuple[str, asyncio.Future[Result]]] = {}
-        self._drivers = DriverSupervisor()
         self._observer = observer or MetricsObserver()
         self._epochs: dict[str, int] = {}
-        self._heads: dict[tuple[str, str], Head] = {}  # (service point, day) -> chain head
-        self._commit = GroupCommit(self._flush, on_fatal)
+        self._commit = GroupCommit(ChainedCommit(store, self._epochs), on_fatal)
         self._book = OrderBook(self._commit, config.settings.zone, self._ttl_ms)
-        self._handlers = CommandHandlers(config, self._book, self._clock, self._observer)
+        self._handlers = CommandHandlers(
+            config, self._book, self._clock, self._observer, self.service_points
+        )
         self._ready = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
-        self._notices = NoticeDesk(self._order_named_by, config.notify.apply_wait_s)
-        self._lost = LostOrders(store, self._book, self._commit, self._clock, self._resume)
-        settings = config.settings
-        retention_ms = int(config.record.retention_s * settings.time_scale * 1000)
+        self._work = ProviderWork(
+            self.service_points, config, store, providers, self._clock, self._book,
+            self._commit, self._observer,
+        )  # fmt: skip
+        self._lost = LostOrders(store, self._book, self._commit, self._clock, self._work.resume)
+        retention_ms = int(config.record.retention_s * self._settings.time_scale * 1000)
         self._recall = OrderRecall(store, record, retention_ms, self._observer)
 
     # ---- lifecycle ----------------------------------------------------------------
@@ -149,8 +107,10 @@ class ServicePointCore:
                 self._book.open[order.order_id] = order
             if live.missing:
                 await self._lost.report(sp, live.missing)
-        resumed = sum(self._resume(order) for order in self._book.open.values())
-        self._sweeper = asyncio.create_task(self._sweep_expired())
+        resumed = sum(self._work.resume(order) for order in self._book.open.values())
+        self._sweeper = asyncio.create_task(
+            sweep_expired(self._settings, self._clock, self._book, self._commit)
+        )
         if self._book.missing:
             self._reloader = asyncio.create_task(self._lost.take_back())
         self._ready.set()
@@ -161,47 +121,20 @@ class ServicePointCore:
             resumed,
         )
 
-    def _resume(self, order: Order) -> int:
-        """Start the provider work an open order is waiting for; how many were started."""
-        resumed = 0
-        attempt = order.in_flight()
-        if attempt is not None:
-            self._book.window_busy.setdefault(order.window_id, attempt.attempt_id)
-        for attempt in order.attempts:
-            if not attempt.final or attempt.follow_up:
-                self._start_driver(order.order_id, attempt.attempt_id, call=None)
-                resumed += 1
-        for refund in order.pending_refunds():
-            self._start_refund(order, refund.refund_id)
-            resumed += 1
-        return resumed
-
     async def stop(self) -> None:
         for task in (self._sweeper, self._reloader):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self._drivers.stop()
+        await self._work.stop()
 
     async def ready(self) -> bool:
         await self._ready.wait()
         return True
 
     def in_flight(self) -> dict[str, tuple[int, float, int]]:
-        """Per service point: attempts not final, age of the oldest (s), how many are
-        past the time their playbook says they should have been final by."""
-        now = self._clock.now_ms()
-        summary = {sp: (0, 0.0, 0) for sp in self.service_points}
-        for order in self._book.open.values():
-            attempt = order.in_flight()
-            if attempt is None:
-                continue
-            count, oldest, late = summary[order.service_point_id]
-            age = (now - attempt.created_at) / 1000
-            playbook = self._config.playbook(attempt.channel)
-            stuck = age > (playbook.qr_final_by_s if attempt.scans_qr else playbook.final_by_s)
-            summary[order.service_point_id] = (count + 1, max(oldest, age), late + stuck)
-        return summary
+        """Per service point: attempts not final, age of the oldest (s), how many late."""
+        return self._work.in_flight(self.service_points)
 
     def missing_orders(self) -> dict[str, int]:
         """Per service point: open orders the store had lost, not yet back."""
@@ -212,7 +145,7 @@ class ServicePointCore:
             "service_points": list(self.service_points),
             "open_orders": len(self._book.open),
             "missing_orders": len(self._book.missing),
-            "drivers": len(self._drivers),
+            "drivers": len(self._work),
             "flushes": self._commit.flushes,
             "last_flush_waiters": self._commit.last_batch_size,
         }
@@ -226,18 +159,19 @@ class ServicePointCore:
         jobs: list[Job] = []
         for command in commands:
             self._observer.submitted(type(command).__name__)
+            handler = self._handlers.of(command)
             try:
-                job = self._prepare(command, loop)
+                job = handler.prepare(command, loop)
             except DomainError as error:
                 results.append(Rejected(error.code, error.message))
                 continue
             held = self._requests.get(command.request_id)
             if held is not None:  # a concurrent duplicate: share the first one's answer
                 if held[0] == job.fingerprint:
-                    self._handlers.idempotency(command, "replayed")
+                    handler.idempotency(command, "replayed")
                     results.append(held[1])
                 else:
-                    results.append(self._handlers.conflict(command))
+                    results.append(handler.conflict(command))
                 continue
             self._requests[command.request_id] = (job.fingerprint, job.future)
             jobs.append(job)
@@ -250,18 +184,18 @@ class ServicePointCore:
         try:
             reads = self._store.read_batch()
             for job in jobs:
-                self._plan_reads(job, reads)
+                self._handlers.of(job.command).plan(job, job.command, reads)
             await reads.run()
-            await self._from_the_record(jobs)
-            elsewhere = await self._load_existing_cases(jobs, reads)
+            await from_the_record(jobs, self._recall, self._book, self._commit, self._work.resume)
+            await self._handlers.read_more(jobs, self._store)
             for job in jobs:
+                handler = self._handlers.of(job.command)
                 try:
                     if job.refused is not None:
                         raise job.refused
-                    not_open_elsewhere(job, reads, elsewhere)
-                    job.result = self._handlers.decide(job, reads)
+                    job.result = handler.decide(job, job.command)
                 except DomainError as error:
-                    self._handlers.release_claims(job, reads)
+                    handler.release_claims(job, job.command)
                     job.result = Rejected(error.code, error.message)
             await self._commit.durable()
         except BaseException as error:
@@ -274,376 +208,19 @@ class ServicePointCore:
             raise
         for job in jobs:
             self._requests.pop(job.command.request_id, None)
-            if job.start_driver is not None:
-                self._start_driver(
-                    *job.start_driver, call=self._pay_call(job), qr_call=self._qr_call(job)
-                )
-            if job.start_refund is not None:
-                order_id, refund_id = job.start_refund
-                self._start_refund(self._book.open[order_id], refund_id)
+            self._work.start(job)
             for observe in job.after:
                 observe()
             assert job.result is not None
             job.future.set_result(job.result)
         self._book.trim_recent()
 
-    def _prepare(self, command: Command, loop: asyncio.AbstractEventLoop) -> Job:
-        check_request_id(command.request_id)
-        if isinstance(command, CreateOrder):
-            check_id(command.business_no, "business_no")
-            check_text(command.payer_name, "payer_name", required=True, limit=64)
-            if command.window_id not in self._windows:
-                raise InvalidArgument(f"window {command.window_id!r} is not served here")
-            sp = self._config.deployment.window_service_point[command.window_id]
-            now = self._clock.now_ms()
-            catalog = self._config.fees.in_force_on(local_day(now, self._settings.zone).date())
-            job = Job(command, fingerprint(command), sp, loop.create_future())
-            job.lines = price_lines(catalog, command.lines)
-            job.catalog_version = catalog.version
-            job.candidate_id = ids.new_order_id(sp)
-            return job
-        sp = self._service_point_of(command.order_id)
-        if isinstance(command, Pay):
-            if command.mode is PayMode.PAYER_SCANS_QR:
-                if command.channel is Channel.CASH:
-                    raise InvalidArgument("cash is paid at the counter, not by a QR code")
-                if command.auth_code:
-                    raise InvalidArgument("no auth_code when the payer scans a QR code")
-            else:
-                check_auth_code(command.channel, command.auth_code)
-            if command.channel is Channel.CASH:
-                if command.cash_received_fen <= 0:
-                    raise InvalidArgument("cash_received_fen is required for a cash payment")
-            elif command.cash_received_fen:
-                raise InvalidArgument("cash_received_fen applies to cash payments only")
-            job = Job(command, fingerprint(command), sp, loop.create_future())
-            if command.channel is not Channel.CASH and command.auth_code:
-                job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
-            return job
-        if isinstance(command, SettleLateSuccess):
-            check_id(command.attempt_id, "attempt_id")
-            check_text(command.reason, "reason", required=True, limit=200)
-            return Job(command, fingerprint(command), sp, loop.create_future())
-        if isinstance(command, RefundOrder):
-            check_id(command.supervisor_id, "supervisor_id")
-            check_text(command.reason, "reason", required=True, limit=200)
-            if command.amount_fen <= 0:
-                raise InvalidArgument("amount_fen of a refund must be positive")
-            return Job(command, fingerprint(command), sp, loop.create_future())
-        check_text(command.reason, "reason", required=False, limit=200)
-        return Job(command, fingerprint(command), sp, loop.create_future())
-
-    def _service_point_of(self, order_id: str) -> str:
-        sp = ids.service_point_of(order_id)
-        if sp not in self._epochs:
-            raise NotFound(f"order {order_id} not found")
-        return sp
-
-    def _plan_reads(self, job: Job, reads: ReadBatchPort) -> None:
-        command = job.command
-        job.claim = reads.claim(
-            keys.request_claim(command.request_id), job.fingerprint, self._ttl_ms
-        )
-        job.response = reads.get(keys.response(job.sp, command.request_id))
-        if isinstance(command, CreateOrder):
-            job.business = reads.claim(
-                keys.business_case(command.business_no), job.candidate_id, None
-            )
-            return
-        if job.code_key:
-            job.code = reads.claim(job.code_key, command.request_id, self._ttl_ms)
-        if command.order_id not in self._book.open:  # a closed one may have left the store
-            job.order = reads.order(command.order_id)
-
-    async def _from_the_record(self, jobs: list[Job]) -> None:
-        """Orders the store no longer holds (closed, past the retention): forgotten here
-        too, and for a refund or a late success's refund recalled from the record, so
-        that the command decides on the order as it was last."""
-        wanted: dict[str, list[Job]] = {}
-        for job in jobs:
-            command = job.command
-            if job.order is None or job.order.value is not None:
-                continue
-            assert not isinstance(command, CreateOrder)
-            order_id = command.order_id
-            if not self._commit.unflushed(order_id):
-                self._book.recent.pop(order_id, None)  # gone from the store: stale here
-            if (
-                isinstance(command, RefundOrder | SettleLateSuccess)
-                and value_of(job.response) is None
-                and value_of(job.claim) in (None, job.fingerprint.encode())
-                and self._book.find(order_id) is None
-                and order_id not in self._book.missing
-            ):
-                wanted.setdefault(order_id, []).append(job)
-        if not wanted:
-            return
-        answers = await asyncio.gather(
-            *(self._recall.recall(order_id) for order_id in wanted), return_exceptions=True
-        )
-        for (order_id, waiting), answer in zip(wanted.items(), answers, strict=True):
-            if isinstance(answer, RecordUnavailable | RecordMismatch):
-                for job in waiting:
-                    job.refused = answer
-                continue
-            if isinstance(answer, BaseException):
-                raise answer
-            for job in waiting:
-                job.order = answer
-            if answer.value is not None:
-                order = Order.from_record(decode_order(answer.value))
-                if order.is_open and self._book.find(order_id) is None:
-                    # The record had it open (Redis had lost it): in our care again.
-                    self._book.open[order_id] = order
-                    self._resume(order)
-
-    async def _load_existing_cases(self, jobs: list[Job], reads: ReadBatchPort) -> dict[str, str]:
-        """Second read, rarely needed: orders named by business cases that already exist.
-        Returns those open at a service point this actor does not serve (order -> point):
-        only the commands naming them fail, not the batch they came with."""
-        missing = []
-        for job in jobs:
-            if (held := value_of(job.business)) is not None:
-                order_id = held.decode().removesuffix(keys.RECORDED)
-                if self._book.find(order_id) is None:
-                    missing.append(order_id)
-        if not missing:
-            return {}
-        more = self._store.read_batch()
-        found = {order_id: more.order(order_id) for order_id in missing}
-        await more.run()
-        elsewhere = {}
-        for order_id, read in found.items():
-            if read.value is not None:
-                try:
-                    self._book.adopt(read.value)
-                except Reloading:
-                    pass  # the command naming its case is answered UNAVAILABLE
-                except FailedPrecondition:
-                    elsewhere[order_id] = ids.service_point_of(order_id)
-        return elsewhere
-
     # ---- notifications ------------------------------------------------------------
 
     async def observe(self, notice: Notice) -> NoticeOutcome:
         """A provider's verified notification: one more answer about a trade or refund."""
         await self._ready.wait()
-        return await self._notices.observe(notice)
-
-    async def _order_named_by(self, out_trade_no: str) -> Order | None:
-        """The order of an attempt id (an out_trade_no), from memory or the store."""
-        for order_id in self._order_ids.of(out_trade_no):
-            order = self._book.find(order_id)
-            if order is None:
-                reads = self._store.read_batch()
-                read = reads.order(order_id)
-                await reads.run()
-                if read.value is None:
-                    continue
-                try:
-                    order = self._book.adopt(read.value)
-                except (FailedPrecondition, Reloading):
-                    continue
-            return order
-        return None
-
-    # ---- provider work ------------------------------------------------------------
-
-    def _pay_call(self, job: Job) -> PayCall:
-        command = job.command
-        assert isinstance(command, Pay)
-        order = self._book.open[command.order_id]
-        assert job.start_driver is not None
-        attempt = order.attempt(job.start_driver[1])
-        return PayCall(
-            out_trade_no=attempt.attempt_id,
-            auth_code=command.auth_code,
-            amount_fen=attempt.amount_fen,
-            store_id=order.service_point_id,
-            terminal_id=command.terminal_id,
-            description=_description(order),
-            at_ms=attempt.created_at,
-        )
-
-    def _qr_call(self, job: Job) -> QrCall | None:
-        """The request for the QR code of a PAYER_SCANS_QR attempt (None otherwise)."""
-        command = job.command
-        assert isinstance(command, Pay) and job.start_driver is not None
-        if command.mode is not PayMode.PAYER_SCANS_QR:
-            return None
-        order = self._book.open[command.order_id]
-        attempt = order.attempt(job.start_driver[1])
-        expiry_s = self._config.playbook(attempt.channel).qr_expiry_s
-        return QrCall(
-            out_trade_no=attempt.attempt_id,
-            amount_fen=attempt.amount_fen,
-            store_id=order.service_point_id,
-            terminal_id=command.terminal_id,
-            description=_description(order),
-            at_ms=attempt.created_at,
-            expires_at_ms=attempt.created_at + int(expiry_s * 1000),
-        )
-
-    def _start_driver(
-        self, order_id: str, attempt_id: str, call: PayCall | None, qr_call: QrCall | None = None
-    ) -> None:
-        order = self._book.open[order_id]
-        attempt = order.attempt(attempt_id)
-        if attempt.scans_qr:
-            call = None  # a QR attempt has no pay call: the payer's scan pays it
-        driver = (QrDriver if attempt.scans_qr else AttemptDriver)(
-            self._providers[attempt.channel],
-            self._config.playbook(attempt.channel),
-            self._clock,
-            self._recorder(order_id, attempt_id),
-        )
-        ticket = Ticket(
-            attempt_id,
-            attempt.state,
-            attempt.created_at,
-            call,
-            attempt.amount_fen,
-            attempt.follow_up,
-            qr_call=qr_call,
-            qr_expires_at_ms=attempt.qr_expires_at or 0,
-        )
-        inboxes = self._notices.attempts
-        inboxes[attempt_id] = driver.inbox
-        self._drivers.start(
-            attempt_id,
-            "attempt",
-            self._notices.listening(inboxes, attempt_id, driver.inbox, driver.run(ticket)),
-        )
-
-    def _recorder(self, order_id: str, attempt_id: str) -> Any:
-        async def record(
-            event: AttemptEvent,
-            *,
-            trade_no: str = "",
-            reason: str = "",
-            qr_code_url: str = "",
-            qr_expires_at: int | None = None,
-        ) -> None:
-            order = self._book.open[order_id]
-            change = order.record_attempt(
-                attempt_id, event, self._clock.now_ms(), trade_no=trade_no, reason=reason,
-                qr_code_url=qr_code_url, qr_expires_at=qr_expires_at,
-            )  # fmt: skip
-            attempt = order.attempt(attempt_id)
-            ended = self._book.window_busy.get(order.window_id) == attempt_id and attempt.final
-            snapshot = self._book.stage(order, [change])
-            if ended:
-                del self._book.window_busy[order.window_id]
-                self._book.save_response(order, attempt.request_id, snapshot, attempt_id=attempt_id)
-            await self._commit.durable()
-            if ended:
-                self._observer.attempt_ended(order, attempt)
-            if event is AttemptEvent.REVERSED:
-                self._observer.reversal(attempt.channel, "done")
-            elif event is AttemptEvent.REVERSAL_ABANDONED:
-                self._observer.reversal(attempt.channel, "abandoned")
-                log.warning(
-                    "reversal given up; following the trade up",
-                    extra={"order_id": order_id, "attempt_id": attempt_id},
-                )
-            elif event is AttemptEvent.LATE_SUCCESS:
-                self._observer.late_success(attempt.channel)
-                log.warning(
-                    "late success: refunding it automatically",
-                    extra={"order_id": order_id, "attempt_id": attempt_id},
-                )
-                self._start_refund(order, order.refunds[-1].refund_id)
-
-        return record
-
-    def _start_refund(self, order: Order, refund_id: str) -> None:
-        refund = order.refund(refund_id)
-        attempt = order.attempt(refund.attempt_id)
-        order_id = order.order_id
-
-        async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
-            live = self._book.open[order_id]
-            changes = live.record_refund(
-                refund_id,
-                succeeded=succeeded,
-                now=self._clock.now_ms(),
-                refund_no=refund_no,
-                reason=reason,
-            )
-            snapshot = self._book.stage(live, changes)
-            if refund.request_id:
-                self._book.save_response(live, refund.request_id, snapshot, refund_id=refund_id)
-            await self._commit.durable()
-            self._observer.refund_ended(live, live.refund(refund_id))
-
-        def overdue(on: bool) -> None:
-            self._observer.refund_overdue(attempt.channel, on)
-            if on:
-                log.warning(
-                    "refund still pending at the provider past refund_pending_alert_s",
-                    extra={
-                        "order_id": order_id,
-                        "refund_id": refund_id,
-                        "reason": driver.last_reason,  # e.g. a refusal left for a person
-                    },
-                )
-
-        driver = RefundDriver(
-            self._providers[attempt.channel],
-            self._config.playbook(attempt.channel),
-            self._clock,
-            record,
-            alert_after_s=self._settings.refund_pending_alert_s * self._settings.time_scale,
-            overdue=overdue,
-        )
-        paid = TradeRef(
-            attempt.attempt_id, attempt.amount_fen, attempt.created_at, attempt.provider_trade_no
-        )
-        ticket = RefundTicket(refund_id, paid, refund.amount_fen, refund.created_at)
-        inboxes = self._notices.refunds
-        inboxes[refund_id] = driver.inbox
-        self._drivers.start(
-            refund_id,
-            "refund",
-            self._notices.listening(inboxes, refund_id, driver.inbox, driver.run(ticket)),
-        )
-
-    async def _sweep_expired(self) -> None:
-        while True:
-            await self._clock.sleep(self._settings.expiry_sweep_interval_s)
-            now = self._clock.now_ms()
-            due = [
-                order
-                for order in self._book.open.values()
-                if order.state is OrderState.AWAITING_PAYMENT and now >= order.expires_at
-            ]
-            for order in due:
-                self._book.stage(order, [order.expire(now)])
-            if due:
-                await self._commit.durable()
-                log.info("expired %d unpaid orders", len(due))
-
-    async def _flush(self, batch: WriteBatch) -> None:
-        """Link the batch's journal entries into their chains, then commit: the commit
-        script moves each chain's head only if it is still the one linked after."""
-        chains = batch.chain_days()
-        unknown = sorted(c for c in chains if c not in self._heads)
-        if unknown:  # a day this incarnation has not written yet: ask the store
-            for which, head in zip(unknown, await self._store.chain_heads(unknown), strict=True):
-                self._heads[which] = Head.decode(head)
-        actors = {sp: f"{sp}/{epoch}" for sp, epoch in self._epochs.items()}
-        moved = batch.link(self._heads, actors)
-        await self._store.commit(batch, self._epochs)
-        self._heads.update(moved)
-        if len(self._heads) > 64:  # days long past: their heads are read again if needed
-            for which in [c for c in self._heads if c not in chains]:
-                del self._heads[which]
+        return await self._work.observe(notice)
 
 
-def _description(order: Order) -> str:
-    first = order.lines[0].name
-    more = f"等{len(order.lines)}项" if len(order.lines) > 1 else ""
-    return f"{first}{more}"[:100]
-
-
-__all__ = ["AttemptState", "ServicePointCore"]
+__all__ = ["ServicePointCore"]

@@ -1,21 +1,38 @@
-"""The decide step of the service-point core: one handler per command.
+"""Commands as objects: one handler per command type, looked up by the command's type
+(`CommandHandlers.of`), owns what that command does at each step of a batch (core.py):
 
-Each runs synchronously against the orders in memory (no await between reading an
-order and changing it: this is what serialises a window) and stages its writes; the
-core commits them, then releases the answers and starts the provider work they name.
+1. prepare: its validation and pricing (bad input is refused, nothing stored);
+2. the reads it plans for the batch's one Redis round trip (claims, its stored answer,
+   its order if not in memory) and, for a create, the second read of an order its
+   business case names;
+3. its decision, synchronously against the orders in memory (no await between reading
+   an order and changing it: this is what serialises a window). It stages its writes;
+   the core commits them, then releases the answer and starts the provider work the
+   decision names (provider_work.py).
+
+What every command shares (a reused request id, a replayed answer, giving back the
+claims of a refused one) is the base class's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 import orjson
 
+from orchestrator.channels.registry import check_auth_code
 from orchestrator.config import Config
-from orchestrator.domain.auth_codes import mask_auth_code
-from orchestrator.domain.calendar import expiry_after
+from orchestrator.domain import ids
+from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
+from orchestrator.domain.calendar import expiry_after, local_day
+from orchestrator.domain.catalog import price_lines
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,
@@ -27,63 +44,189 @@ from orchestrator.domain.commands import (
     Rejected,
     Result,
     SettleLateSuccess,
+    fingerprint,
 )
 from orchestrator.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
 )
 from orchestrator.domain.order import NONCE_LENGTH, Order
-from orchestrator.domain.states import AttemptEvent, AttemptState, Channel, OrderState, RefundState
+from orchestrator.domain.states import (
+    AttemptEvent,
+    AttemptState,
+    Channel,
+    OrderState,
+    PayMode,
+    RefundState,
+)
+from orchestrator.domain.validation import check_id, check_request_id, check_text
 from orchestrator.providers.engine import Clock
 from orchestrator.servicepoint.job import Job, claimed_now, value_of
 from orchestrator.servicepoint.observer import CoreObserver
 from orchestrator.servicepoint.orders import OrderBook, Reloading, snapshot_of
 from orchestrator.store import keys
-from orchestrator.store.port import ReadBatchPort
+from orchestrator.store.port import ReadBatchPort, StorePort
 
 log = logging.getLogger(__name__)
 
+CommandT = TypeVar("CommandT", bound=Command)
+NamingT = TypeVar("NamingT", bound=Pay | CancelOrder | RefundOrder | SettleLateSuccess)
 
-class CommandHandlers:
+
+class CommandHandler(ABC, Generic[CommandT]):
+    """What one type of command does at each step of a batch."""
+
     def __init__(
-        self, config: Config, book: OrderBook, clock: Clock, observer: CoreObserver
+        self,
+        config: Config,
+        book: OrderBook,
+        clock: Clock,
+        observer: CoreObserver,
+        service_points: Collection[str],
     ) -> None:
         self._config = config
         self._settings = config.settings
         self._book = book
         self._clock = clock
         self._observer = observer
+        self._service_points = service_points  # the ones this core serves
+        self._ttl_ms = config.settings.idempotency_ttl_s * 1000
 
-    def decide(self, job: Job, reads: ReadBatchPort) -> Result:
-        command = job.command
+    def prepare(self, command: CommandT, loop: asyncio.AbstractEventLoop) -> Job:
+        """Step 1: refuse bad input (nothing is stored for it), or make the command's job."""
+        check_request_id(command.request_id)
+        return self._prepare(command, loop)
+
+    @abstractmethod
+    def _prepare(self, command: CommandT, loop: asyncio.AbstractEventLoop) -> Job: ...
+
+    def plan(self, job: Job, command: CommandT, reads: ReadBatchPort) -> None:
+        """Step 2: what the batch's one round trip claims and reads for this command."""
+        job.claim = reads.claim(
+            keys.request_claim(command.request_id), job.fingerprint, self._ttl_ms
+        )
+        job.response = reads.get(keys.response(job.sp, command.request_id))
+        if job.code_key:
+            job.code = reads.claim(job.code_key, command.request_id, self._ttl_ms)
+
+    def decide(self, job: Job, command: CommandT) -> Result:
+        """Step 3: the answer, its writes staged; a DomainError refuses the command."""
         holder = value_of(job.claim)
         if holder is not None and holder.decode() != job.fingerprint:
-            self.release_claims(job, reads)
+            self.release_claims(job, command)
             return self.conflict(command)
         stored = value_of(job.response)
         if stored is not None:
             self.idempotency(command, "replayed")
-            return self.replay(job, stored, reads)
-        if isinstance(command, CreateOrder):
-            return self.create(job, command, reads)
-        if (snapshot := value_of(job.order)) is not None:
-            self._book.adopt(snapshot)
-        order = self._book.find(command.order_id)
-        if order is None:
-            if command.order_id in self._book.missing:
-                raise Reloading(command.order_id)
-            raise NotFound(f"order {command.order_id} not found")
-        if isinstance(command, Pay):
-            return self.pay(job, command, order, reads)
-        if isinstance(command, RefundOrder):
-            return self.refund(job, command, order)
-        if isinstance(command, SettleLateSuccess):
-            return self.settle_late_success(job, command, order)
-        return self.cancel(job, command, order)
+            return self.replay(job, stored, command)
+        return self._decide(job, command)
 
-    def create(self, job: Job, command: CreateOrder, reads: ReadBatchPort) -> Result:
+    @abstractmethod
+    def _decide(self, job: Job, command: CommandT) -> Result: ...
+
+    def replay(self, job: Job, stored: bytes, command: CommandT) -> Result:
+        """The first answer to this request id (or, for a payment, its outcome)."""
+        self.release_claims(job, command, request=False)
+        header, _, snapshot = stored.partition(b"\n")
+        if snapshot:
+            return Done(snapshot)
+        meta = orjson.loads(header)
+        order = self._book.find(meta["order_id"])
+        if order is None:
+            if (read := value_of(job.order)) is not None:
+                order = self._book.adopt(read)
+            else:
+                raise NotFound(f"order {meta['order_id']} not found")
+        if meta.get("refund_id"):
+            return Accepted(snapshot_of(order), refund_id=meta["refund_id"])
+        return Accepted(snapshot_of(order), meta["attempt_id"])
+
+    def idempotency(self, command: CommandT, result: str) -> None:
+        self._observer.idempotency(type(command).__name__, result)
+
+    def conflict(self, command: CommandT) -> Rejected:
+        self.idempotency(command, "conflict")
+        error = AlreadyExists(
+            f"request_id {command.request_id} was already used with different parameters"
+        )
+        return Rejected(error.code, error.message)
+
+    def release_claims(self, job: Job, command: CommandT, *, request: bool = True) -> None:
+        """Give back what this job claimed but will not use: nothing is kept for it."""
+        batch = self._book.batch
+        if request and claimed_now(job.claim):
+            batch.release(keys.request_claim(command.request_id), job.fingerprint)
+        if claimed_now(job.code):
+            batch.release(job.code_key, command.request_id)
+
+
+class CreateOrderHandler(CommandHandler[CreateOrder]):
+    @cached_property
+    def _windows(self) -> set[str]:
+        """The windows of the service points this core serves."""
+        return {
+            w
+            for sp in self._config.deployment.service_points
+            if sp.id in self._service_points
+            for w in sp.windows
+        }
+
+    def _prepare(self, command: CreateOrder, loop: asyncio.AbstractEventLoop) -> Job:
+        check_id(command.business_no, "business_no")
+        check_text(command.payer_name, "payer_name", required=True, limit=64)
+        if command.window_id not in self._windows:
+            raise InvalidArgument(f"window {command.window_id!r} is not served here")
+        sp = self._config.deployment.window_service_point[command.window_id]
+        now = self._clock.now_ms()
+        catalog = self._config.fees.in_force_on(local_day(now, self._settings.zone).date())
+        job = Job(command, fingerprint(command), sp, loop.create_future())
+        job.lines = price_lines(catalog, command.lines)
+        job.catalog_version = catalog.version
+        job.candidate_id = ids.new_order_id(sp)
+        return job
+
+    def plan(self, job: Job, command: CreateOrder, reads: ReadBatchPort) -> None:
+        super().plan(job, command, reads)
+        job.business = reads.claim(keys.business_case(command.business_no), job.candidate_id, None)
+
+    async def read_cases(self, jobs: Sequence[Job], store: StorePort) -> None:
+        """Second read, rarely needed: orders named by business cases that already exist.
+        A create naming a case whose order is open at a service point this actor does not
+        serve is refused, not the batch it came with."""
+        missing = []
+        for job in jobs:
+            if (held := value_of(job.business)) is not None:
+                order_id = held.decode().removesuffix(keys.RECORDED)
+                if self._book.find(order_id) is None:
+                    missing.append(order_id)
+        if not missing:
+            return
+        more = store.read_batch()
+        found = {order_id: more.order(order_id) for order_id in missing}
+        await more.run()
+        elsewhere = {}
+        for order_id, read in found.items():
+            if read.value is not None:
+                try:
+                    self._book.adopt(read.value)
+                except Reloading:
+                    pass  # the command naming its case is answered UNAVAILABLE
+                except FailedPrecondition:
+                    elsewhere[order_id] = ids.service_point_of(order_id)
+        for job in jobs:
+            held = value_of(job.business)
+            if held is not None and (order_id := held.decode()) in elsewhere:
+                command = job.command
+                assert isinstance(command, CreateOrder)
+                job.refused = FailedPrecondition(
+                    f"business case {command.business_no} already has order {order_id}, "
+                    f"open at service point {elsewhere[order_id]}"
+                )
+
+    def _decide(self, job: Job, command: CreateOrder) -> Result:
         existing_id = value_of(job.business)
         if existing_id is not None:
             held = existing_id.decode()
@@ -132,7 +275,73 @@ class CommandHandlers:
         self._book.save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 
-    def pay(self, job: Job, command: Pay, order: Order, reads: ReadBatchPort) -> Result:
+    def release_claims(self, job: Job, command: CreateOrder, *, request: bool = True) -> None:
+        super().release_claims(job, command, request=request)
+        if claimed_now(job.business):
+            self._book.batch.release(keys.business_case(command.business_no), job.candidate_id)
+
+
+class OrderCommandHandler(CommandHandler[NamingT]):
+    """A command naming an order: read from the store unless in memory, recalled from
+    the record (recall.py) if `recalls` and the store no longer holds it."""
+
+    recalls = False
+
+    def _prepare(self, command: NamingT, loop: asyncio.AbstractEventLoop) -> Job:
+        sp = ids.service_point_of(command.order_id)
+        if sp not in self._service_points:
+            raise NotFound(f"order {command.order_id} not found")
+        self.check(command)
+        job = Job(command, fingerprint(command), sp, loop.create_future())
+        job.order_id = command.order_id
+        job.recalls = self.recalls
+        return job
+
+    def check(self, command: NamingT) -> None:
+        """The command's own input, checked once its order's service point is known."""
+
+    def plan(self, job: Job, command: NamingT, reads: ReadBatchPort) -> None:
+        super().plan(job, command, reads)
+        if command.order_id not in self._book.open:  # a closed one may have left the store
+            job.order = reads.order(command.order_id)
+
+    def _decide(self, job: Job, command: NamingT) -> Result:
+        if (snapshot := value_of(job.order)) is not None:
+            self._book.adopt(snapshot)
+        order = self._book.find(command.order_id)
+        if order is None:
+            if command.order_id in self._book.missing:
+                raise Reloading(command.order_id)
+            raise NotFound(f"order {command.order_id} not found")
+        return self.decide_on(job, command, order)
+
+    @abstractmethod
+    def decide_on(self, job: Job, command: NamingT, order: Order) -> Result:
+        """The command's decision on the order it names, found in memory."""
+
+
+class PayHandler(OrderCommandHandler[Pay]):
+    def check(self, command: Pay) -> None:
+        if command.mode is PayMode.PAYER_SCANS_QR:
+            if command.channel is Channel.CASH:
+                raise InvalidArgument("cash is paid at the counter, not by a QR code")
+            if command.auth_code:
+                raise InvalidArgument("no auth_code when the payer scans a QR code")
+        else:
+            check_auth_code(command.channel, command.auth_code)
+        if command.channel is Channel.CASH:
+            if command.cash_received_fen <= 0:
+                raise InvalidArgument("cash_received_fen is required for a cash payment")
+        elif command.cash_received_fen:
+            raise InvalidArgument("cash_received_fen applies to cash payments only")
+
+    def _prepare(self, command: Pay, loop: asyncio.AbstractEventLoop) -> Job:
+        job = super()._prepare(command, loop)
+        if command.channel is not Channel.CASH and command.auth_code:
+            job.code_key = keys.auth_code(auth_code_digest(command.auth_code))
+        return job
+
+    def decide_on(self, job: Job, command: Pay, order: Order) -> Result:
         if order.window_id != command.terminal_window_id:
             raise PermissionDenied(
                 f"terminal {command.terminal_id} is bound to window "
@@ -174,7 +383,12 @@ class CommandHandlers:
         job.start_driver = (order.order_id, attempt_id)
         return Accepted(snapshot, attempt_id)
 
-    def cancel(self, job: Job, command: CancelOrder, order: Order) -> Result:
+
+class CancelOrderHandler(OrderCommandHandler[CancelOrder]):
+    def check(self, command: CancelOrder) -> None:
+        check_text(command.reason, "reason", required=False, limit=200)
+
+    def decide_on(self, job: Job, command: CancelOrder, order: Order) -> Result:
         if order.state is OrderState.CANCELLED:
             return Done(snapshot_of(order))
         if order.state is not OrderState.AWAITING_PAYMENT:
@@ -184,7 +398,17 @@ class CommandHandlers:
         self._book.save_response(order, command.request_id, snapshot)
         return Done(snapshot)
 
-    def refund(self, job: Job, command: RefundOrder, order: Order) -> Result:
+
+class RefundOrderHandler(OrderCommandHandler[RefundOrder]):
+    recalls = True
+
+    def check(self, command: RefundOrder) -> None:
+        check_id(command.supervisor_id, "supervisor_id")
+        check_text(command.reason, "reason", required=True, limit=200)
+        if command.amount_fen <= 0:
+            raise InvalidArgument("amount_fen of a refund must be positive")
+
+    def decide_on(self, job: Job, command: RefundOrder, order: Order) -> Result:
         terminal_sp = self._config.deployment.window_service_point.get(command.terminal_window_id)
         if terminal_sp != order.service_point_id:
             raise PermissionDenied(
@@ -228,7 +452,15 @@ class CommandHandlers:
         job.start_refund = (order.order_id, refund.refund_id)
         return Accepted(snapshot, refund_id=refund.refund_id)
 
-    def settle_late_success(self, job: Job, command: SettleLateSuccess, order: Order) -> Result:
+
+class SettleLateSuccessHandler(OrderCommandHandler[SettleLateSuccess]):
+    recalls = True
+
+    def check(self, command: SettleLateSuccess) -> None:
+        check_id(command.attempt_id, "attempt_id")
+        check_text(command.reason, "reason", required=True, limit=200)
+
+    def decide_on(self, job: Job, command: SettleLateSuccess, order: Order) -> Result:
         attempt = order.attempt(command.attempt_id)
         tries = order.automatic_refunds(attempt.attempt_id)
         if any(r.state is not RefundState.FAILED for r in tries):
@@ -254,60 +486,36 @@ class CommandHandlers:
         )
         return Done(snapshot)
 
-    def replay(self, job: Job, stored: bytes, reads: ReadBatchPort) -> Result:
-        """The first answer to this request id (or, for a payment, its outcome)."""
-        self.release_claims(job, reads, request=False)
-        header, _, snapshot = stored.partition(b"\n")
-        if snapshot:
-            return Done(snapshot)
-        meta = orjson.loads(header)
-        order = self._book.find(meta["order_id"])
-        if order is None:
-            if (read := value_of(job.order)) is not None:
-                order = self._book.adopt(read)
-            else:
-                raise NotFound(f"order {meta['order_id']} not found")
-        if meta.get("refund_id"):
-            return Accepted(snapshot_of(order), refund_id=meta["refund_id"])
-        return Accepted(snapshot_of(order), meta["attempt_id"])
 
-    def idempotency(self, command: Command, result: str) -> None:
-        self._observer.idempotency(type(command).__name__, result)
+class CommandHandlers:
+    """Each command type's handler, made once per core."""
 
-    def conflict(self, command: Command) -> Rejected:
-        self.idempotency(command, "conflict")
-        error = AlreadyExists(
-            f"request_id {command.request_id} was already used with different parameters"
-        )
-        return Rejected(error.code, error.message)
+    def __init__(
+        self,
+        config: Config,
+        book: OrderBook,
+        clock: Clock,
+        observer: CoreObserver,
+        service_points: Collection[str],
+    ) -> None:
+        made = (config, book, clock, observer, service_points)
+        self._create = CreateOrderHandler(*made)
+        self._by_type: dict[type, CommandHandler[Any]] = {
+            CreateOrder: self._create,
+            Pay: PayHandler(*made),
+            CancelOrder: CancelOrderHandler(*made),
+            RefundOrder: RefundOrderHandler(*made),
+            SettleLateSuccess: SettleLateSuccessHandler(*made),
+        }
 
-    def release_claims(self, job: Job, reads: ReadBatchPort, *, request: bool = True) -> None:
-        """Give back what this job claimed but will not use: nothing is kept for it."""
-        batch = self._book.batch
-        if request and claimed_now(job.claim):
-            batch.release(keys.request_claim(job.command.request_id), job.fingerprint)
-        if claimed_now(job.business):
-            command = job.command
-            assert isinstance(command, CreateOrder)
-            batch.release(keys.business_case(command.business_no), job.candidate_id)
-        if claimed_now(job.code):
-            batch.release(job.code_key, job.command.request_id)
+    def of(self, command: Command) -> CommandHandler[Any]:
+        return self._by_type[type(command)]
+
+    async def read_more(self, jobs: Sequence[Job], store: StorePort) -> None:
+        """The second read a batch rarely needs (`CreateOrderHandler.read_cases`)."""
+        await self._create.read_cases(jobs, store)
 
 
 def _nonce() -> str:
     """The random part of a provider-facing id (out_trade_no, out_refund_no)."""
     return base64.b32encode(secrets.token_bytes(5)).decode()[:NONCE_LENGTH]
-
-
-def not_open_elsewhere(job: Job, reads: ReadBatchPort, elsewhere: dict[str, str]) -> None:
-    held = value_of(job.business)
-    if not elsewhere or held is None:
-        return
-    order_id = held.decode()
-    if order_id in elsewhere:
-        command = job.command
-        assert isinstance(command, CreateOrder)
-        raise FailedPrecondition(
-            f"business case {command.business_no} already has order {order_id}, open at "
-            f"service point {elsewhere[order_id]}"
-        )

@@ -23,6 +23,8 @@ class Job:
     lines: tuple[PricedLine, ...] = ()
     catalog_version: str = ""
     candidate_id: str = ""
+    order_id: str = ""  # the order a command names ("" for a create)
+    recalls: bool = False  # recalled from the record if the store no longer holds it
     code_key: str = ""
     claim: Read | None = None
     response: Read | None = None

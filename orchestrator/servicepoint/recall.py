@@ -8,7 +8,8 @@ other order. From there the command runs through the same handlers and checks as
 an order that never left. Its journal goes on from the record's last version.
 
 Within one actor, concurrent commands naming the same order share one recall; across
-processes the store's fence decides.
+processes the store's fence decides. `from_the_record` is the step of the core's batch
+pipeline that asks for them.
 
 The snapshot is not trusted on its own: before putting it back, the recall recomputes the
 hash of each of the order's journal entries, checks that their versions run 1..v without
@@ -21,14 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from orchestrator.domain.errors import FailedPrecondition, Unavailable
+from orchestrator.domain.order import Order
 from orchestrator.domain.records import decode_order, is_open
+from orchestrator.servicepoint.group_commit import GroupCommit
+from orchestrator.servicepoint.job import Job, value_of
 from orchestrator.servicepoint.observer import CoreObserver
+from orchestrator.servicepoint.orders import OrderBook
 from orchestrator.store.chain import entry_hash
 from orchestrator.store.port import Read, RecordedOrder, RecordPort, StorePort
 
@@ -191,3 +196,51 @@ class OrderRecall:
             order["state"],
             extra={"order_id": order_id},
         )
+
+
+async def from_the_record(
+    jobs: list[Job],
+    recall: OrderRecall,
+    book: OrderBook,
+    commit: GroupCommit,
+    resume: Callable[[Order], int],
+) -> None:
+    """Between a batch's read and its decisions: orders the store no longer holds
+    (closed, past the retention) are forgotten here too, and recalled from the record
+    for a command whose handler recalls (a refund, a late success's refund), so that
+    the command decides on the order as it was last."""
+    wanted: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.order is None or job.order.value is not None:
+            continue
+        order_id = job.order_id
+        if not commit.unflushed(order_id):
+            book.recent.pop(order_id, None)  # gone from the store: stale here
+        if (
+            job.recalls
+            and value_of(job.response) is None
+            and value_of(job.claim) in (None, job.fingerprint.encode())
+            and book.find(order_id) is None
+            and order_id not in book.missing
+        ):
+            wanted.setdefault(order_id, []).append(job)
+    if not wanted:
+        return
+    answers = await asyncio.gather(
+        *(recall.recall(order_id) for order_id in wanted), return_exceptions=True
+    )
+    for (order_id, waiting), answer in zip(wanted.items(), answers, strict=True):
+        if isinstance(answer, RecordUnavailable | RecordMismatch):
+            for job in waiting:
+                job.refused = answer
+            continue
+        if isinstance(answer, BaseException):
+            raise answer
+        for job in waiting:
+            job.order = answer
+        if answer.value is not None:
+            order = Order.from_record(decode_order(answer.value))
+            if order.is_open and book.find(order_id) is None:
+                # The record had it open (Redis had lost it): in our care again.
+                book.open[order_id] = order
+                resume(order)
