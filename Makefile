@@ -12,7 +12,7 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 SSLYZE := .tools/sslyze/bin/sslyze
 
 .PHONY: install tools sslyze browser fuse catalogs translations run test lint typecheck unit \
-	fuzz faults proto lock clean mutate
+	fuzz faults proto lock clean mutate cluster
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && \
@@ -99,6 +99,11 @@ fuse:
 
 run: $(STAMP) catalogs
 	$(BIN)/windowpay serve
+
+# The cluster mode on this machine: a Ray cluster of two nodes (Ray's own multi-node
+# facility), the service-point actors spread over them (docs/SCALING.md).
+cluster: $(STAMP) catalogs
+	$(BIN)/windowpay serve --local-cluster 2 --data-dir var/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from typing import Any
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.direct import DirectLink, LinkBroken
 from orchestrator.config import Config
@@ -51,7 +52,10 @@ def _init(num_cpus: int, address: str | None) -> None:
     if address:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
     else:
+        # "local": always a Ray of its own, never one that RAY_ADDRESS or the address file
+        # another cluster on this machine left under Ray's temp dir would name
         ray.init(
+            address="local",
             num_cpus=num_cpus,
             namespace=NAMESPACE,
             include_dashboard=False,
@@ -227,7 +231,8 @@ async def deploy(
     remote = ray.remote(ServicePointActor)
     per_actor = config.settings.service_points_per_actor
     submitters: dict[str, RaySubmitter] = {}
-    for group in config.deployment.actor_groups(per_actor):
+    groups = config.deployment.actor_groups(per_actor)
+    for group, where in zip(groups, placements(config, len(groups)), strict=True):
         name = actor_name(group)
         handle = remote.options(
             name=name,
@@ -236,6 +241,7 @@ async def deploy(
             max_restarts=-1,  # Ray restarts a dead actor; it recovers from Redis
             max_task_retries=-1,  # and re-runs its calls: every command is idempotent
             max_concurrency=1000,
+            **where,
         ).remote(group, config, redis_url, keys_dir, database_url)
         submitter = RaySubmitter(handle, name, direct=config.settings.direct_actor_channel)
         for sp in group:
@@ -251,6 +257,50 @@ async def deploy(
         *([drainer.ready.remote()] if drainer else []),
     )
     return Actors(submitters, issuer, drainer)
+
+
+# What a spread actor asks Ray for: little enough that memory never limits how many fit
+# on a node (an actor takes about 150 MB in fact, which Ray does not count).
+SPREAD_ACTOR_MEMORY = 1024 * 1024
+
+
+def placements(config: Config, actors: int) -> list[dict[str, Any]]:
+    """The Ray options that place each of `actors` service-point actors as the config
+    says. "spread": the actors are dealt round the cluster's live nodes (those holding
+    `actor_resource`, if named), each with a soft affinity to its node, so that Ray
+    restarts it on another node when its own is lost. Ray's own "SPREAD" strategy was
+    tried first: it put every zero-CPU actor on the head node. A soft affinity is kept
+    only by an actor that asks for some resource (Ray places one that asks for none on
+    a random node), so a spread actor asks for a little memory."""
+    options: dict[str, Any] = {}
+    if config.settings.actor_resource:
+        # a share so small that any number of actors fit on a node holding the resource
+        options["resources"] = {config.settings.actor_resource: 0.001}
+    if config.settings.actor_placement != "spread":
+        return [options] * actors
+    nodes: Any = ray.nodes  # untyped in Ray
+    alive = sorted(
+        node["NodeID"]
+        for node in nodes()
+        if node["Alive"]
+        and (
+            not config.settings.actor_resource
+            or config.settings.actor_resource in node["Resources"]
+        )
+    )
+    if not alive:
+        raise RuntimeError(
+            f"no live Ray node holds the resource {config.settings.actor_resource!r} "
+            "that actor_resource names"
+        )
+    return [
+        {
+            **options,
+            "memory": SPREAD_ACTOR_MEMORY,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(alive[n % len(alive)], soft=True),
+        }
+        for n in range(actors)
+    ]
 
 
 def _drainer(

@@ -15,7 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from actors import runtime
+from actors import local_cluster, runtime
 from orchestrator.access.https import WebTls, served_url, web_tls
 from orchestrator.access.setup import front_door_access, pki_dir, server_tls
 from orchestrator.access.supervisors import DEV_PINS, Supervisors, ensure_dev_pins
@@ -160,10 +160,19 @@ async def start_service(
     data_dir: Path = Path("var"),
     ray_address: str | None = None,
     join: bool = False,
+    local_nodes: int = 0,
 ) -> Running:
-    """Start (or, with join, attach to) a deployment and serve its front door."""
+    """Start (or, with join, attach to) a deployment and serve its front door. With
+    `local_nodes`, on a Ray cluster of that many nodes started here (actors/local_cluster.py),
+    the service-point actors spread over them."""
     stack = AsyncExitStack()
     try:
+        if local_nodes:
+            cluster = local_cluster.start(local_nodes)
+            stack.callback(cluster.shutdown)
+            ray_address = cluster.address
+            config = config.with_settings(actor_placement="spread")
+            log.info("local Ray cluster of %d nodes at %s", local_nodes, ray_address)
         redis_url = redis_url or os.environ.get("REDIS_URL")
         if redis_url is None:
             embedded = EmbeddedRedis(
@@ -217,7 +226,7 @@ async def start_service(
             for channel, url in sorted(urls.items()):
                 log.info("%s sandbox gateway listening on %s", channel, url)
         address = runtime.start(address=ray_address)
-        if not ray_address:
+        if not ray_address or local_nodes:  # this process's Ray: left before it stops
             stack.callback(runtime.shutdown)
         log.info("Ray ready at %s", address)
         ray_lost = asyncio.create_task(runtime.watch_cluster())

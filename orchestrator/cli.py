@@ -59,6 +59,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.notify_port is not None:
         config = config.with_notify(port=args.notify_port)
     configure_logging(config.settings.log_level)
+    if args.local_cluster is not None and (args.local_cluster < 2 or args.ray_address or args.join):
+        print(
+            "windowpay: --local-cluster takes 2 nodes or more, and neither --ray-address "
+            "nor --join",
+            file=sys.stderr,
+        )
+        return 2
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -72,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             ray_address=args.ray_address,
             join=args.join,
+            local_nodes=args.local_cluster or 0,
         )
         if stop.is_set():  # asked to stop while starting
             await running.close()
@@ -148,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    serve.add_argument(
+        "--local-cluster", type=int, metavar="NODES",
+        help="start a Ray cluster of NODES nodes on this machine and spread the "
+        "service-point actors over them (to try the cluster mode: make cluster)",
+    )  # fmt: skip
     serve.add_argument(
         "--join", action="store_true",
         help="extra front door: use the actors an existing deployment created",

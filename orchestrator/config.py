@@ -87,6 +87,14 @@ class Settings:
     # Command batches go to an actor on the same node over its Unix socket rather than
     # as Ray tasks (actors/direct.py); Ray remains the fallback and the way to find it.
     direct_actor_channel: bool = True
+    # Where Ray places the service-point actors on a cluster of several nodes: "pack"
+    # (Ray's default: the node that deploys them, while it has room) or "spread" (dealt
+    # round the live nodes at start, and restarted on a surviving one when a node is
+    # lost). With actor_resource, only on nodes started with that custom resource
+    # (`ray start --resources '{"<name>": 1}'`); an actor whose every such node is lost
+    # waits for one to join (docs/SCALING.md).
+    actor_placement: str = "pack"
+    actor_resource: str = ""
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # the front door's /metrics and /sd (0: a free port)
     console_host: str = "127.0.0.1"
@@ -373,6 +381,8 @@ def _settings(t: _Table) -> Settings:
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
         direct_actor_channel=t.get("direct_actor_channel", bool, base.direct_actor_channel),
+        actor_placement=t.get("actor_placement", str, base.actor_placement),
+        actor_resource=t.get("actor_resource", str, base.actor_resource),
         metrics_host=t.get("metrics_host", str, base.metrics_host),
         metrics_port=t.get("metrics_port", int, base.metrics_port),
         console_host=t.get("console_host", str, base.console_host),
@@ -381,6 +391,8 @@ def _settings(t: _Table) -> Settings:
     )
     if settings.redis_appendfsync not in ("always", "everysec"):
         raise t.fail("redis_appendfsync", "must be always or everysec")
+    if settings.actor_placement not in ("pack", "spread"):
+        raise t.fail("actor_placement", "must be pack or spread")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise t.fail("log_level", "must be debug, info, warning or error")
     try:

@@ -62,6 +62,7 @@ class Served:
         self.failed_starts = 0  # starts that exited before serving (Ray start timeouts)
         self.started_at = 0.0
         self.env: dict[str, str] = {}  # added to this process's environment at each start
+        self.args: list[str] = []  # added to the command line at each start
 
     @property
     def log_path(self) -> Path:
@@ -83,6 +84,7 @@ class Served:
                     "--data-dir", str(self.data_dir),
                     "--port", str(self.port),
                     "--metrics-port", "0",
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
