@@ -10,14 +10,14 @@ on (docs/SCALING.md). On real hosts the nodes are `ray start` on each machine an
 
 The head notices a lost node faster than Ray's default (about 5 s instead of about
 14 s): health checks every second, five missed in a row. Each node is given 4 logical
-CPUs whatever the machine has: a Ray node starts at most that many worker processes at
-once, and the actors of a deployment start together."""
+CPUs whatever the machine has (the actors ask for none; Ray's own tasks may use them)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,10 @@ class LocalCluster:
         return int(node.all_processes["raylet"][0].process.pid)
 
     def kill(self, node: Any) -> None:
-        """Every process of a worker node killed at once, as when its host is lost."""
+        """A worker node's raylet, object store and the other daemons Ray started for it
+        SIGKILLed at once; its actor processes exit by themselves once they see their
+        raylet gone. Close to a lost host (a host cut off by the network would leave
+        them running)."""
         self.cluster.remove_node(node, allow_graceful=False)
         self.workers.remove(node)
 
@@ -74,6 +77,18 @@ def start(nodes: int = 2) -> LocalCluster:
     # `ray.init()` without an address anywhere on the machine would otherwise join.
     temp_dir = tempfile.mkdtemp(prefix="windowpay-ray-")
     os.environ["RAY_TMPDIR"] = temp_dir
+    # Ray's nodes put in SIGTERM and SIGINT handlers of their own that end the process at
+    # once; the caller's (windowpay serve's clean stop) are put back once they run.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _start(nodes, temp_dir)
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _start(nodes: int, temp_dir: str) -> LocalCluster:
     cluster: Any = Cluster(
         initialize_head=True,
         head_node_args={

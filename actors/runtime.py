@@ -232,7 +232,8 @@ async def deploy(
     per_actor = config.settings.service_points_per_actor
     submitters: dict[str, RaySubmitter] = {}
     groups = config.deployment.actor_groups(per_actor)
-    for group, where in zip(groups, placements(config, len(groups)), strict=True):
+    here = ray.get_runtime_context().get_node_id()
+    for group, where in zip(groups, placements(config, len(groups), here), strict=True):
         name = actor_name(group)
         handle = remote.options(
             name=name,
@@ -247,9 +248,11 @@ async def deploy(
         for sp in group:
             submitters[sp] = submitter
     unique = {s.name: s for s in submitters.values()}
-    issuer = _receipt_issuer(config, redis_url, keys_dir)
+    issuer = _receipt_issuer(config, redis_url, keys_dir, here)
     drainer = (
-        _drainer(config, redis_url, database_url, keys_dir, audit_dir) if database_url else None
+        _drainer(config, redis_url, database_url, keys_dir, audit_dir, here)
+        if database_url
+        else None
     )
     await asyncio.gather(
         *(s.ready() for s in unique.values()),
@@ -259,52 +262,61 @@ async def deploy(
     return Actors(submitters, issuer, drainer)
 
 
-# What a spread actor asks Ray for: little enough that memory never limits how many fit
-# on a node (an actor takes about 150 MB in fact, which Ray does not count).
-SPREAD_ACTOR_MEMORY = 1024 * 1024
+# What a placed actor asks Ray for: little enough that memory never limits how many fit
+# on a node (an actor takes about 150 MB in fact, which Ray does not count). Ray keeps
+# an actor's soft node affinity only if it asks for some resource: one that asks for
+# none is placed on any node.
+PLACED_ACTOR_MEMORY = 1024 * 1024
 
 
-def placements(config: Config, actors: int) -> list[dict[str, Any]]:
+def placements(config: Config, actors: int, here: str) -> list[dict[str, Any]]:
     """The Ray options that place each of `actors` service-point actors as the config
-    says. "spread": the actors are dealt round the cluster's live nodes (those holding
-    `actor_resource`, if named), each with a soft affinity to its node, so that Ray
-    restarts it on another node when its own is lost. Ray's own "SPREAD" strategy was
-    tried first: it put every zero-CPU actor on the head node. A soft affinity is kept
-    only by an actor that asks for some resource (Ray places one that asks for none on
-    a random node), so a spread actor asks for a little memory."""
-    options: dict[str, Any] = {}
+    says, `here` being the deploying process's node. Each gets a soft affinity to its
+    node, so that Ray restarts it on another node when its own is lost: "pack" puts them
+    all on `here`; "spread" deals them round the live nodes (those holding
+    `actor_resource`, if named). Ray's own "SPREAD" strategy was tried first: it put
+    every zero-CPU actor on one node."""
+    options: dict[str, Any] = {"memory": PLACED_ACTOR_MEMORY}
     if config.settings.actor_resource:
         # a share so small that any number of actors fit on a node holding the resource
         options["resources"] = {config.settings.actor_resource: 0.001}
-    if config.settings.actor_placement != "spread":
-        return [options] * actors
-    nodes: Any = ray.nodes  # untyped in Ray
-    alive = sorted(
-        node["NodeID"]
-        for node in nodes()
-        if node["Alive"]
-        and (
-            not config.settings.actor_resource
-            or config.settings.actor_resource in node["Resources"]
+    nodes = [here]
+    if config.settings.actor_placement == "spread":
+        listed: Any = ray.nodes  # untyped in Ray
+        nodes = sorted(
+            node["NodeID"]
+            for node in listed()
+            if node["Alive"]
+            and (
+                not config.settings.actor_resource
+                or config.settings.actor_resource in node["Resources"]
+            )
         )
-    )
-    if not alive:
-        raise RuntimeError(
-            f"no live Ray node holds the resource {config.settings.actor_resource!r} "
-            "that actor_resource names"
-        )
+        if not nodes:
+            raise RuntimeError(
+                f"no live Ray node holds the resource {config.settings.actor_resource!r} "
+                "that actor_resource names"
+            )
     return [
         {
             **options,
-            "memory": SPREAD_ACTOR_MEMORY,
-            "scheduling_strategy": NodeAffinitySchedulingStrategy(alive[n % len(alive)], soft=True),
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[n % len(nodes)], soft=True),
         }
         for n in range(actors)
     ]
 
 
+def near(here: str) -> dict[str, Any]:
+    """The receipt issuer and the record drainer: on the deploying process's node, and
+    on another when it is lost."""
+    return {
+        "memory": PLACED_ACTOR_MEMORY,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=True),
+    }
+
+
 def _drainer(
-    config: Config, redis_url: str, database_url: str, keys_dir: str, audit_dir: str
+    config: Config, redis_url: str, database_url: str, keys_dir: str, audit_dir: str, here: str
 ) -> Any:
     from actors.drainer import DrainerActor
 
@@ -316,6 +328,7 @@ def _drainer(
             num_cpus=0,
             max_restarts=-1,  # restarted after a crash; replays what it had not acked
             max_concurrency=10,
+            **near(here),
         )
         .remote(config, redis_url, database_url, keys_dir, audit_dir)
     )
@@ -329,7 +342,7 @@ async def actor_pid(handle: Any) -> int | None:
         return None
 
 
-def _receipt_issuer(config: Config, redis_url: str, keys_dir: str) -> Any:
+def _receipt_issuer(config: Config, redis_url: str, keys_dir: str, here: str) -> Any:
     from actors.receipts import ReceiptIssuerActor
 
     return (
@@ -340,6 +353,7 @@ def _receipt_issuer(config: Config, redis_url: str, keys_dir: str) -> Any:
             num_cpus=0,
             max_restarts=-1,
             max_concurrency=100,
+            **near(here),
         )
         .remote(config, redis_url, keys_dir)
     )

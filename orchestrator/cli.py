@@ -31,6 +31,19 @@ CLOSE_AFTER_LOSS_S = 15.0
 def _serve(args: argparse.Namespace) -> int:
     from orchestrator.bootstrap import start_service
 
+    if args.join and not args.ray_address:
+        print(
+            "windowpay: --join needs the cluster's address (--ray-address or RAY_ADDRESS)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.local_cluster is not None and (args.local_cluster < 2 or args.ray_address or args.join):
+        print(
+            "windowpay: --local-cluster takes 2 nodes or more, and neither --ray-address "
+            "nor --join",
+            file=sys.stderr,
+        )
+        return 2
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -59,13 +72,6 @@ def _serve(args: argparse.Namespace) -> int:
     if args.notify_port is not None:
         config = config.with_notify(port=args.notify_port)
     configure_logging(config.settings.log_level)
-    if args.local_cluster is not None and (args.local_cluster < 2 or args.ray_address or args.join):
-        print(
-            "windowpay: --local-cluster takes 2 nodes or more, and neither --ray-address "
-            "nor --join",
-            file=sys.stderr,
-        )
-        return 2
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -155,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=_env("DATA_DIR", "var"), help="default: ./var"
     )
     serve.add_argument("--time-scale", type=float, help="multiply provider schedules (tests)")
-    serve.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    serve.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="join this Ray cluster instead of starting one (default: RAY_ADDRESS, Ray's "
+        "own variable, when set)",
+    )
     serve.add_argument(
         "--local-cluster", type=int, metavar="NODES",
         help="start a Ray cluster of NODES nodes on this machine and spread the "

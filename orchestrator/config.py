@@ -88,9 +88,9 @@ class Settings:
     # as Ray tasks (actors/direct.py); Ray remains the fallback and the way to find it.
     direct_actor_channel: bool = True
     # Where Ray places the service-point actors on a cluster of several nodes: "pack"
-    # (Ray's default: the node that deploys them, while it has room) or "spread" (dealt
-    # round the live nodes at start, and restarted on a surviving one when a node is
-    # lost). With actor_resource, only on nodes started with that custom resource
+    # (all on the node that deploys them) or "spread" (dealt round the live nodes at
+    # start); either way an actor is restarted on a node that is left when its own is
+    # lost. With actor_resource, only on nodes started with that custom resource
     # (`ray start --resources '{"<name>": 1}'`); an actor whose every such node is lost
     # waits for one to join (docs/SCALING.md).
     actor_placement: str = "pack"

@@ -267,7 +267,7 @@ async def watch_health(
         except Exception as error:  # any failure to answer means not ready
             healthy = False
             if serving is not False:
-                log.warning("not serving: %s", error or type(error).__name__)
+                log.warning("not serving: %s", str(error) or type(error).__name__)
         if healthy != serving:
             await set_serving(healthy)
             serving = healthy

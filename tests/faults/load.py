@@ -50,12 +50,13 @@ RETRIED = frozenset(
 
 
 class Clients:
-    """Client connections, one per principal: the business system's, the back office's,
-    and each terminal's. A terminal call presents the certificate of the terminal its
-    request names; GetOrder reads as the back office."""
+    """Client connections to one front door, one per principal: the business system's,
+    the back office's, and each terminal's. A terminal call presents the certificate of
+    the terminal its request names; GetOrder reads as the back office."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, target: str | None = None) -> None:
         self._data_dir = data_dir
+        self._target = target  # a front door other than the one run.json names
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.business = pb_grpc.BusinessGatewayStub(self._channel("business"))
         self.backoffice = pb_grpc.BackOfficeStub(self._channel("backoffice"))
@@ -63,7 +64,7 @@ class Clients:
 
     def _channel(self, principal: str) -> grpc.aio.Channel:
         if principal not in self._channels:
-            self._channels[principal] = connect(self._data_dir, principal)
+            self._channels[principal] = connect(self._data_dir, principal, self._target)
         return self._channels[principal]
 
     def terminal_as(self, terminal_id: str) -> pb_grpc.TerminalStub:

@@ -29,15 +29,18 @@ from orchestrator.runfile import RunInfo
 WINDOWPAY = str(Path(sys.executable).parent / "windowpay")
 
 
-def connect(data_dir: Path, principal: str) -> grpc.aio.Channel:
+def connect(data_dir: Path, principal: str, target: str | None = None) -> grpc.aio.Channel:
     """A new mutual-TLS connection, as `principal`, to the deployment serving from
-    `data_dir` (its run.json names the address and the development PKI).
+    `data_dir` (its run.json names the address and the development PKI), or to another
+    of its front doors at `target`.
 
     Every fault test reaches the service through this function only."""
-    run = RunInfo.read(data_dir)
-    if run is None:
-        raise AssertionError(f"no run.json in {data_dir}: is windowpay serving?")
-    return identity(data_dir, principal).channel(run.grpc)
+    if target is None:
+        run = RunInfo.read(data_dir)
+        if run is None:
+            raise AssertionError(f"no run.json in {data_dir}: is windowpay serving?")
+        target = run.grpc
+    return identity(data_dir, principal).channel(target)
 
 
 def identity(data_dir: Path, principal: str) -> client.Identity:

@@ -22,8 +22,10 @@ No time is asserted: on a shared two-core machine that measures the neighbours."
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
+import select
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import tomli_w
 
@@ -41,10 +44,12 @@ from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER
 from orchestrator.config import Config, parse_config
 from orchestrator.embedded_redis import EmbeddedRedis, free_port
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.healthcheck import status as health_status
 from orchestrator.record.embedded import EmbeddedPostgres
 from tests.faults.conftest import VAR
 from tests.faults.load import (
     MIX,
+    RETRIED,
     Clients,
     Payment,
     Tally,
@@ -53,7 +58,7 @@ from tests.faults.load import (
     retrying,
     settle,
 )
-from tests.faults.served import Served
+from tests.faults.served import WINDOWPAY, Served, identity
 from tests.support import eventually, small_config_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +73,11 @@ class RayCluster:
     address: str
     worker: str  # the worker node's id
 
-    def answer(self) -> dict[str, Any]:
+    def answer(self, within: float = 180.0) -> dict[str, Any]:
         assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], within)
+        if not ready:
+            raise AssertionError(f"the Ray cluster's process did not answer within {within} s")
         line = self.process.stdout.readline()
         if not line:
             raise AssertionError(f"the Ray cluster's process ended ({self.process.poll()})")
@@ -119,6 +127,8 @@ class ClusterStack:
     sandboxes: Sandboxes
     served: Served
     cluster: RayCluster
+    redis_url: str
+    database_url: str
 
     @property
     def windows(self) -> list[str]:
@@ -166,7 +176,9 @@ async def cluster_stack(
         served = Served(config_path, redis.url, database_url, data_dir, free_port())
         served.args = ["--ray-address", ray_cluster.address]
         await served.supervised_start()
-        yield ClusterStack(config, data_dir, sandboxes, served, ray_cluster)
+        yield ClusterStack(
+            config, data_dir, sandboxes, served, ray_cluster, redis.url, database_url
+        )
     finally:
         if served is not None:
             served.stop()
@@ -182,11 +194,15 @@ class Window:
     terminal: str
     payments: list[Payment] = field(default_factory=list)
     paid_at: list[float] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)  # what it had to resend, and why
 
 
 async def keep_paying(
-    clients: Clients, window: Window, plans: Iterator[Any], tally: Tally, stop: asyncio.Event
+    clients: Clients, window: Window, plans: Iterator[Any], stop: asyncio.Event
 ) -> None:
+    """Back to back, with no pause: a command of the window is always on its way to its
+    actor, so a lost node's windows each have one in flight when it is lost."""
+    tally = window.tally
     while not stop.is_set():
         request = pb.CreateOrderRequest(
             request_id=uuid.uuid4().hex,
@@ -207,10 +223,13 @@ async def keep_paying(
         window.paid_at.append(time.time())
 
 
+SINGLETONS = {"receipts", "record-drainer"}  # the receipt issuer, the record's drainer
+
+
 def placed(cluster: RayCluster) -> dict[str, str]:
-    """Each live service-point actor's node."""
+    """Each live actor's node: the service points' and the singletons'."""
     nodes: dict[str, str] = cluster.ask("where")["actors"]
-    return {name: node for name, node in nodes.items() if name.startswith("sp-")}
+    return {n: node for n, node in nodes.items() if n.startswith("sp-") or n in SINGLETONS}
 
 
 async def test_a_lost_worker_node_stops_only_its_windows_and_loses_nothing(
@@ -219,26 +238,30 @@ async def test_a_lost_worker_node_stops_only_its_windows_and_loses_nothing(
     stack = cluster_stack
     cluster = stack.cluster
     before = placed(cluster)
-    on_worker = {name for name, node in before.items() if node == cluster.worker}
-    # Spread: both nodes hold service points.
+    assert set(before) >= SINGLETONS, before
+    points = {name for name in before if name.startswith("sp-")}
+    on_worker = {name for name in points if before[name] == cluster.worker}
+    # Spread: both nodes hold service points; the singletons stay on the head.
     print(f"\nplaced: {before}, worker node {cluster.worker}")
-    assert on_worker and on_worker != set(before), before
+    assert on_worker and on_worker != points, before
+    assert all(before[name] != cluster.worker for name in SINGLETONS), before
+    starts = stack.served.starts
     lost_windows = {
         w
         for w, sp in stack.config.deployment.window_service_point.items()
         if f"sp-{sp}" in on_worker
     }
     clients = Clients(stack.data_dir)
-    tally = Tally()
     stop = asyncio.Event()
     plans = itertools.cycle([plan for plan in MIX if plan[1] in ("0000", "1111", "2222")])
     windows = [Window(w, stack.terminals[w]) for w in stack.windows]
     try:
-        paying = [
-            asyncio.ensure_future(keep_paying(clients, w, plans, tally, stop)) for w in windows
-        ]
+        paying = [asyncio.ensure_future(keep_paying(clients, w, plans, stop)) for w in windows]
 
         async def fewest_paid() -> int:
+            for task in paying:
+                if task.done():
+                    task.result()  # a refusal other than a resend's ends the test here
             return min(len(w.paid_at) for w in windows)
 
         await eventually(fewest_paid, lambda n: n >= 2, within=120)  # every window paying
@@ -256,6 +279,15 @@ async def test_a_lost_worker_node_stops_only_its_windows_and_loses_nothing(
         after = placed(cluster)
         assert set(after) == set(before)  # every actor lives again
         assert cluster.worker not in after.values()  # on the surviving node
+        # The serving process went on: the same process, never restarted.
+        assert stack.served.process is not None and stack.served.process.poll() is None
+        assert stack.served.starts == starts
+        # Terminals resent only on UNAVAILABLE (never a deadline passed, never another
+        # code), and the other windows never had to resend at all.
+        codes = {code for w in windows for code in w.tally.by_code}
+        assert codes <= {"UNAVAILABLE"}, codes
+        resent = {w.window: w.tally.retries for w in windows if w.window not in lost_windows}
+        assert set(resent.values()) <= {0}, resent
 
         payments = [p for w in windows for p in w.payments]
         final = await settle(clients, [p.order.order_id for p in payments])
@@ -275,11 +307,11 @@ async def test_a_lost_worker_node_stops_only_its_windows_and_loses_nothing(
         figures = {
             "payments": len(payments),
             "actors_on_lost_node": len(on_worker),
-            "actors": len(before),
+            "service_point_actors": len(points),
             "lost_windows_pay_again_after_s": round(max(lost), 1),
             "other_windows_longest_wait_after_kill_s": round(max(kept), 1) if kept else None,
-            "client_retries": tally.retries,
-            "retried_codes": dict(tally.by_code),
+            "client_retries": sum(w.tally.retries for w in windows),
+            "retried_codes": dict(sum((w.tally.by_code for w in windows), collections.Counter())),
             "size": "ci",
         }
         print(f"\nfault 4-ray-worker-node-lost: {json.dumps(figures)}")
@@ -290,3 +322,189 @@ async def test_a_lost_worker_node_stops_only_its_windows_and_loses_nothing(
     finally:
         stop.set()
         await clients.close()
+
+
+class FrontDoor:
+    """A second front door: `windowpay serve --join` on the cluster, its own port, the
+    deployment's actors, Redis, record and PKI (as on another host)."""
+
+    def __init__(self, stack: ClusterStack) -> None:
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.log_path = stack.data_dir / "joined-front-door.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    WINDOWPAY, "serve", "--join",
+                    "--ray-address", stack.cluster.address,
+                    "--config", str(stack.served.config),
+                    "--redis-url", stack.redis_url,
+                    "--database-url", stack.database_url,
+                    "--data-dir", str(stack.data_dir),
+                    "--port", str(self.port),
+                    "--metrics-port", "0",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self._monitor = identity(stack.data_dir, "monitor")
+
+    async def serving(self) -> None:
+        async def health() -> str:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the joined front door exited; see {self.log_path}")
+            return await asyncio.to_thread(
+                lambda: health_status(self.target, self._monitor, timeout_s=2)
+            )
+
+        await eventually(health, lambda answer: answer == "SERVING", within=180, every=0.5)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@dataclass
+class Terminal:
+    """A POS terminal that knows two front doors: it uses the first until it answers
+    UNAVAILABLE (or not at all), then the other, resending the same request."""
+
+    terminal_id: str
+    doors: list[Clients]
+    door: int = 0
+    switched: int = 0
+    latest: dict[str, pb.Order] = field(default_factory=dict)
+    streams: int = 0
+    breaks: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def _away_from(self, door: int) -> None:
+        """The door that failed is left for the next one (once, whoever noticed first:
+        the stream and a payment may both see it fail)."""
+        if self.door == door:
+            self.door = (door + 1) % len(self.doors)
+            self.switched += 1
+
+    async def pay(self, payment: Payment, within: float = 120) -> pb.Order:
+        deadline = time.monotonic() + within
+        while True:
+            door = self.door
+            try:
+                answer: pb.Order = await self.doors[door].terminal.Pay(
+                    payment.request(), timeout=15
+                )
+                return answer
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in RETRIED or time.monotonic() > deadline:
+                    raise
+                self.breaks[error.code().name] += 1
+                self._away_from(door)
+                await asyncio.sleep(0.3)
+
+    async def watch(self) -> None:
+        while True:
+            door = self.door
+            try:
+                stream = self.doors[door].terminal.WatchWindow(
+                    pb.WatchWindowRequest(terminal_id=self.terminal_id)
+                )
+                self.streams += 1
+                async for order in stream:
+                    seen = self.latest.get(order.order_id)
+                    if seen is None or order.version >= seen.version:
+                        self.latest[order.order_id] = order
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in RETRIED:
+                    raise
+                self.breaks[error.code().name] += 1
+                self._away_from(door)
+            await asyncio.sleep(0.3)
+
+
+async def new_order(clients: Clients, window: str) -> pb.Order:
+    request = pb.CreateOrderRequest(
+        request_id=uuid.uuid4().hex,
+        business_no=f"K-{uuid.uuid4().hex[:12]}",
+        window_id=window,
+        payer_name="孙八",
+        lines=[pb.OrderLine(fee_code="DOC-DLIC", quantity=1)],
+    )
+    order: pb.Order = await retrying(
+        lambda: clients.business.CreateOrder(request, timeout=15), within=120
+    )
+    return order
+
+
+async def test_a_front_door_lost_its_terminals_go_on_through_another(
+    cluster_stack: ClusterStack,
+) -> None:
+    """Two front doors on the cluster; terminals use the joined one. It is killed while
+    they pay and watch their windows: each resends to the other door with the same
+    request, and its WatchWindow stream goes on there with the window as it is now."""
+    stack = cluster_stack
+    joined = FrontDoor(stack)
+    first = Clients(stack.data_dir)
+    second = Clients(stack.data_dir, joined.target)
+    watching: list[asyncio.Future[None]] = []
+    try:
+        await joined.serving()
+        windows = stack.windows
+        terminals = {w: Terminal(stack.terminals[w], [second, first]) for w in windows}
+        watching = [asyncio.ensure_future(t.watch()) for t in terminals.values()]
+        await eventually(
+            lambda: asyncio.sleep(0, [t.streams for t in terminals.values()]), lambda c: all(c)
+        )
+        plans = itertools.cycle([p for p in MIX if p[1] in ("0000", "1111", "2222")])
+        payments = []
+        for window in windows:
+            channel, ending = next(plans)
+            order = await new_order(first, window)
+            payments.append(Payment(order, stack.terminals[window], channel, ending))
+        paying = asyncio.gather(
+            *(terminals[p.order.window_id].pay(p) for p in payments), return_exceptions=True
+        )
+        await asyncio.sleep(0.3)  # payments in flight through the joined door
+        joined.kill()
+        answers = await paying
+        refused = [a for a in answers if isinstance(a, BaseException)]
+        assert refused == []  # every payment answered, through one door or the other
+        for payment, answer in zip(payments, answers, strict=True):
+            assert isinstance(answer, pb.Order)
+            payment.answer = answer
+        # Every terminal went on through the first door, and its stream with it.
+        assert all(t.door == 1 for t in terminals.values()), [t.door for t in terminals.values()]
+        assert all(set(t.breaks) <= {c.name for c in RETRIED} for t in terminals.values())
+        final = await settle(first, [p.order.order_id for p in payments])
+        final, found = await checked(first, payments, stack.sandboxes, final)
+        assert found == []
+        assert double_charges(final, stack.sandboxes) == 0
+        # The streams show each window as it is now, an order made after the loss too.
+        later = {w: await new_order(first, w) for w in windows}
+        for window, terminal in terminals.items():
+            expected = {
+                o.order_id: o.version
+                for o in (*final.values(), later[window])
+                if o.window_id == window and o.state in (pb.AWAITING_PAYMENT, pb.PAYING)
+            }
+            await eventually(
+                lambda t=terminal, e=expected: asyncio.sleep(
+                    0, {o: t.latest[o].version for o in e if o in t.latest}
+                ),
+                lambda seen, e=expected: seen == e,
+                within=30,
+            )
+        figures = {
+            "terminals": len(terminals),
+            "switched_doors": sum(t.switched for t in terminals.values()),
+            "stream_reconnects": sum(t.streams - 1 for t in terminals.values()),
+            "breaks": dict(sum((t.breaks for t in terminals.values()), collections.Counter())),
+            "size": "ci",
+        }
+        print(f"\nfault 4-front-door-lost-on-the-cluster: {json.dumps(figures)}")
+    finally:
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
+        joined.kill()
+        await first.close()
+        await second.close()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import ray
 
-from actors.runtime import placements
+from actors.runtime import near, placements
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, parse_config
 from tests.support import small_config_data
@@ -28,30 +28,21 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray, "nodes", lambda: NODES)
 
 
-def placed(**service: Any) -> list[tuple[str | None, bool | None, dict[str, float] | None]]:
+HERE = "e" * 56  # the deploying process's node
+
+
+def placed(**service: Any) -> list[tuple[str, bool, dict[str, float] | None]]:
     config = parse_config(small_config_data(**service), "placement")
     found = []
-    for options in placements(config, 5):
-        strategy = options.get("scheduling_strategy")
-        found.append(
-            (
-                strategy.node_id if strategy else None,
-                strategy.soft if strategy else None,
-                options.get("resources"),
-            )
-        )
+    for options in placements(config, 5, HERE):
+        assert options["memory"] == 1024 * 1024  # some resource, so the affinity holds
+        strategy = options["scheduling_strategy"]
+        found.append((strategy.node_id, strategy.soft, options.get("resources")))
     return found
 
 
-def test_a_spread_actor_asks_for_some_memory_so_that_ray_keeps_its_affinity() -> None:
-    config = parse_config(small_config_data(actor_placement="spread"), "placement")
-    assert [o["memory"] for o in placements(config, 3)] == [1024 * 1024] * 3
-    pack = parse_config(small_config_data(), "placement")
-    assert all("memory" not in o for o in placements(pack, 3))
-
-
-def test_pack_leaves_placement_to_ray() -> None:
-    assert placed() == [(None, None, None)] * 5
+def test_pack_puts_every_actor_on_the_deploying_node_with_a_soft_affinity() -> None:
+    assert placed() == [(HERE, True, None)] * 5
 
 
 def test_spread_deals_the_actors_round_the_live_nodes_with_a_soft_affinity() -> None:
@@ -75,8 +66,17 @@ def test_spread_over_the_nodes_holding_the_named_resource() -> None:
     ]
 
 
-def test_pack_with_a_resource_asks_for_it_without_an_affinity() -> None:
-    assert placed(actor_resource="windowpay-hall") == [(None, None, {"windowpay-hall": 0.001})] * 5
+def test_pack_with_a_resource_asks_for_it() -> None:
+    assert placed(actor_resource="windowpay-hall") == [(HERE, True, {"windowpay-hall": 0.001})] * 5
+
+
+def test_the_singletons_stay_near_the_deploying_node() -> None:
+    options = near(HERE)
+    assert options["memory"] == 1024 * 1024
+    assert (options["scheduling_strategy"].node_id, options["scheduling_strategy"].soft) == (
+        HERE,
+        True,
+    )
 
 
 def test_no_live_node_with_the_resource_is_refused_by_name() -> None:
@@ -94,7 +94,7 @@ def test_an_unknown_placement_is_refused_at_parse() -> None:
     [
         ["--local-cluster", "1"],
         ["--local-cluster", "2", "--ray-address", "127.0.0.1:6379"],
-        ["--local-cluster", "2", "--join"],
+        ["--local-cluster", "2", "--join", "--ray-address", "127.0.0.1:6379"],
     ],
 )
 def test_a_local_cluster_of_fewer_than_two_nodes_or_beside_another_cluster_is_refused(
@@ -102,3 +102,11 @@ def test_a_local_cluster_of_fewer_than_two_nodes_or_beside_another_cluster_is_re
 ) -> None:
     assert main(["serve", *args]) == 2  # refused before anything starts
     assert "--local-cluster takes 2 nodes or more" in capsys.readouterr().err
+
+
+def test_an_extra_front_door_without_the_cluster_address_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["serve", "--join"]) == 2  # refused before anything starts
+    assert "--join needs the cluster's address" in capsys.readouterr().err
