@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import shutil
 import struct
@@ -35,6 +36,30 @@ HEADER = struct.Struct("!IQ")
 MAX_FRAME = 64 * 2**20
 
 Handler = Callable[[Any], Awaitable[Any]]
+PREFIX = "windowpay-sp-"
+
+
+def sweep_dead(temp_dir: str | None = None) -> list[str]:
+    """Remove the socket directories of actors whose process has ended without closing
+    them (killed, or lost with their node): each directory is named after the pid that
+    made it, and is removed only when that pid is gone and the directory is this
+    user's. Returns the names removed."""
+    root = Path(temp_dir or tempfile.gettempdir())
+    removed = []
+    for directory in root.glob(f"{PREFIX}*-*"):
+        pid_text = directory.name.removeprefix(PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue  # not one of ours, or named before the pid was in the name
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+        except (PermissionError, FileNotFoundError):
+            continue  # someone else's process, or already gone
+    return removed
 
 
 class DirectServer:
@@ -43,7 +68,9 @@ class DirectServer:
 
     def __init__(self, handlers: Mapping[str, Handler]) -> None:
         self._handlers = dict(handlers)
-        self._directory = Path(tempfile.mkdtemp(prefix="windowpay-sp-"))  # mode 0700
+        sweep_dead()  # what actors killed before this one left behind
+        # mode 0700, named after this process, so that a later actor can tell it is left
+        self._directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.path = str(self._directory / "commands.sock")
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from actors.direct import DirectLink, DirectServer, LinkBroken
+from actors.direct import PREFIX, DirectLink, DirectServer, LinkBroken, sweep_dead
 from orchestrator.domain.commands import CancelOrder, Command, Done, Result
 
 
@@ -109,3 +111,19 @@ async def test_each_frame_names_its_method() -> None:
     finally:
         await link.close()
         await server.close()
+
+
+def test_the_socket_directories_of_ended_processes_are_swept(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that has ended
+    gone.wait()
+    dead = tmp_path / f"{PREFIX}{gone.pid}-abc"
+    alive = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    unnamed = tmp_path / f"{PREFIX}x1y-z"  # made before the pid was in the name: kept
+    other = tmp_path / "something-else-1"
+    for directory in (dead, alive, unnamed, other):
+        directory.mkdir()
+        (directory / "commands.sock").touch()
+    assert sweep_dead(str(tmp_path)) == [dead.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, unnamed.name, other.name]
+    )
