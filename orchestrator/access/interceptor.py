@@ -99,7 +99,7 @@ class Callers:
     def __init__(
         self, directory: Directory, identities: Identities, gate: Gate, most: int = MOST_CALLERS
     ) -> None:
-        self._directory = directory
+        self._directory = directory  # who is who (tests/e2e/test_access.py reads it)
         self._identities = identities
         self._gate = gate
         self._most = most
@@ -147,6 +147,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         streams: OpenStreams,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._directory = directory  # who is who (tests/e2e/test_access.py reads it)
         self._revocations = revocations
         self._gate = gate
         self._scope = scope
