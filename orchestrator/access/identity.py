@@ -23,7 +23,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 log = logging.getLogger(__name__)
-_CACHE = 4096  # certificates whose reading is remembered
 
 
 def identity_uri(trust_domain: str, name: str) -> str:
@@ -62,22 +61,14 @@ def bound_names(cert: x509.Certificate, trust_domain: str) -> list[str]:
 
 
 class Identities:
-    """Reads client certificates (PEM, as gRPC hands them over), remembering each one."""
+    """Reads client certificates (PEM, as gRPC hands them over). The access interceptor
+    remembers what each certificate it has seen resolves to (interceptor.Callers)."""
 
     def __init__(self, issuer_cert: Path, trust_domain: str) -> None:
         self._issuer = x509.load_pem_x509_certificate(issuer_cert.read_bytes())
         self._trust_domain = trust_domain
-        self._seen: dict[bytes, Presented] = {}
 
     def of(self, pem: bytes) -> Presented:
-        presented = self._seen.get(pem)
-        if presented is None:
-            if len(self._seen) >= _CACHE:
-                self._seen.clear()
-            presented = self._seen[pem] = self._read(pem)
-        return presented
-
-    def _read(self, pem: bytes) -> Presented:
         cert = x509.load_pem_x509_certificate(pem)
         name = common_name(cert)
         try:

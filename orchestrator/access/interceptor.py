@@ -6,7 +6,16 @@ certificate's serial, so that a revocation can end them.
 
 grpc.aio interceptors do not see the call's context, so each method handler is wrapped:
 the wrapper runs the checks with the context and the decoded request in hand. Requests
-that do not decode are answered INVALID_ARGUMENT (not gRPC's INTERNAL)."""
+that do not decode are answered INVALID_ARGUMENT (not gRPC's INTERNAL).
+
+What a client certificate resolves to (its name and serial, whether it binds a principal
+of this deployment, the principal, its role and its account of limits) is worked out at
+the first call that presents it and remembered (`Callers`), keyed by the certificate's
+own bytes as the connection's auth context gives them, never by the peer's address:
+every later call of the connection, and of any other connection with the same
+certificate, only looks it up. Revocation is not remembered: each call looks its serial
+up in the list in force, which the watcher (revocation.py) replaces within WATCH_S of a
+change on disk, so a revoked certificate is refused from the first call after that."""
 
 from __future__ import annotations
 
@@ -14,13 +23,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 
 from orchestrator.access.caller import serving
 from orchestrator.access.identity import Identities
-from orchestrator.access.limits import Gate
+from orchestrator.access.limits import Account, Gate
 from orchestrator.access.logs import ThrottledWarnings
 from orchestrator.access.policy import TABLE, Rule, Scope, denial
 from orchestrator.access.revocation import Revocations
@@ -31,6 +41,7 @@ from orchestrator.metrics import ACCESS_DENIED, ACCESS_LIMITED, ACCESS_REFUSED
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
+MOST_CALLERS = 4096  # certificates remembered at once; the oldest are forgotten beyond
 
 
 class _Undecodable:
@@ -58,6 +69,73 @@ async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoRet
     raise AssertionError("unreachable: abort raises")
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A client certificate that names a principal of this deployment."""
+
+    name: str
+    serial: int
+    principal: Principal
+    account: Account  # the principal's, shared by all its certificates and connections
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A client certificate refused whatever the call, and the answer it gets."""
+
+    name: str
+    serial: int
+    reason: str  # the label of windowpay_access_refused_total
+    message: str
+    code: grpc.StatusCode
+
+
+class Callers:
+    """Each certificate's `Caller`, keyed by the certificate's PEM bytes: a different
+    certificate (another caller, or the same name issued again after a revocation) is
+    another key. At most `most` are kept; beyond, the one remembered first is forgotten
+    (and read again if it comes back)."""
+
+    def __init__(
+        self, directory: Directory, identities: Identities, gate: Gate, most: int = MOST_CALLERS
+    ) -> None:
+        self._directory = directory  # who is who (tests/e2e/test_access.py reads it)
+        self._identities = identities
+        self._gate = gate
+        self._most = most
+        self._known: dict[bytes, Caller | Refused] = {}
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def of(self, pem: bytes) -> Caller | Refused:
+        caller = self._known.get(pem)
+        if caller is None:
+            if len(self._known) >= self._most:
+                del self._known[next(iter(self._known))]
+            caller = self._known[pem] = self._resolve(pem)
+        return caller
+
+    def _resolve(self, pem: bytes) -> Caller | Refused:
+        presented = self._identities.of(pem)
+        name, serial = presented.name, presented.serial
+        if presented.unbound is not None:
+            return Refused(
+                name, serial, "unbound",
+                f"the certificate of {name[:64]!r} is not one of this deployment: "
+                f"{presented.unbound}",
+                grpc.StatusCode.UNAUTHENTICATED,
+            )  # fmt: skip
+        principal = self._directory.get(name)
+        if principal is None:
+            return Refused(
+                name, serial, "unknown_principal",
+                f"principal {name[:64]!r} is not in this deployment's config",
+                grpc.StatusCode.PERMISSION_DENIED,
+            )  # fmt: skip
+        return Caller(name, serial, principal, self._gate.account(principal))
+
+
 class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
         self,
@@ -69,8 +147,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         streams: OpenStreams,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._directory = directory
-        self._identities = identities
+        self._directory = directory  # who is who (tests/e2e/test_access.py reads it)
         self._revocations = revocations
         self._gate = gate
         self._scope = scope
@@ -78,6 +155,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._clock = clock
         self._warnings = ThrottledWarnings(log, clock=clock)
         self._wrapped: dict[str, Any] = {}
+        self.callers = Callers(directory, identities, gate)
 
     async def intercept_service(
         self,
@@ -118,33 +196,23 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     # ---- the checks -----------------------------------------------------------------
 
-    async def _principal(self, context: Context) -> tuple[Principal, int]:
-        """The caller and its certificate's serial."""
-        certs = list(context.auth_context().get("x509_pem_cert", ()))
-        if not certs:
+    async def _caller(self, context: Context) -> tuple[Principal, Account, int]:
+        """The caller, its account and its certificate's serial."""
+        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+        if pem is None:
             ACCESS_REFUSED.labels("no_certificate").inc()
             await _abort(
                 context, grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required"
             )
-        presented = self._identities.of(certs[0])
-        name = presented.name
-        if self._revocations.revoked(presented.serial):
+        known = self.callers.of(pem)
+        if self._revocations.revoked(known.serial):
+            name = known.name
             await self._refuse(context, "revoked", name, f"the certificate of {name} is revoked")
-        if presented.unbound is not None:
-            await self._refuse(
-                context, "unbound", name,
-                f"the certificate of {name[:64]!r} is not one of this deployment: "
-                f"{presented.unbound}",
-            )  # fmt: skip
-        principal = self._directory.get(name)
-        if principal is None:
-            await self._refuse(
-                context, "unknown_principal", name,
-                f"principal {name[:64]!r} is not in this deployment's config",
-                grpc.StatusCode.PERMISSION_DENIED,
-            )  # fmt: skip
+        if isinstance(known, Refused):
+            await self._refuse(context, known.reason, known.name, known.message, known.code)
+        principal = known.principal
         serving(principal)  # the call's own task: what the servicers show it
-        return principal, presented.serial
+        return principal, known.account, known.serial
 
     async def _refuse(
         self,
@@ -163,8 +231,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     async def _admit(
         self, context: Context, method: str, rule: Rule | None, request: Any, *, stream: bool
-    ) -> tuple[Principal, int]:
-        principal, serial = await self._principal(context)
+    ) -> tuple[Principal, Account, int]:
+        principal, account, serial = await self._caller(context)
         if isinstance(request, _Undecodable):
             await _abort(
                 context,
@@ -174,19 +242,18 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         reason = denial(rule, principal, request, self._scope)
         if reason is not None:
             await self._deny(context, principal, method, reason)
-        if not self._gate.rate_ok(principal, self._clock()):
-            rate, burst = self._gate.rate_of(principal)
+        if not account.rate_ok(self._clock()):
             await self._limit(
                 context,
                 principal,
                 "rate",
-                f"{principal.name} is over {rate:g} calls/s (burst {burst})",
+                f"{principal.name} is over {account.rate:g} calls/s (burst {account.burst})",
             )
-        bound = self._gate.enter(principal, stream=stream)
+        bound = account.enter(stream=stream)
         if bound is not None:
             kind = "streams" if "streams" in bound else "calls"
             await self._limit(context, principal, kind, f"{principal.name}: {bound}")
-        return principal, serial
+        return principal, account, serial
 
     async def _deny(
         self, context: Context, principal: Principal, method: str, reason: str
@@ -228,11 +295,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def _unary(self, method: str, rule: Rule | None, inner: Any) -> Any:
         async def call(request: Any, context: Context) -> Any:
-            principal, _ = await self._admit(context, method, rule, request, stream=False)
+            principal, account, _ = await self._admit(context, method, rule, request, stream=False)
             try:
                 answer = await inner(request, context)
             finally:
-                self._gate.leave(principal, stream=False)
+                account.leave(stream=False)
             if rule is not None and rule.answer is not None:
                 reason = rule.answer(principal, answer, self._scope)
                 if reason is not None:
@@ -254,7 +321,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self, stream: OpenStream, method: str, rule: Rule | None, inner: Any, request: Any,
         context: Context,
     ) -> AsyncGenerator[Any, None]:  # fmt: skip
-        principal, serial = await self._admit(context, method, rule, request, stream=True)
+        principal, account, serial = await self._admit(context, method, rule, request, stream=True)
         reader = SlowReader(stream, principal.role.value, self._gate.limits.stream_stall_s)
         try:
             with self._streams.registered(serial, stream):
@@ -263,27 +330,27 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                         with reader.writing():
                             yield item
         finally:
-            self._gate.leave(principal, stream=True)
+            account.leave(stream=True)
 
     def _streaming(self, method: str, rule: Rule | None, inner: Any, *, unary: bool) -> Any:
         """Client-streaming calls (reflection): only the role is checked."""
 
         async def call_unary(requests: Any, context: Context) -> Any:
-            principal, serial = await self._admit(context, method, rule, None, stream=True)
+            _, account, serial = await self._admit(context, method, rule, None, stream=True)
             try:
                 with self._streams.registered(serial, OpenStream(context)):
                     return await inner(requests, context)
             finally:
-                self._gate.leave(principal, stream=True)
+                account.leave(stream=True)
 
         async def call_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-            principal, serial = await self._admit(context, method, rule, None, stream=True)
+            _, account, serial = await self._admit(context, method, rule, None, stream=True)
             try:
                 with self._streams.registered(serial, OpenStream(context)):
                     async for item in inner(requests, context):
                         yield item
             finally:
-                self._gate.leave(principal, stream=True)
+                account.leave(stream=True)
 
         return call_unary if unary else call_stream
 

@@ -87,7 +87,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     @staticmethod
     def _wrap(full_method: str, handler: Any) -> Any:
-        service, method = _names(full_method)
+        record = _Series(*_names(full_method)).record
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
@@ -102,7 +102,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     code = _code(context)
                     raise
                 finally:
-                    _record(service, method, code, started)
+                    record(code, started)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer
@@ -127,7 +127,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     code = _code(context)
                     raise
                 finally:
-                    _record(service, method, code, started)
+                    record(code, started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
@@ -166,10 +166,20 @@ def _series(service: str, method: str, code: str) -> tuple[Any, Any]:
     return series
 
 
-def _record(service: str, method: str, code: str, started: float) -> None:
-    counted, timed = _series(service, method, code)
-    counted.inc()
-    timed.observe(time.perf_counter() - started)
+class _Series:
+    """A method's series: its OK counter and its histogram are found once, when the
+    method's handler is wrapped, not at each call."""
+
+    __slots__ = ("_method", "_ok", "_service", "_timed")
+
+    def __init__(self, service: str, method: str) -> None:
+        self._service, self._method = service, method
+        self._ok, self._timed = _series(service, method, "OK")
+
+    def record(self, code: str, started: float) -> None:
+        counted = self._ok if code == "OK" else _series(self._service, self._method, code)[0]
+        counted.inc()
+        self._timed.observe(time.perf_counter() - started)
 
 
 def start_at_zero() -> None:

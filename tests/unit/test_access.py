@@ -498,6 +498,47 @@ def test_a_role_needs_this_cas_signature_and_the_deployments_uri(tmp_path: Path)
         assert presented.name == "backoffice" and why in (presented.unbound or ""), why
 
 
+def test_what_each_certificate_resolves_to_is_remembered_within_a_bound(
+    tmp_path: Path,
+) -> None:
+    """The interceptor's memory of certificates: keyed by the certificate, so one name
+    issued twice is two entries sharing the principal's one account; refusals are
+    remembered with their answer; beyond `most`, the first remembered is forgotten."""
+    from orchestrator.access.identity import Identities
+    from orchestrator.access.interceptor import Caller, Callers, Refused
+    from orchestrator.domain.principals import Directory
+
+    paths = pki.PkiPaths(tmp_path)
+    pki.init(tmp_path, ["E1T1", "stranger"])
+    authority = pki.Authority(paths)
+    first = paths.client_cert("E1T1").read_bytes()
+    authority.revoke_client("E1T1")
+    authority.issue_client("E1T1")
+    second = paths.client_cert("E1T1").read_bytes()
+    unbound = bare_certificate(authority, "E1T1", [])[0]
+    config = small_config()
+    gate = Gate(config.access.limits)
+    directory = Directory(config.access, {"E1T1": "E1W1"}, {"E1W1": "E1"})
+    callers = Callers(directory, Identities(paths.ca_cert, "windowpay"), gate, most=3)
+    a, b = callers.of(first), callers.of(second)
+    assert isinstance(a, Caller) and isinstance(b, Caller)
+    assert a.principal == b.principal == T1 and a.serial != b.serial
+    assert a.account is b.account is gate.account(T1)
+    assert callers.of(first) is a  # remembered, not read again
+    stranger = callers.of(paths.client_cert("stranger").read_bytes())
+    assert isinstance(stranger, Refused)
+    assert (stranger.reason, stranger.code.name) == ("unknown_principal", "PERMISSION_DENIED")
+    assert stranger.message == "principal 'stranger' is not in this deployment's config"
+    assert len(callers) == 3
+    refused_one = callers.of(unbound)  # the fourth: `first` is forgotten
+    assert isinstance(refused_one, Refused) and refused_one.reason == "unbound"
+    assert refused_one.code.name == "UNAUTHENTICATED"
+    assert refused_one.message.startswith("the certificate of 'E1T1' is not one of this")
+    assert len(callers) == 3
+    again = callers.of(first)  # read again (forgetting `second`), the same answer
+    assert again is not a and again == a and len(callers) == 3
+
+
 def test_init_binds_again_the_certificates_made_before_the_binding(tmp_path: Path) -> None:
     paths = pki.PkiPaths(tmp_path)
     pki.init(tmp_path, [])

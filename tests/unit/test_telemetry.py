@@ -95,3 +95,49 @@ async def test_health_follows_redis_and_every_actor() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_interceptor_counts_each_call_under_its_method_and_code() -> None:
+    """The series are found once per method, when its handler is wrapped: an OK call
+    and a refused one still land in their own method's and code's series."""
+    import grpc
+    import pytest
+    from prometheus_client import REGISTRY
+
+    from orchestrator.frontdoor.telemetry import MetricsInterceptor
+
+    class Details(grpc.HandlerCallDetails):
+        method = "/windowpay.v1.Receipts/GetReceipt"
+        invocation_metadata = ()
+
+    class Context:
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.NOT_FOUND
+
+        def cancelled(self) -> bool:
+            return False
+
+    async def answer(request: bytes, context: object) -> bytes:
+        if request == b"missing":
+            raise RuntimeError("aborted")  # as context.abort raises, its code set
+        return b"receipt"
+
+    async def continuation(details: object) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    counted = "windowpay_grpc_requests_total"
+    labels = {"service": "Receipts", "method": "GetReceipt"}
+    before = {code: sample(counted, **labels, code=code) for code in ("OK", "NOT_FOUND")}
+    timed_before = sample("windowpay_grpc_request_duration_seconds_count", **labels)
+    handler = await MetricsInterceptor().intercept_service(continuation, Details())
+    assert await handler.unary_unary(b"found", Context()) == b"receipt"
+    assert await handler.unary_unary(b"found", Context()) == b"receipt"
+    with pytest.raises(RuntimeError):
+        await handler.unary_unary(b"missing", Context())
+    after = {code: sample(counted, **labels, code=code) for code in ("OK", "NOT_FOUND")}
+    assert {code: after[code] - before[code] for code in after} == {"OK": 2, "NOT_FOUND": 1}
+    timed = sample("windowpay_grpc_request_duration_seconds_count", **labels) - timed_before
+    assert timed == 3
