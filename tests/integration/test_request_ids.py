@@ -27,6 +27,8 @@ from orchestrator.frontdoor.servicers import BusinessGatewayServicer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.store.outbox import Subscriptions
+from orchestrator.store.reads import RedisOrderReads
 from orchestrator.store.redis_store import RedisStore
 from tests.support import PROVIDER_CHANNELS, new_id, small_config, unique_prefix
 
@@ -78,7 +80,8 @@ async def door(redis: Redis) -> AsyncIterator[FrontDoor]:
     sps = [sp.id for sp in config.deployment.service_points]
     core = ServicePointCore(sps, config, RedisStore(redis), providers, on_fatal=print)
     await core.start()
-    yield FrontDoor(config, RedisStore(redis), CoreRouter(core, sps), None, None)  # type: ignore[arg-type]
+    reads, subscriptions = RedisOrderReads(redis), Subscriptions(redis, sps)
+    yield FrontDoor(config, reads, subscriptions, CoreRouter(core, sps), None, None)  # type: ignore[arg-type]
     await core.stop()
 
 
@@ -128,7 +131,7 @@ async def test_a_business_principal_cannot_read_or_cancel_anothers_order(
     assert mine.state == pb.AWAITING_PAYMENT
     cancelled = await gateway.CancelOrder(cancel, Context())  # type: ignore[arg-type]
     assert cancelled.state == pb.CANCELLED
-    snapshot = await door.store.order(order_id)
+    snapshot = await door.reads.order(order_id)
     assert snapshot is not None and orjson.loads(snapshot)["created_by"] == "business"
 
 
@@ -144,7 +147,7 @@ def test_a_business_principal_reaches_its_own_orders_and_those_made_before(
 
 
 async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
-    door: FrontDoor,
+    door: FrontDoor, redis: Redis
 ) -> None:
     from orchestrator.console.commands import RouterCommands
 
@@ -158,7 +161,7 @@ async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
     assert await commands.cancel(by_console, "申请人撤回业务", "head") is None
     entries = {}
     for order_id in (by_business, by_console):
-        journal = await door.store.journal(order_id)
+        journal = await RedisStore(redis).journal(order_id)
         entries[order_id] = orjson.loads(journal[-1])
     assert entries[by_business]["by"] == "principal: business"
     assert entries[by_business]["detail"] == forged  # the text, attributed to no one
