@@ -41,6 +41,7 @@ from orchestrator.record.reader import RecordReader
 from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.runfile import RunInfo, forget
 from orchestrator.store.lockout import PinLockout
+from orchestrator.store.order_events import OrderEventSource
 from orchestrator.store.outbox import Subscriptions
 from orchestrator.store.reads import OrderReads, RedisOrderReads
 from orchestrator.telemetry import announce
@@ -99,7 +100,7 @@ async def start_front_door(
         reads = RecordedReads(
             RedisOrderReads(redis), RecordReader(await open_pool(database_url, stack))
         )
-    hub = EventHub(redis)
+    hub = EventHub(OrderEventSource(redis))
     await hub.start()
     stack.push_async_callback(hub.stop)
     settings = config.settings
