@@ -95,11 +95,10 @@ async def start_front_door(
 ) -> FrontDoorServer:
     redis = Redis.from_url(redis_url)
     stack.push_async_callback(redis.aclose)
-    reads: OrderReads = RedisOrderReads(redis)
+    live = RedisOrderReads(redis)
+    reads: OrderReads = live
     if database_url:  # orders that left Redis are read from the record
-        reads = RecordedReads(
-            RedisOrderReads(redis), RecordReader(await open_pool(database_url, stack))
-        )
+        reads = RecordedReads(live, RecordReader(await open_pool(database_url, stack)))
     hub = EventHub(OrderEventSource(redis))
     await hub.start()
     stack.push_async_callback(hub.stop)
