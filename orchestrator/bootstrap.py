@@ -37,10 +37,13 @@ from orchestrator.notify.wiring import build_verifiers
 from orchestrator.providers.keys import ensure_receipt_secret
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
-from orchestrator.record.recorded_store import RecordedStore
+from orchestrator.record.reader import RecordReader
+from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.runfile import RunInfo, forget
 from orchestrator.store.lockout import PinLockout
-from orchestrator.store.redis_store import RedisStore
+from orchestrator.store.order_events import OrderEventSource
+from orchestrator.store.outbox import Subscriptions
+from orchestrator.store.reads import OrderReads, RedisOrderReads
 from orchestrator.telemetry import announce
 
 log = logging.getLogger(__name__)
@@ -92,13 +95,15 @@ async def start_front_door(
 ) -> FrontDoorServer:
     redis = Redis.from_url(redis_url)
     stack.push_async_callback(redis.aclose)
-    store = RedisStore(redis)
-    if database_url:
-        store = RecordedStore(redis, await open_pool(database_url, stack))
-    hub = EventHub(redis)
+    live = RedisOrderReads(redis)
+    reads: OrderReads = live
+    if database_url:  # orders that left Redis are read from the record
+        reads = RecordedReads(live, RecordReader(await open_pool(database_url, stack)))
+    hub = EventHub(OrderEventSource(redis))
     await hub.start()
     stack.push_async_callback(hub.stop)
     settings = config.settings
+    points = [sp.id for sp in config.deployment.service_points]
     router = Router(submitters, max_batch=settings.batch_max, in_flight=settings.batches_in_flight)
     pins = config.access.pins
     lockout = PinLockout(
@@ -107,7 +112,7 @@ async def start_front_door(
     )  # fmt: skip
     supervisors = Supervisors(config.access, pki_dir, lockout)
     server = FrontDoorServer(
-        FrontDoor(config, store, router, hub, supervisors),
+        FrontDoor(config, reads, Subscriptions(redis, points), router, hub, supervisors),
         settings.grpc_host,
         settings.grpc_port,
         front_door_access(config, tls),
@@ -115,7 +120,7 @@ async def start_front_door(
     await server.start()
     stack.push_async_callback(server.stop)
     await server.set_serving(True)
-    endpoint = MetricsEndpoint(redis, router, [sp.id for sp in config.deployment.service_points])
+    endpoint = MetricsEndpoint(redis, router, points)
     await endpoint.start(settings.metrics_host, settings.metrics_port)
     stack.push_async_callback(endpoint.stop)
     server.metrics_address = endpoint.address

@@ -41,7 +41,7 @@ from orchestrator.reconcile.settlement import SettlementRow, settle
 class ReceiptsServicer(pb_grpc.ReceiptsServicer):
     def __init__(self, door: FrontDoor) -> None:
         self._door = door
-        self._receipts = door.store.receipt_store()  # falls back to the record
+        self._receipts = door.reads.receipts()  # falls back to the record
 
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
         key = request.WhichOneof("key")
@@ -114,9 +114,9 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
             )
         self._settling[name] += 1
         try:
-            orders = await self._door.store.orders_of_days(points, [day.strftime("%Y%m%d")])
+            orders = await self._door.reads.orders_of_days(points, [day.strftime("%Y%m%d")])
             # A day of a busy office is thousands of orders: rebuilt and settled in a
-            # thread (as the store decoded them), not on the loop every call shares.
+            # thread (as the reads decoded them), not on the loop every call shares.
             zone = self._door.config.settings.zone
             rows = await asyncio.to_thread(_settle, orders, day, zone)
         finally:
@@ -151,7 +151,7 @@ class BackOfficeServicer(pb_grpc.BackOfficeServicer):
             sp = door.sp_of_order(request.order_id)
         except DomainError as error:
             await guard(context, error)
-        found = await door.store.late_success(request.attempt_id)
+        found = await door.reads.late_success(request.attempt_id)
         if found is None or not hmac.compare_digest(found, request.provider_trade_no):
             await abort(
                 context,

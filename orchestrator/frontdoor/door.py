@@ -1,5 +1,6 @@
-"""What every service of the front door shares: routing to the actors, reads from
-Redis, the event feed, and turning domain errors into gRPC statuses."""
+"""What every service of the front door shares: routing to the actors, the order reads
+(`OrderReads`: Redis, and the record behind it), the event feed, and turning domain
+errors into gRPC statuses."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from orchestrator.frontdoor.events import EventHub
 from orchestrator.frontdoor.router import Router
 from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from orchestrator.store.redis_store import RedisStore
+from orchestrator.store.outbox import Subscriptions
+from orchestrator.store.reads import OrderReads
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -37,13 +39,15 @@ class FrontDoor:
     def __init__(
         self,
         config: Config,
-        store: RedisStore,
+        reads: OrderReads,
+        subscriptions: Subscriptions,
         router: Router,
         hub: EventHub,
         supervisors: Supervisors,
     ) -> None:
         self.config = config
-        self.store = store
+        self.reads = reads
+        self.subscriptions = subscriptions
         self.router = router
         self.hub = hub
         self.supervisors = supervisors
@@ -90,10 +94,10 @@ class FrontDoor:
         except DomainError as error:
             await guard(context, error)
         if key == "order_id":
-            snapshot = await self.store.order(request.order_id)
+            snapshot = await self.reads.order(request.order_id)
             what = f"order {request.order_id}"
         elif key == "business_no":
-            snapshot = await self.store.order_of_case(request.business_no)
+            snapshot = await self.reads.order_of_case(request.business_no)
             what = f"no order for business case {request.business_no}"
         else:
             await abort(

@@ -1,9 +1,10 @@
 """Order change events for the front door, from Redis pub/sub.
 
 Actors publish every committed snapshot on their service point's channel, prefixed
-with "order_id window_id version". One pattern subscription per front door feeds the
-Pay calls waiting for an outcome and the WatchWindow streams. Pub/sub may drop
-messages on a reconnect, so followers then get RESYNC and re-read Redis.
+with "order_id window_id version". One pattern subscription per front door (read by
+store/order_events.py) feeds the Pay calls waiting for an outcome and the WatchWindow
+streams. Pub/sub may drop messages on a reconnect, so followers then get RESYNC and
+re-read the orders.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from orchestrator.store import keys
+from orchestrator.store.order_events import OrderEventSource
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +35,8 @@ Feed = asyncio.Queue[Event]
 
 
 class EventHub:
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, source: OrderEventSource) -> None:
+        self._source = source
         self._orders: defaultdict[str, set[Feed]] = defaultdict(set)
         self._windows: defaultdict[str, set[Feed]] = defaultdict(set)
         self._overflow: dict[Feed, Callable[[], None]] = {}
@@ -46,7 +44,9 @@ class EventHub:
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_forever())
+        self._reader = asyncio.create_task(
+            self._source.read_forever(self._on_subscribed, self._dispatch)
+        )
         await self._subscribed.wait()
 
     async def stop(self) -> None:
@@ -100,25 +100,11 @@ class EventHub:
             if not feeds:
                 del table[key]
 
-    async def _read_forever(self) -> None:
-        delay = 0.05
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.psubscribe(keys.EVENTS_PATTERN)
-                if self._subscribed.is_set():
-                    self._broadcast(RESYNC)
-                self._subscribed.set()
-                delay = 0.05
-                async for message in pubsub.listen():
-                    if message["type"] == "pmessage":
-                        self._dispatch(message["data"])
-            except (RedisError, OSError) as error:
-                log.warning("event subscription lost (%s); resubscribing", error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    def _on_subscribed(self) -> None:
+        """Subscribed again after a loss: what was published meanwhile is gone."""
+        if self._subscribed.is_set():
+            self._broadcast(RESYNC)
+        self._subscribed.set()
 
     def _dispatch(self, data: bytes) -> None:
         header, _, snapshot = data.partition(b"\n")

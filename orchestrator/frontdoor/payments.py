@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncGenerator
 
 import grpc
-from redis.exceptions import RedisError
 
 from orchestrator.domain.errors import DomainError, InvalidArgument
 from orchestrator.domain.validation import check_id
@@ -18,8 +17,7 @@ from orchestrator.frontdoor.convert import payment_event_message
 from orchestrator.frontdoor.door import Context, FrontDoor, abort, guard
 from orchestrator.frontdoor.snapshot import OrderView
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
-from orchestrator.store import keys
-from orchestrator.store.outbox import Lease, Outbox, split_event_id
+from orchestrator.store.outbox import STORE_ERRORS, split_event_id
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +31,6 @@ class PaymentStream:
 
     def __init__(self, door: FrontDoor) -> None:
         self._door = door
-        self._points = [sp.id for sp in door.config.deployment.service_points]
-
-    def _outbox(self) -> Outbox:
-        return Outbox(self._door.store.redis, self._points)
 
     async def watch(
         self, request: pb.WatchPaymentsRequest, context: Context
@@ -45,14 +39,14 @@ class PaymentStream:
             subscriber = check_id(request.subscriber_id, "subscriber_id")
         except DomainError as error:
             await guard(context, error)
-        lease = Lease(self._door.store.redis, keys.lease(subscriber))
+        lease = self._door.subscriptions.lease(subscriber)
         if not await lease.take():
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"subscriber {subscriber} is already connected; one stream per subscriber",
             )
-        outbox = self._outbox()
+        outbox = self._door.subscriptions.outbox()
         try:
             group = subscriber_group(subscriber)
             await outbox.join(group)
@@ -76,7 +70,7 @@ class PaymentStream:
         finally:
             try:
                 await lease.release()
-            except (RedisError, OSError) as error:  # it lapses within its time to live
+            except STORE_ERRORS as error:  # it lapses within its time to live
                 log.warning("subscriber %s: lease not released (%r)", subscriber, error)
             await outbox.close()
 
@@ -93,7 +87,7 @@ class PaymentStream:
                     raise InvalidArgument(str(error)) from None
         except DomainError as error:
             await guard(context, error)
-        outbox = self._outbox()
+        outbox = self._door.subscriptions.outbox()
         try:
             count = await outbox.ack(subscriber_group(subscriber), list(request.event_ids))
         finally:

@@ -110,7 +110,7 @@ class BusinessGatewayServicer(pb_grpc.BusinessGatewayServicer):
         try:
             check_id(request.request_id, "request_id")
             sp = door.sp_of_order(request.order_id)
-            snapshot = await door.store.order(request.order_id)
+            snapshot = await door.reads.order(request.order_id)
             if snapshot is not None and not door.in_reach(OrderView.decode(snapshot).created_by):
                 raise NotFound(f"order {request.order_id} not found")  # another's
             result = await door.call(context, sp, cancel_command(request))
@@ -153,7 +153,7 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         # before the PIN is counted or checked: after a right PIN only the refund (or a
         # race) remains, so the answer never tells a right PIN from a wrong one.
         try:
-            snapshot = await door.store.order_to_refund(request.order_id)
+            snapshot = await door.reads.order_to_refund(request.order_id)
         except DomainError as error:
             await guard(context, error)
         if snapshot is None:
@@ -221,13 +221,13 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return await self._door.store.order(order_id) or latest
+                return await self._door.reads.order(order_id) or latest
             try:
                 event = await asyncio.wait_for(feed.get(), remaining)
             except TimeoutError:
                 continue
             if event is RESYNC:
-                snapshot = await self._door.store.order(order_id)
+                snapshot = await self._door.reads.order(order_id)
                 if snapshot is None:
                     continue
             else:
@@ -262,14 +262,14 @@ class TerminalServicer(pb_grpc.TerminalServicer):
         reader = SlowReader(OpenStream(context), "terminal", stall)
         overflow = f"more than {limit} changes of window {window} unread; stream dropped"
         with door.hub.follow_window(window, limit, lambda: reader.drop(overflow)) as feed:
-            for snapshot in await door.store.window_orders(sp, window):
+            for snapshot in await door.reads.window_orders(sp, window):
                 message = _newer(snapshot, sent, only_open=True)
                 if message is not None:
                     yield message
             while True:
                 event = await feed.get()
                 if event is RESYNC:
-                    for snapshot in await door.store.window_orders(sp, window):
+                    for snapshot in await door.reads.window_orders(sp, window):
                         message = _newer(snapshot, sent, only_open=False)
                         if message is not None:
                             yield message

@@ -30,9 +30,11 @@ from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.reconcile import recorded
 from orchestrator.reconcile.job import Healed, load_orders, reconcile
 from orchestrator.reconcile.matcher import Difference
-from orchestrator.record.recorded_store import RecordedStore
+from orchestrator.record.reader import RecordReader
+from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
+from orchestrator.store.reads import OrderReads, RedisOrderReads
 from orchestrator.store.redis_store import RedisStore
 
 
@@ -169,15 +171,17 @@ async def _reconcile(
     try:
         points = [sp.id for sp in config.deployment.service_points]
         print(f"reading windowpay's records around {args.date} ...", flush=True)
-        store = await _store(redis, args.database_url, stack)
-        orders = await load_orders(store, points, args.date)
+        reads = await _reads(redis, args.database_url, stack)
+        orders = await load_orders(reads, points, args.date)
         print(f"{len(orders)} orders with activity", flush=True)
         report = await reconcile(
             args.date,
             orders,
             providers.by_channel,
             config.settings.zone,
-            heal=None if args.no_heal or channel is None else BackOfficeHealer(channel, store),
+            heal=None
+            if args.no_heal or channel is None
+            else BackOfficeHealer(channel, RedisStore(redis)),
             progress=lambda line: print(line, flush=True),
             bill_day_shifts={
                 c: spec(c).bill_day_shift(config.providers[c]) for c in providers.by_channel
@@ -228,14 +232,14 @@ async def _reconcile(
     return 0 if report.unexplained == 0 and not report.not_ready else 1
 
 
-async def _store(redis: Redis, database_url: str, stack: AsyncExitStack) -> RedisStore:
+async def _reads(redis: Redis, database_url: str, stack: AsyncExitStack) -> OrderReads:
     """Windowpay's side read from the PostgreSQL record when there is one."""
     if not database_url:
-        return RedisStore(redis)
+        return RedisOrderReads(redis)
     pool: AsyncConnectionPool = AsyncConnectionPool(database_url, min_size=1, open=False)
     await pool.open()
     stack.push_async_callback(pool.close)
-    return RecordedStore(redis, pool)
+    return RecordedReads(RedisOrderReads(redis), RecordReader(pool))
 
 
 def run_settlement(args: argparse.Namespace) -> int:

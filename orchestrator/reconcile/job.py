@@ -23,7 +23,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.providers.bills import BillError, NoTradesThatDay
 from orchestrator.providers.port import BillNotReady, PaymentProvider, ProviderError
 from orchestrator.reconcile.matcher import Difference, Kind, Match, match
-from orchestrator.store.redis_store import RedisStore
+from orchestrator.store.reads import OrderReads
 
 LISTED = "listed for a person"
 
@@ -119,11 +119,11 @@ class Report:
             writer.writerows(self.to_json()["differences"])
 
 
-async def load_orders(store: RedisStore, service_points: Sequence[str], day: date) -> list[Order]:
+async def load_orders(reads: OrderReads, service_points: Sequence[str], day: date) -> list[Order]:
     """Orders that changed the day before, on, or after the day (a payment near midnight
     may be recorded on the other side of it)."""
     days = [(day + timedelta(days=d)).strftime("%Y%m%d") for d in (-1, 0, 1)]
-    return [Order.from_record(order) for order in await store.orders_of_days(service_points, days)]
+    return [Order.from_record(order) for order in await reads.orders_of_days(service_points, days)]
 
 
 async def reconcile(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from orchestrator.store import keys
 
@@ -172,3 +172,21 @@ class Lease:
 
     async def release(self) -> None:
         await self._release(keys=[self._key], args=[self._token])
+
+
+STORE_ERRORS = (RedisError, OSError)  # what a call to Redis raises when it cannot answer
+
+
+class Subscriptions:
+    """The business systems' side of the outboxes: an outbox reader per stream, and the
+    lease that lets one front door at a time stream to a subscriber."""
+
+    def __init__(self, redis: Redis, service_points: Sequence[str]) -> None:
+        self._redis = redis
+        self._points = list(service_points)
+
+    def outbox(self) -> Outbox:
+        return Outbox(self._redis, self._points)
+
+    def lease(self, subscriber: str) -> Lease:
+        return Lease(self._redis, keys.lease(subscriber))

@@ -65,12 +65,17 @@ class ReceiptStore:
             pipe.pexpire(keys.receipt_of_order(order_id), ttl_ms)
         await pipe.execute()
 
-    async def of_order(self, order_id: str) -> bytes | None:
+    async def number_of_order(self, order_id: str) -> tuple[str, str] | None:
+        """The (receipt code, number) Redis binds to the order (its record may have left)."""
         held: bytes | None = await self._redis.get(keys.receipt_of_order(order_id))  # type: ignore[assignment]
         if held is None:
             return None
         code, _, number = held.decode().partition(":")
-        return await self.by_number(code, number)
+        return code, number
+
+    async def of_order(self, order_id: str) -> bytes | None:
+        bound = await self.number_of_order(order_id)
+        return None if bound is None else await self.by_number(*bound)
 
     async def by_number(self, code: str, number: str) -> bytes | None:
         record: bytes | None = await self._redis.get(keys.receipt(code, number))  # type: ignore[assignment]

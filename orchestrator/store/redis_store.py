@@ -3,12 +3,11 @@
 A service-point actor talks to Redis in two round trips per batch of commands: one
 pipelined read (ReadBatch: idempotency claims, stored responses, orders not in memory)
 and one pipelined commit (WriteBatch: a fenced script per service point plus the global
-claim releases). Front doors only read.
+claim releases). Front doors only read, through store/reads.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,11 +19,10 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from orchestrator.domain import ids
-from orchestrator.domain.records import OrderRecord, decode_orders
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
-from orchestrator.store.receipts import ReceiptStore
+from orchestrator.store.reads import order_snapshot
 from orchestrator.store.write_batch import WriteBatch
 
 __all__ = ["CommitRejected", "ReadBatch", "RedisStore", "WriteBatch"]
@@ -185,57 +183,10 @@ class RedisStore:
             done = await self._restore(keys=names, args=args)
         return bool(done == 1)
 
-    # ---- reads for the front door ------------------------------------------------------
+    # ---- reads of one order (the front door's: store/reads.py) ----------------------
 
     async def order(self, order_id: str) -> bytes | None:
-        try:
-            sp = ids.service_point_of(order_id)
-        except ids.MalformedOrderId:
-            return None
-        value: bytes | None = await self.redis.hget(keys.order(sp, order_id), "s")  # type: ignore[assignment]
-        return value
-
-    async def order_to_refund(self, order_id: str) -> bytes | None:
-        """The order a refund names, checked before the supervisor's PIN."""
-        return await self.order(order_id)
-
-    async def order_of_case(self, business_no: str) -> bytes | None:
-        order_id: bytes | None = await self.redis.get(keys.business_case(business_no))  # type: ignore[assignment]
-        if order_id is None:
-            return None
-        return await self.order(order_id.decode().removesuffix(keys.RECORDED))
-
-    async def window_orders(self, sp: str, window_id: str) -> list[bytes]:
-        """Snapshots of the window's orders that still need the actor."""
-        open_orders: dict[bytes, bytes] = await self.redis.hgetall(keys.open_orders(sp))  # type: ignore[assignment]
-        wanted = [o.decode() for o, w in open_orders.items() if w.decode() == window_id]
-        if not wanted:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for order_id in wanted:
-            pipe.hget(keys.order(sp, order_id), "s")
-        return [s for s in await pipe.execute() if s is not None]
-
-    async def orders_of_days(
-        self, service_points: Sequence[str], days: Sequence[str]
-    ) -> list[OrderRecord]:
-        """The orders that changed on any of the days (YYYYMMDD), by order id. A busy
-        day is thousands of snapshots: they are decoded off the event loop."""
-        pipe = self.redis.pipeline(transaction=False)
-        for sp in service_points:
-            for day in days:
-                pipe.smembers(keys.day(sp, day))
-        order_ids = sorted({o.decode() for members in await pipe.execute() for o in members})
-        if not order_ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for order_id in order_ids:
-            pipe.hget(keys.order(ids.service_point_of(order_id), order_id), "s")
-        snapshots = [s for s in await pipe.execute() if s is not None]
-        return await asyncio.to_thread(decode_orders, snapshots)
-
-    def receipt_store(self) -> ReceiptStore:
-        return ReceiptStore(self.redis)
+        return await order_snapshot(self.redis, order_id)
 
     async def journal(self, order_id: str) -> Sequence[bytes]:
         sp = ids.service_point_of(order_id)
@@ -245,8 +196,3 @@ class RedisStore:
     async def record_late_success(self, attempt_id: str, trade_no: str) -> None:
         """Reconciliation's finding: the provider kept this attempt (kept 40 days)."""
         await self.redis.set(keys.late_success(attempt_id), trade_no, ex=LATE_SUCCESS_TTL_S)
-
-    async def late_success(self, attempt_id: str) -> str | None:
-        """The trade number reconciliation found kept for this attempt, if any."""
-        found = await self.redis.get(keys.late_success(attempt_id))
-        return found.decode() if isinstance(found, bytes) else found

@@ -16,6 +16,7 @@ import grpc
 import orjson
 import pytest
 import tomli_w
+from redis.asyncio import Redis
 
 from actors import runtime
 from orchestrator.access import client
@@ -37,6 +38,7 @@ from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.runfile import RunInfo
 from orchestrator.sandbox.bank import Trade
+from orchestrator.store.redis_store import RedisStore
 from tests.support import code, small_config_data
 
 CHANNELS = {
@@ -61,6 +63,7 @@ class Deployed:
     data_dir: Path  # holds run.json and the config file, as `windowpay serve` leaves them
     pki_dir: Path  # the deployment's CA and every principal's certificate
     stack: AsyncExitStack
+    store: RedisStore  # the tests' own look into Redis (the front door only reads orders)
     database_url: str = ""  # the PostgreSQL record the drainer fills
     _channels: dict[str, grpc.aio.Channel] = field(init=False, default_factory=dict)
     _windows: Iterator[str] = field(init=False)
@@ -257,6 +260,8 @@ async def deployed(
         server = await start_front_door(
             config, redis_server.url, dict(submitters), stack, tls, pki_dir, database_url
         )
+        store = RedisStore(Redis.from_url(redis_server.url))
+        stack.push_async_callback(store.redis.aclose)
         # What `windowpay serve` leaves for the other commands: its config and run.json.
         for channel_name, url in sandboxes.base_urls.items():
             data["providers"].setdefault(channel_name.value, {})["base_url"] = url
@@ -286,6 +291,7 @@ async def deployed(
             data_dir,
             pki_dir,
             stack,
+            store,
             database_url,
         )
         stack.push_async_callback(deployed.close_channels)

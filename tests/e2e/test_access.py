@@ -24,7 +24,6 @@ from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
 from orchestrator.store import keys
-from orchestrator.store.redis_store import RedisStore
 from tests.e2e.conftest import Deployed
 from tests.support import bare_certificate, eventually
 
@@ -45,7 +44,7 @@ def denied(role: str, method: str) -> float:
 
 
 async def journal_and_keys(deployed: Deployed, order_id: str) -> tuple[int, int]:
-    store = RedisStore(deployed.server.door.store.redis)
+    store = deployed.store
     return len(await store.journal(order_id)), int(await store.redis.dbsize())
 
 
@@ -296,14 +295,14 @@ async def test_calls_outside_the_table_are_denied_and_counted(
 ) -> None:
     role = deployed.server.access.interceptor._directory.get(principal).role.value  # type: ignore[union-attr]
     before = denied(role, method)
-    keys_before = await deployed.server.door.store.redis.dbsize()
+    keys_before = await deployed.store.redis.dbsize()
     code, details = await status_of(
         getattr(deployed.stub_as(principal, stub), method)(request_message, timeout=10)
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert principal in details and method in details
     assert denied(role, method) == before + 1
-    assert await deployed.server.door.store.redis.dbsize() == keys_before
+    assert await deployed.store.redis.dbsize() == keys_before
 
 
 async def test_an_unregistered_subscriber_is_denied(deployed: Deployed) -> None:
@@ -330,7 +329,7 @@ async def test_a_business_system_cannot_read_ack_or_hold_anothers_events(
         ack = pb.AckPaymentsRequest(subscriber_id=theirs, event_ids=["G1-1-0"])
         code, details = await status_of(stub.AckPayments(ack, timeout=10))
         assert code == grpc.StatusCode.PERMISSION_DENIED and theirs in details
-    assert not await deployed.server.door.store.redis.exists(keys.lease("biz-two"))  # not held
+    assert not await deployed.store.redis.exists(keys.lease("biz-two"))  # not held
     own = two.WatchPayments(pb.WatchPaymentsRequest(subscriber_id="biz-two"))
     try:
         assert (await asyncio.wait_for(own.read(), 10)).event_id  # its own: at once
@@ -398,7 +397,7 @@ async def forget_pin_attempts(
     deployed: Deployed, terminals: list[str], supervisors: list[str]
 ) -> None:
     """The counts a test left: other tests refund at these terminals."""
-    await deployed.server.door.store.redis.delete(
+    await deployed.store.redis.delete(
         *(keys.pin_terminal(t) for t in terminals),
         *(key for s in supervisors for key in (keys.pin_failures(s), keys.pin_lock(s))),
     )
@@ -429,7 +428,7 @@ async def test_a_wrong_pin_reserves_nothing_and_five_lock_the_supervisor(
             for t in ("G1T2", "G1T2", "G1T2", "G1T3", "G1T3")
         ]
         assert answers == [(grpc.StatusCode.PERMISSION_DENIED, REFUSAL)] * 5
-        assert await deployed.server.door.store.redis.exists(keys.pin_lock("G1L"))
+        assert await deployed.store.redis.exists(keys.pin_lock("G1L"))
         right = await answer(deployed.terminal_for("G1T4"), pin, "G1T4")
         assert right == (grpc.StatusCode.PERMISSION_DENIED, REFUSAL)  # right, but locked
         after = await deployed.get(order.order_id)
@@ -473,7 +472,7 @@ async def test_no_pin_is_counted_for_an_order_out_of_reach(deployed: Deployed) -
     PIN, so it can neither guess nor lock a supervisor with it."""
     theirs = await paid_order_at(deployed, "G2W3")
     stranger = deployed.terminal_for("G1T5")
-    redis = deployed.server.door.store.redis
+    redis = deployed.store.redis
     for n in range(6):
         request = deployed.refund_request(theirs, 100)
         request.terminal_id, request.supervisor_pin = "G1T5", f"{n:06d}"
@@ -498,7 +497,7 @@ async def test_the_journal_records_supervisor_terminal_and_amount_never_the_pin(
     refunded = await deployed.terminal_of_order(order).Refund(request, timeout=30)
     assert refunded.refunded_fen == 300
     assert request.supervisor_pin not in str(refunded)
-    store = deployed.server.door.store
+    store = deployed.store
     entries = [orjson.loads(e) for e in await store.journal(order.order_id)]
     entry = next(e for e in entries if e["what"] == "refund")
     assert (entry["supervisor_id"], entry["terminal_id"], entry["amount_fen"]) == (
@@ -600,7 +599,7 @@ async def _drain(call: Any) -> tuple[grpc.StatusCode, str]:
 
 
 async def test_ids_and_codes_are_matched_whole_and_in_ascii(deployed: Deployed) -> None:
-    keys_before = await deployed.server.door.store.redis.dbsize()
+    keys_before = await deployed.store.redis.dbsize()
     request = pb.CreateOrderRequest(
         request_id=uuid.uuid4().hex, business_no="B1\n", window_id="G1W1", payer_name="王五",
         lines=[pb.OrderLine(fee_code="PLT-AUTO", quantity=1)],
@@ -610,7 +609,7 @@ async def test_ids_and_codes_are_matched_whole_and_in_ascii(deployed: Deployed) 
     request.business_no, request.payer_name = "B1", "王五\u202e"
     code, details = await status_of(deployed.business.CreateOrder(request, timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "payer_name" in details
-    assert await deployed.server.door.store.redis.dbsize() == keys_before
+    assert await deployed.store.redis.dbsize() == keys_before
     order = await deployed.create(deployed.window())
     pay = deployed.pay_request(order, Channel.WECHAT)
     pay.auth_code = pay.auth_code[:2] + pay.auth_code[2:].translate(

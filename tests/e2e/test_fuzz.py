@@ -178,7 +178,7 @@ def cases(known: list[str]) -> st.SearchStrategy[Case]:
 class Fuzzer:
     def __init__(self, deployed: Deployed, address: str, aimed_at: list[str]) -> None:
         self.deployed = deployed
-        self.redis = deployed.server.door.store.redis
+        self.redis = deployed.store.redis
         self.channels = {p: client.of_pki(deployed.pki_dir, p).channel(address) for p in PRINCIPALS}
         self.aimed_at = aimed_at
         self.codes: Counter[str] = Counter()

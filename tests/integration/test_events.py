@@ -9,11 +9,12 @@ from redis.asyncio import Redis
 
 from orchestrator.frontdoor.events import EventHub
 from orchestrator.store import keys
+from orchestrator.store.order_events import OrderEventSource
 from tests.support import unique_prefix
 
 
 async def test_a_malformed_message_on_the_channel_does_not_stop_the_events(redis: Redis) -> None:
-    hub = EventHub(redis)
+    hub = EventHub(OrderEventSource(redis))
     await hub.start()
     try:
         sp = unique_prefix()

@@ -41,11 +41,12 @@ from orchestrator.record.drainer import GROUP, Drainer
 from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.metrics import RECORD_DATABASE_UP, RECORD_LAG
 from orchestrator.record.reader import RecordReader
-from orchestrator.record.recorded_store import RecordedStore
+from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.record.streams import Entry
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
+from orchestrator.store.reads import RedisOrderReads
 from orchestrator.store.redis_store import RedisStore
 from tests.support import PROVIDER_CHANNELS, eventually, new_id, small_config_data, unique_prefix
 
@@ -295,7 +296,7 @@ async def test_final_orders_leave_redis_after_the_retention_and_are_read_from_th
                 await eventually(
                     lambda: redis.exists(keys.journal(sp, ids[0])), lambda n: n == 0, within=60
                 )
-                store = RecordedStore(redis, pool)
+                store = RecordedReads(RedisOrderReads(redis), RecordReader(pool))
                 old = await store.order(ids[0])
                 assert old is not None and orjson.loads(old)["state"] == "PAID"
                 assert await redis.exists(keys.order(sp, ids[4])) == 1  # open: kept

@@ -29,13 +29,14 @@ from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record.consistency import compare
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.reader import RecordReader
-from orchestrator.record.recorded_store import RecordedStore
+from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.observer import MetricsObserver
 from orchestrator.servicepoint.recall import OrderRecall
 from orchestrator.store import keys
 from orchestrator.store.port import RecordedOrder
+from orchestrator.store.reads import RedisOrderReads
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
 from tests.core_harness import LINES, order_of
@@ -388,7 +389,7 @@ async def test_the_front_door_finds_an_old_order_in_the_record_or_says_unavailab
         core = await o.core()
         order_id = await o.paid(core)
         await o.leaves_redis(order_id)
-        store = RecordedStore(redis, o.pool)
+        store = RecordedReads(RedisOrderReads(redis), RecordReader(o.pool))
         assert await store.order_to_refund(order_id) is not None
         assert await store.order_to_refund(f"{o.sp}-{'A' * 14}") is None
     away: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -397,6 +398,8 @@ async def test_the_front_door_finds_an_old_order_in_the_record_or_says_unavailab
     await away.open(wait=False)
     try:
         with pytest.raises(Unavailable, match="retry with the same request_id"):
-            await RecordedStore(redis, away).order_to_refund(order_id)
+            await RecordedReads(RedisOrderReads(redis), RecordReader(away)).order_to_refund(
+                order_id
+            )
     finally:
         await away.close(timeout=1)

@@ -7,6 +7,7 @@ cancel it, and its payment events never reach another's stream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from orchestrator.access.caller import serving
 from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.domain import ids
 from orchestrator.domain.catalog import RequestedLine
-from orchestrator.domain.commands import Command, CreateOrder, Done, Result
+from orchestrator.domain.commands import Command, CreateOrder, Done, Pay, Result
 from orchestrator.domain.errors import NotFound
 from orchestrator.domain.principals import Principal, Role
 from orchestrator.frontdoor.door import FrontDoor
@@ -27,6 +28,8 @@ from orchestrator.frontdoor.servicers import BusinessGatewayServicer
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
+from orchestrator.store.outbox import Subscriptions
+from orchestrator.store.reads import RedisOrderReads
 from orchestrator.store.redis_store import RedisStore
 from tests.support import PROVIDER_CHANNELS, new_id, small_config, unique_prefix
 
@@ -78,7 +81,8 @@ async def door(redis: Redis) -> AsyncIterator[FrontDoor]:
     sps = [sp.id for sp in config.deployment.service_points]
     core = ServicePointCore(sps, config, RedisStore(redis), providers, on_fatal=print)
     await core.start()
-    yield FrontDoor(config, RedisStore(redis), CoreRouter(core, sps), None, None)  # type: ignore[arg-type]
+    reads, subscriptions = RedisOrderReads(redis), Subscriptions(redis, sps)
+    yield FrontDoor(config, reads, subscriptions, CoreRouter(core, sps), None, None)  # type: ignore[arg-type]
     await core.stop()
 
 
@@ -128,7 +132,7 @@ async def test_a_business_principal_cannot_read_or_cancel_anothers_order(
     assert mine.state == pb.AWAITING_PAYMENT
     cancelled = await gateway.CancelOrder(cancel, Context())  # type: ignore[arg-type]
     assert cancelled.state == pb.CANCELLED
-    snapshot = await door.store.order(order_id)
+    snapshot = await door.reads.order(order_id)
     assert snapshot is not None and orjson.loads(snapshot)["created_by"] == "business"
 
 
@@ -144,7 +148,7 @@ def test_a_business_principal_reaches_its_own_orders_and_those_made_before(
 
 
 async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
-    door: FrontDoor,
+    door: FrontDoor, redis: Redis
 ) -> None:
     from orchestrator.console.commands import RouterCommands
 
@@ -158,7 +162,7 @@ async def test_who_cancelled_comes_from_the_callers_identity_not_the_reason(
     assert await commands.cancel(by_console, "申请人撤回业务", "head") is None
     entries = {}
     for order_id in (by_business, by_console):
-        journal = await door.store.journal(order_id)
+        journal = await RedisStore(redis).journal(order_id)
         entries[order_id] = orjson.loads(journal[-1])
     assert entries[by_business]["by"] == "principal: business"
     assert entries[by_business]["detail"] == forged  # the text, attributed to no one
@@ -185,3 +189,37 @@ async def test_an_answer_out_of_reach_reads_as_nothing_found(door: FrontDoor) ->
         with pytest.raises(Refused) as missing:
             await call(request, Context())  # type: ignore[operator]
         assert str(missing.value) == f"NOT_FOUND {not_found_text(request)}"
+
+
+async def test_a_business_systems_payment_stream_shows_its_own_paid_orders(
+    door: FrontDoor, redis: Redis
+) -> None:
+    """WatchPayments through the front door's subscriptions (store/outbox.py): another
+    business system's payment is passed over (acknowledged for this subscriber, never
+    shown), its own is shown and acknowledged, and the stream's lease is let go when
+    the stream ends."""
+    from orchestrator.domain.states import Channel
+    from orchestrator.frontdoor.payments import PaymentStream
+    from orchestrator.store import keys
+
+    window = door.config.deployment.service_points[0].windows[0]
+    sp = door.config.deployment.window_service_point[window]
+    theirs = await create_as(door, "biz2", new_id(), new_id("B"))
+    mine = await create_as(door, "business", new_id(), new_id("B"))
+    for order_id in (theirs, mine):  # paid in this order: the other's event comes first
+        pay = Pay(new_id(), f"{sp}T1", window, order_id, Channel.CASH, "", 20000)
+        assert isinstance(await door.call(Context(), sp, pay), Done)  # type: ignore[arg-type]
+    subscriber = new_id("sub")
+    serving(Principal("business", Role.BUSINESS))
+    payments = PaymentStream(door)
+    stream = payments.watch(pb.WatchPaymentsRequest(subscriber_id=subscriber), Context())  # type: ignore[arg-type]
+    try:
+        event = await asyncio.wait_for(anext(stream), 10)
+        assert event.kind == pb.ORDER_PAID and event.order.order_id == mine
+        assert await redis.exists(keys.lease(subscriber)) == 1
+        request = pb.AckPaymentsRequest(subscriber_id=subscriber, event_ids=[event.event_id])
+        acked = await payments.ack(request, Context())  # type: ignore[arg-type]
+        assert acked.acknowledged == 1
+    finally:
+        await stream.aclose()
+    assert await redis.exists(keys.lease(subscriber)) == 0

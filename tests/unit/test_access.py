@@ -341,7 +341,7 @@ async def test_settlements_are_computed_off_the_loop_two_at_a_time_per_caller(
         threads.append(threading.current_thread() is threading.main_thread())
         return []
 
-    door = SimpleNamespace(config=small_config(), store=Store())
+    door = SimpleNamespace(config=small_config(), reads=Store())
     servicer = backoffice.BackOfficeServicer(door)  # type: ignore[arg-type]
     request = pb.SettlementRequest(date="2026-12-07")
 

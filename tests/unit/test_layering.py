@@ -1,6 +1,7 @@
 """The packages' imports form no cycle, and the pure parts stay pure: the domain and the
 channels' auth-code rules import nothing that does I/O (docs/PROVIDERS.md, "Adding a
-channel").
+channel"); redis is imported only by the store, the record, the entry points and the
+modules named as exceptions.
 
 The graph covers orchestrator/ (each of its packages and top-level modules a unit),
 actors/ and loadtest/ (each one unit): bootstrap -> actors -> orchestrator is an edge
@@ -195,3 +196,62 @@ def test_every_moved_module_imports_on_its_own() -> None:
         if done.returncode:
             failed.append((module, done.stderr.strip().splitlines()[-1]))
     assert failed == []
+
+
+# Redis is the store's business: only store/ and record/ (the drainer, the reload, the
+# record's reads composed with Redis's) speak to it, and the process entry points that
+# open the connection and wire it in. Every other module that still imports redis is
+# named here with the reason it is left; a new import fails, and so does a listed module
+# that stops importing it (the list is exact: shorten it).
+REDIS_PACKAGES = ("orchestrator.store", "orchestrator.record")
+REDIS_ENTRY_POINTS = {
+    "orchestrator.bootstrap": "opens the connection and wires it in",
+    "orchestrator.embedded_redis": "starts redis-server for `windowpay serve`",
+    "orchestrator.reconcile.cli": "`windowpay reconcile` opens its connection",
+    "orchestrator.audit.commands": "`windowpay audit close|verify` open their connection",
+}
+REDIS_EXCEPTIONS = {
+    "orchestrator.frontdoor.telemetry": "metrics endpoint, service discovery and health",
+    "orchestrator.telemetry": "announces a process's metrics endpoint in Redis",
+    "orchestrator.access.supervisors": "catches the PIN lockout's RedisError",
+    "orchestrator.audit.closer": "the drainer's day closing hands Redis to the audit",
+    "orchestrator.audit.job": "the audit reads the chain heads and journals",
+    "orchestrator.audit.verify": "verify cross-checks the record against Redis",
+    "orchestrator.receipts.issuer": "the receipt issuer's outbox reader",
+}
+
+
+def imports_redis(tree: ast.Module) -> bool:
+    """Whether the module imports redis anywhere (in a function or under TYPE_CHECKING
+    too)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any(name.split(".")[0] == "redis" for name in names):
+            return True
+    return False
+
+
+def test_the_redis_import_finder_finds_a_planted_import() -> None:
+    planted = "def f():\n    from redis.exceptions import RedisError\n    return RedisError\n"
+    assert imports_redis(ast.parse(planted))
+    assert imports_redis(ast.parse("import redis.asyncio as r\n"))
+    assert not imports_redis(ast.parse("from orchestrator.store import redis_store\n"))
+    assert not imports_redis(ast.parse("import redislike\n"))
+
+
+def test_only_the_store_the_record_and_the_entry_points_import_redis() -> None:
+    importers = {
+        _module_name(path)
+        for path in (ROOT / "orchestrator").rglob("*.py")
+        if imports_redis(parse_python(path))
+    }
+    assert "orchestrator.store.redis_store" in importers  # the finder sees imports at all
+    outside = {m for m in importers if not m.startswith(tuple(p + "." for p in REDIS_PACKAGES))}
+    assert sorted(outside) == sorted(REDIS_ENTRY_POINTS | REDIS_EXCEPTIONS)
+    frontdoor = sorted(m for m in outside if m.startswith("orchestrator.frontdoor."))
+    assert frontdoor == ["orchestrator.frontdoor.telemetry"]

@@ -1,0 +1,45 @@
+"""The actors' order events as Redis carries them: every committed snapshot is published
+on its service point's channel (store/commit.lua), and one pattern subscription reads
+them all. Pub/sub drops what is sent while a subscriber reconnects, so the reader says
+when it has subscribed again (frontdoor/events.py then has its followers re-read)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrator.store import keys
+
+log = logging.getLogger(__name__)
+
+
+class OrderEventSource:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def read_forever(
+        self, on_subscribed: Callable[[], None], on_message: Callable[[bytes], None]
+    ) -> None:
+        """Subscribe to every service point's events and hand each message on, until
+        cancelled; a lost subscription is taken again (backing off up to 2 s), and
+        `on_subscribed` is called each time the subscription is in place."""
+        delay = 0.05
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.psubscribe(keys.EVENTS_PATTERN)
+                on_subscribed()
+                delay = 0.05
+                async for message in pubsub.listen():
+                    if message["type"] == "pmessage":
+                        on_message(message["data"])
+            except (RedisError, OSError) as error:
+                log.warning("event subscription lost (%s); resubscribing", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
