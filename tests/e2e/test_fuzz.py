@@ -42,6 +42,7 @@ from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store import keys
 from tests.e2e.conftest import Deployed
+from tests.support import eventually
 
 EXAMPLES = int(os.environ.get("WINDOWPAY_FUZZ_EXAMPLES", "2000"))
 REFUSALS = {
@@ -196,7 +197,11 @@ class Fuzzer:
         return tuple(int(n) for n in await pipe.execute())
 
     async def quiet(self) -> tuple[int, ...]:
-        """The footprint once background work (receipts, provider follow-ups) settles."""
+        """The footprint once background work (receipts, provider follow-ups) settles,
+        and no payment stream holds a subscriber's lease: a stream that ended (here, or
+        in a test before) lets its lease go a moment later, or when it lapses (10 s),
+        which would read as a key a refused call removed."""
+        await eventually(self.leases, lambda held: held == [], within=30, every=0.1)
         last = await self.footprint()
         for _ in range(30):
             await asyncio.sleep(0.1)
@@ -205,6 +210,9 @@ class Fuzzer:
                 return now
             last = now
         return last
+
+    async def leases(self) -> list[bytes]:
+        return [key async for key in self.redis.scan_iter(match=keys.lease("*"), count=1000)]
 
     async def call(self, case: Case) -> str:
         """The answer's status name, or HUNG. The deadline is past the longest a call may
