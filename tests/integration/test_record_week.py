@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import orjson
 import psycopg
@@ -22,6 +23,7 @@ from orchestrator.config import parse_config
 from orchestrator.domain.commands import Accepted, CreateOrder, Done, Pay
 from orchestrator.domain.states import Channel
 from orchestrator.record.drainer import Drainer
+from orchestrator.store import keys
 from orchestrator.store.redis_store import RedisStore
 from tests.integration.test_record import LINES, Office, caught_up, pool_of, record_data, running
 from tests.support import code, eventually, new_id
@@ -70,7 +72,17 @@ async def pay_at(office: Office, window: str, orders: int, first: int) -> dict[s
     return seen_paid
 
 
-async def order_bytes(office: Office) -> tuple[int, int]:
+@dataclass
+class Held:
+    """What Redis holds of the office at a moment."""
+
+    state: int  # bytes of its service points' keys, the stored responses apart
+    orders: int  # bytes of the orders' own keys: snapshots and journals
+    outbox: int  # entries in the service points' outbox streams
+    claims: int  # bytes of the business-case claims kept after their orders left
+
+
+async def order_bytes(office: Office) -> Held:
     """Redis bytes of the office's per-order state (its service points' keys but the
     stored responses), and of the business-case claims kept after their orders left."""
     prefix = office.points[0][:-1]
@@ -89,6 +101,15 @@ async def order_bytes(office: Office) -> tuple[int, int]:
         pipe.get(name)
     answers = await pipe.execute()
     state = sum(int(a or 0) for a in answers[: len(names)])
+    orders = sum(
+        int(a or 0)
+        for name, a in zip(names, answers[: len(names)], strict=True)
+        if b"}:o:" in name or b"}:j:" in name
+    )
+    pipe = office.redis.pipeline(transaction=False)
+    for sp in office.points:
+        pipe.xlen(keys.outbox(sp))
+    outbox = sum(int(n) for n in await pipe.execute())
     mine = [
         c
         for c, held in zip(cases, answers[len(names) :], strict=True)
@@ -98,7 +119,7 @@ async def order_bytes(office: Office) -> tuple[int, int]:
     for name in mine:
         pipe.memory_usage(name)
     claims = sum(int(a or 0) for a in await pipe.execute()) if mine else 0
-    return state, claims
+    return Held(state, orders, outbox, claims)
 
 
 @pytest.mark.timeout(400)
@@ -110,6 +131,8 @@ async def test_a_compressed_week_keeps_redis_flat_and_every_order_in_postgres(
     store = RedisStore(office.redis)
     seen_paid: dict[str, float] = {}
     state_by_day: list[int] = []
+    orders_by_day: list[int] = []
+    outbox_by_day: list[int] = []
     held_by_day: list[int] = []
     total = 0
     async with (
@@ -127,7 +150,7 @@ async def test_a_compressed_week_keeps_redis_flat_and_every_order_in_postgres(
             total += per_day
             await asyncio.sleep(max(0.0, day_ends - loop.time()))
             await caught_up(drainer)  # what is measured is the retention, not a lag
-            state, claims = await order_bytes(office)
+            held_now = await order_bytes(office)
             now = loop.time()
             ids = list(seen_paid)
             held = {o for o in ids if await store.order(o)}
@@ -138,15 +161,27 @@ async def test_a_compressed_week_keeps_redis_flat_and_every_order_in_postgres(
                 o for o in ids if o not in held and seen_paid[o] > now - RETENTION_S + SEEN_LATE_S
             ]
             assert early == [], f"let go before the retention: {len(early)} orders"
-            state_by_day.append(state)
+            state_by_day.append(held_now.state)
+            orders_by_day.append(held_now.orders)
+            outbox_by_day.append(held_now.outbox)
+            import sys
+
+            print("OUTBOX", held_now.outbox, len(held), file=sys.stderr)
             held_by_day.append(len(held))
         await caught_up(drainer)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         row = await (await conn.execute("SELECT count(*) FROM orders")).fetchone()
     assert row is not None and row[0] == total  # the record holds every order
     # What is held costs the same per order every day: nothing else piles up beside it.
-    per_order = [s / h for s, h in zip(state_by_day, held_by_day, strict=True)]
-    assert max(per_order) <= 1.5 * min(per_order), (state_by_day, held_by_day)
+    per_order = [s / h for s, h in zip(orders_by_day, held_by_day, strict=True)]
+    assert max(per_order) <= 1.5 * min(per_order), (orders_by_day, held_by_day)
+    # The outbox lets go with the retention too: one entry per paid order, trimmed by
+    # its age at each housekeeping pass (every 0.5 s here), so at most the orders of one
+    # pass more than are held.
+    assert all(n <= h + 20 for n, h in zip(outbox_by_day, held_by_day, strict=True)), (
+        outbox_by_day,
+        held_by_day,
+    )
     # Kept forever, a week's orders would take seven times the first day's bytes.
     assert state_by_day[-1] < 0.6 * 7 * state_by_day[0], (state_by_day, held_by_day)
-    assert claims < 150 * total  # the claims that stay: about 100 bytes per paid order
+    assert held_now.claims < 150 * total  # the claims that stay: about 100 bytes per paid order
