@@ -3,8 +3,9 @@ results mutmut keeps beside its copy of the code (mutants/**/*.py.meta).
 
 A mutant counts as killed when a test failed on it (or it ran past its time limit, which
 a test run notices too); survivors, mutants no selected test reaches and mutants not run
-yet all count against the score. Run from the repository's root:
-`.venv/bin/python -m tests.mutation_scores`."""
+yet all count against the score. A module none of whose mutants has run (a group
+`make mutate MODULES=...` left out) is named apart, without a score. Run from the
+repository's root: `.venv/bin/python -m tests.mutation_scores`."""
 
 from __future__ import annotations
 
@@ -34,11 +35,16 @@ def main() -> int:
     if not by_module:
         print("no mutants yet: run `make mutate`")
         return 1
+    not_run = [m for m, counts in by_module.items() if set(counts) == {"not checked"}]
     print(f"{'module':<44} {'killed':>7} {'total':>6} {'score':>6}  other")
     for module, counts in by_module.items():
+        if module in not_run:
+            continue
         killed, total = sum(counts[s] for s in KILLED), sum(counts.values())
         other = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in KILLED)
-        print(f"{module:<44} {killed:>7} {total:>6} {killed / total:>6.0%}  {other}")
+        print(f"{module:<44} {killed:>7} {total:>6} {killed / total:>6.1%}  {other}")
+    if not_run:
+        print(f"not run: {', '.join(not_run)}")
     return 0
 
 

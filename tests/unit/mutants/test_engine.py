@@ -262,21 +262,33 @@ async def test_follow_up_clears_when_the_provider_kept_nothing_or_the_window_end
     assert [at for _, at in provider.calls] == [50, 100, 150, 200]
 
 
-async def refund(**answers: list[Any]) -> tuple[list[tuple[int, bool, str, str]], Scripted]:
+async def refund(
+    *notices: RefundAnswer, **answers: list[Any]
+) -> tuple[list[tuple[int, bool, str, str]], Scripted]:
+    """The refund driven to its end (`notices` are in its inbox before it starts); what
+    it recorded, and the provider with every call. The overdue flag's changes, each with
+    its time, are kept as the provider's "overdue" answers; what became of each notice
+    as its "notices" answers, and the driver's last reason as its "last_reason"."""
     clock = FakeClock()
     provider = Scripted(clock, **answers)
     ended: list[tuple[int, bool, str, str]] = []
-    overdue: list[bool] = []
+    overdue: list[tuple[int, bool]] = []
 
     async def record(*, succeeded: bool, refund_no: str = "", reason: str = "") -> None:
         ended.append(((clock.now - T0) // 1000, succeeded, refund_no, reason))
 
+    def flag(on: bool) -> None:
+        overdue.append(((clock.now - T0) // 1000, on))
+
     driver = RefundDriver(
-        provider, PLAYBOOK, clock, record, alert_after_s=8, overdue=overdue.append,  # type: ignore[arg-type]
+        provider, PLAYBOOK, clock, record, alert_after_s=8, overdue=flag,  # type: ignore[arg-type]
     )  # fmt: skip
+    told = [driver.inbox.put(notice) for notice in notices]
     ticket = RefundTicket("A1R1ABCDEF", TradeRef("A1", 8000, T0), 3000, T0)
     await driver.run(ticket)
     provider.answers["overdue"] = [overdue]
+    provider.answers["notices"] = [[future.result() for future in told]]
+    provider.answers["last_reason"] = [driver.last_reason]
     return ended, provider
 
 
@@ -290,7 +302,8 @@ async def test_a_refund_is_sent_then_queried_until_final() -> None:
         ("refund", 0), ("refund", 4), ("refund_query", 8), ("refund_query", 12),
         ("refund", 16), ("refund_query", 20), ("refund_query", 24),
     ]  # fmt: skip
-    assert provider.answers["overdue"] == [[True, False]]
+    # overdue from the first look at 8 s (alert_after_s), and no longer once it ended
+    assert provider.answers["overdue"] == [[(8, True), (24, False)]]
 
 
 NOT_FOUND_REFUND = RefundAnswer(RefundStatus.NOT_FOUND)
@@ -393,3 +406,119 @@ async def test_a_refund_that_hangs_is_sent_again_naming_its_first_time() -> None
     assert [(c.out_refund_no, c.refund_fen, c.at_ms) for c in provider.handed] == [
         ("A1R1ABCDEF", 3000, T0 - 5000)
     ] * 3
+
+
+async def test_a_refund_notice_that_tells_no_outcome_is_not_applied_and_the_refund_goes() -> None:
+    notified = RefundAnswer(RefundStatus.PENDING, "", "notified")
+    ended, provider = await refund(notified, refund=[OK])
+    assert provider.answers["notices"] == [[False]]
+    assert ended == [(0, True, "RF1", "SUCCEEDED")]  # asked at once, without a nap
+    assert provider.calls == [("refund", 0)]
+    assert provider.answers["last_reason"] == [""]  # the notice's word is not kept
+
+
+async def test_the_last_reason_kept_is_the_latest_pending_one_else_the_first_word() -> None:
+    processing = RefundAnswer(RefundStatus.PENDING, "", "PROCESSING")
+    _, provider = await refund(
+        refund=[NOT_FOUND_REFUND, processing], refund_query=[RefundAnswer(RefundStatus.PENDING), OK]
+    )
+    assert provider.calls == [
+        ("refund", 0), ("refund", 4), ("refund_query", 8), ("refund_query", 12),
+    ]  # fmt: skip
+    # NOT_FOUND first (nothing kept yet), then each pending answer replaces it
+    assert provider.answers["last_reason"] == ["PENDING"]
+    _, provider = await refund(refund=[processing, OK], refund_query=[NOT_FOUND_REFUND])
+    assert provider.calls == [("refund", 0), ("refund_query", 4), ("refund", 8)]
+    assert provider.answers["last_reason"] == ["PROCESSING"]  # not found does not replace it
+
+
+async def resume_reversal(
+    elapsed_ms: int, provider_of: type[Scripted] = Scripted, query_timeout_s: float = 5
+) -> tuple[Events, Scripted, FakeClock]:
+    """A reversal under way resumed `elapsed_ms` after its pay call (reverse_not_before_s
+    is 20): when it is sent, and every sleep before it."""
+    clock = FakeClock()
+    clock.now = T0 + elapsed_ms
+    provider = provider_of(clock, reverse=[DONE])
+    events = Events(clock)
+    playbook = replace(PLAYBOOK, query_timeout_s=query_timeout_s)
+    driver = AttemptDriver(provider, playbook, clock, events)  # type: ignore[arg-type]
+    ticket = Ticket("A1", AttemptState.REVERSING, T0, None, 8000)
+    await asyncio.wait_for(driver.run(ticket), 5)
+    return events, provider, clock
+
+
+async def test_a_reversal_waits_out_the_last_second_before_it_is_allowed() -> None:
+    events, provider, clock = await resume_reversal(19_000)
+    assert clock.sleeps == [1]
+    assert provider.calls == [("reverse", 20)]
+    assert events.seen == [(20, AttemptEvent.REVERSED, "", "closed")]
+    _, provider, clock = await resume_reversal(19_500)
+    assert clock.sleeps == [0.5]
+    assert provider.calls == [("reverse", 20)]
+
+
+async def test_a_reversal_already_allowed_is_sent_without_a_sleep() -> None:
+    for elapsed_ms in (20_000, 25_000):
+        _, provider, clock = await resume_reversal(elapsed_ms)
+        assert clock.sleeps == []
+        assert provider.calls == [("reverse", elapsed_ms // 1000)]
+
+
+class HangsOnce(Scripted):
+    """The first call of each operation in `hang` never answers; later ones are scripted."""
+
+    hang: tuple[str, ...] = ("reverse",)
+
+    async def _answer(self, operation: str) -> Any:
+        if operation in self.hang and not any(op == operation for op, _ in self.calls):
+            self.calls.append((operation, (self.clock.now - T0) // 1000))
+            await asyncio.Event().wait()
+        return await super()._answer(operation)
+
+
+async def test_a_reverse_that_hangs_is_cut_at_its_timeout_and_sent_again() -> None:
+    # query_timeout_s is real seconds here: the hung call is awaited
+    events, provider, clock = await resume_reversal(20_000, HangsOnce, query_timeout_s=0.01)
+    assert provider.calls == [("reverse", 20), ("reverse", 24)]
+    assert clock.sleeps == [4]
+    assert events.seen == [(24, AttemptEvent.REVERSED, "", "closed")]
+
+
+async def test_a_resumed_attempt_asks_at_once_then_at_each_interval() -> None:
+    events, provider, clock = await drive(
+        AttemptState.UNKNOWN, call=None, query=[CONFIRMING, None, PAID]
+    )
+    assert events.seen == [
+        (0, AttemptEvent.PAYER_CONFIRMING, "", ""),
+        (6, AttemptEvent.PAID, "4200001", ""),
+    ]
+    assert provider.calls == [("query", 0), ("query", 3), ("query", 6)]
+    assert clock.sleeps == [3, 3]
+
+
+async def test_a_trade_not_found_after_the_pay_call_answered_declines_nothing() -> None:
+    # the pay call got through (the payer is confirming): a query that finds no trade yet
+    # is no proof it never arrived, so the attempt waits on
+    events, provider, _ = await drive(pay=[CONFIRMING], query=[NOT_FOUND, PAID])
+    assert events.seen == [
+        (0, AttemptEvent.PAYER_CONFIRMING, "", ""),
+        (6, AttemptEvent.PAID, "4200001", ""),
+    ]
+    assert provider.calls == [("pay", 0), ("query", 3), ("query", 6)]
+
+
+class QueryHangsOnce(HangsOnce):
+    hang = ("query",)
+
+
+async def test_a_query_that_hangs_is_cut_at_its_timeout_and_asked_again() -> None:
+    clock = FakeClock()
+    provider = QueryHangsOnce(clock, query=[PAID])
+    events = Events(clock)
+    quick = replace(PLAYBOOK, query_timeout_s=0.01)  # real seconds: the hung call is awaited
+    driver = AttemptDriver(provider, quick, clock, events)  # type: ignore[arg-type]
+    ticket = Ticket("A1", AttemptState.UNKNOWN, T0, None, 8000)
+    await asyncio.wait_for(driver.run(ticket), 5)
+    assert provider.calls == [("query", 0), ("query", 3)]
+    assert events.seen == [(3, AttemptEvent.PAID, "4200001", "")]

@@ -4,6 +4,8 @@ mutants of providers/qr_driver.py that `make mutate` found alive."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.domain.playbook import NoAnswer, Playbook
@@ -21,7 +23,7 @@ from orchestrator.providers.port import (
     TradeStatus,
 )
 from orchestrator.providers.qr_driver import QrDriver
-from tests.unit.mutants.test_engine import T0, Events, FakeClock, Scripted
+from tests.unit.mutants.test_engine import T0, Events, FakeClock, HangsOnce, Scripted
 
 PLAYBOOK = Playbook(
     pay_timeout_s=10, query_timeout_s=5, query_interval_s=3, confirm_window_s=30,
@@ -64,17 +66,22 @@ async def drive(
     call: QrCall | None = CALL,
     expires_at_ms: int = 0,
     follow_up: bool = False,
+    notices: tuple[TradeAnswer, ...] = (),
     **answers: list[Any],
 ) -> tuple[Recorded, QrScripted]:
+    """The attempt driven to its end (`notices` are in its inbox before it starts); what
+    became of each notice is kept as the provider's "notices" answer."""
     clock = FakeClock()
     provider = QrScripted(clock, **answers)
     events = Recorded(clock)
     driver = QrDriver(provider, PLAYBOOK, clock, events)  # type: ignore[arg-type]
+    told = [driver.inbox.put(notice) for notice in notices]
     ticket = Ticket(
         "A1", state, T0, None, 8000, follow_up=follow_up, qr_call=call,
         qr_expires_at_ms=expires_at_ms,
     )  # fmt: skip
     await driver.run(ticket)
+    provider.answers["notices"] = [[future.result() for future in told]]
     return events, provider
 
 
@@ -174,3 +181,72 @@ async def test_resumed_before_the_code_was_known_it_is_closed() -> None:
     assert events.seen == [
         (100, AttemptEvent.LATE_SUCCESS, "4200001", "paid after the attempt ended unpaid")
     ]
+
+
+async def test_a_payment_notified_while_the_code_is_open_is_taken_instead_of_a_query() -> None:
+    events, provider = await drive(notices=(PAID,), create_qr=[QrAnswer(URL)], query=[WAITING])
+    assert events.seen == [
+        (0, AttemptEvent.QR_CODE_READY, "", ""),
+        (0, AttemptEvent.PAID, "4200001", ""),
+    ]
+    assert provider.calls == [("create_qr", 0)]
+    assert provider.answers["notices"] == [[True]]
+
+
+async def test_a_code_resumed_while_closing_is_closed_with_its_own_reason() -> None:
+    events, provider = await drive(AttemptState.REVERSING, call=None, close=[DONE], query=[None])
+    assert events.seen == [
+        (0, AttemptEvent.REVERSED, "", "QR code closed"),
+        (100, AttemptEvent.FOLLOW_UP_CLEARED, "",
+            "no payment after the close; reconciliation settles the rest"),
+    ]  # fmt: skip
+    assert provider.calls == [("close", 0), ("query", 50), ("query", 100)]
+
+
+class Hangs(HangsOnce, QrScripted):
+    hang = ("create_qr", "close")
+
+
+async def test_a_code_request_and_a_close_that_hang_are_cut_at_their_timeouts() -> None:
+    clock = FakeClock()
+    provider = Hangs(clock, create_qr=[QrAnswer(URL)], close=[DONE], query=[None])
+    events = Recorded(clock)
+    quick = replace(PLAYBOOK, pay_timeout_s=0.01, query_timeout_s=0.01)  # real seconds
+    driver = QrDriver(provider, quick, clock, events)  # type: ignore[arg-type]
+    ticket = Ticket("A1", AttemptState.SUBMITTED, T0, None, 8000, qr_call=CALL)
+    await asyncio.wait_for(driver.run(ticket), 5)
+    assert events.seen == [
+        (0, AttemptEvent.NO_ANSWER, "", "no clear answer to the QR code"),
+        (0, AttemptEvent.REVERSAL_STARTED, "", "QR code request unclear"),
+        (4, AttemptEvent.REVERSED, "", "QR code request unclear"),
+        (104, AttemptEvent.FOLLOW_UP_CLEARED, "",
+            "no payment after the close; reconciliation settles the rest"),
+    ]  # fmt: skip
+    # the first create_qr and the first close hung
+    assert [call for call in provider.calls if call[0] != "query"] == [
+        ("create_qr", 0), ("close", 0), ("close", 4),
+    ]  # fmt: skip
+
+
+async def test_a_close_given_up_then_a_payment_found_is_a_late_success() -> None:
+    events, provider = await drive(
+        AttemptState.REVERSING, call=None, close=[ReverseAnswer(ReverseStatus.RETRY)],
+        query=[WAITING, PAID],
+    )  # fmt: skip
+    assert events.seen == [
+        (12, AttemptEvent.REVERSAL_ABANDONED, "",
+            "close not confirmed in time; following the trade up"),
+        (112, AttemptEvent.LATE_SUCCESS, "4200001", "paid after the attempt ended unpaid"),
+    ]  # fmt: skip
+    assert [at for op, at in provider.calls if op == "query"] == [62, 112]
+
+
+async def test_notices_after_the_close_are_taken_instead_of_queries() -> None:
+    events, provider = await drive(
+        AttemptState.REVERSED, call=None, follow_up=True, notices=(CLOSED, PAID), query=[None]
+    )
+    assert events.seen == [
+        (100, AttemptEvent.LATE_SUCCESS, "4200001", "paid after the attempt ended unpaid")
+    ]
+    assert provider.calls == []
+    assert provider.answers["notices"] == [[False, True]]  # the closed trade changed nothing
