@@ -250,3 +250,23 @@ async def test_notices_after_the_close_are_taken_instead_of_queries() -> None:
     ]
     assert provider.calls == []
     assert provider.answers["notices"] == [[False, True]]  # the closed trade changed nothing
+
+
+async def test_a_close_that_says_paid_is_not_a_payment_until_the_trade_reads_paid() -> None:
+    """The close answers "paid" but the trade, queried, still waits: nothing is recorded
+    paid (no money is known); the close is tried again until it is given up and the trade
+    followed. Fails with the check of the query's answer planted as `paid is not None`."""
+    events, provider = await drive(
+        AttemptState.AWAITING_PAYER, call=None, expires_at_ms=T0, query=[WAITING],
+        close=[ReverseAnswer(ReverseStatus.PAID)],
+    )  # fmt: skip
+    given_up = "close not confirmed in time; following the trade up"
+    cleared = "no payment after the close; reconciliation settles the rest"
+    assert events.seen == [
+        (0, AttemptEvent.REVERSAL_STARTED, "", "QR code expired"),
+        (12, AttemptEvent.REVERSAL_ABANDONED, "", given_up),
+        (112, AttemptEvent.FOLLOW_UP_CLEARED, "", cleared),
+    ]
+    assert provider.calls[:6] == [
+        ("query", 0), ("close", 0), ("query", 0), ("close", 4), ("query", 4), ("close", 8),
+    ]  # fmt: skip
