@@ -41,11 +41,30 @@ def start(*, num_cpus: int = 2, address: str | None = None) -> str:
         # Ray installs its own SIGTERM/SIGINT handlers, which end the process at once; the
         # caller's (a clean stop) are put back as soon as Ray has started.
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        _init(num_cpus, address)
+        _init_retrying(num_cpus, address)
         for sig, handler in handlers.items():
             if handler is not None:
                 signal.signal(sig, handler)
     return str(ray.get_runtime_context().gcs_address)
+
+
+# Ray gives a new node's raylet a fixed 30 s to register with its GCS, then fails the
+# start with a bare Exception. On two cores busy with other start-ups (the test tiers in
+# parallel) that can happen once; the node is then shut down and started afresh.
+LOCAL_START_ATTEMPTS = 3
+LATE_RAYLET = "timed out during startup"
+
+
+def _init_retrying(num_cpus: int, address: str | None) -> None:
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            _init(num_cpus, address)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for a late raylet
+            if address or attempt == LOCAL_START_ATTEMPTS or LATE_RAYLET not in str(exc):
+                raise
+            log.warning("Ray's local node was late to start (attempt %d): %s", attempt, exc)
+            ray.shutdown()
 
 
 def _init(num_cpus: int, address: str | None) -> None:
