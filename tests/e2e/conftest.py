@@ -136,7 +136,9 @@ class Deployed:
     def receipts(self) -> pb_grpc.ReceiptsStub:
         return self.stub_as("backoffice", pb_grpc.ReceiptsStub)
 
-    async def create(self, window: str, *fees: str, business_no: str = "") -> pb.Order:
+    async def create(
+        self, window: str, *fees: str, business_no: str = "", timeout: float = 10
+    ) -> pb.Order:
         lines = [pb.OrderLine(fee_code=f, quantity=1) for f in fees or ("PLT-AUTO", "DOC-VLIC")]
         return await self.business.CreateOrder(
             pb.CreateOrderRequest(
@@ -146,7 +148,7 @@ class Deployed:
                 payer_name="王五",
                 lines=lines,
             ),
-            timeout=10,
+            timeout=timeout,
         )
 
     def pay_request(self, order: pb.Order, channel: Channel, ending: str = "0000") -> pb.PayRequest:
