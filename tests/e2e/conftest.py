@@ -137,7 +137,7 @@ class Deployed:
         return self.stub_as("backoffice", pb_grpc.ReceiptsStub)
 
     async def create(
-        self, window: str, *fees: str, business_no: str = "", timeout: float = 10
+        self, window: str, *fees: str, business_no: str = "", deadline_s: float = 10
     ) -> pb.Order:
         lines = [pb.OrderLine(fee_code=f, quantity=1) for f in fees or ("PLT-AUTO", "DOC-VLIC")]
         return await self.business.CreateOrder(
@@ -148,7 +148,7 @@ class Deployed:
                 payer_name="王五",
                 lines=lines,
             ),
-            timeout=timeout,
+            timeout=deadline_s,
         )
 
     def pay_request(self, order: pb.Order, channel: Channel, ending: str = "0000") -> pb.PayRequest:

@@ -53,7 +53,7 @@ async def test_payments_in_flight_survive_a_killed_actor(deployed: Deployed) -> 
     # A command sent while the actor is down goes through Ray, which runs it once the
     # actor is back (the direct channel broke with the actor).
     through_ray = batches("ray")
-    during = await deployed.create(windows[2], timeout=ACTOR_BACK_S)
+    during = await deployed.create(windows[2], deadline_s=ACTOR_BACK_S)
     assert during.state == pb.AWAITING_PAYMENT
     assert batches("ray") > through_ray
     assert await submitter.pid() != pid
