@@ -100,6 +100,9 @@ def small_config_data(
     # other provider time here, so a reverse of a trade never made settles in time.
     data["providers"].setdefault("WECHAT", {})["payment_code_life_s"] = 60.0 * time_scale
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
+    # Its own service points, so not the sample's offices and sites: one implicit office.
+    for place in ("province", "offices", "sites"):
+        data.pop(place, None)
     data["service_points"] = [
         {
             "id": sp,
