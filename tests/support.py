@@ -116,6 +116,29 @@ def small_config_data(
     return data
 
 
+def two_offices(data: dict[str, Any]) -> dict[str, Any]:
+    """A small deployment's service points split between two city offices: office
+    {prefix}A holds the first, office {prefix}B the others; each service point is a site
+    of its own, {sp}S (a main hall for the first of each office, else a convenience
+    point). Changes `data` and returns it."""
+    points = [sp["id"] for sp in data["service_points"]]
+    prefix = points[0][:-1]
+    halves = {f"{prefix}A": points[:1], f"{prefix}B": points[1:]}
+    data["province"] = {"name": "test province"}
+    data["offices"] = [{"id": office, "name": f"office {office}"} for office in halves]
+    data["sites"] = [
+        {
+            "id": f"{sp}S",
+            "office": office,
+            "kind": "main_hall" if n == 0 else "convenience_point",
+            "service_points": [sp],
+        }
+        for office, held in halves.items()
+        for n, sp in enumerate(held)
+    ]
+    return data
+
+
 def small_config(**kwargs: Any) -> Config:
     return parse_config(small_config_data(**kwargs), "test config")
 
