@@ -533,48 +533,60 @@ def _places(root: _Table, points: tuple[str, ...], office_name: str) -> Places:
                 raise root.fail(name, "is given without [[offices]]: declare the offices too")
         return Places.implicit(office_name, points)
     _known(province, "name")
-    declared: dict[str, _Table] = {}
+    declared: dict[str, tuple[_Table, str, str]] = {}  # id -> its table, name, city
     for t in offices:
         _known(t, "id", "name", "city")
-        declared[_place_id(t, set(declared), "office")] = t
+        office_id = _place_id(t, set(declared), "office")
+        declared[office_id] = (t, t.get("name", str), t.get("city", str, ""))
     site_of: dict[str, str] = {}  # service point -> its site
     kept: dict[str, list[Site]] = {office_id: [] for office_id in declared}
-    taken: set[str] = set(declared)
     for t in sites:
-        _known(t, "id", "office", "kind", "name", "service_points")
-        site_id = _place_id(t, taken, "site")
-        taken.add(site_id)
-        office_id = t.get("office", str)
-        if office_id not in declared:
-            raise t.fail("office", f"site {site_id} names unknown office {office_id!r}; "
-                         f"the offices are {', '.join(declared)}")  # fmt: skip
-        kind = t.get("kind", str)
-        if kind not in SiteKind.__members__.values():
-            kinds = ", ".join(k.value for k in SiteKind)
-            raise t.fail("kind", f"unknown kind of site {kind!r}; one of {kinds}")
-        listed = t.get("service_points", list)
-        if not listed:
-            raise t.fail("service_points", f"site {site_id} has no service points")
-        for sp in listed:
-            if not isinstance(sp, str) or sp not in points:
-                raise t.fail("service_points", f"site {site_id} lists unknown service point {sp!r}")
-            if sp in site_of:
-                raise t.fail("service_points", f"service point {sp} is in two sites: "
-                             f"{site_of[sp]} and {site_id}")  # fmt: skip
-            site_of[sp] = site_id
-        name = t.get("name", str, site_id)
-        kept[office_id].append(Site(site_id, office_id, SiteKind(kind), name, tuple(listed)))
+        # Offices and sites share ids; every site kept so far holds a service point.
+        site = _site(t, set(declared) | set(site_of.values()), declared, points, site_of)
+        kept[site.office_id].append(site)
     homeless = [sp for sp in points if sp not in site_of]
     if homeless:
-        raise root.fail("sites", f"service point {', '.join(homeless)} is in no site")
+        many = "s" if len(homeless) > 1 else ""
+        raise root.fail("sites", f"no site holds service point{many} {', '.join(homeless)}")
     built = []
-    for office_id, t in declared.items():
+    for office_id, (t, name, city) in declared.items():
         if not kept[office_id]:
             raise t.fail("id", f"office {office_id} has no sites")
-        built.append(
-            Office(office_id, t.get("name", str), t.get("city", str, ""), tuple(kept[office_id]))
-        )
+        built.append(Office(office_id, name, city, tuple(kept[office_id])))
     return Places.of(province.get("name", str, ""), tuple(built))
+
+
+def _site(
+    t: _Table,
+    taken: set[str],
+    offices: Mapping[str, object],
+    points: tuple[str, ...],
+    site_of: dict[str, str],
+) -> Site:
+    """One [[sites]] entry, its service points entered in `site_of` (service point ->
+    site) once checked against those already there."""
+    _known(t, "id", "office", "kind", "name", "service_points")
+    site_id = _place_id(t, taken, "site")
+    office_id = t.get("office", str)
+    if office_id not in offices:
+        raise t.fail("office", f"site {site_id} names unknown office {office_id!r}; "
+                     f"the offices are {', '.join(offices)}")  # fmt: skip
+    kind = t.get("kind", str)
+    if kind not in SiteKind.__members__.values():
+        kinds = ", ".join(k.value for k in SiteKind)
+        raise t.fail("kind", f"unknown kind of site {kind!r}; one of {kinds}")
+    listed = t.get("service_points", list)
+    if not listed:
+        raise t.fail("service_points", f"site {site_id} has no service points")
+    for sp in listed:
+        if not isinstance(sp, str) or sp not in points:
+            raise t.fail("service_points", f"site {site_id} lists unknown service point {sp!r}")
+        if sp in site_of:
+            raise t.fail("service_points", f"service point {sp} is in two sites: "
+                         f"{site_of[sp]} and {site_id}")  # fmt: skip
+        site_of[sp] = site_id
+    name = t.get("name", str, site_id)
+    return Site(site_id, office_id, SiteKind(kind), name, tuple(listed))
 
 
 def _place_id(t: _Table, taken: set[str], what: str) -> str:

@@ -43,6 +43,16 @@ def test_a_deployment_without_offices_is_one_office_holding_every_point() -> Non
     assert places.place_of("SP22") == Place(IMPLICIT, IMPLICIT)
 
 
+def test_a_site_may_hold_several_service_points() -> None:
+    data = sample_data()
+    data["sites"].remove(site(data, "QJ-QL"))
+    site(data, "QJ-HALL")["service_points"].append("SP22")
+    places = parse_config(data).deployment.places
+    assert places.place_of("SP22") == Place("QJ", "QJ-HALL")
+    assert places.site("QJ-HALL").service_points == ("SP21", "SP22")  # type: ignore[union-attr]
+    assert [s.id for s in places.office("QJ").sites] == ["QJ-HALL", "QJ-XW"]  # type: ignore[union-attr]
+
+
 def refused(change: Callable[[dict[str, Any]], None]) -> str:
     data = sample_data()
     change(data)
@@ -81,7 +91,7 @@ def test_a_service_point_in_two_sites_is_refused() -> None:
 
 def test_a_service_point_in_no_site_is_refused() -> None:
     message = refused(lambda d: d["sites"].remove(site(d, "QJ-QL")))
-    assert message == "windowpay.toml.sites: service point SP22 is in no site"
+    assert message == "windowpay.toml.sites: no site holds service point SP22"
 
 
 @pytest.mark.parametrize(
