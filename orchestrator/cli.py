@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator import healthcheck, pos
+from orchestrator import healthcheck, offices, pos
 from orchestrator.access import cli as access
 from orchestrator.access.pki import PkiError
 from orchestrator.audit import commands as audit
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     healthcheck.add_parser(commands)
     staff.add_parsers(commands)
     sandbox.add_parsers(commands)
+    offices.add_parsers(commands)
     return parser
 
 

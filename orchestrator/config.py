@@ -26,12 +26,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.domain.catalog import Catalog, FeeCategory, FeeItem, FeeSchedule
 from orchestrator.domain.ids import SERVICE_POINT_ID
+from orchestrator.domain.places import Office, Places, Site, SiteKind
 from orchestrator.domain.playbook import NoAnswer, Playbook
 from orchestrator.domain.principals import AccessSettings, Limits, Pins, Role
 from orchestrator.domain.states import Channel
 
 WINDOW_ID = re.compile(r"^[A-Z0-9]{1,12}$")
 TERMINAL_ID = re.compile(r"^[A-Z0-9]{1,16}$")
+PLACE_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{0,15}", re.ASCII)  # an office's or a site's
 PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 TRUST_DOMAIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,254}", re.ASCII)
 PROVIDER_CHANNELS: tuple[Channel, ...] = tuple(
@@ -55,6 +57,7 @@ class Deployment:
     service_points: tuple[ServicePoint, ...]
     window_service_point: Mapping[str, str]  # window id -> service point id
     terminal_window: Mapping[str, str]  # terminal id -> window id
+    places: Places  # province -> offices -> sites -> these service points
 
     def service_point_of_window(self, window_id: str) -> str | None:
         return self.window_service_point.get(window_id)
@@ -485,7 +488,7 @@ def _catalogs(root: _Table) -> FeeSchedule:
     return FeeSchedule(catalogs)
 
 
-def _deployment(root: _Table) -> Deployment:
+def _deployment(root: _Table, office_name: str) -> Deployment:
     service_points: list[ServicePoint] = []
     window_sp: dict[str, str] = {}
     for t in root.tables("service_points"):
@@ -515,7 +518,85 @@ def _deployment(root: _Table) -> Deployment:
         if window not in window_sp:
             raise terminals.fail(terminal_id, f"bound to unknown window {window}")
         terminal_window[terminal_id] = window
-    return Deployment(tuple(service_points), window_sp, terminal_window)
+    points = tuple(sp.id for sp in service_points)
+    places = _places(root, points, office_name)
+    return Deployment(tuple(service_points), window_sp, terminal_window, places)
+
+
+def _places(root: _Table, points: tuple[str, ...], office_name: str) -> Places:
+    """[province], [[offices]] and [[sites]]: each site names its office and lists its
+    service points. Without [[offices]] the deployment is one office (the implicit one)."""
+    offices, sites, province = root.tables("offices"), root.tables("sites"), root.table("province")
+    if not offices:
+        for name, given in (("sites", sites), ("province", province.data)):
+            if given:
+                raise root.fail(name, "is given without [[offices]]: declare the offices too")
+        return Places.implicit(office_name, points)
+    _known(province, "name")
+    declared: dict[str, tuple[_Table, str, str]] = {}  # id -> its table, name, city
+    for t in offices:
+        _known(t, "id", "name", "city")
+        office_id = _place_id(t, set(declared), "office")
+        declared[office_id] = (t, t.get("name", str), t.get("city", str, ""))
+    site_of: dict[str, str] = {}  # service point -> its site
+    kept: dict[str, list[Site]] = {office_id: [] for office_id in declared}
+    for t in sites:
+        # Offices and sites share ids; every site kept so far holds a service point.
+        site = _site(t, set(declared) | set(site_of.values()), declared, points, site_of)
+        kept[site.office_id].append(site)
+    homeless = [sp for sp in points if sp not in site_of]
+    if homeless:
+        many = "s" if len(homeless) > 1 else ""
+        raise root.fail("sites", f"no site holds service point{many} {', '.join(homeless)}")
+    built = []
+    for office_id, (t, name, city) in declared.items():
+        if not kept[office_id]:
+            raise t.fail("id", f"office {office_id} has no sites")
+        built.append(Office(office_id, name, city, tuple(kept[office_id])))
+    return Places.of(province.get("name", str, ""), tuple(built))
+
+
+def _site(
+    t: _Table,
+    taken: set[str],
+    offices: Mapping[str, object],
+    points: tuple[str, ...],
+    site_of: dict[str, str],
+) -> Site:
+    """One [[sites]] entry, its service points entered in `site_of` (service point ->
+    site) once checked against those already there."""
+    _known(t, "id", "office", "kind", "name", "service_points")
+    site_id = _place_id(t, taken, "site")
+    office_id = t.get("office", str)
+    if office_id not in offices:
+        raise t.fail("office", f"site {site_id} names unknown office {office_id!r}; "
+                     f"the offices are {', '.join(offices)}")  # fmt: skip
+    kind = t.get("kind", str)
+    if kind not in SiteKind.__members__.values():
+        kinds = ", ".join(k.value for k in SiteKind)
+        raise t.fail("kind", f"unknown kind of site {kind!r}; one of {kinds}")
+    listed = t.get("service_points", list)
+    if not listed:
+        raise t.fail("service_points", f"site {site_id} has no service points")
+    for sp in listed:
+        if not isinstance(sp, str) or sp not in points:
+            raise t.fail("service_points", f"site {site_id} lists unknown service point {sp!r}")
+        if sp in site_of:
+            raise t.fail("service_points", f"service point {sp} is in two sites: "
+                         f"{site_of[sp]} and {site_id}")  # fmt: skip
+        site_of[sp] = site_id
+    name = t.get("name", str, site_id)
+    return Site(site_id, office_id, SiteKind(kind), name, tuple(listed))
+
+
+def _place_id(t: _Table, taken: set[str], what: str) -> str:
+    """An office's or site's id: well formed, and no other office's or site's."""
+    place_id: str = t.get("id", str)
+    if not PLACE_ID.fullmatch(place_id):
+        raise t.fail("id", f"{place_id!r} must be 1-16 capital letters, digits or '-'")
+    if place_id in taken:
+        raise t.fail("id", f"{what} id {place_id} appears twice (offices and sites share ids)")
+    return place_id
 
 
 def _providers(root: _Table) -> tuple[dict[Channel, ProviderSettings], str]:
@@ -831,8 +912,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     sandbox = root.table("sandbox")
     defaults = SandboxSettings()
     providers, keys_dir = _providers(root)
-    deployment = _deployment(root)
     receipts = _receipts(root.table("receipts"))
+    office = _office(root.table("office"), receipts)
+    deployment = _deployment(root, office.name)
     return Config(
         deployment=deployment,
         fees=_catalogs(root),
@@ -847,7 +929,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
         providers=providers,
         keys_dir=keys_dir,
         receipts=receipts,
-        office=_office(root.table("office"), receipts),
+        office=office,
         access=_access(root, deployment),
         record=_record(root.table("record")),
         notify=_notify(root.table("notify")),

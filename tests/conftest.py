@@ -60,6 +60,20 @@ async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[Redis]:
+    """A Redis of its own: the receipts' change stream is one per Redis, and the
+    session's e2e deployment keeps a drainer reading the shared one."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[EmbeddedPostgres]:
     """A throwaway PostgreSQL cluster of the session (never the machine's shared one).

@@ -100,6 +100,9 @@ def small_config_data(
     # other provider time here, so a reverse of a trade never made settles in time.
     data["providers"].setdefault("WECHAT", {})["payment_code_life_s"] = 60.0 * time_scale
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
+    # Its own service points, so not the sample's offices and sites: one implicit office.
+    for place in ("province", "offices", "sites"):
+        data.pop(place, None)
     data["service_points"] = [
         {
             "id": sp,
@@ -110,6 +113,29 @@ def small_config_data(
     ]
     data["terminals"] = {f"{sp}T{j}": f"{sp}W{j}" for sp in points for j in range(1, windows + 1)}
     data["supervisors"] = {f"{sp}S": sp for sp in points}
+    return data
+
+
+def two_offices(data: dict[str, Any]) -> dict[str, Any]:
+    """A small deployment's service points split between two city offices: office
+    {prefix}A holds the first, office {prefix}B the others; each service point is a site
+    of its own, {sp}S (a main hall for the first of each office, else a convenience
+    point). Changes `data` and returns it."""
+    points = [sp["id"] for sp in data["service_points"]]
+    prefix = points[0][:-1]
+    halves = {f"{prefix}A": points[:1], f"{prefix}B": points[1:]}
+    data["province"] = {"name": "test province"}
+    data["offices"] = [{"id": office, "name": f"office {office}"} for office in halves]
+    data["sites"] = [
+        {
+            "id": f"{sp}S",
+            "office": office,
+            "kind": "main_hall" if n == 0 else "convenience_point",
+            "service_points": [sp],
+        }
+        for office, held in halves.items()
+        for n, sp in enumerate(held)
+    ]
     return data
 
 

@@ -225,6 +225,10 @@ class Order:
     # The business principal whose CreateOrder made it ("": made before orders recorded
     # it, or without a principal): only that one may read or cancel it.
     created_by: str = ""
+    # The office and site of its service point when it was made (domain/places.py; "":
+    # made before offices existed, or in a deployment of one implicit office).
+    office_id: str = ""
+    site_id: str = ""
 
     @classmethod
     def create(
@@ -240,6 +244,8 @@ class Order:
         now: int,
         expires_at: int,
         created_by: str = "",
+        office_id: str = "",
+        site_id: str = "",
     ) -> tuple[Order, Change]:
         if not lines:
             raise InvalidArgument("an order needs at least one priced line")
@@ -256,6 +262,8 @@ class Order:
             created_at=now,
             expires_at=expires_at,
             created_by=created_by,
+            office_id=office_id,
+            site_id=site_id,
         )
         return order, order._changed(now, "created")
 
@@ -547,7 +555,7 @@ class Order:
     # ---- records ---------------------------------------------------------------
 
     def to_record(self) -> OrderRecord:
-        return {
+        record: OrderRecord = {
             "order_id": self.order_id,
             "business_no": self.business_no,
             "service_point_id": self.service_point_id,
@@ -579,6 +587,12 @@ class Order:
             "refunds": [refund.to_record() for refund in self.refunds],
             "created_by": self.created_by,
         }
+        # Only when there is one: an order of the implicit office is written as before.
+        if self.office_id:
+            record["office_id"] = self.office_id
+        if self.site_id:
+            record["site_id"] = self.site_id
+        return record
 
     @classmethod
     def from_record(cls, r: OrderRecord) -> Order:
@@ -613,6 +627,8 @@ class Order:
             attempts=[Attempt.from_record(a) for a in r["attempts"]],
             refunds=[Refund.from_record(f) for f in r["refunds"]],
             created_by=r.get("created_by", ""),
+            office_id=r.get("office_id", ""),
+            site_id=r.get("site_id", ""),
         )
 
 

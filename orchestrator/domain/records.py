@@ -95,6 +95,11 @@ class OrderRecord(TypedDict):
     attempts: list[AttemptRecord]
     refunds: list[RefundRecord]
     created_by: NotRequired[str]  # written since orders record their creator
+    # Its office and site (domain/places.py), written when the deployment declares offices;
+    # absent: "" (made before offices existed, or in the one office of a deployment
+    # without [[offices]]).
+    office_id: NotRequired[str]
+    site_id: NotRequired[str]
 
 
 class EntryOrder(TypedDict):

@@ -104,6 +104,8 @@ def order_message(snapshot: bytes | OrderView) -> pb.Order:
         expires_at=_timestamp(r["expires_at"]),
         cancel_reason=r["cancel_reason"],
         refunded_fen=r["refunded_fen"],
+        office_id=r.get("office_id", ""),
+        site_id=r.get("site_id", ""),
     )
 
 

@@ -121,7 +121,7 @@ class ReceiptIssuer:
         self, order: OrderRecord, paid_at_ms: int, code: str, number: str
     ) -> dict[str, Any]:
         paying = next(a for a in order["attempts"] if a["attempt_id"] == order["paid_by"])
-        return {
+        receipt = {
             "receipt_code": code,
             "receipt_no": number,
             "check_code": check_code(
@@ -152,6 +152,13 @@ class ReceiptIssuer:
             "refunded_fen": 0,
             "channel": paying["channel"],
         }
+        # The order's office and site, when the deployment declares offices (its issuing
+        # unit is still the deployment's: per-office receipts are not built yet).
+        if "office_id" in order:
+            receipt["office_id"] = order["office_id"]
+        if "site_id" in order:
+            receipt["site_id"] = order["site_id"]
+        return receipt
 
     async def _mark_refunds(self, record: dict[str, Any], order: OrderRecord) -> dict[str, Any]:
         refunded = order["refunded_fen"]

@@ -25,7 +25,7 @@ from orchestrator.domain.calendar import local_day
 from orchestrator.domain.money import to_yuan
 from orchestrator.record import partitions
 from orchestrator.record.drainer import Drainer
-from orchestrator.record.reader import DIMENSIONS, RecordReader, ReportRow
+from orchestrator.record.reader import DIMENSIONS, OfficeFilter, RecordReader, ReportRow
 from orchestrator.runfile import RunInfo
 from orchestrator.telemetry import configure_logging
 
@@ -50,11 +50,12 @@ def _dimensions(text: str) -> list[str]:
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = commands.add_parser(
         "report",
-        help="totals from the record by day, service point, window, channel, fee item",
+        help="totals from the record by day, office, site, service point, window, channel, "
+        "fee item",
         description=(
             "Payments and refunds that succeeded on the local days FROM..TO, read from the "
-            "PostgreSQL record, grouped as --by says. Grouped by fee_item, the totals are "
-            "what the paid orders' lines came to."
+            "PostgreSQL record, grouped as --by says, of one office's orders with --office. "
+            "Grouped by fee_item, the totals are what the paid orders' lines came to."
         ),
     )
     report.add_argument("--from", dest="first", type=_day, required=True, help="YYYY-MM-DD")
@@ -63,6 +64,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--by", type=_dimensions, default=["day"],
         help=f"comma-separated, of {','.join(DIMENSIONS)} (default: day)",
     )  # fmt: skip
+    report.add_argument(
+        "--office", metavar="ID",
+        help="only the orders of this office (an id of the config's [[offices]])",
+    )  # fmt: skip
+    report.add_argument(
+        "--config", type=Path, help="deployment TOML, for --office (default: as served)"
+    )
     report.add_argument("--json", action="store_true", help="one JSON object per row")
     _common(report)
     report.set_defaults(handler=run_report)
@@ -112,8 +120,23 @@ def _database_url(args: argparse.Namespace, info: RunInfo | None) -> str:
     )
 
 
+def _office(args: argparse.Namespace, info: RunInfo | None) -> OfficeFilter | None:
+    """The office --office names, as the deployment's config has it; raises ConfigError
+    for a bad config or an office it does not have."""
+    if args.office is None:
+        return None
+    config = load_config(args.config or (Path(info.config) if info and info.config else None))
+    places = config.deployment.places
+    office = places.office(args.office)
+    if office is None:
+        known = ", ".join(repr(o.id) for o in places.offices)
+        raise ConfigError(f"unknown office {args.office!r}; {config.source} has {known}")
+    return OfficeFilter(office.id, office.service_points)
+
+
 def run_report(args: argparse.Namespace) -> int:
-    url = _database_url(args, RunInfo.read(args.data_dir))
+    info = RunInfo.read(args.data_dir)
+    url = _database_url(args, info)
     if not url:
         print("windowpay report: no record found; give --database-url", file=sys.stderr)
         return 2
@@ -121,10 +144,15 @@ def run_report(args: argparse.Namespace) -> int:
     if last < args.first:
         print("windowpay report: --to is before --from", file=sys.stderr)
         return 2
+    try:
+        office = _office(args, info)
+    except ConfigError as error:
+        print(f"windowpay report: {error}", file=sys.stderr)
+        return 2
 
     async def fetch() -> list[ReportRow]:
         async with AsyncConnectionPool(url, min_size=1, max_size=1) as pool:
-            return await RecordReader(pool).report(args.first, last, args.by)
+            return await RecordReader(pool).report(args.first, last, args.by, office)
 
     rows = asyncio.run(fetch())
     if args.json:
@@ -144,7 +172,8 @@ def run_report(args: argparse.Namespace) -> int:
             )
         return 0
     names = args.by or ["total"]
-    print(f"windowpay report {args.first}..{last} by {', '.join(names)}")
+    of_office = "" if office is None else f" of office {office.office_id}"
+    print(f"windowpay report {args.first}..{last}{of_office} by {', '.join(names)}")
     header = [f"{n:<12}" for n in names]
     print(" ".join(header), f"{'payments':>9} {'yuan':>12} {'refunds':>8} {'yuan':>12} {'net':>12}")
     for row in rows:

@@ -6,7 +6,7 @@ import sqlalchemy
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def sqlalchemy_url(url: str) -> str:

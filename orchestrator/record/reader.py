@@ -27,6 +27,8 @@ from orchestrator.store.port import RecordedOrder
 # (p: the payment or refund, o: its order) and in the fee-item query (l: the line).
 DIMENSIONS = {
     "day": "p.day",
+    "office": "o.office_id",
+    "site": "o.site_id",
     "service_point": "o.service_point_id",
     "window": "o.window_id",
     "channel": "p.channel",
@@ -60,6 +62,22 @@ ORDERS_OF_DAYS = """
         UNION SELECT order_id, order_day FROM refunds
               WHERE finished_day = ANY(%(days)s) AND order_day = ANY(%(order_days)s))
 """
+
+
+# An office's orders: those stamped with it, and those written before orders carried
+# their office ('') whose service point is the office's now (docs/OFFICES.md).
+_OF_OFFICE = """
+    AND (o.office_id = %(office)s
+         OR (o.office_id = '' AND o.service_point_id = ANY(%(office_points)s)))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OfficeFilter:
+    """One office: its id, and the service points it holds today."""
+
+    office_id: str
+    service_points: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,18 +210,21 @@ class RecordReader:
             (code, number),
         )
 
-    async def report(self, first: date, last: date, by: Sequence[str]) -> list[ReportRow]:
-        """Totals over the local days first..last, grouped by the named dimensions.
-        Payments and refunds are counted on the day they succeeded; automatic refunds of
-        late successes are left out (they were never the window's takings). Grouped by
-        fee item, the totals are what the paid orders' lines came to (an order's refund
-        is not split over its items)."""
+    async def report(
+        self, first: date, last: date, by: Sequence[str], office: OfficeFilter | None = None
+    ) -> list[ReportRow]:
+        """Totals over the local days first..last, grouped by the named dimensions, of
+        one office's orders or of all. Payments and refunds are counted on the day they
+        succeeded; automatic refunds of late successes are left out (they were never the
+        window's takings). Grouped by fee item, the totals are what the paid orders'
+        lines came to (an order's refund is not split over its items)."""
         unknown = [d for d in by if d not in DIMENSIONS]
         if unknown:
             raise ValueError(f"cannot group by {', '.join(unknown)}; use {', '.join(DIMENSIONS)}")
         columns = [DIMENSIONS[d] for d in by]
         select = ", ".join(f"{c}::text" for c in columns) or "'all'"
         group = f"GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)}" if columns else ""
+        of_office = _OF_OFFICE if office is not None else ""
         if "fee_item" in by:
             sql = f"""
                 SELECT {select}, count(DISTINCT o.order_id), sum(l.amount_fen), 0, 0
@@ -211,7 +232,7 @@ class RecordReader:
                 JOIN orders o ON o.order_id = p.order_id AND o.created_day = p.order_day
                 JOIN order_lines l ON l.order_id = p.order_id AND l.order_day = p.order_day
                 WHERE p.payments = 1 AND o.created_day = ANY(%(order_days)s)
-                  AND l.order_day = ANY(%(order_days)s) {group}
+                  AND l.order_day = ANY(%(order_days)s) {of_office} {group}
             """  # the columns come from DIMENSIONS only, never from the caller
         else:
             sql = f"""
@@ -219,10 +240,13 @@ class RecordReader:
                        sum(p.refunds_fen)
                 FROM ({_MOVEMENTS}) p
                 JOIN orders o ON o.order_id = p.order_id AND o.created_day = p.order_day
-                WHERE o.created_day = ANY(%(order_days)s) {group}
+                WHERE o.created_day = ANY(%(order_days)s) {of_office} {group}
             """
         order_days = await self.order_days(first, last)
-        rows = await self._everywhere(sql, {"first": first, "last": last, "order_days": order_days})
+        params = {"first": first, "last": last, "order_days": order_days}
+        if office is not None:
+            params.update(office=office.office_id, office_points=list(office.service_points))
+        rows = await self._everywhere(sql, params)
         width = max(len(by), 1)
         # A group may have rows in the record and in the archive: add them up.
         sums: dict[tuple[Any, ...], list[int]] = {}

@@ -50,10 +50,10 @@ class DrainedEvent:
 _ORDER = """
 INSERT INTO orders (order_id, version, service_point_id, window_id, business_no, payer_name,
     amount_fen, state, catalog_version, created_at_ms, created_day, paid_at_ms, paid_day,
-    paid_by, paid_channel, refunded_fen, snapshot)
+    paid_by, paid_channel, refunded_fen, snapshot, office_id, site_id)
 SELECT * FROM unnest(%b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::text[],
     %b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::date[], %b::bigint[], %b::date[],
-    %b::text[], %b::text[], %b::bigint[], %b::jsonb[])
+    %b::text[], %b::text[], %b::bigint[], %b::jsonb[], %b::text[], %b::text[])
 ON CONFLICT (order_id, created_day) DO UPDATE SET
     version = EXCLUDED.version, state = EXCLUDED.state, paid_at_ms = EXCLUDED.paid_at_ms,
     paid_day = EXCLUDED.paid_day, paid_by = EXCLUDED.paid_by,
@@ -227,7 +227,7 @@ class RecordWriter:
                 o["business_no"], o["payer_name"], o["amount_fen"], o["state"],
                 o["catalog_version"], o["created_at"], self.day(o["created_at"]), o["paid_at"],
                 self._day(o["paid_at"]), o["paid_by"], paying["channel"] if paying else None,
-                o["refunded_fen"], _jsonb(o),
+                o["refunded_fen"], _jsonb(o), o.get("office_id", ""), o.get("site_id", ""),
             ))  # fmt: skip
         await cur.execute(_ORDER, _columns(rows))
         return {order_id for (order_id,) in await cur.fetchall()}

@@ -257,6 +257,7 @@ class CreateOrderHandler(CommandHandler[CreateOrder]):
             # The case's earlier order was withdrawn or expired (or never committed).
             self._book.batch.set(keys.business_case(command.business_no), job.candidate_id)
         now = self._clock.now_ms()
+        place = self._config.deployment.places.place_of(job.sp)
         order, change = Order.create(
             order_id=job.candidate_id,
             business_no=command.business_no,
@@ -268,6 +269,8 @@ class CreateOrderHandler(CommandHandler[CreateOrder]):
             now=now,
             expires_at=expiry_after(now, self._settings.business_day_end, self._settings.zone),
             created_by=command.created_by,
+            office_id=place.office_id,
+            site_id=place.site_id,
         )
         self._book.open[order.order_id] = order
         snapshot = self._book.stage(order, [change])

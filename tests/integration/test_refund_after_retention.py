@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +22,6 @@ from orchestrator.domain.commands import Accepted, CreateOrder, Pay, RefundOrder
 from orchestrator.domain.errors import ErrorCode, Unavailable
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import Channel, OrderState, RefundState
-from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.metrics import ORDER_RECALLS
 from orchestrator.receipts.issuer import ReceiptIssuer
 from orchestrator.record.consistency import compare
@@ -316,20 +314,6 @@ async def test_an_unknown_order_is_not_found_and_nothing_is_stored(
         assert await redis.exists(keys.request_claim(refund.request_id)) == 0
         assert await redis.exists(keys.response(o.sp, refund.request_id)) == 0
         assert o.provider_refunds() == []
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[Redis]:
-    """A Redis of its own: the receipts' change stream is one per Redis, and the
-    session's e2e deployment keeps a drainer reading the shared one."""
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    client = Redis.from_url(server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        server.stop()
 
 
 async def test_a_refund_of_a_gone_order_marks_its_receipt_never_a_second_one(

@@ -11,10 +11,10 @@ from tests.support import sample_data
 def test_the_sample_deployment() -> None:
     config = load_config()
     deployment = config.deployment
-    assert [sp.id for sp in deployment.service_points] == [f"SP{i:02d}" for i in range(1, 21)]
-    assert sorted(deployment.window_service_point) == [f"W{i:02d}" for i in range(1, 46)]
-    assert deployment.terminal_window == {f"T{i:02d}": f"W{i:02d}" for i in range(1, 46)}
-    assert len(deployment.actor_groups(1)) == 20
+    assert [sp.id for sp in deployment.service_points] == [f"SP{i:02d}" for i in range(1, 24)]
+    assert sorted(deployment.window_service_point) == [f"W{i:02d}" for i in range(1, 51)]
+    assert deployment.terminal_window == {f"T{i:02d}": f"W{i:02d}" for i in range(1, 51)}
+    assert len(deployment.actor_groups(1)) == 23
     assert len(deployment.actor_groups(8)) == 3
     wechat = config.playbooks[Channel.WECHAT]
     assert (wechat.query_interval_s, wechat.confirm_window_s, wechat.reverse_not_before_s) == (

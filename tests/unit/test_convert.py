@@ -33,6 +33,17 @@ def test_a_snapshot_becomes_an_order_message() -> None:
     assert message.created_at.seconds == 1_800_000_000 and message.created_at.nanos == 123_000_000
     assert message.paid_at.ToMilliseconds() == 1_800_000_001_000
     assert message.version == 3
+    assert (message.office_id, message.site_id) == ("", "")  # the implicit office
+
+
+def test_the_order_message_names_the_office_and_site() -> None:
+    order, _ = Order.create(
+        order_id="SP22-M", business_no="B9", service_point_id="SP22", window_id="W49",
+        payer_name="李四", lines=LINES, catalog_version="2024-01", now=1_800_000_000_123,
+        expires_at=1_800_000_100_000, office_id="QJ", site_id="QJ-QL",
+    )  # fmt: skip
+    message = order_message(orjson.dumps(order.to_record()))
+    assert (message.office_id, message.site_id) == ("QJ", "QJ-QL")
 
 
 def test_optional_client_prices_are_kept_only_when_sent() -> None:

@@ -81,6 +81,17 @@ def qr_awaiting_payer() -> tuple[Order, Change]:
     return order, change
 
 
+def at_an_office() -> tuple[Order, Change]:
+    """An order made in a deployment that declares offices: its office and site written
+    after the fields of before (the shape since orders carry their office)."""
+    order, change = Order.create(
+        order_id="SP22-W49-20260105-000003", business_no="B-9", service_point_id="SP22",
+        window_id="W49", payer_name="王五", lines=LINES[:1], catalog_version="2026.1",
+        now=T0, expires_at=T0 + 1_800_000, created_by="his", office_id="QJ", site_id="QJ-QL",
+    )  # fmt: skip
+    return order, change
+
+
 def golden(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
@@ -88,6 +99,7 @@ def golden(name: str) -> bytes:
 SNAPSHOTS = [
     (paid_with_refund_pending, "paid_with_refund_pending.snapshot.json"),
     (qr_awaiting_payer, "qr_awaiting_payer.snapshot.json"),
+    (at_an_office, "at_an_office.snapshot.json"),
 ]
 
 
@@ -111,9 +123,10 @@ def test_the_journal_entries_are_written_and_linked_byte_for_byte_as_before() ->
     the same bytes, so the same hashes."""
     book = OrderBook(cast(GroupCommit, None), ZoneInfo("Asia/Shanghai"), 1000)
     head = chain.Head()
-    for (build, _), name in zip(
-        SNAPSHOTS, ["refund_requested.entry.json", "qr_code_ready.entry.json"], strict=True
-    ):
+    for build, name in [
+        (paid_with_refund_pending, "refund_requested.entry.json"),
+        (qr_awaiting_payer, "qr_code_ready.entry.json"),
+    ]:
         order, change = build()
         unlinked = book._journal_entry(order, change)
         linked, head = chain.link(unlinked.entry, order.service_point_id, unlinked.day, head,
@@ -185,3 +198,18 @@ def test_records_from_before_qr_payments_and_creators_are_read_with_their_defaul
     assert order.created_by == ""
     assert [a.mode for a in order.attempts] == [PayMode.PAYER_PRESENTS_CODE] * 2
     assert [a.qr_code_url for a in order.attempts] == ["", ""]
+
+
+def test_records_from_before_offices_are_read_as_the_implicit_office() -> None:
+    for name in ("paid_with_refund_pending.snapshot.json", "qr_awaiting_payer.snapshot.json"):
+        record = decode_order(golden(name))
+        assert "office_id" not in record and "site_id" not in record
+        order = Order.from_record(record)
+        assert (order.office_id, order.site_id) == ("", "")
+
+
+def test_an_order_carries_its_office_and_site_through_its_record() -> None:
+    record = decode_order(golden("at_an_office.snapshot.json"))
+    assert (record.get("office_id"), record.get("site_id")) == ("QJ", "QJ-QL")
+    order = Order.from_record(record)
+    assert (order.office_id, order.site_id) == ("QJ", "QJ-QL")

@@ -388,6 +388,8 @@ class Order(_message.Message):
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     REFUNDED_FEN_FIELD_NUMBER: _builtins.int
     REFUNDS_FIELD_NUMBER: _builtins.int
+    OFFICE_ID_FIELD_NUMBER: _builtins.int
+    SITE_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     business_no: _builtins.str
     service_point_id: _builtins.str
@@ -400,6 +402,11 @@ class Order(_message.Message):
     catalog_version: _builtins.str
     cancel_reason: _builtins.str
     refunded_fen: _builtins.int
+    office_id: _builtins.str
+    """The city office (车管所) and site whose service point made the order (docs/OFFICES.md);
+    empty in a deployment of one implicit office, and for orders made before offices.
+    """
+    site_id: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
     @_builtins.property
@@ -432,10 +439,12 @@ class Order(_message.Message):
         cancel_reason: _builtins.str = ...,
         refunded_fen: _builtins.int = ...,
         refunds: _abc.Iterable[Global___Refund] | None = ...,
+        office_id: _builtins.str = ...,
+        site_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "paid_at", b"paid_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempts", b"attempts", "business_no", b"business_no", "cancel_reason", b"cancel_reason", "catalog_version", b"catalog_version", "created_at", b"created_at", "expires_at", b"expires_at", "lines", b"lines", "order_id", b"order_id", "paid_at", b"paid_at", "payer_name", b"payer_name", "refunded_fen", b"refunded_fen", "refunds", b"refunds", "service_point_id", b"service_point_id", "state", b"state", "version", b"version", "window_id", b"window_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "attempts", b"attempts", "business_no", b"business_no", "cancel_reason", b"cancel_reason", "catalog_version", b"catalog_version", "created_at", b"created_at", "expires_at", b"expires_at", "lines", b"lines", "office_id", b"office_id", "order_id", b"order_id", "paid_at", b"paid_at", "payer_name", b"payer_name", "refunded_fen", b"refunded_fen", "refunds", b"refunds", "service_point_id", b"service_point_id", "site_id", b"site_id", "state", b"state", "version", b"version", "window_id", b"window_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
