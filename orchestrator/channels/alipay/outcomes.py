@@ -114,12 +114,11 @@ def refusal(answer: dict[str, Any]) -> TradeAnswer:
 
 def cancel_answer(answer: dict[str, Any], trade: TradeRef) -> ReverseAnswer:
     """alipay.trade.cancel: retry_flag=Y asks again; 10000 is done (closed or refunded),
-    once it names the trade asked, where it names one (its out_trade_no is optional)."""
+    once it names the trade asked (out_trade_no is required in the cancel's answer)."""
     if answer.get("retry_flag") == "Y":
         return ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y")
     if answer.get("code") == SUCCESS:
-        if "out_trade_no" in answer:
-            check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
+        check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
         return ReverseAnswer(ReverseStatus.DONE, f"cancelled ({answer.get('action', '')})")
     fail(answer)
 

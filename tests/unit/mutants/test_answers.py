@@ -161,10 +161,11 @@ def test_alipay_cancel() -> None:
         answer = alipay.cancel_answer({**closed, "action": action}, TRADE)
         assert answer == ReverseAnswer(ReverseStatus.DONE, f"cancelled ({action})")
     assert alipay.cancel_answer(closed, TRADE) == ReverseAnswer(ReverseStatus.DONE, "cancelled ()")
-    # out_trade_no is optional in the cancel's answer; one that names another trade is not
-    # this trade's reversal.
+    # out_trade_no is required in the cancel's answer: one that names another trade, or
+    # none, is not this trade's reversal.
     bare = {"code": "10000", "retry_flag": "N", "action": "close"}
-    assert alipay.cancel_answer(bare, TRADE).status is ReverseStatus.DONE
+    with pytest.raises(AnswerMismatch, match=r"^answer names out_trade_no None"):
+        alipay.cancel_answer(bare, TRADE)
     with pytest.raises(AnswerMismatch, match=r"^answer names out_trade_no 'other'"):
         alipay.cancel_answer({**closed, "out_trade_no": "other"}, TRADE)
     with pytest.raises(AnswerMismatch, match=r"^answer names out_trade_no None"):
