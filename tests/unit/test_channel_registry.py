@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.channels import registry
-from orchestrator.channels.alipay import adapter as alipay_adapter
+from orchestrator.channels.alipay import outcomes as alipay_outcomes
 from orchestrator.channels.registry import check_auth_code
-from orchestrator.channels.unionpay import adapter as unionpay_adapter
+from orchestrator.channels.unionpay import outcomes as unionpay_outcomes
 from orchestrator.channels.wechat import adapter as wechat_adapter
 from orchestrator.config import PROVIDER_CHANNELS
 from orchestrator.domain.errors import InvalidArgument
@@ -37,13 +37,15 @@ def test_each_channel_is_registered_once() -> None:
     ("channel", "module"),
     [
         (Channel.WECHAT, wechat_adapter),
-        (Channel.ALIPAY, alipay_adapter),
-        (Channel.UNIONPAY, unionpay_adapter),
+        (Channel.ALIPAY, alipay_outcomes),
+        (Channel.UNIONPAY, unionpay_outcomes),
     ],
 )
 def test_the_spec_holds_the_allow_lists_the_adapter_decides_with(
     channel: Channel, module: object
 ) -> None:
+    """`module`: where the channel's answers are read (Alipay's and UnionPay's
+    outcomes.py, WeChat's adapter)."""
     spec = registry.spec(channel)
     assert spec.declined is module.DECLINED  # type: ignore[attr-defined]
     assert spec.refund_declined is module.REFUND_DECLINED  # type: ignore[attr-defined]

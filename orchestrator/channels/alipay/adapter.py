@@ -4,7 +4,8 @@ and close, and the bill download URL. Requests carry an RSA2 signature over the 
 parameters; answers are verified over the raw JSON text of their *_response member, with
 the Alipay public key or, in certificate mode, with the Alipay certificate the answer's
 alipay_cert_sn names (trust.py; a new one is downloaded and trusted by its chain to the
-root). An answer without a sign decides nothing, and says what the gateway said."""
+root). An answer without a sign decides nothing, and says what the gateway said. What
+each verified answer means: outcomes.py."""
 
 from __future__ import annotations
 
@@ -15,23 +16,20 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_time
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import orjson
 
-from orchestrator.channels.alipay.declines import DECLINED, REFUND_DECLINED
+from orchestrator.channels.alipay import outcomes
+from orchestrator.channels.alipay.outcomes import BEIJING, CloseNext
 from orchestrator.channels.alipay.trust import AlipayKeys
-from orchestrator.domain.money import from_yuan, to_yuan
+from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
-from orchestrator.providers.bills import NoTradesThatDay
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter, HttpClient
 from orchestrator.providers.port import (
-    BillNotReady,
     OutcomeUnknown,
     PayCall,
     ProviderError,
@@ -40,35 +38,21 @@ from orchestrator.providers.port import (
     QrCall,
     RefundAnswer,
     RefundCall,
-    RefundStatus,
     ReverseAnswer,
-    ReverseStatus,
     TradeAnswer,
     TradeRef,
-    TradeStatus,
-    check_bound,
 )
 from orchestrator.providers.signing import PublicKey, sign, sorted_pairs, verify
 
 log = logging.getLogger(__name__)
 
 GATEWAY = "/gateway.do"
-BEIJING = ZoneInfo("Asia/Shanghai")
 SIGNED_EXCEPT = frozenset({"sign"})
 
-TRADE_STATUS = {
-    "TRADE_SUCCESS": TradeStatus.PAID,
-    "TRADE_FINISHED": TradeStatus.PAID,
-    "WAIT_BUYER_PAY": TradeStatus.CONFIRMING,
-    "TRADE_CLOSED": TradeStatus.CLOSED,
-}
 DOWNLOAD_TIMEOUT_S = 60.0
 CERT_DOWNLOAD = "alipay.open.app.alipaycert.download"
 CERT_DOWNLOAD_EVERY_S = 60.0  # at most one download of an unknown certificate a minute
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-# "当日数据一般于次日 9 点前生成": a day's bill is there by 09:00 the next day (Beijing).
-BILL_READY = day_time(9, 0)
-REFUND_SUCCESS = "REFUND_SUCCESS"
 
 
 # subject: "不可使用特殊字符，如 /，=，& 等", at most 256 characters (the API reference).
@@ -162,33 +146,15 @@ class Alipay(Adapter[AlipayKeys]):
                 "terminal_id": call.terminal_id,
             },
         )
-        code = answer.get("code")
-        if code == "10000":
-            _check_trade(answer, call.trade)
-            return TradeAnswer(TradeStatus.PAID, answer.get("trade_no", ""))
-        if code == "10003":
-            check_bound("out_trade_no", call.out_trade_no, answer.get("out_trade_no"))
-            return TradeAnswer(TradeStatus.CONFIRMING, answer.get("trade_no", ""))
-        return self._refusal(answer)
+        return outcomes.pay_answer(answer, call.trade)
 
     async def query(self, trade: TradeRef) -> TradeAnswer:
         answer = await self._call("alipay.trade.query", {"out_trade_no": trade.out_trade_no})
-        if answer.get("code") == "10000":
-            _check_trade(answer, trade)
-            state = answer.get("trade_status", "")
-            status = TRADE_STATUS.get(state)
-            if status is None:
-                raise OutcomeUnknown(f"unknown trade_status {state!r}")
-            return TradeAnswer(status, answer.get("trade_no", ""), state)
-        return self._refusal(answer)
+        return outcomes.query_answer(answer, trade)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         answer = await self._call("alipay.trade.cancel", {"out_trade_no": trade.out_trade_no})
-        if answer.get("retry_flag") == "Y":
-            return ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y")
-        if answer.get("code") == "10000":
-            return ReverseAnswer(ReverseStatus.DONE, f"cancelled ({answer.get('action', '')})")
-        _fail(answer)
+        return outcomes.cancel_answer(answer, trade)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         answer = await self._call(
@@ -199,31 +165,13 @@ class Alipay(Adapter[AlipayKeys]):
                 "refund_amount": to_yuan(call.refund_fen),
             },
         )
-        if answer.get("code") == "10000":
-            check_bound("out_trade_no", call.trade.out_trade_no, answer.get("out_trade_no"))
-            if answer.get("fund_change") == "Y":
-                return RefundAnswer(RefundStatus.SUCCEEDED, answer.get("trade_no", ""))
-            # N: no money moved by this call, which is also the answer to a resend of a
-            # refund that went through before. Only the refund query tells.
-            return RefundAnswer(RefundStatus.PENDING, reason="fund_change=N")
-        sub_code = str(answer.get("sub_code", ""))
-        if answer.get("code") == "40004" and sub_code in REFUND_DECLINED:
-            return RefundAnswer(RefundStatus.FAILED, reason=sub_code)
-        if answer.get("code") == "40004":
-            return RefundAnswer(RefundStatus.PENDING, reason=sub_code)
-        _fail(answer)
+        return outcomes.refund_answer(answer, call.trade)
 
     async def refund_query(self, call: RefundCall) -> RefundAnswer:
         """Under the older contract an answer with the refund's data means it went
         through, REFUND_SUCCESS or no refund_status; the empty answer: no such refund (yet)."""
         found = await self.refund_found(call.trade.out_trade_no, call.out_refund_no)
-        if found is None:
-            return RefundAnswer(RefundStatus.NOT_FOUND, reason="no such refund")
-        amount, status, trade_no = found
-        check_bound("refund amount", call.refund_fen, amount)
-        if status in ("", REFUND_SUCCESS):
-            return RefundAnswer(RefundStatus.SUCCEEDED, trade_no)
-        return RefundAnswer(RefundStatus.PENDING, reason=status)
+        return outcomes.refund_status(found, call.refund_fen)
 
     async def refund_found(
         self, out_trade_no: str, out_request_no: str
@@ -234,18 +182,7 @@ class Alipay(Adapter[AlipayKeys]):
             "alipay.trade.fastpay.refund.query",
             {"out_trade_no": out_trade_no, "out_request_no": out_request_no},
         )
-        if answer.get("code") != "10000":
-            _fail(answer)
-        if not answer.get("out_request_no") and not answer.get("refund_status"):
-            return None  # the documented empty answer
-        check_bound("out_request_no", out_request_no, answer.get("out_request_no"))
-        if answer.get("out_trade_no"):
-            check_bound("out_trade_no", out_trade_no, answer.get("out_trade_no"))
-        try:
-            amount = from_yuan(str(answer.get("refund_amount", "")))
-        except ValueError:
-            raise OutcomeUnknown("refund query answered without a refund_amount") from None
-        return amount, str(answer.get("refund_status", "")), str(answer.get("trade_no", ""))
+        return outcomes.refund_found(answer, out_trade_no, out_request_no)
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """alipay.trade.precreate: a QR code the payer scans. The trade exists at Alipay
@@ -264,13 +201,7 @@ class Alipay(Adapter[AlipayKeys]):
                 "timeout_express": f"{minutes}m",
             },
         )
-        if answer.get("code") != "10000":
-            _fail(answer)
-        check_bound("out_trade_no", call.out_trade_no, answer.get("out_trade_no"))
-        code = answer.get("qr_code")
-        if not isinstance(code, str) or not code:
-            raise OutcomeUnknown("precreate answered without a qr_code")
-        return QrAnswer(code)
+        return QrAnswer(outcomes.qr_code(answer, call.out_trade_no))
 
     async def close(self, trade: TradeRef) -> ReverseAnswer:
         """alipay.trade.close; a trade the payer never scanned does not exist yet and is
@@ -278,25 +209,12 @@ class Alipay(Adapter[AlipayKeys]):
         trade can no longer be closed, because it was paid or is closed already (by its
         own timeout, say); a query tells which."""
         answer = await self._call("alipay.trade.close", {"out_trade_no": trade.out_trade_no})
-        sub_code = str(answer.get("sub_code", ""))
-        if answer.get("code") == "10000":
-            check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
-            return ReverseAnswer(ReverseStatus.DONE, "closed")
-        if sub_code == "ACQ.TRADE_STATUS_ERROR":
-            return await self._not_closable(trade)
-        if sub_code == "ACQ.TRADE_NOT_EXIST":
+        closed = outcomes.close_answer(answer, trade)
+        if closed is CloseNext.QUERY:
+            return outcomes.not_closable(await self.query(trade))
+        if closed is CloseNext.CANCEL:
             return await self.reverse(trade)
-        if answer.get("code") == "20000" or sub_code == "ACQ.SYSTEM_ERROR":
-            return ReverseAnswer(ReverseStatus.RETRY, sub_code or "20000")
-        _fail(answer)
-
-    async def _not_closable(self, trade: TradeRef) -> ReverseAnswer:
-        found = await self.query(trade)
-        if found.status is TradeStatus.PAID:
-            return ReverseAnswer(ReverseStatus.PAID, "ACQ.TRADE_STATUS_ERROR: paid")
-        if found.status is TradeStatus.CLOSED:
-            return ReverseAnswer(ReverseStatus.DONE, "closed already (ACQ.TRADE_STATUS_ERROR)")
-        return ReverseAnswer(ReverseStatus.RETRY, f"ACQ.TRADE_STATUS_ERROR, {found.reason}")
+        return closed
 
     async def bill(self, day: date) -> bytes:
         """The day's trade detail bill: a zip of GBK CSV files. The gateway answers
@@ -307,19 +225,7 @@ class Alipay(Adapter[AlipayKeys]):
             "alipay.data.dataservice.bill.downloadurl.query",
             {"bill_type": "trade", "bill_date": day.isoformat()},
         )
-        if answer.get("sub_code") == "isp.bill_not_exist":
-            ready = datetime.combine(day + timedelta(days=1), BILL_READY, BEIJING)
-            if self._clock() < ready.timestamp():
-                raise BillNotReady(
-                    f"Alipay has no bill of {day} yet; it is made by {ready:%Y-%m-%d %H:%M} "
-                    "Beijing time: run again then"
-                )
-            raise NoTradesThatDay(f"Alipay has no bill of {day}: no trades that day")
-        if answer.get("code") != "10000":
-            _fail(answer)
-        url = answer.get("bill_download_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise OutcomeUnknown(f"the bill query answered bill_download_url {url!r}")
+        url = outcomes.bill_download_url(answer, day, self._clock())
         # as given: the URL carries a token, and its fileId is written %2F…
         download = await self._http.download(url, timeout_s=DOWNLOAD_TIMEOUT_S)
         if download.status != 200 or not download.body:
@@ -426,28 +332,6 @@ class Alipay(Adapter[AlipayKeys]):
         )
         return key
 
-    @staticmethod
-    def _refusal(answer: dict[str, Any]) -> TradeAnswer:
-        sub_code = str(answer.get("sub_code", ""))
-        if answer.get("code") == "40004":
-            if sub_code == "ACQ.TRADE_NOT_EXIST":
-                return TradeAnswer(TradeStatus.NOT_FOUND, reason=sub_code)
-            if sub_code == "ACQ.TRADE_HAS_CLOSE":
-                return TradeAnswer(TradeStatus.CLOSED, reason=sub_code)
-            if sub_code in DECLINED:
-                return TradeAnswer(TradeStatus.DECLINED, reason=sub_code)
-        _fail(answer)
-
-
-def _check_trade(answer: dict[str, Any], trade: TradeRef) -> None:
-    """A trade answer counts only for the trade and amount that were asked."""
-    check_bound("out_trade_no", trade.out_trade_no, answer.get("out_trade_no"))
-    try:
-        amount = from_yuan(str(answer.get("total_amount", "")))
-    except ValueError:
-        amount = -1
-    check_bound("total_amount", trade.amount_fen, amount)
-
 
 def _verifies(key: PublicKey, raw: str, signature: str) -> bool:
     """The signature over the member's raw text, or, as Alipay's Java and .NET clients
@@ -491,11 +375,3 @@ def _unsigned(method: str, member: dict[str, Any]) -> NoReturn:
         extra={"method": method, "gateway_said": reason},
     )
     raise OutcomeUnknown(f"{method}: unsigned answer: {reason}")
-
-
-def _fail(answer: dict[str, Any]) -> NoReturn:
-    code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
-    message = f"{code} {answer.get('msg', '')} {sub_code} {answer.get('sub_msg', '')}".strip()
-    if code == "20000" or sub_code == "ACQ.SYSTEM_ERROR":
-        raise OutcomeUnknown(message)
-    raise ProviderRejected(message)

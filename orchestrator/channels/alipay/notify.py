@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from orchestrator.channels.alipay.adapter import BEIJING, REFUND_SUCCESS, TRADE_STATUS
+from orchestrator.channels.alipay.outcomes import BEIJING, REFUND_SUCCESS, TRADE_STATUS
 from orchestrator.domain.money import from_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.notices import Notice, NoticeRefused, NoticeRepeated

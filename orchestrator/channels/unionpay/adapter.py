@@ -12,7 +12,8 @@ a void or refund names it by its queryId (origQryId). A sale's respCode 00 only 
 accepted: the query confirms it before it counts as paid. A sale that gets no clear
 answer (a timeout, 03/04, an unsigned 5xx) is reversed, not queried (the playbook's
 no_answer); the engine records the reversal before it is sent, and the window stays
-busy until it is done, so the window's next card sale waits for it.
+busy until it is done, so the window's next card sale waits for it. What each verified
+answer means: outcomes.py.
 """
 
 from __future__ import annotations
@@ -24,13 +25,22 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import NoReturn
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from orchestrator.channels.unionpay import outcomes
 from orchestrator.channels.unionpay.access import DIRECT, Access
-from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.outcomes import (
+    APPLY_QR,
+    QUERY_TXN,
+    REFUND,
+    REVERSAL,
+    SALE,
+    SETTLEMENT_FILE,
+    VOID,
+    fail,
+)
 from orchestrator.channels.unionpay.wire import (
     AnswerFormatError,
     digest,
@@ -53,8 +63,6 @@ from orchestrator.providers.port import (
     ReverseStatus,
     TradeAnswer,
     TradeRef,
-    TradeStatus,
-    check_bound,
 )
 from orchestrator.providers.signing import sign, verify
 
@@ -64,13 +72,6 @@ QUERY = "/gateway/api/queryTrans.do"
 FILES = "/gateway/api/fileTransReq.do"
 ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 
-SALE, QUERY_TXN, VOID, REFUND, REVERSAL, SETTLEMENT_FILE = "01", "00", "31", "04", "99", "76"
-APPLY_QR = "07"  # a sale's txnSubType when the payer scans the merchant's code (申码)
-# ACP's own response codes (not ISO-8583 POS codes).
-UNKNOWN_CODES = frozenset({"03", "04", "05"})  # timed out / unclear / accepted: ask again
-ACCEPTED = "05"
-FAILED = "01"  # 交易失败: as an original's state, the transaction did not happen
-NOT_FOUND = "34"
 # The longest life a 申码 code is given (payTimeout), so that a close whose code's
 # payTimeout this process no longer remembers (after a restart) knows when it has passed.
 MAX_CODE_LIFE_MS = 600_000
@@ -144,12 +145,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             reqReserved=call.store_id,
             backUrl=self._back_url,
         )
-        code = fields["respCode"]
-        if code in ("00", ACCEPTED):
-            # Accepted, not yet known to be paid: the query confirms it.
-            self._check_trade(fields, call.trade)
-            return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "accepted")
-        return self._outcome(code, fields, call.out_trade_no)
+        return outcomes.sale_answer(fields, self._merchant_id, call.trade)
 
     async def query(self, trade: TradeRef) -> TradeAnswer:
         fields = await self._call(
@@ -159,23 +155,13 @@ class UnionPay(Adapter[UnionPayKeys]):
             orderId=trade.out_trade_no,
             txnTime=txn_time(trade.at_ms),
         )
-        if fields["respCode"] == NOT_FOUND:
-            self._check_names(fields, trade.out_trade_no, QUERY_TXN)
-            return TradeAnswer(TradeStatus.NOT_FOUND, reason="34 no such transaction")
-        if fields["respCode"] != "00":
-            _fail(fields)
-        self._check_trade(fields, trade)
-        code = fields.get("origRespCode", "")
-        if code == FAILED and self._code_open(trade, fields):
-            # A failed try at a 申码 code: nothing closes the code before its payTimeout.
-            return TradeAnswer(TradeStatus.DECLINED, fields.get("queryId", ""), "01 failed try")
-        if code == FAILED:  # failed: reversed, or a 申码 code that ended unpaid
-            return TradeAnswer(TradeStatus.CLOSED, fields.get("queryId", ""), "01 failed")
-        if code == "00":
-            return TradeAnswer(TradeStatus.PAID, fields.get("queryId", ""))
-        if code == ACCEPTED:
-            return TradeAnswer(TradeStatus.CONFIRMING, fields.get("queryId", ""), "in progress")
-        return self._outcome(code, fields, trade.out_trade_no)
+        open_code = outcomes.code_open(
+            fields,
+            trade.out_trade_no in self._pay_timeouts,
+            self._clock() * 1000,
+            self._pay_timeout_of(trade),
+        )
+        return outcomes.query_answer(fields, self._merchant_id, trade, open_code)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
         """The reversal (冲正) names the original by its orderId and txnTime."""
@@ -186,14 +172,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             orderId=trade.out_trade_no,
             txnTime=txn_time(trade.at_ms),
         )
-        if fields["respCode"] in ("00", NOT_FOUND):  # undone, or nothing to undo
-            # Only the reversal's own answer: a sale's or a query's 00 or 34 for the
-            # same orderId says nothing of it.
-            self._check_names(fields, trade.out_trade_no, REVERSAL)
-            return ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
-        if fields["respCode"] in UNKNOWN_CODES:
-            return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
-        _fail(fields)
+        return outcomes.reversal_answer(fields, self._merchant_id, trade.out_trade_no)
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """申码: a consumption QR code the payer scans with a UnionPay app (txnType 01,
@@ -215,14 +194,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             reqReserved=call.store_id,
             backUrl=self._back_url,
         )
-        if fields["respCode"] != "00":
-            if fields["respCode"] in UNKNOWN_CODES:
-                raise OutcomeUnknown(f"{fields['respCode']} {fields.get('respMsg', '')}")
-            _fail(fields)
-        self._check_trade(fields, call.trade)
-        if not fields.get("qrCode"):
-            raise OutcomeUnknown("申码 answered without a qrCode")
-        return QrAnswer(fields["qrCode"])
+        return QrAnswer(outcomes.qr_code(fields, self._merchant_id, call.trade))
 
     async def close(self, trade: TradeRef) -> ReverseAnswer:
         """ACP documents no close of a 申码 order (its 冲正 is for payer-presented sales):
@@ -232,13 +204,10 @@ class UnionPay(Adapter[UnionPayKeys]):
         engine's follow-up watch and refunded."""
         pay_timeout_ms = self._pay_timeout_of(trade)
         asked_ms = self._clock() * 1000
-        answer = await self.query(trade)
-        if answer.status is TradeStatus.PAID:
-            return ReverseAnswer(ReverseStatus.PAID, "paid before its payTimeout")
-        if asked_ms < pay_timeout_ms:
-            return ReverseAnswer(ReverseStatus.RETRY, "the code's payTimeout has not passed")
-        self._pay_timeouts.pop(trade.out_trade_no, None)
-        return ReverseAnswer(ReverseStatus.DONE, f"past payTimeout, {answer.status.value}")
+        closed = outcomes.close_answer(await self.query(trade), asked_ms, pay_timeout_ms)
+        if closed.status is ReverseStatus.DONE:
+            self._pay_timeouts.pop(trade.out_trade_no, None)
+        return closed
 
     def _pay_timeout_of(self, trade: TradeRef) -> int:
         """The payTimeout the 申码 request carried; after a restart, the latest one it can
@@ -254,12 +223,6 @@ class UnionPay(Adapter[UnionPayKeys]):
         for order_id, pay_timeout_ms in list(self._pay_timeouts.items()):
             if pay_timeout_ms < long_ago_ms:
                 del self._pay_timeouts[order_id]
-
-    def _code_open(self, trade: TradeRef, fields: dict[str, str]) -> bool:
-        """A 申码 order (asked by this process, or named so by its query's txnSubType)
-        whose code may still be paid now."""
-        is_code = trade.out_trade_no in self._pay_timeouts or fields.get("txnSubType") == APPLY_QR
-        return is_code and self._clock() * 1000 < self._pay_timeout_of(trade)
 
     async def refund(self, call: RefundCall) -> RefundAnswer:
         """A whole sale of the current settlement day is first voided (撤销, no fee); if
@@ -292,37 +255,15 @@ class UnionPay(Adapter[UnionPayKeys]):
             txnAmt=str(call.refund_fen),
             backUrl=self._back_url,
         )
-        code = fields["respCode"]
-        reason = f"{code} {fields.get('respMsg', '')}".strip()
-        if code == "00":
-            # Accepted: the refund's own query tells when it is done.
-            self._check_names(fields, order_id)
-            return RefundAnswer(RefundStatus.PENDING, fields.get("queryId", ""), reason)
-        if code in REFUND_DECLINED:
-            self._check_names(fields, order_id)
-            return RefundAnswer(RefundStatus.FAILED, reason=reason)
-        return RefundAnswer(RefundStatus.PENDING, reason=reason)  # duplicate, unclear, unknown
+        return outcomes.refund_sent(fields, self._merchant_id, order_id)
 
     async def _refund_status(self, order_id: str, call: RefundCall) -> RefundAnswer:
         fields = await self._call(
             QUERY, txnType=QUERY_TXN, txnSubType="00", orderId=order_id,
             txnTime=txn_time(call.at_ms),
         )  # fmt: skip
-        if fields["respCode"] == NOT_FOUND:
-            self._check_names(fields, order_id, QUERY_TXN)
-            return RefundAnswer(RefundStatus.NOT_FOUND, reason="34 no such transaction")
-        if fields["respCode"] != "00":
-            _fail(fields)
-        self._check_names(fields, order_id)
-        check_bound("txnAmt", str(call.refund_fen), fields.get("txnAmt"))
-        code = fields.get("origRespCode", "")
-        reason = f"{code} {fields.get('origRespMsg', '')}".strip()
-        if code == "00":
-            kind = "voided" if order_id != call.out_refund_no else "refunded"
-            return RefundAnswer(RefundStatus.SUCCEEDED, fields.get("queryId", ""), kind)
-        if code in REFUND_DECLINED:
-            return RefundAnswer(RefundStatus.FAILED, reason=reason)
-        return RefundAnswer(RefundStatus.PENDING, reason=reason)
+        voided = order_id != call.out_refund_no
+        return outcomes.refund_status(fields, self._merchant_id, order_id, call.refund_fen, voided)
 
     async def bill(self, day: date) -> bytes:
         """The day's settlement file (every sale, void and refund), inflated: the zip
@@ -336,8 +277,8 @@ class UnionPay(Adapter[UnionPayKeys]):
             FILES, txnType=SETTLEMENT_FILE, txnSubType="01", fileType="00",
             settleDate=day.strftime("%m%d"), txnTime=txn_time(int(self._clock() * 1000)),
         )  # fmt: skip
-        if fields["respCode"] != "00":
-            _fail(fields)
+        if fields["respCode"] != outcomes.SUCCESS:
+            fail(fields)
         try:
             # Line breaks in the base64 are no part of it: the SDK's decoder (commons-codec)
             # and the PHP demo's (base64_decode) skip them.
@@ -391,32 +332,6 @@ class UnionPay(Adapter[UnionPayKeys]):
             raise OutcomeUnknown(f"{path}: answer has no respCode")
         return parsed
 
-    def _check_names(
-        self, fields: dict[str, str], order_id: str, txn_type: str | None = None
-    ) -> None:
-        """Before any outcome is taken from a signed answer: it names the orderId asked,
-        this merchant and, where the kind of answer decides (a reversal's, a 34's), the
-        txnType answered. Else it is about another transaction and says nothing."""
-        check_bound("orderId", order_id, fields.get("orderId"))
-        check_bound("merId", self._merchant_id, fields.get("merId"))
-        if txn_type is not None:
-            check_bound("txnType", txn_type, fields.get("txnType"))
-
-    def _check_trade(self, fields: dict[str, str], trade: TradeRef) -> None:
-        """A trade answer counts only for the orderId, merchant and amount asked."""
-        self._check_names(fields, trade.out_trade_no)
-        check_bound("txnAmt", str(trade.amount_fen), fields.get("txnAmt"))
-
-    def _outcome(self, code: str, fields: dict[str, str], order_id: str) -> TradeAnswer:
-        if code in DECLINED:
-            self._check_names(fields, order_id)
-            return TradeAnswer(
-                TradeStatus.DECLINED, fields.get("queryId", ""), f"{code} {DECLINED[code]}"
-            )
-        if code in UNKNOWN_CODES:
-            raise OutcomeUnknown(f"{code} {fields.get('respMsg', '')}")
-        _fail(fields)
-
 
 def _pay_timeout_ms(at_ms: int, expires_at_ms: int) -> int:
     """The payTimeout a 申码 request carries: the code's end, at most MAX_CODE_LIFE_MS
@@ -436,7 +351,3 @@ def _voids(call: RefundCall) -> bool:
 def _check_order_id(order_id: str) -> None:
     if not ORDER_ID.match(order_id):
         raise ProviderRejected(f"orderId {order_id!r} is not 8-40 letters or digits")
-
-
-def _fail(fields: dict[str, str]) -> NoReturn:
-    raise ProviderRejected(f"{fields.get('respCode')} {fields.get('respMsg', '')}".strip())

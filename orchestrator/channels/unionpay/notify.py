@@ -22,9 +22,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from orchestrator.channels.unionpay.adapter import REFUND, SALE, VOID
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
 from orchestrator.channels.unionpay.keys import UnionPayKeys
+from orchestrator.channels.unionpay.outcomes import REFUND, SALE, VOID
 from orchestrator.channels.unionpay.wire import digest
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError

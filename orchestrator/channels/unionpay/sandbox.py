@@ -17,16 +17,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from orchestrator.channels.unionpay.adapter import (
+from orchestrator.channels.unionpay.adapter import SETTLEMENT_DAY_SHIFT, settlement_day
+from orchestrator.channels.unionpay.outcomes import (
     APPLY_QR,
     QUERY_TXN,
     REFUND,
     REVERSAL,
     SALE,
-    SETTLEMENT_DAY_SHIFT,
     SETTLEMENT_FILE,
     VOID,
-    settlement_day,
 )
 from orchestrator.channels.unionpay.sandbox_bill import unionpay_settlement
 from orchestrator.channels.unionpay.sandbox_keys import UnionPayPlatformKeys

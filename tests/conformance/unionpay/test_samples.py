@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.channels.unionpay.adapter import VOID, UnionPay, txn_time
+from orchestrator.channels.unionpay.adapter import UnionPay, txn_time
 from orchestrator.channels.unionpay.bill import parse_unionpay
 from orchestrator.channels.unionpay.keys import UnionPayKeys
 from orchestrator.channels.unionpay.notify import UnionPayNotifications
+from orchestrator.channels.unionpay.outcomes import VOID
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import (
     SigningIdentity,

@@ -522,3 +522,27 @@ async def test_a_query_that_hangs_is_cut_at_its_timeout_and_asked_again() -> Non
     await asyncio.wait_for(driver.run(ticket), 5)
     assert provider.calls == [("query", 0), ("query", 3)]
     assert events.seen == [(3, AttemptEvent.PAID, "4200001", "")]
+
+
+async def test_a_unionpay_reversal_that_meets_a_paid_sale_is_never_taken_as_done() -> None:
+    """A sale without a clear answer is reversed at once (冲正). If the sale was paid and
+    the reversal is refused (after the settlement day's 23:00 ACP answers 35 or 12; an
+    answer of "paid"), the attempt is not REVERSED: the reversal is asked again until it
+    is given up, and only the follow-up's query, a verified answer about the trade, makes
+    it a late success (refunded by the core). Fails with the engine's reversal planted to
+    end on any answer but RETRY (`answer.status is not ReverseStatus.RETRY`)."""
+    reverse_first = Playbook(10, 5, 3, 30, 0, 4, 12, 0, NoAnswer.REVERSE, 50, 200)
+    refused_paid = ReverseAnswer(ReverseStatus.PAID, "paid")
+    for reverse in ([ProviderRejected("35 原交易不存在或状态不正确")], [refused_paid]):
+        events, provider, _ = await drive(
+            playbook=reverse_first, pay=[TimeoutError()], reverse=reverse, query=[PAID]
+        )
+        assert [(at, event) for at, event, _, _ in events.seen] == [
+            (0, AttemptEvent.NO_ANSWER),
+            (0, AttemptEvent.REVERSAL_STARTED),
+            (12, AttemptEvent.REVERSAL_ABANDONED),
+            (62, AttemptEvent.LATE_SUCCESS),
+        ]
+        assert events.seen[-1][2] == "4200001"
+        assert [at for op, at in provider.calls if op == "reverse"] == [0, 4, 8, 12]
+        assert [at for op, at in provider.calls if op == "query"] == [62]
