@@ -40,6 +40,8 @@ from orchestrator.bootstrap import start_front_door
 from orchestrator.domain import ids
 from orchestrator.domain.states import Channel
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
+from orchestrator.receipts import issuer
+from orchestrator.record import drainer
 from orchestrator.store import keys
 from tests.e2e.conftest import Deployed
 from tests.support import eventually
@@ -176,6 +178,18 @@ def cases(known: list[str]) -> st.SearchStrategy[Case]:
     return st.one_of([of(rpc) for rpc in rpcs()])
 
 
+# The consumer groups of the deployment's own background work.
+BACKGROUND = {issuer.GROUP, drainer.GROUP}
+
+
+def text(info: dict[Any, Any]) -> dict[str, Any]:
+    """An XINFO answer with its keys and ids as text, whichever way the client decodes."""
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in info.items()
+    }
+
+
 class Fuzzer:
     def __init__(self, deployed: Deployed, address: str, aimed_at: list[str]) -> None:
         self.deployed = deployed
@@ -202,6 +216,7 @@ class Fuzzer:
         in a test before) lets its lease go a moment later, or when it lapses (10 s),
         which would read as a key a refused call removed."""
         await eventually(self.leases, lambda held: held == [], within=30, every=0.1)
+        await eventually(self.backlog, lambda behind: behind == [], within=60, every=0.1)
         last = await self.footprint()
         for _ in range(30):
             await asyncio.sleep(0.1)
@@ -210,6 +225,26 @@ class Fuzzer:
                 return now
             last = now
         return last
+
+    async def backlog(self) -> list[str]:
+        """The streams some consumer group (the receipt issuer, the record's drainer) has
+        not read to the end and acknowledged: the background work a payment leaves, which
+        writes keys (a receipt) after its answer. On a loaded machine it can pause longer
+        than the footprint's steady spell, so it is waited for by name."""
+        streams = [keys.RECEIPT_CHANGES]
+        for sp in self.deployed.config.deployment.service_points:
+            streams += [keys.outbox(sp.id), keys.changes(sp.id)]
+        behind = []
+        for stream in streams:
+            if not await self.redis.exists(stream):
+                continue
+            last = text(await self.redis.xinfo_stream(stream))["last-generated-id"]
+            for group in map(text, await self.redis.xinfo_groups(stream)):
+                if group["name"] not in BACKGROUND:
+                    continue  # a business system's subscription, read when it watches
+                if int(group["pending"]) or group["last-delivered-id"] != last:
+                    behind.append(f"{stream} {group['name']}")
+        return behind
 
     async def leases(self) -> list[bytes]:
         return [key async for key in self.redis.scan_iter(match=keys.lease("*"), count=1000)]
