@@ -115,9 +115,11 @@ typecheck: $(STAMP)
 unit: $(STAMP) catalogs
 	$(BIN)/pytest tests/unit -q
 
-# pytest-xdist workers: 0 runs the suite in one process. On a shared two-core machine at a
-# load of 13-18, three workers made Ray's node start time out (docs/TESTING.md).
-TEST_WORKERS ?= 0
+# pytest-xdist workers (tests/grouping.py keeps each deployment's tests in one worker);
+# 0 runs the suite in one process. Two, not three: with three, three Ray deployments start
+# and fail over at once on the two cores, and restarting every actor took 37 s instead of
+# 8 (docs/TESTING.md, "In parallel").
+TEST_WORKERS ?= 2
 test: lint typecheck browser fuse catalogs $(STAMP) $(PROMETHEUS) $(SSLYZE)
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
