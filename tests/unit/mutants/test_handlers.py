@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from orchestrator.domain.auth_codes import mask_auth_code
+from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,
@@ -22,13 +22,14 @@ from orchestrator.domain.commands import (
 )
 from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order, Refund
-from orchestrator.domain.states import Channel
+from orchestrator.domain.states import Channel, PayMode
 from orchestrator.providers.engine import SystemClock
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from tests.core_harness import LINES, Harness, one, order_of, settled
 from tests.integration.test_store_contract import Recording
 from tests.support import eventually, new_id, small_config
+from tests.unit.test_recall import RecordHarness, paid
 
 
 @pytest.fixture
@@ -399,3 +400,197 @@ async def test_a_payment_at_the_orders_expiry_is_refused_and_the_order_expires(
     )
     order = await harness.stored(created["order_id"])
     assert order.state.value == "EXPIRED"
+
+
+async def test_bad_payments_are_refused_before_anything_is_claimed(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    terminal, window = f"{harness.sp}T1", harness.window(1)
+    qr = PayMode.PAYER_SCANS_QR
+    wechat_code = harness.pay(order_id).auth_code
+    for pay, message in (
+        (Pay(new_id(), terminal, window, order_id, Channel.CASH, "", 20000, qr),
+         "cash is paid at the counter, not by a QR code"),
+        (Pay(new_id(), terminal, window, order_id, Channel.WECHAT, wechat_code, 0, qr),
+         "no auth_code when the payer scans a QR code"),
+        (Pay(new_id(), terminal, window, order_id, Channel.CASH, "", 0),
+         "cash_received_fen is required for a cash payment"),
+        (Pay(new_id(), terminal, window, order_id, Channel.WECHAT, wechat_code, 100),
+         "cash_received_fen applies to cash payments only"),
+    ):  # fmt: skip
+        assert await one(core, pay) == refused(ErrorCode.INVALID_ARGUMENT, message)
+        assert keys.request_claim(pay.request_id) not in harness.store.strings
+    # one fen of cash passes the check, and the order refuses it as too little
+    short = Pay(new_id(), terminal, window, order_id, Channel.CASH, "", 1)
+    assert await one(core, short) == refused(
+        ErrorCode.INVALID_ARGUMENT, "cash received 1 fen is less than the 12000 fen due"
+    )
+
+
+async def test_a_qr_payment_claims_no_auth_code(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    pay = Pay(
+        new_id(), f"{harness.sp}T1", harness.window(1), order_id, Channel.WECHAT, "", 0,
+        PayMode.PAYER_SCANS_QR,
+    )  # fmt: skip
+    assert isinstance(await one(core, pay), Accepted)
+    assert keys.auth_code(auth_code_digest("")) not in harness.store.strings
+    await settled(harness, order_id)
+
+
+async def test_refunds_and_late_successes_refuse_bad_input_by_name(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    await one(core, harness.pay(order_id, Channel.CASH))
+    terminal, window = f"{harness.sp}T1", harness.window(1)
+    too_long = "退" * 201
+    for command, message in (
+        (RefundOrder(new_id(), terminal, window, order_id, 100, "r", ""),
+         "supervisor_id is required"),
+        (RefundOrder(new_id(), terminal, window, order_id, 100, too_long, "S1"),
+         "reason is longer than 200 characters"),
+        (RefundOrder(new_id(), terminal, window, order_id, 100, "  ", "S1"), "reason is required"),
+        (RefundOrder(new_id(), terminal, window, order_id, 0, "r", "S1"),
+         "amount_fen of a refund must be positive"),
+        (SettleLateSuccess(new_id(), order_id, "", "W9", "bill"), "attempt_id is required"),
+        (SettleLateSuccess(new_id(), order_id, "A1", "W9", too_long),
+         "reason is longer than 200 characters"),
+        (SettleLateSuccess(new_id(), order_id, "A1", "W9", " "), "reason is required"),
+        (CancelOrder(new_id(), order_id, too_long), "reason is longer than 200 characters"),
+    ):  # fmt: skip
+        assert await one(core, command) == refused(ErrorCode.INVALID_ARGUMENT, message)
+    # a refund of one fen is a refund, at the limit a reason is a reason
+    done = await one(core, RefundOrder(new_id(), terminal, window, order_id, 1, "r" * 200, "S1"))
+    assert isinstance(done, Done)
+    assert [r["amount_fen"] for r in order_of(done)["refunds"]] == [1]
+
+
+async def test_a_cancel_needs_no_reason_and_journals_who_cancelled(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create()))["order_id"]
+    done = await one(core, CancelOrder(new_id(), order_id, "", "principal: clerk7"))
+    assert isinstance(done, Done) and order_of(done)["state"] == "CANCELLED"
+    last = orjson.loads((await harness.store.journal(order_id))[-1])
+    assert (last["what"], last["by"]) == ("cancelled", "principal: clerk7")
+
+
+async def test_a_replay_after_its_claim_lapsed_claims_the_request_id_again(
+    harness: Harness,
+) -> None:
+    """The request id's claim is taken a moment before its answer is stored, so it may
+    lapse first: the replay then holds it again, for the answer's time."""
+    core = await harness.core()
+    create = harness.create()
+    created = await one(core, create)
+    pay = harness.pay(order_of(created)["order_id"], Channel.CASH)
+    paid = await one(core, pay)
+    for command, first in ((create, created), (pay, paid)):
+        claim = keys.request_claim(command.request_id)
+        del harness.store.strings[claim]
+        assert await one(core, command) == first
+        assert claim in harness.store.strings
+    # an auth code's claim lapsed: the replay, which takes it again, gives it back
+    card = harness.pay(order_of(await one(core, harness.create(2)))["order_id"], window=2)
+    await one(core, card)
+    answer = await settled(harness, card.order_id)
+    code_claim = keys.auth_code(auth_code_digest(card.auth_code))
+    del harness.store.strings[code_claim]
+    replay = await one(core, card)
+    assert order_of(replay)["paid_by"] == answer.paid_by
+    assert code_claim not in harness.store.strings
+
+
+async def test_a_refused_create_gives_back_its_request_id(harness: Harness) -> None:
+    core = await harness.core()
+    await one(core, harness.create(business_no="CASE-R"))
+    other_items = harness.create(2, business_no="CASE-R")
+    rejected = await one(core, other_items)
+    assert isinstance(rejected, Rejected) and rejected.code is ErrorCode.FAILED_PRECONDITION
+    assert keys.request_claim(other_items.request_id) not in harness.store.strings
+
+
+async def test_a_refused_payment_gives_back_its_auth_code(harness: Harness) -> None:
+    core = await harness.core()
+    order_id = order_of(await one(core, harness.create(1)))["order_id"]
+    wrong_window = harness.pay(order_id, window=2)
+    rejected = await one(core, wrong_window)
+    assert isinstance(rejected, Rejected) and rejected.code is ErrorCode.PERMISSION_DENIED
+    digest = auth_code_digest(wrong_window.auth_code)
+    assert keys.auth_code(digest) not in harness.store.strings
+    same_code = Pay(
+        new_id(), f"{harness.sp}T1", harness.window(1), order_id, Channel.WECHAT,
+        wrong_window.auth_code, 0,
+    )  # fmt: skip
+    assert isinstance(await one(core, same_code), Accepted)
+    await settled(harness, order_id)
+
+
+async def test_a_replay_naming_an_order_not_in_memory_reads_it(harness: Harness) -> None:
+    """A stored answer that names an attempt and holds no order (as while the payment was
+    under way), replayed by the next core, which loads only open orders: the paid order
+    is read from the store for the answer, or named not found when the store lost it."""
+    first = await harness.core()
+    order_ids = [order_of(await one(first, harness.create(n)))["order_id"] for n in (1, 2)]
+    pays = [harness.pay(order_id, window=n) for n, order_id in enumerate(order_ids, 1)]
+    attempts = []
+    for pay in pays:
+        accepted = await one(first, pay)
+        assert isinstance(accepted, Accepted)
+        attempts.append(accepted.attempt_id)
+        await settled(harness, pay.order_id)
+        stored = keys.response(harness.sp, pay.request_id)
+        harness.store.strings[stored] = header(pay.order_id, accepted.attempt_id)
+    await first.stop()
+    harness.cores.remove(first)
+    harness.store.hashes.pop(keys.order(harness.sp, order_ids[1]))
+    core = await harness.core()
+    replay = await one(core, pays[0])
+    assert isinstance(replay, Accepted) and replay.attempt_id == attempts[0]
+    assert (order_of(replay)["order_id"], order_of(replay)["state"]) == (order_ids[0], "PAID")
+    assert await one(core, pays[1]) == refused(
+        ErrorCode.NOT_FOUND, f"order {order_ids[1]} not found"
+    )
+
+
+async def test_an_order_of_a_point_not_served_here_is_not_found(harness: Harness) -> None:
+    core = await harness.core()
+    elsewhere = "ZZ9-0123456789ABCD"
+    assert await one(core, CancelOrder(new_id(), elsewhere, "x")) == refused(
+        ErrorCode.NOT_FOUND, f"order {elsewhere} not found"
+    )
+
+
+async def test_an_open_order_the_store_lost_is_named_while_it_is_reloaded(
+    harness: Harness,
+) -> None:
+    first = await harness.core()
+    order_id = order_of(await one(first, harness.create()))["order_id"]
+    await first.stop()
+    harness.cores.remove(first)
+    del harness.store.hashes[keys.order(harness.sp, order_id)]  # still in the open set
+    core = await harness.core()
+    assert await one(core, CancelOrder(new_id(), order_id, "x")) == refused(
+        ErrorCode.UNAVAILABLE,
+        f"order {order_id} is being reloaded from the record; try again shortly",
+    )
+
+
+@pytest.fixture
+async def recording() -> AsyncIterator[RecordHarness]:
+    h = RecordHarness()
+    yield h
+    for core in h.cores:
+        await core.stop()
+    assert h.fatal == []
+
+
+async def test_a_refund_recalls_its_order_from_the_record_by_its_id(
+    recording: RecordHarness,
+) -> None:
+    core = await recording.recording_core()
+    order_id = await paid(recording, core)
+    recording.leaves(order_id)
+    assert isinstance(await one(core, recording.refund(order_id, 3000)), Accepted)
+    assert recording.record.asked == [order_id]
+    assert (await settled(recording, order_id)).refunded_fen == 3000
