@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
+from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.commands import (
     Accepted,
@@ -24,11 +25,12 @@ from orchestrator.domain.errors import ErrorCode
 from orchestrator.domain.order import Order, Refund
 from orchestrator.domain.states import Channel, PayMode
 from orchestrator.providers.engine import SystemClock
+from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.memory import MemoryStore
 from tests.core_harness import LINES, Harness, one, order_of, settled
 from tests.integration.test_store_contract import Recording
-from tests.support import eventually, new_id, small_config
+from tests.support import PROVIDER_CHANNELS, eventually, new_id, small_config
 from tests.unit.test_recall import RecordHarness, paid
 
 
@@ -594,3 +596,51 @@ async def test_a_refund_recalls_its_order_from_the_record_by_its_id(
     assert isinstance(await one(core, recording.refund(order_id, 3000)), Accepted)
     assert recording.record.asked == [order_id]
     assert (await settled(recording, order_id)).refunded_fen == 3000
+
+
+async def core_of(harness: Harness, sp: str) -> ServicePointCore:
+    """A core serving only service point `sp`."""
+    providers = {ch: SandboxProvider(ch, harness.banks[ch]) for ch in PROVIDER_CHANNELS}
+    core = ServicePointCore(
+        [sp], harness.config, harness.store, providers, on_fatal=harness.fatal.append
+    )
+    await core.start()
+    harness.cores.append(core)
+    return core
+
+
+async def test_a_business_case_open_at_another_point_is_named_with_it(harness: Harness) -> None:
+    other_sp = harness.config.deployment.service_points[1].id
+    there, here = await core_of(harness, other_sp), await core_of(harness, harness.sp)
+    opened = CreateOrder(new_id(), "CASE-X", f"{other_sp}W1", "张三", LINES)
+    order_id = order_of(await one(there, opened))["order_id"]
+    assert await one(here, harness.create(business_no="CASE-X")) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"business case CASE-X already has order {order_id}, open at service point {other_sp}",
+    )
+
+
+async def test_a_business_case_whose_order_is_recorded(harness: Harness) -> None:
+    """The drainer marks a case's order recorded: while the order is still in the store
+    (or in memory) the case answers with it; once gone, the case names it in the record."""
+    first = await harness.core()
+    create = harness.create(business_no="CASE-R")
+    order_id = order_of(await one(first, create))["order_id"]
+    await one(first, harness.pay(order_id, Channel.CASH))
+    case = keys.business_case("CASE-R")
+    harness.store.strings[case] = (order_id + keys.RECORDED).encode()
+    again = await one(first, harness.create(business_no="CASE-R"))  # in memory
+    assert isinstance(again, Done) and order_of(again)["order_id"] == order_id
+    await first.stop()
+    harness.cores.remove(first)
+    core = await harness.core()
+    again = await one(core, harness.create(business_no="CASE-R"))  # read from the store
+    assert isinstance(again, Done) and order_of(again)["order_id"] == order_id
+    await core.stop()
+    harness.cores.remove(core)
+    del harness.store.hashes[keys.order(harness.sp, order_id)]
+    last = await harness.core()
+    assert await one(last, harness.create(business_no="CASE-R")) == refused(
+        ErrorCode.FAILED_PRECONDITION,
+        f"business case CASE-R already has order {order_id} (in the record)",
+    )
