@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.channels.inprocess import SandboxProvider
 from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
+from orchestrator.domain.calendar import local_day
 from orchestrator.domain.commands import (
     Accepted,
     CancelOrder,
@@ -436,7 +437,9 @@ async def test_a_qr_payment_claims_no_auth_code(harness: Harness) -> None:
         new_id(), f"{harness.sp}T1", harness.window(1), order_id, Channel.WECHAT, "", 0,
         PayMode.PAYER_SCANS_QR,
     )  # fmt: skip
-    assert isinstance(await one(core, pay), Accepted)
+    accepted = await one(core, pay)
+    assert isinstance(accepted, Accepted)
+    assert order_of(accepted)["attempts"][0]["mode"] == "PAYER_SCANS_QR"
     assert keys.auth_code(auth_code_digest("")) not in harness.store.strings
     await settled(harness, order_id)
 
@@ -643,4 +646,28 @@ async def test_a_business_case_whose_order_is_recorded(harness: Harness) -> None
     assert await one(last, harness.create(business_no="CASE-R")) == refused(
         ErrorCode.FAILED_PRECONDITION,
         f"business case CASE-R already has order {order_id} (in the record)",
+    )
+
+
+async def test_a_created_order_keeps_what_its_creator_sent(harness: Harness) -> None:
+    core = await harness.core()
+    create = CreateOrder(new_id(), "CASE-C", harness.window(1), "张三", LINES, "principal: bizA")
+    created = order_of(await one(core, create))
+    settings = harness.config.settings
+    catalog = harness.config.fees.in_force_on(
+        local_day(created["created_at"], settings.zone).date()
+    )
+    assert (created["business_no"], created["created_by"], created["catalog_version"]) == (
+        "CASE-C", "principal: bizA", catalog.version,
+    )  # fmt: skip
+    # the same case again from its creator is its order; the answer is kept for the request
+    same = CreateOrder(new_id(), "CASE-C", harness.window(1), "张三", LINES, "principal: bizA")
+    again = await one(core, same)
+    assert isinstance(again, Done) and order_of(again)["order_id"] == created["order_id"]
+    assert stored_answer(harness, same.request_id) == header(created["order_id"]) + bytes(
+        again.order
+    )
+    other = CreateOrder(new_id(), "CASE-C", harness.window(1), "张三", LINES, "principal: bizB")
+    assert await one(core, other) == refused(
+        ErrorCode.FAILED_PRECONDITION, "business case CASE-C belongs to another business system"
     )
