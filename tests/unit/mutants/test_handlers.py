@@ -28,7 +28,8 @@ from orchestrator.domain.states import Channel, PayMode
 from orchestrator.providers.engine import SystemClock
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
-from orchestrator.store.memory import MemoryStore
+from orchestrator.store.memory import MemoryReadBatch, MemoryStore
+from orchestrator.store.port import Read
 from tests.core_harness import LINES, Harness, one, order_of, settled
 from tests.integration.test_store_contract import Recording
 from tests.support import PROVIDER_CHANNELS, eventually, new_id, small_config
@@ -671,3 +672,53 @@ async def test_a_created_order_keeps_what_its_creator_sent(harness: Harness) -> 
     assert await one(core, other) == refused(
         ErrorCode.FAILED_PRECONDITION, "business case CASE-C belongs to another business system"
     )
+
+
+async def test_a_create_with_bad_input_is_refused_by_name(harness: Harness) -> None:
+    core = await harness.core()
+    for create, message in (
+        (CreateOrder(new_id(), "", harness.window(1), "张三", LINES), "business_no is required"),
+        (CreateOrder(new_id(), "CASE-1", harness.window(1), "张" * 65, LINES),
+         "payer_name is longer than 64 characters"),
+        (CreateOrder(new_id(), "CASE-1", "ZZ9W1", "张三", LINES),
+         "window 'ZZ9W1' is not served here"),
+    ):  # fmt: skip
+        assert await one(core, create) == refused(ErrorCode.INVALID_ARGUMENT, message)
+    at_limit = CreateOrder(new_id(), "CASE-1", harness.window(1), "张" * 64, LINES)
+    assert isinstance(await one(core, at_limit), Done)
+
+
+class ClaimTimes(MemoryStore):
+    """Keeps the time to live each claim was asked for (the in-memory store ignores it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ttl_ms: dict[str, int | None] = {}
+
+    def read_batch(self) -> MemoryReadBatch:
+        batch = super().read_batch()
+        claim = batch.claim
+
+        def timed(key: str, value: str, ttl_ms: int | None) -> Read:
+            self.ttl_ms[key] = ttl_ms
+            return claim(key, value, ttl_ms)
+
+        batch.claim = timed  # type: ignore[method-assign]
+        return batch
+
+
+async def test_a_request_and_its_auth_code_are_claimed_for_the_idempotency_time() -> None:
+    h = Harness(ClaimTimes(), small_config(service_points=1, windows=2))
+    try:
+        core = await h.core()
+        order_id = order_of(await one(core, h.create()))["order_id"]
+        pay = h.pay(order_id)
+        await one(core, pay)
+        await settled(h, order_id)
+    finally:
+        for started in h.cores:
+            await started.stop()
+    ttl = h.config.settings.idempotency_ttl_s * 1000
+    assert isinstance(h.store, ClaimTimes)
+    assert h.store.ttl_ms[keys.request_claim(pay.request_id)] == ttl
+    assert h.store.ttl_ms[keys.auth_code(auth_code_digest(pay.auth_code))] == ttl
