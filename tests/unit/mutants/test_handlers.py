@@ -571,12 +571,16 @@ async def test_an_open_order_the_store_lost_is_named_while_it_is_reloaded(
     harness: Harness,
 ) -> None:
     first = await harness.core()
-    order_id = order_of(await one(first, harness.create()))["order_id"]
+    order_id = order_of(await one(first, harness.create(business_no="CASE-L")))["order_id"]
     await first.stop()
     harness.cores.remove(first)
     del harness.store.hashes[keys.order(harness.sp, order_id)]  # still in the open set
     core = await harness.core()
     assert await one(core, CancelOrder(new_id(), order_id, "x")) == refused(
+        ErrorCode.UNAVAILABLE,
+        f"order {order_id} is being reloaded from the record; try again shortly",
+    )
+    assert await one(core, harness.create(business_no="CASE-L")) == refused(
         ErrorCode.UNAVAILABLE,
         f"order {order_id} is being reloaded from the record; try again shortly",
     )
