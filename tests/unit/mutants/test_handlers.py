@@ -3,13 +3,17 @@ for the mutants of servicepoint/handlers.py that `make mutate` found alive."""
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
 
 import orjson
 import pytest
 
 from orchestrator.channels.inprocess import SandboxProvider
+from orchestrator.config import parse_config
 from orchestrator.domain.auth_codes import auth_code_digest, mask_auth_code
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.commands import (
@@ -32,7 +36,13 @@ from orchestrator.store.memory import MemoryReadBatch, MemoryStore
 from orchestrator.store.port import Read
 from tests.core_harness import LINES, Harness, one, order_of, settled
 from tests.integration.test_store_contract import Recording
-from tests.support import PROVIDER_CHANNELS, eventually, new_id, small_config
+from tests.support import (
+    PROVIDER_CHANNELS,
+    eventually,
+    new_id,
+    small_config,
+    small_config_data,
+)
 from tests.unit.test_recall import RecordHarness, paid
 
 
@@ -726,3 +736,32 @@ async def test_a_request_and_its_auth_code_are_claimed_for_the_idempotency_time(
     assert isinstance(h.store, ClaimTimes)
     assert h.store.ttl_ms[keys.request_claim(pay.request_id)] == ttl
     assert h.store.ttl_ms[keys.auth_code(auth_code_digest(pay.auth_code))] == ttl
+
+
+@pytest.fixture
+def machine_on_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's own zone set to UTC, apart from the deployment's (UTC+8)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_on_utc")
+async def test_an_order_is_priced_by_the_catalog_of_the_deployments_day() -> None:
+    data = small_config_data(service_points=1, windows=1)
+    later = copy.deepcopy(data["catalogs"][0])
+    later.update(version="2027-07", effective_from=date(2027, 7, 1))
+    data["catalogs"].append(later)
+    h = Harness(MemoryStore(), parse_config(data, "two catalogs"))
+    clock = SetClock()
+    # 00:30 on 1 July in China, still 30 June in UTC
+    clock.at = int(datetime(2027, 6, 30, 16, 30, tzinfo=UTC).timestamp() * 1000)
+    try:
+        core = await h.core(clock=clock)
+        created = order_of(await one(core, h.create()))
+    finally:
+        for started in h.cores:
+            await started.stop()
+    assert created["catalog_version"] == "2027-07"
