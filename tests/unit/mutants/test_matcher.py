@@ -3,7 +3,11 @@ of reconcile/matcher.py that `make mutate` found alive."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+
+import pytest
 
 from orchestrator.domain.order import Order
 from orchestrator.domain.states import AttemptEvent, Channel
@@ -175,3 +179,56 @@ def test_a_shifted_bill_day_moves_by_the_whole_shift() -> None:
     assert match(Channel.WECHAT, date(2026, 11, 27), [], [paid], ZONE, timedelta(hours=1)) == (
         Match(Channel.WECHAT, date(2026, 11, 27))
     )
+
+
+def test_a_late_success_is_told_apart_from_anothers_given_back() -> None:
+    twice = order("O1", AttemptEvent.DECLINED, AttemptEvent.DECLINED)
+    twice.record_attempt("O1P1AAAAAA", AttemptEvent.LATE_SUCCESS, NOON)
+    given_back = twice.refunds[0].refund_id
+    twice.record_refund(given_back, succeeded=True, now=NOON)
+    rows = [row("O1P1AAAAAA"), row("O1P1AAAAAA", refund=given_back), row("O1P2AAAAAA")]
+    result = match(Channel.WECHAT, DAY, rows, [twice], ZONE)
+    assert result.explained == ["O1P1AAAAAA: late success, refunded"]
+    assert result.differences == [
+        Difference(
+            Kind.STATE_MISMATCH, Channel.WECHAT, "O1P2AAAAAA", "", 0, 8000,
+            "paid at the provider, FAILED at windowpay", "O1", heal=True,
+            trade_no="WO1P2AAAAAA",
+        )
+    ]  # fmt: skip
+
+
+def test_every_matched_refund_is_counted_and_summed() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    first = refunded(paid, 1000, "AAAAA1")
+    second = refunded(paid, 2500, "AAAAA2")
+    rows = [row("O1P1AAAAAA"), row("O1P1AAAAAA", 1000, refund=first)]
+    rows.append(row("O1P1AAAAAA", 2500, refund=second))
+    result = match(Channel.WECHAT, DAY, rows, [paid], ZONE)
+    assert (result.refunds_matched_count, result.refunds_matched_amount_fen) == (2, 3500)
+    assert result.differences == []
+
+
+@pytest.fixture
+def machine_on_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's own zone set to UTC, so a day read in it and not in the bill's zone
+    (UTC+8) is a different day."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_on_utc")
+def test_a_refund_is_on_the_bill_of_its_day_in_the_bills_zone() -> None:
+    paid = order("O1", AttemptEvent.PAID)
+    refunded(paid, 1000, "AAAAA1")
+    # 16:00 UTC on the 28th is midnight starting the 29th in China
+    paid.refunds[0].finished_at = int(datetime(2026, 11, 28, 16, 0, tzinfo=UTC).timestamp() * 1e3)
+    on_28 = match(Channel.WECHAT, DAY, [row("O1P1AAAAAA")], [paid], ZONE)
+    assert on_28.differences == []
+    on_29 = match(Channel.WECHAT, date(2026, 11, 29), [], [paid], ZONE)
+    assert [(d.kind, d.out_refund_no) for d in on_29.differences] == [
+        (Kind.MISSING_AT_PROVIDER, paid.refunds[0].refund_id)
+    ]

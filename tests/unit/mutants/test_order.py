@@ -556,3 +556,33 @@ def test_a_late_success_ends_the_follow_up() -> None:
     order.attempt(late).follow_up = True
     order.record_attempt(late, AttemptEvent.LATE_SUCCESS, NOW + 5)
     assert order.attempt(late).follow_up is False
+
+
+def test_an_attempt_started_without_its_extras_records_none() -> None:
+    order = new_order()
+    order.start_attempt(
+        attempt_id="A1", channel=Channel.WECHAT, terminal_id="T01", request_id="r1", now=NOW
+    )
+    attempt = order.attempt("A1")
+    assert (attempt.auth_code_masked, attempt.cash_received_fen, attempt.change_fen) == ("", 0, 0)
+    assert attempt.mode is PayMode.PAYER_PRESENTS_CODE
+
+
+def test_cash_started_without_the_cash_received_is_refused_as_none_received() -> None:
+    with pytest.raises(InvalidArgument) as short:
+        new_order().start_attempt(
+            attempt_id="A1", channel=Channel.CASH, terminal_id="T01", request_id="r1", now=NOW
+        )
+    assert short.value.message == "cash received 0 fen is less than the 12000 fen due"
+
+
+def test_a_qr_code_ready_without_a_url_is_refused() -> None:
+    order = new_order()
+    order.start_attempt(
+        attempt_id="A1", channel=Channel.WECHAT, terminal_id="T01", request_id="r1", now=NOW,
+        mode=PayMode.PAYER_SCANS_QR,
+    )  # fmt: skip
+    with pytest.raises(FailedPrecondition) as refused:
+        order.record_attempt("A1", AttemptEvent.QR_CODE_READY, NOW + 1, qr_expires_at=NOW + 9)
+    assert refused.value.message == "attempt A1: a QR code needs its URL and expiry"
+    assert order.attempt("A1").state is AttemptState.SUBMITTED
