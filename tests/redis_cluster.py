@@ -66,8 +66,10 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
-        """The URL windowpay takes for a cluster (orchestrator/store/connect.py)."""
-        return f"redis+cluster://:{self.password}@127.0.0.1:{self.nodes[0].port}/0"
+        """The URL windowpay takes for a cluster (orchestrator/store/connect.py), seeded
+        with a node that is alive."""
+        seed = next(n for n in self.nodes if n.alive())
+        return f"redis+cluster://:{self.password}@127.0.0.1:{seed.port}/0"
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=2)

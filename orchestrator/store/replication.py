@@ -7,8 +7,9 @@ follow the writes on the same connection. On a single server a pipeline is one
 connection. On a Redis Cluster the commands are grouped by the node that serves their
 key's slot and each group, with its WAIT last, is sent on one connection of that node.
 A group whose node answers MOVED or ASK (its slots moved: a failover) or cannot be
-reached fails the whole pipeline, never retried elsewhere behind the WAIT's back; the
-client re-reads the slots before its next call.
+reached (its connection error is raised, as a single server's is) fails the whole
+pipeline, never retried elsewhere behind the WAIT's back; the client re-reads the slots
+before its next call.
 
 Redis 7.0 has no WAITAOF: every node runs `appendfsync always`, so the master's own
 copy is on its disk before it answers, and WAIT adds the replica's copy in memory (and
@@ -27,6 +28,7 @@ from redis.exceptions import (
     ClusterDownError,
     MovedError,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 
@@ -105,10 +107,10 @@ class KeyedPipeline:
             return_exceptions=True,
         )
         failed = [error for error in sent if isinstance(error, BaseException)]
-        moved = [c.result for c in commands if _moved(c.result)]
-        if failed or moved:
+        failed += [c.result for group in groups.values() for c in group[1] if _lost(c.result)]
+        if failed:
             await cluster.aclose()  # the next call reads the slots again
-            raise (failed or moved)[0]
+            raise failed[0]
         for name, wait in waits.items():
             self._check_wait(wait.result, name)
         return [command.result for command in commands]
@@ -123,6 +125,9 @@ class KeyedPipeline:
             )
 
 
-def _moved(result: Any) -> bool:
-    """The slot is not served where it was sent (a failover moved it)."""
-    return isinstance(result, MovedError | AskError | TryAgainError | ClusterDownError)
+def _lost(result: Any) -> bool:
+    """The node could not be reached, or no longer serves the slot (a failover moved
+    it): not an answer to the command (a script's refusal is one)."""
+    if isinstance(result, MovedError | AskError | TryAgainError | ClusterDownError):
+        return True
+    return isinstance(result, RedisError) and not isinstance(result, ResponseError)

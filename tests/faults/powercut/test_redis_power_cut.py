@@ -53,7 +53,14 @@ class Acknowledged:
 
     @property
     def done(self) -> bool:
+        """Whether the windows stop paying (the cut is done)."""
         return self.cut_done.is_set()
+
+    @property
+    def faulting(self) -> bool:
+        """Whether the store may fail now (the fault has begun); a failure before fails
+        the test."""
+        return self.done
 
     def acknowledge(self, snapshot: bytes) -> str:
         order = orjson.loads(snapshot)
@@ -99,7 +106,7 @@ async def take_payments(
             acks.acknowledge(accepted.order)
             await ended.wait()
         except RedisError:
-            if not acks.done:
+            if not acks.faulting:
                 raise
             return  # a command in flight at the cut: never acknowledged
 
@@ -134,25 +141,29 @@ async def lost_after_restart(server: EmbeddedRedis, acks: Acknowledged) -> list[
     """The acknowledged orders Redis no longer holds as acknowledged, each with why."""
     server.start()
     redis = Redis.from_url(server.url)
-    store = RedisStore(redis)
-    lost = []
     try:
-        for order_id, version in acks.versions.items():
-            snapshot = await store.order(order_id)
-            journal = [orjson.loads(e)["v"] for e in await store.journal(order_id)]
-            if snapshot is None:
-                lost.append(f"{order_id}: gone (acknowledged v{version})")
-                continue
-            order = orjson.loads(snapshot)
-            if order["version"] < version or journal != list(range(1, order["version"] + 1)):
-                lost.append(f"{order_id}: v{order['version']}, journal {journal}, acked v{version}")
-            elif order_id in acks.paid_by and (order["state"], order["paid_by"]) != (
-                "PAID",
-                acks.paid_by[order_id],
-            ):
-                lost.append(f"{order_id}: {order['state']} though acknowledged paid")
+        return await lost_orders(RedisStore(redis), acks)
     finally:
         await redis.aclose()
+
+
+async def lost_orders(store: RedisStore, acks: Acknowledged) -> list[str]:
+    """The acknowledged orders the store does not hold as acknowledged, each with why."""
+    lost = []
+    for order_id, version in acks.versions.items():
+        snapshot = await store.order(order_id)
+        journal = [orjson.loads(e)["v"] for e in await store.journal(order_id)]
+        if snapshot is None:
+            lost.append(f"{order_id}: gone (acknowledged v{version})")
+            continue
+        order = orjson.loads(snapshot)
+        if order["version"] < version or journal != list(range(1, order["version"] + 1)):
+            lost.append(f"{order_id}: v{order['version']}, journal {journal}, acked v{version}")
+        elif order_id in acks.paid_by and (order["state"], order["paid_by"]) != (
+            "PAID",
+            acks.paid_by[order_id],
+        ):
+            lost.append(f"{order_id}: {order['state']} though acknowledged paid")
     return lost
 
 
