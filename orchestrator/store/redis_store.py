@@ -21,10 +21,9 @@ from redis.exceptions import NoScriptError
 from orchestrator.domain import ids
 from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
-from orchestrator.store.connect import is_cluster
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
 from orchestrator.store.reads import order_snapshot
-from orchestrator.store.replication import NONE, KeyedPipeline, Replication
+from orchestrator.store.replication import NONE, KeyedPipeline, Replication, replication_for
 from orchestrator.store.write_batch import WriteBatch
 
 __all__ = ["CommitRejected", "ReadBatch", "RedisStore", "WriteBatch"]
@@ -103,7 +102,7 @@ class RedisStore:
 
     def __init__(self, redis: Redis, replication: Replication | None = None) -> None:
         self.redis = redis
-        self.replication = replication or (Replication(1) if is_cluster(redis) else NONE)
+        self.replication = replication or replication_for(redis)
         commit = resources.files("orchestrator.store").joinpath("commit.lua").read_text()
         self._scripts = {"commit": commit, "release": _RELEASE}
         self._sha = {

@@ -52,6 +52,16 @@ class Replication:
 NONE = Replication()
 
 
+def replication_for(
+    redis: Redis, replicas: int | None = None, timeout_ms: int = 2000
+) -> Replication:
+    """The `redis_replicas_ack` setting; unset: one replica on a Redis Cluster (each
+    master has one), none on a single server (today's deployment has no replica)."""
+    if replicas is None:
+        replicas = 1 if is_cluster(redis) else 0
+    return Replication(replicas, timeout_ms) if replicas else NONE
+
+
 class KeyedPipeline:
     """Commands, each with the key that routes it, sent together by `execute`."""
 
