@@ -33,6 +33,7 @@ from orchestrator.sandbox.bank import SandboxBank, Timing
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.connect import connect
+from orchestrator.store.order_events import OrderEventSource
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.store.replication import NONE, Replication
 from tests.faults.powercut.cutting import until_the_cut
@@ -42,6 +43,7 @@ from tests.faults.powercut.test_redis_power_cut import (
     lost_orders,
     take_payments,
 )
+from tests.integration.test_cluster_events import hears_every_master
 from tests.redis_cluster import Node, RedisCluster
 from tests.support import PROVIDER_CHANNELS, small_config, unique_prefix
 
@@ -171,3 +173,39 @@ async def test_without_wait_a_replica_stalled_before_the_kill_loses_acknowledged
 ) -> None:
     """The negative control: the store acknowledges what only the master holds."""
     assert await failover(tmp_path / "cluster", NONE, stall=True) != []
+
+
+async def test_the_order_events_subscription_is_taken_again_after_its_master_is_killed(
+    tmp_path: Path,
+) -> None:
+    """The pattern subscription lives on the master of the pattern's slot; killed, the
+    reader subscribes again on the promoted replica and hears every master again."""
+    cluster = RedisCluster(tmp_path / "cluster")
+    cluster.start()
+    redis = connect(cluster.url)
+    heard: list[bytes] = []
+    subscriptions = 0
+    subscribed = asyncio.Event()
+
+    def on_subscribed() -> None:
+        nonlocal subscriptions
+        subscriptions += 1
+        subscribed.set()
+
+    reading = asyncio.create_task(OrderEventSource(redis).read_forever(on_subscribed, heard.append))
+    try:
+        await asyncio.wait_for(subscribed.wait(), timeout=10)
+        listening = cluster.node_of_key(keys.EVENTS_PATTERN)
+        subscribed.clear()
+        cluster.kill(listening)
+        await asyncio.to_thread(cluster.wait_ok)
+        await asyncio.wait_for(subscribed.wait(), timeout=20)
+        assert subscriptions == 2
+        # The promoted master has no replica (its old master is dead): a store that
+        # waits for one refuses its commits (NotReplicated) until one joins.
+        await hears_every_master(cluster, RedisStore(redis, NONE), heard)
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await redis.aclose()
+        cluster.stop()
