@@ -1,7 +1,9 @@
-"""The order events on a Redis Cluster: the commit script PUBLISHes on its service
-point's channel on whichever master serves that slot, and the cluster forwards classic
-pub/sub to every node, so the one pattern subscription (store/order_events.py) hears the
-service points of every master."""
+"""The order events and streams on a Redis Cluster. The commit script PUBLISHes on its
+service point's channel on whichever master serves that slot, and the cluster forwards
+classic pub/sub to every node, so the one pattern subscription (store/order_events.py)
+hears the service points of every master. The outbox and change streams, one per
+service point and so one slot each, are read stream by stream (store/stream_groups.py):
+one XREADGROUP over all of them is CROSSSLOT on a cluster."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from orchestrator.record.streams import GroupReader
 from orchestrator.store import keys
 from orchestrator.store.order_events import OrderEventSource
+from orchestrator.store.outbox import Outbox
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.store.write_batch import WriteBatch
 from tests.redis_cluster import RedisCluster
@@ -18,18 +22,25 @@ from tests.support import eventually, unique_prefix
 
 
 async def commit_event(store: RedisStore, sp: str, event: bytes) -> None:
+    """An order's first version, with its change entry, its outbox event and `event`
+    published."""
     epoch = await store.take_over(sp)
     batch = WriteBatch()
     batch.save_order(sp, f"{sp}-A", 0, 1, b"snapshot", [b"entry"], event)
+    batch.emit(sp, "ORDER_PAID", 1, "", b"snapshot")
     await store.commit(batch, {sp: epoch})
+
+
+def every_master(cluster: RedisCluster) -> list[str]:
+    prefix = unique_prefix()
+    points = [f"{prefix}{n:02d}" for n in range(40)]  # on every master, but for 3e-7
+    assert len({cluster.node_of_key(keys.epoch(sp)).port for sp in points}) == 3
+    return points
 
 
 async def hears_every_master(cluster: RedisCluster, store: RedisStore, heard: list[bytes]) -> None:
     """Commits on service points of every master; each one's event must be heard."""
-    prefix = unique_prefix()
-    points = [f"{prefix}{n:02d}" for n in range(40)]  # on every master, but for 3e-7
-    masters = {cluster.node_of_key(keys.epoch(sp)).port for sp in points}
-    assert len(masters) == 3  # the test would prove nothing on one node
+    points = every_master(cluster)
     for sp in points:
         await commit_event(store, sp, f"event of {sp}".encode())
     expected = {f"event of {sp}".encode() for sp in points}
@@ -49,3 +60,28 @@ async def test_one_pattern_subscription_hears_every_masters_service_points(
     finally:
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
+
+
+async def test_the_outbox_and_the_change_streams_are_read_on_every_master(
+    cluster_redis: Redis, redis_cluster: RedisCluster
+) -> None:
+    points = every_master(redis_cluster)
+    outbox = Outbox(cluster_redis, points)
+    await outbox.join("business")
+    changes = GroupReader(cluster_redis, [keys.changes(sp) for sp in points], "drain", "d1")
+    await changes.join()
+    store = RedisStore(cluster_redis)
+    for sp in points:
+        await commit_event(store, sp, b"event")
+    events = []
+    async for event in outbox.events("business", "reader", block_ms=200):
+        if event is None:
+            break
+        events.append(event)
+    assert sorted(e.service_point for e in events) == sorted(points)
+    assert await outbox.ack("business", [e.event_id for e in events]) == len(points)
+    await outbox.close()
+    entries = await changes.read(1000, 200)
+    assert sorted(e.stream for e in entries) == sorted(keys.changes(sp) for sp in points)
+    await changes.ack(entries)
+    assert await changes.read(1000, 200) == []  # an empty cluster answers after the block
