@@ -3,7 +3,7 @@ service point's channel on whichever master serves that slot, and the cluster fo
 classic pub/sub to every node, so the one pattern subscription (store/order_events.py)
 hears the service points of every master. The outbox and change streams, one per
 service point and so one slot each, are read stream by stream (store/stream_groups.py):
-one XREADGROUP over all of them is CROSSSLOT on a cluster."""
+one XREADGROUP over all of them is CROSSSLOT on a cluster. Receipts, one slot."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from orchestrator.record.streams import GroupReader
 from orchestrator.store import keys
 from orchestrator.store.order_events import OrderEventSource
 from orchestrator.store.outbox import Outbox
+from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.store.write_batch import WriteBatch
 from tests.redis_cluster import RedisCluster
@@ -85,3 +86,24 @@ async def test_the_outbox_and_the_change_streams_are_read_on_every_master(
     assert sorted(e.stream for e in entries) == sorted(keys.changes(sp) for sp in points)
     await changes.ack(entries)
     assert await changes.read(1000, 200) == []  # an empty cluster answers after the block
+
+
+async def test_receipt_numbers_are_allocated_and_written_on_a_cluster(
+    cluster_redis: Redis,
+) -> None:
+    """The numbering's script and the receipt's transaction run on the {receipts}
+    slot's node, each confirmed by its replica (redis-py refuses a Script in a cluster
+    pipeline, which stopped the issuer on a cluster)."""
+    receipts = ReceiptStore(cluster_redis)
+    code = unique_prefix()
+    orders = [f"SP01-{code}{n}" for n in range(5)]
+    numbers = await receipts.allocate([(code, order_id) for order_id in orders])
+    assert [(c, n, new) for c, n, new in numbers] == [
+        (code, f"{n:010d}", True) for n in range(1, 6)
+    ]
+    assert await receipts.allocate([(code, orders[0])]) == [(code, "0000000001", False)]
+    await receipts.save_all(
+        [(code, number, b"record " + number.encode()) for _, number, _ in numbers]
+    )
+    assert await receipts.of_order(orders[4]) == b"record 0000000005"
+    assert await receipts.last_number(code) == 5
