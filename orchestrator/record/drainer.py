@@ -51,6 +51,7 @@ from orchestrator.record.reload import Reloader
 from orchestrator.record.streams import Entry, GroupReader, format_id, parse_id, unread_bounds
 from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
 from orchestrator.store import keys
+from orchestrator.store.outbox import STORE_ERRORS
 from orchestrator.store.receipts import CHANGES as RECEIPT_CHANGES
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.replication import KeyedPipeline
@@ -133,7 +134,7 @@ class Drainer:
                             if len(entries) < self._batch and not self._stopping:
                                 await asyncio.sleep(LINGER_S)
                         delay = 0.1
-                except (RedisError, OSError) as error:
+                except STORE_ERRORS as error:
                     RECORD_ERRORS.labels("redis").inc()
                     log.warning("drainer lost Redis (%s); retrying", error)
                     await asyncio.sleep(delay)

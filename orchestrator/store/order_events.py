@@ -12,10 +12,10 @@ from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from orchestrator.store import keys
 from orchestrator.store.connect import is_cluster
+from orchestrator.store.outbox import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class OrderEventSource:
                 async for message in pubsub.listen():
                     if message["type"] == "pmessage":
                         on_message(message["data"])
-            except (RedisError, OSError) as error:
+            except STORE_ERRORS as error:
                 log.warning("event subscription lost (%s); resubscribing", error)
                 lost = True
                 await asyncio.sleep(delay)

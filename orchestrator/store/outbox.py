@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from orchestrator.store import keys
 from orchestrator.store.connect import is_cluster
@@ -180,7 +180,10 @@ class Lease:
         await self._release(keys=[self._key], args=[self._token])
 
 
-STORE_ERRORS = (RedisError, OSError)  # what a call to Redis raises when it cannot answer
+# What a call to Redis raises when it cannot answer; on a Redis Cluster also redis-py's
+# own RedisClusterException (a slot no node serves for a moment, in a failover), which
+# is not a RedisError.
+STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class Subscriptions:

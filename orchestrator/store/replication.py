@@ -27,6 +27,7 @@ from redis.exceptions import (
     AskError,
     ClusterDownError,
     MovedError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -100,7 +101,11 @@ class KeyedPipeline:
         groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
         commands = []
         for position, (key, args, options) in enumerate(self._commands):
-            node = cluster.get_node_from_key(key)
+            try:
+                node = cluster.get_node_from_key(key)
+            except RedisClusterException as error:  # not a RedisError: callers catch those
+                await cluster.aclose()
+                raise ClusterDownError(f"no node serves the slot of {key}: {error}") from error
             if node is None:  # only asked for a replica can there be none
                 raise ClusterDownError(f"no node serves the slot of {key}")
             command = PipelineCommand(position, *args, **options)

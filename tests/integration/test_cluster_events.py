@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 
 from orchestrator.record.streams import GroupReader
 from orchestrator.store import keys
 from orchestrator.store.order_events import OrderEventSource
-from orchestrator.store.outbox import Outbox
+from orchestrator.store.outbox import STORE_ERRORS, Outbox
 from orchestrator.store.receipts import ReceiptStore
 from orchestrator.store.redis_store import RedisStore
+from orchestrator.store.replication import KeyedPipeline
 from orchestrator.store.write_batch import WriteBatch
 from tests.redis_cluster import RedisCluster
 from tests.support import eventually, unique_prefix
@@ -107,3 +110,20 @@ async def test_receipt_numbers_are_allocated_and_written_on_a_cluster(
     )
     assert await receipts.of_order(orders[4]) == b"record 0000000005"
     assert await receipts.last_number(code) == 5
+
+
+async def test_a_slot_no_node_serves_is_a_store_error_the_readers_retry(
+    cluster_redis: Redis,
+) -> None:
+    """As for a moment in a failover: redis-py's own error is not a RedisError, which
+    every reader's loop retries on; the store raises one, and STORE_ERRORS covers both."""
+    await cluster_redis.initialize()  # type: ignore[attr-defined]
+    cluster_redis.nodes_manager.slots_cache.clear()  # type: ignore[attr-defined]
+    pipe = KeyedPipeline(cluster_redis)
+    pipe.add("wp:{SP01}:epoch", "GET", "wp:{SP01}:epoch")
+    with pytest.raises(ClusterDownError, match="no node serves the slot"):
+        await pipe.execute()
+    assert issubclass(ClusterDownError, STORE_ERRORS) and issubclass(
+        SlotNotCoveredError, STORE_ERRORS
+    )
+    assert await cluster_redis.get("wp:{SP01}:nothing") is None  # the slots are read again
