@@ -28,24 +28,20 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from orchestrator.channels.inprocess import SandboxProvider
-from orchestrator.sandbox.bank import SandboxBank, Timing
-from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.store import keys
 from orchestrator.store.connect import connect
 from orchestrator.store.order_events import OrderEventSource
 from orchestrator.store.redis_store import RedisStore
 from orchestrator.store.replication import NONE, Replication
-from tests.faults.powercut.cutting import until_the_cut
 from tests.faults.powercut.test_redis_power_cut import (
     WINDOWS,
     Acknowledged,
     lost_orders,
-    take_payments,
+    pay_until,
 )
 from tests.integration.test_cluster_events import hears_every_master
 from tests.redis_cluster import Node, RedisCluster
-from tests.support import PROVIDER_CHANNELS, small_config, unique_prefix
+from tests.support import small_config, unique_prefix
 
 STALL_S = 1.0  # how long the replica stalls before its master is killed
 
@@ -105,24 +101,11 @@ async def payments_until_failover(
     [point] = config.deployment.service_points
     master = cluster.node_of_key(keys.epoch(point.id))
     failover = Failover(cluster, master, stall)
-    banks = {ch: SandboxBank(ch.value, Timing(time_scale=0.05)) for ch in PROVIDER_CHANNELS}
-    providers = {ch: SandboxProvider(ch, banks[ch]) for ch in PROVIDER_CHANNELS}
     redis = connect(cluster.url)
     acks = UntilFailover(cut=failover.cut, failover=failover)
-    failures: list[BaseException] = []
-    core = ServicePointCore(
-        [point.id], config, RedisStore(redis, replication), providers,
-        on_fatal=failures.append, observer=acks,
-    )  # fmt: skip
     try:
-        await core.start()
-        terminals = {w: t for t, w in config.deployment.terminal_window.items()}
-        windows = [
-            asyncio.create_task(take_payments(core, w, terminals[w], acks)) for w in point.windows
-        ]
-        await until_the_cut(failover.killed, windows)
+        failures = await pay_until(config, RedisStore(redis, replication), acks, failover.killed)
     finally:
-        await core.stop()
         await redis.aclose()
     # Only the stall's unconfirmed commits (NotReplicated) and the kill's lost connections.
     assert all(isinstance(f, RedisError) for f in failures), failures
