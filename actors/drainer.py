@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from orchestrator.audit.closer import DailyCloser
 from orchestrator.config import Config
 from orchestrator.record.drainer import Drainer
+from orchestrator.store.connect import connect
 from orchestrator.telemetry import announce, configure_logging, serve_metrics
 
 
@@ -21,7 +21,7 @@ class DrainerActor:
         self, config: Config, redis_url: str, database_url: str, keys_dir: str, audit_dir: str
     ) -> None:
         configure_logging(config.settings.log_level)
-        redis = Redis.from_url(redis_url)
+        redis = connect(redis_url)
         pool: AsyncConnectionPool = AsyncConnectionPool(
             database_url, min_size=1, max_size=2, open=False,
             check=AsyncConnectionPool.check_connection,

@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from orchestrator.config import Config
 from orchestrator.providers.keys import receipt_secret
 from orchestrator.receipts.issuer import ReceiptIssuer
+from orchestrator.store.connect import connect
 from orchestrator.telemetry import announce, configure_logging, serve_metrics
 
 
 class ReceiptIssuerActor:
     def __init__(self, config: Config, redis_url: str, keys_dir: str) -> None:
         configure_logging(config.settings.log_level)
-        redis = Redis.from_url(redis_url)
+        redis = connect(redis_url)
         self._issuer = ReceiptIssuer(redis, config, receipt_secret(Path(keys_dir)))
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._issuer.run())

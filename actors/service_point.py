@@ -17,7 +17,6 @@ from typing import Any
 import ray
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from actors.direct import DirectServer
 from orchestrator.channels.factory import build_providers
@@ -28,7 +27,9 @@ from orchestrator.providers.notices import Notice, NoticeOutcome
 from orchestrator.record.reader import RecordReader
 from orchestrator.servicepoint.core import ServicePointCore
 from orchestrator.servicepoint.telemetry import InFlightCollector
+from orchestrator.store.connect import connect
 from orchestrator.store.redis_store import RedisStore
+from orchestrator.store.replication import replication_for
 from orchestrator.telemetry import announce, configure_logging, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ServicePointActor:
         database_url: str | None = None,
     ) -> None:
         configure_logging(config.settings.log_level)
-        self._redis = Redis.from_url(redis_url)
+        self._redis = connect(redis_url)
         self._providers = build_providers(config, Path(keys_dir))
         loop = asyncio.get_running_loop()
         record = None
@@ -59,7 +60,14 @@ class ServicePointActor:
         self._core = ServicePointCore(
             service_points,
             config,
-            RedisStore(self._redis),
+            RedisStore(
+                self._redis,
+                replication_for(
+                    self._redis,
+                    config.settings.redis_replicas_ack,
+                    config.settings.redis_replica_wait_ms,
+                ),
+            ),
             self._providers.by_channel,
             record=record,
         )

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from actors import local_cluster, runtime
 from orchestrator.access.https import WebTls, served_url, web_tls
@@ -40,6 +39,7 @@ from orchestrator.record.embedded import EmbeddedPostgres
 from orchestrator.record.reader import RecordReader
 from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.runfile import RunInfo, forget
+from orchestrator.store.connect import connect
 from orchestrator.store.lockout import PinLockout
 from orchestrator.store.order_events import OrderEventSource
 from orchestrator.store.outbox import Subscriptions
@@ -93,7 +93,7 @@ async def start_front_door(
     pki_dir: Path,
     database_url: str | None = None,
 ) -> FrontDoorServer:
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)
     stack.push_async_callback(redis.aclose)
     live = RedisOrderReads(redis)
     reads: OrderReads = live

@@ -85,6 +85,10 @@ class Settings:
     # The embedded Redis's fsync policy: "always" (no acknowledged write is ever lost)
     # or "everysec" (the last second may be lost in a power cut).
     redis_appendfsync: str = "always"
+    # Replicas that must confirm every change (WAIT) before it is acknowledged; None:
+    # 1 when redis_url names a Redis Cluster, 0 for a single server (docs/SCALING.md).
+    redis_replicas_ack: int | None = None
+    redis_replica_wait_ms: int = 2000
     batch_max: int = 256
     batches_in_flight: int = 2
     # Command batches go to an actor on the same node over its Unix socket rather than
@@ -381,6 +385,8 @@ def _settings(t: _Table) -> Settings:
             "refund_pending_alert_s", base.refund_pending_alert_s, minimum=0.001
         ),
         redis_appendfsync=t.get("redis_appendfsync", str, base.redis_appendfsync),
+        redis_replicas_ack=t.get("redis_replicas_ack", int, base.redis_replicas_ack),
+        redis_replica_wait_ms=t.get("redis_replica_wait_ms", int, base.redis_replica_wait_ms),
         batch_max=t.get("batch_max", int, base.batch_max),
         batches_in_flight=t.get("batches_in_flight", int, base.batches_in_flight),
         direct_actor_channel=t.get("direct_actor_channel", bool, base.direct_actor_channel),
@@ -394,6 +400,10 @@ def _settings(t: _Table) -> Settings:
     )
     if settings.redis_appendfsync not in ("always", "everysec"):
         raise t.fail("redis_appendfsync", "must be always or everysec")
+    if settings.redis_replicas_ack is not None and settings.redis_replicas_ack < 0:
+        raise t.fail("redis_replicas_ack", "must be 0 or more")
+    if settings.redis_replica_wait_ms < 1:
+        raise t.fail("redis_replica_wait_ms", "must be at least 1 (WAIT 0 would wait forever)")
     if settings.actor_placement not in ("pack", "spread"):
         raise t.fail("actor_placement", "must be pack or spread")
     if settings.log_level not in ("debug", "info", "warning", "error"):

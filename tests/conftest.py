@@ -18,7 +18,9 @@ from xdist.workermanage import WorkerController
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.record import migrate
 from orchestrator.record.embedded import EmbeddedPostgres
+from orchestrator.store.connect import connect
 from tests import grouping
+from tests.redis_cluster import RedisCluster
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -72,6 +74,23 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[Redis]:
     finally:
         await client.aclose()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of the session: 3 masters with a replica each (tests/redis_cluster.py)."""
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("redis-cluster")) / "nodes")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_redis(redis_cluster: RedisCluster) -> AsyncIterator[Redis]:
+    """A client of the session's cluster, as windowpay opens one (store/connect.py)."""
+    client = connect(redis_cluster.url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from orchestrator.audit.roots import (
 from orchestrator.audit.verify import Finding, Report, Verifier
 from orchestrator.config import ConfigError, load_config
 from orchestrator.runfile import RunInfo
+from orchestrator.store.connect import connect
 
 FOUND = 1  # exit status of verify when anything was found
 USAGE = 2
@@ -126,7 +127,7 @@ class _Setup:
 async def _redis(url: str) -> Redis | None:
     if not url:
         return None
-    redis = Redis.from_url(url)
+    redis = connect(url)
     try:
         await redis.ping()
     except (RedisError, OSError):

@@ -14,13 +14,12 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from orchestrator.config import Config
 from orchestrator.domain.calendar import local_day
 from orchestrator.domain.records import OrderRecord, decode_order
 from orchestrator.receipts.numbering import check_code, receipt_code, yuan_in_words
-from orchestrator.store.outbox import Outbox, OutboxEvent
+from orchestrator.store.outbox import STORE_ERRORS, Outbox, OutboxEvent
 from orchestrator.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class ReceiptIssuer:
                         if self._stopping:
                             return  # type: ignore[unreachable]  # stop() may run meanwhile
                         delay = 0.1
-                except (RedisError, OSError) as error:
+                except STORE_ERRORS as error:
                     log.warning("receipt issuer lost Redis (%s); retrying", error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)

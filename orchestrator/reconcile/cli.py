@@ -34,6 +34,7 @@ from orchestrator.record.reader import RecordReader
 from orchestrator.record.recorded_reads import RecordedReads
 from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
+from orchestrator.store.connect import connect
 from orchestrator.store.reads import OrderReads, RedisOrderReads
 from orchestrator.store.redis_store import RedisStore
 
@@ -164,7 +165,7 @@ async def _reconcile(
     keys_dir: Path,
     identity: client.Identity | None,
 ) -> int:
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)
     stack = AsyncExitStack()
     providers = build_providers(config, keys_dir)
     channel = identity.channel(target) if identity and target else None

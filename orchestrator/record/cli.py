@@ -18,7 +18,6 @@ from pathlib import Path
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from orchestrator.config import ConfigError, load_config
 from orchestrator.domain.calendar import local_day
@@ -27,6 +26,7 @@ from orchestrator.record import partitions
 from orchestrator.record.drainer import Drainer
 from orchestrator.record.reader import DIMENSIONS, OfficeFilter, RecordReader, ReportRow
 from orchestrator.runfile import RunInfo
+from orchestrator.store.connect import connect
 from orchestrator.telemetry import configure_logging
 
 
@@ -204,7 +204,7 @@ def run_drain(args: argparse.Namespace) -> int:
     configure_logging(config.settings.log_level)
 
     async def drain() -> None:
-        redis = Redis.from_url(redis_url)
+        redis = connect(redis_url)
         async with AsyncConnectionPool(
             url, min_size=1, max_size=2, open=False, check=AsyncConnectionPool.check_connection
         ) as pool:

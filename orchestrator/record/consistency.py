@@ -19,6 +19,7 @@ from orchestrator.domain.ids import service_point_of
 from orchestrator.domain.records import OrderRecord, decode_entry, decode_order
 from orchestrator.runfile import RunInfo
 from orchestrator.store import keys
+from orchestrator.store.connect import connect
 
 
 @dataclass
@@ -117,7 +118,7 @@ async def _settled_comparison(
     redis_url: str, database_url: str, service_points: Sequence[str], settle_s: float
 ) -> Comparison:
     """Compare until equal or `settle_s` has passed (the drainer may be behind)."""
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle_s
     try:

@@ -27,7 +27,7 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from orchestrator.audit.closer import DailyCloser
 from orchestrator.config import Config
@@ -51,8 +51,10 @@ from orchestrator.record.reload import Reloader
 from orchestrator.record.streams import Entry, GroupReader, format_id, parse_id, unread_bounds
 from orchestrator.record.writer import DrainedEvent, DrainedOrder, RecordWriter
 from orchestrator.store import keys
+from orchestrator.store.outbox import STORE_ERRORS
 from orchestrator.store.receipts import CHANGES as RECEIPT_CHANGES
 from orchestrator.store.receipts import ReceiptStore
+from orchestrator.store.replication import KeyedPipeline
 
 log = logging.getLogger(__name__)
 GROUP = "record"
@@ -132,7 +134,7 @@ class Drainer:
                             if len(entries) < self._batch and not self._stopping:
                                 await asyncio.sleep(LINGER_S)
                         delay = 0.1
-                except (RedisError, OSError) as error:
+                except STORE_ERRORS as error:
                     RECORD_ERRORS.labels("redis").inc()
                     log.warning("drainer lost Redis (%s); retrying", error)
                     await asyncio.sleep(delay)
@@ -217,7 +219,10 @@ class Drainer:
         needs nothing more (kept, without expiry, while it is open) and Redis holds no
         newer version of it, its journal, the day indexes it appears in, its receipt."""
         ttl = self.retention_ms
-        pipe = self._redis.pipeline(transaction=False)
+        # Keyed, for a Redis Cluster (where redis-py refuses a Script in a pipeline);
+        # not waited for: lost in a failover, the retention is given again, or the keys
+        # outlive it until the next drain of the order.
+        pipe = KeyedPipeline(self._redis)
         retained: list[int] = []  # positions of the orders' retention in the pipeline
         for drained in orders:
             snapshot = drained.snapshot
@@ -226,26 +231,32 @@ class Drainer:
             names = [keys.order(sp, order_id), keys.journal(sp, order_id)]
             if is_open(snapshot):
                 for name in names:
-                    pipe.persist(name)
+                    pipe.add(name, "PERSIST", name)
                 continue
             retained.append(len(pipe))
-            await self._retain_order(keys=names, args=[snapshot["version"], ttl], client=pipe)
+            pipe.add(names[0], "EVALSHA", self._retain_order.sha, 2, *names,
+                     snapshot["version"], ttl)  # fmt: skip
             if snapshot["state"] not in (OrderState.CANCELLED, OrderState.EXPIRED):
                 # The case stays taken once its order has gone (the core then refuses a
                 # second order for it instead of creating one).
-                await self._mark_case(
-                    keys=[keys.business_case(snapshot["business_no"])],
-                    args=[order_id, keys.RECORDED, max(self._case_ms, ttl)],
-                    client=pipe,
-                )
+                case = keys.business_case(snapshot["business_no"])
+                pipe.add(case, "EVALSHA", self._mark_case.sha, 1, case, order_id,
+                         keys.RECORDED, max(self._case_ms, ttl))  # fmt: skip
             days = {local_day(e["at"], self._zone).strftime("%Y%m%d") for e in drained.journal}
             for day in days:
                 # A day's index is wanted until the day is settled and reconciled.
-                pipe.pexpire(keys.day(sp, day), ttl + 2 * DAY_MS)
+                pipe.add(keys.day(sp, day), "PEXPIRE", keys.day(sp, day), ttl + 2 * DAY_MS)
         await self._receipts.keep_for(
             [(r["receipt_code"], r["receipt_no"], r["order_id"]) for r in receipts], ttl
         )
-        answers = await pipe.execute() if orders else []
+        answers = await pipe.execute()
+        if any(isinstance(a, NoScriptError) for a in answers):  # a restarted Redis
+            for script in (_RETAIN, _MARK_CASE):
+                await self._redis.script_load(script)
+            answers = await pipe.execute()  # every step is safe to repeat
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
         RECORD_EXPIRING.inc(sum(1 for i in retained if answers[i] == 1))
 
     # ---- housekeeping ------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from orchestrator.store.stream_groups import read_group
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -73,8 +75,8 @@ class GroupReader:
 
     async def _read(self, after: dict[str, str], count: int, block: int | None) -> list[Entry]:
         streams: dict[Any, Any] = dict(after)
-        answer: Any = await self._redis.xreadgroup(
-            self.group, self._consumer, streams, count=count, block=block
+        answer = await read_group(
+            self._redis, self.group, self._consumer, streams, count=count, block_ms=block
         )
         page = []
         for stream, entries in answer or []:

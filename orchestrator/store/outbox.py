@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from orchestrator.store import keys
+from orchestrator.store.connect import is_cluster
+from orchestrator.store.stream_groups import read_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +44,12 @@ class Outbox:
     def __init__(self, redis: Redis, service_points: Sequence[str]) -> None:
         self._redis = redis
         # Blocking reads get connections of their own: a connection that waits on
-        # XREADGROUP BLOCK must never be handed to another command.
-        self._reader = Redis(
-            connection_pool=ConnectionPool(**redis.connection_pool.connection_kwargs)
+        # XREADGROUP BLOCK must never be handed to another command. A cluster's reads
+        # do not block (store/stream_groups.py): they share the client.
+        self._reader = (
+            redis
+            if is_cluster(redis)
+            else Redis(connection_pool=ConnectionPool(**redis.connection_pool.connection_kwargs))
         )
         self._streams = {keys.outbox(sp): sp for sp in service_points}
         self._unfinished: set[asyncio.Future[Any]] = set()
@@ -53,7 +58,8 @@ class Outbox:
         """Let reads cut short by a cancellation finish (within their block time), so
         that no connection is dropped mid-reply, then close the reader."""
         await asyncio.gather(*self._unfinished, return_exceptions=True)
-        await self._reader.aclose(close_connection_pool=True)
+        if self._reader is not self._redis:
+            await self._reader.aclose(close_connection_pool=True)
 
     async def join(self, group: str) -> None:
         """Create the group on every stream (from the beginning) unless it exists."""
@@ -103,7 +109,7 @@ class Outbox:
     ) -> list[tuple[OutboxEvent, str]]:
         streams: dict[Any, Any] = dict(after)
         read = asyncio.ensure_future(
-            self._reader.xreadgroup(group, consumer, streams, count=count, block=block)
+            read_group(self._reader, group, consumer, streams, count=count, block_ms=block)
         )
         try:
             answer: Any = await asyncio.shield(read)
@@ -174,7 +180,10 @@ class Lease:
         await self._release(keys=[self._key], args=[self._token])
 
 
-STORE_ERRORS = (RedisError, OSError)  # what a call to Redis raises when it cannot answer
+# What a call to Redis raises when it cannot answer; on a Redis Cluster also redis-py's
+# own RedisClusterException (a slot no node serves for a moment, in a failover), which
+# is not a RedisError.
+STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class Subscriptions:

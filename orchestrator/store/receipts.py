@@ -5,8 +5,10 @@ per receipt code, and an order never gets two."""
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from orchestrator.store import keys
+from orchestrator.store.replication import KeyedPipeline, Replication, replication_for
 
 _ALLOCATE = """
 local held = redis.call('GET', KEYS[2])
@@ -22,34 +24,54 @@ CHANGES = keys.RECEIPT_CHANGES  # the name the record drainer imports
 
 
 class ReceiptStore:
-    def __init__(self, redis: Redis) -> None:
+    """With `replication` (by default one replica on a Redis Cluster, none on a single
+    server: store/replication.py), a number allocated and a receipt written are
+    confirmed by the replicas before they are used: a number lost in a failover would
+    be given to a second order."""
+
+    def __init__(self, redis: Redis, replication: Replication | None = None) -> None:
         self._redis = redis
+        self._replication = replication or replication_for(redis)
         self._allocate = redis.register_script(_ALLOCATE)
 
     async def allocate(self, wanted: list[tuple[str, str]]) -> list[tuple[str, str, bool]]:
         """For each (receipt code, order id): the order's receipt number, the one it has
-        or the next of the code's sequence, and whether it is new. One round trip."""
-        pipe = self._redis.pipeline(transaction=False)
-        for code, order_id in wanted:
-            await self._allocate(
-                keys=[keys.receipt_sequence(code), keys.receipt_of_order(order_id)],
-                args=[code],
-                client=pipe,
-            )
+        or the next of the code's sequence, and whether it is new. One round trip (two
+        the first time, when Redis does not know the script yet)."""
+        if not wanted:
+            return []
+        for attempt in range(2):
+            pipe = KeyedPipeline(self._redis, self._replication)
+            for code, order_id in wanted:
+                names = [keys.receipt_sequence(code), keys.receipt_of_order(order_id)]
+                pipe.add(names[0], "EVALSHA", self._allocate.sha, 2, *names, code)
+            results = await pipe.execute()
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                await self._redis.script_load(_ALLOCATE)
+                continue
+            break
         answers = []
-        for held, new in await pipe.execute():
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+            held, new = result
             code, _, number = held.decode().partition(":")
             answers.append((code, number, bool(new)))
         return answers
 
     async def save_all(self, records: list[tuple[str, str, bytes]]) -> None:
+        """The receipts and their change entries in one transaction (one slot)."""
         if not records:
             return
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = KeyedPipeline(self._redis, self._replication)
+        pipe.add(CHANGES, "MULTI")
         for code, number, record in records:
-            pipe.set(keys.receipt(code, number), record)
-            pipe.xadd(CHANGES, {"code": code, "no": number})
-        await pipe.execute()
+            pipe.add(CHANGES, "SET", keys.receipt(code, number), record)
+            pipe.add(CHANGES, "XADD", CHANGES, "*", "code", code, "no", number)
+        pipe.add(CHANGES, "EXEC")
+        for result in await pipe.execute():
+            if isinstance(result, Exception):
+                raise result
 
     async def save(self, code: str, number: str, record: bytes) -> None:
         await self.save_all([(code, number, record)])

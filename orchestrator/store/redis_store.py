@@ -23,6 +23,7 @@ from orchestrator.metrics import REDIS_DURATION, REDIS_ERRORS
 from orchestrator.store import keys
 from orchestrator.store.port import CommitRejected, LiveOrders, Read, RecordedOrder
 from orchestrator.store.reads import order_snapshot
+from orchestrator.store.replication import NONE, KeyedPipeline, Replication, replication_for
 from orchestrator.store.write_batch import WriteBatch
 
 __all__ = ["CommitRejected", "ReadBatch", "RedisStore", "WriteBatch"]
@@ -49,42 +50,59 @@ return 0
 
 
 class ReadBatch:
-    """Reads pipelined now, sent in one round trip by `run`."""
+    """Reads pipelined now, sent in one round trip by `run`. Its claims are writes: when
+    the store waits for replicas, a batch that claims waits for them too (WAIT on each
+    node claimed on), so a claim is never lost behind an acknowledged answer."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._pipe = redis.pipeline(transaction=False)
+    def __init__(self, redis: Redis, replication: Replication = NONE) -> None:
+        self._redis = redis
+        self._replication = replication
+        self._claims = 0
+        self._commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._reads: list[Read] = []
 
     def claim(self, key: str, value: str, ttl_ms: int | None) -> Read:
         """SET NX (with GET): None if claimed now, else the holder's value."""
-        self._pipe.set(key, value, nx=True, px=ttl_ms, get=True)
-        return self._next()
+        expiry = ("PX", ttl_ms) if ttl_ms else ()
+        self._claims += 1
+        return self._add(key, ("SET", key, value, "NX", *expiry, "GET"), {"get": True})
 
     def get(self, key: str) -> Read:
-        self._pipe.get(key)
-        return self._next()
+        return self._add(key, ("GET", key), {})
 
     def order(self, order_id: str) -> Read:
-        self._pipe.hget(keys.order(ids.service_point_of(order_id), order_id), "s")
-        return self._next()
+        key = keys.order(ids.service_point_of(order_id), order_id)
+        return self._add(key, ("HGET", key, "s"), {})
 
     async def run(self) -> None:
         if not self._reads:
             return
+        pipe = KeyedPipeline(self._redis, self._replication if self._claims else NONE)
+        for key, args, options in self._commands:
+            pipe.add(key, *args, **options)
         with _measured("read"):
-            results: list[Any] = await self._pipe.execute()
+            results = await pipe.execute()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         for read, value in zip(self._reads, results, strict=True):
             read.value = value
 
-    def _next(self) -> Read:
+    def _add(self, key: str, args: tuple[Any, ...], options: dict[str, Any]) -> Read:
+        self._commands.append((key, args, options))
         read = Read()
         self._reads.append(read)
         return read
 
 
 class RedisStore:
-    def __init__(self, redis: Redis) -> None:
+    """With `replication` (by default: one replica on a Redis Cluster, none on a single
+    server), every commit, claim and take-over is confirmed by that many replicas before
+    it returns (store/replication.py)."""
+
+    def __init__(self, redis: Redis, replication: Replication | None = None) -> None:
         self.redis = redis
+        self.replication = replication or replication_for(redis)
         commit = resources.files("orchestrator.store").joinpath("commit.lua").read_text()
         self._scripts = {"commit": commit, "release": _RELEASE}
         self._sha = {
@@ -95,7 +113,7 @@ class RedisStore:
         self._restore = redis.register_script(restore)
 
     def read_batch(self) -> ReadBatch:
-        return ReadBatch(self.redis)
+        return ReadBatch(self.redis, self.replication)
 
     async def commit(self, batch: WriteBatch, epochs: Mapping[str, int]) -> None:
         """Write the whole batch in one round trip; raises if any part was refused.
@@ -106,16 +124,17 @@ class RedisStore:
         if not batch:
             return
         for attempt in range(2):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = KeyedPipeline(self.redis, self.replication)
             for sp, sp_keys, ops in batch.scripts():
                 names = [keys.epoch(sp), *sp_keys]
-                pipe.evalsha(self._sha["commit"], len(names), *names, str(epochs[sp]), *ops)
+                pipe.add(names[0], "EVALSHA", self._sha["commit"], len(names), *names,
+                         str(epochs[sp]), *ops)  # fmt: skip
             for key, value in batch.sets():
-                pipe.set(key, value)
+                pipe.add(key, "SET", key, value)
             for key, holder in batch.releases():
-                pipe.evalsha(self._sha["release"], 1, key, holder)
+                pipe.add(key, "EVALSHA", self._sha["release"], 1, key, holder)
             with _measured("commit"):
-                results = await pipe.execute(raise_on_error=False)
+                results = await pipe.execute()
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
                 for text in self._scripts.values():
                     await self.redis.script_load(text)
@@ -128,8 +147,16 @@ class RedisStore:
     # ---- service-point take-over and recovery ---------------------------------------
 
     async def take_over(self, sp: str) -> int:
-        """A new epoch for the service point: older incarnations can no longer commit."""
-        return int(await self.redis.incr(keys.epoch(sp)))
+        """A new epoch for the service point: older incarnations can no longer commit.
+        Confirmed by the replicas like a commit: everything the service point's slot
+        held before, what this incarnation will read, is then on them too (a commit
+        whose WAIT fell short is covered by this one)."""
+        pipe = KeyedPipeline(self.redis, self.replication)
+        pipe.add(keys.epoch(sp), "INCR", keys.epoch(sp))
+        [epoch] = await pipe.execute()
+        if isinstance(epoch, Exception):
+            raise epoch
+        return int(epoch)
 
     async def open_orders(self, sp: str) -> LiveOrders:
         order_ids: list[bytes] = await self.redis.hkeys(keys.open_orders(sp))  # type: ignore[assignment]

@@ -6,7 +6,9 @@ The store-level cases hold the port's promises (claims, all-or-nothing commits, 
 the core-level cases run ServicePointCore over the store with the in-process sandbox
 banks (no Ray): its idempotency, claims, one payment per window, refunds, expiry and
 take-over. What a case looks at beyond the port goes through `Backend`, which reads the
-same key either way. Redis-only behaviour (TTLs, the script cache, pub/sub) stays in
+same key either way. The Redis cases run on a single server and on a Redis Cluster
+(3 masters with a replica each, tests/redis_cluster.py), where every commit, claim and
+take-over waits for a replica. Redis-only behaviour (TTLs, the script cache, pub/sub) stays in
 test_store.py."""
 
 from __future__ import annotations
@@ -101,10 +103,13 @@ class RedisBackend:
         return [fields[b"kind"] for _, fields in await self.redis.xrange(keys.outbox(sp))]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Backend:
+    """The cluster's store waits for one replica of every write (store/replication.py)."""
     if request.param == "memory":
         return MemoryBackend()
+    if request.param == "cluster":
+        return RedisBackend(request.getfixturevalue("cluster_redis"))
     return RedisBackend(request.getfixturevalue("redis"))  # starts Redis only for these
 
 

@@ -78,6 +78,8 @@ def test_a_window_in_two_service_points_is_named() -> None:
         (lambda d: d["service"].update(timezone="Mars/Base"), "service.timezone"),
         (lambda d: d["service"].update(pay_hold_s="long"), "service.pay_hold_s: expected float"),
         (lambda d: d["service"].update(redis_appendfsync="no"), "service.redis_appendfsync"),
+        (lambda d: d["service"].update(redis_replicas_ack=-1), "service.redis_replicas_ack"),
+        (lambda d: d["service"].update(redis_replica_wait_ms=0), "service.redis_replica_wait_ms"),
         (lambda d: d["service"].update(refund_pending_alert_s=0), "refund_pending_alert_s"),
         (
             lambda d: d.update(channels={"WECHAT": {"no_answer": "pray"}}),

@@ -200,12 +200,12 @@ def test_every_moved_module_imports_on_its_own() -> None:
 
 # Redis is the store's business: only store/ and record/ (the drainer, the reload, the
 # record's reads composed with Redis's) speak to it, and the process entry points that
-# open the connection and wire it in. Every other module that still imports redis is
+# start it or catch its errors; every connection is opened by store/connect.py (a single
+# server or a Redis Cluster). Every other module that still imports redis is
 # named here with the reason it is left; a new import fails, and so does a listed module
 # that stops importing it (the list is exact: shorten it).
 REDIS_PACKAGES = ("orchestrator.store", "orchestrator.record")
 REDIS_ENTRY_POINTS = {
-    "orchestrator.bootstrap": "opens the connection and wires it in",
     "orchestrator.embedded_redis": "starts redis-server for `windowpay serve`",
     "orchestrator.reconcile.cli": "`windowpay reconcile` opens its connection",
     "orchestrator.audit.commands": "`windowpay audit close|verify` open their connection",

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from orchestrator.channels.inprocess import SandboxProvider
+from orchestrator.config import Config
 from orchestrator.domain.catalog import RequestedLine
 from orchestrator.domain.commands import Accepted, CreateOrder, Done, Pay
 from orchestrator.domain.order import Attempt, Order, Refund
@@ -53,7 +54,14 @@ class Acknowledged:
 
     @property
     def done(self) -> bool:
+        """Whether the windows stop paying (the cut is done)."""
         return self.cut_done.is_set()
+
+    @property
+    def faulting(self) -> bool:
+        """Whether the store may fail now (the fault has begun); a failure before fails
+        the test."""
+        return self.done
 
     def acknowledge(self, snapshot: bytes) -> str:
         order = orjson.loads(snapshot)
@@ -99,60 +107,74 @@ async def take_payments(
             acks.acknowledge(accepted.order)
             await ended.wait()
         except RedisError:
-            if not acks.done:
+            if not acks.faulting:
                 raise
             return  # a command in flight at the cut: never acknowledged
 
 
 async def cut_under_payments(server: EmbeddedRedis) -> Acknowledged:
     config = small_config(prefix=unique_prefix(), service_points=1, windows=WINDOWS)
+    redis = Redis.from_url(server.url)
+    acks = Acknowledged(cut=server.crash)
+    try:
+        failures = await pay_until(config, RedisStore(redis), acks, acks.cut_done)
+    finally:
+        await redis.aclose()
+    assert all(isinstance(f, RedisError) for f in failures), failures  # only the cut's
+    return acks
+
+
+async def pay_until(
+    config: Config, store: RedisStore, acks: Acknowledged, cut: asyncio.Event
+) -> list[BaseException]:
+    """Every window of the config's one service point pays through a core over `store`
+    until `cut` is set; what the core reported as fatal (its failed commits)."""
     [point] = config.deployment.service_points
     banks = {ch: SandboxBank(ch.value, Timing(time_scale=0.05)) for ch in PROVIDER_CHANNELS}
     providers = {ch: SandboxProvider(ch, banks[ch]) for ch in PROVIDER_CHANNELS}
-    redis = Redis.from_url(server.url)
-    acks = Acknowledged(cut=server.crash)
     failures: list[BaseException] = []
     core = ServicePointCore(
-        [point.id], config, RedisStore(redis), providers, on_fatal=failures.append,
-        observer=acks,
-    )  # fmt: skip
+        [point.id], config, store, providers, on_fatal=failures.append, observer=acks
+    )
     try:
         await core.start()
         terminals = {w: t for t, w in config.deployment.terminal_window.items()}
         windows = [
             asyncio.create_task(take_payments(core, w, terminals[w], acks)) for w in point.windows
         ]
-        await until_the_cut(acks.cut_done, windows)
+        await until_the_cut(cut, windows)
     finally:
         await core.stop()
-        await redis.aclose()
-    assert all(isinstance(f, RedisError) for f in failures), failures  # only the cut's
-    return acks
+    return failures
 
 
 async def lost_after_restart(server: EmbeddedRedis, acks: Acknowledged) -> list[str]:
     """The acknowledged orders Redis no longer holds as acknowledged, each with why."""
     server.start()
     redis = Redis.from_url(server.url)
-    store = RedisStore(redis)
-    lost = []
     try:
-        for order_id, version in acks.versions.items():
-            snapshot = await store.order(order_id)
-            journal = [orjson.loads(e)["v"] for e in await store.journal(order_id)]
-            if snapshot is None:
-                lost.append(f"{order_id}: gone (acknowledged v{version})")
-                continue
-            order = orjson.loads(snapshot)
-            if order["version"] < version or journal != list(range(1, order["version"] + 1)):
-                lost.append(f"{order_id}: v{order['version']}, journal {journal}, acked v{version}")
-            elif order_id in acks.paid_by and (order["state"], order["paid_by"]) != (
-                "PAID",
-                acks.paid_by[order_id],
-            ):
-                lost.append(f"{order_id}: {order['state']} though acknowledged paid")
+        return await lost_orders(RedisStore(redis), acks)
     finally:
         await redis.aclose()
+
+
+async def lost_orders(store: RedisStore, acks: Acknowledged) -> list[str]:
+    """The acknowledged orders the store does not hold as acknowledged, each with why."""
+    lost = []
+    for order_id, version in acks.versions.items():
+        snapshot = await store.order(order_id)
+        journal = [orjson.loads(e)["v"] for e in await store.journal(order_id)]
+        if snapshot is None:
+            lost.append(f"{order_id}: gone (acknowledged v{version})")
+            continue
+        order = orjson.loads(snapshot)
+        if order["version"] < version or journal != list(range(1, order["version"] + 1)):
+            lost.append(f"{order_id}: v{order['version']}, journal {journal}, acked v{version}")
+        elif order_id in acks.paid_by and (order["state"], order["paid_by"]) != (
+            "PAID",
+            acks.paid_by[order_id],
+        ):
+            lost.append(f"{order_id}: {order['state']} though acknowledged paid")
     return lost
 
 
