@@ -19,6 +19,7 @@ from orchestrator.providers.engine import (
     Ticket,
     trade_observation,
 )
+from orchestrator.providers.no_trade import NoTrade, settle_no_trade
 from orchestrator.providers.port import (
     PayCall,
     ProviderRejected,
@@ -546,3 +547,119 @@ async def test_a_unionpay_reversal_that_meets_a_paid_sale_is_never_taken_as_done
         assert events.seen[-1][2] == "4200001"
         assert [at for op, at in provider.calls if op == "reverse"] == [0, 4, 8, 12]
         assert [at for op, at in provider.calls if op == "query"] == [62]
+
+
+class InFlightSale:
+    """A provider whose ledger gets the sale late: the pay call gets no answer, and the
+    sale lands after `lands` reversal answers, or at `lands_at_s`. Its reversal of
+    a number it has no trade for answers "no such trade" as Alipay's cancel and
+    UnionPay's 冲正 do, read by providers/no_trade.py with a 120 s window; of a paid sale,
+    it undoes it (the money goes back)."""
+
+    def __init__(self, clock: FakeClock, lands: int | None, lands_at_s: int | None) -> None:
+        self.clock = clock
+        self.lands = lands  # after this many reversal answers; None: never
+        self.lands_at_s = lands_at_s  # at this time; None: never
+        self.state = ""  # "", "PAID", "REFUNDED" (undone by a reversal)
+        self.calls: list[tuple[str, int]] = []
+
+    def _note(self, operation: str) -> None:
+        now_s = (self.clock.now - T0) // 1000
+        self.calls.append((operation, now_s))
+        reversals = sum(1 for op, _ in self.calls if op == "reverse")
+        after_reversals = self.lands is not None and reversals > self.lands
+        in_time = self.lands_at_s is not None and now_s >= self.lands_at_s
+        if self.state == "" and (after_reversals or in_time):
+            self.state = "PAID"  # the pay call, held by the network, reaches the provider
+
+    async def pay(self, call: PayCall) -> TradeAnswer:
+        self.calls.append(("pay", 0))
+        raise TimeoutError
+
+    async def query(self, trade: TradeRef) -> TradeAnswer:
+        self._note("query")
+        if self.state == "PAID":
+            return PAID
+        if self.state == "REFUNDED":
+            return TradeAnswer(TradeStatus.CLOSED)
+        return NOT_FOUND
+
+    async def reverse(self, trade: TradeRef) -> ReverseAnswer:
+        self._note("reverse")
+        if self.state == "":
+            return await settle_no_trade(
+                NoTrade("no such trade"), trade, self._ask, self.clock.now / 1000, 120.0
+            )
+        self.state = "REFUNDED"
+        return ReverseAnswer(ReverseStatus.DONE, "cancelled (refund)")
+
+    async def _ask(self, trade: TradeRef) -> TradeAnswer:
+        return await self.query(trade)
+
+
+async def drive_in_flight(
+    playbook: Playbook, lands: int | None, lands_at_s: int | None = None
+) -> tuple[Events, InFlightSale]:
+    clock = FakeClock()
+    provider = InFlightSale(clock, lands, lands_at_s)
+    events = Events(clock)
+    driver = AttemptDriver(provider, playbook, clock, events)  # type: ignore[arg-type]
+    await driver.run(Ticket("A1", AttemptState.SUBMITTED, T0, CALL, 8000))
+    return events, provider
+
+
+QUERY_FIRST = replace(PLAYBOOK, reverse_give_up_after_s=600)  # Alipay's way
+REVERSE_FIRST = replace(QUERY_FIRST, no_answer=NoAnswer.REVERSE, reverse_not_before_s=0)
+
+
+async def test_no_trade_to_a_reversal_is_asked_again_until_the_sale_cannot_arrive() -> None:
+    """A reversal answered "no such trade" while the sale may still arrive leaves the
+    attempt unfinished and is sent again every reverse_interval_s; two code lives (120 s)
+    after the pay call the query confirms no trade and it ends REVERSED. Fails with
+    settle_no_trade planted to answer DONE at once (the attempt ends REVERSED at 30 s)."""
+    for playbook, first, end in ((QUERY_FIRST, 30, 122), (REVERSE_FIRST, 0, 120)):
+        events, provider = await drive_in_flight(playbook, lands=None)
+        assert events.seen == [
+            (0, AttemptEvent.NO_ANSWER, "", "no clear answer to the pay call"),
+            (first, AttemptEvent.REVERSAL_STARTED, "", events.seen[1][3]),
+            (end, AttemptEvent.REVERSED, "", events.seen[1][3]),
+        ]
+        # Every 4 s from the first reversal to the first one 120 s after the pay call.
+        assert [at for op, at in provider.calls if op == "reverse"] == list(
+            range(first, end + 1, 4)
+        )
+        # Confirmed by one query, after the window (a query-first attempt polled before).
+        assert [at for op, at in provider.calls if op == "query" and at > first] == [end]
+        assert provider.state == ""
+
+
+async def test_a_sale_landing_after_no_trade_is_undone_never_reversed_with_money_kept() -> None:
+    """The pay call reaches the provider after the first reversal's "no such trade": the
+    next reversal finds the sale and undoes it, and only then is the attempt REVERSED;
+    the provider keeps nothing. Fails with settle_no_trade planted to answer DONE at once
+    (REVERSED on the first answer, and the sale then kept: state PAID)."""
+    for playbook, first in ((QUERY_FIRST, 30), (REVERSE_FIRST, 0)):
+        events, provider = await drive_in_flight(playbook, lands=1)
+        assert [(at, event) for at, event, _, _ in events.seen] == [
+            (0, AttemptEvent.NO_ANSWER),
+            (first, AttemptEvent.REVERSAL_STARTED),
+            (first + 4, AttemptEvent.REVERSED),
+        ]
+        assert provider.state == "REFUNDED"
+        assert [at for op, at in provider.calls if op == "reverse"] == [first, first + 4]
+
+
+async def test_a_sale_landing_after_the_reversal_is_given_up_is_a_late_success() -> None:
+    """A reversal window shorter than the sale's (given up at 60 s) ends the attempt
+    unpaid and follows it up: the sale that lands then is found by the follow-up's query
+    and recorded as a late success (refunded by the core), never lost."""
+    short = replace(REVERSE_FIRST, reverse_give_up_after_s=60)
+    events, provider = await drive_in_flight(short, lands=None, lands_at_s=61)
+    assert [(at, event) for at, event, _, _ in events.seen] == [
+        (0, AttemptEvent.NO_ANSWER),
+        (0, AttemptEvent.REVERSAL_STARTED),
+        (60, AttemptEvent.REVERSAL_ABANDONED),
+        (110, AttemptEvent.LATE_SUCCESS),
+    ]
+    assert events.seen[-1][2] == "4200001"
+    assert provider.state == "PAID"  # the core refunds a late success
