@@ -167,7 +167,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         language,
         template,
         staff=staff,
-        scope=_scope(request) if staff else None,
+        scope=console.scope_of(staff) if staff else None,  # never raises: error pages too
         csrf=session.csrf if session else "",
         here=request.path_qs,
         path=request.path,
