@@ -1043,3 +1043,18 @@ async def test_qujings_director_sees_qujing_and_a_director_without_office_cannot
         assert await browser.sign_in("old", "old-director-1") == 303
     finally:
         await browser.close()
+
+
+async def test_a_site_head_sees_the_sites_service_points(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """The dev site head runs KM-HALL (SP01): SP02 is another KM site's."""
+    await browser.sign_in("site", office["passwords"]["site"])
+    assert (await browser.request("GET", "/orders/SP01-AAA2"))[0] == 200
+    assert (await browser.request("GET", "/orders/SP02-BBB1"))[0] == 404
+    _, body, _ = await browser.request("GET", "/statistics")
+    assert list(ranks_rows(body)) == ["SP01"]
+    assert (await browser.request("GET", "/statistics?unit=office:KM"))[0] == 404
+    _, body, _ = await browser.request("GET", "/today")
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
+    assert (figures["payments"], figures["payments_fen"]) == ("1", "¥110.00")
