@@ -770,6 +770,7 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
             if principals[name] is Role.TERMINAL:
                 raise named.fail(name, "terminals come from [terminals]")
     subscribers = _subscribers(t, principals)
+    offices = _principal_offices(t, principals, deployment)
     supervisors = root.table("supervisors")
     points = {sp.id for sp in deployment.service_points}
     for supervisor in supervisors.data:
@@ -793,6 +794,7 @@ def _access(root: _Table, deployment: Deployment) -> AccessSettings:
         principals=principals,
         subscribers=subscribers,
         supervisors=dict(supervisors.data),
+        offices=offices,
         limits=Limits(
             max_request_bytes=_positive(limits, "max_request_bytes", lim.max_request_bytes),
             terminal_calls=_positive(limits, "terminal_calls", lim.terminal_calls),
@@ -840,6 +842,25 @@ def _check_trust(t: _Table, access: AccessSettings) -> None:
         raise t.fail("client_ca_file", "goes with ca_file (certificates made elsewhere)")
     if not TRUST_DOMAIN.fullmatch(access.trust_domain):
         raise t.fail("trust_domain", "lower-case letters, digits, dots, - and _ only")
+
+
+def _principal_offices(
+    t: _Table, principals: Mapping[str, Role], deployment: Deployment
+) -> dict[str, str]:
+    """[access.offices] places a backoffice or auditor principal in one city office: it
+    reads that office's orders and receipts and settles its service points only."""
+    table = t.table("offices")
+    offices: dict[str, str] = {}
+    for name in table.data:
+        office = table.get(name, str)
+        if principals.get(name) not in (Role.BACKOFFICE, Role.AUDITOR):
+            raise table.fail(
+                name, "is not a backoffice or auditor principal of [access.principals]"
+            )
+        if not deployment.places.explicit or deployment.places.office(office) is None:
+            raise table.fail(name, f"names office {office!r}, which [[offices]] does not declare")
+        offices[name] = office
+    return offices
 
 
 def _subscribers(t: _Table, principals: Mapping[str, Role]) -> dict[str, str]:

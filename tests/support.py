@@ -104,6 +104,8 @@ def small_config_data(
     # Its own service points, so not the sample's offices and sites: one implicit office.
     for place in ("province", "offices", "sites"):
         data.pop(place, None)
+    for principal in data["access"].pop("offices", {}):  # the sample's offices' principals
+        del data["access"]["principals"][principal]
     data["service_points"] = [
         {
             "id": sp,

@@ -39,6 +39,8 @@ class Scope:
 
     # WatchPayments subscriber id -> the business principal it belongs to
     subscribers: Mapping[str, str] = field(default_factory=dict)
+    # service point -> its city office today (empty: a deployment without offices)
+    offices: Mapping[str, str] = field(default_factory=dict)
 
 
 def _own_terminal(principal: Principal, request: Any, scope: Scope) -> str | None:
@@ -71,6 +73,36 @@ def _of_point(order_id: str, sp: str) -> bool:
         return False
 
 
+def _office_of(scope: Scope, order_id: str, stamped: str = "") -> str:
+    """The office an order belongs to: the one stamped on it, else (an order made
+    before orders carried one, or a receipt) its service point's office today."""
+    if stamped:
+        return stamped
+    try:
+        return scope.offices.get(ids.service_point_of(order_id), "")
+    except ids.MalformedOrderId:
+        return ""
+
+
+def _own_office(principal: Principal, order_id: str, scope: Scope, stamped: str = "") -> str | None:
+    """A backoffice or auditor principal of one office reaches only that office's orders."""
+    if principal.office and _office_of(scope, order_id, stamped) != principal.office:
+        return f"order {order_id[:40]!r} is not of office {principal.office}"
+    return None
+
+
+def _settles_own_office(principal: Principal, request: Any, scope: Scope) -> str | None:
+    """One office's principal asks for the settlement of one of its service points: the
+    whole deployment's would show the other offices' money."""
+    if principal.office and scope.offices.get(request.service_point_id) != principal.office:
+        return f"{principal.name} settles only service points of office {principal.office}"
+    return None
+
+
+def _late_success_in_reach(principal: Principal, request: Any, scope: Scope) -> str | None:
+    return _own_office(principal, request.order_id, scope)
+
+
 def _refund_in_reach(principal: Principal, request: Any, scope: Scope) -> str | None:
     """A terminal refunds as itself and only orders of its own service point: checked
     before the supervisor's PIN, so that no terminal can guess or lock the PIN of
@@ -85,9 +117,13 @@ def _order_in_reach(principal: Principal, request: Any, scope: Scope) -> str | N
 
 
 def _answer_in_reach(principal: Principal, answer: Any, scope: Scope) -> str | None:
-    """Orders carry their service point; receipts their order id."""
+    """Orders carry their service point and office; receipts their order id. Checked on
+    the answer whatever the key (the order id names only the service point, whose office
+    may have changed since the order was made): out of reach, it is answered as not
+    found."""
     order_id = getattr(answer, "order_id", "")
-    return _own_point(principal, order_id)
+    stamped = getattr(answer, "office_id", "")
+    return _own_point(principal, order_id) or _own_office(principal, order_id, scope, stamped)
 
 
 def _subscriber(principal: Principal, request: Any, scope: Scope) -> str | None:
@@ -112,16 +148,16 @@ TABLE: Mapping[str, Rule] = {
     TERMINAL + "GetOrder": Rule(READERS | {Role.TERMINAL}, _order_in_reach, _answer_in_reach),
     BUSINESS + "CreateOrder": Rule(frozenset({Role.BUSINESS})),
     BUSINESS + "CancelOrder": Rule(frozenset({Role.BUSINESS})),
-    BUSINESS + "GetOrder": Rule(READERS | {Role.BUSINESS}),
+    BUSINESS + "GetOrder": Rule(READERS | {Role.BUSINESS}, answer=_answer_in_reach),
     BUSINESS + "WatchPayments": Rule(frozenset({Role.BUSINESS}), _subscriber),
     BUSINESS + "AckPayments": Rule(frozenset({Role.BUSINESS}), _subscriber),
     RECEIPTS + "GetReceipt": Rule(
         READERS | {Role.TERMINAL, Role.BUSINESS}, _order_in_reach, _answer_in_reach
     ),
-    BACKOFFICE + "GetSettlement": Rule(READERS),
+    BACKOFFICE + "GetSettlement": Rule(READERS, _settles_own_office),
     # Only for attempts that reconciliation found kept by the provider: the servicer
     # checks the finding reconciliation recorded.
-    BACKOFFICE + "SettleLateSuccess": Rule(frozenset({Role.BACKOFFICE})),
+    BACKOFFICE + "SettleLateSuccess": Rule(frozenset({Role.BACKOFFICE}), _late_success_in_reach),
     HEALTH + "Check": Rule(EVERYONE),
     HEALTH + "Watch": Rule(EVERYONE),
     REFLECTION + "ServerReflectionInfo": Rule(frozenset({Role.BACKOFFICE, Role.MONITOR})),

@@ -34,6 +34,14 @@ def directory(config: Config) -> Directory:
     return Directory(config.access, deployment.terminal_window, deployment.window_service_point)
 
 
+def point_offices(config: Config) -> dict[str, str]:
+    """Each service point's office today, for the scope of one office's principals."""
+    places = config.deployment.places
+    if not places.explicit:
+        return {}
+    return {sp.id: places.place_of(sp.id).office_id for sp in config.deployment.service_points}
+
+
 def server_tls(config: Config, data_dir: Path, *, create: bool) -> ServerTls:
     """The files the front door serves with; the dev PKI is made first when allowed.
     RevocationError, before anything starts, when the revocation list cannot be taken."""
@@ -95,7 +103,7 @@ def front_door_access(config: Config, tls: ServerTls) -> FrontDoorAccess:
         Identities(tls.client_ca, access.trust_domain),
         revocations,
         gate,
-        Scope(dict(access.subscribers)),
+        Scope(dict(access.subscribers), point_offices(config)),
         streams,
     )
     return FrontDoorAccess(tls, interceptor, gate, revocations, streams)

@@ -27,8 +27,13 @@ USERNAME_MAX = 64
 class Role(StrEnum):
     CLERK = "clerk"  # their own window
     HEAD = "head"  # their own service point
-    DIRECTOR = "director"  # every service point
-    AUDITOR = "auditor"  # everything, read-only, payer names masked
+    SITE = "site"  # a site head (站点负责人): the site's service points
+    DIRECTOR = "director"  # a city office's director (车管所所长): the office
+    AUDITOR = "auditor"  # an office, read-only, payer names masked
+    PROVINCE = "province"  # the provincial supervisor (总队): every office, read-only
+
+
+OFFICE_ROLES = (Role.DIRECTOR, Role.AUDITOR)  # belong to one office (--office)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class StaffAccount:
     disabled: bool = False
     language: str = ""  # the console's language the account chose ("": the browser's)
     epoch: int = 0  # raised by every password change and by disabling
+    office_id: str = ""  # a director's or auditor's office ("": made before offices)
+    site_id: str = ""  # a site head's site
 
     def check_password(self, password: str) -> bool:
         try:
@@ -78,7 +85,14 @@ def valid_username(username: str) -> bool:
 
 
 def new_account(
-    username: str, role: Role, password: str, service_point_id: str = "", window_id: str = ""
+    username: str,
+    role: Role,
+    password: str,
+    service_point_id: str = "",
+    window_id: str = "",
+    *,
+    office_id: str = "",
+    site_id: str = "",
 ) -> StaffAccount:
     if not valid_username(username):
         raise ValueError(f"a username is 1 to {USERNAME_MAX} letters, digits, '-' and '_'")
@@ -86,7 +100,21 @@ def new_account(
         raise ValueError("a clerk needs a window (--window)")
     if role is Role.HEAD and not service_point_id:
         raise ValueError("a service-point head needs a service point (--service-point)")
-    return StaffAccount(username, role, hash_password(password), service_point_id, window_id)
+    if role is Role.SITE and not site_id:
+        raise ValueError("a site head needs a site (--site)")
+    if office_id and role not in OFFICE_ROLES:
+        raise ValueError("only a director or an auditor belongs to an office (--office)")
+    if site_id and role is not Role.SITE:
+        raise ValueError("only a site head belongs to a site (--site)")
+    return StaffAccount(
+        username,
+        role,
+        hash_password(password),
+        service_point_id,
+        window_id,
+        office_id=office_id,
+        site_id=site_id,
+    )
 
 
 class StaffBook:
@@ -156,22 +184,46 @@ class StaffBook:
                 raise ValueError(f"no staff account {username!r}")
             accounts[username] = replace(accounts[username], language=language)
 
+    def set_office(self, username: str, office_id: str) -> None:
+        """Places a director or auditor in an office: how an account made before the
+        deployment had offices is given one (docs/CONSOLE.md). Its sessions end."""
+        with self._changing() as accounts:
+            if username not in accounts:
+                raise ValueError(f"no staff account {username!r}")
+            account = accounts[username]
+            if account.role not in OFFICE_ROLES:
+                raise ValueError(
+                    f"{username!r} is a {account.role}: only a director or an "
+                    "auditor belongs to an office"
+                )
+            accounts[username] = replace(account, office_id=office_id, epoch=account.epoch + 1)
 
-def ensure_dev_accounts(path: Path, service_point_id: str, window_id: str) -> dict[str, str] | None:
+
+DEV_ACCOUNTS = ("clerk", "head", "site", "director", "auditor", "province")
+
+
+def ensure_dev_accounts(
+    path: Path, service_point_id: str, window_id: str, office_id: str = "", site_id: str = ""
+) -> dict[str, str] | None:
     """At first start, one account per role for the sample deployment, with generated
-    passwords (returned, to print once). Never over an existing file."""
+    passwords (returned, to print once): the clerk at `window_id`, the head of
+    `service_point_id`, the site head of `site_id` (no site head without one), the
+    director and auditor of `office_id`. Never over an existing file."""
     if path.exists():
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    passwords = {
-        name: secrets.token_urlsafe(9) for name in ("clerk", "head", "director", "auditor")
-    }
+    names = [n for n in DEV_ACCOUNTS if n != "site" or site_id]
+    passwords = {name: secrets.token_urlsafe(9) for name in names}
+    sp, office = service_point_id, office_id
     accounts = {
-        "clerk": new_account("clerk", Role.CLERK, passwords["clerk"], service_point_id, window_id),
-        "head": new_account("head", Role.HEAD, passwords["head"], service_point_id),
-        "director": new_account("director", Role.DIRECTOR, passwords["director"]),
-        "auditor": new_account("auditor", Role.AUDITOR, passwords["auditor"]),
+        "clerk": new_account("clerk", Role.CLERK, passwords["clerk"], sp, window_id),
+        "head": new_account("head", Role.HEAD, passwords["head"], sp),
+        "director": new_account("director", Role.DIRECTOR, passwords["director"], office_id=office),
+        "auditor": new_account("auditor", Role.AUDITOR, passwords["auditor"], office_id=office),
+        "province": new_account("province", Role.PROVINCE, passwords["province"]),
     }
+    if site_id:
+        accounts["site"] = new_account("site", Role.SITE, passwords["site"], site_id=site_id)
     try:
         StaffBook(path).save(accounts, create=True)
     except FileExistsError:

@@ -40,10 +40,12 @@ from orchestrator.console.guard import (
     throttle_key,
 )
 from orchestrator.console.i18n import Language
-from orchestrator.console.labels import N_, Refusal, Refused
+from orchestrator.console.labels import N_, NO_OFFICE, Refusal, Refused
 from orchestrator.console.pages import Office, Pages
 from orchestrator.console.queries import ConsoleQueries, SearchFilters, Today
-from orchestrator.console.scope import OutOfScope, StaffScope
+from orchestrator.console.ranks import Level, Ranks, Unit, lagging
+from orchestrator.console.scope import OutOfScope, StaffScope, Unplaced
+from orchestrator.domain.places import Places
 from orchestrator.domain.states import Channel
 from orchestrator.receipts.render import render_html
 
@@ -89,6 +91,7 @@ class Console:
     signin: SignInGuard = field(init=False)
     payer_limit: RateLimit = field(init=False)
     pages: Pages = field(init=False)
+    ranks: Ranks = field(init=False)
     password_checks: asyncio.Semaphore = field(init=False)
     live_streams: Counter[str] = field(default_factory=Counter)  # open /today/events
 
@@ -99,6 +102,8 @@ class Console:
         self.signin = SignInGuard(s.monotonic)
         self.payer_limit = RateLimit(s.payer_lookups_per_minute, 60.0, s.monotonic)
         self.pages = Pages(i18n.load(s.zone), s.office)
+        hierarchy = s.office.hierarchy or Places.implicit("", tuple(s.office.places))
+        self.ranks = Ranks(hierarchy, s.office.windows)
 
     def signed_in(self, token: str | None) -> tuple[Session, StaffAccount] | None:
         """The session of this cookie and its account, while both stand: an account
@@ -110,7 +115,18 @@ class Console:
         if account is None or account.disabled or account.epoch != session.epoch:
             self.sessions.close(token)
             return None
+        if self.scope_of(account) is None:  # its office left the config meanwhile
+            self.sessions.close(token)
+            return None
         return session, account
+
+    def scope_of(self, account: StaffAccount) -> StaffScope | None:
+        """The account's scope in this deployment's hierarchy; None for an account it
+        has no place for (docs/CONSOLE.md, "Accounts made before offices")."""
+        try:
+            return StaffScope.of(account, self.settings.office.hierarchy)
+        except Unplaced:
+            return None
 
     def client(self, request: web.Request) -> str:
         """The client's address: behind a trusted proxy, what the proxy says it is."""
@@ -151,7 +167,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         language,
         template,
         staff=staff,
-        scope=StaffScope.of(staff) if staff else None,
+        scope=console.scope_of(staff) if staff else None,  # never raises: error pages too
         csrf=session.csrf if session else "",
         here=request.path_qs,
         path=request.path,
@@ -217,7 +233,10 @@ def _text(form: Any, name: str) -> str:
 
 def _scope(request: web.Request) -> StaffScope:
     staff: StaffAccount = request[STAFF]
-    return StaffScope.of(staff)
+    scope = request.app[CONSOLE].scope_of(staff)
+    if scope is None:  # signed_in ends such a session; a page never gets here with one
+        raise OutOfScope(N_("This account belongs to no office of this deployment."))
+    return scope
 
 
 # ---- sign-in ---------------------------------------------------------------------------
@@ -268,6 +287,8 @@ async def signin(request: web.Request) -> web.Response:
         console.signin.failed(username, client)
         return _signin_form(request, 401, "Wrong username or password.")
     console.signin.succeeded(username, client)
+    if console.scope_of(account) is None:
+        return _signin_form(request, 403, NO_OFFICE)
     old = request.cookies.get(COOKIE)
     console.sessions.close(old)
     token, _ = console.sessions.open(username, account.epoch)
@@ -401,9 +422,10 @@ async def search_page(request: web.Request) -> web.Response:
 
 async def _order(request: web.Request) -> Any:
     page = await request.app[CONSOLE].queries.order(request.match_info["order_id"])
-    if page is None:
+    # One outside the account's scope is answered as one that does not exist: a guessed
+    # order id tells neither that the order exists nor where.
+    if page is None or not _scope(request).allows_order(page.order):
         raise Refused(404, N_("No such order."))
-    _scope(request).check(page.order["service_point_id"], page.order["window_id"])
     return page
 
 
@@ -435,6 +457,45 @@ async def cancel_order(request: web.Request) -> web.Response:
             request, "order.html", status=409, page=page, terminals=terminals, message=message
         )
     raise web.HTTPSeeOther(f"/orders/{page.order['order_id']}?cancelled=1")
+
+
+# ---- statistics by rank ----------------------------------------------------------------
+
+RANK_DAYS = 31  # the longest span the statistics page reads at once
+
+
+def _unit(request: web.Request, scope: StaffScope) -> tuple[Unit, list[Unit]]:
+    """The unit asked for (`unit=office:KM`), else the viewer's own; one outside the
+    viewer's reach is answered as one that does not exist."""
+    units = request.app[CONSOLE].ranks.units(scope)
+    asked = request.query.get("unit", "")
+    if not asked:
+        return units[0], units
+    unit = next((u for u in units if u.key == asked), None)
+    if unit is None:
+        raise Refused(404, N_("No such place."))
+    return unit, units
+
+
+async def statistics_page(request: web.Request) -> web.Response:
+    """The unit's parts side by side (the province's offices, an office's sites, a
+    site's service points, a point's windows) over a span of days."""
+    console = request.app[CONSOLE]
+    scope = _scope(request)
+    unit, units = _unit(request, scope)
+    first = _day(request.query.get("first", "")) or console.today()
+    last = _day(request.query.get("last", "")) or first
+    if not 0 <= (last - first).days < RANK_DAYS:
+        raise Refused(400, N_("Choose at most 31 days, the first before the last."))
+    parts = console.ranks.part_ids(unit, scope)
+    rows = await console.queries.ranks(scope, console.ranks, unit, parts, first, last)
+    return render(
+        request, "statistics.html", unit=unit, units=units, rows=rows, first=first,
+        last=last, lagging=lagging(rows), Level=Level,
+        total_fen=sum(r.payments_fen for r in rows),
+        total_payments=sum(r.payments for r in rows),
+        total_failures=sum(r.failures for r in rows),
+    )  # fmt: skip
 
 
 # ---- supervision and reports ---------------------------------------------------------
@@ -483,7 +544,7 @@ async def audit_page(request: web.Request) -> web.Response:
     that see the whole office (the auditor's page)."""
     if not _scope(request).office_wide:
         raise OutOfScope(N_("The audit of the record is office-wide."))
-    days = await request.app[CONSOLE].queries.audit_days(AUDIT_DAYS)
+    days = await request.app[CONSOLE].queries.audit_days(AUDIT_DAYS, _scope(request))
     return render(request, "audit.html", days=days)
 
 
@@ -506,9 +567,13 @@ async def reconciliation_csv(request: web.Request) -> web.Response:
     if not scope.office_wide:
         raise OutOfScope(N_("The reconciliation with the providers is office-wide."))
     day = _day(request.query.get("day", "")) or console.today()
+    # The providers' totals are of the merchant accounts the offices share: one office's
+    # director gets its own differences only (docs/CONSOLE.md, "Reconciliation and scope").
     runs = await console.queries.reconciliation_runs(day)
     differences = await console.queries.differences(scope, day=day)
-    text = reports.reconciliation_csv(runs, differences, language_of(request))
+    text = reports.reconciliation_csv(
+        runs, differences, language_of(request), totals=scope.deployment_wide
+    )
     return _csv(request, text, f"reconciliation-{day}.csv")
 
 
@@ -637,6 +702,7 @@ def build_app(console: Console) -> web.Application:
             web.get("/orders", search_page),
             web.get("/orders/{order_id}", order_page),
             web.post("/orders/{order_id}/cancel", cancel_order),
+            web.get("/statistics", statistics_page),
             web.get("/supervision", supervision_page),
             web.get("/reports", reports_page),
             web.get("/audit", audit_page),

@@ -51,8 +51,10 @@ CHANNELS = {
 ROLES = {
     "clerk": N_("Clerk"),
     "head": N_("Service-point head"),
+    "site": N_("Site head"),
     "director": N_("Director"),
     "auditor": N_("Auditor"),
+    "province": N_("Provincial supervisor"),
 }
 JOURNAL = {
     "created": N_("Order created"),
@@ -95,6 +97,9 @@ MESSAGES = (
     N_("Too many attempts; wait a minute."),
     N_("This account is locked after repeated failures; try again later."),
     N_("Wrong username or password."),
+    NO_OFFICE := N_(
+        "This account belongs to no office of this deployment; ask an administrator to give it one."
+    ),
 )
 
 

@@ -14,6 +14,7 @@ import jinja2
 from orchestrator.config import Config, OfficeContact
 from orchestrator.console.i18n import LANGUAGES, Language
 from orchestrator.console.labels import label
+from orchestrator.domain.places import Places
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -49,11 +50,15 @@ class Office:
     fees: FeeNames = field(default_factory=FeeNames)
     places: Mapping[str, str] = field(default_factory=dict)  # service point id -> name
     contact: OfficeContact = field(default_factory=OfficeContact)
+    # province -> offices -> sites -> service points (None: one office, no hierarchy)
+    hierarchy: Places | None = None
+    windows: Mapping[str, str] = field(default_factory=dict)  # window id -> service point
 
     @classmethod
     def of(cls, config: Config) -> Office:
         places = {sp.id: sp.name for sp in config.deployment.service_points}
-        return cls(FeeNames.of(config), places, config.office)
+        d = config.deployment
+        return cls(FeeNames.of(config), places, config.office, d.places, d.window_service_point)
 
 
 class Pages:
@@ -83,8 +88,17 @@ class Pages:
             label=lambda kind, code: label(language, kind, code),
             fee=lambda code, recorded="": self.office.fees.name(language, code, recorded),
             place=lambda sp: self.office.places.get(sp, sp),
+            unit_name=self._unit_name,
         )
         return env
+
+    def _unit_name(self, unit_id: str) -> str:
+        """An office's or site's name by its id (the id itself when unknown)."""
+        hierarchy = self.office.hierarchy
+        if hierarchy is None:
+            return unit_id
+        office, site = hierarchy.office(unit_id), hierarchy.site(unit_id)
+        return office.name if office else site.name if site else unit_id
 
     def render(self, language: Language, template: str, **context: Any) -> str:
         return self._environments[language.code].get_template(template).render(**context)

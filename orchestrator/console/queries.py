@@ -21,6 +21,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from orchestrator.console.ranks import RankRow, Ranks, Unit
 from orchestrator.console.scope import StaffScope
 from orchestrator.record.reader import RecordReader
 
@@ -130,6 +131,31 @@ _SLOWEST = """
     GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 5
 """
 
+# The statistics page: per part of the unit asked for, payments and failures finished in
+# the days, and the mean time from an order made to paid.
+_PLACED = """LEFT JOIN unnest(%(pl_sp)s::text[], %(pl_office)s::text[], %(pl_site)s::text[])
+         AS pl(sp, office, site) ON pl.sp = o.service_point_id"""
+_RANK_ATTEMPTS = """
+    SELECT {part} AS part, count(*) FILTER (WHERE a.state = 'SUCCEEDED') AS payments,
+           coalesce(sum(a.amount_fen) FILTER (WHERE a.state = 'SUCCEEDED'), 0) AS payments_fen,
+           count(*) FILTER (WHERE a.state IN ('FAILED', 'REVERSED')) AS failures
+    FROM attempts a JOIN orders o ON o.order_id = a.order_id AND o.created_day = a.order_day
+    {placed}
+    WHERE a.finished_day BETWEEN %(first)s AND %(last)s
+      AND a.state IN ('SUCCEEDED', 'FAILED', 'REVERSED')
+      AND a.order_day = ANY(%(order_days)s) AND o.created_day = ANY(%(order_days)s)
+      AND {scope} AND {unit}
+    GROUP BY 1
+"""
+_RANK_PAID = """
+    SELECT {part} AS part, count(*) AS paid,
+           round(avg(o.paid_at_ms - o.created_at_ms) / 1000.0, 1) AS seconds
+    FROM orders o {placed}
+    WHERE o.paid_day BETWEEN %(first)s AND %(last)s AND o.created_day = ANY(%(order_days)s)
+      AND {scope} AND {unit}
+    GROUP BY 1
+"""
+
 
 class ConsoleQueries:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
@@ -206,6 +232,43 @@ class ConsoleQueries:
             hourly_last_week=hourly_last_week,
             slowest=slowest,
         )
+
+    async def ranks(
+        self, scope: StaffScope, ranks: Ranks, unit: Unit, part_ids: list[str],
+        first: date, last: date,
+    ) -> list[RankRow]:  # fmt: skip
+        """One row per part of `unit` (`part_ids`, in order), read under `scope`."""
+        where, params = scope.where()
+        narrow, unit_params = ranks.where(unit)
+        part, _ = ranks.part_key(unit)
+        days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+        params = {
+            **params, **unit_params, **ranks.placed(), "first": first, "last": last,
+            "order_days": sorted(days | set(await self._record.order_days(first, last))),
+        }  # fmt: skip
+        text = {"part": part, "placed": _PLACED, "scope": where, "unit": narrow}
+        attempts, paid = await asyncio.gather(
+            self._all(_RANK_ATTEMPTS.format(**text), params),
+            self._all(_RANK_PAID.format(**text), params),
+        )
+        tried = {r["part"]: r for r in attempts}
+        timed = {r["part"]: r for r in paid}
+        extra = sorted(k for k in {*tried, *timed} if k is not None and k not in part_ids)
+        rows = []
+        for part_id in [*part_ids, *extra]:  # a part the config no longer has still shows
+            a, p = tried.get(part_id, {}), timed.get(part_id, {})
+            seconds = p.get("seconds")
+            rows.append(
+                RankRow(
+                    id=part_id,
+                    payments=int(a.get("payments") or 0),
+                    payments_fen=int(a.get("payments_fen") or 0),
+                    failures=int(a.get("failures") or 0),
+                    paid_orders=int(p.get("paid") or 0),
+                    seconds_to_pay=None if seconds is None else float(seconds),
+                )
+            )
+        return rows
 
     async def search(self, scope: StaffScope, f: SearchFilters) -> list[Row]:
         where, params = scope.where()
@@ -324,9 +387,10 @@ class ConsoleQueries:
     async def differences(
         self, scope: StaffScope, *, day: date | None = None, unresolved_only: bool = False
     ) -> list[Row]:
-        """Reconciliation differences of the latest run of each day. A head or clerk sees
-        those of orders in their scope; one the bill shows and windowpay does not know
-        belongs to no order, so only office-wide roles see it."""
+        """Reconciliation differences of the latest run of each day, of the orders in
+        scope; one the bill shows and windowpay does not know belongs to no order, so
+        only the roles that see the whole deployment see it (`scope.where` is then TRUE;
+        for any other it is false on the missing order)."""
         where, params = scope.where()
         conditions = [where]
         if day is not None:
@@ -344,22 +408,27 @@ class ConsoleQueries:
         )
 
     async def reconciliation_runs(self, day: date) -> list[Row]:
-        """Each provider's matched totals for the day: office-wide, the caller checks
-        `StaffScope.office_wide` first."""
+        """Each provider's matched totals for the day: of the deployment's merchant
+        accounts, so the caller checks `StaffScope.deployment_wide` first."""
         return await self._all(
             "SELECT * FROM reconciliations WHERE day = %(day)s ORDER BY provider", {"day": day}
         )
 
-    async def audit_days(self, days: int) -> list[Row]:
-        """The last days closed or verified: per day, its service points' signed roots
-        (entries, payments, refunds) and the last verification of the whole day. Office-
-        wide: the caller checks `StaffScope.office_wide` first."""
+    async def audit_days(self, days: int, scope: StaffScope) -> list[Row]:
+        """The last days closed or verified: per day, the signed roots (entries,
+        payments, refunds) of the service points in scope and the last verification of
+        the whole day. For a role that sees whole offices (the caller checks
+        `StaffScope.office_wide`); an office's director or auditor gets its own points'
+        roots, and the verification's status and count but not its first finding (which
+        may name another office's order)."""
+        points = "TRUE" if scope.deployment_wide else "service_point_id = ANY(%(points)s)"
+        finding = "v.first_finding" if scope.deployment_wide else "NULL::text"
         return await self._all(
-            """WITH closed AS (
+            f"""WITH closed AS (
                    SELECT day, count(*) points, sum(entries) entries, sum(payments) payments,
                           sum(payments_fen) payments_fen, sum(refunds) refunds,
                           sum(refunds_fen) refunds_fen, max(closed_at_ms) closed_at_ms
-                   FROM audit_roots GROUP BY day),
+                   FROM audit_roots WHERE {points} GROUP BY day),
                checked AS (
                    SELECT day, bool_and(ok) ok, sum(findings) findings,
                           max(ran_at_ms) ran_at_ms,
@@ -368,10 +437,10 @@ class ConsoleQueries:
                    FROM audit_verifications GROUP BY day)
                SELECT coalesce(c.day, v.day) AS day, c.points, c.entries, c.payments,
                       c.payments_fen, c.refunds, c.refunds_fen, c.closed_at_ms, v.ok,
-                      v.findings, v.ran_at_ms, v.first_finding
+                      v.findings, v.ran_at_ms, {finding} AS first_finding
                FROM closed c FULL JOIN checked v ON v.day = c.day
                ORDER BY 1 DESC LIMIT %(days)s""",
-            {"days": days},
+            {"days": days, "points": sorted(scope.points)},
         )
 
     async def fee_items_of_month(self, scope: StaffScope, month: date) -> list[Row]:

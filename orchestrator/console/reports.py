@@ -104,12 +104,17 @@ RECONCILIATION_COLUMNS = (
 
 
 def reconciliation_csv(
-    runs: Sequence[dict[str, Any]], differences: Sequence[dict[str, Any]], language: Language
+    runs: Sequence[dict[str, Any]],
+    differences: Sequence[dict[str, Any]],
+    language: Language,
+    *,
+    totals: bool = True,
 ) -> str:
     """Per provider: a `payments` and a `refunds` row of what matched (both sides agree,
     so the two amounts are equal), or a `no_bill` row with the reason; then one
     `difference` row per difference of that provider. The detail and the action are the
-    reconciliation's own words."""
+    reconciliation's own words. Without `totals` (one office's reader: the totals are of
+    the merchant accounts the offices share) the matched rows are left out."""
     sheet = _Sheet(language, RECONCILIATION_COLUMNS)
     yes, no = language.gettext("yes"), language.gettext("no")
 
@@ -123,10 +128,11 @@ def reconciliation_csv(
             sheet.add([day, channel, named("row", "no_bill"), 0, "", "", "", "", "", "",
                        run["failure"], "", ""])  # fmt: skip
             continue
-        for row, count, fen in (
+        matched = (
             ("payments", run["matched_count"], run["matched_amount_fen"]),
             ("refunds", run["refunds_matched_count"], run["refunds_matched_amount_fen"]),
-        ):
+        )
+        for row, count, fen in matched if totals else ():
             sheet.add([day, channel, named("row", row), count, _fen(fen), _fen(fen),
                        named("difference", "matched"), "", "", "", "", "", ""])  # fmt: skip
         for d in differences:

@@ -40,7 +40,11 @@ async def start_console(
     first_window = sorted(
         w for w, sp in config.deployment.window_service_point.items() if sp == first_sp.id
     )[0]
-    created = ensure_dev_accounts(staff_file, first_sp.id, first_window)
+    place = config.deployment.places.place_of(first_sp.id)
+    first_site = place.site_id if config.deployment.places.explicit else ""
+    created = ensure_dev_accounts(
+        staff_file, first_sp.id, first_window, place.office_id, first_site
+    )
     if created:
         log.warning(
             "console: dev staff accounts written to %s, their passwords to %s "

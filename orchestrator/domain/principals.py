@@ -29,6 +29,7 @@ class Principal:
     role: Role
     window: str = ""  # terminals: the window they are bound to
     service_point: str = ""  # terminals: their window's service point
+    office: str = ""  # a backoffice or auditor principal of one city office ("": all)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class AccessSettings:
     # WatchPayments subscriber id -> the business principal that alone may use it
     subscribers: Mapping[str, str] = field(default_factory=lambda: {"business": "business"})
     supervisors: Mapping[str, str] = field(default_factory=dict)  # supervisor -> service point
+    # backoffice or auditor principal -> the one office it reads and settles ([access.offices])
+    offices: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     pins: Pins = field(default_factory=Pins)
 
@@ -99,7 +102,10 @@ class Directory:
         terminal_window: Mapping[str, str],
         window_service_point: Mapping[str, str],
     ) -> None:
-        table = {name: Principal(name, role) for name, role in access.principals.items()}
+        table = {
+            name: Principal(name, role, office=access.offices.get(name, ""))
+            for name, role in access.principals.items()
+        }
         for terminal, window in terminal_window.items():
             table[terminal] = Principal(
                 terminal, Role.TERMINAL, window, window_service_point[window]

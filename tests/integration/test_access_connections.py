@@ -18,14 +18,16 @@ from typing import Any
 import grpc
 
 from orchestrator.access import client, pki
+from orchestrator.access.interceptor import not_found_text
 from orchestrator.access.revocation import WATCH_S
 from orchestrator.access.setup import FrontDoorAccess, directory, front_door_access
 from orchestrator.access.tls import ServerTls
+from orchestrator.config import parse_config
 from orchestrator.domain.principals import Limits
 from orchestrator.frontdoor.telemetry import MetricsInterceptor
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.generated.windowpay.v1 import windowpay_pb2_grpc as pb_grpc
-from tests.support import eventually, small_config
+from tests.support import eventually, small_config, small_config_data, two_offices
 
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # no connection shared by channels
 
@@ -189,3 +191,56 @@ async def test_calls_in_flight_are_counted_per_principal_across_connections(
             stub.release.set()
             assert await waiting == (grpc.StatusCode.OK, "")
         assert access.gate.in_flight("E1T1") == (0, 0)
+
+
+class Orders(pb_grpc.BusinessGatewayServicer):
+    """GetOrder by order id: E1's orders are office EA's, the others EB's; an id that
+    ends in 'NONE' is not found, in the servicer's words."""
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Any) -> pb.Order:
+        if request.order_id.endswith("NONE"):
+            await context.abort(grpc.StatusCode.NOT_FOUND, not_found_text(request))
+        office = "EA" if request.order_id.startswith("E1-") else "EB"
+        return pb.Order(order_id=request.order_id, office_id=office, amount_fen=11000)
+
+
+async def get_order(channel: grpc.aio.Channel, order_id: str) -> tuple[grpc.StatusCode, str]:
+    try:
+        request = pb.GetOrderRequest(order_id=order_id)
+        answer = await pb_grpc.BusinessGatewayStub(channel).GetOrder(request, timeout=5)
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, answer.office_id
+
+
+async def test_an_offices_backoffice_principal_reads_its_office_and_finds_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """Over mTLS with the PKI the directory's names get: backoffice-a ([access.offices]
+    places it in EA) reads EA's order; EB's is answered exactly as an order that does
+    not exist. The deployment-wide backoffice reads both."""
+    data = two_offices(small_config_data())
+    data["access"]["principals"]["backoffice-a"] = "backoffice"
+    data["access"]["offices"] = {"backoffice-a": "EA"}
+    config = parse_config(data, "test")
+    pki.init(tmp_path, directory(config).names())
+    access = front_door_access(config, ServerTls.of_pki(tmp_path))
+    server = grpc.aio.server(interceptors=[access.interceptor])
+    pb_grpc.add_BusinessGatewayServicer_to_server(Orders(), server)
+    port = server.add_secure_port("127.0.0.1:0", access.tls.credentials())
+    await server.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        async with (
+            client.of_pki(tmp_path, "backoffice-a").channel(address) as office_a,
+            client.of_pki(tmp_path, "backoffice").channel(address) as province,
+        ):
+            assert await get_order(office_a, "E1-AAA1") == (grpc.StatusCode.OK, "EA")
+            hidden = await get_order(office_a, "E2-BBB1")
+            missing = await get_order(office_a, "E2-NONE")
+            assert hidden == (grpc.StatusCode.NOT_FOUND, "order E2-BBB1 not found")
+            assert missing == (grpc.StatusCode.NOT_FOUND, "order E2-NONE not found")
+            assert await get_order(province, "E1-AAA1") == (grpc.StatusCode.OK, "EA")
+            assert await get_order(province, "E2-BBB1") == (grpc.StatusCode.OK, "EB")
+    finally:
+        await server.stop(None)

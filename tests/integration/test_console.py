@@ -110,7 +110,8 @@ async def office(database_url: str, tmp_path: Path) -> AsyncIterator[dict[str, A
         )
         await recorded.save(conn, reconciliation(day), now_ms)
     staff_file = tmp_path / STAFF_FILE  # where `windowpay staff --data-dir tmp_path` edits
-    passwords = ensure_dev_accounts(staff_file, "SP01", "SP01-W1")
+    # The sample is a province of two offices: the dev director and auditor are KM's.
+    passwords = ensure_dev_accounts(staff_file, "SP01", "SP01-W1", "KM", "KM-HALL")
     assert passwords is not None
     commands = RefusingCommands()
     async with AsyncConnectionPool(database_url, min_size=1, max_size=4, open=False) as pool:
@@ -360,7 +361,7 @@ async def test_a_clerk_sees_only_their_window(browser: Browser, office: dict[str
     await browser.sign_in("clerk", office["passwords"]["clerk"])
     assert (await browser.request("GET", "/orders/SP01-AAA1"))[0] == 200
     status, body, _ = await browser.request("GET", "/orders/SP01-AAA2")
-    assert status == 403 and "SP01 的 SP01-W2 窗口不在您的查看范围内" in body
+    assert status == 404 and "订单不存在" in body  # as if there were none
     status, body, _ = await browser.request("GET", "/orders?first=2000-01-01")
     assert "SP01-AAA1" in body and "SP01-AAA2" not in body and "SP02-BBB1" not in body
     _, body, _ = await browser.request("GET", "/today")
@@ -382,7 +383,7 @@ async def test_a_day_without_payments_shows_zeros(browser: Browser, office: dict
 async def test_a_head_sees_their_service_point(browser: Browser, office: dict[str, Any]) -> None:
     await browser.sign_in("head", office["passwords"]["head"])
     assert (await browser.request("GET", "/orders/SP01-AAA2"))[0] == 200
-    assert (await browser.request("GET", "/orders/SP02-BBB1"))[0] == 403
+    assert (await browser.request("GET", "/orders/SP02-BBB1"))[0] == 404
 
 
 async def test_an_auditor_sees_masked_names_and_cannot_cancel(
@@ -578,7 +579,9 @@ async def test_opening_the_sign_in_page_again_keeps_an_open_form_valid(
 async def test_the_reconciliation_csv_per_provider_for_the_office(
     browser: Browser, office: dict[str, Any]
 ) -> None:
-    await browser.sign_in("auditor", office["passwords"]["auditor"])
+    """The providers' totals are of the merchant accounts the offices share: the
+    province's (a city's director gets its differences alone, below)."""
+    await browser.sign_in("province", office["passwords"]["province"])
     day = office["day"].isoformat()
     _, body, _ = await browser.request("GET", "/reports")
     assert "/reports/reconciliation.csv" in body
@@ -629,7 +632,8 @@ async def test_supervision_lists_the_differences_not_healed_in_scope(
     office["book"].add(new_account("other", Role.HEAD, "other-point-1", "SP02"))
     seen = {}
     for username, password in (
-        ("director", office["passwords"]["director"]),
+        ("province", office["passwords"]["province"]),
+        ("director", office["passwords"]["director"]),  # KM's
         ("clerk", office["passwords"]["clerk"]),  # SP01-W1
         ("other", "other-point-1"),
     ):
@@ -639,8 +643,10 @@ async def test_supervision_lists_the_differences_not_healed_in_scope(
             seen[username] = unhealed((await browser.request("GET", "/supervision"))[1])
         finally:
             await browser.close()
-    assert "SP01-AAA1-A1" in seen["director"] and "GHOST-1" in seen["director"]
-    assert "SP02-BBB1-A9" not in seen["director"]  # healed
+    assert "SP01-AAA1-A1" in seen["province"] and "GHOST-1" in seen["province"]
+    assert "SP02-BBB1-A9" not in seen["province"]  # healed
+    # A bill line of no order may be any office's money: not a city director's to see.
+    assert "SP01-AAA1-A1" in seen["director"] and "GHOST-1" not in seen["director"]
     assert "SP01-AAA1-A1" in seen["clerk"] and "GHOST-1" not in seen["clerk"]
     assert "SP01-AAA1-A1" not in seen["other"] and ">无<" in seen["other"]
 
@@ -852,18 +858,29 @@ async def test_the_auditor_sees_each_days_verification_and_a_head_does_not(
         await conn.execute(
             "INSERT INTO audit_roots VALUES ('2026-12-01', 'SP01', 40, 'ab', 12, 132000, 1,"
             " 500, '{}', 'sig', 'k', 0), ('2026-12-02', 'SP01', 9, 'cd', 3, 33000, 0, 0,"
+            " '{}', 'sig', 'k', 0), ('2026-12-02', 'SP21', 5, 'ef', 2, 77700, 0, 0,"
             " '{}', 'sig', 'k', 0)"
         )
         await conn.execute(
             "INSERT INTO audit_verifications VALUES ('2026-12-01', '', true, 40, 0, '', 1, 0.1),"
             " ('2026-12-02', '', false, 9, 2, 'SP01 ALTERED: entry #3', 2, 0.1)"
         )
-    await browser.sign_in("auditor", office["passwords"]["auditor"])
+    await browser.sign_in("auditor", office["passwords"]["auditor"])  # KM's
     status, body, _ = await browser.request("GET", "/audit")
     assert status == 200 and 'href="/audit"' in body
     statuses = re.findall(r'data-testid="audit-status">(.*?)</td>', body)
     assert statuses == ['<strong class="danger">已被篡改：2 处发现</strong>', "完好"]
-    assert "SP01 ALTERED: entry #3" in body
+    # KM's roots only (QJ's SP21 signed ¥777.00 on the 2nd), and not the first finding,
+    # which may name another office's order.
+    assert "SP01 ALTERED: entry #3" not in body and "777.00" not in body
+    assert "330.00" in body
+    province = Browser(office["server"])
+    try:
+        await province.sign_in("province", office["passwords"]["province"])
+        _, body, _ = await province.request("GET", "/audit")
+        assert "SP01 ALTERED: entry #3" in body and "1,107.00" in body
+    finally:
+        await province.close()
     head = Browser(office["server"])
     try:
         await head.sign_in("head", office["passwords"]["head"])
@@ -900,3 +917,144 @@ async def test_live_pages_are_capped_per_account_and_pages_are_kept_nowhere(
                 break
         assert time.monotonic() < deadline, "the closed live pages still count"
         await asyncio.sleep(0.2)
+
+
+async def _qujing(office: dict[str, Any]) -> None:
+    """Two of Qujing's orders beside the fixture's Kunming ones: one stamped QJ (paid
+    ¥500.00 after 90 s, at its main hall), one written before orders carried an office
+    (paid ¥300.00 after 10 s at SP22, a QJ point today), and a failed attempt at SP21."""
+    now_ms = int(time.time() * 1000)
+    stamped = snapshot("SP21-QQQ1", "SP21", "SP21-W1", now_ms - 120_000, paid_after_s=90,
+                       fees=(0, 0, 0, 0, 0), payer_name="曲小靖")  # fmt: skip
+    stamped.snapshot.update(office_id="QJ", site_id="QJ-HALL")
+    legacy = snapshot("SP22-QQQ2", "SP22", "SP22-W1", now_ms - 30_000, paid_after_s=10,
+                      fees=(0, 0, 0))  # fmt: skip
+    failed = snapshot("SP21-QQQ3", "SP21", "SP21-W1", now_ms - 20_000, paid_after_s=5)
+    failed.snapshot.update(office_id="QJ", site_id="QJ-HALL", state="AWAITING_PAYMENT",
+                           paid_at=None, paid_by="")  # fmt: skip
+    failed.snapshot["attempts"][0].update(state="FAILED", failure_reason="declined")
+    async with office["pool"].connection() as conn:
+        await RecordWriter(ZONE).write(conn, [stamped, legacy, failed])
+
+
+def ranks_rows(body: str) -> dict[str, list[str]]:
+    """The statistics table: part id -> its cells (name, payments, amount, failed,
+    failure share, mean seconds to pay)."""
+    rows = {}
+    for part, cells in re.findall(r'<tr data-part="([^"]+)">(.*?)</tr>', body, re.S):
+        rows[part] = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", cells)]
+    return rows
+
+
+async def test_a_city_director_never_sees_another_city(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """Kunming's director: no Qujing order by search, by a guessed id (as if none),
+    in today's figures, the statistics (asking for the province or QJ is "no such
+    place"), the settlement or the fee items."""
+    await _qujing(office)
+    await browser.sign_in("director", office["passwords"]["director"])
+    for order_id in ("SP21-QQQ1", "SP22-QQQ2"):
+        status, body, _ = await browser.request("GET", f"/orders/{order_id}")
+        assert status == 404 and "订单不存在" in body and "曲小靖" not in body
+    _, body, _ = await browser.request("GET", "/orders?first=2000-01-01")
+    assert "SP01-AAA1" in body and "SP02-BBB1" in body and "QQQ" not in body
+    _, body, _ = await browser.request("GET", "/today")
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
+    assert (figures["payments"], figures["payments_fen"]) == ("2", "¥220.00")
+    status, body, _ = await browser.request("GET", "/statistics")
+    assert status == 200 and "QJ-HALL" not in body and "曲靖" not in body
+    rows = ranks_rows(body)
+    km = load_config().deployment.places.office("KM")
+    assert km is not None and set(rows) == {s.id for s in km.sites}
+    assert rows["KM-HALL"][1:4] == ["1", "¥110.00", "0"]
+    assert re.search(r'data-testid="total-amount">¥220.00<', body)
+    for asked in ("province:", "office:QJ", "site:QJ-HALL", "point:SP21"):
+        assert (await browser.request("GET", f"/statistics?unit={asked}"))[0] == 404
+    status, body, _ = await browser.request("GET", "/statistics?unit=point:SP01")
+    assert status == 200 and ranks_rows(body)["SP01-W1"][1:3] == ["1", "¥110.00"]
+    day = office["day"].isoformat()
+    await browser.request("GET", f"/reports/settlement.csv?day={day}")
+    assert "SP21" not in browser.raw.decode("utf-8-sig")
+    assert "SP22" not in browser.raw.decode("utf-8-sig")
+    await browser.request("GET", f"/reports/fee-items.csv?month={day[:7]}")
+    fee_rows = csv_rows(browser.raw)
+    assert sum(int(r[2]) for r in fee_rows[1:]) == 4  # KM's two paid orders, two lines each
+    await browser.request("GET", f"/reports/reconciliation.csv?day={day}")
+    lines = csv_rows(browser.raw)
+    # Alipay had no bill; WeChat's matched totals are of the shared merchant account:
+    # not shown; its own differences are, and not the bill line of no order (GHOST-1).
+    assert [r[2] for r in lines[1:]] == ["无对账单", "差异", "差异"]
+    assert [r[7] for r in lines[2:]] == ["SP01-AAA1-A1", "SP02-BBB1-A9"]
+
+
+async def test_the_provincial_supervisor_sees_every_office_side_by_side(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    await _qujing(office)
+    await browser.sign_in("province", office["passwords"]["province"])
+    assert (await browser.request("GET", "/orders/SP21-QQQ1"))[0] == 200
+    _, body, _ = await browser.request("GET", "/orders?first=2000-01-01")
+    assert "SP01-AAA1" in body and "SP21-QQQ1" in body and "SP22-QQQ2" in body
+    _, body, _ = await browser.request("GET", "/today")
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
+    assert (figures["payments"], figures["payments_fen"]) == ("4", "¥1,020.00")
+    status, body, _ = await browser.request("GET", "/statistics")
+    assert status == 200 and "分级统计" in body
+    rows = ranks_rows(body)
+    assert list(rows) == ["KM", "QJ"]
+    # payments, amount, failed, failure share, mean seconds to pay (30 s and 20 s in KM;
+    # 90 s and 10 s in QJ, whose one failed attempt of three makes it lag)
+    assert rows["KM"][1:] == ["2", "¥220.00", "0", "0%", "25.0"]
+    assert rows["QJ"][1:] == ["2", "¥800.00", "1", "33%", "50.0"]
+    assert "落后" in rows["QJ"][0] and "落后" not in rows["KM"][0]
+    status, body, _ = await browser.request("GET", "/statistics?unit=office:QJ")
+    assert status == 200
+    sites = ranks_rows(body)
+    assert list(sites) == ["QJ-HALL", "QJ-QL", "QJ-XW"]
+    assert sites["QJ-HALL"][1:3] == ["1", "¥500.00"]
+    assert sites["QJ-QL"][1:3] == ["1", "¥300.00"]  # unstamped, counted where SP22 is today
+    _, body, _ = await browser.request("GET", "/statistics?unit=site:QJ-HALL")
+    assert list(ranks_rows(body)) == ["SP21"]
+    assert (await browser.request("GET", "/statistics?first=2026-01-01&last=2026-03-01"))[0] == 400
+
+
+async def test_qujings_director_sees_qujing_and_a_director_without_office_cannot_sign_in(
+    office: dict[str, Any],
+) -> None:
+    """Placed by `windowpay staff add --office QJ`; one made before the deployment had
+    offices (no office) is refused at sign-in until `windowpay staff set-office`."""
+    await _qujing(office)
+    office["book"].add(new_account("qj", Role.DIRECTOR, "qujing-dir-1", office_id="QJ"))
+    office["book"].add(new_account("old", Role.DIRECTOR, "old-director-1"))
+    browser = Browser(office["server"])
+    try:
+        assert await browser.sign_in("qj", "qujing-dir-1") == 303
+        assert (await browser.request("GET", "/orders/SP22-QQQ2"))[0] == 200
+        assert (await browser.request("GET", "/orders/SP01-AAA1"))[0] == 404
+        _, body, _ = await browser.request("GET", "/statistics")
+        assert list(ranks_rows(body)) == ["QJ-HALL", "QJ-QL", "QJ-XW"]
+        await browser.close()
+        browser = Browser(office["server"])
+        form = await browser.form("old", "old-director-1")
+        status, body, _ = await browser.request("POST", "/signin", data=form)
+        assert status == 403 and "此账户不属于本系统的任何车管所" in body
+        office["book"].set_office("old", "QJ")
+        assert await browser.sign_in("old", "old-director-1") == 303
+    finally:
+        await browser.close()
+
+
+async def test_a_site_head_sees_the_sites_service_points(
+    browser: Browser, office: dict[str, Any]
+) -> None:
+    """The dev site head runs KM-HALL (SP01): SP02 is another KM site's."""
+    await browser.sign_in("site", office["passwords"]["site"])
+    assert (await browser.request("GET", "/orders/SP01-AAA2"))[0] == 200
+    assert (await browser.request("GET", "/orders/SP02-BBB1"))[0] == 404
+    _, body, _ = await browser.request("GET", "/statistics")
+    assert list(ranks_rows(body)) == ["SP01"]
+    assert (await browser.request("GET", "/statistics?unit=office:KM"))[0] == 404
+    _, body, _ = await browser.request("GET", "/today")
+    figures = dict(re.findall(r'data-figure="(\w+)">([^<]*)<', body))
+    assert (figures["payments"], figures["payments_fen"]) == ("1", "¥110.00")

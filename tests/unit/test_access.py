@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -675,3 +676,74 @@ def test_pos_refund_takes_the_pin_from_a_prompt_or_the_environment_never_argv(
     with pytest.raises(pos.PinOnCommandLine):
         pos.supervisor_pin(args)
     assert pos.run(args) == 2
+
+
+def _two_office_access() -> tuple[Any, Scope]:
+    """E1 in office EA; E2 and E3 in office EB; a backoffice and an auditor principal of
+    each office beside the deployment-wide ones."""
+    from orchestrator.access.setup import point_offices
+    from tests.support import two_offices
+
+    data = two_offices(small_config_data())
+    data["access"]["principals"].update(
+        {"backoffice-a": "backoffice", "auditor-b": "auditor", "backoffice-b": "backoffice"}
+    )
+    data["access"]["offices"] = {"backoffice-a": "EA", "auditor-b": "EB", "backoffice-b": "EB"}
+    config = parse_config(data, "test")
+    return config, Scope({}, point_offices(config))
+
+
+def test_an_offices_principals_read_and_settle_that_office_only() -> None:
+    from orchestrator.access.setup import directory
+
+    config, scope = _two_office_access()
+    people = directory(config)
+    a, b = people.get("backoffice-a"), people.get("auditor-b")
+    everyone = people.get("backoffice")
+    assert a is not None and b is not None and everyone is not None
+    assert (a.office, b.office, everyone.office) == ("EA", "EB", "")
+    get_order = TABLE["/windowpay.v1.BusinessGateway/GetOrder"]
+    by_terminal = TABLE["/windowpay.v1.Terminal/GetOrder"]
+    receipt = TABLE["/windowpay.v1.Receipts/GetReceipt"]
+    for rule in (get_order, by_terminal):
+        assert rule.answer is not None
+        ours = pb.Order(order_id="E1-X1", office_id="EA")
+        theirs = pb.Order(order_id="E2-X1", office_id="EB")
+        assert rule.answer(a, ours, scope) is None
+        assert "not of office EA" in (rule.answer(a, theirs, scope) or "")
+        assert rule.answer(b, theirs, scope) is None
+        assert rule.answer(everyone, ours, scope) is None
+        assert rule.answer(everyone, theirs, scope) is None
+        # made before orders carried an office: where its service point is today
+        assert rule.answer(a, pb.Order(order_id="E2-X2"), scope) is not None
+        # stamped EA at a point since moved to EB: EA's money stays EA's
+        assert rule.answer(a, pb.Order(order_id="E2-X3", office_id="EA"), scope) is None
+    assert receipt.answer is not None
+    assert receipt.answer(a, pb.Receipt(order_id="E3-X1"), scope) is not None
+    assert receipt.answer(b, pb.Receipt(order_id="E3-X1"), scope) is None
+    settlement = TABLE["/windowpay.v1.BackOffice/GetSettlement"]
+    ask = pb.SettlementRequest
+    assert denial(settlement, a, ask(date="2026-12-08", service_point_id="E1"), scope) is None
+    assert "office EA" in (denial(settlement, a, ask(service_point_id="E2"), scope) or "")
+    assert "office EA" in (denial(settlement, a, ask(), scope) or "")  # every point's
+    assert denial(settlement, everyone, ask(), scope) is None
+    late = TABLE["/windowpay.v1.BackOffice/SettleLateSuccess"]
+    assert denial(late, a, pb.LateSuccessRequest(order_id="E1-X1"), scope) is None
+    assert denial(late, a, pb.LateSuccessRequest(order_id="E2-X1"), scope) is not None
+
+
+@pytest.mark.parametrize(
+    ("offices", "message"),
+    [
+        ({"business": "EA"}, "not a backoffice or auditor principal"),
+        ({"nobody": "EA"}, "not a backoffice or auditor principal"),
+        ({"backoffice": "XX"}, "names office 'XX', which [[offices]] does not declare"),
+    ],
+)
+def test_a_principals_office_must_be_declared(offices: dict[str, str], message: str) -> None:
+    from tests.support import two_offices
+
+    data = two_offices(small_config_data())
+    data["access"]["offices"] = offices
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data, "test")

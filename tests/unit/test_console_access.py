@@ -31,8 +31,9 @@ from orchestrator.console.guard import (
     csrf_ok,
     throttle_key,
 )
-from orchestrator.console.scope import OutOfScope, StaffScope
+from orchestrator.console.scope import StaffScope, Unplaced
 from orchestrator.console.server import playbook_s
+from orchestrator.domain.places import Places
 
 
 class Clock:
@@ -50,7 +51,8 @@ def test_dev_accounts_are_written_0600_and_never_over_an_existing_file(tmp_path:
         passwords = ensure_dev_accounts(path, "SP01", "SP01-W1")
     finally:
         os.umask(old_umask)
-    assert passwords is not None and set(passwords) == {"clerk", "head", "director", "auditor"}
+    assert passwords is not None
+    assert set(passwords) == {"clerk", "head", "director", "auditor", "province"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     accounts = StaffBook(path).load()
     assert accounts["clerk"].window_id == "SP01-W1"
@@ -150,21 +152,80 @@ def test_scope_of_each_role() -> None:
     assert not clerk.allows("SP01", "SP01-W2")
     assert head.allows("SP01", "SP01-W2")
     assert not head.allows("SP02", "SP02-W1")
-    with pytest.raises(OutOfScope):
-        clerk.check("SP01", "SP01-W2")
     assert clerk.where() == ("o.window_id = %(scope_window)s", {"scope_window": "SP01-W1"})
     assert head.where("x") == ("x.service_point_id = %(scope_sp)s", {"scope_sp": "SP01"})
     assert StaffScope(Role.DIRECTOR).where() == ("TRUE", {})
 
 
-def test_only_heads_and_directors_cancel_and_auditors_see_masked_names() -> None:
-    assert [r for r in Role if StaffScope(r).may_cancel] == [Role.HEAD, Role.DIRECTOR]
+def _account(role: Role, **place: str) -> StaffAccount:
+    return StaffAccount("someone", role, "", **place)
+
+
+SAMPLE = load_config().deployment.places  # KM: SP01-SP20 (site of SP01: KM-HALL), QJ: SP21-23
+
+
+def test_ranks_in_the_sample_province() -> None:
+    """A KM director or auditor sees KM's orders (stamped, or unstamped at a KM point
+    today) and none of QJ's; a site head their site; the province every office."""
+    director = StaffScope.of(_account(Role.DIRECTOR, office_id="KM"), SAMPLE)
+    auditor = StaffScope.of(_account(Role.AUDITOR, office_id="QJ"), SAMPLE)
+    site_id = SAMPLE.place_of("SP01").site_id
+    site = StaffScope.of(_account(Role.SITE, site_id=site_id), SAMPLE)
+    province = StaffScope.of(_account(Role.PROVINCE), SAMPLE)
+    km, qj = ("SP01", "SP01-W1", "KM", site_id), ("SP21", "SP21-W1", "QJ", "")
+    assert director.allows(*km) and not director.allows(*qj)
+    assert director.allows("SP02", "SP02-W1")  # written before orders carried an office
+    assert not director.allows("SP21", "SP21-W1")
+    assert not director.allows("SP01", "SP01-W1", "QJ")  # stamped QJ: QJ's money
+    assert auditor.allows(*qj) and not auditor.allows(*km) and auditor.masks_names
+    assert site.allows(*km) and not site.allows("SP02", "SP02-W1")
+    assert not site.allows("SP02", "SP02-W1", "KM", "KM-OTHER")
+    assert province.allows(*km) and province.allows(*qj)
+    assert director.allows_order({"service_point_id": "SP01", "window_id": "W", "office_id": "KM"})
+    sql, params = director.where()
+    assert sql == (
+        "(o.office_id = %(scope_office)s OR (o.office_id = '' "
+        "AND o.service_point_id = ANY(%(scope_points)s)))"
+    )
+    assert params["scope_office"] == "KM" and "SP21" not in params["scope_points"]
+    assert "SP20" in params["scope_points"]
+    assert site.where()[1] == {"scope_site": site_id, "scope_points": ["SP01"]}
+    assert province.where() == ("TRUE", {})
+    assert province.deployment_wide and not director.deployment_wide
+    assert StaffScope(Role.DIRECTOR).deployment_wide  # a deployment without offices
+
+
+@pytest.mark.parametrize(
+    ("account", "why"),
+    [
+        (_account(Role.DIRECTOR), "belongs to no office"),  # made before offices existed
+        (_account(Role.AUDITOR), "belongs to no office"),
+        (_account(Role.DIRECTOR, office_id="XX"), "office 'XX'"),  # an office since removed
+        (_account(Role.SITE, site_id="NOPE"), "site 'NOPE'"),
+    ],
+)
+def test_an_account_without_a_place_in_the_hierarchy_is_refused(
+    account: StaffAccount, why: str
+) -> None:
+    with pytest.raises(Unplaced, match=why):
+        StaffScope.of(account, SAMPLE)
+
+
+def test_without_offices_a_director_made_before_them_sees_the_one_office() -> None:
+    implicit = Places.implicit("某车管所", ("SP01", "SP02"))
+    scope = StaffScope.of(_account(Role.DIRECTOR), implicit)
+    assert scope.where() == ("TRUE", {}) and scope.deployment_wide
+
+
+def test_who_may_cancel_and_who_sees_masked_names() -> None:
+    assert [r for r in Role if StaffScope(r).may_cancel] == [Role.HEAD, Role.SITE, Role.DIRECTOR]
     assert StaffScope(Role.AUDITOR).name("王小明") == "王**"
     assert StaffScope(Role.DIRECTOR).name("王小明") == "王小明"
 
 
-def test_only_directors_and_auditors_see_the_office_wide_reconciliation() -> None:
-    assert [r for r in Role if StaffScope(r).office_wide] == [Role.DIRECTOR, Role.AUDITOR]
+def test_the_roles_above_a_site_see_the_office_wide_pages() -> None:
+    wide = [r for r in Role if StaffScope(r).office_wide]
+    assert wide == [Role.DIRECTOR, Role.AUDITOR, Role.PROVINCE]
 
 
 def test_sessions_expire_and_close() -> None:
@@ -389,3 +450,35 @@ def test_a_session_unused_for_half_an_hour_is_over_and_purged() -> None:
     clock.now += 31 * 60
     sessions.open("auditor", 0)
     assert len(sessions) == 1  # the stale ones gone without anyone asking for them
+
+
+def test_staff_command_places_directors_in_an_office_of_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sample has offices: a director names one of them, and one made before offices
+    existed is placed by `set-office` (its sessions end with it)."""
+    import io
+
+    from orchestrator.cli import main
+
+    staff = ["staff", "--data-dir", str(tmp_path)]
+    ensure_dev_accounts(tmp_path / "pki" / "staff.json", "SP01", "SP01-W1")  # no office
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "zhang", "--role", "director"]) == 2
+    assert "belongs to one office" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "zhang", "--role", "director", "--office", "XX"]) == 2
+    assert "unknown office 'XX'" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "zhang", "--role", "director", "--office", "QJ"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert main([*staff, "add", "liu", "--role", "site", "--site", SAMPLE.sites[0].id]) == 0
+    book = StaffBook(tmp_path / "pki" / "staff.json")
+    assert book.load()["zhang"].office_id == "QJ"
+    assert book.load()["liu"].site_id == SAMPLE.sites[0].id
+    epoch = book.load()["director"].epoch
+    assert main([*staff, "set-office", "head", "--office", "KM"]) == 2  # not an office role
+    assert main([*staff, "set-office", "director", "--office", "KM"]) == 0
+    placed = book.load()["director"]
+    assert placed.office_id == "KM" and placed.epoch == epoch + 1
+    assert StaffScope.of(placed, SAMPLE).office_id == "KM"

@@ -37,6 +37,7 @@ def test_a_deployment_without_offices_is_printed_as_one(
     data = sample_data()
     for key in ("province", "offices", "sites"):
         del data[key]
+    del data["access"]["offices"]  # a principal of an office needs offices
     del data["terminals"]["T50"]
     assert main(["office", "check", "--config", written(tmp_path, data)]) == 0
     out = capsys.readouterr().out.splitlines()
