@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orchestrator.access import supervisors as sv
 from orchestrator.access.policy import TABLE, Rule, Scope, denial, masks_payer_names
+from orchestrator.domain import ids
 from orchestrator.domain.principals import AccessSettings, Principal, Role
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.store.lockout import Admission, Begun
@@ -319,3 +320,28 @@ async def test_a_hash_file_broken_from_the_start_knows_no_supervisor(tmp_path: P
     checker = sv.Supervisors(access, tmp_path, ScriptedLockout(GO))  # type: ignore[arg-type]
     decision = await checker.approve("SUP01", "123456", "E1", "E1T1")
     assert decision == sv.Decision(sv.Verdict.UNKNOWN, "'SUP01' is not a supervisor here")
+
+
+def test_an_order_of_no_office_is_no_offices_whatever_its_id() -> None:
+    # An order whose service point no office holds today (or whose id names none) is
+    # outside every office's reach: "no office" must not read as some office's id, even
+    # one spelled like a placeholder. Fails with _office_of's default, or its answer for a
+    # malformed id, planted as "XXXX" (x__office_of__mutmut_5 and _7).
+    placeholder = Principal("backoffice-x", Role.BACKOFFICE, office="XXXX")
+    scope = Scope(offices={"E1": "XXXX"})
+    rule = TABLE["/windowpay.v1.BusinessGateway/GetOrder"]
+    assert rule.answer is not None
+    assert rule.answer(placeholder, pb.Order(order_id=ids.new_order_id("E1")), scope) is None
+    for order_id in (ids.new_order_id("E9"), "no dash at all"):
+        reason = rule.answer(placeholder, pb.Order(order_id=order_id), scope)
+        assert reason == f"order {order_id!r} is not of office XXXX"
+
+
+def test_an_offices_refusal_cuts_the_order_id_at_40() -> None:
+    # Fails with _own_office's cut planted as 41 (x__own_office__mutmut_10).
+    principal = Principal("backoffice-a", Role.BACKOFFICE, office="EA")
+    order_id = "E2-" + "Y" * 60
+    rule = TABLE["/windowpay.v1.BusinessGateway/GetOrder"]
+    assert rule.answer is not None
+    reason = rule.answer(principal, pb.Order(order_id=order_id), Scope(offices={"E2": "EB"}))
+    assert reason == f"order {order_id[:40]!r} is not of office EA"
