@@ -25,6 +25,7 @@ from orchestrator.channels.sandboxes import SandboxProcess
 from orchestrator.config import Config
 from orchestrator.console.commands import RouterCommands
 from orchestrator.console.server import STAFF_FILE, start_console
+from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.frontdoor.door import FrontDoor
 from orchestrator.frontdoor.events import EventHub
@@ -151,6 +152,14 @@ async def open_listener(
     return listener, config.with_notify(port=port, public_url=config.notify.public_url or own)
 
 
+def sandbox_urls(data_dir: Path, channels: Sequence[Channel]) -> dict[Channel, str]:
+    """Where the sandboxes of the process serving from `data_dir` listen (its run.json);
+    none known when it is not running."""
+    run = RunInfo.read(data_dir)
+    urls = run.providers if run else {}
+    return {c: urls[c.value] for c in channels if c.value in urls}
+
+
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
@@ -205,7 +214,8 @@ async def start_service(
         tls = server_tls(config, data_dir, create=not join)
         pki = pki_dir(config.access, data_dir)
         # the console's and the listener's certificates, refused before anything starts
-        notify_tls = None if join else web_tls(config, "notify", data_dir)
+        # (a joined process reads the deployment's, never makes them)
+        notify_tls = web_tls(config, "notify", data_dir)
         console_tls = web_tls(config, "console", data_dir) if database_url else None
         console_context = console_tls.context() if console_tls else None
         if not join:
@@ -215,12 +225,19 @@ async def start_service(
                          "hold it)", keys_dir / "audit")  # fmt: skip
             if ensure_dev_pins(config.access, pki):
                 log.info("development supervisor PINs written to %s", pki / DEV_PINS)
-        listener = None
-        if not join:
-            listener, config = await open_listener(config, stack, notify_tls)
-            own = served_url(notify_tls is not None, config.notify.host, config.notify.port)
-            log.info("provider notifications taken on %s/notify/<channel> (told: %s)",
-                     own, config.notify.base_url)  # fmt: skip
+        # Every process listens, a joined one too: a load balancer at [notify] public_url
+        # may send a notification to any of them (docs/SCALING.md). The providers are told
+        # the URL by the actors, which the deploying process made with its config.
+        public_url = config.notify.public_url
+        listener, config = await open_listener(config, stack, notify_tls)
+        own = served_url(notify_tls is not None, config.notify.host, config.notify.port)
+        told = config.notify.base_url
+        if join:
+            told = public_url or "the deploying process's listener's URL"
+        log.info("provider notifications taken on %s/notify/<channel> (told: %s)",
+                 own, told)  # fmt: skip
+        if join and config.sandboxed():  # its verifiers ask the deploying process's sandboxes
+            config = config.with_base_urls(sandbox_urls(data_dir, config.sandboxed()))
         if config.sandboxed() and not join:
             ensure_dev_keys(keys_dir, config.sandboxed())
             notify_ca = notify_tls.dev_ca if notify_tls else None
@@ -246,11 +263,10 @@ async def start_service(
             submitters = actors.submitters
         log.info("%d service-point actors ready", len({s.name for s in submitters.values()}))
         stack.push_async_callback(runtime.close_submitters, list(submitters.values()))
-        if listener is not None:
-            verifiers, clients = build_verifiers(config, keys_dir)
-            for http in clients:
-                stack.push_async_callback(http.close)
-            listener.attach(verifiers, submitters)
+        verifiers, clients = build_verifiers(config, keys_dir)
+        for http in clients:
+            stack.push_async_callback(http.close)
+        listener.attach(verifiers, submitters)
         server = await start_front_door(
             config, redis_url, dict(submitters), stack, tls, pki, database_url
         )

@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="provider notification listener host (config: 127.0.0.1)",
     )
     serve.add_argument(
-        "--notify-port", type=int, help="provider notification listener port (config: 8471)"
-    )
+        "--notify-port", type=int,
+        help="provider notification listener port (config: 8471; 0: a free one). Every "
+        "process runs a listener, a --join one too: on a host it shares, give it its own",
+    )  # fmt: skip
     serve.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="(config: info)"
     )

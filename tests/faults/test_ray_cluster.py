@@ -26,6 +26,7 @@ import collections
 import itertools
 import json
 import select
+import ssl
 import subprocess
 import sys
 import time
@@ -35,17 +36,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 import tomli_w
 
+from orchestrator.access.pki import PkiPaths
 from orchestrator.channels.sandboxes import Sandboxes, start_sandboxes
 from orchestrator.channels.unionpay.keys import SANDBOX_SIGNER
 from orchestrator.config import Config, parse_config
+from orchestrator.domain.states import Channel
 from orchestrator.embedded_redis import EmbeddedRedis, free_port
 from orchestrator.generated.windowpay.v1 import windowpay_pb2 as pb
 from orchestrator.healthcheck import status as health_status
 from orchestrator.record.embedded import EmbeddedPostgres
+from orchestrator.sandbox.bank import TradeState
+from orchestrator.sandbox.common import Notification
 from tests.faults.conftest import VAR
 from tests.faults.load import (
     MIX,
@@ -129,6 +135,7 @@ class ClusterStack:
     cluster: RayCluster
     redis_url: str
     database_url: str
+    notify_port: int  # the serving process's notification listener
 
     @property
     def windows(self) -> list[str]:
@@ -174,10 +181,11 @@ async def cluster_stack(
         config = parse_config(data, str(config_path))
         database_url = postgres_server.create_database(f"cluster_{uuid.uuid4().hex[:8]}")
         served = Served(config_path, redis.url, database_url, data_dir, free_port())
-        served.args = ["--ray-address", ray_cluster.address]
+        notify_port = free_port()
+        served.args = ["--ray-address", ray_cluster.address, "--notify-port", str(notify_port)]
         await served.supervised_start()
         yield ClusterStack(
-            config, data_dir, sandboxes, served, ray_cluster, redis.url, database_url
+            config, data_dir, sandboxes, served, ray_cluster, redis.url, database_url, notify_port
         )
     finally:
         if served is not None:
@@ -331,6 +339,7 @@ class FrontDoor:
     def __init__(self, stack: ClusterStack) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
+        self.notify_port = free_port()  # its notification listener's
         self.log_path = stack.data_dir / "joined-front-door.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -342,6 +351,7 @@ class FrontDoor:
                     "--database-url", stack.database_url,
                     "--data-dir", str(stack.data_dir),
                     "--port", str(self.port),
+                    "--notify-port", str(self.notify_port),
                     "--metrics-port", "0",
                 ],
                 stdout=log,
@@ -508,3 +518,91 @@ async def test_a_front_door_lost_its_terminals_go_on_through_another(
         joined.kill()
         await first.close()
         await second.close()
+
+
+# Code payments their provider notifies (a WeChat code payment is told by queries alone).
+NOTIFIED = (Channel.ALIPAY, Channel.UNIONPAY)
+
+
+async def post_notification(
+    stack: ClusterStack, port: int, channel: Channel, sent: Notification
+) -> bool:
+    """Post `sent` as its provider would to the listener on `port` (over the deployment's
+    TLS, its development CA trusted); whether the answer means "received"."""
+    trust = ssl.create_default_context(cafile=PkiPaths(stack.data_dir / "pki").ca_cert)
+    url = f"https://127.0.0.1:{port}/notify/{channel.value.lower()}"
+    headers = {"Content-Type": sent.content_type, **sent.headers}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=sent.body, headers=headers, ssl=trust) as answer,
+    ):
+        return sent.delivered(answer.status, await answer.text())
+
+
+async def test_every_process_listens_for_notifications_and_applies_each_once(
+    cluster_stack: ClusterStack,
+) -> None:
+    """A joined process runs a notification listener too (its own port, the deployment's
+    certificate). While the provider answers every query "unavailable", so that only a
+    notification can tell windowpay the payer paid, the payment's notification is
+    posted to the joined process's listener: the order becomes paid. The same
+    notification posted to both listeners at once is received by both and changes
+    nothing: one payment, one charge, the order at the same version."""
+    stack = cluster_stack
+    joined = FrontDoor(stack)
+    clients = Clients(stack.data_dir)
+
+    async def current(order_id: str) -> pb.Order:
+        order: pb.Order = await retrying(
+            lambda: clients.terminal.GetOrder(pb.GetOrderRequest(order_id=order_id), timeout=15),
+            within=60,
+        )
+        return order
+
+    async def paid_by_notification(payment: Payment) -> None:
+        order_id, channel = payment.order.order_id, payment.channel
+        bank = stack.sandboxes.bank(channel)
+        bank.faults = {"query"}
+        try:
+            paying = asyncio.ensure_future(
+                retrying(lambda: clients.terminal.Pay(payment.request(), timeout=15), within=60)
+            )
+            waiting = await eventually(lambda: current(order_id), lambda o: bool(o.attempts))
+            attempt_id = waiting.attempts[0].attempt_id
+            trade = await eventually(
+                lambda: asyncio.sleep(0, bank.trade(attempt_id)),
+                lambda t: t is not None and t.state is TradeState.SUCCESS,
+            )  # the payer confirmed at the provider; windowpay cannot ask
+            assert trade is not None
+            sent = stack.sandboxes.gateways[channel].notification(trade, None)
+            assert sent is not None
+            assert await post_notification(stack, joined.notify_port, channel, sent)
+            paid = await eventually(
+                lambda: current(order_id), lambda o: o.state == pb.PAID, within=20
+            )
+        finally:
+            bank.faults = set()
+        payment.answer = await paying
+        both = await asyncio.gather(
+            post_notification(stack, joined.notify_port, channel, sent),
+            post_notification(stack, stack.notify_port, channel, sent),
+        )
+        assert list(both) == [True, True]
+        again = await current(order_id)
+        assert (again.state, again.version) == (pb.PAID, paid.version)
+
+    try:
+        await joined.serving()
+        payments = []
+        for channel, window in zip(NOTIFIED, stack.windows, strict=False):
+            order = await new_order(clients, window)
+            payments.append(Payment(order, stack.terminals[window], channel, "1111"))
+            await paid_by_notification(payments[-1])
+        final = await settle(clients, [p.order.order_id for p in payments])
+        final, found = await checked(clients, payments, stack.sandboxes, final)
+        assert found == []
+        assert double_charges(final, stack.sandboxes) == 0
+        assert all(len(o.attempts) == 1 for o in final.values())
+    finally:
+        joined.kill()
+        await clients.close()
