@@ -139,8 +139,7 @@ faults: $(STAMP)
 MODULES ?= domain handlers providers channels access reconcile
 MUTANTS_domain := orchestrator.domain.*
 MUTANTS_handlers := orchestrator.servicepoint.handlers.* orchestrator.domain.commands.*
-MUTANTS_providers := orchestrator.providers.engine.* orchestrator.providers.qr_driver.* \
-	orchestrator.providers.no_trade.*
+MUTANTS_providers := orchestrator.providers.engine.* orchestrator.providers.qr_driver.*
 MUTANTS_channels := orchestrator.channels.*
 MUTANTS_access := orchestrator.access.policy.* orchestrator.access.supervisors.* \
 	orchestrator.store.lockout.*

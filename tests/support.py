@@ -43,10 +43,10 @@ EXPECTED: dict[str, dict[Channel, tuple[OrderState, AttemptState]]] = {
     "4444": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
     "5555": {Channel.WECHAT: PAID, Channel.ALIPAY: PAID, Channel.UNIONPAY: REVERSED},
     # An unsigned 5xx may hide a payment: query, then reverse (the trade number is closed).
-    # The reversal answers "no such trade" (WeChat's ORDER_NOT_EXIST, Alipay's cancel
-    # without action, UnionPay's 34), which is no "nothing to undo" while the payment code
-    # may still be used: it is asked again until twice the code's life after the pay call
-    # (payment_code_life_s, scaled here), then a query that finds no trade ends it REVERSED.
+    # WeChat's reverse answers ORDER_NOT_EXIST, which is no "nothing to undo" while the
+    # payment code may still be used: it is asked again until twice the code's life after
+    # the pay call (payment_code_life_s, scaled here), then a query that finds no trade
+    # ends it REVERSED.
     "6666": dict.fromkeys(Channel, REVERSED),
     "7777": dict.fromkeys(Channel, PAID),
     "8888": dict.fromkeys(Channel, REVERSED),
@@ -96,10 +96,9 @@ def small_config_data(
     # day, so that a test run between 23:00 and midnight finds its day's trades
     # (tests/unit/test_matcher.py holds the 23:00 day).
     data.setdefault("providers", {}).setdefault("UNIONPAY", {})["settlement_day_ends"] = "00:00"
-    # A payment code's life (one minute) at the deployment's time scale, as every other
-    # provider time here, so a reversal of a trade never made settles in time.
-    for name in ("WECHAT", "ALIPAY", "UNIONPAY"):
-        data["providers"].setdefault(name, {})["payment_code_life_s"] = 60.0 * time_scale
+    # A WeChat payment code's life (one minute) at the deployment's time scale, as every
+    # other provider time here, so a reverse of a trade never made settles in time.
+    data["providers"].setdefault("WECHAT", {})["payment_code_life_s"] = 60.0 * time_scale
     points = [f"{prefix}{i}" for i in range(1, service_points + 1)]
     # Its own service points, so not the sample's offices and sites: one implicit office.
     for place in ("province", "offices", "sites"):

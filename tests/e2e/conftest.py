@@ -208,10 +208,9 @@ async def deployed(
             "UNIONPAY": {"qr_expiry_s": 240},
         },
     )
-    # A reversal of a trade never made settles at twice the payment code's life: within
-    # the 3 s WeChat's reversal is given up here.
-    for name in ("WECHAT", "ALIPAY", "UNIONPAY"):
-        data["providers"][name]["payment_code_life_s"] = 1.0
+    # WeChat's reverse of a trade never made settles at twice the payment code's life:
+    # within the 3 s its reversal is given up here.
+    data["providers"]["WECHAT"]["payment_code_life_s"] = 1.0
     # Access: a spare principal to revoke, a second business system, a second supervisor
     # at the first point to lock out, and small stream bounds so that a reader that stops
     # reading is dropped soon.

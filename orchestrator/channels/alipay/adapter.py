@@ -29,7 +29,6 @@ from orchestrator.domain.money import to_yuan
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter, HttpClient
-from orchestrator.providers.no_trade import NoTrade, never_created_after, settle_no_trade
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
@@ -40,7 +39,6 @@ from orchestrator.providers.port import (
     RefundAnswer,
     RefundCall,
     ReverseAnswer,
-    ReverseStatus,
     TradeAnswer,
     TradeRef,
 )
@@ -55,7 +53,6 @@ DOWNLOAD_TIMEOUT_S = 60.0
 CERT_DOWNLOAD = "alipay.open.app.alipaycert.download"
 CERT_DOWNLOAD_EVERY_S = 60.0  # at most one download of an unknown certificate a minute
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-NEVER_CREATED_AFTER_S = never_created_after()  # of payment_code_life_s's default
 
 
 # subject: "不可使用特殊字符，如 /，=，& 等", at most 256 characters (the API reference).
@@ -126,10 +123,8 @@ class Alipay(Adapter[AlipayKeys]):
         clock: Callable[[], float] = time.time,
         *,
         notify_url: str = "",
-        never_created_after_s: float = NEVER_CREATED_AFTER_S,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock, notify_url=notify_url)
-        self._never_created_after_s = never_created_after_s
         self._cert_asked: dict[str, float] = {}  # SN -> when its download was last asked
 
     @property
@@ -158,16 +153,6 @@ class Alipay(Adapter[AlipayKeys]):
         return outcomes.query_answer(answer, trade)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
-        """alipay.trade.cancel. Its "no such trade" (10000 without action) is "not yet"
-        while the unclear pay call may still create the trade (providers/no_trade.py)."""
-        cancelled = await self._cancel(trade)
-        if isinstance(cancelled, NoTrade):
-            return await settle_no_trade(
-                cancelled, trade, self.query, self._clock(), self._never_created_after_s
-            )
-        return cancelled
-
-    async def _cancel(self, trade: TradeRef) -> ReverseAnswer | NoTrade:
         answer = await self._call("alipay.trade.cancel", {"out_trade_no": trade.out_trade_no})
         return outcomes.cancel_answer(answer, trade)
 
@@ -228,13 +213,7 @@ class Alipay(Adapter[AlipayKeys]):
         if closed is CloseNext.QUERY:
             return outcomes.not_closable(await self.query(trade))
         if closed is CloseNext.CANCEL:
-            # Never scanned: the cancel closes the number. The payer scans a precreate
-            # code until its timeout_express, which the QR driver's watch after the
-            # close covers; no pay call of windowpay's is in flight.
-            cancelled = await self._cancel(trade)
-            if isinstance(cancelled, NoTrade):
-                return ReverseAnswer(ReverseStatus.DONE, f"closed: {cancelled.said}")
-            return cancelled
+            return await self.reverse(trade)
         return closed
 
     async def bill(self, day: date) -> bytes:

@@ -195,15 +195,7 @@ class AlipayGateway(Gateway[GatewayKeys]):
         return answer
 
     async def _cancel(self, biz: dict[str, Any]) -> dict[str, Any] | web.Response:
-        """action close (unpaid) or refund (paid); a number Alipay has no trade for is
-        answered 10000 without action ("未返回：未查询到交易"), and nothing is recorded:
-        a pay call still on its way can create the trade afterwards."""
         before = self.bank.trade(biz["out_trade_no"])
-        if before is None and "reverse" not in self.bank.faults:
-            return {
-                "code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"],
-                "retry_flag": "N",
-            }  # fmt: skip
         reply = await self.bank.reverse(biz["out_trade_no"])
         if reply.reply is Reply.RETRY:
             return {**_failure("40004", "ACQ.SYSTEM_ERROR"), "retry_flag": "Y"}

@@ -12,7 +12,6 @@ from orchestrator.channels.alipay.sandbox import AlipayGateway
 from orchestrator.channels.alipay.trust import gateway_keys, merchant_keys
 from orchestrator.config import ConfigError, ProviderSettings
 from orchestrator.providers.http import HttpClient
-from orchestrator.providers.no_trade import never_created_after
 from orchestrator.sandbox.bank import SandboxBank
 
 PID = re.compile(r"2088[0-9]{12}", re.ASCII)
@@ -24,7 +23,6 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> A
         merchant_keys(keys_dir, settings.credentials),
         settings.merchant_id,
         notify_url=settings.notify_url,
-        never_created_after_s=never_created_after(settings.options.number("payment_code_life_s")),
     )
 
 

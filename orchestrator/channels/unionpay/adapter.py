@@ -50,7 +50,6 @@ from orchestrator.channels.unionpay.wire import (
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import CertificateError
 from orchestrator.providers.http import Adapter, HttpClient
-from orchestrator.providers.no_trade import NoTrade, never_created_after, settle_no_trade
 from orchestrator.providers.port import (
     OutcomeUnknown,
     PayCall,
@@ -72,7 +71,6 @@ TRANSACT = "/gateway/api/backTransReq.do"
 QUERY = "/gateway/api/queryTrans.do"
 FILES = "/gateway/api/fileTransReq.do"
 ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
-NEVER_CREATED_AFTER_S = never_created_after()  # of payment_code_life_s's default
 
 # The longest life a 申码 code is given (payTimeout), so that a close whose code's
 # payTimeout this process no longer remembers (after a restart) knows when it has passed.
@@ -126,10 +124,8 @@ class UnionPay(Adapter[UnionPayKeys]):
         back_url: str,
         clock: Callable[[], float] = time.time,
         access: Access = DIRECT,
-        never_created_after_s: float = NEVER_CREATED_AFTER_S,
     ) -> None:
         super().__init__(http, keys, merchant_id, clock)
-        self._never_created_after_s = never_created_after_s
         self._back_url = back_url
         self._access = access
         self._pay_timeouts: dict[str, int] = {}  # 申码 orderId -> its payTimeout (ms)
@@ -168,9 +164,7 @@ class UnionPay(Adapter[UnionPayKeys]):
         return outcomes.query_answer(fields, self._merchant_id, trade, open_code)
 
     async def reverse(self, trade: TradeRef) -> ReverseAnswer:
-        """The reversal (冲正) names the original by its orderId and txnTime. Its 34 (no such
-        transaction) is asked again while the sale may still arrive, then confirmed by the
-        query."""
+        """The reversal (冲正) names the original by its orderId and txnTime."""
         fields = await self._call(
             TRANSACT,
             txnType=REVERSAL,
@@ -178,13 +172,7 @@ class UnionPay(Adapter[UnionPayKeys]):
             orderId=trade.out_trade_no,
             txnTime=txn_time(trade.at_ms),
         )
-        reversed_ = outcomes.reversal_answer(fields, self._merchant_id, trade.out_trade_no)
-        if isinstance(reversed_, NoTrade):
-            # 34 while the sale may still reach the host is "not yet" (providers/no_trade.py)
-            return await settle_no_trade(
-                reversed_, trade, self.query, self._clock(), self._never_created_after_s
-            )
-        return reversed_
+        return outcomes.reversal_answer(fields, self._merchant_id, trade.out_trade_no)
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """申码: a consumption QR code the payer scans with a UnionPay app (txnType 01,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import NoReturn
 
 from orchestrator.channels.unionpay.declines import DECLINED, REFUND_DECLINED
-from orchestrator.providers.no_trade import NoTrade
 from orchestrator.providers.port import (
     OutcomeUnknown,
     ProviderRejected,
@@ -99,22 +98,13 @@ def query_answer(
     return outcome(code, fields, merchant_id, trade.out_trade_no)
 
 
-REVERSAL_NO_TRADE = "冲正 34: no such transaction"
-
-
-def reversal_answer(
-    fields: dict[str, str], merchant_id: str, order_id: str
-) -> ReverseAnswer | NoTrade:
-    """冲正: 00 undone; 34 no such transaction *now* (NoTrade: the sale may still be on its
-    way); each only as the reversal's own answer (a sale's or a query's 00 or 34 for the
-    same orderId says nothing of it); 03/04/05 ask again; anything else fails (the engine
-    asks again, never takes it as done)."""
-    if fields["respCode"] == SUCCESS:
+def reversal_answer(fields: dict[str, str], merchant_id: str, order_id: str) -> ReverseAnswer:
+    """冲正: 00 undone, 34 nothing to undo, each only as the reversal's own answer (a
+    sale's or a query's 00 or 34 for the same orderId says nothing of it); 03/04/05 ask
+    again; anything else fails (the engine asks again, never takes it as done)."""
+    if fields["respCode"] in (SUCCESS, NOT_FOUND):  # undone, or nothing to undo
         check_names(fields, merchant_id, order_id, REVERSAL)
         return ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
-    if fields["respCode"] == NOT_FOUND:
-        check_names(fields, merchant_id, order_id, REVERSAL)
-        return NoTrade(REVERSAL_NO_TRADE)
     if fields["respCode"] in UNKNOWN_CODES:
         return ReverseAnswer(ReverseStatus.RETRY, fields.get("respMsg", ""))
     fail(fields)

@@ -151,12 +151,8 @@ class UnionPayGateway(Gateway[UnionPayPlatformKeys]):
         )  # fmt: skip
 
     async def _reversal(self, fields: dict[str, str]) -> web.Response:
-        """The reversal (冲正) names the sale by its orderId and original txnTime. A sale
-        the host has no record of is 34 (查无此交易), and nothing is recorded: a sale still
-        on its way can arrive afterwards."""
+        """The reversal (冲正) names the sale by its orderId and original txnTime."""
         if not self._is_original(fields):
-            return self._answer(fields, "34")
-        if self.bank.trade(fields["orderId"]) is None and "reverse" not in self.bank.faults:
             return self._answer(fields, "34")
         if fields["orderId"] in self._pay_timeouts:
             return self._answer(fields, "35")  # 冲正 is for payer-presented sales only

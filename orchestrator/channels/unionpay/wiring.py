@@ -16,7 +16,6 @@ from orchestrator.config import Credentials, ProviderSettings
 from orchestrator.providers.certificates import CertificateError, load_pfx
 from orchestrator.providers.http import HttpClient
 from orchestrator.providers.keys import KeyMaterialError, read_certificate, read_secret
-from orchestrator.providers.no_trade import never_created_after
 from orchestrator.sandbox.bank import SandboxBank
 
 
@@ -27,7 +26,6 @@ def adapter(client: HttpClient, settings: ProviderSettings, keys_dir: Path) -> U
         settings.merchant_id,
         settings.notify_url,
         access=access_from(settings.credentials),
-        never_created_after_s=never_created_after(settings.options.number("payment_code_life_s")),
     )
 
 

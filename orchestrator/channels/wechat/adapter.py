@@ -41,7 +41,6 @@ from orchestrator.channels.wechat.platform import (
 )
 from orchestrator.domain.states import Channel
 from orchestrator.providers.http import Adapter, HttpAnswer, HttpClient
-from orchestrator.providers.no_trade import NoTrade, settle_no_trade
 from orchestrator.providers.port import (
     BillNotReady,
     OutcomeUnknown,
@@ -190,10 +189,17 @@ class WeChatPay(Adapter[WeChatMerchant]):
         call (or when its time is unknown) the pay call may still create the trade: ask
         again. After that, once the query also finds no trade, nothing was taken and the
         expired payment code cannot be taken any more: the reverse is done, and the order
-        is payable again without waiting out the reversal window (providers/no_trade.py)."""
-        return await settle_no_trade(
-            NoTrade(ORDER_NOT_EXIST), trade, self.query, self._clock(), self._never_created_after_s
-        )
+        is payable again without waiting out the reversal window."""
+        not_yet = ReverseAnswer(ReverseStatus.RETRY, ORDER_NOT_EXIST)
+        if trade.at_ms <= 0 or self._clock() - trade.at_ms / 1000 < self._never_created_after_s:
+            return not_yet
+        try:
+            found = await self.query(trade)
+        except ProviderError:
+            return not_yet
+        if found.status is not TradeStatus.NOT_FOUND:
+            return ReverseAnswer(ReverseStatus.RETRY, f"{ORDER_NOT_EXIST}, query: {found.reason}")
+        return ReverseAnswer(ReverseStatus.DONE, f"{ORDER_NOT_EXIST}: never created, code expired")
 
     async def create_qr(self, call: QrCall) -> QrAnswer:
         """Native payment (Native支付): the code_url the payer scans. Its answer names no

@@ -6,7 +6,6 @@ trade bill."""
 
 from __future__ import annotations
 
-from orchestrator.providers.no_trade import never_created_after as never_created_after
 from orchestrator.providers.port import RefundStatus, TradeStatus
 
 TRADE_STATES = {
@@ -44,8 +43,15 @@ TRY_AGAIN = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", USERPAYING, "FREQUENCY_LIM
 # a query's, then means nothing was taken and nothing can be (adapter.py,
 # docs/PROVIDERS.md). WeChat's own MicroPay sample also takes a query's ORDERNOTEXIST as
 # "the payment failed".
-# The same rule holds for Alipay's and UnionPay's "no such trade" (providers/no_trade.py).
 ORDER_NOT_EXIST = "ORDER_NOT_EXIST"
+PAYMENT_CODE_LIFE_S = 60.0  # the default of payment_code_life_s
+
+
+def never_created_after(payment_code_life_s: float = PAYMENT_CODE_LIFE_S) -> float:
+    """Seconds after a pay call past which ORDER_NOT_EXIST, confirmed, is final."""
+    return 2 * payment_code_life_s
+
+
 NEVER_CREATED_AFTER_S = never_created_after()
 REVERSE_DONE = frozenset({"ORDER_CLOSED"})  # closed already: nothing was kept
 

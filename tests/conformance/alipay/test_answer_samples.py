@@ -73,11 +73,6 @@ def cancel(out_trade_no: str) -> Operation:
     return lambda alipay: alipay.reverse(TradeRef(out_trade_no, 100, 0))
 
 
-def cancel_after_the_code_died(out_trade_no: str) -> Operation:
-    """A cancel of a trade whose pay call was long ago (its payment code long dead)."""
-    return lambda alipay: alipay.reverse(TradeRef(out_trade_no, 8888, 1))
-
-
 def close(out_trade_no: str, amount_fen: int) -> Operation:
     return lambda alipay: alipay.close(TradeRef(out_trade_no, amount_fen, 0))
 
@@ -155,25 +150,6 @@ CASES = [
         ("cancel_closed",), "placeholder", cancel("6823789339978248"),
         ReverseAnswer(ReverseStatus.DONE, "cancelled (close)"),
     ),
-    Case(  # no trade *yet*: the pay call (its time unknown here) may still arrive
-        ("cancel_no_trade",), "placeholder", cancel("6823789339978248"),
-        ReverseAnswer(ReverseStatus.RETRY, "cancel 10000 without action: no such trade"),
-    ),
-    Case(
-        ("cancel_no_trade", "query_not_exist"), "placeholder",
-        cancel_after_the_code_died("6823789339978248"),
-        ReverseAnswer(
-            ReverseStatus.DONE,
-            "cancel 10000 without action: no such trade: never created, code expired",
-        ),
-    ),
-    Case(
-        ("cancel_no_trade", "query_waiting"), "placeholder",
-        cancel_after_the_code_died("6823789339978248"),
-        ReverseAnswer(
-            ReverseStatus.RETRY, "cancel 10000 without action: no such trade, query: WAIT_BUYER_PAY"
-        ),
-    ),
     Case(
         ("cancel_retry",), "placeholder", cancel("6823789339978248"),
         ReverseAnswer(ReverseStatus.RETRY, "retry_flag=Y"),
@@ -189,10 +165,6 @@ CASES = [
     Case(
         ("close_not_exist", "cancel_closed"), "placeholder", close("6823789339978248", 8888),
         ReverseAnswer(ReverseStatus.DONE, "cancelled (close)"),
-    ),
-    Case(  # a precreate code never scanned: no pay call in flight, the cancel closes it
-        ("close_not_exist", "cancel_no_trade"), "placeholder", close("6823789339978248", 8888),
-        ReverseAnswer(ReverseStatus.DONE, "closed: cancel 10000 without action: no such trade"),
     ),
     Case(
         ("refund_success_yansongda",), "yansongda", refund("1703141270", 1, "1703141270", 1),

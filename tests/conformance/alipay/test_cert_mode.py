@@ -29,7 +29,7 @@ from orchestrator.channels.alipay.files import make_dev_certificates
 from orchestrator.channels.alipay.notify import AlipayNotifications
 from orchestrator.channels.alipay.trust import AlipayKeys, merchant_keys
 from orchestrator.channels.alipay.wiring import notifications
-from orchestrator.config import Credentials, Options, ProviderSettings
+from orchestrator.config import Credentials, ProviderSettings
 from orchestrator.domain.states import Channel
 from orchestrator.providers.certificates import (
     Certificate,
@@ -163,10 +163,7 @@ async def test_the_sandbox_speaks_certificate_mode_end_to_end(tmp_path: Path) ->
         assert trade is not None
         sent = served.gateway.notification(trade, None)
         settings = ProviderSettings(
-            base_url=served.gateway.base_url,
-            merchant_id=APP_ID,
-            credentials=credentials,
-            options=Options({"payment_code_life_s": 60.0}),  # as defaults.toml gives it
+            base_url=served.gateway.base_url, merchant_id=APP_ID, credentials=credentials
         )
         client = HttpClient(served.gateway.base_url)
         verifier: AlipayNotifications = notifications(client, settings, tmp_path, 300)

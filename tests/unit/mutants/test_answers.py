@@ -7,7 +7,6 @@ same mapping over HTTP; these run it without servers, so that mutmut can."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -20,15 +19,12 @@ from orchestrator.channels.alipay.outcomes import CloseNext
 from orchestrator.channels.unionpay import outcomes as unionpay
 from orchestrator.channels.unionpay.declines import DECLINED as UP_DECLINED
 from orchestrator.channels.unionpay.declines import REFUND_DECLINED as UP_REFUND_DECLINED
-from orchestrator.providers import no_trade
 from orchestrator.providers.bills import NoTradesThatDay
-from orchestrator.providers.no_trade import NoTrade
 from orchestrator.providers.port import (
     AnswerMismatch,
     BillNotReady,
     OutcomeUnknown,
     ProviderRejected,
-    ProviderUnavailable,
     RefundAnswer,
     RefundStatus,
     ReverseAnswer,
@@ -164,15 +160,7 @@ def test_alipay_cancel() -> None:
     for action in ("close", "refund"):
         answer = alipay.cancel_answer({**closed, "action": action}, TRADE)
         assert answer == ReverseAnswer(ReverseStatus.DONE, f"cancelled ({action})")
-    # 10000 without action is "no trade found" (the cancel's answer table): not done, the
-    # sale may still arrive (providers/no_trade.py decides when it is).
-    no_trade = NoTrade("cancel 10000 without action: no such trade")
-    assert alipay.cancel_answer(closed, TRADE) == no_trade
-    assert alipay.cancel_answer({**closed, "action": ""}, TRADE) == no_trade
-    with pytest.raises(OutcomeUnknown, match=r"^cancel answered action 'reverse'$"):
-        alipay.cancel_answer({**closed, "action": "reverse"}, TRADE)
-    with pytest.raises(AnswerMismatch, match=r"^answer names out_trade_no 'other'"):
-        alipay.cancel_answer({**closed, "out_trade_no": "other", "action": ""}, TRADE)
+    assert alipay.cancel_answer(closed, TRADE) == ReverseAnswer(ReverseStatus.DONE, "cancelled ()")
     # out_trade_no is required in the cancel's answer: one that names another trade, or
     # none, is not this trade's reversal.
     bare = {"code": "10000", "retry_flag": "N", "action": "close"}
@@ -476,12 +464,9 @@ def test_unionpay_query_answers_that_settle_nothing() -> None:
 
 
 def test_unionpay_a_reversal_is_done_only_by_its_own_answer() -> None:
-    answer = unionpay.reversal_answer(acp("00", txnType="99"), MER, SALE.out_trade_no)
-    assert answer == ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
-    # 34: no such transaction *now*; the sale may still arrive (providers/no_trade.py).
-    answer = unionpay.reversal_answer(acp("34", txnType="99"), MER, SALE.out_trade_no)
-    assert answer == NoTrade("冲正 34: no such transaction")
     for code in ("00", "34"):
+        answer = unionpay.reversal_answer(acp(code, txnType="99"), MER, SALE.out_trade_no)
+        assert answer == ReverseAnswer(ReverseStatus.DONE, "reversal (冲正) done")
         with pytest.raises(AnswerMismatch, match=r"^answer names txnType '01', the request '99'"):
             unionpay.reversal_answer(acp(code, txnType="01"), MER, SALE.out_trade_no)
         with pytest.raises(AnswerMismatch, match=r"^answer names orderId"):
@@ -602,75 +587,3 @@ def test_unionpay_a_void_or_refund_not_found_is_the_querys_own_34() -> None:
     for code in ("03", "06"):
         with pytest.raises(ProviderRejected):
             unionpay.refund_status(acp(code, orderId=order_id), MER, order_id, 40, False)
-
-
-# ---- a reversal's "no such trade" (providers/no_trade.py), for all three channels -----
-
-PAID_AT_MS = 1_800_000_000_000  # the pay call's time
-SOLD = TradeRef("P0000000000000001", 100, PAID_AT_MS)
-SAID = NoTrade("冲正 34: no such transaction")
-
-
-class Queried:
-    """The provider's query: answers in turn (an exception is raised); counts the calls."""
-
-    def __init__(self, *answers: TradeAnswer | Exception) -> None:
-        self.answers = list(answers)
-        self.asked: list[TradeRef] = []
-
-    async def __call__(self, trade: TradeRef) -> TradeAnswer:
-        self.asked.append(trade)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def test_no_trade_is_final_two_code_lives_after_the_pay_call() -> None:
-    assert no_trade.never_created_after(60.0) == 120.0
-    assert no_trade.never_created_after(3.0) == 6.0
-    assert no_trade.never_created_after() == 120.0
-    at_s = PAID_AT_MS / 1000
-    assert no_trade.may_still_arrive(SOLD, at_s + 119.999, 120.0)
-    assert not no_trade.may_still_arrive(SOLD, at_s + 120.0, 120.0)
-    assert not no_trade.may_still_arrive(SOLD, at_s + 500.0, 120.0)
-    # The pay call's time unknown (0): it may always still arrive.
-    for unknown in (0, -1):
-        assert no_trade.may_still_arrive(replace(SOLD, at_ms=unknown), 10**10, 120.0)
-    assert not no_trade.may_still_arrive(replace(SOLD, at_ms=1), 10**10, 120.0)
-
-
-async def test_no_trade_while_the_sale_may_arrive_asks_again_without_a_query() -> None:
-    query = Queried(TradeAnswer(TradeStatus.NOT_FOUND))
-    for now_s in (PAID_AT_MS / 1000, PAID_AT_MS / 1000 + 119.9):
-        answer = await no_trade.settle_no_trade(SAID, SOLD, query, now_s, 120.0)
-        assert answer == ReverseAnswer(ReverseStatus.RETRY, "冲正 34: no such transaction")
-    assert query.asked == []
-
-
-async def test_no_trade_after_the_window_is_done_only_when_the_query_finds_none() -> None:
-    later_s = PAID_AT_MS / 1000 + 120.0
-    query = Queried(TradeAnswer(TradeStatus.NOT_FOUND, reason="34 no such transaction"))
-    answer = await no_trade.settle_no_trade(SAID, SOLD, query, later_s, 120.0)
-    assert answer == ReverseAnswer(
-        ReverseStatus.DONE, "冲正 34: no such transaction: never created, code expired"
-    )
-    assert query.asked == [SOLD]
-    # The sale arrived after all: the reversal is sent again (and undoes it).
-    paid = TradeAnswer(TradeStatus.PAID, "4200001")
-    answer = await no_trade.settle_no_trade(SAID, SOLD, Queried(paid), later_s, 120.0)
-    assert answer == ReverseAnswer(ReverseStatus.RETRY, "冲正 34: no such transaction, query: PAID")
-    waiting = TradeAnswer(TradeStatus.CONFIRMING, reason="WAIT_BUYER_PAY")
-    answer = await no_trade.settle_no_trade(SAID, SOLD, Queried(waiting), later_s, 120.0)
-    assert answer == ReverseAnswer(
-        ReverseStatus.RETRY, "冲正 34: no such transaction, query: WAIT_BUYER_PAY"
-    )
-    for status in (TradeStatus.CLOSED, TradeStatus.DECLINED):
-        answer = await no_trade.settle_no_trade(
-            SAID, SOLD, Queried(TradeAnswer(status)), later_s, 120.0
-        )
-        assert answer.status is ReverseStatus.RETRY
-    # No answer to the query: not known, asked again.
-    for error in (OutcomeUnknown("x"), ProviderUnavailable("y")):
-        answer = await no_trade.settle_no_trade(SAID, SOLD, Queried(error), later_s, 120.0)
-        assert answer == ReverseAnswer(ReverseStatus.RETRY, "冲正 34: no such transaction")
