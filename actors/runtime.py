@@ -8,6 +8,7 @@ the front door uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 # host's outward address and listens there. It is read when Ray is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+import psutil
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -57,14 +59,34 @@ LATE_RAYLET = "timed out during startup"
 
 def _init_retrying(num_cpus: int, address: str | None) -> None:
     for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        before = {child.pid for child in psutil.Process().children(recursive=True)}
         try:
             _init(num_cpus, address)
             return
         except Exception as exc:  # Ray raises a bare Exception for a late raylet
-            if address or attempt == LOCAL_START_ATTEMPTS or LATE_RAYLET not in str(exc):
+            if address or LATE_RAYLET not in str(exc):
                 raise
             log.warning("Ray's local node was late to start (attempt %d): %s", attempt, exc)
+            # Ray fails inside its node's constructor, after the GCS and the raylet have
+            # started and before it keeps the node: ray.shutdown() cannot see them. They
+            # are this process's children, started by this attempt.
+            _stop_children_since(before)
             ray.shutdown()
+            if attempt == LOCAL_START_ATTEMPTS:
+                raise
+
+
+def _stop_children_since(before: set[int], grace_s: float = 5.0) -> None:
+    """Stop this process's children (and theirs) that were not running before."""
+    started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    for child in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(started, timeout=grace_s)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def _init(num_cpus: int, address: str | None) -> None:
