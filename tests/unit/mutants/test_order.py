@@ -492,6 +492,15 @@ def test_a_refund_record_round_trips() -> None:
     assert Order.from_record(order.to_record()) == order
 
 
+def test_a_refunds_number_and_failure_survive_its_record() -> None:
+    order, late = late_success_order()
+    order.record_attempt(late, AttemptEvent.LATE_SUCCESS, NOW + 5)
+    [refund] = order.refunds
+    refund.provider_refund_no, refund.failure_reason = "RF7", "退款被银行拒绝"
+    again = Refund.from_record(refund.to_record())
+    assert (again.provider_refund_no, again.failure_reason) == ("RF7", "退款被银行拒绝")
+
+
 def test_a_refund_of_one_fen_is_taken() -> None:
     order = new_order()
     paid(order)
