@@ -65,6 +65,17 @@ async def heard_of(heard: pytest.LogCaptureFixture, out_no: str, accept: int) ->
     return await eventually(probe, lambda seen: len(seen) >= accept, within=WITHIN)
 
 
+def repeats(heard: pytest.LogCaptureFixture, channel: Channel) -> int:
+    """The notifications of `channel` the listener answered as already seen (Alipay's
+    notify_id), which it logs without their order."""
+    return sum(
+        1
+        for record in heard.records
+        if "notification repeated" in record.getMessage()
+        and str(getattr(record, "channel", "")) in (channel.value, str(channel))
+    )
+
+
 def deliveries(gateway: Gateway[object], out_no: str) -> list[int]:
     """The HTTP status of every post of the sandbox's own notification about `out_no`."""
     return [status for no, status in gateway.sent if no == out_no]
@@ -210,7 +221,19 @@ async def test_a_qr_notification_racing_the_drivers_own_query(
     paid = await final(deployed, order.order_id, pb.SUCCEEDED, pb.FAILED, pb.REVERSED)
     assert received(sent, *await again)
     assert paid.state == pb.PAID, paid
-    seen = await heard_of(heard, attempt_id, 2)
+    if channel is Channel.ALIPAY:
+        # The same notify_id twice: a copy verified after the listener remembered the
+        # first is answered "received" there and never reaches the actor (logged as
+        # repeated, with no order); copies verified together both reach it. Either way,
+        # each of the two is answered once.
+        seen, again_seen = await eventually(
+            lambda: _now((outcomes(heard, attempt_id), repeats(heard, channel))),
+            lambda both: len(both[0]) + both[1] >= 2,
+            within=WITHIN,
+        )
+        assert len(seen) >= 1, (seen, again_seen)
+    else:
+        seen = await heard_of(heard, attempt_id, 2)
     assert set(seen) <= {"applied", "duplicate"} and seen.count("applied") <= 1, seen
     await eventually(
         lambda: _now(deliveries(gateway, attempt_id)), lambda s: any(200 <= n < 300 for n in s)
